@@ -1,0 +1,577 @@
+//! The hub (outputs and their filters) and the `Logger` handles it gives out.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use arc_swap::ArcSwap;
+
+use crate::attr::{Attr, OwnedAttr, SecretKeys};
+use crate::filter::Directives;
+use crate::level::Level;
+use crate::record::{Bound, FlushError, Output, OutputStats, Record, Source, StackTrace};
+use crate::slog_kv::{BoundKv, RecordKv, location};
+
+type SlogDrain = dyn slog::Drain<Ok = (), Err = slog::Never> + Send + Sync;
+
+enum Sink {
+    Native(Arc<dyn Output>),
+    Slog(Box<SlogDrain>),
+}
+
+struct OutputEntry {
+    id: OutputId,
+    name: String,
+    filter: Directives,
+    sink: Sink,
+    /// Panics caught from this output.
+    panics: AtomicU64,
+}
+
+/// Identifies an output added to a hub.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct OutputId(u64);
+
+/// What a hub knows about one of its outputs.
+#[derive(Clone, Debug)]
+pub struct OutputInfo {
+    /// The id `add_output` returned.
+    pub id: OutputId,
+    /// The name it was added under.
+    pub name: String,
+    /// Its level filter.
+    pub filter: Directives,
+    /// Its counters (zero for plain slog drains, except `write_errors`, which counts
+    /// panics caught from the drain).
+    pub stats: OutputStats,
+}
+
+/// An output could not be added.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddOutputError {
+    /// Another output already has this name.
+    #[error("a log output named {0:?} already exists: give each output its own name")]
+    DuplicateName(String),
+}
+
+/// Failures of `Hub::shutdown`, one per output that did not flush.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("log shutdown: {}", .failures.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+pub struct ShutdownError {
+    /// Each output's failure.
+    pub failures: Vec<FlushError>,
+}
+
+struct HubInner {
+    outputs: ArcSwap<Vec<Arc<OutputEntry>>>,
+    /// Bumped on every change of `outputs`; loggers re-derive their threshold when it moves.
+    generation: AtomicU64,
+    secrets: SecretKeys,
+    error_backtraces: bool,
+    loggers: RwLock<HashMap<Arc<str>, Arc<LoggerCore>>>,
+    unrouted: AtomicU64,
+    next_id: AtomicU64,
+    change: Mutex<()>,
+}
+
+/// Builds a [`Hub`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct HubBuilder {
+    secrets: SecretKeys,
+    error_backtraces: bool,
+}
+
+impl HubBuilder {
+    /// Replaces the secret-key patterns (default: [`SecretKeys::default`]).
+    pub fn with_secret_keys(mut self, secrets: SecretKeys) -> Self {
+        self.secrets = secrets;
+        self
+    }
+    /// Whether ERROR records carry a stack trace (default: on).
+    pub fn with_error_backtraces(mut self, on: bool) -> Self {
+        self.error_backtraces = on;
+        self
+    }
+    /// The hub.
+    pub fn build(self) -> Hub {
+        Hub {
+            inner: Arc::new(HubInner {
+                outputs: ArcSwap::from_pointee(Vec::new()),
+                generation: AtomicU64::new(1),
+                secrets: self.secrets,
+                error_backtraces: self.error_backtraces,
+                loggers: RwLock::new(HashMap::new()),
+                unrouted: AtomicU64::new(0),
+                next_id: AtomicU64::new(1),
+                change: Mutex::new(()),
+            }),
+        }
+    }
+}
+
+/// Holds the outputs and hands out loggers. A program usually has one, which the
+/// `piko-obs` facade owns; this crate never installs anything globally.
+///
+/// Loggers follow the hub: one obtained before an output is added writes to it too.
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use piko_obs_logger::{Hub, Level, Output, OutputStats, Record, FlushError, attr};
+///
+/// #[derive(Default)]
+/// struct Lines(Mutex<Vec<String>>);
+/// impl Output for Lines {
+///     fn write(&self, r: &Record<'_>) {
+///         self.0.lock().unwrap().push(format!("{} {}", r.level(), r.msg()));
+///     }
+///     fn flush(&self, _: std::time::Duration) -> Result<(), FlushError> { Ok(()) }
+/// }
+///
+/// let hub = Hub::builder().build();
+/// let log = hub.get_logger("myapp/db");   // before any output exists
+/// let lines = Arc::new(Lines::default());
+/// hub.add_output("test", Level::INFO, lines.clone()).unwrap();
+/// log.notice("pool ready", &[attr::int("size", 8)]);
+/// log.debug("not shown", &[]);
+/// assert_eq!(*lines.0.lock().unwrap(), ["NOTICE pool ready"]);
+/// ```
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<HubInner>,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Hub::builder().build()
+    }
+}
+
+impl fmt::Debug for Hub {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Hub")
+            .field(
+                "outputs",
+                &self
+                    .inner
+                    .outputs
+                    .load()
+                    .iter()
+                    .map(|o| o.name.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl Hub {
+    /// A builder with the defaults: default secret keys, stack traces on ERROR.
+    pub fn builder() -> HubBuilder {
+        HubBuilder {
+            secrets: SecretKeys::default(),
+            error_backtraces: true,
+        }
+    }
+
+    /// Adds an output that receives every record at or above `filter`'s level for the
+    /// record's logger name.
+    pub fn add_output(
+        &self,
+        name: impl Into<String>,
+        filter: impl Into<Directives>,
+        output: impl Output,
+    ) -> Result<OutputId, AddOutputError> {
+        self.add(name.into(), filter.into(), Sink::Native(Arc::new(output)))
+    }
+
+    /// Adds any slog drain as an output. It sees slog records: the nearest slog level,
+    /// the exact piko level name in `record.tag()`, the logger name and bound fields in
+    /// the owned key-values, and secret values already masked.
+    pub fn add_drain<D>(
+        &self,
+        name: impl Into<String>,
+        filter: impl Into<Directives>,
+        drain: D,
+    ) -> Result<OutputId, AddOutputError>
+    where
+        D: slog::Drain<Err = slog::Never> + Send + Sync + 'static,
+    {
+        self.add(
+            name.into(),
+            filter.into(),
+            Sink::Slog(Box::new(DiscardOk(drain))),
+        )
+    }
+
+    fn add(&self, name: String, filter: Directives, sink: Sink) -> Result<OutputId, AddOutputError> {
+        let _g = self.inner.change.lock().unwrap_or_else(|p| p.into_inner());
+        let current = self.inner.outputs.load_full();
+        if current.iter().any(|o| o.name == name) {
+            return Err(AddOutputError::DuplicateName(name));
+        }
+        let id = OutputId(self.inner.next_id.fetch_add(1, Ordering::Relaxed));
+        let mut next: Vec<Arc<OutputEntry>> = current.iter().cloned().collect();
+        next.push(Arc::new(OutputEntry {
+            id,
+            name,
+            filter,
+            sink,
+            panics: AtomicU64::new(0),
+        }));
+        self.inner.outputs.store(Arc::new(next));
+        self.inner.generation.fetch_add(1, Ordering::AcqRel);
+        Ok(id)
+    }
+
+    /// Removes an output after flushing it within `timeout`. Returns whether it existed.
+    pub fn remove_output(&self, id: OutputId, timeout: Duration) -> Result<bool, FlushError> {
+        let removed = {
+            let _g = self.inner.change.lock().unwrap_or_else(|p| p.into_inner());
+            let current = self.inner.outputs.load_full();
+            let removed = current.iter().find(|o| o.id == id).cloned();
+            let next: Vec<Arc<OutputEntry>> =
+                current.iter().filter(|o| o.id != id).cloned().collect();
+            self.inner.outputs.store(Arc::new(next));
+            self.inner.generation.fetch_add(1, Ordering::AcqRel);
+            removed
+        };
+        match removed {
+            Some(o) => flush_entry(&o, timeout).map(|()| true),
+            None => Ok(false),
+        }
+    }
+
+    /// The outputs, in the order they were added.
+    pub fn outputs(&self) -> Vec<OutputInfo> {
+        self.inner
+            .outputs
+            .load()
+            .iter()
+            .map(|o| OutputInfo {
+                id: o.id,
+                name: o.name.clone(),
+                filter: o.filter.clone(),
+                stats: {
+                    let mut s = match &o.sink {
+                        Sink::Native(out) => out.stats(),
+                        Sink::Slog(_) => OutputStats::default(),
+                    };
+                    s.write_errors += o.panics.load(Ordering::Relaxed);
+                    s
+                },
+            })
+            .collect()
+    }
+
+    /// Lines at INFO or above that were logged while the hub had no output at all.
+    pub fn unrouted(&self) -> u64 {
+        self.inner.unrouted.load(Ordering::Relaxed)
+    }
+
+    /// The most verbose level any output takes for any logger.
+    pub fn min_level(&self) -> Level {
+        self.inner
+            .outputs
+            .load()
+            .iter()
+            .map(|o| o.filter.min_level())
+            .min()
+            .unwrap_or(Level::INFO)
+    }
+
+    /// Writes everything accepted so far. The whole call takes at most `timeout`.
+    pub fn flush(&self, timeout: Duration) -> Result<(), ShutdownError> {
+        let deadline = Instant::now() + timeout;
+        let failures: Vec<FlushError> = self
+            .inner
+            .outputs
+            .load()
+            .iter()
+            .filter_map(|o| {
+                flush_entry(o, deadline.saturating_duration_since(Instant::now())).err()
+            })
+            .collect();
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(ShutdownError { failures })
+        }
+    }
+
+    /// Flushes within `timeout`, then removes every output (dropping them stops their
+    /// writer threads). Later lines count as unrouted. Calling it twice is harmless.
+    pub fn shutdown(&self, timeout: Duration) -> Result<(), ShutdownError> {
+        let result = self.flush(timeout);
+        let _g = self.inner.change.lock().unwrap_or_else(|p| p.into_inner());
+        self.inner.outputs.store(Arc::new(Vec::new()));
+        self.inner.generation.fetch_add(1, Ordering::AcqRel);
+        result
+    }
+
+    /// A logger named `name`. Cheap: loggers of the same name share their state.
+    pub fn get_logger(&self, name: &str) -> Logger {
+        if let Some(core) = self
+            .inner
+            .loggers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+        {
+            return Logger {
+                bound: core.root.clone(),
+                core: core.clone(),
+            };
+        }
+        let mut map = self.inner.loggers.write().unwrap_or_else(|p| p.into_inner());
+        let core = map
+            .entry(Arc::from(name))
+            .or_insert_with_key(|name| {
+                Arc::new(LoggerCore {
+                    hub: self.inner.clone(),
+                    name: name.clone(),
+                    generation: AtomicU64::new(0),
+                    min: AtomicI32::new(Level::INFO.value()),
+                    root: Arc::new(bound(name, Vec::new(), &self.inner.secrets)),
+                })
+            })
+            .clone();
+        Logger {
+            bound: core.root.clone(),
+            core,
+        }
+    }
+}
+
+fn bound(name: &Arc<str>, attrs: Vec<OwnedAttr>, secrets: &SecretKeys) -> Bound {
+    Bound {
+        slog_values: slog::OwnedKVList::from(slog::OwnedKV(BoundKv {
+            logger: name.clone(),
+            attrs: attrs.clone(),
+            secrets: secrets.clone(),
+        })),
+        attrs,
+    }
+}
+
+fn flush_entry(o: &OutputEntry, timeout: Duration) -> Result<(), FlushError> {
+    match &o.sink {
+        Sink::Native(out) => out.flush(timeout),
+        Sink::Slog(d) => match d.flush() {
+            // A slog drain that cannot flush keeps nothing queued.
+            Ok(()) | Err(slog::FlushError::NotSupported) => Ok(()),
+            Err(e) => Err(FlushError::Failed {
+                output: o.name.clone(),
+                reason: e.to_string(),
+            }),
+        },
+    }
+}
+
+struct DiscardOk<D>(D);
+
+impl<D: slog::Drain<Err = slog::Never>> slog::Drain for DiscardOk<D> {
+    type Ok = ();
+    type Err = slog::Never;
+    fn log(&self, r: &slog::Record<'_>, v: &slog::OwnedKVList) -> Result<(), slog::Never> {
+        self.0.log(r, v).map(|_| ())
+    }
+    fn flush(&self) -> Result<(), slog::FlushError> {
+        self.0.flush()
+    }
+}
+
+struct LoggerCore {
+    hub: Arc<HubInner>,
+    name: Arc<str>,
+    /// The hub generation `min` was computed for.
+    generation: AtomicU64,
+    /// The lowest level any output takes for this name.
+    min: AtomicI32,
+    root: Arc<Bound>,
+}
+
+impl LoggerCore {
+    #[cold]
+    fn refresh(&self, generation: u64) {
+        let outputs = self.hub.outputs.load();
+        let min = outputs
+            .iter()
+            .map(|o| o.filter.level_for(&self.name))
+            .min()
+            // With no output, INFO and above still reach `dispatch` to be counted.
+            .unwrap_or(Level::INFO);
+        self.min.store(min.value(), Ordering::Relaxed);
+        self.generation.store(generation, Ordering::Release);
+    }
+}
+
+/// A named logger with bound fields. Cloning is cheap; loggers are `Send + Sync`.
+///
+/// Every level has a method that takes the message and a slice of attributes; the
+/// source of the record is the caller's file and line. The macros ([`info!`](crate::info)
+/// and friends) add the module path and skip building attributes for disabled levels.
+#[derive(Clone)]
+pub struct Logger {
+    core: Arc<LoggerCore>,
+    bound: Arc<Bound>,
+}
+
+impl fmt::Debug for Logger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Logger")
+            .field("name", &self.core.name)
+            .field("bound", &self.bound.attrs.len())
+            .finish()
+    }
+}
+
+impl Logger {
+    /// The name given to `get_logger`.
+    pub fn name(&self) -> &str {
+        &self.core.name
+    }
+
+    /// Whether a record at `level` would reach at least one output.
+    #[inline]
+    pub fn enabled(&self, level: Level) -> bool {
+        let core = &*self.core;
+        let generation = core.hub.generation.load(Ordering::Acquire);
+        if core.generation.load(Ordering::Acquire) != generation {
+            core.refresh(generation);
+        }
+        level.value() >= core.min.load(Ordering::Relaxed)
+    }
+
+    /// A child logger whose every line also carries `attrs`; `self` is unchanged.
+    pub fn with(&self, attrs: &[Attr<'_>]) -> Logger {
+        if attrs.is_empty() {
+            return self.clone();
+        }
+        let mut all = self.bound.attrs.clone();
+        all.extend(attrs.iter().map(OwnedAttr::from_attr));
+        Logger {
+            core: self.core.clone(),
+            bound: Arc::new(bound(&self.core.name, all, &self.core.hub.secrets)),
+        }
+    }
+
+    /// Logs at any level, with an explicit source.
+    #[inline]
+    pub fn log_at(&self, level: Level, source: &Source, msg: &str, attrs: &[Attr<'_>]) {
+        if self.enabled(level) {
+            self.dispatch(level, source, msg, attrs);
+        }
+    }
+
+    /// Logs at any level.
+    #[inline]
+    #[track_caller]
+    pub fn log(&self, level: Level, msg: &str, attrs: &[Attr<'_>]) {
+        if self.enabled(level) {
+            self.dispatch(level, &Source::caller(), msg, attrs);
+        }
+    }
+
+    #[inline(never)]
+    fn dispatch(&self, level: Level, source: &Source, msg: &str, attrs: &[Attr<'_>]) {
+        let hub = &*self.core.hub;
+        let outputs = hub.outputs.load();
+        if outputs.is_empty() {
+            hub.unrouted.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let stack = (hub.error_backtraces && level >= Level::ERROR).then(StackTrace::capture);
+        let name: &str = &self.core.name;
+        let record = Record {
+            level,
+            time: SystemTime::now(),
+            msg,
+            logger: name,
+            source,
+            bound: &self.bound.attrs,
+            attrs,
+            stack: stack.as_ref(),
+            secrets: &hub.secrets,
+        };
+        for o in outputs.iter() {
+            if level < o.filter.level_for(name) {
+                continue;
+            }
+            let delivered = catch_unwind(AssertUnwindSafe(|| match &o.sink {
+                Sink::Native(out) => out.write(&record),
+                Sink::Slog(drain) => {
+                    let loc = location(source);
+                    let level_name = level.name();
+                    let rs = slog::RecordStatic {
+                        location: &loc,
+                        tag: level_name.as_str(),
+                        level: level.to_slog(),
+                    };
+                    let kv = RecordKv {
+                        attrs,
+                        stack: stack.as_ref(),
+                        secrets: &hub.secrets,
+                    };
+                    let args = format_args!("{msg}");
+                    let r = slog::Record::new(&rs, &args, slog::BorrowedKV(&kv));
+                    let _ = drain.log(&r, &self.bound.slog_values);
+                }
+            }));
+            if delivered.is_err() {
+                o.panics.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Logs at TRACE (-8).
+    #[inline]
+    #[track_caller]
+    pub fn trace(&self, msg: &str, attrs: &[Attr<'_>]) {
+        self.log(Level::TRACE, msg, attrs)
+    }
+    /// Logs at INTERNAL (-6).
+    #[inline]
+    #[track_caller]
+    pub fn internal(&self, msg: &str, attrs: &[Attr<'_>]) {
+        self.log(Level::INTERNAL, msg, attrs)
+    }
+    /// Logs at DEBUG (-4).
+    #[inline]
+    #[track_caller]
+    pub fn debug(&self, msg: &str, attrs: &[Attr<'_>]) {
+        self.log(Level::DEBUG, msg, attrs)
+    }
+    /// Logs at INFO (0).
+    #[inline]
+    #[track_caller]
+    pub fn info(&self, msg: &str, attrs: &[Attr<'_>]) {
+        self.log(Level::INFO, msg, attrs)
+    }
+    /// Logs at NOTICE (2).
+    #[inline]
+    #[track_caller]
+    pub fn notice(&self, msg: &str, attrs: &[Attr<'_>]) {
+        self.log(Level::NOTICE, msg, attrs)
+    }
+    /// Logs at WARN (4).
+    #[inline]
+    #[track_caller]
+    pub fn warn(&self, msg: &str, attrs: &[Attr<'_>]) {
+        self.log(Level::WARN, msg, attrs)
+    }
+    /// Logs at ERROR (8); the record carries a stack trace unless the hub turned them off.
+    #[inline]
+    #[track_caller]
+    pub fn error(&self, msg: &str, attrs: &[Attr<'_>]) {
+        self.log(Level::ERROR, msg, attrs)
+    }
+    /// Logs at ERROR, then panics with the message (Piko's `Panic`).
+    #[track_caller]
+    pub fn panic(&self, msg: &str, attrs: &[Attr<'_>]) -> ! {
+        self.log(Level::ERROR, msg, attrs);
+        panic!("{msg}")
+    }
+}

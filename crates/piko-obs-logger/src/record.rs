@@ -1,0 +1,282 @@
+//! The record handed to outputs, and the `Output` port that the built-in outputs implement.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::attr::{Attr, OwnedAttr, SecretKeys};
+use crate::level::Level;
+
+/// Where a record was logged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Source {
+    /// Source file, as the compiler names it.
+    pub file: &'static str,
+    /// Line in `file`.
+    pub line: u32,
+    /// Module path, when the call site is a macro that knows it.
+    pub module: Option<&'static str>,
+}
+
+impl Source {
+    /// The source of the caller of a `#[track_caller]` function.
+    #[track_caller]
+    pub fn caller() -> Source {
+        let l = std::panic::Location::caller();
+        Source {
+            file: l.file(),
+            line: l.line(),
+            module: None,
+        }
+    }
+}
+
+/// Stack frames captured for an ERROR record, outermost (the log call) first.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StackTrace {
+    frames: Vec<String>,
+}
+
+impl StackTrace {
+    /// At most this many frames are kept.
+    pub const MAX_FRAMES: usize = 64;
+
+    /// Captures the current stack, leaving out the frames of the logger itself and of the
+    /// capture machinery. Each frame reads `function at file:line` when symbols allow.
+    pub fn capture() -> StackTrace {
+        let text = std::backtrace::Backtrace::force_capture().to_string();
+        StackTrace::from_backtrace_text(&text)
+    }
+
+    /// Parses the text form of `std::backtrace::Backtrace`.
+    pub fn from_backtrace_text(text: &str) -> StackTrace {
+        let mut frames: Vec<String> = Vec::new();
+        for line in text.lines() {
+            let t = line.trim();
+            if let Some(loc) = t.strip_prefix("at ") {
+                if let Some(last) = frames.last_mut() {
+                    last.push_str(" at ");
+                    last.push_str(loc);
+                }
+            } else if let Some((idx, func)) = t.split_once(": ")
+                && idx.chars().all(|c| c.is_ascii_digit())
+            {
+                frames.push(func.to_string());
+            }
+        }
+        // Drop the capture frames and the logger's own frames before the caller.
+        let skip = frames
+            .iter()
+            .rposition(|f| {
+                f.starts_with("std::backtrace")
+                    || f.starts_with("piko_obs_logger::")
+                    || f.starts_with("<piko_obs_logger::")
+            })
+            .map_or(0, |i| i + 1);
+        let frames = frames
+            .into_iter()
+            .skip(skip)
+            .take(Self::MAX_FRAMES)
+            .collect();
+        StackTrace { frames }
+    }
+
+    /// The frames.
+    pub fn frames(&self) -> &[String] {
+        &self.frames
+    }
+}
+
+/// Fields bound to a logger by `with`, shared by all its clones.
+pub(crate) struct Bound {
+    pub(crate) attrs: Vec<OwnedAttr>,
+    pub(crate) slog_values: slog::OwnedKVList,
+}
+
+/// One log record, as every output sees it. Borrowed: outputs that keep data copy it.
+pub struct Record<'a> {
+    pub(crate) level: Level,
+    pub(crate) time: SystemTime,
+    pub(crate) msg: &'a str,
+    pub(crate) logger: &'a str,
+    pub(crate) source: &'a Source,
+    pub(crate) bound: &'a [OwnedAttr],
+    pub(crate) attrs: &'a [Attr<'a>],
+    pub(crate) stack: Option<&'a StackTrace>,
+    pub(crate) secrets: &'a SecretKeys,
+}
+
+impl<'a> Record<'a> {
+    /// The level.
+    pub fn level(&self) -> Level {
+        self.level
+    }
+    /// When it was logged.
+    pub fn time(&self) -> SystemTime {
+        self.time
+    }
+    /// The message.
+    pub fn msg(&self) -> &'a str {
+        self.msg
+    }
+    /// The name of the logger (`get_logger(name)`).
+    pub fn logger(&self) -> &'a str {
+        self.logger
+    }
+    /// Where it was logged.
+    pub fn source(&self) -> &'a Source {
+        self.source
+    }
+    /// Fields bound with `with`, oldest first.
+    pub fn bound(&self) -> impl Iterator<Item = Attr<'a>> + 'a {
+        self.bound.iter().map(OwnedAttr::as_attr)
+    }
+    /// The record's own fields, in the order given.
+    pub fn attrs(&self) -> &'a [Attr<'a>] {
+        self.attrs
+    }
+    /// The stack of an ERROR record, when capture is on.
+    pub fn stack(&self) -> Option<&'a StackTrace> {
+        self.stack
+    }
+    /// Whether the value under `key` must be masked.
+    #[inline]
+    pub fn is_secret(&self, key: &str) -> bool {
+        self.secrets.is_secret(key)
+    }
+    /// A record built outside a logger, for outputs' own tests and adapters.
+    pub fn new(
+        level: Level,
+        msg: &'a str,
+        logger: &'a str,
+        source: &'a Source,
+        attrs: &'a [Attr<'a>],
+        secrets: &'a SecretKeys,
+    ) -> Record<'a> {
+        Record {
+            level,
+            time: SystemTime::now(),
+            msg,
+            logger,
+            source,
+            bound: &[],
+            attrs,
+            stack: None,
+            secrets,
+        }
+    }
+    /// The same record with another time.
+    pub fn with_time(mut self, time: SystemTime) -> Record<'a> {
+        self.time = time;
+        self
+    }
+}
+
+impl fmt::Debug for Record<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Record")
+            .field("level", &self.level)
+            .field("msg", &self.msg)
+            .field("logger", &self.logger)
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Counters of one output, for `/metrics` and for tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OutputStats {
+    /// Lines handed to the output.
+    pub accepted: u64,
+    /// Lines written to the destination.
+    pub written: u64,
+    /// Lines dropped (queue full in lossy mode, wait bound exceeded, or after close).
+    pub dropped: u64,
+    /// Failed writes to the destination.
+    pub write_errors: u64,
+}
+
+/// A flush that did not finish.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FlushError {
+    /// Lines were still queued when the time ran out.
+    #[error("log output {output:?} still had {pending} queued lines after {waited:?}")]
+    Timeout {
+        /// The output's name.
+        output: String,
+        /// Lines not yet written.
+        pending: u64,
+        /// How long the flush waited.
+        waited: Duration,
+    },
+    /// The destination failed.
+    #[error("log output {output:?} failed to flush: {reason}")]
+    Failed {
+        /// The output's name.
+        output: String,
+        /// What failed.
+        reason: String,
+    },
+}
+
+/// Where formatted records go: the port the built-in outputs (JSON, pretty, file)
+/// implement. Any `slog::Drain` can be added as an output too (see `Hub::add_drain`);
+/// this port exists for outputs that want the exact level and typed values.
+///
+/// Contract: `write` is called from any thread, concurrently; it must not panic and must
+/// not block without a bound. `flush` returns once every accepted line is written, or
+/// with an error at `timeout`.
+pub trait Output: Send + Sync + 'static {
+    /// Takes one record.
+    fn write(&self, record: &Record<'_>);
+    /// Writes everything accepted so far, within `timeout`.
+    fn flush(&self, timeout: Duration) -> Result<(), FlushError>;
+    /// The output's counters.
+    fn stats(&self) -> OutputStats {
+        OutputStats::default()
+    }
+}
+
+impl<T: Output + ?Sized> Output for Arc<T> {
+    fn write(&self, record: &Record<'_>) {
+        (**self).write(record)
+    }
+    fn flush(&self, timeout: Duration) -> Result<(), FlushError> {
+        (**self).flush(timeout)
+    }
+    fn stats(&self) -> OutputStats {
+        (**self).stats()
+    }
+}
+
+impl<T: Output + ?Sized> Output for Box<T> {
+    fn write(&self, record: &Record<'_>) {
+        (**self).write(record)
+    }
+    fn flush(&self, timeout: Duration) -> Result<(), FlushError> {
+        (**self).flush(timeout)
+    }
+    fn stats(&self) -> OutputStats {
+        (**self).stats()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backtrace_text_is_parsed_and_logger_frames_skipped() {
+        let text = "   0: std::backtrace::Backtrace::force_capture\n             at /rustc/x/library/std/src/backtrace.rs:312:9\n   1: piko_obs_logger::logger::Logger::log_at\n             at ./src/logger.rs:10:5\n   2: myapp::handler\n             at ./src/main.rs:42:9\n   3: main\n";
+        let st = StackTrace::from_backtrace_text(text);
+        assert_eq!(st.frames(), ["myapp::handler at ./src/main.rs:42:9", "main"]);
+    }
+
+    #[test]
+    fn captured_stack_starts_at_the_caller() {
+        let st = StackTrace::capture();
+        assert!(!st.frames().is_empty());
+        assert!(st.frames().len() <= StackTrace::MAX_FRAMES);
+        assert!(!st.frames()[0].starts_with("std::backtrace"));
+    }
+}
