@@ -1,0 +1,341 @@
+//! The two line formats: JSON lines (production) and Piko's pretty console (development).
+
+use std::io::Write as _;
+use std::sync::atomic::{AtomicI32, AtomicI64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use piko_obs_logger::json::{self, write_rfc3339, write_str, write_value};
+use piko_obs_logger::{Attr, Level, REDACTED, Record, Value};
+
+/// Turns a record into one line of bytes, ending in `\n`.
+pub trait Format: Send + Sync + 'static {
+    /// Appends the record's line to `buf`.
+    fn format(&self, record: &Record<'_>, buf: &mut Vec<u8>);
+}
+
+/// Which clock offset line times are printed in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TimeZone {
+    /// The machine's local offset (`+01:00`), as Piko prints; `Z` where local is UTC.
+    #[default]
+    Local,
+    /// UTC (`Z`).
+    Utc,
+}
+
+/// The local offset, looked up once a minute rather than on every line.
+#[derive(Debug)]
+struct OffsetCache {
+    zone: TimeZone,
+    minute: AtomicI64,
+    offset: AtomicI32,
+}
+
+impl OffsetCache {
+    fn new(zone: TimeZone) -> OffsetCache {
+        OffsetCache {
+            zone,
+            minute: AtomicI64::new(i64::MIN),
+            offset: AtomicI32::new(0),
+        }
+    }
+
+    fn offset_at(&self, t: SystemTime) -> i32 {
+        if self.zone == TimeZone::Utc {
+            return 0;
+        }
+        let secs = t
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let minute = secs / 60;
+        if self.minute.load(Ordering::Relaxed) != minute {
+            let off = chrono::DateTime::from_timestamp(secs, 0)
+                .map(|utc| {
+                    use chrono::Offset as _;
+                    utc.with_timezone(&chrono::Local).offset().fix().local_minus_utc()
+                })
+                .unwrap_or(0);
+            self.offset.store(off, Ordering::Relaxed);
+            self.minute.store(minute, Ordering::Relaxed);
+        }
+        self.offset.load(Ordering::Relaxed)
+    }
+}
+
+/// One JSON object per line:
+/// `{"time":…,"level":…,"msg":…,"logger":…,"source":{"file":…,"line":…,"module":…},`
+/// then the bound fields, then the record's fields in the order given, then
+/// `stack_trace` (an array of frames) on ERROR records. Values are encoded as
+/// [`piko_obs_logger::json`] documents; secret keys' values are `"[REDACTED]"`.
+#[derive(Debug)]
+pub struct JsonFormat {
+    offset: OffsetCache,
+}
+
+impl JsonFormat {
+    /// A JSON format printing times in `zone`.
+    pub fn new(zone: TimeZone) -> JsonFormat {
+        JsonFormat {
+            offset: OffsetCache::new(zone),
+        }
+    }
+}
+
+impl Default for JsonFormat {
+    fn default() -> Self {
+        JsonFormat::new(TimeZone::Local)
+    }
+}
+
+#[inline]
+fn json_field(buf: &mut Vec<u8>, record: &Record<'_>, a: &Attr<'_>) {
+    buf.push(b',');
+    write_str(buf, a.key());
+    buf.push(b':');
+    write_value(buf, &a.value(), record.is_secret(a.key()));
+}
+
+impl Format for JsonFormat {
+    fn format(&self, record: &Record<'_>, buf: &mut Vec<u8>) {
+        let t = record.time();
+        buf.extend_from_slice(b"{\"time\":\"");
+        write_rfc3339(buf, t, self.offset.offset_at(t), 9);
+        buf.extend_from_slice(b"\",\"level\":\"");
+        let level = record.level();
+        match level.static_name() {
+            Some(n) => buf.extend_from_slice(n.as_bytes()),
+            None => buf.extend_from_slice(level.name().as_str().as_bytes()),
+        }
+        buf.extend_from_slice(b"\",\"msg\":");
+        write_str(buf, record.msg());
+        buf.extend_from_slice(b",\"logger\":");
+        write_str(buf, record.logger());
+        let src = record.source();
+        buf.extend_from_slice(b",\"source\":{\"file\":");
+        write_str(buf, src.file);
+        buf.extend_from_slice(b",\"line\":");
+        json::write_u64(buf, u64::from(src.line));
+        if let Some(m) = src.module {
+            buf.extend_from_slice(b",\"module\":");
+            write_str(buf, m);
+        }
+        buf.push(b'}');
+        for a in record.bound() {
+            json_field(buf, record, &a);
+        }
+        for a in record.attrs() {
+            json_field(buf, record, a);
+        }
+        if let Some(st) = record.stack() {
+            buf.extend_from_slice(b",\"stack_trace\":[");
+            for (i, f) in st.frames().iter().enumerate() {
+                if i > 0 {
+                    buf.push(b',');
+                }
+                write_str(buf, f);
+            }
+            buf.push(b']');
+        }
+        buf.extend_from_slice(b"}\n");
+    }
+}
+
+/// Piko's pretty console line, adapted to Rust:
+///
+/// `HH:MM:SS | LEVEL  | pid | host | logger (28 wide) | message | key=value … | file.rs:42`
+///
+/// The extra fields (bound and own) are sorted by key, as Piko does. Control
+/// characters and ANSI escapes in the message and values are shown escaped (`\n`,
+/// `\x1b`), so one call can never print a second line or repaint the terminal. ERROR
+/// records end with an indented `Stack trace:` block. Colours follow Piko's table and are
+/// decided per output.
+#[derive(Debug)]
+pub struct PrettyFormat {
+    color: bool,
+    pid: u32,
+    host: String,
+    offset: OffsetCache,
+}
+
+impl PrettyFormat {
+    /// A pretty format; `color` turns ANSI colours on.
+    pub fn new(color: bool) -> PrettyFormat {
+        PrettyFormat {
+            color,
+            pid: std::process::id(),
+            host: hostname(),
+            offset: OffsetCache::new(TimeZone::Local),
+        }
+    }
+
+    /// Whether this format writes colours.
+    pub fn color(&self) -> bool {
+        self.color
+    }
+
+    fn paint(&self, buf: &mut Vec<u8>, code: &str, f: impl FnOnce(&mut Vec<u8>)) {
+        if self.color {
+            buf.extend_from_slice(b"\x1b[");
+            buf.extend_from_slice(code.as_bytes());
+            buf.push(b'm');
+            f(buf);
+            buf.extend_from_slice(b"\x1b[0m");
+        } else {
+            f(buf);
+        }
+    }
+}
+
+/// The ANSI colour Piko gives each level.
+pub fn level_color(level: Level) -> &'static str {
+    match level.value() {
+        -8 => "90",
+        -6 => "90;3",
+        -4 => "32",
+        0 => "33",
+        2 => "93",
+        4 => "93;1",
+        8 => "31",
+        _ => "37",
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_default()
+}
+
+/// Appends `s` with every control character shown as an escape, so it stays on one line
+/// and cannot carry terminal escape sequences.
+pub fn write_neutralised(buf: &mut Vec<u8>, s: &str) {
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if b < 0x20 || b == 0x7f {
+            buf.extend_from_slice(&bytes[start..i]);
+            match b {
+                b'\n' => buf.extend_from_slice(b"\\n"),
+                b'\r' => buf.extend_from_slice(b"\\r"),
+                b'\t' => buf.extend_from_slice(b"\\t"),
+                _ => {
+                    let _ = write!(buf, "\\x{b:02x}");
+                }
+            }
+            start = i + 1;
+        }
+    }
+    // C1 controls (U+0080..U+009F) can also act as escapes on some terminals.
+    let tail = &s[start..];
+    if tail.chars().any(|c| ('\u{80}'..='\u{9f}').contains(&c)) {
+        for c in tail.chars() {
+            if ('\u{80}'..='\u{9f}').contains(&c) {
+                let _ = write!(buf, "\\u{{{:x}}}", c as u32);
+            } else {
+                let mut tmp = [0u8; 4];
+                buf.extend_from_slice(c.encode_utf8(&mut tmp).as_bytes());
+            }
+        }
+    } else {
+        buf.extend_from_slice(tail.as_bytes());
+    }
+}
+
+fn pretty_value(buf: &mut Vec<u8>, v: &Value<'_>) {
+    match *v {
+        Value::Str(s) => write_neutralised(buf, s),
+        Value::Strings(l) => {
+            for (i, s) in l.iter().enumerate() {
+                if i > 0 {
+                    buf.push(b',');
+                }
+                write_neutralised(buf, s);
+            }
+        }
+        Value::Duration(d) => {
+            let _ = write!(buf, "{d:?}");
+        }
+        Value::Time(t) => write_rfc3339(buf, t, 0, 6),
+        Value::Error(e) => {
+            write_neutralised(buf, &piko_obs_logger::attr::error_chain(e).join(": "))
+        }
+        Value::ErrorChain(c) => write_neutralised(buf, &c.join(": ")),
+        Value::Display(d) => write_neutralised(buf, &d.to_string()),
+        Value::Any(_) => {
+            let mut tmp = Vec::new();
+            write_value(&mut tmp, v, false);
+            write_neutralised(buf, &String::from_utf8_lossy(&tmp));
+        }
+        _ => {
+            let start = buf.len();
+            write_value(buf, v, false);
+            debug_assert!(!buf[start..].contains(&b'\n'));
+        }
+    }
+}
+
+impl Format for PrettyFormat {
+    fn format(&self, record: &Record<'_>, buf: &mut Vec<u8>) {
+        let t = record.time();
+        let mut time = Vec::with_capacity(32);
+        write_rfc3339(&mut time, t, self.offset.offset_at(t), 0);
+        // "YYYY-MM-DDTHH:MM:SS..." -> "HH:MM:SS"
+        let hms = &time[11..19];
+        self.paint(buf, "34", |b| b.extend_from_slice(hms));
+        buf.extend_from_slice(b" | ");
+        let level = record.level();
+        self.paint(buf, level_color(level), |b| {
+            let _ = write!(b, "{:<6}", level.name().as_str());
+        });
+        buf.extend_from_slice(b" | ");
+        self.paint(buf, "37", |b| {
+            let _ = write!(b, "{}", self.pid);
+        });
+        buf.extend_from_slice(b" | ");
+        self.paint(buf, "94", |b| write_neutralised(b, &self.host));
+        buf.extend_from_slice(b" | ");
+        self.paint(buf, "35", |b| {
+            let start = b.len();
+            write_neutralised(b, record.logger());
+            let width = b.len() - start;
+            b.resize(b.len() + 28usize.saturating_sub(width), b' ');
+        });
+        buf.extend_from_slice(b" | ");
+        self.paint(buf, "97", |b| write_neutralised(b, record.msg()));
+
+        let mut extras: Vec<Attr<'_>> = record.bound().collect();
+        extras.extend_from_slice(record.attrs());
+        if !extras.is_empty() {
+            extras.sort_by(|a, b| a.key().cmp(b.key()));
+            buf.extend_from_slice(b" |");
+            for a in &extras {
+                buf.push(b' ');
+                self.paint(buf, "36", |b| b.extend_from_slice(a.key().as_bytes()));
+                buf.push(b'=');
+                if record.is_secret(a.key()) {
+                    buf.extend_from_slice(REDACTED.as_bytes());
+                } else {
+                    pretty_value(buf, &a.value());
+                }
+            }
+        }
+        let src = record.source();
+        buf.extend_from_slice(b" | ");
+        self.paint(buf, "90", |b| {
+            let base = src.file.rsplit(['/', '\\']).next().unwrap_or(src.file);
+            write_neutralised(b, base);
+            let _ = write!(b, ":{}", src.line);
+        });
+        if let Some(st) = record.stack() {
+            self.paint(buf, "90", |b| {
+                b.extend_from_slice(b"\n  Stack trace:");
+                for f in st.frames() {
+                    b.extend_from_slice(b"\n\t");
+                    write_neutralised(b, f);
+                }
+            });
+        }
+        buf.push(b'\n');
+    }
+}

@@ -1,0 +1,430 @@
+//! Writing off the caller's thread: a bounded byte queue drained by one writer thread.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use piko_obs_logger::{FlushError, OutputStats};
+
+/// What a caller does when the queue is full.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Overflow {
+    /// Wait for room, at most `timeout`; a line still without room then is dropped and
+    /// counted. The default, with a 1 s bound: no line is lost unless the destination
+    /// stalls for longer than that.
+    Block {
+        /// The longest a caller waits.
+        timeout: Duration,
+    },
+    /// Drop the line at once and count it (lossy mode, for callers that must never wait).
+    Drop,
+}
+
+impl Default for Overflow {
+    fn default() -> Self {
+        Overflow::Block {
+            timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Queue settings of an output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueueOptions {
+    /// Bytes the queue holds before callers wait or drop (default 1 MiB). A single line
+    /// larger than this is still accepted when the queue is empty.
+    pub capacity_bytes: usize,
+    /// What happens when it is full.
+    pub overflow: Overflow,
+}
+
+impl Default for QueueOptions {
+    fn default() -> Self {
+        QueueOptions {
+            capacity_bytes: 1 << 20,
+            overflow: Overflow::default(),
+        }
+    }
+}
+
+struct State {
+    buf: Vec<u8>,
+    /// Lines in `buf`.
+    lines: u64,
+    closed: bool,
+    writer_idle: bool,
+    /// Lines the writer has taken from the queue, in all.
+    taken: u64,
+    /// Lines taken by the writer and finished (written or failed), in all.
+    done: u64,
+    finished: bool,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    not_empty: Condvar,
+    not_full: Condvar,
+    progress: Condvar,
+    options: QueueOptions,
+    accepted: AtomicU64,
+    written: AtomicU64,
+    dropped: AtomicU64,
+    write_errors: AtomicU64,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A bounded queue of formatted lines and the thread that writes them to a destination.
+///
+/// Callers append whole lines under a short lock; the writer takes everything queued in
+/// one swap and writes it with one `write_all`, so under load many lines share one
+/// system call. Dropping the writer closes it: queued lines are written first, waiting
+/// at most [`AsyncWriter::CLOSE_TIMEOUT`].
+pub struct AsyncWriter {
+    name: String,
+    shared: Arc<Shared>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for AsyncWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncWriter")
+            .field("name", &self.name)
+            .field("options", &self.shared.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AsyncWriter {
+    /// How long dropping a writer waits for its queue to drain.
+    pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+    /// Starts the writer thread for `dest`. `name` names the thread and appears in errors.
+    pub fn spawn(
+        name: impl Into<String>,
+        dest: Box<dyn Write + Send>,
+        options: QueueOptions,
+    ) -> std::io::Result<AsyncWriter> {
+        let name = name.into();
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                buf: Vec::with_capacity(options.capacity_bytes.min(1 << 16)),
+                lines: 0,
+                closed: false,
+                writer_idle: false,
+                taken: 0,
+                done: 0,
+                finished: false,
+            }),
+            not_empty: Condvar::new(),
+            not_full: Condvar::new(),
+            progress: Condvar::new(),
+            options,
+            accepted: AtomicU64::new(0),
+            written: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            write_errors: AtomicU64::new(0),
+        });
+        let worker = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("piko-log-{name}"))
+            .spawn(move || run(&worker, dest))?;
+        Ok(AsyncWriter {
+            name,
+            shared,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Queues one line (it should end with `\n`). Never panics; waits only as the
+    /// overflow policy allows.
+    pub fn push(&self, line: &[u8]) {
+        let sh = &*self.shared;
+        let mut st = sh.lock();
+        if st.closed {
+            drop(st);
+            sh.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let cap = sh.options.capacity_bytes;
+        if !st.buf.is_empty() && st.buf.len() + line.len() > cap {
+            match sh.options.overflow {
+                Overflow::Drop => {
+                    drop(st);
+                    sh.dropped.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                Overflow::Block { timeout } => {
+                    let deadline = Instant::now() + timeout;
+                    while !st.buf.is_empty() && st.buf.len() + line.len() > cap && !st.closed {
+                        let now = Instant::now();
+                        if now >= deadline {
+                            drop(st);
+                            sh.dropped.fetch_add(1, Ordering::Relaxed);
+                            return;
+                        }
+                        st = sh
+                            .not_full
+                            .wait_timeout(st, deadline - now)
+                            .unwrap_or_else(|p| p.into_inner())
+                            .0;
+                    }
+                    if st.closed {
+                        drop(st);
+                        sh.dropped.fetch_add(1, Ordering::Relaxed);
+                        return;
+                    }
+                }
+            }
+        }
+        st.buf.extend_from_slice(line);
+        st.lines += 1;
+        let wake = st.writer_idle;
+        drop(st);
+        sh.accepted.fetch_add(1, Ordering::Relaxed);
+        if wake {
+            sh.not_empty.notify_one();
+        }
+    }
+
+    /// Waits until every line accepted before the call is written (or failed), at most
+    /// `timeout`.
+    pub fn flush(&self, timeout: Duration) -> Result<(), FlushError> {
+        let sh = &*self.shared;
+        let deadline = Instant::now() + timeout;
+        let mut st = sh.lock();
+        let target = st.taken + st.lines;
+        sh.not_empty.notify_one();
+        while st.done < target && !st.finished {
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(FlushError::Timeout {
+                    output: self.name.clone(),
+                    pending: target - st.done,
+                    waited: timeout,
+                });
+            }
+            st = sh
+                .progress
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        Ok(())
+    }
+
+    /// Writes what is queued (within `timeout`), then stops the thread. Lines pushed
+    /// afterwards are dropped and counted. Calling it again is harmless.
+    pub fn close(&self, timeout: Duration) -> Result<(), FlushError> {
+        let result = self.flush(timeout);
+        let sh = &*self.shared;
+        let mut st = sh.lock();
+        st.closed = true;
+        drop(st);
+        sh.not_empty.notify_all();
+        sh.not_full.notify_all();
+        // Join only a thread that has finished, so a stuck destination cannot hang us.
+        let deadline = Instant::now() + Duration::from_millis(200);
+        let mut st = sh.lock();
+        while !st.finished && Instant::now() < deadline {
+            st = sh
+                .progress
+                .wait_timeout(st, Duration::from_millis(20))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        let finished = st.finished;
+        drop(st);
+        if finished
+            && let Some(t) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take()
+        {
+            let _ = t.join();
+        }
+        result
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> OutputStats {
+        let sh = &*self.shared;
+        OutputStats {
+            accepted: sh.accepted.load(Ordering::Relaxed),
+            written: sh.written.load(Ordering::Relaxed),
+            dropped: sh.dropped.load(Ordering::Relaxed),
+            write_errors: sh.write_errors.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The name given at spawn.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Drop for AsyncWriter {
+    fn drop(&mut self) {
+        let _ = self.close(Self::CLOSE_TIMEOUT);
+    }
+}
+
+fn run(sh: &Shared, mut dest: Box<dyn Write + Send>) {
+    let mut batch: Vec<u8> = Vec::new();
+    loop {
+        let mut st = sh.lock();
+        while st.buf.is_empty() && !st.closed {
+            st.writer_idle = true;
+            st = sh.not_empty.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+        st.writer_idle = false;
+        if st.buf.is_empty() {
+            st.finished = true;
+            drop(st);
+            sh.progress.notify_all();
+            let _ = dest.flush();
+            return;
+        }
+        std::mem::swap(&mut st.buf, &mut batch);
+        let n = std::mem::take(&mut st.lines);
+        st.taken += n;
+        drop(st);
+        sh.not_full.notify_all();
+        let ok = dest.write_all(&batch).and_then(|()| dest.flush()).is_ok();
+        if ok {
+            sh.written.fetch_add(n, Ordering::Relaxed);
+        } else {
+            sh.write_errors.fetch_add(1, Ordering::Relaxed);
+            sh.dropped.fetch_add(n, Ordering::Relaxed);
+        }
+        batch.clear();
+        if batch.capacity() > 4 * sh.options.capacity_bytes.max(1 << 16) {
+            batch.shrink_to(sh.options.capacity_bytes.min(1 << 16));
+        }
+        let mut st = sh.lock();
+        st.done += n;
+        drop(st);
+        sh.progress.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    #[derive(Clone, Default)]
+    struct Collect(Arc<Mutex<Vec<u8>>>);
+    impl Write for Collect {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A destination that blocks until told to go on.
+    struct Gate(Mutex<mpsc::Receiver<()>>, Collect);
+    impl Write for Gate {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            let _ = self.0.lock().unwrap().recv_timeout(Duration::from_secs(10));
+            self.1.write(b)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn lines_arrive_in_order_and_flush_waits_for_them() {
+        let out = Collect::default();
+        let w = AsyncWriter::spawn("t", Box::new(out.clone()), QueueOptions::default()).unwrap();
+        for i in 0..1000 {
+            w.push(format!("{i}\n").as_bytes());
+        }
+        w.flush(Duration::from_secs(5)).unwrap();
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let got: Vec<usize> = text.lines().map(|l| l.parse().unwrap()).collect();
+        assert_eq!(got, (0..1000).collect::<Vec<_>>());
+        let s = w.stats();
+        assert_eq!((s.accepted, s.written, s.dropped), (1000, 1000, 0));
+    }
+
+    #[test]
+    fn lossy_mode_counts_every_drop() {
+        let (tx, rx) = mpsc::channel();
+        let out = Collect::default();
+        let w = AsyncWriter::spawn(
+            "lossy",
+            Box::new(Gate(Mutex::new(rx), out.clone())),
+            QueueOptions {
+                capacity_bytes: 64,
+                overflow: Overflow::Drop,
+            },
+        )
+        .unwrap();
+        for _ in 0..100 {
+            w.push(b"0123456789abcdef\n");
+        }
+        for _ in 0..200 {
+            let _ = tx.send(());
+        }
+        w.flush(Duration::from_secs(5)).unwrap();
+        let s = w.stats();
+        let lines = out.0.lock().unwrap().split(|b| *b == b'\n').count() - 1;
+        assert!(s.dropped > 0);
+        assert_eq!(s.accepted + s.dropped, 100);
+        assert_eq!(s.written as usize, lines);
+        assert_eq!(s.written, s.accepted);
+    }
+
+    #[test]
+    fn blocking_mode_waits_at_most_its_bound_then_counts_the_drop() {
+        let (tx, rx) = mpsc::channel::<()>();
+        let w = AsyncWriter::spawn(
+            "stuck",
+            Box::new(Gate(Mutex::new(rx), Collect::default())),
+            QueueOptions {
+                capacity_bytes: 32,
+                overflow: Overflow::Block {
+                    timeout: Duration::from_millis(100),
+                },
+            },
+        )
+        .unwrap();
+        // First line goes to the (stuck) writer, the second fills the queue.
+        w.push(b"first line of twenty bytes\n");
+        std::thread::sleep(Duration::from_millis(50));
+        w.push(b"second line of twenty bytes\n");
+        let start = Instant::now();
+        w.push(b"third line of twenty bytes\n");
+        let waited = start.elapsed();
+        assert!(waited >= Duration::from_millis(100), "{waited:?}");
+        assert!(waited < Duration::from_secs(5), "{waited:?}");
+        assert_eq!(w.stats().dropped, 1);
+        let err = w.flush(Duration::from_millis(50)).unwrap_err();
+        assert!(err.to_string().contains("still had"), "{err}");
+        // Unblock the destination so the writer can close.
+        drop(tx);
+        w.close(Duration::from_secs(5)).unwrap();
+    }
+
+    #[test]
+    fn close_writes_everything_and_later_lines_are_counted_drops() {
+        let out = Collect::default();
+        let w = AsyncWriter::spawn("c", Box::new(out.clone()), QueueOptions::default()).unwrap();
+        for _ in 0..500 {
+            w.push(b"x\n");
+        }
+        w.close(Duration::from_secs(5)).unwrap();
+        assert_eq!(out.0.lock().unwrap().len(), 1000);
+        w.push(b"late\n");
+        assert_eq!(w.stats().dropped, 1);
+        w.close(Duration::from_secs(1)).unwrap();
+    }
+}
