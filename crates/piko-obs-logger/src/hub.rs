@@ -65,12 +65,16 @@ pub struct ShutdownError {
     pub failures: Vec<FlushError>,
 }
 
+struct Settings {
+    secrets: SecretKeys,
+    error_backtraces: bool,
+}
+
 struct HubInner {
     outputs: ArcSwap<Vec<Arc<OutputEntry>>>,
     /// Bumped on every change of `outputs`; loggers re-derive their threshold when it moves.
     generation: AtomicU64,
-    secrets: SecretKeys,
-    error_backtraces: bool,
+    settings: ArcSwap<Settings>,
     loggers: RwLock<HashMap<Arc<str>, Arc<LoggerCore>>>,
     unrouted: AtomicU64,
     next_id: AtomicU64,
@@ -102,8 +106,10 @@ impl HubBuilder {
             inner: Arc::new(HubInner {
                 outputs: ArcSwap::from_pointee(Vec::new()),
                 generation: AtomicU64::new(1),
-                secrets: self.secrets,
-                error_backtraces: self.error_backtraces,
+                settings: ArcSwap::from_pointee(Settings {
+                    secrets: self.secrets,
+                    error_backtraces: self.error_backtraces,
+                }),
                 loggers: RwLock::new(HashMap::new()),
                 unrouted: AtomicU64::new(0),
                 next_id: AtomicU64::new(1),
@@ -174,6 +180,25 @@ impl Hub {
             secrets: SecretKeys::default(),
             error_backtraces: true,
         }
+    }
+
+    /// Replaces the secret-key patterns. Loggers made by `with` before the change keep
+    /// masking their bound fields with the patterns of that time.
+    pub fn set_secret_keys(&self, secrets: SecretKeys) {
+        let cur = self.inner.settings.load();
+        self.inner.settings.store(Arc::new(Settings {
+            secrets,
+            error_backtraces: cur.error_backtraces,
+        }));
+    }
+
+    /// Turns stack traces on ERROR records on or off.
+    pub fn set_error_backtraces(&self, on: bool) {
+        let cur = self.inner.settings.load();
+        self.inner.settings.store(Arc::new(Settings {
+            secrets: cur.secrets.clone(),
+            error_backtraces: on,
+        }));
     }
 
     /// Adds an output that receives every record at or above `filter`'s level for the
@@ -334,7 +359,7 @@ impl Hub {
                     name: name.clone(),
                     generation: AtomicU64::new(0),
                     min: AtomicI32::new(Level::INFO.value()),
-                    root: Arc::new(bound(name, Vec::new(), &self.inner.secrets)),
+                    root: Arc::new(bound(name, Vec::new(), &self.inner.settings.load().secrets)),
                 })
             })
             .clone();
@@ -454,7 +479,11 @@ impl Logger {
         all.extend(attrs.iter().map(OwnedAttr::from_attr));
         Logger {
             core: self.core.clone(),
-            bound: Arc::new(bound(&self.core.name, all, &self.core.hub.secrets)),
+            bound: Arc::new(bound(
+                &self.core.name,
+                all,
+                &self.core.hub.settings.load().secrets,
+            )),
         }
     }
 
@@ -483,7 +512,9 @@ impl Logger {
             hub.unrouted.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let stack = (hub.error_backtraces && level >= Level::ERROR).then(StackTrace::capture);
+        let settings = hub.settings.load();
+        let stack =
+            (settings.error_backtraces && level >= Level::ERROR).then(StackTrace::capture);
         let name: &str = &self.core.name;
         let record = Record {
             level,
@@ -494,7 +525,7 @@ impl Logger {
             bound: &self.bound.attrs,
             attrs,
             stack: stack.as_ref(),
-            secrets: &hub.secrets,
+            secrets: &settings.secrets,
         };
         for o in outputs.iter() {
             if level < o.filter.level_for(name) {
@@ -513,7 +544,7 @@ impl Logger {
                     let kv = RecordKv {
                         attrs,
                         stack: stack.as_ref(),
-                        secrets: &hub.secrets,
+                        secrets: &settings.secrets,
                     };
                     let args = format_args!("{msg}");
                     let r = slog::Record::new(&rs, &args, slog::BorrowedKV(&kv));

@@ -1,0 +1,202 @@
+//! Piko's structured logger: the process-wide hub and the functions that add outputs to it.
+//!
+//! Everything of `piko-obs-logger` and `piko-obs-logger-drains` is re-exported here.
+//! Outputs added with these functions take their level from `LOG_LEVEL` unless
+//! [`OutputOptions::with_level`] sets one in code (code wins, then the environment, then
+//! INFO). The console output that `init()` adds uses the framework level instead
+//! (`with_log_level`, then `PIKO_LOG_LEVEL`, then INFO).
+//!
+//! ```
+//! use piko_obs::logger::{self, attr, OutputOptions};
+//! let dir = tempfile::tempdir().unwrap();
+//! logger::add_file_output_with(
+//!     dir.path().join("app.log"),
+//!     OutputOptions::default().with_level("debug"),
+//! ).unwrap();
+//! let log = logger::get_logger("billing").with(&[attr::string("tenant", "acme")]);
+//! log.debug("invoice built", &[attr::int("lines", 12)]);
+//! logger::hub().flush(std::time::Duration::from_secs(5)).unwrap();
+//! let text = std::fs::read_to_string(dir.path().join("app.log")).unwrap();
+//! assert!(text.contains("invoice built | lines=12 tenant=acme"));
+//! # logger::hub().shutdown(std::time::Duration::from_secs(1)).unwrap();
+//! ```
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+pub use piko_obs_logger::*;
+pub use piko_obs_logger_drains::*;
+
+static HUB: OnceLock<Hub> = OnceLock::new();
+
+/// The process-wide hub that `get_logger` and the `add_*_output` functions use.
+pub fn hub() -> &'static Hub {
+    HUB.get_or_init(Hub::default)
+}
+
+/// A logger named `name` from the process-wide hub. Cheap; a logger obtained before
+/// outputs are added writes to them once they are.
+pub fn get_logger(name: &str) -> Logger {
+    hub().get_logger(name)
+}
+
+/// Settings of an output added through this module.
+#[derive(Debug, Clone, Default)]
+#[must_use]
+pub struct OutputOptions {
+    level: Option<String>,
+    color: ColorChoice,
+    queue: QueueOptions,
+    json: bool,
+    rotation: RotationOptions,
+}
+
+impl OutputOptions {
+    /// The output's level or directives, winning over `LOG_LEVEL`.
+    pub fn with_level(mut self, level: impl Into<String>) -> Self {
+        self.level = Some(level.into());
+        self
+    }
+    /// Colour policy of a pretty output.
+    pub fn with_color(mut self, color: ColorChoice) -> Self {
+        self.color = color;
+        self
+    }
+    /// Queue size and overflow policy.
+    pub fn with_queue(mut self, queue: QueueOptions) -> Self {
+        self.queue = queue;
+        self
+    }
+    /// JSON lines in a file output (Piko's `WithJSON`).
+    pub fn with_json(mut self) -> Self {
+        self.json = true;
+        self
+    }
+    /// Rotation of a file output.
+    pub fn with_rotation(mut self, rotation: RotationOptions) -> Self {
+        self.rotation = rotation;
+        self
+    }
+}
+
+/// An output could not be added.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OutputError {
+    /// Its level setting is not valid.
+    #[error(transparent)]
+    Level(#[from] LevelSettingError),
+    /// Its file could not be opened.
+    #[error(transparent)]
+    File(#[from] OpenFileError),
+    /// Its writer thread could not start.
+    #[error("cannot start a log writer thread: {0}")]
+    Io(#[from] std::io::Error),
+    /// Its name is taken.
+    #[error(transparent)]
+    Add(#[from] AddOutputError),
+}
+
+fn level_of(options: &OutputOptions) -> Result<Directives, LevelSettingError> {
+    resolve_directives(
+        options.level.as_deref().map(|l| ("with_level", l)),
+        LOG_LEVEL,
+        |k| std::env::var(k).ok(),
+    )
+}
+
+/// Adds any output to the process-wide hub, and lets `log` records through down to its
+/// level.
+pub fn add_output(
+    name: &str,
+    filter: impl Into<Directives>,
+    output: impl Output,
+) -> Result<OutputId, AddOutputError> {
+    let id = hub().add_output(name, filter, output)?;
+    log::set_max_level(hub().min_level().to_log_filter());
+    Ok(id)
+}
+
+/// Adds any slog drain as an output of the process-wide hub.
+pub fn add_drain<D>(
+    name: &str,
+    filter: impl Into<Directives>,
+    drain: D,
+) -> Result<OutputId, AddOutputError>
+where
+    D: slog::Drain<Err = slog::Never> + Send + Sync + 'static,
+{
+    let id = hub().add_drain(name, filter, drain)?;
+    log::set_max_level(hub().min_level().to_log_filter());
+    Ok(id)
+}
+
+/// JSON lines on stdout, at `LOG_LEVEL` (default INFO).
+pub fn add_json_output() -> Result<OutputId, OutputError> {
+    add_json_output_with(OutputOptions::default())
+}
+
+/// JSON lines on stdout, with options.
+pub fn add_json_output_with(options: OutputOptions) -> Result<OutputId, OutputError> {
+    let level = level_of(&options)?;
+    let out = JsonOutput::stdout().with_queue(options.queue).build()?;
+    Ok(add_output("json-stdout", level, out)?)
+}
+
+/// Pretty lines on stdout, at `LOG_LEVEL` (default INFO), coloured when stdout is a
+/// terminal and `NO_COLOR` is not set.
+pub fn add_pretty_output() -> Result<OutputId, OutputError> {
+    add_pretty_output_with(OutputOptions::default())
+}
+
+/// Pretty lines on stdout, with options.
+pub fn add_pretty_output_with(options: OutputOptions) -> Result<OutputId, OutputError> {
+    let level = level_of(&options)?;
+    let out = PrettyOutput::stdout()
+        .with_color(options.color)
+        .with_queue(options.queue)
+        .build()?;
+    Ok(add_output("pretty-stdout", level, out)?)
+}
+
+/// A rotating file at `path` (pretty lines without colour; 10 MiB, 3 backups, 7 days,
+/// gzip), at `LOG_LEVEL` (default INFO). An unwritable path fails here.
+pub fn add_file_output(path: impl Into<PathBuf>) -> Result<OutputId, OutputError> {
+    add_file_output_with(path, OutputOptions::default())
+}
+
+/// A rotating file, with options.
+pub fn add_file_output_with(
+    path: impl Into<PathBuf>,
+    options: OutputOptions,
+) -> Result<OutputId, OutputError> {
+    let level = level_of(&options)?;
+    let path = path.into();
+    let mut file = FileOutput::new(&path)
+        .with_rotation(options.rotation)
+        .with_queue(options.queue);
+    if options.json {
+        file = file.json();
+    }
+    Ok(add_output(&format!("file:{}", path.display()), level, file.build()?)?)
+}
+
+/// Another `log` logger was installed first.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "another logger of the `log` crate is already installed; remove it, or turn the bridge off with with_log_bridge(false)"
+)]
+pub struct LogBridgeError;
+
+static BRIDGE: OnceLock<()> = OnceLock::new();
+
+/// Routes the `log` crate's records into the process-wide hub. Idempotent.
+pub fn install_log_bridge() -> Result<(), LogBridgeError> {
+    if BRIDGE.get().is_some() {
+        return Ok(());
+    }
+    log::set_boxed_logger(Box::new(LogBridge::new(hub().clone()))).map_err(|_| LogBridgeError)?;
+    let _ = BRIDGE.set(());
+    log::set_max_level(hub().min_level().to_log_filter());
+    Ok(())
+}
