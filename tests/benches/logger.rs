@@ -1,1 +1,207 @@
-fn main() {}
+//! `cargo xtask bench logger`: piko-obs's logger against slog-json, slog and
+//! tracing-subscriber, all compiled into this one benchmark and run in the same process.
+//!
+//! Every scenario writes the same message and fields. The benchmark ids are
+//! `<scenario>/<implementation>`; `cargo xtask bench` reads criterion's estimates and
+//! writes the ratios to `docs/performance.md`.
+
+use std::fs::{File, OpenOptions};
+use std::hint::black_box;
+use std::io::{self, LineWriter};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use piko_obs_logger::{Hub, Level, attr};
+use piko_obs_logger_drains::{JsonOutput, TimeZone};
+use slog::Drain;
+
+const MSG: &str = "request handled";
+const ELAPSED: Duration = Duration::from_micros(1234);
+
+fn devnull() -> File {
+    OpenOptions::new().write(true).open("/dev/null").expect("/dev/null")
+}
+
+/// Our logger with one JSON output into `w`.
+fn piko_json(w: impl io::Write + Send + 'static, level: Level) -> (Hub, piko_obs_logger::Logger) {
+    let hub = Hub::default();
+    let out = JsonOutput::writer(w)
+        .with_time_zone(TimeZone::Utc)
+        .build()
+        .expect("writer thread");
+    hub.add_output("bench", level, out).expect("output");
+    let log = hub.get_logger("bench");
+    (hub, log)
+}
+
+/// Raw slog with slog-json into `w`, the same default keys (time, level, msg).
+fn slog_json<W: io::Write + Send + 'static>(w: W, level: slog::Level) -> slog::Logger {
+    let json = slog_json::Json::new(w)
+        .add_default_keys()
+        .set_newlines(true)
+        .build();
+    let drain = Mutex::new(json).map(slog::Fuse);
+    slog::Logger::root(slog::LevelFilter::new(drain, level).fuse(), slog::o!())
+}
+
+fn log5(c: &mut Criterion) {
+    let mut g = c.benchmark_group("json5_sink");
+    let (hub, log) = piko_json(io::sink(), Level::INFO);
+    g.bench_function("piko_obs", |b| {
+        b.iter(|| {
+            log.info(
+                black_box(MSG),
+                &[
+                    attr::string("path", black_box("/api/v1/users")),
+                    attr::int("status", black_box(200)),
+                    attr::float("latency_ms", black_box(12.5)),
+                    attr::bool("cached", black_box(true)),
+                    attr::duration("elapsed", black_box(ELAPSED)),
+                ],
+            )
+        })
+    });
+    let _ = hub.shutdown(Duration::from_secs(5));
+    let slog = slog_json(io::sink(), slog::Level::Info);
+    g.bench_function("slog_json", |b| {
+        b.iter(|| {
+            slog::info!(slog, "{}", black_box(MSG);
+                "path" => black_box("/api/v1/users"), "status" => black_box(200),
+                "latency_ms" => black_box(12.5), "cached" => black_box(true),
+                "elapsed" => ?black_box(ELAPSED))
+        })
+    });
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_writer(io::sink)
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        g.bench_function("tracing_json", |b| {
+            b.iter(|| {
+                tracing::info!(
+                    path = black_box("/api/v1/users"),
+                    status = black_box(200),
+                    latency_ms = black_box(12.5),
+                    cached = black_box(true),
+                    elapsed = ?black_box(ELAPSED),
+                    "{}",
+                    black_box(MSG)
+                )
+            })
+        });
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("json5_devnull");
+    let (hub, log) = piko_json(devnull(), Level::INFO);
+    g.bench_function("piko_obs", |b| {
+        b.iter(|| {
+            log.info(
+                black_box(MSG),
+                &[
+                    attr::string("path", black_box("/api/v1/users")),
+                    attr::int("status", black_box(200)),
+                    attr::float("latency_ms", black_box(12.5)),
+                    attr::bool("cached", black_box(true)),
+                    attr::duration("elapsed", black_box(ELAPSED)),
+                ],
+            )
+        })
+    });
+    let _ = hub.shutdown(Duration::from_secs(5));
+    let slog = slog_json(LineWriter::new(devnull()), slog::Level::Info);
+    g.bench_function("slog_json_linewriter", |b| {
+        b.iter(|| {
+            slog::info!(slog, "{}", black_box(MSG);
+                "path" => black_box("/api/v1/users"), "status" => black_box(200),
+                "latency_ms" => black_box(12.5), "cached" => black_box(true),
+                "elapsed" => ?black_box(ELAPSED))
+        })
+    });
+    g.finish();
+}
+
+fn bound3(c: &mut Criterion) {
+    let mut g = c.benchmark_group("bound3_own2_sink");
+    let (hub, log) = piko_json(io::sink(), Level::INFO);
+    let log = log.with(&[
+        attr::string("service", "checkout"),
+        attr::string("region", "eu-west-1"),
+        attr::int("instance", 7),
+    ]);
+    g.bench_function("piko_obs", |b| {
+        b.iter(|| {
+            log.info(
+                black_box("cache miss"),
+                &[
+                    attr::string("key", black_box("user:42")),
+                    attr::int("attempt", black_box(2)),
+                ],
+            )
+        })
+    });
+    let _ = hub.shutdown(Duration::from_secs(5));
+    let slog = slog_json(io::sink(), slog::Level::Info).new(slog::o!(
+        "service" => "checkout", "region" => "eu-west-1", "instance" => 7));
+    g.bench_function("slog_json", |b| {
+        b.iter(|| {
+            slog::info!(slog, "{}", black_box("cache miss");
+                "key" => black_box("user:42"), "attempt" => black_box(2))
+        })
+    });
+    g.finish();
+}
+
+fn disabled(c: &mut Criterion) {
+    let mut g = c.benchmark_group("disabled_debug5");
+    let (hub, log) = piko_json(io::sink(), Level::INFO);
+    g.bench_function("piko_obs_method", |b| {
+        b.iter(|| {
+            log.debug(
+                black_box(MSG),
+                &[
+                    attr::string("path", black_box("/api/v1/users")),
+                    attr::int("status", black_box(200)),
+                    attr::float("latency_ms", black_box(12.5)),
+                    attr::bool("cached", black_box(true)),
+                    attr::duration("elapsed", black_box(ELAPSED)),
+                ],
+            )
+        })
+    });
+    g.bench_function("piko_obs_macro", |b| {
+        b.iter(|| {
+            piko_obs_logger::debug!(
+                log,
+                black_box(MSG),
+                attr::string("path", black_box("/api/v1/users")),
+                attr::int("status", black_box(200)),
+                attr::float("latency_ms", black_box(12.5)),
+                attr::bool("cached", black_box(true)),
+                attr::duration("elapsed", black_box(ELAPSED))
+            )
+        })
+    });
+    let _ = hub.shutdown(Duration::from_secs(5));
+    let slog = slog_json(io::sink(), slog::Level::Info);
+    g.bench_function("slog_levelfilter", |b| {
+        b.iter(|| {
+            slog::debug!(slog, "{}", black_box(MSG);
+                "path" => black_box("/api/v1/users"), "status" => black_box(200),
+                "latency_ms" => black_box(12.5), "cached" => black_box(true),
+                "elapsed" => ?black_box(ELAPSED))
+        })
+    });
+    g.finish();
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(30)
+}
+
+criterion_group! { name = benches; config = config(); targets = log5, bound3, disabled }
+criterion_main!(benches);

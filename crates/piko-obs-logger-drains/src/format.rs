@@ -95,11 +95,61 @@ fn json_field(buf: &mut Vec<u8>, record: &Record<'_>, a: &Attr<'_>) {
     write_value(buf, &a.value(), record.is_secret(a.key()));
 }
 
+thread_local! {
+    /// The last second formatted on this thread: (seconds, offset, `YYYY-MM-DDTHH:MM:SS`).
+    static SECOND: std::cell::Cell<(i64, i32, [u8; 19])> =
+        const { std::cell::Cell::new((i64::MIN, 0, [0; 19])) };
+}
+
+/// RFC 3339 with nanoseconds, reusing the date and time of day while the second is the
+/// same.
+fn write_time(buf: &mut Vec<u8>, t: SystemTime, offset: i32) {
+    let Ok(d) = t.duration_since(UNIX_EPOCH) else {
+        write_rfc3339(buf, t, offset, 9);
+        return;
+    };
+    let secs = d.as_secs() as i64;
+    let (s, o, prefix) = SECOND.get();
+    if s == secs && o == offset {
+        buf.extend_from_slice(&prefix);
+        buf.push(b'.');
+        let nanos = d.subsec_nanos();
+        let mut digits = itoa::Buffer::new();
+        let text = digits.format(nanos);
+        for _ in text.len()..9 {
+            buf.push(b'0');
+        }
+        buf.extend_from_slice(text.as_bytes());
+        write_offset(buf, offset);
+    } else {
+        let start = buf.len();
+        write_rfc3339(buf, t, offset, 9);
+        if let Ok(p) = <[u8; 19]>::try_from(&buf[start..start + 19]) {
+            SECOND.set((secs, offset, p));
+        }
+    }
+}
+
+fn write_offset(buf: &mut Vec<u8>, offset: i32) {
+    if offset == 0 {
+        buf.push(b'Z');
+    } else {
+        let off = offset.unsigned_abs();
+        let _ = write!(
+            buf,
+            "{}{:02}:{:02}",
+            if offset > 0 { '+' } else { '-' },
+            off / 3600,
+            (off / 60) % 60
+        );
+    }
+}
+
 impl Format for JsonFormat {
     fn format(&self, record: &Record<'_>, buf: &mut Vec<u8>) {
         let t = record.time();
         buf.extend_from_slice(b"{\"time\":\"");
-        write_rfc3339(buf, t, self.offset.offset_at(t), 9);
+        write_time(buf, t, self.offset.offset_at(t));
         buf.extend_from_slice(b"\",\"level\":\"");
         let level = record.level();
         match level.static_name() {
@@ -120,9 +170,7 @@ impl Format for JsonFormat {
             write_str(buf, m);
         }
         buf.push(b'}');
-        for a in record.bound() {
-            json_field(buf, record, &a);
-        }
+        buf.extend_from_slice(record.bound_json());
         for a in record.attrs() {
             json_field(buf, record, a);
         }

@@ -272,15 +272,28 @@ impl Drop for AsyncWriter {
     }
 }
 
+/// How long the writer waits after a wake-up for more lines to batch.
+const LINGER: Duration = Duration::from_micros(500);
+
 fn run(sh: &Shared, mut dest: Box<dyn Write + Send>) {
     let mut batch: Vec<u8> = Vec::new();
     loop {
         let mut st = sh.lock();
-        while st.buf.is_empty() && !st.closed {
-            st.writer_idle = true;
-            st = sh.not_empty.wait(st).unwrap_or_else(|p| p.into_inner());
+        if st.buf.is_empty() && !st.closed {
+            while st.buf.is_empty() && !st.closed {
+                st.writer_idle = true;
+                st = sh.not_empty.wait(st).unwrap_or_else(|p| p.into_inner());
+            }
+            st.writer_idle = false;
+            // Woken by the first line after a quiet spell: linger briefly so the lines
+            // that follow it share one write, instead of one wake-up and one system
+            // call per line. Skipped when closing or when the queue is half full.
+            if !st.closed && st.buf.len() < sh.options.capacity_bytes / 2 {
+                drop(st);
+                std::thread::sleep(LINGER);
+                st = sh.lock();
+            }
         }
-        st.writer_idle = false;
         if st.buf.is_empty() {
             st.finished = true;
             drop(st);

@@ -346,6 +346,18 @@ pub struct SecretKeys {
     patterns: Vec<Vec<u8>>,
     /// `first[b]` is set when some pattern starts with byte `b`.
     first: [bool; 256],
+    /// Distinguishes pattern sets in the per-thread cache of answers.
+    id: u64,
+}
+
+static NEXT_SECRETS_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// One slot of the per-thread cache: (key address, key length, pattern-set id, answer).
+type CacheSlot = (usize, usize, u64, bool);
+
+thread_local! {
+    static SECRET_CACHE: std::cell::RefCell<[CacheSlot; 128]> =
+        const { std::cell::RefCell::new([(0, 0, 0, false); 128]) };
 }
 
 /// What a secret value is replaced with.
@@ -376,6 +388,7 @@ impl SecretKeys {
         let mut s = SecretKeys {
             patterns: Vec::new(),
             first: [false; 256],
+            id: NEXT_SECRETS_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         };
         for p in patterns {
             let p: Vec<u8> = p.as_ref().bytes().map(normalise).collect();
@@ -390,6 +403,30 @@ impl SecretKeys {
     /// No key is secret.
     pub fn none() -> SecretKeys {
         SecretKeys::new(std::iter::empty::<&str>())
+    }
+
+    /// Whether values under the static `key` must be masked. Answers are cached per
+    /// thread by the key's address: a `&'static str` is never freed, so its address
+    /// always names the same text.
+    #[inline]
+    pub fn is_secret_static(&self, key: &'static str) -> bool {
+        if self.patterns.is_empty() {
+            return false;
+        }
+        let addr = key.as_ptr() as usize;
+        let slot = (addr >> 3 ^ key.len()) & 127;
+        SECRET_CACHE.with(|c| match c.try_borrow_mut() {
+            Ok(mut cache) => {
+                let e = cache[slot];
+                if e.0 == addr && e.1 == key.len() && e.2 == self.id {
+                    return e.3;
+                }
+                let answer = self.is_secret(key);
+                cache[slot] = (addr, key.len(), self.id, answer);
+                answer
+            }
+            Err(_) => self.is_secret(key),
+        })
     }
 
     /// Whether values under `key` must be masked.

@@ -65,16 +65,18 @@ pub struct ShutdownError {
     pub failures: Vec<FlushError>,
 }
 
-struct Settings {
+/// Everything a log call reads, swapped as one snapshot.
+#[derive(Clone)]
+struct HubState {
+    outputs: Vec<Arc<OutputEntry>>,
     secrets: SecretKeys,
     error_backtraces: bool,
 }
 
 struct HubInner {
-    outputs: ArcSwap<Vec<Arc<OutputEntry>>>,
+    state: ArcSwap<HubState>,
     /// Bumped on every change of `outputs`; loggers re-derive their threshold when it moves.
     generation: AtomicU64,
-    settings: ArcSwap<Settings>,
     loggers: RwLock<HashMap<Arc<str>, Arc<LoggerCore>>>,
     unrouted: AtomicU64,
     next_id: AtomicU64,
@@ -104,12 +106,12 @@ impl HubBuilder {
     pub fn build(self) -> Hub {
         Hub {
             inner: Arc::new(HubInner {
-                outputs: ArcSwap::from_pointee(Vec::new()),
-                generation: AtomicU64::new(1),
-                settings: ArcSwap::from_pointee(Settings {
+                state: ArcSwap::from_pointee(HubState {
+                    outputs: Vec::new(),
                     secrets: self.secrets,
                     error_backtraces: self.error_backtraces,
                 }),
+                generation: AtomicU64::new(1),
                 loggers: RwLock::new(HashMap::new()),
                 unrouted: AtomicU64::new(0),
                 next_id: AtomicU64::new(1),
@@ -163,8 +165,9 @@ impl fmt::Debug for Hub {
                 "outputs",
                 &self
                     .inner
-                    .outputs
+                    .state
                     .load()
+                    .outputs
                     .iter()
                     .map(|o| o.name.clone())
                     .collect::<Vec<_>>(),
@@ -185,20 +188,22 @@ impl Hub {
     /// Replaces the secret-key patterns. Loggers made by `with` before the change keep
     /// masking their bound fields with the patterns of that time.
     pub fn set_secret_keys(&self, secrets: SecretKeys) {
-        let cur = self.inner.settings.load();
-        self.inner.settings.store(Arc::new(Settings {
-            secrets,
-            error_backtraces: cur.error_backtraces,
-        }));
+        self.update(|st| st.secrets = secrets);
     }
 
     /// Turns stack traces on ERROR records on or off.
     pub fn set_error_backtraces(&self, on: bool) {
-        let cur = self.inner.settings.load();
-        self.inner.settings.store(Arc::new(Settings {
-            secrets: cur.secrets.clone(),
-            error_backtraces: on,
-        }));
+        self.update(|st| st.error_backtraces = on);
+    }
+
+    /// Changes the state under the change lock and bumps the generation.
+    fn update<R>(&self, f: impl FnOnce(&mut HubState) -> R) -> R {
+        let _g = self.inner.change.lock().unwrap_or_else(|p| p.into_inner());
+        let mut next = HubState::clone(&self.inner.state.load());
+        let r = f(&mut next);
+        self.inner.state.store(Arc::new(next));
+        self.inner.generation.fetch_add(1, Ordering::AcqRel);
+        r
     }
 
     /// Adds an output that receives every record at or above `filter`'s level for the
@@ -232,37 +237,29 @@ impl Hub {
     }
 
     fn add(&self, name: String, filter: Directives, sink: Sink) -> Result<OutputId, AddOutputError> {
-        let _g = self.inner.change.lock().unwrap_or_else(|p| p.into_inner());
-        let current = self.inner.outputs.load_full();
-        if current.iter().any(|o| o.name == name) {
-            return Err(AddOutputError::DuplicateName(name));
-        }
         let id = OutputId(self.inner.next_id.fetch_add(1, Ordering::Relaxed));
-        let mut next: Vec<Arc<OutputEntry>> = current.iter().cloned().collect();
-        next.push(Arc::new(OutputEntry {
-            id,
-            name,
-            filter,
-            sink,
-            panics: AtomicU64::new(0),
-        }));
-        self.inner.outputs.store(Arc::new(next));
-        self.inner.generation.fetch_add(1, Ordering::AcqRel);
-        Ok(id)
+        self.update(|st| {
+            if st.outputs.iter().any(|o| o.name == name) {
+                return Err(AddOutputError::DuplicateName(name));
+            }
+            st.outputs.push(Arc::new(OutputEntry {
+                id,
+                name,
+                filter,
+                sink,
+                panics: AtomicU64::new(0),
+            }));
+            Ok(id)
+        })
     }
 
     /// Removes an output after flushing it within `timeout`. Returns whether it existed.
     pub fn remove_output(&self, id: OutputId, timeout: Duration) -> Result<bool, FlushError> {
-        let removed = {
-            let _g = self.inner.change.lock().unwrap_or_else(|p| p.into_inner());
-            let current = self.inner.outputs.load_full();
-            let removed = current.iter().find(|o| o.id == id).cloned();
-            let next: Vec<Arc<OutputEntry>> =
-                current.iter().filter(|o| o.id != id).cloned().collect();
-            self.inner.outputs.store(Arc::new(next));
-            self.inner.generation.fetch_add(1, Ordering::AcqRel);
+        let removed = self.update(|st| {
+            let removed = st.outputs.iter().find(|o| o.id == id).cloned();
+            st.outputs.retain(|o| o.id != id);
             removed
-        };
+        });
         match removed {
             Some(o) => flush_entry(&o, timeout).map(|()| true),
             None => Ok(false),
@@ -272,8 +269,9 @@ impl Hub {
     /// The outputs, in the order they were added.
     pub fn outputs(&self) -> Vec<OutputInfo> {
         self.inner
-            .outputs
+            .state
             .load()
+            .outputs
             .iter()
             .map(|o| OutputInfo {
                 id: o.id,
@@ -299,8 +297,9 @@ impl Hub {
     /// The most verbose level any output takes for any logger.
     pub fn min_level(&self) -> Level {
         self.inner
-            .outputs
+            .state
             .load()
+            .outputs
             .iter()
             .map(|o| o.filter.min_level())
             .min()
@@ -312,8 +311,9 @@ impl Hub {
         let deadline = Instant::now() + timeout;
         let failures: Vec<FlushError> = self
             .inner
-            .outputs
+            .state
             .load()
+            .outputs
             .iter()
             .filter_map(|o| {
                 flush_entry(o, deadline.saturating_duration_since(Instant::now())).err()
@@ -330,9 +330,7 @@ impl Hub {
     /// writer threads). Later lines count as unrouted. Calling it twice is harmless.
     pub fn shutdown(&self, timeout: Duration) -> Result<(), ShutdownError> {
         let result = self.flush(timeout);
-        let _g = self.inner.change.lock().unwrap_or_else(|p| p.into_inner());
-        self.inner.outputs.store(Arc::new(Vec::new()));
-        self.inner.generation.fetch_add(1, Ordering::AcqRel);
+        self.update(|st| st.outputs.clear());
         result
     }
 
@@ -359,7 +357,7 @@ impl Hub {
                     name: name.clone(),
                     generation: AtomicU64::new(0),
                     min: AtomicI32::new(Level::INFO.value()),
-                    root: Arc::new(bound(name, Vec::new(), &self.inner.settings.load().secrets)),
+                    root: Arc::new(bound(name, Vec::new(), &self.inner.state.load().secrets)),
                 })
             })
             .clone();
@@ -371,7 +369,15 @@ impl Hub {
 }
 
 fn bound(name: &Arc<str>, attrs: Vec<OwnedAttr>, secrets: &SecretKeys) -> Bound {
+    let mut json = Vec::new();
+    for a in &attrs {
+        json.push(b',');
+        crate::json::write_str(&mut json, a.key());
+        json.push(b':');
+        crate::json::write_value(&mut json, &a.as_attr().value(), secrets.is_secret(a.key()));
+    }
     Bound {
+        json,
         slog_values: slog::OwnedKVList::from(slog::OwnedKV(BoundKv {
             logger: name.clone(),
             attrs: attrs.clone(),
@@ -421,8 +427,9 @@ struct LoggerCore {
 impl LoggerCore {
     #[cold]
     fn refresh(&self, generation: u64) {
-        let outputs = self.hub.outputs.load();
-        let min = outputs
+        let state = self.hub.state.load();
+        let min = state
+            .outputs
             .iter()
             .map(|o| o.filter.level_for(&self.name))
             .min()
@@ -482,7 +489,7 @@ impl Logger {
             bound: Arc::new(bound(
                 &self.core.name,
                 all,
-                &self.core.hub.settings.load().secrets,
+                &self.core.hub.state.load().secrets,
             )),
         }
     }
@@ -507,14 +514,13 @@ impl Logger {
     #[inline(never)]
     fn dispatch(&self, level: Level, source: &Source, msg: &str, attrs: &[Attr<'_>]) {
         let hub = &*self.core.hub;
-        let outputs = hub.outputs.load();
-        if outputs.is_empty() {
+        let state = hub.state.load();
+        if state.outputs.is_empty() {
             hub.unrouted.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let settings = hub.settings.load();
         let stack =
-            (settings.error_backtraces && level >= Level::ERROR).then(StackTrace::capture);
+            (state.error_backtraces && level >= Level::ERROR).then(StackTrace::capture);
         let name: &str = &self.core.name;
         let record = Record {
             level,
@@ -523,11 +529,12 @@ impl Logger {
             logger: name,
             source,
             bound: &self.bound.attrs,
+            bound_json: &self.bound.json,
             attrs,
             stack: stack.as_ref(),
-            secrets: &settings.secrets,
+            secrets: &state.secrets,
         };
-        for o in outputs.iter() {
+        for o in state.outputs.iter() {
             if level < o.filter.level_for(name) {
                 continue;
             }
@@ -544,7 +551,7 @@ impl Logger {
                     let kv = RecordKv {
                         attrs,
                         stack: stack.as_ref(),
-                        secrets: &settings.secrets,
+                        secrets: &state.secrets,
                     };
                     let args = format_args!("{msg}");
                     let r = slog::Record::new(&rs, &args, slog::BorrowedKV(&kv));

@@ -25,31 +25,46 @@ pub fn write_str(buf: &mut Vec<u8>, s: &str) {
     buf.push(b'"');
 }
 
+/// For each byte: 0 when it is copied as is, else the character after `\\` in its
+/// escape (`u` for the `\\u00XX` form).
+static ESCAPE: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = b'u';
+        i += 1;
+    }
+    t[0x7f] = b'u';
+    t[b'"' as usize] = b'"';
+    t[b'\\' as usize] = b'\\';
+    t[b'\n' as usize] = b'n';
+    t[b'\r' as usize] = b'r';
+    t[b'\t' as usize] = b't';
+    t
+};
+
 /// Appends the escaped body of a JSON string, without quotes.
+#[inline]
 pub fn write_str_body(buf: &mut Vec<u8>, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let bytes = s.as_bytes();
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let esc: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0x00..=0x1f | 0x7f => {
-                buf.extend_from_slice(&bytes[start..i]);
-                buf.extend_from_slice(b"\\u00");
-                buf.push(HEX[usize::from(b >> 4)]);
-                buf.push(HEX[usize::from(b & 0xf)]);
-                start = i + 1;
-                continue;
-            }
-            _ => continue,
-        };
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        let esc = ESCAPE[usize::from(b)];
+        if esc == 0 {
+            i += 1;
+            continue;
+        }
         buf.extend_from_slice(&bytes[start..i]);
-        buf.extend_from_slice(esc);
-        start = i + 1;
+        if esc == b'u' {
+            buf.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]]);
+        } else {
+            buf.extend_from_slice(&[b'\\', esc]);
+        }
+        i += 1;
+        start = i;
     }
     buf.extend_from_slice(&bytes[start..]);
 }

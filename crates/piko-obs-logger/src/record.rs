@@ -90,6 +90,8 @@ impl StackTrace {
 /// Fields bound to a logger by `with`, shared by all its clones.
 pub(crate) struct Bound {
     pub(crate) attrs: Vec<OwnedAttr>,
+    /// The bound fields encoded once as JSON members, each led by a comma.
+    pub(crate) json: Vec<u8>,
     pub(crate) slog_values: slog::OwnedKVList,
 }
 
@@ -101,6 +103,7 @@ pub struct Record<'a> {
     pub(crate) logger: &'a str,
     pub(crate) source: &'a Source,
     pub(crate) bound: &'a [OwnedAttr],
+    pub(crate) bound_json: &'a [u8],
     pub(crate) attrs: &'a [Attr<'a>],
     pub(crate) stack: Option<&'a StackTrace>,
     pub(crate) secrets: &'a SecretKeys,
@@ -131,6 +134,11 @@ impl<'a> Record<'a> {
     pub fn bound(&self) -> impl Iterator<Item = Attr<'a>> + 'a {
         self.bound.iter().map(OwnedAttr::as_attr)
     }
+    /// The bound fields already encoded as JSON object members (`,"k":v` for each, secret
+    /// values masked), so JSON outputs copy them instead of encoding them on every line.
+    pub fn bound_json(&self) -> &'a [u8] {
+        self.bound_json
+    }
     /// The record's own fields, in the order given.
     pub fn attrs(&self) -> &'a [Attr<'a>] {
         self.attrs
@@ -139,10 +147,10 @@ impl<'a> Record<'a> {
     pub fn stack(&self) -> Option<&'a StackTrace> {
         self.stack
     }
-    /// Whether the value under `key` must be masked.
+    /// Whether the value under `key` must be masked (attribute keys are static).
     #[inline]
-    pub fn is_secret(&self, key: &str) -> bool {
-        self.secrets.is_secret(key)
+    pub fn is_secret(&self, key: &'static str) -> bool {
+        self.secrets.is_secret_static(key)
     }
     /// A record built outside a logger, for outputs' own tests and adapters.
     pub fn new(
@@ -160,6 +168,7 @@ impl<'a> Record<'a> {
             logger,
             source,
             bound: &[],
+            bound_json: &[],
             attrs,
             stack: None,
             secrets,

@@ -12,7 +12,7 @@ pub(crate) fn emit(
     secrets: &SecretKeys,
 ) -> slog::Result {
     let key = a.key();
-    if secrets.is_secret(key) {
+    if secrets.is_secret_static(key) {
         return ser.emit_str(key, REDACTED);
     }
     match a.value() {

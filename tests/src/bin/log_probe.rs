@@ -1,0 +1,105 @@
+//! A small program the facade tests run as a child process, so that each scenario gets
+//! a fresh process environment and fresh global state.
+//!
+//! `log_probe SCENARIO [ARG]`, where SCENARIO is one of:
+//! - `framework [LEVEL]`: prod console at `with_log_level(LEVEL)` (or `PIKO_LOG_LEVEL`),
+//!   then one line per level from loggers `app` and `app/db`;
+//! - `output [LEVEL]`: no console; `add_json_output` (with `with_level(LEVEL)` if given,
+//!   else `LOG_LEVEL`), then the same lines;
+//! - `flood N`: prod console, N lines from 4 threads, then `main` returns (the guard drops);
+//! - `bridge`: records through the `log` crate;
+//! - `badfile PATH`: tries `add_file_output(PATH)` and prints the error.
+
+use std::process::ExitCode;
+
+use piko_obs::logger::{self, Level, OutputOptions, attr};
+use piko_obs::{PikoObs, RunMode};
+
+fn each_level() {
+    for name in ["app", "app/db"] {
+        let log = logger::get_logger(name);
+        for level in Level::ALL {
+            log.log(level, "probe", &[attr::string("at", &level.to_string())]);
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1);
+    let scenario = args.next().unwrap_or_default();
+    let arg = args.next();
+    match scenario.as_str() {
+        "framework" => {
+            let mut b = PikoObs::builder().with_run_mode(RunMode::Prod);
+            if let Some(l) = arg {
+                b = b.with_log_level(l);
+            }
+            let _guard = match b.init() {
+                Ok(g) => g,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(2);
+                }
+            };
+            each_level();
+        }
+        "output" => {
+            let _guard = PikoObs::builder()
+                .with_console_output(false)
+                .init()
+                .expect("init");
+            let options = match arg {
+                Some(l) => OutputOptions::default().with_level(l),
+                None => OutputOptions::default(),
+            };
+            if let Err(e) = logger::add_json_output_with(options) {
+                eprintln!("{e}");
+                return ExitCode::from(2);
+            }
+            each_level();
+        }
+        "flood" => {
+            let n: usize = arg.and_then(|a| a.parse().ok()).unwrap_or(10_000);
+            let _guard = PikoObs::builder()
+                .with_run_mode(RunMode::Prod)
+                .init()
+                .expect("init");
+            std::thread::scope(|s| {
+                for t in 0..4 {
+                    s.spawn(move || {
+                        let log = logger::get_logger("flood");
+                        for i in (t..n).step_by(4) {
+                            log.info("line", &[attr::uint("i", i as u64)]);
+                        }
+                    });
+                }
+            });
+        }
+        "bridge" => {
+            let _guard = PikoObs::builder()
+                .with_run_mode(RunMode::Prod)
+                .with_log_level("info,chatty=error")
+                .init()
+                .expect("init");
+            log::info!(target: "hyper::proto", "connection {} accepted", 7);
+            log::debug!(target: "hyper::proto", "hidden at info");
+            log::warn!(target: "chatty", "hidden below error");
+            log::error!(target: "chatty", "shown at error");
+        }
+        "badfile" => {
+            let path = arg.unwrap_or_default();
+            match logger::add_file_output(&path) {
+                Ok(_) => println!("opened"),
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+        other => {
+            eprintln!("unknown scenario {other:?}");
+            return ExitCode::from(2);
+        }
+    }
+    ExitCode::SUCCESS
+}
