@@ -20,7 +20,10 @@ const MSG: &str = "request handled";
 const ELAPSED: Duration = Duration::from_micros(1234);
 
 fn devnull() -> File {
-    OpenOptions::new().write(true).open("/dev/null").expect("/dev/null")
+    OpenOptions::new()
+        .write(true)
+        .open("/dev/null")
+        .expect("/dev/null")
 }
 
 /// Our logger with one JSON output into `w`.

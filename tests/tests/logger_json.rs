@@ -17,8 +17,12 @@ fn hub_with_json(level: &str) -> (Hub, Capture) {
     let hub = Hub::default();
     let cap = Capture::new();
     let out = JsonOutput::writer(cap.clone()).build().unwrap();
-    hub.add_output("json", level.parse::<piko_obs_logger::Directives>().unwrap(), out)
-        .unwrap();
+    hub.add_output(
+        "json",
+        level.parse::<piko_obs_logger::Directives>().unwrap(),
+        out,
+    )
+    .unwrap();
     (hub, cap)
 }
 
@@ -91,9 +95,21 @@ fn json_line_has_keys_in_order_and_documented_encodings() {
     let line = text.lines().next().unwrap();
     // Key order: time, level, msg, logger, source, bound, own fields in order.
     let order: Vec<&str> = [
-        "\"time\"", "\"level\"", "\"msg\"", "\"logger\"", "\"source\"", "\"region\"",
-        "\"status\"", "\"big\"", "\"ratio\"", "\"cached\"", "\"elapsed\"", "\"at\"", "\"tags\"",
-        "\"cart\"", "\"coupon\"",
+        "\"time\"",
+        "\"level\"",
+        "\"msg\"",
+        "\"logger\"",
+        "\"source\"",
+        "\"region\"",
+        "\"status\"",
+        "\"big\"",
+        "\"ratio\"",
+        "\"cached\"",
+        "\"elapsed\"",
+        "\"at\"",
+        "\"tags\"",
+        "\"cart\"",
+        "\"coupon\"",
     ]
     .to_vec();
     let positions: Vec<usize> = order.iter().map(|k| line.find(k).unwrap()).collect();
@@ -117,7 +133,10 @@ fn json_line_has_keys_in_order_and_documented_encodings() {
     assert_eq!(v["coupon"], Value::Null);
     // RFC 3339 with nanoseconds and an offset (Z or ±hh:mm).
     let t = v["time"].as_str().unwrap();
-    assert_eq!(t.len(), "2026-11-25T16:45:50.123456789".len() + if t.ends_with('Z') { 1 } else { 6 });
+    assert_eq!(
+        t.len(),
+        "2026-11-25T16:45:50.123456789".len() + if t.ends_with('Z') { 1 } else { 6 }
+    );
     assert_eq!(&t[10..11], "T");
 }
 
@@ -137,18 +156,27 @@ fn error_attribute_keeps_the_chain_and_error_records_carry_a_stack() {
     let stack = lines[0]["stack_trace"].as_array().unwrap();
     assert!(!stack.is_empty());
     assert!(
-        stack.iter().any(|f| f.as_str().unwrap().contains("logger_json")),
+        stack
+            .iter()
+            .any(|f| f.as_str().unwrap().contains("logger_json")),
         "{stack:?}"
     );
-    assert!(lines[1].get("stack_trace").is_none(), "only ERROR carries a stack");
+    assert!(
+        lines[1].get("stack_trace").is_none(),
+        "only ERROR carries a stack"
+    );
 }
 
 #[test]
 fn error_backtraces_can_be_turned_off() {
     let hub = Hub::builder().with_error_backtraces(false).build();
     let cap = Capture::new();
-    hub.add_output("json", Level::INFO, JsonOutput::writer(cap.clone()).build().unwrap())
-        .unwrap();
+    hub.add_output(
+        "json",
+        Level::INFO,
+        JsonOutput::writer(cap.clone()).build().unwrap(),
+    )
+    .unwrap();
     hub.get_logger("x").error("boom", &[]);
     hub.flush(T).unwrap();
     assert!(cap.json_lines()[0].get("stack_trace").is_none());
@@ -171,7 +199,9 @@ fn every_level_prints_its_own_name() {
         .collect();
     assert_eq!(
         names,
-        ["TRACE", "INTERNAL", "DEBUG", "INFO", "NOTICE", "WARN", "ERROR", "INFO+3", "DEBUG-1"]
+        [
+            "TRACE", "INTERNAL", "DEBUG", "INFO", "NOTICE", "WARN", "ERROR", "INFO+3", "DEBUG-1"
+        ]
     );
 }
 
@@ -180,11 +210,17 @@ fn per_output_levels_and_per_logger_directives() {
     let hub = Hub::default();
     let debug = Capture::new();
     let errors = Capture::new();
-    hub.add_output("debug", Level::DEBUG, JsonOutput::writer(debug.clone()).build().unwrap())
-        .unwrap();
+    hub.add_output(
+        "debug",
+        Level::DEBUG,
+        JsonOutput::writer(debug.clone()).build().unwrap(),
+    )
+    .unwrap();
     hub.add_output(
         "errors",
-        "error,app/db=warn".parse::<piko_obs_logger::Directives>().unwrap(),
+        "error,app/db=warn"
+            .parse::<piko_obs_logger::Directives>()
+            .unwrap(),
         JsonOutput::writer(errors.clone()).build().unwrap(),
     )
     .unwrap();
@@ -204,7 +240,12 @@ fn per_output_levels_and_per_logger_directives() {
     };
     assert_eq!(
         msgs(&debug),
-        ["info from http", "error from http", "warn from db", "info from db"]
+        [
+            "info from http",
+            "error from http",
+            "warn from db",
+            "info from db"
+        ]
     );
     assert_eq!(msgs(&errors), ["error from http", "warn from db"]);
     assert!(app.enabled(Level::DEBUG));
@@ -236,8 +277,12 @@ fn a_logger_obtained_before_outputs_writes_to_them() {
     early.info("nowhere to go", &[]);
     assert_eq!(hub.unrouted(), 1);
     let cap = Capture::new();
-    hub.add_output("json", Level::INFO, JsonOutput::writer(cap.clone()).build().unwrap())
-        .unwrap();
+    hub.add_output(
+        "json",
+        Level::INFO,
+        JsonOutput::writer(cap.clone()).build().unwrap(),
+    )
+    .unwrap();
     early.info("now written", &[]);
     hub.flush(T).unwrap();
     assert_eq!(cap.json_lines()[0]["msg"], "now written");
@@ -248,15 +293,28 @@ fn fan_out_gives_each_output_each_record_once() {
     let hub = Hub::default();
     let a = Capture::new();
     let b = Capture::new();
-    hub.add_output("a", Level::INFO, JsonOutput::writer(a.clone()).build().unwrap())
-        .unwrap();
-    hub.add_output("b", Level::INFO, JsonOutput::writer(b.clone()).build().unwrap())
-        .unwrap();
-    assert!(hub
-        .add_output("a", Level::INFO, JsonOutput::writer(Capture::new()).build().unwrap())
+    hub.add_output(
+        "a",
+        Level::INFO,
+        JsonOutput::writer(a.clone()).build().unwrap(),
+    )
+    .unwrap();
+    hub.add_output(
+        "b",
+        Level::INFO,
+        JsonOutput::writer(b.clone()).build().unwrap(),
+    )
+    .unwrap();
+    assert!(
+        hub.add_output(
+            "a",
+            Level::INFO,
+            JsonOutput::writer(Capture::new()).build().unwrap()
+        )
         .unwrap_err()
         .to_string()
-        .contains("already exists"));
+        .contains("already exists")
+    );
     hub.get_logger("x").info("once", &[]);
     hub.flush(T).unwrap();
     assert_eq!(a.lines().len(), 1);
@@ -292,7 +350,10 @@ fn eight_threads_of_ten_thousand_lines_give_eighty_thousand_intact_lines() {
     }
     assert!(seen.iter().flatten().all(|s| *s), "every line arrives once");
     let stats = hub.outputs()[0].stats;
-    assert_eq!((stats.accepted, stats.written, stats.dropped), (80_000, 80_000, 0));
+    assert_eq!(
+        (stats.accepted, stats.written, stats.dropped),
+        (80_000, 80_000, 0)
+    );
 }
 
 #[test]
@@ -362,14 +423,21 @@ fn utc_time_zone_prints_z() {
     let t = cap.json_lines()[0]["time"].as_str().unwrap().to_string();
     assert!(t.ends_with('Z'), "{t}");
     let year: i32 = t[..4].parse().unwrap();
-    let now_year = 1970 + (SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() / 31_556_952) as i32;
+    let now_year = 1970
+        + (SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            / 31_556_952) as i32;
     assert!((year - now_year).abs() <= 1);
 }
 
 #[test]
 fn macros_add_the_module_and_context_carries_the_logger() {
     let (hub, cap) = hub_with_json("debug");
-    let log = hub.get_logger("ctx").with(&[attr::string(keys::REQUEST_ID, "r-9")]);
+    let log = hub
+        .get_logger("ctx")
+        .with(&[attr::string(keys::REQUEST_ID, "r-9")]);
     piko_obs_logger::debug!(log, "from macro", attr::int("n", 1));
     let fallback = hub.get_logger("fallback");
     assert!(!context::has_logger());
@@ -379,7 +447,11 @@ fn macros_add_the_module_and_context_carries_the_logger() {
         context::must_from_context().info("from context", &[]);
     });
     let missing = std::panic::catch_unwind(context::must_from_context).unwrap_err();
-    let text = missing.downcast_ref::<&str>().map(|s| s.to_string()).unwrap_or_default();
+    let text = missing
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| missing.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default();
     assert!(text.contains("no logger in context"), "{text}");
     hub.flush(T).unwrap();
     let l = cap.json_lines();
@@ -425,10 +497,15 @@ fn a_panicking_output_is_counted_and_the_others_still_write() {
         }
     }
     let (hub, cap) = hub_with_json("info");
-    hub.add_output("explodes", Level::INFO, Arc::new(Explodes)).unwrap();
+    hub.add_output("explodes", Level::INFO, Arc::new(Explodes))
+        .unwrap();
     hub.get_logger("x").info("still written", &[]);
     hub.flush(T).unwrap();
     assert_eq!(cap.json_lines()[0]["msg"], "still written");
-    let info = hub.outputs().into_iter().find(|o| o.name == "explodes").unwrap();
+    let info = hub
+        .outputs()
+        .into_iter()
+        .find(|o| o.name == "explodes")
+        .unwrap();
     assert_eq!(info.stats.write_errors, 1);
 }

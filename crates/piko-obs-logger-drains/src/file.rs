@@ -331,7 +331,8 @@ mod tests {
         let path = dir.path().join("app.log");
         let mut f = RotatingFile::open(&path, opts(100, 2, false)).unwrap();
         for i in 0..40 {
-            f.write_all(format!("line {i:04} of the log\n").as_bytes()).unwrap();
+            f.write_all(format!("line {i:04} of the log\n").as_bytes())
+                .unwrap();
         }
         drop(f);
         let live = fs::read_to_string(&path).unwrap();
@@ -371,10 +372,12 @@ mod tests {
             total += s.lines().count();
         }
         assert_eq!(total, 10);
-        assert!(!fs::read_dir(dir.path()).unwrap().flatten().any(|e| e
-            .file_name()
-            .to_string_lossy()
-            .ends_with(".tmp")));
+        assert!(
+            !fs::read_dir(dir.path())
+                .unwrap()
+                .flatten()
+                .any(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        );
     }
 
     #[test]

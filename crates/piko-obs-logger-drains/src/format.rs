@@ -52,7 +52,10 @@ impl OffsetCache {
             let off = chrono::DateTime::from_timestamp(secs, 0)
                 .map(|utc| {
                     use chrono::Offset as _;
-                    utc.with_timezone(&chrono::Local).offset().fix().local_minus_utc()
+                    utc.with_timezone(&chrono::Local)
+                        .offset()
+                        .fix()
+                        .local_minus_utc()
                 })
                 .unwrap_or(0);
             self.offset.store(off, Ordering::Relaxed);

@@ -241,9 +241,7 @@ impl AsyncWriter {
         }
         let finished = st.finished;
         drop(st);
-        if finished
-            && let Some(t) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take()
-        {
+        if finished && let Some(t) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
             let _ = t.join();
         }
         result

@@ -268,9 +268,7 @@ impl OwnedAttr {
     pub fn from_attr(a: &Attr<'_>) -> OwnedAttr {
         let value = match a.value {
             Value::Str(s) => OwnedValue::Str(s.to_string()),
-            Value::Strings(l) => {
-                OwnedValue::Strings(l.iter().map(str::to_string).collect())
-            }
+            Value::Strings(l) => OwnedValue::Strings(l.iter().map(str::to_string).collect()),
             Value::Int(v) => OwnedValue::Int(v),
             Value::Uint(v) => OwnedValue::Uint(v),
             Value::Float(v) => OwnedValue::Float(v),
@@ -450,7 +448,11 @@ impl SecretKeys {
 
 #[inline]
 fn normalise(b: u8) -> u8 {
-    if b == b'-' { b'_' } else { b.to_ascii_lowercase() }
+    if b == b'-' {
+        b'_'
+    } else {
+        b.to_ascii_lowercase()
+    }
 }
 
 impl Default for SecretKeys {
@@ -521,7 +523,14 @@ mod tests {
         ] {
             assert!(s.is_secret(k), "{k}");
         }
-        for k in ["path", "status", "latency_ms", "user", "trace_id", "dns_name"] {
+        for k in [
+            "path",
+            "status",
+            "latency_ms",
+            "user",
+            "trace_id",
+            "dns_name",
+        ] {
             assert!(!s.is_secret(k), "{k}");
         }
         let custom = SecretKeys::new(["pin"]);

@@ -90,12 +90,11 @@ impl Directives {
                             text: text.to_string(),
                         });
                     }
-                    d.default = parse_level(item).map_err(|source| {
-                        ParseDirectivesError::Level {
+                    d.default =
+                        parse_level(item).map_err(|source| ParseDirectivesError::Level {
                             item: item.to_string(),
                             source,
-                        }
-                    })?;
+                        })?;
                     saw_default = true;
                 }
                 Some((name, level)) => {
@@ -240,8 +239,14 @@ mod tests {
 
     #[test]
     fn default_only_and_integer_levels() {
-        assert_eq!(Directives::parse("DEBUG").unwrap().level_for("x"), Level::DEBUG);
-        assert_eq!(Directives::parse("-6").unwrap().default_level(), Level::INTERNAL);
+        assert_eq!(
+            Directives::parse("DEBUG").unwrap().level_for("x"),
+            Level::DEBUG
+        );
+        assert_eq!(
+            Directives::parse("-6").unwrap().default_level(),
+            Level::INTERNAL
+        );
         assert_eq!(Directives::parse("").unwrap().default_level(), Level::INFO);
         assert_eq!(
             Directives::parse("a=notice").unwrap().to_string(),

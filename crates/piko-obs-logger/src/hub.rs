@@ -236,7 +236,12 @@ impl Hub {
         )
     }
 
-    fn add(&self, name: String, filter: Directives, sink: Sink) -> Result<OutputId, AddOutputError> {
+    fn add(
+        &self,
+        name: String,
+        filter: Directives,
+        sink: Sink,
+    ) -> Result<OutputId, AddOutputError> {
         let id = OutputId(self.inner.next_id.fetch_add(1, Ordering::Relaxed));
         self.update(|st| {
             if st.outputs.iter().any(|o| o.name == name) {
@@ -348,7 +353,11 @@ impl Hub {
                 core: core.clone(),
             };
         }
-        let mut map = self.inner.loggers.write().unwrap_or_else(|p| p.into_inner());
+        let mut map = self
+            .inner
+            .loggers
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
         let core = map
             .entry(Arc::from(name))
             .or_insert_with_key(|name| {
@@ -451,6 +460,12 @@ pub struct Logger {
     bound: Arc<Bound>,
 }
 
+// A panic cannot leave a logger or hub half-updated: their state is swapped whole.
+impl std::panic::UnwindSafe for Logger {}
+impl std::panic::RefUnwindSafe for Logger {}
+impl std::panic::UnwindSafe for Hub {}
+impl std::panic::RefUnwindSafe for Hub {}
+
 impl fmt::Debug for Logger {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Logger")
@@ -519,8 +534,7 @@ impl Logger {
             hub.unrouted.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let stack =
-            (state.error_backtraces && level >= Level::ERROR).then(StackTrace::capture);
+        let stack = (state.error_backtraces && level >= Level::ERROR).then(StackTrace::capture);
         let name: &str = &self.core.name;
         let record = Record {
             level,

@@ -59,7 +59,14 @@ pub fn write_str_body(buf: &mut Vec<u8>, s: &str) {
         }
         buf.extend_from_slice(&bytes[start..i]);
         if esc == b'u' {
-            buf.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]]);
+            buf.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 0xf)],
+            ]);
         } else {
             buf.extend_from_slice(&[b'\\', esc]);
         }
@@ -287,10 +294,16 @@ mod tests {
         let t = UNIX_EPOCH + Duration::new(1_764_089_150, 5_000_000);
         let mut b = Vec::new();
         write_rfc3339(&mut b, t, 3600, 9);
-        assert_eq!(String::from_utf8(b).unwrap(), "2025-11-25T17:45:50.005000000+01:00");
+        assert_eq!(
+            String::from_utf8(b).unwrap(),
+            "2025-11-25T17:45:50.005000000+01:00"
+        );
         let mut b = Vec::new();
         write_rfc3339(&mut b, t, -(5 * 3600 + 30 * 60), 3);
-        assert_eq!(String::from_utf8(b).unwrap(), "2025-11-25T11:15:50.005-05:30");
+        assert_eq!(
+            String::from_utf8(b).unwrap(),
+            "2025-11-25T11:15:50.005-05:30"
+        );
         let mut b = Vec::new();
         write_rfc3339(&mut b, UNIX_EPOCH - Duration::new(1, 0), 0, 0);
         assert_eq!(String::from_utf8(b).unwrap(), "1969-12-31T23:59:59Z");

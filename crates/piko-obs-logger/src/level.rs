@@ -256,7 +256,9 @@ mod tests {
         let names: Vec<String> = Level::ALL.iter().map(|l| l.to_string()).collect();
         assert_eq!(
             names,
-            ["TRACE", "INTERNAL", "DEBUG", "INFO", "NOTICE", "WARN", "ERROR"]
+            [
+                "TRACE", "INTERNAL", "DEBUG", "INFO", "NOTICE", "WARN", "ERROR"
+            ]
         );
         assert_eq!(Level::new(3).to_string(), "INFO+3");
         assert_eq!(Level::new(1).to_string(), "INFO+1");
@@ -289,7 +291,10 @@ mod tests {
         let err = parse_level("verbose").unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("\"verbose\""), "{msg}");
-        assert!(msg.contains("trace, internal, debug, info, notice, warn"), "{msg}");
+        assert!(
+            msg.contains("trace, internal, debug, info, notice, warn"),
+            "{msg}"
+        );
         assert!(parse_level("").is_err());
         assert!(parse_level("fatal").is_err());
     }

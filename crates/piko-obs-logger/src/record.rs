@@ -278,7 +278,10 @@ mod tests {
     fn backtrace_text_is_parsed_and_logger_frames_skipped() {
         let text = "   0: std::backtrace::Backtrace::force_capture\n             at /rustc/x/library/std/src/backtrace.rs:312:9\n   1: piko_obs_logger::logger::Logger::log_at\n             at ./src/logger.rs:10:5\n   2: myapp::handler\n             at ./src/main.rs:42:9\n   3: main\n";
         let st = StackTrace::from_backtrace_text(text);
-        assert_eq!(st.frames(), ["myapp::handler at ./src/main.rs:42:9", "main"]);
+        assert_eq!(
+            st.frames(),
+            ["myapp::handler at ./src/main.rs:42:9", "main"]
+        );
     }
 
     #[test]

@@ -184,7 +184,9 @@ impl Builder {
                 RunMode::Prod => logger::add_output(
                     "console",
                     level,
-                    logger::JsonOutput::stdout().build().map_err(InitError::Console)?,
+                    logger::JsonOutput::stdout()
+                        .build()
+                        .map_err(InitError::Console)?,
                 )?,
                 RunMode::Dev => logger::add_output(
                     "console",

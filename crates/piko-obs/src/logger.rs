@@ -178,7 +178,11 @@ pub fn add_file_output_with(
     if options.json {
         file = file.json();
     }
-    Ok(add_output(&format!("file:{}", path.display()), level, file.build()?)?)
+    Ok(add_output(
+        &format!("file:{}", path.display()),
+        level,
+        file.build()?,
+    )?)
 }
 
 /// Another `log` logger was installed first.

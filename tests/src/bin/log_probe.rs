@@ -8,7 +8,9 @@
 //!   else `LOG_LEVEL`), then the same lines;
 //! - `flood N`: prod console, N lines from 4 threads, then `main` returns (the guard drops);
 //! - `bridge`: records through the `log` crate;
-//! - `badfile PATH`: tries `add_file_output(PATH)` and prints the error.
+//! - `badfile PATH`: tries `add_file_output(PATH)` and prints the error;
+//! - `threads DIR`: console plus a file output in DIR, logs, shuts down, then prints the
+//!   names of the threads still running, one per line.
 
 use std::process::ExitCode;
 
@@ -94,6 +96,19 @@ fn main() -> ExitCode {
                     eprintln!("{e}");
                     return ExitCode::from(2);
                 }
+            }
+        }
+        "threads" => {
+            let dir = std::path::PathBuf::from(arg.unwrap_or_default());
+            let guard = PikoObs::builder()
+                .with_run_mode(RunMode::Prod)
+                .init()
+                .expect("init");
+            logger::add_file_output(dir.join("app.log")).expect("file output");
+            logger::get_logger("t").info("before shutdown", &[]);
+            guard.shutdown().expect("shutdown");
+            for name in piko_obs_tests::thread_names() {
+                println!("thread {name}");
             }
         }
         other => {

@@ -1,0 +1,94 @@
+//! The `monitor` example as a user runs it: `monitor prod` writes JSON lines, `monitor`
+//! (dev) pretty ones; both log `Server started` with the mode and stop on SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Cargo builds the package's examples before its integration tests, next to `deps/`.
+fn example() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    dir.join("examples").join("monitor")
+}
+
+/// Starts the example, waits for its first line, sends SIGTERM, returns all output.
+fn run(args: &[&str]) -> (String, String, Option<i32>) {
+    let mut child = Command::new(example())
+        .args(args)
+        .env_remove("PIKO_LOG_LEVEL")
+        .env_remove("LOG_LEVEL")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the monitor example was built");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let code = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s.code();
+        }
+        assert!(Instant::now() < deadline, "monitor did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    (first + &rest, err, code)
+}
+
+#[test]
+fn prod_writes_json_lines_and_stops_on_sigterm() {
+    let (out, err, code) = run(&["prod"]);
+    assert_eq!(code, Some(0), "{err}");
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(lines[0]["msg"], "Server started");
+    assert_eq!(lines[0]["mode"], "prod");
+    assert_eq!(lines[0]["level"], "NOTICE");
+    assert_eq!(lines[0]["logger"], "monitor");
+    assert_eq!(lines.last().unwrap()["msg"], "Server stopping");
+    assert_eq!(lines.last().unwrap()["signal"], "SIGTERM");
+}
+
+#[test]
+fn dev_is_the_default_and_writes_pretty_lines() {
+    let (out, err, code) = run(&[]);
+    assert_eq!(code, Some(0), "{err}");
+    let first = out.lines().next().unwrap();
+    assert!(first.contains(" | NOTICE | "), "{first}");
+    assert!(
+        first.contains(" | Server started | mode=dev | monitor.rs:"),
+        "{first}"
+    );
+    assert!(!first.contains('\u{1b}'), "NO_COLOR is honoured");
+}
+
+#[test]
+fn help_lists_the_variables_and_a_bad_mode_is_an_error() {
+    let help = Command::new(example()).arg("--help").output().unwrap();
+    let text = String::from_utf8_lossy(&help.stdout);
+    for var in [
+        "PIKO_LOG_LEVEL",
+        "LOG_LEVEL",
+        "NO_COLOR",
+        "PIKO_DISABLE_CONSOLE_LOG",
+    ] {
+        assert!(text.contains(var), "{var} missing from --help");
+    }
+    let bad = Command::new(example()).arg("staging").output().unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown run mode \"staging\""));
+}
