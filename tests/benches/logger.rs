@@ -75,6 +75,16 @@ fn log5(c: &mut Criterion) {
                 "elapsed" => ?black_box(ELAPSED))
         })
     });
+    let same = slog_json(io::sink(), slog::Level::Info).new(slog::o!("logger" => "bench"));
+    g.bench_function("slog_json_same_content", |b| {
+        b.iter(|| {
+            slog::info!(same, "{}", black_box(MSG);
+                "source_file" => file!(), "source_line" => line!(),
+                "path" => black_box("/api/v1/users"), "status" => black_box(200),
+                "latency_ms" => black_box(12.5), "cached" => black_box(true),
+                "elapsed" => ?black_box(ELAPSED))
+        })
+    });
     let subscriber = tracing_subscriber::fmt()
         .json()
         .with_writer(io::sink)
@@ -150,6 +160,15 @@ fn bound3(c: &mut Criterion) {
     g.bench_function("slog_json", |b| {
         b.iter(|| {
             slog::info!(slog, "{}", black_box("cache miss");
+                "key" => black_box("user:42"), "attempt" => black_box(2))
+        })
+    });
+    let same = slog_json(io::sink(), slog::Level::Info).new(slog::o!(
+        "logger" => "bench", "service" => "checkout", "region" => "eu-west-1", "instance" => 7));
+    g.bench_function("slog_json_same_content", |b| {
+        b.iter(|| {
+            slog::info!(same, "{}", black_box("cache miss");
+                "source_file" => file!(), "source_line" => line!(),
                 "key" => black_box("user:42"), "attempt" => black_box(2))
         })
     });

@@ -9,6 +9,8 @@
 //! - `flood N`: prod console, N lines from 4 threads, then `main` returns (the guard drops);
 //! - `bridge`: records through the `log` crate;
 //! - `badfile PATH`: tries `add_file_output(PATH)` and prints the error;
+//! - `rotate DIR`: 2,000 JSON lines into DIR/app.log, rotated every 16 KiB and gzipped,
+//!   keeping every backup;
 //! - `threads DIR`: console plus a file output in DIR, logs, shuts down, then prints the
 //!   names of the threads still running, one per line.
 
@@ -97,6 +99,29 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             }
+        }
+        "rotate" => {
+            let dir = std::path::PathBuf::from(arg.unwrap_or_default());
+            let guard = PikoObs::builder()
+                .with_console_output(false)
+                .init()
+                .expect("init");
+            let rotation = logger::RotationOptions {
+                max_size_bytes: 16 * 1024,
+                max_backups: 0,
+                max_age: None,
+                compress: true,
+            };
+            logger::add_file_output_with(
+                dir.join("app.log"),
+                OutputOptions::default().with_json().with_rotation(rotation),
+            )
+            .expect("file output");
+            let log = logger::get_logger("rotate");
+            for i in 0..2000u64 {
+                log.info("rotating", &[attr::uint("i", i)]);
+            }
+            guard.shutdown().expect("shutdown");
         }
         "threads" => {
             let dir = std::path::PathBuf::from(arg.unwrap_or_default());

@@ -1,0 +1,190 @@
+//! `cargo xtask bench [NAME]`: runs the criterion benchmarks, then writes
+//! `docs/performance.md` with each goal as a ratio of two benchmarks of the same run.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use crate::{Result, cargo, machine, root, run as run_cmd};
+
+/// A goal: `numerator / denominator <= bound`, both criterion ids (`group/function`).
+struct Goal {
+    what: &'static str,
+    numerator: &'static str,
+    denominator: &'static str,
+    bound: f64,
+}
+
+struct Suite {
+    name: &'static str,
+    about: &'static str,
+    goals: &'static [Goal],
+}
+
+const SUITES: &[Suite] = &[Suite {
+    name: "logger",
+    about: "piko-obs's logger against slog-json, slog and tracing-subscriber, compiled into one \
+            benchmark binary (`tests/benches/logger.rs`) and run in the same process. Line: \
+            message `request handled` plus `path` (text), `status` (int), `latency_ms` (float), \
+            `cached` (bool), `elapsed` (duration). piko-obs lines also carry `logger` and the \
+            `source` object, which the peers do not print. piko-obs runs in its default mode: \
+            formatted on the caller's thread, written by its writer thread through the bounded \
+            queue (blocking when full, so the time per line is the pipeline's).",
+    goals: &[
+        Goal {
+            what: "JSON line, message + 5 fields, to `io::sink()`: at most raw slog-json",
+            numerator: "json5_sink/piko_obs",
+            denominator: "json5_sink/slog_json",
+            bound: 1.0,
+        },
+        Goal {
+            what: "the same line, with the peer printing the same `logger` and source fields",
+            numerator: "json5_sink/piko_obs",
+            denominator: "json5_sink/slog_json_same_content",
+            bound: 1.0,
+        },
+        Goal {
+            what: "the same line: at most 0.4 x tracing-subscriber's JSON formatter",
+            numerator: "json5_sink/piko_obs",
+            denominator: "json5_sink/tracing_json",
+            bound: 0.4,
+        },
+        Goal {
+            what: "JSON line to a `/dev/null` file: at most slog-json behind a `LineWriter`",
+            numerator: "json5_devnull/piko_obs",
+            denominator: "json5_devnull/slog_json_linewriter",
+            bound: 1.0,
+        },
+        Goal {
+            what: "3 bound + 2 own fields, to `io::sink()`: at most raw slog (slog-json)",
+            numerator: "bound3_own2_sink/piko_obs",
+            denominator: "bound3_own2_sink/slog_json",
+            bound: 1.0,
+        },
+        Goal {
+            what: "3 bound + 2 own fields, with the peer printing the same `logger` and source",
+            numerator: "bound3_own2_sink/piko_obs",
+            denominator: "bound3_own2_sink/slog_json_same_content",
+            bound: 1.0,
+        },
+        Goal {
+            what: "disabled level (`debug` method, 5 fields): at most half of slog's runtime level check",
+            numerator: "disabled_debug5/piko_obs_method",
+            denominator: "disabled_debug5/slog_levelfilter",
+            bound: 0.5,
+        },
+        Goal {
+            what: "disabled level (`debug!` macro, 5 fields): at most half of slog's runtime level check",
+            numerator: "disabled_debug5/piko_obs_macro",
+            denominator: "disabled_debug5/slog_levelfilter",
+            bound: 0.5,
+        },
+    ],
+}];
+
+pub(crate) fn run(only: Option<&str>) -> Result {
+    let suites: Vec<&Suite> = SUITES
+        .iter()
+        .filter(|s| only.is_none_or(|n| n == s.name))
+        .collect();
+    if suites.is_empty() {
+        let names: Vec<&str> = SUITES.iter().map(|s| s.name).collect();
+        return Err(format!(
+            "no benchmark named {:?}; choose one of {}",
+            only.unwrap_or(""),
+            names.join(", ")
+        ));
+    }
+    for s in &suites {
+        let mut cmd = cargo();
+        cmd.args([
+            "bench",
+            "--locked",
+            "-p",
+            "piko-obs-tests",
+            "--bench",
+            s.name,
+        ]);
+        run_cmd(cmd)?;
+    }
+    write_report()
+}
+
+/// Criterion's median estimate for `id`, in nanoseconds.
+fn median_ns(id: &str) -> Option<f64> {
+    let path = root()
+        .join("target/criterion")
+        .join(id)
+        .join("new/estimates.json");
+    let text = std::fs::read_to_string(path).ok()?;
+    let at = text.find("\"median\"")?;
+    let rest = &text[at..];
+    let p = rest.find("\"point_estimate\":")? + "\"point_estimate\":".len();
+    let num: String = rest[p..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '-' | '+'))
+        .collect();
+    num.parse().ok()
+}
+
+fn fmt_ns(ns: f64) -> String {
+    if ns >= 1000.0 {
+        format!("{:.2} µs", ns / 1000.0)
+    } else {
+        format!("{ns:.1} ns")
+    }
+}
+
+fn write_report() -> Result {
+    let mut md = String::new();
+    md.push_str("# Performance\n\n");
+    md.push_str(
+        "Written by `cargo xtask bench` from criterion's estimates; do not edit by hand. \
+         Every goal is a ratio of two benchmarks measured in the same run of the same \
+         process (medians), because this class of machine is shared and noisy: absolute \
+         times move 10-30 % between runs, ratios much less. Ratio changes under about 15 % \
+         are noise.\n\n",
+    );
+    let _ = writeln!(md, "Machine: {}.\n", machine());
+    for s in SUITES {
+        let _ = writeln!(md, "## {}\n\n{}\n", s.name, s.about);
+        md.push_str("| goal | piko-obs | peer | ratio | bound | result |\n|---|---:|---:|---:|---:|---|\n");
+        let mut any = false;
+        for g in s.goals {
+            let (Some(n), Some(d)) = (median_ns(g.numerator), median_ns(g.denominator)) else {
+                let _ = writeln!(
+                    md,
+                    "| {} (`{}` / `{}`) | - | - | - | {:.2} | not measured |",
+                    g.what, g.numerator, g.denominator, g.bound
+                );
+                continue;
+            };
+            any = true;
+            let ratio = n / d;
+            let _ = writeln!(
+                md,
+                "| {} (`{}` / `{}`) | {} | {} | {:.2} | {:.2} | {} |",
+                g.what,
+                g.numerator,
+                g.denominator,
+                fmt_ns(n),
+                fmt_ns(d),
+                ratio,
+                g.bound,
+                if ratio <= g.bound { "met" } else { "**not met**" }
+            );
+        }
+        if !any {
+            let _ = writeln!(md, "\n(No results yet: run `cargo xtask bench {}`.)", s.name);
+        }
+        md.push('\n');
+    }
+    let path = root().join("docs/performance.md");
+    write_file(&path, &md)?;
+    eprintln!("xtask: wrote {}", path.display());
+    print!("{md}");
+    Ok(())
+}
+
+fn write_file(path: &Path, text: &str) -> Result {
+    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
+}
