@@ -147,7 +147,9 @@ fn write_report() -> Result {
     let _ = writeln!(md, "Machine: {}.\n", machine());
     for s in SUITES {
         let _ = writeln!(md, "## {}\n\n{}\n", s.name, s.about);
-        md.push_str("| goal | piko-obs | peer | ratio | bound | result |\n|---|---:|---:|---:|---:|---|\n");
+        md.push_str(
+            "| goal | piko-obs | peer | ratio | bound | result |\n|---|---:|---:|---:|---:|---|\n",
+        );
         let mut any = false;
         for g in s.goals {
             let (Some(n), Some(d)) = (median_ns(g.numerator), median_ns(g.denominator)) else {
@@ -170,11 +172,19 @@ fn write_report() -> Result {
                 fmt_ns(d),
                 ratio,
                 g.bound,
-                if ratio <= g.bound { "met" } else { "**not met**" }
+                if ratio <= g.bound {
+                    "met"
+                } else {
+                    "**not met**"
+                }
             );
         }
         if !any {
-            let _ = writeln!(md, "\n(No results yet: run `cargo xtask bench {}`.)", s.name);
+            let _ = writeln!(
+                md,
+                "\n(No results yet: run `cargo xtask bench {}`.)",
+                s.name
+            );
         }
         md.push('\n');
     }

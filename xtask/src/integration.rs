@@ -47,7 +47,10 @@ pub(crate) fn run() -> Result {
             }
         }
     }
-    println!("integration: {} passed, {failed} failed", checks.len() - failed);
+    println!(
+        "integration: {} passed, {failed} failed",
+        checks.len() - failed
+    );
     if failed > 0 {
         Err(format!("{failed} integration check(s) failed"))
     } else {
@@ -75,7 +78,9 @@ fn jq(filter: &str, input: &[u8]) -> Result {
     } else {
         let mut err = String::new();
         let _ = std::io::Read::read_to_string(&mut child.stderr.take().ok_or("stderr")?, &mut err);
-        Err(format!("jq -e '{filter}' rejected the output {status}: {err}"))
+        Err(format!(
+            "jq -e '{filter}' rejected the output {status}: {err}"
+        ))
     }
 }
 

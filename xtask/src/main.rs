@@ -91,7 +91,10 @@ fn ci() -> Result {
 }
 
 /// Waits for `child` at most `limit`, killing it after.
-fn wait_bounded(child: &mut std::process::Child, limit: Duration) -> Result<std::process::ExitStatus> {
+fn wait_bounded(
+    child: &mut std::process::Child,
+    limit: Duration,
+) -> Result<std::process::ExitStatus> {
     let deadline = Instant::now() + limit;
     loop {
         if let Some(s) = child.try_wait().map_err(|e| e.to_string())? {
@@ -100,7 +103,10 @@ fn wait_bounded(child: &mut std::process::Child, limit: Duration) -> Result<std:
         if Instant::now() >= deadline {
             let _ = child.kill();
             let _ = child.wait();
-            return Err(format!("process {} did not finish within {limit:?}", child.id()));
+            return Err(format!(
+                "process {} did not finish within {limit:?}",
+                child.id()
+            ));
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -126,7 +132,9 @@ fn machine() -> String {
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|kb| kb.parse::<u64>().ok())
         })
-        .map_or(String::from("?"), |kb| format!("{:.0} GiB", kb as f64 / 1048576.0));
+        .map_or(String::from("?"), |kb| {
+            format!("{:.0} GiB", kb as f64 / 1048576.0)
+        });
     let rustc = Command::new("rustc")
         .arg("--version")
         .stderr(Stdio::null())
