@@ -5,6 +5,9 @@
 //! `<scenario>/<implementation>`; `cargo xtask bench` reads criterion's estimates and
 //! writes the ratios to `docs/performance.md`.
 
+// `criterion_group!` generates a public function without documentation.
+#![allow(missing_docs)]
+
 use std::fs::{File, OpenOptions};
 use std::hint::black_box;
 use std::io::{self, LineWriter};

@@ -45,7 +45,7 @@ impl Directives {
         let prefix = prefix.into();
         self.rules.retain(|(p, _)| *p != prefix);
         self.rules.push((prefix, level));
-        self.rules.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        self.rules.sort_by_key(|r| std::cmp::Reverse(r.0.len()));
         self
     }
 
