@@ -29,16 +29,25 @@ fn devnull() -> File {
         .expect("/dev/null")
 }
 
-/// Our logger with one JSON output into `w`.
-fn piko_json(w: impl io::Write + Send + 'static, level: Level) -> (Hub, piko_obs_logger::Logger) {
+/// Our logger with one JSON output into `w`, queued (the default) or direct.
+fn piko_json_with(
+    w: impl io::Write + Send + 'static,
+    level: Level,
+    direct: bool,
+) -> (Hub, piko_obs_logger::Logger) {
     let hub = Hub::default();
-    let out = JsonOutput::writer(w)
-        .with_time_zone(TimeZone::Utc)
-        .build()
-        .expect("writer thread");
+    let mut out = JsonOutput::writer(w).with_time_zone(TimeZone::Utc);
+    if direct {
+        out = out.direct();
+    }
+    let out = out.build().expect("writer thread");
     hub.add_output("bench", level, out).expect("output");
     let log = hub.get_logger("bench");
     (hub, log)
+}
+
+fn piko_json(w: impl io::Write + Send + 'static, level: Level) -> (Hub, piko_obs_logger::Logger) {
+    piko_json_with(w, level, false)
 }
 
 /// Raw slog with slog-json into `w`, the same default keys (time, level, msg).
@@ -69,6 +78,55 @@ fn log5(c: &mut Criterion) {
         })
     });
     let _ = hub.shutdown(Duration::from_secs(5));
+    let (hub, log) = piko_json_with(io::sink(), Level::INFO, true);
+    g.bench_function("piko_obs_direct", |b| {
+        b.iter(|| {
+            log.info(
+                black_box(MSG),
+                &[
+                    attr::string("path", black_box("/api/v1/users")),
+                    attr::int("status", black_box(200)),
+                    attr::float("latency_ms", black_box(12.5)),
+                    attr::bool("cached", black_box(true)),
+                    attr::duration("elapsed", black_box(ELAPSED)),
+                ],
+            )
+        })
+    });
+    let _ = hub.shutdown(Duration::from_secs(5));
+    {
+        use piko_obs_logger_drains::{Format, JsonFormat};
+        let f = JsonFormat::new(TimeZone::Utc);
+        let secrets = piko_obs_logger::SecretKeys::default();
+        let src = piko_obs_logger::Source {
+            file: file!(),
+            line: line!(),
+            module: None,
+        };
+        let mut buf = Vec::with_capacity(512);
+        g.bench_function("piko_format_only", |b| {
+            b.iter(|| {
+                let attrs = [
+                    attr::string("path", black_box("/api/v1/users")),
+                    attr::int("status", black_box(200)),
+                    attr::float("latency_ms", black_box(12.5)),
+                    attr::bool("cached", black_box(true)),
+                    attr::duration("elapsed", black_box(ELAPSED)),
+                ];
+                let r = piko_obs_logger::Record::new(
+                    Level::INFO,
+                    black_box(MSG),
+                    "bench",
+                    &src,
+                    &attrs,
+                    &secrets,
+                );
+                buf.clear();
+                f.format(&r, &mut buf);
+                black_box(&buf);
+            })
+        });
+    }
     let slog = slog_json(io::sink(), slog::Level::Info);
     g.bench_function("slog_json", |b| {
         b.iter(|| {
@@ -147,6 +205,24 @@ fn bound3(c: &mut Criterion) {
         attr::int("instance", 7),
     ]);
     g.bench_function("piko_obs", |b| {
+        b.iter(|| {
+            log.info(
+                black_box("cache miss"),
+                &[
+                    attr::string("key", black_box("user:42")),
+                    attr::int("attempt", black_box(2)),
+                ],
+            )
+        })
+    });
+    let _ = hub.shutdown(Duration::from_secs(5));
+    let (hub, log) = piko_json_with(io::sink(), Level::INFO, true);
+    let log = log.with(&[
+        attr::string("service", "checkout"),
+        attr::string("region", "eu-west-1"),
+        attr::int("instance", 7),
+    ]);
+    g.bench_function("piko_obs_direct", |b| {
         b.iter(|| {
             log.info(
                 black_box("cache miss"),

@@ -49,7 +49,7 @@ mod writer;
 
 pub use file::{OpenFileError, RotatingFile, RotationOptions, backups};
 pub use format::{Format, JsonFormat, PrettyFormat, TimeZone, level_color, write_neutralised};
-pub use writer::{AsyncWriter, Overflow, QueueOptions};
+pub use writer::{AsyncWriter, DirectWriter, Overflow, QueueOptions};
 
 /// Whether an output writes ANSI colours.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -138,15 +138,24 @@ thread_local! {
     static SCRATCH: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(512));
 }
 
-/// A [`Format`] writing through an [`AsyncWriter`]: the type every built-in output is.
+/// How an output's lines reach its destination.
+#[derive(Debug)]
+enum Delivery {
+    Queued(AsyncWriter),
+    Direct(DirectWriter),
+}
+
+/// A [`Format`] writing through an [`AsyncWriter`] (the default) or a [`DirectWriter`]:
+/// the type every built-in output is.
 #[derive(Debug)]
 pub struct WriterOutput<F> {
     format: F,
-    writer: AsyncWriter,
+    delivery: Delivery,
 }
 
 impl<F: Format> WriterOutput<F> {
-    /// An output formatting with `format` into `dest`.
+    /// An output formatting with `format` into `dest` through a bounded queue and a
+    /// writer thread.
     pub fn new(
         name: impl Into<String>,
         format: F,
@@ -155,8 +164,16 @@ impl<F: Format> WriterOutput<F> {
     ) -> std::io::Result<Self> {
         Ok(WriterOutput {
             format,
-            writer: AsyncWriter::spawn(name, dest, queue)?,
+            delivery: Delivery::Queued(AsyncWriter::spawn(name, dest, queue)?),
         })
+    }
+
+    /// An output formatting with `format` and writing on the caller's thread.
+    pub fn direct(name: impl Into<String>, format: F, dest: Box<dyn Write + Send>) -> Self {
+        WriterOutput {
+            format,
+            delivery: Delivery::Direct(DirectWriter::new(name, dest)),
+        }
     }
 
     /// The format.
@@ -166,7 +183,17 @@ impl<F: Format> WriterOutput<F> {
 
     /// Writes what is queued and stops the writer thread (also done on drop).
     pub fn close(&self, timeout: Duration) -> Result<(), FlushError> {
-        self.writer.close(timeout)
+        match &self.delivery {
+            Delivery::Queued(w) => w.close(timeout),
+            Delivery::Direct(w) => w.flush(),
+        }
+    }
+
+    fn deliver(&self, line: &[u8]) {
+        match &self.delivery {
+            Delivery::Queued(w) => w.push(line),
+            Delivery::Direct(w) => w.push(line),
+        }
     }
 }
 
@@ -176,7 +203,7 @@ impl<F: Format> Output for WriterOutput<F> {
             Ok(mut buf) => {
                 buf.clear();
                 self.format.format(record, &mut buf);
-                self.writer.push(&buf);
+                self.deliver(&buf);
                 if buf.capacity() > 1 << 16 {
                     *buf = Vec::with_capacity(512);
                 }
@@ -185,17 +212,23 @@ impl<F: Format> Output for WriterOutput<F> {
             Err(_) => {
                 let mut buf = Vec::with_capacity(512);
                 self.format.format(record, &mut buf);
-                self.writer.push(&buf);
+                self.deliver(&buf);
             }
         })
     }
 
     fn flush(&self, timeout: Duration) -> Result<(), FlushError> {
-        self.writer.flush(timeout)
+        match &self.delivery {
+            Delivery::Queued(w) => w.flush(timeout),
+            Delivery::Direct(w) => w.flush(),
+        }
     }
 
     fn stats(&self) -> OutputStats {
-        self.writer.stats()
+        match &self.delivery {
+            Delivery::Queued(w) => w.stats(),
+            Delivery::Direct(w) => w.stats(),
+        }
     }
 }
 
@@ -206,6 +239,7 @@ pub struct JsonOutput {
     dest: Destination,
     zone: TimeZone,
     queue: QueueOptions,
+    direct: bool,
 }
 
 impl JsonOutput {
@@ -227,6 +261,7 @@ impl JsonOutput {
             dest,
             zone: TimeZone::Local,
             queue: QueueOptions::default(),
+            direct: false,
         }
     }
     /// The clock offset of `time` (default: local, as Piko).
@@ -239,9 +274,21 @@ impl JsonOutput {
         self.queue = queue;
         self
     }
-    /// Starts the output's writer thread.
+    /// Write on the caller's thread instead of through the queue (see [`DirectWriter`]).
+    pub fn direct(mut self) -> Self {
+        self.direct = true;
+        self
+    }
+    /// Starts the output's writer thread (none in direct mode).
     pub fn build(self) -> std::io::Result<WriterOutput<JsonFormat>> {
         let name = format!("json-{}", self.dest.label());
+        if self.direct {
+            return Ok(WriterOutput::direct(
+                name,
+                JsonFormat::new(self.zone),
+                self.dest.into_writer(),
+            ));
+        }
         WriterOutput::new(
             name,
             JsonFormat::new(self.zone),

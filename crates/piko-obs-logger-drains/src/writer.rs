@@ -185,9 +185,10 @@ impl AsyncWriter {
         }
         st.buf.extend_from_slice(line);
         st.lines += 1;
+        // Counted under the lock, which is held anyway: no second atomic operation.
+        sh.accepted.fetch_add(1, Ordering::Relaxed);
         let wake = st.writer_idle;
         drop(st);
-        sh.accepted.fetch_add(1, Ordering::Relaxed);
         if wake {
             sh.not_empty.notify_one();
         }
@@ -319,6 +320,80 @@ fn run(sh: &Shared, mut dest: Box<dyn Write + Send>) {
         st.done += n;
         drop(st);
         sh.progress.notify_all();
+    }
+}
+
+/// Writes each line on the caller's thread, under a lock, with one `write_all` per line:
+/// for destinations that never block (`io::sink()`, an in-memory buffer) or programs that
+/// want a line on disk before the call returns. A failed write is counted; the line is
+/// dropped.
+pub struct DirectWriter {
+    name: String,
+    dest: Mutex<Box<dyn Write + Send>>,
+    accepted: AtomicU64,
+    written: AtomicU64,
+    dropped: AtomicU64,
+    write_errors: AtomicU64,
+}
+
+impl std::fmt::Debug for DirectWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DirectWriter")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DirectWriter {
+    /// A direct writer to `dest`.
+    pub fn new(name: impl Into<String>, dest: Box<dyn Write + Send>) -> DirectWriter {
+        DirectWriter {
+            name: name.into(),
+            dest: Mutex::new(dest),
+            accepted: AtomicU64::new(0),
+            written: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            write_errors: AtomicU64::new(0),
+        }
+    }
+
+    /// Writes one line now.
+    pub fn push(&self, line: &[u8]) {
+        self.accepted.fetch_add(1, Ordering::Relaxed);
+        let ok = self
+            .dest
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .write_all(line)
+            .is_ok();
+        if ok {
+            self.written.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.write_errors.fetch_add(1, Ordering::Relaxed);
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Flushes the destination.
+    pub fn flush(&self) -> Result<(), FlushError> {
+        self.dest
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .flush()
+            .map_err(|e| FlushError::Failed {
+                output: self.name.clone(),
+                reason: e.to_string(),
+            })
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> OutputStats {
+        OutputStats {
+            accepted: self.accepted.load(Ordering::Relaxed),
+            written: self.written.load(Ordering::Relaxed),
+            dropped: self.dropped.load(Ordering::Relaxed),
+            write_errors: self.write_errors.load(Ordering::Relaxed),
+        }
     }
 }
 

@@ -354,8 +354,8 @@ static NEXT_SECRETS_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::Atomic
 type CacheSlot = (usize, usize, u64, bool);
 
 thread_local! {
-    static SECRET_CACHE: std::cell::RefCell<[CacheSlot; 128]> =
-        const { std::cell::RefCell::new([(0, 0, 0, false); 128]) };
+    static SECRET_CACHE: std::cell::RefCell<[CacheSlot; 256]> =
+        const { std::cell::RefCell::new([(0, 0, 0, false); 256]) };
 }
 
 /// What a secret value is replaced with.
@@ -412,15 +412,22 @@ impl SecretKeys {
             return false;
         }
         let addr = key.as_ptr() as usize;
-        let slot = (addr >> 3 ^ key.len()) & 127;
+        // Fibonacci hashing of the address; two neighbouring slots make collisions
+        // between the few keys of a hot call site unlikely to thrash.
+        let h = ((addr ^ key.len()) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56;
+        let slots = [h as usize, (h as usize + 1) & 255];
         SECRET_CACHE.with(|c| match c.try_borrow_mut() {
             Ok(mut cache) => {
-                let e = cache[slot];
-                if e.0 == addr && e.1 == key.len() && e.2 == self.id {
-                    return e.3;
+                for s in slots {
+                    let e = cache[s];
+                    if e.0 == addr && e.1 == key.len() && e.2 == self.id {
+                        return e.3;
+                    }
                 }
                 let answer = self.is_secret(key);
-                cache[slot] = (addr, key.len(), self.id, answer);
+                // Fill the first slot, moving its entry to the second.
+                cache[slots[1]] = cache[slots[0]];
+                cache[slots[0]] = (addr, key.len(), self.id, answer);
                 answer
             }
             Err(_) => self.is_secret(key),

@@ -19,7 +19,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::attr::{REDACTED, Value, error_chain};
 
 /// Appends `s` as a JSON string literal, with quotes.
+#[inline]
 pub fn write_str(buf: &mut Vec<u8>, s: &str) {
+    buf.reserve(s.len() + 2);
     buf.push(b'"');
     write_str_body(buf, s);
     buf.push(b'"');
@@ -43,6 +45,19 @@ static ESCAPE: [u8; 256] = {
     t
 };
 
+/// Whether any of the 8 bytes in `w` needs escaping: below 0x20, `"`, `\\` or 0x7f.
+/// Exact for "any" (the usual zero-byte bit trick), so a `false` lets 8 bytes through.
+#[inline]
+fn word_needs_escape(w: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let below_space = w.wrapping_sub(ONES * 0x20) & !w;
+    let quote = (w ^ (ONES * b'"' as u64)).wrapping_sub(ONES) & !(w ^ (ONES * b'"' as u64));
+    let backslash = (w ^ (ONES * b'\\' as u64)).wrapping_sub(ONES) & !(w ^ (ONES * b'\\' as u64));
+    let del = (w ^ (ONES * 0x7f)).wrapping_sub(ONES) & !(w ^ (ONES * 0x7f));
+    (below_space | quote | backslash | del) & HIGH != 0
+}
+
 /// Appends the escaped body of a JSON string, without quotes.
 #[inline]
 pub fn write_str_body(buf: &mut Vec<u8>, s: &str) {
@@ -51,7 +66,15 @@ pub fn write_str_body(buf: &mut Vec<u8>, s: &str) {
     let mut start = 0;
     let mut i = 0;
     while i < bytes.len() {
-        let b = bytes[i];
+        // Skip clean words eight bytes at a time.
+        while let Some(chunk) = bytes.get(i..i + 8) {
+            let w = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
+            if word_needs_escape(w) {
+                break;
+            }
+            i += 8;
+        }
+        let Some(&b) = bytes.get(i) else { break };
         let esc = ESCAPE[usize::from(b)];
         if esc == 0 {
             i += 1;
@@ -77,8 +100,46 @@ pub fn write_str_body(buf: &mut Vec<u8>, s: &str) {
 }
 
 /// Appends a float as a JSON number (non-finite values as strings).
+///
+/// Values with at most six decimals (`12.5`, `0.25`, `3.0`), the usual latencies and
+/// ratios, take a fast exact path: `v` is printed as `n / 10^k` only when dividing `n` by
+/// `10^k` gives back exactly `v`, so the text parses back to the same `f64`. Other
+/// values go through ryu's shortest representation.
 pub fn write_f64(buf: &mut Vec<u8>, v: f64) {
     if v.is_finite() {
+        if v != 0.0 && v.abs() < 1e12 {
+            for (k, scale, unit) in [(3usize, 1e3f64, 1_000u64), (6, 1e6, 1_000_000)] {
+                let scaled = v * scale;
+                // Truncation is exact when `scaled` is a whole number; otherwise the
+                // comparisons fail and the next scale (or ryu) is tried.
+                let whole = scaled as i64;
+                if whole as f64 == scaled && whole as f64 / scale == v {
+                    let n = whole.unsigned_abs();
+                    if v < 0.0 {
+                        buf.push(b'-');
+                    }
+                    write_u64(buf, n / unit);
+                    buf.push(b'.');
+                    let mut frac = n % unit;
+                    let mut width = k;
+                    if frac == 0 {
+                        buf.push(b'0');
+                        return;
+                    }
+                    while frac % 10 == 0 {
+                        frac /= 10;
+                        width -= 1;
+                    }
+                    let mut digits = itoa::Buffer::new();
+                    let text = digits.format(frac);
+                    for _ in text.len()..width {
+                        buf.push(b'0');
+                    }
+                    buf.extend_from_slice(text.as_bytes());
+                    return;
+                }
+            }
+        }
         let mut b = ryu::Buffer::new();
         buf.extend_from_slice(b.format_finite(v).as_bytes());
     } else if v.is_nan() {
@@ -264,6 +325,73 @@ mod tests {
         let back: String = serde_json::from_str(&out).unwrap();
         assert_eq!(back, s);
         assert!(!out.contains('\u{1b}') && !out.contains('\n'));
+    }
+
+    #[test]
+    fn every_byte_value_round_trips_at_every_offset() {
+        for b in 0u8..0x80 {
+            for offset in 0..9 {
+                let mut s = "abcdefghij"[..offset].to_string();
+                s.push(char::from(b));
+                s.push_str("tail-of-text");
+                let out = enc(Value::Str(&s));
+                let back: String = serde_json::from_str(&out).unwrap();
+                assert_eq!(back, s, "byte {b:#x} at {offset}");
+            }
+        }
+        let s = "naïve ☃ \u{80}\u{9b} end";
+        assert_eq!(
+            serde_json::from_str::<String>(&enc(Value::Str(s))).unwrap(),
+            s
+        );
+    }
+
+    #[test]
+    fn floats_parse_back_to_the_same_value() {
+        let mut values = vec![
+            12.5,
+            0.25,
+            3.0,
+            -3.0,
+            0.1,
+            0.2,
+            0.3,
+            1.0 / 3.0,
+            1e-7,
+            123456.789,
+            1e11 + 0.5,
+            -0.001,
+            0.000001,
+            2.5e-6,
+            999999.999999,
+            1e12,
+            1e300,
+            f64::MIN_POSITIVE,
+            -0.0,
+            0.0,
+            f64::MAX,
+            5e-324,
+        ];
+        let mut x = 0.7f64;
+        for _ in 0..10_000 {
+            x = (x * 3.9 * (1.0 - x)).abs();
+            values.push(x * 1000.0);
+            values.push((x * 1e6).round() / 1e3);
+        }
+        for v in values {
+            let mut b = Vec::new();
+            write_f64(&mut b, v);
+            let text = String::from_utf8(b).unwrap();
+            let back: f64 = text.parse().unwrap();
+            assert_eq!(back.to_bits(), v.to_bits(), "{v:?} printed as {text}");
+            assert!(
+                text.contains('.') || text.contains('e'),
+                "{text} must read as a float"
+            );
+        }
+        let mut b = Vec::new();
+        write_f64(&mut b, 12.5);
+        assert_eq!(b, b"12.5");
     }
 
     #[test]
