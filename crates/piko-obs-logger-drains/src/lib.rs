@@ -224,6 +224,10 @@ impl<F: Format> Output for WriterOutput<F> {
         }
     }
 
+    fn close(&self, timeout: Duration) -> Result<(), FlushError> {
+        WriterOutput::close(self, timeout)
+    }
+
     fn stats(&self) -> OutputStats {
         match &self.delivery {
             Delivery::Queued(w) => w.stats(),

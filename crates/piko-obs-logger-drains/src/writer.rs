@@ -55,6 +55,8 @@ struct State {
     lines: u64,
     closed: bool,
     writer_idle: bool,
+    /// Lines accepted into the queue, in all.
+    accepted: u64,
     /// Lines the writer has taken from the queue, in all.
     taken: u64,
     /// Lines taken by the writer and finished (written or failed), in all.
@@ -68,7 +70,6 @@ struct Shared {
     not_full: Condvar,
     progress: Condvar,
     options: QueueOptions,
-    accepted: AtomicU64,
     written: AtomicU64,
     dropped: AtomicU64,
     write_errors: AtomicU64,
@@ -118,6 +119,7 @@ impl AsyncWriter {
                 lines: 0,
                 closed: false,
                 writer_idle: false,
+                accepted: 0,
                 taken: 0,
                 done: 0,
                 finished: false,
@@ -126,7 +128,6 @@ impl AsyncWriter {
             not_full: Condvar::new(),
             progress: Condvar::new(),
             options,
-            accepted: AtomicU64::new(0),
             written: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             write_errors: AtomicU64::new(0),
@@ -185,8 +186,8 @@ impl AsyncWriter {
         }
         st.buf.extend_from_slice(line);
         st.lines += 1;
-        // Counted under the lock, which is held anyway: no second atomic operation.
-        sh.accepted.fetch_add(1, Ordering::Relaxed);
+        // Counted under the lock, which is held anyway: no extra atomic operation.
+        st.accepted += 1;
         let wake = st.writer_idle;
         drop(st);
         if wake {
@@ -252,7 +253,7 @@ impl AsyncWriter {
     pub fn stats(&self) -> OutputStats {
         let sh = &*self.shared;
         OutputStats {
-            accepted: sh.accepted.load(Ordering::Relaxed),
+            accepted: sh.lock().accepted,
             written: sh.written.load(Ordering::Relaxed),
             dropped: sh.dropped.load(Ordering::Relaxed),
             write_errors: sh.write_errors.load(Ordering::Relaxed),
@@ -329,11 +330,12 @@ fn run(sh: &Shared, mut dest: Box<dyn Write + Send>) {
 /// dropped.
 pub struct DirectWriter {
     name: String,
-    dest: Mutex<Box<dyn Write + Send>>,
-    accepted: AtomicU64,
-    written: AtomicU64,
-    dropped: AtomicU64,
-    write_errors: AtomicU64,
+    dest: Mutex<Direct>,
+}
+
+struct Direct {
+    dest: Box<dyn Write + Send>,
+    stats: OutputStats,
 }
 
 impl std::fmt::Debug for DirectWriter {
@@ -349,51 +351,40 @@ impl DirectWriter {
     pub fn new(name: impl Into<String>, dest: Box<dyn Write + Send>) -> DirectWriter {
         DirectWriter {
             name: name.into(),
-            dest: Mutex::new(dest),
-            accepted: AtomicU64::new(0),
-            written: AtomicU64::new(0),
-            dropped: AtomicU64::new(0),
-            write_errors: AtomicU64::new(0),
+            dest: Mutex::new(Direct {
+                dest,
+                stats: OutputStats::default(),
+            }),
         }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Direct> {
+        self.dest.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Writes one line now.
     pub fn push(&self, line: &[u8]) {
-        self.accepted.fetch_add(1, Ordering::Relaxed);
-        let ok = self
-            .dest
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .write_all(line)
-            .is_ok();
-        if ok {
-            self.written.fetch_add(1, Ordering::Relaxed);
+        let mut d = self.lock();
+        d.stats.accepted += 1;
+        if d.dest.write_all(line).is_ok() {
+            d.stats.written += 1;
         } else {
-            self.write_errors.fetch_add(1, Ordering::Relaxed);
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+            d.stats.write_errors += 1;
+            d.stats.dropped += 1;
         }
     }
 
     /// Flushes the destination.
     pub fn flush(&self) -> Result<(), FlushError> {
-        self.dest
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .flush()
-            .map_err(|e| FlushError::Failed {
-                output: self.name.clone(),
-                reason: e.to_string(),
-            })
+        self.lock().dest.flush().map_err(|e| FlushError::Failed {
+            output: self.name.clone(),
+            reason: e.to_string(),
+        })
     }
 
     /// The counters.
     pub fn stats(&self) -> OutputStats {
-        OutputStats {
-            accepted: self.accepted.load(Ordering::Relaxed),
-            written: self.written.load(Ordering::Relaxed),
-            dropped: self.dropped.load(Ordering::Relaxed),
-            write_errors: self.write_errors.load(Ordering::Relaxed),
-        }
+        self.lock().stats
     }
 }
 

@@ -65,6 +65,12 @@ pub struct ShutdownError {
     pub failures: Vec<FlushError>,
 }
 
+thread_local! {
+    /// This thread's last state snapshot: (hub id, generation, state).
+    static SNAPSHOT: std::cell::RefCell<Option<(u64, u64, Arc<HubState>)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
 /// Everything a log call reads, swapped as one snapshot.
 #[derive(Clone)]
 struct HubState {
@@ -73,7 +79,11 @@ struct HubState {
     error_backtraces: bool,
 }
 
+/// Hub ids are never reused, so a cached snapshot cannot be taken for another hub's.
+static NEXT_HUB_ID: AtomicU64 = AtomicU64::new(1);
+
 struct HubInner {
+    id: u64,
     state: ArcSwap<HubState>,
     /// Bumped on every change of `outputs`; loggers re-derive their threshold when it moves.
     generation: AtomicU64,
@@ -106,6 +116,7 @@ impl HubBuilder {
     pub fn build(self) -> Hub {
         Hub {
             inner: Arc::new(HubInner {
+                id: NEXT_HUB_ID.fetch_add(1, Ordering::Relaxed),
                 state: ArcSwap::from_pointee(HubState {
                     outputs: Vec::new(),
                     secrets: self.secrets,
@@ -258,7 +269,8 @@ impl Hub {
         })
     }
 
-    /// Removes an output after flushing it within `timeout`. Returns whether it existed.
+    /// Removes an output and closes it (writing what it queued) within `timeout`.
+    /// Returns whether it existed.
     pub fn remove_output(&self, id: OutputId, timeout: Duration) -> Result<bool, FlushError> {
         let removed = self.update(|st| {
             let removed = st.outputs.iter().find(|o| o.id == id).cloned();
@@ -266,7 +278,7 @@ impl Hub {
             removed
         });
         match removed {
-            Some(o) => flush_entry(&o, timeout).map(|()| true),
+            Some(o) => close_entry(&o, timeout).map(|()| true),
             None => Ok(false),
         }
     }
@@ -331,12 +343,23 @@ impl Hub {
         }
     }
 
-    /// Flushes within `timeout`, then removes every output (dropping them stops their
-    /// writer threads). Later lines count as unrouted. Calling it twice is harmless.
+    /// Removes every output, then closes each (writing what it queued and stopping its
+    /// writer thread), all within `timeout`. Later lines count as unrouted. Calling it
+    /// twice is harmless.
     pub fn shutdown(&self, timeout: Duration) -> Result<(), ShutdownError> {
-        let result = self.flush(timeout);
-        self.update(|st| st.outputs.clear());
-        result
+        let deadline = Instant::now() + timeout;
+        let removed = self.update(|st| std::mem::take(&mut st.outputs));
+        let failures: Vec<FlushError> = removed
+            .iter()
+            .filter_map(|o| {
+                close_entry(o, deadline.saturating_duration_since(Instant::now())).err()
+            })
+            .collect();
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(ShutdownError { failures })
+        }
     }
 
     /// A logger named `name`. Cheap: loggers of the same name share their state.
@@ -393,6 +416,13 @@ fn bound(name: &Arc<str>, attrs: Vec<OwnedAttr>, secrets: &SecretKeys) -> Bound 
             secrets: secrets.clone(),
         })),
         attrs,
+    }
+}
+
+fn close_entry(o: &OutputEntry, timeout: Duration) -> Result<(), FlushError> {
+    match &o.sink {
+        Sink::Native(out) => out.close(timeout),
+        Sink::Slog(_) => flush_entry(o, timeout),
     }
 }
 
@@ -529,7 +559,34 @@ impl Logger {
     #[inline(never)]
     fn dispatch(&self, level: Level, source: &Source, msg: &str, attrs: &[Attr<'_>]) {
         let hub = &*self.core.hub;
-        let state = hub.state.load();
+        let hub_id = hub.id;
+        let generation = hub.generation.load(Ordering::Acquire);
+        // The state snapshot is cached per thread, keyed by hub and generation, so a log
+        // call reads it without an atomic read-modify-write. A nested call (a value
+        // whose Display logs) finds the cell borrowed and loads the state itself.
+        SNAPSHOT.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut slot) => {
+                let fresh = matches!(&*slot, Some((h, g, _)) if *h == hub_id && *g == generation);
+                if !fresh {
+                    *slot = Some((hub_id, generation, hub.state.load_full()));
+                }
+                if let Some((_, _, state)) = &*slot {
+                    self.dispatch_in(state, level, source, msg, attrs);
+                }
+            }
+            Err(_) => self.dispatch_in(&hub.state.load(), level, source, msg, attrs),
+        });
+    }
+
+    fn dispatch_in(
+        &self,
+        state: &HubState,
+        level: Level,
+        source: &Source,
+        msg: &str,
+        attrs: &[Attr<'_>],
+    ) {
+        let hub = &*self.core.hub;
         if state.outputs.is_empty() {
             hub.unrouted.fetch_add(1, Ordering::Relaxed);
             return;

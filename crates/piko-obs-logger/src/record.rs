@@ -240,6 +240,12 @@ pub trait Output: Send + Sync + 'static {
     fn write(&self, record: &Record<'_>);
     /// Writes everything accepted so far, within `timeout`.
     fn flush(&self, timeout: Duration) -> Result<(), FlushError>;
+    /// Writes everything accepted and releases the destination (threads, files), within
+    /// `timeout`; later records are dropped and counted. The hub calls it when the output
+    /// is removed. The default flushes.
+    fn close(&self, timeout: Duration) -> Result<(), FlushError> {
+        self.flush(timeout)
+    }
     /// The output's counters.
     fn stats(&self) -> OutputStats {
         OutputStats::default()
@@ -253,6 +259,9 @@ impl<T: Output + ?Sized> Output for Arc<T> {
     fn flush(&self, timeout: Duration) -> Result<(), FlushError> {
         (**self).flush(timeout)
     }
+    fn close(&self, timeout: Duration) -> Result<(), FlushError> {
+        (**self).close(timeout)
+    }
     fn stats(&self) -> OutputStats {
         (**self).stats()
     }
@@ -264,6 +273,9 @@ impl<T: Output + ?Sized> Output for Box<T> {
     }
     fn flush(&self, timeout: Duration) -> Result<(), FlushError> {
         (**self).flush(timeout)
+    }
+    fn close(&self, timeout: Duration) -> Result<(), FlushError> {
+        (**self).close(timeout)
     }
     fn stats(&self) -> OutputStats {
         (**self).stats()
