@@ -148,6 +148,32 @@ fn write_offset(buf: &mut Vec<u8>, offset: i32) {
     }
 }
 
+thread_local! {
+    /// Static strings (source files) already encoded as JSON literals, by address.
+    static ENCODED: std::cell::RefCell<[(usize, usize, Vec<u8>); 16]> =
+        std::cell::RefCell::new(Default::default());
+}
+
+/// Writes a `&'static str` as a JSON literal, reusing its encoding: a static string's
+/// address always names the same text.
+fn write_static_str(buf: &mut Vec<u8>, s: &'static str) {
+    let addr = s.as_ptr() as usize;
+    let slot = ((addr as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 60) as usize;
+    ENCODED.with(|c| match c.try_borrow_mut() {
+        Ok(mut cache) => {
+            let e = &mut cache[slot];
+            if e.0 != addr || e.1 != s.len() || e.2.is_empty() {
+                e.2.clear();
+                write_str(&mut e.2, s);
+                e.0 = addr;
+                e.1 = s.len();
+            }
+            buf.extend_from_slice(&e.2);
+        }
+        Err(_) => write_str(buf, s),
+    })
+}
+
 impl Format for JsonFormat {
     fn format(&self, record: &Record<'_>, buf: &mut Vec<u8>) {
         let t = record.time();
@@ -162,10 +188,13 @@ impl Format for JsonFormat {
         buf.extend_from_slice(b"\",\"msg\":");
         write_str(buf, record.msg());
         buf.extend_from_slice(b",\"logger\":");
-        write_str(buf, record.logger());
+        match record.logger_json() {
+            [] => write_str(buf, record.logger()),
+            encoded => buf.extend_from_slice(encoded),
+        }
         let src = record.source();
         buf.extend_from_slice(b",\"source\":{\"file\":");
-        write_str(buf, src.file);
+        write_static_str(buf, src.file);
         buf.extend_from_slice(b",\"line\":");
         json::write_u64(buf, u64::from(src.line));
         if let Some(m) = src.module {

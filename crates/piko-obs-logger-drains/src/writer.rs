@@ -55,6 +55,10 @@ struct State {
     lines: u64,
     closed: bool,
     writer_idle: bool,
+    /// The writer is letting a batch build up.
+    lingering: bool,
+    /// A flush is waiting: the writer should not linger.
+    flush_requested: bool,
     /// Lines accepted into the queue, in all.
     accepted: u64,
     /// Lines the writer has taken from the queue, in all.
@@ -119,6 +123,8 @@ impl AsyncWriter {
                 lines: 0,
                 closed: false,
                 writer_idle: false,
+                lingering: false,
+                flush_requested: false,
                 accepted: 0,
                 taken: 0,
                 done: 0,
@@ -188,7 +194,8 @@ impl AsyncWriter {
         st.lines += 1;
         // Counted under the lock, which is held anyway: no extra atomic operation.
         st.accepted += 1;
-        let wake = st.writer_idle;
+        let wake = st.writer_idle
+            || (st.lingering && st.buf.len() >= sh.options.capacity_bytes / 2);
         drop(st);
         if wake {
             sh.not_empty.notify_one();
@@ -202,6 +209,7 @@ impl AsyncWriter {
         let deadline = Instant::now() + timeout;
         let mut st = sh.lock();
         let target = st.taken + st.lines;
+        st.flush_requested = true;
         sh.not_empty.notify_one();
         while st.done < target && !st.finished {
             let now = Instant::now();
@@ -273,27 +281,35 @@ impl Drop for AsyncWriter {
 }
 
 /// How long the writer waits after a wake-up for more lines to batch.
-const LINGER: Duration = Duration::from_micros(500);
+const LINGER: Duration = Duration::from_micros(200);
 
 fn run(sh: &Shared, mut dest: Box<dyn Write + Send>) {
     let mut batch: Vec<u8> = Vec::new();
     loop {
         let mut st = sh.lock();
-        if st.buf.is_empty() && !st.closed {
-            while st.buf.is_empty() && !st.closed {
-                st.writer_idle = true;
-                st = sh.not_empty.wait(st).unwrap_or_else(|p| p.into_inner());
-            }
-            st.writer_idle = false;
-            // Woken by the first line after a quiet spell: linger briefly so the lines
-            // that follow it share one write, instead of one wake-up and one system
-            // call per line. Skipped when closing or when the queue is half full.
-            if !st.closed && st.buf.len() < sh.options.capacity_bytes / 2 {
-                drop(st);
-                std::thread::sleep(LINGER);
-                st = sh.lock();
-            }
+        while st.buf.is_empty() && !st.closed {
+            st.writer_idle = true;
+            st = sh.not_empty.wait(st).unwrap_or_else(|p| p.into_inner());
         }
+        st.writer_idle = false;
+        // Linger before taking a batch, so that the lines of a burst share one write and
+        // callers never pay for waking this thread while it is busy. Cut short when
+        // closing, when a flush asks, or when the queue is half full.
+        let deadline = Instant::now() + LINGER;
+        while !st.closed && !st.flush_requested && st.buf.len() < sh.options.capacity_bytes / 2 {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            st.lingering = true;
+            st = sh
+                .not_empty
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+            st.lingering = false;
+        }
+        st.flush_requested = false;
         if st.buf.is_empty() {
             st.finished = true;
             drop(st);

@@ -384,9 +384,12 @@ impl Hub {
         let core = map
             .entry(Arc::from(name))
             .or_insert_with_key(|name| {
+                let mut name_json = Vec::new();
+                crate::json::write_str(&mut name_json, name);
                 Arc::new(LoggerCore {
                     hub: self.inner.clone(),
                     name: name.clone(),
+                    name_json: name_json.into_boxed_slice(),
                     generation: AtomicU64::new(0),
                     min: AtomicI32::new(Level::INFO.value()),
                     root: Arc::new(bound(name, Vec::new(), &self.inner.state.load().secrets)),
@@ -456,6 +459,8 @@ impl<D: slog::Drain<Err = slog::Never>> slog::Drain for DiscardOk<D> {
 struct LoggerCore {
     hub: Arc<HubInner>,
     name: Arc<str>,
+    /// `name` encoded once as a JSON string literal.
+    name_json: Box<[u8]>,
     /// The hub generation `min` was computed for.
     generation: AtomicU64,
     /// The lowest level any output takes for this name.
@@ -598,6 +603,7 @@ impl Logger {
             time: SystemTime::now(),
             msg,
             logger: name,
+            logger_json: &self.core.name_json,
             source,
             bound: &self.bound.attrs,
             bound_json: &self.bound.json,

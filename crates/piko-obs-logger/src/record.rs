@@ -101,6 +101,7 @@ pub struct Record<'a> {
     pub(crate) time: SystemTime,
     pub(crate) msg: &'a str,
     pub(crate) logger: &'a str,
+    pub(crate) logger_json: &'a [u8],
     pub(crate) source: &'a Source,
     pub(crate) bound: &'a [OwnedAttr],
     pub(crate) bound_json: &'a [u8],
@@ -125,6 +126,11 @@ impl<'a> Record<'a> {
     /// The name of the logger (`get_logger(name)`).
     pub fn logger(&self) -> &'a str {
         self.logger
+    }
+    /// The logger name as a JSON string literal (with quotes), encoded once per logger;
+    /// empty for records built with [`Record::new`].
+    pub fn logger_json(&self) -> &'a [u8] {
+        self.logger_json
     }
     /// Where it was logged.
     pub fn source(&self) -> &'a Source {
@@ -166,6 +172,7 @@ impl<'a> Record<'a> {
             time: SystemTime::now(),
             msg,
             logger,
+            logger_json: &[],
             source,
             bound: &[],
             bound_json: &[],
