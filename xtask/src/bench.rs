@@ -93,6 +93,12 @@ const SUITES: &[Suite] = &[Suite {
     ],
 }];
 
+/// How many times each benchmark process runs; the report gives the median ratio.
+const RUNS: usize = 3;
+
+/// One goal's measurements: (numerator ns, denominator ns) per run.
+type Samples = Vec<(f64, f64)>;
+
 pub(crate) fn run(only: Option<&str>) -> Result {
     let suites: Vec<&Suite> = SUITES
         .iter()
@@ -106,19 +112,30 @@ pub(crate) fn run(only: Option<&str>) -> Result {
             names.join(", ")
         ));
     }
+    let mut results: Vec<(&Suite, Vec<Samples>)> = Vec::new();
     for s in &suites {
-        let mut cmd = cargo();
-        cmd.args([
-            "bench",
-            "--locked",
-            "-p",
-            "piko-obs-tests",
-            "--bench",
-            s.name,
-        ]);
-        run_cmd(cmd)?;
+        let mut samples: Vec<Samples> = vec![Vec::new(); s.goals.len()];
+        for run in 1..=RUNS {
+            eprintln!("xtask: bench {} run {run} of {RUNS}", s.name);
+            let mut cmd = cargo();
+            cmd.args([
+                "bench",
+                "--locked",
+                "-p",
+                "piko-obs-tests",
+                "--bench",
+                s.name,
+            ]);
+            run_cmd(cmd)?;
+            for (g, out) in s.goals.iter().zip(samples.iter_mut()) {
+                if let (Some(n), Some(d)) = (median_ns(g.numerator), median_ns(g.denominator)) {
+                    out.push((n, d));
+                }
+            }
+        }
+        results.push((s, samples));
     }
-    write_report()
+    write_report(&results)
 }
 
 /// Criterion's median estimate for `id`, in nanoseconds.
@@ -146,56 +163,63 @@ fn fmt_ns(ns: f64) -> String {
     }
 }
 
-fn write_report() -> Result {
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn write_report(results: &[(&Suite, Vec<Samples>)]) -> Result {
     let mut md = String::new();
     md.push_str("# Performance\n\n");
-    md.push_str(
+    let _ = write!(
+        md,
         "Written by `cargo xtask bench` from criterion's estimates; do not edit by hand. \
-         Every goal is a ratio of two benchmarks measured in the same run of the same \
-         process (medians), because this class of machine is shared and noisy: absolute \
-         times move 10-30 % between runs, ratios much less. Ratio changes under about 15 % \
-         are noise.\n\n",
+         Every goal is a ratio of two benchmarks of the same process run (criterion \
+         medians), because this class of machine is shared and noisy: absolute times move \
+         10-30 % between runs, ratios much less. Each benchmark process runs {RUNS} times; \
+         the table gives the median ratio and the range over the runs, and a goal is met \
+         when the median ratio is within its bound. Ratio changes under about 15 % are \
+         noise.\n\n"
     );
     let _ = writeln!(md, "Machine: {}.\n", machine());
-    for s in SUITES {
+    for (s, samples) in results {
         let _ = writeln!(md, "## {}\n\n{}\n", s.name, s.about);
         md.push_str(
-            "| goal | piko-obs | peer | ratio | bound | result |\n|---|---:|---:|---:|---:|---|\n",
+            "| goal | piko-obs | peer | ratio (median) | range | bound | result |\n|---|---:|---:|---:|---:|---:|---|\n",
         );
-        let mut any = false;
-        for g in s.goals {
-            let (Some(n), Some(d)) = (median_ns(g.numerator), median_ns(g.denominator)) else {
+        for (g, runs) in s.goals.iter().zip(samples) {
+            if runs.is_empty() {
                 let _ = writeln!(
                     md,
-                    "| {} (`{}` / `{}`) | - | - | - | {:.2} | not measured |",
+                    "| {} (`{}` / `{}`) | - | - | - | - | {:.2} | not measured |",
                     g.what, g.numerator, g.denominator, g.bound
                 );
                 continue;
-            };
-            any = true;
-            let ratio = n / d;
+            }
+            let ratios: Vec<f64> = runs.iter().map(|(n, d)| n / d).collect();
+            let lo = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = ratios.iter().copied().fold(0.0, f64::max);
+            let ratio = median(ratios);
+            let n = median(runs.iter().map(|r| r.0).collect());
+            let d = median(runs.iter().map(|r| r.1).collect());
             let _ = writeln!(
                 md,
-                "| {} (`{}` / `{}`) | {} | {} | {:.2} | {:.2} | {} |",
+                "| {} (`{}` / `{}`) | {} | {} | {:.2} | {:.2}-{:.2} | {:.2} | {} |",
                 g.what,
                 g.numerator,
                 g.denominator,
                 fmt_ns(n),
                 fmt_ns(d),
                 ratio,
+                lo,
+                hi,
                 g.bound,
-                if ratio <= g.bound {
-                    "met"
-                } else {
-                    "**not met**"
-                }
-            );
-        }
-        if !any {
-            let _ = writeln!(
-                md,
-                "\n(No results yet: run `cargo xtask bench {}`.)",
-                s.name
+                if ratio <= g.bound { "met" } else { "**not met**" }
             );
         }
         md.push('\n');

@@ -1,0 +1,43 @@
+//! The piko-obs probe server: Kubernetes liveness, readiness and startup probes, and
+//! `/metrics`, on their own port, separate from the application's.
+//!
+//! - [`HealthServer::builder`] takes a [`piko_obs_health::HealthService`] and the
+//!   options of the seed guide (bind address, port, paths, metrics, TLS); `start()`
+//!   binds at once, so a port in use or a bad address is an error there, and port 0 is
+//!   allowed ([`RunningServer::local_addr`] tells the port chosen).
+//! - `HEALTHY` and `DEGRADED` answer 200, `UNHEALTHY` 503, on every probe path; `HEAD`
+//!   gets the same status with no body; other methods get 405 with `Allow`; unknown
+//!   paths 404. Bodies are Piko's JSON status tree.
+//! - `/metrics` serves the render function it is given, or 404 without one.
+//! - Optional TLS from PEM files (rustls with ring), minimum version 1.2 or 1.3.
+//! - [`TcpProbe`] and [`HttpProbe`] check a dependency by connecting to it.
+//!
+//! Routing uses warp filters; connections are served by hyper (HTTP/1.1 and HTTP/2),
+//! with graceful shutdown bounded by a timeout.
+//!
+//! ```
+//! use std::time::Duration;
+//! use piko_obs_health::{HealthService, Status, probe_fn};
+//! use piko_obs_health_warp::HealthServer;
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let health = HealthService::new("orders", Duration::from_secs(5)).unwrap();
+//! health.register(probe_fn("db", |_, _| async { Status::healthy("db") })).unwrap();
+//! let server = HealthServer::builder(health)
+//!     .with_port(0) // any free port
+//!     .start()
+//!     .expect("probe server started");
+//! println!("probes on http://{}/ready", server.local_addr());
+//! server.shutdown(Duration::from_secs(1)).await;
+//! # });
+//! ```
+//!
+//! No feature flags.
+
+mod probes;
+mod server;
+
+pub use probes::{HttpProbe, InvalidUrl, TcpProbe};
+pub use server::{
+    HealthServer, MetricsRender, RunningServer, ServerBuilder, ServerError, TlsMinVersion,
+    TlsOptions,
+};
