@@ -219,7 +219,11 @@ fn write_report(results: &[(&Suite, Vec<Samples>)]) -> Result {
                 lo,
                 hi,
                 g.bound,
-                if ratio <= g.bound { "met" } else { "**not met**" }
+                if ratio <= g.bound {
+                    "met"
+                } else {
+                    "**not met**"
+                }
             );
         }
         md.push('\n');

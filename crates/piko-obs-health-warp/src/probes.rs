@@ -72,7 +72,11 @@ impl HttpProbe {
             .map_err(|_| bad("not a URL (for example http://127.0.0.1:8080/health)"))?;
         match uri.scheme_str() {
             Some("http") => {}
-            Some("https") => return Err(bad("https is not supported by HttpProbe; use a TcpProbe or an http URL")),
+            Some("https") => {
+                return Err(bad(
+                    "https is not supported by HttpProbe; use a TcpProbe or an http URL",
+                ));
+            }
             _ => return Err(bad("the URL must start with http://")),
         }
         let authority = uri
@@ -106,11 +110,17 @@ impl HttpProbe {
         let driver = tokio::spawn(conn);
         let path = self.url.path_and_query().map_or("/", |p| p.as_str());
         let req = hyper::Request::get(path)
-            .header(hyper::header::HOST, self.url.authority().map_or("", |a| a.as_str()))
+            .header(
+                hyper::header::HOST,
+                self.url.authority().map_or("", |a| a.as_str()),
+            )
             .header(hyper::header::USER_AGENT, "piko-obs-health")
             .body(Empty::<Bytes>::new())
             .map_err(|e| e.to_string())?;
-        let resp = sender.send_request(req).await.map_err(|e| format!("request: {e}"));
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| format!("request: {e}"));
         driver.abort();
         Ok(resp?.status())
     }
@@ -127,7 +137,9 @@ impl Probe for HttpProbe {
             Ok(Ok(code)) if code.is_server_error() => {
                 Status::unhealthy(&self.name, format!("GET {} answered {code}", self.url))
             }
-            Ok(Ok(code)) => Status::degraded(&self.name, format!("GET {} answered {code}", self.url)),
+            Ok(Ok(code)) => {
+                Status::degraded(&self.name, format!("GET {} answered {code}", self.url))
+            }
             Ok(Err(e)) => Status::unhealthy(&self.name, format!("GET {}: {e}", self.url)),
             Err(_) => Status::unhealthy(&self.name, format!("GET {}: timed out", self.url)),
         }

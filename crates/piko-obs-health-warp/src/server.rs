@@ -253,7 +253,8 @@ impl ServerBuilder {
 fn load_tls(opts: &TlsOptions) -> Result<tokio_rustls::TlsAcceptor, ServerError> {
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let read = |p: &PathBuf, what: &str| {
-        std::fs::read(p).map_err(|e| ServerError::Tls(format!("cannot read the {what} file {p:?}: {e}")))
+        std::fs::read(p)
+            .map_err(|e| ServerError::Tls(format!("cannot read the {what} file {p:?}: {e}")))
     };
     let cert_pem = read(&opts.cert_file, "certificate")?;
     let key_pem = read(&opts.key_file, "key")?;
@@ -269,7 +270,10 @@ fn load_tls(opts: &TlsOptions) -> Result<tokio_rustls::TlsAcceptor, ServerError>
     let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut key_pem.as_slice())
         .map_err(|e| ServerError::Tls(format!("key file {:?}: {e}", opts.key_file)))?
         .ok_or_else(|| {
-            ServerError::Tls(format!("key file {:?} holds no PEM private key", opts.key_file))
+            ServerError::Tls(format!(
+                "key file {:?} holds no PEM private key",
+                opts.key_file
+            ))
         })?;
     let versions: &[&'static rustls::SupportedProtocolVersion] = match opts.min_version {
         TlsMinVersion::Tls12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
@@ -281,7 +285,11 @@ fn load_tls(opts: &TlsOptions) -> Result<tokio_rustls::TlsAcceptor, ServerError>
         .map_err(|e| ServerError::Tls(e.to_string()))?
         .with_no_client_auth()
         .with_single_cert(certs, key)
-        .map_err(|e| ServerError::Tls(format!("certificate and key do not make a usable pair: {e}")))?;
+        .map_err(|e| {
+            ServerError::Tls(format!(
+                "certificate and key do not make a usable pair: {e}"
+            ))
+        })?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
@@ -343,7 +351,8 @@ impl Routes {
         let head = method == Method::HEAD;
         if method != Method::GET && !head {
             let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "");
-            r.headers_mut().insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+            r.headers_mut()
+                .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
             return r;
         }
         let (status, content_type, body) = match self.kind_of(path) {
@@ -367,7 +376,11 @@ impl Routes {
                 None => return plain(StatusCode::NOT_FOUND, "404 page not found\n"),
             },
         };
-        let mut r = Response::new(if head { Bytes::new() } else { Bytes::from(body) });
+        let mut r = Response::new(if head {
+            Bytes::new()
+        } else {
+            Bytes::from(body)
+        });
         *r.status_mut() = status;
         r.headers_mut()
             .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -393,12 +406,12 @@ async fn accept_loop(
 ) {
     let filter = {
         let routes = routes.clone();
-        warp::method()
-            .and(warp::path::full())
-            .and_then(move |method: Method, path: warp::path::FullPath| {
+        warp::method().and(warp::path::full()).and_then(
+            move |method: Method, path: warp::path::FullPath| {
                 let routes = routes.clone();
                 async move { Ok::<_, Infallible>(routes.respond(method, path.as_str()).await) }
-            })
+            },
+        )
     };
     let service = TowerToHyperService::new(warp::service(filter));
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -423,7 +436,9 @@ async fn accept_loop(
         let builder = builder.clone();
         match &tls {
             None => {
-                let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                let conn = builder
+                    .serve_connection(TokioIo::new(stream), service)
+                    .into_owned();
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
                     let _ = conn.await;
@@ -434,7 +449,8 @@ async fn accept_loop(
                 let watcher = graceful.watcher();
                 tokio::spawn(async move {
                     let Ok(Ok(tls_stream)) =
-                        tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await
+                        tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
+                            .await
                     else {
                         return;
                     };

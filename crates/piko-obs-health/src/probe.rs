@@ -44,7 +44,9 @@ pub struct FnProbe<F> {
 
 impl<F> std::fmt::Debug for FnProbe<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FnProbe").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("FnProbe")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -54,7 +56,10 @@ where
     F: Fn(CheckKind, Instant) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Status> + Send + 'static,
 {
-    FnProbe { name: name.into(), f }
+    FnProbe {
+        name: name.into(),
+        f,
+    }
 }
 
 impl<F, Fut> Probe for FnProbe<F>

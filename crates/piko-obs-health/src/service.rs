@@ -190,7 +190,11 @@ impl HealthService {
     }
 
     /// Registers a probe.
-    pub fn register_with(&self, probe: impl Probe, options: ProbeOptions) -> Result<(), DuplicateProbe> {
+    pub fn register_with(
+        &self,
+        probe: impl Probe,
+        options: ProbeOptions,
+    ) -> Result<(), DuplicateProbe> {
         let mut probes = self.inner.probes.write().unwrap_or_else(|p| p.into_inner());
         let name = Probe::name(&probe).to_string();
         if probes.iter().any(|p| p.probe.name() == name) {
@@ -287,7 +291,12 @@ impl HealthService {
 }
 
 /// One probe, through its single-flight slot and cache, within its deadline.
-async fn run_one(p: &Arc<Registered>, kind: CheckKind, timeout: Duration, asked: Instant) -> Status {
+async fn run_one(
+    p: &Arc<Registered>,
+    kind: CheckKind,
+    timeout: Duration,
+    asked: Instant,
+) -> Status {
     let deadline = asked + timeout;
     let name = p.probe.name().to_string();
     let slot = p.slots[index(kind)].clone();
@@ -297,7 +306,9 @@ async fn run_one(p: &Arc<Registered>, kind: CheckKind, timeout: Duration, asked:
             // A run that finished after this request arrived answers it (single flight);
             // with a TTL, any result younger than the TTL does.
             let fresh_enough = *finished >= asked
-                || p.options.cache_ttl.is_some_and(|ttl| finished.elapsed() < ttl);
+                || p.options
+                    .cache_ttl
+                    .is_some_and(|ttl| finished.elapsed() < ttl);
             if fresh_enough {
                 return status.clone();
             }
@@ -337,7 +348,8 @@ async fn run_isolated(
                 .map(|s| s.to_string())
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".into());
-            Status::unhealthy(name, format!("probe panicked: {msg}")).with_duration(started.elapsed())
+            Status::unhealthy(name, format!("probe panicked: {msg}"))
+                .with_duration(started.elapsed())
         }
         Ok(Err(e)) => Status::unhealthy(name, format!("probe did not finish: {e}"))
             .with_duration(started.elapsed()),
@@ -351,7 +363,10 @@ async fn run_isolated(
 fn timed_out(name: &str, timeout: Duration, since: Instant) -> Status {
     Status::unhealthy(
         name,
-        format!("Health check timed out after {}", crate::status::duration_text(timeout)),
+        format!(
+            "Health check timed out after {}",
+            crate::status::duration_text(timeout)
+        ),
     )
     .with_duration(since.elapsed())
 }

@@ -148,7 +148,8 @@ impl Status {
 
 impl Serialize for Status {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let n = 4 + usize::from(!self.message.is_empty()) + usize::from(!self.dependencies.is_empty());
+        let n =
+            4 + usize::from(!self.message.is_empty()) + usize::from(!self.dependencies.is_empty());
         let mut st = s.serialize_struct("Status", n)?;
         st.serialize_field("name", &self.name)?;
         st.serialize_field("state", &self.state)?;
@@ -192,7 +193,10 @@ pub fn duration_text(d: Duration) -> String {
     let total_secs = d.as_secs();
     let h = total_secs / 3600;
     let m = (total_secs / 60) % 60;
-    let secs = decimal(u128::from(total_secs % 60) * 1_000_000_000 + u128::from(d.subsec_nanos()), 1_000_000_000);
+    let secs = decimal(
+        u128::from(total_secs % 60) * 1_000_000_000 + u128::from(d.subsec_nanos()),
+        1_000_000_000,
+    );
     match (h, m) {
         (0, 0) => format!("{secs}s"),
         (0, m) => format!("{m}m{secs}s"),

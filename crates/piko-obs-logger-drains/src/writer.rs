@@ -194,8 +194,8 @@ impl AsyncWriter {
         st.lines += 1;
         // Counted under the lock, which is held anyway: no extra atomic operation.
         st.accepted += 1;
-        let wake = st.writer_idle
-            || (st.lingering && st.buf.len() >= sh.options.capacity_bytes / 2);
+        let wake =
+            st.writer_idle || (st.lingering && st.buf.len() >= sh.options.capacity_bytes / 2);
         drop(st);
         if wake {
             sh.not_empty.notify_one();
