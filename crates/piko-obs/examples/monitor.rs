@@ -1,15 +1,18 @@
 //! The example service of the guide "How to monitor a production deployment".
 //!
 //! `monitor dev` (the default) writes pretty console lines, `monitor prod` JSON lines.
-//! It logs `Server started` with the run mode, then runs until SIGTERM or SIGINT, and
-//! shuts down in order, writing every queued line.
-//!
-//! Environment: `PIKO_LOG_LEVEL` (framework level, default info), `LOG_LEVEL` (levels of
-//! outputs added in code), `NO_COLOR` / `FORCE_COLOR` (console colours),
-//! `PIKO_DISABLE_CONSOLE_LOG=true` (no console output).
+//! It serves health probes on `127.0.0.1:9090` (`/live`, `/ready`, `/startup`), with one
+//! custom probe, `upstream`, that SIGUSR1 switches between healthy and unhealthy. It
+//! logs `Server started` with the run mode, then runs until SIGTERM or SIGINT, and shuts
+//! down in order: readiness fails, the drain delay passes, the probe server stops, and
+//! every queued line is written. `--help` lists the environment variables it reads.
 
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
+use piko_obs::health::{Status, probe_fn};
 use piko_obs::logger::{self, attr};
 use piko_obs::{PikoObs, RunMode};
 
@@ -20,7 +23,14 @@ Runs the piko-obs example service until SIGTERM or SIGINT.
   dev    pretty, coloured console lines (default)
   prod   JSON lines
 
+Signals:
+  SIGUSR1                   switch the `upstream` probe between healthy and unhealthy
+  SIGTERM, SIGINT           shut down in order
+
 Environment:
+  HEALTH_PORT               port of the health probes (default 9090; 0 picks one)
+  SHUTDOWN_DRAIN_DELAY_MS   drain delay before the probe server stops (default 5000 in
+                            prod, 0 in dev)
   PIKO_LOG_LEVEL            framework log level or directives (default info)
   LOG_LEVEL                 level of outputs added in code (default info)
   NO_COLOR, FORCE_COLOR     console colours in dev mode
@@ -34,12 +44,35 @@ fn main() -> ExitCode {
     }
     let mode: RunMode = match arg.as_deref().unwrap_or("dev").parse() {
         Ok(m) => m,
-        Err(e) => {
-            eprintln!("monitor: {e}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
+        Err(e) => return usage_error(&e.to_string()),
     };
-    let guard = match PikoObs::builder().with_run_mode(mode).init() {
+    let health_port: u16 = match env_number("HEALTH_PORT", 9090) {
+        Ok(p) => p,
+        Err(e) => return usage_error(&e),
+    };
+    let upstream_down = Arc::new(AtomicBool::new(false));
+    let down = upstream_down.clone();
+    let mut builder = PikoObs::builder()
+        .with_run_mode(mode)
+        .with_service_name("monitor")
+        .with_health_probe_port(health_port)
+        .with_custom_health_probe(probe_fn("upstream", move |_, _| {
+            let is_down = down.load(Ordering::SeqCst);
+            async move {
+                if is_down {
+                    Status::unhealthy("upstream", "maintenance switch on (SIGUSR1)")
+                } else {
+                    Status::healthy("upstream")
+                }
+            }
+        }));
+    if std::env::var_os("SHUTDOWN_DRAIN_DELAY_MS").is_some() {
+        match env_number("SHUTDOWN_DRAIN_DELAY_MS", 0u64) {
+            Ok(ms) => builder = builder.with_shutdown_drain_delay(Duration::from_millis(ms)),
+            Err(e) => return usage_error(&e),
+        }
+    }
+    let guard = match builder.init() {
         Ok(g) => g,
         Err(e) => {
             eprintln!("monitor: {e}");
@@ -47,13 +80,16 @@ fn main() -> ExitCode {
         }
     };
     let log = logger::get_logger("monitor");
+    if let Some(addr) = guard.health_addr() {
+        log.info("Health probes listening", &[attr::display("addr", &addr)]);
+    }
     log.notice("Server started", &[attr::string("mode", mode.as_str())]);
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    let signal = runtime.block_on(wait_for_signal());
+    let signal = runtime.block_on(wait_for_signal(&log, &upstream_down));
     log.notice("Server stopping", &[attr::string("signal", signal)]);
     if let Err(e) = guard.shutdown() {
         eprintln!("monitor: {e}");
@@ -62,11 +98,33 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-async fn wait_for_signal() -> &'static str {
+fn env_number<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String> {
+    match std::env::var(name) {
+        Err(_) => Ok(default),
+        Ok(v) => v
+            .trim()
+            .parse()
+            .map_err(|_| format!("{name}={v:?} is not a valid number")),
+    }
+}
+
+fn usage_error(e: &str) -> ExitCode {
+    eprintln!("monitor: {e}\n\n{USAGE}");
+    ExitCode::from(2)
+}
+
+async fn wait_for_signal(log: &logger::Logger, upstream_down: &AtomicBool) -> &'static str {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("a SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = tokio::signal::ctrl_c() => "SIGINT",
+    let mut usr1 = signal(SignalKind::user_defined1()).expect("a SIGUSR1 handler");
+    loop {
+        tokio::select! {
+            _ = term.recv() => return "SIGTERM",
+            _ = tokio::signal::ctrl_c() => return "SIGINT",
+            _ = usr1.recv() => {
+                let now_down = !upstream_down.fetch_xor(true, Ordering::SeqCst);
+                log.warn("Upstream switch", &[attr::bool("down", now_down)]);
+            }
+        }
     }
 }

@@ -5,16 +5,20 @@
 //! hub and the `log` crate bridge). It holds no logic of its own.
 //!
 //! What it gives today:
-//! - [`PikoObs::builder`]: run mode, framework log level, console output; `init()`
-//!   returns a [`Guard`] that writes every queued line and shuts down when dropped;
+//! - [`PikoObs::builder`]: run mode, framework log level, console output, the probe
+//!   server's options; `init()` returns a [`Guard`] that drains readiness, stops the
+//!   probe server and writes every queued line when dropped;
 //! - [`logger`]: Piko's structured logger (`get_logger`, `add_json_output`,
-//!   `add_pretty_output`, `add_file_output`, typed attributes, levels).
+//!   `add_pretty_output`, `add_file_output`, typed attributes, levels);
+//! - [`health`]: Kubernetes liveness, readiness and startup probes on their own port.
 //!
 //! ```
 //! use piko_obs::{PikoObs, RunMode, logger::{self, attr}};
 //!
 //! let _guard = PikoObs::builder()
 //!     .with_run_mode(RunMode::Prod)   // JSON lines on stdout
+//!     .with_health_probe_port(0)      // probes on a free port (9090 by default)
+//!     .with_shutdown_drain_delay(std::time::Duration::ZERO)
 //!     .with_log_level("info")
 //!     .init()
 //!     .expect("observability set up");
@@ -24,10 +28,13 @@
 //! No feature flags yet.
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::str::FromStr;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+pub mod health;
 pub mod logger;
 
 /// How the service runs: decides the console format.
@@ -86,35 +93,80 @@ pub struct PikoObs;
 
 impl PikoObs {
     /// A builder with the defaults: dev mode, framework level from `PIKO_LOG_LEVEL` or
-    /// INFO, a console output, the `log` bridge on, stack traces on ERROR.
+    /// INFO, a console output, the `log` bridge on, stack traces on ERROR, the probe
+    /// server on `127.0.0.1:9090`.
     pub fn builder() -> Builder {
         Builder::default()
     }
 }
 
+type ProbeRegistration =
+    Box<dyn FnOnce(&health::HealthService) -> Result<(), health::DuplicateProbe> + Send>;
+
 /// Configures and starts piko-obs (Piko's `piko.New(piko.WithLogLevel(..), ...)`).
-#[derive(Debug, Clone)]
 #[must_use]
 pub struct Builder {
     run_mode: RunMode,
+    service_name: Option<String>,
     log_level: Option<String>,
     console: Option<bool>,
     log_bridge: bool,
     error_backtraces: bool,
     secret_keys: Option<Vec<String>>,
     shutdown_timeout: Duration,
+    drain_delay: Option<Duration>,
+    health_enabled: bool,
+    health_port: u16,
+    health_bind: String,
+    health_live: String,
+    health_ready: String,
+    health_startup: String,
+    health_metrics: String,
+    health_metrics_enabled: bool,
+    health_metrics_render: Option<health::MetricsRender>,
+    health_timeout: Duration,
+    health_tls: Option<health::TlsOptions>,
+    probes: Vec<ProbeRegistration>,
+}
+
+impl fmt::Debug for Builder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("run_mode", &self.run_mode)
+            .field("service_name", &self.service_name)
+            .field("log_level", &self.log_level)
+            .field("health_enabled", &self.health_enabled)
+            .field("health_port", &self.health_port)
+            .field("health_bind", &self.health_bind)
+            .field("probes", &self.probes.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for Builder {
     fn default() -> Self {
         Builder {
             run_mode: RunMode::Dev,
+            service_name: None,
             log_level: None,
             console: None,
             log_bridge: true,
             error_backtraces: true,
             secret_keys: None,
             shutdown_timeout: Duration::from_secs(10),
+            drain_delay: None,
+            health_enabled: true,
+            health_port: 9090,
+            health_bind: "127.0.0.1".into(),
+            health_live: "/live".into(),
+            health_ready: "/ready".into(),
+            health_startup: "/startup".into(),
+            health_metrics: "/metrics".into(),
+            health_metrics_enabled: true,
+            health_metrics_render: None,
+            health_timeout: Duration::from_secs(5),
+            health_tls: None,
+            probes: Vec::new(),
         }
     }
 }
@@ -161,6 +213,88 @@ impl Builder {
         self.shutdown_timeout = timeout;
         self
     }
+    /// The service's name: the top-level name of health statuses (default: the
+    /// program's file name).
+    pub fn with_service_name(mut self, name: impl Into<String>) -> Self {
+        self.service_name = Some(name.into());
+        self
+    }
+    /// How long shutdown keeps serving after readiness turns UNHEALTHY, so that
+    /// Kubernetes stops routing traffic first (default: 5 s in prod, 0 in dev).
+    pub fn with_shutdown_drain_delay(mut self, delay: Duration) -> Self {
+        self.drain_delay = Some(delay);
+        self
+    }
+    /// Whether the probe server runs (default: on).
+    pub fn with_health_enabled(mut self, on: bool) -> Self {
+        self.health_enabled = on;
+        self
+    }
+    /// The probe server's port (default 9090; 0 picks a free port, see
+    /// [`Guard::health_addr`]).
+    pub fn with_health_probe_port(mut self, port: u16) -> Self {
+        self.health_port = port;
+        self
+    }
+    /// The probe server's IP address (default `127.0.0.1`; `0.0.0.0` exposes it).
+    pub fn with_health_bind_address(mut self, addr: impl Into<String>) -> Self {
+        self.health_bind = addr.into();
+        self
+    }
+    /// The liveness path (default `/live`).
+    pub fn with_health_live_path(mut self, path: impl Into<String>) -> Self {
+        self.health_live = path.into();
+        self
+    }
+    /// The readiness path (default `/ready`).
+    pub fn with_health_ready_path(mut self, path: impl Into<String>) -> Self {
+        self.health_ready = path.into();
+        self
+    }
+    /// The startup path (default `/startup`).
+    pub fn with_health_startup_path(mut self, path: impl Into<String>) -> Self {
+        self.health_startup = path.into();
+        self
+    }
+    /// The metrics path on the probe port (default `/metrics`).
+    pub fn with_health_metrics_path(mut self, path: impl Into<String>) -> Self {
+        self.health_metrics = path.into();
+        self
+    }
+    /// Whether the probe port serves metrics (default: on, once a renderer is set).
+    pub fn with_health_metrics_enabled(mut self, on: bool) -> Self {
+        self.health_metrics_enabled = on;
+        self
+    }
+    /// What the metrics path serves.
+    pub fn with_health_metrics_render(mut self, render: health::MetricsRender) -> Self {
+        self.health_metrics_render = Some(render);
+        self
+    }
+    /// Each probe's default deadline (default 5 s; sub-second values work).
+    pub fn with_health_check_timeout(mut self, timeout: Duration) -> Self {
+        self.health_timeout = timeout;
+        self
+    }
+    /// Serve the probes over TLS.
+    pub fn with_health_tls(mut self, tls: health::TlsOptions) -> Self {
+        self.health_tls = Some(tls);
+        self
+    }
+    /// Adds a probe for the service's dependencies.
+    pub fn with_custom_health_probe(self, probe: impl health::Probe) -> Self {
+        self.with_custom_health_probe_options(probe, health::ProbeOptions::default())
+    }
+    /// Adds a probe with options (deadline, criticality, caching, kinds).
+    pub fn with_custom_health_probe_options(
+        mut self,
+        probe: impl health::Probe,
+        options: health::ProbeOptions,
+    ) -> Self {
+        self.probes
+            .push(Box::new(move |s| s.register_with(probe, options)));
+        self
+    }
 
     /// Checks the configuration and starts everything. Bad input fails here, with an
     /// error naming the setting.
@@ -200,10 +334,56 @@ impl Builder {
         if self.log_bridge {
             logger::install_log_bridge()?;
         }
-        Ok(Guard {
+        let drain_delay = self.drain_delay.unwrap_or(match self.run_mode {
+            RunMode::Prod => Duration::from_secs(5),
+            RunMode::Dev => Duration::ZERO,
+        });
+        let mut guard = Guard {
             shutdown_timeout: self.shutdown_timeout,
+            drain_delay,
             done: AtomicBool::new(false),
-        })
+            health: None,
+            health_addr: None,
+            server: Mutex::new(None),
+            runtime: Mutex::new(None),
+        };
+        if self.health_enabled {
+            let name = self.service_name.clone().unwrap_or_else(program_name);
+            let service = health::HealthService::new(name, self.health_timeout)
+                .map_err(|_| InitError::HealthTimeout)?;
+            for register in self.probes {
+                register(&service)?;
+            }
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("piko-obs-runtime")
+                .enable_all()
+                .build()
+                .map_err(InitError::Runtime)?;
+            let mut server = health::HealthServer::builder(service.clone())
+                .with_bind_address(self.health_bind)
+                .with_port(self.health_port)
+                .with_live_path(self.health_live)
+                .with_ready_path(self.health_ready)
+                .with_startup_path(self.health_startup)
+                .with_metrics_path(self.health_metrics);
+            if let (true, Some(render)) = (self.health_metrics_enabled, self.health_metrics_render)
+            {
+                server = server.with_metrics(render);
+            }
+            if let Some(tls) = self.health_tls {
+                server = server.with_tls(tls);
+            }
+            let running = {
+                let _enter = runtime.enter();
+                server.start()?
+            };
+            guard.health_addr = Some(running.local_addr());
+            guard.health = Some(service);
+            guard.server = Mutex::new(Some(running));
+            guard.runtime = Mutex::new(Some(runtime));
+        }
+        Ok(guard)
     }
 }
 
@@ -223,24 +403,117 @@ pub enum InitError {
     /// Another `log` logger is installed.
     #[error(transparent)]
     LogBridge(#[from] logger::LogBridgeError),
+    /// The probe server could not start (port in use, bad address or path, TLS files).
+    #[error(transparent)]
+    Health(#[from] health::ServerError),
+    /// Two probes share a name.
+    #[error(transparent)]
+    DuplicateProbe(#[from] health::DuplicateProbe),
+    /// The health check timeout is zero.
+    #[error("with_health_check_timeout: the timeout must be greater than zero (for example 5s)")]
+    HealthTimeout,
+    /// piko-obs's runtime could not start.
+    #[error("cannot start the piko-obs runtime: {0}")]
+    Runtime(std::io::Error),
 }
 
-/// Shuts piko-obs down when dropped: every queued log line is written (within the
-/// shutdown timeout) and the outputs are closed. Keep it alive for the life of `main`.
-#[must_use = "dropping the guard shuts logging down at once: keep it until main returns"]
-#[derive(Debug)]
+fn program_name() -> String {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "piko-obs".into())
+}
+
+/// Steps of the shutdown that failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("shutdown: {}", .failures.iter().map(|(step, e)| format!("{step}: {e}")).collect::<Vec<_>>().join("; "))]
+pub struct ShutdownError {
+    /// Each failed step and why.
+    pub failures: Vec<(&'static str, String)>,
+}
+
+/// Shuts piko-obs down when dropped: readiness turns UNHEALTHY, the drain delay passes,
+/// the probe server stops, and every queued log line is written. Each step is bounded
+/// and the whole takes at most the shutdown timeout. Keep it alive for the life of
+/// `main`.
+#[must_use = "dropping the guard shuts piko-obs down at once: keep it until main returns"]
 pub struct Guard {
     shutdown_timeout: Duration,
+    drain_delay: Duration,
     done: AtomicBool,
+    health: Option<health::HealthService>,
+    health_addr: Option<SocketAddr>,
+    server: Mutex<Option<health::RunningServer>>,
+    runtime: Mutex<Option<tokio::runtime::Runtime>>,
+}
+
+impl fmt::Debug for Guard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Guard")
+            .field("health_addr", &self.health_addr)
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("drain_delay", &self.drain_delay)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Guard {
+    /// The probe server's address, when it runs.
+    pub fn health_addr(&self) -> Option<SocketAddr> {
+        self.health_addr
+    }
+
+    /// The health service, to add probes later or to signal drain early.
+    pub fn health(&self) -> Option<&health::HealthService> {
+        self.health.as_ref()
+    }
+
     /// Shuts down now and reports what failed. A second call does nothing.
-    pub fn shutdown(&self) -> Result<(), logger::ShutdownError> {
+    pub fn shutdown(&self) -> Result<(), ShutdownError> {
         if self.done.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
-        logger::hub().shutdown(self.shutdown_timeout)
+        let deadline = Instant::now() + self.shutdown_timeout;
+        let left = || deadline.saturating_duration_since(Instant::now());
+        let mut failures = Vec::new();
+        if let Some(h) = &self.health {
+            h.signal_drain();
+            std::thread::sleep(self.drain_delay.min(left()));
+        }
+        let server = self.server.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let runtime = self
+            .runtime
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let (Some(server), Some(runtime)) = (server, runtime) {
+            // Bounded, and safe to call from inside another runtime: the server stops on
+            // its own runtime and this thread waits on a channel.
+            let budget = left().min(Duration::from_secs(5));
+            let (tx, rx) = std::sync::mpsc::channel();
+            runtime.spawn(async move {
+                server.shutdown(budget).await;
+                let _ = tx.send(());
+            });
+            if rx
+                .recv_timeout(budget + Duration::from_millis(200))
+                .is_err()
+            {
+                failures.push((
+                    "stop the health server",
+                    format!("not stopped after {budget:?}"),
+                ));
+            }
+            runtime.shutdown_background();
+        }
+        if let Err(e) = logger::hub().shutdown(left().max(Duration::from_millis(100))) {
+            failures.push(("flush the logs", e.to_string()));
+        }
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(ShutdownError { failures })
+        }
     }
 }
 

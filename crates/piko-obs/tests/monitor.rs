@@ -20,6 +20,8 @@ fn run(args: &[&str]) -> (String, String, Option<i32>) {
         .env_remove("PIKO_LOG_LEVEL")
         .env_remove("LOG_LEVEL")
         .env("NO_COLOR", "1")
+        .env("HEALTH_PORT", "0")
+        .env("SHUTDOWN_DRAIN_DELAY_MS", "0")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -55,10 +57,12 @@ fn prod_writes_json_lines_and_stops_on_sigterm() {
         .lines()
         .map(|l| serde_json::from_str(l).expect("a JSON line"))
         .collect();
-    assert_eq!(lines[0]["msg"], "Server started");
-    assert_eq!(lines[0]["mode"], "prod");
-    assert_eq!(lines[0]["level"], "NOTICE");
-    assert_eq!(lines[0]["logger"], "monitor");
+    assert_eq!(lines[0]["msg"], "Health probes listening");
+    assert!(lines[0]["addr"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert_eq!(lines[1]["msg"], "Server started");
+    assert_eq!(lines[1]["mode"], "prod");
+    assert_eq!(lines[1]["level"], "NOTICE");
+    assert_eq!(lines[1]["logger"], "monitor");
     assert_eq!(lines.last().unwrap()["msg"], "Server stopping");
     assert_eq!(lines.last().unwrap()["signal"], "SIGTERM");
 }
@@ -67,7 +71,7 @@ fn prod_writes_json_lines_and_stops_on_sigterm() {
 fn dev_is_the_default_and_writes_pretty_lines() {
     let (out, err, code) = run(&[]);
     assert_eq!(code, Some(0), "{err}");
-    let first = out.lines().next().unwrap();
+    let first = out.lines().nth(1).unwrap();
     assert!(first.contains(" | NOTICE | "), "{first}");
     assert!(
         first.contains(" | Server started | mode=dev | monitor.rs:"),
@@ -88,7 +92,19 @@ fn help_lists_the_variables_and_a_bad_mode_is_an_error() {
     ] {
         assert!(text.contains(var), "{var} missing from --help");
     }
+    for var in ["HEALTH_PORT", "SHUTDOWN_DRAIN_DELAY_MS", "SIGUSR1"] {
+        assert!(text.contains(var), "{var} missing from --help");
+    }
     let bad = Command::new(example()).arg("staging").output().unwrap();
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown run mode \"staging\""));
+    let bad = Command::new(example())
+        .env("HEALTH_PORT", "ninety")
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr)
+            .contains("HEALTH_PORT=\"ninety\" is not a valid number")
+    );
 }

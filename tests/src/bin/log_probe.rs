@@ -34,7 +34,9 @@ fn main() -> ExitCode {
     let arg = args.next();
     match scenario.as_str() {
         "framework" => {
-            let mut b = PikoObs::builder().with_run_mode(RunMode::Prod);
+            let mut b = PikoObs::builder()
+                .with_health_enabled(false)
+                .with_run_mode(RunMode::Prod);
             if let Some(l) = arg {
                 b = b.with_log_level(l);
             }
@@ -49,6 +51,7 @@ fn main() -> ExitCode {
         }
         "output" => {
             let _guard = PikoObs::builder()
+                .with_health_enabled(false)
                 .with_console_output(false)
                 .init()
                 .expect("init");
@@ -65,6 +68,7 @@ fn main() -> ExitCode {
         "flood" => {
             let n: usize = arg.and_then(|a| a.parse().ok()).unwrap_or(10_000);
             let _guard = PikoObs::builder()
+                .with_health_enabled(false)
                 .with_run_mode(RunMode::Prod)
                 .init()
                 .expect("init");
@@ -81,6 +85,7 @@ fn main() -> ExitCode {
         }
         "bridge" => {
             let _guard = PikoObs::builder()
+                .with_health_enabled(false)
                 .with_run_mode(RunMode::Prod)
                 .with_log_level("info,chatty=error")
                 .init()
@@ -103,6 +108,7 @@ fn main() -> ExitCode {
         "rotate" => {
             let dir = std::path::PathBuf::from(arg.unwrap_or_default());
             let guard = PikoObs::builder()
+                .with_health_enabled(false)
                 .with_console_output(false)
                 .init()
                 .expect("init");
@@ -126,6 +132,7 @@ fn main() -> ExitCode {
         "threads" => {
             let dir = std::path::PathBuf::from(arg.unwrap_or_default());
             let guard = PikoObs::builder()
+                .with_health_enabled(false)
                 .with_run_mode(RunMode::Prod)
                 .init()
                 .expect("init");

@@ -1,0 +1,108 @@
+//! The facade's probe server: started by `init()`, errors at `init()`, and the guard's
+//! shutdown order (readiness fails at once, the server keeps answering through the drain
+//! delay, then stops).
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use piko_obs::PikoObs;
+use piko_obs::health::{ProbeOptions, Status, probe_fn};
+
+/// `GET path` over a fresh connection; returns (status code, body).
+fn get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut text = String::new();
+    s.read_to_string(&mut text)?;
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    Ok((code, body))
+}
+
+#[test]
+fn init_starts_probes_and_shutdown_drains_then_stops_them() {
+    let guard = PikoObs::builder()
+        .with_console_output(false)
+        .with_log_bridge(false)
+        .with_service_name("checkout")
+        .with_health_probe_port(0)
+        .with_shutdown_drain_delay(Duration::from_millis(800))
+        .with_health_check_timeout(Duration::from_millis(250))
+        .with_custom_health_probe(probe_fn("db", |_, _| async { Status::healthy("db") }))
+        .with_custom_health_probe_options(
+            probe_fn("slow-cache", |_, _| async {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                Status::healthy("slow-cache")
+            }),
+            ProbeOptions::default().non_critical(),
+        )
+        .init()
+        .unwrap();
+    let addr = guard.health_addr().unwrap();
+    let (code, body) = get(addr, "/ready").unwrap();
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(body.trim()).unwrap();
+    assert_eq!(v["name"], "checkout");
+    assert_eq!(v["state"], "DEGRADED");
+    assert_eq!(
+        v["dependencies"][1]["message"],
+        "Health check timed out after 250ms"
+    );
+
+    let started = Instant::now();
+    let shutting = std::thread::spawn(move || {
+        guard.shutdown().unwrap();
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    // During the drain delay: readiness fails, liveness still answers.
+    let (code, body) = get(addr, "/ready").unwrap();
+    assert_eq!(code, 503);
+    assert!(body.contains("Application is shutting down"));
+    assert_eq!(get(addr, "/live").unwrap().0, 200);
+    shutting.join().unwrap();
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(800), "{took:?}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    assert!(get(addr, "/live").is_err(), "the probe server is stopped");
+}
+
+#[test]
+fn a_port_in_use_is_an_init_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let err = PikoObs::builder()
+        .with_console_output(false)
+        .with_log_bridge(false)
+        .with_health_probe_port(port)
+        .init()
+        .unwrap_err();
+    assert!(err.to_string().contains("already in use"), "{err}");
+    let err = PikoObs::builder()
+        .with_console_output(false)
+        .with_log_bridge(false)
+        .with_health_bind_address("0.0.0.0.0")
+        .init()
+        .unwrap_err();
+    assert!(err.to_string().contains("is not an IP address"), "{err}");
+    let err = PikoObs::builder()
+        .with_console_output(false)
+        .with_log_bridge(false)
+        .with_health_probe_port(0)
+        .with_custom_health_probe(probe_fn("db", |_, _| async { Status::healthy("db") }))
+        .with_custom_health_probe(probe_fn("db", |_, _| async { Status::healthy("db") }))
+        .init()
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("\"db\" is already registered"),
+        "{err}"
+    );
+}
