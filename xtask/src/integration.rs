@@ -36,6 +36,10 @@ pub(crate) fn run() -> Result {
             name: "rotated log files read by gzip",
             run: rotated_files_with_gzip,
         },
+        Check {
+            name: "monitor /ready probed by prometheus-blackbox-exporter",
+            run: ready_with_blackbox_exporter,
+        },
     ];
     let mut failed = 0;
     for c in &checks {
@@ -85,27 +89,20 @@ fn jq(filter: &str, input: &[u8]) -> Result {
 }
 
 fn monitor_json_with_jq() -> Result {
-    let exe = root().join("target/debug/examples/monitor");
-    let mut child = Command::new(&exe)
-        .arg("prod")
-        .env_remove("PIKO_LOG_LEVEL")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .map_err(|e| format!("{exe:?}: {e}"))?;
-    let mut out = BufReader::new(child.stdout.take().ok_or("stdout")?);
+    let (mut monitor, mut out, _addr) = start_monitor(&[])?;
     let mut text = String::new();
     out.read_line(&mut text).map_err(|e| e.to_string())?;
     crate::run({
         let mut kill = Command::new("kill");
-        kill.args(["-TERM", &child.id().to_string()]);
+        kill.args(["-TERM", &monitor.0.id().to_string()]);
         kill
     })?;
-    let status = wait_bounded(&mut child, Duration::from_secs(15))?;
+    let status = wait_bounded(&mut monitor.0, Duration::from_secs(15))?;
     std::io::Read::read_to_string(&mut out, &mut text).map_err(|e| e.to_string())?;
     if !status.success() {
         return Err(format!("monitor exited with {status}"));
     }
+    // The first line (the probe address) was read by start_monitor.
     jq(
         r#"length == 2
           and .[0].msg == "Server started" and .[0].mode == "prod" and .[0].level == "NOTICE"
@@ -161,4 +158,152 @@ fn rotated_files_with_gzip() -> Result {
     })();
     let _ = std::fs::remove_dir_all(&dir);
     result
+}
+
+/// `GET path` on `addr` over a fresh connection: (status code, body).
+pub(crate) fn http_get(addr: &str, path: &str) -> Result<(u16, String)> {
+    use std::io::Read;
+    let sock: std::net::SocketAddr = addr.parse().map_err(|e| format!("{addr}: {e}"))?;
+    let mut s = std::net::TcpStream::connect_timeout(&sock, Duration::from_secs(2))
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(15)))
+        .map_err(|e| e.to_string())?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
+    let mut text = String::new();
+    s.read_to_string(&mut text)
+        .map_err(|e| format!("read from {addr}: {e}"))?;
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("no HTTP status from {addr}"))?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    Ok((code, body))
+}
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub(crate) fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    Ok(l.local_addr().map_err(|e| e.to_string())?.port())
+}
+
+/// Kills a child process when dropped, so a failing check never leaves one behind.
+pub(crate) struct Reaper(pub(crate) std::process::Child);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the monitor example with the probe server on a free port; returns the
+/// process, its stdout reader and the probe address read from its first line.
+fn start_monitor(
+    extra_env: &[(&str, &str)],
+) -> Result<(Reaper, BufReader<std::process::ChildStdout>, String)> {
+    let exe = root().join("target/debug/examples/monitor");
+    let mut cmd = Command::new(&exe);
+    cmd.arg("prod")
+        .env("HEALTH_PORT", "0")
+        .env("SHUTDOWN_DRAIN_DELAY_MS", "0")
+        .env_remove("PIKO_LOG_LEVEL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().map_err(|e| format!("{exe:?}: {e}"))?;
+    let mut out = BufReader::new(child.stdout.take().ok_or("stdout")?);
+    let reaper = Reaper(child);
+    let mut first = String::new();
+    out.read_line(&mut first).map_err(|e| e.to_string())?;
+    let addr = first
+        .split("\"addr\":\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .ok_or_else(|| format!("no probe address in the first line: {first}"))?
+        .to_string();
+    Ok((reaper, out, addr))
+}
+
+fn ready_with_blackbox_exporter() -> Result {
+    let dir = std::env::temp_dir().join(format!("piko-obs-blackbox-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let config = dir.join("blackbox.yml");
+    std::fs::write(
+        &config,
+        "modules:\n  http_2xx:\n    prober: http\n    timeout: 5s\n    http:\n      method: GET\n      preferred_ip_protocol: ip4\n",
+    )
+    .map_err(|e| e.to_string())?;
+    let bb_port = free_port()?;
+    let bb_addr = format!("127.0.0.1:{bb_port}");
+    let exporter = Command::new("prometheus-blackbox-exporter")
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("--web.listen-address={bb_addr}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| {
+            format!(
+                "prometheus-blackbox-exporter: {e} (install Debian's prometheus-blackbox-exporter)"
+            )
+        })?;
+    let _exporter = Reaper(exporter);
+    let (mut monitor, _out, probe_addr) = start_monitor(&[])?;
+    // Wait for the exporter to listen (bounded).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while http_get(&bb_addr, "/").is_err() {
+        if std::time::Instant::now() > deadline {
+            return Err("the blackbox exporter did not start listening within 20 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let probe = |want: &str| -> Result {
+        let path = format!("/probe?module=http_2xx&target=http://{probe_addr}/ready");
+        let (code, body) = http_get(&bb_addr, &path)?;
+        let line = body
+            .lines()
+            .find(|l| l.starts_with("probe_success "))
+            .ok_or_else(|| format!("no probe_success in the exporter's answer ({code}): {body}"))?;
+        if line.trim() == format!("probe_success {want}") {
+            Ok(())
+        } else {
+            Err(format!("expected probe_success {want}, got {line:?}"))
+        }
+    };
+    probe("1")?;
+    // Make the `upstream` probe unhealthy: readiness answers 503.
+    crate::run({
+        let mut kill = Command::new("kill");
+        kill.args(["-USR1", &monitor.0.id().to_string()]);
+        kill
+    })?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match probe("0") {
+            Ok(()) => break,
+            Err(e) if std::time::Instant::now() > deadline => return Err(e),
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+    crate::run({
+        let mut kill = Command::new("kill");
+        kill.args(["-TERM", &monitor.0.id().to_string()]);
+        kill
+    })?;
+    let status = wait_bounded(&mut monitor.0, Duration::from_secs(15))?;
+    let _ = std::fs::remove_dir_all(&dir);
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("monitor exited with {status}"))
+    }
 }

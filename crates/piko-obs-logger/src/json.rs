@@ -126,7 +126,7 @@ pub fn write_f64(buf: &mut Vec<u8>, v: f64) {
                         buf.push(b'0');
                         return;
                     }
-                    while frac % 10 == 0 {
+                    while frac.is_multiple_of(10) {
                         frac /= 10;
                         width -= 1;
                     }
