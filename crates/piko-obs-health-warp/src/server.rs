@@ -418,7 +418,7 @@ async fn accept_loop(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(5));
+        .header_read_timeout(None::<Duration>);
     let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();
     loop {

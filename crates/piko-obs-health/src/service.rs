@@ -1,7 +1,9 @@
 //! The aggregating service: runs probes concurrently, each within its own deadline.
 
 use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
+use std::task::Poll;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
@@ -14,15 +16,15 @@ type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// The object-safe form of [`Probe`], for storing probes of different types together.
 trait ErasedProbe: Send + Sync + 'static {
     fn name(&self) -> &str;
-    fn check_boxed(&self, kind: CheckKind, deadline: Instant) -> BoxFuture<'_, Status>;
+    fn check_owned(self: Arc<Self>, kind: CheckKind, deadline: Instant) -> BoxFuture<'static, Status>;
 }
 
 impl<P: Probe> ErasedProbe for P {
     fn name(&self) -> &str {
         Probe::name(self)
     }
-    fn check_boxed(&self, kind: CheckKind, deadline: Instant) -> BoxFuture<'_, Status> {
-        Box::pin(self.check(kind, deadline))
+    fn check_owned(self: Arc<Self>, kind: CheckKind, deadline: Instant) -> BoxFuture<'static, Status> {
+        Box::pin(async move { self.check(kind, deadline).await })
     }
 }
 
@@ -94,11 +96,19 @@ struct Slot {
     last: Option<(Instant, Status)>,
 }
 
+/// A probe's state for one kind: the lock that makes runs single-flight, and how many
+/// requests wait for it (so that a result is kept for them only when someone waits).
+#[derive(Default)]
+struct SlotCell {
+    lock: tokio::sync::Mutex<Slot>,
+    waiting: std::sync::atomic::AtomicUsize,
+}
+
 struct Registered {
     probe: Arc<dyn ErasedProbe>,
     options: ProbeOptions,
-    /// One per kind: single flight and the cache.
-    slots: [Arc<tokio::sync::Mutex<Slot>>; 3],
+    /// One per kind.
+    slots: [SlotCell; 3],
 }
 
 struct Inner {
@@ -121,9 +131,12 @@ pub struct ZeroTimeout;
 /// Runs registered probes and aggregates their statuses (Piko's health service, with
 /// its bugs fixed).
 ///
-/// - Every probe runs concurrently, on its own task, with its own deadline (any
-///   `Duration`, sub-second ones included). A probe that misses it is abandoned: the
-///   answer comes back on time with that probe UNHEALTHY "timed out after …".
+/// - Every probe runs concurrently with its own deadline (any `Duration`, sub-second
+///   ones included). A probe that answers at once is polled in place; one that waits
+///   continues on its own task and, if it misses the deadline, is abandoned: the answer
+///   comes back on time with that probe UNHEALTHY "timed out after …". (A probe that
+///   blocks its thread before its first await point cannot be abandoned; probes must
+///   await, or use `spawn_blocking`, for slow work.)
 /// - A probe that panics is reported UNHEALTHY with the panic message; nothing else is
 ///   affected.
 /// - Worst-of over the top level (non-critical probes count at most as DEGRADED);
@@ -244,29 +257,17 @@ impl HealthService {
             .filter(|p| p.options.kinds[index(kind)])
             .cloned()
             .collect();
-        let runs: Vec<_> = probes
-            .iter()
-            .map(|p| {
-                let p = p.clone();
-                let timeout = p.options.timeout.unwrap_or(self.inner.default_timeout);
-                tokio::spawn(async move {
-                    let status = run_one(&p, kind, timeout, started).await;
-                    (p.options.critical, status)
-                })
-            })
-            .collect();
-        let mut children = Vec::with_capacity(runs.len());
+        // Each probe runs on its own task (see run_isolated); the single-flight and
+        // cache bookkeeping runs here, concurrently, without a task of its own.
+        let runs = probes.iter().map(|p| {
+            let timeout = p.options.timeout.unwrap_or(self.inner.default_timeout);
+            run_one(p, kind, timeout, started)
+        });
+        let statuses = futures_util::future::join_all(runs).await;
+        let mut children = Vec::with_capacity(statuses.len());
         let mut state = State::Healthy;
-        for (run, p) in runs.into_iter().zip(&probes) {
-            let (critical, status) = match run.await {
-                Ok(r) => r,
-                // run_one never panics; a cancelled runtime is the only way here.
-                Err(e) => (
-                    p.options.critical,
-                    Status::unhealthy(p.probe.name(), format!("check did not finish: {e}")),
-                ),
-            };
-            let counted = match (status.state, critical) {
+        for (status, p) in statuses.into_iter().zip(&probes) {
+            let counted = match (status.state, p.options.critical) {
                 (State::Unhealthy, false) => State::Degraded,
                 (s, _) => s,
             };
@@ -274,11 +275,15 @@ impl HealthService {
             children.push(status);
         }
         children.sort_by(|a, b| a.name.cmp(&b.name));
-        let message = if state == State::Healthy {
-            format!("{} check completed", kind.title())
-        } else {
-            format!("{} check found issues", kind.title())
-        };
+        let message = match (kind, state == State::Healthy) {
+            (CheckKind::Liveness, true) => "Liveness check completed",
+            (CheckKind::Liveness, false) => "Liveness check found issues",
+            (CheckKind::Readiness, true) => "Readiness check completed",
+            (CheckKind::Readiness, false) => "Readiness check found issues",
+            (CheckKind::Startup, true) => "Startup check completed",
+            (CheckKind::Startup, false) => "Startup check found issues",
+        }
+        .to_string();
         Status {
             name: self.inner.name.clone(),
             state,
@@ -290,41 +295,44 @@ impl HealthService {
     }
 }
 
-/// One probe, through its single-flight slot and cache, within its deadline.
-async fn run_one(
-    p: &Arc<Registered>,
-    kind: CheckKind,
-    timeout: Duration,
-    asked: Instant,
-) -> Status {
+/// One probe, through its single-flight slot and cache, within its deadline. Only the
+/// waits that can last (for another request's run, for a probe still pending) set a
+/// timer; an uncontended slot and an instant probe cost none.
+async fn run_one(p: &Arc<Registered>, kind: CheckKind, timeout: Duration, asked: Instant) -> Status {
     let deadline = asked + timeout;
-    let name = p.probe.name().to_string();
-    let slot = p.slots[index(kind)].clone();
-    let work = async {
-        let mut slot = slot.lock().await;
-        if let Some((finished, status)) = &slot.last {
-            // A run that finished after this request arrived answers it (single flight);
-            // with a TTL, any result younger than the TTL does.
-            let fresh_enough = *finished >= asked
-                || p.options
-                    .cache_ttl
-                    .is_some_and(|ttl| finished.elapsed() < ttl);
-            if fresh_enough {
-                return status.clone();
+    let name = p.probe.name();
+    let cell = &p.slots[index(kind)];
+    let mut slot = match cell.lock.try_lock() {
+        Ok(guard) => guard,
+        Err(_) => {
+            cell.waiting.fetch_add(1, Ordering::AcqRel);
+            let got = tokio::time::timeout_at(deadline.into(), cell.lock.lock()).await;
+            cell.waiting.fetch_sub(1, Ordering::AcqRel);
+            match got {
+                Ok(guard) => guard,
+                Err(_) => return timed_out(name, timeout, asked),
             }
         }
-        let status = run_isolated(p.probe.clone(), kind, deadline, &name, timeout).await;
-        slot.last = Some((Instant::now(), status.clone()));
-        status
     };
-    match tokio::time::timeout_at(deadline.into(), work).await {
-        Ok(status) => status,
-        Err(_) => timed_out(&name, timeout, asked),
+    if let Some((finished, status)) = &slot.last {
+        // A run that finished after this request arrived answers it (single flight);
+        // with a TTL, any result younger than the TTL does.
+        let fresh_enough =
+            *finished >= asked || p.options.cache_ttl.is_some_and(|ttl| finished.elapsed() < ttl);
+        if fresh_enough {
+            return status.clone();
+        }
     }
+    let status = run_isolated(p.probe.clone(), kind, deadline, name, timeout).await;
+    if p.options.cache_ttl.is_some() || cell.waiting.load(Ordering::Acquire) > 0 {
+        slot.last = Some((Instant::now(), status.clone()));
+    }
+    status
 }
 
-/// Runs the probe on its own task, so that a panic is caught and a probe past its
-/// deadline is abandoned (aborted at its next await point).
+/// Runs the probe: first polled in place (a probe that answers at once costs no task,
+/// no timer and no thread wake-up), then, if it is still pending, on its own task, so
+/// that it is abandoned at the deadline. A panic in either place is caught and reported.
 async fn run_isolated(
     probe: Arc<dyn ErasedProbe>,
     kind: CheckKind,
@@ -333,31 +341,53 @@ async fn run_isolated(
     timeout: Duration,
 ) -> Status {
     let started = Instant::now();
-    let mut task = tokio::spawn(async move { probe.check_boxed(kind, deadline).await });
-    match tokio::time::timeout_at(deadline.into(), &mut task).await {
-        Ok(Ok(mut status)) => {
+    let mut fut = probe.check_owned(kind, deadline);
+    let first = std::future::poll_fn(|cx| {
+        Poll::Ready(match catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
+            Ok(Poll::Ready(status)) => Some(Ok(status)),
+            Ok(Poll::Pending) => None,
+            Err(panic) => Some(Err(panic)),
+        })
+    })
+    .await;
+    let outcome = match first {
+        Some(Ok(status)) => Ok(status),
+        Some(Err(panic)) => Err(panic_message(&*panic)),
+        None => {
+            let mut task = tokio::spawn(fut);
+            match tokio::time::timeout_at(deadline.into(), &mut task).await {
+                Ok(Ok(status)) => Ok(status),
+                Ok(Err(e)) if e.is_panic() => Err(panic_message(&*e.into_panic())),
+                Ok(Err(e)) => {
+                    return Status::unhealthy(name, format!("probe did not finish: {e}"))
+                        .with_duration(started.elapsed());
+                }
+                Err(_) => {
+                    task.abort();
+                    return timed_out(name, timeout, started);
+                }
+            }
+        }
+    };
+    match outcome {
+        Ok(mut status) => {
             if status.duration.is_zero() {
                 status.duration = started.elapsed();
             }
             status
         }
-        Ok(Err(e)) if e.is_panic() => {
-            let payload = e.into_panic();
-            let msg = payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            Status::unhealthy(name, format!("probe panicked: {msg}"))
-                .with_duration(started.elapsed())
-        }
-        Ok(Err(e)) => Status::unhealthy(name, format!("probe did not finish: {e}"))
-            .with_duration(started.elapsed()),
-        Err(_) => {
-            task.abort();
-            timed_out(name, timeout, started)
+        Err(msg) => {
+            Status::unhealthy(name, format!("probe panicked: {msg}")).with_duration(started.elapsed())
         }
     }
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
 }
 
 fn timed_out(name: &str, timeout: Duration, since: Instant) -> Status {

@@ -158,8 +158,8 @@ impl Serialize for Status {
         } else {
             st.skip_field("message")?;
         }
-        st.serialize_field("timestamp", &rfc3339(self.timestamp))?;
-        st.serialize_field("duration", &duration_text(self.duration))?;
+        st.serialize_field("timestamp", &Shown(Rfc3339(self.timestamp)))?;
+        st.serialize_field("duration", &Shown(DurationText(self.duration)))?;
         if !self.dependencies.is_empty() {
             st.serialize_field("dependencies", &self.dependencies)?;
         } else {
@@ -169,51 +169,84 @@ impl Serialize for Status {
     }
 }
 
-/// RFC 3339 in UTC with as many fractional digits as needed (`2026-05-05T10:00:00.0045Z`).
+/// Serialises a `Display` value as a string without building one first.
+struct Shown<T>(T);
+
+impl<T: fmt::Display> Serialize for Shown<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
+
+/// A time as RFC 3339 in UTC, with 3, 6 or 9 fractional digits as needed.
+struct Rfc3339(SystemTime);
+
+impl fmt::Display for Rfc3339 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let t = chrono::DateTime::<chrono::Utc>::from(self.0);
+        f.write_str(&t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+    }
+}
+
+/// RFC 3339 in UTC with as many fractional digits as needed (`2026-05-05T10:00:00.004500Z`).
 pub fn rfc3339(t: SystemTime) -> String {
-    chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+    Rfc3339(t).to_string()
+}
+
+/// A duration as Go prints it.
+struct DurationText(Duration);
+
+impl fmt::Display for DurationText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d = self.0;
+        let nanos = d.as_nanos();
+        if nanos == 0 {
+            return f.write_str("0s");
+        }
+        if nanos < 1_000 {
+            return write!(f, "{nanos}ns");
+        }
+        if nanos < 1_000_000 {
+            decimal(f, nanos, 1_000)?;
+            return f.write_str("µs");
+        }
+        if nanos < 1_000_000_000 {
+            decimal(f, nanos, 1_000_000)?;
+            return f.write_str("ms");
+        }
+        let total_secs = d.as_secs();
+        let (h, m) = (total_secs / 3600, (total_secs / 60) % 60);
+        if h > 0 {
+            write!(f, "{h}h{m}m")?;
+        } else if m > 0 {
+            write!(f, "{m}m")?;
+        }
+        let secs = u128::from(total_secs % 60) * 1_000_000_000 + u128::from(d.subsec_nanos());
+        decimal(f, secs, 1_000_000_000)?;
+        f.write_str("s")
+    }
 }
 
 /// A duration as short text, as Go prints it: `0s`, `812ns`, `12.3µs`, `1.52ms`,
 /// `2.0001s`, `1m3.5s`, `2h0m0s`.
 pub fn duration_text(d: Duration) -> String {
-    let nanos = d.as_nanos();
-    if nanos == 0 {
-        return "0s".into();
-    }
-    if nanos < 1_000 {
-        return format!("{nanos}ns");
-    }
-    if nanos < 1_000_000 {
-        return format!("{}µs", decimal(nanos, 1_000));
-    }
-    if nanos < 1_000_000_000 {
-        return format!("{}ms", decimal(nanos, 1_000_000));
-    }
-    let total_secs = d.as_secs();
-    let h = total_secs / 3600;
-    let m = (total_secs / 60) % 60;
-    let secs = decimal(
-        u128::from(total_secs % 60) * 1_000_000_000 + u128::from(d.subsec_nanos()),
-        1_000_000_000,
-    );
-    match (h, m) {
-        (0, 0) => format!("{secs}s"),
-        (0, m) => format!("{m}m{secs}s"),
-        (h, m) => format!("{h}h{m}m{secs}s"),
-    }
+    DurationText(d).to_string()
 }
 
-/// `value / unit` with the fraction's trailing zeros removed.
-fn decimal(value: u128, unit: u128) -> String {
+/// Writes `value / unit` with the fraction's trailing zeros removed.
+fn decimal(f: &mut fmt::Formatter<'_>, value: u128, unit: u128) -> fmt::Result {
     let whole = value / unit;
-    let frac = value % unit;
+    let mut frac = value % unit;
+    write!(f, "{whole}")?;
     if frac == 0 {
-        return whole.to_string();
+        return Ok(());
     }
-    let width = unit.ilog10() as usize;
-    let digits = format!("{frac:0width$}");
-    format!("{whole}.{}", digits.trim_end_matches('0'))
+    let mut width = unit.ilog10() as usize;
+    while frac % 10 == 0 {
+        frac /= 10;
+        width -= 1;
+    }
+    write!(f, ".{frac:0width$}")
 }
 
 #[cfg(test)]

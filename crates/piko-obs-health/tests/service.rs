@@ -125,9 +125,10 @@ async fn a_probe_past_its_sub_second_deadline_is_abandoned() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_blocking_probe_is_abandoned_too() {
+async fn a_probe_that_blocks_after_an_await_is_abandoned_too() {
     let h = service(Duration::from_millis(200));
     h.register(probe_fn("blocks", |_, _| async {
+        tokio::task::yield_now().await;
         std::thread::sleep(Duration::from_millis(1500));
         Status::healthy("blocks")
     }))

@@ -1,0 +1,45 @@
+//! The servers `cargo xtask bench health` drives with wrk: piko-obs's probe server with
+//! five instant probes, and a bare warp route returning a constant, in one process and
+//! on one runtime. The constant is a `/ready` answer captured at start-up, so both
+//! routes send the same number of bytes and the ratio measures the cost of running the
+//! probes and encoding their statuses. Prints `ready=ADDR` and `bare=ADDR`, then serves
+//! until stdin closes.
+
+use std::io::Read;
+use std::time::Duration;
+
+use piko_obs::health::{CheckKind, HealthServer, HealthService, Status, probe_fn};
+use warp::Filter;
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (ready, bare) = runtime.block_on(async {
+        let health = HealthService::new("bench", Duration::from_secs(5)).expect("service");
+        for name in ["cache", "db", "queue", "search", "storage"] {
+            health
+                .register(probe_fn(name, move |_, _| async move { Status::healthy(name) }))
+                .expect("probe");
+        }
+        let mut snapshot = serde_json::to_vec(&health.check(CheckKind::Readiness).await)
+            .expect("a status encodes");
+        snapshot.push(b'\n');
+        let snapshot: &'static [u8] = snapshot.leak();
+        let server = HealthServer::builder(health).with_port(0).start().expect("probe server");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let bare = listener.local_addr().expect("addr");
+        let route = warp::path!("ready").map(move || {
+            warp::reply::with_header(snapshot, "content-type", "application/json")
+        });
+        tokio::spawn(warp::serve(route).incoming(listener).run());
+        (server, bare)
+    });
+    println!("ready={}", ready.local_addr());
+    println!("bare={bare}");
+    let mut sink = Vec::new();
+    let _ = std::io::stdin().read_to_end(&mut sink);
+    runtime.block_on(ready.shutdown(Duration::from_secs(1)));
+}
