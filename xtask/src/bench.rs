@@ -6,6 +6,8 @@ use std::path::Path;
 
 use crate::{Result, cargo, machine, root, run as run_cmd};
 
+
+
 /// A goal: `numerator / denominator <= bound`, both criterion ids (`group/function`).
 struct Goal {
     what: &'static str,
@@ -104,13 +106,22 @@ pub(crate) fn run(only: Option<&str>) -> Result {
         .iter()
         .filter(|s| only.is_none_or(|n| n == s.name))
         .collect();
-    if suites.is_empty() {
-        let names: Vec<&str> = SUITES.iter().map(|s| s.name).collect();
+    let health = only.is_none_or(|n| n == "health");
+    if suites.is_empty() && !health {
+        let mut names: Vec<&str> = SUITES.iter().map(|s| s.name).collect();
+        names.push("health");
         return Err(format!(
             "no benchmark named {:?}; choose one of {}",
             only.unwrap_or(""),
             names.join(", ")
         ));
+    }
+    if health {
+        let section = crate::wrk::health()?;
+        replace_section("health", &section)?;
+    }
+    if suites.is_empty() {
+        return Ok(());
     }
     let mut results: Vec<(&Suite, Vec<Samples>)> = Vec::new();
     for s in &suites {
@@ -163,7 +174,7 @@ fn fmt_ns(ns: f64) -> String {
     }
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     let n = v.len();
     if n % 2 == 1 {
@@ -174,20 +185,8 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn write_report(results: &[(&Suite, Vec<Samples>)]) -> Result {
-    let mut md = String::new();
-    md.push_str("# Performance\n\n");
-    let _ = write!(
-        md,
-        "Written by `cargo xtask bench` from criterion's estimates; do not edit by hand. \
-         Every goal is a ratio of two benchmarks of the same process run (criterion \
-         medians), because this class of machine is shared and noisy: absolute times move \
-         10-30 % between runs, ratios much less. Each benchmark process runs {RUNS} times; \
-         the table gives the median ratio and the range over the runs, and a goal is met \
-         when the median ratio is within its bound. Ratio changes under about 15 % are \
-         noise.\n\n"
-    );
-    let _ = writeln!(md, "Machine: {}.\n", machine());
     for (s, samples) in results {
+        let mut md = String::new();
         let _ = writeln!(md, "## {}\n\n{}\n", s.name, s.about);
         md.push_str(
             "| goal | piko-obs | peer | ratio (median) | range | bound | result |\n|---|---:|---:|---:|---:|---:|---|\n",
@@ -219,19 +218,62 @@ fn write_report(results: &[(&Suite, Vec<Samples>)]) -> Result {
                 lo,
                 hi,
                 g.bound,
-                if ratio <= g.bound {
-                    "met"
-                } else {
-                    "**not met**"
-                }
+                if ratio <= g.bound { "met" } else { "**not met**" }
             );
         }
+        let _ = writeln!(md, "\nMeasured {} on {}.", today(), machine());
+        replace_section(s.name, &md)?;
+    }
+    Ok(())
+}
+
+/// The date, from `date` (the xtask has no date crate).
+pub(crate) fn today() -> String {
+    std::process::Command::new("date")
+        .arg("+%Y-%m-%d")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+const HEADER: &str = "# Performance\n\nWritten by `cargo xtask bench [NAME]`; do not edit by hand. Each section is \
+rewritten when its benchmark runs, and keeps the machine and date it was measured on. Every goal \
+is a ratio of two measurements taken in the same run (criterion medians, or wrk rounds \
+alternating between the two servers), because this class of machine is shared and noisy: \
+absolute figures move 10-30 % between runs, ratios much less. Benchmark processes run several \
+times; the tables give the median ratio and the range, and a goal is met when the median \
+ratio is within its bound. Ratio changes under about 15 % are noise.\n";
+
+/// Replaces (or appends) the `## name` section of docs/performance.md.
+fn replace_section(name: &str, section: &str) -> Result {
+    let path = root().join("docs/performance.md");
+    let old = std::fs::read_to_string(&path).unwrap_or_default();
+    let mut sections: Vec<(String, String)> = Vec::new();
+    for chunk in old.split("\n## ").skip(1) {
+        let title = chunk.lines().next().unwrap_or("").trim().to_string();
+        sections.push((title, format!("## {}", chunk.trim_end())));
+    }
+    let new = section.trim_end().to_string();
+    match sections.iter_mut().find(|(t, _)| t == name) {
+        Some(slot) => slot.1 = new,
+        None => sections.push((name.to_string(), new)),
+    }
+    let order = |t: &str| match t {
+        "logger" => 0,
+        "health" => 1,
+        _ => 2,
+    };
+    sections.sort_by_key(|(t, _)| order(t));
+    let mut md = String::from(HEADER);
+    for (_, body) in &sections {
+        md.push('\n');
+        md.push_str(body);
         md.push('\n');
     }
-    let path = root().join("docs/performance.md");
     write_file(&path, &md)?;
-    eprintln!("xtask: wrote {}", path.display());
-    print!("{md}");
+    eprintln!("xtask: wrote the {name} section of {}", path.display());
+    print!("{section}");
     Ok(())
 }
 

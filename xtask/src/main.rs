@@ -4,8 +4,8 @@
 //!   then `integration`;
 //! - `integration`: the toolkit against real third-party programs (today: the example
 //!   service's JSON lines read by `jq`, its rotated files read by `gzip`);
-//! - `bench [NAME]`: the criterion benchmarks (all, or the one named), then
-//!   `docs/performance.md` from their results.
+//! - `bench [NAME]`: the benchmarks (`logger` with criterion, `health` with wrk), all or
+//!   the one named, then their sections of `docs/performance.md`.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 mod bench;
 mod integration;
+mod wrk;
 
 type Result<T = ()> = std::result::Result<T, String>;
 
@@ -24,7 +25,7 @@ fn main() -> ExitCode {
         Some("integration") => integration::run(),
         Some("bench") => bench::run(args.get(1).map(String::as_str)),
         _ => {
-            eprintln!("usage: cargo xtask <ci | integration | bench [logger]>");
+            eprintln!("usage: cargo xtask <ci | integration | bench [logger | health]>");
             return ExitCode::from(2);
         }
     };
