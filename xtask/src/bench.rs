@@ -6,8 +6,6 @@ use std::path::Path;
 
 use crate::{Result, cargo, machine, root, run as run_cmd};
 
-
-
 /// A goal: `numerator / denominator <= bound`, both criterion ids (`group/function`).
 struct Goal {
     what: &'static str,
@@ -218,7 +216,11 @@ fn write_report(results: &[(&Suite, Vec<Samples>)]) -> Result {
                 lo,
                 hi,
                 g.bound,
-                if ratio <= g.bound { "met" } else { "**not met**" }
+                if ratio <= g.bound {
+                    "met"
+                } else {
+                    "**not met**"
+                }
             );
         }
         let _ = writeln!(md, "\nMeasured {} on {}.", today(), machine());

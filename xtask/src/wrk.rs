@@ -16,7 +16,14 @@ const SECONDS: u32 = 5;
 
 fn wrk(url: &str) -> Result<f64> {
     let out = Command::new("wrk")
-        .args(["-t2", "-c50", &format!("-d{SECONDS}s"), "--timeout", "5s", url])
+        .args([
+            "-t2",
+            "-c50",
+            &format!("-d{SECONDS}s"),
+            "--timeout",
+            "5s",
+            url,
+        ])
         .output()
         .map_err(|e| format!("wrk: {e} (install Debian's wrk: apt-get install wrk)"))?;
     let text = String::from_utf8_lossy(&out.stdout);

@@ -3,9 +3,9 @@
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
-use std::task::Poll;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
+use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::probe::Probe;
@@ -16,14 +16,22 @@ type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// The object-safe form of [`Probe`], for storing probes of different types together.
 trait ErasedProbe: Send + Sync + 'static {
     fn name(&self) -> &str;
-    fn check_owned(self: Arc<Self>, kind: CheckKind, deadline: Instant) -> BoxFuture<'static, Status>;
+    fn check_owned(
+        self: Arc<Self>,
+        kind: CheckKind,
+        deadline: Instant,
+    ) -> BoxFuture<'static, Status>;
 }
 
 impl<P: Probe> ErasedProbe for P {
     fn name(&self) -> &str {
         Probe::name(self)
     }
-    fn check_owned(self: Arc<Self>, kind: CheckKind, deadline: Instant) -> BoxFuture<'static, Status> {
+    fn check_owned(
+        self: Arc<Self>,
+        kind: CheckKind,
+        deadline: Instant,
+    ) -> BoxFuture<'static, Status> {
         Box::pin(async move { self.check(kind, deadline).await })
     }
 }
@@ -298,7 +306,12 @@ impl HealthService {
 /// One probe, through its single-flight slot and cache, within its deadline. Only the
 /// waits that can last (for another request's run, for a probe still pending) set a
 /// timer; an uncontended slot and an instant probe cost none.
-async fn run_one(p: &Arc<Registered>, kind: CheckKind, timeout: Duration, asked: Instant) -> Status {
+async fn run_one(
+    p: &Arc<Registered>,
+    kind: CheckKind,
+    timeout: Duration,
+    asked: Instant,
+) -> Status {
     let deadline = asked + timeout;
     let name = p.probe.name();
     let cell = &p.slots[index(kind)];
@@ -317,8 +330,10 @@ async fn run_one(p: &Arc<Registered>, kind: CheckKind, timeout: Duration, asked:
     if let Some((finished, status)) = &slot.last {
         // A run that finished after this request arrived answers it (single flight);
         // with a TTL, any result younger than the TTL does.
-        let fresh_enough =
-            *finished >= asked || p.options.cache_ttl.is_some_and(|ttl| finished.elapsed() < ttl);
+        let fresh_enough = *finished >= asked
+            || p.options
+                .cache_ttl
+                .is_some_and(|ttl| finished.elapsed() < ttl);
         if fresh_enough {
             return status.clone();
         }
@@ -343,11 +358,13 @@ async fn run_isolated(
     let started = Instant::now();
     let mut fut = probe.check_owned(kind, deadline);
     let first = std::future::poll_fn(|cx| {
-        Poll::Ready(match catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
-            Ok(Poll::Ready(status)) => Some(Ok(status)),
-            Ok(Poll::Pending) => None,
-            Err(panic) => Some(Err(panic)),
-        })
+        Poll::Ready(
+            match catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
+                Ok(Poll::Ready(status)) => Some(Ok(status)),
+                Ok(Poll::Pending) => None,
+                Err(panic) => Some(Err(panic)),
+            },
+        )
     })
     .await;
     let outcome = match first {
@@ -376,9 +393,8 @@ async fn run_isolated(
             }
             status
         }
-        Err(msg) => {
-            Status::unhealthy(name, format!("probe panicked: {msg}")).with_duration(started.elapsed())
-        }
+        Err(msg) => Status::unhealthy(name, format!("probe panicked: {msg}"))
+            .with_duration(started.elapsed()),
     }
 }
 

@@ -21,19 +21,26 @@ fn main() {
         let health = HealthService::new("bench", Duration::from_secs(5)).expect("service");
         for name in ["cache", "db", "queue", "search", "storage"] {
             health
-                .register(probe_fn(name, move |_, _| async move { Status::healthy(name) }))
+                .register(probe_fn(
+                    name,
+                    move |_, _| async move { Status::healthy(name) },
+                ))
                 .expect("probe");
         }
         let mut snapshot = serde_json::to_vec(&health.check(CheckKind::Readiness).await)
             .expect("a status encodes");
         snapshot.push(b'\n');
         let snapshot: &'static [u8] = snapshot.leak();
-        let server = HealthServer::builder(health).with_port(0).start().expect("probe server");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let server = HealthServer::builder(health)
+            .with_port(0)
+            .start()
+            .expect("probe server");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let bare = listener.local_addr().expect("addr");
-        let route = warp::path!("ready").map(move || {
-            warp::reply::with_header(snapshot, "content-type", "application/json")
-        });
+        let route = warp::path!("ready")
+            .map(move || warp::reply::with_header(snapshot, "content-type", "application/json"));
         tokio::spawn(warp::serve(route).incoming(listener).run());
         (server, bare)
     });
