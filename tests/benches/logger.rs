@@ -46,6 +46,41 @@ fn piko_json_with(
     (hub, log)
 }
 
+/// The line of the `json5_*` scenarios: a message and five fields.
+#[inline(always)]
+fn log5_line(log: &piko_obs_logger::Logger) {
+    log.info(
+        black_box(MSG),
+        &[
+            attr::string("path", black_box("/api/v1/users")),
+            attr::int("status", black_box(200)),
+            attr::float("latency_ms", black_box(12.5)),
+            attr::bool("cached", black_box(true)),
+            attr::duration("elapsed", black_box(ELAPSED)),
+        ],
+    )
+}
+
+/// The line of the `bound3_*` scenarios: two own fields on a logger with three bound.
+#[inline(always)]
+fn bound3_line(log: &piko_obs_logger::Logger) {
+    log.info(
+        black_box("cache miss"),
+        &[
+            attr::string("key", black_box("user:42")),
+            attr::int("attempt", black_box(2)),
+        ],
+    )
+}
+
+fn with_bound3(log: &piko_obs_logger::Logger) -> piko_obs_logger::Logger {
+    log.with(&[
+        attr::string("service", "checkout"),
+        attr::string("region", "eu-west-1"),
+        attr::int("instance", 7),
+    ])
+}
+
 fn piko_json(w: impl io::Write + Send + 'static, level: Level) -> (Hub, piko_obs_logger::Logger) {
     piko_json_with(w, level, false)
 }
@@ -63,36 +98,10 @@ fn slog_json<W: io::Write + Send + 'static>(w: W, level: slog::Level) -> slog::L
 fn log5(c: &mut Criterion) {
     let mut g = c.benchmark_group("json5_sink");
     let (hub, log) = piko_json(io::sink(), Level::INFO);
-    g.bench_function("piko_obs", |b| {
-        b.iter(|| {
-            log.info(
-                black_box(MSG),
-                &[
-                    attr::string("path", black_box("/api/v1/users")),
-                    attr::int("status", black_box(200)),
-                    attr::float("latency_ms", black_box(12.5)),
-                    attr::bool("cached", black_box(true)),
-                    attr::duration("elapsed", black_box(ELAPSED)),
-                ],
-            )
-        })
-    });
+    g.bench_function("piko_obs", |b| b.iter(|| log5_line(&log)));
     let _ = hub.shutdown(Duration::from_secs(5));
     let (hub, log) = piko_json_with(io::sink(), Level::INFO, true);
-    g.bench_function("piko_obs_direct", |b| {
-        b.iter(|| {
-            log.info(
-                black_box(MSG),
-                &[
-                    attr::string("path", black_box("/api/v1/users")),
-                    attr::int("status", black_box(200)),
-                    attr::float("latency_ms", black_box(12.5)),
-                    attr::bool("cached", black_box(true)),
-                    attr::duration("elapsed", black_box(ELAPSED)),
-                ],
-            )
-        })
-    });
+    g.bench_function("piko_obs_direct", |b| b.iter(|| log5_line(&log)));
     let _ = hub.shutdown(Duration::from_secs(5));
     {
         use piko_obs_logger_drains::{Format, JsonFormat};
@@ -169,20 +178,7 @@ fn log5(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("json5_devnull");
     let (hub, log) = piko_json(devnull(), Level::INFO);
-    g.bench_function("piko_obs", |b| {
-        b.iter(|| {
-            log.info(
-                black_box(MSG),
-                &[
-                    attr::string("path", black_box("/api/v1/users")),
-                    attr::int("status", black_box(200)),
-                    attr::float("latency_ms", black_box(12.5)),
-                    attr::bool("cached", black_box(true)),
-                    attr::duration("elapsed", black_box(ELAPSED)),
-                ],
-            )
-        })
-    });
+    g.bench_function("piko_obs", |b| b.iter(|| log5_line(&log)));
     let _ = hub.shutdown(Duration::from_secs(5));
     let slog = slog_json(LineWriter::new(devnull()), slog::Level::Info);
     g.bench_function("slog_json_linewriter", |b| {
@@ -199,40 +195,12 @@ fn log5(c: &mut Criterion) {
 fn bound3(c: &mut Criterion) {
     let mut g = c.benchmark_group("bound3_own2_sink");
     let (hub, log) = piko_json(io::sink(), Level::INFO);
-    let log = log.with(&[
-        attr::string("service", "checkout"),
-        attr::string("region", "eu-west-1"),
-        attr::int("instance", 7),
-    ]);
-    g.bench_function("piko_obs", |b| {
-        b.iter(|| {
-            log.info(
-                black_box("cache miss"),
-                &[
-                    attr::string("key", black_box("user:42")),
-                    attr::int("attempt", black_box(2)),
-                ],
-            )
-        })
-    });
+    let log = with_bound3(&log);
+    g.bench_function("piko_obs", |b| b.iter(|| bound3_line(&log)));
     let _ = hub.shutdown(Duration::from_secs(5));
     let (hub, log) = piko_json_with(io::sink(), Level::INFO, true);
-    let log = log.with(&[
-        attr::string("service", "checkout"),
-        attr::string("region", "eu-west-1"),
-        attr::int("instance", 7),
-    ]);
-    g.bench_function("piko_obs_direct", |b| {
-        b.iter(|| {
-            log.info(
-                black_box("cache miss"),
-                &[
-                    attr::string("key", black_box("user:42")),
-                    attr::int("attempt", black_box(2)),
-                ],
-            )
-        })
-    });
+    let log = with_bound3(&log);
+    g.bench_function("piko_obs_direct", |b| b.iter(|| bound3_line(&log)));
     let _ = hub.shutdown(Duration::from_secs(5));
     let slog = slog_json(io::sink(), slog::Level::Info).new(slog::o!(
         "service" => "checkout", "region" => "eu-west-1", "instance" => 7));

@@ -92,11 +92,7 @@ fn monitor_json_with_jq() -> Result {
     let (mut monitor, mut out, _addr) = start_monitor(&[])?;
     let mut text = String::new();
     out.read_line(&mut text).map_err(|e| e.to_string())?;
-    crate::run({
-        let mut kill = Command::new("kill");
-        kill.args(["-TERM", &monitor.0.id().to_string()]);
-        kill
-    })?;
+    signal(monitor.0.id(), "TERM")?;
     let status = wait_bounded(&mut monitor.0, Duration::from_secs(15))?;
     std::io::Read::read_to_string(&mut out, &mut text).map_err(|e| e.to_string())?;
     if !status.success() {
@@ -158,6 +154,13 @@ fn rotated_files_with_gzip() -> Result {
     })();
     let _ = std::fs::remove_dir_all(&dir);
     result
+}
+
+/// Sends `signal` (`TERM`, `USR1`, ...) to process `pid`.
+fn signal(pid: u32, signal: &str) -> Result {
+    let mut kill = Command::new("kill");
+    kill.args([format!("-{signal}"), pid.to_string()]);
+    crate::run(kill)
 }
 
 /// `GET path` on `addr` over a fresh connection: (status code, body).
@@ -281,11 +284,7 @@ fn ready_with_blackbox_exporter() -> Result {
     };
     probe("1")?;
     // Make the `upstream` probe unhealthy: readiness answers 503.
-    crate::run({
-        let mut kill = Command::new("kill");
-        kill.args(["-USR1", &monitor.0.id().to_string()]);
-        kill
-    })?;
+    signal(monitor.0.id(), "USR1")?;
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         match probe("0") {
@@ -294,11 +293,7 @@ fn ready_with_blackbox_exporter() -> Result {
             Err(_) => std::thread::sleep(Duration::from_millis(100)),
         }
     }
-    crate::run({
-        let mut kill = Command::new("kill");
-        kill.args(["-TERM", &monitor.0.id().to_string()]);
-        kill
-    })?;
+    signal(monitor.0.id(), "TERM")?;
     let status = wait_bounded(&mut monitor.0, Duration::from_secs(15))?;
     let _ = std::fs::remove_dir_all(&dir);
     if status.success() {
