@@ -109,7 +109,8 @@ fn colour_is_per_output_not_global() {
 #[test]
 fn control_characters_and_ansi_escapes_are_neutralised() {
     let (hub, cap) = pretty(ColorChoice::Never);
-    let forged = "ok\n12:00:00 | ERROR  | 1 | host | forged | fake line\u{1b}[2J\r\u{9b}31m";
+    let forged =
+        "ok\u{9b}31m\n12:00:00 | ERROR  | 1 | host | forged | fake line\u{1b}[2J\r\u{9b}31m";
     hub.get_logger("in").warn(
         forged,
         &[
@@ -121,7 +122,7 @@ fn control_characters_and_ansi_escapes_are_neutralised() {
     let text = cap.text();
     assert_eq!(text.lines().count(), 1, "{text:?}");
     assert!(!text.contains('\u{1b}') && !text.contains('\r') && !text.contains('\u{9b}'));
-    assert!(text.contains("ok\\n12:00:00"));
+    assert!(text.contains("ok\\u{9b}31m\\n12:00:00"), "{text}");
     assert!(text.contains("\\x1b[2J\\r\\u{9b}31m"));
     assert!(text.contains("list=a\\nb"));
 }

@@ -126,10 +126,17 @@ struct Inner {
     draining: AtomicBool,
 }
 
-/// A probe name that is already registered.
+/// A probe could not be registered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("a health probe named {0:?} is already registered: give each probe its own name")]
-pub struct DuplicateProbe(pub String);
+#[non_exhaustive]
+pub enum RegisterError {
+    /// Another probe has this name.
+    #[error("a health probe named {0:?} is already registered: give each probe its own name")]
+    DuplicateName(String),
+    /// The probe's own timeout is zero.
+    #[error("health probe {0:?}: its timeout must be greater than zero (for example 2s or 300ms)")]
+    ZeroTimeout(String),
+}
 
 /// A deadline that is zero.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -205,21 +212,26 @@ impl HealthService {
         &self.inner.name
     }
 
-    /// Registers a probe with the default options.
-    pub fn register(&self, probe: impl Probe) -> Result<(), DuplicateProbe> {
+    /// Registers a probe with the default options. A name already registered is an
+    /// error.
+    pub fn register(&self, probe: impl Probe) -> Result<(), RegisterError> {
         self.register_with(probe, ProbeOptions::default())
     }
 
-    /// Registers a probe.
+    /// Registers a probe with options. A name already registered, or a zero timeout, is
+    /// an error.
     pub fn register_with(
         &self,
         probe: impl Probe,
         options: ProbeOptions,
-    ) -> Result<(), DuplicateProbe> {
+    ) -> Result<(), RegisterError> {
         let mut probes = self.inner.probes.write().unwrap_or_else(|p| p.into_inner());
         let name = Probe::name(&probe).to_string();
         if probes.iter().any(|p| p.probe.name() == name) {
-            return Err(DuplicateProbe(name));
+            return Err(RegisterError::DuplicateName(name));
+        }
+        if options.timeout.is_some_and(|t| t.is_zero()) {
+            return Err(RegisterError::ZeroTimeout(name));
         }
         probes.push(Arc::new(Registered {
             probe: Arc::new(probe),

@@ -288,4 +288,15 @@ fn bad_configuration_is_rejected() {
     h.register(fixed("db", State::Healthy)).unwrap();
     let e = h.register(fixed("db", State::Healthy)).unwrap_err();
     assert!(e.to_string().contains("\"db\" is already registered"));
+    let e = h
+        .register_with(
+            fixed("cache", State::Healthy),
+            ProbeOptions::default().with_timeout(Duration::ZERO),
+        )
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("\"cache\": its timeout must be greater than zero"),
+        "{e}"
+    );
 }

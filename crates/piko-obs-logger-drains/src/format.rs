@@ -288,37 +288,37 @@ fn hostname() -> String {
 }
 
 /// Appends `s` with every control character shown as an escape, so it stays on one line
-/// and cannot carry terminal escape sequences.
+/// and cannot carry terminal escape sequences: C0 controls and DEL as `\n`, `\r`, `\t`
+/// or `\x1b`, C1 controls (U+0080 to U+009F, which some terminals read as escapes) as
+/// `\u{9b}`.
 pub fn write_neutralised(buf: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
-    let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        if b < 0x20 || b == 0x7f {
-            buf.extend_from_slice(&bytes[start..i]);
-            match b {
-                b'\n' => buf.extend_from_slice(b"\\n"),
-                b'\r' => buf.extend_from_slice(b"\\r"),
-                b'\t' => buf.extend_from_slice(b"\\t"),
-                _ => {
-                    let _ = write!(buf, "\\x{b:02x}");
-                }
-            }
-            start = i + 1;
-        }
+    // Fast path: nothing below 0x20, no DEL, and no C1 control (encoded as C2 80..C2 9F).
+    let clean = !bytes.iter().enumerate().any(|(i, &b)| {
+        b < 0x20
+            || b == 0x7f
+            || (b == 0xc2 && bytes.get(i + 1).is_some_and(|n| (0x80..=0x9f).contains(n)))
+    });
+    if clean {
+        buf.extend_from_slice(bytes);
+        return;
     }
-    // C1 controls (U+0080..U+009F) can also act as escapes on some terminals.
-    let tail = &s[start..];
-    if tail.chars().any(|c| ('\u{80}'..='\u{9f}').contains(&c)) {
-        for c in tail.chars() {
-            if ('\u{80}'..='\u{9f}').contains(&c) {
+    for c in s.chars() {
+        match c {
+            '\n' => buf.extend_from_slice(b"\\n"),
+            '\r' => buf.extend_from_slice(b"\\r"),
+            '\t' => buf.extend_from_slice(b"\\t"),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                let _ = write!(buf, "\\x{:02x}", c as u32);
+            }
+            c if ('\u{80}'..='\u{9f}').contains(&c) => {
                 let _ = write!(buf, "\\u{{{:x}}}", c as u32);
-            } else {
+            }
+            c => {
                 let mut tmp = [0u8; 4];
                 buf.extend_from_slice(c.encode_utf8(&mut tmp).as_bytes());
             }
         }
-    } else {
-        buf.extend_from_slice(tail.as_bytes());
     }
 }
 

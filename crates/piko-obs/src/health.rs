@@ -22,6 +22,6 @@
 
 pub use piko_obs_health::*;
 pub use piko_obs_health_warp::{
-    HealthServer, HttpProbe, InvalidUrl, MetricsRender, RunningServer, ServerError, TcpProbe,
-    TlsMinVersion, TlsOptions,
+    HealthServer, HttpProbe, InvalidUrl, MetricsRender, RunningServer, ServerBuilder, ServerError,
+    TcpProbe, TlsMinVersion, TlsOptions,
 };

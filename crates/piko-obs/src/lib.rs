@@ -101,7 +101,7 @@ impl PikoObs {
 }
 
 type ProbeRegistration =
-    Box<dyn FnOnce(&health::HealthService) -> Result<(), health::DuplicateProbe> + Send>;
+    Box<dyn FnOnce(&health::HealthService) -> Result<(), health::RegisterError> + Send>;
 
 /// Configures and starts piko-obs (Piko's `piko.New(piko.WithLogLevel(..), ...)`).
 #[must_use]
@@ -406,9 +406,9 @@ pub enum InitError {
     /// The probe server could not start (port in use, bad address or path, TLS files).
     #[error(transparent)]
     Health(#[from] health::ServerError),
-    /// Two probes share a name.
+    /// A probe could not be registered (a name used twice, a zero timeout).
     #[error(transparent)]
-    DuplicateProbe(#[from] health::DuplicateProbe),
+    Probe(#[from] health::RegisterError),
     /// The health check timeout is zero.
     #[error("with_health_check_timeout: the timeout must be greater than zero (for example 5s)")]
     HealthTimeout,
