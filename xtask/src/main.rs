@@ -3,7 +3,8 @@
 //! - `ci`: format check, clippy with `-D warnings`, docs with `-D warnings`, every test,
 //!   then `integration`;
 //! - `integration`: the toolkit against real third-party programs (today: the example
-//!   service's JSON lines read by `jq`, its rotated files read by `gzip`);
+//!   service's JSON lines read by `jq`, rotated log files read by `gzip`, and the example's
+//!   readiness probed by Debian's `prometheus-blackbox-exporter`);
 //! - `bench [NAME]`: the benchmarks (`logger` with criterion, `health` with wrk), all or
 //!   the one named, then their sections of `docs/performance.md`.
 
