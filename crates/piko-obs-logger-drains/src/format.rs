@@ -105,7 +105,7 @@ thread_local! {
 }
 
 /// RFC 3339 with nanoseconds, reusing the date and time of day while the second is the
-/// same.
+/// same: the common case is one 30-byte copy.
 fn write_time(buf: &mut Vec<u8>, t: SystemTime, offset: i32) {
     let Ok(d) = t.duration_since(UNIX_EPOCH) else {
         write_rfc3339(buf, t, offset, 9);
@@ -114,15 +114,15 @@ fn write_time(buf: &mut Vec<u8>, t: SystemTime, offset: i32) {
     let secs = d.as_secs() as i64;
     let (s, o, prefix) = SECOND.get();
     if s == secs && o == offset {
-        buf.extend_from_slice(&prefix);
-        buf.push(b'.');
-        let nanos = d.subsec_nanos();
-        let mut digits = itoa::Buffer::new();
-        let text = digits.format(nanos);
-        for _ in text.len()..9 {
-            buf.push(b'0');
+        let mut out = [0u8; 29];
+        out[..19].copy_from_slice(&prefix);
+        out[19] = b'.';
+        let mut n = d.subsec_nanos();
+        for i in (20..29).rev() {
+            out[i] = b'0' + (n % 10) as u8;
+            n /= 10;
         }
-        buf.extend_from_slice(text.as_bytes());
+        buf.extend_from_slice(&out);
         write_offset(buf, offset);
     } else {
         let start = buf.len();
@@ -148,29 +148,47 @@ fn write_offset(buf: &mut Vec<u8>, offset: i32) {
     }
 }
 
+/// One call site's `,"source":{...}` member, by the addresses of its static file and
+/// module and its line.
+type SourceSlot = (usize, u32, usize, Vec<u8>);
+
 thread_local! {
-    /// Static strings (source files) already encoded as JSON literals, by address.
-    static ENCODED: std::cell::RefCell<[(usize, usize, Vec<u8>); 16]> =
-        std::cell::RefCell::new(Default::default());
+    /// Source members already encoded: a call site always prints the same one.
+    static SOURCES: std::cell::RefCell<[SourceSlot; 64]> =
+        std::cell::RefCell::new(std::array::from_fn(|_| (0, 0, 0, Vec::new())));
 }
 
-/// Writes a `&'static str` as a JSON literal, reusing its encoding: a static string's
-/// address always names the same text.
-fn write_static_str(buf: &mut Vec<u8>, s: &'static str) {
-    let addr = s.as_ptr() as usize;
-    let slot = ((addr as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 60) as usize;
-    ENCODED.with(|c| match c.try_borrow_mut() {
+fn encode_source(buf: &mut Vec<u8>, src: &piko_obs_logger::Source) {
+    buf.extend_from_slice(b",\"source\":{\"file\":");
+    write_str(buf, src.file);
+    buf.extend_from_slice(b",\"line\":");
+    json::write_u64(buf, u64::from(src.line));
+    if let Some(m) = src.module {
+        buf.extend_from_slice(b",\"module\":");
+        write_str(buf, m);
+    }
+    buf.push(b'}');
+}
+
+/// Writes the source member, reusing its encoding: a `&'static str`'s address always
+/// names the same text, so (file, line, module) identifies the bytes.
+fn write_source(buf: &mut Vec<u8>, src: &piko_obs_logger::Source) {
+    let file = src.file.as_ptr() as usize ^ src.file.len().rotate_left(48);
+    let module = src.module.map_or(0, |m| m.as_ptr() as usize ^ m.len().rotate_left(48));
+    let h = (file as u64 ^ u64::from(src.line).rotate_left(20) ^ (module as u64).rotate_left(7))
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        >> 58;
+    SOURCES.with(|c| match c.try_borrow_mut() {
         Ok(mut cache) => {
-            let e = &mut cache[slot];
-            if e.0 != addr || e.1 != s.len() || e.2.is_empty() {
-                e.2.clear();
-                write_str(&mut e.2, s);
-                e.0 = addr;
-                e.1 = s.len();
+            let e = &mut cache[h as usize];
+            if e.0 != file || e.1 != src.line || e.2 != module || e.3.is_empty() {
+                e.3.clear();
+                encode_source(&mut e.3, src);
+                (e.0, e.1, e.2) = (file, src.line, module);
             }
-            buf.extend_from_slice(&e.2);
+            buf.extend_from_slice(&e.3);
         }
-        Err(_) => write_str(buf, s),
+        Err(_) => encode_source(buf, src),
     })
 }
 
@@ -192,16 +210,7 @@ impl Format for JsonFormat {
             [] => write_str(buf, record.logger()),
             encoded => buf.extend_from_slice(encoded),
         }
-        let src = record.source();
-        buf.extend_from_slice(b",\"source\":{\"file\":");
-        write_static_str(buf, src.file);
-        buf.extend_from_slice(b",\"line\":");
-        json::write_u64(buf, u64::from(src.line));
-        if let Some(m) = src.module {
-            buf.extend_from_slice(b",\"module\":");
-            write_str(buf, m);
-        }
-        buf.push(b'}');
+        write_source(buf, record.source());
         buf.extend_from_slice(record.bound_json());
         for a in record.attrs() {
             json_field(buf, record, a);

@@ -281,7 +281,7 @@ impl Drop for AsyncWriter {
 }
 
 /// How long the writer waits after a wake-up for more lines to batch.
-const LINGER: Duration = Duration::from_micros(200);
+const LINGER: Duration = Duration::from_micros(100);
 
 fn run(sh: &Shared, mut dest: Box<dyn Write + Send>) {
     let mut batch: Vec<u8> = Vec::new();
