@@ -155,6 +155,25 @@ fn log5(c: &mut Criterion) {
                 "elapsed" => ?black_box(ELAPSED))
         })
     });
+    // `tracing` events through piko-obs's bridge into the same kind of output.
+    let (hub, _log) = piko_json(io::sink(), Level::INFO);
+    let bridge = piko_obs_logger::TracingBridge::new(hub.clone());
+    tracing::subscriber::with_default(bridge, || {
+        g.bench_function("piko_obs_via_tracing", |b| {
+            b.iter(|| {
+                tracing::info!(
+                    path = black_box("/api/v1/users"),
+                    status = black_box(200),
+                    latency_ms = black_box(12.5),
+                    cached = black_box(true),
+                    elapsed = ?black_box(ELAPSED),
+                    "{}",
+                    black_box(MSG)
+                )
+            })
+        });
+    });
+    let _ = hub.shutdown(Duration::from_secs(5));
     let subscriber = tracing_subscriber::fmt()
         .json()
         .with_writer(io::sink)

@@ -201,3 +201,32 @@ fn no_logger_thread_is_left_after_shutdown() {
     let file = std::fs::read_to_string(dir.path().join("app.log")).unwrap();
     assert!(file.contains("before shutdown"));
 }
+
+#[test]
+fn tracing_events_land_in_the_outputs_with_their_fields() {
+    let out = probe(&["tracing"], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = parse_json_lines(&String::from_utf8_lossy(&out.stdout));
+    let msgs: Vec<&str> = lines.iter().map(|l| l["msg"].as_str().unwrap()).collect();
+    assert_eq!(
+        msgs,
+        [
+            "finished processing request",
+            "acquire failed",
+            "inside a span"
+        ]
+    );
+    assert_eq!(lines[0]["logger"], "tower_http::trace");
+    assert_eq!(lines[0]["level"], "INFO");
+    assert_eq!(lines[0]["status"], 200);
+    assert_eq!(lines[0]["latency_ms"], 1.5);
+    assert_eq!(lines[0]["path"], "/orders");
+    assert_eq!(lines[0]["source"]["module"], "log_probe");
+    assert_eq!(lines[1]["level"], "ERROR");
+    assert_eq!(lines[1]["error"]["message"], "pool closed");
+    assert_eq!(lines[2]["retry"], true);
+}

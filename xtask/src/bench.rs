@@ -55,6 +55,12 @@ const SUITES: &[Suite] = &[Suite {
             bound: 0.4,
         },
         Goal {
+            what: "the same line as a `tracing` event through piko-obs's bridge: at most tracing-subscriber's own JSON formatter",
+            numerator: "json5_sink/piko_obs_via_tracing",
+            denominator: "json5_sink/tracing_json",
+            bound: 1.0,
+        },
+        Goal {
             what: "JSON line to a `/dev/null` file through the queue: at most slog-json behind a `LineWriter`",
             numerator: "json5_devnull/piko_obs",
             denominator: "json5_devnull/slog_json_linewriter",

@@ -174,7 +174,9 @@ fn encode_source(buf: &mut Vec<u8>, src: &piko_obs_logger::Source) {
 /// names the same text, so (file, line, module) identifies the bytes.
 fn write_source(buf: &mut Vec<u8>, src: &piko_obs_logger::Source) {
     let file = src.file.as_ptr() as usize ^ src.file.len().rotate_left(48);
-    let module = src.module.map_or(0, |m| m.as_ptr() as usize ^ m.len().rotate_left(48));
+    let module = src
+        .module
+        .map_or(0, |m| m.as_ptr() as usize ^ m.len().rotate_left(48));
     let h = (file as u64 ^ u64::from(src.line).rotate_left(20) ^ (module as u64).rotate_left(7))
         .wrapping_mul(0x9E37_79B9_7F4A_7C15)
         >> 58;

@@ -12,7 +12,8 @@
 //! - [`Hub`] and [`Logger`]: outputs with their own filters, and cheap named loggers
 //!   that follow them; [`context`] carries a logger through async code;
 //! - [`Output`], the port of the built-in outputs, and any `slog::Drain` as an output;
-//! - [`LogBridge`], which routes the `log` crate's records into the same outputs;
+//! - [`LogBridge`] and [`TracingBridge`], which route the `log` crate's records and
+//!   `tracing` events into the same outputs;
 //! - [`json`]: the JSON encoding of values.
 //!
 //! The outputs themselves (JSON lines, pretty console, rotating files, all written off
@@ -55,6 +56,7 @@ pub mod json;
 mod level;
 mod record;
 mod slog_kv;
+mod tracing_bridge;
 
 pub use attr::{Attr, OwnedAttr, REDACTED, SecretKeys, StrList, Value, keys};
 pub use bridge::LogBridge;
@@ -65,6 +67,7 @@ pub use filter::{
 pub use hub::{AddOutputError, Hub, HubBuilder, Logger, OutputId, OutputInfo, ShutdownError};
 pub use level::{Level, LevelName, ParseLevelError, parse_level};
 pub use record::{FlushError, Output, OutputStats, Record, Source, StackTrace};
+pub use tracing_bridge::TracingBridge;
 
 /// Logs at a level through a [`Logger`], with the call site's module in the source.
 /// Attributes are only built when the level is enabled.

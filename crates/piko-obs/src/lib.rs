@@ -93,7 +93,7 @@ pub struct PikoObs;
 
 impl PikoObs {
     /// A builder with the defaults: dev mode, framework level from `PIKO_LOG_LEVEL` or
-    /// INFO, a console output, the `log` bridge on, stack traces on ERROR, the probe
+    /// INFO, a console output, the `log` and `tracing` bridges on, stack traces on ERROR, the probe
     /// server on `127.0.0.1:9090`.
     pub fn builder() -> Builder {
         Builder::default()
@@ -111,6 +111,7 @@ pub struct Builder {
     log_level: Option<String>,
     console: Option<bool>,
     log_bridge: bool,
+    tracing_bridge: bool,
     error_backtraces: bool,
     secret_keys: Option<Vec<String>>,
     shutdown_timeout: Duration,
@@ -151,6 +152,7 @@ impl Default for Builder {
             log_level: None,
             console: None,
             log_bridge: true,
+            tracing_bridge: true,
             error_backtraces: true,
             secret_keys: None,
             shutdown_timeout: Duration::from_secs(10),
@@ -192,6 +194,12 @@ impl Builder {
     /// Whether records of the `log` crate go to the outputs (default: on).
     pub fn with_log_bridge(mut self, on: bool) -> Self {
         self.log_bridge = on;
+        self
+    }
+    /// Whether `tracing` events go to the outputs (default: on; `init()` fails if another
+    /// global `tracing` subscriber is installed).
+    pub fn with_tracing_bridge(mut self, on: bool) -> Self {
+        self.tracing_bridge = on;
         self
     }
     /// Whether ERROR records carry a stack trace (default: on).
@@ -334,6 +342,9 @@ impl Builder {
         if self.log_bridge {
             logger::install_log_bridge()?;
         }
+        if self.tracing_bridge {
+            logger::install_tracing_bridge()?;
+        }
         let drain_delay = self.drain_delay.unwrap_or(match self.run_mode {
             RunMode::Prod => Duration::from_secs(5),
             RunMode::Dev => Duration::ZERO,
@@ -403,6 +414,9 @@ pub enum InitError {
     /// Another `log` logger is installed.
     #[error(transparent)]
     LogBridge(#[from] logger::LogBridgeError),
+    /// Another global `tracing` subscriber is installed.
+    #[error(transparent)]
+    TracingBridge(#[from] logger::TracingBridgeError),
     /// The probe server could not start (port in use, bad address or path, TLS files).
     #[error(transparent)]
     Health(#[from] health::ServerError),

@@ -1,6 +1,8 @@
 //! Piko's structured logger: the process-wide hub and the functions that add outputs to it.
 //!
 //! Everything of `piko-obs-logger` and `piko-obs-logger-drains` is re-exported here.
+//! `init()` also routes the `log` crate's records and `tracing` events into the hub
+//! (`with_log_bridge(false)` and `with_tracing_bridge(false)` turn that off).
 //! Outputs added with these functions take their level from `LOG_LEVEL` unless
 //! [`OutputOptions::with_level`] sets one in code (code wins, then the environment, then
 //! INFO). The console output that `init()` adds uses the framework level instead
@@ -113,7 +115,7 @@ pub fn add_output(
     output: impl Output,
 ) -> Result<OutputId, AddOutputError> {
     let id = hub().add_output(name, filter, output)?;
-    log::set_max_level(hub().min_level().to_log_filter());
+    levels_changed();
     Ok(id)
 }
 
@@ -127,7 +129,7 @@ where
     D: slog::Drain<Err = slog::Never> + Send + Sync + 'static,
 {
     let id = hub().add_drain(name, filter, drain)?;
-    log::set_max_level(hub().min_level().to_log_filter());
+    levels_changed();
     Ok(id)
 }
 
@@ -183,6 +185,34 @@ pub fn add_file_output_with(
         level,
         file.build()?,
     )?)
+}
+
+/// Lets the `log` and `tracing` fast paths through down to the outputs' most verbose
+/// level again.
+fn levels_changed() {
+    log::set_max_level(hub().min_level().to_log_filter());
+    tracing_core::callsite::rebuild_interest_cache();
+}
+
+/// Another `tracing` subscriber was installed first.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "another global `tracing` subscriber is already installed; remove it, or turn the bridge off with with_tracing_bridge(false)"
+)]
+pub struct TracingBridgeError;
+
+static TRACING_BRIDGE: OnceLock<()> = OnceLock::new();
+
+/// Routes `tracing` events into the process-wide hub, as the global default subscriber.
+/// Idempotent.
+pub fn install_tracing_bridge() -> Result<(), TracingBridgeError> {
+    if TRACING_BRIDGE.get().is_some() {
+        return Ok(());
+    }
+    let dispatch = tracing_core::Dispatch::new(TracingBridge::new(hub().clone()));
+    tracing_core::dispatcher::set_global_default(dispatch).map_err(|_| TracingBridgeError)?;
+    let _ = TRACING_BRIDGE.set(());
+    Ok(())
 }
 
 /// Another `log` logger was installed first.

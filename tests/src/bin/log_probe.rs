@@ -8,6 +8,7 @@
 //!   else `LOG_LEVEL`), then the same lines;
 //! - `flood N`: prod console, N lines from 4 threads, then `main` returns (the guard drops);
 //! - `bridge`: records through the `log` crate;
+//! - `tracing`: events through the `tracing` crate;
 //! - `badfile PATH`: tries `add_file_output(PATH)` and prints the error;
 //! - `rotate DIR`: 2,000 JSON lines into DIR/app.log, rotated every 16 KiB and gzipped,
 //!   keeping every backup;
@@ -94,6 +95,22 @@ fn main() -> ExitCode {
             log::debug!(target: "hyper::proto", "hidden at info");
             log::warn!(target: "chatty", "hidden below error");
             log::error!(target: "chatty", "shown at error");
+        }
+        "tracing" => {
+            let _guard = PikoObs::builder()
+                .with_health_enabled(false)
+                .with_run_mode(RunMode::Prod)
+                .with_log_level("info,sqlx=warn")
+                .init()
+                .expect("init");
+            let err = std::io::Error::other("pool closed");
+            tracing::info!(target: "tower_http::trace", status = 200, latency_ms = 1.5, path = "/orders", "finished processing request");
+            tracing::debug!(target: "tower_http::trace", "hidden at info");
+            tracing::info!(target: "sqlx::query", "hidden below warn");
+            tracing::error!(target: "sqlx::pool", error = &err as &(dyn std::error::Error + 'static), "acquire failed");
+            let span = tracing::info_span!("request", id = 7);
+            let _entered = span.enter();
+            tracing::warn!(target: "app", retry = true, "inside a span");
         }
         "badfile" => {
             let path = arg.unwrap_or_default();

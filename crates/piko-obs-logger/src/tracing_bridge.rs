@@ -1,0 +1,152 @@
+//! Events of the `tracing` crate, from dependencies, into the same outputs.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tracing_core::field::{Field, Visit};
+use tracing_core::span;
+use tracing_core::subscriber::{Interest, Subscriber};
+use tracing_core::{Event, LevelFilter, Metadata};
+
+use crate::attr::{Attr, OwnedAttr, Value};
+use crate::hub::Hub;
+use crate::level::Level;
+use crate::record::Source;
+
+/// A `tracing` subscriber that sends every event to a hub, under a logger named after
+/// the event's target, at the same level name (ERROR, WARN, INFO, DEBUG, TRACE). The
+/// `message` field becomes the message; the other fields become attributes. Spans are
+/// not recorded (their ids are handed out so instrumented code runs). Installing it as
+/// the global default is the facade's job.
+#[derive(Debug)]
+pub struct TracingBridge {
+    hub: Hub,
+    next_span: AtomicU64,
+}
+
+impl TracingBridge {
+    /// A bridge into `hub`.
+    pub fn new(hub: Hub) -> TracingBridge {
+        TracingBridge {
+            hub,
+            next_span: AtomicU64::new(1),
+        }
+    }
+}
+
+fn level_of(level: &tracing_core::Level) -> Level {
+    match *level {
+        tracing_core::Level::ERROR => Level::ERROR,
+        tracing_core::Level::WARN => Level::WARN,
+        tracing_core::Level::INFO => Level::INFO,
+        tracing_core::Level::DEBUG => Level::DEBUG,
+        _ => Level::TRACE,
+    }
+}
+
+/// The most verbose `tracing` filter that lets `level` through.
+pub(crate) fn tracing_filter(level: Level) -> LevelFilter {
+    match level.value() {
+        v if v > 8 => LevelFilter::OFF,
+        v if v > 4 => LevelFilter::ERROR,
+        v if v > 0 => LevelFilter::WARN,
+        v if v > -4 => LevelFilter::INFO,
+        v if v > -8 => LevelFilter::DEBUG,
+        _ => LevelFilter::TRACE,
+    }
+}
+
+#[derive(Default)]
+struct Fields {
+    message: String,
+    attrs: Vec<OwnedAttr>,
+}
+
+impl Fields {
+    fn push(&mut self, field: &Field, value: Value<'_>) {
+        self.attrs
+            .push(OwnedAttr::from_attr(&Attr::new(field.name(), value)));
+    }
+}
+
+impl Visit for Fields {
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if field.name() == "message" {
+            self.message = format!("{value:?}");
+        } else {
+            let text = format!("{value:?}");
+            self.push(field, Value::Str(&text));
+        }
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.message = value.to_string();
+        } else {
+            self.push(field, Value::Str(value));
+        }
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.push(field, Value::Int(value));
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.push(field, Value::Uint(value));
+    }
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.push(field, Value::Float(value));
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.push(field, Value::Bool(value));
+    }
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.push(field, Value::Error(value));
+    }
+}
+
+impl Subscriber for TracingBridge {
+    fn register_callsite(&self, _: &'static Metadata<'static>) -> Interest {
+        // Outputs and their levels change at run time: ask `enabled` every time.
+        Interest::sometimes()
+    }
+
+    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        metadata.is_span()
+            || self
+                .hub
+                .get_logger(metadata.target())
+                .enabled(level_of(metadata.level()))
+    }
+
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        Some(tracing_filter(self.hub.min_level()))
+    }
+
+    fn new_span(&self, _: &span::Attributes<'_>) -> span::Id {
+        span::Id::from_u64(self.next_span.fetch_add(1, Ordering::Relaxed))
+    }
+
+    fn record(&self, _: &span::Id, _: &span::Record<'_>) {}
+
+    fn record_follows_from(&self, _: &span::Id, _: &span::Id) {}
+
+    fn event(&self, event: &Event<'_>) {
+        let m = event.metadata();
+        let logger = self.hub.get_logger(m.target());
+        let level = level_of(m.level());
+        if !logger.enabled(level) {
+            return;
+        }
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        let attrs: Vec<Attr<'_>> = fields.attrs.iter().map(OwnedAttr::as_attr).collect();
+        let source = Source {
+            file: m.file().unwrap_or("<unknown>"),
+            line: m.line().unwrap_or(0),
+            module: m.module_path(),
+        };
+        logger.log_at(level, &source, &fields.message, &attrs);
+    }
+
+    fn enter(&self, _: &span::Id) {}
+
+    fn exit(&self, _: &span::Id) {}
+}
