@@ -40,6 +40,10 @@ pub(crate) fn run() -> Result {
             name: "monitor /ready probed by prometheus-blackbox-exporter",
             run: ready_with_blackbox_exporter,
         },
+        Check {
+            name: "monitor /metrics accepted by promtool check metrics",
+            run: metrics_with_promtool,
+        },
     ];
     let mut failed = 0;
     for c in &checks {
@@ -300,5 +304,55 @@ fn ready_with_blackbox_exporter() -> Result {
         Ok(())
     } else {
         Err(format!("monitor exited with {status}"))
+    }
+}
+
+fn metrics_with_promtool() -> Result {
+    let (mut monitor, _out, probe_addr) = start_monitor(&[])?;
+    let (code, body) = http_get(&probe_addr, "/metrics")?;
+    if code != 200 {
+        return Err(format!("/metrics answered {code}"));
+    }
+    for needed in [
+        "process_cpu_seconds_total",
+        "piko_obs_log_lines_written_total",
+    ] {
+        if !body.contains(needed) {
+            return Err(format!("/metrics has no {needed}:\n{body}"));
+        }
+    }
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("promtool: {e} (install Debian's prometheus)"))?;
+    child
+        .stdin
+        .take()
+        .ok_or("promtool stdin")?
+        .write_all(body.as_bytes())
+        .map_err(|e| e.to_string())?;
+    let status = wait_bounded(&mut child, Duration::from_secs(30))?;
+    let mut report = String::new();
+    let _ = std::io::Read::read_to_string(&mut child.stdout.take().ok_or("stdout")?, &mut report);
+    let _ = std::io::Read::read_to_string(&mut child.stderr.take().ok_or("stderr")?, &mut report);
+    signal(monitor.0.id(), "TERM")?;
+    let _ = wait_bounded(&mut monitor.0, Duration::from_secs(15))?;
+    // promtool exits 1 on errors and 3 on lint findings only (a series without HELP,
+    // which the program's own undescribed metrics may have); piko-obs's own series are
+    // all described, so any finding about them fails the check too.
+    let lint_only = status.code() == Some(3) && !report.to_lowercase().contains("error");
+    let ours = report
+        .lines()
+        .any(|l| l.starts_with("piko_obs_") || l.starts_with("process_"));
+    if (status.success() || lint_only) && !ours {
+        if !report.trim().is_empty() {
+            eprintln!("integration: promtool lint findings: {}", report.trim());
+        }
+        Ok(())
+    } else {
+        Err(format!("promtool check metrics: {status}: {report}"))
     }
 }

@@ -4,7 +4,8 @@
 //!   then `integration`;
 //! - `integration`: the toolkit against real third-party programs (today: the example
 //!   service's JSON lines read by `jq`, rotated log files read by `gzip`, and the example's
-//!   readiness probed by Debian's `prometheus-blackbox-exporter`);
+//!   readiness probed by Debian's `prometheus-blackbox-exporter`, its `/metrics` checked by
+//!   `promtool`);
 //! - `bench [NAME]`: the benchmarks (`logger` with criterion, `health` with wrk), all or
 //!   the one named, then their sections of `docs/performance.md`.
 

@@ -10,7 +10,8 @@
 //!   probe server and writes every queued line when dropped;
 //! - [`logger`]: Piko's structured logger (`get_logger`, `add_json_output`,
 //!   `add_pretty_output`, `add_file_output`, typed attributes, levels);
-//! - [`health`]: Kubernetes liveness, readiness and startup probes on their own port.
+//! - [`health`]: Kubernetes liveness, readiness and startup probes on their own port;
+//! - [`metrics`]: the Prometheus recorder behind the probe port's `/metrics`.
 //!
 //! ```
 //! use piko_obs::{PikoObs, RunMode, logger::{self, attr}};
@@ -30,12 +31,13 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::str::FromStr;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub mod health;
 pub mod logger;
+pub mod metrics;
 
 /// How the service runs: decides the console format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -125,6 +127,7 @@ pub struct Builder {
     health_metrics: String,
     health_metrics_enabled: bool,
     health_metrics_render: Option<health::MetricsRender>,
+    metrics_labels: Vec<(String, String)>,
     health_timeout: Duration,
     health_tls: Option<health::TlsOptions>,
     probes: Vec<ProbeRegistration>,
@@ -166,6 +169,7 @@ impl Default for Builder {
             health_metrics: "/metrics".into(),
             health_metrics_enabled: true,
             health_metrics_render: None,
+            metrics_labels: Vec::new(),
             health_timeout: Duration::from_secs(5),
             health_tls: None,
             probes: Vec::new(),
@@ -274,9 +278,20 @@ impl Builder {
         self.health_metrics_enabled = on;
         self
     }
-    /// What the metrics path serves.
+    /// What the metrics path serves, instead of piko-obs's Prometheus recorder (which is
+    /// then not installed).
     pub fn with_health_metrics_render(mut self, render: health::MetricsRender) -> Self {
         self.health_metrics_render = Some(render);
+        self
+    }
+    /// A label added to every metric series (for example `environment`); checked by
+    /// `init()`. Labels apply when the recorder is installed, at the first `init()`.
+    pub fn with_metrics_global_label(
+        mut self,
+        name: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Self {
+        self.metrics_labels.push((name.into(), value.into()));
         self
     }
     /// Each probe's default deadline (default 5 s; sub-second values work).
@@ -349,15 +364,9 @@ impl Builder {
             RunMode::Prod => Duration::from_secs(5),
             RunMode::Dev => Duration::ZERO,
         });
-        let mut guard = Guard {
-            shutdown_timeout: self.shutdown_timeout,
-            drain_delay,
-            done: AtomicBool::new(false),
-            health: None,
-            health_addr: None,
-            server: Mutex::new(None),
-            runtime: Mutex::new(None),
-        };
+        // The guard is made last: a guard dropped on an error path would shut down the
+        // process-wide logger.
+        let mut health_parts = None;
         if self.health_enabled {
             let name = self.service_name.clone().unwrap_or_else(program_name);
             let service = health::HealthService::new(name, self.health_timeout)
@@ -365,12 +374,6 @@ impl Builder {
             for register in self.probes {
                 register(&service)?;
             }
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .thread_name("piko-obs-runtime")
-                .enable_all()
-                .build()
-                .map_err(InitError::Runtime)?;
             let mut server = health::HealthServer::builder(service.clone())
                 .with_bind_address(self.health_bind)
                 .with_port(self.health_port)
@@ -378,23 +381,73 @@ impl Builder {
                 .with_ready_path(self.health_ready)
                 .with_startup_path(self.health_startup)
                 .with_metrics_path(self.health_metrics);
-            if let (true, Some(render)) = (self.health_metrics_enabled, self.health_metrics_render)
-            {
-                server = server.with_metrics(render);
-            }
             if let Some(tls) = self.health_tls {
                 server = server.with_tls(tls);
             }
-            let running = {
+            let mut upkeep = None;
+            if self.health_metrics_enabled {
+                let render = match self.health_metrics_render {
+                    Some(render) => render,
+                    None => {
+                        let mut builder = metrics::PrometheusMetrics::builder();
+                        for (name, value) in self.metrics_labels {
+                            builder = builder.with_global_label(name, value)?;
+                        }
+                        let installed = metrics::install(builder)?;
+                        upkeep = Some(installed.clone());
+                        let render = installed.clone();
+                        Arc::new(move || render.render())
+                    }
+                };
+                server = server.with_metrics(render);
+            }
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("piko-obs-runtime")
+                .enable_all()
+                .build()
+                .map_err(InitError::Runtime)?;
+            let started = {
                 let _enter = runtime.enter();
-                server.start()?
+                server.start()
             };
-            guard.health_addr = Some(running.local_addr());
-            guard.health = Some(service);
-            guard.server = Mutex::new(Some(running));
-            guard.runtime = Mutex::new(Some(runtime));
+            let running = match started {
+                Ok(running) => running,
+                Err(e) => {
+                    // Dropping a runtime inside an async caller would panic.
+                    runtime.shutdown_background();
+                    return Err(e.into());
+                }
+            };
+            if let Some(metrics) = upkeep {
+                runtime.spawn(async move {
+                    let mut tick = tokio::time::interval(Duration::from_secs(5));
+                    loop {
+                        tick.tick().await;
+                        metrics.run_upkeep();
+                    }
+                });
+            }
+            health_parts = Some((service, running, runtime));
         }
-        Ok(guard)
+        let (health, health_addr, server, runtime) = match health_parts {
+            Some((service, running, runtime)) => (
+                Some(service),
+                Some(running.local_addr()),
+                Some(running),
+                Some(runtime),
+            ),
+            None => (None, None, None, None),
+        };
+        Ok(Guard {
+            shutdown_timeout: self.shutdown_timeout,
+            drain_delay,
+            done: AtomicBool::new(false),
+            health,
+            health_addr,
+            server: Mutex::new(server),
+            runtime: Mutex::new(runtime),
+        })
     }
 }
 
@@ -426,6 +479,12 @@ pub enum InitError {
     /// The health check timeout is zero.
     #[error("with_health_check_timeout: the timeout must be greater than zero (for example 5s)")]
     HealthTimeout,
+    /// A metrics setting is not valid (a label name, buckets).
+    #[error(transparent)]
+    Metrics(#[from] metrics::MetricsError),
+    /// Another `metrics` recorder is installed.
+    #[error(transparent)]
+    MetricsRecorder(#[from] metrics::RecorderInstalledError),
     /// piko-obs's runtime could not start.
     #[error("cannot start the piko-obs runtime: {0}")]
     Runtime(std::io::Error),

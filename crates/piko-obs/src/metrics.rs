@@ -1,0 +1,102 @@
+//! Prometheus metrics, served on the probe port's `/metrics`.
+//!
+//! `init()` installs piko-obs's recorder as the process's `metrics` recorder (once per
+//! process; a later `init()` reuses it), so every `metrics::counter!`, `gauge!` and
+//! `histogram!` in the program and its dependencies is rendered on `/metrics`, next to
+//! the standard process metrics and piko-obs's own `piko_obs_*` counters. Histogram
+//! upkeep runs every 5 s on piko-obs's runtime, so memory stays bounded.
+//!
+//! ```
+//! use piko_obs::PikoObs;
+//! let guard = PikoObs::builder()
+//!     .with_console_output(false)
+//!     .with_health_probe_port(0)
+//!     .with_metrics_global_label("environment", "staging")
+//!     .init()
+//!     .unwrap();
+//! metrics::counter!("orders_placed_total").increment(1);
+//! let text = piko_obs::metrics::render().unwrap();
+//! assert!(text.contains("orders_placed_total"));
+//! guard.shutdown().unwrap();
+//! ```
+
+use std::sync::OnceLock;
+
+pub use piko_obs_metrics::*;
+
+use crate::logger;
+
+static INSTALLED: OnceLock<Metrics> = OnceLock::new();
+
+/// The installed metrics, if `init()` installed them.
+pub fn installed() -> Option<&'static Metrics> {
+    INSTALLED.get()
+}
+
+/// The Prometheus text of the installed metrics.
+pub fn render() -> Option<String> {
+    INSTALLED.get().map(Metrics::render)
+}
+
+/// Another `metrics` recorder is installed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "another `metrics` recorder is already installed; remove it, or turn piko-obs's off with with_health_metrics_enabled(false)"
+)]
+pub struct RecorderInstalledError;
+
+/// Installs the recorder built from `builder` (the first time), with piko-obs's own
+/// counters as a collector; later calls return the installed metrics.
+pub(crate) fn install(builder: MetricsBuilder) -> Result<&'static Metrics, crate::InitError> {
+    static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = INSTALLING.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(m) = INSTALLED.get() {
+        return Ok(m);
+    }
+    let (recorder, metrics) = builder.build()?;
+    metrics::set_global_recorder(recorder).map_err(|_| RecorderInstalledError)?;
+    metrics.describe();
+    describe_self_metrics();
+    metrics.add_collector(record_log_counters);
+    Ok(INSTALLED.get_or_init(|| metrics))
+}
+
+fn describe_self_metrics() {
+    metrics::describe_counter!(
+        "piko_obs_log_lines_accepted_total",
+        "Log lines handed to each output."
+    );
+    metrics::describe_counter!(
+        "piko_obs_log_lines_written_total",
+        "Log lines each output wrote to its destination."
+    );
+    metrics::describe_counter!(
+        "piko_obs_log_lines_dropped_total",
+        "Log lines each output dropped (queue full in lossy mode, wait bound exceeded, closed, failed write)."
+    );
+    metrics::describe_counter!(
+        "piko_obs_log_write_errors_total",
+        "Failed writes of each output."
+    );
+    metrics::describe_counter!(
+        "piko_obs_log_lines_unrouted_total",
+        "Log lines at INFO or above logged while no output existed."
+    );
+}
+
+/// Copies the logger's counters into the recorder.
+fn record_log_counters() {
+    let hub = logger::hub();
+    for o in hub.outputs() {
+        let s = o.stats;
+        metrics::counter!("piko_obs_log_lines_accepted_total", "output" => o.name.clone())
+            .absolute(s.accepted);
+        metrics::counter!("piko_obs_log_lines_written_total", "output" => o.name.clone())
+            .absolute(s.written);
+        metrics::counter!("piko_obs_log_lines_dropped_total", "output" => o.name.clone())
+            .absolute(s.dropped);
+        metrics::counter!("piko_obs_log_write_errors_total", "output" => o.name)
+            .absolute(s.write_errors);
+    }
+    metrics::counter!("piko_obs_log_lines_unrouted_total").absolute(hub.unrouted());
+}

@@ -1,0 +1,116 @@
+//! `/metrics` on the probe port: the program's own metrics, process metrics and
+//! piko-obs's counters, in text that Prometheus parses.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use piko_obs::PikoObs;
+use piko_obs::logger::{self, JsonOutput, Level};
+use piko_obs_tests::Capture;
+
+fn get(addr: SocketAddr, path: &str) -> (u16, String, String) {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let code = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let content_type = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-type: "))
+        .unwrap_or("")
+        .to_string();
+    (code, content_type, body.to_string())
+}
+
+#[test]
+fn metrics_path_serves_program_process_and_toolkit_metrics() {
+    let guard = PikoObs::builder()
+        .with_console_output(false)
+        .with_health_probe_port(0)
+        .with_metrics_global_label("environment", "test")
+        .init()
+        .unwrap();
+    let cap = Capture::new();
+    logger::add_output(
+        "capture",
+        Level::INFO,
+        JsonOutput::writer(cap.clone()).build().unwrap(),
+    )
+    .unwrap();
+    for _ in 0..3 {
+        logger::get_logger("m").info("counted", &[]);
+    }
+    logger::hub().flush(Duration::from_secs(5)).unwrap();
+    metrics::counter!("orders_placed_total", "channel" => "web").increment(2);
+    metrics::histogram!("http_server_request_duration_seconds", "http_route" => "/").record(0.03);
+
+    let (code, content_type, body) = get(guard.health_addr().unwrap(), "/metrics");
+    assert_eq!(code, 200);
+    assert_eq!(content_type, "text/plain; version=0.0.4; charset=utf-8");
+    let line = |prefix: &str| {
+        body.lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in:\n{body}"))
+            .to_string()
+    };
+    let orders = line("orders_placed_total{");
+    assert!(
+        orders.contains("channel=\"web\"") && orders.contains("environment=\"test\""),
+        "{orders}"
+    );
+    assert!(orders.ends_with(" 2"), "{orders}");
+    let written = line("piko_obs_log_lines_written_total{");
+    assert!(written.contains("output=\"capture\""), "{written}");
+    assert!(written.ends_with(" 3"), "{written}");
+    assert!(body.contains("# HELP piko_obs_log_lines_dropped_total"));
+    let cpu: f64 = line("process_cpu_seconds_total")
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((0.0..3600.0).contains(&cpu), "{cpu}");
+    let threads: f64 = line("process_threads")
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(threads >= 2.0, "{threads}");
+    let rss: f64 = line("process_resident_memory_bytes")
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(rss > 1e6 && rss < 1e11, "{rss}");
+    assert!(
+        body.contains("http_server_request_duration_seconds_bucket{environment=\"test\",http_route=\"/\",le=\"0.05\"} 1")
+            || body.contains("http_server_request_duration_seconds_bucket{http_route=\"/\",environment=\"test\",le=\"0.05\"} 1"),
+        "{body}"
+    );
+
+    guard.shutdown().unwrap();
+}
+
+#[test]
+fn a_bad_metrics_label_fails_init() {
+    let err = PikoObs::builder()
+        .with_console_output(false)
+        .with_health_probe_port(0)
+        .with_metrics_global_label("bad-label", "x")
+        .init()
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("label name \"bad-label\" is not valid"),
+        "{err}"
+    );
+}
