@@ -61,6 +61,20 @@ fn log5_line(log: &piko_obs_logger::Logger) {
     )
 }
 
+/// The same line as a `tracing` event.
+#[inline(always)]
+fn tracing_line() {
+    tracing::info!(
+        path = black_box("/api/v1/users"),
+        status = black_box(200),
+        latency_ms = black_box(12.5),
+        cached = black_box(true),
+        elapsed = ?black_box(ELAPSED),
+        "{}",
+        black_box(MSG)
+    )
+}
+
 /// The line of the `bound3_*` scenarios: two own fields on a logger with three bound.
 #[inline(always)]
 fn bound3_line(log: &piko_obs_logger::Logger) {
@@ -159,19 +173,7 @@ fn log5(c: &mut Criterion) {
     let (hub, _log) = piko_json(io::sink(), Level::INFO);
     let bridge = piko_obs_logger::TracingBridge::new(hub.clone());
     tracing::subscriber::with_default(bridge, || {
-        g.bench_function("piko_obs_via_tracing", |b| {
-            b.iter(|| {
-                tracing::info!(
-                    path = black_box("/api/v1/users"),
-                    status = black_box(200),
-                    latency_ms = black_box(12.5),
-                    cached = black_box(true),
-                    elapsed = ?black_box(ELAPSED),
-                    "{}",
-                    black_box(MSG)
-                )
-            })
-        });
+        g.bench_function("piko_obs_via_tracing", |b| b.iter(tracing_line));
     });
     let _ = hub.shutdown(Duration::from_secs(5));
     let subscriber = tracing_subscriber::fmt()
@@ -179,19 +181,7 @@ fn log5(c: &mut Criterion) {
         .with_writer(io::sink)
         .finish();
     tracing::subscriber::with_default(subscriber, || {
-        g.bench_function("tracing_json", |b| {
-            b.iter(|| {
-                tracing::info!(
-                    path = black_box("/api/v1/users"),
-                    status = black_box(200),
-                    latency_ms = black_box(12.5),
-                    cached = black_box(true),
-                    elapsed = ?black_box(ELAPSED),
-                    "{}",
-                    black_box(MSG)
-                )
-            })
-        });
+        g.bench_function("tracing_json", |b| b.iter(tracing_line));
     });
     g.finish();
 
