@@ -203,9 +203,13 @@ pub struct TracingBridgeError;
 
 static TRACING_BRIDGE: OnceLock<()> = OnceLock::new();
 
+/// Serialises the bridges' installation, so concurrent `init()` calls install each once.
+static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Routes `tracing` events into the process-wide hub, as the global default subscriber.
 /// Idempotent.
 pub fn install_tracing_bridge() -> Result<(), TracingBridgeError> {
+    let _one_at_a_time = INSTALLING.lock().unwrap_or_else(|p| p.into_inner());
     if TRACING_BRIDGE.get().is_some() {
         return Ok(());
     }
@@ -226,6 +230,7 @@ static BRIDGE: OnceLock<()> = OnceLock::new();
 
 /// Routes the `log` crate's records into the process-wide hub. Idempotent.
 pub fn install_log_bridge() -> Result<(), LogBridgeError> {
+    let _one_at_a_time = INSTALLING.lock().unwrap_or_else(|p| p.into_inner());
     if BRIDGE.get().is_some() {
         return Ok(());
     }
