@@ -8,6 +8,9 @@
 //!   registered collector first) and runs the exporter's upkeep, which the caller
 //!   schedules so histogram memory stays bounded.
 //!
+//! - [`http`]: request metrics after the OpenTelemetry HTTP conventions, as a tower
+//!   `Layer` and as a warp filter wrapper.
+//!
 //! This crate installs nothing globally; the `piko-obs` facade installs the recorder.
 //!
 //! ```
@@ -27,6 +30,8 @@
 //! ```
 //!
 //! No feature flags.
+
+pub mod http;
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
