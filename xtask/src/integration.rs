@@ -44,6 +44,10 @@ pub(crate) fn run() -> Result {
             name: "monitor /metrics accepted by promtool check metrics",
             run: metrics_with_promtool,
         },
+        Check {
+            name: "monitor scraped by a Prometheus server: up == 1, a request-latency quantile",
+            run: scraped_by_prometheus,
+        },
     ];
     let mut failed = 0;
     for c in &checks {
@@ -93,16 +97,19 @@ fn jq(filter: &str, input: &[u8]) -> Result {
 }
 
 fn monitor_json_with_jq() -> Result {
-    let (mut monitor, mut out, _addr) = start_monitor(&[])?;
+    let mut monitor = start_monitor(&[])?;
     let mut text = String::new();
-    out.read_line(&mut text).map_err(|e| e.to_string())?;
-    signal(monitor.0.id(), "TERM")?;
-    let status = wait_bounded(&mut monitor.0, Duration::from_secs(15))?;
-    std::io::Read::read_to_string(&mut out, &mut text).map_err(|e| e.to_string())?;
+    monitor
+        .out
+        .read_line(&mut text)
+        .map_err(|e| e.to_string())?;
+    signal(monitor.process.0.id(), "TERM")?;
+    let status = wait_bounded(&mut monitor.process.0, Duration::from_secs(15))?;
+    std::io::Read::read_to_string(&mut monitor.out, &mut text).map_err(|e| e.to_string())?;
     if !status.success() {
         return Err(format!("monitor exited with {status}"));
     }
-    // The first line (the probe address) was read by start_monitor.
+    // The first two lines (the addresses) were read by start_monitor.
     jq(
         r#"length == 2
           and .[0].msg == "Server started" and .[0].mode == "prod" and .[0].level == "NOTICE"
@@ -211,15 +218,22 @@ impl Drop for Reaper {
     }
 }
 
-/// Starts the monitor example with the probe server on a free port; returns the
-/// process, its stdout reader and the probe address read from its first line.
-fn start_monitor(
-    extra_env: &[(&str, &str)],
-) -> Result<(Reaper, BufReader<std::process::ChildStdout>, String)> {
+/// The running example: its process, the rest of its stdout, and the addresses of its
+/// probe server and application route, read from its first two lines.
+struct Monitor {
+    process: Reaper,
+    out: BufReader<std::process::ChildStdout>,
+    probes: String,
+    app: String,
+}
+
+/// Starts the monitor example with both servers on free ports.
+fn start_monitor(extra_env: &[(&str, &str)]) -> Result<Monitor> {
     let exe = root().join("target/debug/examples/monitor");
     let mut cmd = Command::new(&exe);
     cmd.arg("prod")
         .env("HEALTH_PORT", "0")
+        .env("APP_PORT", "0")
         .env("SHUTDOWN_DRAIN_DELAY_MS", "0")
         .env_remove("PIKO_LOG_LEVEL")
         .stdout(Stdio::piped())
@@ -229,16 +243,24 @@ fn start_monitor(
     }
     let mut child = cmd.spawn().map_err(|e| format!("{exe:?}: {e}"))?;
     let mut out = BufReader::new(child.stdout.take().ok_or("stdout")?);
-    let reaper = Reaper(child);
-    let mut first = String::new();
-    out.read_line(&mut first).map_err(|e| e.to_string())?;
-    let addr = first
-        .split("\"addr\":\"")
-        .nth(1)
-        .and_then(|r| r.split('"').next())
-        .ok_or_else(|| format!("no probe address in the first line: {first}"))?
-        .to_string();
-    Ok((reaper, out, addr))
+    let process = Reaper(child);
+    let mut addr_of = |what: &str| -> Result<String> {
+        let mut line = String::new();
+        out.read_line(&mut line).map_err(|e| e.to_string())?;
+        line.split("\"addr\":\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .map(str::to_string)
+            .ok_or_else(|| format!("no {what} address in the line: {line}"))
+    };
+    let probes = addr_of("probe")?;
+    let app = addr_of("application")?;
+    Ok(Monitor {
+        process,
+        out,
+        probes,
+        app,
+    })
 }
 
 fn ready_with_blackbox_exporter() -> Result {
@@ -264,7 +286,8 @@ fn ready_with_blackbox_exporter() -> Result {
             )
         })?;
     let _exporter = Reaper(exporter);
-    let (mut monitor, _out, probe_addr) = start_monitor(&[])?;
+    let mut monitor = start_monitor(&[])?;
+    let probe_addr = monitor.probes.clone();
     // Wait for the exporter to listen (bounded).
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while http_get(&bb_addr, "/").is_err() {
@@ -288,7 +311,7 @@ fn ready_with_blackbox_exporter() -> Result {
     };
     probe("1")?;
     // Make the `upstream` probe unhealthy: readiness answers 503.
-    signal(monitor.0.id(), "USR1")?;
+    signal(monitor.process.0.id(), "USR1")?;
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         match probe("0") {
@@ -297,8 +320,8 @@ fn ready_with_blackbox_exporter() -> Result {
             Err(_) => std::thread::sleep(Duration::from_millis(100)),
         }
     }
-    signal(monitor.0.id(), "TERM")?;
-    let status = wait_bounded(&mut monitor.0, Duration::from_secs(15))?;
+    signal(monitor.process.0.id(), "TERM")?;
+    let status = wait_bounded(&mut monitor.process.0, Duration::from_secs(15))?;
     let _ = std::fs::remove_dir_all(&dir);
     if status.success() {
         Ok(())
@@ -308,8 +331,8 @@ fn ready_with_blackbox_exporter() -> Result {
 }
 
 fn metrics_with_promtool() -> Result {
-    let (mut monitor, _out, probe_addr) = start_monitor(&[])?;
-    let (code, body) = http_get(&probe_addr, "/metrics")?;
+    let mut monitor = start_monitor(&[])?;
+    let (code, body) = http_get(&monitor.probes, "/metrics")?;
     if code != 200 {
         return Err(format!("/metrics answered {code}"));
     }
@@ -338,8 +361,8 @@ fn metrics_with_promtool() -> Result {
     let mut report = String::new();
     let _ = std::io::Read::read_to_string(&mut child.stdout.take().ok_or("stdout")?, &mut report);
     let _ = std::io::Read::read_to_string(&mut child.stderr.take().ok_or("stderr")?, &mut report);
-    signal(monitor.0.id(), "TERM")?;
-    let _ = wait_bounded(&mut monitor.0, Duration::from_secs(15))?;
+    signal(monitor.process.0.id(), "TERM")?;
+    let _ = wait_bounded(&mut monitor.process.0, Duration::from_secs(15))?;
     // promtool exits 1 on errors and 3 on lint findings only (a series without HELP,
     // which the program's own undescribed metrics may have); piko-obs's own series are
     // all described, so any finding about them fails the check too.
@@ -355,4 +378,108 @@ fn metrics_with_promtool() -> Result {
     } else {
         Err(format!("promtool check metrics: {status}: {report}"))
     }
+}
+
+fn percent_encode(q: &str) -> String {
+    q.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// The first sample value of a Prometheus instant-query answer.
+fn query_value(prom: &str, query: &str) -> Result<Option<f64>> {
+    let (code, body) = http_get(
+        prom,
+        &format!("/api/v1/query?query={}", percent_encode(query)),
+    )?;
+    if code != 200 {
+        return Err(format!("query {query:?} answered {code}: {body}"));
+    }
+    Ok(body
+        .split("\"value\":[")
+        .nth(1)
+        .and_then(|rest| rest.split(',').nth(1))
+        .and_then(|v| v.trim_start_matches('"').split('"').next())
+        .and_then(|v| v.parse::<f64>().ok()))
+}
+
+fn scraped_by_prometheus() -> Result {
+    let mut monitor = start_monitor(&[])?;
+    let dir = std::env::temp_dir().join(format!("piko-obs-prometheus-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("data")).map_err(|e| e.to_string())?;
+    let config = dir.join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: monitor\n    static_configs:\n      - targets: ['{}']\n",
+            monitor.probes
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    let prom = format!("127.0.0.1:{}", free_port()?);
+    let server = Command::new("prometheus")
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
+        .arg(format!("--web.listen-address={prom}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("prometheus: {e} (install Debian's prometheus)"))?;
+    let _server = Reaper(server);
+    let result = (|| -> Result {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let mut up = false;
+        let mut quantile = None;
+        while std::time::Instant::now() < deadline {
+            for _ in 0..5 {
+                let (code, _) = http_get(&monitor.app, "/")?;
+                if code != 200 {
+                    return Err(format!("GET / on the application answered {code}"));
+                }
+            }
+            if !up {
+                up = query_value(&prom, "up{job=\"monitor\"}").unwrap_or(None) == Some(1.0);
+            } else {
+                quantile = query_value(
+                    &prom,
+                    "histogram_quantile(0.9, sum by (le) (rate(http_server_request_duration_seconds_bucket{http_route=\"/\"}[10s])))",
+                )
+                .unwrap_or(None)
+                .filter(|v| v.is_finite());
+                if quantile.is_some() {
+                    break;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        match (up, quantile) {
+            (true, Some(q)) => {
+                eprintln!(
+                    "integration: Prometheus reports up == 1 and a p90 request latency of {q} s"
+                );
+                Ok(())
+            }
+            (false, _) => {
+                Err("Prometheus never reported up{job=\"monitor\"} == 1 within 60 s".into())
+            }
+            (true, None) => Err(
+                "histogram_quantile over the request histogram returned no number within 60 s"
+                    .into(),
+            ),
+        }
+    })();
+    signal(monitor.process.0.id(), "TERM")?;
+    let _ = wait_bounded(&mut monitor.process.0, Duration::from_secs(15))?;
+    let _ = std::fs::remove_dir_all(&dir);
+    result
 }

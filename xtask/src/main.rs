@@ -5,7 +5,7 @@
 //! - `integration`: the toolkit against real third-party programs (today: the example
 //!   service's JSON lines read by `jq`, rotated log files read by `gzip`, and the example's
 //!   readiness probed by Debian's `prometheus-blackbox-exporter`, its `/metrics` checked by
-//!   `promtool`);
+//!   `promtool` and scraped by a Prometheus server);
 //! - `bench [NAME]`: the benchmarks (`logger` with criterion, `health` with wrk), all or
 //!   the one named, then their sections of `docs/performance.md`.
 

@@ -1,7 +1,9 @@
 //! The example service of the guide "How to monitor a production deployment".
 //!
 //! `monitor dev` (the default) writes pretty console lines, `monitor prod` JSON lines.
-//! It serves health probes on `127.0.0.1:9090` (`/live`, `/ready`, `/startup`), with one
+//! It serves an application route, `GET /`, on `127.0.0.1:8080` (`APP_PORT`), recorded
+//! in the request metrics, and health probes and `/metrics` on `127.0.0.1:9090`
+//! (`/live`, `/ready`, `/startup`, `/metrics`), with one
 //! custom probe, `upstream`, that SIGUSR1 switches between healthy and unhealthy. It
 //! logs `Server started` with the run mode, then runs until SIGTERM or SIGINT, and shuts
 //! down in order: readiness fails, the drain delay passes, the probe server stops, and
@@ -15,6 +17,7 @@ use std::time::Duration;
 use piko_obs::health::{Status, probe_fn};
 use piko_obs::logger::{self, attr};
 use piko_obs::{PikoObs, RunMode};
+use warp::Filter;
 
 const USAGE: &str = "usage: monitor [dev|prod] [--help]
 
@@ -28,7 +31,8 @@ Signals:
   SIGTERM, SIGINT           shut down in order
 
 Environment:
-  HEALTH_PORT               port of the health probes (default 9090; 0 picks one)
+  APP_PORT                  port of the application route GET / (default 8080; 0 picks one)
+  HEALTH_PORT               port of the health probes and /metrics (default 9090; 0 picks one)
   SHUTDOWN_DRAIN_DELAY_MS   drain delay before the probe server stops (default 5000 in
                             prod, 0 in dev)
   PIKO_LOG_LEVEL            framework log level or directives (default info)
@@ -47,6 +51,10 @@ fn main() -> ExitCode {
         Err(e) => return usage_error(&e.to_string()),
     };
     let health_port: u16 = match env_number("HEALTH_PORT", 9090) {
+        Ok(p) => p,
+        Err(e) => return usage_error(&e),
+    };
+    let app_port: u16 = match env_number("APP_PORT", 8080) {
         Ok(p) => p,
         Err(e) => return usage_error(&e),
     };
@@ -83,12 +91,27 @@ fn main() -> ExitCode {
     if let Some(addr) = guard.health_addr() {
         log.info("Health probes listening", &[attr::display("addr", &addr)]);
     }
-    log.notice("Server started", &[attr::string("mode", mode.as_str())]);
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("a tokio runtime");
+    let app = match runtime.block_on(tokio::net::TcpListener::bind(("127.0.0.1", app_port))) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("monitor: cannot listen on 127.0.0.1:{app_port} (APP_PORT): {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Ok(addr) = app.local_addr() {
+        log.info("Application listening", &[attr::display("addr", &addr)]);
+    }
+    let hello = warp::path::end()
+        .and(warp::get())
+        .map(|| "hello from monitor\n");
+    let routes = piko_obs::metrics::http::warp_route("/", hello);
+    runtime.spawn(warp::serve(routes).incoming(app).run());
+    log.notice("Server started", &[attr::string("mode", mode.as_str())]);
     let signal = runtime.block_on(wait_for_signal(&log, &upstream_down));
     log.notice("Server stopping", &[attr::string("signal", signal)]);
     if let Err(e) = guard.shutdown() {

@@ -21,6 +21,7 @@ fn run(args: &[&str]) -> (String, String, Option<i32>) {
         .env_remove("LOG_LEVEL")
         .env("NO_COLOR", "1")
         .env("HEALTH_PORT", "0")
+        .env("APP_PORT", "0")
         .env("SHUTDOWN_DRAIN_DELAY_MS", "0")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -59,10 +60,11 @@ fn prod_writes_json_lines_and_stops_on_sigterm() {
         .collect();
     assert_eq!(lines[0]["msg"], "Health probes listening");
     assert!(lines[0]["addr"].as_str().unwrap().starts_with("127.0.0.1:"));
-    assert_eq!(lines[1]["msg"], "Server started");
-    assert_eq!(lines[1]["mode"], "prod");
-    assert_eq!(lines[1]["level"], "NOTICE");
-    assert_eq!(lines[1]["logger"], "monitor");
+    assert_eq!(lines[1]["msg"], "Application listening");
+    assert_eq!(lines[2]["msg"], "Server started");
+    assert_eq!(lines[2]["mode"], "prod");
+    assert_eq!(lines[2]["level"], "NOTICE");
+    assert_eq!(lines[2]["logger"], "monitor");
     assert_eq!(lines.last().unwrap()["msg"], "Server stopping");
     assert_eq!(lines.last().unwrap()["signal"], "SIGTERM");
 }
@@ -71,7 +73,7 @@ fn prod_writes_json_lines_and_stops_on_sigterm() {
 fn dev_is_the_default_and_writes_pretty_lines() {
     let (out, err, code) = run(&[]);
     assert_eq!(code, Some(0), "{err}");
-    let first = out.lines().nth(1).unwrap();
+    let first = out.lines().nth(2).unwrap();
     assert!(first.contains(" | NOTICE | "), "{first}");
     assert!(
         first.contains(" | Server started | mode=dev | monitor.rs:"),
@@ -92,7 +94,12 @@ fn help_lists_the_variables_and_a_bad_mode_is_an_error() {
     ] {
         assert!(text.contains(var), "{var} missing from --help");
     }
-    for var in ["HEALTH_PORT", "SHUTDOWN_DRAIN_DELAY_MS", "SIGUSR1"] {
+    for var in [
+        "HEALTH_PORT",
+        "APP_PORT",
+        "SHUTDOWN_DRAIN_DELAY_MS",
+        "SIGUSR1",
+    ] {
         assert!(text.contains(var), "{var} missing from --help");
     }
     let bad = Command::new(example()).arg("staging").output().unwrap();
@@ -107,4 +114,78 @@ fn help_lists_the_variables_and_a_bad_mode_is_an_error() {
         String::from_utf8_lossy(&bad.stderr)
             .contains("HEALTH_PORT=\"ninety\" is not a valid number")
     );
+}
+
+/// `GET path` on `addr` over a fresh connection: (status code, body).
+fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let code = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (
+        code,
+        text.split_once("\r\n\r\n")
+            .map_or("", |(_, b)| b)
+            .to_string(),
+    )
+}
+
+#[test]
+fn requests_to_the_application_are_counted_on_metrics() {
+    let mut child = Command::new(example())
+        .arg("prod")
+        .env_remove("PIKO_LOG_LEVEL")
+        .env("HEALTH_PORT", "0")
+        .env("APP_PORT", "0")
+        .env("SHUTDOWN_DRAIN_DELAY_MS", "0")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut addr = || {
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        v["addr"].as_str().unwrap().to_string()
+    };
+    let probes = addr();
+    let app = addr();
+    for _ in 0..3 {
+        let (code, body) = http_get(&app, "/");
+        assert_eq!((code, body.as_str()), (200, "hello from monitor\n"));
+    }
+    let (code, metrics) = http_get(&probes, "/metrics");
+    assert_eq!(code, 200);
+    let count = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("http_server_request_duration_seconds_count{")
+                && l.contains("http_route=\"/\"")
+                && l.contains("http_request_method=\"GET\"")
+                && l.contains("http_response_status_code=\"200\"")
+        })
+        .unwrap_or_else(|| panic!("no request histogram in:\n{metrics}"));
+    assert!(count.ends_with(" 3"), "{count}");
+    let rss: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("process_resident_memory_bytes"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(rss > 1e6 && rss < 1e11, "{rss}");
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "monitor did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
