@@ -35,8 +35,12 @@ fn metrics_path_serves_program_process_and_toolkit_metrics() {
         .with_console_output(false)
         .with_health_probe_port(0)
         .with_metrics_global_label("environment", "test")
+        .with_custom_health_probe(piko_obs::health::probe_fn("cache", |_, _| async {
+            piko_obs::health::Status::degraded("cache", "warming up")
+        }))
         .init()
         .unwrap();
+    assert_eq!(get(guard.health_addr().unwrap(), "/ready").0, 200);
     let cap = Capture::new();
     logger::add_output(
         "capture",
@@ -70,6 +74,16 @@ fn metrics_path_serves_program_process_and_toolkit_metrics() {
     assert!(written.contains("output=\"capture\""), "{written}");
     assert!(written.ends_with(" 3"), "{written}");
     assert!(body.contains("# HELP piko_obs_log_lines_dropped_total"));
+    let state = line("piko_obs_health_probe_state{");
+    assert!(
+        state.contains("probe=\"cache\"") && state.contains("kind=\"readiness\""),
+        "{state}"
+    );
+    assert!(state.ends_with(" 1"), "degraded is 1: {state}");
+    assert!(
+        body.contains("piko_obs_health_check_duration_seconds"),
+        "{body}"
+    );
     let cpu: f64 = line("process_cpu_seconds_total")
         .rsplit(' ')
         .next()

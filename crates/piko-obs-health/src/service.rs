@@ -119,11 +119,14 @@ struct Registered {
     slots: [SlotCell; 3],
 }
 
+type Observer = Arc<dyn Fn(CheckKind, &Status) + Send + Sync>;
+
 struct Inner {
     name: String,
     default_timeout: Duration,
     probes: RwLock<Vec<Arc<Registered>>>,
     draining: AtomicBool,
+    observers: RwLock<Vec<Observer>>,
 }
 
 /// A probe could not be registered.
@@ -203,6 +206,7 @@ impl HealthService {
                 default_timeout,
                 probes: RwLock::new(Vec::new()),
                 draining: AtomicBool::new(false),
+                observers: RwLock::new(Vec::new()),
             }),
         })
     }
@@ -304,14 +308,35 @@ impl HealthService {
             (CheckKind::Startup, false) => "Startup check found issues",
         }
         .to_string();
-        Status {
+        let status = Status {
             name: self.inner.name.clone(),
             state,
             message,
             timestamp: SystemTime::now(),
             duration: started.elapsed(),
             dependencies: children,
+        };
+        for observe in self
+            .inner
+            .observers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            observe(kind, &status);
         }
+        status
+    }
+
+    /// Calls `observe` with every aggregated status a check produces (not for readiness
+    /// while draining, which runs no probe). The facade uses it to record check
+    /// durations and states as metrics; it must be quick and must not panic.
+    pub fn observe(&self, observe: impl Fn(CheckKind, &Status) + Send + Sync + 'static) {
+        self.inner
+            .observers
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Arc::new(observe));
     }
 }
 

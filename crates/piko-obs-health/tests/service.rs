@@ -300,3 +300,25 @@ fn bad_configuration_is_rejected() {
         "{e}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn observers_see_every_aggregated_status() {
+    let h = service(Duration::from_secs(5));
+    h.register(fixed("db", State::Degraded)).unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s = seen.clone();
+    h.observe(move |kind, status| {
+        s.lock()
+            .unwrap()
+            .push((kind, status.state, status.dependencies.len()));
+    });
+    h.check(CheckKind::Liveness).await;
+    h.check(CheckKind::Readiness).await;
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            (CheckKind::Liveness, State::Degraded, 1),
+            (CheckKind::Readiness, State::Degraded, 1)
+        ]
+    );
+}

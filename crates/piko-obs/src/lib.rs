@@ -394,6 +394,7 @@ impl Builder {
                             builder = builder.with_global_label(name, value)?;
                         }
                         let installed = metrics::install(builder)?;
+                        metrics::observe_health(&service);
                         upkeep = Some(installed.clone());
                         let render = installed.clone();
                         Arc::new(move || render.render())

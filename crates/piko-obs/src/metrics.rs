@@ -84,6 +84,46 @@ fn describe_self_metrics() {
     );
 }
 
+/// Records each check's duration and each probe's state and duration.
+pub(crate) fn observe_health(service: &crate::health::HealthService) {
+    metrics::describe_histogram!(
+        "piko_obs_health_check_duration_seconds",
+        metrics::Unit::Seconds,
+        "Duration of health checks, per kind, and of each probe in them."
+    );
+    metrics::describe_gauge!(
+        "piko_obs_health_probe_state",
+        "Last state of each probe per kind: 0 healthy, 1 degraded, 2 unhealthy."
+    );
+    service.observe(|kind, status| {
+        metrics::histogram!(
+            "piko_obs_health_check_duration_seconds",
+            "kind" => kind.as_str(),
+            "probe" => ""
+        )
+        .record(status.duration.as_secs_f64());
+        for dep in &status.dependencies {
+            metrics::histogram!(
+                "piko_obs_health_check_duration_seconds",
+                "kind" => kind.as_str(),
+                "probe" => dep.name.clone()
+            )
+            .record(dep.duration.as_secs_f64());
+            let state = match dep.state {
+                crate::health::State::Healthy => 0.0,
+                crate::health::State::Degraded => 1.0,
+                crate::health::State::Unhealthy => 2.0,
+            };
+            metrics::gauge!(
+                "piko_obs_health_probe_state",
+                "kind" => kind.as_str(),
+                "probe" => dep.name.clone()
+            )
+            .set(state);
+        }
+    });
+}
+
 /// Copies the logger's counters into the recorder.
 fn record_log_counters() {
     let hub = logger::hub();
