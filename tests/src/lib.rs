@@ -1,8 +1,10 @@
 //! Support for the workspace tests: real writers that record what arrives, and helpers
 //! to read JSON lines back. Nothing here stands in for a part of piko-obs.
 
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// A writer that keeps every byte written to it, shareable between the output under
 /// test and the test.
@@ -61,4 +63,47 @@ pub fn thread_names() -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// A response read by [`http_get`].
+#[derive(Debug, Clone)]
+pub struct Response {
+    /// The status code.
+    pub status: u16,
+    /// The `content-type` header, empty when absent.
+    pub content_type: String,
+    /// The body.
+    pub body: String,
+}
+
+/// `GET path` on `addr` over a fresh HTTP/1.1 connection, with connect and read
+/// timeouts; an error when the server cannot be reached.
+pub fn http_get(addr: SocketAddr, path: &str) -> io::Result<Response> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut text = String::new();
+    s.read_to_string(&mut text)?;
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no HTTP status line"))?;
+    let content_type = head
+        .lines()
+        .find_map(|l| {
+            l.split_once(':')
+                .filter(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_default();
+    Ok(Response {
+        status,
+        content_type,
+        body: body.to_string(),
+    })
 }

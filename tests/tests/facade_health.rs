@@ -2,30 +2,16 @@
 //! shutdown order (readiness fails at once, the server keeps answering through the drain
 //! delay, then stops).
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use piko_obs::PikoObs;
 use piko_obs::health::{ProbeOptions, Status, probe_fn};
+use piko_obs_tests::http_get;
 
 /// `GET path` over a fresh connection; returns (status code, body).
 fn get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut text = String::new();
-    s.read_to_string(&mut text)?;
-    let code = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
-    Ok((code, body))
+    http_get(addr, path).map(|r| (r.status, r.body))
 }
 
 #[test]

@@ -1,32 +1,16 @@
 //! `/metrics` on the probe port: the program's own metrics, process metrics and
 //! piko-obs's counters, in text that Prometheus parses.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use piko_obs::PikoObs;
 use piko_obs::logger::{self, JsonOutput, Level};
-use piko_obs_tests::Capture;
+use piko_obs_tests::{Capture, http_get};
 
 fn get(addr: SocketAddr, path: &str) -> (u16, String, String) {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    let code = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let content_type = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-type: "))
-        .unwrap_or("")
-        .to_string();
-    (code, content_type, body.to_string())
+    let r = http_get(addr, path).unwrap();
+    (r.status, r.content_type, r.body)
 }
 
 #[test]
