@@ -13,6 +13,16 @@ use serde_json::{Value, json};
 
 const T: Duration = Duration::from_secs(10);
 
+/// Adds a JSON output named `name` writing into `cap`.
+fn add_capture(hub: &Hub, name: &str, level: Level, cap: &Capture) {
+    hub.add_output(
+        name,
+        level,
+        JsonOutput::writer(cap.clone()).build().unwrap(),
+    )
+    .unwrap();
+}
+
 fn hub_with_json(level: &str) -> (Hub, Capture) {
     let hub = Hub::default();
     let cap = Capture::new();
@@ -171,12 +181,7 @@ fn error_attribute_keeps_the_chain_and_error_records_carry_a_stack() {
 fn error_backtraces_can_be_turned_off() {
     let hub = Hub::builder().with_error_backtraces(false).build();
     let cap = Capture::new();
-    hub.add_output(
-        "json",
-        Level::INFO,
-        JsonOutput::writer(cap.clone()).build().unwrap(),
-    )
-    .unwrap();
+    add_capture(&hub, "json", Level::INFO, &cap);
     hub.get_logger("x").error("boom", &[]);
     hub.flush(T).unwrap();
     assert!(cap.json_lines()[0].get("stack_trace").is_none());
@@ -210,12 +215,7 @@ fn per_output_levels_and_per_logger_directives() {
     let hub = Hub::default();
     let debug = Capture::new();
     let errors = Capture::new();
-    hub.add_output(
-        "debug",
-        Level::DEBUG,
-        JsonOutput::writer(debug.clone()).build().unwrap(),
-    )
-    .unwrap();
+    add_capture(&hub, "debug", Level::DEBUG, &debug);
     hub.add_output(
         "errors",
         "error,app/db=warn"
@@ -277,12 +277,7 @@ fn a_logger_obtained_before_outputs_writes_to_them() {
     early.info("nowhere to go", &[]);
     assert_eq!(hub.unrouted(), 1);
     let cap = Capture::new();
-    hub.add_output(
-        "json",
-        Level::INFO,
-        JsonOutput::writer(cap.clone()).build().unwrap(),
-    )
-    .unwrap();
+    add_capture(&hub, "json", Level::INFO, &cap);
     early.info("now written", &[]);
     hub.flush(T).unwrap();
     assert_eq!(cap.json_lines()[0]["msg"], "now written");
@@ -293,18 +288,8 @@ fn fan_out_gives_each_output_each_record_once() {
     let hub = Hub::default();
     let a = Capture::new();
     let b = Capture::new();
-    hub.add_output(
-        "a",
-        Level::INFO,
-        JsonOutput::writer(a.clone()).build().unwrap(),
-    )
-    .unwrap();
-    hub.add_output(
-        "b",
-        Level::INFO,
-        JsonOutput::writer(b.clone()).build().unwrap(),
-    )
-    .unwrap();
+    add_capture(&hub, "a", Level::INFO, &a);
+    add_capture(&hub, "b", Level::INFO, &b);
     assert!(
         hub.add_output(
             "a",
