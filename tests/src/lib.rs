@@ -107,3 +107,18 @@ pub fn http_get(addr: SocketAddr, path: &str) -> io::Result<Response> {
         body: body.to_string(),
     })
 }
+
+/// A health service with five probes that answer at once, as the health benchmarks use.
+pub fn five_instant_probes() -> piko_obs::health::HealthService {
+    use piko_obs::health::{HealthService, Status, probe_fn};
+    let health = HealthService::new("bench", Duration::from_secs(5)).expect("service");
+    for name in ["cache", "db", "queue", "search", "storage"] {
+        health
+            .register(probe_fn(
+                name,
+                move |_, _| async move { Status::healthy(name) },
+            ))
+            .expect("probe");
+    }
+    health
+}

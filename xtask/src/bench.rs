@@ -20,84 +20,113 @@ struct Suite {
     goals: &'static [Goal],
 }
 
-const SUITES: &[Suite] = &[Suite {
-    name: "logger",
-    about: "piko-obs's logger against slog-json, slog and tracing-subscriber, compiled into one \
+const SUITES: &[Suite] = &[
+    Suite {
+        name: "logger",
+        about: "piko-obs's logger against slog-json, slog and tracing-subscriber, compiled into one \
             benchmark binary (`tests/benches/logger.rs`) and run in the same process. Line: \
             message `request handled` plus `path` (text), `status` (int), `latency_ms` (float), \
             `cached` (bool), `elapsed` (duration). piko-obs lines also carry `logger` and the \
             `source` object, which the peers do not print. piko-obs runs in its default mode: \
             formatted on the caller's thread, written by its writer thread through the bounded \
             queue (blocking when full, so the time per line is the pipeline's).",
-    goals: &[
-        Goal {
-            what: "JSON line, message + 5 fields, to `io::sink()`, written on the caller's thread (`direct()`, as slog-json writes): at most raw slog-json",
-            numerator: "json5_sink/piko_obs_direct",
-            denominator: "json5_sink/slog_json",
-            bound: 1.0,
-        },
-        Goal {
-            what: "the same line through the default queue and writer thread: at most raw slog-json",
-            numerator: "json5_sink/piko_obs",
-            denominator: "json5_sink/slog_json",
-            bound: 1.0,
-        },
-        Goal {
-            what: "the same line through the queue, the peer printing the same `logger` and source fields",
-            numerator: "json5_sink/piko_obs",
-            denominator: "json5_sink/slog_json_same_content",
-            bound: 1.0,
-        },
-        Goal {
-            what: "the same line through the queue: at most 0.4 x tracing-subscriber's JSON formatter",
-            numerator: "json5_sink/piko_obs",
-            denominator: "json5_sink/tracing_json",
-            bound: 0.4,
-        },
-        Goal {
-            what: "the same line as a `tracing` event through piko-obs's bridge: at most tracing-subscriber's own JSON formatter",
-            numerator: "json5_sink/piko_obs_via_tracing",
-            denominator: "json5_sink/tracing_json",
-            bound: 1.0,
-        },
-        Goal {
-            what: "JSON line to a `/dev/null` file through the queue: at most slog-json behind a `LineWriter`",
-            numerator: "json5_devnull/piko_obs",
-            denominator: "json5_devnull/slog_json_linewriter",
-            bound: 1.0,
-        },
-        Goal {
-            what: "3 bound + 2 own fields to `io::sink()`, direct: at most raw slog (slog-json)",
-            numerator: "bound3_own2_sink/piko_obs_direct",
-            denominator: "bound3_own2_sink/slog_json",
-            bound: 1.0,
-        },
-        Goal {
-            what: "3 bound + 2 own fields through the queue: at most raw slog (slog-json)",
-            numerator: "bound3_own2_sink/piko_obs",
-            denominator: "bound3_own2_sink/slog_json",
-            bound: 1.0,
-        },
-        Goal {
-            what: "3 bound + 2 own fields through the queue, the peer printing the same `logger` and source",
-            numerator: "bound3_own2_sink/piko_obs",
-            denominator: "bound3_own2_sink/slog_json_same_content",
-            bound: 1.0,
-        },
-        Goal {
-            what: "disabled level (`debug` method, 5 fields): at most half of slog's runtime level check",
-            numerator: "disabled_debug5/piko_obs_method",
-            denominator: "disabled_debug5/slog_levelfilter",
-            bound: 0.5,
-        },
-        Goal {
-            what: "disabled level (`debug!` macro, 5 fields): at most half of slog's runtime level check",
-            numerator: "disabled_debug5/piko_obs_macro",
-            denominator: "disabled_debug5/slog_levelfilter",
-            bound: 0.5,
-        },
-    ],
-}];
+        goals: &[
+            Goal {
+                what: "JSON line, message + 5 fields, to `io::sink()`, written on the caller's thread (`direct()`, as slog-json writes): at most raw slog-json",
+                numerator: "json5_sink/piko_obs_direct",
+                denominator: "json5_sink/slog_json",
+                bound: 1.0,
+            },
+            Goal {
+                what: "the same line through the default queue and writer thread: at most raw slog-json",
+                numerator: "json5_sink/piko_obs",
+                denominator: "json5_sink/slog_json",
+                bound: 1.0,
+            },
+            Goal {
+                what: "the same line through the queue, the peer printing the same `logger` and source fields",
+                numerator: "json5_sink/piko_obs",
+                denominator: "json5_sink/slog_json_same_content",
+                bound: 1.0,
+            },
+            Goal {
+                what: "the same line through the queue: at most 0.4 x tracing-subscriber's JSON formatter",
+                numerator: "json5_sink/piko_obs",
+                denominator: "json5_sink/tracing_json",
+                bound: 0.4,
+            },
+            Goal {
+                what: "the same line as a `tracing` event through piko-obs's bridge: at most tracing-subscriber's own JSON formatter",
+                numerator: "json5_sink/piko_obs_via_tracing",
+                denominator: "json5_sink/tracing_json",
+                bound: 1.0,
+            },
+            Goal {
+                what: "JSON line to a `/dev/null` file through the queue: at most slog-json behind a `LineWriter`",
+                numerator: "json5_devnull/piko_obs",
+                denominator: "json5_devnull/slog_json_linewriter",
+                bound: 1.0,
+            },
+            Goal {
+                what: "3 bound + 2 own fields to `io::sink()`, direct: at most raw slog (slog-json)",
+                numerator: "bound3_own2_sink/piko_obs_direct",
+                denominator: "bound3_own2_sink/slog_json",
+                bound: 1.0,
+            },
+            Goal {
+                what: "3 bound + 2 own fields through the queue: at most raw slog (slog-json)",
+                numerator: "bound3_own2_sink/piko_obs",
+                denominator: "bound3_own2_sink/slog_json",
+                bound: 1.0,
+            },
+            Goal {
+                what: "3 bound + 2 own fields through the queue, the peer printing the same `logger` and source",
+                numerator: "bound3_own2_sink/piko_obs",
+                denominator: "bound3_own2_sink/slog_json_same_content",
+                bound: 1.0,
+            },
+            Goal {
+                what: "disabled level (`debug` method, 5 fields): at most half of slog's runtime level check",
+                numerator: "disabled_debug5/piko_obs_method",
+                denominator: "disabled_debug5/slog_levelfilter",
+                bound: 0.5,
+            },
+            Goal {
+                what: "disabled level (`debug!` macro, 5 fields): at most half of slog's runtime level check",
+                numerator: "disabled_debug5/piko_obs_macro",
+                denominator: "disabled_debug5/slog_levelfilter",
+                bound: 0.5,
+            },
+        ],
+    },
+    Suite {
+        name: "metrics",
+        about: "piko-obs's recorder (the Prometheus exporter behind piko-obs's series guard, which \
+            refuses invalid names and caps label sets) against the exporter's own recorder, in \
+            one benchmark binary (`tests/benches/metrics.rs`). The request middleware is \
+            measured with wrk in the `metrics-http` section.",
+        goals: &[
+            Goal {
+                what: "counter increment through a handle from piko-obs's recorder: at most 1.2 x a handle cached from the exporter's recorder",
+                numerator: "counter_handle/piko_obs",
+                denominator: "counter_handle/metrics_exporter",
+                bound: 1.2,
+            },
+            Goal {
+                what: "`counter!` with two labels on every call (registry lookup, and the guard's check): at most 1.2 x the same macro into the exporter's recorder",
+                numerator: "counter_macro/piko_obs",
+                denominator: "counter_macro/metrics_exporter",
+                bound: 1.2,
+            },
+            Goal {
+                what: "rendering 10,000 series, piko-obs also refreshing its process metrics: at most 1.1 x the exporter's own render",
+                numerator: "render_10k/piko_obs",
+                denominator: "render_10k/metrics_exporter",
+                bound: 1.1,
+            },
+        ],
+    },
+];
 
 /// How many times each benchmark process runs; the report gives the median ratio.
 const RUNS: usize = 3;
@@ -111,6 +140,7 @@ pub(crate) fn run(only: Option<&str>) -> Result {
         .filter(|s| only.is_none_or(|n| n == s.name))
         .collect();
     let health = only.is_none_or(|n| n == "health");
+    let metrics_http = only.is_none_or(|n| n == "metrics");
     if suites.is_empty() && !health {
         let mut names: Vec<&str> = SUITES.iter().map(|s| s.name).collect();
         names.push("health");
@@ -123,6 +153,10 @@ pub(crate) fn run(only: Option<&str>) -> Result {
     if health {
         let section = crate::wrk::health()?;
         replace_section("health", &section)?;
+    }
+    if metrics_http {
+        let section = crate::wrk::metrics_http()?;
+        replace_section("metrics-http", &section)?;
     }
     if suites.is_empty() {
         return Ok(());
@@ -171,7 +205,9 @@ fn median_ns(id: &str) -> Option<f64> {
 }
 
 fn fmt_ns(ns: f64) -> String {
-    if ns >= 1000.0 {
+    if ns >= 1_000_000.0 {
+        format!("{:.2} ms", ns / 1_000_000.0)
+    } else if ns >= 1000.0 {
         format!("{:.2} µs", ns / 1000.0)
     } else {
         format!("{ns:.1} ns")
@@ -270,7 +306,9 @@ fn replace_section(name: &str, section: &str) -> Result {
     let order = |t: &str| match t {
         "logger" => 0,
         "health" => 1,
-        _ => 2,
+        "metrics" => 2,
+        "metrics-http" => 3,
+        _ => 4,
     };
     sections.sort_by_key(|(t, _)| order(t));
     let mut md = String::from(HEADER);

@@ -6,7 +6,8 @@
 //!   service's JSON lines read by `jq`, rotated log files read by `gzip`, and the example's
 //!   readiness probed by Debian's `prometheus-blackbox-exporter`, its `/metrics` checked by
 //!   `promtool` and scraped by a Prometheus server);
-//! - `bench [NAME]`: the benchmarks (`logger` with criterion, `health` with wrk), all or
+//! - `bench [NAME]`: the benchmarks (`logger` with criterion, `health` with wrk, `metrics`
+//!   with criterion and wrk), all or
 //!   the one named, then their sections of `docs/performance.md`.
 
 use std::fmt::Write as _;
@@ -27,7 +28,7 @@ fn main() -> ExitCode {
         Some("integration") => integration::run(),
         Some("bench") => bench::run(args.get(1).map(String::as_str)),
         _ => {
-            eprintln!("usage: cargo xtask <ci | integration | bench [logger | health]>");
+            eprintln!("usage: cargo xtask <ci | integration | bench [logger | health | metrics]>");
             return ExitCode::from(2);
         }
     };

@@ -1,6 +1,6 @@
-//! `cargo xtask bench health`: wrk against the probe server's `/ready` (five instant
-//! probes) and a bare warp route serving the same bytes, in one server process, rounds
-//! alternating between the two, each bounded in time, on loopback only.
+//! wrk comparisons for `cargo xtask bench health` and `cargo xtask bench metrics`: one
+//! server process serves the measured route and a bare peer on one runtime; wrk drives
+//! each in rounds alternating between the two, each bounded in time, on loopback only.
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
@@ -36,7 +36,55 @@ fn wrk(url: &str) -> Result<f64> {
         .ok_or_else(|| format!("no Requests/sec in wrk's output:\n{text}"))
 }
 
+/// One comparison: a server binary of `piko-obs-tests` that prints `measured=ADDR` and
+/// `bare=ADDR`, the path both serve, and the goal.
+struct Comparison {
+    section: &'static str,
+    bin: &'static str,
+    path: &'static str,
+    about: &'static str,
+    goal: &'static str,
+    measured: &'static str,
+    bare: &'static str,
+    bound: f64,
+}
+
+const HEALTH: Comparison = Comparison {
+    section: "health",
+    bin: "health_bench_server",
+    path: "/ready",
+    about: "Requests per second of the probe server's `/ready` with five instant probes \
+            (`tests/src/bin/health_bench_server.rs`), against a bare warp route on the same \
+            runtime serving the same bytes (a `/ready` answer captured at start-up)",
+    goal: "`/ready` with 5 instant probes: at least 0.9 of the bare route",
+    measured: "`/ready` req/s",
+    bare: "bare req/s",
+    bound: 0.9,
+};
+
+const METRICS_HTTP: Comparison = Comparison {
+    section: "metrics-http",
+    bin: "metrics_bench_server",
+    path: "/",
+    about: "Requests per second of the example service's `GET /` wrapped in the request \
+            metrics (`warp_route`: the duration histogram and the in-flight gauge, recorded \
+            into piko-obs's installed recorder), against the same warp route without them, \
+            on the same runtime (`tests/src/bin/metrics_bench_server.rs`)",
+    goal: "`GET /` with request metrics: at least 0.9 of the same route without them",
+    measured: "with metrics req/s",
+    bare: "without req/s",
+    bound: 0.9,
+};
+
 pub(crate) fn health() -> Result<String> {
+    compare(&HEALTH)
+}
+
+pub(crate) fn metrics_http() -> Result<String> {
+    compare(&METRICS_HTTP)
+}
+
+fn compare(c: &Comparison) -> Result<String> {
     let mut build = cargo();
     build.args([
         "build",
@@ -45,10 +93,10 @@ pub(crate) fn health() -> Result<String> {
         "-p",
         "piko-obs-tests",
         "--bin",
-        "health_bench_server",
+        c.bin,
     ]);
     run(build)?;
-    let exe = root().join("target/release/health_bench_server");
+    let exe = root().join("target/release").join(c.bin);
     let mut child = Command::new(&exe)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -64,18 +112,18 @@ pub(crate) fn health() -> Result<String> {
             .map(str::to_string)
             .ok_or_else(|| format!("expected {prefix}ADDR, got {line:?}"))
     };
-    let ready = format!("http://{}/ready", addr("ready=")?);
-    let bare = format!("http://{}/ready", addr("bare=")?);
+    let measured = format!("http://{}{}", addr("measured=")?, c.path);
+    let bare = format!("http://{}{}", addr("bare=")?, c.path);
     let mut ratios = Vec::new();
-    let mut ready_rps = Vec::new();
+    let mut measured_rps = Vec::new();
     let mut bare_rps = Vec::new();
     for round in 1..=ROUNDS {
-        eprintln!("xtask: health round {round} of {ROUNDS}");
-        let r = wrk(&ready)?;
+        eprintln!("xtask: {} round {round} of {ROUNDS}", c.section);
+        let m = wrk(&measured)?;
         let b = wrk(&bare)?;
-        ready_rps.push(r);
+        measured_rps.push(m);
         bare_rps.push(b);
-        ratios.push(r / b);
+        ratios.push(m / b);
         std::thread::sleep(Duration::from_millis(200));
     }
     drop(server);
@@ -83,27 +131,33 @@ pub(crate) fn health() -> Result<String> {
     let hi = ratios.iter().copied().fold(0.0, f64::max);
     let ratio = median_of(ratios);
     let mut md = String::new();
-    md.push_str("## health\n\n");
+    let _ = writeln!(md, "## {}\n", c.section);
     let _ = writeln!(
         md,
-        "Requests per second of the probe server's `/ready` with five instant probes \
-         (`tests/src/bin/health_bench_server.rs`), against a bare warp route on the same \
-         runtime serving the same bytes (a `/ready` answer captured at start-up), both \
-         driven by `wrk -t2 -c50 -d{SECONDS}s` on loopback, {ROUNDS} rounds alternating \
-         between the two. wrk and the server share the machine's cores.\n"
-    );
-    md.push_str(
-        "| goal | `/ready` req/s | bare req/s | ratio (median) | range | bound | result |\n|---|---:|---:|---:|---:|---:|---|\n",
+        "{}, both driven by `wrk -t2 -c50 -d{SECONDS}s` on loopback, {ROUNDS} rounds \
+         alternating between the two. wrk and the server share the machine's cores.\n",
+        c.about
     );
     let _ = writeln!(
         md,
-        "| `/ready` with 5 instant probes: at least 0.9 of the bare route | {:.0} | {:.0} | {:.2} | {:.2}-{:.2} | 0.90 | {} |",
-        median_of(ready_rps),
+        "| goal | {} | {} | ratio (median) | range | bound | result |\n|---|---:|---:|---:|---:|---:|---|",
+        c.measured, c.bare
+    );
+    let _ = writeln!(
+        md,
+        "| {} | {:.0} | {:.0} | {:.2} | {:.2}-{:.2} | {:.2} | {} |",
+        c.goal,
+        median_of(measured_rps),
         median_of(bare_rps),
         ratio,
         lo,
         hi,
-        if ratio >= 0.9 { "met" } else { "**not met**" }
+        c.bound,
+        if ratio >= c.bound {
+            "met"
+        } else {
+            "**not met**"
+        }
     );
     let _ = writeln!(md, "\nMeasured {} on {}.", today(), machine());
     Ok(md)

@@ -46,7 +46,8 @@ pub struct ProbeOptions {
     /// probe that is unhealthy makes the whole degraded instead.
     pub critical: bool,
     /// Reuse a result for this long; `None` (default) runs the probe for every request,
-    /// though concurrent requests still share one run.
+    /// though requests that arrive while a run is under way (one that did not answer
+    /// at once) share that run. With a TTL, runs are strictly one at a time.
     pub cache_ttl: Option<Duration>,
     /// The kinds this probe answers (default: liveness, readiness and startup).
     pub kinds: [bool; 3],
@@ -110,6 +111,9 @@ struct Slot {
 struct SlotCell {
     lock: tokio::sync::Mutex<Slot>,
     waiting: std::sync::atomic::AtomicUsize,
+    /// Set while the lock holder's run is under way past its first poll (a probe that
+    /// did not answer at once): only such a run is worth waiting for without a TTL.
+    pending_run: AtomicBool,
 }
 
 struct Registered {
@@ -124,7 +128,8 @@ type Observer = Arc<dyn Fn(CheckKind, &Status) + Send + Sync>;
 struct Inner {
     name: String,
     default_timeout: Duration,
-    probes: RwLock<Vec<Arc<Registered>>>,
+    /// Replaced as a whole on registration, so a check clones one `Arc`.
+    probes: RwLock<Arc<Vec<Arc<Registered>>>>,
     draining: AtomicBool,
     observers: RwLock<Vec<Observer>>,
 }
@@ -204,7 +209,7 @@ impl HealthService {
             inner: Arc::new(Inner {
                 name: name.into(),
                 default_timeout,
-                probes: RwLock::new(Vec::new()),
+                probes: RwLock::new(Arc::new(Vec::new())),
                 draining: AtomicBool::new(false),
                 observers: RwLock::new(Vec::new()),
             }),
@@ -237,11 +242,13 @@ impl HealthService {
         if options.timeout.is_some_and(|t| t.is_zero()) {
             return Err(RegisterError::ZeroTimeout(name));
         }
-        probes.push(Arc::new(Registered {
+        let mut next = Vec::clone(&probes);
+        next.push(Arc::new(Registered {
             probe: Arc::new(probe),
             options,
             slots: Default::default(),
         }));
+        *probes = Arc::new(next);
         Ok(())
     }
 
@@ -272,14 +279,16 @@ impl HealthService {
         if kind == CheckKind::Readiness && self.is_draining() {
             return Status::unhealthy(self.inner.name.clone(), "Application is shutting down");
         }
-        let probes: Vec<Arc<Registered>> = self
+        let probes = self
             .inner
             .probes
             .read()
             .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let probes: Vec<&Registered> = probes
             .iter()
             .filter(|p| p.options.kinds[index(kind)])
-            .cloned()
+            .map(|p| &**p)
             .collect();
         // Each probe runs on its own task (see run_isolated); the single-flight and
         // cache bookkeeping runs here, concurrently, without a task of its own.
@@ -290,7 +299,7 @@ impl HealthService {
         let statuses = futures_util::future::join_all(runs).await;
         let mut children = Vec::with_capacity(statuses.len());
         let mut state = State::Healthy;
-        for (status, p) in statuses.into_iter().zip(&probes) {
+        for (status, p) in statuses.into_iter().zip(probes) {
             let counted = match (status.state, p.options.critical) {
                 (State::Unhealthy, false) => State::Degraded,
                 (s, _) => s,
@@ -343,15 +352,24 @@ impl HealthService {
 /// One probe, through its single-flight slot and cache, within its deadline. Only the
 /// waits that can last (for another request's run, for a probe still pending) set a
 /// timer; an uncontended slot and an instant probe cost none.
-async fn run_one(
-    p: &Arc<Registered>,
-    kind: CheckKind,
-    timeout: Duration,
-    asked: Instant,
-) -> Status {
+async fn run_one(p: &Registered, kind: CheckKind, timeout: Duration, asked: Instant) -> Status {
     let deadline = asked + timeout;
     let name = p.probe.name();
     let cell = &p.slots[index(kind)];
+    if p.options.cache_ttl.is_none() && !cell.pending_run.load(Ordering::Acquire) {
+        // No cache and no run under way to share: run the probe without touching the
+        // slot's lock (an instant probe then costs no write to shared state). A run that
+        // does not answer at once takes the slot, if free, so later requests share it.
+        return run_isolated(
+            p.probe.clone(),
+            kind,
+            deadline,
+            name,
+            timeout,
+            Share::Offer(cell),
+        )
+        .await;
+    }
     let mut slot = match cell.lock.try_lock() {
         Ok(guard) => guard,
         Err(_) => {
@@ -375,7 +393,15 @@ async fn run_one(
             return status.clone();
         }
     }
-    let status = run_isolated(p.probe.clone(), kind, deadline, name, timeout).await;
+    let status = run_isolated(
+        p.probe.clone(),
+        kind,
+        deadline,
+        name,
+        timeout,
+        Share::Held(&cell.pending_run),
+    )
+    .await;
     if p.options.cache_ttl.is_some() || cell.waiting.load(Ordering::Acquire) > 0 {
         slot.last = Some((Instant::now(), status.clone()));
     }
@@ -385,12 +411,15 @@ async fn run_one(
 /// Runs the probe: first polled in place (a probe that answers at once costs no task,
 /// no timer and no thread wake-up), then, if it is still pending, on its own task, so
 /// that it is abandoned at the deadline. A panic in either place is caught and reported.
+/// While the run is under way past its first poll, the slot's `pending_run` flag is
+/// raised (see [`Share`]), so that requests arriving meanwhile wait for its result.
 async fn run_isolated(
     probe: Arc<dyn ErasedProbe>,
     kind: CheckKind,
     deadline: Instant,
     name: &str,
     timeout: Duration,
+    share: Share<'_>,
 ) -> Status {
     let started = Instant::now();
     let mut fut = probe.check_owned(kind, deadline);
@@ -408,8 +437,19 @@ async fn run_isolated(
         Some(Ok(status)) => Ok(status),
         Some(Err(panic)) => Err(panic_message(&*panic)),
         None => {
+            // Take the slot if this run does not hold it yet and nobody does.
+            let mut offered = match share {
+                Share::Offer(cell) => cell.lock.try_lock().ok().map(|g| (cell, g)),
+                Share::Held(_) => None,
+            };
+            let flag = match (&share, &offered) {
+                (Share::Held(flag), _) => Some(*flag),
+                (Share::Offer(_), Some((cell, _))) => Some(&cell.pending_run),
+                (Share::Offer(_), None) => None,
+            };
+            let _pending = flag.map(PendingFlag::raise);
             let mut task = tokio::spawn(fut);
-            match tokio::time::timeout_at(deadline.into(), &mut task).await {
+            let outcome = match tokio::time::timeout_at(deadline.into(), &mut task).await {
                 Ok(Ok(status)) => Ok(status),
                 Ok(Err(e)) if e.is_panic() => Err(panic_message(&*e.into_panic())),
                 Ok(Err(e)) => {
@@ -420,9 +460,28 @@ async fn run_isolated(
                     task.abort();
                     return timed_out(name, timeout, started);
                 }
+            };
+            let status = finish(outcome, name, started);
+            if let Some((cell, slot)) = &mut offered
+                && cell.waiting.load(Ordering::Acquire) > 0
+            {
+                slot.last = Some((Instant::now(), status.clone()));
             }
+            return status;
         }
     };
+    finish(outcome, name, started)
+}
+
+/// How a run relates to its probe's single-flight slot.
+enum Share<'a> {
+    /// The caller holds the slot; this is its `pending_run` flag.
+    Held(&'a AtomicBool),
+    /// The caller does not hold the slot: take it if the run goes pending.
+    Offer(&'a SlotCell),
+}
+
+fn finish(outcome: Result<Status, String>, name: &str, started: Instant) -> Status {
     match outcome {
         Ok(mut status) => {
             if status.duration.is_zero() {
@@ -432,6 +491,22 @@ async fn run_isolated(
         }
         Err(msg) => Status::unhealthy(name, format!("probe panicked: {msg}"))
             .with_duration(started.elapsed()),
+    }
+}
+
+/// Raises a slot's `pending_run` flag until dropped.
+struct PendingFlag<'a>(&'a AtomicBool);
+
+impl<'a> PendingFlag<'a> {
+    fn raise(flag: &'a AtomicBool) -> PendingFlag<'a> {
+        flag.store(true, Ordering::Release);
+        PendingFlag(flag)
+    }
+}
+
+impl Drop for PendingFlag<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
     }
 }
 

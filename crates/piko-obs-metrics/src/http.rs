@@ -5,11 +5,16 @@
 //!   labels `http_request_method`, `http_route` (a route template, never the raw path,
 //!   so the number of series stays bounded) and `http_response_status_code`;
 //! - `http_server_active_requests` (gauge), labels `http_request_method`, `http_route`.
+//!
+//! Methods outside the standard nine are labelled `_OTHER`, as the convention says.
+//! [`warp_route`] resolves its metric handles on first use of each method and status
+//! and keeps them, so a request costs no registry lookup: install the recorder (the
+//! facade's `init()` does) before serving.
 
 use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -18,15 +23,72 @@ use crate::HTTP_SERVER_REQUEST_DURATION;
 /// The in-flight requests gauge's name.
 pub const HTTP_SERVER_ACTIVE_REQUESTS: &str = "http_server_active_requests";
 
-/// Records one finished request.
-pub fn record_request(method: &http::Method, route: &str, status: u16, elapsed: Duration) {
+/// The methods labelled by name; any other is labelled `_OTHER`, as the convention
+/// says, so a client cannot create series by inventing methods.
+const METHODS: [&str; 9] = [
+    "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE",
+];
+const OTHER_METHOD: usize = METHODS.len();
+
+fn method_index(method: &http::Method) -> usize {
+    METHODS
+        .iter()
+        .position(|m| *m == method.as_str())
+        .unwrap_or(OTHER_METHOD)
+}
+
+fn method_label(index: usize) -> &'static str {
+    METHODS.get(index).copied().unwrap_or("_OTHER")
+}
+
+/// The status code as a label value, from a table built once (no allocation per
+/// request).
+fn status_label(status: u16) -> &'static str {
+    static TABLE: std::sync::LazyLock<Box<[&'static str]>> = std::sync::LazyLock::new(|| {
+        (100..1000u16)
+            .map(|s| &*Box::leak(s.to_string().into_boxed_str()))
+            .collect()
+    });
+    match status {
+        100..=999 => TABLE[usize::from(status - 100)],
+        _ => "_OTHER",
+    }
+}
+
+// A borrowed template is `'static`, so its label needs no allocation.
+#[allow(clippy::ptr_arg)]
+fn route_label(route: &Cow<'static, str>) -> metrics::SharedString {
+    match route {
+        Cow::Borrowed(r) => metrics::SharedString::const_str(r),
+        Cow::Owned(r) => metrics::SharedString::from(r.clone()),
+    }
+}
+
+// A borrowed template is `'static`, so its label needs no allocation.
+#[allow(clippy::ptr_arg)]
+fn duration_histogram(method: usize, route: &Cow<'static, str>, status: u16) -> metrics::Histogram {
     metrics::histogram!(
         HTTP_SERVER_REQUEST_DURATION,
-        "http_request_method" => method.as_str().to_owned(),
-        "http_route" => route.to_owned(),
-        "http_response_status_code" => status.to_string()
+        "http_request_method" => method_label(method),
+        "http_route" => route_label(route),
+        "http_response_status_code" => status_label(status)
     )
-    .record(elapsed.as_secs_f64());
+}
+
+// A borrowed template is `'static`, so its label needs no allocation.
+#[allow(clippy::ptr_arg)]
+fn active_gauge(method: usize, route: &Cow<'static, str>) -> metrics::Gauge {
+    metrics::gauge!(
+        HTTP_SERVER_ACTIVE_REQUESTS,
+        "http_request_method" => method_label(method),
+        "http_route" => route_label(route)
+    )
+}
+
+/// Records one finished request.
+pub fn record_request(method: &http::Method, route: &str, status: u16, elapsed: Duration) {
+    duration_histogram(method_index(method), &Cow::Owned(route.to_owned()), status)
+        .record(elapsed.as_secs_f64());
 }
 
 /// Counts a request in flight until dropped.
@@ -38,11 +100,13 @@ pub struct InFlight {
 impl InFlight {
     /// Counts a request to `route` in.
     pub fn enter(method: &http::Method, route: &str) -> InFlight {
-        let gauge = metrics::gauge!(
-            HTTP_SERVER_ACTIVE_REQUESTS,
-            "http_request_method" => method.as_str().to_owned(),
-            "http_route" => route.to_owned()
-        );
+        InFlight::with_gauge(active_gauge(
+            method_index(method),
+            &Cow::Owned(route.to_owned()),
+        ))
+    }
+
+    fn with_gauge(gauge: metrics::Gauge) -> InFlight {
         gauge.increment(1.0);
         InFlight { gauge }
     }
@@ -51,6 +115,53 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.gauge.decrement(1.0);
+    }
+}
+
+/// How many status codes per method [`RouteHandles`] keeps handles for; requests with
+/// other codes take the registry lookup.
+const STATUS_SLOTS: usize = 8;
+
+/// The handles of one route template, resolved on first use of each method and status
+/// and kept, so a request costs no registry lookup and no allocation. Lock-free reads;
+/// the handles come from the recorder installed at first use.
+struct RouteHandles {
+    route: Cow<'static, str>,
+    methods: [MethodHandles; OTHER_METHOD + 1],
+}
+
+#[derive(Default)]
+struct MethodHandles {
+    active: OnceLock<metrics::Gauge>,
+    durations: [OnceLock<(u16, metrics::Histogram)>; STATUS_SLOTS],
+}
+
+impl RouteHandles {
+    fn new(route: &'static str) -> RouteHandles {
+        RouteHandles {
+            route: Cow::Borrowed(route),
+            methods: Default::default(),
+        }
+    }
+
+    fn enter(&self, method: usize) -> InFlight {
+        let gauge = self.methods[method]
+            .active
+            .get_or_init(|| active_gauge(method, &self.route));
+        InFlight::with_gauge(gauge.clone())
+    }
+
+    fn record(&self, method: usize, status: u16, elapsed: Duration) {
+        let seconds = elapsed.as_secs_f64();
+        for slot in &self.methods[method].durations {
+            let (code, histogram) =
+                slot.get_or_init(|| (status, duration_histogram(method, &self.route, status)));
+            if *code == status {
+                histogram.record(seconds);
+                return;
+            }
+        }
+        duration_histogram(method, &self.route, status).record(seconds);
     }
 }
 
@@ -139,15 +250,15 @@ where
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let started = Instant::now();
-        let method = req.method().clone();
+        let method = method_index(req.method());
         let route = (self.route)(req.method(), req.uri(), req.extensions());
-        let in_flight = InFlight::enter(&method, &route);
+        let in_flight = InFlight::with_gauge(active_gauge(method, &route));
         let fut = self.inner.call(req);
         Box::pin(async move {
             let result = fut.await;
             // An error that never became a response counts as 500.
             let status = result.as_ref().map_or(500, |r| r.status().as_u16());
-            record_request(&method, &route, status, started.elapsed());
+            duration_histogram(method, &route, status).record(started.elapsed().as_secs_f64());
             drop(in_flight);
             result
         })
@@ -176,15 +287,63 @@ where
     T: warp::Reply,
 {
     use warp::Filter as _;
+    let handles = Arc::new(RouteHandles::new(route));
+    let entering = handles.clone();
     warp::method()
-        .map(move |m: http::Method| (InFlight::enter(&m, route), m, Instant::now()))
+        .map(move |m: http::Method| {
+            let method = method_index(&m);
+            (entering.enter(method), method, Instant::now())
+        })
         .and(filter)
         .map(
-            move |(in_flight, m, started): (InFlight, http::Method, Instant), reply: T| {
+            move |(in_flight, method, started): (InFlight, usize, Instant), reply: T| {
                 let response = reply.into_response();
-                record_request(&m, route, response.status().as_u16(), started.elapsed());
+                handles.record(method, response.status().as_u16(), started.elapsed());
                 drop(in_flight);
                 response
             },
         )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_handles_keep_every_status_and_label_unknown_methods_other() {
+        let (recorder, metrics) = crate::PrometheusMetrics::builder()
+            .with_process_metrics(false)
+            .build()
+            .unwrap();
+        metrics::with_local_recorder(&recorder, || {
+            let handles = RouteHandles::new("/items/{id}");
+            let purge = method_index(&http::Method::from_bytes(b"PURGE").unwrap());
+            assert_eq!(method_label(purge), "_OTHER");
+            // More statuses than slots: the ones past the slots take the lookup.
+            for status in 200..212u16 {
+                for _ in 0..2 {
+                    let _in = handles.enter(0);
+                    handles.record(0, status, Duration::from_millis(3));
+                }
+            }
+            handles.record(purge, 404, Duration::from_millis(1));
+        });
+        let text = metrics.render();
+        for status in 200..212u16 {
+            let needle = format!(
+                "http_server_request_duration_seconds_count{{http_request_method=\"GET\",http_route=\"/items/{{id}}\",http_response_status_code=\"{status}\"}} 2"
+            );
+            assert!(text.contains(&needle), "{needle} in\n{text}");
+        }
+        assert!(
+            text.contains("http_request_method=\"_OTHER\",http_route=\"/items/{id}\",http_response_status_code=\"404\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("http_server_active_requests{http_request_method=\"GET\",http_route=\"/items/{id}\"} 0"),
+            "{text}"
+        );
+        assert_eq!(status_label(599), "599");
+        assert_eq!(status_label(42), "_OTHER");
+    }
 }

@@ -8,6 +8,9 @@
 //!   registered collector first) and runs the exporter's upkeep, which the caller
 //!   schedules so histogram memory stays bounded.
 //!
+//! - [`guard`]: the recorder layer that refuses invalid names and caps the label sets
+//!   of each metric (default [`guard::DEFAULT_CARDINALITY_LIMIT`]), counting what it
+//!   refuses in `piko_obs_metrics_series_refused_total`;
 //! - [`http`]: request metrics after the OpenTelemetry HTTP conventions, as a tower
 //!   `Layer` and as a warp filter wrapper.
 //!
@@ -31,6 +34,7 @@
 //!
 //! No feature flags.
 
+pub mod guard;
 pub mod http;
 
 use std::fmt;
@@ -39,6 +43,13 @@ use std::sync::{Arc, Mutex};
 use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
+use metrics_util::layers::Layer as _;
+
+use crate::guard::{Refusal, SeriesGuard, SeriesGuardLayer};
+
+/// The recorder [`MetricsBuilder::build`] returns: the Prometheus exporter's recorder
+/// behind the [`guard`] layer.
+pub type MetricsRecorder = SeriesGuard<PrometheusRecorder>;
 
 /// Buckets the OpenTelemetry HTTP semantic conventions recommend for
 /// `http.server.request.duration`, in seconds.
@@ -71,15 +82,21 @@ pub enum MetricsError {
         /// The buckets given.
         buckets: String,
     },
+    /// A cap on label sets of zero.
+    #[error("the cardinality limit{} must be at least 1", .metric.as_ref().map(|m| format!(" for {m:?}")).unwrap_or_default())]
+    CardinalityLimit {
+        /// The metric, for a per-metric cap.
+        metric: Option<String>,
+    },
 }
 
-fn valid_metric_name(n: &str) -> bool {
+pub(crate) fn valid_metric_name(n: &str) -> bool {
     let mut chars = n.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_' || c == ':')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
 }
 
-fn valid_label_name(n: &str) -> bool {
+pub(crate) fn valid_label_name(n: &str) -> bool {
     let mut chars = n.chars();
     !n.starts_with("__")
         && matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
@@ -101,6 +118,7 @@ impl PrometheusMetrics {
                 HTTP_DURATION_BUCKETS.to_vec(),
             )],
             process: true,
+            guard: SeriesGuardLayer::new(),
         }
     }
 }
@@ -112,6 +130,7 @@ pub struct MetricsBuilder {
     labels: Vec<(String, String)>,
     buckets: Vec<(String, Vec<f64>)>,
     process: bool,
+    guard: SeriesGuardLayer,
 }
 
 impl MetricsBuilder {
@@ -160,8 +179,44 @@ impl MetricsBuilder {
         self
     }
 
+    /// The cap on label sets per metric name (default
+    /// [`guard::DEFAULT_CARDINALITY_LIMIT`]); new label sets past it are not recorded
+    /// and are counted in `piko_obs_metrics_series_refused_total`.
+    pub fn with_cardinality_limit(mut self, limit: usize) -> Result<Self, MetricsError> {
+        self.guard = self.guard.with_default_limit(limit)?;
+        Ok(self)
+    }
+
+    /// The cap on label sets for one metric, instead of the default cap.
+    pub fn with_cardinality_limit_for(
+        mut self,
+        metric: impl Into<String>,
+        limit: usize,
+    ) -> Result<Self, MetricsError> {
+        self.guard = self.guard.with_limit(metric, limit)?;
+        Ok(self)
+    }
+
+    /// A function told of the first refused series of each metric for each reason (an
+    /// invalid name, the cardinality cap); the facade logs it as a warning.
+    pub fn on_refused(mut self, hook: impl Fn(&Refusal) + Send + Sync + 'static) -> Self {
+        self.guard = self.guard.on_refused(hook);
+        self
+    }
+
     /// The recorder (to install, or to use locally) and the handle that renders it.
-    pub fn build(self) -> Result<(PrometheusRecorder, Metrics), MetricsError> {
+    pub fn build(self) -> Result<(MetricsRecorder, Metrics), MetricsError> {
+        let guard = self.guard.clone();
+        let (recorder, metrics) = self.build_exporter()?;
+        Ok((guard.layer(recorder), metrics))
+    }
+
+    #[cfg(test)]
+    pub(crate) fn build_unguarded(self) -> (PrometheusRecorder, Metrics) {
+        self.build_exporter().expect("valid settings")
+    }
+
+    fn build_exporter(self) -> Result<(PrometheusRecorder, Metrics), MetricsError> {
         let mut b = PrometheusBuilder::new();
         for (name, value) in self.labels {
             b = b.add_global_label(name, value);

@@ -128,6 +128,7 @@ pub struct Builder {
     health_metrics_enabled: bool,
     health_metrics_render: Option<health::MetricsRender>,
     metrics_labels: Vec<(String, String)>,
+    metrics_cardinality: Option<usize>,
     health_timeout: Duration,
     health_tls: Option<health::TlsOptions>,
     probes: Vec<ProbeRegistration>,
@@ -170,6 +171,7 @@ impl Default for Builder {
             health_metrics_enabled: true,
             health_metrics_render: None,
             metrics_labels: Vec::new(),
+            metrics_cardinality: None,
             health_timeout: Duration::from_secs(5),
             health_tls: None,
             probes: Vec::new(),
@@ -294,6 +296,14 @@ impl Builder {
         self.metrics_labels.push((name.into(), value.into()));
         self
     }
+    /// The cap on label sets per metric name (default 1000; at least 1, checked by
+    /// `init()`). Series past it are not recorded, are counted in
+    /// `piko_obs_metrics_series_refused_total`, and the first refusal of each metric is
+    /// logged as a warning; so are series with names Prometheus cannot take.
+    pub fn with_metrics_cardinality_limit(mut self, limit: usize) -> Self {
+        self.metrics_cardinality = Some(limit);
+        self
+    }
     /// Each probe's default deadline (default 5 s; sub-second values work).
     pub fn with_health_check_timeout(mut self, timeout: Duration) -> Self {
         self.health_timeout = timeout;
@@ -392,6 +402,9 @@ impl Builder {
                         let mut builder = metrics::PrometheusMetrics::builder();
                         for (name, value) in self.metrics_labels {
                             builder = builder.with_global_label(name, value)?;
+                        }
+                        if let Some(limit) = self.metrics_cardinality {
+                            builder = builder.with_cardinality_limit(limit)?;
                         }
                         let installed = metrics::install(builder)?;
                         metrics::observe_health(&service);

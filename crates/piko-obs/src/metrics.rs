@@ -53,7 +53,19 @@ pub(crate) fn install(builder: MetricsBuilder) -> Result<&'static Metrics, crate
     if let Some(m) = INSTALLED.get() {
         return Ok(m);
     }
-    let (recorder, metrics) = builder.build()?;
+    let (recorder, metrics) = builder
+        .on_refused(|refusal| {
+            let why = refusal.to_string();
+            logger::get_logger("piko-obs/metrics").warn(
+                "metric series not recorded",
+                &[
+                    piko_obs_logger::attr::string("metric", &refusal.metric),
+                    piko_obs_logger::attr::string("reason", refusal.reason.as_str()),
+                    piko_obs_logger::attr::string("why", &why),
+                ],
+            )
+        })
+        .build()?;
     metrics::set_global_recorder(recorder).map_err(|_| RecorderInstalledError)?;
     metrics.describe();
     describe_self_metrics();
@@ -77,6 +89,10 @@ fn describe_self_metrics() {
     metrics::describe_counter!(
         "piko_obs_log_write_errors_total",
         "Failed writes of each output."
+    );
+    metrics::describe_counter!(
+        guard::SERIES_REFUSED,
+        "Metric series not recorded, per metric and reason (invalid_name, cardinality_limit)."
     );
     metrics::describe_counter!(
         "piko_obs_log_lines_unrouted_total",

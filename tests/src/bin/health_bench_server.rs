@@ -2,13 +2,13 @@
 //! five instant probes, and a bare warp route returning a constant, in one process and
 //! on one runtime. The constant is a `/ready` answer captured at start-up, so both
 //! routes send the same number of bytes and the ratio measures the cost of running the
-//! probes and encoding their statuses. Prints `ready=ADDR` and `bare=ADDR`, then serves
+//! probes and encoding their statuses. Prints `measured=ADDR` (the probe server) and `bare=ADDR`, then serves
 //! until stdin closes.
 
 use std::io::Read;
 use std::time::Duration;
 
-use piko_obs::health::{CheckKind, HealthServer, HealthService, Status, probe_fn};
+use piko_obs::health::{CheckKind, HealthServer};
 use warp::Filter;
 
 fn main() {
@@ -18,15 +18,7 @@ fn main() {
         .build()
         .expect("runtime");
     let (ready, bare) = runtime.block_on(async {
-        let health = HealthService::new("bench", Duration::from_secs(5)).expect("service");
-        for name in ["cache", "db", "queue", "search", "storage"] {
-            health
-                .register(probe_fn(
-                    name,
-                    move |_, _| async move { Status::healthy(name) },
-                ))
-                .expect("probe");
-        }
+        let health = piko_obs_tests::five_instant_probes();
         let mut snapshot = serde_json::to_vec(&health.check(CheckKind::Readiness).await)
             .expect("a status encodes");
         snapshot.push(b'\n');
@@ -44,7 +36,7 @@ fn main() {
         tokio::spawn(warp::serve(route).incoming(listener).run());
         (server, bare)
     });
-    println!("ready={}", ready.local_addr());
+    println!("measured={}", ready.local_addr());
     println!("bare={bare}");
     let mut sink = Vec::new();
     let _ = std::io::stdin().read_to_end(&mut sink);
