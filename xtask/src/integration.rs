@@ -48,6 +48,10 @@ pub(crate) fn run() -> Result {
             name: "monitor scraped by a Prometheus server: up == 1, a request-latency quantile",
             run: scraped_by_prometheus,
         },
+        Check {
+            name: "monitor alerts through a signed webhook to a sink, and through stdout",
+            run: alerts_to_webhook_and_stdout,
+        },
     ];
     let mut failed = 0;
     for c in &checks {
@@ -110,8 +114,9 @@ fn monitor_json_with_jq() -> Result {
         return Err(format!("monitor exited with {status}"));
     }
     // The first two lines (the addresses) were read by start_monitor.
+    // Log lines only: alerts also go to stdout, as JSON lines of their own.
     jq(
-        r#"length == 2
+        r#"map(select(has("msg"))) | length == 2
           and .[0].msg == "Server started" and .[0].mode == "prod" and .[0].level == "NOTICE"
           and .[0].logger == "monitor" and (.[0].source.line | type) == "number"
           and (.[0].time | test("^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{9}(Z|[+-][0-9]{2}:[0-9]{2})$"))
@@ -235,6 +240,10 @@ fn start_monitor(extra_env: &[(&str, &str)]) -> Result<Monitor> {
         .env("HEALTH_PORT", "0")
         .env("APP_PORT", "0")
         .env("SHUTDOWN_DRAIN_DELAY_MS", "0")
+        .env(
+            "PIKO_NOTIFICATION_DEAD_LETTER_PATH",
+            std::env::temp_dir().join(format!("piko-obs-monitor-{}.jsonl", std::process::id())),
+        )
         .env_remove("PIKO_LOG_LEVEL")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
@@ -246,7 +255,13 @@ fn start_monitor(extra_env: &[(&str, &str)]) -> Result<Monitor> {
     let process = Reaper(child);
     let mut addr_of = |what: &str| -> Result<String> {
         let mut line = String::new();
-        out.read_line(&mut line).map_err(|e| e.to_string())?;
+        // Alerts are printed to stdout too, by another writer: skip them.
+        while line.is_empty() || line.starts_with("{\"notification\"") {
+            line.clear();
+            if out.read_line(&mut line).map_err(|e| e.to_string())? == 0 {
+                break;
+            }
+        }
         line.split("\"addr\":\"")
             .nth(1)
             .and_then(|r| r.split('"').next())
@@ -482,4 +497,118 @@ fn scraped_by_prometheus() -> Result {
     let _ = wait_bounded(&mut monitor.process.0, Duration::from_secs(15))?;
     let _ = std::fs::remove_dir_all(&dir);
     result
+}
+
+/// One request received by [`webhook_sink`]: its head and its body.
+struct Received {
+    head: String,
+    body: Vec<u8>,
+}
+
+/// A webhook sink on loopback: answers 200 to each request and hands it over.
+fn webhook_sink() -> Result<(String, std::sync::mpsc::Receiver<Received>)> {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(16) {
+            let Ok(mut stream) = stream else { continue };
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            let head_end = loop {
+                if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break Some(i + 4);
+                }
+                match stream.read(&mut chunk) {
+                    Ok(0) | Err(_) => break None,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            };
+            let Some(head_end) = head_end else { continue };
+            let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+            let length: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.split_once(':')
+                        .filter(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                        .and_then(|(_, v)| v.trim().parse().ok())
+                })
+                .unwrap_or(0);
+            while buf.len() < head_end + length {
+                match stream.read(&mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            let body = buf[head_end..].to_vec();
+            if tx.send(Received { head, body }).is_err() {
+                return;
+            }
+        }
+    });
+    Ok((format!("http://{addr}/hooks/alerts"), rx))
+}
+
+fn alerts_to_webhook_and_stdout() -> Result {
+    let dir = std::env::temp_dir().join(format!("piko-obs-alerts-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let dead_letters = dir.join("dead-letters.jsonl");
+    let (url, received) = webhook_sink()?;
+    let mut monitor = start_monitor(&[
+        ("WEBHOOK_URL", url.as_str()),
+        ("WEBHOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+        ("ENVIRONMENT", "integration"),
+        (
+            "PIKO_NOTIFICATION_DEAD_LETTER_PATH",
+            dead_letters.to_str().ok_or("path")?,
+        ),
+    ])?;
+    let got = received
+        .recv_timeout(Duration::from_secs(15))
+        .map_err(|_| "the webhook sink received nothing within 15 s".to_string())?;
+    signal(monitor.process.0.id(), "TERM")?;
+    let status = wait_bounded(&mut monitor.process.0, Duration::from_secs(15))?;
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut monitor.out, &mut text).map_err(|e| e.to_string())?;
+    let _ = std::fs::remove_dir_all(&dir);
+    if !status.success() {
+        return Err(format!("monitor exited with {status}"));
+    }
+    if !got.head.starts_with("POST /hooks/alerts HTTP/1.1") {
+        return Err(format!("unexpected request: {}", got.head));
+    }
+    let head = got.head.to_ascii_lowercase();
+    for needed in [
+        "content-type: application/json",
+        "webhook-id: msg_",
+        "webhook-signature: v1,",
+    ] {
+        if !head.contains(needed) {
+            return Err(format!(
+                "the webhook request lacks {needed:?}: {}",
+                got.head
+            ));
+        }
+    }
+    jq(
+        r#".[0] | .title == "Service started" and .message == "monitor is up in prod mode"
+          and .priority == "low" and .source == "monitor" and .service == "monitor"
+          and .environment == "integration"
+          and (.timestamp | test("^[0-9]{4}-[0-9]{2}-[0-9]{2}T"))"#,
+        &got.body,
+    )?;
+    let alerts: String = text
+        .lines()
+        .filter(|l| l.starts_with("{\"notification\""))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    jq(
+        r#"length == 1 and .[0].notification.content.title == "Service started"
+          and .[0].notification.context.environment == "integration""#,
+        alerts.as_bytes(),
+    )
 }

@@ -7,7 +7,7 @@
 //!   readiness probed by Debian's `prometheus-blackbox-exporter`, its `/metrics` checked by
 //!   `promtool` and scraped by a Prometheus server);
 //! - `bench [NAME]`: the benchmarks (`logger` with criterion, `health` with wrk, `metrics`
-//!   with criterion and wrk), all or
+//!   with criterion and wrk, `notification` with criterion), all or
 //!   the one named, then their sections of `docs/performance.md`.
 
 use std::fmt::Write as _;
@@ -28,7 +28,9 @@ fn main() -> ExitCode {
         Some("integration") => integration::run(),
         Some("bench") => bench::run(args.get(1).map(String::as_str)),
         _ => {
-            eprintln!("usage: cargo xtask <ci | integration | bench [logger | health | metrics]>");
+            eprintln!(
+                "usage: cargo xtask <ci | integration | bench [logger | health | metrics | notification]>"
+            );
             return ExitCode::from(2);
         }
     };

@@ -4,10 +4,13 @@
 //! It serves an application route, `GET /`, on `127.0.0.1:8080` (`APP_PORT`), recorded
 //! in the request metrics, and health probes and `/metrics` on `127.0.0.1:9090`
 //! (`/live`, `/ready`, `/startup`, `/metrics`), with one
-//! custom probe, `upstream`, that SIGUSR1 switches between healthy and unhealthy. It
-//! logs `Server started` with the run mode, then runs until SIGTERM or SIGINT, and shuts
-//! down in order: readiness fails, the drain delay passes, the probe server stops, and
-//! every queued line is written. `--help` lists the environment variables it reads.
+//! custom probe, `upstream`, that SIGUSR1 switches between healthy and unhealthy. Alerts
+//! go to stdout and to a provider for each notification variable that is set; it sends
+//! one, `Service started`, to all of them at start-up. It logs `Server started` with the
+//! run mode, then runs until SIGTERM or SIGINT, and shuts down in order: readiness
+//! fails, the drain delay passes, the probe server stops, queued notifications are
+//! delivered or dead-lettered, and every queued line is written. `--help` lists the
+//! environment variables it reads.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -16,6 +19,7 @@ use std::time::Duration;
 
 use piko_obs::health::{Status, probe_fn};
 use piko_obs::logger::{self, attr};
+use piko_obs::notification::{self, Priority, StdoutFormat, StdoutNotifier};
 use piko_obs::{PikoObs, RunMode};
 use warp::Filter;
 
@@ -38,7 +42,24 @@ Environment:
   PIKO_LOG_LEVEL            framework log level or directives (default info)
   LOG_LEVEL                 level of outputs added in code (default info)
   NO_COLOR, FORCE_COLOR     console colours in dev mode
-  PIKO_DISABLE_CONSOLE_LOG  set to true to turn the console output off";
+  PIKO_DISABLE_CONSOLE_LOG  set to true to turn the console output off
+  ENVIRONMENT               the environment named in alerts
+
+Alerts (stdout always; one provider for each variable set):
+  SLACK_WEBHOOK_URL         Slack incoming webhook
+  DISCORD_WEBHOOK_URL       Discord webhook
+  PAGERDUTY_ROUTING_KEY     PagerDuty Events API v2 integration key
+  PAGERDUTY_EVENTS_URL      PagerDuty events endpoint (default the US one)
+  TEAMS_WEBHOOK_URL         Microsoft Teams Workflows webhook
+  TEAMS_WEBHOOK_FORMAT      workflows (default) or messagecard
+  GOOGLE_CHAT_WEBHOOK_URL   Google Chat space webhook
+  NTFY_URL                  ntfy server and topic (https://ntfy.sh/alerts)
+  NTFY_TOKEN                ntfy access token
+  WEBHOOK_URL               any webhook (JSON)
+  WEBHOOK_SECRET            sign webhook requests (Standard Webhooks)
+  PIKO_NOTIFICATION_DEAD_LETTER_PATH
+                            where undeliverable alerts are kept (default
+                            ~/.local/state/piko-obs/notifications.dead-letter.jsonl)";
 
 fn main() -> ExitCode {
     let arg = std::env::args().nth(1);
@@ -64,6 +85,14 @@ fn main() -> ExitCode {
         .with_run_mode(mode)
         .with_service_name("monitor")
         .with_health_probe_port(health_port)
+        .with_notification_provider(
+            "stdout",
+            StdoutNotifier::new(match mode {
+                RunMode::Prod => StdoutFormat::Json,
+                RunMode::Dev => StdoutFormat::Human,
+            }),
+        )
+        .with_notification_providers_from_env()
         .with_custom_health_probe(probe_fn("upstream", move |_, _| {
             let is_down = down.load(Ordering::SeqCst);
             async move {
@@ -112,6 +141,18 @@ fn main() -> ExitCode {
     let routes = piko_obs::metrics::http::warp_route("/", hello);
     runtime.spawn(warp::serve(routes).incoming(app).run());
     log.notice("Server started", &[attr::string("mode", mode.as_str())]);
+    if let Some(service) = notification::service() {
+        let sent = service
+            .notification()
+            .title("Service started")
+            .message(format!("monitor is up in {} mode", mode.as_str()))
+            .priority(Priority::Low)
+            .to_providers(service.providers())
+            .enqueue();
+        if let Err(e) = sent {
+            log.warn("Start-up alert not queued", &[attr::display("error", &e)]);
+        }
+    }
     let signal = runtime.block_on(wait_for_signal(&log, &upstream_down));
     log.notice("Server stopping", &[attr::string("signal", signal)]);
     if let Err(e) = guard.shutdown() {

@@ -11,7 +11,9 @@
 //! - [`logger`]: Piko's structured logger (`get_logger`, `add_json_output`,
 //!   `add_pretty_output`, `add_file_output`, typed attributes, levels);
 //! - [`health`]: Kubernetes liveness, readiness and startup probes on their own port;
-//! - [`metrics`]: the Prometheus recorder behind the probe port's `/metrics`.
+//! - [`metrics`]: the Prometheus recorder behind the probe port's `/metrics`;
+//! - [`notification`]: alerts to chat and incident tools, sent now with retries or
+//!   queued, delivered or kept in a dead-letter file.
 //!
 //! ```
 //! use piko_obs::{PikoObs, RunMode, logger::{self, attr}};
@@ -38,6 +40,7 @@ use std::time::{Duration, Instant};
 pub mod health;
 pub mod logger;
 pub mod metrics;
+pub mod notification;
 
 /// How the service runs: decides the console format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -132,6 +135,14 @@ pub struct Builder {
     health_timeout: Duration,
     health_tls: Option<health::TlsOptions>,
     probes: Vec<ProbeRegistration>,
+    notifications_enabled: bool,
+    notification_providers: Vec<notification::Registration>,
+    notification_providers_from_env: bool,
+    notification_default: Option<String>,
+    notification_dead_letter_path: Option<std::path::PathBuf>,
+    notification_retry: Option<notification::RetryPolicy>,
+    notification_dispatcher: notification::DispatcherConfig,
+    environment: Option<String>,
 }
 
 impl fmt::Debug for Builder {
@@ -175,6 +186,14 @@ impl Default for Builder {
             health_timeout: Duration::from_secs(5),
             health_tls: None,
             probes: Vec::new(),
+            notifications_enabled: true,
+            notification_providers: Vec::new(),
+            notification_providers_from_env: false,
+            notification_default: None,
+            notification_dead_letter_path: None,
+            notification_retry: None,
+            notification_dispatcher: notification::DispatcherConfig::default(),
+            environment: None,
         }
     }
 }
@@ -329,6 +348,64 @@ impl Builder {
         self
     }
 
+    /// Whether to set up the notification service and its dispatcher (default on).
+    pub fn with_notifications_enabled(mut self, on: bool) -> Self {
+        self.notifications_enabled = on;
+        self
+    }
+    /// Registers a notification provider under `name` (a name used twice fails
+    /// `init()`). The first registered is the default, unless
+    /// [`with_default_notification_provider`](Self::with_default_notification_provider)
+    /// names another; with none at all, `stdout` is registered.
+    pub fn with_notification_provider(
+        mut self,
+        name: impl Into<String>,
+        provider: impl notification::Notifier,
+    ) -> Self {
+        let name = name.into();
+        self.notification_providers
+            .push(Box::new(move |s: &notification::NotificationService| {
+                s.register(name, provider)
+            }));
+        self
+    }
+    /// Also registers a provider for each variable of
+    /// [`notification::ENV_PROVIDERS`] that is set; a bad value fails `init()` naming
+    /// the variable.
+    pub fn with_notification_providers_from_env(mut self) -> Self {
+        self.notification_providers_from_env = true;
+        self
+    }
+    /// The default notification provider (it must be registered).
+    pub fn with_default_notification_provider(mut self, name: impl Into<String>) -> Self {
+        self.notification_default = Some(name.into());
+        self
+    }
+    /// The dead-letter file (default: `PIKO_NOTIFICATION_DEAD_LETTER_PATH`, else
+    /// [`notification::default_dead_letter_path`]). It must be writable: `init()` opens it.
+    pub fn with_notification_dead_letter_path(
+        mut self,
+        path: impl Into<std::path::PathBuf>,
+    ) -> Self {
+        self.notification_dead_letter_path = Some(path.into());
+        self
+    }
+    /// How notifications are retried (default [`notification::RetryPolicy`]).
+    pub fn with_notification_retry_policy(mut self, policy: notification::RetryPolicy) -> Self {
+        self.notification_retry = Some(policy);
+        self
+    }
+    /// The dispatcher's queue and workers.
+    pub fn with_notification_dispatcher(mut self, config: notification::DispatcherConfig) -> Self {
+        self.notification_dispatcher = config;
+        self
+    }
+    /// The deployment environment put on notifications (default: `ENVIRONMENT`).
+    pub fn with_environment(mut self, environment: impl Into<String>) -> Self {
+        self.environment = Some(environment.into());
+        self
+    }
+
     /// Checks the configuration and starts everything. Bad input fails here, with an
     /// error naming the setting.
     pub fn init(self) -> Result<Guard, InitError> {
@@ -453,6 +530,34 @@ impl Builder {
             ),
             None => (None, None, None, None),
         };
+        let mut runtime = runtime;
+        let mut notifications = None;
+        if self.notifications_enabled {
+            let rt = match runtime.take() {
+                Some(rt) => rt,
+                None => piko_runtime()?,
+            };
+            let setup = NotificationSetup {
+                providers: self.notification_providers,
+                from_env: self.notification_providers_from_env,
+                default: self.notification_default,
+                dead_letter_path: self.notification_dead_letter_path,
+                retry: self.notification_retry,
+                dispatcher: self.notification_dispatcher,
+                environment: self.environment,
+                service_name: self.service_name.clone().unwrap_or_else(program_name),
+                run_mode: self.run_mode,
+            };
+            match setup.start(rt.handle()) {
+                Ok(n) => notifications = Some(n),
+                Err(e) => {
+                    // Dropping a runtime inside an async caller would panic.
+                    rt.shutdown_background();
+                    return Err(e);
+                }
+            }
+            runtime = Some(rt);
+        }
         Ok(Guard {
             shutdown_timeout: self.shutdown_timeout,
             drain_delay,
@@ -461,7 +566,88 @@ impl Builder {
             health_addr,
             server: Mutex::new(server),
             runtime: Mutex::new(runtime),
+            notifications,
         })
+    }
+}
+
+fn piko_runtime() -> Result<tokio::runtime::Runtime, InitError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("piko-obs-runtime")
+        .enable_all()
+        .build()
+        .map_err(InitError::Runtime)
+}
+
+/// The notification settings of the builder, applied by `init()`.
+struct NotificationSetup {
+    providers: Vec<notification::Registration>,
+    from_env: bool,
+    default: Option<String>,
+    dead_letter_path: Option<std::path::PathBuf>,
+    retry: Option<notification::RetryPolicy>,
+    dispatcher: notification::DispatcherConfig,
+    environment: Option<String>,
+    service_name: String,
+    run_mode: RunMode,
+}
+
+impl NotificationSetup {
+    fn start(
+        self,
+        runtime: &tokio::runtime::Handle,
+    ) -> Result<(notification::NotificationService, notification::Dispatcher), InitError> {
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+        let mut builder = notification::NotificationService::builder()
+            .with_source(self.service_name.clone())
+            .with_service(self.service_name)
+            .with_trace_id_source(notification::current_trace_id);
+        if let Some(e) = self.environment.or_else(|| env("ENVIRONMENT")) {
+            builder = builder.with_environment(e);
+        }
+        if let Some(policy) = self.retry {
+            builder = builder.with_retry_policy(policy);
+        }
+        let service = builder.build();
+        for register in self.providers {
+            register(&service).map_err(InitError::NotificationProvider)?;
+        }
+        if self.from_env {
+            for register in notification::providers_from_env(env)? {
+                register(&service).map_err(InitError::NotificationProvider)?;
+            }
+        }
+        if service.providers().is_empty() {
+            let format = match self.run_mode {
+                RunMode::Prod => notification::StdoutFormat::Json,
+                RunMode::Dev => notification::StdoutFormat::Human,
+            };
+            service
+                .register("stdout", notification::StdoutNotifier::new(format))
+                .map_err(InitError::NotificationProvider)?;
+        }
+        if let Some(name) = &self.default {
+            service
+                .set_default(name)
+                .map_err(InitError::DefaultNotificationProvider)?;
+        }
+        let path = self
+            .dead_letter_path
+            .or_else(|| env(notification::PIKO_NOTIFICATION_DEAD_LETTER_PATH).map(Into::into))
+            .unwrap_or_else(notification::default_dead_letter_path);
+        let store = notification::FileDeadLetterStore::open(&path).map_err(|source| {
+            InitError::DeadLetterFile {
+                path: path.clone(),
+                source,
+            }
+        })?;
+        let dispatcher =
+            notification::Dispatcher::start(runtime, &service, Arc::new(store), self.dispatcher)
+                .map_err(InitError::Runtime)?;
+        let _ = service.attach_dispatcher(dispatcher.clone());
+        notification::install(service.clone());
+        Ok((service, dispatcher))
     }
 }
 
@@ -499,6 +685,27 @@ pub enum InitError {
     /// Another `metrics` recorder is installed.
     #[error(transparent)]
     MetricsRecorder(#[from] metrics::RecorderInstalledError),
+    /// A notification provider could not be registered (a name used twice).
+    #[error("with_notification_provider: {0}")]
+    NotificationProvider(notification::RegisterError),
+    /// A provider variable is set to something that cannot work.
+    #[error(transparent)]
+    NotificationEnv(#[from] notification::EnvProviderError),
+    /// The default notification provider is not registered.
+    #[error("with_default_notification_provider: {0}")]
+    DefaultNotificationProvider(notification::UnknownProvider),
+    /// The dead-letter file cannot be opened.
+    #[error(
+        "notification dead-letter file {}: {source}; set with_notification_dead_letter_path or PIKO_NOTIFICATION_DEAD_LETTER_PATH to a writable path",
+        .path.display()
+    )]
+    DeadLetterFile {
+        /// The path.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// piko-obs's runtime could not start.
     #[error("cannot start the piko-obs runtime: {0}")]
     Runtime(std::io::Error),
@@ -532,6 +739,7 @@ pub struct Guard {
     health_addr: Option<SocketAddr>,
     server: Mutex<Option<health::RunningServer>>,
     runtime: Mutex<Option<tokio::runtime::Runtime>>,
+    notifications: Option<(notification::NotificationService, notification::Dispatcher)>,
 }
 
 impl fmt::Debug for Guard {
@@ -573,22 +781,59 @@ impl Guard {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take();
-        if let (Some(server), Some(runtime)) = (server, runtime) {
-            // Bounded, and safe to call from inside another runtime: the server stops on
-            // its own runtime and this thread waits on a channel.
-            let budget = left().min(Duration::from_secs(5));
-            let (tx, rx) = std::sync::mpsc::channel();
-            runtime.spawn(async move {
-                server.shutdown(budget).await;
-                let _ = tx.send(());
-            });
-            if rx
-                .recv_timeout(budget + Duration::from_millis(200))
-                .is_err()
-            {
-                failures.push((
+        if let Some(runtime) = runtime {
+            // Each step runs on piko-obs's runtime while this thread waits on a channel:
+            // bounded, and safe to call from inside another runtime.
+            let run = |step: &'static str,
+                       budget: Duration,
+                       fut: std::pin::Pin<
+                Box<dyn std::future::Future<Output = Option<String>> + Send>,
+            >|
+             -> Option<(&'static str, String)> {
+                let (tx, rx) = std::sync::mpsc::channel();
+                runtime.spawn(async move {
+                    let _ = tx.send(fut.await);
+                });
+                match rx.recv_timeout(budget + Duration::from_millis(200)) {
+                    Ok(None) => None,
+                    Ok(Some(problem)) => Some((step, problem)),
+                    Err(_) => Some((step, format!("not finished after {budget:?}"))),
+                }
+            };
+            if let Some(server) = server {
+                let budget = left().min(Duration::from_secs(5));
+                failures.extend(run(
                     "stop the health server",
-                    format!("not stopped after {budget:?}"),
+                    budget,
+                    Box::pin(async move {
+                        server.shutdown(budget).await;
+                        None
+                    }),
+                ));
+            }
+            if let Some((service, dispatcher)) = &self.notifications {
+                let budget = left().saturating_sub(Duration::from_millis(300));
+                let (service, dispatcher) = (service.clone(), dispatcher.clone());
+                failures.extend(run(
+                    "flush the notification dispatcher",
+                    budget,
+                    Box::pin(async move {
+                        let report = dispatcher.shutdown(budget).await;
+                        service.close().await;
+                        let s = report.stats;
+                        let mut problems = Vec::new();
+                        if !report.within_bound {
+                            problems
+                                .push("bound reached: what was left was dead-lettered".to_string());
+                        }
+                        if s.dropped + s.dead_letter_errors > 0 {
+                            problems.push(format!(
+                                "{} notification(s) could not be written to the dead-letter file",
+                                s.dropped + s.dead_letter_errors
+                            ));
+                        }
+                        (!problems.is_empty()).then(|| problems.join("; "))
+                    }),
                 ));
             }
             runtime.shutdown_background();

@@ -70,6 +70,11 @@ pub(crate) fn install(builder: MetricsBuilder) -> Result<&'static Metrics, crate
     metrics.describe();
     describe_self_metrics();
     metrics.add_collector(record_log_counters);
+    metrics.add_collector(|| {
+        if let Some(service) = crate::notification::service() {
+            crate::notification::record_stats(&service);
+        }
+    });
     Ok(INSTALLED.get_or_init(|| metrics))
 }
 
@@ -94,6 +99,58 @@ fn describe_self_metrics() {
         guard::SERIES_REFUSED,
         "Metric series not recorded, per metric and reason (invalid_name, cardinality_limit)."
     );
+    for (name, help) in [
+        (
+            "piko_obs_notifications_enqueued_total",
+            "Notifications accepted into the dispatcher's queue.",
+        ),
+        (
+            "piko_obs_notifications_delivered_total",
+            "Queued notifications delivered to every provider they were for.",
+        ),
+        (
+            "piko_obs_notifications_retried_total",
+            "Retries the dispatcher scheduled.",
+        ),
+        (
+            "piko_obs_notifications_dead_lettered_total",
+            "Notifications written to the dead-letter file.",
+        ),
+        (
+            "piko_obs_notifications_dead_letter_errors_total",
+            "Notifications the dead-letter file failed to take (printed to stderr).",
+        ),
+        (
+            "piko_obs_notifications_dropped_total",
+            "Notifications dropped: queue and dead-letter writer both full.",
+        ),
+        (
+            "piko_obs_notification_provider_delivered_total",
+            "Notifications each provider delivered.",
+        ),
+        (
+            "piko_obs_notification_provider_failed_attempts_total",
+            "Failed attempts of each provider, retries included.",
+        ),
+    ] {
+        metrics::describe_counter!(name, help);
+    }
+    for (name, help) in [
+        (
+            "piko_obs_notifications_queued",
+            "Notifications waiting in the dispatcher's queue.",
+        ),
+        (
+            "piko_obs_notifications_in_flight",
+            "Notifications being delivered.",
+        ),
+        (
+            "piko_obs_notifications_waiting_retry",
+            "Notifications waiting for their next retry.",
+        ),
+    ] {
+        metrics::describe_gauge!(name, help);
+    }
     metrics::describe_counter!(
         "piko_obs_log_lines_unrouted_total",
         "Log lines at INFO or above logged while no output existed."

@@ -23,6 +23,13 @@ fn run(args: &[&str]) -> (String, String, Option<i32>) {
         .env("HEALTH_PORT", "0")
         .env("APP_PORT", "0")
         .env("SHUTDOWN_DRAIN_DELAY_MS", "0")
+        .env(
+            "PIKO_NOTIFICATION_DEAD_LETTER_PATH",
+            std::env::temp_dir().join(format!(
+                "piko-obs-monitor-test-{}.jsonl",
+                std::process::id()
+            )),
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -54,10 +61,22 @@ fn run(args: &[&str]) -> (String, String, Option<i32>) {
 fn prod_writes_json_lines_and_stops_on_sigterm() {
     let (out, err, code) = run(&["prod"]);
     assert_eq!(code, Some(0), "{err}");
-    let lines: Vec<serde_json::Value> = out
+    let all: Vec<serde_json::Value> = out
         .lines()
         .map(|l| serde_json::from_str(l).expect("a JSON line"))
         .collect();
+    // The start-up alert goes to stdout as a JSON line of its own.
+    let alerts: Vec<&serde_json::Value> = all
+        .iter()
+        .filter(|l| l.get("notification").is_some())
+        .collect();
+    assert_eq!(alerts.len(), 1, "{out}");
+    assert_eq!(
+        alerts[0]["notification"]["content"]["title"],
+        "Service started"
+    );
+    assert_eq!(alerts[0]["notification"]["context"]["source"], "monitor");
+    let lines: Vec<&serde_json::Value> = all.iter().filter(|l| l.get("msg").is_some()).collect();
     assert_eq!(lines[0]["msg"], "Health probes listening");
     assert!(lines[0]["addr"].as_str().unwrap().starts_with("127.0.0.1:"));
     assert_eq!(lines[1]["msg"], "Application listening");
@@ -73,7 +92,12 @@ fn prod_writes_json_lines_and_stops_on_sigterm() {
 fn dev_is_the_default_and_writes_pretty_lines() {
     let (out, err, code) = run(&[]);
     assert_eq!(code, Some(0), "{err}");
-    let first = out.lines().nth(2).unwrap();
+    assert!(
+        out.contains("=== NOTIFICATION ===\nPriority: low\nSource: monitor\n"),
+        "{out}"
+    );
+    assert!(out.contains("Title: Service started\n"), "{out}");
+    let first = out.lines().find(|l| l.contains("Server started")).unwrap();
     assert!(first.contains(" | NOTICE | "), "{first}");
     assert!(
         first.contains(" | Server started | mode=dev | monitor.rs:"),
@@ -91,6 +115,16 @@ fn help_lists_the_variables_and_a_bad_mode_is_an_error() {
         "LOG_LEVEL",
         "NO_COLOR",
         "PIKO_DISABLE_CONSOLE_LOG",
+        "SLACK_WEBHOOK_URL",
+        "DISCORD_WEBHOOK_URL",
+        "PAGERDUTY_ROUTING_KEY",
+        "PAGERDUTY_EVENTS_URL",
+        "TEAMS_WEBHOOK_URL",
+        "GOOGLE_CHAT_WEBHOOK_URL",
+        "NTFY_URL",
+        "WEBHOOK_URL",
+        "WEBHOOK_SECRET",
+        "PIKO_NOTIFICATION_DEAD_LETTER_PATH",
     ] {
         assert!(text.contains(var), "{var} missing from --help");
     }
@@ -145,6 +179,13 @@ fn requests_to_the_application_are_counted_on_metrics() {
         .env("HEALTH_PORT", "0")
         .env("APP_PORT", "0")
         .env("SHUTDOWN_DRAIN_DELAY_MS", "0")
+        .env(
+            "PIKO_NOTIFICATION_DEAD_LETTER_PATH",
+            std::env::temp_dir().join(format!(
+                "piko-obs-monitor-test-{}.jsonl",
+                std::process::id()
+            )),
+        )
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();

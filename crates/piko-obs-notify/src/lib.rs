@@ -1,0 +1,55 @@
+//! Notifications for piko-obs: the model, the [`Notifier`] port, the service and the
+//! dispatcher. No HTTP here: the providers (Slack, Discord, PagerDuty, Teams, Google
+//! Chat, ntfy, webhook, stdout) and the file dead-letter store are in
+//! `piko-obs-notify-providers`.
+//!
+//! - [`Notification`]: [`Content`] (title, message, ordered [`Fields`], image) and
+//!   [`Context`] (timestamp, source, environment, service, trace id, [`Priority`],
+//!   normal by default);
+//! - [`Notifier`]: the port a provider implements (send, bulk, capabilities, close);
+//! - [`NotificationService`]: named providers, a deterministic default, `send` (now,
+//!   with retries), `multicast` (concurrent, partial failures reported), `send_bulk`,
+//!   `enqueue`, and the fluent [`NotificationBuilder`];
+//! - [`Dispatcher`]: a bounded queue, workers, exponential backoff with jitter,
+//!   `Retry-After`, error classification, a circuit breaker per provider, and a
+//!   [`DeadLetterStore`] port, so that a notification is delivered or on disk.
+//!
+//! ```
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! use piko_obs_notify::{Notification, NotificationService, Notifier, SendError};
+//!
+//! struct Console;
+//! impl Notifier for Console {
+//!     async fn send(&self, n: &Notification) -> Result<(), SendError> {
+//!         println!("{}: {}", n.content.title, n.content.message);
+//!         Ok(())
+//!     }
+//! }
+//!
+//! let service = NotificationService::default();
+//! service.register("console", Console).unwrap();
+//! service.notification().title("deployed").message("v1.2.3").send().await.unwrap();
+//! # });
+//! ```
+//!
+//! No feature flags. Needs a tokio runtime for sending and for the dispatcher.
+
+mod dispatcher;
+mod model;
+mod notifier;
+mod policy;
+mod service;
+
+pub use dispatcher::{
+    DeadLetter, DeadLetterBatch, DeadLetterStore, Dispatcher, DispatcherConfig, DispatcherStats,
+    EnqueueError, Enqueued, ReplayError, ShutdownReport,
+};
+pub use model::{Content, Context, Fields, Notification, Priority, truncate, truncate_bytes};
+pub use notifier::{
+    Capabilities, MAX_RETRY_AFTER, NoopNotifier, Notifier, SendError, parse_retry_after,
+};
+pub use policy::{BreakerPolicy, PolicyError, RetryPolicy};
+pub use service::{
+    DEFAULT_SEND_TIMEOUT, DeliveryError, NotificationBuilder, NotificationService, ProviderFailure,
+    ProviderStats, RegisterError, ServiceBuilder, UnknownProvider,
+};

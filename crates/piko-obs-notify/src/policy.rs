@@ -1,0 +1,267 @@
+//! Retry timing and the per-provider circuit breaker.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// When to try again after a failed attempt.
+///
+/// Attempt `k` (counting from 1) that fails is followed, if `k <= max_retries`, by a
+/// wait of `initial_delay × factor^(k-1)`, capped at `max_delay`, plus up to 10 %
+/// jitter; a `Retry-After` from a 429 or 503 answer makes the wait at least that long.
+/// With the defaults a notification is tried 6 times over about a minute
+/// (2 s, 4 s, 8 s, 16 s, 32 s) before it is dead-lettered.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub struct RetryPolicy {
+    /// Retries after the first attempt (default 5; 0: no retry).
+    pub max_retries: u32,
+    /// The first wait (default 2 s).
+    pub initial_delay: Duration,
+    /// The longest wait (default 5 min).
+    pub max_delay: Duration,
+    /// The growth of the wait per retry (default 2).
+    pub factor: f64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_retries: 5,
+            initial_delay: Duration::from_secs(2),
+            max_delay: Duration::from_secs(300),
+            factor: 2.0,
+        }
+    }
+}
+
+/// A retry setting that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("retry policy: {0}")]
+pub struct PolicyError(pub &'static str);
+
+impl RetryPolicy {
+    /// Retries after the first attempt.
+    pub fn with_max_retries(mut self, n: u32) -> Self {
+        self.max_retries = n;
+        self
+    }
+    /// The first wait, the longest wait and the growth factor; checked.
+    pub fn with_backoff(
+        mut self,
+        initial: Duration,
+        max: Duration,
+        factor: f64,
+    ) -> Result<Self, PolicyError> {
+        if initial.is_zero() {
+            return Err(PolicyError(
+                "the initial delay must be greater than zero (for example 2s)",
+            ));
+        }
+        if max < initial {
+            return Err(PolicyError(
+                "the maximum delay must be at least the initial delay",
+            ));
+        }
+        if !(factor.is_finite() && factor >= 1.0) {
+            return Err(PolicyError(
+                "the backoff factor must be a number of at least 1 (for example 2)",
+            ));
+        }
+        self.initial_delay = initial;
+        self.max_delay = max;
+        self.factor = factor;
+        Ok(self)
+    }
+
+    /// The wait after failed attempt `attempt` (from 1), with jitter, at least
+    /// `retry_after`.
+    pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        let exp = self
+            .factor
+            .powi(i32::try_from(attempt.saturating_sub(1)).unwrap_or(i32::MAX));
+        let base = self
+            .initial_delay
+            .as_secs_f64()
+            .mul_add(exp, 0.0)
+            .min(self.max_delay.as_secs_f64());
+        let jitter = base * 0.1 * unit_random();
+        let wait = Duration::from_secs_f64((base + jitter).min(self.max_delay.as_secs_f64()));
+        match retry_after {
+            Some(ra) if ra > wait => ra,
+            _ => wait,
+        }
+    }
+}
+
+/// A number in [0, 1) from a small xorshift generator (jitter needs no more).
+fn unit_random() -> f64 {
+    static STATE: AtomicU64 = AtomicU64::new(0);
+    let mut x = STATE.load(Ordering::Relaxed);
+    if x == 0 {
+        x = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0x9E37_79B9_7F4A_7C15)
+            | 1;
+    }
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    STATE.store(x, Ordering::Relaxed);
+    (x >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// When a provider's circuit opens, and for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BreakerPolicy {
+    /// Consecutive failures that open the circuit (default 5; 0: never opens).
+    pub threshold: u32,
+    /// How long it stays open before one trial request (default 30 s).
+    pub open_for: Duration,
+}
+
+impl Default for BreakerPolicy {
+    fn default() -> Self {
+        BreakerPolicy {
+            threshold: 5,
+            open_for: Duration::from_secs(30),
+        }
+    }
+}
+
+impl BreakerPolicy {
+    /// A breaker opening after `threshold` consecutive failures for `open_for`.
+    pub fn new(threshold: u32, open_for: Duration) -> BreakerPolicy {
+        BreakerPolicy {
+            threshold,
+            open_for,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BreakerState {
+    Closed { failures: u32 },
+    Open { until: Instant },
+    HalfOpen,
+}
+
+/// One provider's circuit: closed, open after `threshold` consecutive failures,
+/// half-open (one trial) once `open_for` has passed.
+#[derive(Debug)]
+pub(crate) struct Breaker {
+    policy: BreakerPolicy,
+    state: Mutex<BreakerState>,
+}
+
+impl Breaker {
+    pub(crate) fn new(policy: BreakerPolicy) -> Breaker {
+        Breaker {
+            policy,
+            state: Mutex::new(BreakerState::Closed { failures: 0 }),
+        }
+    }
+
+    /// `Ok` when a request may go; `Err(wait)` while open.
+    pub(crate) fn admit(&self) -> Result<(), Duration> {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        match *s {
+            BreakerState::Closed { .. } => Ok(()),
+            BreakerState::Open { until } => {
+                let now = Instant::now();
+                if now >= until {
+                    *s = BreakerState::HalfOpen;
+                    Ok(())
+                } else {
+                    Err(until - now)
+                }
+            }
+            // One trial is under way.
+            BreakerState::HalfOpen => Err(self.policy.open_for),
+        }
+    }
+
+    /// Records the outcome of an admitted request. Returns whether the circuit opened.
+    pub(crate) fn record(&self, ok: bool) -> bool {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if ok {
+            *s = BreakerState::Closed { failures: 0 };
+            return false;
+        }
+        let failures = match *s {
+            BreakerState::Closed { failures } => failures + 1,
+            BreakerState::HalfOpen => self.policy.threshold.max(1),
+            BreakerState::Open { .. } => return false,
+        };
+        if self.policy.threshold > 0 && failures >= self.policy.threshold {
+            *s = BreakerState::Open {
+                until: Instant::now() + self.policy.open_for,
+            };
+            true
+        } else {
+            *s = BreakerState::Closed { failures };
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_grow_cap_and_honour_retry_after() {
+        let p = RetryPolicy::default()
+            .with_backoff(Duration::from_secs(1), Duration::from_secs(5), 2.0)
+            .unwrap();
+        let within = |d: Duration, lo: f64| {
+            let s = d.as_secs_f64();
+            s >= lo && s <= (lo * 1.1).min(5.0) + 1e-9
+        };
+        assert!(within(p.delay(1, None), 1.0));
+        assert!(within(p.delay(2, None), 2.0));
+        assert!(within(p.delay(3, None), 4.0));
+        assert!(within(p.delay(9, None), 5.0));
+        assert_eq!(
+            p.delay(1, Some(Duration::from_secs(30))),
+            Duration::from_secs(30)
+        );
+        assert!(
+            RetryPolicy::default()
+                .with_backoff(Duration::ZERO, Duration::from_secs(1), 2.0)
+                .is_err()
+        );
+        assert!(
+            RetryPolicy::default()
+                .with_backoff(Duration::from_secs(2), Duration::from_secs(1), 2.0)
+                .is_err()
+        );
+        assert!(
+            RetryPolicy::default()
+                .with_backoff(Duration::from_secs(1), Duration::from_secs(1), 0.5)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn the_breaker_opens_after_consecutive_failures_and_tries_once_when_half_open() {
+        let b = Breaker::new(BreakerPolicy::new(3, Duration::from_millis(50)));
+        for _ in 0..2 {
+            assert!(b.admit().is_ok());
+            assert!(!b.record(false));
+        }
+        assert!(b.admit().is_ok());
+        assert!(b.record(false), "the third failure opens it");
+        assert!(b.admit().is_err());
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(b.admit().is_ok(), "half-open: one trial");
+        assert!(b.admit().is_err(), "only one trial at a time");
+        assert!(b.record(false), "a failed trial opens it again");
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(b.admit().is_ok());
+        assert!(!b.record(true));
+        assert!(b.admit().is_ok() && b.admit().is_ok(), "closed again");
+    }
+}

@@ -1,0 +1,771 @@
+//! The notification service: named providers, a default, sends with retries, multicast
+//! and bulk, and the fluent builder.
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::{Duration, SystemTime};
+
+use futures_util::FutureExt as _;
+
+use crate::dispatcher::{DeadLetter, Dispatcher, EnqueueError, Enqueued};
+use crate::model::{Fields, Notification, Priority, truncate};
+use crate::notifier::{Capabilities, DynNotifier, Notifier, SendError};
+use crate::policy::{Breaker, BreakerPolicy, RetryPolicy};
+
+/// A provider could not be registered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegisterError {
+    /// The name is empty.
+    #[error("notification provider name cannot be empty")]
+    EmptyName,
+    /// The name is taken.
+    #[error("notification provider {0:?} is already registered; choose another name")]
+    Duplicate(String),
+}
+
+/// No provider of that name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("no notification provider named {0:?} is registered")]
+pub struct UnknownProvider(pub String);
+
+/// One provider's failure in a delivery.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct ProviderFailure {
+    /// The provider's name.
+    pub provider: String,
+    /// Attempts made.
+    pub attempts: u32,
+    /// The last error.
+    pub error: SendError,
+}
+
+/// A notification was not delivered to every provider it was for.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DeliveryError {
+    /// It has neither title nor message.
+    #[error("notification must have a title or a message")]
+    Empty,
+    /// It names no provider and there is no default, or names unknown ones.
+    #[error("{0}")]
+    NoProvider(String),
+    /// Some providers failed after their retries (the others delivered it).
+    #[error("{}", describe_failures(.failures, .delivered))]
+    Failed {
+        /// The providers that failed, with their last error.
+        failures: Vec<ProviderFailure>,
+        /// The providers that delivered it.
+        delivered: Vec<String>,
+        /// Whether the failed part was written to the dead-letter store.
+        dead_lettered: bool,
+    },
+}
+
+fn describe_failures(failures: &[ProviderFailure], delivered: &[String]) -> String {
+    let total = failures.len() + delivered.len();
+    let list: Vec<String> = failures
+        .iter()
+        .map(|f| {
+            format!(
+                "{} after {} attempt(s): {}",
+                f.provider, f.attempts, f.error
+            )
+        })
+        .collect();
+    format!(
+        "notification not delivered to {} of {total} provider(s): {}",
+        failures.len(),
+        list.join("; ")
+    )
+}
+
+/// Sends outcome per provider of one attempt.
+pub(crate) type AttemptResults = Vec<(String, Result<(), SendError>)>;
+
+struct Entry {
+    notifier: Arc<dyn DynNotifier>,
+    breaker: Breaker,
+    delivered: AtomicU64,
+    failed: AtomicU64,
+}
+
+/// Per-provider counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ProviderStats {
+    /// The provider's name.
+    pub provider: String,
+    /// Notifications it delivered.
+    pub delivered: u64,
+    /// Attempts that failed (each retry counts).
+    pub failed_attempts: u64,
+}
+
+/// The providers, shared by the service and its dispatcher.
+pub(crate) struct Registry {
+    entries: RwLock<Vec<(String, Arc<Entry>)>>,
+    default: RwLock<Option<String>>,
+    breaker: BreakerPolicy,
+    send_timeout: Duration,
+}
+
+impl Registry {
+    fn entry(&self, name: &str) -> Option<Arc<Entry>> {
+        self.entries
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, e)| e.clone())
+    }
+
+    /// The provider names a notification goes to.
+    pub(crate) fn targets(&self, n: &Notification) -> Result<Vec<String>, DeliveryError> {
+        if n.providers.is_empty() {
+            let default = self.default.read().unwrap_or_else(|p| p.into_inner());
+            return match default.as_ref() {
+                Some(d) => Ok(vec![d.clone()]),
+                None => Err(DeliveryError::NoProvider(
+                    "no notification provider is registered; register one or name one with `provider`"
+                        .into(),
+                )),
+            };
+        }
+        let unknown: Vec<&str> = n
+            .providers
+            .iter()
+            .filter(|p| self.entry(p).is_none())
+            .map(String::as_str)
+            .collect();
+        if !unknown.is_empty() {
+            return Err(DeliveryError::NoProvider(format!(
+                "no notification provider named {} is registered",
+                unknown
+                    .iter()
+                    .map(|u| format!("{u:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        let mut seen = Vec::new();
+        for p in &n.providers {
+            if !seen.contains(p) {
+                seen.push(p.clone());
+            }
+        }
+        Ok(seen)
+    }
+
+    /// One attempt through one provider: circuit breaker, text cut to the provider's
+    /// limit, the service's time bound, panics caught.
+    pub(crate) async fn attempt(&self, name: &str, n: &Notification) -> Result<(), SendError> {
+        let Some(entry) = self.entry(name) else {
+            return Err(SendError::Rejected(format!(
+                "no notification provider named {name:?} is registered"
+            )));
+        };
+        if let Err(wait) = entry.breaker.admit() {
+            entry.failed.fetch_add(1, Ordering::Relaxed);
+            return Err(SendError::CircuitOpen(wait));
+        }
+        let caps = entry.notifier.capabilities();
+        let fitted;
+        let n = if caps.max_message_length > 0
+            && n.content.message.chars().count() > caps.max_message_length
+        {
+            let mut c = n.clone();
+            c.content.message = truncate(&n.content.message, caps.max_message_length).into_owned();
+            fitted = c;
+            &fitted
+        } else {
+            n
+        };
+        let send = AssertUnwindSafe(entry.notifier.send(n)).catch_unwind();
+        let result = match tokio::time::timeout(self.send_timeout, send).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(panic)) => Err(SendError::Panicked(panic_text(&*panic))),
+            Err(_) => Err(SendError::Timeout {
+                provider: "service",
+                after: self.send_timeout,
+            }),
+        };
+        entry.breaker.record(result.is_ok());
+        match &result {
+            Ok(()) => entry.delivered.fetch_add(1, Ordering::Relaxed),
+            Err(_) => entry.failed.fetch_add(1, Ordering::Relaxed),
+        };
+        result
+    }
+
+    /// One attempt to each of `targets`, concurrently.
+    pub(crate) async fn attempt_all(&self, targets: &[String], n: &Notification) -> AttemptResults {
+        let runs = targets
+            .iter()
+            .map(|t| async move { (t.clone(), self.attempt(t, n).await) });
+        futures_util::future::join_all(runs).await
+    }
+}
+
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+type TraceIdSource = Arc<dyn Fn() -> Option<String> + Send + Sync>;
+
+/// Values filled into every notification's context when it leaves them empty.
+#[derive(Clone, Default)]
+struct Defaults {
+    source: String,
+    environment: String,
+    service: String,
+    trace_id: Option<TraceIdSource>,
+}
+
+/// Named providers, a default, and the ways to send. Cheap to clone.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use piko_obs_notify::{NoopNotifier, NotificationService, Priority};
+/// let service = NotificationService::builder().with_environment("staging").build();
+/// service.register("pager", NoopNotifier).unwrap();
+/// service
+///     .notification()
+///     .title("disk almost full")
+///     .message("95% used on db-1")
+///     .field("host", "db-1")
+///     .priority(Priority::High)
+///     .send()
+///     .await
+///     .unwrap();
+/// # });
+/// ```
+#[derive(Clone)]
+pub struct NotificationService {
+    pub(crate) registry: Arc<Registry>,
+    defaults: Arc<Defaults>,
+    retry: RetryPolicy,
+    dispatcher: Arc<OnceLock<Dispatcher>>,
+}
+
+impl std::fmt::Debug for NotificationService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NotificationService")
+            .field("providers", &self.providers())
+            .field("default", &self.default_provider())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configures a [`NotificationService`].
+#[derive(Clone, Default)]
+#[must_use]
+pub struct ServiceBuilder {
+    defaults: Defaults,
+    retry: RetryPolicy,
+    breaker: BreakerPolicy,
+    send_timeout: Option<Duration>,
+}
+
+impl std::fmt::Debug for ServiceBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceBuilder")
+            .field("retry", &self.retry)
+            .field("breaker", &self.breaker)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The service's default bound on one send to one provider.
+pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(15);
+
+impl ServiceBuilder {
+    /// The source put on notifications that have none.
+    pub fn with_source(mut self, source: impl Into<String>) -> Self {
+        self.defaults.source = source.into();
+        self
+    }
+    /// The environment put on notifications that have none.
+    pub fn with_environment(mut self, environment: impl Into<String>) -> Self {
+        self.defaults.environment = environment.into();
+        self
+    }
+    /// The service name put on notifications that have none.
+    pub fn with_service(mut self, service: impl Into<String>) -> Self {
+        self.defaults.service = service.into();
+        self
+    }
+    /// Where the trace id of a notification without one comes from (the facade reads
+    /// the current OpenTelemetry span).
+    pub fn with_trace_id_source(
+        mut self,
+        f: impl Fn() -> Option<String> + Send + Sync + 'static,
+    ) -> Self {
+        self.defaults.trace_id = Some(Arc::new(f));
+        self
+    }
+    /// How sends are retried (by `send` and by the dispatcher).
+    pub fn with_retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+    /// Each provider's circuit breaker.
+    pub fn with_circuit_breaker(mut self, policy: BreakerPolicy) -> Self {
+        self.breaker = policy;
+        self
+    }
+    /// The bound on one attempt through one provider (default 15 s; at least 1 ms).
+    pub fn with_send_timeout(mut self, timeout: Duration) -> Self {
+        self.send_timeout = Some(timeout.max(Duration::from_millis(1)));
+        self
+    }
+    /// The service, with no provider yet.
+    pub fn build(self) -> NotificationService {
+        NotificationService {
+            registry: Arc::new(Registry {
+                entries: RwLock::new(Vec::new()),
+                default: RwLock::new(None),
+                breaker: self.breaker,
+                send_timeout: self.send_timeout.unwrap_or(DEFAULT_SEND_TIMEOUT),
+            }),
+            defaults: Arc::new(self.defaults),
+            retry: self.retry,
+            dispatcher: Arc::new(OnceLock::new()),
+        }
+    }
+}
+
+impl Default for NotificationService {
+    fn default() -> Self {
+        NotificationService::builder().build()
+    }
+}
+
+impl NotificationService {
+    /// A builder with the defaults (see [`RetryPolicy`], [`BreakerPolicy`],
+    /// [`DEFAULT_SEND_TIMEOUT`]).
+    pub fn builder() -> ServiceBuilder {
+        ServiceBuilder::default()
+    }
+
+    /// Registers a provider. The first one registered is the default until
+    /// [`set_default`](Self::set_default) names another.
+    pub fn register(
+        &self,
+        name: impl Into<String>,
+        notifier: impl Notifier,
+    ) -> Result<(), RegisterError> {
+        let name = name.into();
+        if name.trim().is_empty() {
+            return Err(RegisterError::EmptyName);
+        }
+        let mut entries = self
+            .registry
+            .entries
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        if entries.iter().any(|(n, _)| *n == name) {
+            return Err(RegisterError::Duplicate(name));
+        }
+        entries.push((
+            name.clone(),
+            Arc::new(Entry {
+                notifier: Arc::new(notifier),
+                breaker: Breaker::new(self.registry.breaker),
+                delivered: AtomicU64::new(0),
+                failed: AtomicU64::new(0),
+            }),
+        ));
+        let mut default = self
+            .registry
+            .default
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        if default.is_none() {
+            *default = Some(name);
+        }
+        Ok(())
+    }
+
+    /// Makes `name` the default provider.
+    pub fn set_default(&self, name: &str) -> Result<(), UnknownProvider> {
+        if !self.has_provider(name) {
+            return Err(UnknownProvider(name.to_string()));
+        }
+        *self
+            .registry
+            .default
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = Some(name.to_string());
+        Ok(())
+    }
+
+    /// The default provider's name.
+    pub fn default_provider(&self) -> Option<String> {
+        self.registry
+            .default
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The registered names, sorted.
+    pub fn providers(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .registry
+            .entries
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(n, _)| n.clone())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Whether `name` is registered.
+    pub fn has_provider(&self, name: &str) -> bool {
+        self.registry.entry(name).is_some()
+    }
+
+    /// A provider's capabilities.
+    pub fn capabilities(&self, name: &str) -> Option<Capabilities> {
+        self.registry.entry(name).map(|e| e.notifier.capabilities())
+    }
+
+    /// Counters per provider, in registration order.
+    pub fn provider_stats(&self) -> Vec<ProviderStats> {
+        self.registry
+            .entries
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(n, e)| ProviderStats {
+                provider: n.clone(),
+                delivered: e.delivered.load(Ordering::Relaxed),
+                failed_attempts: e.failed.load(Ordering::Relaxed),
+            })
+            .collect()
+    }
+
+    /// The retry policy.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        self.retry
+    }
+
+    /// Fills what the caller left empty: the timestamp, the trace id, and the
+    /// service's defaults.
+    pub(crate) fn prepare(&self, n: &mut Notification) {
+        let c = &mut n.context;
+        if c.timestamp == SystemTime::UNIX_EPOCH {
+            c.timestamp = SystemTime::now();
+        }
+        let d = &self.defaults;
+        for (field, default) in [
+            (&mut c.source, &d.source),
+            (&mut c.environment, &d.environment),
+            (&mut c.service, &d.service),
+        ] {
+            if field.is_empty() {
+                field.clone_from(default);
+            }
+        }
+        if c.trace_id.is_empty()
+            && let Some(f) = &d.trace_id
+            && let Some(id) = f()
+        {
+            c.trace_id = id;
+        }
+    }
+
+    /// Delivers now, to the notification's providers (or the default), concurrently,
+    /// each with the retry policy. What still fails is written to the dispatcher's
+    /// dead-letter store, when there is one, and reported.
+    pub async fn send(&self, mut n: Notification) -> Result<(), DeliveryError> {
+        if n.is_empty() {
+            return Err(DeliveryError::Empty);
+        }
+        self.prepare(&mut n);
+        let targets = self.registry.targets(&n)?;
+        let first = SystemTime::now();
+        let mut pending = targets;
+        let mut delivered = Vec::new();
+        let mut attempts = 0;
+        let mut tries: HashMap<String, u32> = HashMap::new();
+        let mut last: HashMap<String, SendError> = HashMap::new();
+        loop {
+            attempts += 1;
+            for p in &pending {
+                *tries.entry(p.clone()).or_default() += 1;
+            }
+            let results = self.registry.attempt_all(&pending, &n).await;
+            pending.clear();
+            let mut wait_at_least = None;
+            for (name, r) in results {
+                match r {
+                    Ok(()) => {
+                        last.remove(&name);
+                        delivered.push(name);
+                    }
+                    Err(e) => {
+                        if e.is_retryable() {
+                            pending.push(name.clone());
+                            wait_at_least = wait_at_least.max(e.retry_after());
+                        }
+                        last.insert(name, e);
+                    }
+                }
+            }
+            if pending.is_empty() || attempts > self.retry.max_retries {
+                break;
+            }
+            tokio::time::sleep(self.retry.delay(attempts, wait_at_least)).await;
+        }
+        if last.is_empty() {
+            return Ok(());
+        }
+        let mut failures: Vec<ProviderFailure> = last
+            .into_iter()
+            .map(|(provider, error)| ProviderFailure {
+                attempts: tries.get(&provider).copied().unwrap_or(1),
+                provider,
+                error,
+            })
+            .collect();
+        failures.sort_by(|a, b| a.provider.cmp(&b.provider));
+        let dead_lettered = match self.dispatcher.get() {
+            Some(d) => d.dead_letter(DeadLetter::new(
+                n,
+                failures.iter().map(|f| f.provider.clone()).collect(),
+                attempts,
+                first,
+                failures
+                    .iter()
+                    .map(|f| format!("{}: {}", f.provider, f.error))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )),
+            None => false,
+        };
+        Err(DeliveryError::Failed {
+            failures,
+            delivered,
+            dead_lettered,
+        })
+    }
+
+    /// Delivers now to one named provider, with the retry policy.
+    pub async fn send_to(&self, provider: &str, mut n: Notification) -> Result<(), DeliveryError> {
+        n.providers = vec![provider.to_string()];
+        self.send(n).await
+    }
+
+    /// Delivers now to several providers concurrently; one failing does not stop the
+    /// others, and each failure is reported.
+    pub async fn multicast(
+        &self,
+        mut n: Notification,
+        providers: &[&str],
+    ) -> Result<(), DeliveryError> {
+        n.providers = providers.iter().map(|p| p.to_string()).collect();
+        self.send(n).await
+    }
+
+    /// Sends several notifications through one provider (the default when `None`) in
+    /// one attempt each, in bulk when the provider supports it; one result per
+    /// notification, in order.
+    pub async fn send_bulk(
+        &self,
+        provider: Option<&str>,
+        mut list: Vec<Notification>,
+    ) -> Result<Vec<Result<(), SendError>>, UnknownProvider> {
+        let name = match provider {
+            Some(p) => p.to_string(),
+            None => self
+                .default_provider()
+                .ok_or_else(|| UnknownProvider("(default)".into()))?,
+        };
+        let entry = self
+            .registry
+            .entry(&name)
+            .ok_or_else(|| UnknownProvider(name.clone()))?;
+        for n in &mut list {
+            self.prepare(n);
+        }
+        let bulk = AssertUnwindSafe(entry.notifier.send_bulk(&list)).catch_unwind();
+        let timeout =
+            self.registry.send_timeout * u32::try_from(list.len().max(1)).unwrap_or(u32::MAX);
+        Ok(match tokio::time::timeout(timeout, bulk).await {
+            Ok(Ok(results)) => results,
+            Ok(Err(panic)) => {
+                let msg = panic_text(&*panic);
+                list.iter()
+                    .map(|_| Err(SendError::Panicked(msg.clone())))
+                    .collect()
+            }
+            Err(_) => list
+                .iter()
+                .map(|_| {
+                    Err(SendError::Timeout {
+                        provider: "service",
+                        after: timeout,
+                    })
+                })
+                .collect(),
+        })
+    }
+
+    /// Attaches the dispatcher `enqueue` hands notifications to (the facade does this).
+    pub fn attach_dispatcher(&self, dispatcher: Dispatcher) -> Result<(), Dispatcher> {
+        self.dispatcher.set(dispatcher)
+    }
+
+    /// The attached dispatcher.
+    pub fn dispatcher(&self) -> Option<&Dispatcher> {
+        self.dispatcher.get()
+    }
+
+    /// Hands a notification to the dispatcher; returns at once.
+    pub fn enqueue(&self, mut n: Notification) -> Result<Enqueued, EnqueueError> {
+        if n.is_empty() {
+            return Err(EnqueueError::Empty);
+        }
+        let Some(d) = self.dispatcher.get() else {
+            return Err(EnqueueError::NoDispatcher);
+        };
+        self.prepare(&mut n);
+        d.enqueue(n)
+    }
+
+    /// Closes every provider (after the dispatcher has shut down).
+    pub async fn close(&self) {
+        let entries: Vec<Arc<Entry>> = self
+            .registry
+            .entries
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(_, e)| e.clone())
+            .collect();
+        for e in entries {
+            let _ = tokio::time::timeout(self.registry.send_timeout, e.notifier.close()).await;
+        }
+    }
+
+    /// A builder for one notification.
+    pub fn notification(&self) -> NotificationBuilder {
+        NotificationBuilder {
+            service: self.clone(),
+            n: Notification::default(),
+        }
+    }
+}
+
+/// Builds one notification, then `send().await`s it or `enqueue()`s it.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct NotificationBuilder {
+    service: NotificationService,
+    n: Notification,
+}
+
+impl NotificationBuilder {
+    /// The headline.
+    pub fn title(mut self, title: impl Into<String>) -> Self {
+        self.n.content.title = title.into();
+        self
+    }
+    /// The body.
+    pub fn message(mut self, message: impl Into<String>) -> Self {
+        self.n.content.message = message.into();
+        self
+    }
+    /// Adds a field (a name set again replaces its value, in place).
+    pub fn field(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.n.content.fields.insert(name, value);
+        self
+    }
+    /// Adds fields, in order.
+    pub fn fields<K: Into<String>, V: Into<String>>(
+        mut self,
+        fields: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        for (k, v) in fields {
+            self.n.content.fields.insert(k, v);
+        }
+        self
+    }
+    /// An image, where the platform shows one.
+    pub fn image(mut self, url: impl Into<String>) -> Self {
+        self.n.content.image_url = url.into();
+        self
+    }
+    /// How urgent (default normal).
+    pub fn priority(mut self, priority: Priority) -> Self {
+        self.n.context.priority = priority;
+        self
+    }
+    /// The component raising it.
+    pub fn source(mut self, source: impl Into<String>) -> Self {
+        self.n.context.source = source.into();
+        self
+    }
+    /// The environment.
+    pub fn environment(mut self, environment: impl Into<String>) -> Self {
+        self.n.context.environment = environment.into();
+        self
+    }
+    /// The service.
+    pub fn service(mut self, service: impl Into<String>) -> Self {
+        self.n.context.service = service.into();
+        self
+    }
+    /// The trace id (taken from the current span when not set).
+    pub fn trace_id(mut self, trace_id: impl Into<String>) -> Self {
+        self.n.context.trace_id = trace_id.into();
+        self
+    }
+    /// Sends to this provider only.
+    pub fn provider(mut self, name: impl Into<String>) -> Self {
+        self.n.providers = vec![name.into()];
+        self
+    }
+    /// Sends to these providers, concurrently.
+    pub fn to_providers<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
+        self.n.providers = names.into_iter().map(Into::into).collect();
+        self
+    }
+    /// An option for providers (for example PagerDuty's `event_action`).
+    pub fn provider_option(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.n.provider_options.insert(name, value);
+        self
+    }
+    /// The notification as built so far.
+    pub fn build(&self) -> Notification {
+        self.n.clone()
+    }
+    /// Delivers now, with the retry policy.
+    pub async fn send(self) -> Result<(), DeliveryError> {
+        self.service.send(self.n).await
+    }
+    /// Hands it to the dispatcher; returns at once.
+    pub fn enqueue(self) -> Result<Enqueued, EnqueueError> {
+        self.service.enqueue(self.n)
+    }
+}
+
+impl Fields {
+    /// Fields from pairs.
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Fields {
+        pairs.into_iter().collect()
+    }
+}

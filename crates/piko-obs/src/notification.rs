@@ -1,0 +1,282 @@
+//! Notifications: alerts to Slack, Discord, PagerDuty, Teams, Google Chat, ntfy, any
+//! webhook or stdout, sent now with retries or queued to the dispatcher, so that each
+//! is delivered or kept in the dead-letter file.
+//!
+//! `init()` builds the process's notification service: the providers given with
+//! `with_notification_provider` (and, with `with_notification_providers_from_env`, one
+//! for each variable of [`ENV_PROVIDERS`] that is set), stdout when there is none, and
+//! a dispatcher whose dead letters go to a JSON-lines file
+//! ([`default_dead_letter_path`], or `with_notification_dead_letter_path`). The trace id
+//! of a notification without one is taken from the current OpenTelemetry span.
+//!
+//! ```
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! use piko_obs::PikoObs;
+//! use piko_obs::notification::{self, Priority, StdoutFormat, StdoutNotifier};
+//! let dir = tempfile::tempdir().unwrap();
+//! let guard = PikoObs::builder()
+//!     .with_console_output(false)
+//!     .with_health_enabled(false)
+//!     .with_notification_provider("ops", StdoutNotifier::new(StdoutFormat::Json))
+//!     .with_notification_dead_letter_path(dir.path().join("dead-letters.jsonl"))
+//!     .init()
+//!     .unwrap();
+//! notification::builder()
+//!     .title("Deploy finished")
+//!     .message("v1.4.2 is live")
+//!     .priority(Priority::Low)
+//!     .enqueue()
+//!     .unwrap();
+//! guard.shutdown().unwrap();
+//! # });
+//! ```
+
+use std::sync::RwLock;
+
+pub use piko_obs_notify::*;
+pub use piko_obs_notify_providers::{
+    ConfigError, DiscordNotifier, EU_EVENTS_URL, EVENTS_URL, FileDeadLetterStore,
+    GoogleChatNotifier, HttpClient, NtfyNotifier, PagerDutyNotifier, SlackNotifier, StdoutFormat,
+    StdoutNotifier, TeamsFormat, TeamsNotifier, WebhookNotifier, default_dead_letter_path,
+};
+
+/// The environment variables `with_notification_providers_from_env` reads, each
+/// registering the provider of the same name when set: `SLACK_WEBHOOK_URL` (slack),
+/// `DISCORD_WEBHOOK_URL` (discord), `PAGERDUTY_ROUTING_KEY` (pagerduty; with
+/// `PAGERDUTY_EVENTS_URL` to change the endpoint), `TEAMS_WEBHOOK_URL` (teams; with
+/// `TEAMS_WEBHOOK_FORMAT=messagecard` for a legacy connector), `GOOGLE_CHAT_WEBHOOK_URL`
+/// (googlechat), `NTFY_URL` (ntfy, server and topic; with `NTFY_TOKEN`), `WEBHOOK_URL`
+/// (webhook; with `WEBHOOK_SECRET` to sign).
+pub const ENV_PROVIDERS: [&str; 7] = [
+    "SLACK_WEBHOOK_URL",
+    "DISCORD_WEBHOOK_URL",
+    "PAGERDUTY_ROUTING_KEY",
+    "TEAMS_WEBHOOK_URL",
+    "GOOGLE_CHAT_WEBHOOK_URL",
+    "NTFY_URL",
+    "WEBHOOK_URL",
+];
+
+/// Every variable the providers from the environment read.
+pub const ENV_VARIABLES: [&str; 11] = [
+    "SLACK_WEBHOOK_URL",
+    "DISCORD_WEBHOOK_URL",
+    "PAGERDUTY_ROUTING_KEY",
+    "PAGERDUTY_EVENTS_URL",
+    "TEAMS_WEBHOOK_URL",
+    "TEAMS_WEBHOOK_FORMAT",
+    "GOOGLE_CHAT_WEBHOOK_URL",
+    "NTFY_URL",
+    "NTFY_TOKEN",
+    "WEBHOOK_URL",
+    "WEBHOOK_SECRET",
+];
+
+/// The dead-letter file's path, from the environment when `with_*` did not set it.
+pub const PIKO_NOTIFICATION_DEAD_LETTER_PATH: &str = "PIKO_NOTIFICATION_DEAD_LETTER_PATH";
+
+/// A provider variable that is set but cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{variable}: {source}")]
+pub struct EnvProviderError {
+    /// The variable.
+    pub variable: &'static str,
+    /// What is wrong with it (never its value).
+    pub source: ConfigError,
+}
+
+pub(crate) type Registration =
+    Box<dyn FnOnce(&NotificationService) -> Result<(), RegisterError> + Send>;
+
+/// Registrations for each provider variable that `lookup` finds set.
+pub(crate) fn providers_from_env(
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<Vec<Registration>, EnvProviderError> {
+    let get = |k: &str| lookup(k).filter(|v| !v.trim().is_empty());
+    let mut out: Vec<Registration> = Vec::new();
+    if ENV_PROVIDERS.iter().all(|k| get(k).is_none()) {
+        return Ok(out);
+    }
+    let http = HttpClient::new().map_err(|source| EnvProviderError {
+        variable: "HTTP client",
+        source,
+    })?;
+    fn reg(name: &'static str, n: impl Notifier) -> Registration {
+        Box::new(move |s: &NotificationService| s.register(name, n))
+    }
+    let err = |variable: &'static str| move |source| EnvProviderError { variable, source };
+    if let Some(url) = get("SLACK_WEBHOOK_URL") {
+        out.push(reg(
+            "slack",
+            SlackNotifier::new(&http, &url).map_err(err("SLACK_WEBHOOK_URL"))?,
+        ));
+    }
+    if let Some(url) = get("DISCORD_WEBHOOK_URL") {
+        out.push(reg(
+            "discord",
+            DiscordNotifier::new(&http, &url).map_err(err("DISCORD_WEBHOOK_URL"))?,
+        ));
+    }
+    if let Some(key) = get("PAGERDUTY_ROUTING_KEY") {
+        let mut pd = PagerDutyNotifier::new(&http, &key).map_err(err("PAGERDUTY_ROUTING_KEY"))?;
+        if let Some(url) = get("PAGERDUTY_EVENTS_URL") {
+            pd = pd
+                .with_events_url(&url)
+                .map_err(err("PAGERDUTY_EVENTS_URL"))?;
+        }
+        out.push(reg("pagerduty", pd));
+    }
+    if let Some(url) = get("TEAMS_WEBHOOK_URL") {
+        let format = match get("TEAMS_WEBHOOK_FORMAT").map(|f| f.trim().to_ascii_lowercase()) {
+            None => TeamsFormat::Workflows,
+            Some(f) if f == "workflows" || f == "adaptivecard" => TeamsFormat::Workflows,
+            Some(f) if f == "messagecard" => TeamsFormat::MessageCard,
+            Some(_) => {
+                return Err(EnvProviderError {
+                    variable: "TEAMS_WEBHOOK_FORMAT",
+                    source: ConfigError {
+                        field: "teams webhook format",
+                        reason: "must be workflows or messagecard".into(),
+                    },
+                });
+            }
+        };
+        out.push(reg(
+            "teams",
+            TeamsNotifier::new(&http, &url, format).map_err(err("TEAMS_WEBHOOK_URL"))?,
+        ));
+    }
+    if let Some(url) = get("GOOGLE_CHAT_WEBHOOK_URL") {
+        out.push(reg(
+            "googlechat",
+            GoogleChatNotifier::new(&http, &url).map_err(err("GOOGLE_CHAT_WEBHOOK_URL"))?,
+        ));
+    }
+    if let Some(url) = get("NTFY_URL") {
+        let mut ntfy = NtfyNotifier::from_topic_url(&http, &url).map_err(err("NTFY_URL"))?;
+        if let Some(token) = get("NTFY_TOKEN") {
+            ntfy = ntfy.with_token(&token).map_err(err("NTFY_TOKEN"))?;
+        }
+        out.push(reg("ntfy", ntfy));
+    }
+    if let Some(url) = get("WEBHOOK_URL") {
+        let mut hook = WebhookNotifier::new(&http, &url).map_err(err("WEBHOOK_URL"))?;
+        if let Some(secret) = get("WEBHOOK_SECRET") {
+            hook = hook
+                .with_signing_secret(&secret)
+                .map_err(err("WEBHOOK_SECRET"))?;
+        }
+        out.push(reg("webhook", hook));
+    }
+    Ok(out)
+}
+
+static INSTALLED: RwLock<Option<NotificationService>> = RwLock::new(None);
+
+pub(crate) fn install(service: NotificationService) {
+    *INSTALLED.write().unwrap_or_else(|p| p.into_inner()) = Some(service);
+}
+
+/// The notification service `init()` set up, if it did.
+pub fn service() -> Option<NotificationService> {
+    INSTALLED.read().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+/// A notification builder on the service `init()` set up (Piko's
+/// `NewNotificationBuilderFromDefault`). Before `init()` it has no provider: sending
+/// fails with an error saying so, and `enqueue` with `NoDispatcher`.
+pub fn builder() -> NotificationBuilder {
+    service().unwrap_or_default().notification()
+}
+
+/// The trace id of the current OpenTelemetry span, if one is being recorded.
+pub(crate) fn current_trace_id() -> Option<String> {
+    use opentelemetry::trace::TraceContextExt as _;
+    let cx = opentelemetry::Context::current();
+    let span = cx.span();
+    let sc = span.span_context();
+    sc.is_valid().then(|| sc.trace_id().to_string())
+}
+
+/// Records the dispatcher's and the providers' counters as `piko_obs_notification*`
+/// metrics.
+pub(crate) fn record_stats(service: &NotificationService) {
+    if let Some(d) = service.dispatcher() {
+        let s = d.stats();
+        for (name, v) in [
+            ("piko_obs_notifications_enqueued_total", s.enqueued),
+            ("piko_obs_notifications_delivered_total", s.delivered),
+            ("piko_obs_notifications_retried_total", s.retried),
+            (
+                "piko_obs_notifications_dead_lettered_total",
+                s.dead_lettered,
+            ),
+            (
+                "piko_obs_notifications_dead_letter_errors_total",
+                s.dead_letter_errors,
+            ),
+            ("piko_obs_notifications_dropped_total", s.dropped),
+        ] {
+            ::metrics::counter!(name).absolute(v);
+        }
+        for (name, v) in [
+            ("piko_obs_notifications_queued", s.queued),
+            ("piko_obs_notifications_in_flight", s.in_flight),
+            ("piko_obs_notifications_waiting_retry", s.waiting_retry),
+        ] {
+            ::metrics::gauge!(name).set(v as f64);
+        }
+    }
+    for p in service.provider_stats() {
+        ::metrics::counter!("piko_obs_notification_provider_delivered_total", "provider" => p.provider.clone())
+            .absolute(p.delivered);
+        ::metrics::counter!("piko_obs_notification_provider_failed_attempts_total", "provider" => p.provider)
+            .absolute(p.failed_attempts);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn providers_come_from_the_variables_that_are_set() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                vars.iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        assert!(providers_from_env(env(&[])).unwrap().is_empty());
+        let regs = providers_from_env(env(&[
+            ("WEBHOOK_URL", "http://127.0.0.1:9/hook"),
+            ("NTFY_URL", "http://127.0.0.1:9/alerts"),
+            ("SLACK_WEBHOOK_URL", " "),
+        ]))
+        .unwrap();
+        let s = NotificationService::default();
+        for r in regs {
+            r(&s).unwrap();
+        }
+        assert_eq!(s.providers(), ["ntfy", "webhook"]);
+        let Err(e) = providers_from_env(env(&[("SLACK_WEBHOOK_URL", "not a url/T0/SECRET")]))
+        else {
+            panic!("a bad URL is an error");
+        };
+        assert!(
+            e.to_string()
+                .starts_with("SLACK_WEBHOOK_URL: slack webhook URL:"),
+            "{e}"
+        );
+        assert!(!e.to_string().contains("SECRET"), "{e}");
+        let e = match providers_from_env(env(&[
+            ("TEAMS_WEBHOOK_URL", "https://x.example/hook"),
+            ("TEAMS_WEBHOOK_FORMAT", "card"),
+        ])) {
+            Err(e) => e,
+            Ok(_) => panic!("a bad format is an error"),
+        };
+        assert_eq!(e.variable, "TEAMS_WEBHOOK_FORMAT");
+    }
+}

@@ -1,0 +1,430 @@
+//! The notification service and dispatcher against webhook sinks on loopback: retries,
+//! Retry-After, classification, timeouts, panics, the circuit breaker, the dead-letter
+//! file, shutdown, replay, and the accounting of 1,000 notifications.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use piko_obs_notify::{
+    BreakerPolicy, DeliveryError, Dispatcher, DispatcherConfig, Enqueued, Notification,
+    NotificationService, Notifier, RegisterError, RetryPolicy, SendError,
+};
+use piko_obs_notify_providers::{FileDeadLetterStore, HttpClient, WebhookNotifier};
+use piko_obs_tests::sink::{Reply, Sink};
+
+fn fast_retries(max_retries: u32) -> RetryPolicy {
+    RetryPolicy::default()
+        .with_max_retries(max_retries)
+        .with_backoff(Duration::from_millis(20), Duration::from_millis(100), 2.0)
+        .unwrap()
+}
+
+fn service_with(sink: &Sink, retry: RetryPolicy, http: &HttpClient) -> NotificationService {
+    let s = NotificationService::builder()
+        .with_retry_policy(retry)
+        .build();
+    s.register(
+        "webhook",
+        WebhookNotifier::new(http, &sink.url("/hook")).unwrap(),
+    )
+    .unwrap();
+    s
+}
+
+/// A dispatcher for `s` with a dead-letter file in `dir`, attached to `s`.
+fn dispatch(
+    s: &NotificationService,
+    dir: &tempfile::TempDir,
+    config: DispatcherConfig,
+) -> (Dispatcher, Arc<FileDeadLetterStore>) {
+    let store = Arc::new(FileDeadLetterStore::open(dir.path().join("dlq.jsonl")).unwrap());
+    let d =
+        Dispatcher::start(&tokio::runtime::Handle::current(), s, store.clone(), config).unwrap();
+    s.attach_dispatcher(d.clone()).unwrap();
+    (d, store)
+}
+
+fn titles(entries: &[piko_obs_notify::DeadLetter]) -> Vec<String> {
+    entries
+        .iter()
+        .map(|e| e.notification.content.title.clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_500_then_200_is_delivered_on_retry() {
+    let sink = Sink::start();
+    sink.script([Reply::status(500)]);
+    let s = service_with(&sink, fast_retries(3), &HttpClient::new().unwrap());
+    s.notification()
+        .title("t")
+        .message("m")
+        .send()
+        .await
+        .unwrap();
+    let got = sink.requests();
+    assert_eq!(got.iter().map(|r| r.status).collect::<Vec<_>>(), [500, 200]);
+    let stats = s.provider_stats();
+    assert_eq!((stats[0].delivered, stats[0].failed_attempts), (1, 1));
+}
+
+#[tokio::test]
+async fn a_429_with_retry_after_waits_at_least_that_long() {
+    let sink = Sink::start();
+    sink.script([Reply::status(429).header("Retry-After", "2")]);
+    let s = service_with(&sink, fast_retries(3), &HttpClient::new().unwrap());
+    s.notification().title("t").send().await.unwrap();
+    let got = sink.requests();
+    assert_eq!(got.len(), 2);
+    let waited = got[1].at - got[0].at;
+    assert!(waited >= Duration::from_secs(2), "retried after {waited:?}");
+    assert!(waited < Duration::from_secs(4), "retried after {waited:?}");
+}
+
+#[tokio::test]
+async fn a_400_is_not_retried_and_goes_to_the_dead_letter_file_with_its_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::with_default(Reply::status(400));
+    let s = service_with(&sink, fast_retries(5), &HttpClient::new().unwrap());
+    let (d, store) = dispatch(&s, &dir, DispatcherConfig::default());
+    assert_eq!(
+        s.notification().title("bad request").enqueue(),
+        Ok(Enqueued::Queued)
+    );
+    let report = d.shutdown(Duration::from_secs(5)).await;
+    assert!(report.within_bound);
+    assert_eq!(sink.requests().len(), 1, "a 400 is not retried");
+    assert_eq!(report.stats.dead_lettered, 1);
+    let batch = store.read_all().unwrap();
+    let e = &batch.entries[0];
+    assert_eq!(e.providers, ["webhook"]);
+    assert_eq!(e.attempts, 1);
+    assert!(
+        e.last_error.contains("webhook returned status 400"),
+        "{}",
+        e.last_error
+    );
+    assert!(
+        !e.last_error.contains("/hook"),
+        "no URL in errors: {}",
+        e.last_error
+    );
+    // The same through `send`: the error says which provider, how often, and why.
+    let e = s.notification().title("again").send().await.unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("webhook after 1 attempt(s): webhook returned status 400"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn a_server_that_never_answers_times_out_and_is_retried() {
+    let sink = Sink::start();
+    sink.script([Reply::status(200).after(Duration::from_secs(30))]);
+    let http =
+        HttpClient::with_timeouts(Duration::from_secs(1), Duration::from_millis(300)).unwrap();
+    let s = service_with(&sink, fast_retries(2), &http);
+    let started = Instant::now();
+    s.notification().title("t").send().await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(sink.requests().len(), 2);
+    assert_eq!(s.provider_stats()[0].failed_attempts, 1);
+}
+
+struct Panics;
+impl Notifier for Panics {
+    async fn send(&self, _: &Notification) -> Result<(), SendError> {
+        panic!("provider bug")
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_provider_is_an_error_and_the_others_still_deliver() {
+    let sink = Sink::start();
+    let s = service_with(&sink, fast_retries(2), &HttpClient::new().unwrap());
+    s.register("buggy", Panics).unwrap();
+    let e = s
+        .notification()
+        .title("t")
+        .to_providers(["webhook", "buggy"])
+        .send()
+        .await
+        .unwrap_err();
+    let DeliveryError::Failed {
+        failures,
+        delivered,
+        ..
+    } = &e
+    else {
+        panic!("{e}")
+    };
+    assert_eq!(delivered, &["webhook"]);
+    assert_eq!(failures.len(), 1);
+    assert_eq!(failures[0].provider, "buggy");
+    assert_eq!(failures[0].attempts, 1, "a panic is not retried");
+    assert!(
+        e.to_string().contains("provider panicked: provider bug"),
+        "{e}"
+    );
+    // The service carries on.
+    s.notification().title("after").send().await.unwrap();
+    assert_eq!(sink.requests().len(), 2);
+}
+
+#[tokio::test]
+async fn the_circuit_opens_after_repeated_failures_and_spares_the_platform() {
+    let sink = Sink::with_default(Reply::status(500));
+    let s = NotificationService::builder()
+        .with_retry_policy(fast_retries(0))
+        .with_circuit_breaker(BreakerPolicy::new(3, Duration::from_secs(30)))
+        .build();
+    s.register(
+        "webhook",
+        WebhookNotifier::new(&HttpClient::new().unwrap(), &sink.url("/h")).unwrap(),
+    )
+    .unwrap();
+    for _ in 0..3 {
+        assert!(s.notification().title("t").send().await.is_err());
+    }
+    let e = s.notification().title("t").send().await.unwrap_err();
+    assert!(e.to_string().contains("circuit breaker open"), "{e}");
+    assert_eq!(sink.requests().len(), 3, "an open circuit sends nothing");
+}
+
+#[tokio::test]
+async fn registry_rules_and_bad_notifications() {
+    let s = NotificationService::default();
+    assert!(matches!(
+        s.register("", piko_obs_notify::NoopNotifier),
+        Err(RegisterError::EmptyName)
+    ));
+    s.register("b", piko_obs_notify::NoopNotifier).unwrap();
+    s.register("a", piko_obs_notify::NoopNotifier).unwrap();
+    assert_eq!(
+        s.register("a", piko_obs_notify::NoopNotifier),
+        Err(RegisterError::Duplicate("a".into()))
+    );
+    assert_eq!(
+        s.default_provider().as_deref(),
+        Some("b"),
+        "the first registered"
+    );
+    assert_eq!(s.providers(), ["a", "b"]);
+    assert!(s.set_default("zzz").is_err());
+    s.set_default("a").unwrap();
+    assert!(matches!(
+        s.notification().send().await,
+        Err(DeliveryError::Empty)
+    ));
+    let e = s
+        .notification()
+        .title("t")
+        .provider("nope")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "no notification provider named \"nope\" is registered"
+    );
+    assert_eq!(
+        s.notification().title("t").enqueue(),
+        Err(piko_obs_notify::EnqueueError::NoDispatcher)
+    );
+}
+
+#[tokio::test]
+async fn the_context_is_filled_in_from_the_service() {
+    let sink = Sink::start();
+    let s = NotificationService::builder()
+        .with_source("billing")
+        .with_environment("staging")
+        .with_service("orders")
+        .with_trace_id_source(|| Some("0af7651916cd43dd8448eb211c80319c".into()))
+        .build();
+    s.register(
+        "webhook",
+        WebhookNotifier::new(&HttpClient::new().unwrap(), &sink.url("/h")).unwrap(),
+    )
+    .unwrap();
+    s.notification()
+        .title("t")
+        .source("own-source")
+        .send()
+        .await
+        .unwrap();
+    let b = sink.requests()[0].json();
+    assert_eq!(b["source"], "own-source");
+    assert_eq!(b["environment"], "staging");
+    assert_eq!(b["service"], "orders");
+    assert_eq!(b["trace_id"], "0af7651916cd43dd8448eb211c80319c");
+    assert_eq!(b["priority"], "normal");
+    assert!(b["timestamp"].as_str().unwrap().starts_with("20"));
+}
+
+#[tokio::test]
+async fn shutdown_dead_letters_what_waits_for_a_retry_and_replay_delivers_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::with_default(Reply::status(503));
+    let retry = RetryPolicy::default()
+        .with_backoff(Duration::from_secs(60), Duration::from_secs(60), 2.0)
+        .unwrap();
+    let s = service_with(&sink, retry, &HttpClient::new().unwrap());
+    let (d, store) = dispatch(&s, &dir, DispatcherConfig::default());
+    for i in 0..5 {
+        s.notification().title(format!("n{i}")).enqueue().unwrap();
+    }
+    sink.wait_for(5, Duration::from_secs(5));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while d.stats().waiting_retry < 5 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let started = Instant::now();
+    let report = d.shutdown(Duration::from_secs(3)).await;
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(report.within_bound);
+    assert_eq!(report.stats.dead_lettered, 5);
+    assert_eq!(report.stats.retried, 5);
+    let batch = store.read_all().unwrap();
+    let mut got = titles(&batch.entries);
+    got.sort();
+    assert_eq!(got, ["n0", "n1", "n2", "n3", "n4"]);
+    assert!(
+        batch.entries[0].last_error.contains("503"),
+        "{}",
+        batch.entries[0].last_error
+    );
+    assert!(
+        batch.entries[0]
+            .last_error
+            .contains("shut down before its next retry")
+    );
+    // After shutdown, enqueue still loses nothing: it goes to the file.
+    assert_eq!(
+        s.notification().title("late").enqueue(),
+        Ok(Enqueued::DeadLettered)
+    );
+
+    // Replay into a new dispatcher once the platform is back.
+    let ok = Sink::start();
+    let s2 = service_with(&ok, fast_retries(1), &HttpClient::new().unwrap());
+    let d2 = Dispatcher::start(
+        &tokio::runtime::Handle::current(),
+        &s2,
+        store.clone(),
+        DispatcherConfig::default(),
+    )
+    .unwrap();
+    // The five, and the late one, written to the file directly after shutdown.
+    let on_disk = store.read_all().unwrap().entries.len();
+    assert_eq!(on_disk, 6);
+    let (queued, skipped) = d2.replay().unwrap();
+    assert_eq!((queued, skipped), (on_disk, 0));
+    let report = d2.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(report.stats.delivered as usize, on_disk);
+    assert_eq!(ok.requests().len(), on_disk);
+    assert!(store.read_all().unwrap().entries.is_empty());
+}
+
+#[tokio::test]
+async fn a_full_queue_sends_to_the_dead_letter_file_without_blocking() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::with_default(Reply::status(200).after(Duration::from_millis(500)));
+    let s = service_with(&sink, fast_retries(0), &HttpClient::new().unwrap());
+    let config = DispatcherConfig::default()
+        .with_queue_capacity(2)
+        .with_workers(1);
+    let (d, store) = dispatch(&s, &dir, config);
+    let started = Instant::now();
+    let outcomes: Vec<Enqueued> = (0..20)
+        .map(|i| s.notification().title(format!("n{i}")).enqueue().unwrap())
+        .collect();
+    assert!(
+        started.elapsed() < Duration::from_millis(200),
+        "enqueue never waits"
+    );
+    let queued = outcomes.iter().filter(|o| **o == Enqueued::Queued).count();
+    let overflowed = outcomes
+        .iter()
+        .filter(|o| **o == Enqueued::DeadLettered)
+        .count();
+    assert!(
+        queued >= 2 && overflowed >= 15,
+        "{queued} queued, {overflowed} overflowed"
+    );
+    let report = d.shutdown(Duration::from_secs(10)).await;
+    assert_eq!(
+        report.stats.delivered as usize + report.stats.dead_lettered as usize,
+        20
+    );
+    assert_eq!(report.stats.dropped, 0);
+    assert_eq!(
+        store.read_all().unwrap().entries.len(),
+        report.stats.dead_lettered as usize
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_notifications_against_a_flaky_sink_are_all_delivered_or_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start();
+    sink.fail_at_random(0.4);
+    // Random failures would trip the circuit breaker; this test is about retries.
+    let s = NotificationService::builder()
+        .with_retry_policy(fast_retries(2))
+        .with_circuit_breaker(BreakerPolicy::new(0, Duration::from_secs(1)))
+        .build();
+    s.register(
+        "webhook",
+        WebhookNotifier::new(&HttpClient::new().unwrap(), &sink.url("/hook")).unwrap(),
+    )
+    .unwrap();
+    let (d, store) = dispatch(
+        &s,
+        &dir,
+        DispatcherConfig::default().with_queue_capacity(2000),
+    );
+    let enqueued = Arc::new(AtomicUsize::new(0));
+    for i in 0..1000 {
+        if s.notification().title(format!("n{i}")).enqueue() == Ok(Enqueued::Queued) {
+            enqueued.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    assert_eq!(enqueued.load(Ordering::Relaxed), 1000);
+    // Let the retries run their course (bounded), then shut down.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let st = d.stats();
+        if st.delivered + st.dead_lettered >= 1000 || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let report = d.shutdown(Duration::from_secs(60)).await;
+    assert!(report.within_bound);
+    let stats = report.stats;
+    assert_eq!(stats.delivered + stats.dead_lettered, 1000, "{stats:?}");
+    assert_eq!(stats.dropped + stats.dead_letter_errors, 0);
+    assert!(
+        stats.dead_lettered > 0 && stats.delivered > 800,
+        "{stats:?}"
+    );
+    assert!(stats.retried > 300, "{stats:?}");
+    // What the sink accepted and what is on disk cover every notification, once each.
+    let accepted: HashSet<String> = sink
+        .requests()
+        .into_iter()
+        .filter(|r| r.status == 200)
+        .map(|r| r.json()["title"].as_str().unwrap().to_string())
+        .collect();
+    let dead: HashSet<String> = titles(&store.read_all().unwrap().entries)
+        .into_iter()
+        .collect();
+    assert_eq!(accepted.len() as u64, stats.delivered);
+    assert_eq!(dead.len() as u64, stats.dead_lettered);
+    assert!(accepted.is_disjoint(&dead));
+    assert_eq!(accepted.union(&dead).count(), 1000);
+}
