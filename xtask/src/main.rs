@@ -86,6 +86,33 @@ fn ci() -> Result {
         "warnings",
     ]);
     run(clippy)?;
+    // Each provider feature builds alone, warning-free.
+    for feature in [
+        "",
+        "slack",
+        "discord",
+        "pagerduty",
+        "teams",
+        "googlechat",
+        "ntfy",
+        "webhook",
+        "stdout",
+    ] {
+        let mut check = cargo();
+        check.args([
+            "clippy",
+            "--locked",
+            "-p",
+            "piko-obs-notify-providers",
+            "--no-default-features",
+            "--features",
+            feature,
+            "--",
+            "-D",
+            "warnings",
+        ]);
+        run(check)?;
+    }
     let mut doc = cargo();
     doc.args(["doc", "--workspace", "--no-deps", "--locked"])
         .env("RUSTDOCFLAGS", "-D warnings");

@@ -122,6 +122,16 @@ impl HttpClient {
     }
 
     /// POSTs `body` as JSON (see [`post`](Self::post)).
+    #[cfg_attr(
+        not(any(
+            feature = "slack",
+            feature = "discord",
+            feature = "pagerduty",
+            feature = "teams",
+            feature = "googlechat"
+        )),
+        allow(dead_code)
+    )]
     pub(crate) async fn post_json(
         &self,
         provider: &'static str,
@@ -175,6 +185,17 @@ pub(crate) fn redacted(url: &reqwest::Url) -> String {
 }
 
 /// JSON headers.
+#[cfg_attr(
+    not(any(
+        feature = "slack",
+        feature = "discord",
+        feature = "pagerduty",
+        feature = "teams",
+        feature = "googlechat",
+        feature = "webhook"
+    )),
+    allow(dead_code)
+)]
 pub(crate) fn json_headers() -> http::HeaderMap {
     let mut h = http::HeaderMap::new();
     h.insert(

@@ -87,6 +87,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
+    #[cfg_attr(not(feature = "_http"), allow(dead_code))]
     pub(crate) fn new(field: &'static str, reason: impl Into<String>) -> ConfigError {
         ConfigError {
             field,
@@ -96,7 +97,7 @@ impl ConfigError {
 }
 
 /// The text of a notification's timestamp: RFC 3339 in UTC, to the second.
-#[cfg(any(feature = "discord", feature = "pagerduty", feature = "webhook"))]
+#[cfg(any(feature = "discord", feature = "pagerduty"))]
 pub(crate) fn utc_seconds(t: std::time::SystemTime) -> String {
     chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
