@@ -230,6 +230,8 @@ struct Monitor {
     out: BufReader<std::process::ChildStdout>,
     probes: String,
     app: String,
+    /// Alert lines printed before the address lines.
+    alerts: String,
 }
 
 /// Starts the monitor example with both servers on free ports.
@@ -253,10 +255,12 @@ fn start_monitor(extra_env: &[(&str, &str)]) -> Result<Monitor> {
     let mut child = cmd.spawn().map_err(|e| format!("{exe:?}: {e}"))?;
     let mut out = BufReader::new(child.stdout.take().ok_or("stdout")?);
     let process = Reaper(child);
+    let mut alerts = String::new();
     let mut addr_of = |what: &str| -> Result<String> {
         let mut line = String::new();
-        // Alerts are printed to stdout too, by another writer: skip them.
+        // Alerts are printed to stdout too, by another writer: keep them aside.
         while line.is_empty() || line.starts_with("{\"notification\"") {
+            alerts.push_str(&line);
             line.clear();
             if out.read_line(&mut line).map_err(|e| e.to_string())? == 0 {
                 break;
@@ -275,6 +279,7 @@ fn start_monitor(extra_env: &[(&str, &str)]) -> Result<Monitor> {
         out,
         probes,
         app,
+        alerts,
     })
 }
 
@@ -601,8 +606,10 @@ fn alerts_to_webhook_and_stdout() -> Result {
           and (.timestamp | test("^[0-9]{4}-[0-9]{2}-[0-9]{2}T"))"#,
         &got.body,
     )?;
-    let alerts: String = text
+    let alerts: String = monitor
+        .alerts
         .lines()
+        .chain(text.lines())
         .filter(|l| l.starts_with("{\"notification\""))
         .map(|l| format!("{l}\n"))
         .collect();

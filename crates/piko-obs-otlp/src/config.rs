@@ -1,0 +1,808 @@
+//! OTLP settings: a config struct with optional fields, the standard environment
+//! variables, and the defaults, resolved in that order (code, then environment, then
+//! default) into [`Settings`] that are known to work, or an error naming the setting.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The wire protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Protocol {
+    /// OTLP over gRPC (default port 4317).
+    #[default]
+    Grpc,
+    /// OTLP over HTTP with protobuf bodies (default port 4318, paths `/v1/<signal>`).
+    HttpProtobuf,
+}
+
+impl Protocol {
+    /// Parses `grpc`, `http/protobuf`, or `http` (its alias), any case.
+    pub fn parse(text: &str) -> Option<Protocol> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "grpc" => Some(Protocol::Grpc),
+            "http/protobuf" | "http" => Some(Protocol::HttpProtobuf),
+            _ => None,
+        }
+    }
+
+    /// `grpc` or `http/protobuf`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Grpc => "grpc",
+            Protocol::HttpProtobuf => "http/protobuf",
+        }
+    }
+
+    /// The default endpoint: `http://localhost:4317` for gRPC, `http://localhost:4318`
+    /// for HTTP.
+    pub fn default_endpoint(self) -> &'static str {
+        match self {
+            Protocol::Grpc => "http://localhost:4317",
+            Protocol::HttpProtobuf => "http://localhost:4318",
+        }
+    }
+}
+
+/// Payload compression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compression {
+    /// None (default).
+    #[default]
+    None,
+    /// gzip.
+    Gzip,
+}
+
+/// TLS files for the collector connection.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TlsFiles {
+    /// A PEM file of CA certificates to trust besides the system's roots.
+    pub ca_file: Option<PathBuf>,
+    /// A PEM client certificate, for mutual TLS (with `client_key`).
+    pub client_cert: Option<PathBuf>,
+    /// The PEM key of the client certificate.
+    pub client_key: Option<PathBuf>,
+}
+
+/// OTLP settings as given in code; every field is optional, and what is left out comes
+/// from the environment, then from the defaults (see the table in `docs/otlp.md`).
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct OtlpConfig {
+    /// Export at all (default: on when an endpoint is given in code or in
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`; off otherwise; `OTEL_SDK_DISABLED=true` turns it off).
+    pub enabled: Option<bool>,
+    /// The collector (`OTEL_EXPORTER_OTLP_ENDPOINT`; default by protocol).
+    pub endpoint: Option<String>,
+    /// The protocol (`OTEL_EXPORTER_OTLP_PROTOCOL`; default gRPC).
+    pub protocol: Option<Protocol>,
+    /// Headers for every export (`OTEL_EXPORTER_OTLP_HEADERS`; these win over the
+    /// variable's for the same name).
+    pub headers: Vec<(String, String)>,
+    /// Plaintext for an endpoint given without a scheme (`host:4317`)
+    /// (`OTEL_EXPORTER_OTLP_INSECURE`; default false: TLS). An `http://` endpoint is
+    /// always plaintext and an `https://` one always TLS; insecure never turns off
+    /// certificate verification.
+    pub insecure: Option<bool>,
+    /// TLS files (`OTEL_EXPORTER_OTLP_CERTIFICATE`, `..._CLIENT_CERTIFICATE`,
+    /// `..._CLIENT_KEY`).
+    pub tls: TlsFiles,
+    /// The bound on one export (`OTEL_EXPORTER_OTLP_TIMEOUT`, milliseconds; default 10 s).
+    pub timeout: Option<Duration>,
+    /// Compression (`OTEL_EXPORTER_OTLP_COMPRESSION`: `gzip` or `none`; default none).
+    pub compression: Option<Compression>,
+    /// The share of root traces sampled, 0 to 1 (default: `OTEL_TRACES_SAMPLER` and
+    /// `OTEL_TRACES_SAMPLER_ARG`, else every trace, following the parent's decision).
+    pub sample_rate: Option<f64>,
+    /// `service.name` (`OTEL_SERVICE_NAME`, then `OTEL_RESOURCE_ATTRIBUTES`, then the
+    /// facade's service name).
+    pub service_name: Option<String>,
+    /// `service.version`.
+    pub service_version: Option<String>,
+    /// `deployment.environment.name`.
+    pub environment: Option<String>,
+    /// How often metrics are exported (`OTEL_METRIC_EXPORT_INTERVAL`, milliseconds;
+    /// default 60 s).
+    pub metric_interval: Option<Duration>,
+}
+
+/// How root spans are sampled.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Sampling {
+    /// Every span.
+    AlwaysOn,
+    /// None.
+    AlwaysOff,
+    /// This share of trace ids.
+    Ratio(f64),
+    /// Follow the parent; roots by the inner rule.
+    ParentBased(ParentRoot),
+}
+
+/// The rule for root spans under [`Sampling::ParentBased`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ParentRoot {
+    /// Every root.
+    AlwaysOn,
+    /// No root.
+    AlwaysOff,
+    /// This share of roots.
+    Ratio(f64),
+}
+
+/// Settings resolved from code, environment and defaults.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Settings {
+    /// Whether to export.
+    pub enabled: bool,
+    /// The protocol.
+    pub protocol: Protocol,
+    /// The collector's base URL (`http://` or `https://`).
+    pub endpoint: String,
+    /// Headers, by name.
+    pub headers: BTreeMap<String, String>,
+    /// TLS files.
+    pub tls: TlsFiles,
+    /// The bound on one export.
+    pub timeout: Duration,
+    /// Compression.
+    pub compression: Compression,
+    /// Sampling.
+    pub sampling: Sampling,
+    /// Resource attributes (service name, version, environment, detected ones, and
+    /// `OTEL_RESOURCE_ATTRIBUTES`).
+    pub resource: BTreeMap<String, String>,
+    /// How often metrics are exported.
+    pub metric_interval: Duration,
+}
+
+impl Settings {
+    /// The URL for one signal (`traces`, `metrics`, `logs`): for HTTP, the endpoint
+    /// plus `/v1/<signal>`; for gRPC, the endpoint.
+    pub fn signal_url(&self, signal: &str) -> String {
+        match self.protocol {
+            Protocol::Grpc => self.endpoint.clone(),
+            Protocol::HttpProtobuf => {
+                format!("{}/v1/{signal}", self.endpoint.trim_end_matches('/'))
+            }
+        }
+    }
+}
+
+/// A setting that cannot work: names the setting (the option or the variable) and how
+/// to fix it. Header values never appear in it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{setting}: {reason}")]
+pub struct ConfigError {
+    /// The option or variable.
+    pub setting: String,
+    /// What is wrong and how to fix it.
+    pub reason: String,
+}
+
+fn err(setting: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        setting: setting.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// The standard variables read.
+pub const ENV_VARIABLES: [&str; 17] = [
+    "OTEL_SDK_DISABLED",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_HEADERS",
+    "OTEL_EXPORTER_OTLP_TIMEOUT",
+    "OTEL_EXPORTER_OTLP_INSECURE",
+    "OTEL_EXPORTER_OTLP_COMPRESSION",
+    "OTEL_EXPORTER_OTLP_CERTIFICATE",
+    "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+    "OTEL_EXPORTER_OTLP_CLIENT_KEY",
+    "OTEL_SERVICE_NAME",
+    "OTEL_RESOURCE_ATTRIBUTES",
+    "OTEL_TRACES_SAMPLER",
+    "OTEL_TRACES_SAMPLER_ARG",
+    "OTEL_METRIC_EXPORT_INTERVAL",
+    "PIKO_ENVIRONMENT",
+    "PIKO_SERVICE_VERSION",
+];
+
+/// Environment variables mapped to resource attributes when set (Piko's detection).
+const DETECTED: [(&str, &str); 14] = [
+    ("POD_NAME", "k8s.pod.name"),
+    ("POD_NAMESPACE", "k8s.namespace.name"),
+    ("POD_IP", "k8s.pod.ip"),
+    ("NODE_NAME", "k8s.node.name"),
+    ("AWS_LAMBDA_FUNCTION_NAME", "faas.name"),
+    ("AWS_LAMBDA_FUNCTION_VERSION", "faas.version"),
+    ("AWS_REGION", "cloud.region"),
+    ("K_SERVICE", "faas.name"),
+    ("K_REVISION", "faas.version"),
+    ("GOOGLE_CLOUD_PROJECT", "cloud.account.id"),
+    ("CONTAINER_APP_NAME", "service.instance.id"),
+    ("CONTAINER_APP_REVISION", "service.version"),
+    ("ECS_CONTAINER_METADATA_URI_V4", "aws.ecs.container.arn"),
+    ("HOSTNAME", "host.name"),
+];
+
+/// The first sentinel variable present names `runtime.environment`.
+const RUNTIMES: [(&str, &str); 5] = [
+    ("KUBERNETES_SERVICE_HOST", "kubernetes"),
+    ("AWS_LAMBDA_FUNCTION_NAME", "aws-lambda"),
+    ("K_SERVICE", "cloud-run"),
+    ("CONTAINER_APP_NAME", "azure-container-apps"),
+    ("ECS_CONTAINER_METADATA_URI_V4", "aws-ecs"),
+];
+
+/// Decodes `%XX` escapes (the W3C baggage octet encoding the variables use).
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Parses `key=value,key2=value2` (values percent-decoded).
+fn pairs(setting: &str, text: &str) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut out = Vec::new();
+    for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let Some((k, v)) = item.split_once('=') else {
+            return Err(err(
+                setting,
+                "expected key=value pairs separated by commas (a pair has no '=')",
+            ));
+        };
+        let (k, v) = (k.trim(), v.trim());
+        if k.is_empty() {
+            return Err(err(setting, "a pair has an empty key"));
+        }
+        let v = percent_decode(v)
+            .ok_or_else(|| err(setting, format!("the value of {k:?} has a bad %-escape")))?;
+        out.push((k.to_string(), v));
+    }
+    Ok(out)
+}
+
+fn millis(setting: &str, text: &str) -> Result<Duration, ConfigError> {
+    let ms: u64 = text.trim().parse().map_err(|_| {
+        err(
+            setting,
+            "must be a whole number of milliseconds (for example 10000)",
+        )
+    })?;
+    if ms == 0 {
+        return Err(err(setting, "must be greater than zero"));
+    }
+    Ok(Duration::from_millis(ms))
+}
+
+fn boolean(setting: &str, text: &str) -> Result<bool, ConfigError> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" => Ok(true),
+        "false" | "0" | "" => Ok(false),
+        _ => Err(err(setting, "must be true or false")),
+    }
+}
+
+fn check_header(setting: &str, name: &str, value: &str) -> Result<(), ConfigError> {
+    http::HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| err(setting, format!("{name:?} is not a valid header name")))?;
+    http::HeaderValue::from_str(value).map_err(|_| {
+        err(
+            setting,
+            format!("the value of {name:?} must be visible ASCII with no line break"),
+        )
+    })?;
+    Ok(())
+}
+
+fn ratio(setting: &str, r: f64) -> Result<f64, ConfigError> {
+    if (0.0..=1.0).contains(&r) {
+        Ok(r)
+    } else {
+        Err(err(
+            setting,
+            "must be a number from 0 to 1 (for example 0.1 for 10 %)",
+        ))
+    }
+}
+
+impl OtlpConfig {
+    /// An empty config: everything from the environment and the defaults.
+    pub fn new() -> OtlpConfig {
+        OtlpConfig::default()
+    }
+
+    /// Resolves code, then `env` (the process environment in the facade), then the
+    /// defaults; `service_name` is the last fallback for `service.name`.
+    pub fn resolve(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+        service_name: &str,
+    ) -> Result<Settings, ConfigError> {
+        let env = |k: &str| env(k).filter(|v| !v.trim().is_empty());
+        let disabled = match env("OTEL_SDK_DISABLED") {
+            Some(v) => boolean("OTEL_SDK_DISABLED", &v)?,
+            None => false,
+        };
+        let env_endpoint = env("OTEL_EXPORTER_OTLP_ENDPOINT");
+        let enabled = match self.enabled {
+            Some(on) => on,
+            None => !disabled && (self.endpoint.is_some() || env_endpoint.is_some()),
+        };
+        let protocol = match self.protocol {
+            Some(p) => p,
+            None => match env("OTEL_EXPORTER_OTLP_PROTOCOL") {
+                Some(text) => Protocol::parse(&text).ok_or_else(|| {
+                    err(
+                        "OTEL_EXPORTER_OTLP_PROTOCOL",
+                        format!(
+                            "unknown protocol {:?}; use grpc or http/protobuf",
+                            text.trim()
+                        ),
+                    )
+                })?,
+                None => Protocol::Grpc,
+            },
+        };
+        let insecure = match self.insecure {
+            Some(i) => i,
+            None => match env("OTEL_EXPORTER_OTLP_INSECURE") {
+                Some(v) => boolean("OTEL_EXPORTER_OTLP_INSECURE", &v)?,
+                None => false,
+            },
+        };
+        let (endpoint_setting, raw) = match (&self.endpoint, &env_endpoint) {
+            (Some(e), _) => ("with_otlp_endpoint", e.clone()),
+            (None, Some(e)) => ("OTEL_EXPORTER_OTLP_ENDPOINT", e.clone()),
+            (None, None) => ("default endpoint", protocol.default_endpoint().to_string()),
+        };
+        let endpoint = endpoint_url(endpoint_setting, raw.trim(), insecure)?;
+
+        let mut headers = BTreeMap::new();
+        if let Some(text) = env("OTEL_EXPORTER_OTLP_HEADERS") {
+            for (k, v) in pairs("OTEL_EXPORTER_OTLP_HEADERS", &text)? {
+                check_header("OTEL_EXPORTER_OTLP_HEADERS", &k, &v)?;
+                headers.insert(k.to_ascii_lowercase(), v);
+            }
+        }
+        for (k, v) in &self.headers {
+            check_header("with_otlp_headers", k, v)?;
+            headers.insert(k.to_ascii_lowercase(), v.clone());
+        }
+
+        let timeout = match self.timeout {
+            Some(t) if t.is_zero() => {
+                return Err(err(
+                    "with_otlp_timeout",
+                    "must be greater than zero (for example 10s)",
+                ));
+            }
+            Some(t) => t,
+            None => match env("OTEL_EXPORTER_OTLP_TIMEOUT") {
+                Some(v) => millis("OTEL_EXPORTER_OTLP_TIMEOUT", &v)?,
+                None => Duration::from_secs(10),
+            },
+        };
+        let metric_interval = match self.metric_interval {
+            Some(t) if t.is_zero() => {
+                return Err(err(
+                    "with_otlp_metric_interval",
+                    "must be greater than zero (for example 60s)",
+                ));
+            }
+            Some(t) => t,
+            None => match env("OTEL_METRIC_EXPORT_INTERVAL") {
+                Some(v) => millis("OTEL_METRIC_EXPORT_INTERVAL", &v)?,
+                None => Duration::from_secs(60),
+            },
+        };
+        let compression = match self.compression {
+            Some(c) => c,
+            None => {
+                match env("OTEL_EXPORTER_OTLP_COMPRESSION").map(|c| c.trim().to_ascii_lowercase()) {
+                    None => Compression::None,
+                    Some(c) if c == "none" => Compression::None,
+                    Some(c) if c == "gzip" => Compression::Gzip,
+                    Some(c) => {
+                        return Err(err(
+                            "OTEL_EXPORTER_OTLP_COMPRESSION",
+                            format!("unknown compression {c:?}; use gzip or none"),
+                        ));
+                    }
+                }
+            }
+        };
+        let sampling = match self.sample_rate {
+            Some(r) => {
+                Sampling::ParentBased(ParentRoot::Ratio(ratio("with_otlp_trace_sample_rate", r)?))
+            }
+            None => sampling_from_env(&env)?,
+        };
+        let path = |setting: &str,
+                    code: &Option<PathBuf>,
+                    var: &str|
+         -> Result<Option<PathBuf>, ConfigError> {
+            let p = code.clone().or_else(|| env(var).map(PathBuf::from));
+            if let Some(p) = &p {
+                std::fs::metadata(p).map_err(|e| {
+                    err(
+                        if code.is_some() { setting } else { var },
+                        format!("cannot read {}: {e}", p.display()),
+                    )
+                })?;
+            }
+            Ok(p)
+        };
+        let tls = TlsFiles {
+            ca_file: path(
+                "with_otlp_ca_file",
+                &self.tls.ca_file,
+                "OTEL_EXPORTER_OTLP_CERTIFICATE",
+            )?,
+            client_cert: path(
+                "with_otlp_client_certificate",
+                &self.tls.client_cert,
+                "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+            )?,
+            client_key: path(
+                "with_otlp_client_certificate",
+                &self.tls.client_key,
+                "OTEL_EXPORTER_OTLP_CLIENT_KEY",
+            )?,
+        };
+        if tls.client_cert.is_some() != tls.client_key.is_some() {
+            return Err(err(
+                "with_otlp_client_certificate",
+                "mutual TLS needs both the client certificate and its key",
+            ));
+        }
+        let resource = self.resource(&env, service_name)?;
+        Ok(Settings {
+            enabled,
+            protocol,
+            endpoint,
+            headers,
+            tls,
+            timeout,
+            compression,
+            sampling,
+            resource,
+            metric_interval,
+        })
+    }
+
+    fn resource(
+        &self,
+        env: &impl Fn(&str) -> Option<String>,
+        service_name: &str,
+    ) -> Result<BTreeMap<String, String>, ConfigError> {
+        let mut r = BTreeMap::new();
+        for (var, key) in DETECTED {
+            if let Some(v) = env(var) {
+                r.entry(key.to_string()).or_insert(v);
+            }
+        }
+        if let Some((_, runtime)) = RUNTIMES.iter().find(|(var, _)| env(var).is_some()) {
+            r.insert("runtime.environment".into(), runtime.to_string());
+        }
+        if let Some(text) = env("OTEL_RESOURCE_ATTRIBUTES") {
+            for (k, v) in pairs("OTEL_RESOURCE_ATTRIBUTES", &text)? {
+                r.insert(k, v);
+            }
+        }
+        let name = self
+            .service_name
+            .clone()
+            .or_else(|| env("OTEL_SERVICE_NAME"))
+            .or_else(|| r.get("service.name").cloned())
+            .unwrap_or_else(|| service_name.to_string());
+        r.insert("service.name".into(), name);
+        if let Some(v) = self
+            .service_version
+            .clone()
+            .or_else(|| env("PIKO_SERVICE_VERSION"))
+        {
+            r.insert("service.version".into(), v);
+        }
+        if let Some(e) = self.environment.clone().or_else(|| env("PIKO_ENVIRONMENT")) {
+            r.insert("deployment.environment.name".into(), e);
+        }
+        Ok(r)
+    }
+}
+
+fn sampling_from_env(env: &impl Fn(&str) -> Option<String>) -> Result<Sampling, ConfigError> {
+    let arg = || -> Result<f64, ConfigError> {
+        match env("OTEL_TRACES_SAMPLER_ARG") {
+            None => Ok(1.0),
+            Some(a) => {
+                let r: f64 = a
+                    .trim()
+                    .parse()
+                    .map_err(|_| err("OTEL_TRACES_SAMPLER_ARG", "must be a number from 0 to 1"))?;
+                ratio("OTEL_TRACES_SAMPLER_ARG", r)
+            }
+        }
+    };
+    let Some(name) = env("OTEL_TRACES_SAMPLER") else {
+        return Ok(Sampling::ParentBased(ParentRoot::AlwaysOn));
+    };
+    Ok(match name.trim().to_ascii_lowercase().as_str() {
+        "always_on" => Sampling::AlwaysOn,
+        "always_off" => Sampling::AlwaysOff,
+        "traceidratio" => Sampling::Ratio(arg()?),
+        "parentbased_always_on" => Sampling::ParentBased(ParentRoot::AlwaysOn),
+        "parentbased_always_off" => Sampling::ParentBased(ParentRoot::AlwaysOff),
+        "parentbased_traceidratio" => Sampling::ParentBased(ParentRoot::Ratio(arg()?)),
+        other => {
+            return Err(err(
+                "OTEL_TRACES_SAMPLER",
+                format!(
+                    "unknown sampler {other:?}; use always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off or parentbased_traceidratio"
+                ),
+            ));
+        }
+    })
+}
+
+/// The endpoint as a URL: a scheme decides TLS (`http` plaintext, `https` TLS); without
+/// one, TLS unless `insecure`.
+fn endpoint_url(setting: &str, raw: &str, insecure: bool) -> Result<String, ConfigError> {
+    let with_scheme = if raw.contains("://") {
+        raw.to_string()
+    } else if insecure {
+        format!("http://{raw}")
+    } else {
+        format!("https://{raw}")
+    };
+    let uri: http::Uri = with_scheme.parse().map_err(|_| {
+        err(
+            setting,
+            "is not a URL; give http://host:port or https://host:port",
+        )
+    })?;
+    match uri.scheme_str() {
+        Some("http" | "https") => {}
+        _ => {
+            return Err(err(setting, "must use http:// or https://"));
+        }
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(err(
+            setting,
+            "has no host; give http://host:port or https://host:port",
+        ));
+    }
+    if insecure && uri.scheme_str() == Some("https") && raw.contains("://") {
+        return Err(err(
+            setting,
+            "is https:// but insecure (plaintext) is set; drop one of the two",
+        ));
+    }
+    Ok(with_scheme.trim_end_matches('/').to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(vars: &[(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> + use<> {
+        let vars: Vec<(&str, &str)> = vars.to_vec();
+        move |k| {
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn defaults_fit_together() {
+        let s = OtlpConfig::new().resolve(env(&[]), "svc").unwrap();
+        assert!(!s.enabled, "no endpoint anywhere: off");
+        assert_eq!(s.protocol, Protocol::Grpc);
+        assert_eq!(s.endpoint, "http://localhost:4317");
+        assert_eq!(s.timeout, Duration::from_secs(10));
+        assert_eq!(s.metric_interval, Duration::from_secs(60));
+        assert_eq!(s.sampling, Sampling::ParentBased(ParentRoot::AlwaysOn));
+        assert_eq!(s.resource["service.name"], "svc");
+        let mut http = OtlpConfig::new();
+        http.protocol = Some(Protocol::HttpProtobuf);
+        let s = http.resolve(env(&[]), "svc").unwrap();
+        assert_eq!(
+            s.endpoint, "http://localhost:4318",
+            "HTTP goes to the HTTP port"
+        );
+        assert_eq!(s.signal_url("traces"), "http://localhost:4318/v1/traces");
+        assert_eq!(s.signal_url("logs"), "http://localhost:4318/v1/logs");
+    }
+
+    #[test]
+    fn code_wins_over_environment_which_wins_over_defaults() {
+        let vars = env(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            (
+                "OTEL_EXPORTER_OTLP_HEADERS",
+                "authorization=Bearer%20abc,x-team=core",
+            ),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "2500"),
+            ("OTEL_SERVICE_NAME", "from-env"),
+            (
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "service.name=from-attrs,team=core",
+            ),
+            ("OTEL_TRACES_SAMPLER", "traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "0.25"),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "5000"),
+        ]);
+        let s = OtlpConfig::new().resolve(&vars, "svc").unwrap();
+        assert!(s.enabled, "an endpoint in the environment turns export on");
+        assert_eq!(s.protocol, Protocol::HttpProtobuf);
+        assert_eq!(s.endpoint, "http://collector:4318");
+        assert_eq!(s.signal_url("metrics"), "http://collector:4318/v1/metrics");
+        assert_eq!(s.headers["authorization"], "Bearer abc");
+        assert_eq!(s.timeout, Duration::from_millis(2500));
+        assert_eq!(s.resource["service.name"], "from-env");
+        assert_eq!(s.resource["team"], "core");
+        assert_eq!(s.sampling, Sampling::Ratio(0.25));
+        assert_eq!(s.metric_interval, Duration::from_secs(5));
+
+        let mut code = OtlpConfig::new();
+        code.endpoint = Some("http://127.0.0.1:4317".into());
+        code.protocol = Some(Protocol::Grpc);
+        code.headers = vec![("Authorization".into(), "Bearer code".into())];
+        code.timeout = Some(Duration::from_secs(3));
+        code.service_name = Some("from-code".into());
+        code.sample_rate = Some(0.5);
+        code.metric_interval = Some(Duration::from_secs(1));
+        code.enabled = Some(false);
+        let s = code.resolve(&vars, "svc").unwrap();
+        assert!(!s.enabled);
+        assert_eq!(s.protocol, Protocol::Grpc);
+        assert_eq!(s.endpoint, "http://127.0.0.1:4317");
+        assert_eq!(s.headers["authorization"], "Bearer code");
+        assert_eq!(
+            s.headers["x-team"], "core",
+            "the variable's other headers stay"
+        );
+        assert_eq!(s.timeout, Duration::from_secs(3));
+        assert_eq!(s.resource["service.name"], "from-code");
+        assert_eq!(s.sampling, Sampling::ParentBased(ParentRoot::Ratio(0.5)));
+        assert_eq!(s.metric_interval, Duration::from_secs(1));
+        // OTEL_RESOURCE_ATTRIBUTES' service.name beats the facade's name.
+        let s = OtlpConfig::new()
+            .resolve(
+                env(&[("OTEL_RESOURCE_ATTRIBUTES", "service.name=attrs")]),
+                "svc",
+            )
+            .unwrap();
+        assert_eq!(s.resource["service.name"], "attrs");
+        let s = OtlpConfig::new()
+            .resolve(
+                env(&[
+                    ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4317"),
+                    ("OTEL_SDK_DISABLED", "true"),
+                ]),
+                "svc",
+            )
+            .unwrap();
+        assert!(!s.enabled);
+    }
+
+    #[test]
+    fn schemes_and_insecure_decide_tls() {
+        let resolve = |endpoint: &str, insecure: Option<bool>| {
+            let mut c = OtlpConfig::new();
+            c.endpoint = Some(endpoint.into());
+            c.insecure = insecure;
+            c.resolve(env(&[]), "svc")
+        };
+        assert_eq!(
+            resolve("collector:4317", None).unwrap().endpoint,
+            "https://collector:4317"
+        );
+        assert_eq!(
+            resolve("collector:4317", Some(true)).unwrap().endpoint,
+            "http://collector:4317"
+        );
+        assert_eq!(
+            resolve("https://c:4317", None).unwrap().endpoint,
+            "https://c:4317"
+        );
+        assert_eq!(
+            resolve("http://c:4317", None).unwrap().endpoint,
+            "http://c:4317"
+        );
+        let e = resolve("https://c:4317", Some(true)).unwrap_err();
+        assert!(e.to_string().contains("insecure"), "{e}");
+    }
+
+    #[test]
+    fn bad_input_names_the_setting() {
+        let bad = |vars: &[(&'static str, &'static str)]| {
+            OtlpConfig::new()
+                .resolve(env(vars), "svc")
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            bad(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "thrift")]),
+            "OTEL_EXPORTER_OTLP_PROTOCOL: unknown protocol \"thrift\"; use grpc or http/protobuf"
+        );
+        assert!(
+            bad(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "ftp://x:1")])
+                .starts_with("OTEL_EXPORTER_OTLP_ENDPOINT:")
+        );
+        assert!(
+            bad(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://")])
+                .starts_with("OTEL_EXPORTER_OTLP_ENDPOINT:")
+        );
+        let e = bad(&[("OTEL_EXPORTER_OTLP_HEADERS", "authorization")]);
+        assert!(
+            e.starts_with("OTEL_EXPORTER_OTLP_HEADERS: expected key=value"),
+            "{e}"
+        );
+        let e = bad(&[("OTEL_EXPORTER_OTLP_HEADERS", "x-key=sec%0Aret")]);
+        assert!(e.contains("no line break") && !e.contains("sec"), "{e}");
+        assert!(bad(&[("OTEL_EXPORTER_OTLP_TIMEOUT", "10s")]).contains("milliseconds"));
+        assert!(bad(&[("OTEL_TRACES_SAMPLER", "sometimes")]).starts_with("OTEL_TRACES_SAMPLER:"));
+        assert!(
+            bad(&[
+                ("OTEL_TRACES_SAMPLER", "traceidratio"),
+                ("OTEL_TRACES_SAMPLER_ARG", "2")
+            ])
+            .contains("from 0 to 1")
+        );
+        assert!(
+            bad(&[("OTEL_EXPORTER_OTLP_CERTIFICATE", "/nonexistent/ca.pem")])
+                .starts_with("OTEL_EXPORTER_OTLP_CERTIFICATE: cannot read /nonexistent/ca.pem")
+        );
+        let mut c = OtlpConfig::new();
+        c.sample_rate = Some(1.5);
+        assert!(
+            c.resolve(env(&[]), "svc")
+                .unwrap_err()
+                .to_string()
+                .starts_with("with_otlp_trace_sample_rate")
+        );
+    }
+
+    #[test]
+    fn the_resource_has_detected_and_given_attributes() {
+        let mut c = OtlpConfig::new();
+        c.service_version = Some("1.2.3".into());
+        c.environment = Some("staging".into());
+        let r = c
+            .resolve(
+                env(&[
+                    ("KUBERNETES_SERVICE_HOST", "10.0.0.1"),
+                    ("POD_NAME", "orders-7d9"),
+                    ("POD_NAMESPACE", "shop"),
+                ]),
+                "orders",
+            )
+            .unwrap()
+            .resource;
+        assert_eq!(r["service.name"], "orders");
+        assert_eq!(r["service.version"], "1.2.3");
+        assert_eq!(r["deployment.environment.name"], "staging");
+        assert_eq!(r["k8s.pod.name"], "orders-7d9");
+        assert_eq!(r["k8s.namespace.name"], "shop");
+        assert_eq!(r["runtime.environment"], "kubernetes");
+    }
+}

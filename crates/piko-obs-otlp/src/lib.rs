@@ -1,0 +1,33 @@
+//! OpenTelemetry for piko-obs: OTLP export configured from code and the standard
+//! variables.
+//!
+//! Today this crate holds the configuration: [`OtlpConfig`] (every field optional),
+//! resolved with [`OtlpConfig::resolve`] into [`Settings`] in the order code, then the
+//! standard `OTEL_*` variables, then defaults that fit together (gRPC to
+//! `localhost:4317`, HTTP/protobuf to `localhost:4318` with `/v1/<signal>` paths), with
+//! every bad value an error that names its setting. The exporters, `run_in_span` and the
+//! log and metric bridges come with the rest of the OpenTelemetry issue.
+//!
+//! ```
+//! use piko_obs_otlp::{OtlpConfig, Protocol};
+//! let mut config = OtlpConfig::new();
+//! config.protocol = Some(Protocol::HttpProtobuf);
+//! config.headers = vec![("authorization".into(), "Bearer token".into())];
+//! let env = |name: &str| match name {
+//!     "OTEL_EXPORTER_OTLP_ENDPOINT" => Some("http://collector:4318".to_string()),
+//!     _ => None,
+//! };
+//! let settings = config.resolve(env, "orders").unwrap();
+//! assert!(settings.enabled);
+//! assert_eq!(settings.signal_url("traces"), "http://collector:4318/v1/traces");
+//! assert_eq!(settings.resource["service.name"], "orders");
+//! ```
+//!
+//! No feature flags.
+
+mod config;
+
+pub use config::{
+    Compression, ConfigError, ENV_VARIABLES, OtlpConfig, ParentRoot, Protocol, Sampling, Settings,
+    TlsFiles,
+};
