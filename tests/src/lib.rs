@@ -1,6 +1,7 @@
 //! Support for the workspace tests: real writers that record what arrives, and helpers
 //! to read JSON lines back. Nothing here stands in for a part of piko-obs.
 
+pub mod otlp;
 pub mod sink;
 
 use std::io::{self, Read, Write};

@@ -1,12 +1,16 @@
 //! OpenTelemetry for piko-obs: OTLP export configured from code and the standard
 //! variables.
 //!
-//! Today this crate holds the configuration: [`OtlpConfig`] (every field optional),
+//! [`Pipeline::start`] builds the tracer, meter and logger providers with OTLP exporters
+//! (gRPC through tonic, or HTTP/protobuf through a blocking reqwest client with rustls),
+//! spans going through a [`BoundedSpanProcessor`] that counts what does not fit.
+//!
+//! The configuration: [`OtlpConfig`] (every field optional),
 //! resolved with [`OtlpConfig::resolve`] into [`Settings`] in the order code, then the
 //! standard `OTEL_*` variables, then defaults that fit together (gRPC to
 //! `localhost:4317`, HTTP/protobuf to `localhost:4318` with `/v1/<signal>` paths), with
-//! every bad value an error that names its setting. The exporters, `run_in_span` and the
-//! log and metric bridges come with the rest of the OpenTelemetry issue.
+//! every bad value an error that names its setting. `run_in_span` and the log and metric
+//! bridges come with the rest of the OpenTelemetry issue.
 //!
 //! ```
 //! use piko_obs_otlp::{OtlpConfig, Protocol};
@@ -26,8 +30,12 @@
 //! No feature flags.
 
 mod config;
+mod pipeline;
 
 pub use config::{
     Compression, ConfigError, ENV_VARIABLES, OtlpConfig, ParentRoot, Protocol, Sampling, Settings,
     TlsFiles,
+};
+pub use pipeline::{
+    BoundedSpanProcessor, Pipeline, SPAN_QUEUE, SpanStats, SpanStatsHandle, StartError,
 };

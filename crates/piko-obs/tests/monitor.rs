@@ -190,11 +190,14 @@ fn requests_to_the_application_are_counted_on_metrics() {
         .spawn()
         .unwrap();
     let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut addr = || {
+    // The start-up alert is a stdout line too, written by another writer: skip it.
+    let mut addr = || loop {
         let mut line = String::new();
-        out.read_line(&mut line).unwrap();
+        assert!(out.read_line(&mut line).unwrap() > 0, "no address line");
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-        v["addr"].as_str().unwrap().to_string()
+        if let Some(a) = v["addr"].as_str() {
+            return a.to_string();
+        }
     };
     let probes = addr();
     let app = addr();

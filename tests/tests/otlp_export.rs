@@ -1,0 +1,213 @@
+//! OTLP export of the three signals to a receiver built on the official protobuf
+//! definitions, over gRPC and over HTTP/protobuf: what arrives, field by field; and
+//! the faults: a receiver that refuses, one that never answers.
+
+use std::time::{Duration, Instant};
+
+use opentelemetry::logs::{AnyValue, LogRecord as _, Logger as _, LoggerProvider as _, Severity};
+use opentelemetry::metrics::MeterProvider as _;
+use opentelemetry::trace::{
+    Span as _, Status, TraceContextExt as _, Tracer as _, TracerProvider as _,
+};
+use opentelemetry::{Context, KeyValue};
+use piko_obs_otlp::{OtlpConfig, Pipeline, Protocol};
+use piko_obs_tests::otlp::{Mode, OtlpReceiver};
+
+fn settings(endpoint: String, protocol: Protocol) -> piko_obs_otlp::Settings {
+    let mut c = OtlpConfig::new();
+    c.endpoint = Some(endpoint);
+    c.protocol = Some(protocol);
+    c.headers = vec![("authorization".into(), "Bearer test-token".into())];
+    c.timeout = Some(Duration::from_secs(2));
+    c.service_version = Some("1.2.3".into());
+    c.metric_interval = Some(Duration::from_millis(200));
+    c.resolve(|_| None, "otlp-test").unwrap()
+}
+
+/// A receiver answering as `mode`, and a pipeline exporting to it over `protocol`,
+/// started on its own runtime (which must outlive the pipeline's shutdown).
+fn start(protocol: Protocol, mode: Mode) -> (OtlpReceiver, tokio::runtime::Runtime, Pipeline) {
+    let receiver = OtlpReceiver::start();
+    receiver.set_mode(mode);
+    let endpoint = match protocol {
+        Protocol::Grpc => receiver.grpc_endpoint(),
+        Protocol::HttpProtobuf => receiver.http_endpoint(),
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let pipeline = {
+        let _in = runtime.enter();
+        Pipeline::start(&settings(endpoint, protocol)).unwrap()
+    };
+    (receiver, runtime, pipeline)
+}
+
+fn all_three_signals_arrive(protocol: Protocol) {
+    let (receiver, runtime, pipeline) = start(protocol, Mode::Accept);
+    let tracer = pipeline.tracer_provider.tracer("test");
+    let (trace_id, parent_id) = tracer.in_span("checkout", |cx| {
+        let parent = cx.span().span_context().clone();
+        let mut child = tracer.start_with_context("charge card", &cx);
+        child.set_attribute(KeyValue::new("order.id", 42));
+        child.add_event(
+            "exception",
+            vec![
+                KeyValue::new("exception.type", "PaymentError"),
+                KeyValue::new("exception.message", "card declined"),
+            ],
+        );
+        child.set_status(Status::error("card declined"));
+        child.end();
+        let logger = pipeline.logger_provider.logger("test");
+        let mut record = logger.create_log_record();
+        record.set_body(AnyValue::from("charging failed"));
+        record.set_severity_number(Severity::Error);
+        record.set_severity_text("ERROR");
+        record.set_trace_context(parent.trace_id(), parent.span_id(), None);
+        logger.emit(record);
+        (parent.trace_id(), parent.span_id())
+    });
+    let _ = Context::current();
+    let meter = pipeline.meter_provider.meter("test");
+    meter
+        .u64_counter("orders_placed")
+        .build()
+        .add(3, &[KeyValue::new("channel", "web")]);
+    let failures = pipeline.shutdown(Duration::from_secs(5));
+    assert!(failures.is_empty(), "{failures:?}");
+    let got = receiver.wait_until(Duration::from_secs(10), |r| {
+        r.spans().len() >= 2 && !r.metric_names().is_empty() && !r.log_records().is_empty()
+    });
+    let proto = if protocol == Protocol::Grpc {
+        "grpc"
+    } else {
+        "http"
+    };
+    assert!(got.traces.iter().all(|e| e.protocol == proto));
+    assert_eq!(
+        got.traces[0].header("authorization"),
+        Some("Bearer test-token")
+    );
+    assert_eq!(
+        got.metrics[0].header("authorization"),
+        Some("Bearer test-token")
+    );
+    assert_eq!(
+        got.logs[0].header("authorization"),
+        Some("Bearer test-token")
+    );
+
+    let resource = got.traces[0].request.resource_spans[0]
+        .resource
+        .clone()
+        .unwrap();
+    let attr = |k: &str| {
+        resource
+            .attributes
+            .iter()
+            .find(|a| a.key == k)
+            .and_then(|a| a.value.clone())
+            .and_then(|v| v.value)
+    };
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    assert_eq!(
+        attr("service.name"),
+        Some(Value::StringValue("otlp-test".into()))
+    );
+    assert_eq!(
+        attr("service.version"),
+        Some(Value::StringValue("1.2.3".into()))
+    );
+
+    let spans = got.spans();
+    let parent = spans.iter().find(|s| s.name == "checkout").unwrap();
+    let child = spans.iter().find(|s| s.name == "charge card").unwrap();
+    assert_eq!(parent.trace_id, trace_id.to_bytes().to_vec());
+    assert_eq!(child.trace_id, parent.trace_id);
+    assert_eq!(child.parent_span_id, parent_id.to_bytes().to_vec());
+    assert!(parent.parent_span_id.is_empty());
+    let order = child
+        .attributes
+        .iter()
+        .find(|a| a.key == "order.id")
+        .unwrap();
+    assert_eq!(
+        order.value.clone().unwrap().value,
+        Some(Value::IntValue(42))
+    );
+    let status = child.status.clone().unwrap();
+    assert_eq!(status.code, 2, "STATUS_CODE_ERROR");
+    assert_eq!(status.message, "card declined");
+    assert_eq!(child.events[0].name, "exception");
+
+    assert!(
+        got.metric_names().contains(&"orders_placed".to_string()),
+        "{:?}",
+        got.metric_names()
+    );
+    let logs = got.log_records();
+    assert_eq!(logs[0].severity_number, Severity::Error as i32);
+    assert_eq!(logs[0].severity_text, "ERROR");
+    assert_eq!(
+        logs[0].body.clone().unwrap().value,
+        Some(Value::StringValue("charging failed".into()))
+    );
+    assert_eq!(logs[0].trace_id, trace_id.to_bytes().to_vec());
+    drop(runtime);
+}
+
+#[test]
+fn all_three_signals_arrive_over_grpc() {
+    all_three_signals_arrive(Protocol::Grpc);
+}
+
+#[test]
+fn all_three_signals_arrive_over_http() {
+    all_three_signals_arrive(Protocol::HttpProtobuf);
+}
+
+fn faults(protocol: Protocol, mode: Mode) {
+    let (_receiver, runtime, pipeline) = start(protocol, mode);
+    let tracer = pipeline.tracer_provider.tracer("test");
+    // Ending spans never waits for the collector: 10,000 spans in far less than a second
+    // per thousand, whatever the receiver does.
+    let started = Instant::now();
+    for i in 0..10_000 {
+        let mut s = tracer.start(format!("op {i}"));
+        s.end();
+    }
+    let spent = started.elapsed();
+    assert!(
+        spent < Duration::from_secs(10),
+        "ending spans took {spent:?}"
+    );
+    let stats = pipeline.spans.stats();
+    assert_eq!(stats.ended, 10_000);
+    // The queue holds 2048: the rest is dropped and counted, not waited for.
+    assert!(stats.dropped > 0, "{stats:?}");
+    let shutting = Instant::now();
+    let _ = pipeline.shutdown(Duration::from_secs(3));
+    assert!(
+        shutting.elapsed() < Duration::from_secs(15),
+        "shutdown took {:?}",
+        shutting.elapsed()
+    );
+    let stats = pipeline.spans.stats();
+    assert_eq!(stats.exported, 0, "{stats:?}");
+    assert!(stats.failed + stats.dropped >= 10_000 - 2048, "{stats:?}");
+    drop(runtime);
+}
+
+#[test]
+fn a_refusing_collector_costs_the_service_nothing_grpc() {
+    faults(Protocol::Grpc, Mode::Unavailable);
+}
+
+#[test]
+fn a_refusing_collector_costs_the_service_nothing_http() {
+    faults(Protocol::HttpProtobuf, Mode::Unavailable);
+}
+
+#[test]
+fn a_silent_collector_costs_the_service_nothing() {
+    faults(Protocol::Grpc, Mode::Hang);
+}
