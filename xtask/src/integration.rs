@@ -25,6 +25,8 @@ pub(crate) fn run() -> Result {
         "piko-obs-tests",
         "--bin",
         "log_probe",
+        "--bin",
+        "otlp_receiver",
     ]);
     crate::run(build)?;
     let checks = [
@@ -51,6 +53,10 @@ pub(crate) fn run() -> Result {
         Check {
             name: "monitor alerts through a signed webhook to a sink, and through stdout",
             run: alerts_to_webhook_and_stdout,
+        },
+        Check {
+            name: "monitor exports spans and span-correlated log lines to an OTLP receiver",
+            run: otlp_to_receiver,
         },
     ];
     let mut failed = 0;
@@ -617,5 +623,60 @@ fn alerts_to_webhook_and_stdout() -> Result {
         r#"length == 1 and .[0].notification.content.title == "Service started"
           and .[0].notification.context.environment == "integration""#,
         alerts.as_bytes(),
+    )
+}
+
+fn otlp_to_receiver() -> Result {
+    let exe = root().join("target/debug/otlp_receiver");
+    let mut child = Command::new(&exe)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("{exe:?}: {e}"))?;
+    let stdin = child.stdin.take().ok_or("stdin")?;
+    let mut out = BufReader::new(child.stdout.take().ok_or("stdout")?);
+    let mut receiver = Reaper(child);
+    let mut line = String::new();
+    out.read_line(&mut line).map_err(|e| e.to_string())?;
+    let grpc = line
+        .trim()
+        .strip_prefix("grpc=")
+        .ok_or_else(|| format!("expected grpc=ADDR, got {line:?}"))?
+        .to_string();
+    let mut monitor = start_monitor(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", grpc.as_str()),
+        (
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "authorization=Bearer%20integration",
+        ),
+        ("OTEL_METRIC_EXPORT_INTERVAL", "500"),
+    ])?;
+    for _ in 0..3 {
+        let (code, _) = http_get(&monitor.app, "/")?;
+        if code != 200 {
+            return Err(format!("GET / answered {code}"));
+        }
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    signal(monitor.process.0.id(), "TERM")?;
+    let status = wait_bounded(&mut monitor.process.0, Duration::from_secs(20))?;
+    if !status.success() {
+        return Err(format!("monitor exited with {status}"));
+    }
+    drop(stdin);
+    let mut summary = String::new();
+    // Skip the http= line; the summary is the last line.
+    while out.read_line(&mut summary).map_err(|e| e.to_string())? > 0 {}
+    let _ = wait_bounded(&mut receiver.0, Duration::from_secs(10))?;
+    let summary = summary.lines().last().unwrap_or("").to_string();
+    eprintln!("integration: the OTLP receiver got {summary}");
+    jq(
+        r#".[0] as $s
+          | ($s.spans | map(select(.name == "GET /")) | length) == 3
+          and ($s.services | index("monitor") != null)
+          and ([$s.logs[] | select(.body == "Request handled")] | length) == 3
+          and ([$s.logs[] | select(.body == "Request handled") | .trace_id] - [$s.spans[].trace_id] | length) == 0
+          and ([$s.logs[] | select(.body == "Request handled" and .severity == "INFO")] | length) == 3"#,
+        summary.as_bytes(),
     )
 }

@@ -30,7 +30,13 @@
 //! No feature flags.
 
 mod config;
+mod logs;
 mod pipeline;
+mod propagation;
+
+pub use propagation::{extract_context, inject_context};
+
+pub use logs::{OtelLogOutput, severity};
 
 pub use config::{
     Compression, ConfigError, ENV_VARIABLES, OtlpConfig, ParentRoot, Protocol, Sampling, Settings,

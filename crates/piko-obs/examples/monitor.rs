@@ -20,6 +20,7 @@ use std::time::Duration;
 use piko_obs::health::{Status, probe_fn};
 use piko_obs::logger::{self, attr};
 use piko_obs::notification::{self, Priority, StdoutFormat, StdoutNotifier};
+use piko_obs::otlp;
 use piko_obs::{PikoObs, RunMode};
 use warp::Filter;
 
@@ -44,6 +45,14 @@ Environment:
   NO_COLOR, FORCE_COLOR     console colours in dev mode
   PIKO_DISABLE_CONSOLE_LOG  set to true to turn the console output off
   ENVIRONMENT               the environment named in alerts
+
+OpenTelemetry (traces, metrics and logs over OTLP, when an endpoint is set):
+  OTEL_EXPORTER_OTLP_ENDPOINT   the collector (http://host:4317, https://...)
+  OTEL_EXPORTER_OTLP_PROTOCOL   grpc (default) or http/protobuf
+  OTEL_EXPORTER_OTLP_HEADERS    key=value,... sent with every export
+  OTEL_EXPORTER_OTLP_TIMEOUT    milliseconds per export (default 10000)
+  OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, OTEL_TRACES_SAMPLER,
+  OTEL_TRACES_SAMPLER_ARG, OTEL_METRIC_EXPORT_INTERVAL, OTEL_SDK_DISABLED
 
 Alerts (stdout always; one provider for each variable set):
   SLACK_WEBHOOK_URL         Slack incoming webhook
@@ -78,6 +87,20 @@ fn main() -> ExitCode {
     let app_port: u16 = match env_number("APP_PORT", 8080) {
         Ok(p) => p,
         Err(e) => return usage_error(&e),
+    };
+    // Signal handlers first, so a SIGTERM during start-up still shuts down in order.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let signals = {
+        use tokio::signal::unix::{SignalKind, signal};
+        let _in = runtime.enter();
+        Signals {
+            term: signal(SignalKind::terminate()).expect("a SIGTERM handler"),
+            int: signal(SignalKind::interrupt()).expect("a SIGINT handler"),
+            usr1: signal(SignalKind::user_defined1()).expect("a SIGUSR1 handler"),
+        }
     };
     let upstream_down = Arc::new(AtomicBool::new(false));
     let down = upstream_down.clone();
@@ -121,10 +144,6 @@ fn main() -> ExitCode {
         log.info("Health probes listening", &[attr::display("addr", &addr)]);
     }
 
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
     let app = match runtime.block_on(tokio::net::TcpListener::bind(("127.0.0.1", app_port))) {
         Ok(l) => l,
         Err(e) => {
@@ -135,9 +154,21 @@ fn main() -> ExitCode {
     if let Ok(addr) = app.local_addr() {
         log.info("Application listening", &[attr::display("addr", &addr)]);
     }
+    // Each request runs in its own span (a child of the caller's `traceparent`, if it
+    // sent one), and its log line carries the span's ids.
+    let requests = log.clone();
     let hello = warp::path::end()
         .and(warp::get())
-        .map(|| "hello from monitor\n");
+        .and(warp::header::headers_cloned())
+        .map(move |headers: warp::http::HeaderMap| {
+            use opentelemetry::trace::{TraceContextExt as _, Tracer as _};
+            let parent = otlp::extract_context(&headers);
+            let span =
+                opentelemetry::global::tracer("monitor").start_with_context("GET /", &parent);
+            let _in_span = parent.with_span(span).attach();
+            requests.info("Request handled", &[attr::string("path", "/")]);
+            "hello from monitor\n"
+        });
     let routes = piko_obs::metrics::http::warp_route("/", hello);
     runtime.spawn(warp::serve(routes).incoming(app).run());
     log.notice("Server started", &[attr::string("mode", mode.as_str())]);
@@ -153,7 +184,7 @@ fn main() -> ExitCode {
             log.warn("Start-up alert not queued", &[attr::display("error", &e)]);
         }
     }
-    let signal = runtime.block_on(wait_for_signal(&log, &upstream_down));
+    let signal = runtime.block_on(wait_for_signal(signals, &log, &upstream_down));
     log.notice("Server stopping", &[attr::string("signal", signal)]);
     if let Err(e) = guard.shutdown() {
         eprintln!("monitor: {e}");
@@ -177,15 +208,23 @@ fn usage_error(e: &str) -> ExitCode {
     ExitCode::from(2)
 }
 
-async fn wait_for_signal(log: &logger::Logger, upstream_down: &AtomicBool) -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("a SIGTERM handler");
-    let mut usr1 = signal(SignalKind::user_defined1()).expect("a SIGUSR1 handler");
+/// The signals the service answers, registered at start-up.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    usr1: tokio::signal::unix::Signal,
+}
+
+async fn wait_for_signal(
+    mut signals: Signals,
+    log: &logger::Logger,
+    upstream_down: &AtomicBool,
+) -> &'static str {
     loop {
         tokio::select! {
-            _ = term.recv() => return "SIGTERM",
-            _ = tokio::signal::ctrl_c() => return "SIGINT",
-            _ = usr1.recv() => {
+            _ = signals.term.recv() => return "SIGTERM",
+            _ = signals.int.recv() => return "SIGINT",
+            _ = signals.usr1.recv() => {
                 let now_down = !upstream_down.fetch_xor(true, Ordering::SeqCst);
                 log.warn("Upstream switch", &[attr::bool("down", now_down)]);
             }

@@ -12,6 +12,7 @@
 //!   `add_pretty_output`, `add_file_output`, typed attributes, levels);
 //! - [`health`]: Kubernetes liveness, readiness and startup probes on their own port;
 //! - [`metrics`]: the Prometheus recorder behind the probe port's `/metrics`;
+//! - [`otlp`]: OpenTelemetry traces, metrics and logs over OTLP;
 //! - [`notification`]: alerts to chat and incident tools, sent now with retries or
 //!   queued, delivered or kept in a dead-letter file.
 //!
@@ -41,6 +42,7 @@ pub mod health;
 pub mod logger;
 pub mod metrics;
 pub mod notification;
+pub mod otlp;
 
 /// How the service runs: decides the console format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -143,6 +145,8 @@ pub struct Builder {
     notification_retry: Option<notification::RetryPolicy>,
     notification_dispatcher: notification::DispatcherConfig,
     environment: Option<String>,
+    otlp_config: otlp::OtlpConfig,
+    otlp_protocol: Option<String>,
 }
 
 impl fmt::Debug for Builder {
@@ -194,6 +198,8 @@ impl Default for Builder {
             notification_retry: None,
             notification_dispatcher: notification::DispatcherConfig::default(),
             environment: None,
+            otlp_config: otlp::OtlpConfig::default(),
+            otlp_protocol: None,
         }
     }
 }
@@ -406,6 +412,89 @@ impl Builder {
         self
     }
 
+    /// All OTLP settings at once (Piko's `WithOTLP`); the `with_otlp_*` options after it
+    /// change single fields.
+    pub fn with_otlp(mut self, config: otlp::OtlpConfig) -> Self {
+        self.otlp_config = config;
+        self
+    }
+    /// Turns OTLP export on or off (default: on when an endpoint is set, in code or in
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`).
+    pub fn with_otlp_enabled(mut self, on: bool) -> Self {
+        self.otlp_config.enabled = Some(on);
+        self
+    }
+    /// The collector: `http://host:port` (plaintext), `https://host:port` (TLS with the
+    /// system's roots), or `host:port` (TLS unless insecure); checked by `init()`.
+    pub fn with_otlp_endpoint(mut self, endpoint: impl Into<String>) -> Self {
+        self.otlp_config.endpoint = Some(endpoint.into());
+        self
+    }
+    /// `grpc` (default; port 4317) or `http/protobuf` (`http` too; port 4318); checked by
+    /// `init()`.
+    pub fn with_otlp_protocol(mut self, protocol: impl Into<String>) -> Self {
+        self.otlp_protocol = Some(protocol.into());
+        self
+    }
+    /// Headers sent with every export (`authorization`, say); they win over
+    /// `OTEL_EXPORTER_OTLP_HEADERS` for the same name. Checked by `init()`.
+    pub fn with_otlp_headers<K: Into<String>, V: Into<String>>(
+        mut self,
+        headers: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        self.otlp_config
+            .headers
+            .extend(headers.into_iter().map(|(k, v)| (k.into(), v.into())));
+        self
+    }
+    /// Plaintext for an endpoint given as `host:port` (no scheme). It never turns off
+    /// certificate verification, and conflicts with an `https://` endpoint.
+    pub fn with_otlp_insecure_tls(mut self, insecure: bool) -> Self {
+        self.otlp_config.insecure = Some(insecure);
+        self
+    }
+    /// The share of root traces sampled, 0 to 1 (checked by `init()`); child spans follow
+    /// their parent.
+    pub fn with_otlp_trace_sample_rate(mut self, rate: f64) -> Self {
+        self.otlp_config.sample_rate = Some(rate);
+        self
+    }
+    /// `service.version` of the resource.
+    pub fn with_otlp_service_version(mut self, version: impl Into<String>) -> Self {
+        self.otlp_config.service_version = Some(version.into());
+        self
+    }
+    /// The bound on one export (default 10 s).
+    pub fn with_otlp_timeout(mut self, timeout: Duration) -> Self {
+        self.otlp_config.timeout = Some(timeout);
+        self
+    }
+    /// gzip or none (default none).
+    pub fn with_otlp_compression(mut self, compression: otlp::Compression) -> Self {
+        self.otlp_config.compression = Some(compression);
+        self
+    }
+    /// How often metrics are exported (default 60 s).
+    pub fn with_otlp_metric_interval(mut self, interval: Duration) -> Self {
+        self.otlp_config.metric_interval = Some(interval);
+        self
+    }
+    /// A PEM file of CA certificates to trust besides the system's roots.
+    pub fn with_otlp_ca_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.otlp_config.tls.ca_file = Some(path.into());
+        self
+    }
+    /// A client certificate and key (PEM files) for mutual TLS.
+    pub fn with_otlp_client_certificate(
+        mut self,
+        cert: impl Into<std::path::PathBuf>,
+        key: impl Into<std::path::PathBuf>,
+    ) -> Self {
+        self.otlp_config.tls.client_cert = Some(cert.into());
+        self.otlp_config.tls.client_key = Some(key.into());
+        self
+    }
+
     /// Checks the configuration and starts everything. Bad input fails here, with an
     /// error naming the setting.
     pub fn init(self) -> Result<Guard, InitError> {
@@ -415,6 +504,18 @@ impl Builder {
             logger::PIKO_LOG_LEVEL,
             env,
         )?;
+        let mut otlp_config = self.otlp_config.clone();
+        if let Some(text) = &self.otlp_protocol {
+            otlp_config.protocol = Some(otlp::Protocol::parse(text).ok_or_else(|| {
+                InitError::Otlp(format!(
+                    "with_otlp_protocol: unknown protocol {:?}; use grpc or http/protobuf",
+                    text.trim()
+                ))
+            })?);
+        }
+        let otlp_settings = otlp_config
+            .resolve(env, &self.service_name.clone().unwrap_or_else(program_name))
+            .map_err(|e| InitError::Otlp(e.to_string()))?;
         let hub = logger::hub();
         hub.set_error_backtraces(self.error_backtraces);
         if let Some(keys) = &self.secret_keys {
@@ -427,14 +528,14 @@ impl Builder {
             match self.run_mode {
                 RunMode::Prod => logger::add_output(
                     "console",
-                    level,
+                    level.clone(),
                     logger::JsonOutput::stdout()
                         .build()
                         .map_err(InitError::Console)?,
                 )?,
                 RunMode::Dev => logger::add_output(
                     "console",
-                    level,
+                    level.clone(),
                     logger::PrettyOutput::stdout()
                         .build()
                         .map_err(InitError::Console)?,
@@ -531,6 +632,28 @@ impl Builder {
             None => (None, None, None, None),
         };
         let mut runtime = runtime;
+        let mut otlp_pipeline = None;
+        if otlp_settings.enabled {
+            let rt = match runtime.take() {
+                Some(rt) => rt,
+                None => piko_runtime()?,
+            };
+            match otlp::start(&otlp_settings, &rt) {
+                Ok(p) => {
+                    logger::add_output(
+                        "otlp",
+                        level.clone(),
+                        otlp::OtelLogOutput::new(&p.logger_provider),
+                    )?;
+                    otlp_pipeline = Some(p);
+                }
+                Err(e) => {
+                    rt.shutdown_background();
+                    return Err(InitError::Otlp(e.to_string()));
+                }
+            }
+            runtime = Some(rt);
+        }
         let mut notifications = None;
         if self.notifications_enabled {
             let rt = match runtime.take() {
@@ -567,6 +690,7 @@ impl Builder {
             server: Mutex::new(server),
             runtime: Mutex::new(runtime),
             notifications,
+            otlp: otlp_pipeline,
         })
     }
 }
@@ -706,6 +830,10 @@ pub enum InitError {
         #[source]
         source: std::io::Error,
     },
+    /// An OTLP setting cannot work (the message names it), or the exporters could not
+    /// start.
+    #[error("{0}")]
+    Otlp(String),
     /// piko-obs's runtime could not start.
     #[error("cannot start the piko-obs runtime: {0}")]
     Runtime(std::io::Error),
@@ -740,6 +868,7 @@ pub struct Guard {
     server: Mutex<Option<health::RunningServer>>,
     runtime: Mutex<Option<tokio::runtime::Runtime>>,
     notifications: Option<(notification::NotificationService, notification::Dispatcher)>,
+    otlp: Option<otlp::Pipeline>,
 }
 
 impl fmt::Debug for Guard {
@@ -835,6 +964,41 @@ impl Guard {
                         (!problems.is_empty()).then(|| problems.join("; "))
                     }),
                 ));
+            }
+            if let Some(pipeline) = &self.otlp {
+                // Lines logged from here on stay local; the providers flush and stop,
+                // on a thread of their own, while the runtime their gRPC connections
+                // use is still up.
+                if let Some(o) = logger::hub()
+                    .outputs()
+                    .into_iter()
+                    .find(|o| o.name == "otlp")
+                {
+                    let _ = logger::hub().remove_output(o.id, Duration::from_millis(100));
+                }
+                let budget = left()
+                    .saturating_sub(Duration::from_millis(300))
+                    .max(Duration::from_millis(100));
+                let pipeline = pipeline.clone();
+                let (tx, rx) = std::sync::mpsc::channel();
+                std::thread::spawn(move || {
+                    let _ = tx.send(pipeline.shutdown(budget));
+                });
+                match rx.recv_timeout(budget + Duration::from_millis(200)) {
+                    Ok(problems) if problems.is_empty() => {}
+                    Ok(problems) => failures.push((
+                        "shut the OpenTelemetry providers down",
+                        problems
+                            .iter()
+                            .map(|(signal, e)| format!("{signal}: {e}"))
+                            .collect::<Vec<_>>()
+                            .join("; "),
+                    )),
+                    Err(_) => failures.push((
+                        "shut the OpenTelemetry providers down",
+                        format!("not finished after {budget:?}"),
+                    )),
+                }
             }
             runtime.shutdown_background();
         }

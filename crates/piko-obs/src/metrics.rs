@@ -70,6 +70,7 @@ pub(crate) fn install(builder: MetricsBuilder) -> Result<&'static Metrics, crate
     metrics.describe();
     describe_self_metrics();
     metrics.add_collector(record_log_counters);
+    metrics.add_collector(crate::otlp::record_stats);
     metrics.add_collector(|| {
         if let Some(service) = crate::notification::service() {
             crate::notification::record_stats(&service);

@@ -125,6 +125,8 @@ fn help_lists_the_variables_and_a_bad_mode_is_an_error() {
         "WEBHOOK_URL",
         "WEBHOOK_SECRET",
         "PIKO_NOTIFICATION_DEAD_LETTER_PATH",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
     ] {
         assert!(text.contains(var), "{var} missing from --help");
     }

@@ -1,0 +1,146 @@
+//! The logger's records as OpenTelemetry log records: an [`Output`] for the piko-obs
+//! log hub.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use opentelemetry::logs::{AnyValue, LogRecord as _, Logger as _, LoggerProvider as _, Severity};
+use opentelemetry::trace::TraceContextExt as _;
+use opentelemetry::{Key, StringValue};
+use opentelemetry_sdk::logs::{SdkLogger, SdkLoggerProvider};
+use piko_obs_logger::{FlushError, Level, Output, OutputStats, REDACTED, Record, Value};
+
+/// Exports each record as an OpenTelemetry log record: its time, severity (number and
+/// Piko's level name), message as the body, the logger name (`logger`), the source
+/// (`code.filepath`, `code.lineno`), every attribute (secret keys masked), and the
+/// trace and span ids of the span current where the line was written.
+pub struct OtelLogOutput {
+    logger: SdkLogger,
+    provider: SdkLoggerProvider,
+    accepted: AtomicU64,
+}
+
+impl std::fmt::Debug for OtelLogOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OtelLogOutput")
+            .field("accepted", &self.accepted.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl OtelLogOutput {
+    /// An output emitting through `provider`.
+    pub fn new(provider: &SdkLoggerProvider) -> OtelLogOutput {
+        OtelLogOutput {
+            logger: provider.logger("piko-obs"),
+            provider: provider.clone(),
+            accepted: AtomicU64::new(0),
+        }
+    }
+}
+
+/// The OpenTelemetry severity of a Piko level.
+pub fn severity(level: Level) -> Severity {
+    match level.value() {
+        v if v < Level::INTERNAL.value() => Severity::Trace,
+        v if v < Level::DEBUG.value() => Severity::Debug2,
+        v if v < Level::INFO.value() => Severity::Debug,
+        v if v < Level::NOTICE.value() => Severity::Info,
+        v if v < Level::WARN.value() => Severity::Info2,
+        v if v < Level::ERROR.value() => Severity::Warn,
+        _ => Severity::Error,
+    }
+}
+
+fn any_value(v: Value<'_>) -> Option<AnyValue> {
+    Some(match v {
+        Value::Str(s) => AnyValue::from(s.to_string()),
+        Value::Strings(list) => AnyValue::ListAny(Box::new(
+            list.iter().map(|s| AnyValue::from(s.to_string())).collect(),
+        )),
+        Value::Int(i) => AnyValue::from(i),
+        Value::Uint(u) => match i64::try_from(u) {
+            Ok(i) => AnyValue::from(i),
+            Err(_) => AnyValue::from(u.to_string()),
+        },
+        Value::Float(f) => AnyValue::from(f),
+        Value::Bool(b) => AnyValue::from(b),
+        Value::Time(t) => AnyValue::from(
+            chrono::DateTime::<chrono::Utc>::from(t)
+                .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+        ),
+        Value::Duration(d) => AnyValue::from(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)),
+        Value::Error(e) => AnyValue::from(piko_obs_logger::attr::error_chain(e).join(": ")),
+        Value::ErrorChain(c) => AnyValue::from(c.join(": ")),
+        Value::Display(d) => AnyValue::from(d.to_string()),
+        Value::Any(a) => AnyValue::from(
+            serde_json::to_string(a).unwrap_or_else(|e| format!("<unencodable: {e}>")),
+        ),
+        Value::Null => return None,
+        _ => return None,
+    })
+}
+
+impl Output for OtelLogOutput {
+    fn write(&self, record: &Record<'_>) {
+        self.accepted.fetch_add(1, Ordering::Relaxed);
+        let mut r = self.logger.create_log_record();
+        r.set_timestamp(record.time());
+        r.set_observed_timestamp(SystemTime::now());
+        let level = record.level();
+        r.set_severity_number(severity(level));
+        if let Some(name) = level.static_name() {
+            r.set_severity_text(name);
+        }
+        r.set_body(AnyValue::from(record.msg().to_string()));
+        r.add_attribute(
+            Key::from_static_str("logger"),
+            AnyValue::from(record.logger().to_string()),
+        );
+        let src = record.source();
+        r.add_attribute(
+            Key::from_static_str("code.filepath"),
+            AnyValue::String(StringValue::from(src.file)),
+        );
+        r.add_attribute(
+            Key::from_static_str("code.lineno"),
+            AnyValue::from(i64::from(src.line)),
+        );
+        for a in record.bound().chain(record.attrs().iter().copied()) {
+            let value = if record.is_secret(a.key()) {
+                Some(AnyValue::String(StringValue::from(REDACTED)))
+            } else {
+                any_value(a.value())
+            };
+            if let Some(v) = value {
+                r.add_attribute(Key::from_static_str(a.key()), v);
+            }
+        }
+        let cx = opentelemetry::Context::current();
+        let span = cx.span();
+        let sc = span.span_context();
+        if sc.is_valid() {
+            r.set_trace_context(sc.trace_id(), sc.span_id(), Some(sc.trace_flags()));
+        }
+        self.logger.emit(r);
+    }
+
+    fn flush(&self, timeout: Duration) -> Result<(), FlushError> {
+        let _ = timeout;
+        self.provider.force_flush().map_err(|e| FlushError::Failed {
+            output: "otlp".into(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// `accepted` and `written` count the records handed to the OpenTelemetry SDK,
+    /// whose batch processor exports them.
+    fn stats(&self) -> OutputStats {
+        let n = self.accepted.load(Ordering::Relaxed);
+        OutputStats {
+            accepted: n,
+            written: n,
+            ..OutputStats::default()
+        }
+    }
+}

@@ -1,0 +1,58 @@
+//! OpenTelemetry over OTLP: traces, metrics and logs to a collector over gRPC or
+//! HTTP/protobuf.
+//!
+//! `init()` resolves the OTLP settings (the `with_otlp_*` options, then the standard
+//! `OTEL_*` variables, then the defaults: see [`OtlpConfig`]); when export is on (an
+//! endpoint in code or in `OTEL_EXPORTER_OTLP_ENDPOINT`), it starts the exporters on
+//! piko-obs's runtime, installs the tracer and meter providers and the W3C trace-context
+//! and baggage propagators as OpenTelemetry's globals, and adds an `otlp` log output, so
+//! every log line is also an OpenTelemetry log record carrying the current span's ids.
+//! Spans that do not fit in the export queue are counted in
+//! `piko_obs_spans_dropped_total`.
+
+use std::sync::RwLock;
+
+pub use piko_obs_otlp::*;
+
+static INSTALLED: RwLock<Option<Pipeline>> = RwLock::new(None);
+
+/// The pipeline `init()` started, if export is on.
+pub fn pipeline() -> Option<Pipeline> {
+    INSTALLED.read().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+/// Starts the pipeline on `runtime` and installs it.
+pub(crate) fn start(
+    settings: &Settings,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<Pipeline, StartError> {
+    let pipeline = {
+        let _in = runtime.enter();
+        Pipeline::start(settings)?
+    };
+    opentelemetry::global::set_tracer_provider(pipeline.tracer_provider.clone());
+    opentelemetry::global::set_meter_provider(pipeline.meter_provider.clone());
+    opentelemetry::global::set_text_map_propagator(
+        opentelemetry::propagation::TextMapCompositePropagator::new(vec![
+            Box::new(opentelemetry_sdk::propagation::TraceContextPropagator::new()),
+            Box::new(opentelemetry_sdk::propagation::BaggagePropagator::new()),
+        ]),
+    );
+    *INSTALLED.write().unwrap_or_else(|p| p.into_inner()) = Some(pipeline.clone());
+    Ok(pipeline)
+}
+
+/// Records the span counters as `piko_obs_spans_*` metrics.
+pub(crate) fn record_stats() {
+    if let Some(p) = pipeline() {
+        let s = p.spans.stats();
+        for (name, v) in [
+            ("piko_obs_spans_ended_total", s.ended),
+            ("piko_obs_spans_exported_total", s.exported),
+            ("piko_obs_spans_dropped_total", s.dropped),
+            ("piko_obs_spans_export_failed_total", s.failed),
+        ] {
+            ::metrics::counter!(name).absolute(v);
+        }
+    }
+}

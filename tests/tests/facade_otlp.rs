@@ -1,0 +1,129 @@
+//! OTLP through the facade: `init()` exports spans and log lines (with the ids of the
+//! span they were written in) to a receiver, counts spans on `/metrics`, flushes at
+//! shutdown, and rejects bad settings naming them.
+
+use std::time::Duration;
+
+use opentelemetry::trace::{TraceContextExt as _, Tracer as _};
+use piko_obs::PikoObs;
+use piko_obs::logger::{self, attr};
+use piko_obs_tests::otlp::OtlpReceiver;
+
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+#[test]
+fn init_exports_spans_and_log_lines_with_their_trace_ids() {
+    let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = OtlpReceiver::start();
+    let guard = PikoObs::builder()
+        .with_console_output(false)
+        .with_health_probe_port(0)
+        .with_service_name("orders")
+        .with_notification_dead_letter_path(dir.path().join("d.jsonl"))
+        .with_otlp_endpoint(receiver.grpc_endpoint())
+        .with_otlp_headers([("authorization", "Bearer facade")])
+        .with_otlp_service_version("9.9.9")
+        .init()
+        .unwrap();
+    let tracer = opentelemetry::global::tracer("facade-test");
+    let trace_id = tracer.in_span("handle order", |cx| {
+        logger::get_logger("orders").warn("stock low", &[attr::int("left", 2)]);
+        cx.span().span_context().trace_id()
+    });
+    let text = piko_obs::metrics::render().unwrap();
+    assert!(text.contains("piko_obs_spans_ended_total"), "{text}");
+    guard.shutdown().unwrap();
+    let got = receiver.wait_until(Duration::from_secs(10), |r| {
+        !r.spans().is_empty() && !r.log_records().is_empty()
+    });
+    let span = got
+        .spans()
+        .into_iter()
+        .find(|s| s.name == "handle order")
+        .unwrap();
+    assert_eq!(span.trace_id, trace_id.to_bytes().to_vec());
+    assert_eq!(got.traces[0].header("authorization"), Some("Bearer facade"));
+    let line = got
+        .log_records()
+        .into_iter()
+        .find(|l| format!("{:?}", l.body).contains("stock low"))
+        .expect("the log line arrived");
+    assert_eq!(
+        line.trace_id,
+        trace_id.to_bytes().to_vec(),
+        "written inside the span"
+    );
+    assert_eq!(line.severity_text, "WARN");
+    assert!(line.attributes.iter().any(|a| a.key == "left"));
+    assert!(line.attributes.iter().any(|a| a.key == "logger"));
+    let resource = got.traces[0].request.resource_spans[0]
+        .resource
+        .clone()
+        .unwrap();
+    let names: Vec<String> = resource
+        .attributes
+        .iter()
+        .map(|a| {
+            format!(
+                "{}={:?}",
+                a.key,
+                a.value.as_ref().and_then(|v| v.value.clone())
+            )
+        })
+        .collect();
+    assert!(
+        names
+            .iter()
+            .any(|n| n.starts_with("service.name=") && n.contains("orders")),
+        "{names:?}"
+    );
+    assert!(
+        names
+            .iter()
+            .any(|n| n.starts_with("service.version=") && n.contains("9.9.9")),
+        "{names:?}"
+    );
+}
+
+#[test]
+fn bad_otlp_settings_fail_init_naming_them() {
+    let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let base = || {
+        PikoObs::builder()
+            .with_console_output(false)
+            .with_health_enabled(false)
+            .with_notifications_enabled(false)
+    };
+    let e = base().with_otlp_protocol("thrift").init().unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "with_otlp_protocol: unknown protocol \"thrift\"; use grpc or http/protobuf"
+    );
+    let e = base()
+        .with_otlp_endpoint("ftp://collector:4317")
+        .init()
+        .unwrap_err();
+    assert!(e.to_string().starts_with("with_otlp_endpoint:"), "{e}");
+    let e = base()
+        .with_otlp_endpoint("http://127.0.0.1:4317")
+        .with_otlp_headers([("x-key", "a\nb")])
+        .init()
+        .unwrap_err();
+    assert!(e.to_string().starts_with("with_otlp_headers:"), "{e}");
+    let e = base()
+        .with_otlp_endpoint("http://127.0.0.1:4317")
+        .with_otlp_ca_file("/nonexistent/ca.pem")
+        .init()
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("with_otlp_ca_file: cannot read /nonexistent/ca.pem"),
+        "{e}"
+    );
+    let e = base().with_otlp_trace_sample_rate(2.0).init().unwrap_err();
+    assert!(
+        e.to_string().starts_with("with_otlp_trace_sample_rate:"),
+        "{e}"
+    );
+}
