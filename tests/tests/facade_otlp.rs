@@ -31,12 +31,27 @@ fn init_exports_spans_and_log_lines_with_their_trace_ids() {
         logger::get_logger("orders").warn("stock low", &[attr::int("left", 2)]);
         cx.span().span_context().trace_id()
     });
+    // Recorded once with the `metrics` macros: on /metrics, and exported over OTLP.
+    metrics::counter!("orders_shipped_total", "carrier" => "post").increment(2);
     let text = piko_obs::metrics::render().unwrap();
     assert!(text.contains("piko_obs_spans_ended_total"), "{text}");
+    assert!(
+        text.contains("orders_shipped_total{carrier=\"post\"} 2"),
+        "{text}"
+    );
     guard.shutdown().unwrap();
     let got = receiver.wait_until(Duration::from_secs(10), |r| {
-        !r.spans().is_empty() && !r.log_records().is_empty()
+        !r.spans().is_empty()
+            && !r.log_records().is_empty()
+            && r.metric_names()
+                .contains(&"orders_shipped_total".to_string())
     });
+    assert!(
+        got.metric_names()
+            .contains(&"orders_shipped_total".to_string()),
+        "{:?}",
+        got.metric_names()
+    );
     let span = got
         .spans()
         .into_iter()

@@ -55,7 +55,7 @@ pub(crate) fn run() -> Result {
             run: alerts_to_webhook_and_stdout,
         },
         Check {
-            name: "monitor exports spans and span-correlated log lines to an OTLP receiver",
+            name: "monitor exports spans, metrics and span-correlated log lines to an OTLP receiver",
             run: otlp_to_receiver,
         },
     ];
@@ -674,6 +674,7 @@ fn otlp_to_receiver() -> Result {
         r#".[0] as $s
           | ($s.spans | map(select(.name == "GET /")) | length) == 3
           and ($s.services | index("monitor") != null)
+          and ($s.metrics | index("http_server_request_duration_seconds") != null)
           and ([$s.logs[] | select(.body == "Request handled")] | length) == 3
           and ([$s.logs[] | select(.body == "Request handled") | .trace_id] - [$s.spans[].trace_id] | length) == 0
           and ([$s.logs[] | select(.body == "Request handled" and .severity == "INFO")] | length) == 3"#,

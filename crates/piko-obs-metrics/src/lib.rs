@@ -47,9 +47,78 @@ use metrics_util::layers::Layer as _;
 
 use crate::guard::{Refusal, SeriesGuard, SeriesGuardLayer};
 
-/// The recorder [`MetricsBuilder::build`] returns: the Prometheus exporter's recorder
-/// behind the [`guard`] layer.
-pub type MetricsRecorder = SeriesGuard<PrometheusRecorder>;
+/// The recorder [`MetricsBuilder::build`] returns: the Prometheus exporter's recorder,
+/// and any extra ones, behind the [`guard`] layer.
+pub type MetricsRecorder = SeriesGuard<Recorders>;
+
+/// Where series go: the Prometheus recorder alone (its handles are used directly, at
+/// no extra cost), or fanned out to it and extra recorders (an OTLP bridge).
+pub enum Recorders {
+    /// Prometheus only.
+    Prometheus(PrometheusRecorder),
+    /// Prometheus and the extra recorders.
+    Fanout(metrics_util::layers::Fanout),
+}
+
+impl fmt::Debug for Recorders {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Recorders::Prometheus(_) => "Recorders::Prometheus",
+            Recorders::Fanout(_) => "Recorders::Fanout",
+        })
+    }
+}
+
+macro_rules! each {
+    ($self:ident, $r:ident => $e:expr) => {
+        match $self {
+            Recorders::Prometheus($r) => $e,
+            Recorders::Fanout($r) => $e,
+        }
+    };
+}
+
+impl metrics::Recorder for Recorders {
+    fn describe_counter(
+        &self,
+        k: metrics::KeyName,
+        u: Option<metrics::Unit>,
+        d: metrics::SharedString,
+    ) {
+        each!(self, r => r.describe_counter(k, u, d))
+    }
+    fn describe_gauge(
+        &self,
+        k: metrics::KeyName,
+        u: Option<metrics::Unit>,
+        d: metrics::SharedString,
+    ) {
+        each!(self, r => r.describe_gauge(k, u, d))
+    }
+    fn describe_histogram(
+        &self,
+        k: metrics::KeyName,
+        u: Option<metrics::Unit>,
+        d: metrics::SharedString,
+    ) {
+        each!(self, r => r.describe_histogram(k, u, d))
+    }
+    fn register_counter(&self, k: &metrics::Key, m: &metrics::Metadata<'_>) -> metrics::Counter {
+        each!(self, r => r.register_counter(k, m))
+    }
+    fn register_gauge(&self, k: &metrics::Key, m: &metrics::Metadata<'_>) -> metrics::Gauge {
+        each!(self, r => r.register_gauge(k, m))
+    }
+    fn register_histogram(
+        &self,
+        k: &metrics::Key,
+        m: &metrics::Metadata<'_>,
+    ) -> metrics::Histogram {
+        each!(self, r => r.register_histogram(k, m))
+    }
+}
+
+type ExtraRecorder = Arc<dyn metrics::Recorder + Send + Sync>;
 
 /// Buckets the OpenTelemetry HTTP semantic conventions recommend for
 /// `http.server.request.duration`, in seconds.
@@ -119,18 +188,32 @@ impl PrometheusMetrics {
             )],
             process: true,
             guard: SeriesGuardLayer::new(),
+            extra: Vec::new(),
         }
     }
 }
 
 /// Configures the recorder; bad names and buckets are rejected where they are set.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[must_use]
 pub struct MetricsBuilder {
     labels: Vec<(String, String)>,
     buckets: Vec<(String, Vec<f64>)>,
     process: bool,
     guard: SeriesGuardLayer,
+    extra: Vec<ExtraRecorder>,
+}
+
+impl fmt::Debug for MetricsBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MetricsBuilder")
+            .field("labels", &self.labels)
+            .field("buckets", &self.buckets)
+            .field("process", &self.process)
+            .field("guard", &self.guard)
+            .field("extra_recorders", &self.extra.len())
+            .finish()
+    }
 }
 
 impl MetricsBuilder {
@@ -204,11 +287,31 @@ impl MetricsBuilder {
         self
     }
 
+    /// Another recorder that gets every series too, behind the same guard (the facade
+    /// adds the OTLP bridge here).
+    pub fn with_extra_recorder(
+        mut self,
+        recorder: impl metrics::Recorder + Send + Sync + 'static,
+    ) -> Self {
+        self.extra.push(Arc::new(recorder));
+        self
+    }
+
     /// The recorder (to install, or to use locally) and the handle that renders it.
     pub fn build(self) -> Result<(MetricsRecorder, Metrics), MetricsError> {
         let guard = self.guard.clone();
+        let extra = self.extra.clone();
         let (recorder, metrics) = self.build_exporter()?;
-        Ok((guard.layer(recorder), metrics))
+        let sinks = if extra.is_empty() {
+            Recorders::Prometheus(recorder)
+        } else {
+            let mut fan = metrics_util::layers::FanoutBuilder::default().add_recorder(recorder);
+            for r in extra {
+                fan = fan.add_recorder(r);
+            }
+            Recorders::Fanout(fan.build())
+        };
+        Ok((guard.layer(sinks), metrics))
     }
 
     #[cfg(test)]

@@ -9,8 +9,12 @@
 //! resolved with [`OtlpConfig::resolve`] into [`Settings`] in the order code, then the
 //! standard `OTEL_*` variables, then defaults that fit together (gRPC to
 //! `localhost:4317`, HTTP/protobuf to `localhost:4318` with `/v1/<signal>` paths), with
-//! every bad value an error that names its setting. `run_in_span` and the log and metric
-//! bridges come with the rest of the OpenTelemetry issue.
+//! every bad value an error that names its setting.
+//!
+//! Bridges: [`OtelLogOutput`] (the log hub's records as OpenTelemetry log records, with
+//! the current span's ids) and [`OtelRecorder`] (the `metrics` macros as OpenTelemetry
+//! instruments). [`extract_context`] and [`inject_context`] carry W3C trace context
+//! across HTTP headers. `run_in_span` comes with the rest of the OpenTelemetry issue.
 //!
 //! ```
 //! use piko_obs_otlp::{OtlpConfig, Protocol};
@@ -31,6 +35,9 @@
 
 mod config;
 mod logs;
+mod metrics_bridge;
+
+pub use metrics_bridge::OtelRecorder;
 mod pipeline;
 mod propagation;
 

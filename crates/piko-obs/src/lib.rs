@@ -554,6 +554,27 @@ impl Builder {
         });
         // The guard is made last: a guard dropped on an error path would shut down the
         // process-wide logger.
+        // piko-obs's runtime, shut down in the background if init() fails below (dropping
+        // a runtime inside an async caller would panic).
+        let mut early_runtime = SpareRuntime(
+            if self.health_enabled || self.notifications_enabled || otlp_settings.enabled {
+                Some(piko_runtime()?)
+            } else {
+                None
+            },
+        );
+        let mut otlp_pipeline = None;
+        if otlp_settings.enabled
+            && let Some(rt) = early_runtime.0.as_ref()
+        {
+            let p = otlp::start(&otlp_settings, rt).map_err(|e| InitError::Otlp(e.to_string()))?;
+            logger::add_output(
+                "otlp",
+                level.clone(),
+                otlp::OtelLogOutput::new(&p.logger_provider),
+            )?;
+            otlp_pipeline = Some(p);
+        }
         let mut health_parts = None;
         if self.health_enabled {
             let name = self.service_name.clone().unwrap_or_else(program_name);
@@ -584,6 +605,12 @@ impl Builder {
                         if let Some(limit) = self.metrics_cardinality {
                             builder = builder.with_cardinality_limit(limit)?;
                         }
+                        if let Some(p) = &otlp_pipeline {
+                            use opentelemetry::metrics::MeterProvider as _;
+                            builder = builder.with_extra_recorder(otlp::OtelRecorder::new(
+                                p.meter_provider.meter("piko-obs"),
+                            ));
+                        }
                         let installed = metrics::install(builder)?;
                         metrics::observe_health(&service);
                         upkeep = Some(installed.clone());
@@ -593,12 +620,10 @@ impl Builder {
                 };
                 server = server.with_metrics(render);
             }
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .thread_name("piko-obs-runtime")
-                .enable_all()
-                .build()
-                .map_err(InitError::Runtime)?;
+            let runtime = match early_runtime.0.take() {
+                Some(rt) => rt,
+                None => piko_runtime()?,
+            };
             let started = {
                 let _enter = runtime.enter();
                 server.start()
@@ -631,29 +656,7 @@ impl Builder {
             ),
             None => (None, None, None, None),
         };
-        let mut runtime = runtime;
-        let mut otlp_pipeline = None;
-        if otlp_settings.enabled {
-            let rt = match runtime.take() {
-                Some(rt) => rt,
-                None => piko_runtime()?,
-            };
-            match otlp::start(&otlp_settings, &rt) {
-                Ok(p) => {
-                    logger::add_output(
-                        "otlp",
-                        level.clone(),
-                        otlp::OtelLogOutput::new(&p.logger_provider),
-                    )?;
-                    otlp_pipeline = Some(p);
-                }
-                Err(e) => {
-                    rt.shutdown_background();
-                    return Err(InitError::Otlp(e.to_string()));
-                }
-            }
-            runtime = Some(rt);
-        }
+        let mut runtime = runtime.or_else(|| early_runtime.0.take());
         let mut notifications = None;
         if self.notifications_enabled {
             let rt = match runtime.take() {
@@ -692,6 +695,17 @@ impl Builder {
             notifications,
             otlp: otlp_pipeline,
         })
+    }
+}
+
+/// A runtime not yet handed to the guard: shut down in the background if dropped.
+struct SpareRuntime(Option<tokio::runtime::Runtime>);
+
+impl Drop for SpareRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
     }
 }
 
