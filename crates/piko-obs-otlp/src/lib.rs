@@ -14,7 +14,8 @@
 //! Bridges: [`OtelLogOutput`] (the log hub's records as OpenTelemetry log records, with
 //! the current span's ids) and [`OtelRecorder`] (the `metrics` macros as OpenTelemetry
 //! instruments). [`extract_context`] and [`inject_context`] carry W3C trace context
-//! across HTTP headers. `run_in_span` comes with the rest of the OpenTelemetry issue.
+//! across HTTP headers. [`run_in_span`] runs an operation in its own span, with a logger
+//! whose lines carry the span's ids, recording errors and panics.
 //!
 //! ```
 //! use piko_obs_otlp::{OtlpConfig, Protocol};
@@ -40,6 +41,9 @@ mod metrics_bridge;
 pub use metrics_bridge::OtelRecorder;
 mod pipeline;
 mod propagation;
+mod span;
+
+pub use span::run_in_span;
 
 pub use propagation::{extract_context, inject_context};
 

@@ -18,6 +18,7 @@ pub struct OtelLogOutput {
     logger: SdkLogger,
     provider: SdkLoggerProvider,
     accepted: AtomicU64,
+    span_events: bool,
 }
 
 impl std::fmt::Debug for OtelLogOutput {
@@ -35,7 +36,16 @@ impl OtelLogOutput {
             logger: provider.logger("piko-obs"),
             provider: provider.clone(),
             accepted: AtomicU64::new(0),
+            span_events: true,
         }
+    }
+
+    /// Whether a line written inside a recording span is also added to it as an event
+    /// (its message, with `level`), and an ERROR line sets the span's status to ERROR
+    /// (default on).
+    pub fn with_span_events(mut self, on: bool) -> OtelLogOutput {
+        self.span_events = on;
+        self
     }
 }
 
@@ -121,6 +131,18 @@ impl Output for OtelLogOutput {
         let sc = span.span_context();
         if sc.is_valid() {
             r.set_trace_context(sc.trace_id(), sc.span_id(), Some(sc.trace_flags()));
+        }
+        if self.span_events && span.is_recording() {
+            let name = level.static_name().unwrap_or("LOG");
+            span.add_event(
+                record.msg().to_string(),
+                vec![opentelemetry::KeyValue::new("level", name)],
+            );
+            if level >= Level::ERROR {
+                span.set_status(opentelemetry::trace::Status::error(
+                    record.msg().to_string(),
+                ));
+            }
         }
         self.logger.emit(r);
     }

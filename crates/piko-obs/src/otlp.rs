@@ -14,6 +14,14 @@ use std::sync::RwLock;
 
 pub use piko_obs_otlp::*;
 
+/// An OpenTelemetry attribute, for `run_in_span`'s attributes.
+pub fn opentelemetry_kv(
+    key: impl Into<opentelemetry::Key>,
+    value: impl Into<opentelemetry::Value>,
+) -> opentelemetry::KeyValue {
+    opentelemetry::KeyValue::new(key, value)
+}
+
 static INSTALLED: RwLock<Option<Pipeline>> = RwLock::new(None);
 
 /// The pipeline `init()` started, if export is on.

@@ -1,0 +1,149 @@
+//! `run_in_span` against the OTLP receiver: the span's logger names the span, an error
+//! becomes an exception event and status ERROR and is returned unchanged, a panic ends
+//! the span with the panic recorded and goes on, log lines become span events, and
+//! spans nest.
+
+use std::time::Duration;
+
+use opentelemetry::KeyValue;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use piko_obs_logger::{Hub, Level};
+use piko_obs_logger_drains::JsonOutput;
+use piko_obs_otlp::{OtelLogOutput, OtlpConfig, Pipeline, Protocol, run_in_span};
+use piko_obs_tests::Capture;
+use piko_obs_tests::otlp::OtlpReceiver;
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn event_names(s: &Span) -> Vec<String> {
+    s.events.iter().map(|e| e.name.clone()).collect()
+}
+
+#[test]
+fn run_in_span_records_errors_panics_log_lines_and_nesting() {
+    let receiver = OtlpReceiver::start();
+    let mut config = OtlpConfig::new();
+    config.endpoint = Some(receiver.grpc_endpoint());
+    config.protocol = Some(Protocol::Grpc);
+    let settings = config.resolve(|_| None, "spans-test").unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let pipeline = {
+        let _in = runtime.enter();
+        Pipeline::start(&settings).unwrap()
+    };
+    opentelemetry::global::set_tracer_provider(pipeline.tracer_provider.clone());
+    let hub = Hub::default();
+    let cap = Capture::new();
+    hub.add_output(
+        "capture",
+        Level::INFO,
+        JsonOutput::writer(cap.clone()).build().unwrap(),
+    )
+    .unwrap();
+    hub.add_output(
+        "otlp",
+        Level::INFO,
+        OtelLogOutput::new(&pipeline.logger_provider),
+    )
+    .unwrap();
+    let log = hub.get_logger("payments");
+
+    // An error: recorded, status ERROR, returned unchanged.
+    let err = runtime.block_on(run_in_span(
+        &log,
+        "charge",
+        vec![KeyValue::new("order.id", 7)],
+        |l| async move {
+            l.info("charging", &[]);
+            l.error("declined", &[]);
+            Err::<(), _>(std::io::Error::other("card declined"))
+        },
+    ));
+    assert_eq!(err.unwrap_err().to_string(), "card declined");
+
+    // Nesting and success.
+    let nested = runtime.block_on(run_in_span(&log, "outer", vec![], |l| async move {
+        run_in_span(&l, "inner", vec![], |l| async move {
+            l.info("inside", &[]);
+            Ok::<_, std::io::Error>(5)
+        })
+        .await
+    }));
+    assert_eq!(nested.unwrap(), 5);
+
+    // A panic: the span ends with it recorded, and the panic goes on.
+    let l = log.clone();
+    let joined = runtime.block_on(async move {
+        tokio::spawn(async move {
+            run_in_span(&l, "explode", vec![], |_| async {
+                panic!("boom");
+                #[allow(unreachable_code)]
+                Ok::<(), std::io::Error>(())
+            })
+            .await
+        })
+        .await
+    });
+    let panic = joined.unwrap_err();
+    assert!(panic.is_panic());
+
+    hub.flush(Duration::from_secs(5)).unwrap();
+    let failures = pipeline.shutdown(Duration::from_secs(5));
+    assert!(failures.is_empty(), "{failures:?}");
+    let got = receiver.wait_until(Duration::from_secs(10), |r| r.spans().len() >= 4);
+    let spans = got.spans();
+    let find = |n: &str| {
+        spans
+            .iter()
+            .find(|s| s.name == n)
+            .unwrap_or_else(|| panic!("no span {n}"))
+    };
+
+    let charge = find("charge");
+    // The ERROR line set the status first; the returned error is the exception event.
+    let status = charge.status.clone().unwrap();
+    assert_eq!(status.code, 2);
+    assert_eq!(status.message, "declined");
+    let events = event_names(charge);
+    assert!(events.contains(&"exception".to_string()), "{events:?}");
+    assert!(
+        events.contains(&"charging".to_string()),
+        "log lines as span events: {events:?}"
+    );
+    assert!(events.contains(&"declined".to_string()), "{events:?}");
+    let exception = charge
+        .events
+        .iter()
+        .find(|e| e.name == "exception")
+        .unwrap();
+    assert!(format!("{:?}", exception.attributes).contains("card declined"));
+
+    let (outer, inner) = (find("outer"), find("inner"));
+    assert_eq!(inner.parent_span_id, outer.span_id);
+    assert_eq!(inner.trace_id, outer.trace_id);
+    assert_ne!(outer.status.clone().map_or(0, |s| s.code), 2);
+
+    let explode = find("explode");
+    let status = explode.status.clone().unwrap();
+    assert_eq!(status.code, 2);
+    assert_eq!(status.message, "panic: boom");
+
+    // The span's logger names the span on every line.
+    let lines = cap.json_lines();
+    let charging = lines.iter().find(|l| l["msg"] == "charging").unwrap();
+    assert_eq!(charging["trace_id"], hex(&charge.trace_id).as_str());
+    assert_eq!(charging["span_id"], hex(&charge.span_id).as_str());
+    let inside = lines.iter().find(|l| l["msg"] == "inside").unwrap();
+    assert_eq!(inside["span_id"], hex(&inner.span_id).as_str());
+    // And its exported record carries the ids.
+    let records = got.log_records();
+    let exported = records
+        .iter()
+        .find(|r| format!("{:?}", r.body).contains("charging"))
+        .unwrap();
+    assert_eq!(exported.trace_id, charge.trace_id);
+    assert_eq!(exported.span_id, charge.span_id);
+    drop(runtime);
+}
