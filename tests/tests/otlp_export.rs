@@ -211,3 +211,39 @@ fn a_refusing_collector_costs_the_service_nothing_http() {
 fn a_silent_collector_costs_the_service_nothing() {
     faults(Protocol::Grpc, Mode::Hang);
 }
+
+#[test]
+fn when_the_collector_comes_back_new_spans_arrive() {
+    let (receiver, runtime, pipeline) = start(Protocol::Grpc, Mode::Unavailable);
+    let tracer = pipeline.tracer_provider.tracer("test");
+    tracer.start("while down").end();
+    // Let the export of the first span fail.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(receiver.received().spans().is_empty());
+    receiver.set_mode(Mode::Accept);
+    tracer.start("after the collector came back").end();
+    let got = receiver.wait_until(Duration::from_secs(10), |r| {
+        r.spans()
+            .iter()
+            .any(|s| s.name == "after the collector came back")
+    });
+    assert!(
+        got.spans()
+            .iter()
+            .any(|s| s.name == "after the collector came back"),
+        "{:?}",
+        got.spans()
+            .iter()
+            .map(|s| s.name.clone())
+            .collect::<Vec<_>>()
+    );
+    // Nothing lost: the exporter retries UNAVAILABLE, so the first span arrives too.
+    let stats = pipeline.spans.stats();
+    assert_eq!(
+        stats.ended,
+        stats.exported + stats.failed + stats.dropped,
+        "{stats:?}"
+    );
+    let _ = pipeline.shutdown(Duration::from_secs(5));
+    drop(runtime);
+}

@@ -43,9 +43,9 @@ mod pipeline;
 mod propagation;
 mod span;
 
-pub use span::run_in_span;
+pub use span::{run_in_span, run_in_span_from};
 
-pub use propagation::{extract_context, inject_context};
+pub use propagation::{TraceLayer, Traced, extract_context, inject_context, warp_trace_context};
 
 pub use logs::{OtelLogOutput, severity};
 

@@ -43,6 +43,110 @@ pub fn inject_context(cx: &opentelemetry::Context, headers: &mut http::HeaderMap
     });
 }
 
+/// A warp filter extracting the trace context of the request (`traceparent`,
+/// `tracestate`, `baggage`), to start the request's span from, for example with
+/// [`crate::run_in_span_from`].
+pub fn warp_trace_context()
+-> impl warp::Filter<Extract = (opentelemetry::Context,), Error = std::convert::Infallible> + Clone
+{
+    use warp::Filter as _;
+    warp::header::headers_cloned().map(|h: http::HeaderMap| extract_context(&h))
+}
+
+/// A tower layer that runs each request in a server span named `name`, a child of the
+/// trace context the request carries; the span is current while the inner service
+/// handles it, and its status is ERROR for a 5xx answer or a service error.
+#[derive(Debug, Clone)]
+pub struct TraceLayer {
+    name: &'static str,
+}
+
+impl TraceLayer {
+    /// Spans named `name` (a route template, `GET /orders/{id}`).
+    pub fn new(name: &'static str) -> TraceLayer {
+        TraceLayer { name }
+    }
+}
+
+impl<S> tower_layer::Layer<S> for TraceLayer {
+    type Service = Traced<S>;
+    fn layer(&self, inner: S) -> Traced<S> {
+        Traced {
+            inner,
+            name: self.name,
+        }
+    }
+}
+
+/// The service [`TraceLayer`] wraps around another.
+#[derive(Debug, Clone)]
+pub struct Traced<S> {
+    inner: S,
+    name: &'static str,
+}
+
+impl<S, B, RB> tower_service::Service<http::Request<B>> for Traced<S>
+where
+    S: tower_service::Service<http::Request<B>, Response = http::Response<RB>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    RB: Send + 'static,
+{
+    type Response = http::Response<RB>;
+    type Error = S::Error;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<http::Response<RB>, S::Error>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        use opentelemetry::trace::{FutureExt as _, Status, TraceContextExt as _, Tracer as _};
+        let parent = extract_context(req.headers());
+        let tracer = opentelemetry::global::tracer("piko-obs");
+        let span = tracer
+            .span_builder(self.name)
+            .with_kind(opentelemetry::trace::SpanKind::Server)
+            .with_attributes([
+                opentelemetry::KeyValue::new(
+                    "http.request.method",
+                    req.method().as_str().to_string(),
+                ),
+                opentelemetry::KeyValue::new("http.route", self.name),
+            ])
+            .start_with_context(&tracer, &parent);
+        let cx = parent.with_span(span);
+        let fut = {
+            let _in = cx.clone().attach();
+            self.inner.call(req)
+        };
+        Box::pin(async move {
+            let result = fut.with_context(cx.clone()).await;
+            let span = cx.span();
+            match &result {
+                Ok(r) => {
+                    let code = r.status().as_u16();
+                    span.set_attribute(opentelemetry::KeyValue::new(
+                        "http.response.status_code",
+                        i64::from(code),
+                    ));
+                    if code >= 500 {
+                        span.set_status(Status::error(format!("status {code}")));
+                    }
+                }
+                Err(_) => span.set_status(Status::error("the service failed")),
+            }
+            span.end();
+            result
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,5 +177,60 @@ mod tests {
             outgoing["traceparent"],
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
         );
+    }
+
+    #[derive(Clone)]
+    struct Echo;
+
+    impl tower_service::Service<http::Request<()>> for Echo {
+        type Response = http::Response<String>;
+        type Error = std::convert::Infallible;
+        type Future = std::future::Ready<Result<http::Response<String>, std::convert::Infallible>>;
+        fn poll_ready(
+            &mut self,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), Self::Error>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, _: http::Request<()>) -> Self::Future {
+            // Answers with the trace and span ids current while it handles the request.
+            let cx = opentelemetry::Context::current();
+            let sc = cx.span().span_context().clone();
+            std::future::ready(Ok(http::Response::new(format!(
+                "{} {}",
+                sc.trace_id(),
+                sc.span_id()
+            ))))
+        }
+    }
+
+    #[test]
+    fn the_tower_layer_runs_requests_in_a_child_of_their_trace_context() {
+        use tower_layer::Layer as _;
+        use tower_service::Service as _;
+        opentelemetry::global::set_text_map_propagator(
+            opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+        );
+        opentelemetry::global::set_tracer_provider(
+            opentelemetry_sdk::trace::SdkTracerProvider::builder().build(),
+        );
+        let mut svc = TraceLayer::new("GET /").layer(Echo);
+        let req = http::Request::get("/")
+            .header(
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            )
+            .body(())
+            .unwrap();
+        let answer = futures_executor::block_on(svc.call(req))
+            .unwrap()
+            .into_body();
+        let (trace, span) = answer.split_once(' ').unwrap();
+        assert_eq!(
+            trace, "4bf92f3577b34da6a3ce929d0e0e4736",
+            "the caller's trace"
+        );
+        assert_ne!(span, "00f067aa0ba902b7", "a span of its own");
+        assert_ne!(span, "0000000000000000");
     }
 }

@@ -31,7 +31,24 @@ where
     Fut: Future<Output = Result<T, E>>,
     E: std::error::Error,
 {
-    let parent = Context::current();
+    run_in_span_from(&Context::current(), logger, name, attributes, op).await
+}
+
+/// [`run_in_span`] with an explicit parent: the context of an incoming request (from
+/// [`crate::warp_trace_context`] or [`crate::extract_context`]), say.
+pub async fn run_in_span_from<F, Fut, T, E>(
+    parent: &Context,
+    logger: &Logger,
+    name: impl Into<Cow<'static, str>>,
+    attributes: Vec<KeyValue>,
+    op: F,
+) -> Result<T, E>
+where
+    F: FnOnce(Logger) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    E: std::error::Error,
+{
+    let parent = parent.clone();
     let tracer = opentelemetry::global::tracer("piko-obs");
     let span = tracer
         .span_builder(name)

@@ -155,19 +155,23 @@ fn main() -> ExitCode {
         log.info("Application listening", &[attr::display("addr", &addr)]);
     }
     // Each request runs in its own span (a child of the caller's `traceparent`, if it
-    // sent one), and its log line carries the span's ids.
+    // sent one), and its log lines carry the span's ids.
     let requests = log.clone();
     let hello = warp::path::end()
         .and(warp::get())
-        .and(warp::header::headers_cloned())
-        .map(move |headers: warp::http::HeaderMap| {
-            use opentelemetry::trace::{TraceContextExt as _, Tracer as _};
-            let parent = otlp::extract_context(&headers);
-            let span =
-                opentelemetry::global::tracer("monitor").start_with_context("GET /", &parent);
-            let _in_span = parent.with_span(span).attach();
-            requests.info("Request handled", &[attr::string("path", "/")]);
-            "hello from monitor\n"
+        .and(otlp::warp_trace_context())
+        .and_then(move |parent: otlp::Context| {
+            let log = requests.clone();
+            async move {
+                let reply =
+                    otlp::run_in_span_from(&parent, &log, "GET /", vec![], |log| async move {
+                        log.info("Request handled", &[attr::string("path", "/")]);
+                        Ok::<_, std::convert::Infallible>("hello from monitor\n")
+                    })
+                    .await
+                    .unwrap_or_else(|never| match never {});
+                Ok::<_, warp::Rejection>(reply)
+            }
         });
     let routes = piko_obs::metrics::http::warp_route("/", hello);
     runtime.spawn(warp::serve(routes).incoming(app).run());

@@ -12,6 +12,7 @@
 
 use std::sync::RwLock;
 
+pub use opentelemetry::Context;
 pub use piko_obs_otlp::*;
 
 /// An OpenTelemetry attribute, for `run_in_span`'s attributes.
