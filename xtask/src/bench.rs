@@ -141,6 +141,29 @@ const SUITES: &[Suite] = &[
             bound: 1.5,
         }],
     },
+    Suite {
+        name: "otlp",
+        about: "OpenTelemetry costs, exporters discarding what they get (`tests/benches/otlp.rs`): \
+            `run_in_span` (a span from the global tracer, a logger naming it, the operation \
+            polled to completion) against a raw SDK span made current and ended through the \
+            same bounded processor; and a log line to a JSON output and the OTLP output inside \
+            a recording span (where it also becomes a span event, up to the SDK's 128 events \
+            per span) against the same line outside one.",
+        goals: &[
+            Goal {
+                what: "`run_in_span` start and end: at most 1.1 x a raw SDK span with the same processor",
+                numerator: "span/run_in_span",
+                denominator: "span/raw_sdk",
+                bound: 1.1,
+            },
+            Goal {
+                what: "a log line inside a span: at most 1.3 x the same line outside one",
+                numerator: "log_line/inside_span",
+                denominator: "log_line/outside_span",
+                bound: 1.3,
+            },
+        ],
+    },
 ];
 
 /// How many times each benchmark process runs; the report gives the median ratio.
@@ -399,7 +422,8 @@ fn replace_section(name: &str, section: &str) -> Result {
         "metrics-http" => 3,
         "notification" => 4,
         "notification-down" => 5,
-        _ => 6,
+        "otlp" => 6,
+        _ => 7,
     };
     sections.sort_by_key(|(t, _)| order(t));
     let mut md = String::from(HEADER);

@@ -7,7 +7,7 @@
 //!   readiness probed by Debian's `prometheus-blackbox-exporter`, its `/metrics` checked by
 //!   `promtool` and scraped by a Prometheus server);
 //! - `bench [NAME]`: the benchmarks (`logger` with criterion, `health` with wrk, `metrics`
-//!   with criterion and wrk, `notification` with criterion), all or
+//!   with criterion and wrk, `notification` and `otlp` with criterion), all or
 //!   the one named, then their sections of `docs/performance.md`.
 
 use std::fmt::Write as _;
@@ -29,7 +29,7 @@ fn main() -> ExitCode {
         Some("bench") => bench::run(args.get(1).map(String::as_str)),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci | integration | bench [logger | health | metrics | notification]>"
+                "usage: cargo xtask <ci | integration | bench [logger | health | metrics | notification | otlp]>"
             );
             return ExitCode::from(2);
         }

@@ -1,0 +1,107 @@
+//! `cargo xtask bench otlp`: `run_in_span` against a raw SDK span through the same
+//! processor, and a log line inside a span against the same line outside one. The
+//! exporters discard what they get, so the figures are piko-obs's and the SDK's own
+//! costs, not the network's.
+
+// `criterion_group!` generates a public function without documentation.
+#![allow(missing_docs)]
+
+use std::convert::Infallible;
+use std::hint::black_box;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use opentelemetry::trace::{TraceContextExt as _, Tracer as _, TracerProvider as _};
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::logs::{LogBatch, LogExporter, SdkLoggerProvider};
+use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
+use piko_obs_logger::{Hub, Level, attr};
+use piko_obs_logger_drains::JsonOutput;
+use piko_obs_otlp::{BoundedSpanProcessor, OtelLogOutput, run_in_span};
+
+#[derive(Debug)]
+struct Discard;
+
+impl SpanExporter for Discard {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        black_box(batch);
+        Ok(())
+    }
+}
+
+impl LogExporter for Discard {
+    async fn export(&self, batch: LogBatch<'_>) -> OTelSdkResult {
+        black_box(batch);
+        Ok(())
+    }
+}
+
+fn spans(c: &mut Criterion) {
+    let provider = SdkTracerProvider::builder()
+        .with_span_processor(BoundedSpanProcessor::new(Discard, 1 << 16).expect("processor"))
+        .build();
+    opentelemetry::global::set_tracer_provider(provider.clone());
+    let hub = Hub::default();
+    let log = hub.get_logger("bench");
+    let tracer = provider.tracer("bench");
+    let mut g = c.benchmark_group("span");
+    g.bench_function("raw_sdk", |b| {
+        b.iter(|| {
+            let span = tracer.start("op");
+            let cx = opentelemetry::Context::current().with_span(span);
+            let _in = cx.clone().attach();
+            black_box(&cx);
+            cx.span().end();
+        })
+    });
+    g.bench_function("run_in_span", |b| {
+        b.iter(|| {
+            let r = futures_executor::block_on(run_in_span(&log, "op", vec![], |l| async move {
+                black_box(&l);
+                Ok::<_, Infallible>(())
+            }));
+            black_box(r)
+        })
+    });
+    g.finish();
+}
+
+fn log_in_span(c: &mut Criterion) {
+    let provider = SdkTracerProvider::builder()
+        .with_span_processor(BoundedSpanProcessor::new(Discard, 1 << 16).expect("processor"))
+        .build();
+    let logs = SdkLoggerProvider::builder()
+        .with_batch_exporter(Discard)
+        .build();
+    let hub = Hub::default();
+    hub.add_output(
+        "json",
+        Level::INFO,
+        JsonOutput::writer(std::io::sink())
+            .direct()
+            .build()
+            .expect("output"),
+    )
+    .expect("json");
+    hub.add_output("otlp", Level::INFO, OtelLogOutput::new(&logs))
+        .expect("otlp");
+    let log = hub.get_logger("bench");
+    let line = || {
+        log.info(
+            black_box("request handled"),
+            &[attr::int("status", black_box(200))],
+        )
+    };
+    let mut g = c.benchmark_group("log_line");
+    g.bench_function("outside_span", |b| b.iter(line));
+    let tracer = provider.tracer("bench");
+    let span = tracer.start("request");
+    let cx = opentelemetry::Context::current().with_span(span);
+    let _in = cx.clone().attach();
+    // The span would collect one event per line; a long-lived span caps them, so the
+    // figure is for a span with room.
+    g.bench_function("inside_span", |b| b.iter(line));
+    g.finish();
+}
+
+criterion_group!(benches, spans, log_in_span);
+criterion_main!(benches);
