@@ -524,8 +524,10 @@ impl Builder {
         let console = self
             .console
             .unwrap_or_else(|| env(PIKO_DISABLE_CONSOLE_LOG).as_deref() != Some("true"));
+        // Outputs added from here on are removed again if init() fails.
+        let mut added = Rollback::default();
         if console {
-            match self.run_mode {
+            let id = match self.run_mode {
                 RunMode::Prod => logger::add_output(
                     "console",
                     level.clone(),
@@ -541,6 +543,7 @@ impl Builder {
                         .map_err(InitError::Console)?,
                 )?,
             };
+            added.outputs.push(id);
         }
         if self.log_bridge {
             logger::install_log_bridge()?;
@@ -568,11 +571,13 @@ impl Builder {
             && let Some(rt) = early_runtime.0.as_ref()
         {
             let p = otlp::start(&otlp_settings, rt).map_err(|e| InitError::Otlp(e.to_string()))?;
-            logger::add_output(
+            added.pipeline = Some(p.clone());
+            let id = logger::add_output(
                 "otlp",
                 level.clone(),
                 otlp::OtelLogOutput::new(&p.logger_provider),
             )?;
+            added.outputs.push(id);
             otlp_pipeline = Some(p);
         }
         let mut health_parts = None;
@@ -684,6 +689,7 @@ impl Builder {
             }
             runtime = Some(rt);
         }
+        added.keep = true;
         Ok(Guard {
             shutdown_timeout: self.shutdown_timeout,
             drain_delay,
@@ -695,6 +701,31 @@ impl Builder {
             notifications,
             otlp: otlp_pipeline,
         })
+    }
+}
+
+/// What a failing `init()` undoes: the log outputs it added, and the OTLP providers it
+/// started (flushed and stopped on a thread of their own, within a second).
+#[derive(Default)]
+struct Rollback {
+    outputs: Vec<piko_obs_logger::OutputId>,
+    pipeline: Option<otlp::Pipeline>,
+    keep: bool,
+}
+
+impl Drop for Rollback {
+    fn drop(&mut self) {
+        if self.keep {
+            return;
+        }
+        for id in self.outputs.drain(..) {
+            let _ = logger::hub().remove_output(id, Duration::from_millis(200));
+        }
+        if let Some(p) = self.pipeline.take() {
+            std::thread::spawn(move || {
+                let _ = p.shutdown(Duration::from_secs(1));
+            });
+        }
     }
 }
 
