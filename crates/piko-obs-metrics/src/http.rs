@@ -55,39 +55,30 @@ fn status_label(status: u16) -> &'static str {
     }
 }
 
-// A borrowed template is `'static`, so its label needs no allocation.
-#[allow(clippy::ptr_arg)]
-fn route_label(route: &Cow<'static, str>) -> metrics::SharedString {
-    match route {
-        Cow::Borrowed(r) => metrics::SharedString::const_str(r),
-        Cow::Owned(r) => metrics::SharedString::from(r.clone()),
-    }
-}
-
-// A borrowed template is `'static`, so its label needs no allocation.
-#[allow(clippy::ptr_arg)]
-fn duration_histogram(method: usize, route: &Cow<'static, str>, status: u16) -> metrics::Histogram {
+fn duration_histogram(
+    method: usize,
+    route: metrics::SharedString,
+    status: u16,
+) -> metrics::Histogram {
     metrics::histogram!(
         HTTP_SERVER_REQUEST_DURATION,
         "http_request_method" => method_label(method),
-        "http_route" => route_label(route),
+        "http_route" => route,
         "http_response_status_code" => status_label(status)
     )
 }
 
-// A borrowed template is `'static`, so its label needs no allocation.
-#[allow(clippy::ptr_arg)]
-fn active_gauge(method: usize, route: &Cow<'static, str>) -> metrics::Gauge {
+fn active_gauge(method: usize, route: metrics::SharedString) -> metrics::Gauge {
     metrics::gauge!(
         HTTP_SERVER_ACTIVE_REQUESTS,
         "http_request_method" => method_label(method),
-        "http_route" => route_label(route)
+        "http_route" => route
     )
 }
 
 /// Records one finished request.
 pub fn record_request(method: &http::Method, route: &str, status: u16, elapsed: Duration) {
-    duration_histogram(method_index(method), &Cow::Owned(route.to_owned()), status)
+    duration_histogram(method_index(method), route.to_owned().into(), status)
         .record(elapsed.as_secs_f64());
 }
 
@@ -100,10 +91,7 @@ pub struct InFlight {
 impl InFlight {
     /// Counts a request to `route` in.
     pub fn enter(method: &http::Method, route: &str) -> InFlight {
-        InFlight::with_gauge(active_gauge(
-            method_index(method),
-            &Cow::Owned(route.to_owned()),
-        ))
+        InFlight::with_gauge(active_gauge(method_index(method), route.to_owned().into()))
     }
 
     fn with_gauge(gauge: metrics::Gauge) -> InFlight {
@@ -126,7 +114,7 @@ const STATUS_SLOTS: usize = 8;
 /// and kept, so a request costs no registry lookup and no allocation. Lock-free reads;
 /// the handles come from the recorder installed at first use.
 struct RouteHandles {
-    route: Cow<'static, str>,
+    route: &'static str,
     methods: [MethodHandles; OTHER_METHOD + 1],
 }
 
@@ -139,15 +127,20 @@ struct MethodHandles {
 impl RouteHandles {
     fn new(route: &'static str) -> RouteHandles {
         RouteHandles {
-            route: Cow::Borrowed(route),
+            route,
             methods: Default::default(),
         }
+    }
+
+    /// The route as a label value; a `'static` template needs no allocation.
+    fn label(&self) -> metrics::SharedString {
+        metrics::SharedString::const_str(self.route)
     }
 
     fn enter(&self, method: usize) -> InFlight {
         let gauge = self.methods[method]
             .active
-            .get_or_init(|| active_gauge(method, &self.route));
+            .get_or_init(|| active_gauge(method, self.label()));
         InFlight::with_gauge(gauge.clone())
     }
 
@@ -155,13 +148,13 @@ impl RouteHandles {
         let seconds = elapsed.as_secs_f64();
         for slot in &self.methods[method].durations {
             let (code, histogram) =
-                slot.get_or_init(|| (status, duration_histogram(method, &self.route, status)));
+                slot.get_or_init(|| (status, duration_histogram(method, self.label(), status)));
             if *code == status {
                 histogram.record(seconds);
                 return;
             }
         }
-        duration_histogram(method, &self.route, status).record(seconds);
+        duration_histogram(method, self.label(), status).record(seconds);
     }
 }
 
@@ -252,13 +245,14 @@ where
         let started = Instant::now();
         let method = method_index(req.method());
         let route = (self.route)(req.method(), req.uri(), req.extensions());
-        let in_flight = InFlight::with_gauge(active_gauge(method, &route));
+        let route: metrics::SharedString = route.into();
+        let in_flight = InFlight::with_gauge(active_gauge(method, route.clone()));
         let fut = self.inner.call(req);
         Box::pin(async move {
             let result = fut.await;
             // An error that never became a response counts as 500.
             let status = result.as_ref().map_or(500, |r| r.status().as_u16());
-            duration_histogram(method, &route, status).record(started.elapsed().as_secs_f64());
+            duration_histogram(method, route, status).record(started.elapsed().as_secs_f64());
             drop(in_flight);
             result
         })
