@@ -150,27 +150,13 @@ impl WebhookNotifier {
     }
 }
 
-fn message_id() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!(
-        "msg_{nanos:x}{:x}{:x}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
 impl Notifier for WebhookNotifier {
     async fn send(&self, n: &Notification) -> Result<(), SendError> {
         let body = serde_json::to_vec(&WebhookNotifier::body(n))
             .map_err(|e| SendError::Rejected(format!("webhook: cannot encode: {e}")))?;
         let mut headers = self.headers.clone();
         if let Some(key) = &self.secret {
-            let id = message_id();
+            let id = format!("msg_{}", piko_obs_notify::unique_id());
             let ts = SystemTime::now()
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map(|d| d.as_secs())

@@ -45,7 +45,7 @@ impl DeadLetter {
         last_error: String,
     ) -> DeadLetter {
         DeadLetter {
-            id: new_id(),
+            id: unique_id(),
             notification,
             providers,
             attempts,
@@ -56,7 +56,9 @@ impl DeadLetter {
     }
 }
 
-fn new_id() -> String {
+/// An id unique in this process and, with the time and process id in it, across
+/// restarts: for dead letters and for webhook message ids.
+pub fn unique_id() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let nanos = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -67,6 +69,14 @@ fn new_id() -> String {
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+/// An entry the store could not take: printed whole, so it is at least in the logs.
+fn report_unwritten(e: &io::Error, entry: &DeadLetter) {
+    eprintln!(
+        "piko-obs: notify.dead_letter.write_failed: {e}; entry: {}",
+        serde_json::to_string(entry).unwrap_or_default()
+    );
 }
 
 /// What a dead-letter store read back for a replay.
@@ -351,10 +361,7 @@ impl Dispatcher {
                         Err(e) => {
                             // Not durable: print them, so they are at least in the logs.
                             for entry in &batch {
-                                eprintln!(
-                                    "piko-obs: notify.dead_letter.write_failed: {e}; entry: {}",
-                                    serde_json::to_string(entry).unwrap_or_default()
-                                );
+                                report_unwritten(&e, entry);
                             }
                             inner
                                 .counters
@@ -446,10 +453,7 @@ impl Dispatcher {
                         .counters
                         .dead_letter_errors
                         .fetch_add(1, Ordering::Relaxed);
-                    eprintln!(
-                        "piko-obs: notify.dead_letter.write_failed: {e}; entry: {}",
-                        serde_json::to_string(&entry).unwrap_or_default()
-                    );
+                    report_unwritten(&e, &entry);
                     false
                 }
             };

@@ -42,7 +42,7 @@ mod service;
 
 pub use dispatcher::{
     DeadLetter, DeadLetterBatch, DeadLetterStore, Dispatcher, DispatcherConfig, DispatcherStats,
-    EnqueueError, Enqueued, ReplayError, ShutdownReport,
+    EnqueueError, Enqueued, ReplayError, ShutdownReport, unique_id,
 };
 pub use model::{Content, Context, Fields, Notification, Priority, truncate, truncate_bytes};
 pub use notifier::{

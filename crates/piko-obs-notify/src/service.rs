@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use futures_util::FutureExt as _;
 
 use crate::dispatcher::{DeadLetter, Dispatcher, EnqueueError, Enqueued};
-use crate::model::{Fields, Notification, Priority, truncate};
+use crate::model::{Notification, Priority, truncate};
 use crate::notifier::{Capabilities, DynNotifier, Notifier, SendError};
 use crate::policy::{Breaker, BreakerPolicy, RetryPolicy};
 
@@ -758,14 +758,5 @@ impl NotificationBuilder {
     /// Hands it to the dispatcher; returns at once.
     pub fn enqueue(self) -> Result<Enqueued, EnqueueError> {
         self.service.enqueue(self.n)
-    }
-}
-
-impl Fields {
-    /// Fields from pairs.
-    pub fn from_pairs<K: Into<String>, V: Into<String>>(
-        pairs: impl IntoIterator<Item = (K, V)>,
-    ) -> Fields {
-        pairs.into_iter().collect()
     }
 }
