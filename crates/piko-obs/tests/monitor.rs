@@ -13,13 +13,13 @@ fn example() -> PathBuf {
     dir.join("examples").join("monitor")
 }
 
-/// Starts the example, waits for its first line, sends SIGTERM, returns all output.
-fn run(args: &[&str]) -> (String, String, Option<i32>) {
-    let mut child = Command::new(example())
-        .args(args)
+/// The example with `args`, both servers on free ports, no drain delay, no level from
+/// the environment, and its dead letters in the temporary folder.
+fn monitor(args: &[&str]) -> Command {
+    let mut cmd = Command::new(example());
+    cmd.args(args)
         .env_remove("PIKO_LOG_LEVEL")
         .env_remove("LOG_LEVEL")
-        .env("NO_COLOR", "1")
         .env("HEALTH_PORT", "0")
         .env("APP_PORT", "0")
         .env("SHUTDOWN_DRAIN_DELAY_MS", "0")
@@ -30,7 +30,14 @@ fn run(args: &[&str]) -> (String, String, Option<i32>) {
                 std::process::id()
             )),
         )
-        .stdout(Stdio::piped())
+        .stdout(Stdio::piped());
+    cmd
+}
+
+/// Starts the example, waits for its first line, sends SIGTERM, returns all output.
+fn run(args: &[&str]) -> (String, String, Option<i32>) {
+    let mut child = monitor(args)
+        .env("NO_COLOR", "1")
         .stderr(Stdio::piped())
         .spawn()
         .expect("the monitor example was built");
@@ -175,22 +182,7 @@ fn http_get(addr: &str, path: &str) -> (u16, String) {
 
 #[test]
 fn requests_to_the_application_are_counted_on_metrics() {
-    let mut child = Command::new(example())
-        .arg("prod")
-        .env_remove("PIKO_LOG_LEVEL")
-        .env("HEALTH_PORT", "0")
-        .env("APP_PORT", "0")
-        .env("SHUTDOWN_DRAIN_DELAY_MS", "0")
-        .env(
-            "PIKO_NOTIFICATION_DEAD_LETTER_PATH",
-            std::env::temp_dir().join(format!(
-                "piko-obs-monitor-test-{}.jsonl",
-                std::process::id()
-            )),
-        )
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = monitor(&["prod"]).spawn().unwrap();
     let mut out = BufReader::new(child.stdout.take().unwrap());
     // The start-up alert is a stdout line too, written by another writer: skip it.
     let mut addr = || loop {
