@@ -122,16 +122,7 @@ impl HttpClient {
     }
 
     /// POSTs `body` as JSON (see [`post`](Self::post)).
-    #[cfg_attr(
-        not(any(
-            feature = "slack",
-            feature = "discord",
-            feature = "pagerduty",
-            feature = "teams",
-            feature = "googlechat"
-        )),
-        allow(dead_code)
-    )]
+    #[cfg(feature = "_json")]
     pub(crate) async fn post_json(
         &self,
         provider: &'static str,
@@ -185,17 +176,7 @@ pub(crate) fn redacted(url: &reqwest::Url) -> String {
 }
 
 /// JSON headers.
-#[cfg_attr(
-    not(any(
-        feature = "slack",
-        feature = "discord",
-        feature = "pagerduty",
-        feature = "teams",
-        feature = "googlechat",
-        feature = "webhook"
-    )),
-    allow(dead_code)
-)]
+#[cfg(any(feature = "_json", feature = "webhook"))]
 pub(crate) fn json_headers() -> http::HeaderMap {
     let mut h = http::HeaderMap::new();
     h.insert(
