@@ -557,9 +557,10 @@ impl Builder {
         });
         // The guard is made last: a guard dropped on an error path would shut down the
         // process-wide logger.
-        // piko-obs's runtime, shut down in the background if init() fails below (dropping
-        // a runtime inside an async caller would panic).
-        let mut early_runtime = SpareRuntime(
+        // piko-obs's runtime, for the probe server, the dispatcher and the OTLP exporters;
+        // shut down in the background if init() fails below (dropping a runtime inside an
+        // async caller would panic), handed to the guard otherwise.
+        let mut spare = SpareRuntime(
             if self.health_enabled || self.notifications_enabled || otlp_settings.enabled {
                 Some(piko_runtime()?)
             } else {
@@ -568,7 +569,7 @@ impl Builder {
         );
         let mut otlp_pipeline = None;
         if otlp_settings.enabled
-            && let Some(rt) = early_runtime.0.as_ref()
+            && let Some(rt) = spare.0.as_ref()
         {
             let p = otlp::start(&otlp_settings, rt).map_err(|e| InitError::Otlp(e.to_string()))?;
             added.pipeline = Some(p.clone());
@@ -581,7 +582,9 @@ impl Builder {
             otlp_pipeline = Some(p);
         }
         let mut health_parts = None;
-        if self.health_enabled {
+        if self.health_enabled
+            && let Some(runtime) = spare.0.as_ref()
+        {
             let name = self.service_name.clone().unwrap_or_else(program_name);
             let service = health::HealthService::new(name, self.health_timeout)
                 .map_err(|_| InitError::HealthTimeout)?;
@@ -625,21 +628,9 @@ impl Builder {
                 };
                 server = server.with_metrics(render);
             }
-            let runtime = match early_runtime.0.take() {
-                Some(rt) => rt,
-                None => piko_runtime()?,
-            };
-            let started = {
+            let running = {
                 let _enter = runtime.enter();
-                server.start()
-            };
-            let running = match started {
-                Ok(running) => running,
-                Err(e) => {
-                    // Dropping a runtime inside an async caller would panic.
-                    runtime.shutdown_background();
-                    return Err(e.into());
-                }
+                server.start()?
             };
             if let Some(metrics) = upkeep {
                 runtime.spawn(async move {
@@ -650,24 +641,16 @@ impl Builder {
                     }
                 });
             }
-            health_parts = Some((service, running, runtime));
+            health_parts = Some((service, running));
         }
-        let (health, health_addr, server, runtime) = match health_parts {
-            Some((service, running, runtime)) => (
-                Some(service),
-                Some(running.local_addr()),
-                Some(running),
-                Some(runtime),
-            ),
-            None => (None, None, None, None),
+        let (health, health_addr, server) = match health_parts {
+            Some((service, running)) => (Some(service), Some(running.local_addr()), Some(running)),
+            None => (None, None, None),
         };
-        let mut runtime = runtime.or_else(|| early_runtime.0.take());
         let mut notifications = None;
-        if self.notifications_enabled {
-            let rt = match runtime.take() {
-                Some(rt) => rt,
-                None => piko_runtime()?,
-            };
+        if self.notifications_enabled
+            && let Some(rt) = spare.0.as_ref()
+        {
             let setup = NotificationSetup {
                 providers: self.notification_providers,
                 from_env: self.notification_providers_from_env,
@@ -679,15 +662,7 @@ impl Builder {
                 service_name: self.service_name.clone().unwrap_or_else(program_name),
                 run_mode: self.run_mode,
             };
-            match setup.start(rt.handle()) {
-                Ok(n) => notifications = Some(n),
-                Err(e) => {
-                    // Dropping a runtime inside an async caller would panic.
-                    rt.shutdown_background();
-                    return Err(e);
-                }
-            }
-            runtime = Some(rt);
+            notifications = Some(setup.start(rt.handle())?);
         }
         added.keep = true;
         Ok(Guard {
@@ -697,7 +672,7 @@ impl Builder {
             health,
             health_addr,
             server: Mutex::new(server),
-            runtime: Mutex::new(runtime),
+            runtime: Mutex::new(spare.0.take()),
             notifications,
             otlp: otlp_pipeline,
         })
