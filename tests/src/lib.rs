@@ -2,6 +2,7 @@
 //! to read JSON lines back. Nothing here stands in for a part of piko-obs.
 
 pub mod otlp;
+pub mod sentry;
 pub mod sink;
 
 use std::io::{self, Read, Write};
