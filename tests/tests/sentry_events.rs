@@ -4,7 +4,6 @@
 //! rate limits; and a flush that returns at its bound when Sentry never answers.
 
 use std::fmt;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use piko_obs_logger::{Hub, Logger, attr};
@@ -39,17 +38,12 @@ fn dsn(sink: &Sink) -> String {
     format!("http://publickey@{}/42", sink.addr())
 }
 
-/// A hub whose `sentry` drain sends through `sentry`'s client, and the Sentry hub to
-/// run the logging code in.
-fn wire(sentry: &Sentry) -> (Hub, Arc<sentry_core::Hub>) {
+/// A log hub whose `sentry` drain sends through `sentry`'s client.
+fn wire(sentry: &Sentry) -> Hub {
     let hub = Hub::builder().build();
     hub.add_drain("sentry", sentry.min_level(), sentry.drain())
         .unwrap();
-    let sentry_hub = Arc::new(sentry_core::Hub::new(
-        Some(sentry.client()),
-        Arc::new(sentry_core::Scope::default()),
-    ));
-    (hub, sentry_hub)
+    hub
 }
 
 fn checkout(log: &Logger) {
@@ -74,14 +68,18 @@ fn an_error_record_becomes_an_event_with_chain_tags_trace_and_breadcrumbs() {
         .with_release("shop@1.2.3")
         .with_tag_keys(["tenant"]);
     let sentry = Sentry::start(&config, rt.handle()).unwrap();
-    let (hub, sentry_hub) = wire(&sentry);
-    sentry_core::Hub::run(sentry_hub, || {
+    let hub = wire(&sentry);
+    // Logged from another thread than the one that started Sentry: the drain sends
+    // through the client's own hub, whatever hub the thread inherited.
+    std::thread::spawn(move || {
         let log = hub.get_logger("shop/checkout").with(&[
             attr::string("trace_id", "4bf92f3577b34da6a3ce929d0e0e4736"),
             attr::string("span_id", "00f067aa0ba902b7"),
         ]);
         checkout(&log);
-    });
+    })
+    .join()
+    .unwrap();
     assert!(sentry.flush(Duration::from_secs(5)));
     let requests = sink.wait_for(1, Duration::from_secs(5));
     let req = &requests[0];
@@ -176,14 +174,12 @@ fn a_sentry_that_never_answers_costs_the_caller_nothing_and_the_flush_its_bound(
         .with_timeouts(Duration::from_millis(500), Duration::from_millis(500))
         .with_queue_capacity(3);
     let sentry = Sentry::start(&config, rt.handle()).unwrap();
-    let (hub, sentry_hub) = wire(&sentry);
+    let hub = wire(&sentry);
     let log = hub.get_logger("shop");
     let started = Instant::now();
-    sentry_core::Hub::run(sentry_hub, || {
-        for i in 0..20 {
-            log.error("payment failed", &[attr::int("attempt", i)]);
-        }
-    });
+    for i in 0..20 {
+        log.error("payment failed", &[attr::int("attempt", i)]);
+    }
     let logging = started.elapsed();
     // 20 errors, a queue of 3 (one more may be in flight): the rest are dropped, counted.
     let flushing = Instant::now();
@@ -211,15 +207,13 @@ fn a_rate_limit_answer_holds_further_envelopes_back() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let sink = Sink::with_default(Reply::status(429).header("Retry-After", "30"));
     let sentry = Sentry::start(&SentryConfig::new(dsn(&sink)), rt.handle()).unwrap();
-    let (hub, sentry_hub) = wire(&sentry);
+    let hub = wire(&sentry);
     let log = hub.get_logger("shop");
-    sentry_core::Hub::run(sentry_hub.clone(), || log.error("first", &[]));
+    log.error("first", &[]);
     assert!(sentry.flush(Duration::from_secs(5)));
-    sentry_core::Hub::run(sentry_hub, || {
-        for _ in 0..5 {
-            log.error("later", &[]);
-        }
-    });
+    for _ in 0..5 {
+        log.error("later", &[]);
+    }
     assert!(sentry.flush(Duration::from_secs(5)));
     assert_eq!(
         sink.requests().len(),

@@ -27,6 +27,8 @@ pub(crate) fn run() -> Result {
         "log_probe",
         "--bin",
         "otlp_receiver",
+        "--bin",
+        "sentry_receiver",
     ]);
     crate::run(build)?;
     let checks = [
@@ -57,6 +59,10 @@ pub(crate) fn run() -> Result {
         Check {
             name: "monitor exports spans, metrics and span-correlated log lines to an OTLP receiver",
             run: otlp_to_receiver,
+        },
+        Check {
+            name: "monitor GET /fail: one Sentry event with the error chain, one grouped alert to a webhook",
+            run: fail_to_sentry_and_webhook,
         },
     ];
     let mut failed = 0;
@@ -626,8 +632,17 @@ fn alerts_to_webhook_and_stdout() -> Result {
     )
 }
 
-fn otlp_to_receiver() -> Result {
-    let exe = root().join("target/debug/otlp_receiver");
+/// A receiver program of the tests, started with its stdin and stdout piped: it prints
+/// `PREFIX=ADDR` first, receives until its stdin closes, then prints what arrived.
+struct Receiver {
+    process: Reaper,
+    stdin: std::process::ChildStdin,
+    out: BufReader<std::process::ChildStdout>,
+    addr: String,
+}
+
+fn start_receiver(bin: &str, prefix: &str) -> Result<Receiver> {
+    let exe = root().join("target/debug").join(bin);
     let mut child = Command::new(&exe)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -635,14 +650,30 @@ fn otlp_to_receiver() -> Result {
         .map_err(|e| format!("{exe:?}: {e}"))?;
     let stdin = child.stdin.take().ok_or("stdin")?;
     let mut out = BufReader::new(child.stdout.take().ok_or("stdout")?);
-    let mut receiver = Reaper(child);
+    let process = Reaper(child);
     let mut line = String::new();
     out.read_line(&mut line).map_err(|e| e.to_string())?;
-    let grpc = line
+    let addr = line
         .trim()
-        .strip_prefix("grpc=")
-        .ok_or_else(|| format!("expected grpc=ADDR, got {line:?}"))?
+        .strip_prefix(prefix)
+        .and_then(|l| l.strip_prefix('='))
+        .ok_or_else(|| format!("{bin}: expected {prefix}=ADDR, got {line:?}"))?
         .to_string();
+    Ok(Receiver {
+        process,
+        stdin,
+        out,
+        addr,
+    })
+}
+
+fn otlp_to_receiver() -> Result {
+    let Receiver {
+        process: mut receiver,
+        stdin,
+        mut out,
+        addr: grpc,
+    } = start_receiver("otlp_receiver", "grpc")?;
     let mut monitor = start_monitor(&[
         ("OTEL_EXPORTER_OTLP_ENDPOINT", grpc.as_str()),
         (
@@ -680,4 +711,75 @@ fn otlp_to_receiver() -> Result {
           and ([$s.logs[] | select(.body == "Request handled" and .severity == "INFO")] | length) == 3"#,
         summary.as_bytes(),
     )
+}
+
+fn fail_to_sentry_and_webhook() -> Result {
+    let Receiver {
+        process: mut receiver,
+        stdin,
+        mut out,
+        addr: sentry,
+    } = start_receiver("sentry_receiver", "addr")?;
+    let dsn = format!("http://integrationkey@{sentry}/7");
+    let (url, received) = webhook_sink()?;
+    let Monitor {
+        mut process,
+        out: mut monitor_out,
+        app,
+        ..
+    } = start_monitor(&[
+        ("SENTRY_DSN", dsn.as_str()),
+        ("SENTRY_ENVIRONMENT", "integration"),
+        ("WEBHOOK_URL", url.as_str()),
+    ])?;
+    // Its stdout is read as it comes, so that a full pipe never blocks its writers.
+    let drain = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut monitor_out, &mut text);
+        text
+    });
+    let (code, _) = http_get(&app, "/fail")?;
+    if code != 500 {
+        return Err(format!("GET /fail answered {code}, expected 500"));
+    }
+    // The error alert is grouped for 10 s; the shutdown sends what is pending.
+    std::thread::sleep(Duration::from_millis(500));
+    signal(process.0.id(), "TERM")?;
+    let status = wait_bounded(&mut process.0, Duration::from_secs(15))?;
+    let printed = drain.join().unwrap_or_default();
+    if !status.success() {
+        return Err(format!("monitor exited with {status}"));
+    }
+    if !printed.contains("\"msg\":\"Checkout failed\"") {
+        return Err("the ERROR line of GET /fail is not in the monitor's output".into());
+    }
+    drop(stdin);
+    let mut events = String::new();
+    std::io::Read::read_to_string(&mut out, &mut events).map_err(|e| e.to_string())?;
+    let _ = wait_bounded(&mut receiver.0, Duration::from_secs(5))?;
+    jq(
+        r#".[0] | length == 1 and .[0].message == "Checkout failed" and (.[0].level // "error") == "error"
+          and .[0].environment == "integration" and .[0].logger == "monitor"
+          and ([.[0].exception.values[] | .type] == ["UpstreamError", "CheckoutError"])
+          and .[0].exception.values[0].value == "basket service: connection refused"
+          and .[0].extra.path == "/fail""#,
+        events.as_bytes(),
+    )
+    .map_err(|e| {
+        let shown: String = events.chars().take(4000).collect();
+        format!("Sentry events: {e}; the endpoint received: {shown}")
+    })?;
+    let mut alerts = Vec::new();
+    while let Ok(got) = received.recv_timeout(Duration::from_millis(500)) {
+        alerts.extend_from_slice(&got.body);
+        alerts.push(b'\n');
+    }
+    jq(
+        r#"map(select(.title == "ERROR: Application Error")) | length == 1
+          and .[0].message == "Checkout failed" and .[0].priority == "critical"
+          and .[0].fields.occurrences == "1" and .[0].fields.logger == "monitor"
+          and (.[0].fields.source | test("monitor.rs:[0-9]+$"))"#,
+        &alerts,
+    )
+    .map_err(|e| format!("alerts: {e}"))
 }

@@ -39,7 +39,10 @@ pub struct StackTrace {
 
 impl StackTrace {
     /// At most this many frames are kept.
-    pub const MAX_FRAMES: usize = 64;
+    pub const MAX_FRAMES: usize = 32;
+    /// A frame's text is cut to this many bytes (async code has function names of
+    /// kilobytes), ending with `…`.
+    pub const MAX_FRAME_LEN: usize = 256;
 
     /// Captures the current stack, leaving out the frames of the logger itself and of the
     /// capture machinery. Each frame reads `function at file:line` when symbols allow.
@@ -77,6 +80,17 @@ impl StackTrace {
             .into_iter()
             .skip(skip)
             .take(Self::MAX_FRAMES)
+            .map(|mut f| {
+                if f.len() > Self::MAX_FRAME_LEN {
+                    let mut cut = Self::MAX_FRAME_LEN - '…'.len_utf8();
+                    while !f.is_char_boundary(cut) {
+                        cut -= 1;
+                    }
+                    f.truncate(cut);
+                    f.push('…');
+                }
+                f
+            })
             .collect();
         StackTrace { frames }
     }
@@ -308,6 +322,11 @@ mod tests {
         let st = StackTrace::capture();
         assert!(!st.frames().is_empty());
         assert!(st.frames().len() <= StackTrace::MAX_FRAMES);
+        assert!(
+            st.frames()
+                .iter()
+                .all(|f| f.len() <= StackTrace::MAX_FRAME_LEN)
+        );
         assert!(!st.frames()[0].starts_with("std::backtrace"));
     }
 }

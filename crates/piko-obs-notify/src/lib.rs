@@ -12,7 +12,10 @@
 //!   `enqueue`, and the fluent [`NotificationBuilder`];
 //! - [`Dispatcher`]: a bounded queue, workers, exponential backoff with jitter,
 //!   `Retry-After`, error classification, a circuit breaker per provider, and a
-//!   [`DeadLetterStore`] port, so that a notification is delivered or on disk.
+//!   [`DeadLetterStore`] port, so that a notification is delivered or on disk;
+//! - [`ErrorForwarder`]: an output of the `piko-obs-logger` hub that turns ERROR logs
+//!   into alerts, grouped by message and call site over a window, capped and rate
+//!   limited.
 //!
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -35,6 +38,7 @@
 //! No feature flags. Needs a tokio runtime for sending and for the dispatcher.
 
 mod dispatcher;
+mod forward;
 mod model;
 mod notifier;
 mod policy;
@@ -43,6 +47,11 @@ mod service;
 pub use dispatcher::{
     DeadLetter, DeadLetterBatch, DeadLetterStore, Dispatcher, DispatcherConfig, DispatcherStats,
     EnqueueError, Enqueued, ReplayError, ShutdownReport, unique_id,
+};
+pub use forward::{
+    ALERT_TITLE_SUFFIX, ERROR_FORWARDER_OUTPUT, ErrorForwarder, ErrorForwarderConfig,
+    ForwarderConfigError, ForwarderStats, MAX_ALERT_FIELD_CHARS, MAX_ALERT_FIELDS,
+    priority_for_level,
 };
 pub use model::{Content, Context, Fields, Notification, Priority, truncate, truncate_bytes};
 pub use notifier::{

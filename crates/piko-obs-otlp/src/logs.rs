@@ -147,12 +147,34 @@ impl Output for OtelLogOutput {
         self.logger.emit(r);
     }
 
+    /// Asks the batch processor to export what it holds and waits at most `timeout`: the
+    /// SDK's flush waits for the export, which a collector that never answers holds for
+    /// the whole export timeout, so it runs on a thread of its own.
     fn flush(&self, timeout: Duration) -> Result<(), FlushError> {
-        let _ = timeout;
-        self.provider.force_flush().map_err(|e| FlushError::Failed {
-            output: "otlp".into(),
-            reason: e.to_string(),
-        })
+        let provider = self.provider.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let spawned = std::thread::Builder::new()
+            .name("piko-obs-otlp-log-flush".into())
+            .spawn(move || {
+                let _ = tx.send(provider.force_flush());
+            });
+        if let Err(e) = spawned {
+            return Err(FlushError::Failed {
+                output: "otlp".into(),
+                reason: format!("cannot start the flush thread: {e}"),
+            });
+        }
+        match rx.recv_timeout(timeout) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(FlushError::Failed {
+                output: "otlp".into(),
+                reason: e.to_string(),
+            }),
+            Err(_) => Err(FlushError::Failed {
+                output: "otlp".into(),
+                reason: format!("the export did not finish within {timeout:?}"),
+            }),
+        }
     }
 
     /// `accepted` and `written` count the records handed to the OpenTelemetry SDK,

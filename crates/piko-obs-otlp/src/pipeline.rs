@@ -446,18 +446,52 @@ impl Pipeline {
         })
     }
 
-    /// Flushes and shuts the three providers down, each within `timeout`; returns the
-    /// failures, by signal.
+    /// Flushes and shuts the three providers down at the same time, each on a thread of
+    /// its own, and returns within `timeout` (plus a few milliseconds): the failures, by
+    /// signal. A provider still busy at the bound is reported and left to finish in the
+    /// background, within its export timeout.
     pub fn shutdown(&self, timeout: Duration) -> Vec<(&'static str, String)> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let t = self.tracer_provider.clone();
+        let m = self.meter_provider.clone();
+        let l = self.logger_provider.clone();
+        type Job = Box<dyn FnOnce() -> OTelSdkResult + Send>;
+        let jobs: [(&'static str, Job); 3] = [
+            ("traces", Box::new(move || t.shutdown_with_timeout(timeout))),
+            (
+                "metrics",
+                Box::new(move || m.shutdown_with_timeout(timeout)),
+            ),
+            ("logs", Box::new(move || l.shutdown_with_timeout(timeout))),
+        ];
+        let mut waiting: Vec<&'static str> = Vec::new();
+        for (signal, job) in jobs {
+            let tx = tx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("piko-obs-otlp-{signal}-shutdown"))
+                .spawn(move || {
+                    let _ = tx.send((signal, job()));
+                });
+            if spawned.is_ok() {
+                waiting.push(signal);
+            }
+        }
         let mut failures = Vec::new();
-        if let Err(e) = self.tracer_provider.shutdown_with_timeout(timeout) {
-            failures.push(("traces", e.to_string()));
+        let deadline = Instant::now() + timeout;
+        while !waiting.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left + Duration::from_millis(20)) {
+                Ok((signal, result)) => {
+                    waiting.retain(|s| *s != signal);
+                    if let Err(e) = result {
+                        failures.push((signal, e.to_string()));
+                    }
+                }
+                Err(_) => break,
+            }
         }
-        if let Err(e) = self.meter_provider.shutdown_with_timeout(timeout) {
-            failures.push(("metrics", e.to_string()));
-        }
-        if let Err(e) = self.logger_provider.shutdown_with_timeout(timeout) {
-            failures.push(("logs", e.to_string()));
+        for signal in waiting {
+            failures.push((signal, format!("not shut down after {timeout:?}")));
         }
         failures
     }

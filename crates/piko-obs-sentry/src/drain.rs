@@ -7,6 +7,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use piko_obs_logger::{Level, keys};
+use sentry_core::Hub;
 use sentry_core::protocol::{
     Breadcrumb, Context, Event, Exception, Frame, Level as SentryLevel, Map, SpanId, Stacktrace,
     TraceContext, TraceId, Value,
@@ -134,11 +135,36 @@ fn breadcrumb(level: Level, record: &Record<'_>, values: &OwnedKVList) -> Breadc
     b
 }
 
-/// Builds the drain: `SentryDrain` over `slog::Discard`, mapping with `options`. It sends
-/// through the current Sentry hub, so bind the client to it first (the facade binds it to
-/// the main hub).
-pub fn sentry_drain(options: DrainOptions) -> SentryDrain<slog::Discard> {
-    SentryDrain::new(slog::Discard).mapper(move |record, values| options.map(record, values))
+/// Builds the drain: `SentryDrain` over `slog::Discard`, mapping with `options`, run on
+/// `hub`. Every record is handled with `hub` as the thread's current Sentry hub, so the
+/// drain does not depend on which hub a thread happened to inherit.
+pub fn sentry_drain(options: DrainOptions, hub: Arc<Hub>) -> HubDrain {
+    HubDrain {
+        inner: SentryDrain::new(slog::Discard)
+            .mapper(move |record, values| options.map(record, values)),
+        hub,
+    }
+}
+
+/// A `sentry_slog::SentryDrain` bound to one Sentry hub (see [`sentry_drain`]).
+pub struct HubDrain {
+    inner: SentryDrain<slog::Discard>,
+    hub: Arc<Hub>,
+}
+
+impl fmt::Debug for HubDrain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HubDrain").finish_non_exhaustive()
+    }
+}
+
+impl slog::Drain for HubDrain {
+    type Ok = ();
+    type Err = slog::Never;
+
+    fn log(&self, record: &Record<'_>, values: &OwnedKVList) -> Result<(), slog::Never> {
+        Hub::run(self.hub.clone(), || self.inner.log(record, values))
+    }
 }
 
 /// The piko level of a slog record: its tag when the log hub set one, else the nearest.

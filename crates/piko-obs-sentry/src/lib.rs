@@ -18,9 +18,11 @@
 //! - [`scrub`]: secret-looking keys are replaced in every event and breadcrumb before it
 //!   leaves the process.
 //!
-//! The crate never touches global state: [`Sentry::start`] builds a client and binds it to
-//! nothing. The `piko-obs` facade binds it to Sentry's main hub, adds the panic and
-//! context integrations, and adds the drain to the log hub.
+//! The crate never touches global state: [`Sentry::start`] builds a client and a Sentry
+//! hub of its own, and the drain sends through that hub whatever thread logs. The
+//! `piko-obs` facade also binds the client to Sentry's main hub (for panics and direct
+//! `sentry::capture_*` calls), adds the panic and context integrations, and adds the
+//! drain to the log hub.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -31,8 +33,6 @@
 //! let config = SentryConfig::new("https://public@sentry.example.com/42")
 //!     .with_environment("production");
 //! let sentry = Sentry::start(&config, rt.handle()).unwrap();
-//! // Send the hub's records through this client.
-//! sentry_core::Hub::main().bind_client(Some(sentry.client()));
 //! let hub = Hub::builder().build();
 //! hub.add_drain("sentry", sentry.min_level(), sentry.drain()).unwrap();
 //! hub.get_logger("shop").error("payment failed", &[]);
@@ -50,15 +50,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use config::{SentryConfig, SentryConfigError, default_scrub_patterns};
-pub use drain::{DrainOptions, TraceSource, exception_chain, sentry_drain};
+pub use drain::{DrainOptions, HubDrain, TraceSource, exception_chain, sentry_drain};
 pub use transport::{ErrorHook, HttpTransport, TransportError, TransportStats};
 
 use piko_obs_logger::{Level, SecretKeys};
-use sentry_core::{Client, ClientOptions};
+use sentry_core::{Client, ClientOptions, Hub, Scope};
 
 /// A started Sentry client: its options, its transport and the drain for the log hub.
 pub struct Sentry {
     client: Arc<Client>,
+    hub: Arc<Hub>,
     transport: Arc<HttpTransport>,
     drain_options: DrainOptions,
     shutdown_timeout: Duration,
@@ -158,6 +159,7 @@ impl Sentry {
             drain_options = drain_options.with_trace_source(t);
         }
         Ok(Sentry {
+            hub: Arc::new(Hub::new(Some(client.clone()), Arc::new(Scope::default()))),
             client,
             transport,
             drain_options,
@@ -165,14 +167,22 @@ impl Sentry {
         })
     }
 
-    /// The client, to bind to a Sentry hub.
+    /// The client, to bind to other Sentry hubs (the facade binds it to the main hub, for
+    /// panics and direct `sentry::capture_*` calls).
     pub fn client(&self) -> Arc<Client> {
         self.client.clone()
     }
 
-    /// The drain to add to the log hub (it sends through the current Sentry hub).
-    pub fn drain(&self) -> sentry_slog::SentryDrain<slog::Discard> {
-        sentry_drain(self.drain_options.clone())
+    /// The Sentry hub of this client that the drain sends through: its scope holds the
+    /// breadcrumbs of every thread's log lines.
+    pub fn hub(&self) -> Arc<Hub> {
+        self.hub.clone()
+    }
+
+    /// The drain to add to the log hub: a `sentry_slog::SentryDrain` run on
+    /// [`hub`](Self::hub).
+    pub fn drain(&self) -> HubDrain {
+        sentry_drain(self.drain_options.clone(), self.hub.clone())
     }
 
     /// The lowest level the drain uses: the filter to give the log hub.

@@ -1,15 +1,18 @@
 //! The example service of the guide "How to monitor a production deployment".
 //!
 //! `monitor dev` (the default) writes pretty console lines, `monitor prod` JSON lines.
-//! It serves an application route, `GET /`, on `127.0.0.1:8080` (`APP_PORT`), recorded
-//! in the request metrics, and health probes and `/metrics` on `127.0.0.1:9090`
+//! It serves application routes on `127.0.0.1:8080` (`APP_PORT`), recorded in the
+//! request metrics: `GET /`, and `GET /fail`, which logs an ERROR with a two-level error
+//! chain and answers 500. Health probes and `/metrics` on `127.0.0.1:9090`
 //! (`/live`, `/ready`, `/startup`, `/metrics`), with one
 //! custom probe, `upstream`, that SIGUSR1 switches between healthy and unhealthy. Alerts
 //! go to stdout and to a provider for each notification variable that is set; it sends
-//! one, `Service started`, to all of them at start-up. It logs `Server started` with the
+//! one, `Service started`, to all of them at start-up, and ERROR lines are forwarded to
+//! them as grouped alerts. With `SENTRY_DSN` set, ERROR lines are Sentry events too. It logs `Server started` with the
 //! run mode, then runs until SIGTERM or SIGINT, and shuts down in order: readiness
-//! fails, the drain delay passes, the probe server stops, queued notifications are
-//! delivered or dead-lettered, and every queued line is written. `--help` lists the
+//! fails, the drain delay passes, the probe server stops, pending error alerts are
+//! queued, queued notifications are delivered or dead-lettered, Sentry is flushed, the
+//! OpenTelemetry exporters flush, and every queued line is written. `--help` lists the
 //! environment variables it reads.
 
 use std::process::ExitCode;
@@ -36,7 +39,8 @@ Signals:
   SIGTERM, SIGINT           shut down in order
 
 Environment:
-  APP_PORT                  port of the application route GET / (default 8080; 0 picks one)
+  APP_PORT                  port of the application routes GET / and GET /fail
+                            (default 8080; 0 picks one)
   HEALTH_PORT               port of the health probes and /metrics (default 9090; 0 picks one)
   SHUTDOWN_DRAIN_DELAY_MS   drain delay before the probe server stops (default 5000 in
                             prod, 0 in dev)
@@ -54,7 +58,13 @@ OpenTelemetry (traces, metrics and logs over OTLP, when an endpoint is set):
   OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, OTEL_TRACES_SAMPLER,
   OTEL_TRACES_SAMPLER_ARG, OTEL_METRIC_EXPORT_INTERVAL, OTEL_SDK_DISABLED
 
-Alerts (stdout always; one provider for each variable set):
+Sentry (ERROR lines as events, lower lines as breadcrumbs, when a DSN is set):
+  SENTRY_DSN                https://<public key>@<host>/<project id>
+  SENTRY_ENVIRONMENT, SENTRY_RELEASE, SENTRY_SAMPLE_RATE, SENTRY_TRACES_SAMPLE_RATE,
+  SENTRY_DEBUG
+
+Alerts (stdout always; one provider for each variable set; ERROR lines are forwarded
+to them, grouped by message and call site over 10 s):
   SLACK_WEBHOOK_URL         Slack incoming webhook
   DISCORD_WEBHOOK_URL       Discord webhook
   PAGERDUTY_ROUTING_KEY     PagerDuty Events API v2 integration key
@@ -116,6 +126,8 @@ fn main() -> ExitCode {
             }),
         )
         .with_notification_providers_from_env()
+        .with_error_notifications(notification::ErrorForwarderConfig::new())
+        .with_sentry_from_env()
         .with_custom_health_probe(probe_fn("upstream", move |_, _| {
             let is_down = down.load(Ordering::SeqCst);
             async move {
@@ -173,7 +185,33 @@ fn main() -> ExitCode {
                 Ok::<_, warp::Rejection>(reply)
             }
         });
-    let routes = piko_obs::metrics::http::warp_route("/", hello);
+    let failures = log.clone();
+    let fail = warp::path("fail")
+        .and(warp::path::end())
+        .and(warp::get())
+        .and(otlp::warp_trace_context())
+        .and_then(move |parent: otlp::Context| {
+            let log = failures.clone();
+            async move {
+                let reply =
+                    otlp::run_in_span_from(&parent, &log, "GET /fail", vec![], |log| async move {
+                        let err = CheckoutError(UpstreamError("connection refused"));
+                        log.error(
+                            "Checkout failed",
+                            &[attr::error(&err), attr::string("path", "/fail")],
+                        );
+                        Ok::<_, std::convert::Infallible>(warp::reply::with_status(
+                            "checkout failed\n",
+                            warp::http::StatusCode::INTERNAL_SERVER_ERROR,
+                        ))
+                    })
+                    .await
+                    .unwrap_or_else(|never| match never {});
+                Ok::<_, warp::Rejection>(reply)
+            }
+        });
+    let routes = piko_obs::metrics::http::warp_route("/", hello)
+        .or(piko_obs::metrics::http::warp_route("/fail", fail));
     runtime.spawn(warp::serve(routes).incoming(app).run());
     log.notice("Server started", &[attr::string("mode", mode.as_str())]);
     if let Some(service) = notification::service() {
@@ -211,6 +249,34 @@ fn usage_error(e: &str) -> ExitCode {
     eprintln!("monitor: {e}\n\n{USAGE}");
     ExitCode::from(2)
 }
+
+/// What `GET /fail` logs: an error with a source.
+#[derive(Debug)]
+struct CheckoutError(UpstreamError);
+
+impl std::fmt::Display for CheckoutError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("checkout could not load the basket")
+    }
+}
+
+impl std::error::Error for CheckoutError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+/// The cause of [`CheckoutError`].
+#[derive(Debug)]
+struct UpstreamError(&'static str);
+
+impl std::fmt::Display for UpstreamError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "basket service: {}", self.0)
+    }
+}
+
+impl std::error::Error for UpstreamError {}
 
 /// The signals the service answers, registered at start-up.
 struct Signals {

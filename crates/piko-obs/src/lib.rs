@@ -2,19 +2,24 @@
 //!
 //! `piko-obs` is the facade over the piko-obs crates: it re-exports them and wires them
 //! together, and it is the only crate that installs process-wide state (the global log
-//! hub and the `log` crate bridge). It holds no logic of its own.
+//! hub, the `log` and `tracing` bridges, the `metrics` recorder, the OpenTelemetry
+//! globals and Sentry's main hub). It holds no logic of its own.
 //!
 //! What it gives today:
 //! - [`PikoObs::builder`]: run mode, framework log level, console output, the probe
-//!   server's options; `init()` returns a [`Guard`] that drains readiness, stops the
-//!   probe server and writes every queued line when dropped;
+//!   server's options; `init()` returns a [`Guard`] that shuts every part down in order,
+//!   within a bound, when dropped;
 //! - [`logger`]: Piko's structured logger (`get_logger`, `add_json_output`,
 //!   `add_pretty_output`, `add_file_output`, typed attributes, levels);
 //! - [`health`]: Kubernetes liveness, readiness and startup probes on their own port;
 //! - [`metrics`]: the Prometheus recorder behind the probe port's `/metrics`;
 //! - [`otlp`]: OpenTelemetry traces, metrics and logs over OTLP;
 //! - [`notification`]: alerts to chat and incident tools, sent now with retries or
-//!   queued, delivered or kept in a dead-letter file.
+//!   queued, delivered or kept in a dead-letter file; ERROR log lines forwarded as
+//!   grouped alerts ([`Builder::with_error_notifications`]);
+//! - [`sentry`]: ERROR log lines as Sentry events with their error chain and trace
+//!   context;
+//! - [`signal`]: waiting for SIGTERM or SIGINT to run the shutdown.
 //!
 //! ```
 //! use piko_obs::{PikoObs, RunMode, logger::{self, attr}};
@@ -43,6 +48,8 @@ pub mod logger;
 pub mod metrics;
 pub mod notification;
 pub mod otlp;
+pub mod sentry;
+pub mod signal;
 
 /// How the service runs: decides the console format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -147,6 +154,9 @@ pub struct Builder {
     environment: Option<String>,
     otlp_config: otlp::OtlpConfig,
     otlp_protocol: Option<String>,
+    sentry: Option<sentry::SentryConfig>,
+    sentry_from_env: bool,
+    error_notifications: Option<notification::ErrorForwarderConfig>,
 }
 
 impl fmt::Debug for Builder {
@@ -200,6 +210,9 @@ impl Default for Builder {
             environment: None,
             otlp_config: otlp::OtlpConfig::default(),
             otlp_protocol: None,
+            sentry: None,
+            sentry_from_env: false,
+            error_notifications: None,
         }
     }
 }
@@ -495,6 +508,32 @@ impl Builder {
         self
     }
 
+    /// Sends ERROR log lines to Sentry as events (and lower ones as breadcrumbs), with
+    /// these settings. An invalid DSN fails `init()`.
+    pub fn with_sentry(mut self, config: sentry::SentryConfig) -> Self {
+        self.sentry = Some(config);
+        self
+    }
+
+    /// Sends ERROR log lines to Sentry when `SENTRY_DSN` is set, with the other
+    /// `SENTRY_*` variables (see [`sentry::SentryConfig::from_env`]). A setting given
+    /// with [`with_sentry`](Self::with_sentry) wins.
+    pub fn with_sentry_from_env(mut self) -> Self {
+        self.sentry_from_env = true;
+        self
+    }
+
+    /// Forwards log lines at or above the config's threshold (default ERROR) to the
+    /// notification service as grouped alerts: one alert per message and call site per
+    /// window (default 10 s) with the count, at most a set number of alerts a minute.
+    /// Alerts go to every registered provider unless the config names some
+    /// ([`ErrorForwarderConfig::with_providers`](notification::ErrorForwarderConfig::with_providers)).
+    /// Needs notifications on. Pending groups are sent at shutdown.
+    pub fn with_error_notifications(mut self, config: notification::ErrorForwarderConfig) -> Self {
+        self.error_notifications = Some(config);
+        self
+    }
+
     /// Checks the configuration and starts everything. Bad input fails here, with an
     /// error naming the setting.
     pub fn init(self) -> Result<Guard, InitError> {
@@ -516,6 +555,22 @@ impl Builder {
         let otlp_settings = otlp_config
             .resolve(env, &self.service_name.clone().unwrap_or_else(program_name))
             .map_err(|e| InitError::Otlp(e.to_string()))?;
+        let sentry_config = match self.sentry.clone() {
+            Some(c) => {
+                c.validate().map_err(InitError::Sentry)?;
+                Some(c)
+            }
+            None if self.sentry_from_env => {
+                sentry::SentryConfig::from_env().map_err(InitError::Sentry)?
+            }
+            None => None,
+        };
+        if let Some(c) = &self.error_notifications {
+            c.validate().map_err(InitError::ErrorNotifications)?;
+            if !self.notifications_enabled {
+                return Err(InitError::ErrorNotificationsWithoutNotifications);
+            }
+        }
         let hub = logger::hub();
         hub.set_error_backtraces(self.error_backtraces);
         if let Some(keys) = &self.secret_keys {
@@ -561,7 +616,11 @@ impl Builder {
         // shut down in the background if init() fails below (dropping a runtime inside an
         // async caller would panic), handed to the guard otherwise.
         let mut spare = SpareRuntime(
-            if self.health_enabled || self.notifications_enabled || otlp_settings.enabled {
+            if self.health_enabled
+                || self.notifications_enabled
+                || otlp_settings.enabled
+                || sentry_config.is_some()
+            {
                 Some(piko_runtime()?)
             } else {
                 None
@@ -580,6 +639,13 @@ impl Builder {
             )?;
             added.outputs.push(id);
             otlp_pipeline = Some(p);
+        }
+        let mut sentry_client = None;
+        if let (Some(config), Some(rt)) = (&sentry_config, spare.0.as_ref()) {
+            let (client, id) = sentry::start(config, rt.handle())?;
+            added.outputs.push(id);
+            added.sentry = Some(client.clone());
+            sentry_client = Some(client);
         }
         let mut health_parts = None;
         if self.health_enabled
@@ -664,6 +730,30 @@ impl Builder {
             };
             notifications = Some(setup.start(rt.handle())?);
         }
+        let mut forwarder = None;
+        if let (Some(config), Some((service, _)), Some(rt)) = (
+            self.error_notifications,
+            notifications.as_ref(),
+            spare.0.as_ref(),
+        ) {
+            let threshold = config.threshold;
+            // Alerts go to every provider unless the config names some.
+            let config = if config.providers.is_empty() {
+                config.with_providers(service.providers())
+            } else {
+                if let Some(unknown) = config.providers.iter().find(|p| !service.has_provider(p)) {
+                    return Err(InitError::ErrorNotificationsProvider(unknown.clone()));
+                }
+                config
+            };
+            let f = notification::ErrorForwarder::start(rt.handle(), service.clone(), config)
+                .map_err(InitError::ErrorNotifications)?;
+            let id =
+                logger::add_output(notification::ERROR_FORWARDER_OUTPUT, threshold, f.clone())?;
+            added.outputs.push(id);
+            notification::install_forwarder(f.clone());
+            forwarder = Some(f);
+        }
         added.keep = true;
         Ok(Guard {
             shutdown_timeout: self.shutdown_timeout,
@@ -674,6 +764,8 @@ impl Builder {
             server: Mutex::new(server),
             runtime: Mutex::new(spare.0.take()),
             notifications,
+            forwarder,
+            sentry: sentry_client,
             otlp: otlp_pipeline,
         })
     }
@@ -685,6 +777,7 @@ impl Builder {
 struct Rollback {
     outputs: Vec<piko_obs_logger::OutputId>,
     pipeline: Option<otlp::Pipeline>,
+    sentry: Option<Arc<sentry::Sentry>>,
     keep: bool,
 }
 
@@ -700,6 +793,9 @@ impl Drop for Rollback {
             std::thread::spawn(move || {
                 let _ = p.shutdown(Duration::from_secs(1));
             });
+        }
+        if let Some(s) = self.sentry.take() {
+            sentry::stop(&s, Duration::from_millis(200));
         }
     }
 }
@@ -854,6 +950,22 @@ pub enum InitError {
     /// start.
     #[error("{0}")]
     Otlp(String),
+    /// A Sentry setting cannot work (the DSN, a rate, a bound).
+    #[error("{0}")]
+    Sentry(sentry::SentryConfigError),
+    /// An error-notification setting cannot work.
+    #[error("with_error_notifications: {0}")]
+    ErrorNotifications(notification::ForwarderConfigError),
+    /// Error notifications name a provider that is not registered.
+    #[error(
+        "with_error_notifications: provider {0:?} is not registered; register it with with_notification_provider or remove it from with_providers"
+    )]
+    ErrorNotificationsProvider(String),
+    /// Error notifications need the notification service.
+    #[error(
+        "with_error_notifications needs notifications: remove with_notifications_enabled(false)"
+    )]
+    ErrorNotificationsWithoutNotifications,
     /// piko-obs's runtime could not start.
     #[error("cannot start the piko-obs runtime: {0}")]
     Runtime(std::io::Error),
@@ -874,10 +986,13 @@ pub struct ShutdownError {
     pub failures: Vec<(&'static str, String)>,
 }
 
-/// Shuts piko-obs down when dropped: readiness turns UNHEALTHY, the drain delay passes,
-/// the probe server stops, and every queued log line is written. Each step is bounded
-/// and the whole takes at most the shutdown timeout. Keep it alive for the life of
-/// `main`.
+/// Shuts piko-obs down when dropped (or at [`Guard::shutdown`]), in this order:
+/// readiness turns UNHEALTHY, the drain delay passes, the probe server stops, the error
+/// forwarder hands its pending groups over, the notification dispatcher delivers (or
+/// dead-letters) what is queued, Sentry sends what is queued, the OpenTelemetry
+/// providers flush and stop, and every queued log line is written. Each step is bounded
+/// and the whole takes at most the shutdown timeout; a failed step is reported. Keep it
+/// alive for the life of `main`.
 #[must_use = "dropping the guard shuts piko-obs down at once: keep it until main returns"]
 pub struct Guard {
     shutdown_timeout: Duration,
@@ -888,6 +1003,8 @@ pub struct Guard {
     server: Mutex<Option<health::RunningServer>>,
     runtime: Mutex<Option<tokio::runtime::Runtime>>,
     notifications: Option<(notification::NotificationService, notification::Dispatcher)>,
+    forwarder: Option<notification::ErrorForwarder>,
+    sentry: Option<Arc<sentry::Sentry>>,
     otlp: Option<otlp::Pipeline>,
 }
 
@@ -960,8 +1077,33 @@ impl Guard {
                     }),
                 ));
             }
+            // What the later steps need, kept back from the dispatcher's budget.
+            let logs_reserve = Duration::from_millis(300);
+            let otlp_reserve = if self.otlp.is_some() {
+                Duration::from_secs(1)
+            } else {
+                Duration::ZERO
+            };
+            let sentry_reserve = match &self.sentry {
+                Some(s) => s.shutdown_timeout().min(Duration::from_secs(1)),
+                None => Duration::ZERO,
+            };
+            if self.forwarder.is_some() {
+                // Pending error groups go to the dispatcher's queue before it is flushed.
+                let budget = left()
+                    .saturating_sub(logs_reserve + otlp_reserve + sentry_reserve)
+                    .max(Duration::from_millis(100));
+                if let Some(o) = logger::hub()
+                    .outputs()
+                    .into_iter()
+                    .find(|o| o.name == notification::ERROR_FORWARDER_OUTPUT)
+                    && let Err(e) = logger::hub().remove_output(o.id, budget)
+                {
+                    failures.push(("flush the error notifications", e.to_string()));
+                }
+            }
             if let Some((service, dispatcher)) = &self.notifications {
-                let budget = left().saturating_sub(Duration::from_millis(300));
+                let budget = left().saturating_sub(logs_reserve + otlp_reserve + sentry_reserve);
                 let (service, dispatcher) = (service.clone(), dispatcher.clone());
                 failures.extend(run(
                     "flush the notification dispatcher",
@@ -984,6 +1126,24 @@ impl Guard {
                         (!problems.is_empty()).then(|| problems.join("; "))
                     }),
                 ));
+            }
+            if let Some(s) = &self.sentry {
+                let budget = s
+                    .shutdown_timeout()
+                    .min(left().saturating_sub(logs_reserve + otlp_reserve))
+                    .max(Duration::from_millis(50));
+                let s = s.clone();
+                let (tx, rx) = std::sync::mpsc::channel();
+                std::thread::spawn(move || {
+                    let _ = tx.send(sentry::stop(&s, budget));
+                });
+                match rx.recv_timeout(budget + Duration::from_millis(200)) {
+                    Ok(true) => {}
+                    Ok(false) | Err(_) => failures.push((
+                        "flush Sentry",
+                        format!("events still queued after {budget:?} were dropped"),
+                    )),
+                }
             }
             if let Some(pipeline) = &self.otlp {
                 // Lines logged from here on stay local; the providers flush and stop,

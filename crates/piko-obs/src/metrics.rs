@@ -71,6 +71,8 @@ pub(crate) fn install(builder: MetricsBuilder) -> Result<&'static Metrics, crate
     describe_self_metrics();
     metrics.add_collector(record_log_counters);
     metrics.add_collector(crate::otlp::record_stats);
+    metrics.add_collector(crate::sentry::record_stats);
+    metrics.add_collector(crate::notification::record_forwarder_stats);
     metrics.add_collector(|| {
         if let Some(service) = crate::notification::service() {
             crate::notification::record_stats(&service);
@@ -151,6 +153,38 @@ fn describe_self_metrics() {
         ),
     ] {
         metrics::describe_gauge!(name, help);
+    }
+    for (name, help) in [
+        (
+            "piko_obs_sentry_envelopes_total",
+            "Sentry envelopes per outcome: queued, sent, failed, rate_limited, dropped (queue full or closed).",
+        ),
+        (
+            "piko_obs_error_notifications_records_total",
+            "Log records counted into an error-notification group.",
+        ),
+        (
+            "piko_obs_error_notifications_sent_total",
+            "Grouped error alerts handed to the notification service.",
+        ),
+        (
+            "piko_obs_error_notifications_handoff_failed_total",
+            "Grouped error alerts the notification service could not take or deliver.",
+        ),
+        (
+            "piko_obs_error_notifications_groups_dropped_total",
+            "Error groups dropped because a window held the maximum number of groups.",
+        ),
+        (
+            "piko_obs_error_notifications_records_dropped_total",
+            "Error records not grouped: records of dropped groups, and records after shutdown.",
+        ),
+        (
+            "piko_obs_error_notifications_rate_limited_total",
+            "Error groups not sent because of the alerts-per-minute limit.",
+        ),
+    ] {
+        metrics::describe_counter!(name, help);
     }
     metrics::describe_counter!(
         "piko_obs_log_lines_unrouted_total",

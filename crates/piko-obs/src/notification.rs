@@ -177,6 +177,49 @@ pub(crate) fn install(service: NotificationService) {
     *INSTALLED.write().unwrap_or_else(|p| p.into_inner()) = Some(service);
 }
 
+static FORWARDER: RwLock<Option<ErrorForwarder>> = RwLock::new(None);
+
+pub(crate) fn install_forwarder(forwarder: ErrorForwarder) {
+    *FORWARDER.write().unwrap_or_else(|p| p.into_inner()) = Some(forwarder);
+}
+
+/// The error forwarder `init()` set up ([`Builder::with_error_notifications`](crate::Builder::with_error_notifications)), if it did.
+pub fn error_forwarder() -> Option<ErrorForwarder> {
+    FORWARDER.read().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+/// Records the error forwarder's counters as `piko_obs_error_notifications_*` metrics.
+pub(crate) fn record_forwarder_stats() {
+    if let Some(f) = error_forwarder() {
+        let s = f.stats();
+        for (name, v) in [
+            (
+                "piko_obs_error_notifications_records_total",
+                s.records_grouped,
+            ),
+            ("piko_obs_error_notifications_sent_total", s.groups_sent),
+            (
+                "piko_obs_error_notifications_handoff_failed_total",
+                s.handoff_failed + s.send_failed,
+            ),
+            (
+                "piko_obs_error_notifications_groups_dropped_total",
+                s.dropped_groups,
+            ),
+            (
+                "piko_obs_error_notifications_records_dropped_total",
+                s.dropped_records,
+            ),
+            (
+                "piko_obs_error_notifications_rate_limited_total",
+                s.rate_limited_groups,
+            ),
+        ] {
+            ::metrics::counter!(name).absolute(v);
+        }
+    }
+}
+
 /// The notification service `init()` set up, if it did.
 pub fn service() -> Option<NotificationService> {
     INSTALLED.read().unwrap_or_else(|p| p.into_inner()).clone()

@@ -1,0 +1,146 @@
+//! Sentry: ERROR log lines become Sentry events with their error chain and the current
+//! span's trace context; lower lines become breadcrumbs; panics are reported too.
+//!
+//! Turn it on with [`Builder::with_sentry`](crate::Builder::with_sentry) (a
+//! [`SentryConfig`]) or [`Builder::with_sentry_from_env`](crate::Builder::with_sentry_from_env)
+//! (`SENTRY_DSN` and the other `SENTRY_*` variables), or on its own with [`enable`], like
+//! Piko's `sentry.Enable`. `init()` checks the DSN, starts the client with piko-obs's
+//! transport (rustls, timeouts, a bounded queue), binds it to Sentry's main hub with the
+//! panic and context integrations, and adds a `sentry` output to the log hub. The guard
+//! flushes it within its bound. Envelopes are counted in
+//! `piko_obs_sentry_envelopes_total{outcome}`.
+
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+pub use piko_obs_sentry::*;
+
+use crate::{InitError, logger};
+
+static INSTALLED: RwLock<Option<Arc<Sentry>>> = RwLock::new(None);
+
+/// The Sentry client `init()` or [`enable`] started, if any.
+pub fn installed() -> Option<Arc<Sentry>> {
+    INSTALLED.read().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+/// The ids of the current OpenTelemetry span, if one is being recorded.
+fn current_span_ids() -> Option<(String, String)> {
+    use opentelemetry::trace::TraceContextExt as _;
+    let cx = opentelemetry::Context::current();
+    let span = cx.span();
+    let sc = span.span_context();
+    sc.is_valid()
+        .then(|| (sc.trace_id().to_string(), sc.span_id().to_string()))
+}
+
+/// Starts Sentry on `handle`, binds it to Sentry's main hub and adds the `sentry` log
+/// output. Transport failures are logged as WARN, at most one a minute.
+pub(crate) fn start(
+    config: &SentryConfig,
+    handle: &tokio::runtime::Handle,
+) -> Result<(Arc<Sentry>, piko_obs_logger::OutputId), InitError> {
+    let last_report = std::sync::Mutex::new(None::<Instant>);
+    let start = StartOptions::default()
+        .customize(::sentry::apply_defaults)
+        .trace_source(Arc::new(current_span_ids))
+        .on_transport_error(move |e| {
+            let mut last = last_report.lock().unwrap_or_else(|p| p.into_inner());
+            if last.is_some_and(|t| t.elapsed() < Duration::from_secs(60)) {
+                return;
+            }
+            *last = Some(Instant::now());
+            logger::get_logger("piko-obs/sentry").warn(
+                "sentry event not delivered",
+                &[piko_obs_logger::attr::string("reason", &e.reason)],
+            );
+        });
+    let s = Arc::new(Sentry::start_with(config, handle, start).map_err(InitError::Sentry)?);
+    // Panics and direct `sentry::capture_*` calls go through the main hub; log lines go
+    // through the client's own hub (see `Sentry::drain`).
+    ::sentry::Hub::main().bind_client(Some(s.client()));
+    let id = logger::add_drain("sentry", s.min_level(), s.drain())?;
+    *INSTALLED.write().unwrap_or_else(|p| p.into_inner()) = Some(s.clone());
+    Ok((s, id))
+}
+
+/// Flushes and closes Sentry within `timeout` after removing its log output; whether
+/// everything queued was sent.
+pub(crate) fn stop(s: &Sentry, timeout: Duration) -> bool {
+    if let Some(o) = logger::hub()
+        .outputs()
+        .into_iter()
+        .find(|o| o.name == "sentry")
+    {
+        let _ = logger::hub().remove_output(o.id, Duration::from_millis(100));
+    }
+    let drained = s.close(timeout);
+    ::sentry::Hub::main().bind_client(None);
+    drained
+}
+
+/// Sentry on its own, without the rest of `init()`: starts the client on a small runtime
+/// of its own, binds it, and adds the `sentry` output to the global log hub. Keep the
+/// returned guard; dropping it flushes within the config's shutdown timeout.
+///
+/// ```no_run
+/// let _sentry = piko_obs::sentry::enable(
+///     piko_obs::sentry::SentryConfig::new("https://public@sentry.example.com/42")
+///         .with_environment("production"),
+/// )
+/// .expect("a valid DSN");
+/// ```
+pub fn enable(config: SentryConfig) -> Result<SentryGuard, InitError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("piko-obs-sentry")
+        .enable_all()
+        .build()
+        .map_err(InitError::Runtime)?;
+    let (sentry, _) = start(&config, runtime.handle())?;
+    Ok(SentryGuard {
+        sentry,
+        runtime: Some(runtime),
+    })
+}
+
+/// Keeps the Sentry client of [`enable`] running; flushes and stops it when dropped.
+#[must_use = "dropping the guard stops Sentry at once"]
+#[derive(Debug)]
+pub struct SentryGuard {
+    sentry: Arc<Sentry>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl SentryGuard {
+    /// The client's transport counters.
+    pub fn stats(&self) -> TransportStats {
+        self.sentry.stats()
+    }
+}
+
+impl Drop for SentryGuard {
+    fn drop(&mut self) {
+        stop(&self.sentry, self.sentry.shutdown_timeout());
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// Records the transport counters as `piko_obs_sentry_envelopes_total{outcome}`.
+pub(crate) fn record_stats() {
+    if let Some(s) = installed() {
+        let t = s.stats();
+        for (outcome, v) in [
+            ("queued", t.queued),
+            ("sent", t.sent),
+            ("failed", t.failed),
+            ("rate_limited", t.rate_limited),
+            ("dropped", t.dropped),
+        ] {
+            ::metrics::counter!("piko_obs_sentry_envelopes_total", "outcome" => outcome)
+                .absolute(v);
+        }
+    }
+}
