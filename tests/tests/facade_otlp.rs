@@ -142,3 +142,70 @@ fn bad_otlp_settings_fail_init_naming_them() {
         "{e}"
     );
 }
+
+#[test]
+fn the_sdks_own_failures_reach_the_log_rate_limited() {
+    let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = OtlpReceiver::start();
+    receiver.set_mode(piko_obs_tests::otlp::Mode::Unavailable);
+    let cap = piko_obs_tests::Capture::new();
+    logger::add_output(
+        "sdk-errors",
+        piko_obs::logger::Level::WARN,
+        piko_obs_logger_drains::JsonOutput::writer(cap.clone())
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    let guard = PikoObs::builder()
+        .with_console_output(false)
+        .with_health_probe_port(0)
+        .with_notification_dead_letter_path(dir.path().join("d.jsonl"))
+        .with_otlp_endpoint(receiver.grpc_endpoint())
+        .with_otlp_metric_interval(Duration::from_millis(100))
+        .with_otlp_timeout(Duration::from_millis(500))
+        .init()
+        .unwrap();
+    // A log line and a metric for the exporters to fail on, again and again.
+    metrics::counter!("sdk_errors_probe_total").increment(1);
+    let read = || -> Vec<serde_json::Value> {
+        // The OTLP output's flush fails (the collector refuses): only the capture matters.
+        let _ = logger::hub().flush(Duration::from_secs(5));
+        cap.lines()
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .filter(|l: &serde_json::Value| {
+                l["logger"]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with("opentelemetry")
+            })
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while read().is_empty() && std::time::Instant::now() < deadline {
+        logger::get_logger("orders").warn("export me", &[]);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // More failed exports, for the rate limit to hold back.
+    for _ in 0..15 {
+        logger::get_logger("orders").warn("export me", &[]);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let sdk = read();
+    assert!(!sdk.is_empty(), "the SDK's export failures are logged");
+    let mut sites: Vec<String> = sdk
+        .iter()
+        .map(|l| format!("{}:{}", l["source"]["file"], l["source"]["line"]))
+        .collect();
+    let n = sites.len();
+    sites.sort();
+    sites.dedup();
+    assert_eq!(
+        sites.len(),
+        n,
+        "at most one line per call site in 30 s: {sdk:?}"
+    );
+    drop(guard);
+}

@@ -494,3 +494,41 @@ fn a_panicking_output_is_counted_and_the_others_still_write() {
         .unwrap();
     assert_eq!(info.stats.write_errors, 1);
 }
+
+#[test]
+fn span_ids_bound_lazily_print_like_any_bound_field() {
+    let (hub, cap) = hub_with_json("info");
+    let parent = hub
+        .get_logger("spans")
+        .with(&[attr::string("tenant", "acme")]);
+    let trace = [
+        0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e, 0x47,
+        0x36,
+    ];
+    let span = [0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7];
+    let log = parent.with_span_ids(trace, span);
+    log.info("inside", &[]);
+    // A child of a span logger keeps the ids, and so does a span logger of a span logger.
+    log.with(&[attr::int("step", 2)]).info("child", &[]);
+    log.with_span_ids(trace, [0xff; 8]).info("nested", &[]);
+    hub.flush(T).unwrap();
+    let lines: Vec<Value> = cap
+        .lines()
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    for l in &lines {
+        assert_eq!(l["tenant"], "acme");
+        assert_eq!(l["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    }
+    assert_eq!(lines[0]["span_id"], "00f067aa0ba902b7");
+    assert_eq!(lines[1]["span_id"], "00f067aa0ba902b7");
+    assert_eq!(lines[1]["step"], 2);
+    assert_eq!(lines[2]["span_id"], "ffffffffffffffff");
+    assert_eq!(
+        cap.lines()[2].matches("\"span_id\"").count(),
+        1,
+        "replaced, not repeated"
+    );
+}

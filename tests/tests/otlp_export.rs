@@ -247,3 +247,79 @@ fn when_the_collector_comes_back_new_spans_arrive() {
     let _ = pipeline.shutdown(Duration::from_secs(5));
     drop(runtime);
 }
+
+/// The `metrics` → OpenTelemetry bridge, values checked where they arrive: a counter fed
+/// increments and absolute values (never going back), a gauge moved up, down and set, and
+/// a histogram.
+#[test]
+fn metrics_macros_arrive_with_their_values() {
+    use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+    use opentelemetry_proto::tonic::metrics::v1::number_data_point::Value;
+
+    let (receiver, runtime, pipeline) = start(Protocol::Grpc, Mode::Accept);
+    let recorder = piko_obs_otlp::OtelRecorder::new(pipeline.meter_provider.meter("bridge"));
+    metrics::with_local_recorder(&recorder, || {
+        let c = metrics::counter!("bridge_jobs_total", "queue" => "mail");
+        c.absolute(10);
+        c.absolute(7); // a lower absolute value is not a decrease
+        c.absolute(15);
+        c.increment(2);
+        let g = metrics::gauge!("bridge_queue_depth");
+        g.set(5.0);
+        g.increment(2.0);
+        g.decrement(1.0);
+        let h = metrics::histogram!("bridge_latency_seconds");
+        h.record(0.5);
+        h.record(1.5);
+    });
+    let got = receiver.wait_until(Duration::from_secs(10), |r| {
+        let names = r.metric_names();
+        [
+            "bridge_jobs_total",
+            "bridge_queue_depth",
+            "bridge_latency_seconds",
+        ]
+        .iter()
+        .all(|n| names.contains(&n.to_string()))
+    });
+    let last = |name: &str| {
+        got.metrics
+            .iter()
+            .flat_map(|e| e.request.resource_metrics.iter())
+            .flat_map(|r| r.scope_metrics.iter())
+            .flat_map(|s| s.metrics.iter())
+            .rfind(|m| m.name == name)
+            .and_then(|m| m.data.clone())
+            .unwrap_or_else(|| panic!("{name} did not arrive"))
+    };
+    let number = |p: &opentelemetry_proto::tonic::metrics::v1::NumberDataPoint| match p.value {
+        Some(Value::AsInt(i)) => i as f64,
+        Some(Value::AsDouble(d)) => d,
+        None => f64::NAN,
+    };
+    match last("bridge_jobs_total") {
+        Data::Sum(s) => {
+            assert!(s.is_monotonic);
+            assert_eq!(
+                number(&s.data_points[0]),
+                17.0,
+                "15 by absolute values, then 2 more"
+            );
+            assert!(s.data_points[0].attributes.iter().any(|a| a.key == "queue"));
+        }
+        other => panic!("a counter arrives as a sum: {other:?}"),
+    }
+    match last("bridge_queue_depth") {
+        Data::Gauge(g) => assert_eq!(number(&g.data_points[0]), 6.0),
+        other => panic!("a gauge arrives as a gauge: {other:?}"),
+    }
+    match last("bridge_latency_seconds") {
+        Data::Histogram(h) => {
+            assert_eq!(h.data_points[0].count, 2);
+            assert_eq!(h.data_points[0].sum, Some(2.0));
+        }
+        other => panic!("a histogram arrives as a histogram: {other:?}"),
+    }
+    let _ = pipeline.shutdown(Duration::from_secs(2));
+    drop(runtime);
+}

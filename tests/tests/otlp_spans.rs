@@ -147,3 +147,47 @@ fn run_in_span_records_errors_panics_log_lines_and_nesting() {
     assert_eq!(exported.span_id, charge.span_id);
     drop(runtime);
 }
+
+/// `traced` puts the current span's `traceparent` on an outgoing reqwest request: a real
+/// server on loopback reads it back and finds the same trace, the span as parent.
+#[test]
+fn an_outgoing_request_carries_the_span_it_was_made_in() {
+    use opentelemetry::trace::{TraceContextExt as _, Tracer as _, TracerProvider as _};
+    use warp::Filter as _;
+
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    opentelemetry::global::set_text_map_propagator(
+        opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<Option<String>>();
+    let tx = std::sync::Arc::new(std::sync::Mutex::new(tx));
+    let route = warp::header::optional::<String>("traceparent").map(move |tp: Option<String>| {
+        let _ = tx.lock().unwrap().send(tp);
+        "ok"
+    });
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    rt.spawn(warp::serve(route).incoming(listener).run());
+
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+    let tracer = provider.tracer("client");
+    let client = reqwest::Client::builder().build().unwrap();
+    let (trace_id, span_id) = rt.block_on(async {
+        let cx = opentelemetry::Context::current().with_span(tracer.start("call stock"));
+        let sc = cx.span().span_context().clone();
+        let answer = piko_obs_otlp::traced_with(&cx, client.get(format!("http://{addr}/")))
+            .send()
+            .await
+            .unwrap();
+        assert!(answer.status().is_success());
+        (sc.trace_id().to_string(), sc.span_id().to_string())
+    });
+    let tp = rx
+        .recv_timeout(Duration::from_secs(5))
+        .unwrap()
+        .expect("a traceparent header");
+    assert_eq!(tp, format!("00-{trace_id}-{span_id}-01"));
+}

@@ -144,9 +144,10 @@ const SUITES: &[Suite] = &[
     Suite {
         name: "otlp",
         about: "OpenTelemetry costs, exporters discarding what they get (`tests/benches/otlp.rs`): \
-            `run_in_span` (a span from the global tracer, a logger naming it, the operation \
-            polled to completion) against a raw SDK span made current and ended through the \
-            same bounded processor; and a log line to a JSON output and the OTLP output inside \
+            `run_in_span` (a span from the installed tracer, a logger naming it, the operation \
+            polled to completion, panics caught) against the same async operation run with the \
+            SDK alone (a span started, made current while the future runs, ended) on the same \
+            executor and the same bounded processor; and a log line to a JSON output and the OTLP output inside \
             a recording span (where it also becomes a span event, up to the SDK's 128 events \
             per span) against the same line outside one.",
         goals: &[

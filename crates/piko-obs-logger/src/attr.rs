@@ -341,6 +341,11 @@ pub fn error_chain(err: &(dyn StdError + 'static)) -> Vec<String> {
 /// ```
 #[derive(Clone)]
 pub struct SecretKeys {
+    /// Shared: every logger made with `with` keeps a copy, so cloning must be cheap.
+    inner: std::sync::Arc<SecretPatterns>,
+}
+
+struct SecretPatterns {
     patterns: Vec<Vec<u8>>,
     /// `first[b]` is set when some pattern starts with byte `b`.
     first: [bool; 256],
@@ -383,7 +388,7 @@ impl SecretKeys {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let mut s = SecretKeys {
+        let mut s = SecretPatterns {
             patterns: Vec::new(),
             first: [false; 256],
             id: NEXT_SECRETS_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
@@ -395,7 +400,9 @@ impl SecretKeys {
                 s.patterns.push(p);
             }
         }
-        s
+        SecretKeys {
+            inner: std::sync::Arc::new(s),
+        }
     }
 
     /// No key is secret.
@@ -408,7 +415,7 @@ impl SecretKeys {
     /// always names the same text.
     #[inline]
     pub fn is_secret_static(&self, key: &'static str) -> bool {
-        if self.patterns.is_empty() {
+        if self.inner.patterns.is_empty() {
             return false;
         }
         let addr = key.as_ptr() as usize;
@@ -420,14 +427,14 @@ impl SecretKeys {
             Ok(mut cache) => {
                 for s in slots {
                     let e = cache[s];
-                    if e.0 == addr && e.1 == key.len() && e.2 == self.id {
+                    if e.0 == addr && e.1 == key.len() && e.2 == self.inner.id {
                         return e.3;
                     }
                 }
                 let answer = self.is_secret(key);
                 // Fill the first slot, moving its entry to the second.
                 cache[slots[1]] = cache[slots[0]];
-                cache[slots[0]] = (addr, key.len(), self.id, answer);
+                cache[slots[0]] = (addr, key.len(), self.inner.id, answer);
                 answer
             }
             Err(_) => self.is_secret(key),
@@ -439,11 +446,11 @@ impl SecretKeys {
     pub fn is_secret(&self, key: &str) -> bool {
         let k = key.as_bytes();
         for i in 0..k.len() {
-            if !self.first[usize::from(normalise(k[i]))] {
+            if !self.inner.first[usize::from(normalise(k[i]))] {
                 continue;
             }
             let rest = &k[i..];
-            for p in &self.patterns {
+            for p in &self.inner.patterns {
                 if p.len() <= rest.len() && p.iter().zip(rest).all(|(a, b)| *a == normalise(*b)) {
                     return true;
                 }
@@ -471,7 +478,12 @@ impl Default for SecretKeys {
 impl fmt::Debug for SecretKeys {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_list()
-            .entries(self.patterns.iter().map(|p| String::from_utf8_lossy(p)))
+            .entries(
+                self.inner
+                    .patterns
+                    .iter()
+                    .map(|p| String::from_utf8_lossy(p)),
+            )
             .finish()
     }
 }

@@ -372,7 +372,7 @@ impl Hub {
             .get(name)
         {
             return Logger {
-                bound: core.root.clone(),
+                bound: Bindings::Ready(core.root.clone()),
                 core: core.clone(),
             };
         }
@@ -392,20 +392,24 @@ impl Hub {
                     name_json: name_json.into_boxed_slice(),
                     generation: AtomicU64::new(0),
                     min: AtomicI32::new(Level::INFO.value()),
-                    root: Arc::new(bound(name, Vec::new(), &self.inner.state.load().secrets)),
+                    root: Arc::new(bound(
+                        name,
+                        Arc::from(Vec::new()),
+                        &self.inner.state.load().secrets,
+                    )),
                 })
             })
             .clone();
         Logger {
-            bound: core.root.clone(),
+            bound: Bindings::Ready(core.root.clone()),
             core,
         }
     }
 }
 
-fn bound(name: &Arc<str>, attrs: Vec<OwnedAttr>, secrets: &SecretKeys) -> Bound {
-    let mut json = Vec::new();
-    for a in &attrs {
+fn bound(name: &Arc<str>, attrs: Arc<[OwnedAttr]>, secrets: &SecretKeys) -> Bound {
+    let mut json = Vec::with_capacity(attrs.len() * 48);
+    for a in attrs.iter() {
         json.push(b',');
         crate::json::write_str(&mut json, a.key());
         json.push(b':');
@@ -492,7 +496,67 @@ impl LoggerCore {
 #[derive(Clone)]
 pub struct Logger {
     core: Arc<LoggerCore>,
-    bound: Arc<Bound>,
+    bound: Bindings,
+}
+
+/// A logger's bound fields: encoded, or a parent's plus a span's ids that are encoded on
+/// the first line logged (most span loggers of a busy service never log).
+#[derive(Clone)]
+enum Bindings {
+    Ready(Arc<Bound>),
+    Span(Arc<SpanBindings>),
+}
+
+struct SpanBindings {
+    parent: Arc<Bound>,
+    trace_id: [u8; 16],
+    span_id: [u8; 8],
+    resolved: std::sync::OnceLock<Arc<Bound>>,
+}
+
+impl Bindings {
+    #[inline]
+    fn get(&self, core: &LoggerCore) -> &Arc<Bound> {
+        match self {
+            Bindings::Ready(b) => b,
+            Bindings::Span(s) => s.resolved.get_or_init(|| {
+                let (mut t, mut sp) = ([0u8; 32], [0u8; 16]);
+                let ids = [
+                    OwnedAttr::from_attr(&crate::attr::string(
+                        crate::attr::keys::TRACE_ID,
+                        hex(&s.trace_id, &mut t),
+                    )),
+                    OwnedAttr::from_attr(&crate::attr::string(
+                        crate::attr::keys::SPAN_ID,
+                        hex(&s.span_id, &mut sp),
+                    )),
+                ];
+                // A span logger made from another replaces its ids instead of repeating them.
+                let all: Arc<[OwnedAttr]> = s
+                    .parent
+                    .attrs
+                    .iter()
+                    .filter(|a| {
+                        a.key() != crate::attr::keys::TRACE_ID
+                            && a.key() != crate::attr::keys::SPAN_ID
+                    })
+                    .cloned()
+                    .chain(ids)
+                    .collect();
+                Arc::new(bound(&core.name, all, &core.hub.state.load().secrets))
+            }),
+        }
+    }
+}
+
+/// `bytes` as lower-case hex in `out` (twice as long), without the formatting machinery.
+fn hex<'a>(bytes: &[u8], out: &'a mut [u8]) -> &'a str {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 0xf)];
+    }
+    std::str::from_utf8(out).unwrap_or_default()
 }
 
 // A panic cannot leave a logger or hub half-updated: their state is swapped whole.
@@ -505,7 +569,7 @@ impl fmt::Debug for Logger {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Logger")
             .field("name", &self.core.name)
-            .field("bound", &self.bound.attrs.len())
+            .field("bound", &self.bound.get(&self.core).attrs.len())
             .finish()
     }
 }
@@ -532,15 +596,36 @@ impl Logger {
         if attrs.is_empty() {
             return self.clone();
         }
-        let mut all = self.bound.attrs.clone();
-        all.extend(attrs.iter().map(OwnedAttr::from_attr));
+        let base = self.bound.get(&self.core);
+        let all: Arc<[OwnedAttr]> = base
+            .attrs
+            .iter()
+            .cloned()
+            .chain(attrs.iter().map(OwnedAttr::from_attr))
+            .collect();
         Logger {
             core: self.core.clone(),
-            bound: Arc::new(bound(
+            bound: Bindings::Ready(Arc::new(bound(
                 &self.core.name,
                 all,
                 &self.core.hub.state.load().secrets,
-            )),
+            ))),
+        }
+    }
+
+    /// A child logger whose every line also carries `trace_id` and `span_id` (32 and 16
+    /// lower-case hex digits), like `with`, but the two fields are only encoded when the
+    /// child first logs: a span's logger that never writes a line costs one allocation.
+    pub fn with_span_ids(&self, trace_id: [u8; 16], span_id: [u8; 8]) -> Logger {
+        let parent = self.bound.get(&self.core).clone();
+        Logger {
+            core: self.core.clone(),
+            bound: Bindings::Span(Arc::new(SpanBindings {
+                parent,
+                trace_id,
+                span_id,
+                resolved: std::sync::OnceLock::new(),
+            })),
         }
     }
 
@@ -598,6 +683,7 @@ impl Logger {
         }
         let stack = (state.error_backtraces && level >= Level::ERROR).then(StackTrace::capture);
         let name: &str = &self.core.name;
+        let bound = self.bound.get(&self.core);
         let record = Record {
             level,
             time: SystemTime::now(),
@@ -605,8 +691,8 @@ impl Logger {
             logger: name,
             logger_json: &self.core.name_json,
             source,
-            bound: &self.bound.attrs,
-            bound_json: &self.bound.json,
+            bound: &bound.attrs,
+            bound_json: &bound.json,
             attrs,
             stack: stack.as_ref(),
             secrets: &state.secrets,
@@ -632,7 +718,7 @@ impl Logger {
                     };
                     let args = format_args!("{msg}");
                     let r = slog::Record::new(&rs, &args, slog::BorrowedKV(&kv));
-                    let _ = drain.log(&r, &self.bound.slog_values);
+                    let _ = drain.log(&r, &bound.slog_values);
                 }
             }));
             if delivered.is_err() {

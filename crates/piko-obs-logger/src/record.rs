@@ -103,7 +103,8 @@ impl StackTrace {
 
 /// Fields bound to a logger by `with`, shared by all its clones.
 pub(crate) struct Bound {
-    pub(crate) attrs: Vec<OwnedAttr>,
+    /// Shared with the slog view of the same fields.
+    pub(crate) attrs: Arc<[OwnedAttr]>,
     /// The bound fields encoded once as JSON members, each led by a comma.
     pub(crate) json: Vec<u8>,
     pub(crate) slog_values: slog::OwnedKVList,

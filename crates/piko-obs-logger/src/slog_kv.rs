@@ -65,7 +65,7 @@ impl slog::KV for RecordKv<'_> {
 /// A logger's name and bound fields, as the `OwnedKVList` of every slog record.
 pub(crate) struct BoundKv {
     pub(crate) logger: std::sync::Arc<str>,
-    pub(crate) attrs: Vec<OwnedAttr>,
+    pub(crate) attrs: std::sync::Arc<[OwnedAttr]>,
     pub(crate) secrets: SecretKeys,
 }
 

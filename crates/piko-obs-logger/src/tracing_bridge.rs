@@ -1,7 +1,12 @@
 //! Events of the `tracing` crate, from dependencies, into the same outputs.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tracing_core::callsite::Identifier;
 
 use tracing_core::field::{Field, Visit};
 use tracing_core::span;
@@ -22,6 +27,10 @@ use crate::record::Source;
 pub struct TracingBridge {
     hub: Hub,
     next_span: AtomicU64,
+    limited: Vec<(&'static str, Duration)>,
+    /// Per call site of a rate-limited target: when it last got through, and how many
+    /// events were held back since.
+    last: Mutex<HashMap<Identifier, (Instant, u64)>>,
 }
 
 impl TracingBridge {
@@ -30,6 +39,41 @@ impl TracingBridge {
         TracingBridge {
             hub,
             next_span: AtomicU64::new(1),
+            limited: Vec::new(),
+            last: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Lets at most one event a call site through per `interval` for targets starting
+    /// with `prefix` (the OpenTelemetry SDK reports each failed export: a dead collector
+    /// would otherwise write a line every few seconds forever). The next event that gets
+    /// through carries `suppressed`, the number held back.
+    pub fn with_rate_limit(mut self, prefix: &'static str, interval: Duration) -> TracingBridge {
+        self.limited.push((prefix, interval));
+        self
+    }
+
+    /// `None` when the event is held back; else how many were held back before it.
+    fn admit(&self, m: &Metadata<'_>) -> Option<u64> {
+        let Some((_, interval)) = self.limited.iter().find(|(p, _)| m.target().starts_with(p))
+        else {
+            return Some(0);
+        };
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        match last.get_mut(&m.callsite()) {
+            Some((at, held)) if now.duration_since(*at) < *interval => {
+                *held += 1;
+                None
+            }
+            Some((at, held)) => {
+                *at = now;
+                Some(std::mem::take(held))
+            }
+            None => {
+                last.insert(m.callsite(), (now, 0));
+                Some(0)
+            }
         }
     }
 }
@@ -135,8 +179,17 @@ impl Subscriber for TracingBridge {
         if !logger.enabled(level) {
             return;
         }
+        let Some(held) = self.admit(m) else {
+            return;
+        };
         let mut fields = Fields::default();
         event.record(&mut fields);
+        if held > 0 {
+            fields.attrs.push(OwnedAttr::from_attr(&Attr::new(
+                "suppressed",
+                Value::Uint(held),
+            )));
+        }
         let attrs: Vec<Attr<'_>> = fields.attrs.iter().map(OwnedAttr::as_attr).collect();
         let source = Source {
             file: m.file().unwrap_or("<unknown>"),

@@ -43,9 +43,11 @@ mod pipeline;
 mod propagation;
 mod span;
 
-pub use span::{run_in_span, run_in_span_from};
+pub use span::{run_in_span, run_in_span_from, use_tracer_provider};
 
-pub use propagation::{TraceLayer, Traced, extract_context, inject_context, warp_trace_context};
+pub use propagation::{
+    TraceLayer, Traced, extract_context, inject_context, traced, traced_with, warp_trace_context,
+};
 
 pub use logs::{OtelLogOutput, severity};
 

@@ -43,6 +43,31 @@ pub fn inject_context(cx: &opentelemetry::Context, headers: &mut http::HeaderMap
     });
 }
 
+/// Adds the current context's `traceparent`, `tracestate` and `baggage` headers to an
+/// outgoing reqwest request, so the service called continues the trace.
+///
+/// ```no_run
+/// # async fn call() -> Result<(), reqwest::Error> {
+/// let client = reqwest::Client::builder().build()?;
+/// let answer = piko_obs_otlp::traced(client.get("http://127.0.0.1:8081/stock"))
+///     .send()
+///     .await?;
+/// # Ok(()) }
+/// ```
+pub fn traced(request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    traced_with(&opentelemetry::Context::current(), request)
+}
+
+/// [`traced`] with an explicit context (the one a request's span runs in, say).
+pub fn traced_with(
+    cx: &opentelemetry::Context,
+    request: reqwest::RequestBuilder,
+) -> reqwest::RequestBuilder {
+    let mut headers = http::HeaderMap::new();
+    inject_context(cx, &mut headers);
+    request.headers(headers)
+}
+
 /// A warp filter extracting the trace context of the request (`traceparent`,
 /// `tracestate`, `baggage`), to start the request's span from, for example with
 /// [`crate::run_in_span_from`].

@@ -5,10 +5,41 @@ use std::borrow::Cow;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
 use futures_util::FutureExt as _;
-use opentelemetry::trace::{FutureExt as _, Status, TraceContextExt as _, Tracer as _};
+use opentelemetry::trace::{FutureExt as _, Status, TraceContextExt as _, TracerProvider as _};
 use opentelemetry::{Context, KeyValue};
-use piko_obs_logger::{Logger, attr};
+use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
+use piko_obs_logger::Logger;
+
+/// The tracer `run_in_span` starts spans with, when one was given.
+static TRACER: ArcSwapOption<SdkTracer> = ArcSwapOption::const_empty();
+
+/// Makes `run_in_span` start its spans with `provider`'s `piko-obs` tracer, made once,
+/// instead of asking OpenTelemetry's global provider for a boxed tracer on every call.
+/// The facade calls it when it installs its provider; `None` goes back to the global one.
+pub fn use_tracer_provider(provider: Option<&SdkTracerProvider>) {
+    TRACER.store(provider.map(|p| Arc::new(p.tracer("piko-obs"))));
+}
+
+fn start_span<T>(
+    tracer: &T,
+    parent: &Context,
+    name: Cow<'static, str>,
+    attributes: Vec<KeyValue>,
+) -> Context
+where
+    T: opentelemetry::trace::Tracer,
+    T::Span: Send + Sync + 'static,
+{
+    let mut builder = tracer.span_builder(name);
+    if !attributes.is_empty() {
+        builder = builder.with_attributes(attributes);
+    }
+    parent.with_span(builder.start_with_context(tracer, parent))
+}
 
 /// Runs `op` in a new span named `name` (a child of the current span, if any) with
 /// `attributes`, through the globally installed tracer.
@@ -48,22 +79,23 @@ where
     Fut: Future<Output = Result<T, E>>,
     E: std::error::Error,
 {
-    let parent = parent.clone();
-    let tracer = opentelemetry::global::tracer("piko-obs");
-    let span = tracer
-        .span_builder(name)
-        .with_attributes(attributes)
-        .start_with_context(&tracer, &parent);
-    let cx = parent.with_span(span);
-    let sc = cx.span().span_context().clone();
-    let span_logger = if sc.is_valid() {
-        let (trace_id, span_id) = (sc.trace_id().to_string(), sc.span_id().to_string());
-        logger.with(&[
-            attr::string("trace_id", &trace_id),
-            attr::string("span_id", &span_id),
-        ])
-    } else {
-        logger.clone()
+    let cx = match TRACER.load().as_deref() {
+        Some(t) => start_span(t, parent, name.into(), attributes),
+        None => start_span(
+            &opentelemetry::global::tracer("piko-obs"),
+            parent,
+            name.into(),
+            attributes,
+        ),
+    };
+    let span_logger = {
+        let span = cx.span();
+        let sc = span.span_context();
+        if sc.is_valid() {
+            logger.with_span_ids(sc.trace_id().to_bytes(), sc.span_id().to_bytes())
+        } else {
+            logger.clone()
+        }
     };
     let outcome = AssertUnwindSafe(op(span_logger).with_context(cx.clone()))
         .catch_unwind()

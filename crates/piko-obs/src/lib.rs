@@ -1156,6 +1156,7 @@ impl Guard {
                 {
                     let _ = logger::hub().remove_output(o.id, Duration::from_millis(100));
                 }
+                otlp::use_tracer_provider(None);
                 let budget = left()
                     .saturating_sub(Duration::from_millis(300))
                     .max(Duration::from_millis(100));

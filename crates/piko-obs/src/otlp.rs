@@ -40,6 +40,7 @@ pub(crate) fn start(
         Pipeline::start(settings)?
     };
     opentelemetry::global::set_tracer_provider(pipeline.tracer_provider.clone());
+    use_tracer_provider(Some(&pipeline.tracer_provider));
     opentelemetry::global::set_meter_provider(pipeline.meter_provider.clone());
     opentelemetry::global::set_text_map_propagator(
         opentelemetry::propagation::TextMapCompositePropagator::new(vec![
