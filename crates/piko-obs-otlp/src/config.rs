@@ -67,7 +67,7 @@ pub struct TlsFiles {
 }
 
 /// OTLP settings as given in code; every field is optional, and what is left out comes
-/// from the environment, then from the defaults (see the table in `docs/otlp.md`).
+/// from the environment, then from the defaults (see the table in `docs/reference/otlp.md`).
 #[derive(Debug, Clone, Default, PartialEq)]
 #[non_exhaustive]
 pub struct OtlpConfig {

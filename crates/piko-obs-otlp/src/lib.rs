@@ -13,8 +13,8 @@
 //!
 //! Bridges: [`OtelLogOutput`] (the log hub's records as OpenTelemetry log records, with
 //! the current span's ids) and [`OtelRecorder`] (the `metrics` macros as OpenTelemetry
-//! instruments). [`extract_context`] and [`inject_context`] carry W3C trace context
-//! across HTTP headers. [`run_in_span`] runs an operation in its own span, with a logger
+//! instruments). [`extract_context`], [`inject_context`] and [`traced`] (for reqwest)
+//! carry W3C trace context across HTTP headers. [`run_in_span`] runs an operation in its own span, with a logger
 //! whose lines carry the span's ids, recording errors and panics.
 //!
 //! ```

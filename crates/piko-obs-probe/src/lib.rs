@@ -74,6 +74,8 @@
 //! let _exit_code = outcome.exit_code(); // 0 on 200, else 1
 //! # Ok::<(), piko_obs_probe::UsageError>(())
 //! ```
+//!
+//! No feature flags; no dependencies beyond std.
 
 use std::fmt;
 use std::io::{self, Read, Write};

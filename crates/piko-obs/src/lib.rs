@@ -34,7 +34,7 @@
 //! logger::get_logger("monitor").info("Server started", &[attr::string("mode", "prod")]);
 //! ```
 //!
-//! No feature flags yet.
+//! No feature flags.
 
 use std::fmt;
 use std::net::SocketAddr;
