@@ -4,7 +4,9 @@ use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
 
 use hyper::StatusCode;
 use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
@@ -101,6 +103,7 @@ impl HealthServer {
             metrics_path: "/metrics".into(),
             metrics: None,
             tls: None,
+            response_cache: None,
         }
     }
 }
@@ -117,6 +120,7 @@ pub struct ServerBuilder {
     metrics_path: String,
     metrics: Option<MetricsRender>,
     tls: Option<TlsOptions>,
+    response_cache: Option<Duration>,
 }
 
 impl std::fmt::Debug for ServerBuilder {
@@ -130,6 +134,7 @@ impl std::fmt::Debug for ServerBuilder {
             .field("metrics_path", &self.metrics_path)
             .field("metrics", &self.metrics.is_some())
             .field("tls", &self.tls)
+            .field("response_cache", &self.response_cache)
             .finish()
     }
 }
@@ -173,6 +178,15 @@ impl ServerBuilder {
     /// Serve over TLS.
     pub fn with_tls(mut self, tls: TlsOptions) -> Self {
         self.tls = Some(tls);
+        self
+    }
+
+    /// Answers each probe path from the last answer while it is younger than `ttl`
+    /// (default: no cache; zero turns it off). A storm of probe requests then runs the
+    /// probes and encodes their statuses once per `ttl`. Readiness never answers from the
+    /// cache once drain is signalled.
+    pub fn with_response_cache(mut self, ttl: Duration) -> Self {
+        self.response_cache = (!ttl.is_zero()).then_some(ttl);
         self
     }
 
@@ -239,6 +253,7 @@ impl ServerBuilder {
             startup: self.startup_path,
             metrics_path: self.metrics_path,
             metrics: self.metrics,
+            cache: self.response_cache.map(|ttl| (ttl, Default::default())),
         });
         let (stop_tx, stop_rx) = watch::channel(false);
         let task = runtime.spawn(accept_loop(listener, routes, tls, stop_rx));
@@ -326,6 +341,23 @@ struct Routes {
     startup: String,
     metrics_path: String,
     metrics: Option<MetricsRender>,
+    /// The answer cache's time to live, and the last answer of each check kind.
+    cache: Option<(Duration, [ArcSwapOption<Cached>; 3])>,
+}
+
+/// A probe path's last answer.
+struct Cached {
+    at: Instant,
+    code: StatusCode,
+    body: Bytes,
+}
+
+fn slot(kind: CheckKind) -> usize {
+    match kind {
+        CheckKind::Liveness => 0,
+        CheckKind::Readiness => 1,
+        _ => 2,
+    }
 }
 
 type Reply = Response<warp::hyper::body::Bytes>;
@@ -357,30 +389,45 @@ impl Routes {
         }
         let (status, content_type, body) = match self.kind_of(path) {
             Some(kind) => {
-                let s = self.service.check(kind).await;
-                let code = if s.state == State::Unhealthy {
-                    StatusCode::SERVICE_UNAVAILABLE
+                let cache = self
+                    .cache
+                    .as_ref()
+                    .filter(|_| !(kind == CheckKind::Readiness && self.service.is_draining()));
+                if let Some((ttl, slots)) = cache
+                    && let Some(c) = &*slots[slot(kind)].load()
+                    && c.at.elapsed() < *ttl
+                {
+                    (c.code, "application/json", c.body.clone())
                 } else {
-                    StatusCode::OK
-                };
-                let mut body = serde_json::to_vec(&s).unwrap_or_default();
-                body.push(b'\n');
-                (code, "application/json", body)
+                    let s = self.service.check(kind).await;
+                    let code = if s.state == State::Unhealthy {
+                        StatusCode::SERVICE_UNAVAILABLE
+                    } else {
+                        StatusCode::OK
+                    };
+                    let mut body = serde_json::to_vec(&s).unwrap_or_default();
+                    body.push(b'\n');
+                    let body = Bytes::from(body);
+                    if let Some((_, slots)) = cache {
+                        slots[slot(kind)].store(Some(Arc::new(Cached {
+                            at: Instant::now(),
+                            code,
+                            body: body.clone(),
+                        })));
+                    }
+                    (code, "application/json", body)
+                }
             }
             None => match &self.metrics {
                 Some(render) => (
                     StatusCode::OK,
                     "text/plain; version=0.0.4; charset=utf-8",
-                    render().into_bytes(),
+                    Bytes::from(render().into_bytes()),
                 ),
                 None => return plain(StatusCode::NOT_FOUND, "404 page not found\n"),
             },
         };
-        let mut r = Response::new(if head {
-            Bytes::new()
-        } else {
-            Bytes::from(body)
-        });
+        let mut r = Response::new(if head { Bytes::new() } else { body });
         *r.status_mut() = status;
         r.headers_mut()
             .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));

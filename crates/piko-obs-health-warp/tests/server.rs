@@ -461,3 +461,53 @@ async fn tcp_and_http_probes_check_real_dependencies() {
     assert!(HttpProbe::new("x", "https://example.invalid/").is_err());
     assert!(HttpProbe::new("x", "not a url").is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_response_cache_answers_within_its_ttl_and_never_hides_a_drain() {
+    let h = HealthService::new("orders", Duration::from_secs(5)).unwrap();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (r, d) = (runs.clone(), down.clone());
+    h.register(probe_fn("db", move |_, _| {
+        r.fetch_add(1, Ordering::SeqCst);
+        let is_down = d.load(Ordering::SeqCst);
+        async move {
+            if is_down {
+                Status::unhealthy("db", "down")
+            } else {
+                Status::healthy("db")
+            }
+        }
+    }))
+    .unwrap();
+    let ttl = Duration::from_millis(300);
+    let server = HealthServer::builder(h.clone())
+        .with_port(0)
+        .with_response_cache(ttl)
+        .start()
+        .unwrap();
+    let addr = server.local_addr();
+    let started = Instant::now();
+    for _ in 0..20 {
+        assert_eq!(get(addr, "GET", "/ready").await.status, 200);
+    }
+    if started.elapsed() < ttl {
+        assert_eq!(runs.load(Ordering::SeqCst), 1, "twenty answers, one run");
+    }
+    // A dependency goes down: visible once the cached answer is older than the TTL.
+    down.store(true, Ordering::SeqCst);
+    tokio::time::sleep(ttl + Duration::from_millis(50)).await;
+    let r = get(addr, "GET", "/ready").await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    // It comes back, and the service starts draining: readiness says so at once.
+    down.store(false, Ordering::SeqCst);
+    tokio::time::sleep(ttl + Duration::from_millis(50)).await;
+    assert_eq!(get(addr, "GET", "/ready").await.status, 200);
+    h.signal_drain();
+    let r = get(addr, "GET", "/ready").await;
+    assert_eq!(r.status, 503, "drain is never hidden by the cache");
+    assert!(r.body.contains("shutting down"), "{}", r.body);
+    // Liveness is unchanged by the drain.
+    assert_eq!(get(addr, "GET", "/live").await.status, 200);
+    server.shutdown(Duration::from_secs(2)).await;
+}

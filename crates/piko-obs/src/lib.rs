@@ -140,6 +140,11 @@ impl PikoObs {
 type ProbeRegistration =
     Box<dyn FnOnce(&health::HealthService) -> Result<(), health::RegisterError> + Send>;
 
+/// How long the probe server answers a probe path from its last answer
+/// ([`Builder::with_health_response_cache`]): far below any Kubernetes probe period, long
+/// enough that a storm of probe requests runs the probes a few times a second at most.
+pub const DEFAULT_HEALTH_RESPONSE_CACHE: Duration = Duration::from_millis(250);
+
 /// Configures and starts piko-obs (Piko's `piko.New(piko.WithLogLevel(..), ...)`).
 #[must_use]
 pub struct Builder {
@@ -166,6 +171,7 @@ pub struct Builder {
     metrics_cardinality: Option<usize>,
     health_timeout: Duration,
     health_tls: Option<health::TlsOptions>,
+    health_response_cache: Duration,
     probes: Vec<ProbeRegistration>,
     notifications_enabled: bool,
     notification_providers: Vec<notification::Registration>,
@@ -222,6 +228,7 @@ impl Default for Builder {
             metrics_cardinality: None,
             health_timeout: Duration::from_secs(5),
             health_tls: None,
+            health_response_cache: DEFAULT_HEALTH_RESPONSE_CACHE,
             probes: Vec::new(),
             notifications_enabled: true,
             notification_providers: Vec::new(),
@@ -370,7 +377,15 @@ impl Builder {
         self.health_timeout = timeout;
         self
     }
-    /// Serve the probes over TLS.
+    /// Answers each probe path from its last answer while that is younger than `ttl`
+    /// (default [`DEFAULT_HEALTH_RESPONSE_CACHE`], 250 ms; zero turns the cache off).
+    /// Readiness answers UNHEALTHY at once when the shutdown starts, whatever is cached.
+    pub fn with_health_response_cache(mut self, ttl: Duration) -> Self {
+        self.health_response_cache = ttl;
+        self
+    }
+
+    /// Serves the probe paths over TLS.
     pub fn with_health_tls(mut self, tls: health::TlsOptions) -> Self {
         self.health_tls = Some(tls);
         self
@@ -690,6 +705,7 @@ impl Builder {
             if let Some(tls) = self.health_tls {
                 server = server.with_tls(tls);
             }
+            server = server.with_response_cache(self.health_response_cache);
             let mut upkeep = None;
             if self.health_metrics_enabled {
                 let render = match self.health_metrics_render {
