@@ -28,6 +28,7 @@ pub struct TracingBridge {
     hub: Hub,
     next_span: AtomicU64,
     limited: Vec<(&'static str, Duration)>,
+    floors: Vec<(&'static str, Level)>,
     /// Per call site of a rate-limited target: when it last got through, and how many
     /// events were held back since.
     last: Mutex<HashMap<Identifier, (Instant, u64)>>,
@@ -40,6 +41,7 @@ impl TracingBridge {
             hub,
             next_span: AtomicU64::new(1),
             limited: Vec::new(),
+            floors: Vec::new(),
             last: Mutex::new(HashMap::new()),
         }
     }
@@ -51,6 +53,20 @@ impl TracingBridge {
     pub fn with_rate_limit(mut self, prefix: &'static str, interval: Duration) -> TracingBridge {
         self.limited.push((prefix, interval));
         self
+    }
+
+    /// Drops events below `level` from targets starting with `prefix`, whatever the
+    /// outputs take (the OpenTelemetry SDK says at INFO that it installed its providers:
+    /// the facade keeps its WARN and ERROR only).
+    pub fn with_target_floor(mut self, prefix: &'static str, level: Level) -> TracingBridge {
+        self.floors.push((prefix, level));
+        self
+    }
+
+    fn below_floor(&self, m: &Metadata<'_>) -> bool {
+        self.floors
+            .iter()
+            .any(|(p, floor)| m.target().starts_with(p) && level_of(m.level()) < *floor)
     }
 
     /// `None` when the event is held back; else how many were held back before it.
@@ -154,10 +170,11 @@ impl Subscriber for TracingBridge {
 
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
         metadata.is_span()
-            || self
-                .hub
-                .get_logger(metadata.target())
-                .enabled(level_of(metadata.level()))
+            || !self.below_floor(metadata)
+                && self
+                    .hub
+                    .get_logger(metadata.target())
+                    .enabled(level_of(metadata.level()))
     }
 
     fn max_level_hint(&self) -> Option<LevelFilter> {
