@@ -282,12 +282,20 @@ impl std::fmt::Debug for OtlpReceiver {
 impl OtlpReceiver {
     /// Starts both servers on free loopback ports, accepting.
     pub fn start() -> OtlpReceiver {
+        OtlpReceiver::start_on("127.0.0.1:0", "127.0.0.1:0")
+    }
+
+    /// Starts the gRPC server on `grpc` and the HTTP one on `http` (`127.0.0.1:0` picks a
+    /// free port), accepting; panics when an address cannot be bound.
+    pub fn start_on(grpc: &str, http: &str) -> OtlpReceiver {
         let shared = Shared {
             received: Arc::new(Mutex::new(Received::default())),
             mode: Arc::new(Mutex::new(Mode::Accept)),
         };
-        let grpc_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let http_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let grpc_listener = std::net::TcpListener::bind(grpc)
+            .unwrap_or_else(|e| panic!("bind the gRPC server on {grpc}: {e}"));
+        let http_listener = std::net::TcpListener::bind(http)
+            .unwrap_or_else(|e| panic!("bind the HTTP server on {http}: {e}"));
         grpc_listener.set_nonblocking(true).expect("nonblocking");
         http_listener.set_nonblocking(true).expect("nonblocking");
         let grpc = grpc_listener.local_addr().expect("addr");

@@ -103,6 +103,12 @@ impl Sink {
 
     /// Starts a sink answering `default` once its script is used up.
     pub fn with_default(default: Reply) -> Sink {
+        Sink::with_default_on("127.0.0.1:0", default)
+    }
+
+    /// Like [`Sink::with_default`], listening on `addr` (`127.0.0.1:0` picks a free
+    /// port); panics when it cannot be bound.
+    pub fn with_default_on(addr: &str, default: Reply) -> Sink {
         let state = Arc::new(Mutex::new(State {
             requests: Vec::new(),
             script: VecDeque::new(),
@@ -110,7 +116,8 @@ impl Sink {
             failure_rate: 0.0,
             rng: 0x2545_F491_4F6C_DD1D,
         }));
-        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the sink");
+        let std_listener = std::net::TcpListener::bind(addr)
+            .unwrap_or_else(|e| panic!("bind the sink on {addr}: {e}"));
         std_listener.set_nonblocking(true).expect("nonblocking");
         let addr = std_listener.local_addr().expect("addr");
         let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();

@@ -195,6 +195,12 @@ fn the_sdks_own_failures_reach_the_log_rate_limited() {
     }
     let sdk = read();
     assert!(!sdk.is_empty(), "the SDK's export failures are logged");
+    for l in &sdk {
+        // A telemetry-pipeline problem, not an application error for Sentry and alerts;
+        // named, not blank.
+        assert_eq!(l["level"], "WARN", "{l}");
+        assert!(!l["msg"].as_str().unwrap_or("").is_empty(), "{l}");
+    }
     let mut sites: Vec<String> = sdk
         .iter()
         .map(|l| format!("{}:{}", l["source"]["file"], l["source"]["line"]))

@@ -21,6 +21,14 @@ pub(crate) fn run() -> Result {
         "piko-obs",
         "--example",
         "monitor",
+        "--example",
+        "custom_probe",
+        "--example",
+        "custom_provider",
+        "--example",
+        "health_only",
+        "--example",
+        "run_in_span",
         "-p",
         "piko-obs-tests",
         "--bin",
@@ -49,6 +57,10 @@ pub(crate) fn run() -> Result {
             run: metrics_with_promtool,
         },
         Check {
+            name: "the guide's Prometheus configuration accepted by promtool check config",
+            run: guide_config_with_promtool,
+        },
+        Check {
             name: "monitor scraped by a Prometheus server: up == 1, a request-latency quantile",
             run: scraped_by_prometheus,
         },
@@ -64,7 +76,19 @@ pub(crate) fn run() -> Result {
             name: "monitor GET /fail: one Sentry event with the error chain, one grouped alert to a webhook",
             run: fail_to_sentry_and_webhook,
         },
+        Check {
+            name: "monitor given secrets in every setting: none in its output, answers, metrics or dead letters",
+            run: crate::secrets::no_secret_in_any_output,
+        },
     ];
+    let checks: Vec<Check> = checks
+        .into_iter()
+        .chain(
+            crate::examples::checks()
+                .into_iter()
+                .map(|(name, run)| Check { name, run }),
+        )
+        .collect();
     let mut failed = 0;
     for c in &checks {
         match (c.run)() {
@@ -86,7 +110,7 @@ pub(crate) fn run() -> Result {
     }
 }
 
-fn jq(filter: &str, input: &[u8]) -> Result {
+pub(crate) fn jq(filter: &str, input: &[u8]) -> Result {
     let mut child = Command::new("jq")
         .args(["-e", "-s", filter])
         .stdin(Stdio::piped())
@@ -185,7 +209,7 @@ fn rotated_files_with_gzip() -> Result {
 }
 
 /// Sends `signal` (`TERM`, `USR1`, ...) to process `pid`.
-fn signal(pid: u32, signal: &str) -> Result {
+pub(crate) fn signal(pid: u32, signal: &str) -> Result {
     let mut kill = Command::new("kill");
     kill.args([format!("-{signal}"), pid.to_string()]);
     crate::run(kill)
@@ -634,11 +658,11 @@ fn alerts_to_webhook_and_stdout() -> Result {
 
 /// A receiver program of the tests, started with its stdin and stdout piped: it prints
 /// `PREFIX=ADDR` first, receives until its stdin closes, then prints what arrived.
-struct Receiver {
-    process: Reaper,
-    stdin: std::process::ChildStdin,
-    out: BufReader<std::process::ChildStdout>,
-    addr: String,
+pub(crate) struct Receiver {
+    pub(crate) process: Reaper,
+    pub(crate) stdin: std::process::ChildStdin,
+    pub(crate) out: BufReader<std::process::ChildStdout>,
+    pub(crate) addr: String,
 }
 
 fn start_receiver(bin: &str, prefix: &str) -> Result<Receiver> {
@@ -782,4 +806,38 @@ fn fail_to_sentry_and_webhook() -> Result {
         &alerts,
     )
     .map_err(|e| format!("alerts: {e}"))
+}
+
+/// `promtool check config` on the Prometheus configuration of the guide (the YAML block
+/// that starts with `# prometheus.yml`).
+fn guide_config_with_promtool() -> Result {
+    let guide = root().join("docs/how-to/monitor-production.md");
+    let text = std::fs::read_to_string(&guide).map_err(|e| format!("{guide:?}: {e}"))?;
+    let block = text
+        .split("```yaml\n")
+        .skip(1)
+        .filter_map(|b| b.split("```").next())
+        .find(|b| b.starts_with("# prometheus.yml"))
+        .ok_or("the guide has no ```yaml block starting with `# prometheus.yml`")?;
+    let file = std::env::temp_dir().join(format!("piko-obs-guide-{}.yml", std::process::id()));
+    std::fs::write(&file, block).map_err(|e| e.to_string())?;
+    let mut child = Command::new("promtool")
+        .args(["check", "config"])
+        .arg(&file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("promtool: {e} (install Debian's prometheus)"))?;
+    let status = wait_bounded(&mut child, Duration::from_secs(30))?;
+    let mut report = String::new();
+    let _ = std::io::Read::read_to_string(&mut child.stdout.take().ok_or("stdout")?, &mut report);
+    let _ = std::io::Read::read_to_string(&mut child.stderr.take().ok_or("stderr")?, &mut report);
+    let _ = std::fs::remove_file(&file);
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "promtool check config rejected the guide's configuration: {report}"
+        ))
+    }
 }

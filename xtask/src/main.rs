@@ -1,11 +1,15 @@
 //! Project automation, run as `cargo xtask <command>`:
 //!
-//! - `ci`: format check, clippy with `-D warnings`, docs with `-D warnings`, every test,
-//!   then `integration`;
+//! - `ci`: format check, `cargo deny check licenses bans sources` (when cargo-deny is
+//!   installed), clippy with `-D warnings`, docs with `-D warnings`, every test, then
+//!   `integration`;
 //! - `integration`: the toolkit against real third-party programs (today: the example
 //!   service's JSON lines read by `jq`, rotated log files read by `gzip`, and the example's
 //!   readiness probed by Debian's `prometheus-blackbox-exporter`, its `/metrics` checked by
 //!   `promtool` and scraped by a Prometheus server);
+//! - `soak [--minutes N]`: the example service under load for N minutes (default 10)
+//!   while its OTLP collector, Sentry endpoint and webhook stop, hang and come back; then
+//!   the accounting of requests, log lines, spans, events and alerts, and its memory;
 //! - `bench [NAME]`: the benchmarks (`logger` with criterion, `health` with wrk, `metrics`
 //!   with criterion and wrk, `notification` and `otlp` with criterion), all or
 //!   the one named, then their sections of `docs/performance.md`.
@@ -16,7 +20,10 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 mod bench;
+mod examples;
 mod integration;
+mod secrets;
+mod soak;
 mod wrk;
 
 type Result<T = ()> = std::result::Result<T, String>;
@@ -26,10 +33,11 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci(),
         Some("integration") => integration::run(),
+        Some("soak") => soak::run(&args[1..]),
         Some("bench") => bench::run(args.get(1).map(String::as_str)),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci | integration | bench [logger | health | metrics | notification | otlp]>"
+                "usage: cargo xtask <ci | integration | soak [--minutes N] | bench [logger | health | metrics | notification | otlp]>"
             );
             return ExitCode::from(2);
         }
@@ -75,6 +83,29 @@ fn ci() -> Result {
     let mut fmt = cargo();
     fmt.args(["fmt", "--all", "--", "--check"]);
     run(fmt)?;
+    // Licences, banned or duplicate crates, sources (deny.toml); the advisories check
+    // needs the RustSec database from GitHub, so it is not run here.
+    let deny_installed = cargo()
+        .args(["deny", "--version"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if deny_installed {
+        let mut deny = cargo();
+        deny.args([
+            "deny",
+            "--locked",
+            "check",
+            "--hide-inclusion-graph",
+            "licenses",
+            "bans",
+            "sources",
+        ]);
+        run(deny)?;
+    } else {
+        eprintln!("xtask: cargo-deny is not installed: `cargo install cargo-deny --locked`");
+    }
     let mut clippy = cargo();
     clippy.args([
         "clippy",

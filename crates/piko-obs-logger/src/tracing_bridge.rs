@@ -29,6 +29,7 @@ pub struct TracingBridge {
     next_span: AtomicU64,
     limited: Vec<(&'static str, Duration)>,
     floors: Vec<(&'static str, Level)>,
+    ceilings: Vec<(&'static str, Level)>,
     /// Per call site of a rate-limited target: when it last got through, and how many
     /// events were held back since.
     last: Mutex<HashMap<Identifier, (Instant, u64)>>,
@@ -42,6 +43,7 @@ impl TracingBridge {
             next_span: AtomicU64::new(1),
             limited: Vec::new(),
             floors: Vec::new(),
+            ceilings: Vec::new(),
             last: Mutex::new(HashMap::new()),
         }
     }
@@ -61,6 +63,23 @@ impl TracingBridge {
     pub fn with_target_floor(mut self, prefix: &'static str, level: Level) -> TracingBridge {
         self.floors.push((prefix, level));
         self
+    }
+
+    /// Lowers events above `level` from targets starting with `prefix` to `level` (the
+    /// facade writes the OpenTelemetry SDK's export failures as WARN: a collector outage is
+    /// a problem of the telemetry pipeline, not an application error for Sentry and
+    /// alerts).
+    pub fn with_target_ceiling(mut self, prefix: &'static str, level: Level) -> TracingBridge {
+        self.ceilings.push((prefix, level));
+        self
+    }
+
+    fn level(&self, m: &Metadata<'_>) -> Level {
+        let level = level_of(m.level());
+        self.ceilings
+            .iter()
+            .filter(|(p, _)| m.target().starts_with(p))
+            .fold(level, |l, (_, ceiling)| l.min(*ceiling))
     }
 
     fn below_floor(&self, m: &Metadata<'_>) -> bool {
@@ -174,7 +193,7 @@ impl Subscriber for TracingBridge {
                 && self
                     .hub
                     .get_logger(metadata.target())
-                    .enabled(level_of(metadata.level()))
+                    .enabled(self.level(metadata))
     }
 
     fn max_level_hint(&self) -> Option<LevelFilter> {
@@ -192,8 +211,8 @@ impl Subscriber for TracingBridge {
     fn event(&self, event: &Event<'_>) {
         let m = event.metadata();
         let logger = self.hub.get_logger(m.target());
-        let level = level_of(m.level());
-        if !logger.enabled(level) {
+        let level = self.level(m);
+        if self.below_floor(m) || !logger.enabled(level) {
             return;
         }
         let Some(held) = self.admit(m) else {
@@ -208,6 +227,18 @@ impl Subscriber for TracingBridge {
             )));
         }
         let attrs: Vec<Attr<'_>> = fields.attrs.iter().map(OwnedAttr::as_attr).collect();
+        // Events without a message (the OpenTelemetry SDK's carry a `name` field, such
+        // as `PeriodicReader.ExportError`) take their name as the message.
+        if fields.message.is_empty() {
+            fields.message = attrs
+                .iter()
+                .find(|a| a.key() == "name")
+                .map(|a| match a.value() {
+                    Value::Str(s) => s.to_string(),
+                    other => format!("{other:?}"),
+                })
+                .unwrap_or_else(|| m.name().to_string());
+        }
         let source = Source {
             file: m.file().unwrap_or("<unknown>"),
             line: m.line().unwrap_or(0),

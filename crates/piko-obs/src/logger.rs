@@ -214,12 +214,13 @@ pub fn install_tracing_bridge() -> Result<(), TracingBridgeError> {
         return Ok(());
     }
     // The OpenTelemetry SDK reports its own failures (a collector that refuses exports,
-    // say) through `tracing`: its WARN and ERROR events only, at most one line a call
-    // site every 30 s.
+    // say) through `tracing`: its WARN and ERROR events only, written as WARN (not
+    // application errors for Sentry and alerts), at most one line a call site every 30 s.
     let dispatch = tracing_core::Dispatch::new(
         TracingBridge::new(hub().clone())
             .with_rate_limit("opentelemetry", std::time::Duration::from_secs(30))
-            .with_target_floor("opentelemetry", Level::WARN),
+            .with_target_floor("opentelemetry", Level::WARN)
+            .with_target_ceiling("opentelemetry", Level::WARN),
     );
     tracing_core::dispatcher::set_global_default(dispatch).map_err(|_| TracingBridgeError)?;
     let _ = TRACING_BRIDGE.set(());

@@ -2,6 +2,8 @@
 //! `grpc=ADDR` and `http=ADDR`, receives until stdin closes, then prints one JSON
 //! object summarising what arrived: span names and trace ids, metric names, log bodies
 //! with their severity and trace ids, and the `service.name` of each export.
+//! `GRPC_ADDR` and `HTTP_ADDR` (optional) fix the servers' addresses; by default each
+//! takes a free loopback port.
 
 use std::io::Read;
 
@@ -21,7 +23,8 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn main() {
-    let receiver = OtlpReceiver::start();
+    let addr = |name: &str| std::env::var(name).unwrap_or_else(|_| "127.0.0.1:0".into());
+    let receiver = OtlpReceiver::start_on(&addr("GRPC_ADDR"), &addr("HTTP_ADDR"));
     println!("grpc={}", receiver.grpc_endpoint());
     println!("http={}", receiver.http_endpoint());
     let mut sink = Vec::new();

@@ -1,0 +1,161 @@
+//! The secrets check of `cargo xtask integration`: the example service is given a secret
+//! in every setting that takes one (webhook URL and signing key, Sentry DSN, OTLP
+//! authorization header, ntfy token, PagerDuty routing key), its deliveries fail against
+//! closed ports so that errors are reported, and nothing it prints, answers or writes
+//! may contain any of them.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::integration::{Reaper, free_port, http_get, signal};
+use crate::{Result, root, wait_bounded};
+
+pub(crate) fn no_secret_in_any_output() -> Result {
+    // Ports nothing listens on: every delivery and export fails, and says so.
+    let closed = free_port()?;
+    let dir = std::env::temp_dir().join(format!("piko-obs-secrets-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let dead_letters = dir.join("dead-letters.jsonl");
+    let secrets = [
+        "hookpathSECRETa1b2c3",
+        "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        "dsnkeySECRETd4e5f6",
+        "otlpbearerSECRETg7h8",
+        "tk_ntfySECRETi9j0",
+        "pdroutingSECRETk1l2m3n4o5p6q7r8",
+    ];
+    let env = [
+        (
+            "WEBHOOK_URL",
+            format!("http://127.0.0.1:{closed}/hooks/{}", secrets[0]),
+        ),
+        ("WEBHOOK_SECRET", format!("whsec_{}", secrets[1])),
+        (
+            "SENTRY_DSN",
+            format!("http://{}@127.0.0.1:{closed}/7", secrets[2]),
+        ),
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            format!("http://127.0.0.1:{closed}"),
+        ),
+        (
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            format!("authorization=Bearer%20{}", secrets[3]),
+        ),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "500".to_string()),
+        ("NTFY_URL", format!("http://127.0.0.1:{closed}/alerts")),
+        ("NTFY_TOKEN", secrets[4].to_string()),
+        ("PAGERDUTY_ROUTING_KEY", secrets[5].to_string()),
+        (
+            "PAGERDUTY_EVENTS_URL",
+            format!("http://127.0.0.1:{closed}/v2/enqueue"),
+        ),
+        (
+            "PIKO_NOTIFICATION_DEAD_LETTER_PATH",
+            dead_letters.to_string_lossy().into_owned(),
+        ),
+    ];
+    let exe = root().join("target/debug/examples/monitor");
+    let mut cmd = Command::new(&exe);
+    cmd.arg("prod")
+        .env("HEALTH_PORT", "0")
+        .env("APP_PORT", "0")
+        .env("SHUTDOWN_DRAIN_DELAY_MS", "0")
+        .env_remove("PIKO_LOG_LEVEL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in &env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().map_err(|e| format!("{exe:?}: {e}"))?;
+    let stdout = child.stdout.take().ok_or("stdout")?;
+    let mut stderr = child.stderr.take().ok_or("stderr")?;
+    let mut process = Reaper(child);
+    // Every stdout line goes to the channel (for the addresses) and is kept.
+    let (tx, rx) = mpsc::channel::<String>();
+    let out_reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(stdout).lines().map_while(|l| l.ok()) {
+            let _ = tx.send(line.clone());
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        let _ = stderr.read_to_string(&mut all);
+        all
+    });
+    let mut addrs = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while addrs.len() < 2 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .map_err(|_| "the monitor printed no probe and application addresses".to_string())?;
+        if line.contains("listening")
+            && let Some(a) = line
+                .split("\"addr\":\"")
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+        {
+            addrs.push(a.to_string());
+        }
+    }
+    let (probes, app) = (addrs[0].clone(), addrs[1].clone());
+    let mut answers = String::new();
+    for (addr, path) in [
+        (&app, "/"),
+        (&app, "/fail"),
+        (&probes, "/live"),
+        (&probes, "/ready"),
+        (&probes, "/startup"),
+    ] {
+        let (_, body) = http_get(addr, path)?;
+        answers.push_str(&body);
+    }
+    // Let the deliveries and exports fail (and retry) for a while, then read /metrics.
+    std::thread::sleep(Duration::from_secs(3));
+    let (_, metrics) = http_get(&probes, "/metrics")?;
+    answers.push_str(&metrics);
+    signal(process.0.id(), "TERM")?;
+    let status = wait_bounded(&mut process.0, Duration::from_secs(20))?;
+    let printed = out_reader.join().unwrap_or_default();
+    let errors = err_reader.join().unwrap_or_default();
+    let dead = std::fs::read_to_string(&dead_letters).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
+    // With every peer down the shutdown reports steps it could not finish (and exits 1):
+    // that report is one more output to search.
+    if !status.success() && !errors.contains("shutdown:") {
+        return Err(format!("monitor exited with {status}: {errors}"));
+    }
+    // The run did report failures, so error paths were exercised.
+    if dead.is_empty() && !printed.contains("not delivered") {
+        return Err("no delivery failed: the check did not exercise the error paths".into());
+    }
+    for (what, text) in [
+        ("stdout", &printed),
+        ("stderr", &errors),
+        ("HTTP answers and /metrics", &answers),
+        ("the dead-letter file", &dead),
+    ] {
+        for s in secrets {
+            if text.contains(s) {
+                let at = text.find(s).unwrap_or(0);
+                let around: String = text[at.saturating_sub(120)..].chars().take(240).collect();
+                return Err(format!("a secret appears in {what}: ...{around}..."));
+            }
+        }
+    }
+    eprintln!(
+        "integration: no secret in {} stdout lines, {} stderr bytes, {} bytes of answers, {} dead letters",
+        printed.lines().count(),
+        errors.len(),
+        answers.len(),
+        dead.lines().count()
+    );
+    Ok(())
+}
