@@ -3,10 +3,13 @@
 //! - `ci`: format check, `cargo deny check licenses bans sources` (when cargo-deny is
 //!   installed), clippy with `-D warnings`, docs with `-D warnings`, every test, then
 //!   `integration`;
-//! - `integration`: the toolkit against real third-party programs (today: the example
-//!   service's JSON lines read by `jq`, rotated log files read by `gzip`, and the example's
-//!   readiness probed by Debian's `prometheus-blackbox-exporter`, its `/metrics` checked by
-//!   `promtool` and scraped by a Prometheus server);
+//! - `integration`: the toolkit against real third-party programs and peers: the example
+//!   service's JSON lines read by `jq`, rotated log files read by `gzip`, its readiness
+//!   probed by Debian's `prometheus-blackbox-exporter`, its `/metrics` checked by
+//!   `promtool` and scraped by a Prometheus server, the guide's Prometheus configuration
+//!   checked by `promtool`, its alerts received by a webhook sink, its three OpenTelemetry
+//!   signals by an OTLP receiver, its Sentry events by a Sentry endpoint, a run given
+//!   secrets searched for them, and every other example run and checked;
 //! - `soak [--minutes N]`: the example service under load for N minutes (default 10)
 //!   while its OTLP collector, Sentry endpoint and webhook stop, hang and come back; then
 //!   the accounting of requests, log lines, spans, events and alerts, and its memory;
