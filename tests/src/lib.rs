@@ -1,6 +1,7 @@
 //! Support for the workspace tests: real writers that record what arrives, and helpers
 //! to read JSON lines back. Nothing here stands in for a part of piko-obs.
 
+pub mod fuzz;
 pub mod otlp;
 pub mod sentry;
 pub mod sink;

@@ -47,8 +47,7 @@ impl Level {
     ];
 
     /// The level text the parser accepts, as listed in error messages.
-    pub const ACCEPTED: &'static str =
-        "trace, internal, debug, info, notice, warn (or warning), error, or an integer such as -6";
+    pub const ACCEPTED: &'static str = "trace, internal, debug, info, notice, warn (or warning), error, one of these with an offset such as INFO+3, or an integer such as -6";
 
     /// A level from its integer value.
     pub const fn new(value: i32) -> Level {
@@ -210,10 +209,41 @@ pub struct ParseLevelError {
 }
 
 /// Parses level text: a name in any case with surrounding space trimmed (`warn` and
-/// `warning` are the same), or an integer. This is the one parser every piko-obs input uses.
+/// `warning` are the same), a name with a signed offset as levels print
+/// (`INFO+3`, `debug-2`), or an integer. This is the one parser every piko-obs input uses.
 pub fn parse_level(text: &str) -> Result<Level, ParseLevelError> {
     let t = text.trim();
-    let named = [
+    if let Some(level) = named(t) {
+        return Ok(level);
+    }
+    // Fuzzing found that printed names such as `INFO+3` (any level that is not one of the
+    // seven) did not parse back, so directives printed with them did not either.
+    let offset = t.find(['+', '-']).and_then(|i| {
+        let (name, offset) = t.split_at(i);
+        let base = i64::from(named(name)?.0);
+        let digits = &offset[1..];
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let n: i64 = digits.parse().ok()?;
+        let value = if offset.starts_with('+') {
+            base.checked_add(n)?
+        } else {
+            base.checked_sub(n)?
+        };
+        i32::try_from(value).ok().map(Level)
+    });
+    if let Some(level) = offset {
+        return Ok(level);
+    }
+    t.parse::<i32>().map(Level).map_err(|_| ParseLevelError {
+        value: text.to_string(),
+    })
+}
+
+/// The level named by `t` (any case), if it is one of the names.
+fn named(t: &str) -> Option<Level> {
+    const NAMED: [(&str, Level); 8] = [
         ("trace", Level::TRACE),
         ("internal", Level::INTERNAL),
         ("debug", Level::DEBUG),
@@ -223,14 +253,10 @@ pub fn parse_level(text: &str) -> Result<Level, ParseLevelError> {
         ("warning", Level::WARN),
         ("error", Level::ERROR),
     ];
-    for (name, level) in named {
-        if t.eq_ignore_ascii_case(name) {
-            return Ok(level);
-        }
-    }
-    t.parse::<i32>().map(Level).map_err(|_| ParseLevelError {
-        value: text.to_string(),
-    })
+    NAMED
+        .iter()
+        .find(|(name, _)| t.eq_ignore_ascii_case(name))
+        .map(|(_, level)| *level)
 }
 
 impl FromStr for Level {
@@ -281,6 +307,9 @@ mod tests {
             ("error", Level::ERROR),
             ("-6", Level::INTERNAL),
             (" 3", Level::new(3)),
+            ("INFO+3", Level::new(3)),
+            ("debug-2", Level::new(-6)),
+            ("DEBUG-2147483644", Level::new(i32::MIN)),
         ] {
             assert_eq!(parse_level(text), Ok(level), "{text:?}");
         }
@@ -297,6 +326,16 @@ mod tests {
         );
         assert!(parse_level("").is_err());
         assert!(parse_level("fatal").is_err());
+        for bad in [
+            "INFO+",
+            "INFO+-3",
+            "INFO++3",
+            "INFO + 3",
+            "ERROR+2147483640",
+            "fatal+1",
+        ] {
+            assert!(parse_level(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

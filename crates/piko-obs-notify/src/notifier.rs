@@ -142,19 +142,48 @@ impl SendError {
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 
 /// Parses a `Retry-After` value: whole seconds, or an HTTP date (then the time from
-/// `now` to it). Zero, past dates and unreadable values count as absent; values are
-/// capped at [`MAX_RETRY_AFTER`].
+/// `now` to it) in any of the three forms RFC 9110 §5.6.7 makes recipients accept:
+/// IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), RFC 850 (`Sunday, 06-Nov-94 08:49:37
+/// GMT`) and asctime (`Sun Nov  6 08:49:37 1994`). Zero, past dates and unreadable values
+/// count as absent; values are capped at [`MAX_RETRY_AFTER`], seconds too many for a
+/// `u64` included.
 pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
-    let wait = if let Ok(secs) = value.parse::<u64>() {
-        Duration::from_secs(secs)
-    } else {
-        let at = chrono::DateTime::parse_from_rfc2822(value)
-            .ok()
-            .map(SystemTime::from)?;
-        at.duration_since(now).ok()?
+    let wait = match value.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        // Fuzzing found that seconds past u64::MAX read as absent: they are a long wait.
+        Err(e) if *e.kind() == std::num::IntErrorKind::PosOverflow => MAX_RETRY_AFTER,
+        Err(_) => http_date(value, now)?.duration_since(now).ok()?,
     };
     (!wait.is_zero()).then(|| wait.min(MAX_RETRY_AFTER))
+}
+
+/// An HTTP date in one of its three forms. Fuzzing found that the RFC 850 and asctime
+/// forms, which recipients must accept, read as absent.
+fn http_date(value: &str, now: SystemTime) -> Option<SystemTime> {
+    use chrono::{Datelike as _, NaiveDateTime};
+    if let Ok(t) = chrono::DateTime::parse_from_rfc2822(value) {
+        return Some(t.into());
+    }
+    if let Ok(t) = NaiveDateTime::parse_from_str(value, "%a %b %e %H:%M:%S %Y") {
+        return Some(t.and_utc().into());
+    }
+    // RFC 850: a two-digit year more than 50 years ahead of `now` is in the past century.
+    let (weekday, rest) = value.split_once(", ")?;
+    let (date, time) = rest.split_once(' ')?;
+    let (day_month, yy) = date.rsplit_once('-')?;
+    if yy.len() != 2 || !yy.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let this_year = chrono::DateTime::<chrono::Utc>::from(now).year();
+    let mut year = this_year - this_year.rem_euclid(100) + yy.parse::<i32>().ok()?;
+    if year > this_year + 50 {
+        year -= 100;
+    }
+    let text = format!("{weekday}, {day_month}-{year} {time}");
+    NaiveDateTime::parse_from_str(&text, "%A, %d-%b-%Y %H:%M:%S GMT")
+        .ok()
+        .map(|t| t.and_utc().into())
 }
 
 /// A notification provider: Slack, a webhook, a pager, or your own.
@@ -269,6 +298,20 @@ mod tests {
         assert_eq!(
             parse_retry_after("Tue, 14 Nov 2023 22:13:00 GMT", now),
             None
+        );
+        for obsolete in [
+            "Tuesday, 14-Nov-23 22:13:50 GMT",
+            "Tue Nov 14 22:13:50 2023",
+        ] {
+            assert_eq!(
+                parse_retry_after(obsolete, now),
+                Some(Duration::from_secs(30)),
+                "{obsolete}"
+            );
+        }
+        assert_eq!(
+            parse_retry_after("99999999999999999999999", now),
+            Some(MAX_RETRY_AFTER)
         );
     }
 
