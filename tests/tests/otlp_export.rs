@@ -237,8 +237,16 @@ fn when_the_collector_comes_back_new_spans_arrive() {
             .map(|s| s.name.clone())
             .collect::<Vec<_>>()
     );
-    // Nothing lost: the exporter retries UNAVAILABLE, so the first span arrives too.
-    let stats = pipeline.spans.stats();
+    // Nothing lost: the exporter retries UNAVAILABLE, so the first span arrives too. The
+    // receiver records a batch before it answers, so the processor counts the export a
+    // moment after the span is seen: wait for the count, within a bound.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut stats = pipeline.spans.stats();
+    while stats.ended != stats.exported + stats.failed + stats.dropped && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(20));
+        stats = pipeline.spans.stats();
+    }
     assert_eq!(
         stats.ended,
         stats.exported + stats.failed + stats.dropped,
