@@ -6,7 +6,7 @@
 //! that accepts connections and never answers can hang a process's exit; this one never
 //! waits past the timeout it is given.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -92,7 +92,7 @@ pub type ErrorHook = Arc<dyn Fn(&TransportError) + Send + Sync>;
 struct Shared {
     counters: Counters,
     pending: Pending,
-    closed: AtomicBool,
+    /// `None` once shut down.
     sender: Mutex<Option<mpsc::Sender<Envelope>>>,
 }
 
@@ -152,7 +152,6 @@ impl HttpTransport {
         let shared = Arc::new(Shared {
             counters: Counters::default(),
             pending: Pending::default(),
-            closed: AtomicBool::new(false),
             sender: Mutex::new(Some(tx)),
         });
         handle.spawn(run(
@@ -181,10 +180,6 @@ impl HttpTransport {
 impl Transport for HttpTransport {
     fn send_envelope(&self, envelope: Envelope) {
         let s = &self.shared;
-        if s.closed.load(Ordering::Acquire) {
-            s.counters.dropped.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
         let Ok(guard) = s.sender.lock() else {
             s.counters.dropped.fetch_add(1, Ordering::Relaxed);
             return;
@@ -211,7 +206,6 @@ impl Transport for HttpTransport {
 
     fn shutdown(&self, timeout: Duration) -> bool {
         let drained = self.flush(timeout);
-        self.shared.closed.store(true, Ordering::Release);
         // Dropping the sender ends the task once the queue is empty; nothing waits for it.
         if let Ok(mut s) = self.shared.sender.lock() {
             s.take();

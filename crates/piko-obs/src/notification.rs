@@ -234,11 +234,7 @@ pub fn builder() -> NotificationBuilder {
 
 /// The trace id of the current OpenTelemetry span, if one is being recorded.
 pub(crate) fn current_trace_id() -> Option<String> {
-    use opentelemetry::trace::TraceContextExt as _;
-    let cx = opentelemetry::Context::current();
-    let span = cx.span();
-    let sc = span.span_context();
-    sc.is_valid().then(|| sc.trace_id().to_string())
+    crate::otlp::current_span_ids().map(|(trace_id, _)| trace_id)
 }
 
 /// Records the dispatcher's and the providers' counters as `piko_obs_notification*`

@@ -52,6 +52,17 @@ pub(crate) fn start(
     Ok(pipeline)
 }
 
+/// The trace and span ids (hex) of the current OpenTelemetry span, if one is being
+/// recorded: the trace context of notifications and Sentry events.
+pub(crate) fn current_span_ids() -> Option<(String, String)> {
+    use opentelemetry::trace::TraceContextExt as _;
+    let cx = opentelemetry::Context::current();
+    let span = cx.span();
+    let sc = span.span_context();
+    sc.is_valid()
+        .then(|| (sc.trace_id().to_string(), sc.span_id().to_string()))
+}
+
 /// Records the span counters as `piko_obs_spans_*` metrics.
 pub(crate) fn record_stats() {
     if let Some(p) = pipeline() {

@@ -24,16 +24,6 @@ pub fn installed() -> Option<Arc<Sentry>> {
     INSTALLED.read().unwrap_or_else(|p| p.into_inner()).clone()
 }
 
-/// The ids of the current OpenTelemetry span, if one is being recorded.
-fn current_span_ids() -> Option<(String, String)> {
-    use opentelemetry::trace::TraceContextExt as _;
-    let cx = opentelemetry::Context::current();
-    let span = cx.span();
-    let sc = span.span_context();
-    sc.is_valid()
-        .then(|| (sc.trace_id().to_string(), sc.span_id().to_string()))
-}
-
 /// Starts Sentry on `handle`, binds it to Sentry's main hub and adds the `sentry` log
 /// output. Transport failures are logged as WARN, at most one a minute.
 pub(crate) fn start(
@@ -43,7 +33,7 @@ pub(crate) fn start(
     let last_report = std::sync::Mutex::new(None::<Instant>);
     let start = StartOptions::default()
         .customize(::sentry::apply_defaults)
-        .trace_source(Arc::new(current_span_ids))
+        .trace_source(Arc::new(crate::otlp::current_span_ids))
         .on_transport_error(move |e| {
             let mut last = last_report.lock().unwrap_or_else(|p| p.into_inner());
             if last.is_some_and(|t| t.elapsed() < Duration::from_secs(60)) {
