@@ -13,6 +13,9 @@
 //! - `soak [--minutes N]`: the example service under load for N minutes (default 10)
 //!   while its OTLP collector, Sentry endpoint and webhook stop, hang and come back; then
 //!   the accounting of requests, log lines, spans, events and alerts, and its memory;
+//! - `fuzz [--minutes N] [--cases C]`: the fuzz targets in rounds of C cases per property
+//!   (default 100,000), each round with a new seed, until N minutes are spent (default
+//!   60); then the runs, cases and time per property;
 //! - `bench [NAME]`: the benchmarks (`logger` with criterion, `health` with wrk, `metrics`
 //!   with criterion and wrk, `notification` and `otlp` with criterion), all or
 //!   the one named, then their sections of `docs/performance.md`.
@@ -24,6 +27,7 @@ use std::time::{Duration, Instant};
 
 mod bench;
 mod examples;
+mod fuzz;
 mod integration;
 mod secrets;
 mod soak;
@@ -37,10 +41,11 @@ fn main() -> ExitCode {
         Some("ci") => ci(),
         Some("integration") => integration::run(),
         Some("soak") => soak::run(&args[1..]),
+        Some("fuzz") => fuzz::run(&args[1..]),
         Some("bench") => bench::run(args.get(1).map(String::as_str)),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci | integration | soak [--minutes N] | bench [logger | health | metrics | notification | otlp]>"
+                "usage: cargo xtask <ci | integration | soak [--minutes N] | fuzz [--minutes N] [--cases C] | bench [logger | health | metrics | notification | otlp]>"
             );
             return ExitCode::from(2);
         }
