@@ -10,16 +10,24 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// Each fenced block of `text`: its info string and its body.
+/// Each fenced block of `text`: its info string and its body. A fence may be indented
+/// (a block inside a list item, which rustdoc compiles too); the body loses the
+/// fence's indentation.
 fn blocks(text: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    let mut open: Option<(String, String)> = None;
+    // (the fence's indentation, info string, body)
+    let mut open: Option<(usize, String, String)> = None;
     for line in text.lines() {
-        match (&mut open, line.strip_prefix("```")) {
-            (None, Some(info)) => open = Some((info.trim().to_string(), String::new())),
-            (Some(_), Some(rest)) if rest.trim().is_empty() => out.extend(open.take()),
-            (Some((_, body)), _) => {
-                body.push_str(line);
+        let trimmed = line.trim_start_matches(' ');
+        let indent = line.len() - trimmed.len();
+        match (&mut open, trimmed.strip_prefix("```")) {
+            (None, Some(info)) => open = Some((indent, info.trim().to_string(), String::new())),
+            (Some(_), Some(rest)) if rest.trim().is_empty() => {
+                out.extend(open.take().map(|(_, info, body)| (info, body)));
+            }
+            (Some((fence, _, body)), _) => {
+                let cut = indent.min(*fence);
+                body.push_str(&line[cut..]);
                 body.push('\n');
             }
             (None, None) => {}
@@ -27,6 +35,19 @@ fn blocks(text: &str) -> Vec<(String, String)> {
     }
     assert!(open.is_none(), "a code block is not closed");
     out
+}
+
+#[test]
+fn the_block_finder_sees_indented_fences() {
+    let text =
+        "- a list item:\n  ```rust\n  let x = 1;\n    let y = x;\n  ```\n\n```yaml\na: 1\n```\n";
+    assert_eq!(
+        blocks(text),
+        [
+            ("rust".to_string(), "let x = 1;\n  let y = x;\n".to_string()),
+            ("yaml".to_string(), "a: 1\n".to_string()),
+        ]
+    );
 }
 
 fn pages() -> Vec<PathBuf> {

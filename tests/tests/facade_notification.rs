@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use opentelemetry::trace::{Tracer as _, TracerProvider as _};
 use piko_obs::PikoObs;
-use piko_obs::notification::{self, Enqueued, HttpClient, RetryPolicy, WebhookNotifier};
+use piko_obs::notification::{
+    self, Enqueued, HttpClient, PagerDutyNotifier, RetryPolicy, WebhookNotifier,
+};
 use piko_obs_tests::sink::{Reply, Sink};
 
 /// `init()` installs one process-wide notification service: one test at a time.
@@ -92,6 +94,7 @@ fn init_wires_providers_trace_ids_dead_letters_and_metrics() {
     assert_eq!(value("piko_obs_notifications_delivered_total"), 1.0);
     assert_eq!(value("piko_obs_notifications_waiting_retry"), 2.0);
     assert_eq!(value("piko_obs_notifications_retried_total"), 2.0);
+    assert_eq!(value("piko_obs_notifications_dead_letter_pending"), 0.0);
     guard.shutdown().unwrap();
     let lines = std::fs::read_to_string(&dead).unwrap();
     let mut titles: Vec<String> = lines
@@ -149,17 +152,247 @@ fn bad_notification_settings_fail_init_with_the_setting_named() {
     );
 }
 
-#[test]
-fn with_no_provider_alerts_go_to_stdout() {
-    let _one = serial();
+/// Set in the child process [`with_no_provider_alerts_go_to_stdout`] starts.
+const STDOUT_CHILD: &str = "PIKO_OBS_TEST_NOTIFY_STDOUT_CHILD";
+
+/// The child's part: `init()` with no provider, then one alert sent now and one
+/// enqueued (delivered by the dispatcher at shutdown), both printed by the stdout
+/// provider to the real stdout.
+fn stdout_child() {
     let dir = tempfile::tempdir().unwrap();
     let guard = PikoObs::builder()
         .with_console_output(false)
         .with_health_enabled(false)
+        .with_run_mode(piko_obs::RunMode::Dev)
+        .with_environment("staging")
+        .with_service_name("billing")
         .with_notification_dead_letter_path(dir.path().join("d.jsonl"))
         .init()
         .unwrap();
     let service = notification::service().unwrap();
     assert_eq!(service.providers(), ["stdout"]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(
+        notification::builder()
+            .title("disk almost full")
+            .message("95% used on db-1")
+            .field("host", "db-1")
+            .priority(notification::Priority::High)
+            .send(),
+    )
+    .unwrap();
+    assert_eq!(
+        notification::builder()
+            .title("queued alert")
+            .message("through the dispatcher")
+            .enqueue(),
+        Ok(Enqueued::Queued)
+    );
     guard.shutdown().unwrap();
+}
+
+#[test]
+fn with_no_provider_alerts_go_to_stdout() {
+    if std::env::var_os(STDOUT_CHILD).is_some() {
+        stdout_child();
+        return;
+    }
+    // The stdout provider writes to the process's stdout, which the test harness does
+    // not capture: run this test again in a child process and read its stdout.
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "with_no_provider_alerts_go_to_stdout",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(STDOUT_CHILD, "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if child.try_wait().unwrap().is_none() {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "child failed:\n{stdout}\n{stderr}");
+    let sent = "=== NOTIFICATION ===\n\
+                Priority: high\n\
+                Source: billing\n\
+                Environment: staging\n\
+                Service: billing\n\
+                Title: disk almost full\n\
+                Message: 95% used on db-1\n\
+                Fields:\n  host: db-1\n\
+                ===================\n";
+    assert!(stdout.contains(sent), "no alert block in:\n{stdout}");
+    let queued = "Title: queued alert\nMessage: through the dispatcher\n===================\n";
+    assert!(stdout.contains(queued), "no queued alert in:\n{stdout}");
+    assert_eq!(
+        stdout.matches("=== NOTIFICATION ===").count(),
+        2,
+        "{stdout}"
+    );
+}
+
+#[test]
+fn every_builder_method_reaches_the_platform() {
+    let _one = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let hook = Sink::start();
+    let pager = Sink::start();
+    let http = HttpClient::new().unwrap();
+    let guard = PikoObs::builder()
+        .with_console_output(false)
+        .with_health_enabled(false)
+        .with_environment("staging")
+        .with_service_name("billing")
+        .with_notification_provider(
+            "webhook",
+            WebhookNotifier::new(&http, &hook.url("/hook")).unwrap(),
+        )
+        .with_notification_provider(
+            "pagerduty",
+            PagerDutyNotifier::new(&http, "R0UTINGKEY0123456789")
+                .unwrap()
+                .with_events_url(&pager.url("/v2/enqueue"))
+                .unwrap(),
+        )
+        .with_notification_dead_letter_path(dir.path().join("d.jsonl"))
+        .init()
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    rt.block_on(
+        notification::builder()
+            .title("checkout failing")
+            .message("5xx on /pay")
+            .field("first", "1")
+            .fields([("zone", "eu-west-1"), ("pod", "pay-7f9c")])
+            // A name set again keeps its place.
+            .fields(vec![("first".to_string(), "one".to_string())])
+            .image("https://example.com/graph.png")
+            .environment("production")
+            .service("checkout")
+            .trace_id(trace_id)
+            .provider_option("dedup_key", "checkout-5xx")
+            .to_providers(["webhook", "pagerduty"])
+            .send(),
+    )
+    .unwrap();
+    // The webhook: the flat JSON, the builder's values over the service's defaults.
+    let got = hook.requests();
+    assert_eq!(got.len(), 1);
+    let b = got[0].json();
+    assert_eq!(b["title"], "checkout failing");
+    assert_eq!(b["message"], "5xx on /pay");
+    assert_eq!(b["environment"], "production");
+    assert_eq!(b["service"], "checkout");
+    assert_eq!(b["source"], "billing");
+    assert_eq!(b["trace_id"], trace_id);
+    assert_eq!(b["image_url"], "https://example.com/graph.png");
+    assert_eq!(
+        b["fields"],
+        serde_json::json!({"first": "one", "zone": "eu-west-1", "pod": "pay-7f9c"})
+    );
+    let text = got[0].text();
+    let at = |k: &str| text.find(&format!("\"{k}\":")).unwrap();
+    assert!(at("first") < at("zone") && at("zone") < at("pod"), "{text}");
+    // PagerDuty: the provider option chose the dedup key; the context is in the details.
+    let got = pager.requests();
+    assert_eq!(got.len(), 1);
+    let e = got[0].json();
+    assert_eq!(got[0].path, "/v2/enqueue");
+    assert_eq!(e["event_action"], "trigger");
+    assert_eq!(e["dedup_key"], "checkout-5xx");
+    let details = &e["payload"]["custom_details"];
+    assert_eq!(details["environment"], "production");
+    assert_eq!(details["service"], "checkout");
+    assert_eq!(details["trace_id"], trace_id);
+    assert_eq!(details["fields"]["zone"], "eu-west-1");
+    assert_eq!(e["images"][0]["src"], "https://example.com/graph.png");
+    // Another option: resolve the same incident.
+    rt.block_on(
+        notification::builder()
+            .title("checkout failing")
+            .provider("pagerduty")
+            .provider_option("event_action", "resolve")
+            .provider_option("dedup_key", "checkout-5xx")
+            .send(),
+    )
+    .unwrap();
+    let got = pager.requests();
+    assert_eq!(got.len(), 2);
+    let e = got[1].json();
+    assert_eq!(e["event_action"], "resolve");
+    assert_eq!(e["dedup_key"], "checkout-5xx");
+    guard.shutdown().unwrap();
+}
+
+/// A send from a runtime that then stops being polled (a `block_on` that returned) must
+/// not leave a pooled connection behind that the next delivery waits on: the facade's
+/// service delivers on its own runtime, whoever awaits.
+#[test]
+fn a_send_from_a_runtime_that_stops_polling_does_not_stall_later_deliveries() {
+    let _one = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start();
+    let http = HttpClient::new().unwrap();
+    let guard = PikoObs::builder()
+        .with_console_output(false)
+        .with_health_probe_port(0)
+        .with_notification_provider(
+            "hook",
+            WebhookNotifier::new(&http, &sink.url("/hook")).unwrap(),
+        )
+        .with_notification_dead_letter_path(dir.path().join("d.jsonl"))
+        .init()
+        .unwrap();
+    let first = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    first
+        .block_on(notification::builder().title("one").send())
+        .unwrap();
+    // `first` is alive but idle from here on. The dispatcher, then a second runtime,
+    // deliver to the same host.
+    assert_eq!(
+        notification::builder().title("two").enqueue(),
+        Ok(Enqueued::Queued)
+    );
+    assert_eq!(sink.wait_for(2, Duration::from_secs(3)).len(), 2);
+    let second = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let started = std::time::Instant::now();
+    second
+        .block_on(notification::builder().title("three").send())
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
+    let titles: Vec<String> = sink
+        .wait_for(3, Duration::from_secs(3))
+        .iter()
+        .map(|r| r.json()["title"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(titles, ["one", "two", "three"]);
+    guard.shutdown().unwrap();
+    drop(first);
 }

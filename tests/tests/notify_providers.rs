@@ -5,10 +5,14 @@ use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use hmac::Mac as _;
-use piko_obs_notify::{Notification, NotificationService, Notifier, Priority};
+use piko_obs_notify::{
+    Dispatcher, DispatcherConfig, Notification, NotificationService, Notifier, Priority,
+    RetryPolicy,
+};
 use piko_obs_notify_providers::{
-    DiscordNotifier, GoogleChatNotifier, HttpClient, NtfyNotifier, PagerDutyNotifier,
-    SlackNotifier, StdoutFormat, StdoutNotifier, TeamsFormat, TeamsNotifier, WebhookNotifier,
+    DiscordNotifier, FileDeadLetterStore, GoogleChatNotifier, HttpClient, NtfyNotifier,
+    PagerDutyNotifier, SlackNotifier, StdoutFormat, StdoutNotifier, TeamsFormat, TeamsNotifier,
+    WebhookNotifier,
 };
 use piko_obs_tests::Capture;
 use piko_obs_tests::sink::{Recorded, Reply, Sink};
@@ -92,7 +96,9 @@ async fn discord_posts_an_embed_with_the_priority_colour() {
         &sink,
     )
     .await;
+    assert_eq!(r.method, "POST");
     assert_eq!(r.path, "/api/webhooks/1/tok");
+    assert_eq!(r.header("content-type"), Some("application/json"));
     let b = r.json();
     let e = &b["embeds"][0];
     assert_eq!(e["title"], "Disk almost full");
@@ -120,7 +126,9 @@ async fn pagerduty_triggers_acknowledges_and_resolves() {
         .unwrap();
     assert!(!format!("{pd:?}").contains("R0UT1NG"));
     let r = deliver(pd.clone(), &sink).await;
+    assert_eq!(r.method, "POST");
     assert_eq!(r.path, "/v2/enqueue");
+    assert_eq!(r.header("content-type"), Some("application/json"));
     let b = r.json();
     assert_eq!(b["routing_key"], "R0UT1NGKEY0000000000000000000000");
     assert_eq!(b["event_action"], "trigger");
@@ -134,6 +142,8 @@ async fn pagerduty_triggers_acknowledges_and_resolves() {
     assert_eq!(p["component"], "disk-monitor");
     let d = &p["custom_details"];
     assert_eq!(d["message"], "95% used on /var <@here> & more");
+    assert_eq!(d["title"], "Disk almost full");
+    assert_eq!(d["service"], "orders");
     assert_eq!(d["priority"], "high");
     assert_eq!(d["environment"], "production");
     assert_eq!(d["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
@@ -152,12 +162,41 @@ async fn pagerduty_triggers_acknowledges_and_resolves() {
         "the same alert resolves the same incident"
     );
     assert!(b.get("payload").is_none());
+    assert!(b.get("images").is_none());
+    assert_eq!(b["routing_key"], "R0UT1NGKEY0000000000000000000000");
+
+    let mut ack = sample();
+    ack.provider_options.insert("event_action", "acknowledge");
+    pd.send(&ack).await.unwrap();
+    let got = sink.wait_for(3, Duration::from_secs(5));
+    assert_eq!(got.len(), 3);
+    assert_eq!(got[2].method, "POST");
+    assert_eq!(got[2].path, "/v2/enqueue");
+    assert_eq!(got[2].header("content-type"), Some("application/json"));
+    let b = got[2].json();
+    assert_eq!(
+        b,
+        serde_json::json!({
+            "event_action": "acknowledge",
+            "dedup_key": dedup,
+            "routing_key": "R0UT1NGKEY0000000000000000000000",
+        }),
+        "an acknowledge is the action, the incident's dedup key and the routing key only"
+    );
+    // A dedup key given as an option replaces the default one.
+    let mut ack = sample();
+    ack.provider_options.insert("event_action", "acknowledge");
+    ack.provider_options.insert("dedup_key", "incident-42");
+    pd.send(&ack).await.unwrap();
+    let got = sink.wait_for(4, Duration::from_secs(5));
+    assert_eq!(got.len(), 4);
+    assert_eq!(got[3].json()["dedup_key"], "incident-42");
 
     let mut bad = sample();
     bad.provider_options.insert("event_action", "snooze");
     let e = pd.send(&bad).await.unwrap_err();
     assert!(!e.is_retryable());
-    assert_eq!(sink.requests().len(), 2, "a bad action is not sent");
+    assert_eq!(sink.requests().len(), 4, "a bad action is not sent");
 }
 
 #[tokio::test]
@@ -168,6 +207,9 @@ async fn teams_posts_an_adaptive_card_or_a_message_card() {
         &sink,
     )
     .await;
+    assert_eq!(r.method, "POST");
+    assert_eq!(r.path, "/workflows/abc");
+    assert_eq!(r.header("content-type"), Some("application/json"));
     let b = r.json();
     assert_eq!(b["type"], "message");
     let a = &b["attachments"][0];
@@ -192,6 +234,7 @@ async fn teams_posts_an_adaptive_card_or_a_message_card() {
         &serde_json::json!({"title": "mount", "value": "/var"})
     );
     assert_eq!(card["body"][3]["type"], "Image");
+    assert_eq!(card["body"][3]["url"], "https://example.com/graph.png");
 
     let legacy = Sink::start();
     let r = deliver(
@@ -204,6 +247,9 @@ async fn teams_posts_an_adaptive_card_or_a_message_card() {
         &legacy,
     )
     .await;
+    assert_eq!(r.method, "POST");
+    assert_eq!(r.path, "/webhookb2/x");
+    assert_eq!(r.header("content-type"), Some("application/json"));
     let b = r.json();
     assert_eq!(b["@type"], "MessageCard");
     assert_eq!(b["@context"], "http://schema.org/extensions");
@@ -211,7 +257,22 @@ async fn teams_posts_an_adaptive_card_or_a_message_card() {
     assert_eq!(b["title"], "⚠️ High Priority Notification");
     assert_eq!(b["summary"], "Disk almost full");
     assert_eq!(b["sections"][0]["activityTitle"], "Disk almost full");
-    assert_eq!(b["sections"][0]["facts"][0]["name"], "Priority");
+    assert_eq!(
+        b["sections"][0]["activitySubtitle"],
+        "95% used on /var <@here> & more"
+    );
+    assert_eq!(
+        b["sections"][0]["facts"][0],
+        serde_json::json!({"name": "Priority", "value": "high"})
+    );
+    assert_eq!(
+        b["sections"][0]["facts"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap(),
+        &serde_json::json!({"name": "mount", "value": "/var"})
+    );
     assert_eq!(b["sections"][0]["markdown"], true);
 }
 
@@ -224,7 +285,9 @@ async fn google_chat_posts_cards_v2_with_decorated_text() {
         &sink,
     )
     .await;
+    assert_eq!(r.method, "POST");
     assert_eq!(r.path, "/v1/spaces/AAA/messages?key=k&token=t");
+    assert_eq!(r.header("content-type"), Some("application/json"));
     let b = r.json();
     assert_eq!(b["text"], "Disk almost full");
     let card = &b["cardsV2"][0];
@@ -258,6 +321,7 @@ async fn ntfy_publishes_with_headers_auth_and_encoded_titles() {
     let r = deliver(ntfy.clone(), &sink).await;
     assert_eq!(r.method, "POST");
     assert_eq!(r.path, "/alerts");
+    assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
     assert_eq!(r.header("title"), Some("Disk almost full"));
     assert_eq!(r.header("priority"), Some("high"));
     assert_eq!(r.header("tags"), Some("warning"));
@@ -306,7 +370,12 @@ async fn webhooks_post_flat_json_with_headers_and_a_verifiable_signature() {
         .unwrap()
         .with_signing_secret(&format!("whsec_{secret_b64}"))
         .unwrap();
-    let r = deliver(hook, &sink).await;
+    let n = sample();
+    hook.send(&n).await.expect("delivered");
+    let got = sink.wait_for(1, Duration::from_secs(5));
+    assert_eq!(got.len(), 1);
+    let r = got[0].clone();
+    assert_eq!(r.method, "POST");
     assert_eq!(r.path, "/hooks/alerts");
     assert_eq!(r.header("content-type"), Some("application/json"));
     assert_eq!(r.header("x-team"), Some("payments"));
@@ -329,20 +398,39 @@ async fn webhooks_post_flat_json_with_headers_and_a_verifiable_signature() {
     );
     assert_eq!(b["timestamp"], "2023-11-14T22:13:20Z");
     assert_eq!(b["priority"], "high");
+    assert_eq!(b["source"], "disk-monitor");
+    assert_eq!(b["environment"], "production");
+    assert_eq!(b["service"], "orders");
+    assert_eq!(b["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(b["title"], "Disk almost full");
+    assert_eq!(b["message"], "95% used on /var <@here> & more");
     assert_eq!(
         b["fields"],
         serde_json::json!({"host": "db-1", "mount": "/var"})
     );
-    // Standard Webhooks: HMAC-SHA256 over "id.timestamp.body", base64, prefixed v1.
+    assert_eq!(b["image_url"], "https://example.com/graph.png");
+    // The webhook-id is the notification's own id.
     let id = r.header("webhook-id").unwrap();
-    let ts = r.header("webhook-timestamp").unwrap();
+    assert_eq!(
+        id,
+        format!("msg_{}", n.context.id.trim_start_matches("ntf_"))
+    );
+    verify_signature(&r, SECRET);
+}
+
+const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+/// Standard Webhooks: HMAC-SHA256 over "id.timestamp.body", base64, prefixed v1, with a
+/// timestamp of now (within a minute).
+fn verify_signature(r: &Recorded, key: &[u8]) {
+    let id = r.header("webhook-id").expect("webhook-id");
+    let ts = r.header("webhook-timestamp").expect("webhook-timestamp");
     let now = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap()
         .as_secs();
     assert!(now.abs_diff(ts.parse().unwrap()) < 60);
-    let mut mac =
-        hmac::Hmac::<sha2::Sha256>::new_from_slice(b"0123456789abcdef0123456789abcdef").unwrap();
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
     mac.update(format!("{id}.{ts}.").as_bytes());
     mac.update(&r.body);
     let expected = format!(
@@ -350,6 +438,96 @@ async fn webhooks_post_flat_json_with_headers_and_a_verifiable_signature() {
         base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
     );
     assert_eq!(r.header("webhook-signature"), Some(expected.as_str()));
+}
+
+fn signed_hook(sink: &Sink) -> WebhookNotifier {
+    let secret_b64 = base64::engine::general_purpose::STANDARD.encode(SECRET);
+    WebhookNotifier::new(&http(), &sink.url("/hooks/alerts"))
+        .unwrap()
+        .with_signing_secret(&format!("whsec_{secret_b64}"))
+        .unwrap()
+}
+
+fn fast_retries() -> RetryPolicy {
+    RetryPolicy::default()
+        .with_max_retries(3)
+        .with_backoff(Duration::from_millis(20), Duration::from_millis(100), 2.0)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_retry_sends_the_same_webhook_id_with_a_valid_signature() {
+    let sink = Sink::start();
+    sink.script([Reply::status(500)]);
+    let service = NotificationService::builder()
+        .with_retry_policy(fast_retries())
+        .build();
+    service.register("webhook", signed_hook(&sink)).unwrap();
+    let n = sample();
+    service.send(n.clone()).await.expect("delivered on retry");
+    let got = sink.wait_for(2, Duration::from_secs(5));
+    assert_eq!(got.len(), 2);
+    assert_eq!((got[0].status, got[1].status), (500, 200));
+    let first = got[0].header("webhook-id").unwrap();
+    assert_eq!(
+        first,
+        format!("msg_{}", n.context.id.trim_start_matches("ntf_"))
+    );
+    assert_eq!(
+        got[1].header("webhook-id"),
+        Some(first),
+        "a resend keeps its id"
+    );
+    assert_eq!(got[0].body, got[1].body);
+    for r in &got {
+        verify_signature(r, SECRET);
+    }
+    // Another notification with the same content is a new message.
+    service.send(sample()).await.unwrap();
+    let got = sink.wait_for(3, Duration::from_secs(5));
+    assert_eq!(got.len(), 3);
+    assert_ne!(got[2].header("webhook-id"), Some(first));
+}
+
+// Multi-threaded: the dispatcher's workers run while the test waits for the sink.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dispatcher_and_a_replay_keep_the_webhook_id() {
+    let sink = Sink::start();
+    sink.script([Reply::status(503), Reply::status(500)]);
+    let service = NotificationService::builder()
+        .with_retry_policy(fast_retries())
+        .build();
+    service.register("webhook", signed_hook(&sink)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        std::sync::Arc::new(FileDeadLetterStore::open(dir.path().join("dlq.jsonl")).unwrap());
+    let d = Dispatcher::start(
+        &tokio::runtime::Handle::current(),
+        &service,
+        store,
+        DispatcherConfig::default(),
+    )
+    .unwrap();
+    service.attach_dispatcher(d.clone()).unwrap();
+    let n = sample();
+    service.enqueue(n.clone()).unwrap();
+    let got = sink.wait_for(3, Duration::from_secs(10));
+    assert_eq!(got.len(), 3, "two failures, then delivered");
+    let expected = format!("msg_{}", n.context.id.trim_start_matches("ntf_"));
+    for r in &got {
+        assert_eq!(r.header("webhook-id"), Some(expected.as_str()));
+        verify_signature(r, SECRET);
+    }
+    let report = d.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(report.stats.delivered, 1);
+    // A notification written to the dead-letter file and read back keeps its id.
+    let line = serde_json::to_string(&n).unwrap();
+    let replayed: Notification = serde_json::from_str(&line).unwrap();
+    signed_hook(&sink).send(&replayed).await.unwrap();
+    let got = sink.wait_for(4, Duration::from_secs(5));
+    assert_eq!(got.len(), 4);
+    assert_eq!(got[3].header("webhook-id"), Some(expected.as_str()));
+    verify_signature(&got[3], SECRET);
 }
 
 #[test]
@@ -458,4 +636,353 @@ async fn long_text_is_cut_to_the_platform_limit_with_a_marker() {
             assert!(total <= 6000, "{total}");
         }
     }
+}
+
+const MARKER: &str = "… [truncated]";
+
+/// A notification over every platform's limits: a long title and message with
+/// characters JSON escapes or UTF-8 spreads over several bytes, 300 long fields, an
+/// image URL of 5,000 characters, and long context values.
+fn oversized() -> Notification {
+    let mut n = Notification::new("Tï\"".repeat(400), "m\"é\n".repeat(60_000));
+    for i in 0..300 {
+        n.content.fields.insert(
+            format!("field-{i:03}-{}", "n".repeat(300)),
+            "v\"".repeat(1500),
+        );
+    }
+    n.content.image_url = format!("https://example.com/{}", "a".repeat(5000));
+    n.context.priority = Priority::Critical;
+    n.context.source = "s".repeat(4000);
+    n.context.environment = "e".repeat(4000);
+    n.context.service = "v".repeat(4000);
+    n.context.trace_id = "t".repeat(4000);
+    n.context.timestamp = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    n
+}
+
+/// Sends `n` through `notifier` to `sink`; the one request that arrived.
+async fn deliver_one(notifier: impl Notifier, n: &Notification, sink: &Sink) -> Recorded {
+    notifier.send(n).await.expect("delivered");
+    let got = sink.wait_for(1, Duration::from_secs(5));
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].method, "POST");
+    got[0].clone()
+}
+
+fn chars(v: &serde_json::Value) -> usize {
+    v.as_str().expect("text").chars().count()
+}
+
+fn cut_to(v: &serde_json::Value, max: usize) {
+    let text = v.as_str().expect("text");
+    assert!(
+        text.chars().count() <= max,
+        "{} > {max}",
+        text.chars().count()
+    );
+    assert!(
+        text.ends_with(MARKER),
+        "no marker: …{}",
+        &text[text.len().saturating_sub(40)..]
+    );
+}
+
+#[tokio::test]
+async fn slack_stays_within_block_kit_limits() {
+    let sink = Sink::start();
+    let n = oversized();
+    let r = deliver_one(
+        SlackNotifier::new(&http(), &sink.url("/s")).unwrap(),
+        &n,
+        &sink,
+    )
+    .await;
+    let b = r.json();
+    // The fallback is the title, escaped: within 3000 characters, not cut.
+    assert_eq!(chars(&b["text"]), 1200);
+    let blocks = b["blocks"].as_array().unwrap();
+    assert!(blocks.len() <= 50);
+    assert_eq!(blocks[0]["type"], "header");
+    cut_to(&blocks[0]["text"]["text"], 150);
+    cut_to(&blocks[1]["text"]["text"], 3000);
+    cut_to(&blocks[2]["text"]["text"], 3000);
+    assert!(
+        blocks.iter().all(|b| b["type"] != "image"),
+        "an image URL over 3000 characters is left out"
+    );
+    let context = blocks.last().unwrap();
+    assert_eq!(context["type"], "context");
+    let elements = context["elements"].as_array().unwrap();
+    assert!(elements.len() <= 10);
+    for e in &elements[..4] {
+        cut_to(&e["text"], 3000);
+    }
+    let note = elements[4]["text"].as_str().unwrap();
+    assert!(note.starts_with("*Image:* … [truncated]"), "{note}");
+}
+
+#[tokio::test]
+async fn discord_stays_within_embed_limits() {
+    let sink = Sink::with_default(Reply::status(204));
+    let n = oversized();
+    let r = deliver_one(
+        DiscordNotifier::new(&http(), &sink.url("/d")).unwrap(),
+        &n,
+        &sink,
+    )
+    .await;
+    let e = &r.json()["embeds"][0];
+    cut_to(&e["title"], 256);
+    cut_to(&e["description"], 4096);
+    cut_to(&e["footer"]["text"], 2048);
+    let fields = e["fields"].as_array().unwrap();
+    assert!(fields.len() <= 25);
+    for f in fields {
+        assert!(chars(&f["name"]) <= 256);
+        assert!(chars(&f["value"]) <= 1024);
+    }
+    let note = fields.last().unwrap();
+    assert_eq!(note["name"], MARKER);
+    assert_eq!(
+        note["value"],
+        format!("{} more fields not shown", 300 - (fields.len() - 1))
+    );
+    let total = chars(&e["title"])
+        + chars(&e["description"])
+        + chars(&e["footer"]["text"])
+        + fields
+            .iter()
+            .map(|f| chars(&f["name"]) + chars(&f["value"]))
+            .sum::<usize>();
+    assert!(total <= 6000, "{total}");
+    // With a short message, the fields get the room: 24 fields and the note.
+    let mut n = oversized();
+    n.content.message = "short".into();
+    DiscordNotifier::new(&http(), &sink.url("/d"))
+        .unwrap()
+        .send(&n)
+        .await
+        .unwrap();
+    let got = sink.wait_for(2, Duration::from_secs(5));
+    assert_eq!(got.len(), 2);
+    let fields = got[1].json()["embeds"][0]["fields"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(fields.len() >= 2 && fields.len() <= 25, "{}", fields.len());
+    cut_to(&fields[0]["name"], 256);
+    cut_to(&fields[0]["value"], 1024);
+}
+
+#[tokio::test]
+async fn pagerduty_stays_within_the_events_api_limits() {
+    let sink = Sink::with_default(Reply::status(202));
+    let n = oversized();
+    let pd = PagerDutyNotifier::new(&http(), "R0UT1NGKEY0000000000000000000000")
+        .unwrap()
+        .with_events_url(&sink.url("/v2/enqueue"))
+        .unwrap();
+    let r = deliver_one(pd, &n, &sink).await;
+    assert!(r.body.len() <= 512_000, "{}", r.body.len());
+    assert!(r.body.len() > 400_000, "the room is used: {}", r.body.len());
+    let b = r.json();
+    assert_eq!(b["routing_key"], "R0UT1NGKEY0000000000000000000000");
+    assert!(chars(&b["dedup_key"]) <= 255);
+    let p = &b["payload"];
+    cut_to(&p["summary"], 1024);
+    cut_to(&p["source"], 255);
+    cut_to(&p["component"], 255);
+    assert_eq!(p["severity"], "critical");
+    let d = &p["custom_details"];
+    cut_to(&d["title"], 1024);
+    cut_to(&d["service"], 1024);
+    assert!(d["message"].as_str().unwrap().ends_with(MARKER));
+    let fields = d["fields"].as_object().unwrap();
+    assert!(fields.len() < 300);
+    assert_eq!(
+        fields[MARKER],
+        format!("{} more fields not shown", 300 - (fields.len() - 1))
+    );
+    assert!(
+        b.get("images").is_none(),
+        "an image URL over 2048 bytes is left out"
+    );
+    // A dedup key given as an option is cut to 255 characters.
+    let mut n = oversized();
+    n.provider_options.insert("dedup_key", "k".repeat(1000));
+    n.provider_options.insert("event_action", "resolve");
+    let e = PagerDutyNotifier::event(&n).unwrap();
+    cut_to(&e["dedup_key"], 255);
+}
+
+#[tokio::test]
+async fn teams_bodies_stay_under_28_kb() {
+    for format in [TeamsFormat::Workflows, TeamsFormat::MessageCard] {
+        let sink = Sink::with_default(Reply::status(202));
+        let n = oversized();
+        let r = deliver_one(
+            TeamsNotifier::new(&http(), &sink.url("/t"), format).unwrap(),
+            &n,
+            &sink,
+        )
+        .await;
+        assert!(r.body.len() <= 27_000, "{format:?}: {}", r.body.len());
+        assert!(
+            r.body.len() > 26_000,
+            "{format:?}: the room is used: {}",
+            r.body.len()
+        );
+        let b = r.json();
+        let (title, message, facts, name) = match format {
+            TeamsFormat::Workflows => {
+                let body = &b["attachments"][0]["content"]["body"];
+                assert!(
+                    body.as_array()
+                        .unwrap()
+                        .iter()
+                        .all(|x| x["type"] != "Image"),
+                    "an image URL over 2048 bytes is left out"
+                );
+                (
+                    &body[0]["text"],
+                    &body[1]["text"],
+                    &body[2]["facts"],
+                    "title",
+                )
+            }
+            _ => {
+                let s = &b["sections"][0];
+                cut_to(&b["summary"], 256);
+                (
+                    &s["activityTitle"],
+                    &s["activitySubtitle"],
+                    &s["facts"],
+                    "name",
+                )
+            }
+        };
+        cut_to(title, 256);
+        assert!(message.as_str().unwrap().ends_with(MARKER), "{format:?}");
+        let facts = facts.as_array().unwrap();
+        for f in facts {
+            assert!(chars(&f[name]) <= 256);
+            assert!(chars(&f["value"]) <= 1024);
+        }
+        cut_to(&facts[1]["value"], 1024);
+        let note = facts.last().unwrap();
+        assert_eq!(note[name], MARKER);
+        let shown = facts.len() - 5 - 1;
+        assert_eq!(
+            note["value"],
+            format!("{} more fields not shown", 300 - shown)
+        );
+    }
+}
+
+#[tokio::test]
+async fn google_chat_stays_within_32000_bytes_and_100_widgets() {
+    let sink = Sink::start();
+    let n = oversized();
+    let r = deliver_one(
+        GoogleChatNotifier::new(&http(), &sink.url("/g")).unwrap(),
+        &n,
+        &sink,
+    )
+    .await;
+    assert!(r.body.len() <= 32_000, "{}", r.body.len());
+    let b = r.json();
+    cut_to(&b["text"], 256);
+    let card = &b["cardsV2"][0]["card"];
+    cut_to(&card["header"]["title"], 256);
+    let widgets = card["sections"][0]["widgets"].as_array().unwrap();
+    assert!(widgets.len() <= 100);
+    cut_to(&widgets[0]["textParagraph"]["text"], 4096);
+    let labelled: Vec<_> = widgets
+        .iter()
+        .filter_map(|w| w.get("decoratedText"))
+        .collect();
+    for d in &labelled {
+        assert!(chars(&d["topLabel"]) <= 256);
+        assert!(chars(&d["text"]) <= 1024);
+    }
+    cut_to(&labelled[0]["topLabel"], 256);
+    cut_to(&labelled[0]["text"], 1024);
+    let note = labelled
+        .iter()
+        .find(|d| d["topLabel"] == MARKER)
+        .expect("a note");
+    let shown = labelled.len() - 4 - 1;
+    assert_eq!(
+        note["text"],
+        format!("{} more fields not shown", 300 - shown)
+    );
+    assert!(widgets.iter().all(|w| w.get("image").is_none()));
+    // Many short fields: the widget count is what limits them.
+    let mut n = Notification::new("t", "m");
+    for i in 0..500 {
+        n.content.fields.insert(format!("f{i}"), "v");
+    }
+    n.content.image_url = "https://example.com/i.png".into();
+    GoogleChatNotifier::new(&http(), &sink.url("/g"))
+        .unwrap()
+        .send(&n)
+        .await
+        .unwrap();
+    let got = sink.wait_for(2, Duration::from_secs(5));
+    assert_eq!(got.len(), 2);
+    let b = got[1].json();
+    let widgets = b["cardsV2"][0]["card"]["sections"][0]["widgets"]
+        .as_array()
+        .unwrap();
+    assert_eq!(widgets.len(), 100);
+    // The message, 97 fields, the note and the image.
+    assert_eq!(
+        widgets[98]["decoratedText"],
+        serde_json::json!({"topLabel": MARKER, "text": "403 more fields not shown"})
+    );
+    assert!(widgets[99].get("image").is_some());
+}
+
+#[tokio::test]
+async fn ntfy_and_webhook_stay_within_their_limits() {
+    let sink = Sink::start();
+    let n = oversized();
+    let r = deliver_one(
+        NtfyNotifier::from_topic_url(&http(), &sink.url("/alerts")).unwrap(),
+        &n,
+        &sink,
+    )
+    .await;
+    assert!(r.body.len() <= 4096, "{}", r.body.len());
+    assert!(r.text().ends_with(MARKER));
+    let title = r.header("title").unwrap();
+    let b64 = title
+        .trim_start_matches("=?UTF-8?B?")
+        .trim_end_matches("?=");
+    let title = String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap(),
+    )
+    .unwrap();
+    cut_to(&serde_json::Value::String(title), 256);
+
+    // The webhook cuts the message to 100,000 characters, and sends a webhook-id even
+    // unsigned.
+    let sink = Sink::start();
+    let mut n = oversized();
+    n.content.message = "x".repeat(150_000);
+    let r = deliver_one(
+        WebhookNotifier::new(&http(), &sink.url("/h")).unwrap(),
+        &n,
+        &sink,
+    )
+    .await;
+    cut_to(&r.json()["message"], 100_000);
+    assert_eq!(
+        r.header("webhook-id"),
+        Some(format!("msg_{}", n.context.id.trim_start_matches("ntf_")).as_str())
+    );
+    assert!(r.header("webhook-signature").is_none());
 }

@@ -1,6 +1,8 @@
 //! wrk comparisons for `cargo xtask bench health` and `cargo xtask bench metrics`: one
 //! server process serves the measured route and a bare peer on one runtime; wrk drives
-//! each in rounds alternating between the two, each bounded in time, on loopback only.
+//! each in rounds, each bounded in time, on loopback only. The order flips every round
+//! (measured first in odd rounds, last in even ones), so neither side always runs first
+//! on a cold or a warm machine; [`ROUNDS`] is even, so each goes first equally often.
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
@@ -11,7 +13,8 @@ use crate::bench::{median as median_of, today};
 use crate::integration::Reaper;
 use crate::{Result, cargo, machine, root, run};
 
-const ROUNDS: usize = 3;
+/// Rounds per comparison: even, so each side goes first in half of them.
+const ROUNDS: usize = 4;
 const SECONDS: u32 = 5;
 
 fn wrk(url: &str) -> Result<f64> {
@@ -135,10 +138,22 @@ fn compare(c: &Comparison) -> Result<String> {
     let mut bare_rps = Vec::new();
     for round in 1..=ROUNDS {
         eprintln!("xtask: {} round {round} of {ROUNDS}", c.section);
-        let m = wrk(&measured)?;
-        let b = wrk(&bare)?;
-        if let Some((url, _)) = &extra {
-            let x = wrk(url)?;
+        // Odd rounds: measured, bare, extra; even rounds: extra, bare, measured.
+        let urls: Vec<&str> = [Some(measured.as_str()), Some(bare.as_str())]
+            .into_iter()
+            .chain([extra.as_ref().map(|(url, _)| url.as_str())])
+            .flatten()
+            .collect();
+        let mut order: Vec<usize> = (0..urls.len()).collect();
+        if round % 2 == 0 {
+            order.reverse();
+        }
+        let mut rps = vec![0.0; urls.len()];
+        for i in order {
+            rps[i] = wrk(urls[i])?;
+        }
+        let (m, b) = (rps[0], rps[1]);
+        if let Some(&x) = rps.get(2) {
             extra_rps.push(x);
             extra_ratios.push(x / b);
         }
@@ -157,7 +172,8 @@ fn compare(c: &Comparison) -> Result<String> {
     let _ = writeln!(
         md,
         "{}, both driven by `wrk -t2 -c50 -d{SECONDS}s` on loopback, {ROUNDS} rounds \
-         alternating between the two. wrk and the server share the machine's cores.\n",
+         the order flipping every round so neither side always goes first. wrk and the \
+         server share the machine's cores.\n",
         c.about
     );
     let _ = writeln!(

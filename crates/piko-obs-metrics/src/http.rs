@@ -76,6 +76,20 @@ fn active_gauge(method: usize, route: metrics::SharedString) -> metrics::Gauge {
     )
 }
 
+/// Describes the request metrics (their HELP lines and the duration's unit) to the
+/// installed recorder; [`crate::Metrics::describe`] calls it.
+pub fn describe() {
+    metrics::describe_histogram!(
+        HTTP_SERVER_REQUEST_DURATION,
+        metrics::Unit::Seconds,
+        "Duration of HTTP server requests, per method, route template and status code."
+    );
+    metrics::describe_gauge!(
+        HTTP_SERVER_ACTIVE_REQUESTS,
+        "HTTP server requests in flight, per method and route template."
+    );
+}
+
 /// Records one finished request.
 pub fn record_request(method: &http::Method, route: &str, status: u16, elapsed: Duration) {
     duration_histogram(method_index(method), route.to_owned().into(), status)

@@ -375,12 +375,13 @@ impl Metrics {
             .push(Box::new(f));
     }
 
-    /// Describes the process metrics (their HELP lines) to the installed recorder; call
-    /// it once the recorder is installed.
+    /// Describes the process metrics and the HTTP request metrics (their HELP lines) to
+    /// the installed recorder; call it once the recorder is installed.
     pub fn describe(&self) {
         if let Some(p) = &self.process {
             p.describe();
         }
+        http::describe();
     }
 
     /// The Prometheus text exposition, after refreshing process metrics and collectors.

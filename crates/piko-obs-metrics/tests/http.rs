@@ -1,16 +1,22 @@
 //! Request metrics through the tower layer and the warp wrapper, rendered by the
-//! Prometheus recorder installed for this test binary.
+//! Prometheus recorder installed for this test binary: the layer alone, the layer in
+//! front of a real hyper 1 server on loopback, and the warp wrapper in a real warp
+//! server.
 
 use std::borrow::Cow;
 use std::convert::Infallible;
-use std::future::Ready;
-use std::sync::OnceLock;
+use std::future::{Future, Ready};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use http_body_util::Empty;
-use hyper::body::Bytes;
+use http_body_util::{Empty, Full};
+use hyper::body::{Bytes, Incoming};
 use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use piko_obs_metrics::HTTP_DURATION_BUCKETS;
 use piko_obs_metrics::http::{HttpMetricsLayer, warp_route};
 use piko_obs_metrics::{Metrics, PrometheusMetrics};
 use tower_layer::Layer;
@@ -25,6 +31,7 @@ fn installed() -> &'static Metrics {
             .build()
             .unwrap();
         metrics::set_global_recorder(recorder).unwrap();
+        metrics.describe();
         metrics
     })
 }
@@ -137,4 +144,258 @@ async fn the_warp_wrapper_records_real_requests() {
     );
     assert_eq!(bucket, Some(3.0), "{text}");
     server.abort();
+}
+
+/// The application behind the layer in the hyper test: answers by path, `/hyper/slow`
+/// once released, and fails `/hyper/error` without a response.
+#[derive(Clone)]
+struct App {
+    release: Arc<tokio::sync::Notify>,
+}
+
+type AppFuture =
+    Pin<Box<dyn Future<Output = Result<http::Response<Full<Bytes>>, std::io::Error>> + Send>>;
+
+impl Service<http::Request<Incoming>> for App {
+    type Response = http::Response<Full<Bytes>>;
+    type Error = std::io::Error;
+    type Future = AppFuture;
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), std::io::Error>> {
+        Poll::Ready(Ok(()))
+    }
+    fn call(&mut self, req: http::Request<Incoming>) -> AppFuture {
+        let path = req.uri().path().to_string();
+        let release = self.release.clone();
+        Box::pin(async move {
+            let status = match path.as_str() {
+                "/hyper" => 200,
+                p if p.starts_with("/hyper/items/") => 200,
+                "/hyper/boom" => 500,
+                "/hyper/slow" => {
+                    // Bounded: a failing test cannot hang here.
+                    let _ = tokio::time::timeout(Duration::from_secs(10), release.notified()).await;
+                    200
+                }
+                "/hyper/error" => return Err(std::io::Error::other("the handler failed")),
+                _ => 404,
+            };
+            let mut r = http::Response::new(Full::new(Bytes::from(path)));
+            *r.status_mut() = http::StatusCode::from_u16(status).unwrap();
+            Ok(r)
+        })
+    }
+}
+
+/// Serves `layer` around [`App`] with a hyper 1 server on a free loopback port.
+fn serve(
+    layer: HttpMetricsLayer,
+    app: App,
+    listener: tokio::net::TcpListener,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let service = TowerToHyperService::new(layer.layer(app.clone()));
+            tokio::spawn(async move {
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    })
+}
+
+/// `method path` over a fresh connection: the status, or the error when the server
+/// closed the connection without answering.
+async fn send(addr: SocketAddr, method: &str, path: &str) -> Result<u16, hyper::Error> {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    let driver = tokio::spawn(conn);
+    let req = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "localhost")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(5), tx.send_request(req))
+        .await
+        .expect("an answer within 5 s");
+    driver.abort();
+    resp.map(|r| r.status().as_u16())
+}
+
+fn count(text: &str, method: &str, route: &str, status: &str) -> Option<f64> {
+    line_value(
+        text,
+        &[
+            "http_server_request_duration_seconds_count{",
+            &format!("http_request_method=\"{method}\""),
+            &format!("http_route=\"{route}\""),
+            &format!("http_response_status_code=\"{status}\""),
+        ],
+    )
+}
+
+fn active(text: &str, method: &str, route: &str) -> Option<f64> {
+    line_value(
+        text,
+        &[
+            "http_server_active_requests{",
+            &format!("http_request_method=\"{method}\""),
+            &format!("http_route=\"{route}\"}}"),
+        ],
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tower_layer_in_a_hyper_server_records_real_requests() {
+    let metrics = installed();
+    let layer = HttpMetricsLayer::with_route(|_, uri, _| match uri.path() {
+        "/hyper" => Cow::Borrowed("/hyper"),
+        p if p.starts_with("/hyper/items/") => Cow::Borrowed("/hyper/items/{id}"),
+        "/hyper/boom" => Cow::Borrowed("/hyper/boom"),
+        "/hyper/slow" => Cow::Borrowed("/hyper/slow"),
+        "/hyper/error" => Cow::Borrowed("/hyper/error"),
+        // No template: every other path is one series.
+        _ => Cow::Borrowed("other"),
+    });
+    let app = App {
+        release: Arc::new(tokio::sync::Notify::new()),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = serve(layer, app.clone(), listener);
+    // The layer without a route function, on a second server.
+    let plain_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let plain_addr = plain_listener.local_addr().unwrap();
+    let plain = serve(HttpMetricsLayer::new(), app.clone(), plain_listener);
+
+    for _ in 0..2 {
+        assert_eq!(send(addr, "GET", "/hyper").await.unwrap(), 200);
+    }
+    for id in [1, 22, 333] {
+        assert_eq!(
+            send(addr, "GET", &format!("/hyper/items/{id}"))
+                .await
+                .unwrap(),
+            200
+        );
+    }
+    assert_eq!(send(addr, "GET", "/hyper/nowhere").await.unwrap(), 404);
+    assert_eq!(send(addr, "GET", "/hyper/missing/9").await.unwrap(), 404);
+    assert_eq!(send(addr, "GET", "/hyper/boom").await.unwrap(), 500);
+    assert!(
+        send(addr, "GET", "/hyper/error").await.is_err(),
+        "a service error closes the connection without an answer"
+    );
+    assert_eq!(
+        send(plain_addr, "DELETE", "/hyper/items/7").await.unwrap(),
+        200
+    );
+
+    // A request in flight shows in the gauge until it ends.
+    let slow = tokio::spawn(send(addr, "GET", "/hyper/slow"));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut seen = None;
+    while Instant::now() < deadline {
+        seen = active(&metrics.render(), "GET", "/hyper/slow");
+        if seen == Some(1.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(seen, Some(1.0), "the slow request is in flight");
+    app.release.notify_one();
+    assert_eq!(slow.await.unwrap().unwrap(), 200);
+
+    let text = metrics.render();
+    assert!(
+        text.contains("# TYPE http_server_request_duration_seconds histogram"),
+        "{text}"
+    );
+    assert!(
+        text.contains("# HELP http_server_request_duration_seconds "),
+        "{text}"
+    );
+    assert!(
+        text.contains("# HELP http_server_active_requests "),
+        "{text}"
+    );
+    assert_eq!(count(&text, "GET", "/hyper", "200"), Some(2.0), "{text}");
+    assert_eq!(
+        count(&text, "GET", "/hyper/items/{id}", "200"),
+        Some(3.0),
+        "{text}"
+    );
+    assert_eq!(count(&text, "GET", "other", "404"), Some(2.0), "{text}");
+    assert_eq!(
+        count(&text, "GET", "/hyper/boom", "500"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        count(&text, "GET", "/hyper/error", "500"),
+        Some(1.0),
+        "an error that never became a response counts as 500: {text}"
+    );
+    assert_eq!(
+        count(&text, "GET", "/hyper/slow", "200"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(count(&text, "DELETE", "other", "200"), Some(1.0), "{text}");
+    for raw in [
+        "/hyper/items/1",
+        "/hyper/nowhere",
+        "/hyper/missing",
+        "/hyper/items/7",
+    ] {
+        assert!(
+            !text.contains(&format!("\"{raw}")),
+            "raw path {raw} became a label:\n{text}"
+        );
+    }
+    // The route's buckets are the convention's, cumulative, ending at the count.
+    let buckets: Vec<(String, f64)> = text
+        .lines()
+        .filter(|l| {
+            l.starts_with("http_server_request_duration_seconds_bucket{")
+                && l.contains("http_route=\"/hyper/items/{id}\"")
+        })
+        .map(|l| {
+            let le = l.split("le=\"").nth(1).unwrap().split('"').next().unwrap();
+            (
+                le.to_string(),
+                l.rsplit(' ').next().unwrap().parse().unwrap(),
+            )
+        })
+        .collect();
+    let mut want: Vec<String> = HTTP_DURATION_BUCKETS
+        .iter()
+        .map(|b| b.to_string())
+        .collect();
+    want.push("+Inf".into());
+    assert_eq!(
+        buckets.iter().map(|(le, _)| le.clone()).collect::<Vec<_>>(),
+        want,
+        "{text}"
+    );
+    assert!(buckets.windows(2).all(|w| w[0].1 <= w[1].1), "{buckets:?}");
+    assert_eq!(buckets.last().unwrap().1, 3.0);
+    for route in [
+        "/hyper",
+        "/hyper/items/{id}",
+        "other",
+        "/hyper/boom",
+        "/hyper/error",
+        "/hyper/slow",
+    ] {
+        assert_eq!(active(&text, "GET", route), Some(0.0), "{route}: {text}");
+    }
+    server.abort();
+    plain.abort();
 }

@@ -1,10 +1,13 @@
 //! The durable dead-letter store: one JSON line per entry, fsync'd before `append`
-//! returns, file mode 0600.
+//! returns, file mode 0600; replays that survive a crash.
 
+use std::collections::HashMap;
+use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use piko_obs_notify::{DeadLetter, DeadLetterBatch, DeadLetterStore};
 
@@ -28,40 +31,45 @@ pub fn default_dead_letter_path() -> PathBuf {
 }
 
 /// A JSON-lines dead-letter file.
+///
+/// A replay ([`DeadLetterStore::begin_replay`]) renames the file to a sibling
+/// `<name>.replaying.<id>` (then syncs the folder) and starts a fresh file for new
+/// entries; the renamed file is removed only when the replay ends complete, and a later
+/// replay also reads every such file a crash left behind. One store per file: another
+/// store open on the same path notices the rename and reopens the path at its next
+/// append.
 #[derive(Debug)]
 pub struct FileDeadLetterStore {
     path: PathBuf,
     file: Mutex<File>,
+    /// Replays under way: their files, which another replay must not take.
+    replays: Mutex<HashMap<u64, Vec<PathBuf>>>,
+    next_replay: AtomicU64,
 }
 
 impl FileDeadLetterStore {
-    /// Opens (creating it and its folders) the file at `path` for appending.
+    /// Opens (creating it and its folders) the file at `path` for appending. A file or
+    /// folder it creates is made durable by syncing its parent folder.
     pub fn open(path: impl AsRef<Path>) -> io::Result<FileDeadLetterStore> {
         let path = path.as_ref().to_path_buf();
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| {
+        let dir = folder(&path);
+        if !dir.exists() {
+            std::fs::create_dir_all(&dir).map_err(|e| {
                 io::Error::new(
                     e.kind(),
                     format!("dead-letter folder {}: {e}", dir.display()),
                 )
             })?;
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                sync_dir(parent)?;
+            }
         }
-        let mut options = OpenOptions::new();
-        options.create(true).append(true).read(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt as _;
-            options.mode(0o600);
-        }
-        let file = options.open(&path).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("dead-letter file {}: {e}", path.display()),
-            )
-        })?;
+        let file = open_file(&path)?;
         Ok(FileDeadLetterStore {
             path,
             file: Mutex::new(file),
+            replays: Mutex::new(HashMap::new()),
+            next_replay: AtomicU64::new(1),
         })
     }
 
@@ -70,10 +78,96 @@ impl FileDeadLetterStore {
         &self.path
     }
 
-    /// Reads every entry without removing any; unreadable lines are counted.
+    /// Reads every entry of the file without removing any; unreadable lines are
+    /// counted. Files set aside by replays are not read.
     pub fn read_all(&self) -> io::Result<DeadLetterBatch> {
-        let file = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        let file = self.current()?;
         read(&file)
+    }
+
+    /// The files set aside by replays (under way, or left by a crash), oldest first.
+    pub fn replaying_files(&self) -> io::Result<Vec<PathBuf>> {
+        let dir = folder(&self.path);
+        let mut prefix = self.path.file_name().unwrap_or_default().to_os_string();
+        prefix.push(".replaying.");
+        let mut found = Vec::new();
+        for e in std::fs::read_dir(&dir)? {
+            let e = e?;
+            if starts_with(&e.file_name(), &prefix) && e.file_type()?.is_file() {
+                let modified = e.metadata()?.modified().ok();
+                found.push((modified, e.path()));
+            }
+        }
+        found.sort();
+        Ok(found.into_iter().map(|(_, p)| p).collect())
+    }
+
+    /// The open file, reopened first when the path no longer names it (another store
+    /// on the same path set it aside for a replay).
+    fn current(&self) -> io::Result<std::sync::MutexGuard<'_, File>> {
+        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt as _;
+            let open = file.metadata()?;
+            let same = std::fs::metadata(&self.path)
+                .is_ok_and(|on_disk| on_disk.ino() == open.ino() && on_disk.dev() == open.dev());
+            if !same {
+                *file = open_file(&self.path)?;
+            }
+        }
+        Ok(file)
+    }
+}
+
+/// The folder of `path` (`.` for a bare file name).
+fn folder(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+fn starts_with(name: &std::ffi::OsStr, prefix: &OsString) -> bool {
+    name.as_encoded_bytes()
+        .starts_with(prefix.as_encoded_bytes())
+}
+
+/// Opens `path` for appending, creating it with mode 0600; a new file is made durable
+/// by syncing its folder.
+fn open_file(path: &Path) -> io::Result<File> {
+    let existed = path.exists();
+    let mut options = OpenOptions::new();
+    options.create(true).append(true).read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let file = options.open(path).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("dead-letter file {}: {e}", path.display()),
+        )
+    })?;
+    if !existed {
+        sync_dir(&folder(path))?;
+    }
+    Ok(file)
+}
+
+/// Makes the entries of `dir` (a created, renamed or removed file) durable.
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io::Error::new(e.kind(), format!("sync folder {}: {e}", dir.display())))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
     }
 }
 
@@ -114,12 +208,7 @@ fn line_start(mut file: &File) -> io::Result<&'static [u8]> {
 
 impl DeadLetterStore for FileDeadLetterStore {
     fn append(&self, entry: &DeadLetter) -> io::Result<()> {
-        let mut line = serde_json::to_vec(entry)?;
-        line.push(b'\n');
-        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        line.splice(0..0, line_start(&file)?.iter().copied());
-        file.write_all(&line)?;
-        file.sync_data()
+        self.append_all(std::slice::from_ref(entry))
     }
 
     fn append_all(&self, entries: &[DeadLetter]) -> io::Result<()> {
@@ -128,18 +217,67 @@ impl DeadLetterStore for FileDeadLetterStore {
             serde_json::to_writer(&mut lines, e)?;
             lines.push(b'\n');
         }
-        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        let mut file = self.current()?;
         lines.splice(0..0, line_start(&file)?.iter().copied());
         file.write_all(&lines)?;
         file.sync_data()
     }
 
     fn take_all(&self) -> io::Result<DeadLetterBatch> {
-        let file = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        let file = self.current()?;
         let batch = read(&file)?;
         file.set_len(0)?;
         file.sync_data()?;
         Ok(batch)
+    }
+
+    fn begin_replay(&self) -> io::Result<(DeadLetterBatch, u64)> {
+        let mut file = self.current()?;
+        let mut replays = self.replays.lock().unwrap_or_else(|p| p.into_inner());
+        if file.metadata()?.len() > 0 {
+            // Set the file aside in one atomic rename; new entries go to a new file.
+            let mut name = self.path.file_name().unwrap_or_default().to_os_string();
+            name.push(format!(".replaying.{}", piko_obs_notify::unique_id()));
+            let aside = folder(&self.path).join(name);
+            std::fs::rename(&self.path, &aside)?;
+            sync_dir(&folder(&self.path))?;
+            *file = open_file(&self.path)?;
+        }
+        drop(file);
+        let busy: Vec<&PathBuf> = replays.values().flatten().collect();
+        let files: Vec<PathBuf> = self
+            .replaying_files()?
+            .into_iter()
+            .filter(|f| !busy.contains(&f))
+            .collect();
+        let mut batch = DeadLetterBatch::default();
+        for f in &files {
+            let b = read(&File::open(f)?)?;
+            batch.entries.extend(b.entries);
+            batch.skipped += b.skipped;
+        }
+        let token = self.next_replay.fetch_add(1, Ordering::Relaxed);
+        replays.insert(token, files);
+        Ok((batch, token))
+    }
+
+    fn end_replay(&self, token: u64, complete: bool) -> io::Result<()> {
+        let files = self
+            .replays
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&token)
+            .unwrap_or_default();
+        if !complete || files.is_empty() {
+            return Ok(());
+        }
+        for f in &files {
+            match std::fs::remove_file(f) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        sync_dir(&folder(&self.path))
     }
 }
 
@@ -182,6 +320,88 @@ mod tests {
             let mode = std::fs::metadata(&path).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    fn entry(title: &str) -> DeadLetter {
+        DeadLetter::new(
+            Notification::new(title, "m"),
+            vec!["slack".into()],
+            2,
+            std::time::SystemTime::now(),
+            "slack returned status 500".into(),
+        )
+    }
+
+    fn titles(batch: &DeadLetterBatch) -> Vec<String> {
+        batch
+            .entries
+            .iter()
+            .map(|e| e.notification.content.title.clone())
+            .collect()
+    }
+
+    #[test]
+    fn a_replay_sets_the_file_aside_until_it_ends_and_a_crash_leaves_it_for_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dlq.jsonl");
+        let store = FileDeadLetterStore::open(&path).unwrap();
+        store.append_all(&[entry("a"), entry("b")]).unwrap();
+        let (batch, _never_ended) = store.begin_replay().unwrap();
+        assert_eq!(titles(&batch), ["a", "b"]);
+        // The entries are on disk, aside; new ones go to a fresh file.
+        assert_eq!(store.replaying_files().unwrap().len(), 1);
+        assert!(store.read_all().unwrap().entries.is_empty());
+        store.append(&entry("c")).unwrap();
+        // A replay while the first is under way does not take the first one's file.
+        let (batch, second) = store.begin_replay().unwrap();
+        assert_eq!(titles(&batch), ["c"]);
+        store.end_replay(second, true).unwrap();
+        assert_eq!(store.replaying_files().unwrap().len(), 1);
+        // A crash: the first replay never ends. The next process picks it up.
+        drop(store);
+        let store = FileDeadLetterStore::open(&path).unwrap();
+        store.append(&entry("d")).unwrap();
+        let (batch, third) = store.begin_replay().unwrap();
+        let mut got = titles(&batch);
+        got.sort();
+        assert_eq!(
+            got,
+            ["a", "b", "d"],
+            "each once: nothing lost, nothing doubled"
+        );
+        // Not complete (something was not settled): kept for the next replay.
+        store.end_replay(third, false).unwrap();
+        assert_eq!(store.replaying_files().unwrap().len(), 2);
+        let (batch, fourth) = store.begin_replay().unwrap();
+        assert_eq!(batch.entries.len(), 3);
+        store.end_replay(fourth, true).unwrap();
+        assert!(store.replaying_files().unwrap().is_empty());
+        let (batch, last) = store.begin_replay().unwrap();
+        assert!(batch.entries.is_empty() && batch.skipped == 0);
+        store.end_replay(last, true).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "the fresh file too");
+        }
+    }
+
+    #[test]
+    fn a_second_store_on_the_same_path_follows_the_rename() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dlq.jsonl");
+        let a = FileDeadLetterStore::open(&path).unwrap();
+        let b = FileDeadLetterStore::open(&path).unwrap();
+        a.append(&entry("before")).unwrap();
+        let (batch, token) = a.begin_replay().unwrap();
+        assert_eq!(titles(&batch), ["before"]);
+        // `b` still holds the renamed file open: its next append must reach the path.
+        b.append(&entry("after")).unwrap();
+        assert_eq!(titles(&a.read_all().unwrap()), ["after"]);
+        a.end_replay(token, true).unwrap();
+        assert!(a.replaying_files().unwrap().is_empty());
+        assert_eq!(titles(&b.read_all().unwrap()), ["after"]);
     }
 
     #[test]

@@ -5,14 +5,21 @@ use serde_json::{Value, json};
 
 use crate::ConfigError;
 use crate::http::{HttpClient, parse_url, redacted};
+use crate::limits;
 
 /// Posts to a Discord webhook.
 ///
-/// Body: one embed with `title` (256 characters), `description` (the message, 4096),
-/// `timestamp`, `color` by priority, the fields as embed fields (25 at most; names 256,
-/// values 1024), the image, and a footer with source and environment; the embed stays
-/// within Discord's 6000-character total. `allowed_mentions` is empty, so a message
-/// cannot ping `@everyone`.
+/// Body: one embed with `title`, `description` (the message), `timestamp`, `color` by
+/// priority, the fields as embed fields, the image, and a footer with source,
+/// environment and service. `allowed_mentions` is empty, so a message cannot ping
+/// `@everyone`.
+///
+/// Limits (Discord's embed limits): title 256 characters, description 4096, 25 fields
+/// with names of 256 and values of 1024, footer 2048, and 6000 characters in all
+/// (title, description, field names and values, footer). The description takes what
+/// title and footer leave, the fields what is left then; when they do not all fit, the
+/// last ones are left out and a last field `… [truncated]: N more fields not shown`
+/// says so. Every cut ends with `… [truncated]`.
 #[derive(Clone)]
 pub struct DiscordNotifier {
     http: HttpClient,
@@ -26,6 +33,17 @@ impl std::fmt::Debug for DiscordNotifier {
             .finish()
     }
 }
+
+const MAX_TITLE: usize = 256;
+const MAX_DESCRIPTION: usize = 4096;
+const MAX_FIELDS: usize = 25;
+const MAX_FIELD_NAME: usize = 256;
+const MAX_FIELD_VALUE: usize = 1024;
+const MAX_FOOTER: usize = 2048;
+const MAX_TOTAL: usize = 6000;
+/// The most characters the note for fields left out takes (`… [truncated]` and
+/// `<n> more fields not shown`, for any n).
+const NOTE_COST: usize = 13 + 20 + 22;
 
 impl DiscordNotifier {
     /// A notifier for the webhook at `url`.
@@ -50,7 +68,7 @@ impl DiscordNotifier {
     pub fn body(n: &Notification) -> Value {
         let c = &n.content;
         let x = &n.context;
-        let title = truncate(&c.title, 256).into_owned();
+        let title = truncate(&c.title, MAX_TITLE).into_owned();
         let footer: Vec<String> = [
             ("Source", &x.source),
             ("Environment", &x.environment),
@@ -60,22 +78,44 @@ impl DiscordNotifier {
         .filter(|(_, v)| !v.is_empty())
         .map(|(k, v)| format!("{k}: {v}"))
         .collect();
-        let footer = truncate(&footer.join(" | "), 2048).into_owned();
-        // What is left of the 6000-character budget goes to the description, then
-        // to the fields.
-        let mut budget: usize = 6000 - title.chars().count() - footer.chars().count();
-        let description = truncate(&c.message, 4096.min(budget)).into_owned();
-        budget -= description.chars().count();
+        let footer = truncate(&footer.join(" | "), MAX_FOOTER).into_owned();
+        let chars = |s: &str| s.chars().count();
+        // What is left of the 6000-character budget goes to the description, then to
+        // the fields, keeping room for the note that counts the fields left out.
+        let mut budget: usize = MAX_TOTAL - chars(&title) - chars(&footer);
+        let reserve = if c.fields.is_empty() { 0 } else { NOTE_COST };
+        let description = truncate(&c.message, MAX_DESCRIPTION.min(budget - reserve)).into_owned();
+        budget -= chars(&description);
+        let total = c.fields.len();
         let mut fields = Vec::new();
-        for (k, v) in c.fields.iter().take(25) {
-            let name = truncate(k, 256).into_owned();
-            let value = truncate(if v.is_empty() { "-" } else { v }, 1024).into_owned();
-            let cost = name.chars().count() + value.chars().count();
-            if cost > budget {
+        for (i, (k, v)) in c.fields.iter().enumerate() {
+            // Room for a note stays while more fields may follow.
+            let more = i + 1 < total;
+            let (slots, keep) = if more {
+                (MAX_FIELDS - 1, NOTE_COST)
+            } else {
+                (MAX_FIELDS, 0)
+            };
+            if fields.len() >= slots {
                 break;
             }
-            budget -= cost;
+            let name = truncate(k, MAX_FIELD_NAME).into_owned();
+            let room = budget.saturating_sub(keep + chars(&name));
+            // A value cut to less than this says nothing: the field is left out.
+            if room < 40 {
+                break;
+            }
+            let value = truncate(
+                if v.is_empty() { "-" } else { v },
+                MAX_FIELD_VALUE.min(room),
+            )
+            .into_owned();
+            budget -= chars(&name) + chars(&value);
             fields.push(json!({"name": name, "value": value, "inline": false}));
+        }
+        if fields.len() < total {
+            let note = limits::fields_left_out(total - fields.len());
+            fields.push(json!({"name": limits::FIELDS_MARKER, "value": note, "inline": false}));
         }
         let mut embed = json!({
             "title": title,

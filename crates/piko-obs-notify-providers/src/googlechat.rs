@@ -5,13 +5,23 @@ use serde_json::{Value, json};
 
 use crate::ConfigError;
 use crate::http::{HttpClient, parse_url, redacted};
+use crate::limits;
 
 /// Posts to a Google Chat space webhook.
 ///
 /// Body: `text` (the title, as the notification text) and one `cardsV2` card: a header
 /// (title, subtitle `<priority> priority`), then one section of widgets: the message
-/// as `textParagraph` (4096 characters), each field, source, environment, service and
-/// trace id as `decoratedText` (`topLabel` and `text`), and the image.
+/// as `textParagraph`, each field, source, environment, service and trace id as
+/// `decoratedText` (`topLabel` and `text`), and the image.
+///
+/// Limits: Google Chat takes at most 32,000 bytes per message, text and cards
+/// included, and shows at most 100 widgets per card. The whole JSON body is kept
+/// within [`MAX_MESSAGE_BYTES`](GoogleChatNotifier::MAX_MESSAGE_BYTES) and 100
+/// widgets; the title is cut to 256 characters, labels to 256 and values to 1,024,
+/// the message to 4,096 characters and then to the room left; when the fields do not
+/// all fit, the last ones are left out and a widget `… [truncated]: N more fields not
+/// shown` says so. An image URL over 2,048 bytes is left out. Every cut ends with
+/// `… [truncated]`.
 #[derive(Clone)]
 pub struct GoogleChatNotifier {
     http: HttpClient,
@@ -26,7 +36,27 @@ impl std::fmt::Debug for GoogleChatNotifier {
     }
 }
 
+const MAX_MESSAGE: usize = 4096;
+const MAX_TITLE: usize = 256;
+const MAX_LABEL: usize = 256;
+const MAX_VALUE: usize = 1024;
+const MAX_WIDGETS: usize = 100;
+const MAX_IMAGE_URL_BYTES: usize = 2048;
+const MESSAGE_FLOOR_BYTES: usize = 8_000;
+
+/// A `decoratedText` widget cut to its limits, in characters and in bytes of JSON.
+fn labelled(k: &str, v: &str) -> Value {
+    json!({"decoratedText": {
+        "topLabel": limits::cut(k, MAX_LABEL, 4 * MAX_LABEL),
+        "text": limits::cut(v, MAX_VALUE, 4 * MAX_VALUE),
+    }})
+}
+
 impl GoogleChatNotifier {
+    /// The most bytes of JSON a body has: Google Chat's documented maximum message
+    /// size, text and cards included.
+    pub const MAX_MESSAGE_BYTES: usize = 32_000;
+
     /// A notifier for the webhook at `url`.
     pub fn new(http: &HttpClient, url: &str) -> Result<GoogleChatNotifier, ConfigError> {
         Ok(GoogleChatNotifier {
@@ -35,33 +65,44 @@ impl GoogleChatNotifier {
         })
     }
 
-    /// The JSON body for `n`.
+    /// The JSON body for `n`, within Google Chat's limits.
     pub fn body(n: &Notification) -> Value {
         let c = &n.content;
         let x = &n.context;
+        let context = x.labelled().count();
+        let image =
+            !c.image_url.is_empty() && limits::json_len(&c.image_url) <= MAX_IMAGE_URL_BYTES;
+        // Widgets for the fields: what the message, the context and the image leave,
+        // less one for the note when they do not all fit.
+        let slots = MAX_WIDGETS - usize::from(!c.message.is_empty()) - context - usize::from(image);
+        let total = c.fields.len();
+        let k = if total > slots { slots - 1 } else { total };
+        let message = truncate(&c.message, MAX_MESSAGE);
+        limits::fit(
+            Self::MAX_MESSAGE_BYTES,
+            &message,
+            k,
+            MESSAGE_FLOOR_BYTES,
+            |m, k| GoogleChatNotifier::render(n, m, k, image),
+        )
+    }
+
+    fn render(n: &Notification, message: &str, k: usize, image: bool) -> Value {
+        let c = &n.content;
+        let x = &n.context;
         let mut widgets = Vec::new();
-        if !c.message.is_empty() {
-            widgets.push(json!({"textParagraph": {"text": truncate(&c.message, 4096)}}));
+        if !message.is_empty() {
+            widgets.push(json!({"textParagraph": {"text": message}}));
         }
-        let labelled = c
-            .fields
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .chain(
-                [
-                    ("Source", &x.source),
-                    ("Environment", &x.environment),
-                    ("Service", &x.service),
-                    ("Trace", &x.trace_id),
-                ]
-                .into_iter()
-                .filter(|(_, v)| !v.is_empty())
-                .map(|(k, v)| (k.to_string(), v.clone())),
-            );
-        for (k, v) in labelled {
-            widgets.push(json!({"decoratedText": {"topLabel": k, "text": v}}));
+        widgets.extend(c.fields.iter().take(k).map(|(k, v)| labelled(k, v)));
+        if k < c.fields.len() {
+            widgets.push(labelled(
+                limits::FIELDS_MARKER,
+                &limits::fields_left_out(c.fields.len() - k),
+            ));
         }
-        if !c.image_url.is_empty() {
+        widgets.extend(x.labelled().map(|(k, v)| labelled(k, v)));
+        if image {
             widgets
                 .push(json!({"image": {"imageUrl": c.image_url, "altText": "notification image"}}));
         }
@@ -69,12 +110,13 @@ impl GoogleChatNotifier {
         if let Some(first) = priority.get_mut(0..1) {
             first.make_ascii_uppercase();
         }
+        let title = limits::cut(&c.title, MAX_TITLE, 4 * MAX_TITLE);
         json!({
-            "text": truncate(&c.title, 4096),
+            "text": title,
             "cardsV2": [{
                 "cardId": "notification-card",
                 "card": {
-                    "header": {"title": c.title, "subtitle": format!("{priority} priority")},
+                    "header": {"title": title, "subtitle": format!("{priority} priority")},
                     "sections": [{"widgets": widgets}],
                 }
             }]

@@ -1,7 +1,9 @@
 //! ntfy: a topic on a server, with title, priority and tags headers.
 
 use base64::Engine as _;
-use piko_obs_notify::{Capabilities, Notification, Notifier, Priority, SendError, truncate_bytes};
+use piko_obs_notify::{
+    Capabilities, Notification, Notifier, Priority, SendError, truncate, truncate_bytes,
+};
 
 use crate::ConfigError;
 use crate::http::{HttpClient, parse_url, redacted};
@@ -13,7 +15,8 @@ use crate::http::{HttpClient, parse_url, redacted};
 /// high, default, low), `Tags` (rotating_light,fire / warning / bell), `Attach` (the
 /// image), and `Authorization` (a bearer token or basic auth) when set. Body: the
 /// message, the fields (`name: value` lines), and source and environment, in at most
-/// 4096 bytes (ntfy turns longer messages into attachments).
+/// 4096 bytes (ntfy's documented message limit; it turns longer messages into
+/// attachments). The title is cut to 256 characters. Cuts end with `… [truncated]`.
 #[derive(Clone)]
 pub struct NtfyNotifier {
     http: HttpClient,
@@ -31,6 +34,9 @@ impl std::fmt::Debug for NtfyNotifier {
 }
 
 const MAX_BODY: usize = 4096;
+/// The longest title sent, in characters (ntfy documents none; a header is best kept
+/// short).
+const MAX_TITLE: usize = 256;
 
 /// A header value with no control characters, RFC 2047-encoded if not ASCII.
 fn header_text(s: &str) -> String {
@@ -124,7 +130,8 @@ impl NtfyNotifier {
             http::header::CONTENT_TYPE,
             http::HeaderValue::from_static("text/plain; charset=utf-8"),
         );
-        if let Ok(v) = http::HeaderValue::from_str(&header_text(&n.content.title)) {
+        let title = truncate(&n.content.title, MAX_TITLE);
+        if let Ok(v) = http::HeaderValue::from_str(&header_text(&title)) {
             h.insert("Title", v);
         }
         h.insert("Priority", http::HeaderValue::from_static(priority));

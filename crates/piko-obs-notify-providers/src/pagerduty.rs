@@ -1,11 +1,12 @@
 //! PagerDuty Events API v2: trigger, acknowledge and resolve.
 
-use piko_obs_notify::{Capabilities, Notification, Notifier, Priority, SendError, truncate};
+use piko_obs_notify::{Capabilities, Notification, Notifier, Priority, SendError};
 use serde_json::{Value, json};
 use sha2::Digest as _;
 
 use crate::ConfigError;
 use crate::http::{HttpClient, parse_url, redacted};
+use crate::limits;
 
 /// The US events endpoint (the default).
 pub const EVENTS_URL: &str = "https://events.pagerduty.com/v2/enqueue";
@@ -22,6 +23,15 @@ pub const EU_EVENTS_URL: &str = "https://events.eu.pagerduty.com/v2/enqueue";
 /// info from the priority), `timestamp`, `component`, `custom_details` (message,
 /// title, priority, environment, service, trace id, and the fields under `fields`, so
 /// none overwrites the others), and the image.
+///
+/// Limits (Events API v2): `summary` 1024 characters, `dedup_key` 255, and the whole
+/// event at most [`MAX_EVENT_BYTES`](PagerDutyNotifier::MAX_EVENT_BYTES) (PagerDuty
+/// refuses events over 512 KB). Within it, `source` and `component` are cut to 255
+/// characters, title, environment, service and trace id in `custom_details` to 1024,
+/// field names to 256 and values to 16,384, and the message to the room left; when the
+/// fields do not all fit, the last ones are left out and an entry `… [truncated]: N
+/// more fields not shown` says so. An image URL over 2,048 bytes is left out. Every
+/// cut ends with `… [truncated]`.
 #[derive(Clone)]
 pub struct PagerDutyNotifier {
     http: HttpClient,
@@ -38,7 +48,24 @@ impl std::fmt::Debug for PagerDutyNotifier {
     }
 }
 
+const MAX_SUMMARY: usize = 1024;
+const MAX_DEDUP_KEY: usize = 255;
+const MAX_SOURCE: usize = 255;
+const MAX_DETAIL: usize = 1024;
+const MAX_FIELD_NAME: usize = 256;
+const MAX_FIELD_VALUE: usize = 16_384;
+const MAX_IMAGE_URL_BYTES: usize = 2048;
+/// What the message keeps at least before fields are left out.
+const MESSAGE_FLOOR_BYTES: usize = 64 * 1024;
+/// Room left in [`PagerDutyNotifier::event`] for the routing key (255 characters,
+/// escaped, and its name).
+const ROUTING_KEY_ROOM: usize = 17 + 6 * 255;
+
 impl PagerDutyNotifier {
+    /// The most bytes of JSON an event has, routing key included: under the 512 KB
+    /// PagerDuty documents as the Events API v2 payload limit, however a KB is counted.
+    pub const MAX_EVENT_BYTES: usize = 512_000;
+
     /// A notifier for the integration with `routing_key`, to [`EVENTS_URL`].
     pub fn new(http: &HttpClient, routing_key: &str) -> Result<PagerDutyNotifier, ConfigError> {
         let key = routing_key.trim();
@@ -84,8 +111,15 @@ impl PagerDutyNotifier {
             .collect()
     }
 
-    /// The event for `n`, without the routing key.
+    /// The event for `n`, without the routing key: at most
+    /// [`MAX_EVENT_BYTES`](Self::MAX_EVENT_BYTES) once a routing key of up to 255
+    /// characters is added.
     pub fn event(n: &Notification) -> Result<Value, SendError> {
+        PagerDutyNotifier::event_within(n, Self::MAX_EVENT_BYTES - ROUTING_KEY_ROOM)
+    }
+
+    /// The event for `n` in at most `budget` bytes of JSON.
+    fn event_within(n: &Notification, budget: usize) -> Result<Value, SendError> {
         let action = n.provider_options.get("event_action").unwrap_or("trigger");
         if !matches!(action, "trigger" | "acknowledge" | "resolve") {
             return Err(SendError::Rejected(format!(
@@ -94,12 +128,30 @@ impl PagerDutyNotifier {
         }
         let dedup = n.provider_options.get("dedup_key").map_or_else(
             || PagerDutyNotifier::dedup_key(n),
-            |k| truncate(k, 255).into_owned(),
+            |k| limits::cut(k, MAX_DEDUP_KEY, 4 * MAX_DEDUP_KEY),
         );
-        let mut event = json!({"event_action": action, "dedup_key": dedup});
+        let event = json!({"event_action": action, "dedup_key": dedup});
         if action != "trigger" {
             return Ok(event);
         }
+        let message = &n.content.message;
+        let body = limits::fit(
+            budget,
+            message,
+            n.content.fields.len(),
+            MESSAGE_FLOOR_BYTES,
+            |m, k| {
+                let mut e = event.clone();
+                PagerDutyNotifier::trigger(n, m, k, &mut e);
+                e
+            },
+        );
+        Ok(body)
+    }
+
+    /// Fills in a trigger's payload and images, with `message` as the message and the
+    /// first `k` fields (and a note for the others).
+    fn trigger(n: &Notification, message: &str, k: usize, event: &mut Value) {
         let c = &n.content;
         let x = &n.context;
         let summary = if c.title.is_empty() {
@@ -112,47 +164,66 @@ impl PagerDutyNotifier {
             .find(|s| !s.is_empty())
             .map_or("piko-obs", |s| s.as_str());
         let mut details = serde_json::Map::new();
-        for (k, v) in [
-            ("title", &c.title),
-            ("message", &c.message),
+        for (key, v) in [
+            ("title", c.title.as_str()),
+            ("message", message),
             ("environment", &x.environment),
             ("service", &x.service),
             ("trace_id", &x.trace_id),
         ] {
             if !v.is_empty() {
-                details.insert(k.into(), v.clone().into());
+                let v = if key == "message" {
+                    v.to_string()
+                } else {
+                    limits::cut(v, MAX_DETAIL, 4 * MAX_DETAIL)
+                };
+                details.insert(key.into(), v.into());
             }
         }
         details.insert("priority".into(), x.priority.as_str().into());
         if !c.fields.is_empty() {
-            let fields: serde_json::Map<String, Value> = c
+            let mut fields: serde_json::Map<String, Value> = c
                 .fields
                 .iter()
-                .map(|(k, v)| (k.to_string(), v.into()))
+                .take(k)
+                .map(|(k, v)| {
+                    (
+                        limits::cut(k, MAX_FIELD_NAME, 4 * MAX_FIELD_NAME),
+                        limits::cut(v, MAX_FIELD_VALUE, 4 * MAX_FIELD_VALUE).into(),
+                    )
+                })
                 .collect();
+            if k < c.fields.len() {
+                fields.insert(
+                    limits::FIELDS_MARKER.into(),
+                    limits::fields_left_out(c.fields.len() - k).into(),
+                );
+            }
             details.insert("fields".into(), fields.into());
         }
         let mut payload = json!({
-            "summary": truncate(summary, 1024),
-            "source": truncate(source, 255),
+            "summary": limits::cut(summary, MAX_SUMMARY, 4 * MAX_SUMMARY),
+            "source": limits::cut(source, MAX_SOURCE, 4 * MAX_SOURCE),
             "severity": PagerDutyNotifier::severity(x.priority),
             "timestamp": crate::utc_seconds(x.timestamp),
             "custom_details": details,
         });
         if !x.source.is_empty() {
-            payload["component"] = x.source.clone().into();
+            payload["component"] = limits::cut(&x.source, MAX_SOURCE, 4 * MAX_SOURCE).into();
         }
         event["payload"] = payload;
-        if !c.image_url.is_empty() {
+        if !c.image_url.is_empty() && limits::json_len(&c.image_url) <= MAX_IMAGE_URL_BYTES {
             event["images"] = json!([{"src": c.image_url}]);
         }
-        Ok(event)
     }
 }
 
 impl Notifier for PagerDutyNotifier {
     async fn send(&self, n: &Notification) -> Result<(), SendError> {
-        let mut event = PagerDutyNotifier::event(n)?;
+        // `,"routing_key":"<key>"` is added to the event.
+        let key = 17 + limits::json_len(&self.routing_key);
+        let budget = PagerDutyNotifier::MAX_EVENT_BYTES.saturating_sub(key);
+        let mut event = PagerDutyNotifier::event_within(n, budget)?;
         event["routing_key"] = self.routing_key.clone().into();
         self.http.post_json("pagerduty", &self.url, &event).await
     }

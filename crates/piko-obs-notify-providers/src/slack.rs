@@ -5,14 +5,20 @@ use serde_json::{Value, json};
 
 use crate::ConfigError;
 use crate::http::{HttpClient, parse_url, redacted};
+use crate::limits::MARKER;
 
 /// Posts to a Slack incoming webhook.
 ///
 /// Body: `text` (the title, or the message, as the notification fallback) and `blocks`:
-/// a header with the priority's emoji and the title (at most 150 characters), a
-/// section with the message (3000), a section with the fields in order (3000), the
-/// image, and a context line with source, environment, service and trace id. Text is
-/// escaped (`&`, `<`, `>`), so a message cannot ping `@channel` or forge a link.
+/// a header with the priority's emoji and the title, a section with the message, a
+/// section with the fields in order, the image, and a context line with source,
+/// environment, service and trace id. Text is escaped (`&`, `<`, `>`), so a message
+/// cannot ping `@channel` or forge a link.
+///
+/// Limits (Block Kit): header text 150 characters, section and context texts 3000
+/// (and `text` 3000), image URL 3000, at most 10 context elements and 50 blocks (it
+/// uses at most 5 and 5). Text over a limit is cut and ends with `… [truncated]`; an
+/// image whose URL is over 3000 characters is left out, and the context line says so.
 #[derive(Clone)]
 pub struct SlackNotifier {
     http: HttpClient,
@@ -32,6 +38,10 @@ fn escape(s: &str) -> String {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
 }
+
+const MAX_HEADER: usize = 150;
+const MAX_TEXT: usize = 3000;
+const MAX_IMAGE_URL: usize = 3000;
 
 impl SlackNotifier {
     /// A notifier for the incoming webhook at `url`.
@@ -60,13 +70,13 @@ impl SlackNotifier {
             let header = format!("{} {}", SlackNotifier::emoji(n.context.priority), c.title);
             blocks.push(json!({
                 "type": "header",
-                "text": {"type": "plain_text", "text": truncate(&header, 150), "emoji": true}
+                "text": {"type": "plain_text", "text": truncate(&header, MAX_HEADER), "emoji": true}
             }));
         }
         if !c.message.is_empty() {
             blocks.push(json!({
                 "type": "section",
-                "text": {"type": "mrkdwn", "text": truncate(&escape(&c.message), 3000)}
+                "text": {"type": "mrkdwn", "text": truncate(&escape(&c.message), MAX_TEXT)}
             }));
         }
         if !c.fields.is_empty() {
@@ -77,25 +87,31 @@ impl SlackNotifier {
                 .collect();
             blocks.push(json!({
                 "type": "section",
-                "text": {"type": "mrkdwn", "text": truncate(&lines, 3000)}
+                "text": {"type": "mrkdwn", "text": truncate(&lines, MAX_TEXT)}
             }));
         }
-        if !c.image_url.is_empty() {
+        // A cut URL would point elsewhere: one over the limit is left out, and the
+        // context line says so.
+        let image_fits = c.image_url.chars().count() <= MAX_IMAGE_URL;
+        if !c.image_url.is_empty() && image_fits {
             blocks.push(json!({
                 "type": "image", "image_url": c.image_url, "alt_text": "notification image"
             }));
         }
         let x = &n.context;
-        let context: Vec<Value> = [
-            ("Source", &x.source),
-            ("Environment", &x.environment),
-            ("Service", &x.service),
-            ("Trace", &x.trace_id),
-        ]
-        .into_iter()
-        .filter(|(_, v)| !v.is_empty())
-        .map(|(k, v)| json!({"type": "mrkdwn", "text": format!("*{k}:* {}", escape(v))}))
-        .collect();
+        let mut context: Vec<Value> = x
+            .labelled()
+            .map(|(k, v)| {
+                let text = format!("*{k}:* {}", escape(v));
+                json!({"type": "mrkdwn", "text": truncate(&text, MAX_TEXT)})
+            })
+            .collect();
+        if !image_fits {
+            context.push(json!({
+                "type": "mrkdwn",
+                "text": format!("*Image:* {MARKER} (its URL is over {MAX_IMAGE_URL} characters)")
+            }));
+        }
         if !context.is_empty() {
             blocks.push(json!({"type": "context", "elements": context}));
         }
@@ -104,7 +120,7 @@ impl SlackNotifier {
         } else {
             &c.title
         };
-        json!({"text": truncate(&escape(fallback), 3000), "blocks": blocks})
+        json!({"text": truncate(&escape(fallback), MAX_TEXT), "blocks": blocks})
     }
 }
 

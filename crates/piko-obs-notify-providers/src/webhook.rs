@@ -14,9 +14,13 @@ use crate::http::{HttpClient, json_headers, parse_url, redacted};
 ///
 /// Body, in order: `timestamp` (RFC 3339, UTC), `priority`, `source`, `environment`,
 /// `service` and `trace_id` (left out when empty), `title`, `message`, `fields` (in
-/// order; left out when empty), `image_url` (left out when empty). With a signing
-/// secret, each request carries `webhook-id`, `webhook-timestamp` and
-/// `webhook-signature: v1,<base64 HMAC-SHA256 of "id.timestamp.body">`.
+/// order; left out when empty), `image_url` (left out when empty). Each request carries
+/// `webhook-id` ([`message_id`](WebhookNotifier::message_id)): the same for every
+/// attempt at one notification, including retries and replays from the dead-letter
+/// file, so a receiver can drop the duplicates of at-least-once delivery. With a
+/// signing secret, it also carries `webhook-timestamp` (the time of the attempt) and
+/// `webhook-signature: v1,<base64 HMAC-SHA256 of "id.timestamp.body">`, as the
+/// Standard Webhooks format has it. The message is cut to 100,000 characters.
 #[derive(Clone)]
 pub struct WebhookNotifier {
     http: HttpClient,
@@ -134,6 +138,34 @@ impl WebhookNotifier {
         serde_json::Value::Object(m)
     }
 
+    /// The `webhook-id` of `n`: `msg_` and its [id](piko_obs_notify::Context::id)
+    /// (without its `ntf_` prefix), the same on every attempt and after a replay from
+    /// the dead-letter file. An id that is not 1 to 200 letters, digits, `_` or `-` is
+    /// replaced by the hex SHA-256 of it; an empty one by that of `body`.
+    pub fn message_id(n: &Notification, body: &[u8]) -> String {
+        use sha2::Digest as _;
+        let id = n.context.id.as_str();
+        let safe = |s: &str| {
+            (1..=200).contains(&s.len())
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        };
+        let hex = |bytes: &[u8]| -> String {
+            sha2::Sha256::digest(bytes)
+                .iter()
+                .take(16)
+                .map(|b| format!("{b:02x}"))
+                .collect()
+        };
+        if safe(id) {
+            format!("msg_{}", id.strip_prefix("ntf_").unwrap_or(id))
+        } else if id.is_empty() {
+            format!("msg_{}", hex(body))
+        } else {
+            format!("msg_{}", hex(id.as_bytes()))
+        }
+    }
+
     /// The Standard Webhooks signature of `body`: `v1,<base64>` (`None` only for a key
     /// HMAC refuses, which it never does).
     pub fn signature(key: &[u8], id: &str, timestamp: u64, body: &[u8]) -> Option<String> {
@@ -155,8 +187,11 @@ impl Notifier for WebhookNotifier {
         let body = serde_json::to_vec(&WebhookNotifier::body(n))
             .map_err(|e| SendError::Rejected(format!("webhook: cannot encode: {e}")))?;
         let mut headers = self.headers.clone();
+        let id = WebhookNotifier::message_id(n, &body);
+        if let Ok(v) = http::HeaderValue::from_str(&id) {
+            headers.insert(http::HeaderName::from_static("webhook-id"), v);
+        }
         if let Some(key) = &self.secret {
-            let id = format!("msg_{}", piko_obs_notify::unique_id());
             let ts = SystemTime::now()
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map(|d| d.as_secs())
@@ -164,7 +199,6 @@ impl Notifier for WebhookNotifier {
             let sig = WebhookNotifier::signature(key, &id, ts, &body)
                 .ok_or_else(|| SendError::Rejected("webhook: cannot sign the body".into()))?;
             for (name, value) in [
-                ("webhook-id", id),
                 ("webhook-timestamp", ts.to_string()),
                 ("webhook-signature", sig),
             ] {

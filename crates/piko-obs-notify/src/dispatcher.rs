@@ -1,10 +1,11 @@
 //! The dispatcher: a bounded queue, workers, retries with backoff, and a dead-letter
 //! store, so that every notification handed to it is delivered or on disk.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
@@ -92,10 +93,11 @@ pub struct DeadLetterBatch {
 /// Where undeliverable notifications go: the port a durable store implements (the
 /// providers crate has a JSON-lines file with fsync).
 ///
-/// Contract: `append` returns only once the entry is durable; it is called from one
-/// thread at a time, a blocking one, never from the async workers. `take_all` returns
-/// every entry and removes them from the store, for a replay; unreadable entries are
-/// counted and skipped, not fatal.
+/// Contract: `append` and `append_all` return only once the entries are durable. The
+/// dispatcher calls them, and `end_replay`, from its dead-letter writer thread (a
+/// blocking one, never an async worker); `begin_replay` and `take_all` run on the
+/// thread that calls [`Dispatcher::replay`]. Implementations must be safe to call from
+/// several threads. Unreadable entries are counted and skipped, not fatal.
 pub trait DeadLetterStore: Send + Sync + 'static {
     /// Keeps one entry durably.
     fn append(&self, entry: &DeadLetter) -> io::Result<()>;
@@ -104,8 +106,24 @@ pub trait DeadLetterStore: Send + Sync + 'static {
     fn append_all(&self, entries: &[DeadLetter]) -> io::Result<()> {
         entries.iter().try_for_each(|e| self.append(e))
     }
-    /// Reads and removes every entry.
+    /// Reads and removes every entry at once (not crash-safe: what is read is only in
+    /// memory until it is delivered; a replay uses `begin_replay`).
     fn take_all(&self) -> io::Result<DeadLetterBatch>;
+    /// Starts a crash-safe replay: sets the current entries aside (new entries go to a
+    /// fresh store), and returns them, with those set aside by earlier replays that
+    /// never ended (a crash), and a token for [`end_replay`](Self::end_replay). The
+    /// entries set aside stay durable until `end_replay(token, true)`. The default
+    /// is [`take_all`](Self::take_all), which is not crash-safe.
+    fn begin_replay(&self) -> io::Result<(DeadLetterBatch, u64)> {
+        Ok((self.take_all()?, 0))
+    }
+    /// Ends the replay `token`. `complete`: every entry it returned was delivered or
+    /// appended again, so the set-aside copy is removed; otherwise it is kept for the
+    /// next replay (at least once). The default does nothing.
+    fn end_replay(&self, token: u64, complete: bool) -> io::Result<()> {
+        let _ = (token, complete);
+        Ok(())
+    }
 }
 
 /// What `enqueue` did with a notification.
@@ -113,8 +131,8 @@ pub trait DeadLetterStore: Send + Sync + 'static {
 pub enum Enqueued {
     /// Queued for delivery.
     Queued,
-    /// The queue was full, or the dispatcher is shut down: written to the
-    /// dead-letter store instead (replay it later).
+    /// The queue was full, or the dispatcher is shut down: handed to the dead-letter
+    /// writer instead, which writes it to the store (replay it later).
     DeadLettered,
 }
 
@@ -144,8 +162,10 @@ pub struct DispatcherConfig {
     /// Notifications waiting for a retry at once (default 10,000); more are
     /// dead-lettered at once.
     pub max_pending_retries: usize,
-    /// Entries waiting for the dead-letter writer (default 10,000), which writes them
-    /// in groups with one sync each.
+    /// New entries waiting for the dead-letter writer (default 10,000), which writes
+    /// them in groups with one sync each. Notifications the dispatcher already holds
+    /// (queued, in flight, waiting for a retry) are never refused by the writer: they
+    /// may go past this, up to `queue_capacity + workers + max_pending_retries` more.
     pub dead_letter_queue: usize,
 }
 
@@ -198,8 +218,13 @@ pub struct DispatcherStats {
     pub dead_lettered: u64,
     /// Entries the dead-letter store failed to write (printed to stderr instead).
     pub dead_letter_errors: u64,
-    /// Dropped: queue and dead-letter writer both full.
+    /// Dropped: a new notification found the queue and the dead-letter writer both
+    /// full (printed to stderr).
     pub dropped: u64,
+    /// Entries handed to the dead-letter writer and not yet written (a gauge). After a
+    /// shutdown that reached its bound, these are still being written by the writer
+    /// thread; see [`Dispatcher::flush_dead_letters`].
+    pub dead_letter_pending: u64,
 }
 
 #[derive(Default)]
@@ -214,6 +239,69 @@ struct Counters {
     dropped: AtomicU64,
 }
 
+/// A replay under way: the store keeps the entries it set aside until every entry
+/// the replay queued is settled (delivered, or durably dead-lettered again). Each
+/// queued entry holds a [`Ticket`]; when the last one goes, the replay ends, as
+/// complete unless a ticket was dropped unsettled (then the store keeps the entries
+/// for the next replay: at least once).
+struct ReplayRun {
+    token: u64,
+    lost: AtomicBool,
+    writer: Arc<Writer>,
+    store: Arc<dyn DeadLetterStore>,
+}
+
+impl Drop for ReplayRun {
+    fn drop(&mut self) {
+        let (token, complete) = (self.token, !self.lost.load(Ordering::Acquire));
+        // Through the writer, after the entries handed to it before; inline when the
+        // writer has stopped.
+        if self
+            .writer
+            .push(Item::EndReplay { token, complete }, true)
+            .is_err()
+        {
+            end_replay(&*self.store, token, complete);
+        }
+    }
+}
+
+fn end_replay(store: &dyn DeadLetterStore, token: u64, complete: bool) {
+    let r = std::panic::catch_unwind(AssertUnwindSafe(|| store.end_replay(token, complete)));
+    match r {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => eprintln!("piko-obs: notify.dead_letter.end_replay_failed: {e}"),
+        Err(_) => eprintln!("piko-obs: notify.dead_letter.end_replay_failed: the store panicked"),
+    }
+}
+
+/// One replayed entry's share of its [`ReplayRun`]. Dropped without
+/// [`settle`](Ticket::settle), it marks the run as not complete.
+struct Ticket {
+    run: Arc<ReplayRun>,
+    settled: bool,
+}
+
+impl Ticket {
+    fn new(run: &Arc<ReplayRun>) -> Ticket {
+        Ticket {
+            run: run.clone(),
+            settled: false,
+        }
+    }
+    fn settle(mut self) {
+        self.settled = true;
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.run.lost.store(true, Ordering::Release);
+        }
+    }
+}
+
 /// A notification on its way: the providers still to reach, attempts so far.
 struct Job {
     id: u64,
@@ -222,10 +310,11 @@ struct Job {
     attempts: u32,
     first_attempt: Option<SystemTime>,
     last_error: HashMap<String, String>,
+    ticket: Option<Ticket>,
 }
 
 impl Job {
-    fn into_dead_letter(self, why: Option<&str>) -> DeadLetter {
+    fn into_item(self, why: Option<&str>) -> Item {
         let mut errors: Vec<String> = self
             .pending
             .iter()
@@ -240,14 +329,176 @@ impl Job {
             errors.push(why.to_string());
         }
         let first = self.first_attempt.unwrap_or_else(SystemTime::now);
-        DeadLetter::new(
+        let entry = DeadLetter::new(
             self.n,
             self.pending,
             self.attempts,
             first,
             errors.join("; "),
-        )
+        );
+        Item::Entry(Box::new(entry), self.ticket)
     }
+}
+
+/// What the dead-letter writer thread is handed.
+enum Item {
+    /// An entry to write, with its replay ticket, settled once it is durable.
+    Entry(Box<DeadLetter>, Option<Ticket>),
+    /// A replay whose entries are all settled: end it in the store.
+    EndReplay { token: u64, complete: bool },
+}
+
+/// The dead-letter writer's queue. New entries are refused past `capacity`; entries of
+/// notifications the dispatcher already held are forced in (their number is bounded
+/// by the dispatcher's own bounds), so nothing it accepted is ever dropped.
+struct Writer {
+    state: Mutex<WriterState>,
+    wake: Condvar,
+    /// Notified each time the writer finishes a group.
+    written: Notify,
+    capacity: usize,
+}
+
+#[derive(Default)]
+struct WriterState {
+    items: VecDeque<Item>,
+    /// Entries among `items`.
+    queued_entries: usize,
+    /// Items taken by the writer and not yet written, and the entries among them.
+    writing: usize,
+    writing_entries: usize,
+    closed: bool,
+}
+
+impl Writer {
+    fn lock(&self) -> std::sync::MutexGuard<'_, WriterState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues an item; gives it back when the queue is full (and `force` is off) or
+    /// the writer has stopped.
+    fn push(&self, item: Item, force: bool) -> Result<(), Item> {
+        let mut st = self.lock();
+        if st.closed || (!force && st.items.len() >= self.capacity) {
+            return Err(item);
+        }
+        if matches!(item, Item::Entry(..)) {
+            st.queued_entries += 1;
+        }
+        st.items.push_back(item);
+        drop(st);
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Items queued or being written.
+    fn pending(&self) -> usize {
+        let st = self.lock();
+        st.items.len() + st.writing
+    }
+
+    /// Entries queued or being written.
+    fn pending_entries(&self) -> usize {
+        let st = self.lock();
+        st.queued_entries + st.writing_entries
+    }
+
+    fn close(&self) {
+        self.lock().closed = true;
+        self.wake.notify_all();
+    }
+
+    /// The writer thread: takes what is queued (at most 1024 items), writes the entries
+    /// as one group with one sync, settles their tickets, ends replays in order; stops
+    /// once closed and empty.
+    fn run(&self, store: &dyn DeadLetterStore, counters: &Counters) {
+        loop {
+            let batch: Vec<Item> = {
+                let mut st = self.lock();
+                while st.items.is_empty() && !st.closed {
+                    st = self.wake.wait(st).unwrap_or_else(|p| p.into_inner());
+                }
+                if st.items.is_empty() {
+                    return;
+                }
+                let n = st.items.len().min(1024);
+                let batch: Vec<Item> = st.items.drain(..n).collect();
+                let entries = batch
+                    .iter()
+                    .filter(|i| matches!(i, Item::Entry(..)))
+                    .count();
+                st.queued_entries -= entries;
+                st.writing = n;
+                st.writing_entries = entries;
+                batch
+            };
+            let mut group = Vec::new();
+            let mut tickets = Vec::new();
+            for item in batch {
+                match item {
+                    Item::Entry(entry, ticket) => {
+                        group.push(*entry);
+                        tickets.push(ticket);
+                    }
+                    Item::EndReplay { token, complete } => {
+                        write_group(store, counters, &mut group, &mut tickets);
+                        end_replay(store, token, complete);
+                    }
+                }
+            }
+            write_group(store, counters, &mut group, &mut tickets);
+            {
+                let mut st = self.lock();
+                st.writing = 0;
+                st.writing_entries = 0;
+            }
+            self.written.notify_waiters();
+        }
+    }
+}
+
+/// Writes `group` with one sync; settles its tickets once durable. A failed write
+/// prints the entries to stderr, counts them, and leaves their tickets unsettled.
+fn write_group(
+    store: &dyn DeadLetterStore,
+    counters: &Counters,
+    group: &mut Vec<DeadLetter>,
+    tickets: &mut Vec<Option<Ticket>>,
+) {
+    if group.is_empty() {
+        return;
+    }
+    let result = std::panic::catch_unwind(AssertUnwindSafe(|| store.append_all(group)))
+        .unwrap_or_else(|_| Err(io::Error::other("the dead-letter store panicked")));
+    match result {
+        Ok(()) => {
+            counters
+                .dead_lettered
+                .fetch_add(group.len() as u64, Ordering::Relaxed);
+            tickets.drain(..).flatten().for_each(Ticket::settle);
+        }
+        Err(e) => {
+            // Not durable: print them, so they are at least in the logs.
+            for entry in group.iter() {
+                report_unwritten(&e, entry);
+            }
+            counters
+                .dead_letter_errors
+                .fetch_add(group.len() as u64, Ordering::Relaxed);
+            tickets.clear();
+        }
+    }
+    group.clear();
+}
+
+/// The jobs the dispatcher holds outside its queue: those being attempted and those
+/// waiting for a retry. A job is always in exactly one place (the queue, this table, or
+/// handed to the dead-letter writer), moved without an `await` in between, so a
+/// shutdown that aborts a worker or a retry task still finds it here.
+#[derive(Default)]
+struct Jobs {
+    in_flight: HashMap<u64, Job>,
+    waiting: HashMap<u64, Job>,
 }
 
 struct Inner {
@@ -256,19 +507,23 @@ struct Inner {
     config: DispatcherConfig,
     tx: Mutex<Option<mpsc::Sender<Job>>>,
     rx: tokio::sync::Mutex<mpsc::Receiver<Job>>,
-    dead: Mutex<Option<std::sync::mpsc::SyncSender<DeadLetter>>>,
-    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
-    in_flight: Mutex<HashMap<u64, Job>>,
+    writer: Arc<Writer>,
+    /// Set under its lock by shutdown, together with `closing`.
+    jobs: Mutex<Jobs>,
     next_id: AtomicU64,
     closing: AtomicBool,
-    /// Set when shutdown starts: how long the shutdown path may wait for room at the
-    /// dead-letter writer.
-    deadline: Mutex<Option<Instant>>,
     stop_retries: Notify,
-    counters: Counters,
+    counters: Arc<Counters>,
     store: Arc<dyn DeadLetterStore>,
     workers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     retry_tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The writer thread writes what is queued, then stops.
+        self.writer.close();
+    }
 }
 
 /// Delivers queued notifications in the background. Cheap to clone.
@@ -292,8 +547,10 @@ impl std::fmt::Debug for Dispatcher {
 pub struct ShutdownReport {
     /// The counters once it finished.
     pub stats: DispatcherStats,
-    /// Whether everything finished within the bound (otherwise what was left was
-    /// dead-lettered, and may still be delivered once more: at least once).
+    /// Whether everything finished within the bound: every queued notification had
+    /// its last attempt and every dead letter was written. Otherwise what was left was
+    /// dead-lettered (it may still be delivered once more: at least once), and
+    /// `stats.dead_letter_pending` entries were still being written when it returned.
     pub within_bound: bool,
 }
 
@@ -302,10 +559,15 @@ pub struct ShutdownReport {
 #[error("replaying dead letters: {0}")]
 pub struct ReplayError(#[from] io::Error);
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 impl Dispatcher {
     /// Starts the workers on `runtime`, delivering through `service`'s providers with
-    /// its retry policy, dead-lettering into `store`. Attach it to the service with
-    /// [`NotificationService::attach_dispatcher`] so `enqueue` reaches it.
+    /// its retry policy, dead-lettering into `store` from a writer thread. Attach it
+    /// to the service with [`NotificationService::attach_dispatcher`] so `enqueue`
+    /// reaches it.
     pub fn start(
         runtime: &tokio::runtime::Handle,
         service: &NotificationService,
@@ -313,77 +575,61 @@ impl Dispatcher {
         config: DispatcherConfig,
     ) -> io::Result<Dispatcher> {
         let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
-        let (dead_tx, dead_rx) =
-            std::sync::mpsc::sync_channel::<DeadLetter>(config.dead_letter_queue.max(1));
+        let writer = Arc::new(Writer {
+            state: Mutex::new(WriterState::default()),
+            wake: Condvar::new(),
+            written: Notify::new(),
+            capacity: config.dead_letter_queue.max(1),
+        });
+        let counters = Arc::new(Counters::default());
+        {
+            let (writer, store, counters) = (writer.clone(), store.clone(), counters.clone());
+            std::thread::Builder::new()
+                .name("piko-obs-dead-letters".into())
+                .spawn(move || writer.run(&*store, &counters))?;
+        }
         let inner = Arc::new(Inner {
             registry: service.registry.clone(),
             retry: service.retry_policy(),
             config,
             tx: Mutex::new(Some(tx)),
             rx: tokio::sync::Mutex::new(rx),
-            dead: Mutex::new(Some(dead_tx)),
-            writer: Mutex::new(None),
-            in_flight: Mutex::new(HashMap::new()),
+            writer,
+            jobs: Mutex::new(Jobs::default()),
             next_id: AtomicU64::new(1),
             closing: AtomicBool::new(false),
-            deadline: Mutex::new(None),
             stop_retries: Notify::new(),
-            counters: Counters::default(),
+            counters,
             store,
             workers: Mutex::new(Vec::new()),
             retry_tasks: Mutex::new(Vec::new()),
         });
-        let writer_inner = Arc::downgrade(&inner);
-        let store = inner.store.clone();
-        let writer = std::thread::Builder::new()
-            .name("piko-obs-dead-letters".into())
-            .spawn(move || {
-                // Group commit: everything waiting is written, then synced once.
-                while let Ok(first) = dead_rx.recv() {
-                    let mut batch = vec![first];
-                    while batch.len() < 1024 {
-                        match dead_rx.try_recv() {
-                            Ok(e) => batch.push(e),
-                            Err(_) => break,
-                        }
-                    }
-                    let result = store.append_all(&batch);
-                    let Some(inner) = writer_inner.upgrade() else {
-                        continue;
-                    };
-                    match result {
-                        Ok(()) => {
-                            inner
-                                .counters
-                                .dead_lettered
-                                .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                        }
-                        Err(e) => {
-                            // Not durable: print them, so they are at least in the logs.
-                            for entry in &batch {
-                                report_unwritten(&e, entry);
-                            }
-                            inner
-                                .counters
-                                .dead_letter_errors
-                                .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                        }
-                    }
-                }
-            })?;
-        *inner.writer.lock().unwrap_or_else(|p| p.into_inner()) = Some(writer);
         let d = Dispatcher { inner };
         let mut workers = Vec::new();
         for _ in 0..config.workers.max(1) {
             let d = d.clone();
             workers.push(runtime.spawn(async move { d.work().await }));
         }
-        *d.inner.workers.lock().unwrap_or_else(|p| p.into_inner()) = workers;
+        *lock(&d.inner.workers) = workers;
         Ok(d)
     }
 
     /// Queues a notification (already prepared by the service); returns at once.
+    /// When the queue is full, or after shutdown, it is handed to the dead-letter
+    /// writer instead (never written on the caller's thread); when the writer's queue
+    /// is full too, it is dropped and counted.
     pub(crate) fn enqueue(&self, n: Notification) -> Result<Enqueued, EnqueueError> {
+        self.enqueue_with(n, None)
+    }
+
+    /// `enqueue`, for a replayed entry when `ticket` is set (then an overflow is
+    /// forced into the writer's queue: the replay's entries are in memory already).
+    fn enqueue_with(
+        &self,
+        n: Notification,
+        ticket: Option<Ticket>,
+    ) -> Result<Enqueued, EnqueueError> {
+        let force = ticket.is_some();
         let targets = match self.inner.registry.targets(&n) {
             Ok(t) => t,
             Err(e) => {
@@ -393,7 +639,7 @@ impl Dispatcher {
                     n.providers.clone()
                 };
                 let entry = DeadLetter::new(n, providers, 0, SystemTime::now(), e.to_string());
-                return if self.dead_letter(entry) {
+                return if self.hand_over(Item::Entry(Box::new(entry), ticket), force) {
                     Ok(Enqueued::DeadLettered)
                 } else {
                     Err(EnqueueError::Dropped)
@@ -407,13 +653,9 @@ impl Dispatcher {
             attempts: 0,
             first_attempt: None,
             last_error: HashMap::new(),
+            ticket,
         };
-        let tx = self
-            .inner
-            .tx
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let tx = lock(&self.inner.tx).clone();
         let refused = match tx {
             Some(tx) if !self.inner.closing.load(Ordering::Acquire) => match tx.try_send(job) {
                 Ok(()) => {
@@ -426,44 +668,26 @@ impl Dispatcher {
             _ => (job, "dispatcher shut down"),
         };
         let (job, why) = refused;
-        if self.dead_letter(job.into_dead_letter(Some(why))) {
+        if self.hand_over(job.into_item(Some(why)), force) {
             Ok(Enqueued::DeadLettered)
         } else {
             Err(EnqueueError::Dropped)
         }
     }
 
-    /// Hands an entry to the dead-letter writer without waiting; false (and counted as
-    /// dropped) when its queue is full. After shutdown, when the writer is gone, the
-    /// entry is written here, on the caller's thread.
+    /// Hands an entry of a new notification (one `send` could not deliver) to the
+    /// dead-letter writer without waiting; false, counted as dropped, when its queue
+    /// is full.
     pub(crate) fn dead_letter(&self, entry: DeadLetter) -> bool {
-        let dead = self.inner.dead.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(tx) = dead.as_ref() else {
-            drop(dead);
-            return match self.inner.store.append(&entry) {
-                Ok(()) => {
-                    self.inner
-                        .counters
-                        .dead_lettered
-                        .fetch_add(1, Ordering::Relaxed);
-                    true
-                }
-                Err(e) => {
-                    self.inner
-                        .counters
-                        .dead_letter_errors
-                        .fetch_add(1, Ordering::Relaxed);
-                    report_unwritten(&e, &entry);
-                    false
-                }
-            };
-        };
-        match tx.try_send(entry) {
+        self.hand_over(Item::Entry(Box::new(entry), None), false)
+    }
+
+    /// Hands an item to the writer without waiting. `force`: for a notification the
+    /// dispatcher already holds, never refused while the writer runs.
+    fn hand_over(&self, item: Item, force: bool) -> bool {
+        match self.inner.writer.push(item, force) {
             Ok(()) => true,
-            Err(
-                std::sync::mpsc::TrySendError::Full(entry)
-                | std::sync::mpsc::TrySendError::Disconnected(entry),
-            ) => {
+            Err(Item::Entry(entry, _ticket)) => {
                 self.inner.counters.dropped.fetch_add(1, Ordering::Relaxed);
                 eprintln!(
                     "piko-obs: notify.dead_letter.dropped: the dead-letter writer is full; entry: {}",
@@ -471,43 +695,9 @@ impl Dispatcher {
                 );
                 false
             }
-        }
-    }
-
-    /// Like [`dead_letter`](Self::dead_letter), for the shutdown path: waits for room
-    /// at the writer until the shutdown's deadline instead of dropping at once.
-    async fn dead_letter_wait(&self, mut entry: DeadLetter) -> bool {
-        let deadline = (*self
-            .inner
-            .deadline
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()))
-        .unwrap_or_else(Instant::now);
-        loop {
-            let next = {
-                let dead = self.inner.dead.lock().unwrap_or_else(|p| p.into_inner());
-                match dead.as_ref() {
-                    None => Err(entry),
-                    Some(tx) => match tx.try_send(entry) {
-                        Ok(()) => return true,
-                        Err(std::sync::mpsc::TrySendError::Full(e))
-                            if Instant::now() < deadline =>
-                        {
-                            Ok(e)
-                        }
-                        Err(
-                            std::sync::mpsc::TrySendError::Full(e)
-                            | std::sync::mpsc::TrySendError::Disconnected(e),
-                        ) => Err(e),
-                    },
-                }
-            };
-            match next {
-                Ok(e) => {
-                    entry = e;
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
-                Err(e) => return self.dead_letter(e),
+            Err(Item::EndReplay { token, complete }) => {
+                end_replay(&*self.inner.store, token, complete);
+                true
             }
         }
     }
@@ -515,11 +705,7 @@ impl Dispatcher {
     /// The counters.
     pub fn stats(&self) -> DispatcherStats {
         let c = &self.inner.counters;
-        let queued = self
-            .inner
-            .tx
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        let queued = lock(&self.inner.tx)
             .as_ref()
             .map_or(0, |tx| tx.max_capacity() - tx.capacity());
         DispatcherStats {
@@ -532,6 +718,33 @@ impl Dispatcher {
             dead_lettered: c.dead_lettered.load(Ordering::Relaxed),
             dead_letter_errors: c.dead_letter_errors.load(Ordering::Relaxed),
             dropped: c.dropped.load(Ordering::Relaxed),
+            dead_letter_pending: self.inner.writer.pending_entries() as u64,
+        }
+    }
+
+    /// Waits, at most `timeout`, until everything handed to the dead-letter writer is
+    /// written (or failed and printed). True when it is. For a process about to exit
+    /// after a shutdown that reported `dead_letter_pending` entries.
+    pub async fn flush_dead_letters(&self, timeout: Duration) -> bool {
+        self.written_by(Instant::now() + timeout).await
+    }
+
+    async fn written_by(&self, deadline: Instant) -> bool {
+        let writer = &self.inner.writer;
+        // Bounded by the deadline: each turn waits for one group to be written.
+        loop {
+            let written = writer.written.notified();
+            tokio::pin!(written);
+            written.as_mut().enable();
+            if writer.pending() == 0 {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline.into(), written)
+                .await
+                .is_err()
+            {
+                return writer.pending() == 0;
+            }
         }
     }
 
@@ -545,26 +758,17 @@ impl Dispatcher {
 
     async fn process(&self, mut job: Job) {
         let inner = &self.inner;
-        inner.counters.in_flight.fetch_add(1, Ordering::Relaxed);
         job.attempts += 1;
         job.first_attempt.get_or_insert_with(SystemTime::now);
         let (id, n, pending) = (job.id, job.n.clone(), job.pending.clone());
-        // Kept here while the attempt runs, so a shutdown that cannot wait for it
-        // dead-letters it instead of losing it.
-        inner
-            .in_flight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id, job);
+        // Kept in the table while the attempt runs, so a shutdown that cannot wait for
+        // it (and aborts this worker) dead-letters it instead of losing it.
+        inner.counters.in_flight.fetch_add(1, Ordering::Relaxed);
+        lock(&inner.jobs).in_flight.insert(id, job);
         let results = inner.registry.attempt_all(&pending, &n).await;
-        let Some(mut job) = inner
-            .in_flight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&id)
-        else {
-            // Shutdown already dead-lettered it.
-            inner.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
+        // From here on there is no `await`: the job is handed on before this returns.
+        let Some(mut job) = lock(&inner.jobs).in_flight.remove(&id) else {
+            // Shutdown already dead-lettered it (and counted it out of `in_flight`).
             return;
         };
         inner.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
@@ -596,148 +800,180 @@ impl Dispatcher {
                 attempts: job.attempts,
                 first_attempt: job.first_attempt,
                 last_error: job.last_error.clone(),
+                ticket: job.ticket.as_ref().map(|t| Ticket::new(&t.run)),
             };
             dead.last_error.retain(|k, _| dead.pending.contains(k));
-            self.dead_letter(dead.into_dead_letter(None));
+            self.hand_over(dead.into_item(None), true);
         }
         if job.pending.is_empty() {
             if job.last_error.is_empty() {
                 inner.counters.delivered.fetch_add(1, Ordering::Relaxed);
             }
-            return;
-        }
-        if inner.closing.load(Ordering::Acquire) {
-            self.dead_letter_wait(job.into_dead_letter(None)).await;
+            if let Some(t) = job.ticket.take() {
+                t.settle();
+            }
             return;
         }
         if job.attempts > inner.retry.max_retries {
-            self.dead_letter(job.into_dead_letter(None));
+            self.hand_over(job.into_item(None), true);
             return;
         }
-        if inner.counters.waiting_retry.load(Ordering::Relaxed) as usize
-            >= inner.config.max_pending_retries
-        {
-            self.dead_letter(
-                job.into_dead_letter(Some("too many notifications waiting for a retry")),
+        let mut jobs = lock(&inner.jobs);
+        // Checked under the lock shutdown sets it under: a job is either in the table
+        // before shutdown drains it, or handed over here.
+        if inner.closing.load(Ordering::Acquire) {
+            drop(jobs);
+            self.hand_over(job.into_item(None), true);
+            return;
+        }
+        if jobs.waiting.len() >= inner.config.max_pending_retries {
+            drop(jobs);
+            self.hand_over(
+                job.into_item(Some("too many notifications waiting for a retry")),
+                true,
             );
             return;
         }
         let delay = inner.retry.delay(job.attempts, wait_at_least);
+        jobs.waiting.insert(id, job);
         inner.counters.retried.fetch_add(1, Ordering::Relaxed);
         inner.counters.waiting_retry.fetch_add(1, Ordering::Relaxed);
         let d = self.clone();
-        let task = tokio::spawn(async move { d.retry_later(job, delay).await });
-        let mut tasks = inner.retry_tasks.lock().unwrap_or_else(|p| p.into_inner());
+        let task = tokio::spawn(async move { d.retry_later(id, delay).await });
+        let mut tasks = lock(&inner.retry_tasks);
         tasks.retain(|t| !t.is_finished());
         tasks.push(task);
     }
 
-    async fn retry_later(&self, job: Job, delay: Duration) {
+    /// Waits `delay`, then moves job `id` from the table back to the queue. The job
+    /// stays in the table until a queue slot is reserved, so aborting this task loses
+    /// nothing: shutdown takes the job from the table.
+    async fn retry_later(&self, id: u64, delay: Duration) {
         let inner = &self.inner;
         let stopped = inner.stop_retries.notified();
         tokio::pin!(stopped);
         stopped.as_mut().enable();
-        let shutting_down = inner.closing.load(Ordering::Acquire)
-            || tokio::select! {
-                _ = tokio::time::sleep(delay) => false,
-                _ = &mut stopped => true,
-            };
-        inner.counters.waiting_retry.fetch_sub(1, Ordering::Relaxed);
-        if shutting_down {
-            self.dead_letter_wait(job.into_dead_letter(Some("shut down before its next retry")))
-                .await;
+        if inner.closing.load(Ordering::Acquire) {
             return;
         }
-        let tx = inner.tx.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        match tx {
-            Some(tx) => {
-                if let Err(e) = tx.send(job).await {
-                    self.dead_letter(e.0.into_dead_letter(Some("shut down before its next retry")));
-                }
-            }
-            None => {
-                self.dead_letter(job.into_dead_letter(Some("shut down before its next retry")));
-            }
-        }
+        let Some(tx) = lock(&inner.tx).clone() else {
+            return;
+        };
+        let permit = tokio::select! {
+            _ = &mut stopped => return,
+            p = async {
+                tokio::time::sleep(delay).await;
+                tx.reserve().await
+            } => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+        };
+        let Some(job) = lock(&inner.jobs).waiting.remove(&id) else {
+            return;
+        };
+        inner.counters.waiting_retry.fetch_sub(1, Ordering::Relaxed);
+        permit.send(job);
     }
 
-    /// Stops taking notifications and finishes within `timeout`: queued ones get one
-    /// more attempt while time allows, those waiting for a retry and whatever is left
-    /// at the bound are dead-lettered (an attempt cut off at the bound may still
-    /// arrive: delivery is at least once). Then the dead-letter writer is flushed. A
-    /// second call returns at once.
+    /// Stops taking notifications and finishes within `timeout`:
+    ///
+    /// - those waiting for a retry are dead-lettered at once;
+    /// - queued ones get one more attempt while time allows (until nine tenths of the
+    ///   bound, keeping the rest, at most 1 s, for the dead-letter writer); what is
+    ///   still queued or in flight then is dead-lettered, the workers aborted (an
+    ///   attempt cut off may still arrive: delivery is at least once);
+    /// - then it waits, until the bound, for the writer to have written every entry.
+    ///
+    /// Nothing handed over is dropped. If the disk is too slow for the bound, shutdown
+    /// still returns at the bound, with `within_bound` false and
+    /// `stats.dead_letter_pending` entries not yet written: the writer thread keeps
+    /// writing them for as long as the process lives
+    /// ([`flush_dead_letters`](Self::flush_dead_letters) waits for it). After
+    /// shutdown, `enqueue` hands notifications to that writer. A second call returns
+    /// at once.
     pub async fn shutdown(&self, timeout: Duration) -> ShutdownReport {
         let inner = &self.inner;
         let deadline = Instant::now() + timeout;
-        *inner.deadline.lock().unwrap_or_else(|p| p.into_inner()) = Some(deadline);
-        if inner.closing.swap(true, Ordering::AcqRel) {
-            return ShutdownReport {
-                stats: self.stats(),
-                within_bound: true,
-            };
+        let work_deadline = deadline - (timeout / 10).min(Duration::from_secs(1));
+        let (waiting, retry_tasks) = {
+            let mut jobs = lock(&inner.jobs);
+            if inner.closing.swap(true, Ordering::AcqRel) {
+                return ShutdownReport {
+                    stats: self.stats(),
+                    within_bound: true,
+                };
+            }
+            let waiting: Vec<Job> = jobs.waiting.drain().map(|(_, j)| j).collect();
+            (waiting, std::mem::take(&mut *lock(&inner.retry_tasks)))
+        };
+        inner
+            .counters
+            .waiting_retry
+            .fetch_sub(waiting.len() as u64, Ordering::Relaxed);
+        for job in waiting {
+            self.hand_over(job.into_item(Some("shut down before its next retry")), true);
         }
         inner.stop_retries.notify_waiters();
-        // Retry tasks dead-letter their jobs now; wait for them so none pushes later.
-        let retry_tasks: Vec<_> =
-            std::mem::take(&mut *inner.retry_tasks.lock().unwrap_or_else(|p| p.into_inner()));
-        for t in retry_tasks {
-            let _ = tokio::time::timeout_at(deadline.into(), t).await;
+        for t in &retry_tasks {
+            t.abort();
         }
         // Closing the sender lets the workers drain the queue and stop.
-        drop(inner.tx.lock().unwrap_or_else(|p| p.into_inner()).take());
-        let workers: Vec<_> =
-            std::mem::take(&mut *inner.workers.lock().unwrap_or_else(|p| p.into_inner()));
+        drop(lock(&inner.tx).take());
+        let workers: Vec<_> = std::mem::take(&mut *lock(&inner.workers));
         let mut within_bound = true;
-        for w in workers {
-            let abort = w.abort_handle();
-            if tokio::time::timeout_at(deadline.into(), w).await.is_err() {
-                abort.abort();
+        let mut aborted = Vec::new();
+        for mut w in workers {
+            if tokio::time::timeout_at(work_deadline.into(), &mut w)
+                .await
+                .is_err()
+            {
+                w.abort();
+                aborted.push(w);
                 within_bound = false;
             }
         }
         if !within_bound {
-            // What the workers did not get to, and what they were sending.
+            // An aborted worker that waited for the queue releases it once dropped.
+            for w in aborted {
+                let _ = tokio::time::timeout_at(deadline.into(), w).await;
+            }
             let mut left = Vec::new();
-            {
-                let mut rx = inner.rx.lock().await;
-                rx.close();
-                while let Ok(job) = rx.try_recv() {
-                    left.push(job);
+            match tokio::time::timeout_at(deadline.into(), inner.rx.lock()).await {
+                Ok(mut rx) => {
+                    rx.close();
+                    while let Ok(job) = rx.try_recv() {
+                        left.push(job);
+                    }
+                }
+                Err(_) => {
+                    // Not expected: take the queue over as soon as it is free.
+                    let d = self.clone();
+                    tokio::spawn(async move {
+                        let mut rx = d.inner.rx.lock().await;
+                        rx.close();
+                        while let Ok(job) = rx.try_recv() {
+                            d.hand_over(job.into_item(Some("shutdown bound reached")), true);
+                        }
+                    });
                 }
             }
-            left.extend(
-                inner
-                    .in_flight
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .drain()
-                    .map(|(_, j)| j),
-            );
+            let in_flight: Vec<Job> = lock(&inner.jobs)
+                .in_flight
+                .drain()
+                .map(|(_, j)| j)
+                .collect();
+            inner
+                .counters
+                .in_flight
+                .fetch_sub(in_flight.len() as u64, Ordering::Relaxed);
+            left.extend(in_flight);
             for job in left {
-                self.dead_letter_wait(job.into_dead_letter(Some("shutdown bound reached")))
-                    .await;
+                self.hand_over(job.into_item(Some("shutdown bound reached")), true);
             }
         }
-        // Flush the writer: closing its channel ends its loop once it has written
-        // everything queued.
-        drop(inner.dead.lock().unwrap_or_else(|p| p.into_inner()).take());
-        let writer = inner
-            .writer
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if let Some(writer) = writer {
-            let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-            std::thread::spawn(move || {
-                let _ = writer.join();
-                let _ = done_tx.send(());
-            });
-            let left = deadline
-                .saturating_duration_since(Instant::now())
-                .max(Duration::from_secs(1));
-            if tokio::time::timeout(left, done_rx).await.is_err() {
-                within_bound = false;
-            }
+        if !self.written_by(deadline).await {
+            within_bound = false;
         }
         ShutdownReport {
             stats: self.stats(),
@@ -745,11 +981,22 @@ impl Dispatcher {
         }
     }
 
-    /// Reads every entry of the dead-letter store and queues each again for the
-    /// providers that did not take it. Entries that find the queue full go back to the
-    /// store. Returns how many were queued and how many lines were unreadable.
+    /// Re-delivers the dead-letter store's entries, crash-safely: the store sets them
+    /// aside ([`DeadLetterStore::begin_replay`], with those of any replay a crash
+    /// interrupted), each is queued again for the providers that did not take it
+    /// (those finding the queue full go back to the store), and the set-aside copy is
+    /// removed only once every one is delivered or written to the store again. A
+    /// crash before that leaves it for the next replay, which then sends again what
+    /// was already delivered (at least once). Returns how many were queued and how
+    /// many lines were unreadable.
     pub fn replay(&self) -> Result<(usize, usize), ReplayError> {
-        let batch = self.inner.store.take_all()?;
+        let (batch, token) = self.inner.store.begin_replay()?;
+        let run = Arc::new(ReplayRun {
+            token,
+            lost: AtomicBool::new(false),
+            writer: self.inner.writer.clone(),
+            store: self.inner.store.clone(),
+        });
         let mut queued = 0;
         for entry in batch.entries {
             let mut n = entry.notification;
@@ -758,7 +1005,10 @@ impl Dispatcher {
                 .into_iter()
                 .filter(|p| p != "(default)")
                 .collect();
-            if matches!(self.enqueue(n), Ok(Enqueued::Queued)) {
+            if matches!(
+                self.enqueue_with(n, Some(Ticket::new(&run))),
+                Ok(Enqueued::Queued)
+            ) {
                 queued += 1;
             }
         }

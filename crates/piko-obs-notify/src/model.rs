@@ -192,9 +192,17 @@ pub struct Context {
     /// How urgent it is.
     #[serde(default)]
     pub priority: Priority,
+    /// The notification's own id, assigned once when it is created and kept by clones,
+    /// retries, the dead-letter file and replays, so that a receiver can tell a resend
+    /// from a new notification (the webhook provider sends it as `webhook-id`). An
+    /// entry written without one (by an older version) gets a fresh id when read. A
+    /// copy meant as a new notification, not a resend, needs [`Context::new_id`].
+    #[serde(default = "Context::new_id")]
+    pub id: String,
 }
 
 impl Default for Context {
+    /// An empty context with normal priority and a fresh [`id`](Context::id).
     fn default() -> Self {
         Context {
             timestamp: SystemTime::UNIX_EPOCH,
@@ -203,7 +211,50 @@ impl Default for Context {
             service: String::new(),
             trace_id: String::new(),
             priority: Priority::Normal,
+            id: Context::new_id(),
         }
+    }
+}
+
+impl Context {
+    /// The set ones of source, environment, service and trace id, in that order, under
+    /// the labels the chat providers show them with (`Source`, `Environment`, `Service`,
+    /// `Trace`).
+    pub fn labelled(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        [
+            ("Source", self.source.as_str()),
+            ("Environment", self.environment.as_str()),
+            ("Service", self.service.as_str()),
+            ("Trace", self.trace_id.as_str()),
+        ]
+        .into_iter()
+        .filter(|(_, v)| !v.is_empty())
+    }
+
+    /// A new notification id: `ntf_` then 32 lower-case hex digits (the time in
+    /// nanoseconds, a random number drawn once per process, and a counter), unique in
+    /// this process and, in practice, across processes and restarts. Only letters,
+    /// digits and `_`, so it fits any header.
+    pub fn new_id() -> String {
+        use std::hash::{BuildHasher as _, Hasher as _};
+        use std::sync::OnceLock;
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        static SALT: OnceLock<u64> = OnceLock::new();
+        // RandomState is seeded from the operating system's randomness.
+        let salt = *SALT.get_or_init(|| {
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u32(std::process::id());
+            h.finish()
+        });
+        let nanos = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+        format!(
+            "ntf_{nanos:016x}{:016x}",
+            salt ^ count.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        )
     }
 }
 
@@ -225,7 +276,8 @@ pub struct Notification {
 }
 
 impl Notification {
-    /// A notification with a title and a message, normal priority.
+    /// A notification with a title and a message, normal priority, and a fresh id
+    /// (see [`Context::id`]).
     pub fn new(title: impl Into<String>, message: impl Into<String>) -> Notification {
         let mut n = Notification::default();
         n.content.title = title.into();
@@ -341,6 +393,38 @@ mod tests {
         assert!(json["content"].get("image_url").is_none());
         let back: Notification = serde_json::from_value(json).unwrap();
         assert_eq!(back, n);
+    }
+
+    #[test]
+    fn each_notification_has_an_id_that_clones_and_json_keep() {
+        let a = Notification::new("a", "b");
+        let b = Notification::new("a", "b");
+        assert!(a.context.id.starts_with("ntf_"), "{}", a.context.id);
+        assert_eq!(a.context.id.len(), 36);
+        assert!(a.context.id[4..].bytes().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a.context.id, b.context.id, "two notifications, two ids");
+        assert_ne!(a, b);
+        let ids: std::collections::HashSet<String> = (0..1000).map(|_| Context::new_id()).collect();
+        assert_eq!(ids.len(), 1000);
+        assert_eq!(a.clone().context.id, a.context.id, "a resend keeps its id");
+        let json = serde_json::to_value(&a).unwrap();
+        assert_eq!(json["context"]["id"], a.context.id.as_str());
+        let back: Notification = serde_json::from_value(json).unwrap();
+        assert_eq!(back.context.id, a.context.id);
+    }
+
+    #[test]
+    fn a_line_written_without_an_id_reads_back_with_a_fresh_one() {
+        let old = r#"{"content":{"title":"t","message":"m"},"context":{"timestamp":"2024-01-02T03:04:05Z","source":"s","environment":"e","priority":"high"}}"#;
+        let a: Notification = serde_json::from_str(old).unwrap();
+        let b: Notification = serde_json::from_str(old).unwrap();
+        assert!(a.context.id.starts_with("ntf_"));
+        assert_ne!(a.context.id, b.context.id);
+        assert_eq!(a.context.priority, Priority::High);
+        // Once written again, the id it got is kept.
+        let again: Notification =
+            serde_json::from_str(&serde_json::to_string(&a).unwrap()).unwrap();
+        assert_eq!(again.context.id, a.context.id);
     }
 
     #[test]

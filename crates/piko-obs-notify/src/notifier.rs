@@ -104,11 +104,12 @@ fn humanize(d: Duration) -> String {
 }
 
 impl SendError {
-    /// Whether sending again may work: network failures, timeouts, 5xx, 429 and 408
-    /// are retried; other 4xx and rejections are not.
+    /// Whether sending again may work: network failures, timeouts, 5xx and 429 are
+    /// retried; every other 4xx (408 included: the platform answered, and a status is
+    /// classified by its class alone) and rejections are not.
     pub fn is_retryable(&self) -> bool {
         match self {
-            SendError::Status { status, .. } => *status >= 500 || *status == 429 || *status == 408,
+            SendError::Status { status, .. } => *status >= 500 || *status == 429,
             SendError::Transport { .. }
             | SendError::Timeout { .. }
             | SendError::CircuitOpen(_)
@@ -327,6 +328,9 @@ mod tests {
         assert!(status(429, None).is_retryable());
         assert!(!status(400, None).is_retryable());
         assert!(!status(404, None).is_retryable());
+        assert!(!status(408, None).is_retryable(), "a 4xx other than 429");
+        assert!(!status(499, None).is_retryable());
+        assert!(status(503, None).is_retryable());
         let d = Some(Duration::from_secs(2));
         assert_eq!(status(429, d).retry_after(), d);
         assert_eq!(status(503, d).retry_after(), d);

@@ -156,6 +156,35 @@ pub(crate) struct Breaker {
     state: Mutex<BreakerState>,
 }
 
+/// Leave to send one request through a [`Breaker`]. Its outcome is recorded with
+/// [`record`](Permit::record); a permit dropped without it (the send was cancelled: a
+/// caller's timeout, a worker aborted at shutdown) is an attempt that did not complete.
+/// For the half-open trial that counts as a failure, so the circuit opens again for
+/// `open_for` and then lets a new trial through, instead of staying shut for good
+/// waiting for an outcome that never comes; otherwise nothing is recorded.
+#[derive(Debug)]
+pub(crate) struct Permit<'a> {
+    breaker: &'a Breaker,
+    trial: bool,
+    recorded: bool,
+}
+
+impl Permit<'_> {
+    /// Records the outcome. Returns whether the circuit opened.
+    pub(crate) fn record(mut self, ok: bool) -> bool {
+        self.recorded = true;
+        self.breaker.record(ok)
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        if !self.recorded && self.trial {
+            self.breaker.record(false);
+        }
+    }
+}
+
 impl Breaker {
     pub(crate) fn new(policy: BreakerPolicy) -> Breaker {
         Breaker {
@@ -164,27 +193,32 @@ impl Breaker {
         }
     }
 
-    /// `Ok` when a request may go; `Err(wait)` while open.
-    pub(crate) fn admit(&self) -> Result<(), Duration> {
+    /// A permit when a request may go; `Err(wait)` while open, or while the one trial
+    /// of the half-open state is under way.
+    pub(crate) fn admit(&self) -> Result<Permit<'_>, Duration> {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        match *s {
-            BreakerState::Closed { .. } => Ok(()),
+        let trial = match *s {
+            BreakerState::Closed { .. } => false,
             BreakerState::Open { until } => {
                 let now = Instant::now();
-                if now >= until {
-                    *s = BreakerState::HalfOpen;
-                    Ok(())
-                } else {
-                    Err(until - now)
+                if now < until {
+                    return Err(until - now);
                 }
+                *s = BreakerState::HalfOpen;
+                true
             }
-            // One trial is under way.
-            BreakerState::HalfOpen => Err(self.policy.open_for),
-        }
+            // One trial is under way; its permit records it, or its drop does.
+            BreakerState::HalfOpen => return Err(self.policy.open_for),
+        };
+        Ok(Permit {
+            breaker: self,
+            trial,
+            recorded: false,
+        })
     }
 
     /// Records the outcome of an admitted request. Returns whether the circuit opened.
-    pub(crate) fn record(&self, ok: bool) -> bool {
+    fn record(&self, ok: bool) -> bool {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if ok {
             *s = BreakerState::Closed { failures: 0 };
@@ -249,19 +283,39 @@ mod tests {
     fn the_breaker_opens_after_consecutive_failures_and_tries_once_when_half_open() {
         let b = Breaker::new(BreakerPolicy::new(3, Duration::from_millis(50)));
         for _ in 0..2 {
-            assert!(b.admit().is_ok());
-            assert!(!b.record(false));
+            assert!(!b.admit().unwrap().record(false));
         }
-        assert!(b.admit().is_ok());
-        assert!(b.record(false), "the third failure opens it");
+        assert!(
+            b.admit().unwrap().record(false),
+            "the third failure opens it"
+        );
         assert!(b.admit().is_err());
         std::thread::sleep(Duration::from_millis(60));
-        assert!(b.admit().is_ok(), "half-open: one trial");
+        let trial = b.admit().expect("half-open: one trial");
         assert!(b.admit().is_err(), "only one trial at a time");
-        assert!(b.record(false), "a failed trial opens it again");
+        assert!(trial.record(false), "a failed trial opens it again");
         std::thread::sleep(Duration::from_millis(60));
-        assert!(b.admit().is_ok());
-        assert!(!b.record(true));
+        assert!(!b.admit().unwrap().record(true));
         assert!(b.admit().is_ok() && b.admit().is_ok(), "closed again");
+    }
+
+    #[test]
+    fn a_cancelled_trial_opens_the_circuit_again_instead_of_shutting_it_for_good() {
+        let b = Breaker::new(BreakerPolicy::new(1, Duration::from_millis(50)));
+        assert!(b.admit().unwrap().record(false));
+        std::thread::sleep(Duration::from_millis(60));
+        let trial = b.admit().expect("half-open");
+        // The send is cancelled: the permit is dropped without an outcome.
+        drop(trial);
+        let wait = b.admit().expect_err("open again for open_for");
+        assert!(wait <= Duration::from_millis(50), "{wait:?}");
+        std::thread::sleep(Duration::from_millis(60));
+        let trial = b.admit().expect("a new trial once open_for has passed");
+        assert!(!trial.record(true));
+        assert!(b.admit().is_ok(), "closed");
+        // A cancelled request while closed records nothing.
+        let b = Breaker::new(BreakerPolicy::new(1, Duration::from_secs(60)));
+        drop(b.admit().unwrap());
+        assert!(b.admit().is_ok(), "still closed");
     }
 }

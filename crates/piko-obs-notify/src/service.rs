@@ -63,6 +63,10 @@ pub enum DeliveryError {
         /// Whether the failed part was written to the dead-letter store.
         dead_lettered: bool,
     },
+    /// The delivery task on the service's runtime ended without an outcome: that
+    /// runtime shut down, or the task panicked outside a provider.
+    #[error("notification delivery was interrupted: {0}")]
+    Interrupted(String),
 }
 
 fn describe_failures(failures: &[ProviderFailure], delivered: &[String]) -> String {
@@ -168,10 +172,16 @@ impl Registry {
                 "no notification provider named {name:?} is registered"
             )));
         };
-        if let Err(wait) = entry.breaker.admit() {
-            entry.failed.fetch_add(1, Ordering::Relaxed);
-            return Err(SendError::CircuitOpen(wait));
-        }
+        // The permit records the outcome below; if this future is dropped before
+        // (a caller's timeout, a worker aborted at shutdown), its drop releases the
+        // half-open trial, so the circuit cannot stay shut for good.
+        let permit = match entry.breaker.admit() {
+            Ok(permit) => permit,
+            Err(wait) => {
+                entry.failed.fetch_add(1, Ordering::Relaxed);
+                return Err(SendError::CircuitOpen(wait));
+            }
+        };
         let caps = entry.notifier.capabilities();
         let fitted;
         let n = if caps.max_message_length > 0
@@ -193,7 +203,7 @@ impl Registry {
                 after: self.send_timeout,
             }),
         };
-        entry.breaker.record(result.is_ok());
+        permit.record(result.is_ok());
         match &result {
             Ok(()) => entry.delivered.fetch_add(1, Ordering::Relaxed),
             Err(_) => entry.failed.fetch_add(1, Ordering::Relaxed),
@@ -253,6 +263,7 @@ pub struct NotificationService {
     defaults: Arc<Defaults>,
     retry: RetryPolicy,
     dispatcher: Arc<OnceLock<Dispatcher>>,
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 impl std::fmt::Debug for NotificationService {
@@ -272,6 +283,7 @@ pub struct ServiceBuilder {
     retry: RetryPolicy,
     breaker: BreakerPolicy,
     send_timeout: Option<Duration>,
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 impl std::fmt::Debug for ServiceBuilder {
@@ -326,6 +338,17 @@ impl ServiceBuilder {
         self.send_timeout = Some(timeout.max(Duration::from_millis(1)));
         self
     }
+    /// Runs every delivery of `send`, `send_to`, `multicast` and `send_bulk` as a task on
+    /// `runtime` (the dispatcher's; the facade sets its own), the caller's future waiting
+    /// for it from any executor. Providers' pooled HTTP connections are then always
+    /// driven by that runtime: without it, a connection opened from a caller's runtime
+    /// that later stops being polled (a `block_on` that returned) stalls the next send
+    /// that reuses it until its timeout. A caller that stops waiting does not cancel the
+    /// delivery. Without it (the default), deliveries run on the caller's runtime.
+    pub fn with_runtime(mut self, runtime: tokio::runtime::Handle) -> Self {
+        self.runtime = Some(runtime);
+        self
+    }
     /// The service, with no provider yet.
     pub fn build(self) -> NotificationService {
         NotificationService {
@@ -338,6 +361,7 @@ impl ServiceBuilder {
             defaults: Arc::new(self.defaults),
             retry: self.retry,
             dispatcher: Arc::new(OnceLock::new()),
+            runtime: self.runtime,
         }
     }
 }
@@ -488,7 +512,20 @@ impl NotificationService {
     /// Delivers now, to the notification's providers (or the default), concurrently,
     /// each with the retry policy. What still fails is written to the dispatcher's
     /// dead-letter store, when there is one, and reported.
-    pub async fn send(&self, mut n: Notification) -> Result<(), DeliveryError> {
+    pub async fn send(&self, n: Notification) -> Result<(), DeliveryError> {
+        match &self.runtime {
+            Some(rt) => {
+                let this = self.clone();
+                rt.spawn(async move { this.deliver(n).await })
+                    .await
+                    .unwrap_or_else(|e| Err(DeliveryError::Interrupted(e.to_string())))
+            }
+            None => self.deliver(n).await,
+        }
+    }
+
+    /// [`NotificationService::send`] on the current executor.
+    async fn deliver(&self, mut n: Notification) -> Result<(), DeliveryError> {
         if n.is_empty() {
             return Err(DeliveryError::Empty);
         }
@@ -582,6 +619,28 @@ impl NotificationService {
     /// one attempt each, in bulk when the provider supports it; one result per
     /// notification, in order.
     pub async fn send_bulk(
+        &self,
+        provider: Option<&str>,
+        list: Vec<Notification>,
+    ) -> Result<Vec<Result<(), SendError>>, UnknownProvider> {
+        let Some(rt) = &self.runtime else {
+            return self.deliver_bulk(provider, list).await;
+        };
+        let this = self.clone();
+        let provider = provider.map(str::to_string);
+        let count = list.len();
+        rt.spawn(async move { this.deliver_bulk(provider.as_deref(), list).await })
+            .await
+            .unwrap_or_else(|e| {
+                let why = format!("notification delivery was interrupted: {e}");
+                Ok((0..count)
+                    .map(|_| Err(SendError::Other(why.clone())))
+                    .collect())
+            })
+    }
+
+    /// [`NotificationService::send_bulk`] on the current executor.
+    async fn deliver_bulk(
         &self,
         provider: Option<&str>,
         mut list: Vec<Notification>,

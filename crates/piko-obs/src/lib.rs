@@ -58,6 +58,8 @@ pub mod reference_docs {
     pub struct Lifecycle;
     #[doc = include_str!("../../../docs/reference/logger.md")]
     pub struct Logger;
+    #[doc = include_str!("../../../docs/reference/metrics.md")]
+    pub struct Metrics;
     #[doc = include_str!("../../../docs/reference/notification.md")]
     pub struct Notification;
     #[doc = include_str!("../../../docs/reference/otlp.md")]
@@ -169,6 +171,8 @@ pub struct Builder {
     health_metrics_render: Option<health::MetricsRender>,
     metrics_labels: Vec<(String, String)>,
     metrics_cardinality: Option<usize>,
+    metrics_cardinality_for: Vec<(String, usize)>,
+    metrics_buckets: Vec<(String, Vec<f64>)>,
     health_timeout: Duration,
     health_tls: Option<health::TlsOptions>,
     health_response_cache: Duration,
@@ -226,6 +230,8 @@ impl Default for Builder {
             health_metrics_render: None,
             metrics_labels: Vec::new(),
             metrics_cardinality: None,
+            metrics_cardinality_for: Vec::new(),
+            metrics_buckets: Vec::new(),
             health_timeout: Duration::from_secs(5),
             health_tls: None,
             health_response_cache: DEFAULT_HEALTH_RESPONSE_CACHE,
@@ -343,7 +349,9 @@ impl Builder {
         self.health_metrics = path.into();
         self
     }
-    /// Whether the probe port serves metrics (default: on, once a renderer is set).
+    /// Whether the probe port serves metrics on the metrics path and `init()` installs
+    /// piko-obs's `metrics` recorder (default on). Off, the metrics path answers 404 and
+    /// no recorder is installed.
     pub fn with_health_metrics_enabled(mut self, on: bool) -> Self {
         self.health_metrics_enabled = on;
         self
@@ -371,6 +379,69 @@ impl Builder {
     pub fn with_metrics_cardinality_limit(mut self, limit: usize) -> Self {
         self.metrics_cardinality = Some(limit);
         self
+    }
+    /// The cap on label sets of one metric, instead of the cap of
+    /// [`with_metrics_cardinality_limit`](Self::with_metrics_cardinality_limit) (a valid
+    /// metric name and at least 1, checked by `init()`). Like the global labels, caps
+    /// apply when the recorder is installed, at the first `init()`.
+    pub fn with_metrics_cardinality_limit_for(
+        mut self,
+        metric: impl Into<String>,
+        limit: usize,
+    ) -> Self {
+        self.metrics_cardinality_for.push((metric.into(), limit));
+        self
+    }
+    /// Histogram buckets (upper bounds) for the metric named `metric`, so that its
+    /// `metrics::histogram!` renders as a Prometheus histogram with these `le` values;
+    /// a histogram without buckets renders as a summary. The name is matched whole.
+    /// `http_server_request_duration_seconds` has the OpenTelemetry buckets unless set
+    /// here. `init()` checks the name and the buckets (non-empty, finite, increasing);
+    /// they apply when the recorder is installed, at the first `init()`.
+    ///
+    /// ```
+    /// let guard = piko_obs::PikoObs::builder()
+    ///     .with_console_output(false)
+    ///     .with_health_probe_port(0)
+    ///     .with_metrics_buckets("payment_duration_seconds", &[0.1, 0.5, 1.0, 5.0])
+    ///     .init()
+    ///     .unwrap();
+    /// metrics::histogram!("payment_duration_seconds").record(0.42);
+    /// let text = piko_obs::metrics::render().unwrap();
+    /// assert!(text.contains(r#"payment_duration_seconds_bucket{le="0.5"} 1"#));
+    /// guard.shutdown().unwrap();
+    /// ```
+    pub fn with_metrics_buckets(mut self, metric: impl Into<String>, buckets: &[f64]) -> Self {
+        self.metrics_buckets.push((metric.into(), buckets.to_vec()));
+        self
+    }
+    /// The recorder's settings, checked: an error names the builder option.
+    fn metrics_builder(&self) -> Result<metrics::MetricsBuilder, InitError> {
+        let setting = |setting: &'static str| {
+            move |source: metrics::MetricsError| InitError::Metrics { setting, source }
+        };
+        let mut builder = metrics::PrometheusMetrics::builder();
+        for (name, value) in &self.metrics_labels {
+            builder = builder
+                .with_global_label(name, value)
+                .map_err(setting("with_metrics_global_label"))?;
+        }
+        if let Some(limit) = self.metrics_cardinality {
+            builder = builder
+                .with_cardinality_limit(limit)
+                .map_err(setting("with_metrics_cardinality_limit"))?;
+        }
+        for (metric, limit) in &self.metrics_cardinality_for {
+            builder = builder
+                .with_cardinality_limit_for(metric, *limit)
+                .map_err(setting("with_metrics_cardinality_limit_for"))?;
+        }
+        for (metric, buckets) in &self.metrics_buckets {
+            builder = builder
+                .with_buckets(metric, buckets)
+                .map_err(setting("with_metrics_buckets"))?;
+        }
+        Ok(builder)
     }
     /// Each probe's default deadline (default 5 s; sub-second values work).
     pub fn with_health_check_timeout(mut self, timeout: Duration) -> Self {
@@ -593,6 +664,8 @@ impl Builder {
         let otlp_settings = otlp_config
             .resolve(env, &self.service_name.clone().unwrap_or_else(program_name))
             .map_err(|e| InitError::Otlp(e.to_string()))?;
+        // Checked whether or not the recorder is installed by this call.
+        let metrics_builder = self.metrics_builder()?;
         let sentry_config = match self.sentry.clone() {
             Some(c) => {
                 c.validate().map_err(InitError::Sentry)?;
@@ -711,13 +784,7 @@ impl Builder {
                 let render = match self.health_metrics_render {
                     Some(render) => render,
                     None => {
-                        let mut builder = metrics::PrometheusMetrics::builder();
-                        for (name, value) in self.metrics_labels {
-                            builder = builder.with_global_label(name, value)?;
-                        }
-                        if let Some(limit) = self.metrics_cardinality {
-                            builder = builder.with_cardinality_limit(limit)?;
-                        }
+                        let mut builder = metrics_builder;
                         if let Some(p) = &otlp_pipeline {
                             use opentelemetry::metrics::MeterProvider as _;
                             builder = builder.with_extra_recorder(otlp::OtelRecorder::new(
@@ -881,7 +948,8 @@ impl NotificationSetup {
         let mut builder = notification::NotificationService::builder()
             .with_source(self.service_name.clone())
             .with_service(self.service_name)
-            .with_trace_id_source(notification::current_trace_id);
+            .with_trace_id_source(notification::current_trace_id)
+            .with_runtime(runtime.clone());
         if let Some(e) = self.environment.or_else(|| env("ENVIRONMENT")) {
             builder = builder.with_environment(e);
         }
@@ -958,9 +1026,14 @@ pub enum InitError {
     /// The health check timeout is zero.
     #[error("with_health_check_timeout: the timeout must be greater than zero (for example 5s)")]
     HealthTimeout,
-    /// A metrics setting is not valid (a label name, buckets).
-    #[error(transparent)]
-    Metrics(#[from] metrics::MetricsError),
+    /// A metrics setting is not valid (a label or metric name, buckets, a cap).
+    #[error("{setting}: {source}")]
+    Metrics {
+        /// The builder option (`with_metrics_buckets`, ...).
+        setting: &'static str,
+        /// What is wrong with it.
+        source: metrics::MetricsError,
+    },
     /// Another `metrics` recorder is installed.
     #[error(transparent)]
     MetricsRecorder(#[from] metrics::RecorderInstalledError),

@@ -65,7 +65,12 @@ pub(crate) fn install(builder: MetricsBuilder) -> Result<&'static Metrics, crate
                 ],
             )
         })
-        .build()?;
+        .build()
+        // Only buckets the exporter refuses fail here (the builder checked them already).
+        .map_err(|source| crate::InitError::Metrics {
+            setting: "with_metrics_buckets",
+            source,
+        })?;
     metrics::set_global_recorder(recorder).map_err(|_| RecorderInstalledError)?;
     metrics.describe();
     describe_self_metrics();
@@ -151,6 +156,10 @@ fn describe_self_metrics() {
             "piko_obs_notifications_waiting_retry",
             "Notifications waiting for their next retry.",
         ),
+        (
+            "piko_obs_notifications_dead_letter_pending",
+            "Dead-letter entries handed to the writer and not yet on disk.",
+        ),
     ] {
         metrics::describe_gauge!(name, help);
     }
@@ -190,6 +199,26 @@ fn describe_self_metrics() {
         "piko_obs_log_lines_unrouted_total",
         "Log lines at INFO or above logged while no output existed."
     );
+    for (name, help) in [
+        (
+            "piko_obs_spans_ended_total",
+            "Spans ended, whether they then fit in the OTLP export queue or were dropped.",
+        ),
+        (
+            "piko_obs_spans_exported_total",
+            "Spans the OTLP collector accepted.",
+        ),
+        (
+            "piko_obs_spans_dropped_total",
+            "Spans dropped: the OTLP span queue was full or already shut down.",
+        ),
+        (
+            "piko_obs_spans_export_failed_total",
+            "Spans in OTLP exports that failed.",
+        ),
+    ] {
+        metrics::describe_counter!(name, help);
+    }
 }
 
 /// Records each check's duration and each probe's state and duration.

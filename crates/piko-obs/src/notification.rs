@@ -262,6 +262,10 @@ pub(crate) fn record_stats(service: &NotificationService) {
             ("piko_obs_notifications_queued", s.queued),
             ("piko_obs_notifications_in_flight", s.in_flight),
             ("piko_obs_notifications_waiting_retry", s.waiting_retry),
+            (
+                "piko_obs_notifications_dead_letter_pending",
+                s.dead_letter_pending,
+            ),
         ] {
             ::metrics::gauge!(name).set(v as f64);
         }

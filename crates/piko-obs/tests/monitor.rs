@@ -199,25 +199,73 @@ fn requests_to_the_application_are_counted_on_metrics() {
         let (code, body) = http_get(&app, "/");
         assert_eq!((code, body.as_str()), (200, "hello from monitor\n"));
     }
+    let (code, body) = http_get(&app, "/fail");
+    assert_eq!((code, body.as_str()), (500, "checkout failed\n"));
+    assert_eq!(http_get(&app, "/no/such/page").0, 404);
     let (code, metrics) = http_get(&probes, "/metrics");
     assert_eq!(code, 200);
-    let count = metrics
-        .lines()
-        .find(|l| {
-            l.starts_with("http_server_request_duration_seconds_count{")
-                && l.contains("http_route=\"/\"")
-                && l.contains("http_request_method=\"GET\"")
-                && l.contains("http_response_status_code=\"200\"")
-        })
-        .unwrap_or_else(|| panic!("no request histogram in:\n{metrics}"));
-    assert!(count.ends_with(" 3"), "{count}");
-    let rss: f64 = metrics
-        .lines()
-        .find(|l| l.starts_with("process_resident_memory_bytes"))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap();
+    let count = |route: &str, status: &str| {
+        metrics
+            .lines()
+            .find(|l| {
+                l.starts_with("http_server_request_duration_seconds_count{")
+                    && l.contains(&format!("http_route=\"{route}\""))
+                    && l.contains("http_request_method=\"GET\"")
+                    && l.contains(&format!("http_response_status_code=\"{status}\""))
+            })
+            .unwrap_or_else(|| panic!("no {route} {status} in the request histogram:\n{metrics}"))
+            .to_string()
+    };
+    assert!(count("/", "200").ends_with(" 3"), "{metrics}");
+    assert!(count("/fail", "500").ends_with(" 1"), "{metrics}");
+    // Paths no route matched are not recorded, so raw paths never become series.
+    assert!(!metrics.contains("/no/such/page"), "{metrics}");
+    // Every promised process metric, with a plausible value.
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.split([' ', '{']).next() == Some(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in:\n{metrics}"))
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let start = value("process_start_time_seconds");
+    assert!(
+        start <= now + 1.0 && start > now - 3600.0,
+        "started at {start}, now {now}"
+    );
+    let cpu = value("process_cpu_seconds_total");
+    assert!(
+        cpu >= 0.0 && cpu <= (now - start + 1.0) * 64.0,
+        "{cpu} s of CPU since {start}"
+    );
+    let rss = value("process_resident_memory_bytes");
+    let virt = value("process_virtual_memory_bytes");
     assert!(rss > 1e6 && rss < 1e11, "{rss}");
+    assert!(virt >= rss, "virtual {virt} < resident {rss}");
+    let open = value("process_open_fds");
+    let max = value("process_max_fds");
+    assert!(open > 0.0 && open <= max, "{open} open of {max}");
+    let threads = value("process_threads");
+    assert!((2.0..10_000.0).contains(&threads), "{threads}");
+    for name in [
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_virtual_memory_bytes",
+        "process_open_fds",
+        "process_max_fds",
+        "process_start_time_seconds",
+        "process_threads",
+    ] {
+        assert!(
+            metrics.contains(&format!("# HELP {name} ")),
+            "{name} has no HELP:\n{metrics}"
+        );
+    }
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
