@@ -3,13 +3,14 @@
 //! file, shutdown, replay, and the accounting of 1,000 notifications.
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use piko_obs_notify::{
-    BreakerPolicy, DeadLetterStore as _, DeliveryError, Dispatcher, DispatcherConfig, Enqueued,
-    Notification, NotificationService, Notifier, RegisterError, RetryPolicy, SendError,
+    BreakerPolicy, Capabilities, DeadLetterStore as _, DeliveryError, Dispatcher, DispatcherConfig,
+    Enqueued, Notification, NotificationService, Notifier, RegisterError, RetryPolicy, SendError,
 };
 use piko_obs_notify_providers::{FileDeadLetterStore, HttpClient, WebhookNotifier};
 use piko_obs_tests::sink::{Reply, Sink};
@@ -683,4 +684,232 @@ fn an_interrupted_replay_loses_nothing() {
         .collect();
     let distinct: HashSet<&String> = got.iter().collect();
     assert_eq!((got.len(), distinct.len()), (20, 20), "each once: {got:?}");
+}
+
+/// Panics in `capabilities`, which the service calls before any future exists.
+struct PanicsInCapabilities;
+impl Notifier for PanicsInCapabilities {
+    async fn send(&self, _: &Notification) -> Result<(), SendError> {
+        Ok(())
+    }
+    fn capabilities(&self) -> Capabilities {
+        panic!("capabilities bug")
+    }
+}
+
+/// A hand-written `send` that panics while making its future, before any poll.
+struct PanicsBeforeItsFuture;
+impl Notifier for PanicsBeforeItsFuture {
+    fn send(&self, n: &Notification) -> impl Future<Output = Result<(), SendError>> + Send {
+        if !n.content.title.is_empty() {
+            panic!("send bug");
+        }
+        async { Ok(()) }
+    }
+}
+
+/// Waits (bounded) until `d` has delivered `n` notifications.
+async fn wait_delivered(d: &Dispatcher, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while d.stats().delivered < n && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_panicking_outside_its_future_is_an_error_and_the_dispatcher_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start();
+    let s = service_with(&sink, fast_retries(2), &HttpClient::new().unwrap());
+    s.register("caps", PanicsInCapabilities).unwrap();
+    s.register("eager", PanicsBeforeItsFuture).unwrap();
+    // Through `send`: an error naming the panic, not a crash, and not retried.
+    for p in ["caps", "eager"] {
+        let e = s.notification().title("t").provider(p).send().await;
+        let Err(DeliveryError::Failed { failures, .. }) = &e else {
+            panic!("{e:?}")
+        };
+        assert_eq!(failures[0].attempts, 1, "{p}");
+        assert!(
+            failures[0].error.to_string().contains("provider panicked"),
+            "{p}: {}",
+            failures[0].error
+        );
+    }
+    // Through the dispatcher, with one worker: had a panic killed it, nothing after
+    // would be delivered.
+    let (d, store) = dispatch(&s, &dir, DispatcherConfig::default().with_workers(1));
+    for (title, provider) in [("p-caps", "caps"), ("p-eager", "eager")] {
+        assert_eq!(
+            s.notification().title(title).provider(provider).enqueue(),
+            Ok(Enqueued::Queued)
+        );
+    }
+    for i in 0..3 {
+        assert_eq!(
+            s.notification().title(format!("ok{i}")).enqueue(),
+            Ok(Enqueued::Queued)
+        );
+    }
+    wait_delivered(&d, 3).await;
+    assert_eq!(
+        d.stats().delivered,
+        3,
+        "the worker carried on: {:?}",
+        d.stats()
+    );
+    assert_eq!(d.stats().in_flight, 0);
+    let report = d.shutdown(Duration::from_secs(5)).await;
+    assert!(report.within_bound);
+    let st = report.stats;
+    assert_eq!(
+        (st.delivered, st.dead_lettered, st.dropped, st.in_flight),
+        (3, 2, 0, 0),
+        "{st:?}"
+    );
+    let entries = store.read_all().unwrap().entries;
+    let mut got = titles(&entries);
+    got.sort();
+    assert_eq!(got, ["p-caps", "p-eager"]);
+    assert!(
+        entries
+            .iter()
+            .all(|e| e.last_error.contains("provider panicked")),
+        "{entries:?}"
+    );
+    let webhook: Vec<String> = sink
+        .requests()
+        .iter()
+        .map(|r| r.json()["title"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(webhook, ["ok0", "ok1", "ok2"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_cancelled_mid_way_is_finished_by_the_next_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::with_default(Reply::status(200).after(Duration::from_secs(30)));
+    let s = service_with(&sink, fast_retries(0), &HttpClient::new().unwrap());
+    let (d, store) = dispatch(&s, &dir, DispatcherConfig::default().with_workers(2));
+    for i in 0..5 {
+        s.notification().title(format!("n{i}")).enqueue().unwrap();
+    }
+    // Two in flight (never answered), three queued.
+    sink.wait_for(2, Duration::from_secs(5));
+    // The caller gives up on a shutdown with a long bound while it waits for the
+    // workers: its future is dropped.
+    let cancelled = tokio::time::timeout(
+        Duration::from_millis(200),
+        d.shutdown(Duration::from_secs(60)),
+    )
+    .await;
+    assert!(cancelled.is_err(), "cancelled mid-way");
+    assert_eq!(
+        s.notification().title("late").enqueue(),
+        Ok(Enqueued::DeadLettered),
+        "shut down for new notifications"
+    );
+    // The next call finishes its work: every job ends on disk.
+    let bound = Duration::from_millis(800);
+    let started = Instant::now();
+    let report = d.shutdown(bound).await;
+    assert!(started.elapsed() < bound + Duration::from_millis(200));
+    assert!(!report.within_bound, "the workers were cut off");
+    let st = report.stats;
+    assert_eq!(
+        (
+            st.delivered,
+            st.dead_lettered,
+            st.dropped,
+            st.dead_letter_errors
+        ),
+        (0, 6, 0, 0),
+        "{st:?}"
+    );
+    assert_eq!(
+        (
+            st.queued,
+            st.in_flight,
+            st.waiting_retry,
+            st.dead_letter_pending
+        ),
+        (0, 0, 0, 0),
+        "{st:?}"
+    );
+    let mut got = titles(&store.read_all().unwrap().entries);
+    got.sort();
+    assert_eq!(got, ["late", "n0", "n1", "n2", "n3", "n4"]);
+    // Nothing left for a third call, which returns at once.
+    let started = Instant::now();
+    let again = d.shutdown(Duration::from_secs(5)).await;
+    assert!(started.elapsed() < Duration::from_millis(100));
+    assert!(again.within_bound);
+    assert_eq!(again.stats.dead_lettered, 6);
+    assert_eq!(store.read_all().unwrap().entries.len(), 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_larger_than_the_writer_queue_drops_nothing_and_leaves_it_free() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(FileDeadLetterStore::open(dir.path().join("dlq.jsonl")).unwrap());
+    let entries: Vec<_> = (0..300)
+        .map(|i| {
+            piko_obs_notify::DeadLetter::new(
+                Notification::new(format!("old{i}"), "m"),
+                vec!["webhook".into()],
+                3,
+                std::time::SystemTime::now(),
+                "webhook returned status 503".into(),
+            )
+        })
+        .collect();
+    store.append_all(&entries).unwrap();
+    // The platform is down: it never answers.
+    let sink = Sink::with_default(Reply::status(200).after(Duration::from_secs(30)));
+    let s = service_with(&sink, fast_retries(0), &HttpClient::new().unwrap());
+    // 300 entries for a queue of 4 and a dead-letter writer queue of 8.
+    let config = DispatcherConfig::default()
+        .with_queue_capacity(4)
+        .with_workers(1)
+        .with_dead_letter_queue(8);
+    let d = Dispatcher::start(
+        &tokio::runtime::Handle::current(),
+        &s,
+        store.clone(),
+        config,
+    )
+    .unwrap();
+    s.attach_dispatcher(d.clone()).unwrap();
+    let (queued, skipped) = d.replay().unwrap();
+    assert_eq!(skipped, 0);
+    assert!((4..=5).contains(&queued), "{queued}");
+    // What did not fit was written by the replay itself, not queued for the writer.
+    assert_eq!(store.read_all().unwrap().entries.len(), 300 - queued);
+    let st = d.stats();
+    assert_eq!((st.dead_letter_pending, st.dropped), (0, 0), "{st:?}");
+    assert_eq!(st.dead_lettered as usize, 300 - queued);
+    // New notifications while the replayed ones are still being attempted: the queue
+    // is full (or nearly), the writer's queue is free: none is dropped.
+    for i in 0..5 {
+        let r = s.notification().title(format!("new{i}")).enqueue();
+        assert!(r.is_ok(), "new{i}: {r:?}");
+    }
+    let report = d.shutdown(Duration::from_secs(1)).await;
+    let st = report.stats;
+    assert_eq!(
+        (st.dropped, st.dead_letter_errors, st.dead_letter_pending),
+        (0, 0, 0),
+        "{st:?}"
+    );
+    assert_eq!((st.delivered, st.dead_lettered), (0, 305), "{st:?}");
+    let got: HashSet<String> = titles(&store.read_all().unwrap().entries)
+        .into_iter()
+        .collect();
+    assert_eq!(got.len(), 305, "each once");
+    assert!((0..300).all(|i| got.contains(&format!("old{i}"))));
+    assert!((0..5).all(|i| got.contains(&format!("new{i}"))));
+    // Every replayed entry was written again or dead-lettered: the set-aside copy is
+    // gone once the writer has ended the replay.
+    assert!(d.flush_dead_letters(Duration::from_secs(5)).await);
+    assert!(store.replaying_files().unwrap().is_empty());
 }

@@ -816,6 +816,56 @@ async fn pagerduty_stays_within_the_events_api_limits() {
     cut_to(&e["dedup_key"], 255);
 }
 
+/// Through the service, not only `event()`: the service does not cut the message to the
+/// summary's 1024 characters before PagerDuty sees it.
+#[tokio::test]
+async fn pagerduty_through_the_service_keeps_the_message_whole_and_cuts_the_summary() {
+    let sink = Sink::with_default(Reply::status(202));
+    let pd = PagerDutyNotifier::new(&http(), "R0UT1NGKEY0000000000000000000000")
+        .unwrap()
+        .with_events_url(&sink.url("/v2/enqueue"))
+        .unwrap();
+    let s = NotificationService::builder()
+        .with_retry_policy(fast_retries())
+        .build();
+    s.register("pagerduty", pd).unwrap();
+    assert_eq!(s.capabilities("pagerduty").unwrap().max_message_length, 0);
+    // No title: the summary is the message, cut to 1024 characters.
+    let message: String = (0..5000u32)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    s.notification()
+        .message(message.clone())
+        .provider("pagerduty")
+        .send()
+        .await
+        .unwrap();
+    let got = sink.wait_for(1, Duration::from_secs(5));
+    assert_eq!(got.len(), 1);
+    let p = &got[0].json()["payload"];
+    assert_eq!(
+        p["custom_details"]["message"].as_str().unwrap(),
+        message,
+        "the 5,000 characters arrive whole"
+    );
+    let summary = p["summary"].as_str().unwrap();
+    assert_eq!(summary.chars().count(), 1024);
+    assert!(summary.ends_with(MARKER), "{summary}");
+    assert!(message.starts_with(summary.trim_end_matches(MARKER)));
+    // A message over the whole budget is still fitted, by the provider, within
+    // 512,000 bytes: here the 300 long fields leave it its floor of 64 KiB, far more
+    // than the 1024 characters the service used to cut it to.
+    s.send(oversized()).await.unwrap();
+    let got = sink.wait_for(2, Duration::from_secs(5));
+    assert_eq!(got.len(), 2);
+    assert!(got[1].body.len() <= 512_000, "{}", got[1].body.len());
+    let b = got[1].json();
+    let m = &b["payload"]["custom_details"]["message"];
+    assert!(m.as_str().unwrap().ends_with(MARKER));
+    assert!(chars(m) > 30_000, "the room left is used: {}", chars(m));
+    cut_to(&b["payload"]["summary"], 1024);
+}
+
 #[tokio::test]
 async fn teams_bodies_stay_under_28_kb() {
     for format in [TeamsFormat::Workflows, TeamsFormat::MessageCard] {

@@ -500,13 +500,16 @@ pub struct Logger {
 }
 
 /// A logger's bound fields: encoded, or a parent's plus a span's ids that are encoded on
-/// the first line logged (most span loggers of a busy service never log).
+/// the first line logged (most span loggers of a busy service never log). The span's ids
+/// are held inline, so making a span logger allocates nothing; a clone made before the
+/// first line encodes them again on its own first line.
 #[derive(Clone)]
 enum Bindings {
     Ready(Arc<Bound>),
-    Span(Arc<SpanBindings>),
+    Span(SpanBindings),
 }
 
+#[derive(Clone)]
 struct SpanBindings {
     parent: Arc<Bound>,
     trace_id: [u8; 16],
@@ -615,17 +618,17 @@ impl Logger {
 
     /// A child logger whose every line also carries `trace_id` and `span_id` (32 and 16
     /// lower-case hex digits), like `with`, but the two fields are only encoded when the
-    /// child first logs: a span's logger that never writes a line costs one allocation.
+    /// child first logs: a span's logger that never writes a line allocates nothing.
     pub fn with_span_ids(&self, trace_id: [u8; 16], span_id: [u8; 8]) -> Logger {
         let parent = self.bound.get(&self.core).clone();
         Logger {
             core: self.core.clone(),
-            bound: Bindings::Span(Arc::new(SpanBindings {
+            bound: Bindings::Span(SpanBindings {
                 parent,
                 trace_id,
                 span_id,
                 resolved: std::sync::OnceLock::new(),
-            })),
+            }),
         }
     }
 

@@ -52,18 +52,7 @@ impl FileDeadLetterStore {
     /// folder it creates is made durable by syncing its parent folder.
     pub fn open(path: impl AsRef<Path>) -> io::Result<FileDeadLetterStore> {
         let path = path.as_ref().to_path_buf();
-        let dir = folder(&path);
-        if !dir.exists() {
-            std::fs::create_dir_all(&dir).map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!("dead-letter folder {}: {e}", dir.display()),
-                )
-            })?;
-            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-                sync_dir(parent)?;
-            }
-        }
+        create_folders(&folder(&path))?;
         let file = open_file(&path)?;
         Ok(FileDeadLetterStore {
             path,
@@ -118,6 +107,34 @@ impl FileDeadLetterStore {
         }
         Ok(file)
     }
+}
+
+/// Creates `dir` and the folders above it that are missing, and makes each one durable
+/// by syncing the folder it was created in, outermost first. Returns the folders
+/// synced.
+fn create_folders(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    // The missing folders, innermost first, up to the first one that exists.
+    let missing: Vec<&Path> = dir
+        .ancestors()
+        .filter(|d| !d.as_os_str().is_empty())
+        .take_while(|d| !d.exists())
+        .collect();
+    if missing.is_empty() {
+        return Ok(Vec::new());
+    }
+    std::fs::create_dir_all(dir).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("dead-letter folder {}: {e}", dir.display()),
+        )
+    })?;
+    let mut synced = Vec::with_capacity(missing.len());
+    for created in missing.iter().rev() {
+        let parent = folder(created);
+        sync_dir(&parent)?;
+        synced.push(parent);
+    }
+    Ok(synced)
 }
 
 /// The folder of `path` (`.` for a bare file name).
@@ -402,6 +419,32 @@ mod tests {
         a.end_replay(token, true).unwrap();
         assert!(a.replaying_files().unwrap().is_empty());
         assert_eq!(titles(&b.read_all().unwrap()), ["after"]);
+    }
+
+    #[test]
+    fn each_folder_created_is_synced_in_its_parent() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir(root.join("a")).unwrap();
+        let path = root.join("a/b/c/d/dlq.jsonl");
+        let synced = create_folders(&folder(&path)).unwrap();
+        assert_eq!(
+            synced,
+            [root.join("a"), root.join("a/b"), root.join("a/b/c")],
+            "the parent of each of b, c and d, outermost first; not above `a`"
+        );
+        assert!(root.join("a/b/c/d").is_dir());
+        assert!(
+            create_folders(&folder(&path)).unwrap().is_empty(),
+            "all there"
+        );
+        // `open` goes through it, and the file is created in the new folders.
+        let path = root.join("x/y/dlq.jsonl");
+        FileDeadLetterStore::open(&path).unwrap();
+        assert!(path.is_file());
+        // A relative path: the outermost new folder is synced in `.`.
+        assert_eq!(folder(Path::new("new/dlq.jsonl")), Path::new("new"));
+        assert_eq!(folder(Path::new("new")), Path::new("."));
     }
 
     #[test]

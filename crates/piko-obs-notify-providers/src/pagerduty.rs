@@ -228,7 +228,11 @@ impl Notifier for PagerDutyNotifier {
         self.http.post_json("pagerduty", &self.url, &event).await
     }
 
+    /// No message limit for the service to cut to: the 1024 characters are the
+    /// `summary`'s, which [`event`](PagerDutyNotifier::event) cuts, and the message in
+    /// `custom_details` takes the room left in [`MAX_EVENT_BYTES`](Self::MAX_EVENT_BYTES),
+    /// which `send` fits it to.
     fn capabilities(&self) -> Capabilities {
-        Capabilities::with_max_message_length(1024).images(true)
+        Capabilities::with_max_message_length(0).images(true)
     }
 }

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use futures_util::FutureExt as _;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc};
 
@@ -95,9 +96,10 @@ pub struct DeadLetterBatch {
 ///
 /// Contract: `append` and `append_all` return only once the entries are durable. The
 /// dispatcher calls them, and `end_replay`, from its dead-letter writer thread (a
-/// blocking one, never an async worker); `begin_replay` and `take_all` run on the
-/// thread that calls [`Dispatcher::replay`]. Implementations must be safe to call from
-/// several threads. Unreadable entries are counted and skipped, not fatal.
+/// blocking one, never an async worker); `begin_replay`, `take_all`, and the
+/// `append_all` of the replayed entries that find the queue full, run on the thread
+/// that calls [`Dispatcher::replay`]. Implementations must be safe to call from
+/// several threads at once. Unreadable entries are counted and skipped, not fatal.
 pub trait DeadLetterStore: Send + Sync + 'static {
     /// Keeps one entry durably.
     fn append(&self, entry: &DeadLetter) -> io::Result<()>;
@@ -194,6 +196,11 @@ impl DispatcherConfig {
     /// The cap on notifications waiting for a retry.
     pub fn with_max_pending_retries(mut self, n: usize) -> Self {
         self.max_pending_retries = n;
+        self
+    }
+    /// The cap on new entries waiting for the dead-letter writer (at least 1).
+    pub fn with_dead_letter_queue(mut self, n: usize) -> Self {
+        self.dead_letter_queue = n.max(1);
         self
     }
 }
@@ -315,6 +322,12 @@ struct Job {
 
 impl Job {
     fn into_item(self, why: Option<&str>) -> Item {
+        let (entry, ticket) = self.into_entry(why);
+        Item::Entry(Box::new(entry), ticket)
+    }
+
+    /// Its dead-letter entry, and its replay ticket.
+    fn into_entry(self, why: Option<&str>) -> (DeadLetter, Option<Ticket>) {
         let mut errors: Vec<String> = self
             .pending
             .iter()
@@ -336,7 +349,7 @@ impl Job {
             first,
             errors.join("; "),
         );
-        Item::Entry(Box::new(entry), self.ticket)
+        (entry, self.ticket)
     }
 }
 
@@ -499,6 +512,11 @@ fn write_group(
 struct Jobs {
     in_flight: HashMap<u64, Job>,
     waiting: HashMap<u64, Job>,
+    /// Set by shutdown once it has taken the queue and the jobs in flight: a worker
+    /// still running (aborted but not yet stopped, or left running by a shutdown that
+    /// was itself cancelled) hands the job it took to the writer instead of putting it
+    /// here, where nobody would look for it again.
+    drained: bool,
 }
 
 struct Inner {
@@ -517,6 +535,9 @@ struct Inner {
     store: Arc<dyn DeadLetterStore>,
     workers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     retry_tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Held by the shutdown under way: a second call waits for it, and finishes its
+    /// work if it was cancelled.
+    shutting_down: tokio::sync::Mutex<()>,
 }
 
 impl Drop for Inner {
@@ -603,6 +624,7 @@ impl Dispatcher {
             store,
             workers: Mutex::new(Vec::new()),
             retry_tasks: Mutex::new(Vec::new()),
+            shutting_down: tokio::sync::Mutex::new(()),
         });
         let d = Dispatcher { inner };
         let mut workers = Vec::new();
@@ -619,17 +641,26 @@ impl Dispatcher {
     /// writer instead (never written on the caller's thread); when the writer's queue
     /// is full too, it is dropped and counted.
     pub(crate) fn enqueue(&self, n: Notification) -> Result<Enqueued, EnqueueError> {
-        self.enqueue_with(n, None)
+        match self.try_queue(n, None) {
+            Ok(()) => Ok(Enqueued::Queued),
+            Err((entry, ticket)) => {
+                if self.hand_over(Item::Entry(entry, ticket), false) {
+                    Ok(Enqueued::DeadLettered)
+                } else {
+                    Err(EnqueueError::Dropped)
+                }
+            }
+        }
     }
 
-    /// `enqueue`, for a replayed entry when `ticket` is set (then an overflow is
-    /// forced into the writer's queue: the replay's entries are in memory already).
-    fn enqueue_with(
+    /// Queues `n` (with `ticket`, for a replayed entry) without waiting; gives back
+    /// its dead-letter entry and the ticket when it has no provider, the queue is full,
+    /// or the dispatcher is shut down.
+    fn try_queue(
         &self,
         n: Notification,
         ticket: Option<Ticket>,
-    ) -> Result<Enqueued, EnqueueError> {
-        let force = ticket.is_some();
+    ) -> Result<(), (Box<DeadLetter>, Option<Ticket>)> {
         let targets = match self.inner.registry.targets(&n) {
             Ok(t) => t,
             Err(e) => {
@@ -639,11 +670,7 @@ impl Dispatcher {
                     n.providers.clone()
                 };
                 let entry = DeadLetter::new(n, providers, 0, SystemTime::now(), e.to_string());
-                return if self.hand_over(Item::Entry(Box::new(entry), ticket), force) {
-                    Ok(Enqueued::DeadLettered)
-                } else {
-                    Err(EnqueueError::Dropped)
-                };
+                return Err((Box::new(entry), ticket));
             }
         };
         let job = Job {
@@ -656,23 +683,19 @@ impl Dispatcher {
             ticket,
         };
         let tx = lock(&self.inner.tx).clone();
-        let refused = match tx {
+        let (job, why) = match tx {
             Some(tx) if !self.inner.closing.load(Ordering::Acquire) => match tx.try_send(job) {
                 Ok(()) => {
                     self.inner.counters.enqueued.fetch_add(1, Ordering::Relaxed);
-                    return Ok(Enqueued::Queued);
+                    return Ok(());
                 }
                 Err(mpsc::error::TrySendError::Full(job)) => (job, "dispatcher queue full"),
                 Err(mpsc::error::TrySendError::Closed(job)) => (job, "dispatcher shut down"),
             },
             _ => (job, "dispatcher shut down"),
         };
-        let (job, why) = refused;
-        if self.hand_over(job.into_item(Some(why)), force) {
-            Ok(Enqueued::DeadLettered)
-        } else {
-            Err(EnqueueError::Dropped)
-        }
+        let (entry, ticket) = job.into_entry(Some(why));
+        Err((Box::new(entry), ticket))
     }
 
     /// Hands an entry of a new notification (one `send` could not deliver) to the
@@ -762,14 +785,35 @@ impl Dispatcher {
         job.first_attempt.get_or_insert_with(SystemTime::now);
         let (id, n, pending) = (job.id, job.n.clone(), job.pending.clone());
         // Kept in the table while the attempt runs, so a shutdown that cannot wait for
-        // it (and aborts this worker) dead-letters it instead of losing it.
-        inner.counters.in_flight.fetch_add(1, Ordering::Relaxed);
-        lock(&inner.jobs).in_flight.insert(id, job);
-        let results = inner.registry.attempt_all(&pending, &n).await;
+        // it (and aborts this worker) dead-letters it instead of losing it. Once that
+        // shutdown has taken the table, nobody would: the job goes to the writer.
+        {
+            let mut jobs = lock(&inner.jobs);
+            if jobs.drained {
+                drop(jobs);
+                self.hand_over(job.into_item(Some("shutdown bound reached")), true);
+                return;
+            }
+            inner.counters.in_flight.fetch_add(1, Ordering::Relaxed);
+            jobs.in_flight.insert(id, job);
+        }
+        // The registry guards each provider; this guard keeps the worker (and the
+        // job) alive should anything else in an attempt panic.
+        let results = AssertUnwindSafe(inner.registry.attempt_all(&pending, &n))
+            .catch_unwind()
+            .await;
         // From here on there is no `await`: the job is handed on before this returns.
         let Some(mut job) = lock(&inner.jobs).in_flight.remove(&id) else {
             // Shutdown already dead-lettered it (and counted it out of `in_flight`).
             return;
+        };
+        let results = match results {
+            Ok(results) => results,
+            Err(_) => {
+                inner.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
+                self.hand_over(job.into_item(Some("the delivery attempt panicked")), true);
+                return;
+            }
         };
         inner.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
         job.pending.clear();
@@ -869,11 +913,15 @@ impl Dispatcher {
                 Err(_) => return,
             },
         };
-        let Some(job) = lock(&inner.jobs).waiting.remove(&id) else {
+        // Moved under the lock shutdown takes the table under, so the job is in the
+        // queue before a shutdown starts, or still in the table for it.
+        let mut jobs = lock(&inner.jobs);
+        let Some(job) = jobs.waiting.remove(&id) else {
             return;
         };
         inner.counters.waiting_retry.fetch_sub(1, Ordering::Relaxed);
         permit.send(job);
+        drop(jobs);
     }
 
     /// Stops taking notifications and finishes within `timeout`:
@@ -890,20 +938,42 @@ impl Dispatcher {
     /// `stats.dead_letter_pending` entries not yet written: the writer thread keeps
     /// writing them for as long as the process lives
     /// ([`flush_dead_letters`](Self::flush_dead_letters) waits for it). After
-    /// shutdown, `enqueue` hands notifications to that writer. A second call returns
-    /// at once.
+    /// shutdown, `enqueue` hands notifications to that writer.
+    ///
+    /// One shutdown runs at a time; a shutdown cancelled (its future dropped) leaves the
+    /// workers it had not seen stop to the next call, which finishes the work, within
+    /// its own bound. Once one has finished, a later call only waits, within its
+    /// bound, for the writer (at once when it has nothing left to write).
     pub async fn shutdown(&self, timeout: Duration) -> ShutdownReport {
         let inner = &self.inner;
         let deadline = Instant::now() + timeout;
         let work_deadline = deadline - (timeout / 10).min(Duration::from_secs(1));
+        {
+            // Under the lock `process` checks it under: a job is either in the table
+            // before shutdown takes it, or handed over.
+            let _jobs = lock(&inner.jobs);
+            inner.closing.store(true, Ordering::Release);
+        }
+        // Released when this returns or is cancelled.
+        let Ok(_running) =
+            tokio::time::timeout_at(deadline.into(), inner.shutting_down.lock()).await
+        else {
+            return ShutdownReport {
+                stats: self.stats(),
+                within_bound: false,
+            };
+        };
+        // Only a shutdown sets it, and this one holds `shutting_down`.
+        let drained = lock(&inner.jobs).drained;
+        if drained {
+            let within_bound = self.written_by(deadline).await;
+            return ShutdownReport {
+                stats: self.stats(),
+                within_bound,
+            };
+        }
         let (waiting, retry_tasks) = {
             let mut jobs = lock(&inner.jobs);
-            if inner.closing.swap(true, Ordering::AcqRel) {
-                return ShutdownReport {
-                    stats: self.stats(),
-                    within_bound: true,
-                };
-            }
             let waiting: Vec<Job> = jobs.waiting.drain().map(|(_, j)| j).collect();
             (waiting, std::mem::take(&mut *lock(&inner.retry_tasks)))
         };
@@ -920,57 +990,75 @@ impl Dispatcher {
         }
         // Closing the sender lets the workers drain the queue and stop.
         drop(lock(&inner.tx).take());
-        let workers: Vec<_> = std::mem::take(&mut *lock(&inner.workers));
         let mut within_bound = true;
-        let mut aborted = Vec::new();
-        for mut w in workers {
-            if tokio::time::timeout_at(work_deadline.into(), &mut w)
+        // Back in the table if this is cancelled, for the next call to wait for.
+        let mut workers = HeldWorkers {
+            table: &inner.workers,
+            held: std::mem::take(&mut *lock(&inner.workers)),
+        };
+        let mut i = 0;
+        while i < workers.held.len() {
+            let w = &mut workers.held[i];
+            if tokio::time::timeout_at(work_deadline.into(), w)
                 .await
-                .is_err()
+                .is_ok()
             {
-                w.abort();
-                aborted.push(w);
+                // Stopped (or died: what it held is taken below).
+                workers.held.swap_remove(i);
+            } else {
+                workers.held[i].abort();
                 within_bound = false;
+                i += 1;
             }
         }
-        if !within_bound {
-            // An aborted worker that waited for the queue releases it once dropped.
-            for w in aborted {
-                let _ = tokio::time::timeout_at(deadline.into(), w).await;
+        // An aborted worker that waited for the queue releases it once dropped.
+        for w in workers.held.iter_mut() {
+            let _ = tokio::time::timeout_at(deadline.into(), w).await;
+        }
+        // Past the bound, one may not have stopped yet: what it takes after the table
+        // is drained goes to the writer (`drained`).
+        workers.held.clear();
+        let why = if within_bound {
+            "the dispatcher's workers stopped before its delivery ended"
+        } else {
+            "shutdown bound reached"
+        };
+        // Whatever the workers left, always: the queue, then the jobs in flight (a
+        // worker cut off, or one that died with its job).
+        let mut left = Vec::new();
+        match tokio::time::timeout_at(deadline.into(), inner.rx.lock()).await {
+            Ok(mut rx) => {
+                rx.close();
+                while let Ok(job) = rx.try_recv() {
+                    left.push(job);
+                }
             }
-            let mut left = Vec::new();
-            match tokio::time::timeout_at(deadline.into(), inner.rx.lock()).await {
-                Ok(mut rx) => {
+            Err(_) => {
+                // Not expected: take the queue over as soon as it is free.
+                within_bound = false;
+                let d = self.clone();
+                tokio::spawn(async move {
+                    let mut rx = d.inner.rx.lock().await;
                     rx.close();
                     while let Ok(job) = rx.try_recv() {
-                        left.push(job);
+                        d.hand_over(job.into_item(Some("shutdown bound reached")), true);
                     }
-                }
-                Err(_) => {
-                    // Not expected: take the queue over as soon as it is free.
-                    let d = self.clone();
-                    tokio::spawn(async move {
-                        let mut rx = d.inner.rx.lock().await;
-                        rx.close();
-                        while let Ok(job) = rx.try_recv() {
-                            d.hand_over(job.into_item(Some("shutdown bound reached")), true);
-                        }
-                    });
-                }
+                });
             }
-            let in_flight: Vec<Job> = lock(&inner.jobs)
-                .in_flight
-                .drain()
-                .map(|(_, j)| j)
-                .collect();
-            inner
-                .counters
-                .in_flight
-                .fetch_sub(in_flight.len() as u64, Ordering::Relaxed);
-            left.extend(in_flight);
-            for job in left {
-                self.hand_over(job.into_item(Some("shutdown bound reached")), true);
-            }
+        }
+        // No `await` from here until every job taken is handed over.
+        let in_flight: Vec<Job> = {
+            let mut jobs = lock(&inner.jobs);
+            jobs.drained = true;
+            jobs.in_flight.drain().map(|(_, j)| j).collect()
+        };
+        inner
+            .counters
+            .in_flight
+            .fetch_sub(in_flight.len() as u64, Ordering::Relaxed);
+        left.extend(in_flight);
+        for job in left {
+            self.hand_over(job.into_item(Some(why)), true);
         }
         if !self.written_by(deadline).await {
             within_bound = false;
@@ -984,11 +1072,13 @@ impl Dispatcher {
     /// Re-delivers the dead-letter store's entries, crash-safely: the store sets them
     /// aside ([`DeadLetterStore::begin_replay`], with those of any replay a crash
     /// interrupted), each is queued again for the providers that did not take it
-    /// (those finding the queue full go back to the store), and the set-aside copy is
-    /// removed only once every one is delivered or written to the store again. A
-    /// crash before that leaves it for the next replay, which then sends again what
-    /// was already delivered (at least once). Returns how many were queued and how
-    /// many lines were unreadable.
+    /// (those finding the queue full, or naming no provider registered now, are
+    /// written back to the store by the calling thread, in one `append_all`, never
+    /// through the writer's queue), and the set-aside copy is removed only once every
+    /// one is delivered or written to the store again. A crash before that leaves it
+    /// for the next replay, which then sends again what was already delivered (at
+    /// least once). Blocks on the store's I/O: call it from a blocking thread. Returns
+    /// how many were queued and how many lines were unreadable.
     pub fn replay(&self) -> Result<(usize, usize), ReplayError> {
         let (batch, token) = self.inner.store.begin_replay()?;
         let run = Arc::new(ReplayRun {
@@ -998,6 +1088,11 @@ impl Dispatcher {
             store: self.inner.store.clone(),
         });
         let mut queued = 0;
+        // Entries that do not fit the queue are written here, in one group, by this
+        // thread (which already reads the store): the writer's queue stays bounded,
+        // and free for new notifications.
+        let mut overflow = Vec::new();
+        let mut tickets = Vec::new();
         for entry in batch.entries {
             let mut n = entry.notification;
             n.providers = entry
@@ -1005,13 +1100,35 @@ impl Dispatcher {
                 .into_iter()
                 .filter(|p| p != "(default)")
                 .collect();
-            if matches!(
-                self.enqueue_with(n, Some(Ticket::new(&run))),
-                Ok(Enqueued::Queued)
-            ) {
-                queued += 1;
+            match self.try_queue(n, Some(Ticket::new(&run))) {
+                Ok(()) => queued += 1,
+                Err((entry, ticket)) => {
+                    overflow.push(*entry);
+                    tickets.push(ticket);
+                }
             }
         }
+        write_group(
+            &*self.inner.store,
+            &self.inner.counters,
+            &mut overflow,
+            &mut tickets,
+        );
         Ok((queued, batch.skipped))
+    }
+}
+
+/// The workers a shutdown is waiting for; put back in the dispatcher's table when the
+/// shutdown is cancelled, so the next call waits for them (or aborts them) in turn.
+struct HeldWorkers<'a> {
+    table: &'a Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    held: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for HeldWorkers<'_> {
+    fn drop(&mut self) {
+        if !self.held.is_empty() {
+            lock(self.table).append(&mut self.held);
+        }
     }
 }

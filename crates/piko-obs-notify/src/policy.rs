@@ -150,10 +150,23 @@ enum BreakerState {
 
 /// One provider's circuit: closed, open after `threshold` consecutive failures,
 /// half-open (one trial) once `open_for` has passed.
+///
+/// Each change of state (closed, open, half-open) starts a new generation. A permit
+/// records only into the generation it was admitted in: a request admitted while closed
+/// that ends after the circuit opened (or while the half-open trial runs, or after it
+/// closed again) changes nothing, and a trial cancelled after its half-open state ended
+/// records nothing.
 #[derive(Debug)]
 pub(crate) struct Breaker {
     policy: BreakerPolicy,
-    state: Mutex<BreakerState>,
+    state: Mutex<Generation>,
+}
+
+/// A breaker's state and the generation it started.
+#[derive(Debug, Clone, Copy)]
+struct Generation {
+    state: BreakerState,
+    generation: u64,
 }
 
 /// Leave to send one request through a [`Breaker`]. Its outcome is recorded with
@@ -161,10 +174,12 @@ pub(crate) struct Breaker {
 /// caller's timeout, a worker aborted at shutdown) is an attempt that did not complete.
 /// For the half-open trial that counts as a failure, so the circuit opens again for
 /// `open_for` and then lets a new trial through, instead of staying shut for good
-/// waiting for an outcome that never comes; otherwise nothing is recorded.
+/// waiting for an outcome that never comes; otherwise nothing is recorded. Either way
+/// only while the state it was admitted in lasts.
 #[derive(Debug)]
 pub(crate) struct Permit<'a> {
     breaker: &'a Breaker,
+    generation: u64,
     trial: bool,
     recorded: bool,
 }
@@ -173,14 +188,14 @@ impl Permit<'_> {
     /// Records the outcome. Returns whether the circuit opened.
     pub(crate) fn record(mut self, ok: bool) -> bool {
         self.recorded = true;
-        self.breaker.record(ok)
+        self.breaker.record(self.generation, ok)
     }
 }
 
 impl Drop for Permit<'_> {
     fn drop(&mut self) {
         if !self.recorded && self.trial {
-            self.breaker.record(false);
+            self.breaker.record(self.generation, false);
         }
     }
 }
@@ -189,22 +204,29 @@ impl Breaker {
     pub(crate) fn new(policy: BreakerPolicy) -> Breaker {
         Breaker {
             policy,
-            state: Mutex::new(BreakerState::Closed { failures: 0 }),
+            state: Mutex::new(Generation {
+                state: BreakerState::Closed { failures: 0 },
+                generation: 0,
+            }),
         }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Generation> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// A permit when a request may go; `Err(wait)` while open, or while the one trial
     /// of the half-open state is under way.
     pub(crate) fn admit(&self) -> Result<Permit<'_>, Duration> {
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let trial = match *s {
+        let mut s = self.lock();
+        let trial = match s.state {
             BreakerState::Closed { .. } => false,
             BreakerState::Open { until } => {
                 let now = Instant::now();
                 if now < until {
                     return Err(until - now);
                 }
-                *s = BreakerState::HalfOpen;
+                s.enter(BreakerState::HalfOpen);
                 true
             }
             // One trial is under way; its permit records it, or its drop does.
@@ -212,32 +234,49 @@ impl Breaker {
         };
         Ok(Permit {
             breaker: self,
+            generation: s.generation,
             trial,
             recorded: false,
         })
     }
 
-    /// Records the outcome of an admitted request. Returns whether the circuit opened.
-    fn record(&self, ok: bool) -> bool {
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if ok {
-            *s = BreakerState::Closed { failures: 0 };
+    /// Records the outcome of a request admitted in `generation`; nothing when the
+    /// state has changed since. Returns whether the circuit opened.
+    fn record(&self, generation: u64, ok: bool) -> bool {
+        let mut s = self.lock();
+        if s.generation != generation {
             return false;
         }
-        let failures = match *s {
-            BreakerState::Closed { failures } => failures + 1,
+        if ok {
+            match s.state {
+                BreakerState::Closed { .. } => s.state = BreakerState::Closed { failures: 0 },
+                _ => s.enter(BreakerState::Closed { failures: 0 }),
+            }
+            return false;
+        }
+        let failures = match s.state {
+            BreakerState::Closed { failures } => failures.saturating_add(1),
             BreakerState::HalfOpen => self.policy.threshold.max(1),
             BreakerState::Open { .. } => return false,
         };
         if self.policy.threshold > 0 && failures >= self.policy.threshold {
-            *s = BreakerState::Open {
+            s.enter(BreakerState::Open {
                 until: Instant::now() + self.policy.open_for,
-            };
+            });
             true
         } else {
-            *s = BreakerState::Closed { failures };
+            // Only a closed state gets here (a failed trial always opens).
+            s.state = BreakerState::Closed { failures };
             false
         }
+    }
+}
+
+impl Generation {
+    /// Moves to another state, in a new generation.
+    fn enter(&mut self, state: BreakerState) {
+        self.state = state;
+        self.generation = self.generation.wrapping_add(1);
     }
 }
 
@@ -317,5 +356,69 @@ mod tests {
         let b = Breaker::new(BreakerPolicy::new(1, Duration::from_secs(60)));
         drop(b.admit().unwrap());
         assert!(b.admit().is_ok(), "still closed");
+    }
+
+    fn state(b: &Breaker) -> BreakerState {
+        b.lock().state
+    }
+
+    #[test]
+    fn a_request_admitted_before_the_circuit_opened_cannot_close_it_during_the_trial() {
+        let b = Breaker::new(BreakerPolicy::new(1, Duration::from_millis(50)));
+        // Admitted while closed; it is slow, and ends only after the trial started.
+        let slow = b.admit().unwrap();
+        assert!(b.admit().unwrap().record(false), "another request opens it");
+        std::thread::sleep(Duration::from_millis(60));
+        let trial = b.admit().expect("half-open");
+        assert!(!slow.record(true), "a stale success");
+        assert_eq!(state(&b), BreakerState::HalfOpen, "the trial still decides");
+        assert!(b.admit().is_err(), "still one trial at a time");
+        assert!(trial.record(false), "the failed trial opens it again");
+        assert!(matches!(state(&b), BreakerState::Open { .. }));
+        // A stale failure does not count in the closed state a trial went back to.
+        let before_trial = Breaker::new(BreakerPolicy::new(2, Duration::from_millis(50)));
+        let stale = before_trial.admit().unwrap();
+        for _ in 0..2 {
+            before_trial.admit().unwrap().record(false);
+        }
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(
+            !before_trial.admit().unwrap().record(true),
+            "the trial closes it"
+        );
+        assert!(!stale.record(false));
+        assert_eq!(
+            state(&before_trial),
+            BreakerState::Closed { failures: 0 },
+            "the stale failure is not counted"
+        );
+    }
+
+    #[test]
+    fn a_trial_cancelled_after_its_half_open_state_ended_records_nothing() {
+        let b = Breaker::new(BreakerPolicy::new(3, Duration::from_millis(50)));
+        let slow = b.admit().unwrap();
+        for _ in 0..3 {
+            b.admit().unwrap().record(false);
+        }
+        std::thread::sleep(Duration::from_millis(60));
+        let trial = b.admit().expect("half-open");
+        // The request admitted before the circuit opened succeeds now: stale, ignored,
+        // so the trial's cancellation still finds its half-open state and reopens it.
+        slow.record(true);
+        drop(trial);
+        assert!(matches!(state(&b), BreakerState::Open { .. }));
+
+        // Whatever else ends a half-open state, a trial cancelled afterwards changes
+        // nothing: here the state is moved on by hand, as another path would.
+        std::thread::sleep(Duration::from_millis(60));
+        let trial = b.admit().expect("half-open again");
+        b.lock().enter(BreakerState::Closed { failures: 0 });
+        drop(trial);
+        assert_eq!(
+            state(&b),
+            BreakerState::Closed { failures: 0 },
+            "no failure counted for a cancellation"
+        );
     }
 }

@@ -182,19 +182,27 @@ impl Registry {
                 return Err(SendError::CircuitOpen(wait));
             }
         };
-        let caps = entry.notifier.capabilities();
-        let fitted;
-        let n = if caps.max_message_length > 0
-            && n.content.message.chars().count() > caps.max_message_length
-        {
-            let mut c = n.clone();
-            c.content.message = truncate(&n.content.message, caps.max_message_length).into_owned();
-            fitted = c;
-            &fitted
-        } else {
-            n
-        };
-        let send = AssertUnwindSafe(entry.notifier.send(n)).catch_unwind();
+        // Everything the provider's code runs is inside the guard: `capabilities`, and
+        // the call that makes the future (a hand-written `fn send(..) -> impl Future`
+        // runs code before its first poll), not only the polls.
+        let notifier = &*entry.notifier;
+        let send = AssertUnwindSafe(async move {
+            let caps = notifier.capabilities();
+            let fitted;
+            let n = if caps.max_message_length > 0
+                && n.content.message.chars().count() > caps.max_message_length
+            {
+                let mut c = n.clone();
+                c.content.message =
+                    truncate(&n.content.message, caps.max_message_length).into_owned();
+                fitted = c;
+                &fitted
+            } else {
+                n
+            };
+            notifier.send(n).await
+        })
+        .catch_unwind();
         let result = match tokio::time::timeout(self.send_timeout, send).await {
             Ok(Ok(r)) => r,
             Ok(Err(panic)) => Err(SendError::Panicked(panic_text(&*panic))),
@@ -658,7 +666,9 @@ impl NotificationService {
         for n in &mut list {
             self.prepare(n);
         }
-        let bulk = AssertUnwindSafe(entry.notifier.send_bulk(&list)).catch_unwind();
+        let notifier = &*entry.notifier;
+        let list = &list;
+        let bulk = AssertUnwindSafe(async move { notifier.send_bulk(list).await }).catch_unwind();
         let timeout =
             self.registry.send_timeout * u32::try_from(list.len().max(1)).unwrap_or(u32::MAX);
         Ok(match tokio::time::timeout(timeout, bulk).await {
@@ -714,7 +724,10 @@ impl NotificationService {
             .map(|(_, e)| e.clone())
             .collect();
         for e in entries {
-            let _ = tokio::time::timeout(self.registry.send_timeout, e.notifier.close()).await;
+            // A provider panicking in `close` does not stop the others closing.
+            let notifier = &*e.notifier;
+            let close = AssertUnwindSafe(async move { notifier.close().await }).catch_unwind();
+            let _ = tokio::time::timeout(self.registry.send_timeout, close).await;
         }
     }
 

@@ -2,10 +2,11 @@
 //! span's ids.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwapOption;
 use futures_util::FutureExt as _;
@@ -16,12 +17,56 @@ use piko_obs_logger::Logger;
 
 /// The tracer `run_in_span` starts spans with, when one was given.
 static TRACER: ArcSwapOption<SdkTracer> = ArcSwapOption::const_empty();
+/// Bumped after each change of [`TRACER`], so that threads know their copy is stale.
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// This thread's copy of [`TRACER`] and the generation it was taken at, so that
+    /// starting a span reads one atomic instead of loading the shared pointer.
+    static CACHED: RefCell<(u64, Option<SdkTracer>)> = const { RefCell::new((u64::MAX, None)) };
+}
 
 /// Makes `run_in_span` start its spans with `provider`'s `piko-obs` tracer, made once,
 /// instead of asking OpenTelemetry's global provider for a boxed tracer on every call.
 /// The facade calls it when it installs its provider; `None` goes back to the global one.
 pub fn use_tracer_provider(provider: Option<&SdkTracerProvider>) {
     TRACER.store(provider.map(|p| Arc::new(p.tracer("piko-obs"))));
+    GENERATION.fetch_add(1, Ordering::AcqRel);
+}
+
+/// Starts a span in `parent` with the tracer given to [`use_tracer_provider`] (this
+/// thread's copy of it, taken again when stale), or with the global provider's tracer.
+fn start(parent: &Context, name: Cow<'static, str>, attributes: Vec<KeyValue>) -> Context {
+    let generation = GENERATION.load(Ordering::Acquire);
+    let mut args = Some((name, attributes));
+    let started = CACHED
+        .try_with(|cell| {
+            // A span started while this thread's copy is borrowed (from a span processor,
+            // say) falls through to the shared pointer below.
+            let mut slot = cell.try_borrow_mut().ok()?;
+            if slot.0 != generation {
+                *slot = (generation, TRACER.load_full().map(|t| (*t).clone()));
+            }
+            let tracer = slot.1.as_ref()?;
+            let (name, attributes) = args.take()?;
+            Some(start_span(tracer, parent, name, attributes))
+        })
+        .ok()
+        .flatten();
+    if let Some(cx) = started {
+        return cx;
+    }
+    // `args` is still there: it is taken only when the span above was started.
+    let (name, attributes) = args.unwrap_or_default();
+    match TRACER.load().as_deref() {
+        Some(t) => start_span(t, parent, name, attributes),
+        None => start_span(
+            &opentelemetry::global::tracer("piko-obs"),
+            parent,
+            name,
+            attributes,
+        ),
+    }
 }
 
 fn start_span<T>(
@@ -79,15 +124,7 @@ where
     Fut: Future<Output = Result<T, E>>,
     E: std::error::Error,
 {
-    let cx = match TRACER.load().as_deref() {
-        Some(t) => start_span(t, parent, name.into(), attributes),
-        None => start_span(
-            &opentelemetry::global::tracer("piko-obs"),
-            parent,
-            name.into(),
-            attributes,
-        ),
-    };
+    let cx = start(parent, name.into(), attributes);
     let span_logger = {
         let span = cx.span();
         let sc = span.span_context();
