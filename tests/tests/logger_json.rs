@@ -511,13 +511,24 @@ fn span_ids_bound_lazily_print_like_any_bound_field() {
     // A child of a span logger keeps the ids, and so does a span logger of a span logger.
     log.with(&[attr::int("step", 2)]).info("child", &[]);
     log.with_span_ids(trace, [0xff; 8]).info("nested", &[]);
+    // A span logger of a logger with no bound field (it holds no copy of the root's).
+    let root_span = hub.get_logger("spans").with_span_ids(trace, span);
+    let clone = root_span.clone();
+    root_span.info("from the root", &[]);
+    clone.info("from a clone", &[]);
     hub.flush(T).unwrap();
-    let lines: Vec<Value> = cap
+    let mut lines: Vec<Value> = cap
         .lines()
         .iter()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines.len(), 3);
+    assert_eq!(lines.len(), 5);
+    for l in lines.drain(3..) {
+        assert_eq!(l["logger"], "spans");
+        assert_eq!(l["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(l["span_id"], "00f067aa0ba902b7");
+        assert!(l.get("tenant").is_none(), "{l}");
+    }
     for l in &lines {
         assert_eq!(l["tenant"], "acme");
         assert_eq!(l["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");

@@ -511,7 +511,9 @@ enum Bindings {
 
 #[derive(Clone)]
 struct SpanBindings {
-    parent: Arc<Bound>,
+    /// The parent logger's fields; `None` for the logger's root ones (`core.root`),
+    /// which a span logger made from `get_logger`'s logger then does not hold twice.
+    parent: Option<Arc<Bound>>,
     trace_id: [u8; 16],
     span_id: [u8; 8],
     resolved: std::sync::OnceLock<Arc<Bound>>,
@@ -535,8 +537,8 @@ impl Bindings {
                     )),
                 ];
                 // A span logger made from another replaces its ids instead of repeating them.
-                let all: Arc<[OwnedAttr]> = s
-                    .parent
+                let parent = s.parent.as_ref().unwrap_or(&core.root);
+                let all: Arc<[OwnedAttr]> = parent
                     .attrs
                     .iter()
                     .filter(|a| {
@@ -620,7 +622,10 @@ impl Logger {
     /// lower-case hex digits), like `with`, but the two fields are only encoded when the
     /// child first logs: a span's logger that never writes a line allocates nothing.
     pub fn with_span_ids(&self, trace_id: [u8; 16], span_id: [u8; 8]) -> Logger {
-        let parent = self.bound.get(&self.core).clone();
+        let parent = match &self.bound {
+            Bindings::Ready(b) if Arc::ptr_eq(b, &self.core.root) => None,
+            other => Some(other.get(&self.core).clone()),
+        };
         Logger {
             core: self.core.clone(),
             bound: Bindings::Span(SpanBindings {

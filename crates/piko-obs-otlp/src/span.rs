@@ -29,6 +29,9 @@ thread_local! {
 /// Makes `run_in_span` start its spans with `provider`'s `piko-obs` tracer, made once,
 /// instead of asking OpenTelemetry's global provider for a boxed tracer on every call.
 /// The facade calls it when it installs its provider; `None` goes back to the global one.
+/// Each thread keeps a copy of the tracer, taken again after a change; a thread that
+/// does not start another span keeps its old copy (and so the provider's shared state,
+/// not its exporters, which shutdown closes) until it exits.
 pub fn use_tracer_provider(provider: Option<&SdkTracerProvider>) {
     TRACER.store(provider.map(|p| Arc::new(p.tracer("piko-obs"))));
     GENERATION.fetch_add(1, Ordering::AcqRel);
