@@ -65,6 +65,13 @@ fn run_in_span_records_errors_panics_log_lines_and_nesting() {
 
     // Nesting and success.
     let nested = runtime.block_on(run_in_span(&log, "outer", vec![], |l| async move {
+        // The span starts when `run_in_span` is called, so a future handed to another
+        // task (which has no current span) is still a child of this one; it borrows
+        // nothing, so it can be spawned.
+        let task = tokio::spawn(run_in_span(&l, "spawned", vec![], |_| async {
+            Ok::<_, std::io::Error>(())
+        }));
+        task.await.expect("the task ran")?;
         run_in_span(&l, "inner", vec![], |l| async move {
             l.info("inside", &[]);
             Ok::<_, std::io::Error>(5)
@@ -92,7 +99,7 @@ fn run_in_span_records_errors_panics_log_lines_and_nesting() {
     hub.flush(Duration::from_secs(5)).unwrap();
     let failures = pipeline.shutdown(Duration::from_secs(5));
     assert!(failures.is_empty(), "{failures:?}");
-    let got = receiver.wait_until(Duration::from_secs(10), |r| r.spans().len() >= 4);
+    let got = receiver.wait_until(Duration::from_secs(10), |r| r.spans().len() >= 5);
     let spans = got.spans();
     let find = |n: &str| {
         spans
@@ -124,6 +131,9 @@ fn run_in_span_records_errors_panics_log_lines_and_nesting() {
     assert_eq!(inner.parent_span_id, outer.span_id);
     assert_eq!(inner.trace_id, outer.trace_id);
     assert_ne!(outer.status.clone().map_or(0, |s| s.code), 2);
+    let spawned = find("spawned");
+    assert_eq!(spawned.parent_span_id, outer.span_id);
+    assert_eq!(spawned.trace_id, outer.trace_id);
 
     let explode = find("explode");
     let status = explode.status.clone().unwrap();

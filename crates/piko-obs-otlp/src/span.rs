@@ -99,35 +99,54 @@ where
 ///   error is returned unchanged;
 /// - on a panic, the span is ended with the panic recorded and status ERROR, and the
 ///   panic continues.
-pub async fn run_in_span<F, Fut, T, E>(
+///
+/// The span starts, and `op` is called, when `run_in_span` is called; the future it
+/// returns borrows nothing, so it can be awaited later or spawned on another task and
+/// the span is still a child of the caller's.
+pub fn run_in_span<N, F, Fut, T, E>(
     logger: &Logger,
-    name: impl Into<Cow<'static, str>>,
+    name: N,
     attributes: Vec<KeyValue>,
     op: F,
-) -> Result<T, E>
+) -> impl Future<Output = Result<T, E>> + use<N, F, Fut, T, E>
 where
+    N: Into<Cow<'static, str>>,
     F: FnOnce(Logger) -> Fut,
     Fut: Future<Output = Result<T, E>>,
     E: std::error::Error,
 {
-    run_in_span_from(&Context::current(), logger, name, attributes, op).await
+    let (cx, span_logger) =
+        Context::map_current(|parent| begin(parent, logger, name.into(), attributes));
+    finish(cx, op(span_logger))
 }
 
 /// [`run_in_span`] with an explicit parent: the context of an incoming request (from
 /// [`crate::warp_trace_context`] or [`crate::extract_context`]), say.
-pub async fn run_in_span_from<F, Fut, T, E>(
+pub fn run_in_span_from<N, F, Fut, T, E>(
     parent: &Context,
     logger: &Logger,
-    name: impl Into<Cow<'static, str>>,
+    name: N,
     attributes: Vec<KeyValue>,
     op: F,
-) -> Result<T, E>
+) -> impl Future<Output = Result<T, E>> + use<N, F, Fut, T, E>
 where
+    N: Into<Cow<'static, str>>,
     F: FnOnce(Logger) -> Fut,
     Fut: Future<Output = Result<T, E>>,
     E: std::error::Error,
 {
-    let cx = start(parent, name.into(), attributes);
+    let (cx, span_logger) = begin(parent, logger, name.into(), attributes);
+    finish(cx, op(span_logger))
+}
+
+/// Starts the span in `parent`, and the logger that names it.
+fn begin(
+    parent: &Context,
+    logger: &Logger,
+    name: Cow<'static, str>,
+    attributes: Vec<KeyValue>,
+) -> (Context, Logger) {
+    let cx = start(parent, name, attributes);
     let span_logger = {
         let span = cx.span();
         let sc = span.span_context();
@@ -137,7 +156,16 @@ where
             logger.clone()
         }
     };
-    let outcome = AssertUnwindSafe(op(span_logger).with_context(cx.clone()))
+    (cx, span_logger)
+}
+
+/// Runs `op` with `cx` current, then ends its span with the outcome.
+async fn finish<Fut, T, E>(cx: Context, op: Fut) -> Result<T, E>
+where
+    Fut: Future<Output = Result<T, E>>,
+    E: std::error::Error,
+{
+    let outcome = AssertUnwindSafe(op.with_context(cx.clone()))
         .catch_unwind()
         .await;
     let span = cx.span();
