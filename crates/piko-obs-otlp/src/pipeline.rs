@@ -35,6 +35,16 @@ pub enum StartError {
     /// The span export thread could not start.
     #[error("OTLP span export thread: {0}")]
     Thread(std::io::Error),
+    /// A header cannot be sent as gRPC metadata (its value is never shown).
+    #[error(
+        "OTLP header {name:?} cannot be sent over gRPC: {reason}; rename it, or use the http/protobuf protocol"
+    )]
+    GrpcHeader {
+        /// The header's name.
+        name: String,
+        /// Why.
+        reason: &'static str,
+    },
 }
 
 /// Counters of the span pipeline.
@@ -351,17 +361,23 @@ fn http_client(settings: &Settings) -> Result<reqwest::blocking::Client, StartEr
         .map_err(|e| StartError::Tls(e.without_url().to_string()))
 }
 
-fn metadata(settings: &Settings) -> tonic::metadata::MetadataMap {
+/// The headers as gRPC metadata; one tonic refuses (a `-bin` name, which gRPC keeps
+/// for binary values) is an error, not dropped.
+fn metadata(settings: &Settings) -> Result<tonic::metadata::MetadataMap, StartError> {
     let mut m = tonic::metadata::MetadataMap::new();
     for (k, v) in &settings.headers {
-        if let (Ok(k), Ok(v)) = (
-            tonic::metadata::MetadataKey::from_bytes(k.as_bytes()),
-            tonic::metadata::MetadataValue::try_from(v.as_str()),
-        ) {
-            m.insert(k, v);
-        }
+        let refused = |reason| StartError::GrpcHeader {
+            name: k.clone(),
+            reason,
+        };
+        let key = tonic::metadata::MetadataKey::from_bytes(k.as_bytes()).map_err(|_| {
+            refused("names ending in -bin are for binary metadata, which is not supported")
+        })?;
+        let value = tonic::metadata::MetadataValue::try_from(v.as_str())
+            .map_err(|_| refused("its value is not a valid header value"))?;
+        m.insert(key, value);
     }
-    m
+    Ok(m)
 }
 
 macro_rules! exporter {
@@ -377,7 +393,7 @@ macro_rules! exporter {
                     .with_tonic()
                     .with_endpoint(s.signal_url($signal))
                     .with_timeout(s.timeout)
-                    .with_metadata(metadata(s));
+                    .with_metadata(metadata(s)?);
                 if s.endpoint.starts_with("https://") {
                     b = b.with_tls_config(tonic_tls(s)?);
                 }
@@ -494,5 +510,37 @@ impl Pipeline {
             failures.push((signal, format!("not shut down after {timeout:?}")));
         }
         failures
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::OtlpConfig;
+
+    fn settings(headers: &[(&str, &str)]) -> Settings {
+        let mut config = OtlpConfig::new();
+        config.endpoint = Some("http://127.0.0.1:4317".into());
+        config.headers = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        config.resolve(|_| None, "test").expect("valid settings")
+    }
+
+    #[test]
+    fn headers_grpc_cannot_carry_are_refused_by_name_without_their_value() {
+        let ok = metadata(&settings(&[("authorization", "Bearer s3cret")])).unwrap();
+        assert_eq!(ok.get("authorization").unwrap(), "Bearer s3cret");
+        for (name, value) in [("x-token-bin", "s3cret"), ("grpc-x-bin", "s3cret")] {
+            let err = metadata(&settings(&[(name, value)])).unwrap_err();
+            let text = err.to_string();
+            assert!(matches!(&err, StartError::GrpcHeader { name: n, .. } if n == name));
+            assert!(
+                text.contains(name) && text.contains("http/protobuf"),
+                "{text}"
+            );
+            assert!(!text.contains("s3cr"), "{text}");
+        }
     }
 }
