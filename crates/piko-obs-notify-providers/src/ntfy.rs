@@ -99,8 +99,13 @@ impl NtfyNotifier {
 
     /// Authenticates with an access token.
     pub fn with_token(mut self, token: &str) -> Result<Self, ConfigError> {
-        let mut v = http::HeaderValue::from_str(&format!("Bearer {}", token.trim()))
-            .map_err(|_| ConfigError::new("ntfy token", "must be visible ASCII"))?;
+        let mut v =
+            http::HeaderValue::from_str(&format!("Bearer {}", token.trim())).map_err(|_| {
+                ConfigError::new(
+                    "ntfy token",
+                    "must be text without control characters or line breaks",
+                )
+            })?;
         v.set_sensitive(true);
         self.auth = Some(v);
         Ok(self)

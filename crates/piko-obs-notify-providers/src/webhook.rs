@@ -65,7 +65,7 @@ impl WebhookNotifier {
         let mut value = http::HeaderValue::from_str(value).map_err(|_| {
             ConfigError::new(
                 "webhook header value",
-                format!("for {name}: must be visible ASCII with no line break"),
+                format!("for {name}: must be text without control characters or line breaks"),
             )
         })?;
         value.set_sensitive(true);

@@ -309,7 +309,7 @@ fn check_header(setting: &str, name: &str, value: &str) -> Result<(), ConfigErro
     http::HeaderValue::from_str(value).map_err(|_| {
         err(
             setting,
-            format!("the value of {name:?} must be visible ASCII with no line break"),
+            format!("the value of {name:?} must be text without control characters or line breaks"),
         )
     })?;
     Ok(())
@@ -763,7 +763,7 @@ mod tests {
             "{e}"
         );
         let e = bad(&[("OTEL_EXPORTER_OTLP_HEADERS", "x-key=sec%0Aret")]);
-        assert!(e.contains("no line break") && !e.contains("sec"), "{e}");
+        assert!(e.contains("line breaks") && !e.contains("sec"), "{e}");
         assert!(bad(&[("OTEL_EXPORTER_OTLP_TIMEOUT", "10s")]).contains("milliseconds"));
         assert!(bad(&[("OTEL_TRACES_SAMPLER", "sometimes")]).starts_with("OTEL_TRACES_SAMPLER:"));
         assert!(
