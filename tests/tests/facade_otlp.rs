@@ -1,6 +1,6 @@
 //! OTLP through the facade: `init()` exports spans and log lines (with the ids of the
-//! span they were written in) to a receiver, counts spans on `/metrics`, flushes at
-//! shutdown, and rejects bad settings naming them.
+//! span they were written in) to a receiver, counts spans and log records on `/metrics`,
+//! flushes at shutdown, and rejects bad settings naming them.
 
 use std::time::Duration;
 
@@ -10,6 +10,12 @@ use piko_obs::logger::{self, attr};
 use piko_obs_tests::otlp::OtlpReceiver;
 
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// The value of the unlabelled series `name` in `text`.
+fn value(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
 
 #[test]
 fn init_exports_spans_and_log_lines_with_their_trace_ids() {
@@ -35,6 +41,28 @@ fn init_exports_spans_and_log_lines_with_their_trace_ids() {
     metrics::counter!("orders_shipped_total", "carrier" => "post").increment(2);
     let text = piko_obs::metrics::render().unwrap();
     assert!(text.contains("piko_obs_spans_ended_total"), "{text}");
+    // The log-record pipeline's four counters, with their HELP lines: the line above went
+    // to the otlp output, which emitted it (synchronously) to the processor.
+    for name in [
+        "piko_obs_log_records_emitted_total",
+        "piko_obs_log_records_exported_total",
+        "piko_obs_log_records_dropped_total",
+        "piko_obs_log_records_export_failed_total",
+    ] {
+        assert!(text.contains(&format!("# HELP {name} ")), "{name}:\n{text}");
+        assert!(value(&text, name).is_some(), "{name}:\n{text}");
+    }
+    let emitted = value(&text, "piko_obs_log_records_emitted_total").unwrap();
+    let stats = piko_obs::otlp::pipeline().unwrap().logs.stats();
+    assert!(
+        emitted >= 1.0 && emitted <= stats.emitted as f64,
+        "{emitted}: {stats:?}"
+    );
+    assert_eq!(
+        value(&text, "piko_obs_log_records_dropped_total"),
+        Some(0.0),
+        "{text}"
+    );
     assert!(
         text.contains("orders_shipped_total{carrier=\"post\"} 2"),
         "{text}"

@@ -3,7 +3,8 @@
 //!
 //! [`Pipeline::start`] builds the tracer, meter and logger providers with OTLP exporters
 //! (gRPC through tonic, or HTTP/protobuf through a blocking reqwest client with rustls),
-//! spans going through a [`BoundedSpanProcessor`] that counts what does not fit.
+//! spans going through a [`BoundedSpanProcessor`] and log records through a
+//! [`BoundedLogProcessor`], each counting what does not fit and what fails to export.
 //!
 //! The configuration: [`OtlpConfig`] (every field optional),
 //! resolved with [`OtlpConfig::resolve`] into [`Settings`] in the order code, then the
@@ -56,5 +57,6 @@ pub use config::{
     TlsFiles,
 };
 pub use pipeline::{
-    BoundedSpanProcessor, Pipeline, SPAN_QUEUE, SpanStats, SpanStatsHandle, StartError,
+    BoundedLogProcessor, BoundedSpanProcessor, LOG_QUEUE, LogStats, LogStatsHandle, Pipeline,
+    SPAN_QUEUE, SpanStats, SpanStatsHandle, StartError,
 };

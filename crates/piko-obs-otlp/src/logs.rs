@@ -18,6 +18,9 @@ pub struct OtelLogOutput {
     logger: SdkLogger,
     provider: SdkLoggerProvider,
     accepted: AtomicU64,
+    /// Lines written while OpenTelemetry telemetry is suppressed (inside an export, where
+    /// the SDK's own failure reports come from): not exported, which would loop.
+    suppressed: AtomicU64,
     span_events: bool,
 }
 
@@ -36,6 +39,7 @@ impl OtelLogOutput {
             logger: provider.logger("piko-obs"),
             provider: provider.clone(),
             accepted: AtomicU64::new(0),
+            suppressed: AtomicU64::new(0),
             span_events: true,
         }
     }
@@ -93,6 +97,12 @@ fn any_value(v: Value<'_>) -> Option<AnyValue> {
 
 impl Output for OtelLogOutput {
     fn write(&self, record: &Record<'_>) {
+        // The SDK would drop it without a count: counted here instead (as a line
+        // dropped, not accepted, like a full queue's).
+        if opentelemetry::Context::is_current_telemetry_suppressed() {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         self.accepted.fetch_add(1, Ordering::Relaxed);
         let mut r = self.logger.create_log_record();
         r.set_timestamp(record.time());
@@ -147,9 +157,9 @@ impl Output for OtelLogOutput {
         self.logger.emit(r);
     }
 
-    /// Asks the batch processor to export what it holds and waits at most `timeout`: the
-    /// SDK's flush waits for the export, which a collector that never answers holds for
-    /// the whole export timeout, so it runs on a thread of its own.
+    /// Asks the log-record processor to export what it holds and waits at most
+    /// `timeout`: the flush waits for the export, which a collector that never answers
+    /// holds for the whole export timeout, so it runs on a thread of its own.
     fn flush(&self, timeout: Duration) -> Result<(), FlushError> {
         let provider = self.provider.clone();
         let (tx, rx) = std::sync::mpsc::channel();
@@ -178,12 +188,15 @@ impl Output for OtelLogOutput {
     }
 
     /// `accepted` and `written` count the records handed to the OpenTelemetry SDK,
-    /// whose batch processor exports them.
+    /// whose log-record processor exports them (and counts what it drops or fails to
+    /// export: `Pipeline::logs`); `dropped` counts the lines written while telemetry was
+    /// suppressed (the SDK's own reports from inside an export), which are not exported.
     fn stats(&self) -> OutputStats {
         let n = self.accepted.load(Ordering::Relaxed);
         OutputStats {
             accepted: n,
             written: n,
+            dropped: self.suppressed.load(Ordering::Relaxed),
             ..OutputStats::default()
         }
     }

@@ -1,6 +1,6 @@
 //! The export pipeline: tracer, meter and logger providers with OTLP exporters built
-//! from resolved [`Settings`], and a span processor whose queue is bounded and whose
-//! drops are counted.
+//! from resolved [`Settings`], and span and log-record processors whose queues are
+//! bounded and whose drops are counted.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -8,10 +8,12 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use opentelemetry::KeyValue;
+use opentelemetry::{InstrumentationScope, KeyValue};
 use opentelemetry_otlp::{WithExportConfig as _, WithHttpConfig as _, WithTonicConfig as _};
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
-use opentelemetry_sdk::logs::SdkLoggerProvider;
+use opentelemetry_sdk::logs::{
+    LogBatch, LogExporter, LogProcessor, SdkLogRecord, SdkLoggerProvider,
+};
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, SpanData, SpanExporter, SpanProcessor};
 
@@ -32,8 +34,8 @@ pub enum StartError {
         /// Why.
         reason: String,
     },
-    /// The span export thread could not start.
-    #[error("OTLP span export thread: {0}")]
+    /// A span or log-record export thread could not start.
+    #[error("OTLP export thread: {0}")]
     Thread(std::io::Error),
     /// A header cannot be sent as gRPC metadata (its value is never shown).
     #[error(
@@ -46,6 +48,189 @@ pub enum StartError {
         reason: &'static str,
     },
 }
+
+// ---------------------------------------------------------------------------------------
+// The bounded export queue shared by spans and log records
+
+/// The most items in one export.
+const BATCH: usize = 512;
+/// The longest an item waits in a partial batch.
+const DELAY: Duration = Duration::from_secs(1);
+/// How long `force_flush` waits for the export thread.
+const FLUSH_BOUND: Duration = Duration::from_secs(30);
+
+/// The counters of an [`ExportQueue`]: every item pushed is, in the end, exported,
+/// dropped or failed (or still queued).
+#[derive(Default, Debug)]
+struct Counters {
+    /// Items pushed (spans ended, log records emitted).
+    pushed: AtomicU64,
+    exported: AtomicU64,
+    dropped: AtomicU64,
+    failed: AtomicU64,
+}
+
+/// What an export thread does with a batch, and at shutdown.
+trait Export<T>: Send + 'static {
+    /// Exports `batch` and leaves it empty.
+    fn export(&mut self, batch: &mut Vec<T>) -> OTelSdkResult;
+    /// Shuts the exporter down.
+    fn shutdown(&mut self, timeout: Duration) -> OTelSdkResult;
+}
+
+enum Control {
+    Flush(SyncSender<OTelSdkResult>),
+    Shutdown(SyncSender<OTelSdkResult>, Duration),
+}
+
+/// A bounded queue in front of a thread exporting batches of up to [`BATCH`] items
+/// every [`DELAY`] (or sooner when a batch is full). Pushing never waits: an item that
+/// does not fit, or comes after shutdown, is dropped and counted.
+struct ExportQueue<T> {
+    items: SyncSender<T>,
+    control: Mutex<std::sync::mpsc::Sender<Control>>,
+    counters: Arc<Counters>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl<T> std::fmt::Debug for ExportQueue<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExportQueue")
+            .field("counters", &self.counters)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Send + 'static> ExportQueue<T> {
+    /// A queue of `capacity` items, exported by a thread named `name` through `sink`.
+    fn start(name: &str, capacity: usize, sink: impl Export<T>) -> std::io::Result<ExportQueue<T>> {
+        let capacity = capacity.max(1);
+        let (items, items_rx) = std::sync::mpsc::sync_channel(capacity);
+        let (control, control_rx) = std::sync::mpsc::channel();
+        let counters = Arc::new(Counters::default());
+        let c = counters.clone();
+        let thread = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || export_loop(&items_rx, &control_rx, sink, &c, capacity))?;
+        Ok(ExportQueue {
+            items,
+            control: Mutex::new(control),
+            counters,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Counts `item` and queues it, or drops it (counted) when the queue is full or
+    /// shut down. Never waits.
+    fn push(&self, item: T) {
+        self.counters.pushed.fetch_add(1, Ordering::Relaxed);
+        match self.items.try_send(item) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn ask(
+        &self,
+        control: Control,
+        done: &Receiver<OTelSdkResult>,
+        timeout: Duration,
+    ) -> OTelSdkResult {
+        self.control
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(control)
+            .map_err(|_| OTelSdkError::AlreadyShutdown)?;
+        done.recv_timeout(timeout)
+            .map_err(|_| OTelSdkError::Timeout(timeout))?
+    }
+
+    /// Exports what is queued; waits for it at most [`FLUSH_BOUND`].
+    fn flush(&self) -> OTelSdkResult {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.ask(Control::Flush(tx), &rx, FLUSH_BOUND)
+    }
+
+    /// Exports what is queued, shuts the exporter down and ends the thread; waits for it
+    /// at most `timeout` (a thread still busy then finishes in the background).
+    fn shutdown(&self, timeout: Duration) -> OTelSdkResult {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let r = self.ask(Control::Shutdown(tx, timeout), &rx, timeout);
+        if r.is_ok()
+            && let Some(t) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take()
+        {
+            // It answered as its last step: the join is immediate.
+            let _ = t.join();
+        }
+        r
+    }
+}
+
+/// Exports `batch` (if not empty) through `sink`, counting its items as exported or
+/// failed.
+fn export_batch<T>(sink: &mut impl Export<T>, batch: &mut Vec<T>, c: &Counters) -> OTelSdkResult {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let n = batch.len() as u64;
+    let result = sink.export(batch);
+    batch.clear();
+    match &result {
+        Ok(()) => c.exported.fetch_add(n, Ordering::Relaxed),
+        Err(_) => c.failed.fetch_add(n, Ordering::Relaxed),
+    };
+    result
+}
+
+fn export_loop<T, S: Export<T>>(
+    items: &Receiver<T>,
+    control: &Receiver<Control>,
+    mut sink: S,
+    c: &Counters,
+    capacity: usize,
+) {
+    let mut batch = Vec::with_capacity(BATCH);
+    let mut next = Instant::now() + DELAY;
+    loop {
+        // Wake at least every 50 ms, for flush and shutdown requests.
+        let wait = next
+            .saturating_duration_since(Instant::now())
+            .min(Duration::from_millis(50));
+        match items.recv_timeout(wait) {
+            Ok(item) => batch.push(item),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => {
+                let _ = export_batch(&mut sink, &mut batch, c);
+                return;
+            }
+        }
+        if batch.len() >= BATCH || Instant::now() >= next {
+            let _ = export_batch(&mut sink, &mut batch, c);
+            next = Instant::now() + DELAY;
+        }
+        match control.try_recv() {
+            Ok(Control::Flush(done)) => {
+                // Bounded: at most what the queue holds (plus a partial batch).
+                batch.extend(items.try_iter().take(capacity));
+                let r = export_batch(&mut sink, &mut batch, c);
+                let _ = done.send(r);
+            }
+            Ok(Control::Shutdown(done, timeout)) => {
+                batch.extend(items.try_iter().take(capacity));
+                let r = export_batch(&mut sink, &mut batch, c);
+                let r = r.and(sink.shutdown(timeout));
+                let _ = done.send(r);
+                return;
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Spans
 
 /// Counters of the span pipeline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -61,83 +246,9 @@ pub struct SpanStats {
     pub failed: u64,
 }
 
-#[derive(Default, Debug)]
-struct Counters {
-    ended: AtomicU64,
-    exported: AtomicU64,
-    dropped: AtomicU64,
-    failed: AtomicU64,
-}
-
-enum Control {
-    Flush(SyncSender<OTelSdkResult>),
-    Shutdown(SyncSender<OTelSdkResult>),
-}
-
-/// A batch span processor with a bounded queue: spans that do not fit are dropped and
-/// counted, never waited for; a thread exports batches of up to 512 spans every
-/// second (or sooner when a batch is full).
-#[derive(Debug)]
-pub struct BoundedSpanProcessor<E: SpanExporter + 'static> {
-    spans: SyncSender<SpanData>,
-    control: Mutex<std::sync::mpsc::Sender<Control>>,
-    exporter: Arc<Mutex<E>>,
-    counters: Arc<Counters>,
-    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
-}
-
-const BATCH: usize = 512;
-const DELAY: Duration = Duration::from_secs(1);
-
-impl<E: SpanExporter + 'static> BoundedSpanProcessor<E> {
-    /// A processor exporting through `exporter`, with room for `capacity` spans.
-    pub fn new(exporter: E, capacity: usize) -> std::io::Result<BoundedSpanProcessor<E>> {
-        let (spans, span_rx) = std::sync::mpsc::sync_channel(capacity.max(1));
-        let (control, control_rx) = std::sync::mpsc::channel();
-        let exporter = Arc::new(Mutex::new(exporter));
-        let counters = Arc::new(Counters::default());
-        let (e, c) = (exporter.clone(), counters.clone());
-        let thread = std::thread::Builder::new()
-            .name("piko-obs-spans".into())
-            .spawn(move || export_loop(&span_rx, &control_rx, &e, &c))?;
-        Ok(BoundedSpanProcessor {
-            spans,
-            control: Mutex::new(control),
-            exporter,
-            counters,
-            thread: Mutex::new(Some(thread)),
-        })
-    }
-
-    /// The counters.
-    pub fn stats(&self) -> SpanStats {
-        stats(&self.counters)
-    }
-
-    /// A handle reading the counters later.
-    pub fn stats_handle(&self) -> SpanStatsHandle {
-        SpanStatsHandle(self.counters.clone())
-    }
-
-    fn ask(
-        &self,
-        make: impl FnOnce(SyncSender<OTelSdkResult>) -> Control,
-        timeout: Duration,
-    ) -> OTelSdkResult {
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.control
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .send(make(tx))
-            .map_err(|_| OTelSdkError::AlreadyShutdown)?;
-        rx.recv_timeout(timeout)
-            .map_err(|_| OTelSdkError::Timeout(timeout))?
-    }
-}
-
-fn stats(c: &Counters) -> SpanStats {
+fn span_stats(c: &Counters) -> SpanStats {
     SpanStats {
-        ended: c.ended.load(Ordering::Relaxed),
+        ended: c.pushed.load(Ordering::Relaxed),
         exported: c.exported.load(Ordering::Relaxed),
         dropped: c.dropped.load(Ordering::Relaxed),
         failed: c.failed.load(Ordering::Relaxed),
@@ -152,74 +263,52 @@ pub struct SpanStatsHandle(Arc<Counters>);
 impl SpanStatsHandle {
     /// The counters.
     pub fn stats(&self) -> SpanStats {
-        stats(&self.0)
+        span_stats(&self.0)
     }
 }
 
-fn export_batch<E: SpanExporter>(
-    exporter: &Mutex<E>,
-    batch: &mut Vec<SpanData>,
-    c: &Counters,
-) -> OTelSdkResult {
-    if batch.is_empty() {
-        return Ok(());
+struct SpanSink<E>(Arc<Mutex<E>>);
+
+impl<E: SpanExporter + 'static> Export<SpanData> for SpanSink<E> {
+    fn export(&mut self, batch: &mut Vec<SpanData>) -> OTelSdkResult {
+        let spans = std::mem::take(batch);
+        let exporter = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        futures_executor::block_on(exporter.export(spans))
     }
-    let n = batch.len() as u64;
-    let spans = std::mem::take(batch);
-    let exporter = exporter.lock().unwrap_or_else(|p| p.into_inner());
-    let result = futures_executor::block_on(exporter.export(spans));
-    match &result {
-        Ok(()) => c.exported.fetch_add(n, Ordering::Relaxed),
-        Err(_) => c.failed.fetch_add(n, Ordering::Relaxed),
-    };
-    result
+
+    fn shutdown(&mut self, timeout: Duration) -> OTelSdkResult {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .shutdown_with_timeout(timeout)
+    }
 }
 
-fn export_loop<E: SpanExporter>(
-    spans: &Receiver<SpanData>,
-    control: &Receiver<Control>,
-    exporter: &Mutex<E>,
-    c: &Counters,
-) {
-    let mut batch = Vec::with_capacity(BATCH);
-    let mut next = Instant::now() + DELAY;
-    loop {
-        // Wake at least every 50 ms, for flush and shutdown requests.
-        let wait = next
-            .saturating_duration_since(Instant::now())
-            .min(Duration::from_millis(50));
-        match spans.recv_timeout(wait) {
-            Ok(span) => batch.push(span),
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => {
-                let _ = export_batch(exporter, &mut batch, c);
-                return;
-            }
-        }
-        if batch.len() >= BATCH || Instant::now() >= next {
-            let _ = export_batch(exporter, &mut batch, c);
-            next = Instant::now() + DELAY;
-        }
-        match control.try_recv() {
-            Ok(Control::Flush(done)) => {
-                batch.extend(spans.try_iter());
-                let r = export_batch(exporter, &mut batch, c);
-                let _ = done.send(r);
-            }
-            Ok(Control::Shutdown(done)) => {
-                batch.extend(spans.try_iter());
-                let r = export_batch(exporter, &mut batch, c);
-                let r = r.and(
-                    exporter
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .shutdown(),
-                );
-                let _ = done.send(r);
-                return;
-            }
-            Err(_) => {}
-        }
+/// A batch span processor with a bounded queue: spans that do not fit are dropped and
+/// counted, never waited for; a thread exports batches of up to 512 spans every
+/// second (or sooner when a batch is full).
+#[derive(Debug)]
+pub struct BoundedSpanProcessor<E: SpanExporter + 'static> {
+    queue: ExportQueue<SpanData>,
+    exporter: Arc<Mutex<E>>,
+}
+
+impl<E: SpanExporter + 'static> BoundedSpanProcessor<E> {
+    /// A processor exporting through `exporter`, with room for `capacity` spans.
+    pub fn new(exporter: E, capacity: usize) -> std::io::Result<BoundedSpanProcessor<E>> {
+        let exporter = Arc::new(Mutex::new(exporter));
+        let queue = ExportQueue::start("piko-obs-spans", capacity, SpanSink(exporter.clone()))?;
+        Ok(BoundedSpanProcessor { queue, exporter })
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> SpanStats {
+        span_stats(&self.queue.counters)
+    }
+
+    /// A handle reading the counters later.
+    pub fn stats_handle(&self) -> SpanStatsHandle {
+        SpanStatsHandle(self.queue.counters.clone())
     }
 }
 
@@ -227,27 +316,15 @@ impl<E: SpanExporter + 'static> SpanProcessor for BoundedSpanProcessor<E> {
     fn on_start(&self, _span: &mut opentelemetry_sdk::trace::Span, _cx: &opentelemetry::Context) {}
 
     fn on_end(&self, span: SpanData) {
-        self.counters.ended.fetch_add(1, Ordering::Relaxed);
-        match self.spans.try_send(span) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                self.counters.dropped.fetch_add(1, Ordering::Relaxed);
-            }
-        }
+        self.queue.push(span);
     }
 
     fn force_flush(&self) -> OTelSdkResult {
-        self.ask(Control::Flush, Duration::from_secs(30))
+        self.queue.flush()
     }
 
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        let r = self.ask(Control::Shutdown, timeout);
-        if r.is_ok()
-            && let Some(t) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take()
-        {
-            let _ = t.join();
-        }
-        r
+        self.queue.shutdown(timeout)
     }
 
     fn set_resource(&mut self, resource: &opentelemetry_sdk::Resource) {
@@ -258,7 +335,125 @@ impl<E: SpanExporter + 'static> SpanProcessor for BoundedSpanProcessor<E> {
     }
 }
 
-/// The three providers, and the span counters.
+// ---------------------------------------------------------------------------------------
+// Log records
+
+/// Counters of the log-record pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct LogStats {
+    /// Log records handed to the processor.
+    pub emitted: u64,
+    /// Log records the collector accepted.
+    pub exported: u64,
+    /// Log records that did not fit in the queue (or came after shutdown).
+    pub dropped: u64,
+    /// Log records in exports that failed.
+    pub failed: u64,
+}
+
+fn log_stats(c: &Counters) -> LogStats {
+    LogStats {
+        emitted: c.pushed.load(Ordering::Relaxed),
+        exported: c.exported.load(Ordering::Relaxed),
+        dropped: c.dropped.load(Ordering::Relaxed),
+        failed: c.failed.load(Ordering::Relaxed),
+    }
+}
+
+/// Reads a [`BoundedLogProcessor`]'s counters after the processor has moved into its
+/// provider.
+#[derive(Debug, Clone)]
+pub struct LogStatsHandle(Arc<Counters>);
+
+impl LogStatsHandle {
+    /// The counters.
+    pub fn stats(&self) -> LogStats {
+        log_stats(&self.0)
+    }
+}
+
+/// A queued log record, boxed so that the queue's slots stay small.
+type LogItem = Box<(SdkLogRecord, InstrumentationScope)>;
+
+struct LogSink<E>(Arc<Mutex<E>>);
+
+impl<E: LogExporter + 'static> Export<LogItem> for LogSink<E> {
+    fn export(&mut self, batch: &mut Vec<LogItem>) -> OTelSdkResult {
+        let result = {
+            let records: Vec<(&SdkLogRecord, &InstrumentationScope)> =
+                batch.iter().map(|b| (&b.0, &b.1)).collect();
+            let exporter = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            futures_executor::block_on(exporter.export(LogBatch::new(&records)))
+        };
+        batch.clear();
+        result
+    }
+
+    fn shutdown(&mut self, timeout: Duration) -> OTelSdkResult {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .shutdown_with_timeout(timeout)
+    }
+}
+
+/// A batch log-record processor with a bounded queue, in place of the SDK's
+/// `BatchLogProcessor` (which drops and loses records without a count): `emit` never
+/// waits, a record that does not fit is dropped and counted; a thread exports batches
+/// of up to 512 records every second (or sooner when a batch is full), counting them
+/// as exported or failed.
+#[derive(Debug)]
+pub struct BoundedLogProcessor<E: LogExporter + 'static> {
+    queue: ExportQueue<LogItem>,
+    exporter: Arc<Mutex<E>>,
+}
+
+impl<E: LogExporter + 'static> BoundedLogProcessor<E> {
+    /// A processor exporting through `exporter`, with room for `capacity` records.
+    pub fn new(exporter: E, capacity: usize) -> std::io::Result<BoundedLogProcessor<E>> {
+        let exporter = Arc::new(Mutex::new(exporter));
+        let queue = ExportQueue::start("piko-obs-logs", capacity, LogSink(exporter.clone()))?;
+        Ok(BoundedLogProcessor { queue, exporter })
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> LogStats {
+        log_stats(&self.queue.counters)
+    }
+
+    /// A handle reading the counters later.
+    pub fn stats_handle(&self) -> LogStatsHandle {
+        LogStatsHandle(self.queue.counters.clone())
+    }
+}
+
+impl<E: LogExporter + 'static> LogProcessor for BoundedLogProcessor<E> {
+    fn emit(&self, record: &mut SdkLogRecord, instrumentation: &InstrumentationScope) {
+        self.queue
+            .push(Box::new((record.clone(), instrumentation.clone())));
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.queue.flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.queue.shutdown(timeout)
+    }
+
+    fn set_resource(&mut self, resource: &opentelemetry_sdk::Resource) {
+        self.exporter
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .set_resource(resource);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The pipeline
+
+/// The three providers, and the span and log-record counters.
 #[derive(Debug, Clone)]
 pub struct Pipeline {
     /// Traces.
@@ -269,10 +464,15 @@ pub struct Pipeline {
     pub logger_provider: SdkLoggerProvider,
     /// The span processor's counters.
     pub spans: SpanStatsHandle,
+    /// The log-record processor's counters.
+    pub logs: LogStatsHandle,
 }
 
 /// The span queue's capacity.
 pub const SPAN_QUEUE: usize = 2048;
+
+/// The log-record queue's capacity.
+pub const LOG_QUEUE: usize = 2048;
 
 fn sampler(s: Sampling) -> Sampler {
     let root = |r: ParentRoot| match r {
@@ -450,8 +650,11 @@ impl Pipeline {
             .with_resource(resource.clone())
             .build();
         let logs = exporter!(settings, opentelemetry_otlp::LogExporter::builder(), "logs");
+        let log_processor =
+            BoundedLogProcessor::new(logs, LOG_QUEUE).map_err(StartError::Thread)?;
+        let log_stats = log_processor.stats_handle();
         let logger_provider = SdkLoggerProvider::builder()
-            .with_batch_exporter(logs)
+            .with_log_processor(log_processor)
             .with_resource(resource)
             .build();
         Ok(Pipeline {
@@ -459,6 +662,7 @@ impl Pipeline {
             meter_provider,
             logger_provider,
             spans: span_stats,
+            logs: log_stats,
         })
     }
 

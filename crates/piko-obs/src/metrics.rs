@@ -216,6 +216,22 @@ fn describe_self_metrics() {
             "piko_obs_spans_export_failed_total",
             "Spans in OTLP exports that failed.",
         ),
+        (
+            "piko_obs_log_records_emitted_total",
+            "OTLP log records emitted, whether they then fit in the export queue or were dropped.",
+        ),
+        (
+            "piko_obs_log_records_exported_total",
+            "OTLP log records the collector accepted.",
+        ),
+        (
+            "piko_obs_log_records_dropped_total",
+            "OTLP log records dropped: the log-record queue was full or already shut down.",
+        ),
+        (
+            "piko_obs_log_records_export_failed_total",
+            "OTLP log records in exports that failed.",
+        ),
     ] {
         metrics::describe_counter!(name, help);
     }

@@ -7,8 +7,10 @@
 //! piko-obs's runtime, installs the tracer and meter providers and the W3C trace-context
 //! and baggage propagators as OpenTelemetry's globals, and adds an `otlp` log output, so
 //! every log line is also an OpenTelemetry log record carrying the current span's ids.
-//! Spans that do not fit in the export queue are counted in
-//! `piko_obs_spans_dropped_total`.
+//! Spans and log records that do not fit in their export queues are counted in
+//! `piko_obs_spans_dropped_total` and `piko_obs_log_records_dropped_total`, failed
+//! exports in `piko_obs_spans_export_failed_total` and
+//! `piko_obs_log_records_export_failed_total`.
 
 use std::sync::RwLock;
 
@@ -63,15 +65,21 @@ pub(crate) fn current_span_ids() -> Option<(String, String)> {
         .then(|| (sc.trace_id().to_string(), sc.span_id().to_string()))
 }
 
-/// Records the span counters as `piko_obs_spans_*` metrics.
+/// Records the span and log-record counters as `piko_obs_spans_*` and
+/// `piko_obs_log_records_*` metrics.
 pub(crate) fn record_stats() {
     if let Some(p) = pipeline() {
         let s = p.spans.stats();
+        let l = p.logs.stats();
         for (name, v) in [
             ("piko_obs_spans_ended_total", s.ended),
             ("piko_obs_spans_exported_total", s.exported),
             ("piko_obs_spans_dropped_total", s.dropped),
             ("piko_obs_spans_export_failed_total", s.failed),
+            ("piko_obs_log_records_emitted_total", l.emitted),
+            ("piko_obs_log_records_exported_total", l.exported),
+            ("piko_obs_log_records_dropped_total", l.dropped),
+            ("piko_obs_log_records_export_failed_total", l.failed),
         ] {
             ::metrics::counter!(name).absolute(v);
         }
