@@ -18,7 +18,7 @@ use opentelemetry_sdk::logs::{LogBatch, LogExporter, SdkLoggerProvider};
 use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
 use piko_obs_logger::{Hub, Level, attr};
 use piko_obs_logger_drains::JsonOutput;
-use piko_obs_otlp::{BoundedSpanProcessor, OtelLogOutput, run_in_span};
+use piko_obs_otlp::{BoundedLogProcessor, BoundedSpanProcessor, OtelLogOutput, run_in_span};
 
 #[derive(Debug)]
 struct Discard;
@@ -82,8 +82,9 @@ fn log_in_span(c: &mut Criterion) {
     let provider = SdkTracerProvider::builder()
         .with_span_processor(BoundedSpanProcessor::new(Discard, 1 << 16).expect("processor"))
         .build();
+    // The log-record processor the pipeline uses.
     let logs = SdkLoggerProvider::builder()
-        .with_batch_exporter(Discard)
+        .with_log_processor(BoundedLogProcessor::new(Discard, 1 << 16).expect("processor"))
         .build();
     let hub = Hub::default();
     hub.add_output(

@@ -147,8 +147,8 @@ const SUITES: &[Suite] = &[
             `run_in_span` (a span from the installed tracer, a logger naming it, the operation \
             polled to completion, panics caught) against the same async operation run with the \
             SDK alone (a span started, made current while the future runs, ended) on the same \
-            executor and the same bounded processor; and a log line to a JSON output and the OTLP output inside \
-            a recording span (where it also becomes a span event, up to the SDK's 128 events \
+            executor and the same bounded processor; and a log line to a JSON output and the OTLP output (through the \
+            pipeline's `BoundedLogProcessor`) inside a recording span (where it also becomes a span event, up to the SDK's 128 events \
             per span) against the same line outside one.",
         goals: &[
             Goal {
