@@ -80,26 +80,46 @@ fn run_in_span_records_errors_panics_log_lines_and_nesting() {
     }));
     assert_eq!(nested.unwrap(), 5);
 
-    // A panic: the span ends with it recorded, and the panic goes on.
-    let l = log.clone();
-    let joined = runtime.block_on(async move {
-        tokio::spawn(async move {
-            run_in_span(&l, "explode", vec![], |_| async {
-                panic!("boom");
-                #[allow(unreachable_code)]
+    // A panic: the span ends with it recorded, and the panic goes on. Without a hook
+    // that calls `note_panic`, the message is unknown.
+    let explode = |name: &'static str, msg: &'static str| {
+        let l = log.clone();
+        async move {
+            run_in_span(&l, name, vec![], move |_| async move {
+                if !msg.is_empty() {
+                    panic!("{msg}");
+                }
                 Ok::<(), std::io::Error>(())
             })
             .await
-        })
-        .await
-    });
-    let panic = joined.unwrap_err();
-    assert!(panic.is_panic());
+        }
+    };
+    let quiet = explode("quiet", "hush");
+    let joined = runtime.block_on(async move { tokio::spawn(quiet).await });
+    assert!(joined.unwrap_err().is_panic());
+    // With the hook (the facade installs it), under tokio, and under another executor.
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        piko_obs_otlp::note_panic(info);
+        previous(info)
+    }));
+    let boom = explode("explode", "boom");
+    let joined = runtime.block_on(async move { tokio::spawn(boom).await });
+    assert!(joined.unwrap_err().is_panic());
+    let bang = explode("bang", "bang");
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        futures_executor::block_on(bang)
+    }));
+    let payload = caught.unwrap_err();
+    assert_eq!(
+        payload.downcast_ref::<String>().map(String::as_str),
+        Some("bang")
+    );
 
     hub.flush(Duration::from_secs(5)).unwrap();
     let failures = pipeline.shutdown(Duration::from_secs(5));
     assert!(failures.is_empty(), "{failures:?}");
-    let got = receiver.wait_until(Duration::from_secs(10), |r| r.spans().len() >= 5);
+    let got = receiver.wait_until(Duration::from_secs(10), |r| r.spans().len() >= 7);
     let spans = got.spans();
     let find = |n: &str| {
         spans
@@ -135,10 +155,28 @@ fn run_in_span_records_errors_panics_log_lines_and_nesting() {
     assert_eq!(spawned.parent_span_id, outer.span_id);
     assert_eq!(spawned.trace_id, outer.trace_id);
 
-    let explode = find("explode");
-    let status = explode.status.clone().unwrap();
-    assert_eq!(status.code, 2);
-    assert_eq!(status.message, "panic: boom");
+    for (name, message) in [
+        ("quiet", "panic"),
+        ("explode", "panic: boom"),
+        ("bang", "panic: bang"),
+    ] {
+        let span = find(name);
+        let status = span.status.clone().unwrap();
+        assert_eq!(status.code, 2, "{name}");
+        assert_eq!(status.message, message, "{name}");
+        assert!(
+            span.end_time_unix_nano >= span.start_time_unix_nano,
+            "{name}"
+        );
+        let exception = span.events.iter().find(|e| e.name == "exception");
+        let attributes = format!("{:?}", exception.expect("an exception event").attributes);
+        assert!(attributes.contains("exception.type"), "{attributes}");
+        assert_eq!(
+            attributes.contains("exception.message"),
+            name != "quiet",
+            "{attributes}"
+        );
+    }
 
     // The span's logger names the span on every line.
     let lines = cap.json_lines();

@@ -44,7 +44,7 @@ mod pipeline;
 mod propagation;
 mod span;
 
-pub use span::{run_in_span, run_in_span_from, use_tracer_provider};
+pub use span::{note_panic, run_in_span, run_in_span_from, use_tracer_provider};
 
 pub use propagation::{
     TraceLayer, Traced, extract_context, inject_context, traced, traced_with, warp_trace_context,

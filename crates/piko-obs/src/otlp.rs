@@ -5,8 +5,10 @@
 //! `OTEL_*` variables, then the defaults: see [`OtlpConfig`]); when export is on (an
 //! endpoint in code or in `OTEL_EXPORTER_OTLP_ENDPOINT`), it starts the exporters on
 //! piko-obs's runtime, installs the tracer and meter providers and the W3C trace-context
-//! and baggage propagators as OpenTelemetry's globals, and adds an `otlp` log output, so
-//! every log line is also an OpenTelemetry log record carrying the current span's ids.
+//! and baggage propagators as OpenTelemetry's globals, puts [`note_panic`] in front of
+//! the panic hook (so a span that a panic ends carries the panic's message), and adds an
+//! `otlp` log output, so every log line is also an OpenTelemetry log record carrying the
+//! current span's ids.
 //! Spans and log records that do not fit in their export queues are counted in
 //! `piko_obs_spans_dropped_total` and `piko_obs_log_records_dropped_total`, failed
 //! exports in `piko_obs_spans_export_failed_total` and
@@ -43,6 +45,7 @@ pub(crate) fn start(
     };
     opentelemetry::global::set_tracer_provider(pipeline.tracer_provider.clone());
     use_tracer_provider(Some(&pipeline.tracer_provider));
+    install_panic_hook();
     opentelemetry::global::set_meter_provider(pipeline.meter_provider.clone());
     opentelemetry::global::set_text_map_propagator(
         opentelemetry::propagation::TextMapCompositePropagator::new(vec![
@@ -52,6 +55,19 @@ pub(crate) fn start(
     );
     *INSTALLED.write().unwrap_or_else(|p| p.into_inner()) = Some(pipeline.clone());
     Ok(pipeline)
+}
+
+/// Puts [`note_panic`] in front of the panic hook, once per process, so that a span a
+/// panic ends carries its message. The hook that was there runs after it, unchanged.
+fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            note_panic(info);
+            previous(info)
+        }));
+    });
 }
 
 /// The trace and span ids (hex) of the current OpenTelemetry span, if one is being
