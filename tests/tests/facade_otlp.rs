@@ -11,6 +11,11 @@ use piko_obs_tests::otlp::OtlpReceiver;
 
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// Always true: keeps the `Ok` after the panic reachable.
+fn hook_ran_is_counting() -> bool {
+    std::hint::black_box(true)
+}
+
 /// The value of the unlabelled series `name` in `text`.
 fn value(text: &str, name: &str) -> Option<f64> {
     text.lines()
@@ -32,6 +37,35 @@ fn init_exports_spans_and_log_lines_with_their_trace_ids() {
         .with_otlp_service_version("9.9.9")
         .init()
         .unwrap();
+    // A hook of the service's own, set after `init()` and chaining to the one before
+    // it, as hooks should: both it and the facade's `note_panic` run.
+    let hook_ran = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    {
+        let hook_ran = hook_ran.clone();
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            hook_ran.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            previous(info)
+        }));
+    }
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let log = logger::get_logger("orders");
+    let panicked = runtime.block_on(async move {
+        tokio::spawn(piko_obs::otlp::run_in_span(
+            &log,
+            "charge card",
+            vec![],
+            |_| async {
+                if hook_ran_is_counting() {
+                    panic!("payment gateway down");
+                }
+                Ok::<(), std::io::Error>(())
+            },
+        ))
+        .await
+    });
+    assert!(panicked.unwrap_err().is_panic());
+    assert_eq!(hook_ran.load(std::sync::atomic::Ordering::SeqCst), 1);
     let tracer = opentelemetry::global::tracer("facade-test");
     let trace_id = tracer.in_span("handle order", |cx| {
         logger::get_logger("orders").warn("stock low", &[attr::int("left", 2)]);
@@ -86,6 +120,15 @@ fn init_exports_spans_and_log_lines_with_their_trace_ids() {
         .find(|s| s.name == "handle order")
         .unwrap();
     assert_eq!(span.trace_id, trace_id.to_bytes().to_vec());
+    // The panic's message, from the hook the facade installed.
+    let charge = got
+        .spans()
+        .into_iter()
+        .find(|s| s.name == "charge card")
+        .expect("the span a panic ended was exported");
+    let status = charge.status.clone().unwrap();
+    assert_eq!(status.code, 2);
+    assert_eq!(status.message, "panic: payment gateway down");
     assert_eq!(got.traces[0].header("authorization"), Some("Bearer facade"));
     let line = got
         .log_records()
