@@ -5,7 +5,8 @@
 //! Each timed stretch is 5,000 calls, after which the bench waits (untimed) for the
 //! queue to drain, so the numbers are for a queue with room, not for overload. The
 //! latency while every provider is down is written to
-//! `target/criterion/notification_down.json` for the report.
+//! `target/criterion/notification_down.json` for the report, with the number of times
+//! the calling thread slept (a wait inside `enqueue`) and was preempted meanwhile.
 
 // `criterion_group!` generates a public function without documentation.
 #![allow(missing_docs)]
@@ -105,7 +106,7 @@ fn enqueue(c: &mut Criterion) {
 
 /// 10,000 `enqueue` calls while the only provider refuses connections: the queue
 /// fills, retries wait, and the overflow goes to the dead-letter writer. Records each
-/// call's latency.
+/// call's latency, and that of a bare `try_send` timed alongside.
 fn all_down(runtime: &tokio::runtime::Runtime) {
     let dir = tempfile::tempdir().expect("temp dir");
     let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
@@ -125,24 +126,61 @@ fn all_down(runtime: &tokio::runtime::Runtime) {
     service
         .attach_dispatcher(dispatcher.clone())
         .expect("attach");
+    // The peer, timed in the same loop (the two calls alternate which goes first): a
+    // bare bounded tokio channel as large as the dispatcher's queue, drained by a task
+    // that drops what it gets. It shares the machine's scheduler and the allocator's
+    // locks with `enqueue`, so its tail is what the machine adds to any call.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Notification>(1_000);
+    runtime.spawn(async move { while rx.recv().await.is_some() {} });
     let n = sample();
-    let mut lat: Vec<u64> = Vec::with_capacity(10_000);
-    for _ in 0..10_000 {
-        let t = Instant::now();
-        black_box(service.enqueue(n.clone()).ok());
-        lat.push(t.elapsed().as_nanos() as u64);
+    let mut ours: Vec<u64> = Vec::with_capacity(10_000);
+    let mut peer: Vec<u64> = Vec::with_capacity(10_000);
+    let switches_before = context_switches();
+    for i in 0..10_000 {
+        let mut enqueue = || {
+            let t = Instant::now();
+            black_box(service.enqueue(n.clone()).ok());
+            ours.push(t.elapsed().as_nanos() as u64);
+        };
+        let mut try_send = || {
+            let t = Instant::now();
+            black_box(tx.try_send(n.clone()).is_ok());
+            peer.push(t.elapsed().as_nanos() as u64);
+        };
+        if i % 2 == 0 {
+            enqueue();
+            try_send();
+        } else {
+            try_send();
+            enqueue();
+        }
     }
-    lat.sort_unstable();
-    let at = |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)];
+    let switches_after = context_switches();
+    // The loop does nothing else that can sleep: a voluntary switch is a wait inside a
+    // call (for a lock, say); an involuntary one is the scheduler taking the core away.
+    let (slept, preempted) = match (switches_before, switches_after) {
+        (Some(b), Some(a)) => ((a.0 - b.0).to_string(), (a.1 - b.1).to_string()),
+        _ => ("null".into(), "null".into()),
+    };
     let stats = dispatcher.stats();
     let report = runtime.block_on(dispatcher.shutdown(Duration::from_secs(10)));
+    let summary = |lat: &mut Vec<u64>, name: &str| {
+        lat.sort_unstable();
+        let at = |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)];
+        format!(
+            "\"{name}p50_ns\":{},\"{name}p99_ns\":{},\"{name}p999_ns\":{},\"{name}max_ns\":{},\"{name}over_1ms\":{}",
+            at(0.5),
+            at(0.99),
+            at(0.999),
+            lat[lat.len() - 1],
+            lat.iter().filter(|&&l| l > 1_000_000).count()
+        )
+    };
     let json = format!(
-        "{{\"calls\":{},\"p50_ns\":{},\"p99_ns\":{},\"p999_ns\":{},\"max_ns\":{},\"queued\":{},\"dead_lettered\":{},\"dropped\":{}}}\n",
-        lat.len(),
-        at(0.5),
-        at(0.99),
-        at(0.999),
-        lat[lat.len() - 1],
+        "{{\"calls\":{},{},{},\"queued\":{},\"dead_lettered\":{},\"dropped\":{},\"caller_slept\":{slept},\"caller_preempted\":{preempted}}}\n",
+        ours.len(),
+        summary(&mut ours, ""),
+        summary(&mut peer, "peer_"),
         stats.enqueued,
         report.stats.dead_lettered,
         report.stats.dropped
@@ -152,6 +190,22 @@ fn all_down(runtime: &tokio::runtime::Runtime) {
     let _ = std::fs::create_dir_all(path.parent().expect("parent"));
     std::fs::write(&path, &json).expect("write the latency report");
     eprint!("notification_down: {json}");
+}
+
+/// This thread's voluntary and involuntary context switches so far (Linux), from
+/// `/proc/thread-self/status`.
+fn context_switches() -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string("/proc/thread-self/status").ok()?;
+    let get = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    Some((
+        get("voluntary_ctxt_switches:")?,
+        get("nonvoluntary_ctxt_switches:")?,
+    ))
 }
 
 criterion_group!(benches, enqueue);

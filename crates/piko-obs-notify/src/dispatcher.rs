@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use arc_swap::ArcSwapOption;
 use futures_util::FutureExt as _;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc};
@@ -381,6 +382,10 @@ struct WriterState {
     writing: usize,
     writing_entries: usize,
     closed: bool,
+    /// The writer thread is waiting for items: the next push wakes it. Otherwise
+    /// pushes do not (it looks again before it waits), which saves each `enqueue`
+    /// into a busy writer a system call and the writer a wake-up.
+    idle: bool,
 }
 
 impl Writer {
@@ -399,8 +404,11 @@ impl Writer {
             st.queued_entries += 1;
         }
         st.items.push_back(item);
+        let idle = std::mem::take(&mut st.idle);
         drop(st);
-        self.wake.notify_one();
+        if idle {
+            self.wake.notify_one();
+        }
         Ok(())
     }
 
@@ -421,37 +429,38 @@ impl Writer {
         self.wake.notify_all();
     }
 
-    /// The writer thread: takes what is queued (at most 1024 items), writes the entries
-    /// as one group with one sync, settles their tickets, ends replays in order; stops
-    /// once closed and empty.
+    /// The writer thread: takes everything queued at once (swapping in its emptied
+    /// buffer, so the lock is held for a constant time whatever the backlog, and an
+    /// `enqueue` waiting for it is never held up by a copy), writes the entries in
+    /// groups of at most 1024 with one sync each, settles their tickets, ends replays
+    /// in order; stops once closed and empty.
     fn run(&self, store: &dyn DeadLetterStore, counters: &Counters) {
+        let mut batch: VecDeque<Item> = VecDeque::new();
+        let mut group = Vec::new();
+        let mut tickets = Vec::new();
         loop {
-            let batch: Vec<Item> = {
+            {
                 let mut st = self.lock();
                 while st.items.is_empty() && !st.closed {
+                    st.idle = true;
                     st = self.wake.wait(st).unwrap_or_else(|p| p.into_inner());
                 }
+                st.idle = false;
                 if st.items.is_empty() {
                     return;
                 }
-                let n = st.items.len().min(1024);
-                let batch: Vec<Item> = st.items.drain(..n).collect();
-                let entries = batch
-                    .iter()
-                    .filter(|i| matches!(i, Item::Entry(..)))
-                    .count();
-                st.queued_entries -= entries;
-                st.writing = n;
-                st.writing_entries = entries;
-                batch
-            };
-            let mut group = Vec::new();
-            let mut tickets = Vec::new();
-            for item in batch {
+                std::mem::swap(&mut st.items, &mut batch);
+                st.writing = batch.len();
+                st.writing_entries = std::mem::take(&mut st.queued_entries);
+            }
+            for item in batch.drain(..) {
                 match item {
                     Item::Entry(entry, ticket) => {
                         group.push(*entry);
                         tickets.push(ticket);
+                        if group.len() == 1024 {
+                            write_group(store, counters, &mut group, &mut tickets);
+                        }
                     }
                     Item::EndReplay { token, complete } => {
                         write_group(store, counters, &mut group, &mut tickets);
@@ -523,7 +532,9 @@ struct Inner {
     registry: Arc<Registry>,
     retry: crate::policy::RetryPolicy,
     config: DispatcherConfig,
-    tx: Mutex<Option<mpsc::Sender<Job>>>,
+    /// The queue's sender, taken away by shutdown. Read without a lock: `enqueue` must
+    /// not wait for a thread that was preempted while holding one.
+    tx: ArcSwapOption<mpsc::Sender<Job>>,
     rx: tokio::sync::Mutex<mpsc::Receiver<Job>>,
     writer: Arc<Writer>,
     /// Set under its lock by shutdown, together with `closing`.
@@ -613,7 +624,7 @@ impl Dispatcher {
             registry: service.registry.clone(),
             retry: service.retry_policy(),
             config,
-            tx: Mutex::new(Some(tx)),
+            tx: ArcSwapOption::from_pointee(tx),
             rx: tokio::sync::Mutex::new(rx),
             writer,
             jobs: Mutex::new(Jobs::default()),
@@ -682,8 +693,8 @@ impl Dispatcher {
             last_error: HashMap::new(),
             ticket,
         };
-        let tx = lock(&self.inner.tx).clone();
-        let (job, why) = match tx {
+        let tx = self.inner.tx.load();
+        let (job, why) = match tx.as_deref() {
             Some(tx) if !self.inner.closing.load(Ordering::Acquire) => match tx.try_send(job) {
                 Ok(()) => {
                     self.inner.counters.enqueued.fetch_add(1, Ordering::Relaxed);
@@ -728,8 +739,11 @@ impl Dispatcher {
     /// The counters.
     pub fn stats(&self) -> DispatcherStats {
         let c = &self.inner.counters;
-        let queued = lock(&self.inner.tx)
-            .as_ref()
+        let queued = self
+            .inner
+            .tx
+            .load()
+            .as_deref()
             .map_or(0, |tx| tx.max_capacity() - tx.capacity());
         DispatcherStats {
             enqueued: c.enqueued.load(Ordering::Relaxed),
@@ -900,7 +914,7 @@ impl Dispatcher {
         if inner.closing.load(Ordering::Acquire) {
             return;
         }
-        let Some(tx) = lock(&inner.tx).clone() else {
+        let Some(tx) = inner.tx.load_full() else {
             return;
         };
         let permit = tokio::select! {
@@ -989,7 +1003,7 @@ impl Dispatcher {
             t.abort();
         }
         // Closing the sender lets the workers drain the queue and stop.
-        drop(lock(&inner.tx).take());
+        inner.tx.store(None);
         let mut within_bound = true;
         // Back in the table if this is cancelled, for the next call to wait for.
         let mut workers = HeldWorkers {
