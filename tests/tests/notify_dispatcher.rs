@@ -913,3 +913,110 @@ async fn a_replay_larger_than_the_writer_queue_drops_nothing_and_leaves_it_free(
     assert!(d.flush_dead_letters(Duration::from_secs(5)).await);
     assert!(store.replaying_files().unwrap().is_empty());
 }
+
+/// A real dead-letter file whose writes wait at a gate until the test opens it: holds
+/// the writer thread in the middle of a group.
+struct GatedStore {
+    file: FileDeadLetterStore,
+    open: std::sync::Mutex<bool>,
+    opened: std::sync::Condvar,
+    writes_begun: AtomicUsize,
+}
+
+impl GatedStore {
+    fn open_gate(&self) {
+        *self.open.lock().unwrap() = true;
+        self.opened.notify_all();
+    }
+}
+
+impl piko_obs_notify::DeadLetterStore for GatedStore {
+    fn append(&self, entry: &piko_obs_notify::DeadLetter) -> std::io::Result<()> {
+        self.append_all(std::slice::from_ref(entry))
+    }
+    fn append_all(&self, entries: &[piko_obs_notify::DeadLetter]) -> std::io::Result<()> {
+        self.writes_begun.fetch_add(1, Ordering::SeqCst);
+        let mut open = self.open.lock().unwrap();
+        while !*open {
+            open = self.opened.wait(open).unwrap();
+        }
+        drop(open);
+        self.file.append_all(entries)
+    }
+    fn take_all(&self) -> std::io::Result<piko_obs_notify::DeadLetterBatch> {
+        self.file.take_all()
+    }
+}
+
+/// Polls `done` every 10 ms for at most 5 s.
+async fn eventually(done: impl Fn() -> bool) -> bool {
+    for _ in 0..500 {
+        if done() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    done()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_writer_queue_bound_counts_what_the_writer_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(GatedStore {
+        file: FileDeadLetterStore::open(dir.path().join("dlq.jsonl")).unwrap(),
+        open: std::sync::Mutex::new(false),
+        opened: std::sync::Condvar::new(),
+        writes_begun: AtomicUsize::new(0),
+    });
+    // The platform never answers: the one worker holds "a", the queue holds "b".
+    let sink = Sink::with_default(Reply::status(200).after(Duration::from_secs(30)));
+    let s = service_with(&sink, fast_retries(0), &HttpClient::new().unwrap());
+    let config = DispatcherConfig::default()
+        .with_queue_capacity(1)
+        .with_workers(1)
+        .with_dead_letter_queue(4);
+    let d = Dispatcher::start(
+        &tokio::runtime::Handle::current(),
+        &s,
+        store.clone(),
+        config,
+    )
+    .unwrap();
+    s.attach_dispatcher(d.clone()).unwrap();
+    let enqueue = |t: &str| s.notification().title(t).enqueue();
+    assert_eq!(enqueue("a").unwrap(), Enqueued::Queued);
+    assert!(
+        eventually(|| d.stats().in_flight == 1).await,
+        "{:?}",
+        d.stats()
+    );
+    assert_eq!(enqueue("b").unwrap(), Enqueued::Queued);
+    // The queue is full: "c" goes to the idle writer, which wakes and takes it, and
+    // waits at the gate.
+    assert_eq!(enqueue("c").unwrap(), Enqueued::DeadLettered);
+    assert!(eventually(|| store.writes_begun.load(Ordering::SeqCst) == 1).await);
+    // Room for 4 entries in all, one of them held by the writer: 3 more, then drops.
+    let outcomes: Vec<bool> = (0..10).map(|i| enqueue(&format!("d{i}")).is_ok()).collect();
+    assert_eq!(
+        outcomes,
+        [true, true, true]
+            .into_iter()
+            .chain([false; 7])
+            .collect::<Vec<_>>()
+    );
+    let st = d.stats();
+    assert_eq!((st.dropped, st.dead_letter_pending), (7, 4), "{st:?}");
+    // The writer, busy at the gate, was not woken for those three: it finds them when
+    // it is done with "c".
+    store.open_gate();
+    let report = d.shutdown(Duration::from_secs(2)).await;
+    let st = report.stats;
+    assert_eq!(
+        (st.dropped, st.dead_lettered, st.dead_letter_pending),
+        (7, 6, 0),
+        "{st:?}"
+    );
+    let mut got = titles(&store.file.take_all().unwrap().entries);
+    got.sort();
+    assert_eq!(got, ["a", "b", "c", "d0", "d1", "d2"]);
+}

@@ -17,6 +17,20 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// A span named `msg` whose operation panics with `msg`.
+async fn explode_in(
+    log: &piko_obs_logger::Logger,
+    msg: &'static str,
+) -> Result<(), std::io::Error> {
+    run_in_span(log, msg, vec![], move |_| async move {
+        if std::hint::black_box(true) {
+            panic!("{msg}");
+        }
+        Ok(())
+    })
+    .await
+}
+
 fn event_names(s: &Span) -> Vec<String> {
     s.events.iter().map(|e| e.name.clone()).collect()
 }
@@ -115,11 +129,44 @@ fn run_in_span_records_errors_panics_log_lines_and_nesting() {
         payload.downcast_ref::<String>().map(String::as_str),
         Some("bang")
     );
+    // Nested: the panic ends both spans, each with its message.
+    let l = log.clone();
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        futures_executor::block_on(run_in_span(&l, "outer_of_deep", vec![], |l| async move {
+            explode_in(&l, "deep").await
+        }))
+    }));
+    assert!(caught.is_err());
+    // A panic the hook does not see (`resume_unwind`) on this thread, where "bang" and
+    // "deep" were noted: no message rather than an old one.
+    let l = log.clone();
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        futures_executor::block_on(run_in_span(&l, "resumed", vec![], |_| async {
+            if std::hint::black_box(true) {
+                std::panic::resume_unwind(Box::new("unseen"));
+            }
+            Ok::<(), std::io::Error>(())
+        }))
+    }));
+    assert!(caught.is_err());
+    // Dropped before it finished (a caller's timeout): ended, not an error.
+    let l = log.clone();
+    let abandoned = runtime.block_on(async move {
+        tokio::time::timeout(
+            Duration::from_millis(20),
+            run_in_span(&l, "abandoned", vec![], |_| async {
+                std::future::pending::<()>().await;
+                Ok::<(), std::io::Error>(())
+            }),
+        )
+        .await
+    });
+    assert!(abandoned.is_err());
 
     hub.flush(Duration::from_secs(5)).unwrap();
     let failures = pipeline.shutdown(Duration::from_secs(5));
     assert!(failures.is_empty(), "{failures:?}");
-    let got = receiver.wait_until(Duration::from_secs(10), |r| r.spans().len() >= 7);
+    let got = receiver.wait_until(Duration::from_secs(10), |r| r.spans().len() >= 11);
     let spans = got.spans();
     let find = |n: &str| {
         spans
@@ -159,24 +206,33 @@ fn run_in_span_records_errors_panics_log_lines_and_nesting() {
         ("quiet", "panic"),
         ("explode", "panic: boom"),
         ("bang", "panic: bang"),
+        ("deep", "panic: deep"),
+        ("outer_of_deep", "panic: deep"),
+        ("resumed", "panic"),
     ] {
         let span = find(name);
         let status = span.status.clone().unwrap();
         assert_eq!(status.code, 2, "{name}");
         assert_eq!(status.message, message, "{name}");
-        assert!(
-            span.end_time_unix_nano >= span.start_time_unix_nano,
-            "{name}"
-        );
-        let exception = span.events.iter().find(|e| e.name == "exception");
-        let attributes = format!("{:?}", exception.expect("an exception event").attributes);
+        let exceptions: Vec<_> = span
+            .events
+            .iter()
+            .filter(|e| e.name == "exception")
+            .collect();
+        assert_eq!(exceptions.len(), 1, "{name}: one exception event");
+        let attributes = format!("{:?}", exceptions[0].attributes);
         assert!(attributes.contains("exception.type"), "{attributes}");
         assert_eq!(
             attributes.contains("exception.message"),
-            name != "quiet",
-            "{attributes}"
+            !["quiet", "resumed"].contains(&name),
+            "{name}: {attributes}"
         );
     }
+    let (outer, deep) = (find("outer_of_deep"), find("deep"));
+    assert_eq!(deep.parent_span_id, outer.span_id);
+    let abandoned = find("abandoned");
+    assert_ne!(abandoned.status.clone().map_or(0, |s| s.code), 2);
+    assert!(abandoned.events.iter().all(|e| e.name != "exception"));
 
     // The span's logger names the span on every line.
     let lines = cap.json_lines();

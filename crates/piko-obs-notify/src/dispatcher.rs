@@ -397,7 +397,8 @@ impl Writer {
     /// the writer has stopped.
     fn push(&self, item: Item, force: bool) -> Result<(), Item> {
         let mut st = self.lock();
-        if st.closed || (!force && st.items.len() >= self.capacity) {
+        // What the writer holds counts too: at most `capacity` new entries wait for it.
+        if st.closed || (!force && st.items.len() + st.writing >= self.capacity) {
             return Err(item);
         }
         if matches!(item, Item::Entry(..)) {
@@ -433,7 +434,8 @@ impl Writer {
     /// buffer, so the lock is held for a constant time whatever the backlog, and an
     /// `enqueue` waiting for it is never held up by a copy), writes the entries in
     /// groups of at most 1024 with one sync each, settles their tickets, ends replays
-    /// in order; stops once closed and empty.
+    /// in order, and counts each group out of the items it holds as it finishes it;
+    /// stops once closed and empty.
     fn run(&self, store: &dyn DeadLetterStore, counters: &Counters) {
         let mut batch: VecDeque<Item> = VecDeque::new();
         let mut group = Vec::new();
@@ -453,29 +455,45 @@ impl Writer {
                 st.writing = batch.len();
                 st.writing_entries = std::mem::take(&mut st.queued_entries);
             }
+            // Items taken from `batch` and not yet counted out of `writing`.
+            let mut done = 0;
             for item in batch.drain(..) {
+                done += 1;
                 match item {
                     Item::Entry(entry, ticket) => {
                         group.push(*entry);
                         tickets.push(ticket);
                         if group.len() == 1024 {
+                            let entries = group.len();
                             write_group(store, counters, &mut group, &mut tickets);
+                            self.count_written(std::mem::take(&mut done), entries);
                         }
                     }
                     Item::EndReplay { token, complete } => {
+                        let entries = group.len();
                         write_group(store, counters, &mut group, &mut tickets);
                         end_replay(store, token, complete);
+                        self.count_written(std::mem::take(&mut done), entries);
                     }
                 }
             }
+            let entries = group.len();
             write_group(store, counters, &mut group, &mut tickets);
-            {
-                let mut st = self.lock();
-                st.writing = 0;
-                st.writing_entries = 0;
-            }
-            self.written.notify_waiters();
+            self.count_written(done, entries);
+            // A burst's buffer is not kept for good (it comes back to the queue on the
+            // next swap).
+            batch.shrink_to(1024);
         }
+    }
+
+    /// Counts `items` (`entries` of them entries) as written, and tells the waiters.
+    fn count_written(&self, items: usize, entries: usize) {
+        {
+            let mut st = self.lock();
+            st.writing -= items;
+            st.writing_entries -= entries;
+        }
+        self.written.notify_waiters();
     }
 }
 

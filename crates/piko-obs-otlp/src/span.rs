@@ -4,6 +4,7 @@
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -160,8 +161,9 @@ fn begin(
 /// Runs `op` with `cx` current, then ends its span with the outcome.
 ///
 /// A panic in `op` unwinds through the poll below, where [`EndOnPanic`] records it and
-/// ends the span before the panic goes on, whichever executor catches it (or none). No
-/// `catch_unwind`: the happy path pays nothing for it.
+/// ends the span before the panic goes on, whichever executor catches it (or none).
+/// There is no `catch_unwind` and no wrapper future around `op`: a poll is `op`'s own,
+/// with the context attached.
 async fn finish<Fut, T, E>(cx: Context, op: Fut) -> Result<T, E>
 where
     Fut: Future<Output = Result<T, E>>,
@@ -169,6 +171,7 @@ where
 {
     let mut op = std::pin::pin!(op);
     let outcome = std::future::poll_fn(|task| {
+        forget_last_panic();
         let guard = EndOnPanic(&cx);
         let poll = {
             let _current = cx.clone().attach();
@@ -225,6 +228,18 @@ pub fn note_panic(info: &std::panic::PanicHookInfo<'_>) {
     });
 }
 
+/// Forgets the message of an earlier panic on this thread, before a poll: a panic the
+/// hook does not see (`resume_unwind`) must not be reported with an older one's.
+fn forget_last_panic() {
+    let _ = LAST_PANIC.try_with(|last| {
+        if let Ok(mut last) = last.try_borrow_mut()
+            && last.is_some()
+        {
+            *last = None;
+        }
+    });
+}
+
 /// Dropped only while `op` unwinds (it is forgotten after a poll that returns): records
 /// the panic as an `exception` event, sets status ERROR and ends the span.
 struct EndOnPanic<'a>(&'a Context);
@@ -238,18 +253,26 @@ impl Drop for EndOnPanic<'_> {
             .try_with(|last| last.try_borrow().ok().and_then(|m| m.clone()))
             .ok()
             .flatten();
-        let span = self.0.span();
-        let mut attributes = vec![KeyValue::new("exception.type", "panic")];
-        let status = match msg {
-            Some(msg) => {
-                let status = format!("panic: {msg}");
-                attributes.push(KeyValue::new("exception.message", msg));
-                status
-            }
-            None => "panic".to_string(),
-        };
-        span.add_event("exception", attributes);
-        span.set_status(Status::error(status));
-        span.end();
+        // A span processor that panics here, during the unwinding, would abort the
+        // process: it is caught, and the first panic goes on.
+        let _ = std::panic::catch_unwind(AssertUnwindSafe(|| end_with_panic(self.0, msg)));
     }
+}
+
+/// Records a panic (with its message, when the hook kept it) on `cx`'s span, sets status
+/// ERROR and ends the span.
+fn end_with_panic(cx: &Context, msg: Option<String>) {
+    let span = cx.span();
+    let mut attributes = vec![KeyValue::new("exception.type", "panic")];
+    let status = match msg {
+        Some(msg) => {
+            let status = format!("panic: {msg}");
+            attributes.push(KeyValue::new("exception.message", msg));
+            status
+        }
+        None => "panic".to_string(),
+    };
+    span.add_event("exception", attributes);
+    span.set_status(Status::error(status));
+    span.end();
 }
