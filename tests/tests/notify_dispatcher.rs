@@ -47,6 +47,24 @@ fn dispatch(
     (d, store)
 }
 
+/// A service sending to `sink` with no retries, and its dispatcher (attached) with one
+/// worker, a queue of `queue` and a dead-letter writer queue of `writer_queue`.
+fn one_worker(
+    sink: &Sink,
+    store: Arc<dyn piko_obs_notify::DeadLetterStore>,
+    queue: usize,
+    writer_queue: usize,
+) -> (NotificationService, Dispatcher) {
+    let s = service_with(sink, fast_retries(0), &HttpClient::new().unwrap());
+    let config = DispatcherConfig::default()
+        .with_queue_capacity(queue)
+        .with_workers(1)
+        .with_dead_letter_queue(writer_queue);
+    let d = Dispatcher::start(&tokio::runtime::Handle::current(), &s, store, config).unwrap();
+    s.attach_dispatcher(d.clone()).unwrap();
+    (s, d)
+}
+
 fn titles(entries: &[piko_obs_notify::DeadLetter]) -> Vec<String> {
     entries
         .iter()
@@ -864,22 +882,10 @@ async fn a_replay_larger_than_the_writer_queue_drops_nothing_and_leaves_it_free(
         })
         .collect();
     store.append_all(&entries).unwrap();
-    // The platform is down: it never answers.
+    // The platform is down: it never answers. 300 entries for a queue of 4 and a
+    // dead-letter writer queue of 8.
     let sink = Sink::with_default(Reply::status(200).after(Duration::from_secs(30)));
-    let s = service_with(&sink, fast_retries(0), &HttpClient::new().unwrap());
-    // 300 entries for a queue of 4 and a dead-letter writer queue of 8.
-    let config = DispatcherConfig::default()
-        .with_queue_capacity(4)
-        .with_workers(1)
-        .with_dead_letter_queue(8);
-    let d = Dispatcher::start(
-        &tokio::runtime::Handle::current(),
-        &s,
-        store.clone(),
-        config,
-    )
-    .unwrap();
-    s.attach_dispatcher(d.clone()).unwrap();
+    let (s, d) = one_worker(&sink, store.clone(), 4, 8);
     let (queued, skipped) = d.replay().unwrap();
     assert_eq!(skipped, 0);
     assert!((4..=5).contains(&queued), "{queued}");
@@ -970,19 +976,7 @@ async fn the_writer_queue_bound_counts_what_the_writer_holds() {
     });
     // The platform never answers: the one worker holds "a", the queue holds "b".
     let sink = Sink::with_default(Reply::status(200).after(Duration::from_secs(30)));
-    let s = service_with(&sink, fast_retries(0), &HttpClient::new().unwrap());
-    let config = DispatcherConfig::default()
-        .with_queue_capacity(1)
-        .with_workers(1)
-        .with_dead_letter_queue(4);
-    let d = Dispatcher::start(
-        &tokio::runtime::Handle::current(),
-        &s,
-        store.clone(),
-        config,
-    )
-    .unwrap();
-    s.attach_dispatcher(d.clone()).unwrap();
+    let (s, d) = one_worker(&sink, store.clone(), 1, 4);
     let enqueue = |t: &str| s.notification().title(t).enqueue();
     assert_eq!(enqueue("a").unwrap(), Enqueued::Queued);
     assert!(
