@@ -67,9 +67,11 @@ pub fn unique_id() -> String {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
+    // Asked of the system once, not for every id.
+    static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
     format!(
         "{nanos:x}-{:x}-{:x}",
-        std::process::id(),
+        PID.get_or_init(std::process::id),
         COUNTER.fetch_add(1, Ordering::Relaxed)
     )
 }
@@ -322,13 +324,15 @@ struct Job {
 }
 
 impl Job {
-    fn into_item(self, why: Option<&str>) -> Item {
-        let (entry, ticket) = self.into_entry(why);
-        Item::Entry(Box::new(entry), ticket)
+    /// For the writer, which makes its dead-letter entry: the caller's thread only
+    /// boxes it and reads the clock (what it allocates the writer's thread frees, so
+    /// the two threads meet less in the allocator).
+    fn into_item(self, why: Option<&'static str>) -> Item {
+        Item::Job(Box::new(self), why, SystemTime::now())
     }
 
-    /// Its dead-letter entry, and its replay ticket.
-    fn into_entry(self, why: Option<&str>) -> (DeadLetter, Option<Ticket>) {
+    /// Its dead-letter entry, handed over at `at`, and its replay ticket.
+    fn into_entry(self, why: Option<&str>, at: SystemTime) -> (DeadLetter, Option<Ticket>) {
         let mut errors: Vec<String> = self
             .pending
             .iter()
@@ -342,14 +346,15 @@ impl Job {
         {
             errors.push(why.to_string());
         }
-        let first = self.first_attempt.unwrap_or_else(SystemTime::now);
-        let entry = DeadLetter::new(
+        let first = self.first_attempt.unwrap_or(at);
+        let mut entry = DeadLetter::new(
             self.n,
             self.pending,
             self.attempts,
             first,
             errors.join("; "),
         );
+        entry.last_attempt = at;
         (entry, self.ticket)
     }
 }
@@ -358,8 +363,26 @@ impl Job {
 enum Item {
     /// An entry to write, with its replay ticket, settled once it is durable.
     Entry(Box<DeadLetter>, Option<Ticket>),
+    /// A job to write as an entry (with why it was not delivered, if not from its
+    /// errors, and when it was handed over), made on the writer's thread.
+    Job(Box<Job>, Option<&'static str>, SystemTime),
     /// A replay whose entries are all settled: end it in the store.
     EndReplay { token: u64, complete: bool },
+}
+
+impl Item {
+    fn is_entry(&self) -> bool {
+        matches!(self, Item::Entry(..) | Item::Job(..))
+    }
+
+    /// The entry to write, with its ticket; `None` for an `EndReplay`.
+    fn into_entry(self) -> Option<(DeadLetter, Option<Ticket>)> {
+        match self {
+            Item::Entry(entry, ticket) => Some((*entry, ticket)),
+            Item::Job(job, why, at) => Some(job.into_entry(why, at)),
+            Item::EndReplay { .. } => None,
+        }
+    }
 }
 
 /// The dead-letter writer's queue. New entries are refused past `capacity`; entries of
@@ -401,7 +424,7 @@ impl Writer {
         if st.closed || (!force && st.items.len() + st.writing >= self.capacity) {
             return Err(item);
         }
-        if matches!(item, Item::Entry(..)) {
+        if item.is_entry() {
             st.queued_entries += 1;
         }
         st.items.push_back(item);
@@ -460,20 +483,23 @@ impl Writer {
             for item in batch.drain(..) {
                 done += 1;
                 match item {
-                    Item::Entry(entry, ticket) => {
-                        group.push(*entry);
+                    Item::EndReplay { token, complete } => {
+                        let entries = group.len();
+                        write_group(store, counters, &mut group, &mut tickets);
+                        end_replay(store, token, complete);
+                        self.count_written(std::mem::take(&mut done), entries);
+                    }
+                    entry => {
+                        let Some((entry, ticket)) = entry.into_entry() else {
+                            continue;
+                        };
+                        group.push(entry);
                         tickets.push(ticket);
                         if group.len() == 1024 {
                             let entries = group.len();
                             write_group(store, counters, &mut group, &mut tickets);
                             self.count_written(std::mem::take(&mut done), entries);
                         }
-                    }
-                    Item::EndReplay { token, complete } => {
-                        let entries = group.len();
-                        write_group(store, counters, &mut group, &mut tickets);
-                        end_replay(store, token, complete);
-                        self.count_written(std::mem::take(&mut done), entries);
                     }
                 }
             }
@@ -672,8 +698,8 @@ impl Dispatcher {
     pub(crate) fn enqueue(&self, n: Notification) -> Result<Enqueued, EnqueueError> {
         match self.try_queue(n, None) {
             Ok(()) => Ok(Enqueued::Queued),
-            Err((entry, ticket)) => {
-                if self.hand_over(Item::Entry(entry, ticket), false) {
+            Err(item) => {
+                if self.hand_over(item, false) {
                     Ok(Enqueued::DeadLettered)
                 } else {
                     Err(EnqueueError::Dropped)
@@ -683,13 +709,10 @@ impl Dispatcher {
     }
 
     /// Queues `n` (with `ticket`, for a replayed entry) without waiting; gives back
-    /// its dead-letter entry and the ticket when it has no provider, the queue is full,
-    /// or the dispatcher is shut down.
-    fn try_queue(
-        &self,
-        n: Notification,
-        ticket: Option<Ticket>,
-    ) -> Result<(), (Box<DeadLetter>, Option<Ticket>)> {
+    /// the writer's item for it (its dead-letter entry, or the job the writer makes one
+    /// of, with the ticket) when it has no provider, the queue is full, or the
+    /// dispatcher is shut down.
+    fn try_queue(&self, n: Notification, ticket: Option<Ticket>) -> Result<(), Item> {
         let targets = match self.inner.registry.targets(&n) {
             Ok(t) => t,
             Err(e) => {
@@ -699,7 +722,7 @@ impl Dispatcher {
                     n.providers.clone()
                 };
                 let entry = DeadLetter::new(n, providers, 0, SystemTime::now(), e.to_string());
-                return Err((Box::new(entry), ticket));
+                return Err(Item::Entry(Box::new(entry), ticket));
             }
         };
         let job = Job {
@@ -723,8 +746,7 @@ impl Dispatcher {
             },
             _ => (job, "dispatcher shut down"),
         };
-        let (entry, ticket) = job.into_entry(Some(why));
-        Err((Box::new(entry), ticket))
+        Err(job.into_item(Some(why)))
     }
 
     /// Hands an entry of a new notification (one `send` could not deliver) to the
@@ -739,17 +761,18 @@ impl Dispatcher {
     fn hand_over(&self, item: Item, force: bool) -> bool {
         match self.inner.writer.push(item, force) {
             Ok(()) => true,
-            Err(Item::Entry(entry, _ticket)) => {
+            Err(Item::EndReplay { token, complete }) => {
+                end_replay(&*self.inner.store, token, complete);
+                true
+            }
+            Err(entry) => {
                 self.inner.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                let entry = entry.into_entry().map(|(entry, _ticket)| entry);
                 eprintln!(
                     "piko-obs: notify.dead_letter.dropped: the dead-letter writer is full; entry: {}",
                     serde_json::to_string(&entry).unwrap_or_default()
                 );
                 false
-            }
-            Err(Item::EndReplay { token, complete }) => {
-                end_replay(&*self.inner.store, token, complete);
-                true
             }
         }
     }
@@ -1134,9 +1157,11 @@ impl Dispatcher {
                 .collect();
             match self.try_queue(n, Some(Ticket::new(&run))) {
                 Ok(()) => queued += 1,
-                Err((entry, ticket)) => {
-                    overflow.push(*entry);
-                    tickets.push(ticket);
+                Err(item) => {
+                    if let Some((entry, ticket)) = item.into_entry() {
+                        overflow.push(entry);
+                        tickets.push(ticket);
+                    }
                 }
             }
         }
