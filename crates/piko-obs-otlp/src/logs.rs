@@ -53,11 +53,13 @@ impl OtelLogOutput {
     }
 }
 
-/// The OpenTelemetry severity of a Piko level.
+/// The OpenTelemetry severity of a Piko level: never lower for a higher level, so a
+/// backend's severity filter keeps what a level filter would (INTERNAL, between TRACE
+/// and DEBUG, is the highest trace severity).
 pub fn severity(level: Level) -> Severity {
     match level.value() {
         v if v < Level::INTERNAL.value() => Severity::Trace,
-        v if v < Level::DEBUG.value() => Severity::Debug2,
+        v if v < Level::DEBUG.value() => Severity::Trace4,
         v if v < Level::INFO.value() => Severity::Debug,
         v if v < Level::NOTICE.value() => Severity::Info,
         v if v < Level::WARN.value() => Severity::Info2,
@@ -198,6 +200,33 @@ impl Output for OtelLogOutput {
             written: n,
             dropped: self.suppressed.load(Ordering::Relaxed),
             ..OutputStats::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn severity_never_goes_down_as_the_level_goes_up() {
+        let mut last = 0;
+        for v in -12..=16 {
+            let s = severity(Level::new(v)) as i32;
+            assert!(s >= last, "level {v}: {s} after {last}");
+            last = s;
+        }
+        let named: Vec<(Level, Severity)> = vec![
+            (Level::TRACE, Severity::Trace),
+            (Level::INTERNAL, Severity::Trace4),
+            (Level::DEBUG, Severity::Debug),
+            (Level::INFO, Severity::Info),
+            (Level::NOTICE, Severity::Info2),
+            (Level::WARN, Severity::Warn),
+            (Level::ERROR, Severity::Error),
+        ];
+        for (level, expected) in named {
+            assert_eq!(severity(level), expected, "{level:?}");
         }
     }
 }
