@@ -758,6 +758,31 @@ impl Builder {
             added.sentry = Some(client.clone());
             sentry_client = Some(client);
         }
+        // The `metrics` recorder: served on the health server's `/metrics`, and, with
+        // OTLP on, exported over OTLP too, with or without the health server.
+        let mut installed_metrics = None;
+        if self.health_metrics_enabled
+            && self.health_metrics_render.is_none()
+            && (self.health_enabled || otlp_pipeline.is_some())
+            && let Some(runtime) = spare.0.as_ref()
+        {
+            let mut builder = metrics_builder;
+            if let Some(p) = &otlp_pipeline {
+                use opentelemetry::metrics::MeterProvider as _;
+                builder = builder.with_extra_recorder(otlp::OtelRecorder::new(
+                    p.meter_provider.meter("piko-obs"),
+                ));
+            }
+            let installed = metrics::install(builder)?;
+            runtime.spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(5));
+                loop {
+                    tick.tick().await;
+                    installed.run_upkeep();
+                }
+            });
+            installed_metrics = Some(installed);
+        }
         let mut health_parts = None;
         if self.health_enabled
             && let Some(runtime) = spare.0.as_ref()
@@ -779,40 +804,23 @@ impl Builder {
                 server = server.with_tls(tls);
             }
             server = server.with_response_cache(self.health_response_cache);
-            let mut upkeep = None;
             if self.health_metrics_enabled {
-                let render = match self.health_metrics_render {
-                    Some(render) => render,
-                    None => {
-                        let mut builder = metrics_builder;
-                        if let Some(p) = &otlp_pipeline {
-                            use opentelemetry::metrics::MeterProvider as _;
-                            builder = builder.with_extra_recorder(otlp::OtelRecorder::new(
-                                p.meter_provider.meter("piko-obs"),
-                            ));
-                        }
-                        let installed = metrics::install(builder)?;
+                let render = match (self.health_metrics_render, installed_metrics) {
+                    (Some(render), _) => Some(render),
+                    (None, Some(installed)) => {
                         metrics::observe_health(&service);
-                        upkeep = Some(installed.clone());
-                        let render = installed.clone();
-                        Arc::new(move || render.render())
+                        Some(Arc::new(move || installed.render()) as _)
                     }
+                    (None, None) => None,
                 };
-                server = server.with_metrics(render);
+                if let Some(render) = render {
+                    server = server.with_metrics(render);
+                }
             }
             let running = {
                 let _enter = runtime.enter();
                 server.start()?
             };
-            if let Some(metrics) = upkeep {
-                runtime.spawn(async move {
-                    let mut tick = tokio::time::interval(Duration::from_secs(5));
-                    loop {
-                        tick.tick().await;
-                        metrics.run_upkeep();
-                    }
-                });
-            }
             health_parts = Some((service, running));
         }
         let (health, health_addr, server) = match health_parts {
