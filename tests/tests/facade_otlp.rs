@@ -22,17 +22,23 @@ fn value(text: &str, name: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
+/// A builder exporting to `receiver`, quiet, with its probe server on a free port and
+/// its dead letters in `dir`.
+fn exporting_to(receiver: &OtlpReceiver, dir: &tempfile::TempDir) -> piko_obs::Builder {
+    PikoObs::builder()
+        .with_console_output(false)
+        .with_health_probe_port(0)
+        .with_notification_dead_letter_path(dir.path().join("d.jsonl"))
+        .with_otlp_endpoint(receiver.grpc_endpoint())
+}
+
 #[test]
 fn init_exports_spans_and_log_lines_with_their_trace_ids() {
     let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let receiver = OtlpReceiver::start();
-    let guard = PikoObs::builder()
-        .with_console_output(false)
-        .with_health_probe_port(0)
+    let guard = exporting_to(&receiver, &dir)
         .with_service_name("orders")
-        .with_notification_dead_letter_path(dir.path().join("d.jsonl"))
-        .with_otlp_endpoint(receiver.grpc_endpoint())
         .with_otlp_headers([("authorization", "Bearer facade")])
         .with_otlp_service_version("9.9.9")
         .init()
@@ -285,4 +291,53 @@ fn the_sdks_own_failures_reach_the_log_rate_limited() {
         "at most one line per call site in 30 s: {sdk:?}"
     );
     drop(guard);
+}
+
+#[test]
+fn span_events_can_be_turned_off() {
+    let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = OtlpReceiver::start();
+    let guard = exporting_to(&receiver, &dir)
+        .with_otlp_span_events(false)
+        .init()
+        .unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let log = logger::get_logger("quiet");
+    runtime
+        .block_on(piko_obs::otlp::run_in_span(
+            &log,
+            "no events",
+            vec![],
+            |l| async move {
+                l.error("declined", &[]);
+                Ok::<(), std::io::Error>(())
+            },
+        ))
+        .unwrap();
+    guard.shutdown().unwrap();
+    let got = receiver.wait_until(Duration::from_secs(10), |r| {
+        r.spans().iter().any(|s| s.name == "no events")
+            && r.log_records()
+                .iter()
+                .any(|l| format!("{:?}", l.body).contains("declined"))
+    });
+    let span = got
+        .spans()
+        .into_iter()
+        .find(|s| s.name == "no events")
+        .expect("the span arrived");
+    assert!(span.events.is_empty(), "{:?}", span.events);
+    assert_ne!(
+        span.status.clone().map_or(0, |s| s.code),
+        2,
+        "not set by the ERROR line"
+    );
+    let line = got
+        .log_records()
+        .into_iter()
+        .find(|l| format!("{:?}", l.body).contains("declined"))
+        .expect("the line is still exported");
+    assert_eq!(line.trace_id, span.trace_id);
+    assert_eq!(line.span_id, span.span_id);
 }

@@ -187,6 +187,7 @@ pub struct Builder {
     environment: Option<String>,
     otlp_config: otlp::OtlpConfig,
     otlp_protocol: Option<String>,
+    otlp_span_events: bool,
     sentry: Option<sentry::SentryConfig>,
     sentry_from_env: bool,
     error_notifications: Option<notification::ErrorForwarderConfig>,
@@ -246,6 +247,7 @@ impl Default for Builder {
             environment: None,
             otlp_config: otlp::OtlpConfig::default(),
             otlp_protocol: None,
+            otlp_span_events: true,
             sentry: None,
             sentry_from_env: false,
             error_notifications: None,
@@ -601,6 +603,13 @@ impl Builder {
         self.otlp_config.metric_interval = Some(interval);
         self
     }
+    /// Whether a log line written inside a recording span is also added to the span as
+    /// an event, and an ERROR line sets the span's status to ERROR (default on). Off,
+    /// the line is still exported as a log record carrying the span's ids.
+    pub fn with_otlp_span_events(mut self, on: bool) -> Self {
+        self.otlp_span_events = on;
+        self
+    }
     /// A PEM file of CA certificates to trust besides the system's roots.
     pub fn with_otlp_ca_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
         self.otlp_config.tls.ca_file = Some(path.into());
@@ -746,7 +755,8 @@ impl Builder {
             let id = logger::add_output(
                 "otlp",
                 level.clone(),
-                otlp::OtelLogOutput::new(&p.logger_provider),
+                otlp::OtelLogOutput::new(&p.logger_provider)
+                    .with_span_events(self.otlp_span_events),
             )?;
             added.outputs.push(id);
             otlp_pipeline = Some(p);
