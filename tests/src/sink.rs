@@ -56,6 +56,9 @@ pub struct Reply {
     pub headers: Vec<(String, String)>,
     /// How long to wait before answering.
     pub delay: Duration,
+    /// Whether the body echoes the request's path and query and its `authorization`
+    /// header, as a careless server's error page does.
+    pub echo: bool,
 }
 
 impl Reply {
@@ -65,7 +68,13 @@ impl Reply {
             status,
             headers: Vec::new(),
             delay: Duration::ZERO,
+            echo: false,
         }
+    }
+    /// Echoes the request's path, query and `authorization` header in the body.
+    pub fn echoing(mut self) -> Reply {
+        self.echo = true;
+        self
     }
     /// Adds a header.
     pub fn header(mut self, name: &str, value: &str) -> Reply {
@@ -223,7 +232,7 @@ async fn handle(
         .path_and_query()
         .map(|p| p.to_string())
         .unwrap_or_default();
-    let headers = req
+    let headers: Vec<(String, String)> = req
         .headers()
         .iter()
         .map(|(n, v)| {
@@ -256,6 +265,13 @@ async fn handle(
             }
             None => s.default.clone(),
         };
+        let echoed = reply.echo.then(|| {
+            let auth = headers
+                .iter()
+                .find(|(n, _)| n == "authorization")
+                .map_or("", |(_, v)| v.as_str());
+            format!("Cannot POST {path} (authorization: {auth})")
+        });
         s.requests.push(Recorded {
             method,
             path,
@@ -264,12 +280,13 @@ async fn handle(
             at,
             status: reply.status,
         });
-        reply
+        (reply, echoed)
     };
+    let (reply, echoed) = reply;
     if !reply.delay.is_zero() {
         tokio::time::sleep(reply.delay).await;
     }
-    let mut r = hyper::Response::new(Full::new(Bytes::new()));
+    let mut r = hyper::Response::new(Full::new(echoed.map(Bytes::from).unwrap_or_default()));
     *r.status_mut() = hyper::StatusCode::from_u16(reply.status).unwrap_or(hyper::StatusCode::OK);
     for (n, v) in reply.headers {
         if let (Ok(n), Ok(v)) = (

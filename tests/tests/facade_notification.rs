@@ -67,6 +67,25 @@ fn init_wires_providers_trace_ids_dead_letters_and_metrics() {
     assert_eq!(b["trace_id"], trace_id.as_str());
     assert_eq!(b["environment"], "staging");
     assert_eq!(b["service"], "billing");
+    // And for `send().await`, which delivers on piko-obs's runtime: the trace id is
+    // the caller's span's, taken before the delivery leaves the caller's thread.
+    use opentelemetry::trace::{TraceContextExt as _, Tracer as _};
+    let cx = opentelemetry::Context::current().with_span(tracer.start("refund"));
+    let refund_trace = cx.span().span_context().trace_id().to_string();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime
+        .block_on(opentelemetry::trace::FutureExt::with_context(
+            notification::builder().title("refund failed").send(),
+            cx,
+        ))
+        .unwrap();
+    let got = ok.wait_for(2, Duration::from_secs(10));
+    let refund = got
+        .iter()
+        .map(|r| r.json())
+        .find(|b| b["title"] == "refund failed")
+        .expect("the sent notification arrived");
+    assert_eq!(refund["trace_id"], refund_trace.as_str());
 
     // Two waiting for a retry on the provider that is down: shutdown puts them on disk.
     for i in 0..2 {

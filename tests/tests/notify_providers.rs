@@ -1036,3 +1036,45 @@ async fn ntfy_and_webhook_stay_within_their_limits() {
     );
     assert!(r.header("webhook-signature").is_none());
 }
+
+#[tokio::test]
+async fn an_answer_echoing_the_request_does_not_carry_the_secret_into_the_error() {
+    // A careless server answers "Cannot POST /hooks/<secret>?token=<secret>
+    // (authorization: Bearer <secret>)".
+    let sink = Sink::with_default(Reply::status(404).echoing());
+    let hook = WebhookNotifier::new(
+        &http(),
+        &sink.url("/hooks/T0SECRETPATH/B0SECRETPATH?token=QUERYSECRET"),
+    )
+    .unwrap();
+    let ntfy = NtfyNotifier::from_topic_url(&http(), &sink.url("/topicSECRET"))
+        .unwrap()
+        .with_token("tk_TOKENSECRET")
+        .unwrap();
+    let slack = SlackNotifier::new(&http(), &sink.url("/services/T000/B000/SLACKSECRET")).unwrap();
+    let errors = [
+        hook.send(&sample()).await.unwrap_err(),
+        ntfy.send(&sample()).await.unwrap_err(),
+        slack.send(&sample()).await.unwrap_err(),
+    ];
+    let answers = sink.requests();
+    assert_eq!(answers.len(), 3);
+    for e in errors {
+        let text = format!("{e} / {e:?}");
+        assert!(text.contains("404"), "{text}");
+        assert!(
+            text.contains("Cannot POST"),
+            "the rest of the answer is kept: {text}"
+        );
+        assert!(text.contains("<redacted>"), "{text}");
+        for secret in [
+            "SECRETPATH",
+            "QUERYSECRET",
+            "topicSECRET",
+            "TOKENSECRET",
+            "SLACKSECRET",
+        ] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+    }
+}

@@ -148,8 +148,10 @@ const SUITES: &[Suite] = &[
             polled to completion, a panic seen as it unwinds through the poll) against the same async operation run with the \
             SDK alone (a span started, made current while the future runs, ended) on the same \
             executor and the same bounded processor; and a log line to a JSON output and the OTLP output (through the \
-            pipeline's `BoundedLogProcessor`) inside a recording span (where it also becomes a span event, up to the SDK's 128 events \
-            per span) against the same line outside one.",
+            pipeline's `BoundedLogProcessor`) inside a recording span, through the span's logger \
+            with its ids bound as in `run_in_span` (the line also becomes a span event; lines come \
+            in requests of 100, each a fresh span, so every span has room for its events), \
+            against the same lines through the plain logger outside a span.",
         goals: &[
             Goal {
                 what: "`run_in_span` start and end: at most 1.1 x a raw SDK span with the same processor",

@@ -72,6 +72,7 @@ impl HttpClient {
         headers: http::HeaderMap,
         body: Vec<u8>,
     ) -> Result<(), SendError> {
+        let secrets = secrets_of(url, &headers);
         let sent = self
             .client
             .post(url.clone())
@@ -108,7 +109,15 @@ impl HttpClient {
         if (200..300).contains(&status) {
             return Ok(());
         }
-        let excerpt: String = String::from_utf8_lossy(&text)
+        // A careless platform echoes the request (`Cannot POST /hooks/<secret>`): the
+        // secrets are masked before anything of the answer is kept.
+        let mut answer_text = String::from_utf8_lossy(&text).into_owned();
+        for secret in &secrets {
+            if answer_text.contains(secret.as_str()) {
+                answer_text = answer_text.replace(secret.as_str(), "<redacted>");
+            }
+        }
+        let excerpt: String = answer_text
             .chars()
             .filter(|c| !c.is_control())
             .take(200)
@@ -147,6 +156,41 @@ impl HttpClient {
             }
         }
     }
+}
+
+/// What of a request is secret and could come back in an answer: the URL's path, its
+/// segments and query values (webhook tokens, topics), its password, and the
+/// `authorization` header (a token, or basic credentials), longest first. Short pieces
+/// (under 6 characters, such as `api` or `v2`) are left: masking them would hide the
+/// answer, not a secret.
+fn secrets_of(url: &reqwest::Url, headers: &http::HeaderMap) -> Vec<String> {
+    let mut secrets: Vec<String> = Vec::new();
+    if url.path().len() > 1 {
+        secrets.push(url.path().to_string());
+    }
+    secrets.extend(
+        url.path_segments()
+            .into_iter()
+            .flatten()
+            .map(str::to_string),
+    );
+    if let Some(q) = url.query() {
+        secrets.push(q.to_string());
+    }
+    secrets.extend(url.query_pairs().map(|(_, v)| v.into_owned()));
+    secrets.extend(url.password().map(str::to_string));
+    for value in headers.get_all(http::header::AUTHORIZATION) {
+        if let Ok(v) = value.to_str() {
+            secrets.push(v.to_string());
+            if let Some((_, credentials)) = v.split_once(' ') {
+                secrets.push(credentials.trim().to_string());
+            }
+        }
+    }
+    secrets.retain(|s| s.len() >= 6);
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    secrets.dedup();
+    secrets
 }
 
 /// Parses a provider URL (http or https), without ever putting it in an error.

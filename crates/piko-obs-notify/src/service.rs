@@ -520,7 +520,10 @@ impl NotificationService {
     /// Delivers now, to the notification's providers (or the default), concurrently,
     /// each with the retry policy. What still fails is written to the dispatcher's
     /// dead-letter store, when there is one, and reported.
-    pub async fn send(&self, n: Notification) -> Result<(), DeliveryError> {
+    pub async fn send(&self, mut n: Notification) -> Result<(), DeliveryError> {
+        // Filled in here, on the caller's thread: the trace id comes from the caller's
+        // current span, which the delivery runtime's threads do not have.
+        self.prepare(&mut n);
         match &self.runtime {
             Some(rt) => {
                 let this = self.clone();
@@ -631,6 +634,11 @@ impl NotificationService {
         provider: Option<&str>,
         list: Vec<Notification>,
     ) -> Result<Vec<Result<(), SendError>>, UnknownProvider> {
+        let mut list = list;
+        // On the caller's thread, for the trace id of its current span (see `send`).
+        for n in &mut list {
+            self.prepare(n);
+        }
         let Some(rt) = &self.runtime else {
             return self.deliver_bulk(provider, list).await;
         };
