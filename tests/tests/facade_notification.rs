@@ -69,7 +69,7 @@ fn init_wires_providers_trace_ids_dead_letters_and_metrics() {
     assert_eq!(b["service"], "billing");
     // And for `send().await`, which delivers on piko-obs's runtime: the trace id is
     // the caller's span's, taken before the delivery leaves the caller's thread.
-    use opentelemetry::trace::{TraceContextExt as _, Tracer as _};
+    use opentelemetry::trace::TraceContextExt as _;
     let cx = opentelemetry::Context::current().with_span(tracer.start("refund"));
     let refund_trace = cx.span().span_context().trace_id().to_string();
     let runtime = tokio::runtime::Runtime::new().unwrap();
