@@ -193,9 +193,9 @@ async fn a_panicking_provider_is_an_error_and_the_others_still_deliver() {
     assert_eq!(sink.requests().len(), 2);
 }
 
-#[tokio::test]
-async fn the_circuit_opens_after_repeated_failures_and_spares_the_platform() {
-    let sink = Sink::with_default(Reply::status(500));
+/// A service sending to `sink` with no retries and a breaker that opens after 3
+/// failures.
+fn breaker_of_three(sink: &Sink) -> NotificationService {
     let s = NotificationService::builder()
         .with_retry_policy(fast_retries(0))
         .with_circuit_breaker(BreakerPolicy::new(3, Duration::from_secs(30)))
@@ -205,12 +205,34 @@ async fn the_circuit_opens_after_repeated_failures_and_spares_the_platform() {
         WebhookNotifier::new(&HttpClient::new().unwrap(), &sink.url("/h")).unwrap(),
     )
     .unwrap();
+    s
+}
+
+#[tokio::test]
+async fn the_circuit_opens_after_repeated_failures_and_spares_the_platform() {
+    let sink = Sink::with_default(Reply::status(500));
+    let s = breaker_of_three(&sink);
     for _ in 0..3 {
         assert!(s.notification().title("t").send().await.is_err());
     }
     let e = s.notification().title("t").send().await.unwrap_err();
     assert!(e.to_string().contains("circuit breaker open"), "{e}");
     assert_eq!(sink.requests().len(), 3, "an open circuit sends nothing");
+}
+
+#[tokio::test]
+async fn refused_notifications_do_not_open_the_circuit() {
+    // Three malformed alerts refused with a 400, then a good one: the platform is up,
+    // and the good one goes through.
+    let sink = Sink::start();
+    sink.script([Reply::status(400), Reply::status(400), Reply::status(400)]);
+    let s = breaker_of_three(&sink);
+    for _ in 0..3 {
+        let e = s.notification().title("bad").send().await.unwrap_err();
+        assert!(e.to_string().contains("400"), "{e}");
+    }
+    s.notification().title("good").send().await.unwrap();
+    assert_eq!(sink.requests().len(), 4);
 }
 
 #[tokio::test]

@@ -211,7 +211,14 @@ impl Registry {
                 after: self.send_timeout,
             }),
         };
-        permit.record(result.is_ok());
+        // The circuit is about the platform being reachable: a refusal of this
+        // notification (a 4xx, a rejection) or a panic of the provider's own code says
+        // nothing against the platform, and must not shut out the alerts that follow.
+        permit.record(
+            result
+                .as_ref()
+                .map_or_else(|e| !e.is_retryable(), |()| true),
+        );
         match &result {
             Ok(()) => entry.delivered.fetch_add(1, Ordering::Relaxed),
             Err(_) => entry.failed.fetch_add(1, Ordering::Relaxed),
