@@ -39,6 +39,7 @@ fn init_exports_spans_and_log_lines_with_their_trace_ids() {
     let receiver = OtlpReceiver::start();
     let guard = exporting_to(&receiver, &dir)
         .with_service_name("orders")
+        .with_environment("staging")
         .with_otlp_headers([("authorization", "Bearer facade")])
         .with_otlp_service_version("9.9.9")
         .init()
@@ -175,6 +176,12 @@ fn init_exports_spans_and_log_lines_with_their_trace_ids() {
             .iter()
             .any(|n| n.starts_with("service.version=") && n.contains("9.9.9")),
         "{names:?}"
+    );
+    assert!(
+        names
+            .iter()
+            .any(|n| n.starts_with("deployment.environment.name=") && n.contains("staging")),
+        "the facade's environment: {names:?}"
     );
 }
 

@@ -211,7 +211,8 @@ pub const ENV_VARIABLES: [&str; 17] = [
     "PIKO_SERVICE_VERSION",
 ];
 
-/// Environment variables mapped to resource attributes when set (Piko's detection).
+/// Environment variables mapped to resource attributes when set (Piko's detection,
+/// and `HOSTNAME`).
 const DETECTED: [(&str, &str); 14] = [
     ("POD_NAME", "k8s.pod.name"),
     ("POD_NAMESPACE", "k8s.namespace.name"),
@@ -223,14 +224,16 @@ const DETECTED: [(&str, &str); 14] = [
     ("K_SERVICE", "faas.name"),
     ("K_REVISION", "faas.version"),
     ("GOOGLE_CLOUD_PROJECT", "cloud.account.id"),
-    ("CONTAINER_APP_NAME", "service.instance.id"),
-    ("CONTAINER_APP_REVISION", "service.version"),
-    ("ECS_CONTAINER_METADATA_URI_V4", "aws.ecs.container.arn"),
+    ("CONTAINER_APP_NAME", "azure.container_app.name"),
+    ("CONTAINER_APP_REVISION", "azure.container_app.revision"),
+    ("CONTAINER_APP_REPLICA_NAME", "azure.container_app.replica"),
     ("HOSTNAME", "host.name"),
 ];
 
-/// The first sentinel variable present names `runtime.environment`.
-const RUNTIMES: [(&str, &str); 5] = [
+/// The first sentinel variable present names `runtime.environment` (Piko's probes, and
+/// `KUBERNETES_SERVICE_HOST`, which every Kubernetes pod has).
+const RUNTIMES: [(&str, &str); 6] = [
+    ("POD_NAME", "kubernetes"),
     ("KUBERNETES_SERVICE_HOST", "kubernetes"),
     ("AWS_LAMBDA_FUNCTION_NAME", "aws-lambda"),
     ("K_SERVICE", "cloud-run"),
@@ -784,6 +787,60 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .starts_with("with_otlp_trace_sample_rate")
+        );
+    }
+
+    #[test]
+    fn cloud_variables_map_as_piko_detects_them() {
+        let resource = |vars: &'static [(&'static str, &'static str)]| {
+            OtlpConfig::new()
+                .resolve(env(vars), "svc")
+                .unwrap()
+                .resource
+        };
+        let r = resource(&[("POD_NAME", "web-1")]);
+        assert_eq!(r["k8s.pod.name"], "web-1");
+        assert_eq!(r["runtime.environment"], "kubernetes");
+        let r = resource(&[
+            ("AWS_LAMBDA_FUNCTION_NAME", "resize"),
+            ("AWS_LAMBDA_FUNCTION_VERSION", "7"),
+            ("AWS_REGION", "eu-west-1"),
+        ]);
+        assert_eq!(r["faas.name"], "resize");
+        assert_eq!(r["faas.version"], "7");
+        assert_eq!(r["cloud.region"], "eu-west-1");
+        assert_eq!(r["runtime.environment"], "aws-lambda");
+        let r = resource(&[
+            ("K_SERVICE", "api"),
+            ("K_REVISION", "api-00042"),
+            ("GOOGLE_CLOUD_PROJECT", "shop-prod"),
+        ]);
+        assert_eq!(r["faas.name"], "api");
+        assert_eq!(r["faas.version"], "api-00042");
+        assert_eq!(r["cloud.account.id"], "shop-prod");
+        assert_eq!(r["runtime.environment"], "cloud-run");
+        let r = resource(&[
+            ("CONTAINER_APP_NAME", "orders"),
+            ("CONTAINER_APP_REVISION", "orders--r7"),
+            ("CONTAINER_APP_REPLICA_NAME", "orders--r7-abc"),
+        ]);
+        assert_eq!(r["azure.container_app.name"], "orders");
+        assert_eq!(r["azure.container_app.revision"], "orders--r7");
+        assert_eq!(r["azure.container_app.replica"], "orders--r7-abc");
+        assert_eq!(r["runtime.environment"], "azure-container-apps");
+        assert!(!r.contains_key("service.instance.id"), "{r:?}");
+        assert!(
+            !r.contains_key("service.version"),
+            "the revision is not the service version: {r:?}"
+        );
+        let r = resource(&[(
+            "ECS_CONTAINER_METADATA_URI_V4",
+            "http://169.254.170.2/v4/abc",
+        )]);
+        assert_eq!(r["runtime.environment"], "aws-ecs");
+        assert!(
+            !r.values().any(|v| v.starts_with("http://169.254")),
+            "a metadata URI is not an attribute: {r:?}"
         );
     }
 

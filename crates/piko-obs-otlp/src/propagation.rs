@@ -177,11 +177,20 @@ mod tests {
     use super::*;
     use opentelemetry::trace::TraceContextExt as _;
 
+    /// The facade's propagators; every test here sets the same, as they share the
+    /// process's globals.
+    fn set_propagators() {
+        opentelemetry::global::set_text_map_propagator(
+            opentelemetry::propagation::TextMapCompositePropagator::new(vec![
+                Box::new(opentelemetry_sdk::propagation::TraceContextPropagator::new()),
+                Box::new(opentelemetry_sdk::propagation::BaggagePropagator::new()),
+            ]),
+        );
+    }
+
     #[test]
     fn trace_context_round_trips_through_headers() {
-        opentelemetry::global::set_text_map_propagator(
-            opentelemetry_sdk::propagation::TraceContextPropagator::new(),
-        );
+        set_propagators();
         let mut incoming = http::HeaderMap::new();
         incoming.insert(
             "traceparent",
@@ -218,13 +227,20 @@ mod tests {
             std::task::Poll::Ready(Ok(()))
         }
         fn call(&mut self, _: http::Request<()>) -> Self::Future {
-            // Answers with the trace and span ids current while it handles the request.
+            // Answers with the trace and span ids, the trace state and the baggage
+            // current while it handles the request.
+            use opentelemetry::baggage::BaggageExt as _;
             let cx = opentelemetry::Context::current();
             let sc = cx.span().span_context().clone();
             std::future::ready(Ok(http::Response::new(format!(
-                "{} {}",
+                "{} {} {} {}",
                 sc.trace_id(),
-                sc.span_id()
+                sc.span_id(),
+                sc.trace_state().header(),
+                cx.baggage()
+                    .get("tenant")
+                    .map(|v| v.to_string())
+                    .unwrap_or_default()
             ))))
         }
     }
@@ -233,9 +249,7 @@ mod tests {
     fn the_tower_layer_runs_requests_in_a_child_of_their_trace_context() {
         use tower_layer::Layer as _;
         use tower_service::Service as _;
-        opentelemetry::global::set_text_map_propagator(
-            opentelemetry_sdk::propagation::TraceContextPropagator::new(),
-        );
+        set_propagators();
         opentelemetry::global::set_tracer_provider(
             opentelemetry_sdk::trace::SdkTracerProvider::builder().build(),
         );
@@ -245,17 +259,24 @@ mod tests {
                 "traceparent",
                 "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
             )
+            .header("tracestate", "vendor=abc")
+            .header("baggage", "tenant=acme")
             .body(())
             .unwrap();
         let answer = futures_executor::block_on(svc.call(req))
             .unwrap()
             .into_body();
-        let (trace, span) = answer.split_once(' ').unwrap();
+        let parts: Vec<&str> = answer.split(' ').collect();
+        let [trace, span, state, tenant] = parts[..] else {
+            panic!("{answer}")
+        };
         assert_eq!(
             trace, "4bf92f3577b34da6a3ce929d0e0e4736",
             "the caller's trace"
         );
         assert_ne!(span, "00f067aa0ba902b7", "a span of its own");
         assert_ne!(span, "0000000000000000");
+        assert_eq!(state, "vendor=abc", "the trace state goes on to the child");
+        assert_eq!(tenant, "acme", "the baggage is current in the service");
     }
 }
