@@ -1036,3 +1036,23 @@ async fn the_writer_queue_bound_counts_what_the_writer_holds() {
     got.sort();
     assert_eq!(got, ["a", "b", "c", "d0", "d1", "d2"]);
 }
+
+#[tokio::test]
+async fn an_empty_notification_is_refused_by_enqueue_and_send() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start();
+    let s = service_with(&sink, fast_retries(0), &HttpClient::new().unwrap());
+    let (d, store) = dispatch(&s, &dir, DispatcherConfig::default());
+    assert_eq!(
+        s.notification().field("k", "v").enqueue(),
+        Err(piko_obs_notify::EnqueueError::Empty)
+    );
+    assert!(matches!(
+        s.notification().send().await,
+        Err(DeliveryError::Empty)
+    ));
+    let report = d.shutdown(Duration::from_secs(2)).await;
+    assert_eq!(report.stats.enqueued, 0, "{:?}", report.stats);
+    assert!(store.read_all().unwrap().entries.is_empty());
+    assert!(sink.requests().is_empty());
+}

@@ -1078,3 +1078,76 @@ async fn an_answer_echoing_the_request_does_not_carry_the_secret_into_the_error(
         }
     }
 }
+
+#[test]
+fn no_provider_shows_its_secrets_in_debug() {
+    let http = http();
+    let secret_b64 =
+        base64::engine::general_purpose::STANDARD.encode(b"a signing key of 32 bytes long!!");
+    let shown = [
+        format!(
+            "{:?}",
+            SlackNotifier::new(&http, "https://hooks.slack.com/services/T0/B0/SLACKSECRET")
+                .unwrap()
+        ),
+        format!(
+            "{:?}",
+            DiscordNotifier::new(&http, "https://discord.com/api/webhooks/1/DISCORDSECRET")
+                .unwrap()
+        ),
+        format!(
+            "{:?}",
+            TeamsNotifier::new(
+                &http,
+                "https://example.webhook.office.com/workflows/TEAMSSECRET?sig=SIGSECRET",
+                TeamsFormat::Workflows
+            )
+            .unwrap()
+        ),
+        format!(
+            "{:?}",
+            GoogleChatNotifier::new(
+                &http,
+                "https://chat.googleapis.com/v1/spaces/S/messages?key=CHATSECRET&token=CHATTOKEN"
+            )
+            .unwrap()
+        ),
+        format!(
+            "{:?}",
+            WebhookNotifier::new(&http, "https://example.com/hooks/HOOKSECRET")
+                .unwrap()
+                .with_header("Authorization", "Bearer HEADERSECRET")
+                .unwrap()
+                .with_signing_secret(&format!("whsec_{secret_b64}"))
+                .unwrap()
+        ),
+        format!(
+            "{:?}",
+            PagerDutyNotifier::new(&http, "R0UTINGKEYSECRET00000000000000ab").unwrap()
+        ),
+        format!(
+            "{:?}",
+            NtfyNotifier::new(&http, "https://ntfy.example.com", "TOPICSECRET")
+                .unwrap()
+                .with_basic_auth("alice", "PASSSECRET")
+                .unwrap()
+        ),
+    ];
+    for text in &shown {
+        for secret in [
+            "SLACKSECRET",
+            "DISCORDSECRET",
+            "TEAMSSECRET",
+            "SIGSECRET",
+            "CHATSECRET",
+            "CHATTOKEN",
+            "HOOKSECRET",
+            "HEADERSECRET",
+            secret_b64.as_str(),
+            "R0UTINGKEYSECRET",
+            "PASSSECRET",
+        ] {
+            assert!(!text.contains(secret), "{secret} shown in {text}");
+        }
+    }
+}
