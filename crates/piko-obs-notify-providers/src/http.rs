@@ -72,7 +72,12 @@ impl HttpClient {
         headers: http::HeaderMap,
         body: Vec<u8>,
     ) -> Result<(), SendError> {
-        let secrets = secrets_of(url, &headers);
+        // Kept (a cheap clone, none when absent) for masking an error's excerpt.
+        let authorization: Vec<http::HeaderValue> = headers
+            .get_all(http::header::AUTHORIZATION)
+            .iter()
+            .cloned()
+            .collect();
         let sent = self
             .client
             .post(url.clone())
@@ -112,7 +117,7 @@ impl HttpClient {
         // A careless platform echoes the request (`Cannot POST /hooks/<secret>`): the
         // secrets are masked before anything of the answer is kept.
         let mut answer_text = String::from_utf8_lossy(&text).into_owned();
-        for secret in &secrets {
+        for secret in &secrets_of(url, &authorization) {
             if answer_text.contains(secret.as_str()) {
                 answer_text = answer_text.replace(secret.as_str(), "<redacted>");
             }
@@ -160,10 +165,11 @@ impl HttpClient {
 
 /// What of a request is secret and could come back in an answer: the URL's path, its
 /// segments and query values (webhook tokens, topics), its password, and the
-/// `authorization` header (a token, or basic credentials), longest first. Short pieces
+/// `authorization` header values (a token, or basic credentials), longest first; worked
+/// out only for an answer that is an error. Short pieces
 /// (under 6 characters, such as `api` or `v2`) are left: masking them would hide the
 /// answer, not a secret.
-fn secrets_of(url: &reqwest::Url, headers: &http::HeaderMap) -> Vec<String> {
+fn secrets_of(url: &reqwest::Url, authorization: &[http::HeaderValue]) -> Vec<String> {
     let mut secrets: Vec<String> = Vec::new();
     if url.path().len() > 1 {
         secrets.push(url.path().to_string());
@@ -179,7 +185,7 @@ fn secrets_of(url: &reqwest::Url, headers: &http::HeaderMap) -> Vec<String> {
     }
     secrets.extend(url.query_pairs().map(|(_, v)| v.into_owned()));
     secrets.extend(url.password().map(str::to_string));
-    for value in headers.get_all(http::header::AUTHORIZATION) {
+    for value in authorization {
         if let Ok(v) = value.to_str() {
             secrets.push(v.to_string());
             if let Some((_, credentials)) = v.split_once(' ') {

@@ -214,11 +214,7 @@ impl Registry {
         // The circuit is about the platform being reachable: a refusal of this
         // notification (a 4xx, a rejection) or a panic of the provider's own code says
         // nothing against the platform, and must not shut out the alerts that follow.
-        permit.record(
-            result
-                .as_ref()
-                .map_or_else(|e| !e.is_retryable(), |()| true),
-        );
+        permit.record(!matches!(&result, Err(e) if e.is_retryable()));
         match &result {
             Ok(()) => entry.delivered.fetch_add(1, Ordering::Relaxed),
             Err(_) => entry.failed.fetch_add(1, Ordering::Relaxed),
@@ -542,12 +538,11 @@ impl NotificationService {
         }
     }
 
-    /// [`NotificationService::send`] on the current executor.
-    async fn deliver(&self, mut n: Notification) -> Result<(), DeliveryError> {
+    /// [`NotificationService::send`] on the current executor, `n` already prepared.
+    async fn deliver(&self, n: Notification) -> Result<(), DeliveryError> {
         if n.is_empty() {
             return Err(DeliveryError::Empty);
         }
-        self.prepare(&mut n);
         let targets = self.registry.targets(&n)?;
         let first = SystemTime::now();
         let mut pending = targets;
@@ -662,11 +657,12 @@ impl NotificationService {
             })
     }
 
-    /// [`NotificationService::send_bulk`] on the current executor.
+    /// [`NotificationService::send_bulk`] on the current executor, the list already
+    /// prepared.
     async fn deliver_bulk(
         &self,
         provider: Option<&str>,
-        mut list: Vec<Notification>,
+        list: Vec<Notification>,
     ) -> Result<Vec<Result<(), SendError>>, UnknownProvider> {
         let name = match provider {
             Some(p) => p.to_string(),
@@ -678,9 +674,6 @@ impl NotificationService {
             .registry
             .entry(&name)
             .ok_or_else(|| UnknownProvider(name.clone()))?;
-        for n in &mut list {
-            self.prepare(n);
-        }
         let notifier = &*entry.notifier;
         let list = &list;
         let bulk = AssertUnwindSafe(async move { notifier.send_bulk(list).await }).catch_unwind();
