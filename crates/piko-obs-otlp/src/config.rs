@@ -191,7 +191,7 @@ fn err(setting: &str, reason: impl Into<String>) -> ConfigError {
 }
 
 /// The standard variables read.
-pub const ENV_VARIABLES: [&str; 17] = [
+pub const ENV_VARIABLES: [&str; 18] = [
     "OTEL_SDK_DISABLED",
     "OTEL_EXPORTER_OTLP_ENDPOINT",
     "OTEL_EXPORTER_OTLP_PROTOCOL",
@@ -208,6 +208,7 @@ pub const ENV_VARIABLES: [&str; 17] = [
     "OTEL_TRACES_SAMPLER_ARG",
     "OTEL_METRIC_EXPORT_INTERVAL",
     "PIKO_ENVIRONMENT",
+    "ENVIRONMENT",
     "PIKO_SERVICE_VERSION",
 ];
 
@@ -527,7 +528,12 @@ impl OtlpConfig {
         {
             r.insert("service.version".into(), v);
         }
-        if let Some(e) = self.environment.clone().or_else(|| env("PIKO_ENVIRONMENT")) {
+        if let Some(e) = self
+            .environment
+            .clone()
+            .or_else(|| env("PIKO_ENVIRONMENT"))
+            .or_else(|| env("ENVIRONMENT"))
+        {
             r.insert("deployment.environment.name".into(), e);
         }
         Ok(r)
@@ -798,6 +804,13 @@ mod tests {
                 .unwrap()
                 .resource
         };
+        let r = resource(&[("ENVIRONMENT", "prod")]);
+        assert_eq!(r["deployment.environment.name"], "prod");
+        let r = resource(&[("ENVIRONMENT", "prod"), ("PIKO_ENVIRONMENT", "canary")]);
+        assert_eq!(
+            r["deployment.environment.name"], "canary",
+            "Piko's variable first"
+        );
         let r = resource(&[("POD_NAME", "web-1")]);
         assert_eq!(r["k8s.pod.name"], "web-1");
         assert_eq!(r["runtime.environment"], "kubernetes");

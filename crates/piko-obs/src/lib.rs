@@ -663,14 +663,9 @@ impl Builder {
         )?;
         let mut otlp_config = self.otlp_config.clone();
         // The service's environment is the resource's `deployment.environment.name`
-        // too: `with_environment`, then `PIKO_ENVIRONMENT`, then `ENVIRONMENT`.
+        // too (else the variables `resolve` reads: `PIKO_ENVIRONMENT`, `ENVIRONMENT`).
         if otlp_config.environment.is_none() {
-            let set = |k: &str| env(k).filter(|v| !v.trim().is_empty());
-            otlp_config.environment = self
-                .environment
-                .clone()
-                .or_else(|| set("PIKO_ENVIRONMENT"))
-                .or_else(|| set("ENVIRONMENT"));
+            otlp_config.environment.clone_from(&self.environment);
         }
         if let Some(text) = &self.otlp_protocol {
             otlp_config.protocol = Some(otlp::Protocol::parse(text).ok_or_else(|| {
