@@ -65,6 +65,22 @@ fn one_worker(
     (s, d)
 }
 
+/// `n` dead letters titled `{prefix}0`, `{prefix}1`, ..., left by a webhook that
+/// answered 503 three times.
+fn failed_earlier(prefix: &str, n: usize) -> Vec<piko_obs_notify::DeadLetter> {
+    (0..n)
+        .map(|i| {
+            piko_obs_notify::DeadLetter::new(
+                Notification::new(format!("{prefix}{i}"), "m"),
+                vec!["webhook".into()],
+                3,
+                std::time::SystemTime::now(),
+                "webhook returned status 503".into(),
+            )
+        })
+        .collect()
+}
+
 fn titles(entries: &[piko_obs_notify::DeadLetter]) -> Vec<String> {
     entries
         .iter()
@@ -665,18 +681,7 @@ fn an_interrupted_replay_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("dlq.jsonl");
     let store = Arc::new(FileDeadLetterStore::open(&path).unwrap());
-    let entries: Vec<_> = (0..20)
-        .map(|i| {
-            piko_obs_notify::DeadLetter::new(
-                Notification::new(format!("n{i}"), "m"),
-                vec!["webhook".into()],
-                3,
-                std::time::SystemTime::now(),
-                "webhook returned status 503".into(),
-            )
-        })
-        .collect();
-    store.append_all(&entries).unwrap();
+    store.append_all(&failed_earlier("n", 20)).unwrap();
 
     // First process: the platform never answers; the process dies mid-replay (its
     // runtime goes away with the deliveries under way).
@@ -892,18 +897,7 @@ async fn a_shutdown_cancelled_mid_way_is_finished_by_the_next_call() {
 async fn a_replay_larger_than_the_writer_queue_drops_nothing_and_leaves_it_free() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(FileDeadLetterStore::open(dir.path().join("dlq.jsonl")).unwrap());
-    let entries: Vec<_> = (0..300)
-        .map(|i| {
-            piko_obs_notify::DeadLetter::new(
-                Notification::new(format!("old{i}"), "m"),
-                vec!["webhook".into()],
-                3,
-                std::time::SystemTime::now(),
-                "webhook returned status 503".into(),
-            )
-        })
-        .collect();
-    store.append_all(&entries).unwrap();
+    store.append_all(&failed_earlier("old", 300)).unwrap();
     // The platform is down: it never answers. 300 entries for a queue of 4 and a
     // dead-letter writer queue of 8.
     let sink = Sink::with_default(Reply::status(200).after(Duration::from_secs(30)));
