@@ -86,8 +86,11 @@ fn run_in_span_records_errors_panics_log_lines_and_nesting() {
             Ok::<_, std::io::Error>(())
         }));
         task.await.expect("the task ran")?;
+        let outer_log = l.clone();
         run_in_span(&l, "inner", vec![], |l| async move {
             l.info("inside", &[]);
+            // The outer span's logger, where the inner span is current.
+            outer_log.info("outer logger inside", &[]);
             Ok::<_, std::io::Error>(5)
         })
         .await
@@ -193,6 +196,42 @@ fn run_in_span_records_errors_panics_log_lines_and_nesting() {
         .find(|e| e.name == "exception")
         .unwrap();
     assert!(format!("{:?}", exception.attributes).contains("card declined"));
+    // An event carries the line's level, except INFO's (the level of an event without
+    // one), and the line's time.
+    let event = |n: &str| charge.events.iter().find(|e| e.name == n).unwrap();
+    assert!(
+        event("charging").attributes.is_empty(),
+        "{:?}",
+        event("charging")
+    );
+    let declined = event("declined");
+    assert_eq!(declined.attributes.len(), 1, "{declined:?}");
+    assert_eq!(declined.attributes[0].key, "level");
+    assert!(format!("{:?}", declined.attributes[0].value).contains("\"ERROR\""));
+    // The log records of the span's lines carry its ids as their trace context, not
+    // again as attributes, and the same time as the events.
+    let got = receiver.wait_until(Duration::from_secs(10), |r| {
+        r.log_records()
+            .iter()
+            .any(|l| format!("{:?}", l.body).contains("declined"))
+    });
+    let records = got.log_records();
+    for (line, ev) in [("charging", event("charging")), ("declined", declined)] {
+        let rec = records
+            .iter()
+            .find(|l| format!("{:?}", l.body).contains(&format!("\"{line}\"")))
+            .unwrap_or_else(|| panic!("no log record {line}"));
+        assert_eq!(rec.trace_id, charge.trace_id, "{line}");
+        assert_eq!(rec.span_id, charge.span_id, "{line}");
+        assert_eq!(rec.time_unix_nano, ev.time_unix_nano, "{line}");
+        assert_eq!(rec.observed_time_unix_nano, rec.time_unix_nano, "{line}");
+        let keys: Vec<&str> = rec.attributes.iter().map(|a| a.key.as_str()).collect();
+        assert!(
+            !keys.contains(&"trace_id") && !keys.contains(&"span_id"),
+            "{line}: {keys:?}"
+        );
+        assert!(keys.contains(&"logger"), "{line}: {keys:?}");
+    }
 
     let (outer, inner) = (find("outer"), find("inner"));
     assert_eq!(inner.parent_span_id, outer.span_id);
@@ -249,6 +288,26 @@ fn run_in_span_records_errors_panics_log_lines_and_nesting() {
         .unwrap();
     assert_eq!(exported.trace_id, charge.trace_id);
     assert_eq!(exported.span_id, charge.span_id);
+    // A logger's span ids that differ from the current span's stay as attributes: the
+    // record's context is the current (inner) span, its `span_id` field the outer one.
+    let crossed = records
+        .iter()
+        .find(|r| format!("{:?}", r.body).contains("outer logger inside"))
+        .unwrap();
+    assert_eq!(crossed.span_id, inner.span_id);
+    let field = |k: &str| {
+        crossed
+            .attributes
+            .iter()
+            .find(|a| a.key == k)
+            .map(|a| format!("{:?}", a.value))
+    };
+    assert!(
+        field("span_id").is_some_and(|v| v.contains(&hex(&find("outer").span_id))),
+        "{:?}",
+        crossed.attributes
+    );
+    assert_eq!(field("trace_id"), None, "the same trace: not repeated");
     drop(runtime);
 }
 

@@ -36,6 +36,7 @@
 //! No feature flags.
 
 mod config;
+mod intern;
 mod logs;
 mod metrics_bridge;
 
@@ -57,6 +58,6 @@ pub use config::{
     TlsFiles,
 };
 pub use pipeline::{
-    BoundedLogProcessor, BoundedSpanProcessor, LOG_QUEUE, LogStats, LogStatsHandle, Pipeline,
-    SPAN_QUEUE, SpanStats, SpanStatsHandle, StartError,
+    BoundedLogProcessor, BoundedSpanProcessor, LOG_ITEM_BYTES, LOG_QUEUE, LogStats, LogStatsHandle,
+    Pipeline, SPAN_QUEUE, SpanStats, SpanStatsHandle, StartError,
 };

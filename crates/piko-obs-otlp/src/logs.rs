@@ -1,19 +1,25 @@
 //! The logger's records as OpenTelemetry log records: an [`Output`] for the piko-obs
 //! log hub.
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use opentelemetry::logs::{AnyValue, LogRecord as _, Logger as _, LoggerProvider as _, Severity};
 use opentelemetry::trace::TraceContextExt as _;
-use opentelemetry::{Key, StringValue};
+use opentelemetry::{Key, KeyValue, StringValue};
+
+use crate::intern::intern;
 use opentelemetry_sdk::logs::{SdkLogger, SdkLoggerProvider};
+use piko_obs_logger::attr::keys;
 use piko_obs_logger::{FlushError, Level, Output, OutputStats, REDACTED, Record, Value};
 
 /// Exports each record as an OpenTelemetry log record: its time, severity (number and
 /// Piko's level name), message as the body, the logger name (`logger`), the source
 /// (`code.filepath`, `code.lineno`), every attribute (secret keys masked), and the
-/// trace and span ids of the span current where the line was written.
+/// trace and span ids of the span current where the line was written (as the record's
+/// trace context; a span logger's `trace_id` and `span_id` fields naming that same span
+/// are not repeated as attributes).
 pub struct OtelLogOutput {
     logger: SdkLogger,
     provider: SdkLoggerProvider,
@@ -45,8 +51,8 @@ impl OtelLogOutput {
     }
 
     /// Whether a line written inside a recording span is also added to it as an event
-    /// (its message, with `level`), and an ERROR line sets the span's status to ERROR
-    /// (default on).
+    /// (named with its message, at the line's time, with a `level` attribute unless the
+    /// level is INFO), and an ERROR line sets the span's status to ERROR (default on).
     pub fn with_span_events(mut self, on: bool) -> OtelLogOutput {
         self.span_events = on;
         self
@@ -66,6 +72,16 @@ pub fn severity(level: Level) -> Severity {
         v if v < Level::ERROR.value() => Severity::Warn,
         _ => Severity::Error,
     }
+}
+
+/// `bytes` as lower-case hex in `out` (twice as long).
+fn hex<'a>(bytes: &[u8], out: &'a mut [u8]) -> &'a str {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 0xf)];
+    }
+    std::str::from_utf8(out).unwrap_or_default()
 }
 
 fn any_value(v: Value<'_>) -> Option<AnyValue> {
@@ -107,17 +123,28 @@ impl Output for OtelLogOutput {
         }
         self.accepted.fetch_add(1, Ordering::Relaxed);
         let mut r = self.logger.create_log_record();
+        // Written by the application through the SDK: observed when it was written, as
+        // the log data model says for records that originate in OpenTelemetry.
         r.set_timestamp(record.time());
-        r.set_observed_timestamp(SystemTime::now());
+        r.set_observed_timestamp(record.time());
         let level = record.level();
         r.set_severity_number(severity(level));
         if let Some(name) = level.static_name() {
             r.set_severity_text(name);
         }
-        r.set_body(AnyValue::from(record.msg().to_string()));
+        // A message seen before is not copied (`intern`): the body, its copy in the
+        // processor's queue and the span event share it.
+        let msg = intern(record.msg());
+        r.set_body(AnyValue::String(match msg {
+            Some(m) => StringValue::from(m),
+            None => StringValue::from(record.msg().to_string()),
+        }));
         r.add_attribute(
             Key::from_static_str("logger"),
-            AnyValue::from(record.logger().to_string()),
+            AnyValue::String(match intern(record.logger()) {
+                Some(name) => StringValue::from(name),
+                None => StringValue::from(record.logger().to_string()),
+            }),
         );
         let src = record.source();
         r.add_attribute(
@@ -128,7 +155,28 @@ impl Output for OtelLogOutput {
             Key::from_static_str("code.lineno"),
             AnyValue::from(i64::from(src.line)),
         );
+        let cx = opentelemetry::Context::current();
+        let span = cx.span();
+        let sc = span.span_context();
+        // The span's ids are the record's trace context: a span logger's `trace_id` and
+        // `span_id` fields that say the same are not repeated as attributes.
+        if sc.is_valid() {
+            r.set_trace_context(sc.trace_id(), sc.span_id(), Some(sc.trace_flags()));
+        }
+        let mut buf = [0u8; 32];
         for a in record.bound().chain(record.attrs().iter().copied()) {
+            if sc.is_valid()
+                && let Value::Str(v) = a.value()
+            {
+                let same = match a.key() {
+                    keys::TRACE_ID => v == hex(&sc.trace_id().to_bytes(), &mut buf),
+                    keys::SPAN_ID => v == hex(&sc.span_id().to_bytes(), &mut buf[..16]),
+                    _ => false,
+                };
+                if same {
+                    continue;
+                }
+            }
             let value = if record.is_secret(a.key()) {
                 Some(AnyValue::String(StringValue::from(REDACTED)))
             } else {
@@ -138,22 +186,23 @@ impl Output for OtelLogOutput {
                 r.add_attribute(Key::from_static_str(a.key()), v);
             }
         }
-        let cx = opentelemetry::Context::current();
-        let span = cx.span();
-        let sc = span.span_context();
-        if sc.is_valid() {
-            r.set_trace_context(sc.trace_id(), sc.span_id(), Some(sc.trace_flags()));
-        }
-        if self.span_events && span.is_recording() {
-            let name = level.static_name().unwrap_or("LOG");
-            span.add_event(
-                record.msg().to_string(),
-                vec![opentelemetry::KeyValue::new("level", name)],
-            );
+        // A sampled span records (the check needs no lock); any other may too.
+        if self.span_events && (sc.is_sampled() || span.is_recording()) {
+            let text = || -> Cow<'static, str> {
+                match msg {
+                    Some(m) => Cow::Borrowed(m),
+                    None => Cow::Owned(record.msg().to_string()),
+                }
+            };
+            // INFO, the level of most lines, is the event's level when it has none, so
+            // the common event allocates nothing.
+            let attributes = match level {
+                Level::INFO => Vec::new(),
+                _ => vec![KeyValue::new("level", level.static_name().unwrap_or("LOG"))],
+            };
+            span.add_event_with_timestamp(text(), record.time(), attributes);
             if level >= Level::ERROR {
-                span.set_status(opentelemetry::trace::Status::error(
-                    record.msg().to_string(),
-                ));
+                span.set_status(opentelemetry::trace::Status::error(text()));
             }
         }
         self.logger.emit(r);

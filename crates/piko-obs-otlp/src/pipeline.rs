@@ -3,8 +3,8 @@
 //! bounded and whose drops are counted.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicIsize, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -68,6 +68,10 @@ struct Counters {
     exported: AtomicU64,
     dropped: AtomicU64,
     failed: AtomicU64,
+    /// Items in the channel, not yet taken by the export thread: the thread is woken
+    /// when this reaches a full batch, not for every item. Signed: the thread may take
+    /// an item before its push is counted, so it can dip below zero for a moment.
+    queued: AtomicIsize,
 }
 
 /// What an export thread does with a batch, and at shutdown.
@@ -85,11 +89,15 @@ enum Control {
 
 /// A bounded queue in front of a thread exporting batches of up to [`BATCH`] items
 /// every [`DELAY`] (or sooner when a batch is full). Pushing never waits: an item that
-/// does not fit, or comes after shutdown, is dropped and counted.
+/// does not fit, or comes after shutdown, is dropped and counted. The thread sleeps
+/// until a batch is full, the delay is up, or it is asked to flush or shut down, so
+/// pushing an item costs no system call.
 struct ExportQueue<T> {
     items: SyncSender<T>,
     control: Mutex<std::sync::mpsc::Sender<Control>>,
     counters: Arc<Counters>,
+    /// The export thread, to wake (`unpark`).
+    exporter: std::thread::Thread,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -98,6 +106,18 @@ impl<T> std::fmt::Debug for ExportQueue<T> {
         f.debug_struct("ExportQueue")
             .field("counters", &self.counters)
             .finish_non_exhaustive()
+    }
+}
+
+impl<T> Drop for ExportQueue<T> {
+    /// The channel closes with the queue: the thread is woken to export what is left
+    /// and end, instead of finding out at its next deadline.
+    fn drop(&mut self) {
+        // The sender is closed first (`drop` runs before the fields are dropped), so
+        // the woken thread finds the channel closed.
+        let (closed, _) = std::sync::mpsc::sync_channel(0);
+        drop(std::mem::replace(&mut self.items, closed));
+        self.exporter.unpark();
     }
 }
 
@@ -116,18 +136,24 @@ impl<T: Send + 'static> ExportQueue<T> {
             items,
             control: Mutex::new(control),
             counters,
+            exporter: thread.thread().clone(),
             thread: Mutex::new(Some(thread)),
         })
     }
 
     /// Counts `item` and queues it, or drops it (counted) when the queue is full or
-    /// shut down. Never waits.
+    /// shut down. Never waits; wakes the export thread only when a batch is full.
     fn push(&self, item: T) {
-        self.counters.pushed.fetch_add(1, Ordering::Relaxed);
+        let c = &*self.counters;
+        c.pushed.fetch_add(1, Ordering::Relaxed);
         match self.items.try_send(item) {
-            Ok(()) => {}
+            Ok(()) => {
+                if c.queued.fetch_add(1, Ordering::AcqRel) + 1 == BATCH as isize {
+                    self.exporter.unpark();
+                }
+            }
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                c.dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
@@ -143,6 +169,7 @@ impl<T: Send + 'static> ExportQueue<T> {
             .unwrap_or_else(|p| p.into_inner())
             .send(control)
             .map_err(|_| OTelSdkError::AlreadyShutdown)?;
+        self.exporter.unpark();
         done.recv_timeout(timeout)
             .map_err(|_| OTelSdkError::Timeout(timeout))?
     }
@@ -184,6 +211,27 @@ fn export_batch<T>(sink: &mut impl Export<T>, batch: &mut Vec<T>, c: &Counters) 
     result
 }
 
+/// Moves up to `max` queued items into `batch`; whether the channel is closed.
+fn take<T>(items: &Receiver<T>, batch: &mut Vec<T>, max: usize, c: &Counters) -> bool {
+    let mut taken = 0;
+    let mut closed = false;
+    while taken < max {
+        match items.try_recv() {
+            Ok(item) => {
+                batch.push(item);
+                taken += 1;
+            }
+            Err(TryRecvError::Empty) => break,
+            Err(TryRecvError::Disconnected) => {
+                closed = true;
+                break;
+            }
+        }
+    }
+    c.queued.fetch_sub(taken as isize, Ordering::AcqRel);
+    closed
+}
+
 fn export_loop<T, S: Export<T>>(
     items: &Receiver<T>,
     control: &Receiver<Control>,
@@ -194,17 +242,11 @@ fn export_loop<T, S: Export<T>>(
     let mut batch = Vec::with_capacity(BATCH);
     let mut next = Instant::now() + DELAY;
     loop {
-        // Wake at least every 50 ms, for flush and shutdown requests.
-        let wait = next
-            .saturating_duration_since(Instant::now())
-            .min(Duration::from_millis(50));
-        match items.recv_timeout(wait) {
-            Ok(item) => batch.push(item),
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => {
-                let _ = export_batch(&mut sink, &mut batch, c);
-                return;
-            }
+        let room = BATCH - batch.len();
+        let closed = take(items, &mut batch, room, c);
+        if closed {
+            let _ = export_batch(&mut sink, &mut batch, c);
+            return;
         }
         if batch.len() >= BATCH || Instant::now() >= next {
             let _ = export_batch(&mut sink, &mut batch, c);
@@ -213,18 +255,26 @@ fn export_loop<T, S: Export<T>>(
         match control.try_recv() {
             Ok(Control::Flush(done)) => {
                 // Bounded: at most what the queue holds (plus a partial batch).
-                batch.extend(items.try_iter().take(capacity));
+                take(items, &mut batch, capacity, c);
                 let r = export_batch(&mut sink, &mut batch, c);
                 let _ = done.send(r);
+                continue;
             }
             Ok(Control::Shutdown(done, timeout)) => {
-                batch.extend(items.try_iter().take(capacity));
+                take(items, &mut batch, capacity, c);
                 let r = export_batch(&mut sink, &mut batch, c);
                 let r = r.and(sink.shutdown(timeout));
                 let _ = done.send(r);
                 return;
             }
             Err(_) => {}
+        }
+        // A full batch is already waiting: no sleep. Otherwise sleep until the deadline;
+        // `push` (a batch's worth queued), `flush`, `shutdown` and the queue's drop wake
+        // the thread sooner, and a wake that comes before the sleep ends it at once.
+        let queued = usize::try_from(c.queued.load(Ordering::Acquire)).unwrap_or(0);
+        if queued + batch.len() < BATCH {
+            std::thread::park_timeout(next.saturating_duration_since(Instant::now()));
         }
     }
 }
@@ -373,8 +423,11 @@ impl LogStatsHandle {
     }
 }
 
-/// A queued log record, boxed so that the queue's slots stay small.
-type LogItem = Box<(SdkLogRecord, InstrumentationScope)>;
+/// A queued log record, in the queue's slot itself: a box would be freed on the export
+/// thread, and with glibc's allocator that costs the logging thread a contended lock
+/// on its next allocation (`cargo xtask bench otlp`). A slot is about
+/// [`LOG_ITEM_BYTES`] bytes.
+type LogItem = (SdkLogRecord, InstrumentationScope);
 
 struct LogSink<E>(Arc<Mutex<E>>);
 
@@ -430,8 +483,7 @@ impl<E: LogExporter + 'static> BoundedLogProcessor<E> {
 
 impl<E: LogExporter + 'static> LogProcessor for BoundedLogProcessor<E> {
     fn emit(&self, record: &mut SdkLogRecord, instrumentation: &InstrumentationScope) {
-        self.queue
-            .push(Box::new((record.clone(), instrumentation.clone())));
+        self.queue.push((record.clone(), instrumentation.clone()));
     }
 
     fn force_flush(&self) -> OTelSdkResult {
@@ -470,6 +522,9 @@ pub struct Pipeline {
 
 /// The span queue's capacity.
 pub const SPAN_QUEUE: usize = 2048;
+
+/// The size of one slot of the log-record queue, in bytes.
+pub const LOG_ITEM_BYTES: usize = std::mem::size_of::<LogItem>();
 
 /// The log-record queue's capacity.
 pub const LOG_QUEUE: usize = 2048;
@@ -746,5 +801,62 @@ mod tests {
             );
             assert!(!text.contains("s3cr"), "{text}");
         }
+    }
+
+    /// Reports each batch's size on a channel.
+    struct Report(SyncSender<usize>);
+
+    impl Export<u32> for Report {
+        fn export(&mut self, batch: &mut Vec<u32>) -> OTelSdkResult {
+            let _ = self.0.send(batch.len());
+            batch.clear();
+            Ok(())
+        }
+        fn shutdown(&mut self, _: Duration) -> OTelSdkResult {
+            Ok(())
+        }
+    }
+
+    fn queue() -> (ExportQueue<u32>, Receiver<usize>) {
+        let (tx, rx) = std::sync::mpsc::sync_channel(64);
+        let q = ExportQueue::start("test-export", 4 * BATCH, Report(tx)).expect("thread");
+        (q, rx)
+    }
+
+    /// The thread sleeps through single pushes, but a full batch, a flush and the
+    /// queue's drop each wake it at once, well before the one-second deadline.
+    #[test]
+    fn the_export_thread_wakes_for_a_full_batch_a_flush_and_the_drop() {
+        let soon = DELAY / 2;
+        let (q, rx) = queue();
+        for i in 0..BATCH as u32 {
+            q.push(i);
+        }
+        assert_eq!(rx.recv_timeout(soon), Ok(BATCH), "a full batch");
+
+        q.push(1);
+        q.push(2);
+        q.flush().expect("flush");
+        assert_eq!(rx.recv_timeout(Duration::ZERO), Ok(2), "flushed");
+
+        q.push(3);
+        let counters = q.counters.clone();
+        drop(q);
+        assert_eq!(rx.recv_timeout(soon), Ok(1), "exported when dropped");
+        assert_eq!(counters.exported.load(Ordering::Relaxed), BATCH as u64 + 3);
+        assert_eq!(counters.dropped.load(Ordering::Relaxed), 0);
+    }
+
+    /// A few items and nothing else: exported at the deadline, not item by item.
+    #[test]
+    fn a_partial_batch_waits_for_the_deadline() {
+        let (q, rx) = queue();
+        let start = Instant::now();
+        for i in 0..5 {
+            q.push(i);
+        }
+        assert_eq!(rx.recv_timeout(DELAY * 3), Ok(5), "one batch of five");
+        assert!(start.elapsed() >= DELAY / 2, "{:?}", start.elapsed());
+        drop(q);
     }
 }
