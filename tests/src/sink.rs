@@ -1,15 +1,18 @@
 //! A webhook sink: a real HTTP/1.1 server on loopback that records every request
 //! (method, path, headers, body, arrival time) and answers from a script, then with a
-//! default answer, or fails at random at a given rate.
+//! default answer, or fails at random at a given rate. An answer can carry a long body,
+//! streamed, and the sink records how much of it the connection took.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use http_body_util::{BodyExt as _, Full};
-use hyper::body::Bytes;
+use http_body_util::{BodyExt as _, Either, Full};
+use hyper::body::{Bytes, Frame, SizeHint};
 use hyper_util::rt::TokioIo;
 
 /// One request as it arrived.
@@ -59,6 +62,10 @@ pub struct Reply {
     /// Whether the body echoes the request's path and query and its `authorization`
     /// header, as a careless server's error page does.
     pub echo: bool,
+    /// A body of this many bytes (`0123456789abcdef` repeated, its exact length known
+    /// to hyper), streamed in pieces of 16 KiB, instead of the empty or echoed one; 0
+    /// for none.
+    pub body_len: usize,
 }
 
 impl Reply {
@@ -69,7 +76,14 @@ impl Reply {
             headers: Vec::new(),
             delay: Duration::ZERO,
             echo: false,
+            body_len: 0,
         }
+    }
+    /// Answers with a body of `len` bytes, streamed (see [`Reply::body_len`]); what the
+    /// connection took of it is in [`Sink::streamed`].
+    pub fn with_body_of(mut self, len: usize) -> Reply {
+        self.body_len = len;
+        self
     }
     /// Echoes the request's path, query and `authorization` header in the body.
     pub fn echoing(mut self) -> Reply {
@@ -88,8 +102,21 @@ impl Reply {
     }
 }
 
+/// How much of a streamed body (see [`Reply::with_body_of`]) the connection took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Streamed {
+    /// The body's whole length.
+    pub len: usize,
+    /// The bytes handed to the connection before it ended (written to the socket, or
+    /// in the server's buffer when the client went away).
+    pub sent: usize,
+    /// Whether the whole body was handed to the connection.
+    pub finished: bool,
+}
+
 struct State {
     requests: Vec<Recorded>,
+    streamed: Vec<Streamed>,
     script: VecDeque<Reply>,
     default: Reply,
     failure_rate: f64,
@@ -120,6 +147,7 @@ impl Sink {
     pub fn with_default_on(addr: &str, default: Reply) -> Sink {
         let state = Arc::new(Mutex::new(State {
             requests: Vec::new(),
+            streamed: Vec::new(),
             script: VecDeque::new(),
             default,
             failure_rate: 0.0,
@@ -189,6 +217,12 @@ impl Sink {
         self.state.lock().expect("sink").requests.clone()
     }
 
+    /// The streamed bodies whose connection has ended (finished or not), in the order
+    /// they ended.
+    pub fn streamed(&self) -> Vec<Streamed> {
+        self.state.lock().expect("sink").streamed.clone()
+    }
+
     /// Waits (at most `within`) until `n` requests have arrived; returns them.
     pub fn wait_for(&self, n: usize, within: Duration) -> Vec<Recorded> {
         let end = Instant::now() + within;
@@ -221,10 +255,62 @@ impl Drop for Sink {
     }
 }
 
+/// The pieces a streamed body is sent in: 16 KiB of `0123456789abcdef`.
+const PIECE: usize = 16 * 1024;
+
+/// A body of `left` more bytes of the pattern; records what was taken when dropped.
+struct Pattern {
+    piece: Bytes,
+    len: usize,
+    left: usize,
+    state: Arc<Mutex<State>>,
+}
+
+impl hyper::body::Body for Pattern {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = self.get_mut();
+        if this.left == 0 {
+            return Poll::Ready(None);
+        }
+        let n = this.left.min(PIECE);
+        this.left -= n;
+        Poll::Ready(Some(Ok(Frame::data(this.piece.slice(..n)))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.left == 0
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.left as u64)
+    }
+}
+
+impl Drop for Pattern {
+    fn drop(&mut self) {
+        let streamed = Streamed {
+            len: self.len,
+            sent: self.len - self.left,
+            finished: self.left == 0,
+        };
+        if let Ok(mut s) = self.state.lock() {
+            s.streamed.push(streamed);
+        }
+    }
+}
+
+type Answer = Either<Full<Bytes>, Pattern>;
+
 async fn handle(
     state: Arc<Mutex<State>>,
     req: hyper::Request<hyper::body::Incoming>,
-) -> Result<hyper::Response<Full<Bytes>>, Infallible> {
+) -> Result<hyper::Response<Answer>, Infallible> {
     let at = Instant::now();
     let method = req.method().to_string();
     let path = req
@@ -286,7 +372,23 @@ async fn handle(
     if !reply.delay.is_zero() {
         tokio::time::sleep(reply.delay).await;
     }
-    let mut r = hyper::Response::new(Full::new(echoed.map(Bytes::from).unwrap_or_default()));
+    let body = if reply.body_len > 0 {
+        let piece: Vec<u8> = b"0123456789abcdef"
+            .iter()
+            .copied()
+            .cycle()
+            .take(PIECE)
+            .collect();
+        Either::Right(Pattern {
+            piece: Bytes::from(piece),
+            len: reply.body_len,
+            left: reply.body_len,
+            state: state.clone(),
+        })
+    } else {
+        Either::Left(Full::new(echoed.map(Bytes::from).unwrap_or_default()))
+    };
+    let mut r = hyper::Response::new(body);
     *r.status_mut() = hyper::StatusCode::from_u16(reply.status).unwrap_or(hyper::StatusCode::OK);
     for (n, v) in reply.headers {
         if let (Ok(n), Ok(v)) = (

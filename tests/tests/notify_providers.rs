@@ -1,18 +1,18 @@
 //! Each provider against a webhook sink on loopback: method, path, headers and body,
 //! field by field, against the platform's documented payload.
 
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use base64::Engine as _;
 use hmac::Mac as _;
 use piko_obs_notify::{
     Dispatcher, DispatcherConfig, Notification, NotificationService, Notifier, Priority,
-    RetryPolicy,
+    RetryPolicy, SendError,
 };
 use piko_obs_notify_providers::{
-    DiscordNotifier, FileDeadLetterStore, GoogleChatNotifier, HttpClient, NtfyNotifier,
-    PagerDutyNotifier, SlackNotifier, StdoutFormat, StdoutNotifier, TeamsFormat, TeamsNotifier,
-    WebhookNotifier,
+    DiscordNotifier, FileDeadLetterStore, GoogleChatNotifier, HttpClient, MAX_ANSWER_BYTES,
+    NtfyNotifier, PagerDutyNotifier, SlackNotifier, StdoutFormat, StdoutNotifier, TeamsFormat,
+    TeamsNotifier, WebhookNotifier,
 };
 use piko_obs_tests::Capture;
 use piko_obs_tests::sink::{Recorded, Reply, Sink};
@@ -1150,4 +1150,372 @@ fn no_provider_shows_its_secrets_in_debug() {
             assert!(!text.contains(secret), "{secret} shown in {text}");
         }
     }
+}
+
+/// The four priorities, from low to critical.
+const PRIORITIES: [Priority; 4] = [
+    Priority::Low,
+    Priority::Normal,
+    Priority::High,
+    Priority::Critical,
+];
+
+/// Sends the sample at each priority, low to critical, through `notifier` to `sink`;
+/// returns the four requests, in that order, each checked to be a POST to `path`.
+async fn at_each_priority(notifier: &impl Notifier, sink: &Sink, path: &str) -> Vec<Recorded> {
+    for (i, p) in PRIORITIES.into_iter().enumerate() {
+        let mut n = sample();
+        n.context.priority = p;
+        notifier
+            .send(&n)
+            .await
+            .unwrap_or_else(|e| panic!("{p}: {e}"));
+        assert_eq!(sink.wait_for(i + 1, Duration::from_secs(5)).len(), i + 1);
+    }
+    let got = sink.requests();
+    assert_eq!(got.len(), PRIORITIES.len());
+    for r in &got {
+        assert_eq!(r.method, "POST");
+        assert_eq!(r.path, path);
+    }
+    got
+}
+
+/// The string at JSON `pointer` in each request's body.
+fn strings_at(got: &[piko_obs_tests::sink::Recorded], pointer: &str) -> Vec<String> {
+    got.iter()
+        .map(|r| {
+            r.json()
+                .pointer(pointer)
+                .and_then(|v| v.as_str())
+                .unwrap_or_else(|| panic!("no string at {pointer}"))
+                .to_string()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn slack_header_emoji_for_each_priority() {
+    let sink = Sink::start();
+    let slack = SlackNotifier::new(&http(), &sink.url("/services/T/B/X")).unwrap();
+    let got = at_each_priority(&slack, &sink, "/services/T/B/X").await;
+    let headers: Vec<String> = strings_at(&got, "/blocks/0/text/text");
+    assert_eq!(
+        headers,
+        [
+            ":bulb: Disk almost full",
+            ":information_source: Disk almost full",
+            ":warning: Disk almost full",
+            ":rotating_light: Disk almost full",
+        ]
+    );
+    for r in &got {
+        assert_eq!(r.json()["blocks"][0]["type"], "header");
+    }
+}
+
+#[tokio::test]
+async fn discord_embed_colour_for_each_priority() {
+    let sink = Sink::with_default(Reply::status(204));
+    let discord = DiscordNotifier::new(&http(), &sink.url("/api/webhooks/1/tok")).unwrap();
+    let got = at_each_priority(&discord, &sink, "/api/webhooks/1/tok").await;
+    let colours: Vec<u64> = got
+        .iter()
+        .map(|r| r.json()["embeds"][0]["color"].as_u64().unwrap())
+        .collect();
+    // #95A5A6, #3498DB, #F1C40F, #E74C3C.
+    assert_eq!(colours, [9_807_270, 3_447_003, 15_844_367, 15_158_332]);
+    assert_eq!(
+        colours,
+        [0x95A5A6, 0x3498DB, 0xF1C40F, 0xE74C3C],
+        "the documented hex colours"
+    );
+}
+
+#[tokio::test]
+async fn pagerduty_severity_for_each_priority() {
+    let sink = Sink::with_default(Reply::status(202));
+    let pd = PagerDutyNotifier::new(&http(), "R0UT1NGKEY0000000000000000000000")
+        .unwrap()
+        .with_events_url(&sink.url("/v2/enqueue"))
+        .unwrap();
+    let got = at_each_priority(&pd, &sink, "/v2/enqueue").await;
+    let seen: Vec<(String, String)> = got
+        .iter()
+        .map(|r| {
+            let b = r.json();
+            assert_eq!(b["event_action"], "trigger");
+            (
+                b["payload"]["severity"].as_str().unwrap().to_string(),
+                b["payload"]["custom_details"]["priority"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            )
+        })
+        .collect();
+    let want = [
+        ("info", "low"),
+        ("warning", "normal"),
+        ("error", "high"),
+        ("critical", "critical"),
+    ]
+    .map(|(s, p)| (s.to_string(), p.to_string()));
+    assert_eq!(seen, want);
+}
+
+#[tokio::test]
+async fn teams_colours_and_headings_for_each_priority() {
+    let sink = Sink::with_default(Reply::status(202));
+    let workflows =
+        TeamsNotifier::new(&http(), &sink.url("/workflows/abc"), TeamsFormat::Workflows).unwrap();
+    let got = at_each_priority(&workflows, &sink, "/workflows/abc").await;
+    let seen: Vec<(String, String)> = got
+        .iter()
+        .map(|r| {
+            let card = &r.json()["attachments"][0]["content"];
+            (
+                card["body"][0]["color"].as_str().unwrap().to_string(),
+                card["body"][2]["facts"][0]["value"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            )
+        })
+        .collect();
+    let want = [
+        ("Default", "low"),
+        ("Default", "normal"),
+        ("Warning", "high"),
+        ("Attention", "critical"),
+    ]
+    .map(|(c, p)| (c.to_string(), p.to_string()));
+    assert_eq!(seen, want);
+
+    let legacy = Sink::start();
+    let card = TeamsNotifier::new(
+        &http(),
+        &legacy.url("/webhookb2/x"),
+        TeamsFormat::MessageCard,
+    )
+    .unwrap();
+    let got = at_each_priority(&card, &legacy, "/webhookb2/x").await;
+    let seen: Vec<(String, String, String)> = got
+        .iter()
+        .map(|r| {
+            let b = r.json();
+            (
+                b["themeColor"].as_str().unwrap().to_string(),
+                b["title"].as_str().unwrap().to_string(),
+                b["sections"][0]["facts"][0]["value"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            )
+        })
+        .collect();
+    let want = [
+        ("808080", "📢 Notification", "low"),
+        ("0078D4", "📢 Notification", "normal"),
+        ("FFA500", "⚠️ High Priority Notification", "high"),
+        ("FF0000", "🚨 Critical Notification", "critical"),
+    ]
+    .map(|(c, t, p)| (c.to_string(), t.to_string(), p.to_string()));
+    assert_eq!(seen, want);
+}
+
+#[tokio::test]
+async fn google_chat_subtitle_for_each_priority() {
+    let sink = Sink::start();
+    let chat = GoogleChatNotifier::new(&http(), &sink.url("/v1/spaces/AAA/messages")).unwrap();
+    let got = at_each_priority(&chat, &sink, "/v1/spaces/AAA/messages").await;
+    let subtitles: Vec<String> = strings_at(&got, "/cardsV2/0/card/header/subtitle");
+    assert_eq!(
+        subtitles,
+        [
+            "Low priority",
+            "Normal priority",
+            "High priority",
+            "Critical priority"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn ntfy_priority_and_tags_for_each_priority() {
+    let sink = Sink::start();
+    let ntfy = NtfyNotifier::from_topic_url(&http(), &sink.url("/alerts")).unwrap();
+    let got = at_each_priority(&ntfy, &sink, "/alerts").await;
+    let seen: Vec<(&str, &str)> = got
+        .iter()
+        .map(|r| (r.header("priority").unwrap(), r.header("tags").unwrap()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("low", "bell"),
+            ("default", "bell"),
+            ("high", "warning"),
+            ("urgent", "rotating_light,fire"),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn webhook_priority_text_for_each_priority() {
+    let sink = Sink::start();
+    let hook = WebhookNotifier::new(&http(), &sink.url("/hooks/alerts")).unwrap();
+    let got = at_each_priority(&hook, &sink, "/hooks/alerts").await;
+    let seen: Vec<String> = got
+        .iter()
+        .map(|r| r.json()["priority"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(seen, ["low", "normal", "high", "critical"]);
+}
+
+#[tokio::test]
+async fn a_connect_that_cannot_complete_ends_at_the_connect_timeout() {
+    // A listener on loopback with a backlog of 0 that never accepts: once its accept
+    // queue is full, Linux drops further SYNs (tcp_abort_on_overflow is 0 by default),
+    // so a connect is neither accepted nor refused: it waits.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap();
+    // Fill the queue: it is full when two connects in a row do not complete (two, so
+    // that one slow connect on a busy machine is not taken for a full queue).
+    let mut queued = Vec::new();
+    let mut waited = 0;
+    for _ in 0..32 {
+        match tokio::time::timeout(
+            Duration::from_millis(300),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        {
+            Ok(Ok(stream)) => {
+                queued.push(stream);
+                waited = 0;
+            }
+            Ok(Err(e)) => panic!("connect to the listener: {e}"),
+            Err(_) => {
+                waited += 1;
+                if waited == 2 {
+                    break;
+                }
+            }
+        }
+    }
+    assert_eq!(
+        waited,
+        2,
+        "the accept queue did not fill after {} connections",
+        queued.len()
+    );
+
+    let connect = Duration::from_millis(400);
+    let total = Duration::from_secs(20);
+    let client = HttpClient::with_timeouts(connect, total).unwrap();
+    let hook = WebhookNotifier::new(&client, &format!("http://{addr}/hooks/SECRETHOOK")).unwrap();
+    let started = Instant::now();
+    let e = tokio::time::timeout(Duration::from_secs(10), hook.send(&sample()))
+        .await
+        .expect("the send ended within 10 s")
+        .unwrap_err();
+    let took = started.elapsed();
+    assert!(
+        took >= connect - Duration::from_millis(20),
+        "ended after {took:?}, before the connect timeout"
+    );
+    assert!(
+        took < Duration::from_secs(4),
+        "took {took:?}: the connect timeout ({connect:?}) did not end it"
+    );
+    assert!(
+        matches!(
+            e,
+            SendError::Transport {
+                provider: "webhook",
+                ..
+            }
+        ),
+        "expected a transport error, got {e:?}"
+    );
+    assert_eq!(
+        e.to_string(),
+        "webhook: request failed: no connection within 400ms (the connect timeout)"
+    );
+    assert!(e.is_retryable(), "a connect timeout is worth a retry");
+    let text = format!("{e:?}");
+    assert!(!text.contains("SECRETHOOK"), "{text}");
+    drop(queued);
+}
+
+/// The sink's streamed bodies, once one has ended (at most 5 s), waiting without
+/// blocking the runtime, whose tasks close the client's connections.
+async fn streamed_bodies_ended(sink: &Sink) -> Vec<piko_obs_tests::sink::Streamed> {
+    let end = Instant::now() + Duration::from_secs(5);
+    while sink.streamed().is_empty() && Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    sink.streamed()
+}
+
+#[tokio::test]
+async fn an_answer_is_read_up_to_the_cap_and_an_error_quotes_a_short_excerpt() {
+    assert_eq!(MAX_ANSWER_BYTES, 64 * 1024);
+    // 256 MiB: far over the cap, and over what the loopback socket buffers hold, so a
+    // client that read it all would be seen to.
+    let len = 256 * 1024 * 1024;
+    let sink = Sink::with_default(Reply::status(500).with_body_of(len));
+    let hook = WebhookNotifier::new(&http(), &sink.url("/hooks/alerts")).unwrap();
+    let started = Instant::now();
+    let e = tokio::time::timeout(Duration::from_secs(10), hook.send(&sample()))
+        .await
+        .expect("the send ended within 10 s")
+        .unwrap_err();
+    let took = started.elapsed();
+    let SendError::Status {
+        status,
+        detail: Some(detail),
+        ..
+    } = &e
+    else {
+        panic!("expected a 500 with an excerpt, got {e:?}")
+    };
+    assert_eq!(*status, 500);
+    assert!(detail.chars().count() <= 200, "{} characters", detail.len());
+    assert!(
+        "0123456789abcdef".repeat(13).starts_with(detail.as_str()),
+        "{detail}"
+    );
+    assert_eq!(
+        e.to_string(),
+        format!("webhook returned status 500: {detail}")
+    );
+    assert!(e.is_retryable());
+    let ended = streamed_bodies_ended(&sink).await;
+    assert_eq!(ended.len(), 1, "the connection was not closed");
+    assert!(
+        !ended[0].finished && ended[0].sent < len / 4,
+        "the client read on past the cap: {:?}",
+        ended[0]
+    );
+    assert!(ended[0].sent >= MAX_ANSWER_BYTES, "{:?}", ended[0]);
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+
+    // A success with a huge answer is over as soon as the status is in.
+    let ok = Sink::with_default(Reply::status(200).with_body_of(len));
+    let hook = WebhookNotifier::new(&http(), &ok.url("/hooks/alerts")).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), hook.send(&sample()))
+        .await
+        .expect("the send ended within 10 s")
+        .expect("delivered");
+    let ended = streamed_bodies_ended(&ok).await;
+    assert_eq!(ended.len(), 1, "the connection was not closed");
+    assert!(
+        !ended[0].finished && ended[0].sent < len / 4,
+        "{:?}",
+        ended[0]
+    );
 }

@@ -65,8 +65,8 @@ pub(crate) fn run() -> Result {
             run: scraped_by_prometheus,
         },
         Check {
-            name: "monitor alerts through a signed webhook to a sink, and through stdout",
-            run: alerts_to_webhook_and_stdout,
+            name: "monitor alerts a sink per provider variable (Slack, Discord, PagerDuty, Teams, Google Chat, ntfy, a webhook whose signature openssl verifies), and stdout",
+            run: alerts_to_every_provider_and_stdout,
         },
         Check {
             name: "monitor exports spans, metrics and span-correlated log lines to an OTLP receiver",
@@ -564,8 +564,40 @@ struct Received {
     body: Vec<u8>,
 }
 
-/// A webhook sink on loopback: answers 200 to each request and hands it over.
-fn webhook_sink() -> Result<(String, std::sync::mpsc::Receiver<Received>)> {
+impl Received {
+    /// The value of header `name` (any case), trimmed; the first one if repeated.
+    fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().skip(1).find_map(|l| {
+            l.split_once(':')
+                .filter(|(k, _)| k.trim().eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.trim())
+        })
+    }
+
+    /// Checks the request line (`POST path`) and the value of each of `headers`.
+    fn expect(&self, what: &str, path: &str, headers: &[(&str, &str)]) -> Result {
+        let line = self.head.lines().next().unwrap_or("");
+        if line != format!("POST {path} HTTP/1.1") {
+            return Err(format!(
+                "{what}: expected POST {path}, got {line:?}\n{}",
+                self.head
+            ));
+        }
+        for (name, want) in headers {
+            if self.header(name) != Some(want) {
+                return Err(format!(
+                    "{what}: expected {name}: {want}, got {:?}",
+                    self.header(name)
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A webhook sink on loopback: answers 200 to each request (at most 16) and hands it
+/// over; its URL ends in `path`.
+fn webhook_sink(path: &str) -> Result<(String, std::sync::mpsc::Receiver<Received>)> {
     use std::io::{Read as _, Write as _};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
@@ -609,26 +641,173 @@ fn webhook_sink() -> Result<(String, std::sync::mpsc::Receiver<Received>)> {
             }
         }
     });
-    Ok((format!("http://{addr}/hooks/alerts"), rx))
+    Ok((format!("http://{addr}{path}"), rx))
 }
 
-fn alerts_to_webhook_and_stdout() -> Result {
+/// Runs `openssl ARGS` with `input` on its stdin (bounded); its stdout.
+fn openssl(args: &[&str], input: &[u8]) -> Result<Vec<u8>> {
+    use std::io::Read as _;
+    let mut child = Command::new("openssl")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("openssl: {e} (install Debian's openssl)"))?;
+    let mut stdin = child.stdin.take().ok_or("openssl stdin")?;
+    stdin.write_all(input).map_err(|e| e.to_string())?;
+    drop(stdin);
+    let status = wait_bounded(&mut child, Duration::from_secs(10))?;
+    let mut out = Vec::new();
+    child
+        .stdout
+        .take()
+        .ok_or("openssl stdout")?
+        .read_to_end(&mut out)
+        .map_err(|e| e.to_string())?;
+    if status.success() {
+        Ok(out)
+    } else {
+        let mut err = String::new();
+        let _ = child
+            .stderr
+            .take()
+            .ok_or("stderr")?
+            .read_to_string(&mut err);
+        Err(format!("openssl {}: {status}: {err}", args.join(" ")))
+    }
+}
+
+/// The Standard Webhooks signature `openssl` computes for `got` with `key`:
+/// `v1,` and the base64 HMAC-SHA256 of `webhook-id.webhook-timestamp.body`.
+fn signature_by_openssl(got: &Received, key: &[u8]) -> Result<String> {
+    let id = got.header("webhook-id").ok_or("no webhook-id")?;
+    let ts = got
+        .header("webhook-timestamp")
+        .ok_or("no webhook-timestamp")?;
+    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    let mut signed = format!("{id}.{ts}.").into_bytes();
+    signed.extend_from_slice(&got.body);
+    let mac = openssl(
+        &[
+            "dgst",
+            "-sha256",
+            "-mac",
+            "HMAC",
+            "-macopt",
+            &format!("hexkey:{hex}"),
+            "-binary",
+        ],
+        &signed,
+    )?;
+    if mac.len() != 32 {
+        return Err(format!("openssl gave a {}-byte HMAC-SHA256", mac.len()));
+    }
+    let b64 = openssl(&["base64", "-A"], &mac)?;
+    Ok(format!("v1,{}", String::from_utf8_lossy(&b64).trim()))
+}
+
+/// Verifies the Standard Webhooks signature of `got` with `secret` (`whsec_` and the
+/// base64 key, which is decoded, as the webhook provider does), by openssl: the
+/// timestamp is within 5 minutes of now, one `v1,` signature of `webhook-signature`
+/// matches, and the secret's text used as the key (not decoded) would not.
+fn verify_webhook_signature(got: &Received, secret: &str) -> Result {
+    let ts: u64 = got
+        .header("webhook-timestamp")
+        .and_then(|t| t.parse().ok())
+        .ok_or("no numeric webhook-timestamp")?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|e| e.to_string())?
+        .as_secs();
+    if now.abs_diff(ts) > 300 {
+        return Err(format!(
+            "webhook-timestamp {ts} is not within 5 minutes of {now}"
+        ));
+    }
+    let b64 = secret
+        .strip_prefix("whsec_")
+        .ok_or("the secret has no whsec_")?;
+    let key = openssl(&["base64", "-d", "-A"], b64.as_bytes())?;
+    if key.is_empty() {
+        return Err("openssl decoded an empty key".into());
+    }
+    let expected = signature_by_openssl(got, &key)?;
+    let sent = got
+        .header("webhook-signature")
+        .ok_or("no webhook-signature")?;
+    // Several signatures may be sent, space-separated (key rotation).
+    if !sent.split(' ').any(|s| s == expected) {
+        return Err(format!(
+            "webhook-signature {sent:?} does not match the HMAC openssl computes ({expected})"
+        ));
+    }
+    if signature_by_openssl(got, secret.as_bytes())? == expected {
+        return Err("the signature does not depend on decoding the secret".into());
+    }
+    Ok(())
+}
+
+/// The signing secret the alerts check gives the monitor (`whsec_` + base64 of 24 bytes).
+const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+/// The PagerDuty routing key the alerts check gives the monitor.
+const ROUTING_KEY: &str = "R0UT1NGKEY0integration0000000000";
+/// The ntfy token the alerts check gives the monitor.
+const NTFY_TOKEN: &str = "tk_integration0token";
+
+/// The monitor given every provider variable, each pointing at a sink of its own on
+/// loopback: each sink receives the start-up alert (`Service started`, priority low)
+/// in its platform's shape, the webhook's signature verified by openssl; stdout shows
+/// it too.
+fn alerts_to_every_provider_and_stdout() -> Result {
     let dir = std::env::temp_dir().join(format!("piko-obs-alerts-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let dead_letters = dir.join("dead-letters.jsonl");
-    let (url, received) = webhook_sink()?;
-    let mut monitor = start_monitor(&[
-        ("WEBHOOK_URL", url.as_str()),
-        ("WEBHOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
-        ("ENVIRONMENT", "integration"),
+    // (provider, variable, path on its sink)
+    let providers = [
+        ("slack", "SLACK_WEBHOOK_URL", "/services/T000/B000/XXXX"),
+        ("discord", "DISCORD_WEBHOOK_URL", "/api/webhooks/1/tok"),
+        ("pagerduty", "PAGERDUTY_EVENTS_URL", "/v2/enqueue"),
+        ("teams", "TEAMS_WEBHOOK_URL", "/workflows/abc"),
+        (
+            "googlechat",
+            "GOOGLE_CHAT_WEBHOOK_URL",
+            "/v1/spaces/AAA/messages?key=k&token=t",
+        ),
+        ("ntfy", "NTFY_URL", "/alerts"),
+        ("webhook", "WEBHOOK_URL", "/hooks/alerts"),
+    ];
+    let mut sinks = Vec::new();
+    let mut env: Vec<(&str, String)> = vec![
+        ("PAGERDUTY_ROUTING_KEY", ROUTING_KEY.into()),
+        ("NTFY_TOKEN", NTFY_TOKEN.into()),
+        ("WEBHOOK_SECRET", WEBHOOK_SECRET.into()),
+        ("ENVIRONMENT", "integration".into()),
         (
             "PIKO_NOTIFICATION_DEAD_LETTER_PATH",
-            dead_letters.to_str().ok_or("path")?,
+            dead_letters.to_str().ok_or("path")?.into(),
         ),
-    ])?;
-    let got = received
-        .recv_timeout(Duration::from_secs(15))
-        .map_err(|_| "the webhook sink received nothing within 15 s".to_string())?;
+    ];
+    for (name, variable, path) in providers {
+        let (url, received) = webhook_sink(path)?;
+        env.push((variable, url));
+        sinks.push((name, path, received));
+    }
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut monitor = start_monitor(&env)?;
+    // The alert goes to every provider at once: one deadline for all the sinks.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let mut got = Vec::new();
+    for (name, path, received) in &sinks {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match received.recv_timeout(left) {
+            Ok(r) => got.push((*name, *path, r)),
+            Err(_) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(format!("the {name} sink received nothing within 15 s"));
+            }
+        }
+    }
     signal(monitor.process.0.id(), "TERM")?;
     let status = wait_bounded(&mut monitor.process.0, Duration::from_secs(15))?;
     let mut text = String::new();
@@ -637,29 +816,96 @@ fn alerts_to_webhook_and_stdout() -> Result {
     if !status.success() {
         return Err(format!("monitor exited with {status}"));
     }
-    if !got.head.starts_with("POST /hooks/alerts HTTP/1.1") {
-        return Err(format!("unexpected request: {}", got.head));
-    }
-    let head = got.head.to_ascii_lowercase();
-    for needed in [
-        "content-type: application/json",
-        "webhook-id: msg_",
-        "webhook-signature: v1,",
-    ] {
-        if !head.contains(needed) {
-            return Err(format!(
-                "the webhook request lacks {needed:?}: {}",
-                got.head
-            ));
+    // Nothing more: one alert per provider.
+    for (name, _, received) in &sinks {
+        if received.try_recv().is_ok() {
+            return Err(format!("the {name} sink received more than one request"));
         }
     }
-    jq(
-        r#".[0] | .title == "Service started" and .message == "monitor is up in prod mode"
-          and .priority == "low" and .source == "monitor" and .service == "monitor"
-          and .environment == "integration"
-          and (.timestamp | test("^[0-9]{4}-[0-9]{2}-[0-9]{2}T"))"#,
-        &got.body,
-    )?;
+    let json = [("content-type", "application/json")];
+    for (name, path, r) in &got {
+        let (headers, filter): (&[(&str, &str)], String) = match *name {
+            "slack" => (
+                &json,
+                r#".[0] | .text == "Service started" and .blocks[0].type == "header"
+                  and .blocks[0].text.text == ":bulb: Service started"
+                  and .blocks[1].text.text == "monitor is up in prod mode""#
+                    .into(),
+            ),
+            "discord" => (
+                &json,
+                r#".[0] | .embeds[0].title == "Service started"
+                  and .embeds[0].description == "monitor is up in prod mode"
+                  and .embeds[0].color == 9807270 and .allowed_mentions.parse == []"#
+                    .into(),
+            ),
+            "pagerduty" => (
+                &json,
+                format!(
+                    r#".[0] | .routing_key == "{ROUTING_KEY}" and .event_action == "trigger"
+                      and (.dedup_key | length) == 32 and .payload.summary == "Service started"
+                      and .payload.severity == "info" and .payload.source == "monitor"
+                      and .payload.custom_details.environment == "integration""#
+                ),
+            ),
+            "teams" => (
+                &json,
+                r#".[0] | .type == "message"
+                  and .attachments[0].contentType == "application/vnd.microsoft.card.adaptive"
+                  and .attachments[0].content.type == "AdaptiveCard"
+                  and .attachments[0].content.body[0].text == "Service started""#
+                    .into(),
+            ),
+            "googlechat" => (
+                &json,
+                r#".[0] | .cardsV2[0].cardId == "notification-card"
+                  and .cardsV2[0].card.header.title == "Service started"
+                  and .cardsV2[0].card.header.subtitle == "Low priority"
+                  and .cardsV2[0].card.sections[0].widgets[0].textParagraph.text == "monitor is up in prod mode""#
+                    .into(),
+            ),
+            "ntfy" => {
+                let auth = format!("Bearer {NTFY_TOKEN}");
+                r.expect(
+                    name,
+                    path,
+                    &[
+                        ("content-type", "text/plain; charset=utf-8"),
+                        ("title", "Service started"),
+                        ("priority", "low"),
+                        ("tags", "bell"),
+                        ("authorization", &auth),
+                    ],
+                )?;
+                if !r.body.starts_with(b"monitor is up in prod mode") {
+                    return Err(format!(
+                        "ntfy: the body is not the message: {}",
+                        String::from_utf8_lossy(&r.body)
+                    ));
+                }
+                continue;
+            }
+            "webhook" => {
+                r.expect(name, path, &json)?;
+                if !r.header("webhook-id").is_some_and(|id| id.starts_with("msg_")) {
+                    return Err(format!("webhook: no webhook-id msg_...: {}", r.head));
+                }
+                verify_webhook_signature(r, WEBHOOK_SECRET)
+                    .map_err(|e| format!("webhook signature: {e}"))?;
+                (
+                    &json,
+                    r#".[0] | .title == "Service started" and .message == "monitor is up in prod mode"
+                      and .priority == "low" and .source == "monitor" and .service == "monitor"
+                      and .environment == "integration"
+                      and (.timestamp | test("^[0-9]{4}-[0-9]{2}-[0-9]{2}T"))"#
+                        .into(),
+                )
+            }
+            other => return Err(format!("no check for the {other} sink")),
+        };
+        r.expect(name, path, headers)?;
+        jq(&filter, &r.body).map_err(|e| format!("{name}: {e}"))?;
+    }
     let alerts: String = monitor
         .alerts
         .lines()
@@ -763,7 +1009,7 @@ fn fail_to_sentry_and_webhook() -> Result {
         addr: sentry,
     } = start_receiver("sentry_receiver", "addr")?;
     let dsn = format!("http://integrationkey@{sentry}/7");
-    let (url, received) = webhook_sink()?;
+    let (url, received) = webhook_sink("/hooks/alerts")?;
     let Monitor {
         mut process,
         out: mut monitor_out,

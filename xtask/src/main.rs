@@ -7,7 +7,8 @@
 //!   service's JSON lines read by `jq`, rotated log files read by `gzip`, its readiness
 //!   probed by Debian's `prometheus-blackbox-exporter`, its `/metrics` checked by
 //!   `promtool` and scraped by a Prometheus server, the guide's Prometheus configuration
-//!   checked by `promtool`, its alerts received by a webhook sink, its three OpenTelemetry
+//!   checked by `promtool`, its alerts received by a sink per provider variable (the
+//!   webhook's Standard Webhooks signature verified by `openssl`), its three OpenTelemetry
 //!   signals by an OTLP receiver, its Sentry events by a Sentry endpoint, a run given
 //!   secrets searched for them, and every other example run and checked;
 //! - `soak [--minutes N]`: the example service under load for N minutes (default 10)

@@ -19,12 +19,14 @@ pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
 #[derive(Clone)]
 pub struct HttpClient {
     client: reqwest::Client,
+    connect: Duration,
     total: Duration,
 }
 
 impl std::fmt::Debug for HttpClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HttpClient")
+            .field("connect_timeout", &self.connect)
             .field("total_timeout", &self.total)
             .finish_non_exhaustive()
     }
@@ -60,7 +62,11 @@ impl HttpClient {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| ConfigError::new("http client", e.without_url().to_string()))?;
-        Ok(HttpClient { client, total })
+        Ok(HttpClient {
+            client,
+            connect,
+            total,
+        })
     }
 
     /// POSTs `body` to `url`; 2xx is success, anything else an error carrying the
@@ -148,8 +154,21 @@ impl HttpClient {
         self.post(provider, url, json_headers(), bytes).await
     }
 
+    /// A connect that did not complete within the connect timeout is a transport error
+    /// naming that bound; any other timeout is the total one.
     fn transport(&self, provider: &'static str, e: reqwest::Error) -> SendError {
-        if e.is_timeout() {
+        if e.is_timeout() && e.is_connect() {
+            SendError::Transport {
+                provider,
+                source: Box::new(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "no connection within {} (the connect timeout)",
+                        humanize(self.connect)
+                    ),
+                )),
+            }
+        } else if e.is_timeout() {
             SendError::Timeout {
                 provider,
                 after: self.total,
@@ -160,6 +179,15 @@ impl HttpClient {
                 source: Box::new(e.without_url()),
             }
         }
+    }
+}
+
+/// `5s`, or `400ms` when not whole seconds (as `SendError` shows durations).
+fn humanize(d: Duration) -> String {
+    if d.as_secs() >= 1 && d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
     }
 }
 
