@@ -3,6 +3,7 @@
 
 pub mod fuzz;
 pub mod otlp;
+pub mod pki;
 pub mod sentry;
 pub mod sink;
 

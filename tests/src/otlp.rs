@@ -2,9 +2,12 @@
 //! (`opentelemetry-proto`): a tonic gRPC server for the trace, metrics and logs
 //! services, and an HTTP server decoding `/v1/traces`, `/v1/metrics` and `/v1/logs`
 //! bodies with prost. It records every export with its headers, and answers as told:
-//! accept, refuse (gRPC `UNAVAILABLE`, HTTP 503), or never answer.
+//! accept, refuse (gRPC `UNAVAILABLE`, HTTP 503), or never answer. Both servers take
+//! gzip-compressed requests (gRPC `grpc-encoding: gzip`, HTTP `content-encoding: gzip`),
+//! and can serve TLS, optionally requiring a client certificate ([`ServerTls`]).
 
 use std::convert::Infallible;
+use std::io::Read as _;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -25,6 +28,27 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     trace_service_server::{TraceService, TraceServiceServer},
 };
 use prost::Message as _;
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tonic::codec::CompressionEncoding;
+
+/// How long a TLS handshake may take before the connection is dropped.
+const HANDSHAKE: Duration = Duration::from_secs(10);
+
+/// The most bytes a gzip body may inflate to.
+const MAX_BODY: u64 = 64 << 20;
+
+/// TLS for both of the receiver's servers.
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    /// The server's certificate chain, PEM.
+    pub cert_pem: String,
+    /// The server's private key, PEM.
+    pub key_pem: String,
+    /// When set, every client must present a certificate issued by this CA (PEM);
+    /// a connection without one, or with another, is refused during the handshake.
+    pub client_ca_pem: Option<String>,
+}
 
 /// How the receiver answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +68,8 @@ pub struct Export<T> {
     pub protocol: &'static str,
     /// Headers (gRPC metadata), names in lower case.
     pub headers: Vec<(String, String)>,
+    /// The client's certificate (DER), when it presented one over TLS.
+    pub client_cert: Option<Vec<u8>>,
     /// The decoded request.
     pub request: T,
 }
@@ -67,6 +93,9 @@ pub struct Received {
     pub metrics: Vec<Export<ExportMetricsServiceRequest>>,
     /// Log exports.
     pub logs: Vec<Export<ExportLogsServiceRequest>>,
+    /// The TLS handshakes that failed: the server (`grpc` or `http`), and why, as
+    /// rustls words it.
+    pub tls_handshake_errors: Vec<(&'static str, String)>,
 }
 
 impl Received {
@@ -124,6 +153,13 @@ fn metadata_headers(m: &tonic::metadata::MetadataMap) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The first certificate the client presented over TLS, DER.
+fn peer_cert<T>(request: &tonic::Request<T>) -> Option<Vec<u8>> {
+    request
+        .peer_certs()
+        .and_then(|certs| certs.first().map(|c| c.to_vec()))
+}
+
 async fn answer(shared: &Shared) -> Result<(), tonic::Status> {
     match shared.mode() {
         Mode::Accept => Ok(()),
@@ -142,10 +178,12 @@ impl TraceService for Shared {
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
         let headers = metadata_headers(request.metadata());
+        let client_cert = peer_cert(&request);
         answer(self).await?;
         self.received.lock().expect("store").traces.push(Export {
             protocol: "grpc",
             headers,
+            client_cert,
             request: request.into_inner(),
         });
         Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
@@ -159,10 +197,12 @@ impl MetricsService for Shared {
         request: tonic::Request<ExportMetricsServiceRequest>,
     ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
         let headers = metadata_headers(request.metadata());
+        let client_cert = peer_cert(&request);
         answer(self).await?;
         self.received.lock().expect("store").metrics.push(Export {
             protocol: "grpc",
             headers,
+            client_cert,
             request: request.into_inner(),
         });
         Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
@@ -176,18 +216,31 @@ impl LogsService for Shared {
         request: tonic::Request<ExportLogsServiceRequest>,
     ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
         let headers = metadata_headers(request.metadata());
+        let client_cert = peer_cert(&request);
         answer(self).await?;
         self.received.lock().expect("store").logs.push(Export {
             protocol: "grpc",
             headers,
+            client_cert,
             request: request.into_inner(),
         });
         Ok(tonic::Response::new(ExportLogsServiceResponse::default()))
     }
 }
 
+/// Inflates a gzip body, at most [`MAX_BODY`] bytes of it; `None` if it is not gzip.
+fn gunzip(body: &[u8]) -> Option<Bytes> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(body)
+        .take(MAX_BODY)
+        .read_to_end(&mut out)
+        .ok()?;
+    Some(Bytes::from(out))
+}
+
 async fn http_export(
     shared: Shared,
+    client_cert: Option<Vec<u8>>,
     req: hyper::Request<hyper::body::Incoming>,
 ) -> Result<hyper::Response<Full<Bytes>>, Infallible> {
     let path = req.uri().path().to_string();
@@ -222,11 +275,15 @@ async fn http_export(
             tokio::time::sleep(Duration::from_secs(3600)).await;
         }
     }
-    if gzip {
-        // The exporter compresses only when configured to; the receiver takes plain
-        // bodies in these tests.
-        return status(415);
-    }
+    let body = if gzip {
+        // A body that says gzip but is not is refused, as a collector would.
+        match gunzip(&body) {
+            Some(b) => b,
+            None => return status(400),
+        }
+    } else {
+        body
+    };
     let mut store = shared.received.lock().expect("store");
     let ok = match path.as_str() {
         "/v1/traces" => ExportTraceServiceRequest::decode(body)
@@ -234,6 +291,7 @@ async fn http_export(
                 store.traces.push(Export {
                     protocol: "http",
                     headers,
+                    client_cert,
                     request,
                 })
             })
@@ -243,6 +301,7 @@ async fn http_export(
                 store.metrics.push(Export {
                     protocol: "http",
                     headers,
+                    client_cert,
                     request,
                 })
             })
@@ -252,6 +311,7 @@ async fn http_export(
                 store.logs.push(Export {
                     protocol: "http",
                     headers,
+                    client_cert,
                     request,
                 })
             })
@@ -265,6 +325,7 @@ async fn http_export(
 pub struct OtlpReceiver {
     grpc: SocketAddr,
     http: SocketAddr,
+    scheme: &'static str,
     shared: Shared,
     stop: Option<tokio::sync::watch::Sender<bool>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -275,8 +336,108 @@ impl std::fmt::Debug for OtlpReceiver {
         f.debug_struct("OtlpReceiver")
             .field("grpc", &self.grpc)
             .field("http", &self.http)
+            .field("scheme", &self.scheme)
             .finish_non_exhaustive()
     }
+}
+
+/// A rustls server configuration (ring) for `tls`, requiring a client certificate
+/// issued by `client_ca_pem` when it is set, and offering the ALPN protocols `alpn`.
+fn tls_config(tls: &ServerTls, alpn: &[&[u8]]) -> Arc<rustls::ServerConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(tls.cert_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .expect("server certificate PEM");
+    let key = PrivateKeyDer::from_pem_slice(tls.key_pem.as_bytes()).expect("server key PEM");
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions");
+    let builder = match &tls.client_ca_pem {
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in CertificateDer::pem_slice_iter(ca.as_bytes()) {
+                roots.add(cert.expect("client CA PEM")).expect("client CA");
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .expect("client verifier");
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder
+        .with_single_cert(certs, key)
+        .expect("server certificate and key");
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Arc::new(config)
+}
+
+/// Completes the TLS handshake of a connection to the `protocol` server, within
+/// [`HANDSHAKE`]; records why it failed, if it did.
+async fn handshake(
+    acceptor: &tokio_rustls::TlsAcceptor,
+    stream: tokio::net::TcpStream,
+    protocol: &'static str,
+    shared: &Shared,
+) -> Option<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
+    let why = match tokio::time::timeout(HANDSHAKE, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => return Some(tls),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => format!("no handshake within {HANDSHAKE:?}"),
+    };
+    shared
+        .received
+        .lock()
+        .expect("store")
+        .tls_handshake_errors
+        .push((protocol, why));
+    None
+}
+
+/// Serves the three gRPC services on the connections of `incoming` until `stop`.
+async fn serve_grpc<I, IO, IE>(
+    shared: Shared,
+    incoming: I,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) where
+    I: futures_util::Stream<Item = Result<IO, IE>>,
+    IO: tokio::io::AsyncRead
+        + tokio::io::AsyncWrite
+        + tonic::transport::server::Connected
+        + Unpin
+        + Send
+        + 'static,
+    IE: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let _ = tonic::transport::Server::builder()
+        .add_service(
+            TraceServiceServer::new(shared.clone()).accept_compressed(CompressionEncoding::Gzip),
+        )
+        .add_service(
+            MetricsServiceServer::new(shared.clone()).accept_compressed(CompressionEncoding::Gzip),
+        )
+        .add_service(LogsServiceServer::new(shared).accept_compressed(CompressionEncoding::Gzip))
+        .serve_with_incoming_shutdown(incoming, async move {
+            let _ = stop.changed().await;
+        })
+        .await;
+}
+
+/// Serves one HTTP/1 connection.
+async fn serve_http<IO>(io: IO, shared: Shared, client_cert: Option<Vec<u8>>)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = hyper::service::service_fn(move |req| {
+        http_export(shared.clone(), client_cert.clone(), req)
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(io), svc)
+        .await;
 }
 
 impl OtlpReceiver {
@@ -288,6 +449,19 @@ impl OtlpReceiver {
     /// Starts the gRPC server on `grpc` and the HTTP one on `http` (`127.0.0.1:0` picks a
     /// free port), accepting; panics when an address cannot be bound.
     pub fn start_on(grpc: &str, http: &str) -> OtlpReceiver {
+        OtlpReceiver::start_with(grpc, http, None)
+    }
+
+    /// Starts both servers on free loopback ports, serving TLS as `tls` says; the
+    /// endpoints are then `https://`. A connection that fails the handshake (a client
+    /// that does not trust the certificate, or has no client certificate when one is
+    /// required) is dropped: only why it failed is recorded
+    /// ([`Received::tls_handshake_errors`]).
+    pub fn start_tls(tls: &ServerTls) -> OtlpReceiver {
+        OtlpReceiver::start_with("127.0.0.1:0", "127.0.0.1:0", Some(tls))
+    }
+
+    fn start_with(grpc: &str, http: &str, tls: Option<&ServerTls>) -> OtlpReceiver {
         let shared = Shared {
             received: Arc::new(Mutex::new(Received::default())),
             mode: Arc::new(Mutex::new(Mode::Accept)),
@@ -300,6 +474,10 @@ impl OtlpReceiver {
         http_listener.set_nonblocking(true).expect("nonblocking");
         let grpc = grpc_listener.local_addr().expect("addr");
         let http = http_listener.local_addr().expect("addr");
+        // Built here, so that a bad certificate fails the caller, not the thread. The
+        // gRPC server negotiates HTTP/2 by ALPN, as gRPC clients require.
+        let grpc_tls = tls.map(|t| tokio_rustls::TlsAcceptor::from(tls_config(t, &[b"h2"])));
+        let http_tls = tls.map(|t| tokio_rustls::TlsAcceptor::from(tls_config(t, &[])));
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let s = shared.clone();
         let thread = std::thread::spawn(move || {
@@ -313,18 +491,39 @@ impl OtlpReceiver {
                     tokio::net::TcpListener::from_std(grpc_listener).expect("listener");
                 let http_listener =
                     tokio::net::TcpListener::from_std(http_listener).expect("listener");
-                let mut grpc_stop = stop_rx.clone();
-                let grpc_server = tonic::transport::Server::builder()
-                    .add_service(TraceServiceServer::new(s.clone()))
-                    .add_service(MetricsServiceServer::new(s.clone()))
-                    .add_service(LogsServiceServer::new(s.clone()))
-                    .serve_with_incoming_shutdown(
-                        tonic::transport::server::TcpIncoming::from(grpc_listener),
-                        async move {
-                            let _ = grpc_stop.changed().await;
-                        },
-                    );
-                tokio::spawn(grpc_server);
+                match grpc_tls {
+                    None => {
+                        let incoming = tonic::transport::server::TcpIncoming::from(grpc_listener);
+                        tokio::spawn(serve_grpc(s.clone(), incoming, stop_rx.clone()));
+                    }
+                    Some(acceptor) => {
+                        // Handshakes here, each on a task of its own; the connections
+                        // that complete one go to the server.
+                        let (tx, rx) = tokio::sync::mpsc::channel(16);
+                        let incoming = futures_util::stream::unfold(rx, |mut rx| async move {
+                            rx.recv().await.map(|c| (Ok::<_, std::io::Error>(c), rx))
+                        });
+                        tokio::spawn(serve_grpc(s.clone(), incoming, stop_rx.clone()));
+                        let (s, mut stop) = (s.clone(), stop_rx.clone());
+                        tokio::spawn(async move {
+                            loop {
+                                let conn = tokio::select! {
+                                    c = grpc_listener.accept() => c,
+                                    _ = stop.changed() => break,
+                                };
+                                let Ok((stream, _)) = conn else { continue };
+                                let (acceptor, s, tx) = (acceptor.clone(), s.clone(), tx.clone());
+                                tokio::spawn(async move {
+                                    if let Some(tls) =
+                                        handshake(&acceptor, stream, "grpc", &s).await
+                                    {
+                                        let _ = tx.send(tls).await;
+                                    }
+                                });
+                            }
+                        });
+                    }
+                }
                 let mut http_stop = stop_rx;
                 loop {
                     let conn = tokio::select! {
@@ -333,12 +532,21 @@ impl OtlpReceiver {
                     };
                     let Ok((stream, _)) = conn else { continue };
                     let s = s.clone();
+                    let acceptor = http_tls.clone();
                     tokio::spawn(async move {
-                        let svc =
-                            hyper::service::service_fn(move |req| http_export(s.clone(), req));
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), svc)
-                            .await;
+                        let Some(acceptor) = acceptor else {
+                            return serve_http(stream, s, None).await;
+                        };
+                        let Some(stream) = handshake(&acceptor, stream, "http", &s).await else {
+                            return;
+                        };
+                        let client_cert = stream
+                            .get_ref()
+                            .1
+                            .peer_certificates()
+                            .and_then(|c| c.first())
+                            .map(|c| c.to_vec());
+                        serve_http(stream, s, client_cert).await;
                     });
                 }
             });
@@ -347,20 +555,22 @@ impl OtlpReceiver {
         OtlpReceiver {
             grpc,
             http,
+            scheme: if tls.is_some() { "https" } else { "http" },
             shared,
             stop: Some(stop),
             thread: Some(thread),
         }
     }
 
-    /// `http://127.0.0.1:PORT` of the gRPC server.
+    /// `http://127.0.0.1:PORT` (`https://` with TLS) of the gRPC server.
     pub fn grpc_endpoint(&self) -> String {
-        format!("http://{}", self.grpc)
+        format!("{}://{}", self.scheme, self.grpc)
     }
 
-    /// `http://127.0.0.1:PORT` of the HTTP server (the exporter adds `/v1/<signal>`).
+    /// `http://127.0.0.1:PORT` (`https://` with TLS) of the HTTP server (the exporter
+    /// adds `/v1/<signal>`).
     pub fn http_endpoint(&self) -> String {
-        format!("http://{}", self.http)
+        format!("{}://{}", self.scheme, self.http)
     }
 
     /// Changes how it answers from now on.

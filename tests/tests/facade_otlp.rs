@@ -220,6 +220,41 @@ fn bad_otlp_settings_fail_init_naming_them() {
             .starts_with("with_otlp_ca_file: cannot read /nonexistent/ca.pem"),
         "{e}"
     );
+    // A CA file that exists but cannot be read (a directory: the tests may run as root,
+    // whom no permission bit keeps from reading a file), and one holding no certificate,
+    // fail `init()` naming the option, over either protocol.
+    let tls_dir = tempfile::tempdir().unwrap();
+    let not_pem = tls_dir.path().join("not-a-certificate.pem");
+    std::fs::write(&not_pem, "not a certificate\n").unwrap();
+    for (protocol, port) in [("grpc", 4317), ("http/protobuf", 4318)] {
+        let e = base()
+            .with_otlp_endpoint(format!("https://127.0.0.1:{port}"))
+            .with_otlp_protocol(protocol)
+            .with_otlp_ca_file(tls_dir.path())
+            .init()
+            .unwrap_err();
+        assert!(
+            e.to_string().starts_with(&format!(
+                "with_otlp_ca_file: cannot read {}: ",
+                tls_dir.path().display()
+            )),
+            "{protocol}: {e}"
+        );
+        let e = base()
+            .with_otlp_endpoint(format!("https://127.0.0.1:{port}"))
+            .with_otlp_protocol(protocol)
+            .with_otlp_ca_file(&not_pem)
+            .init()
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "with_otlp_ca_file: {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+                not_pem.display()
+            ),
+            "{protocol}"
+        );
+    }
     let e = base().with_otlp_trace_sample_rate(2.0).init().unwrap_err();
     assert!(
         e.to_string().starts_with("with_otlp_trace_sample_rate:"),

@@ -1,6 +1,7 @@
 //! OTLP export of the three signals to a receiver built on the official protobuf
-//! definitions, over gRPC and over HTTP/protobuf: what arrives, field by field; and
-//! the faults: a receiver that refuses, one that never answers.
+//! definitions, over gRPC and over HTTP/protobuf: what arrives, field by field, plain
+//! and gzip-compressed; and the faults: a receiver that refuses, one that never
+//! answers, and a port where nothing listens.
 
 use std::time::{Duration, Instant};
 
@@ -10,18 +11,46 @@ use opentelemetry::trace::{
     Span as _, Status, TraceContextExt as _, Tracer as _, TracerProvider as _,
 };
 use opentelemetry::{Context, KeyValue};
-use piko_obs_otlp::{OtlpConfig, Pipeline, Protocol};
+use piko_obs_otlp::{Compression, OtlpConfig, Pipeline, Protocol};
 use piko_obs_tests::otlp::{Mode, OtlpReceiver};
 
-fn settings(endpoint: String, protocol: Protocol) -> piko_obs_otlp::Settings {
+/// The bound on one export.
+const EXPORT_TIMEOUT: Duration = Duration::from_secs(2);
+/// The bound given to the pipeline's shutdown in the fault tests.
+const SHUTDOWN: Duration = Duration::from_secs(3);
+/// What a shutdown may take beyond its bound: `Pipeline::shutdown` returns within it
+/// plus a few milliseconds, and this covers a loaded 2-core CI machine waking the
+/// waiting thread late.
+const SHUTDOWN_MARGIN: Duration = Duration::from_secs(2);
+
+fn config(endpoint: String, protocol: Protocol) -> OtlpConfig {
     let mut c = OtlpConfig::new();
     c.endpoint = Some(endpoint);
     c.protocol = Some(protocol);
     c.headers = vec![("authorization".into(), "Bearer test-token".into())];
-    c.timeout = Some(Duration::from_secs(2));
+    c.timeout = Some(EXPORT_TIMEOUT);
     c.service_version = Some("1.2.3".into());
     c.metric_interval = Some(Duration::from_millis(200));
-    c.resolve(|_| None, "otlp-test").unwrap()
+    c
+}
+
+/// A pipeline exporting as `config` says, started on its own runtime (which must
+/// outlive the pipeline's shutdown).
+fn start_pipeline(config: &OtlpConfig) -> (tokio::runtime::Runtime, Pipeline) {
+    let settings = config.resolve(|_| None, "otlp-test").unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let pipeline = {
+        let _in = runtime.enter();
+        Pipeline::start(&settings).unwrap()
+    };
+    (runtime, pipeline)
+}
+
+fn endpoint(receiver: &OtlpReceiver, protocol: Protocol) -> String {
+    match protocol {
+        Protocol::Grpc => receiver.grpc_endpoint(),
+        Protocol::HttpProtobuf => receiver.http_endpoint(),
+    }
 }
 
 /// A receiver answering as `mode`, and a pipeline exporting to it over `protocol`,
@@ -29,16 +58,16 @@ fn settings(endpoint: String, protocol: Protocol) -> piko_obs_otlp::Settings {
 fn start(protocol: Protocol, mode: Mode) -> (OtlpReceiver, tokio::runtime::Runtime, Pipeline) {
     let receiver = OtlpReceiver::start();
     receiver.set_mode(mode);
-    let endpoint = match protocol {
-        Protocol::Grpc => receiver.grpc_endpoint(),
-        Protocol::HttpProtobuf => receiver.http_endpoint(),
-    };
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let pipeline = {
-        let _in = runtime.enter();
-        Pipeline::start(&settings(endpoint, protocol)).unwrap()
-    };
+    let (runtime, pipeline) = start_pipeline(&config(endpoint(&receiver, protocol), protocol));
     (receiver, runtime, pipeline)
+}
+
+/// The header a compressed export names its encoding in.
+fn encoding_header(protocol: Protocol) -> &'static str {
+    match protocol {
+        Protocol::Grpc => "grpc-encoding",
+        Protocol::HttpProtobuf => "content-encoding",
+    }
 }
 
 fn all_three_signals_arrive(protocol: Protocol) {
@@ -94,6 +123,14 @@ fn all_three_signals_arrive(protocol: Protocol) {
     assert_eq!(
         got.logs[0].header("authorization"),
         Some("Bearer test-token")
+    );
+    // Compression is off by default.
+    assert!(
+        got.traces
+            .iter()
+            .all(|e| e.header(encoding_header(protocol)).is_none()),
+        "{:?}",
+        got.traces[0].headers
     );
 
     let resource = got.traces[0].request.resource_spans[0]
@@ -185,10 +222,10 @@ fn faults(protocol: Protocol, mode: Mode) {
     // The queue holds 2048: the rest is dropped and counted, not waited for.
     assert!(stats.dropped > 0, "{stats:?}");
     let shutting = Instant::now();
-    let _ = pipeline.shutdown(Duration::from_secs(3));
+    let _ = pipeline.shutdown(SHUTDOWN);
     assert!(
-        shutting.elapsed() < Duration::from_secs(15),
-        "shutdown took {:?}",
+        shutting.elapsed() < SHUTDOWN + SHUTDOWN_MARGIN,
+        "shutdown took {:?} for a bound of {SHUTDOWN:?}",
         shutting.elapsed()
     );
     let stats = pipeline.spans.stats();
@@ -330,4 +367,168 @@ fn metrics_macros_arrive_with_their_values() {
     }
     let _ = pipeline.shutdown(Duration::from_secs(2));
     drop(runtime);
+}
+
+/// With compression gzip, every export of the three signals names gzip in its encoding
+/// header (`grpc-encoding` over gRPC, `content-encoding` over HTTP), and the receiver,
+/// inflating it, decodes what was sent (over HTTP a body that is not gzip would be
+/// refused, failing the export).
+fn gzip_exports_decode_to_what_was_sent(protocol: Protocol) {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+
+    let receiver = OtlpReceiver::start();
+    let mut c = config(endpoint(&receiver, protocol), protocol);
+    c.compression = Some(Compression::Gzip);
+    let (runtime, pipeline) = start_pipeline(&c);
+    let tracer = pipeline.tracer_provider.tracer("test");
+    let payload = "the same words, again and again, compress well";
+    for i in 0..100 {
+        let mut span = tracer.start(format!("compressed {i}"));
+        span.set_attribute(KeyValue::new("payload", payload));
+        span.end();
+    }
+    let logger = pipeline.logger_provider.logger("test");
+    let mut record = logger.create_log_record();
+    record.set_body(AnyValue::from("a compressed log record"));
+    logger.emit(record);
+    pipeline
+        .meter_provider
+        .meter("test")
+        .u64_counter("compressed_exports_total")
+        .build()
+        .add(1, &[]);
+    // The receiver stores an export before it answers: after the flush, all is there.
+    pipeline.tracer_provider.force_flush().unwrap();
+    let stats = pipeline.spans.stats();
+    assert_eq!(
+        (stats.ended, stats.exported, stats.failed, stats.dropped),
+        (100, 100, 0, 0),
+        "{stats:?}"
+    );
+    let failures = pipeline.shutdown(Duration::from_secs(5));
+    assert!(failures.is_empty(), "{failures:?}");
+    let got = receiver.wait_until(Duration::from_secs(10), |r| {
+        !r.log_records().is_empty()
+            && r.metric_names()
+                .contains(&"compressed_exports_total".to_string())
+    });
+    let header = encoding_header(protocol);
+    let encodings = got
+        .traces
+        .iter()
+        .map(|e| e.header(header))
+        .chain(got.logs.iter().map(|e| e.header(header)))
+        .chain(got.metrics.iter().map(|e| e.header(header)));
+    for encoding in encodings {
+        assert_eq!(encoding, Some("gzip"), "{header}");
+    }
+    let mut names: Vec<String> = got.spans().iter().map(|s| s.name.clone()).collect();
+    names.sort();
+    let mut sent: Vec<String> = (0..100).map(|i| format!("compressed {i}")).collect();
+    sent.sort();
+    assert_eq!(names, sent);
+    for span in got.spans() {
+        let value = span
+            .attributes
+            .iter()
+            .find(|a| a.key == "payload")
+            .and_then(|a| a.value.clone())
+            .and_then(|v| v.value);
+        assert_eq!(value, Some(Value::StringValue(payload.into())));
+    }
+    let bodies: Vec<_> = got
+        .log_records()
+        .into_iter()
+        .filter_map(|r| r.body.and_then(|b| b.value))
+        .collect();
+    assert_eq!(
+        bodies,
+        vec![Value::StringValue("a compressed log record".into())]
+    );
+    assert!(
+        got.metric_names()
+            .contains(&"compressed_exports_total".to_string())
+    );
+    drop(runtime);
+}
+
+#[test]
+fn gzip_exports_decode_to_what_was_sent_grpc() {
+    gzip_exports_decode_to_what_was_sent(Protocol::Grpc);
+}
+
+#[test]
+fn gzip_exports_decode_to_what_was_sent_http() {
+    gzip_exports_decode_to_what_was_sent(Protocol::HttpProtobuf);
+}
+
+/// An endpoint on 127.0.0.1 where nothing listens (a port bound, then let go): ending
+/// spans and emitting log records return at once and are counted, every one ends up
+/// failed or dropped (none exported), and shutdown ends within its bound.
+fn a_closed_port_costs_the_service_nothing(protocol: Protocol) {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let (runtime, pipeline) = start_pipeline(&config(format!("http://127.0.0.1:{port}"), protocol));
+    let n = 10_000;
+    let started = Instant::now();
+    let tracer = pipeline.tracer_provider.tracer("test");
+    for i in 0..n {
+        tracer.start(format!("op {i}")).end();
+    }
+    let logger = pipeline.logger_provider.logger("test");
+    for i in 0..n {
+        let mut record = logger.create_log_record();
+        record.set_body(AnyValue::from(format!("line {i}")));
+        logger.emit(record);
+    }
+    // A generous bound: what matters is that the calls return without waiting for
+    // the exports; the counts say they were all taken.
+    let spent = started.elapsed();
+    assert!(
+        spent < Duration::from_secs(10),
+        "ending spans and emitting records took {spent:?}"
+    );
+    assert_eq!(pipeline.spans.stats().ended, n);
+    assert_eq!(pipeline.logs.stats().emitted, n);
+
+    let shutting = Instant::now();
+    let _ = pipeline.shutdown(SHUTDOWN);
+    let took = shutting.elapsed();
+    assert!(
+        took < SHUTDOWN + SHUTDOWN_MARGIN,
+        "shutdown took {took:?} for a bound of {SHUTDOWN:?}"
+    );
+    // An export still failing when the bound came ends in the background within its
+    // own bound (twice the export timeout at most, with its retries): wait for the
+    // counts to settle, within a bound.
+    let deadline = Instant::now() + 4 * EXPORT_TIMEOUT + SHUTDOWN_MARGIN;
+    let settled = || {
+        let (s, l) = (pipeline.spans.stats(), pipeline.logs.stats());
+        s.ended == s.exported + s.failed + s.dropped
+            && l.emitted == l.exported + l.failed + l.dropped
+    };
+    while !settled() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let spans = pipeline.spans.stats();
+    assert_eq!(spans.exported, 0, "{spans:?}");
+    assert!(spans.failed > 0, "exports were tried and failed: {spans:?}");
+    assert_eq!(spans.failed + spans.dropped, n, "{spans:?}");
+    let logs = pipeline.logs.stats();
+    assert_eq!(logs.exported, 0, "{logs:?}");
+    assert!(logs.failed > 0, "exports were tried and failed: {logs:?}");
+    assert_eq!(logs.failed + logs.dropped, n, "{logs:?}");
+    drop(runtime);
+}
+
+#[test]
+fn a_closed_port_costs_the_service_nothing_grpc() {
+    a_closed_port_costs_the_service_nothing(Protocol::Grpc);
+}
+
+#[test]
+fn a_closed_port_costs_the_service_nothing_http() {
+    a_closed_port_costs_the_service_nothing(Protocol::HttpProtobuf);
 }

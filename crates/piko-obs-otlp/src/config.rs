@@ -3,7 +3,8 @@
 //! default) into [`Settings`] that are known to work, or an error naming the setting.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The wire protocol.
@@ -330,6 +331,65 @@ fn ratio(setting: &str, r: f64) -> Result<f64, ConfigError> {
     }
 }
 
+/// The most bytes read from a TLS file (a CA bundle is a few hundred KiB): a path to
+/// something endless (`/dev/zero`) fails instead of filling the memory.
+const MAX_TLS_FILE: u64 = 16 << 20;
+
+/// What a TLS file must hold.
+#[derive(Debug, Clone, Copy)]
+enum Pem {
+    /// At least one certificate.
+    Certificates,
+    /// A private key.
+    PrivateKey,
+}
+
+/// Checks that `pem`, read from `path`, holds what `holds` says. Without this check a CA
+/// file holding no certificate would be taken as adding no root (the exporters skip what
+/// they cannot parse), and every export would then fail on the collector's certificate.
+/// A key's parse error is not shown, as it may quote the key.
+fn check_pem(setting: &str, path: &Path, pem: &[u8], holds: Pem) -> Result<(), ConfigError> {
+    match holds {
+        Pem::Certificates => {
+            let mut found = 0;
+            for cert in rustls_pemfile::certs(&mut &pem[..]) {
+                cert.map_err(|e| {
+                    err(setting, format!("{} is not valid PEM: {e}", path.display()))
+                })?;
+                found += 1;
+            }
+            if found == 0 {
+                return Err(err(
+                    setting,
+                    format!(
+                        "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+                        path.display()
+                    ),
+                ));
+            }
+        }
+        Pem::PrivateKey => match rustls_pemfile::private_key(&mut &pem[..]) {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                return Err(err(
+                    setting,
+                    format!(
+                        "{} holds no PEM private key (-----BEGIN PRIVATE KEY-----)",
+                        path.display()
+                    ),
+                ));
+            }
+            Err(_) => {
+                return Err(err(
+                    setting,
+                    format!("{} is not a valid PEM private key", path.display()),
+                ));
+            }
+        },
+    }
+    Ok(())
+}
+
 impl OtlpConfig {
     /// An empty config: everything from the environment and the defaults.
     pub fn new() -> OtlpConfig {
@@ -442,18 +502,31 @@ impl OtlpConfig {
             }
             None => sampling_from_env(&env)?,
         };
+        // Each file is read here, so that one the exporters could not use fails naming
+        // its option or variable (they read it again when they start).
         let path = |setting: &str,
                     code: &Option<PathBuf>,
-                    var: &str|
+                    var: &str,
+                    holds: Pem|
          -> Result<Option<PathBuf>, ConfigError> {
             let p = code.clone().or_else(|| env(var).map(PathBuf::from));
             if let Some(p) = &p {
-                std::fs::metadata(p).map_err(|e| {
-                    err(
-                        if code.is_some() { setting } else { var },
-                        format!("cannot read {}: {e}", p.display()),
-                    )
-                })?;
+                let setting = if code.is_some() { setting } else { var };
+                let mut pem = Vec::new();
+                std::fs::File::open(p)
+                    .and_then(|f| f.take(MAX_TLS_FILE + 1).read_to_end(&mut pem))
+                    .map_err(|e| err(setting, format!("cannot read {}: {e}", p.display())))?;
+                if pem.len() as u64 > MAX_TLS_FILE {
+                    return Err(err(
+                        setting,
+                        format!(
+                            "{} is larger than {} MiB: not a PEM file",
+                            p.display(),
+                            MAX_TLS_FILE >> 20
+                        ),
+                    ));
+                }
+                check_pem(setting, p, &pem, holds)?;
             }
             Ok(p)
         };
@@ -462,16 +535,19 @@ impl OtlpConfig {
                 "with_otlp_ca_file",
                 &self.tls.ca_file,
                 "OTEL_EXPORTER_OTLP_CERTIFICATE",
+                Pem::Certificates,
             )?,
             client_cert: path(
                 "with_otlp_client_certificate",
                 &self.tls.client_cert,
                 "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+                Pem::Certificates,
             )?,
             client_key: path(
                 "with_otlp_client_certificate",
                 &self.tls.client_key,
                 "OTEL_EXPORTER_OTLP_CLIENT_KEY",
+                Pem::PrivateKey,
             )?,
         };
         if tls.client_cert.is_some() != tls.client_key.is_some() {
@@ -793,6 +869,97 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .starts_with("with_otlp_trace_sample_rate")
+        );
+    }
+
+    /// TLS files are read when the settings resolve: one that cannot be read (a
+    /// directory: the tests may run as root, whom no permission bit stops), or that
+    /// holds no certificate or key, fails naming the option or the variable.
+    #[test]
+    fn tls_files_that_cannot_be_used_name_the_setting() {
+        let not_pem = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+        let dir = env!("CARGO_MANIFEST_DIR");
+        let code = |ca: &str, cert: Option<&str>| {
+            let mut c = OtlpConfig::new();
+            c.tls.ca_file = Some(ca.into());
+            if let Some(cert) = cert {
+                c.tls.client_cert = Some(cert.into());
+                c.tls.client_key = Some(cert.into());
+            }
+            c.resolve(env(&[]), "svc").unwrap_err().to_string()
+        };
+        let e = code(dir, None);
+        assert!(
+            e.starts_with(&format!("with_otlp_ca_file: cannot read {dir}: ")),
+            "{e}"
+        );
+        assert_eq!(
+            code(not_pem, None),
+            format!(
+                "with_otlp_ca_file: {not_pem} holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
+            )
+        );
+        let vars = |vars: &[(&'static str, &'static str)]| {
+            OtlpConfig::new()
+                .resolve(env(vars), "svc")
+                .unwrap_err()
+                .to_string()
+        };
+        let e = vars(&[("OTEL_EXPORTER_OTLP_CERTIFICATE", env!("CARGO_MANIFEST_DIR"))]);
+        assert!(
+            e.starts_with(&format!(
+                "OTEL_EXPORTER_OTLP_CERTIFICATE: cannot read {dir}: "
+            )),
+            "{e}"
+        );
+        assert_eq!(
+            vars(&[
+                (
+                    "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+                    concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml")
+                ),
+                (
+                    "OTEL_EXPORTER_OTLP_CLIENT_KEY",
+                    concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml")
+                ),
+            ]),
+            format!(
+                "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE: {not_pem} holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
+            )
+        );
+        assert_eq!(
+            vars(&[(
+                "OTEL_EXPORTER_OTLP_CLIENT_KEY",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml")
+            )]),
+            format!(
+                "OTEL_EXPORTER_OTLP_CLIENT_KEY: {not_pem} holds no PEM private key (-----BEGIN PRIVATE KEY-----)"
+            )
+        );
+        if Path::new("/dev/zero").exists() {
+            assert_eq!(
+                vars(&[("OTEL_EXPORTER_OTLP_CERTIFICATE", "/dev/zero")]),
+                "OTEL_EXPORTER_OTLP_CERTIFICATE: /dev/zero is larger than 16 MiB: not a PEM file"
+            );
+        }
+        // A certificate where the key should be: the key's check names the key.
+        let dir = std::env::temp_dir().join(format!("piko-obs-otlp-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cert = dir.join("cert.pem");
+        // A syntactically valid PEM certificate block (its contents are not parsed here).
+        std::fs::write(
+            &cert,
+            "-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let cert = cert.to_str().unwrap().to_string();
+        let e = code(&cert, Some(&cert));
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(
+            e,
+            format!(
+                "with_otlp_client_certificate: {cert} holds no PEM private key (-----BEGIN PRIVATE KEY-----)"
+            )
         );
     }
 
