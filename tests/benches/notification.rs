@@ -133,54 +133,73 @@ fn all_down(runtime: &tokio::runtime::Runtime) {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Notification>(1_000);
     runtime.spawn(async move { while rx.recv().await.is_some() {} });
     let n = sample();
-    let mut ours: Vec<u64> = Vec::with_capacity(10_000);
-    let mut peer: Vec<u64> = Vec::with_capacity(10_000);
-    let switches_before = context_switches();
+    let mut ours: Vec<Call> = Vec::with_capacity(10_000);
+    let mut peer: Vec<Call> = Vec::with_capacity(10_000);
+    // Each call is timed alone (the notification is cloned before), and the thread's
+    // context switches are read around it: a voluntary one means the call slept (a
+    // wait: a lock, here or in the allocator), an involuntary one that the machine
+    // took the core away in its middle.
+    let timed = |out: &mut Vec<Call>, call: &mut dyn FnMut()| {
+        let before = switches();
+        let t = Instant::now();
+        call();
+        let ns = t.elapsed().as_nanos() as u64;
+        let after = switches();
+        out.push(Call {
+            ns,
+            slept: after.0 > before.0,
+            preempted: after.1 > before.1,
+        });
+    };
     for i in 0..10_000 {
+        let mut a = Some(n.clone());
+        let mut b = Some(n.clone());
         let mut enqueue = || {
-            let t = Instant::now();
-            black_box(service.enqueue(n.clone()).ok());
-            ours.push(t.elapsed().as_nanos() as u64);
+            if let Some(n) = a.take() {
+                black_box(service.enqueue(n).ok());
+            }
         };
         let mut try_send = || {
-            let t = Instant::now();
-            black_box(tx.try_send(n.clone()).is_ok());
-            peer.push(t.elapsed().as_nanos() as u64);
+            if let Some(n) = b.take() {
+                black_box(tx.try_send(n).is_ok());
+            }
         };
         if i % 2 == 0 {
-            enqueue();
-            try_send();
+            timed(&mut ours, &mut enqueue);
+            timed(&mut peer, &mut try_send);
         } else {
-            try_send();
-            enqueue();
+            timed(&mut peer, &mut try_send);
+            timed(&mut ours, &mut enqueue);
         }
     }
-    let switches_after = context_switches();
-    // The loop does nothing else that can sleep: a voluntary switch is a wait inside a
-    // call (for a lock, say); an involuntary one is the scheduler taking the core away.
-    let (slept, preempted) = match (switches_before, switches_after) {
-        (Some(b), Some(a)) => ((a.0 - b.0).to_string(), (a.1 - b.1).to_string()),
-        _ => ("null".into(), "null".into()),
-    };
     let stats = dispatcher.stats();
     let report = runtime.block_on(dispatcher.shutdown(Duration::from_secs(10)));
-    let summary = |lat: &mut Vec<u64>, name: &str| {
+    let summary = |calls: &[Call], name: &str| {
+        let mut lat: Vec<u64> = calls.iter().map(|c| c.ns).collect();
         lat.sort_unstable();
         let at = |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)];
+        let undisturbed = calls
+            .iter()
+            .filter(|c| !c.slept && !c.preempted)
+            .map(|c| c.ns)
+            .max()
+            .unwrap_or(0);
         format!(
-            "\"{name}p50_ns\":{},\"{name}p99_ns\":{},\"{name}p999_ns\":{},\"{name}max_ns\":{},\"{name}over_1ms\":{}",
+            "\"{name}p50_ns\":{},\"{name}p99_ns\":{},\"{name}p999_ns\":{},\"{name}max_ns\":{},\"{name}over_1ms\":{},\"{name}slept\":{},\"{name}preempted\":{},\"{name}max_undisturbed_ns\":{undisturbed}",
             at(0.5),
             at(0.99),
             at(0.999),
             lat[lat.len() - 1],
-            lat.iter().filter(|&&l| l > 1_000_000).count()
+            lat.iter().filter(|&&l| l > 1_000_000).count(),
+            calls.iter().filter(|c| c.slept).count(),
+            calls.iter().filter(|c| c.preempted).count(),
         )
     };
     let json = format!(
-        "{{\"calls\":{},{},{},\"queued\":{},\"dead_lettered\":{},\"dropped\":{},\"caller_slept\":{slept},\"caller_preempted\":{preempted}}}\n",
+        "{{\"calls\":{},{},{},\"queued\":{},\"dead_lettered\":{},\"dropped\":{}}}\n",
         ours.len(),
-        summary(&mut ours, ""),
-        summary(&mut peer, "peer_"),
+        summary(&ours, ""),
+        summary(&peer, "peer_"),
         stats.enqueued,
         report.stats.dead_lettered,
         report.stats.dropped
@@ -194,18 +213,22 @@ fn all_down(runtime: &tokio::runtime::Runtime) {
 
 /// This thread's voluntary and involuntary context switches so far (Linux), from
 /// `/proc/thread-self/status`.
-fn context_switches() -> Option<(u64, u64)> {
-    let status = std::fs::read_to_string("/proc/thread-self/status").ok()?;
-    let get = |key: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(key))
-            .and_then(|v| v.trim().parse::<u64>().ok())
-    };
-    Some((
-        get("voluntary_ctxt_switches:")?,
-        get("nonvoluntary_ctxt_switches:")?,
-    ))
+/// One timed call: its latency, and whether the thread slept or was preempted in it.
+struct Call {
+    ns: u64,
+    slept: bool,
+    preempted: bool,
+}
+
+/// This thread's voluntary and involuntary context switches so far.
+fn switches() -> (i64, i64) {
+    use nix::sys::resource::{UsageWho, getrusage};
+    getrusage(UsageWho::RUSAGE_THREAD).map_or((0, 0), |u| {
+        (
+            u.voluntary_context_switches(),
+            u.involuntary_context_switches(),
+        )
+    })
 }
 
 criterion_group!(benches, enqueue);
