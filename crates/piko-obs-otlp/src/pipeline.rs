@@ -555,7 +555,19 @@ fn resource(settings: &Settings) -> opentelemetry_sdk::Resource {
 }
 
 fn tonic_tls(settings: &Settings) -> Result<tonic::transport::ClientTlsConfig, StartError> {
-    let mut tls = tonic::transport::ClientTlsConfig::new().with_native_roots();
+    // tonic refuses to start when asked for the system's roots and the system has none
+    // (a distroless image): they are asked for only when there are some, so a CA file
+    // alone is enough there, as it is over HTTP.
+    let mut tls = tonic::transport::ClientTlsConfig::new();
+    if !rustls_native_certs::load_native_certs().certs.is_empty() {
+        tls = tls.with_native_roots();
+    } else if settings.tls.ca_file.is_none() {
+        return Err(StartError::Tls(
+            "this system has no trusted root certificates; give the collector's CA with \
+             with_otlp_ca_file or OTEL_EXPORTER_OTLP_CERTIFICATE"
+                .into(),
+        ));
+    }
     let read = |p: &std::path::Path| {
         std::fs::read(p).map_err(|e| StartError::Tls(format!("cannot read {}: {e}", p.display())))
     };
