@@ -317,6 +317,10 @@ struct Job {
     id: u64,
     n: Notification,
     pending: Vec<String>,
+    /// The default provider, taken when the job was queued: put in `pending` by the
+    /// worker or the writer that first takes the job, so that `enqueue` allocates
+    /// nothing for it on the caller's thread.
+    default: Option<Arc<str>>,
     attempts: u32,
     first_attempt: Option<SystemTime>,
     last_error: HashMap<String, String>,
@@ -324,6 +328,13 @@ struct Job {
 }
 
 impl Job {
+    /// Puts the default provider, if the job was queued for it, in `pending`.
+    fn resolve(&mut self) {
+        if let Some(d) = self.default.take() {
+            self.pending.push(d.to_string());
+        }
+    }
+
     /// For the writer, which makes its dead-letter entry: the caller's thread only
     /// boxes it and reads the clock (what it allocates the writer's thread frees, so
     /// the two threads meet less in the allocator).
@@ -332,7 +343,8 @@ impl Job {
     }
 
     /// Its dead-letter entry, handed over at `at`, and its replay ticket.
-    fn into_entry(self, why: Option<&str>, at: SystemTime) -> (DeadLetter, Option<Ticket>) {
+    fn into_entry(mut self, why: Option<&str>, at: SystemTime) -> (DeadLetter, Option<Ticket>) {
+        self.resolve();
         let mut errors: Vec<String> = self
             .pending
             .iter()
@@ -460,7 +472,7 @@ impl Writer {
     /// in order, and counts each group out of the items it holds as it finishes it;
     /// stops once closed and empty.
     fn run(&self, store: &dyn DeadLetterStore, counters: &Counters) {
-        let mut batch: VecDeque<Item> = VecDeque::new();
+        let mut batch: VecDeque<Item> = VecDeque::with_capacity(self.capacity);
         let mut group = Vec::new();
         let mut tickets = Vec::new();
         loop {
@@ -506,9 +518,9 @@ impl Writer {
             let entries = group.len();
             write_group(store, counters, &mut group, &mut tickets);
             self.count_written(done, entries);
-            // A burst's buffer is not kept for good (it comes back to the queue on the
-            // next swap).
-            batch.shrink_to(1024);
+            // Both buffers keep the queue's capacity (address space; pages are used as
+            // items come), so a push never grows one while holding the lock.
+            batch.shrink_to(self.capacity);
         }
     }
 
@@ -652,7 +664,10 @@ impl Dispatcher {
     ) -> io::Result<Dispatcher> {
         let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
         let writer = Arc::new(Writer {
-            state: Mutex::new(WriterState::default()),
+            state: Mutex::new(WriterState {
+                items: VecDeque::with_capacity(config.dead_letter_queue.max(1)),
+                ..WriterState::default()
+            }),
             wake: Condvar::new(),
             written: Notify::new(),
             capacity: config.dead_letter_queue.max(1),
@@ -713,7 +728,19 @@ impl Dispatcher {
     /// of, with the ticket) when it has no provider, the queue is full, or the
     /// dispatcher is shut down.
     fn try_queue(&self, n: Notification, ticket: Option<Ticket>) -> Result<(), Item> {
-        let targets = match self.inner.registry.targets(&n) {
+        let registry = &self.inner.registry;
+        // The default provider's shared name is taken here; its copy in `pending` is
+        // made on the worker's or the writer's thread.
+        let default = if n.providers.is_empty() {
+            registry.default_name()
+        } else {
+            None
+        };
+        let targets = match default {
+            Some(_) => Ok(Vec::new()),
+            None => registry.targets(&n),
+        };
+        let targets = match targets {
             Ok(t) => t,
             Err(e) => {
                 let providers = if n.providers.is_empty() {
@@ -729,6 +756,7 @@ impl Dispatcher {
             id: self.inner.next_id.fetch_add(1, Ordering::Relaxed),
             n,
             pending: targets,
+            default,
             attempts: 0,
             first_attempt: None,
             last_error: HashMap::new(),
@@ -836,6 +864,7 @@ impl Dispatcher {
 
     async fn process(&self, mut job: Job) {
         let inner = &self.inner;
+        job.resolve();
         job.attempts += 1;
         job.first_attempt.get_or_insert_with(SystemTime::now);
         let (id, n, pending) = (job.id, job.n.clone(), job.pending.clone());
@@ -896,6 +925,7 @@ impl Dispatcher {
                 id: job.id,
                 n: job.n.clone(),
                 pending: permanent,
+                default: None,
                 attempts: job.attempts,
                 first_attempt: job.first_attempt,
                 last_error: job.last_error.clone(),

@@ -112,7 +112,8 @@ pub struct ProviderStats {
 /// The providers, shared by the service and its dispatcher.
 pub(crate) struct Registry {
     entries: RwLock<Vec<(String, Arc<Entry>)>>,
-    default: RwLock<Option<String>>,
+    /// Shared, so that `enqueue` takes it without allocating.
+    default: RwLock<Option<Arc<str>>>,
     breaker: BreakerPolicy,
     send_timeout: Duration,
 }
@@ -127,12 +128,20 @@ impl Registry {
             .map(|(_, e)| e.clone())
     }
 
+    /// The default provider's name, shared (no allocation).
+    pub(crate) fn default_name(&self) -> Option<Arc<str>> {
+        self.default
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// The provider names a notification goes to.
     pub(crate) fn targets(&self, n: &Notification) -> Result<Vec<String>, DeliveryError> {
         if n.providers.is_empty() {
             let default = self.default.read().unwrap_or_else(|p| p.into_inner());
             return match default.as_ref() {
-                Some(d) => Ok(vec![d.clone()]),
+                Some(d) => Ok(vec![d.to_string()]),
                 None => Err(DeliveryError::NoProvider(
                     "no notification provider is registered; register one or name one with `provider`"
                         .into(),
@@ -424,7 +433,7 @@ impl NotificationService {
             .write()
             .unwrap_or_else(|p| p.into_inner());
         if default.is_none() {
-            *default = Some(name);
+            *default = Some(Arc::from(name));
         }
         Ok(())
     }
@@ -438,7 +447,7 @@ impl NotificationService {
             .registry
             .default
             .write()
-            .unwrap_or_else(|p| p.into_inner()) = Some(name.to_string());
+            .unwrap_or_else(|p| p.into_inner()) = Some(Arc::from(name));
         Ok(())
     }
 
@@ -448,7 +457,8 @@ impl NotificationService {
             .default
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .clone()
+            .as_deref()
+            .map(str::to_string)
     }
 
     /// The registered names, sorted.
