@@ -488,6 +488,22 @@ impl fmt::Debug for SecretKeys {
     }
 }
 
+/// `bytes` as lower-case hex written into `out` (which must be twice as long), without
+/// the formatting machinery: how `trace_id` and `span_id` fields are written.
+///
+/// ```
+/// let mut out = [0u8; 4];
+/// assert_eq!(piko_obs_logger::attr::hex(&[0x0a, 0xff], &mut out), "0aff");
+/// ```
+pub fn hex<'a>(bytes: &[u8], out: &'a mut [u8]) -> &'a str {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 0xf)];
+    }
+    std::str::from_utf8(out).unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

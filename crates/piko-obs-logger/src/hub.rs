@@ -529,11 +529,11 @@ impl Bindings {
                 let ids = [
                     OwnedAttr::from_attr(&crate::attr::string(
                         crate::attr::keys::TRACE_ID,
-                        hex(&s.trace_id, &mut t),
+                        crate::attr::hex(&s.trace_id, &mut t),
                     )),
                     OwnedAttr::from_attr(&crate::attr::string(
                         crate::attr::keys::SPAN_ID,
-                        hex(&s.span_id, &mut sp),
+                        crate::attr::hex(&s.span_id, &mut sp),
                     )),
                 ];
                 // A span logger made from another replaces its ids instead of repeating them.
@@ -552,16 +552,6 @@ impl Bindings {
             }),
         }
     }
-}
-
-/// `bytes` as lower-case hex in `out` (twice as long), without the formatting machinery.
-fn hex<'a>(bytes: &[u8], out: &'a mut [u8]) -> &'a str {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
-        pair[0] = DIGITS[usize::from(b >> 4)];
-        pair[1] = DIGITS[usize::from(b & 0xf)];
-    }
-    std::str::from_utf8(out).unwrap_or_default()
 }
 
 // A panic cannot leave a logger or hub half-updated: their state is swapped whole.

@@ -11,7 +11,7 @@ use opentelemetry::{Key, KeyValue, StringValue};
 
 use crate::intern::intern;
 use opentelemetry_sdk::logs::{SdkLogger, SdkLoggerProvider};
-use piko_obs_logger::attr::keys;
+use piko_obs_logger::attr::{hex, keys};
 use piko_obs_logger::{FlushError, Level, Output, OutputStats, REDACTED, Record, Value};
 
 /// Exports each record as an OpenTelemetry log record: its time, severity (number and
@@ -72,16 +72,6 @@ pub fn severity(level: Level) -> Severity {
         v if v < Level::ERROR.value() => Severity::Warn,
         _ => Severity::Error,
     }
-}
-
-/// `bytes` as lower-case hex in `out` (twice as long).
-fn hex<'a>(bytes: &[u8], out: &'a mut [u8]) -> &'a str {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
-        pair[0] = DIGITS[usize::from(b >> 4)];
-        pair[1] = DIGITS[usize::from(b & 0xf)];
-    }
-    std::str::from_utf8(out).unwrap_or_default()
 }
 
 fn any_value(v: Value<'_>) -> Option<AnyValue> {
