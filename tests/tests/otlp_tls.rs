@@ -77,6 +77,13 @@ fn start(
         c.tls.client_key = Some(key);
     }
     let settings = c.resolve(|_| None, "otlp-tls-test").unwrap();
+    // The settings hold what the files held (read once, when they resolved); their
+    // `Debug` does not show it, the key least of all.
+    let shown = format!("{settings:?}");
+    assert!(
+        !shown.contains("PRIVATE KEY") && !shown.contains("BEGIN CERTIFICATE"),
+        "{shown}"
+    );
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let pipeline = {
         let _in = runtime.enter();

@@ -147,6 +147,8 @@ pub struct Settings {
     pub headers: BTreeMap<String, String>,
     /// TLS files.
     pub tls: TlsFiles,
+    /// What the TLS files held, read when the settings resolved.
+    pub(crate) pem: TlsPem,
     /// The bound on one export.
     pub timeout: Duration,
     /// Compression.
@@ -335,6 +337,25 @@ fn ratio(setting: &str, r: f64) -> Result<f64, ConfigError> {
 /// something endless (`/dev/zero`) fails instead of filling the memory.
 const MAX_TLS_FILE: u64 = 16 << 20;
 
+/// The contents of the TLS files, read once when the settings resolve. `Debug` shows
+/// only which are there: the key is a secret.
+#[derive(Clone, Default, PartialEq)]
+pub(crate) struct TlsPem {
+    /// The CA file's certificates.
+    pub(crate) ca: Option<Vec<u8>>,
+    /// The client certificate and its key.
+    pub(crate) identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for TlsPem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsPem")
+            .field("ca", &self.ca.is_some())
+            .field("identity", &self.identity.is_some())
+            .finish()
+    }
+}
+
 /// What a TLS file must hold.
 #[derive(Debug, Clone, Copy)]
 enum Pem {
@@ -502,53 +523,60 @@ impl OtlpConfig {
             }
             None => sampling_from_env(&env)?,
         };
-        // Each file is read here, so that one the exporters could not use fails naming
-        // its option or variable (they read it again when they start).
+        // Each file is read once, here: one the exporters could not use fails naming its
+        // option or variable, and the pipeline builds its TLS set-up from what was read.
         let path = |setting: &str,
                     code: &Option<PathBuf>,
                     var: &str,
                     holds: Pem|
-         -> Result<Option<PathBuf>, ConfigError> {
-            let p = code.clone().or_else(|| env(var).map(PathBuf::from));
-            if let Some(p) = &p {
-                let setting = if code.is_some() { setting } else { var };
-                let mut pem = Vec::new();
-                std::fs::File::open(p)
-                    .and_then(|f| f.take(MAX_TLS_FILE + 1).read_to_end(&mut pem))
-                    .map_err(|e| err(setting, format!("cannot read {}: {e}", p.display())))?;
-                if pem.len() as u64 > MAX_TLS_FILE {
-                    return Err(err(
-                        setting,
-                        format!(
-                            "{} is larger than {} MiB: not a PEM file",
-                            p.display(),
-                            MAX_TLS_FILE >> 20
-                        ),
-                    ));
-                }
-                check_pem(setting, p, &pem, holds)?;
+         -> Result<(Option<PathBuf>, Option<Vec<u8>>), ConfigError> {
+            let Some(p) = code.clone().or_else(|| env(var).map(PathBuf::from)) else {
+                return Ok((None, None));
+            };
+            let setting = if code.is_some() { setting } else { var };
+            let mut pem = Vec::new();
+            std::fs::File::open(&p)
+                .and_then(|f| f.take(MAX_TLS_FILE + 1).read_to_end(&mut pem))
+                .map_err(|e| err(setting, format!("cannot read {}: {e}", p.display())))?;
+            if pem.len() as u64 > MAX_TLS_FILE {
+                return Err(err(
+                    setting,
+                    format!(
+                        "{} is larger than {} MiB: not a PEM file",
+                        p.display(),
+                        MAX_TLS_FILE >> 20
+                    ),
+                ));
             }
-            Ok(p)
+            check_pem(setting, &p, &pem, holds)?;
+            Ok((Some(p), Some(pem)))
         };
+        let (ca_file, ca) = path(
+            "with_otlp_ca_file",
+            &self.tls.ca_file,
+            "OTEL_EXPORTER_OTLP_CERTIFICATE",
+            Pem::Certificates,
+        )?;
+        let (client_cert, cert) = path(
+            "with_otlp_client_certificate",
+            &self.tls.client_cert,
+            "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+            Pem::Certificates,
+        )?;
+        let (client_key, key) = path(
+            "with_otlp_client_certificate",
+            &self.tls.client_key,
+            "OTEL_EXPORTER_OTLP_CLIENT_KEY",
+            Pem::PrivateKey,
+        )?;
         let tls = TlsFiles {
-            ca_file: path(
-                "with_otlp_ca_file",
-                &self.tls.ca_file,
-                "OTEL_EXPORTER_OTLP_CERTIFICATE",
-                Pem::Certificates,
-            )?,
-            client_cert: path(
-                "with_otlp_client_certificate",
-                &self.tls.client_cert,
-                "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
-                Pem::Certificates,
-            )?,
-            client_key: path(
-                "with_otlp_client_certificate",
-                &self.tls.client_key,
-                "OTEL_EXPORTER_OTLP_CLIENT_KEY",
-                Pem::PrivateKey,
-            )?,
+            ca_file,
+            client_cert,
+            client_key,
+        };
+        let pem = TlsPem {
+            ca,
+            identity: cert.zip(key),
         };
         if tls.client_cert.is_some() != tls.client_key.is_some() {
             return Err(err(
@@ -563,6 +591,7 @@ impl OtlpConfig {
             endpoint,
             headers,
             tls,
+            pem,
             timeout,
             compression,
             sampling,

@@ -554,31 +554,46 @@ fn resource(settings: &Settings) -> opentelemetry_sdk::Resource {
         .build()
 }
 
+/// How the exporters reach the collector, set up once for the three signals: the TLS
+/// configuration for gRPC (the system's roots looked up once), or one HTTP client.
+enum Transport {
+    /// gRPC, with TLS for an `https` endpoint.
+    Grpc(Option<tonic::transport::ClientTlsConfig>),
+    /// HTTP/protobuf, through one client the three exporters share.
+    Http(reqwest::blocking::Client),
+}
+
+impl Transport {
+    fn new(settings: &Settings) -> Result<Transport, StartError> {
+        let https = settings.endpoint.starts_with("https://");
+        Ok(match settings.protocol {
+            Protocol::Grpc if https => Transport::Grpc(Some(tonic_tls(settings)?)),
+            Protocol::Grpc => Transport::Grpc(None),
+            Protocol::HttpProtobuf => Transport::Http(http_client(settings)?),
+        })
+    }
+}
+
 fn tonic_tls(settings: &Settings) -> Result<tonic::transport::ClientTlsConfig, StartError> {
     // tonic refuses to start when asked for the system's roots and the system has none
     // (a distroless image): they are asked for only when there are some, so a CA file
     // alone is enough there, as it is over HTTP.
     let mut tls = tonic::transport::ClientTlsConfig::new();
+    let pem = &settings.pem;
     if !rustls_native_certs::load_native_certs().certs.is_empty() {
         tls = tls.with_native_roots();
-    } else if settings.tls.ca_file.is_none() {
+    } else if pem.ca.is_none() {
         return Err(StartError::Tls(
             "this system has no trusted root certificates; give the collector's CA with \
              with_otlp_ca_file or OTEL_EXPORTER_OTLP_CERTIFICATE"
                 .into(),
         ));
     }
-    let read = |p: &std::path::Path| {
-        std::fs::read(p).map_err(|e| StartError::Tls(format!("cannot read {}: {e}", p.display())))
-    };
-    if let Some(ca) = &settings.tls.ca_file {
-        tls = tls.ca_certificate(tonic::transport::Certificate::from_pem(read(ca)?));
+    if let Some(ca) = &pem.ca {
+        tls = tls.ca_certificate(tonic::transport::Certificate::from_pem(ca));
     }
-    if let (Some(cert), Some(key)) = (&settings.tls.client_cert, &settings.tls.client_key) {
-        tls = tls.identity(tonic::transport::Identity::from_pem(
-            read(cert)?,
-            read(key)?,
-        ));
+    if let Some((cert, key)) = &pem.identity {
+        tls = tls.identity(tonic::transport::Identity::from_pem(cert, key));
     }
     Ok(tls)
 }
@@ -592,34 +607,38 @@ fn http_client(settings: &Settings) -> Result<reqwest::blocking::Client, StartEr
     for cert in rustls_native_certs::load_native_certs().certs {
         let _ = roots.add(cert);
     }
-    if let Some(ca) = &settings.tls.ca_file {
-        let pem = std::fs::read(ca)
-            .map_err(|e| StartError::Tls(format!("cannot read {}: {e}", ca.display())))?;
-        for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-            let cert = cert.map_err(|e| StartError::Tls(format!("{}: {e}", ca.display())))?;
+    let pem = &settings.pem;
+    let ca_name = || {
+        settings
+            .tls
+            .ca_file
+            .as_ref()
+            .map_or(String::new(), |p| p.display().to_string())
+    };
+    if let Some(ca) = &pem.ca {
+        for cert in rustls_pemfile::certs(&mut ca.as_slice()) {
+            let cert = cert.map_err(|e| StartError::Tls(format!("{}: {e}", ca_name())))?;
             roots
                 .add(cert)
-                .map_err(|e| StartError::Tls(format!("{}: {e}", ca.display())))?;
+                .map_err(|e| StartError::Tls(format!("{}: {e}", ca_name())))?;
         }
     }
     let builder = builder.with_root_certificates(roots);
-    let config = match (&settings.tls.client_cert, &settings.tls.client_key) {
-        (Some(cert), Some(key)) => {
-            let certs_pem = std::fs::read(cert)
-                .map_err(|e| StartError::Tls(format!("cannot read {}: {e}", cert.display())))?;
-            let key_pem = std::fs::read(key)
-                .map_err(|e| StartError::Tls(format!("cannot read {}: {e}", key.display())))?;
-            let certs = rustls_pemfile::certs(&mut certs_pem.as_slice())
+    let config = match &pem.identity {
+        Some((cert, key)) => {
+            let certs = rustls_pemfile::certs(&mut cert.as_slice())
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| StartError::Tls(format!("{}: {e}", cert.display())))?;
-            let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
-                .map_err(|e| StartError::Tls(format!("{}: {e}", key.display())))?
-                .ok_or_else(|| StartError::Tls(format!("{}: no private key", key.display())))?;
+                .map_err(|e| StartError::Tls(format!("client certificate: {e}")))?;
+            // Checked when the settings resolved; a parse error could quote the key.
+            let key = rustls_pemfile::private_key(&mut key.as_slice())
+                .ok()
+                .flatten()
+                .ok_or_else(|| StartError::Tls("the client key holds no private key".into()))?;
             builder
                 .with_client_auth_cert(certs, key)
                 .map_err(|e| StartError::Tls(e.to_string()))?
         }
-        _ => builder.with_no_client_auth(),
+        None => builder.with_no_client_auth(),
     };
     reqwest::blocking::Client::builder()
         .tls_backend_preconfigured(config)
@@ -648,28 +667,28 @@ fn metadata(settings: &Settings) -> Result<tonic::metadata::MetadataMap, StartEr
 }
 
 macro_rules! exporter {
-    ($settings:expr, $builder:expr, $signal:literal) => {{
+    ($settings:expr, $transport:expr, $builder:expr, $signal:literal) => {{
         let s: &Settings = $settings;
         let exporter_err = |e: opentelemetry_otlp::ExporterBuildError| StartError::Exporter {
             signal: $signal,
             reason: e.to_string(),
         };
-        match s.protocol {
-            Protocol::Grpc => {
+        match $transport {
+            Transport::Grpc(tls) => {
                 let mut b = $builder
                     .with_tonic()
                     .with_endpoint(s.signal_url($signal))
                     .with_timeout(s.timeout)
                     .with_metadata(metadata(s)?);
-                if s.endpoint.starts_with("https://") {
-                    b = b.with_tls_config(tonic_tls(s)?);
+                if let Some(tls) = tls {
+                    b = b.with_tls_config(tls.clone());
                 }
                 if s.compression == Compression::Gzip {
                     b = b.with_compression(opentelemetry_otlp::Compression::Gzip);
                 }
                 b.build().map_err(exporter_err)?
             }
-            Protocol::HttpProtobuf => {
+            Transport::Http(client) => {
                 let headers: HashMap<String, String> = s.headers.clone().into_iter().collect();
                 let mut b = $builder
                     .with_http()
@@ -677,7 +696,7 @@ macro_rules! exporter {
                     .with_endpoint(s.signal_url($signal))
                     .with_timeout(s.timeout)
                     .with_headers(headers)
-                    .with_http_client(http_client(s)?);
+                    .with_http_client(client.clone());
                 if s.compression == Compression::Gzip {
                     b = b.with_compression(opentelemetry_otlp::Compression::Gzip);
                 }
@@ -692,8 +711,10 @@ impl Pipeline {
     /// exporters run their connections on it); it must outlive [`Pipeline::shutdown`].
     pub fn start(settings: &Settings) -> Result<Pipeline, StartError> {
         let resource = resource(settings);
+        let transport = Transport::new(settings)?;
         let spans = exporter!(
             settings,
+            &transport,
             opentelemetry_otlp::SpanExporter::builder(),
             "traces"
         );
@@ -706,6 +727,7 @@ impl Pipeline {
             .build();
         let metrics = exporter!(
             settings,
+            &transport,
             opentelemetry_otlp::MetricExporter::builder(),
             "metrics"
         );
@@ -716,7 +738,12 @@ impl Pipeline {
             .with_reader(reader)
             .with_resource(resource.clone())
             .build();
-        let logs = exporter!(settings, opentelemetry_otlp::LogExporter::builder(), "logs");
+        let logs = exporter!(
+            settings,
+            &transport,
+            opentelemetry_otlp::LogExporter::builder(),
+            "logs"
+        );
         let log_processor =
             BoundedLogProcessor::new(logs, LOG_QUEUE).map_err(StartError::Thread)?;
         let log_stats = log_processor.stats_handle();
