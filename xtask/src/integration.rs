@@ -110,26 +110,57 @@ pub(crate) fn run() -> Result {
     }
 }
 
-pub(crate) fn jq(filter: &str, input: &[u8]) -> Result {
-    let mut child = Command::new("jq")
-        .args(["-e", "-s", filter])
+/// Runs `tool ARGS` with `input` on its stdin, waiting at most `bound`: its exit
+/// status, stdout and stderr, read while it runs (so a large output cannot stall it).
+/// `package` is the Debian package to install when the tool is missing.
+fn pipe_through(
+    tool: &str,
+    args: &[&str],
+    input: &[u8],
+    bound: Duration,
+    package: &str,
+) -> Result<(std::process::ExitStatus, Vec<u8>, String)> {
+    use std::io::Read as _;
+    let mut child = Command::new(tool)
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("jq: {e} (install Debian's jq)"))?;
-    child
-        .stdin
-        .take()
-        .ok_or("jq stdin")?
-        .write_all(input)
-        .map_err(|e| e.to_string())?;
-    let status = wait_bounded(&mut child, Duration::from_secs(30))?;
+        .map_err(|e| format!("{tool}: {e} (install Debian's {package})"))?;
+    let mut stdout = child.stdout.take().ok_or("stdout")?;
+    let mut stderr = child.stderr.take().ok_or("stderr")?;
+    let out = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = stdout.read_to_end(&mut b);
+        b
+    });
+    let err = std::thread::spawn(move || {
+        let mut e = String::new();
+        let _ = stderr.read_to_string(&mut e);
+        e
+    });
+    let written = child.stdin.take().ok_or("stdin")?.write_all(input);
+    let status = wait_bounded(&mut child, bound)?;
+    written.map_err(|e| format!("{tool}: {e}"))?;
+    Ok((
+        status,
+        out.join().unwrap_or_default(),
+        err.join().unwrap_or_default(),
+    ))
+}
+
+pub(crate) fn jq(filter: &str, input: &[u8]) -> Result {
+    let (status, _, err) = pipe_through(
+        "jq",
+        &["-e", "-s", filter],
+        input,
+        Duration::from_secs(30),
+        "jq",
+    )?;
     if status.success() {
         Ok(())
     } else {
-        let mut err = String::new();
-        let _ = std::io::Read::read_to_string(&mut child.stderr.take().ok_or("stderr")?, &mut err);
         Err(format!(
             "jq -e '{filter}' rejected the output {status}: {err}"
         ))
@@ -419,23 +450,14 @@ fn metrics_with_promtool() -> Result {
             return Err(format!("/metrics has no {needed}:\n{body}"));
         }
     }
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("promtool: {e} (install Debian's prometheus)"))?;
-    child
-        .stdin
-        .take()
-        .ok_or("promtool stdin")?
-        .write_all(body.as_bytes())
-        .map_err(|e| e.to_string())?;
-    let status = wait_bounded(&mut child, Duration::from_secs(30))?;
-    let mut report = String::new();
-    let _ = std::io::Read::read_to_string(&mut child.stdout.take().ok_or("stdout")?, &mut report);
-    let _ = std::io::Read::read_to_string(&mut child.stderr.take().ok_or("stderr")?, &mut report);
+    let (status, out, err) = pipe_through(
+        "promtool",
+        &["check", "metrics"],
+        body.as_bytes(),
+        Duration::from_secs(30),
+        "prometheus",
+    )?;
+    let report = String::from_utf8_lossy(&out).into_owned() + &err;
     signal(monitor.process.0.id(), "TERM")?;
     let _ = wait_bounded(&mut monitor.process.0, Duration::from_secs(15))?;
     // promtool exits 1 on errors and 3 on lint findings only (a series without HELP, a
@@ -646,34 +668,11 @@ fn webhook_sink(path: &str) -> Result<(String, std::sync::mpsc::Receiver<Receive
 
 /// Runs `openssl ARGS` with `input` on its stdin (bounded); its stdout.
 fn openssl(args: &[&str], input: &[u8]) -> Result<Vec<u8>> {
-    use std::io::Read as _;
-    let mut child = Command::new("openssl")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("openssl: {e} (install Debian's openssl)"))?;
-    let mut stdin = child.stdin.take().ok_or("openssl stdin")?;
-    stdin.write_all(input).map_err(|e| e.to_string())?;
-    drop(stdin);
-    let status = wait_bounded(&mut child, Duration::from_secs(10))?;
-    let mut out = Vec::new();
-    child
-        .stdout
-        .take()
-        .ok_or("openssl stdout")?
-        .read_to_end(&mut out)
-        .map_err(|e| e.to_string())?;
+    let (status, out, err) =
+        pipe_through("openssl", args, input, Duration::from_secs(10), "openssl")?;
     if status.success() {
         Ok(out)
     } else {
-        let mut err = String::new();
-        let _ = child
-            .stderr
-            .take()
-            .ok_or("stderr")?
-            .read_to_string(&mut err);
         Err(format!("openssl {}: {status}: {err}", args.join(" ")))
     }
 }
