@@ -112,7 +112,12 @@ fn all_down(runtime: &tokio::runtime::Runtime) {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
     let url = format!("http://{}/hook", closed.local_addr().expect("addr"));
     drop(closed);
-    let service = NotificationService::default();
+    // Set up as the facade sets it up: defaults to fill into each notification.
+    let service = NotificationService::builder()
+        .with_source("checkout")
+        .with_service("checkout")
+        .with_environment("production")
+        .build();
     let hook = WebhookNotifier::new(&HttpClient::new().expect("client"), &url).expect("webhook");
     service.register("down", hook).expect("provider");
     let store = Arc::new(FileDeadLetterStore::open(dir.path().join("d.jsonl")).expect("store"));

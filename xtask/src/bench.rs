@@ -128,8 +128,8 @@ const SUITES: &[Suite] = &[
     },
     Suite {
         name: "notification",
-        about: "The cost of `enqueue` (the notification's context filled in, its providers \
-            resolved, a job queued for the dispatcher) against a bare bounded tokio channel \
+        about: "The cost of `enqueue` (the notification's time stamped, its providers \
+            checked, a job queued for the dispatcher) against a bare bounded tokio channel \
             taking the same notification, both drained by consumers, in one benchmark \
             binary (`tests/benches/notification.rs`); each timed stretch is 5,000 calls, \
             then the queue drains untimed. The caller's latency while every provider is down \
@@ -262,8 +262,10 @@ fn down_report(runs: &[String]) -> String {
          attempts wait for their retries, the overflow goes to the dead-letter writer \
          (10,000 waiting, written in groups with one fsync each). `enqueue` never waits: a \
          full queue sends to the dead-letter writer, and a full writer counts a drop. It \
-         reads the queue's sender without a lock; the dead-letter writer's lock is held \
-         only to push an item or to swap the writer's whole queue for an empty buffer.\n\n\
+         reads the queue's sender without a lock, moves the notification into the \
+         writer's lock-free ring (allocated once) and allocates nothing; the service has \
+         defaults (source, environment, service), filled in later by the worker or the \
+         writer.\n\n\
          Each call is timed alone, and the thread's context switches are read around it \
          (`getrusage(RUSAGE_THREAD)`): a voluntary switch means the call slept (waited for \
          a lock, ours or the allocator's, or for anything else), an involuntary one that \

@@ -1,20 +1,22 @@
 //! The dispatcher: a bounded queue, workers, retries with backoff, and a dead-letter
 //! store, so that every notification handed to it is delivered or on disk.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::io;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::Thread;
 use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwapOption;
+use crossbeam_queue::ArrayQueue;
 use futures_util::FutureExt as _;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc};
 
 use crate::model::Notification;
-use crate::service::{NotificationService, Registry};
+use crate::service::{Defaults, NotificationService, Registry};
 
 /// One notification that could not be delivered, as kept by a [`DeadLetterStore`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -168,7 +170,9 @@ pub struct DispatcherConfig {
     /// dead-lettered at once.
     pub max_pending_retries: usize,
     /// New entries waiting for the dead-letter writer (default 10,000), which writes
-    /// them in groups with one sync each. Notifications the dispatcher already holds
+    /// them in groups with one sync each. They wait in a ring allocated when the
+    /// dispatcher starts, so that `enqueue` allocates nothing: at most 448 bytes a
+    /// slot, about 4.3 MiB at the default. Notifications the dispatcher already holds
     /// (queued, in flight, waiting for a retry) are never refused by the writer: they
     /// may go past this, up to `queue_capacity + workers + max_pending_retries` more.
     pub dead_letter_queue: usize,
@@ -321,25 +325,39 @@ struct Job {
     /// worker or the writer that first takes the job, so that `enqueue` allocates
     /// nothing for it on the caller's thread.
     default: Option<Arc<str>>,
+    /// `pending` is still to be taken from the notification's own providers (known to
+    /// be registered when it was queued), for the same reason.
+    named: bool,
+    /// The service's defaults, filled into the context by whoever resolves the job
+    /// (for the same reason).
+    defaults: Option<Arc<Defaults>>,
     attempts: u32,
     first_attempt: Option<SystemTime>,
-    last_error: HashMap<String, String>,
+    /// The last error of each provider that failed its last attempt (a few: a list).
+    last_error: Vec<(String, String)>,
     ticket: Option<Ticket>,
 }
 
 impl Job {
-    /// Puts the default provider, if the job was queued for it, in `pending`.
+    /// Puts the default provider, if the job was queued for it, in `pending`, and
+    /// fills in the service's defaults.
     fn resolve(&mut self) {
         if let Some(d) = self.default.take() {
             self.pending.push(d.to_string());
         }
+        if std::mem::take(&mut self.named) {
+            self.pending = crate::service::unique(&self.n.providers);
+        }
+        if let Some(d) = self.defaults.take() {
+            d.fill(&mut self.n);
+        }
     }
 
     /// For the writer, which makes its dead-letter entry: the caller's thread only
-    /// boxes it and reads the clock (what it allocates the writer's thread frees, so
-    /// the two threads meet less in the allocator).
+    /// moves it into the writer's ring and reads the clock, allocating nothing (an
+    /// allocation here would meet the writer's frees in the allocator's lock).
     fn into_item(self, why: Option<&'static str>) -> Item {
-        Item::Job(Box::new(self), why, SystemTime::now())
+        Item::Job(self, why, SystemTime::now())
     }
 
     /// Its dead-letter entry, handed over at `at`, and its replay ticket.
@@ -348,10 +366,12 @@ impl Job {
         let mut errors: Vec<String> = self
             .pending
             .iter()
-            .map(|p| match self.last_error.get(p) {
-                Some(e) => format!("{p}: {e}"),
-                None => format!("{p}: {}", why.unwrap_or("not attempted")),
-            })
+            .map(
+                |p| match self.last_error.iter().find(|(k, _)| k == p).map(|(_, e)| e) {
+                    Some(e) => format!("{p}: {e}"),
+                    None => format!("{p}: {}", why.unwrap_or("not attempted")),
+                },
+            )
             .collect();
         if let Some(why) = why
             && self.attempts > 0
@@ -372,12 +392,16 @@ impl Job {
 }
 
 /// What the dead-letter writer thread is handed.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "a job is moved into the writer's ring, allocated once: boxing it would allocate on the caller's thread"
+)]
 enum Item {
     /// An entry to write, with its replay ticket, settled once it is durable.
     Entry(Box<DeadLetter>, Option<Ticket>),
     /// A job to write as an entry (with why it was not delivered, if not from its
     /// errors, and when it was handed over), made on the writer's thread.
-    Job(Box<Job>, Option<&'static str>, SystemTime),
+    Job(Job, Option<&'static str>, SystemTime),
     /// A replay whose entries are all settled: end it in the store.
     EndReplay { token: u64, complete: bool },
 }
@@ -400,99 +424,137 @@ impl Item {
 /// The dead-letter writer's queue. New entries are refused past `capacity`; entries of
 /// notifications the dispatcher already held are forced in (their number is bounded
 /// by the dispatcher's own bounds), so nothing it accepted is ever dropped.
+///
+/// The callers' side takes no lock and allocates nothing: new entries go into a ring
+/// allocated once (`capacity` slots), counted by atomics; the writer thread, parked
+/// when it has nothing to do, is woken by the push that finds it idle. Forced items
+/// (from workers, shutdown and replays, never from `enqueue`) go to a locked list.
 struct Writer {
-    state: Mutex<WriterState>,
-    wake: Condvar,
+    /// New entries, from `enqueue` and `dead_letter`: room is reserved in `pending`
+    /// before the push, so the ring never refuses one.
+    ring: ArrayQueue<Item>,
+    /// Forced items: notifications the dispatcher held, ends of replays.
+    forced: Mutex<Vec<Item>>,
+    /// Items handed over and not yet written (reserved before they are queued).
+    pending: AtomicUsize,
+    /// Entries among `pending` (the others end replays).
+    pending_entries: AtomicUsize,
+    closed: AtomicBool,
+    /// The writer thread is parked, or about to: the next push wakes it. Otherwise
+    /// pushes do not (it looks again before it parks), which saves each `enqueue`
+    /// into a busy writer a system call and the writer a wake-up.
+    idle: AtomicBool,
+    /// The writer thread, set when it starts.
+    thread: OnceLock<Thread>,
     /// Notified each time the writer finishes a group.
     written: Notify,
     capacity: usize,
 }
 
-#[derive(Default)]
-struct WriterState {
-    items: VecDeque<Item>,
-    /// Entries among `items`.
-    queued_entries: usize,
-    /// Items taken by the writer and not yet written, and the entries among them.
-    writing: usize,
-    writing_entries: usize,
-    closed: bool,
-    /// The writer thread is waiting for items: the next push wakes it. Otherwise
-    /// pushes do not (it looks again before it waits), which saves each `enqueue`
-    /// into a busy writer a system call and the writer a wake-up.
-    idle: bool,
-}
-
 impl Writer {
-    fn lock(&self) -> std::sync::MutexGuard<'_, WriterState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    fn new(capacity: usize) -> Writer {
+        let capacity = capacity.max(1);
+        Writer {
+            ring: ArrayQueue::new(capacity),
+            forced: Mutex::new(Vec::new()),
+            pending: AtomicUsize::new(0),
+            pending_entries: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+            idle: AtomicBool::new(false),
+            thread: OnceLock::new(),
+            written: Notify::new(),
+            capacity,
+        }
     }
 
     /// Queues an item; gives it back when the queue is full (and `force` is off) or
-    /// the writer has stopped.
+    /// the writer has stopped. Without `force`, it takes no lock.
+    #[expect(clippy::result_large_err, reason = "the item is given back, not boxed")]
     fn push(&self, item: Item, force: bool) -> Result<(), Item> {
-        let mut st = self.lock();
-        // What the writer holds counts too: at most `capacity` new entries wait for it.
-        if st.closed || (!force && st.items.len() + st.writing >= self.capacity) {
+        // Reserved before `closed` is read: a writer that closes after this read sees
+        // the reservation, and waits for the item before it stops.
+        let before = self.pending.fetch_add(1, Ordering::SeqCst);
+        if self.closed.load(Ordering::SeqCst) {
+            self.pending.fetch_sub(1, Ordering::SeqCst);
+            // It may be waiting for this reservation before it stops.
+            self.unpark();
+            return Err(item);
+        }
+        if !force && before >= self.capacity {
+            self.pending.fetch_sub(1, Ordering::SeqCst);
             return Err(item);
         }
         if item.is_entry() {
-            st.queued_entries += 1;
+            self.pending_entries.fetch_add(1, Ordering::Relaxed);
         }
-        st.items.push_back(item);
-        let idle = std::mem::take(&mut st.idle);
-        drop(st);
-        if idle {
-            self.wake.notify_one();
+        // What `pending` holds bounds the ring's new entries by `capacity`; the
+        // fallback only guards that reasoning.
+        let refused = if force {
+            Err(item)
+        } else {
+            self.ring.push(item)
+        };
+        if let Err(item) = refused {
+            lock(&self.forced).push(item);
+        }
+        // Pairs with the fence in `run`: either this sees `idle`, or the writer sees
+        // the item before it parks.
+        fence(Ordering::SeqCst);
+        if self.idle.swap(false, Ordering::SeqCst) {
+            self.unpark();
         }
         Ok(())
     }
 
+    fn unpark(&self) {
+        if let Some(t) = self.thread.get() {
+            t.unpark();
+        }
+    }
+
     /// Items queued or being written.
     fn pending(&self) -> usize {
-        let st = self.lock();
-        st.items.len() + st.writing
+        self.pending.load(Ordering::SeqCst)
     }
 
     /// Entries queued or being written.
     fn pending_entries(&self) -> usize {
-        let st = self.lock();
-        st.queued_entries + st.writing_entries
+        self.pending_entries.load(Ordering::Relaxed)
     }
 
     fn close(&self) {
-        self.lock().closed = true;
-        self.wake.notify_all();
+        self.closed.store(true, Ordering::SeqCst);
+        self.unpark();
     }
 
-    /// The writer thread: takes everything queued at once (swapping in its emptied
-    /// buffer, so the lock is held for a constant time whatever the backlog, and an
-    /// `enqueue` waiting for it is never held up by a copy), writes the entries in
-    /// groups of at most 1024 with one sync each, settles their tickets, ends replays
-    /// in order, and counts each group out of the items it holds as it finishes it;
-    /// stops once closed and empty.
+    /// The next item: the forced ones first (taken from their list all at once into
+    /// `forced`), then the ring's.
+    fn next(&self, forced: &mut Vec<Item>) -> Option<Item> {
+        if forced.is_empty() {
+            let mut list = lock(&self.forced);
+            if !list.is_empty() {
+                std::mem::swap(&mut *list, forced);
+                // Taken in the order they came.
+                forced.reverse();
+            }
+        }
+        forced.pop().or_else(|| self.ring.pop())
+    }
+
+    /// The writer thread: takes the items one by one, writes the entries in groups of
+    /// at most 1024 (or fewer, when nothing more is queued) with one sync each,
+    /// settles their tickets, ends replays in order, and counts each group out of
+    /// `pending` as it finishes it; parks when there is nothing to do; stops once
+    /// closed with nothing pending.
     fn run(&self, store: &dyn DeadLetterStore, counters: &Counters) {
-        let mut batch: VecDeque<Item> = VecDeque::with_capacity(self.capacity);
+        let _ = self.thread.set(std::thread::current());
+        let mut forced = Vec::new();
         let mut group = Vec::new();
         let mut tickets = Vec::new();
         loop {
-            {
-                let mut st = self.lock();
-                while st.items.is_empty() && !st.closed {
-                    st.idle = true;
-                    st = self.wake.wait(st).unwrap_or_else(|p| p.into_inner());
-                }
-                st.idle = false;
-                if st.items.is_empty() {
-                    return;
-                }
-                std::mem::swap(&mut st.items, &mut batch);
-                st.writing = batch.len();
-                st.writing_entries = std::mem::take(&mut st.queued_entries);
-            }
-            // Items taken from `batch` and not yet counted out of `writing`.
+            // Items taken and not yet counted out of `pending`.
             let mut done = 0;
-            for item in batch.drain(..) {
+            while let Some(item) = self.next(&mut forced) {
                 done += 1;
                 match item {
                     Item::EndReplay { token, complete } => {
@@ -515,22 +577,35 @@ impl Writer {
                     }
                 }
             }
-            let entries = group.len();
-            write_group(store, counters, &mut group, &mut tickets);
-            self.count_written(done, entries);
-            // Both buffers keep the queue's capacity (address space; pages are used as
-            // items come), so a push never grows one while holding the lock.
-            batch.shrink_to(self.capacity);
+            if done > 0 {
+                let entries = group.len();
+                write_group(store, counters, &mut group, &mut tickets);
+                self.count_written(done, entries);
+                continue;
+            }
+            let closed = self.closed.load(Ordering::SeqCst);
+            if closed && self.pending() == 0 {
+                return;
+            }
+            self.idle.store(true, Ordering::SeqCst);
+            fence(Ordering::SeqCst);
+            if self.ring.is_empty() && lock(&self.forced).is_empty() {
+                // Woken by a push; the timeout only bounds the wait, when closed, for
+                // an item reserved but not yet pushed.
+                std::thread::park_timeout(if closed {
+                    Duration::from_millis(1)
+                } else {
+                    Duration::from_secs(1)
+                });
+            }
+            self.idle.store(false, Ordering::SeqCst);
         }
     }
 
     /// Counts `items` (`entries` of them entries) as written, and tells the waiters.
     fn count_written(&self, items: usize, entries: usize) {
-        {
-            let mut st = self.lock();
-            st.writing -= items;
-            st.writing_entries -= entries;
-        }
+        self.pending_entries.fetch_sub(entries, Ordering::Relaxed);
+        self.pending.fetch_sub(items, Ordering::SeqCst);
         self.written.notify_waiters();
     }
 }
@@ -663,15 +738,7 @@ impl Dispatcher {
         config: DispatcherConfig,
     ) -> io::Result<Dispatcher> {
         let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
-        let writer = Arc::new(Writer {
-            state: Mutex::new(WriterState {
-                items: VecDeque::with_capacity(config.dead_letter_queue.max(1)),
-                ..WriterState::default()
-            }),
-            wake: Condvar::new(),
-            written: Notify::new(),
-            capacity: config.dead_letter_queue.max(1),
-        });
+        let writer = Arc::new(Writer::new(config.dead_letter_queue));
         let counters = Arc::new(Counters::default());
         {
             let (writer, store, counters) = (writer.clone(), store.clone(), counters.clone());
@@ -710,8 +777,12 @@ impl Dispatcher {
     /// When the queue is full, or after shutdown, it is handed to the dead-letter
     /// writer instead (never written on the caller's thread); when the writer's queue
     /// is full too, it is dropped and counted.
-    pub(crate) fn enqueue(&self, n: Notification) -> Result<Enqueued, EnqueueError> {
-        match self.try_queue(n, None) {
+    pub(crate) fn enqueue(
+        &self,
+        n: Notification,
+        defaults: &Arc<Defaults>,
+    ) -> Result<Enqueued, EnqueueError> {
+        match self.try_queue(n, None, Some(defaults)) {
             Ok(()) => Ok(Enqueued::Queued),
             Err(item) => {
                 if self.hand_over(item, false) {
@@ -723,22 +794,29 @@ impl Dispatcher {
         }
     }
 
-    /// Queues `n` (with `ticket`, for a replayed entry) without waiting; gives back
+    /// Queues `n` (with `ticket`, for a replayed entry, and the service's `defaults`
+    /// to fill in later, for a new one) without waiting; gives back
     /// the writer's item for it (its dead-letter entry, or the job the writer makes one
     /// of, with the ticket) when it has no provider, the queue is full, or the
     /// dispatcher is shut down.
-    fn try_queue(&self, n: Notification, ticket: Option<Ticket>) -> Result<(), Item> {
+    #[expect(clippy::result_large_err, reason = "the item is given back, not boxed")]
+    fn try_queue(
+        &self,
+        mut n: Notification,
+        ticket: Option<Ticket>,
+        defaults: Option<&Arc<Defaults>>,
+    ) -> Result<(), Item> {
         let registry = &self.inner.registry;
-        // The default provider's shared name is taken here; its copy in `pending` is
-        // made on the worker's or the writer's thread.
-        let default = if n.providers.is_empty() {
-            registry.default_name()
+        // The default provider's shared name is taken here, or the notification's own
+        // providers checked; `pending` is made on the worker's or the writer's thread.
+        let (default, named) = if n.providers.is_empty() {
+            (registry.default_name(), false)
         } else {
-            None
+            (None, registry.knows_all(&n.providers))
         };
-        let targets = match default {
-            Some(_) => Ok(Vec::new()),
-            None => registry.targets(&n),
+        let targets = match (&default, named) {
+            (Some(_), _) | (_, true) => Ok(Vec::new()),
+            _ => registry.targets(&n),
         };
         let targets = match targets {
             Ok(t) => t,
@@ -748,6 +826,9 @@ impl Dispatcher {
                 } else {
                     n.providers.clone()
                 };
+                if let Some(d) = defaults {
+                    d.fill(&mut n);
+                }
                 let entry = DeadLetter::new(n, providers, 0, SystemTime::now(), e.to_string());
                 return Err(Item::Entry(Box::new(entry), ticket));
             }
@@ -757,9 +838,11 @@ impl Dispatcher {
             n,
             pending: targets,
             default,
+            named,
+            defaults: defaults.cloned(),
             attempts: 0,
             first_attempt: None,
-            last_error: HashMap::new(),
+            last_error: Vec::new(),
             ticket,
         };
         let tx = self.inner.tx.load();
@@ -906,10 +989,14 @@ impl Dispatcher {
         for (name, r) in results {
             match r {
                 Ok(()) => {
-                    job.last_error.remove(&name);
+                    job.last_error.retain(|(k, _)| *k != name);
                 }
                 Err(e) => {
-                    job.last_error.insert(name.clone(), e.to_string());
+                    let text = e.to_string();
+                    match job.last_error.iter_mut().find(|(k, _)| *k == name) {
+                        Some((_, last)) => *last = text,
+                        None => job.last_error.push((name.clone(), text)),
+                    }
                     if e.is_retryable() {
                         wait_at_least = wait_at_least.max(e.retry_after());
                         job.pending.push(name);
@@ -926,12 +1013,14 @@ impl Dispatcher {
                 n: job.n.clone(),
                 pending: permanent,
                 default: None,
+                named: false,
+                defaults: None,
                 attempts: job.attempts,
                 first_attempt: job.first_attempt,
                 last_error: job.last_error.clone(),
                 ticket: job.ticket.as_ref().map(|t| Ticket::new(&t.run)),
             };
-            dead.last_error.retain(|k, _| dead.pending.contains(k));
+            dead.last_error.retain(|(k, _)| dead.pending.contains(k));
             self.hand_over(dead.into_item(None), true);
         }
         if job.pending.is_empty() {
@@ -1185,7 +1274,7 @@ impl Dispatcher {
                 .into_iter()
                 .filter(|p| p != "(default)")
                 .collect();
-            match self.try_queue(n, Some(Ticket::new(&run))) {
+            match self.try_queue(n, Some(Ticket::new(&run)), None) {
                 Ok(()) => queued += 1,
                 Err(item) => {
                     if let Some((entry, ticket)) = item.into_entry() {
@@ -1217,5 +1306,129 @@ impl Drop for HeldWorkers<'_> {
         if !self.held.is_empty() {
             lock(self.table).append(&mut self.held);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The writer's ring holds `dead_letter_queue` items, allocated at start: the
+    /// documented size (about 4 MiB at the default 10,000) holds while an item stays
+    /// within 448 bytes.
+    #[test]
+    fn a_ring_slot_stays_within_its_documented_size() {
+        let item = std::mem::size_of::<Item>();
+        assert!(item <= 448, "an item is {item} bytes");
+    }
+
+    /// Keeps what it is given in memory.
+    #[derive(Default)]
+    struct Memory(Mutex<Vec<String>>);
+
+    impl DeadLetterStore for Memory {
+        fn append(&self, entry: &DeadLetter) -> io::Result<()> {
+            lock(&self.0).push(entry.notification.content.title.clone());
+            Ok(())
+        }
+        fn take_all(&self) -> io::Result<DeadLetterBatch> {
+            Ok(DeadLetterBatch::default())
+        }
+    }
+
+    fn entry(title: String) -> Item {
+        let n = Notification::new(title, "m");
+        let e = DeadLetter::new(n, vec!["p".into()], 0, SystemTime::now(), "e".into());
+        Item::Entry(Box::new(e), None)
+    }
+
+    /// A writer of `capacity` running on its own thread into a memory store.
+    fn started(
+        capacity: usize,
+    ) -> (
+        Arc<Writer>,
+        Arc<Memory>,
+        Arc<Counters>,
+        std::thread::JoinHandle<()>,
+    ) {
+        let writer = Arc::new(Writer::new(capacity));
+        let store = Arc::new(Memory::default());
+        let counters = Arc::new(Counters::default());
+        let (w, s, c) = (writer.clone(), store.clone(), counters.clone());
+        let thread = std::thread::spawn(move || w.run(&*s, &c));
+        (writer, store, counters, thread)
+    }
+
+    /// Four threads push, new and forced, while the writer writes, and one closes it
+    /// midway: every push the writer accepted is written, once, before its thread
+    /// stops; every other was given back; new entries never went past the capacity.
+    #[test]
+    fn the_writer_writes_every_item_it_accepts_even_when_closed_meanwhile() {
+        for round in 0..20 {
+            let (writer, store, counters, thread) = started(64);
+            let accepted: Vec<usize> = std::thread::scope(|scope| {
+                let pushers: Vec<_> = (0..4)
+                    .map(|t| {
+                        let writer = &writer;
+                        scope.spawn(move || {
+                            let mut ok = 0;
+                            for i in 0..2000 {
+                                if i == 1000 && t == 0 && round % 2 == 0 {
+                                    writer.close();
+                                }
+                                let force = i % 3 == 0;
+                                if writer.push(entry(format!("{t}-{i}")), force).is_ok() {
+                                    ok += 1;
+                                }
+                                assert!(writer.ring.len() <= 64);
+                            }
+                            ok
+                        })
+                    })
+                    .collect();
+                pushers.into_iter().map(|p| p.join().unwrap()).collect()
+            });
+            writer.close();
+            thread.join().unwrap();
+            let written = lock(&store.0).clone();
+            let accepted: usize = accepted.iter().sum();
+            assert_eq!(written.len(), accepted, "round {round}");
+            let unique: std::collections::HashSet<_> = written.iter().collect();
+            assert_eq!(unique.len(), written.len(), "round {round}: written twice");
+            assert_eq!(writer.pending(), 0);
+            assert_eq!(writer.pending_entries(), 0);
+            assert_eq!(
+                counters.dead_lettered.load(Ordering::Relaxed),
+                accepted as u64
+            );
+        }
+    }
+
+    /// A push into an idle writer wakes it at once, well before its 1 s timeout.
+    #[test]
+    fn a_push_wakes_the_idle_writer() {
+        let (writer, store, _, thread) = started(8);
+        for i in 0..5 {
+            // Let it park.
+            let idle = Instant::now() + Duration::from_secs(5);
+            while !writer.idle.load(Ordering::SeqCst) {
+                assert!(Instant::now() < idle, "the writer never went idle");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let t = Instant::now();
+            writer.push(entry(format!("{i}")), false).ok().unwrap();
+            while writer.pending() > 0 {
+                assert!(t.elapsed() < Duration::from_secs(5));
+                std::thread::sleep(Duration::from_micros(100));
+            }
+            assert!(
+                t.elapsed() < Duration::from_millis(500),
+                "woken after {:?}",
+                t.elapsed()
+            );
+        }
+        writer.close();
+        thread.join().unwrap();
+        assert_eq!(lock(&store.0).len(), 5);
     }
 }

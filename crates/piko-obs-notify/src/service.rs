@@ -164,13 +164,13 @@ impl Registry {
                     .join(", ")
             )));
         }
-        let mut seen = Vec::new();
-        for p in &n.providers {
-            if !seen.contains(p) {
-                seen.push(p.clone());
-            }
-        }
-        Ok(seen)
+        Ok(unique(&n.providers))
+    }
+
+    /// Whether every one of `names` is registered (allocates nothing).
+    pub(crate) fn knows_all(&self, names: &[String]) -> bool {
+        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
+        names.iter().all(|p| entries.iter().any(|(n, _)| n == p))
     }
 
     /// One attempt through one provider: circuit breaker, text cut to the provider's
@@ -250,13 +250,41 @@ fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
 
 type TraceIdSource = Arc<dyn Fn() -> Option<String> + Send + Sync>;
 
+/// `names` without repeats, in their order.
+pub(crate) fn unique(names: &[String]) -> Vec<String> {
+    let mut seen: Vec<String> = Vec::with_capacity(names.len());
+    for p in names {
+        if !seen.contains(p) {
+            seen.push(p.clone());
+        }
+    }
+    seen
+}
+
 /// Values filled into every notification's context when it leaves them empty.
 #[derive(Clone, Default)]
-struct Defaults {
+pub(crate) struct Defaults {
     source: String,
     environment: String,
     service: String,
     trace_id: Option<TraceIdSource>,
+}
+
+impl Defaults {
+    /// Fills the context's source, environment and service where they are empty
+    /// (for a queued notification, on the worker's or the writer's thread).
+    pub(crate) fn fill(&self, n: &mut Notification) {
+        let c = &mut n.context;
+        for (field, default) in [
+            (&mut c.source, &self.source),
+            (&mut c.environment, &self.environment),
+            (&mut c.service, &self.service),
+        ] {
+            if field.is_empty() {
+                field.clone_from(default);
+            }
+        }
+    }
 }
 
 /// Named providers, a default, and the ways to send. Cheap to clone.
@@ -508,22 +536,20 @@ impl NotificationService {
     /// Fills what the caller left empty: the timestamp, the trace id, and the
     /// service's defaults.
     pub(crate) fn prepare(&self, n: &mut Notification) {
+        self.stamp(n);
+        self.defaults.fill(n);
+    }
+
+    /// The part of [`prepare`](Self::prepare) that must run on the caller's thread:
+    /// the time, and the trace id of the caller's span. It allocates only for a
+    /// trace id.
+    fn stamp(&self, n: &mut Notification) {
         let c = &mut n.context;
         if c.timestamp == SystemTime::UNIX_EPOCH {
             c.timestamp = SystemTime::now();
         }
-        let d = &self.defaults;
-        for (field, default) in [
-            (&mut c.source, &d.source),
-            (&mut c.environment, &d.environment),
-            (&mut c.service, &d.service),
-        ] {
-            if field.is_empty() {
-                field.clone_from(default);
-            }
-        }
         if c.trace_id.is_empty()
-            && let Some(f) = &d.trace_id
+            && let Some(f) = &self.defaults.trace_id
             && let Some(id) = f()
         {
             c.trace_id = id;
@@ -727,8 +753,10 @@ impl NotificationService {
         let Some(d) = self.dispatcher.get() else {
             return Err(EnqueueError::NoDispatcher);
         };
-        self.prepare(&mut n);
-        d.enqueue(n)
+        // The defaults are filled in by the worker or the writer that takes it, so
+        // that `enqueue` allocates nothing on the caller's thread.
+        self.stamp(&mut n);
+        d.enqueue(n, &self.defaults)
     }
 
     /// Closes every provider (after the dispatcher has shut down).
