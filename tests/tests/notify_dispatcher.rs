@@ -1050,3 +1050,77 @@ async fn an_empty_notification_is_refused_by_enqueue_and_send() {
     assert!(store.read_all().unwrap().entries.is_empty());
     assert!(sink.requests().is_empty());
 }
+
+/// A dispatcher never shut down: its runtime stops (the workers and the retry tasks
+/// with it), then every handle goes. What it still held, in flight, queued, waiting
+/// for a retry, is on disk when the last handle has been dropped.
+#[test]
+fn a_dispatcher_dropped_without_a_shutdown_leaves_what_it_held_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    // "slow" never answers in time; "flaky" answers 503, retried in a minute.
+    let slow = Sink::with_default(Reply::status(200).after(Duration::from_secs(30)));
+    let flaky = Sink::with_default(Reply::status(503));
+    let http = HttpClient::new().unwrap();
+    let s = NotificationService::builder()
+        .with_retry_policy(
+            RetryPolicy::default()
+                .with_backoff(Duration::from_secs(60), Duration::from_secs(60), 2.0)
+                .unwrap(),
+        )
+        .build();
+    s.register(
+        "slow",
+        WebhookNotifier::new(&http, &slow.url("/slow")).unwrap(),
+    )
+    .unwrap();
+    s.register(
+        "flaky",
+        WebhookNotifier::new(&http, &flaky.url("/flaky")).unwrap(),
+    )
+    .unwrap();
+    let store = Arc::new(FileDeadLetterStore::open(dir.path().join("dlq.jsonl")).unwrap());
+    let config = DispatcherConfig::default()
+        .with_queue_capacity(8)
+        .with_workers(1);
+    let d = Dispatcher::start(runtime.handle(), &s, store.clone(), config).unwrap();
+    s.attach_dispatcher(d.clone()).unwrap();
+    let _enter = runtime.enter();
+    let enqueue = |t: &str, p: &str| s.notification().title(t).provider(p).enqueue().unwrap();
+    assert_eq!(enqueue("retrying", "flaky"), Enqueued::Queued);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while d.stats().waiting_retry < 1 {
+        assert!(Instant::now() < deadline, "{:?}", d.stats());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(enqueue("in flight", "slow"), Enqueued::Queued);
+    while d.stats().in_flight < 1 {
+        assert!(Instant::now() < deadline, "{:?}", d.stats());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    for i in 0..3 {
+        assert_eq!(enqueue(&format!("queued {i}"), "slow"), Enqueued::Queued);
+    }
+    drop(_enter);
+    drop(runtime);
+    drop(d);
+    drop(s);
+    let entries = store.read_all().unwrap().entries;
+    let mut got = titles(&entries);
+    got.sort();
+    assert_eq!(
+        got,
+        ["in flight", "queued 0", "queued 1", "queued 2", "retrying"]
+    );
+    for e in &entries {
+        assert!(
+            e.last_error.contains("dropped without a shutdown") || e.last_error.contains("503"),
+            "{}",
+            e.last_error
+        );
+    }
+}

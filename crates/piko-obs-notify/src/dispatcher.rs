@@ -233,7 +233,8 @@ pub struct DispatcherStats {
     /// Entries the dead-letter store failed to write (printed to stderr instead).
     pub dead_letter_errors: u64,
     /// Dropped: a new notification found the queue and the dead-letter writer both
-    /// full (printed to stderr).
+    /// full (`enqueue` returned [`EnqueueError::Dropped`]; the writer thread prints
+    /// how many to stderr).
     pub dropped: u64,
     /// Entries handed to the dead-letter writer and not yet written (a gauge). After a
     /// shutdown that reached its bound, these are still being written by the writer
@@ -551,7 +552,9 @@ impl Writer {
         let mut forced = Vec::new();
         let mut group = Vec::new();
         let mut tickets = Vec::new();
+        let mut reported = 0;
         loop {
+            report_drops(counters, &mut reported);
             // Items taken and not yet counted out of `pending`.
             let mut done = 0;
             while let Some(item) = self.next(&mut forced) {
@@ -585,6 +588,7 @@ impl Writer {
             }
             let closed = self.closed.load(Ordering::SeqCst);
             if closed && self.pending() == 0 {
+                report_drops(counters, &mut reported);
                 return;
             }
             self.idle.store(true, Ordering::SeqCst);
@@ -607,6 +611,20 @@ impl Writer {
         self.pending_entries.fetch_sub(entries, Ordering::Relaxed);
         self.pending.fetch_sub(items, Ordering::SeqCst);
         self.written.notify_waiters();
+    }
+}
+
+/// Prints, once, the new notifications dropped since the last report (`reported`):
+/// from the writer's thread, so that the caller that drops one never writes to stderr.
+fn report_drops(counters: &Counters, reported: &mut u64) {
+    let dropped = counters.dropped.load(Ordering::Relaxed);
+    if dropped > *reported {
+        eprintln!(
+            "piko-obs: notify.dead_letter.dropped: {} new notification(s) dropped: the \
+             dispatcher's queue and the dead-letter writer's were full ({dropped} in all)",
+            dropped - *reported
+        );
+        *reported = dropped;
     }
 }
 
@@ -684,10 +702,47 @@ struct Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        // Dropped without a shutdown (the runtime that ran its tasks stopped, and every
+        // handle went): what it still holds, queued, in flight or waiting for a
+        // retry, goes to the writer, and this waits a little for the writer to have
+        // written it, so that it is on disk even if the process exits next.
+        let rx = self.rx.get_mut();
+        rx.close();
+        let mut left = Vec::new();
+        while let Ok(job) = rx.try_recv() {
+            left.push(job);
+        }
+        let jobs = self.jobs.get_mut().unwrap_or_else(|p| p.into_inner());
+        if !jobs.drained {
+            left.extend(jobs.in_flight.drain().map(|(_, j)| j));
+            left.extend(jobs.waiting.drain().map(|(_, j)| j));
+        }
+        let rescued = !left.is_empty();
+        for job in left {
+            let item = job.into_item(Some("the dispatcher was dropped without a shutdown"));
+            if let Err(item) = self.writer.push(item, true)
+                && let Some((entry, _)) = item.into_entry()
+            {
+                report_unwritten(
+                    &io::Error::other("the dead-letter writer has stopped"),
+                    &entry,
+                );
+            }
+        }
         // The writer thread writes what is queued, then stops.
         self.writer.close();
+        if rescued {
+            let end = Instant::now() + DROP_FLUSH_BOUND;
+            while self.writer.pending() > 0 && Instant::now() < end {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
     }
 }
+
+/// How long a dispatcher dropped without a shutdown waits for the writer to write
+/// what it still held.
+const DROP_FLUSH_BOUND: Duration = Duration::from_secs(2);
 
 /// Delivers queued notifications in the background. Cheap to clone.
 #[derive(Clone)]
@@ -878,11 +933,16 @@ impl Dispatcher {
             }
             Err(entry) => {
                 self.inner.counters.dropped.fetch_add(1, Ordering::Relaxed);
-                let entry = entry.into_entry().map(|(entry, _ticket)| entry);
-                eprintln!(
-                    "piko-obs: notify.dead_letter.dropped: the dead-letter writer is full; entry: {}",
-                    serde_json::to_string(&entry).unwrap_or_default()
-                );
+                // A full writer: counted only; the writer thread reports the drops
+                // (printing here could block the caller on stderr). A stopped one
+                // reports nothing more: the entry is printed here.
+                if self.inner.writer.closed.load(Ordering::SeqCst) {
+                    let entry = entry.into_entry().map(|(entry, _ticket)| entry);
+                    eprintln!(
+                        "piko-obs: notify.dead_letter.dropped: the dead-letter writer has stopped; entry: {}",
+                        serde_json::to_string(&entry).unwrap_or_default()
+                    );
+                }
                 false
             }
         }

@@ -1249,8 +1249,17 @@ impl Guard {
                         let s = report.stats;
                         let mut problems = Vec::new();
                         if !report.within_bound {
-                            problems
-                                .push("bound reached: what was left was dead-lettered".to_string());
+                            problems.push(
+                                "bound reached: what was left was handed to the dead-letter writer"
+                                    .to_string(),
+                            );
+                        }
+                        if s.dead_letter_pending > 0 {
+                            problems.push(format!(
+                                "{} dead letter(s) not yet on disk: the writer thread keeps \
+                                 writing them while the process lives",
+                                s.dead_letter_pending
+                            ));
                         }
                         if s.dropped + s.dead_letter_errors > 0 {
                             problems.push(format!(
