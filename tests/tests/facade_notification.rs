@@ -114,6 +114,23 @@ fn init_wires_providers_trace_ids_dead_letters_and_metrics() {
     assert_eq!(value("piko_obs_notifications_waiting_retry"), 2.0);
     assert_eq!(value("piko_obs_notifications_retried_total"), 2.0);
     assert_eq!(value("piko_obs_notifications_dead_letter_pending"), 0.0);
+    // Every counter of the dispatcher is on /metrics, as it stands (nothing moves now:
+    // the two wait for a retry far off).
+    let stats = service.dispatcher().unwrap().stats();
+    assert!(stats.enqueued >= 3, "{stats:?}");
+    for (metric, v) in [
+        ("piko_obs_notifications_enqueued_total", stats.enqueued),
+        ("piko_obs_notifications_queued", 0),
+        ("piko_obs_notifications_in_flight", 0),
+        ("piko_obs_notifications_dead_lettered_total", 0),
+        ("piko_obs_notifications_dead_letter_errors_total", 0),
+        ("piko_obs_notifications_dropped_total", 0),
+    ] {
+        assert_eq!(value(metric), v as f64, "{metric}: {stats:?}");
+    }
+    assert!(
+        value("piko_obs_notification_provider_failed_attempts_total{provider=\"down\"}") >= 2.0
+    );
     guard.shutdown().unwrap();
     let lines = std::fs::read_to_string(&dead).unwrap();
     let mut titles: Vec<String> = lines

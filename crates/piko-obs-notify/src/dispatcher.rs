@@ -228,7 +228,10 @@ pub struct DispatcherStats {
     pub delivered: u64,
     /// Retries scheduled.
     pub retried: u64,
-    /// Written to the dead-letter store.
+    /// Entries written to the dead-letter store. A notification that some of its
+    /// providers did not take counts here, not in `delivered`; one for several
+    /// providers can leave two entries: one at once for the providers that refused
+    /// it (not worth retrying), one for those still failing after the last retry.
     pub dead_lettered: u64,
     /// Entries the dead-letter store failed to write (printed to stderr instead).
     pub dead_letter_errors: u64,

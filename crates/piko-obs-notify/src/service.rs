@@ -90,11 +90,33 @@ fn describe_failures(failures: &[ProviderFailure], delivered: &[String]) -> Stri
 /// Sends outcome per provider of one attempt.
 pub(crate) type AttemptResults = Vec<(String, Result<(), SendError>)>;
 
-struct Entry {
+pub(crate) struct Entry {
     notifier: Arc<dyn DynNotifier>,
     breaker: Breaker,
     delivered: AtomicU64,
     failed: AtomicU64,
+}
+
+impl Entry {
+    /// Counts the outcomes of attempts.
+    fn count(&self, results: &[Result<(), SendError>]) {
+        let ok = results.iter().filter(|r| r.is_ok()).count() as u64;
+        self.delivered.fetch_add(ok, Ordering::Relaxed);
+        self.failed
+            .fetch_add(results.len() as u64 - ok, Ordering::Relaxed);
+    }
+}
+
+/// `n`, its message cut to the provider's limit (with the visible marker) when it is
+/// longer.
+fn fit<'a>(caps: &Capabilities, n: &'a Notification) -> std::borrow::Cow<'a, Notification> {
+    if caps.max_message_length > 0 && n.content.message.chars().count() > caps.max_message_length {
+        let mut c = n.clone();
+        c.content.message = truncate(&n.content.message, caps.max_message_length).into_owned();
+        std::borrow::Cow::Owned(c)
+    } else {
+        std::borrow::Cow::Borrowed(n)
+    }
 }
 
 /// Per-provider counters.
@@ -196,20 +218,8 @@ impl Registry {
         // runs code before its first poll), not only the polls.
         let notifier = &*entry.notifier;
         let send = AssertUnwindSafe(async move {
-            let caps = notifier.capabilities();
-            let fitted;
-            let n = if caps.max_message_length > 0
-                && n.content.message.chars().count() > caps.max_message_length
-            {
-                let mut c = n.clone();
-                c.content.message =
-                    truncate(&n.content.message, caps.max_message_length).into_owned();
-                fitted = c;
-                &fitted
-            } else {
-                n
-            };
-            notifier.send(n).await
+            let n = fit(&notifier.capabilities(), n);
+            notifier.send(&n).await
         })
         .catch_unwind();
         let result = match tokio::time::timeout(self.send_timeout, send).await {
@@ -224,11 +234,77 @@ impl Registry {
         // notification (a 4xx, a rejection) or a panic of the provider's own code says
         // nothing against the platform, and must not shut out the alerts that follow.
         permit.record(!matches!(&result, Err(e) if e.is_retryable()));
-        match &result {
-            Ok(()) => entry.delivered.fetch_add(1, Ordering::Relaxed),
-            Err(_) => entry.failed.fetch_add(1, Ordering::Relaxed),
-        };
+        entry.count(std::slice::from_ref(&result));
         result
+    }
+
+    /// One bulk attempt of `list` through the provider `entry`, with what
+    /// [`attempt`](Self::attempt) does for one: the circuit breaker (one trial for the
+    /// whole list), text cut to the provider's limit, a time bound (the service's,
+    /// once per notification), panics caught, the counters; one result per
+    /// notification, in order, whatever the provider returned.
+    pub(crate) async fn attempt_bulk(
+        &self,
+        entry: &Entry,
+        list: &[Notification],
+    ) -> Vec<Result<(), SendError>> {
+        let permit = match entry.breaker.admit() {
+            Ok(permit) => permit,
+            Err(wait) => {
+                entry.failed.fetch_add(list.len() as u64, Ordering::Relaxed);
+                return list
+                    .iter()
+                    .map(|_| Err(SendError::CircuitOpen(wait)))
+                    .collect();
+            }
+        };
+        let notifier = &*entry.notifier;
+        let bulk = AssertUnwindSafe(async move {
+            let caps = notifier.capabilities();
+            let fitted: Vec<Notification> =
+                list.iter().map(|n| fit(&caps, n).into_owned()).collect();
+            notifier.send_bulk(&fitted).await
+        })
+        .catch_unwind();
+        let timeout = self.send_timeout * u32::try_from(list.len().max(1)).unwrap_or(u32::MAX);
+        let mut results = match tokio::time::timeout(timeout, bulk).await {
+            Ok(Ok(results)) => results,
+            Ok(Err(panic)) => {
+                let msg = panic_text(&*panic);
+                list.iter()
+                    .map(|_| Err(SendError::Panicked(msg.clone())))
+                    .collect()
+            }
+            Err(_) => list
+                .iter()
+                .map(|_| {
+                    Err(SendError::Timeout {
+                        provider: "service",
+                        after: timeout,
+                    })
+                })
+                .collect(),
+        };
+        if results.len() != list.len() {
+            let why = format!(
+                "the provider returned {} results for {} notifications",
+                results.len(),
+                list.len()
+            );
+            results.truncate(list.len());
+            // The results it gave cannot be matched to notifications: none is trusted.
+            for r in results.iter_mut() {
+                *r = Err(SendError::Other(why.clone()));
+            }
+            results.resize_with(list.len(), || Err(SendError::Other(why.clone())));
+        }
+        permit.record(
+            !results
+                .iter()
+                .any(|r| matches!(r, Err(e) if e.is_retryable())),
+        );
+        entry.count(&results);
+        results
     }
 
     /// One attempt to each of `targets`, concurrently.
@@ -710,29 +786,7 @@ impl NotificationService {
             .registry
             .entry(&name)
             .ok_or_else(|| UnknownProvider(name.clone()))?;
-        let notifier = &*entry.notifier;
-        let list = &list;
-        let bulk = AssertUnwindSafe(async move { notifier.send_bulk(list).await }).catch_unwind();
-        let timeout =
-            self.registry.send_timeout * u32::try_from(list.len().max(1)).unwrap_or(u32::MAX);
-        Ok(match tokio::time::timeout(timeout, bulk).await {
-            Ok(Ok(results)) => results,
-            Ok(Err(panic)) => {
-                let msg = panic_text(&*panic);
-                list.iter()
-                    .map(|_| Err(SendError::Panicked(msg.clone())))
-                    .collect()
-            }
-            Err(_) => list
-                .iter()
-                .map(|_| {
-                    Err(SendError::Timeout {
-                        provider: "service",
-                        after: timeout,
-                    })
-                })
-                .collect(),
-        })
+        Ok(self.registry.attempt_bulk(&entry, &list).await)
     }
 
     /// Attaches the dispatcher `enqueue` hands notifications to (the facade does this).
