@@ -48,6 +48,22 @@ impl Recorded {
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
+    /// The whole request as text: `POST /path HTTP/1.1`, then every header as
+    /// `name: value` lines, a blank line and the body; or, if `body_first`, the
+    /// request line, the body, a blank line and the headers.
+    pub fn whole(&self, body_first: bool) -> String {
+        let head = format!("{} {} HTTP/1.1\r\n", self.method, self.path);
+        let headers: String = self
+            .headers
+            .iter()
+            .map(|(n, v)| format!("{n}: {v}\r\n"))
+            .collect();
+        if body_first {
+            format!("{head}{}\r\n\r\n{headers}", self.text())
+        } else {
+            format!("{head}{headers}\r\n{}", self.text())
+        }
+    }
 }
 
 /// An answer of the sink.
@@ -62,6 +78,10 @@ pub struct Reply {
     /// Whether the body echoes the request's path and query and its `authorization`
     /// header, as a careless server's error page does.
     pub echo: bool,
+    /// Whether the body echoes the whole request, as a debugging proxy or an echo
+    /// endpoint does ([`Recorded::whole`]; `Some(true)` puts the body before the
+    /// headers); takes precedence over [`echo`](Reply::echo).
+    pub echo_all: Option<bool>,
     /// A body of this many bytes (`0123456789abcdef` repeated, its exact length known
     /// to hyper), streamed in pieces of 16 KiB, instead of the empty or echoed one; 0
     /// for none.
@@ -76,6 +96,7 @@ impl Reply {
             headers: Vec::new(),
             delay: Duration::ZERO,
             echo: false,
+            echo_all: None,
             body_len: 0,
         }
     }
@@ -88,6 +109,13 @@ impl Reply {
     /// Echoes the request's path, query and `authorization` header in the body.
     pub fn echoing(mut self) -> Reply {
         self.echo = true;
+        self
+    }
+    /// Echoes the whole request in the body (see [`Recorded::whole`]), the body
+    /// before the headers if `body_first` (an answer's excerpt is short: each order
+    /// brings other parts to its start).
+    pub fn echoing_all(mut self, body_first: bool) -> Reply {
+        self.echo_all = Some(body_first);
         self
     }
     /// Adds a header.
@@ -351,21 +379,26 @@ async fn handle(
             }
             None => s.default.clone(),
         };
-        let echoed = reply.echo.then(|| {
-            let auth = headers
-                .iter()
-                .find(|(n, _)| n == "authorization")
-                .map_or("", |(_, v)| v.as_str());
-            format!("Cannot POST {path} (authorization: {auth})")
-        });
-        s.requests.push(Recorded {
+        let recorded = Recorded {
             method,
             path,
             headers,
             body,
             at,
             status: reply.status,
-        });
+        };
+        let echoed = if let Some(body_first) = reply.echo_all {
+            Some(recorded.whole(body_first))
+        } else if reply.echo {
+            let auth = recorded.header("authorization").unwrap_or("");
+            Some(format!(
+                "Cannot POST {} (authorization: {auth})",
+                recorded.path
+            ))
+        } else {
+            None
+        };
+        s.requests.push(recorded);
         (reply, echoed)
     };
     let (reply, echoed) = reply;

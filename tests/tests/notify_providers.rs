@@ -1079,6 +1079,192 @@ async fn an_answer_echoing_the_request_does_not_carry_the_secret_into_the_error(
     }
 }
 
+/// The forms a secret could come back in: as it is, JSON-escaped, percent-encoded and
+/// base64 (as basic auth sends `user:password`).
+fn encodings(secret: &str) -> Vec<String> {
+    let json = serde_json::to_string(secret).unwrap();
+    let percent: String = secret
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    vec![
+        secret.to_string(),
+        json[1..json.len() - 1].to_string(),
+        percent,
+        base64::engine::general_purpose::STANDARD.encode(secret),
+    ]
+}
+
+/// What of `text` an error's excerpt could show: its first 200 characters, without
+/// control characters.
+fn window(text: &str) -> String {
+    text.chars().filter(|c| !c.is_control()).take(200).collect()
+}
+
+#[tokio::test]
+async fn an_answer_echoing_the_whole_request_carries_no_secret_into_the_error() {
+    // An echo endpoint or a debugging proxy answers 500 with the whole request: request
+    // line, every header and the body (in one order, then the other, so that each
+    // part of the request is at the start of the answer once).
+    let key = "R0UTINGKEY5ECRET0000000000000abc";
+    let whsec = format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode(b"a signing key of 32 bytes long!!")
+    );
+    let mut n = Notification::new("Disk", "full");
+    n.provider_options.insert("event_action", "acknowledge");
+    n.provider_options.insert("dedup_key", "d1");
+    // Per provider: the secrets the request carries (each must come back at the start
+    // of an echo, or the test would prove nothing), and those it must never carry.
+    let cases: [(&str, &[&str], &[&str]); 9] = [
+        ("pagerduty", &[key], &[]),
+        (
+            "webhook",
+            &["KEYSECRET-x1y2z3", "Tok/en+SECRET=", "HOOKPATHSECRET"],
+            &[&whsec, "a signing key of 32 bytes long!!"],
+        ),
+        (
+            "ntfy token",
+            &["tk_NTFYTOKENSECRET1", "NTFYTOPICSECRET"],
+            &[],
+        ),
+        (
+            "ntfy basic",
+            &["YWxpY2U6UEFTU1NFQ1JFVC05", "NTFYTOPICSECRET"],
+            &["alice:PASSSECRET-9", "PASSSECRET-9"],
+        ),
+        (
+            "ntfy URL credentials",
+            &["aGFydmV5Omh1bnRlcjI=", "NTFYTOPICSECRET"],
+            &["harvey:hunter2", "hunter2"],
+        ),
+        ("slack", &["SLACKPATHSECRET", "T0SLACK", "B0SLACK"], &[]),
+        ("discord", &["DISCORDPATHSECRET-x", "123456789"], &[]),
+        ("teams", &["TEAMSWORKFLOWID", "TEAMSSIGSECRET"], &[]),
+        (
+            "googlechat",
+            &["CHATKEYSECRET", "CHATTOKEN%3DSECRET", "AAAASPACE"],
+            &["CHATTOKEN=SECRET"],
+        ),
+    ];
+    let mut echoed: Vec<String> = vec![String::new(); cases.len()];
+    let mut leaks: Vec<String> = Vec::new();
+    for body_first in [false, true] {
+        let sink = Sink::with_default(Reply::status(500).echoing_all(body_first));
+        let http = http();
+        let errors = [
+            PagerDutyNotifier::new(&http, key)
+                .unwrap()
+                .with_events_url(&sink.url("/v2/enqueue"))
+                .unwrap()
+                .send(&n)
+                .await,
+            WebhookNotifier::new(&http, &sink.url("/hooks/HOOKPATHSECRET"))
+                .unwrap()
+                .with_header("X-Api-Key", "KEYSECRET-x1y2z3")
+                .unwrap()
+                .with_header("X-Other", "Tok/en+SECRET=")
+                .unwrap()
+                .with_signing_secret(&whsec)
+                .unwrap()
+                .send(&n)
+                .await,
+            NtfyNotifier::from_topic_url(&http, &sink.url("/NTFYTOPICSECRET"))
+                .unwrap()
+                .with_token("tk_NTFYTOKENSECRET1")
+                .unwrap()
+                .send(&n)
+                .await,
+            NtfyNotifier::from_topic_url(&http, &sink.url("/NTFYTOPICSECRET"))
+                .unwrap()
+                .with_basic_auth("alice", "PASSSECRET-9")
+                .unwrap()
+                .send(&n)
+                .await,
+            // A user:password in the URL, which reqwest sends as basic auth.
+            NtfyNotifier::from_topic_url(
+                &http,
+                &sink
+                    .url("/NTFYTOPICSECRET")
+                    .replace("http://", "http://harvey:hunter2@"),
+            )
+            .unwrap()
+            .send(&n)
+            .await,
+            SlackNotifier::new(
+                &http,
+                &sink.url("/services/T0SLACK/B0SLACK/SLACKPATHSECRET"),
+            )
+            .unwrap()
+            .send(&n)
+            .await,
+            DiscordNotifier::new(
+                &http,
+                &sink.url("/api/webhooks/123456789/DISCORDPATHSECRET-x"),
+            )
+            .unwrap()
+            .send(&n)
+            .await,
+            TeamsNotifier::new(
+                &http,
+                &sink.url(
+                    "/workflows/TEAMSWORKFLOWID/triggers/manual/paths/invoke\
+                     ?api-version=2016-06-01&sig=TEAMSSIGSECRET",
+                ),
+                TeamsFormat::Workflows,
+            )
+            .unwrap()
+            .send(&n)
+            .await,
+            GoogleChatNotifier::new(
+                &http,
+                &sink.url(
+                    "/v1/spaces/AAAASPACE/messages?key=CHATKEYSECRET&token=CHATTOKEN%3DSECRET",
+                ),
+            )
+            .unwrap()
+            .send(&n)
+            .await,
+        ];
+        let requests = sink.requests();
+        assert_eq!(requests.len(), cases.len());
+        for (i, ((name, sent, never), e)) in cases.iter().zip(errors).enumerate() {
+            let e = e.expect_err(name);
+            assert!(
+                matches!(e, SendError::Status { status: 500, .. }),
+                "{name}: {e:?}"
+            );
+            echoed[i] += &format!("{} | ", window(&requests[i].whole(body_first)));
+            let text = format!("{e} / {e:?}");
+            assert!(text.contains("<redacted>"), "{name}: {text}");
+            assert!(
+                text.contains("HTTP/1.1"),
+                "{name}: the rest is kept: {text}"
+            );
+            for secret in sent.iter().chain(never.iter()) {
+                for form in encodings(secret) {
+                    if text.to_lowercase().contains(&form.to_lowercase()) {
+                        leaks.push(format!("{name}: {form} (of {secret}) in {text}"));
+                    }
+                }
+            }
+        }
+    }
+    assert!(leaks.is_empty(), "{}", leaks.join("\n"));
+    // Each secret sent was within the first 200 characters of an echo: without the
+    // masking, the error would have shown it.
+    for ((name, sent, _), echoed) in cases.iter().zip(&echoed) {
+        for secret in *sent {
+            assert!(echoed.contains(secret), "{name}: {secret} not echoed early");
+        }
+    }
+}
+
 #[test]
 fn no_provider_shows_its_secrets_in_debug() {
     let http = http();

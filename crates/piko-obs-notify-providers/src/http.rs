@@ -70,27 +70,39 @@ impl HttpClient {
     }
 
     /// POSTs `body` to `url`; 2xx is success, anything else an error carrying the
-    /// status, `Retry-After` and a short excerpt of the answer. No URL in any error.
+    /// status, `Retry-After` and a short excerpt of the answer. No URL in any error, and
+    /// no secret of the request in the excerpt: the URL's secret parts, the
+    /// `authorization` header and every header marked sensitive are masked, and so is
+    /// each of `secrets` (what else the provider holds secret, such as a routing key in
+    /// the body), in the forms [`secrets_of`] lists.
     pub(crate) async fn post(
         &self,
         provider: &'static str,
         url: &reqwest::Url,
         headers: http::HeaderMap,
         body: Vec<u8>,
+        secrets: &[String],
     ) -> Result<(), SendError> {
-        // Kept (a cheap clone, none when absent) for masking an error's excerpt.
-        let authorization: Vec<http::HeaderValue> = headers
-            .get_all(http::header::AUTHORIZATION)
-            .iter()
-            .cloned()
-            .collect();
-        let sent = self
+        let request = self
             .client
             .post(url.clone())
             .headers(headers)
             .body(body)
-            .send()
-            .await;
+            .build();
+        let request = match request {
+            Ok(r) => r,
+            Err(e) => return Err(self.transport(provider, e)),
+        };
+        // Kept (a cheap clone, none when absent) for masking an error's excerpt; taken
+        // from the request as built, so with the basic auth reqwest makes of a URL's
+        // `user:password@`.
+        let sensitive: Vec<http::HeaderValue> = request
+            .headers()
+            .iter()
+            .filter(|(name, value)| *name == http::header::AUTHORIZATION || value.is_sensitive())
+            .map(|(_, value)| value.clone())
+            .collect();
+        let sent = self.client.execute(request).await;
         let mut answer = match sent {
             Ok(r) => r,
             Err(e) => return Err(self.transport(provider, e)),
@@ -120,17 +132,13 @@ impl HttpClient {
         if (200..300).contains(&status) {
             return Ok(());
         }
-        // A careless platform echoes the request (`Cannot POST /hooks/<secret>`): the
-        // secrets are masked before anything of the answer is kept.
-        let mut answer_text = String::from_utf8_lossy(&text).into_owned();
-        for secret in &secrets_of(url, &authorization) {
-            if answer_text.contains(secret.as_str()) {
-                answer_text = answer_text.replace(secret.as_str(), "<redacted>");
-            }
-        }
-        let excerpt: String = answer_text
+        // A careless platform echoes the request (`Cannot POST /hooks/<secret>`), or all
+        // of it, headers and body: the secrets are masked in the whole answer before
+        // anything of it is kept, so the cut to 200 characters cannot keep part of one.
+        let secrets = secrets_of(url, &sensitive, secrets);
+        let capped = text.len() >= MAX_ANSWER_BYTES;
+        let excerpt: String = redact(&String::from_utf8_lossy(&text), &secrets, capped)
             .chars()
-            .filter(|c| !c.is_control())
             .take(200)
             .collect();
         Err(SendError::Status {
@@ -151,7 +159,7 @@ impl HttpClient {
     ) -> Result<(), SendError> {
         let bytes = serde_json::to_vec(body)
             .map_err(|e| SendError::Rejected(format!("{provider}: cannot encode: {e}")))?;
-        self.post(provider, url, json_headers(), bytes).await
+        self.post(provider, url, json_headers(), bytes, &[]).await
     }
 
     /// A connect that did not complete within the connect timeout is a transport error
@@ -191,40 +199,174 @@ fn humanize(d: Duration) -> String {
     }
 }
 
-/// What of a request is secret and could come back in an answer: the URL's path, its
-/// segments and query values (webhook tokens, topics), its password, and the
-/// `authorization` header values (a token, or basic credentials), longest first; worked
-/// out only for an answer that is an error. Short pieces
-/// (under 6 characters, such as `api` or `v2`) are left: masking them would hide the
-/// answer, not a secret.
-fn secrets_of(url: &reqwest::Url, authorization: &[http::HeaderValue]) -> Vec<String> {
-    let mut secrets: Vec<String> = Vec::new();
+/// What marks a secret in an error's excerpt.
+const MARKER: &str = "<redacted>";
+
+/// What of a request is secret and could come back in an answer, in every form it
+/// could come back in; worked out only for an answer that is an error.
+///
+/// The secrets: the URL's path, its segments and query values (webhook tokens,
+/// topics), as sent and percent-decoded, where at least 6 characters long (shorter
+/// pieces, such as `api` or `v2`, are left: masking them would hide the answer, not a
+/// secret); and, whatever their length, the URL's password (and `user:password`), the
+/// `sensitive` header values
+/// (`authorization` and every header marked sensitive, such as a webhook's custom
+/// headers), each with its credentials after the scheme (`Bearer <token>`,
+/// `Basic <base64>`), and the provider's `extra` secrets (a routing key, basic-auth
+/// `user:password`). The forms of each: as sent, JSON-escaped (also with `\/`, and
+/// with all but ASCII as `\uXXXX`), percent-encoded (also with `+` for a space) and
+/// HTML-escaped. Matching ignores ASCII case, so `%2f` is found as well as `%2F`.
+fn secrets_of(
+    url: &reqwest::Url,
+    sensitive: &[http::HeaderValue],
+    extra: &[String],
+) -> Vec<String> {
+    let mut pieces: Vec<String> = Vec::new();
     if url.path().len() > 1 {
-        secrets.push(url.path().to_string());
+        pieces.push(url.path().to_string());
     }
-    secrets.extend(
+    pieces.extend(
         url.path_segments()
             .into_iter()
             .flatten()
             .map(str::to_string),
     );
     if let Some(q) = url.query() {
-        secrets.push(q.to_string());
+        pieces.push(q.to_string());
     }
-    secrets.extend(url.query_pairs().map(|(_, v)| v.into_owned()));
-    secrets.extend(url.password().map(str::to_string));
-    for value in authorization {
-        if let Ok(v) = value.to_str() {
-            secrets.push(v.to_string());
-            if let Some((_, credentials)) = v.split_once(' ') {
-                secrets.push(credentials.trim().to_string());
+    pieces.extend(url.query_pairs().map(|(_, v)| v.into_owned()));
+    let decoded: Vec<String> = pieces.iter().map(|p| percent_decode(p)).collect();
+    pieces.extend(decoded);
+    pieces.retain(|s| s.chars().count() >= 6);
+    if let Some(password) = url.password() {
+        let password = percent_decode(password);
+        pieces.push(format!("{}:{password}", percent_decode(url.username())));
+        pieces.push(password);
+    }
+    for value in sensitive {
+        let v = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        if let Some((_, credentials)) = v.split_once(' ') {
+            pieces.push(credentials.trim().to_string());
+        }
+        pieces.push(v);
+    }
+    pieces.extend(extra.iter().cloned());
+    let mut forms: Vec<String> = Vec::new();
+    for piece in pieces {
+        // The excerpt has no control characters (see `redact`), nor may its secrets.
+        let piece: String = piece.chars().filter(|c| !c.is_control()).collect();
+        if piece.is_empty() {
+            continue;
+        }
+        let json = serde_json::to_string(&piece)
+            .map(|j| j[1..j.len() - 1].to_string())
+            .unwrap_or_default();
+        let ascii_json: String = json
+            .chars()
+            .map(|c| match c.is_ascii() {
+                true => c.to_string(),
+                false => c
+                    .encode_utf16(&mut [0; 2])
+                    .iter()
+                    .map(|u| format!("\\u{u:04x}"))
+                    .collect(),
+            })
+            .collect();
+        let percent = percent_encode(&piece);
+        forms.extend([
+            json.replace('/', "\\/"),
+            ascii_json,
+            json,
+            percent.replace("%20", "+"),
+            percent,
+            piece
+                .replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;")
+                .replace('"', "&quot;")
+                .replace('\'', "&#39;"),
+            piece,
+        ]);
+    }
+    forms.retain(|f| !f.is_empty());
+    forms.sort();
+    forms.dedup();
+    forms
+}
+
+/// Every byte but the unreserved ones (letters, digits, `-._~`) as `%XX`.
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// `%XX` back to its byte (and what is not valid UTF-8 then to U+FFFD).
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
             }
         }
     }
-    secrets.retain(|s| s.len() >= 6);
-    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-    secrets.dedup();
-    secrets
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `answer` without its control characters, and with every occurrence of each of
+/// `secrets` (ignoring ASCII case; overlapping ones merged) replaced by one
+/// [`MARKER`]. An answer `capped` at [`MAX_ANSWER_BYTES`] may end inside a secret,
+/// so its last bytes, as many as the longest secret has, are dropped first.
+fn redact(answer: &str, secrets: &[String], capped: bool) -> String {
+    let mut answer = answer;
+    if capped {
+        let longest = secrets.iter().map(String::len).max().unwrap_or(0);
+        let mut end = answer.len().saturating_sub(longest);
+        while !answer.is_char_boundary(end) {
+            end -= 1;
+        }
+        answer = &answer[..end];
+    }
+    let text: String = answer.chars().filter(|c| !c.is_control()).collect();
+    let lower = text.to_ascii_lowercase();
+    let mut hidden = vec![false; text.len()];
+    for secret in secrets {
+        let secret = secret.to_ascii_lowercase();
+        let mut from = 0;
+        while let Some(at) = lower[from..].find(&secret).map(|i| from + i) {
+            hidden[at..at + secret.len()].fill(true);
+            // The next search starts one character on: occurrences may overlap.
+            from = at + lower[at..].chars().next().map_or(1, char::len_utf8);
+        }
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut masking = false;
+    for (i, c) in text.char_indices() {
+        if !hidden[i] {
+            out.push(c);
+        } else if !masking {
+            out.push_str(MARKER);
+        }
+        masking = hidden[i];
+    }
+    out
 }
 
 /// Parses a provider URL (http or https), without ever putting it in an error.
@@ -262,4 +404,61 @@ pub(crate) fn json_headers() -> http::HeaderMap {
         http::HeaderValue::from_static("application/json"),
     );
     h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(s: &str) -> reqwest::Url {
+        reqwest::Url::parse(s).unwrap()
+    }
+
+    #[test]
+    fn each_form_of_a_secret_is_masked() {
+        let secrets = secrets_of(
+            &url("https://h.example/hooks/T0%2FSECRET?token=QUERY%3DSECRET&v=2"),
+            &[http::HeaderValue::from_static("Basic dXNlcjpwYXNz")],
+            &["ke\"y/é SECRET".to_string()],
+        );
+        for answer in [
+            "T0%2FSECRET",
+            "t0%2fsecret",
+            "T0/SECRET",
+            "QUERY%3DSECRET",
+            "QUERY=SECRET",
+            "Basic dXNlcjpwYXNz",
+            "dXNlcjpwYXNz",
+            "ke\"y/é SECRET",
+            "ke\\\"y/é SECRET",
+            "ke\\\"y\\/é SECRET",
+            "ke\\\"y/\\u00e9 SECRET",
+            "ke%22y%2F%C3%A9%20SECRET",
+            "ke%22y%2F%C3%A9+SECRET",
+            "ke&quot;y/é SECRET",
+        ] {
+            let shown = redact(&format!("[{answer}]"), &secrets, false);
+            assert_eq!(shown, "[<redacted>]", "{answer}");
+        }
+        // Short URL pieces are left; a configured secret is masked whatever its length.
+        assert_eq!(redact("v=2 hooks", &secrets, false), "v=2 hooks");
+        let short = secrets_of(&url("https://h.example/"), &[], &["ab".to_string()]);
+        assert_eq!(redact("xabx", &short, false), "x<redacted>x");
+    }
+
+    #[test]
+    fn overlapping_secrets_make_one_marker_and_control_characters_go() {
+        let secrets = vec!["abcd".to_string(), "cdef".to_string()];
+        assert_eq!(redact("xxabcdefyy", &secrets, false), "xx<redacted>yy");
+        // A line break inside an echoed secret does not hide it.
+        assert_eq!(redact("ab\ncd\r\n", &secrets, false), "<redacted>");
+    }
+
+    #[test]
+    fn a_capped_answer_cannot_end_in_part_of_a_secret() {
+        let secrets = vec!["SECRETKEY".to_string()];
+        let answer = format!("{}SECRE", "\n".repeat(MAX_ANSWER_BYTES - 5));
+        assert_eq!(redact(&answer, &secrets, true), "");
+        assert_eq!(redact("head SECRE", &secrets, false), "head SECRE");
+    }
 }

@@ -22,6 +22,9 @@ pub struct NtfyNotifier {
     http: HttpClient,
     url: reqwest::Url,
     auth: Option<http::HeaderValue>,
+    /// The token, or `user:password` and the password, masked in an error's excerpt
+    /// (the `Authorization` header itself is masked in any case).
+    redact: Vec<String>,
 }
 
 impl std::fmt::Debug for NtfyNotifier {
@@ -75,6 +78,7 @@ impl NtfyNotifier {
             http: http.clone(),
             url,
             auth: None,
+            redact: Vec::new(),
         })
     }
 
@@ -108,6 +112,7 @@ impl NtfyNotifier {
             })?;
         v.set_sensitive(true);
         self.auth = Some(v);
+        self.redact = vec![token.trim().to_string()];
         Ok(self)
     }
 
@@ -119,6 +124,7 @@ impl NtfyNotifier {
             .map_err(|_| ConfigError::new("ntfy basic auth", "cannot be encoded"))?;
         v.set_sensitive(true);
         self.auth = Some(v);
+        self.redact = vec![format!("{user}:{password}"), password.to_string()];
         Ok(self)
     }
 
@@ -184,6 +190,7 @@ impl Notifier for NtfyNotifier {
                 &self.url,
                 headers,
                 NtfyNotifier::body(n).into_bytes(),
+                &self.redact,
             )
             .await
     }

@@ -27,6 +27,10 @@ pub struct WebhookNotifier {
     url: reqwest::Url,
     headers: http::HeaderMap,
     secret: Option<Vec<u8>>,
+    /// The signing secret as given (and its base64 part), masked in an error's excerpt
+    /// should an answer ever carry it; the custom headers are marked sensitive, which
+    /// masks them too.
+    redact: Vec<String>,
 }
 
 impl std::fmt::Debug for WebhookNotifier {
@@ -50,6 +54,7 @@ impl WebhookNotifier {
             url: parse_url("webhook URL", url)?,
             headers: json_headers(),
             secret: None,
+            redact: Vec::new(),
         })
     }
 
@@ -94,6 +99,10 @@ impl WebhookNotifier {
             ));
         }
         self.secret = Some(key);
+        self.redact = std::iter::once(secret)
+            .chain(secret.strip_prefix("whsec_"))
+            .map(str::to_string)
+            .collect();
         Ok(self)
     }
 
@@ -207,7 +216,9 @@ impl Notifier for WebhookNotifier {
                 }
             }
         }
-        self.http.post("webhook", &self.url, headers, body).await
+        self.http
+            .post("webhook", &self.url, headers, body, &self.redact)
+            .await
     }
 
     fn capabilities(&self) -> Capabilities {
