@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use crate::ConfigError;
 use crate::http::{HttpClient, parse_url, redacted};
-use crate::limits;
+use crate::limits::{self, BLANK_NAME, BLANK_VALUE, or_blank};
 
 /// Posts to a Discord webhook.
 ///
@@ -20,6 +20,11 @@ use crate::limits;
 /// title and footer leave, the fields what is left then; when they do not all fit, the
 /// last ones are left out and a last field `… [truncated]: N more fields not shown`
 /// says so. Every cut ends with `… [truncated]`.
+///
+/// Empty text: Discord wants every field name (1-256 characters) and value (1-1024)
+/// non-empty once trimmed. A blank field name is sent as a zero-width space (`U+200B`,
+/// Discord's usual blank name: the value shows with no name above it), a blank value
+/// as `-`. A blank title or message is left out of the embed rather than sent empty.
 #[derive(Clone)]
 pub struct DiscordNotifier {
     http: HttpClient,
@@ -68,7 +73,8 @@ impl DiscordNotifier {
     pub fn body(n: &Notification) -> Value {
         let c = &n.content;
         let x = &n.context;
-        let title = truncate(&c.title, MAX_TITLE).into_owned();
+        // Discord refuses empty text: a blank title or message is left out.
+        let title = truncate(or_blank(&c.title, ""), MAX_TITLE).into_owned();
         let footer: Vec<String> = [
             ("Source", &x.source),
             ("Environment", &x.environment),
@@ -84,7 +90,11 @@ impl DiscordNotifier {
         // the fields, keeping room for the note that counts the fields left out.
         let mut budget: usize = MAX_TOTAL - chars(&title) - chars(&footer);
         let reserve = if c.fields.is_empty() { 0 } else { NOTE_COST };
-        let description = truncate(&c.message, MAX_DESCRIPTION.min(budget - reserve)).into_owned();
+        let description = truncate(
+            or_blank(&c.message, ""),
+            MAX_DESCRIPTION.min(budget - reserve),
+        )
+        .into_owned();
         budget -= chars(&description);
         let total = c.fields.len();
         let mut fields = Vec::new();
@@ -99,17 +109,13 @@ impl DiscordNotifier {
             if fields.len() >= slots {
                 break;
             }
-            let name = truncate(k, MAX_FIELD_NAME).into_owned();
+            let name = truncate(or_blank(k, BLANK_NAME), MAX_FIELD_NAME).into_owned();
             let room = budget.saturating_sub(keep + chars(&name));
             // A value cut to less than this says nothing: the field is left out.
             if room < 40 {
                 break;
             }
-            let value = truncate(
-                if v.is_empty() { "-" } else { v },
-                MAX_FIELD_VALUE.min(room),
-            )
-            .into_owned();
+            let value = truncate(or_blank(v, BLANK_VALUE), MAX_FIELD_VALUE.min(room)).into_owned();
             budget -= chars(&name) + chars(&value);
             fields.push(json!({"name": name, "value": value, "inline": false}));
         }
@@ -118,11 +124,15 @@ impl DiscordNotifier {
             fields.push(json!({"name": limits::FIELDS_MARKER, "value": note, "inline": false}));
         }
         let mut embed = json!({
-            "title": title,
-            "description": description,
             "timestamp": crate::utc_seconds(x.timestamp),
             "color": DiscordNotifier::color(x.priority),
         });
+        if !title.is_empty() {
+            embed["title"] = title.into();
+        }
+        if !description.is_empty() {
+            embed["description"] = description.into();
+        }
         if !fields.is_empty() {
             embed["fields"] = Value::Array(fields);
         }

@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use crate::ConfigError;
 use crate::http::{HttpClient, parse_url, redacted};
-use crate::limits;
+use crate::limits::{self, BLANK_VALUE, blank};
 
 /// Posts to a Google Chat space webhook.
 ///
@@ -22,6 +22,12 @@ use crate::limits;
 /// all fit, the last ones are left out and a widget `… [truncated]: N more fields not
 /// shown` says so. An image URL over 2,048 bytes is left out. Every cut ends with
 /// `… [truncated]`.
+///
+/// Empty text: Google Chat requires a card header's `title`, a `decoratedText`'s
+/// `text` and at least one widget in a section. With a blank title the header reads
+/// `Notification` (the subtitle still gives the priority) and the top-level `text` is
+/// left out (the card carries the message); a blank field name leaves `topLabel` out,
+/// a blank value is sent as `-`; a card with no widget has no section.
 #[derive(Clone)]
 pub struct GoogleChatNotifier {
     http: HttpClient,
@@ -43,13 +49,25 @@ const MAX_VALUE: usize = 1024;
 const MAX_WIDGETS: usize = 100;
 const MAX_IMAGE_URL_BYTES: usize = 2048;
 const MESSAGE_FLOOR_BYTES: usize = 8_000;
+/// The header's title when the notification has none (Google Chat requires one).
+const UNTITLED: &str = "Notification";
 
-/// A `decoratedText` widget cut to its limits, in characters and in bytes of JSON.
+/// A `decoratedText` widget cut to its limits, in characters and in bytes of JSON: no
+/// `topLabel` (it is optional) when `k` is blank, and `-` when `v` is.
 fn labelled(k: &str, v: &str) -> Value {
-    json!({"decoratedText": {
-        "topLabel": limits::cut(k, MAX_LABEL, 4 * MAX_LABEL),
-        "text": limits::cut(v, MAX_VALUE, 4 * MAX_VALUE),
-    }})
+    let v = if blank(v) { BLANK_VALUE } else { v };
+    let mut d = serde_json::Map::new();
+    if !blank(k) {
+        d.insert(
+            "topLabel".into(),
+            limits::cut(k, MAX_LABEL, 4 * MAX_LABEL).into(),
+        );
+    }
+    d.insert(
+        "text".into(),
+        limits::cut(v, MAX_VALUE, 4 * MAX_VALUE).into(),
+    );
+    json!({ "decoratedText": d })
 }
 
 impl GoogleChatNotifier {
@@ -74,10 +92,10 @@ impl GoogleChatNotifier {
             !c.image_url.is_empty() && limits::json_len(&c.image_url) <= MAX_IMAGE_URL_BYTES;
         // Widgets for the fields: what the message, the context and the image leave,
         // less one for the note when they do not all fit.
-        let slots = MAX_WIDGETS - usize::from(!c.message.is_empty()) - context - usize::from(image);
+        let slots = MAX_WIDGETS - usize::from(!blank(&c.message)) - context - usize::from(image);
         let total = c.fields.len();
         let k = if total > slots { slots - 1 } else { total };
-        let message = truncate(&c.message, MAX_MESSAGE);
+        let message = truncate(if blank(&c.message) { "" } else { &c.message }, MAX_MESSAGE);
         limits::fit(
             Self::MAX_MESSAGE_BYTES,
             &message,
@@ -87,11 +105,12 @@ impl GoogleChatNotifier {
         )
     }
 
+    /// The body with `message`, the first `k` fields, and the image when `image`.
     fn render(n: &Notification, message: &str, k: usize, image: bool) -> Value {
         let c = &n.content;
         let x = &n.context;
         let mut widgets = Vec::new();
-        if !message.is_empty() {
+        if !blank(message) {
             widgets.push(json!({"textParagraph": {"text": message}}));
         }
         widgets.extend(c.fields.iter().take(k).map(|(k, v)| labelled(k, v)));
@@ -110,17 +129,23 @@ impl GoogleChatNotifier {
         if let Some(first) = priority.get_mut(0..1) {
             first.make_ascii_uppercase();
         }
-        let title = limits::cut(&c.title, MAX_TITLE, 4 * MAX_TITLE);
-        json!({
-            "text": title,
-            "cardsV2": [{
-                "cardId": "notification-card",
-                "card": {
-                    "header": {"title": title, "subtitle": format!("{priority} priority")},
-                    "sections": [{"widgets": widgets}],
-                }
-            }]
-        })
+        let title = (!blank(&c.title)).then(|| limits::cut(&c.title, MAX_TITLE, 4 * MAX_TITLE));
+        let mut card = json!({
+            "header": {
+                "title": title.as_deref().unwrap_or(UNTITLED),
+                "subtitle": format!("{priority} priority"),
+            },
+        });
+        // A section needs at least one widget.
+        if !widgets.is_empty() {
+            card["sections"] = json!([{"widgets": widgets}]);
+        }
+        let mut body = json!({});
+        if let Some(title) = title {
+            body["text"] = title.into();
+        }
+        body["cardsV2"] = json!([{"cardId": "notification-card", "card": card}]);
+        body
     }
 }
 

@@ -112,6 +112,23 @@ pub(crate) mod limits {
     /// The name of the entry that stands for the fields left out.
     pub(crate) const FIELDS_MARKER: &str = "… [truncated]";
 
+    /// What a blank field or fact name is sent as where the platform wants one: a
+    /// zero-width space, shown as no name.
+    pub(crate) const BLANK_NAME: &str = "\u{200b}";
+
+    /// What a blank field value is sent as (every platform wants one): a dash.
+    pub(crate) const BLANK_VALUE: &str = "-";
+
+    /// Whether `s` is empty or only whitespace (which the platforms trim away).
+    pub(crate) fn blank(s: &str) -> bool {
+        s.trim().is_empty()
+    }
+
+    /// `s`, or `instead` when it is [`blank`].
+    pub(crate) fn or_blank<'a>(s: &'a str, instead: &'a str) -> &'a str {
+        if blank(s) { instead } else { s }
+    }
+
     /// The text of the entry that stands for `n` fields left out.
     pub(crate) fn fields_left_out(n: usize) -> String {
         format!("{n} more fields not shown")

@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use crate::ConfigError;
 use crate::http::{HttpClient, parse_url, redacted};
-use crate::limits::MARKER;
+use crate::limits::{BLANK_VALUE, MARKER, blank};
 
 /// Posts to a Slack incoming webhook.
 ///
@@ -19,6 +19,11 @@ use crate::limits::MARKER;
 /// (and `text` 3000), image URL 3000, at most 10 context elements and 50 blocks (it
 /// uses at most 5 and 5). Text over a limit is cut and ends with `… [truncated]`; an
 /// image whose URL is over 3000 characters is left out, and the context line says so.
+///
+/// Empty text: Slack refuses a `header` or `section` whose text is empty. A blank title
+/// leaves the header out (the fallback `text` is then the message), a blank message
+/// leaves its section out; a field with a blank name is shown as its value alone, a
+/// blank value as `-`, so no line reads `**` or an empty code span.
 #[derive(Clone)]
 pub struct SlackNotifier {
     http: HttpClient,
@@ -43,6 +48,17 @@ const MAX_HEADER: usize = 150;
 const MAX_TEXT: usize = 3000;
 const MAX_IMAGE_URL: usize = 3000;
 
+/// The line of one field: the name in bold, then the value as code; the value alone
+/// when the name is blank, and `-` for a blank value.
+fn field_line(k: &str, v: &str) -> String {
+    let v = escape(if blank(v) { BLANK_VALUE } else { v });
+    if blank(k) {
+        format!("`{v}`\n")
+    } else {
+        format!("*{}*: `{v}`\n", escape(k))
+    }
+}
+
 impl SlackNotifier {
     /// A notifier for the incoming webhook at `url`.
     pub fn new(http: &HttpClient, url: &str) -> Result<SlackNotifier, ConfigError> {
@@ -66,25 +82,21 @@ impl SlackNotifier {
     pub fn body(n: &Notification) -> Value {
         let c = &n.content;
         let mut blocks = Vec::new();
-        if !c.title.is_empty() {
+        if !blank(&c.title) {
             let header = format!("{} {}", SlackNotifier::emoji(n.context.priority), c.title);
             blocks.push(json!({
                 "type": "header",
                 "text": {"type": "plain_text", "text": truncate(&header, MAX_HEADER), "emoji": true}
             }));
         }
-        if !c.message.is_empty() {
+        if !blank(&c.message) {
             blocks.push(json!({
                 "type": "section",
                 "text": {"type": "mrkdwn", "text": truncate(&escape(&c.message), MAX_TEXT)}
             }));
         }
         if !c.fields.is_empty() {
-            let lines: String = c
-                .fields
-                .iter()
-                .map(|(k, v)| format!("*{}*: `{}`\n", escape(k), escape(v)))
-                .collect();
+            let lines: String = c.fields.iter().map(|(k, v)| field_line(k, v)).collect();
             blocks.push(json!({
                 "type": "section",
                 "text": {"type": "mrkdwn", "text": truncate(&lines, MAX_TEXT)}
@@ -115,7 +127,7 @@ impl SlackNotifier {
         if !context.is_empty() {
             blocks.push(json!({"type": "context", "elements": context}));
         }
-        let fallback = if c.title.is_empty() {
+        let fallback = if blank(&c.title) {
             &c.message
         } else {
             &c.title

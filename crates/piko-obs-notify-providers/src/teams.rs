@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use crate::ConfigError;
 use crate::http::{HttpClient, parse_url, redacted};
-use crate::limits;
+use crate::limits::{self, BLANK_NAME, BLANK_VALUE, or_blank};
 
 /// Which Teams webhook the URL is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -33,6 +33,13 @@ pub enum TeamsFormat {
 /// left; when the fields do not all fit, the last ones are left out and a fact
 /// `… [truncated]: N more fields not shown` says so. An image URL over 2,048 bytes is
 /// left out (a cut URL would point elsewhere). Every cut ends with `… [truncated]`.
+///
+/// Empty text: a blank title or message is left out (no empty `TextBlock`, no empty
+/// `activityTitle` or `activitySubtitle`). A MessageCard always has a `summary`, which
+/// connectors require when there is no `text`: the title, or else the message on one
+/// line cut to 256 characters (whitespace runs become one space), or else the heading.
+/// A blank fact name is sent as a zero-width space (`U+200B`, shown as no name), a
+/// blank fact value as `-`.
 #[derive(Clone)]
 pub struct TeamsNotifier {
     http: HttpClient,
@@ -57,13 +64,34 @@ const MAX_IMAGE_URL_BYTES: usize = 2048;
 /// What the message keeps at least before fields are left out.
 const MESSAGE_FLOOR_BYTES: usize = 8_000;
 
+/// The most characters of the MessageCard `summary` taken from the message.
+const MAX_SUMMARY: usize = 256;
+
 /// A fact cut to its limits, in characters and in bytes of JSON (four times as many),
 /// so that the title, the context facts and the note always fit, whatever the text.
+/// Neither name nor value is empty.
 fn fact(k: &str, v: &str) -> (String, String) {
     (
-        limits::cut(k, MAX_FACT_NAME, 4 * MAX_FACT_NAME),
-        limits::cut(v, MAX_FACT_VALUE, 4 * MAX_FACT_VALUE),
+        limits::cut(or_blank(k, BLANK_NAME), MAX_FACT_NAME, 4 * MAX_FACT_NAME),
+        limits::cut(or_blank(v, BLANK_VALUE), MAX_FACT_VALUE, 4 * MAX_FACT_VALUE),
     )
+}
+
+/// The MessageCard `summary` when the title is blank: the message on one line, cut to
+/// [`MAX_SUMMARY`] characters (and four times as many bytes of JSON, so that it
+/// always fits); empty when the message is blank too.
+fn summary_of(message: &str) -> String {
+    let mut line = String::new();
+    for word in message.split_whitespace() {
+        if line.chars().count() > MAX_SUMMARY {
+            break;
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    limits::cut(&line, MAX_SUMMARY, 4 * MAX_SUMMARY)
 }
 
 /// The context facts, then the first `k` fields, then the note for the others.
@@ -103,19 +131,34 @@ impl TeamsNotifier {
     /// The JSON body for `n` in `format`, at most
     /// [`MAX_PAYLOAD_BYTES`](Self::MAX_PAYLOAD_BYTES) long.
     pub fn body(n: &Notification, format: TeamsFormat) -> Value {
-        let message = truncate(&n.content.message, MAX_MESSAGE);
+        let message = truncate(or_blank(&n.content.message, ""), MAX_MESSAGE);
+        // From the whole message, once: the message `fit` cuts may end up empty.
+        let summary = match format {
+            TeamsFormat::MessageCard if n.content.title.trim().is_empty() => {
+                summary_of(&n.content.message)
+            }
+            _ => String::new(),
+        };
         limits::fit(
             Self::MAX_PAYLOAD_BYTES,
             &message,
             n.content.fields.len(),
             MESSAGE_FLOOR_BYTES,
-            |message, k| TeamsNotifier::render(n, format, message, k),
+            |message, k| TeamsNotifier::render(n, format, message, &summary, k),
         )
     }
 
-    fn render(n: &Notification, format: TeamsFormat, message: &str, k: usize) -> Value {
+    /// The body with `message` and the first `k` fields; `summary` is the MessageCard
+    /// summary to use when the title is blank.
+    fn render(
+        n: &Notification,
+        format: TeamsFormat,
+        message: &str,
+        summary: &str,
+        k: usize,
+    ) -> Value {
         let c = &n.content;
-        let title = limits::cut(&c.title, MAX_TITLE, 4 * MAX_TITLE);
+        let title = limits::cut(or_blank(&c.title, ""), MAX_TITLE, 4 * MAX_TITLE);
         let image = (!c.image_url.is_empty()
             && limits::json_len(&c.image_url) <= MAX_IMAGE_URL_BYTES)
             .then_some(c.image_url.as_str());
@@ -133,7 +176,7 @@ impl TeamsNotifier {
                         "size": "Large", "color": color, "wrap": true}),
                     );
                 }
-                if !message.is_empty() {
+                if !message.trim().is_empty() {
                     body.push(json!({"type": "TextBlock", "text": message, "wrap": true}));
                 }
                 let facts: Vec<Value> = facts(n, k)
@@ -174,7 +217,7 @@ impl TeamsNotifier {
                 if !title.is_empty() {
                     section["activityTitle"] = title.clone().into();
                 }
-                if !message.is_empty() {
+                if !message.trim().is_empty() {
                     section["activitySubtitle"] = message.into();
                 }
                 let mut card = json!({
@@ -184,9 +227,14 @@ impl TeamsNotifier {
                     "title": heading,
                     "sections": [section],
                 });
-                if !title.is_empty() {
-                    card["summary"] = title.into();
-                }
+                // Connectors refuse a card with neither `summary` nor `text`.
+                card["summary"] = if !title.is_empty() {
+                    title.into()
+                } else if !summary.is_empty() {
+                    summary.into()
+                } else {
+                    heading.into()
+                };
                 card
             }
         }
