@@ -432,3 +432,64 @@ fn a_send_from_a_runtime_that_stops_polling_does_not_stall_later_deliveries() {
     guard.shutdown().unwrap();
     drop(first);
 }
+
+/// A platform that refuses everything, and a dead-letter file capped at 4 KiB: the
+/// file stops at its cap, and what does not fit is counted on /metrics and named in
+/// the shutdown's error, not lost silently.
+#[test]
+fn the_dead_letter_file_stops_at_its_cap_and_the_rest_is_counted() {
+    let _one = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let dead = dir.path().join("dead-letters.jsonl");
+    let refusing = Sink::with_default(Reply::status(400));
+    let cap = 4096;
+    let guard = PikoObs::builder()
+        .with_console_output(false)
+        .with_health_probe_port(0)
+        .with_notification_provider(
+            "refusing",
+            WebhookNotifier::new(&HttpClient::new().unwrap(), &refusing.url("/hook")).unwrap(),
+        )
+        .with_notification_dead_letter_path(&dead)
+        .with_notification_dead_letter_max_bytes(std::num::NonZeroU64::new(cap).unwrap())
+        .init()
+        .unwrap();
+    let service = notification::service().unwrap();
+    for i in 0..40 {
+        notification::builder()
+            .title(format!("refused {i}"))
+            .message("m".repeat(100))
+            .enqueue()
+            .unwrap();
+    }
+    let d = service.dispatcher().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while d.stats().dead_lettered + d.stats().dead_letter_errors < 40 {
+        assert!(std::time::Instant::now() < deadline, "{:?}", d.stats());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let stats = d.stats();
+    assert!(
+        stats.dead_lettered > 0 && stats.dead_letter_errors > 0,
+        "{stats:?}"
+    );
+    let size = std::fs::metadata(&dead).unwrap().len();
+    assert!(size <= cap, "{size} bytes");
+    let lines = std::fs::read_to_string(&dead).unwrap().lines().count() as u64;
+    assert_eq!(lines, stats.dead_lettered);
+    let text = piko_obs::metrics::render().unwrap();
+    let errors = text
+        .lines()
+        .find(|l| l.starts_with("piko_obs_notifications_dead_letter_errors_total"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok());
+    assert_eq!(errors, Some(stats.dead_letter_errors as f64), "{text}");
+    let e = guard.shutdown().unwrap_err().to_string();
+    assert!(
+        e.contains(&format!(
+            "{} notification(s) could not be written to the dead-letter file",
+            stats.dead_letter_errors
+        )),
+        "{e}"
+    );
+}

@@ -5,11 +5,15 @@ use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Seek, Write};
+use std::num::NonZeroU64;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use piko_obs_notify::{DeadLetter, DeadLetterBatch, DeadLetterStore};
+
+/// The most bytes a [`FileDeadLetterStore`] file holds by default: 256 MiB.
+pub const DEFAULT_MAX_BYTES: u64 = 256 << 20;
 
 /// Where the dead-letter file goes by default: `$XDG_STATE_HOME/piko-obs/`, else
 /// `$HOME/.local/state/piko-obs/`, else the working directory; the file is
@@ -38,9 +42,17 @@ pub fn default_dead_letter_path() -> PathBuf {
 /// replay also reads every such file a crash left behind. One store per file: another
 /// store open on the same path notices the rename and reopens the path at its next
 /// append.
+///
+/// The file holds at most [`DEFAULT_MAX_BYTES`] (256 MiB; see
+/// [`with_max_bytes`](Self::with_max_bytes)): a group of entries that would take it
+/// past its cap is refused with [`io::ErrorKind::StorageFull`], so a platform down for
+/// days cannot fill the disk, and a replay never reads more than that into memory.
+/// The dispatcher counts refused entries (`dead_letter_errors`) and prints them to
+/// stderr. Files set aside by replays are not counted against the cap.
 #[derive(Debug)]
 pub struct FileDeadLetterStore {
     path: PathBuf,
+    max_bytes: u64,
     file: Mutex<File>,
     /// Replays under way: their files, which another replay must not take.
     replays: Mutex<HashMap<u64, Vec<PathBuf>>>,
@@ -56,10 +68,17 @@ impl FileDeadLetterStore {
         let file = open_file(&path)?;
         Ok(FileDeadLetterStore {
             path,
+            max_bytes: DEFAULT_MAX_BYTES,
             file: Mutex::new(file),
             replays: Mutex::new(HashMap::new()),
             next_replay: AtomicU64::new(1),
         })
+    }
+
+    /// The most bytes the file holds (default [`DEFAULT_MAX_BYTES`]).
+    pub fn with_max_bytes(mut self, max: NonZeroU64) -> FileDeadLetterStore {
+        self.max_bytes = max.get();
+        self
     }
 
     /// The file's path.
@@ -236,6 +255,20 @@ impl DeadLetterStore for FileDeadLetterStore {
         }
         let mut file = self.current()?;
         lines.splice(0..0, line_start(&file)?.iter().copied());
+        let len = file.metadata()?.len();
+        if len.saturating_add(lines.len() as u64) > self.max_bytes {
+            return Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                format!(
+                    "dead-letter file {} is full: it holds {len} bytes and {} more would pass \
+                     its cap of {} (FileDeadLetterStore::with_max_bytes, or the facade's \
+                     with_notification_dead_letter_max_bytes); replay it or move it away",
+                    self.path.display(),
+                    lines.len(),
+                    self.max_bytes
+                ),
+            ));
+        }
         file.write_all(&lines)?;
         file.sync_data()
     }
@@ -302,6 +335,52 @@ impl DeadLetterStore for FileDeadLetterStore {
 mod tests {
     use super::*;
     use piko_obs_notify::Notification;
+
+    #[test]
+    fn the_file_stops_at_its_cap_and_takes_entries_again_once_replayed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dlq.jsonl");
+        let cap = 4096;
+        let store = FileDeadLetterStore::open(&path)
+            .unwrap()
+            .with_max_bytes(NonZeroU64::new(cap).unwrap());
+        let entry = |i: usize| {
+            DeadLetter::new(
+                Notification::new(format!("n{i}"), "m".repeat(200)),
+                vec!["slack".into()],
+                1,
+                std::time::SystemTime::now(),
+                "slack returned status 500".into(),
+            )
+        };
+        let mut written = 0;
+        let refused = loop {
+            match store.append(&entry(written)) {
+                Ok(()) => written += 1,
+                Err(e) => break e,
+            }
+            assert!(written < 100, "never refused");
+        };
+        assert!(written > 5, "{written}");
+        assert_eq!(refused.kind(), io::ErrorKind::StorageFull);
+        let msg = refused.to_string();
+        assert!(
+            msg.contains("with_notification_dead_letter_max_bytes"),
+            "{msg}"
+        );
+        assert!(msg.contains("dlq.jsonl"), "{msg}");
+        assert!(std::fs::metadata(&path).unwrap().len() <= cap);
+        // A group that does not fit is refused whole: nothing of it is written.
+        let before = std::fs::metadata(&path).unwrap().len();
+        assert!(store.append_all(&[entry(0), entry(1)]).is_err());
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), before);
+        assert_eq!(store.read_all().unwrap().entries.len(), written);
+        // A replay sets the file aside: new entries fit again.
+        let (batch, token) = store.begin_replay().unwrap();
+        assert_eq!(batch.entries.len(), written);
+        store.append(&entry(0)).unwrap();
+        store.end_replay(token, true).unwrap();
+    }
 
     #[test]
     fn entries_survive_a_reopen_and_bad_lines_are_skipped() {

@@ -38,7 +38,7 @@ mod http;
 pub use http::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_TOTAL_TIMEOUT, HttpClient, MAX_ANSWER_BYTES};
 
 mod dead_letter;
-pub use dead_letter::{FileDeadLetterStore, default_dead_letter_path};
+pub use dead_letter::{DEFAULT_MAX_BYTES, FileDeadLetterStore, default_dead_letter_path};
 
 #[cfg(feature = "discord")]
 mod discord;

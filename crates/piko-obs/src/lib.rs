@@ -182,6 +182,7 @@ pub struct Builder {
     notification_providers_from_env: bool,
     notification_default: Option<String>,
     notification_dead_letter_path: Option<std::path::PathBuf>,
+    notification_dead_letter_max_bytes: Option<std::num::NonZeroU64>,
     notification_retry: Option<notification::RetryPolicy>,
     notification_dispatcher: notification::DispatcherConfig,
     environment: Option<String>,
@@ -242,6 +243,7 @@ impl Default for Builder {
             notification_providers_from_env: false,
             notification_default: None,
             notification_dead_letter_path: None,
+            notification_dead_letter_max_bytes: None,
             notification_retry: None,
             notification_dispatcher: notification::DispatcherConfig::default(),
             environment: None,
@@ -518,6 +520,14 @@ impl Builder {
         path: impl Into<std::path::PathBuf>,
     ) -> Self {
         self.notification_dead_letter_path = Some(path.into());
+        self
+    }
+    /// The most bytes the dead-letter file holds (default
+    /// [`notification::DEFAULT_MAX_BYTES`], 256 MiB); past it, new dead letters are
+    /// refused, counted in `piko_obs_notifications_dead_letter_errors_total` and printed
+    /// to stderr, until a replay or an operator empties it.
+    pub fn with_notification_dead_letter_max_bytes(mut self, max: std::num::NonZeroU64) -> Self {
+        self.notification_dead_letter_max_bytes = Some(max);
         self
     }
     /// How notifications are retried (default [`notification::RetryPolicy`]).
@@ -851,6 +861,7 @@ impl Builder {
                 from_env: self.notification_providers_from_env,
                 default: self.notification_default,
                 dead_letter_path: self.notification_dead_letter_path,
+                dead_letter_max_bytes: self.notification_dead_letter_max_bytes,
                 retry: self.notification_retry,
                 dispatcher: self.notification_dispatcher,
                 environment: self.environment,
@@ -955,6 +966,7 @@ struct NotificationSetup {
     from_env: bool,
     default: Option<String>,
     dead_letter_path: Option<std::path::PathBuf>,
+    dead_letter_max_bytes: Option<std::num::NonZeroU64>,
     retry: Option<notification::RetryPolicy>,
     dispatcher: notification::DispatcherConfig,
     environment: Option<String>,
@@ -1006,12 +1018,15 @@ impl NotificationSetup {
             .dead_letter_path
             .or_else(|| env(notification::PIKO_NOTIFICATION_DEAD_LETTER_PATH).map(Into::into))
             .unwrap_or_else(notification::default_dead_letter_path);
-        let store = notification::FileDeadLetterStore::open(&path).map_err(|source| {
+        let mut store = notification::FileDeadLetterStore::open(&path).map_err(|source| {
             InitError::DeadLetterFile {
                 path: path.clone(),
                 source,
             }
         })?;
+        if let Some(max) = self.dead_letter_max_bytes {
+            store = store.with_max_bytes(max);
+        }
         let dispatcher =
             notification::Dispatcher::start(runtime, &service, Arc::new(store), self.dispatcher)
                 .map_err(InitError::Runtime)?;

@@ -35,9 +35,10 @@ use std::sync::RwLock;
 
 pub use piko_obs_notify::*;
 pub use piko_obs_notify_providers::{
-    ConfigError, DiscordNotifier, EU_EVENTS_URL, EVENTS_URL, FileDeadLetterStore,
-    GoogleChatNotifier, HttpClient, NtfyNotifier, PagerDutyNotifier, SlackNotifier, StdoutFormat,
-    StdoutNotifier, TeamsFormat, TeamsNotifier, WebhookNotifier, default_dead_letter_path,
+    ConfigError, DEFAULT_MAX_BYTES, DiscordNotifier, EU_EVENTS_URL, EVENTS_URL,
+    FileDeadLetterStore, GoogleChatNotifier, HttpClient, NtfyNotifier, PagerDutyNotifier,
+    SlackNotifier, StdoutFormat, StdoutNotifier, TeamsFormat, TeamsNotifier, WebhookNotifier,
+    default_dead_letter_path,
 };
 
 /// The environment variables `with_notification_providers_from_env` reads, each
