@@ -149,7 +149,7 @@ impl DiscordNotifier {
 impl Notifier for DiscordNotifier {
     async fn send(&self, n: &Notification) -> Result<(), SendError> {
         self.http
-            .post_json("discord", &self.url, &DiscordNotifier::body(n))
+            .post_json("discord", &self.url, &DiscordNotifier::body(n), &[])
             .await
     }
 

@@ -152,7 +152,7 @@ impl GoogleChatNotifier {
 impl Notifier for GoogleChatNotifier {
     async fn send(&self, n: &Notification) -> Result<(), SendError> {
         self.http
-            .post_json("googlechat", &self.url, &GoogleChatNotifier::body(n))
+            .post_json("googlechat", &self.url, &GoogleChatNotifier::body(n), &[])
             .await
     }
 

@@ -149,17 +149,20 @@ impl HttpClient {
         })
     }
 
-    /// POSTs `body` as JSON (see [`post`](Self::post)).
+    /// POSTs `body` as JSON (see [`post`](Self::post), which hides `secrets` from an
+    /// answer's excerpt).
     #[cfg(feature = "_json")]
     pub(crate) async fn post_json(
         &self,
         provider: &'static str,
         url: &reqwest::Url,
         body: &serde_json::Value,
+        secrets: &[String],
     ) -> Result<(), SendError> {
         let bytes = serde_json::to_vec(body)
             .map_err(|e| SendError::Rejected(format!("{provider}: cannot encode: {e}")))?;
-        self.post(provider, url, json_headers(), bytes, &[]).await
+        self.post(provider, url, json_headers(), bytes, secrets)
+            .await
     }
 
     /// A connect that did not complete within the connect timeout is a transport error

@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 use sha2::Digest as _;
 
 use crate::ConfigError;
-use crate::http::{HttpClient, json_headers, parse_url, redacted};
+use crate::http::{HttpClient, parse_url, redacted};
 use crate::limits;
 
 /// The US events endpoint (the default).
@@ -225,15 +225,12 @@ impl Notifier for PagerDutyNotifier {
         let budget = PagerDutyNotifier::MAX_EVENT_BYTES.saturating_sub(key);
         let mut event = PagerDutyNotifier::event_within(n, budget)?;
         event["routing_key"] = self.routing_key.clone().into();
-        let body = serde_json::to_vec(&event)
-            .map_err(|e| SendError::Rejected(format!("pagerduty: cannot encode: {e}")))?;
         // The routing key travels in the body: an answer echoing it has it masked.
         self.http
-            .post(
+            .post_json(
                 "pagerduty",
                 &self.url,
-                json_headers(),
-                body,
+                &event,
                 std::slice::from_ref(&self.routing_key),
             )
             .await

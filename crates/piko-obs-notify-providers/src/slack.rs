@@ -139,7 +139,7 @@ impl SlackNotifier {
 impl Notifier for SlackNotifier {
     async fn send(&self, n: &Notification) -> Result<(), SendError> {
         self.http
-            .post_json("slack", &self.url, &SlackNotifier::body(n))
+            .post_json("slack", &self.url, &SlackNotifier::body(n), &[])
             .await
     }
 

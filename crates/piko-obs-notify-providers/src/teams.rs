@@ -244,7 +244,12 @@ impl TeamsNotifier {
 impl Notifier for TeamsNotifier {
     async fn send(&self, n: &Notification) -> Result<(), SendError> {
         self.http
-            .post_json("teams", &self.url, &TeamsNotifier::body(n, self.format))
+            .post_json(
+                "teams",
+                &self.url,
+                &TeamsNotifier::body(n, self.format),
+                &[],
+            )
             .await
     }
 
