@@ -946,6 +946,16 @@ struct GatedStore {
 }
 
 impl GatedStore {
+    /// A store writing to `dlq.jsonl` in `dir` once its gate is opened.
+    fn closed(dir: &tempfile::TempDir) -> GatedStore {
+        GatedStore {
+            file: FileDeadLetterStore::open(dir.path().join("dlq.jsonl")).unwrap(),
+            open: std::sync::Mutex::new(false),
+            opened: std::sync::Condvar::new(),
+            writes_begun: AtomicUsize::new(0),
+        }
+    }
+
     fn open_gate(&self) {
         *self.open.lock().unwrap() = true;
         self.opened.notify_all();
@@ -984,12 +994,7 @@ async fn eventually(done: impl Fn() -> bool) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_writer_queue_bound_counts_what_the_writer_holds() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(GatedStore {
-        file: FileDeadLetterStore::open(dir.path().join("dlq.jsonl")).unwrap(),
-        open: std::sync::Mutex::new(false),
-        opened: std::sync::Condvar::new(),
-        writes_begun: AtomicUsize::new(0),
-    });
+    let store = Arc::new(GatedStore::closed(&dir));
     // The platform never answers: the one worker holds "a", the queue holds "b".
     let sink = Sink::with_default(Reply::status(200).after(Duration::from_secs(30)));
     let (s, d) = one_worker(&sink, store.clone(), 1, 4);
@@ -1043,6 +1048,15 @@ async fn an_empty_notification_is_refused_by_enqueue_and_send() {
     );
     assert!(matches!(
         s.notification().send().await,
+        Err(DeliveryError::Empty)
+    ));
+    // Whitespace is no text: the platforms trim it away.
+    assert_eq!(
+        s.notification().title(" \t").message("\n ").enqueue(),
+        Err(piko_obs_notify::EnqueueError::Empty)
+    );
+    assert!(matches!(
+        s.notification().title("  ").send().await,
         Err(DeliveryError::Empty)
     ));
     let report = d.shutdown(Duration::from_secs(2)).await;
@@ -1123,4 +1137,55 @@ fn a_dispatcher_dropped_without_a_shutdown_leaves_what_it_held_on_disk() {
             e.last_error
         );
     }
+}
+
+/// The disk stalls while the platform refuses everything (400: dead-lettered at once,
+/// by the worker, forced into the writer's queue). Once the writer has its whole queue
+/// waiting, new notifications are refused and counted as dropped: what is forced in
+/// stays bounded by what the dispatcher held, however many are enqueued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_disk_keeps_the_writers_backlog_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(GatedStore::closed(&dir));
+    let sink = Sink::with_default(Reply::status(400));
+    let (queue, writer) = (4, 4);
+    let (s, d) = one_worker(&sink, store.clone(), queue, writer);
+    let (mut accepted, mut dropped, mut most_pending) = (0u64, 0u64, 0u64);
+    let started = Instant::now();
+    // Bounded in count and in time; the worker gets time to fail jobs in between.
+    for i in 0..3000 {
+        if started.elapsed() > Duration::from_secs(20) || dropped >= 200 {
+            break;
+        }
+        match s.notification().title(format!("n{i}")).enqueue() {
+            Ok(_) => accepted += 1,
+            Err(piko_obs_notify::EnqueueError::Dropped) => dropped += 1,
+            Err(e) => panic!("{e}"),
+        }
+        most_pending = most_pending.max(d.stats().dead_letter_pending);
+        if i % 4 == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    // Each job the dispatcher holds (queue + worker) leaves one entry here.
+    let bound = (writer + 2 * (queue + 1)) as u64;
+    assert!(
+        most_pending <= bound,
+        "{most_pending} entries waited for the writer (bound {bound})"
+    );
+    assert!(dropped > 0, "{accepted} accepted, none refused");
+    assert!(
+        sink.requests().len() > 1,
+        "the worker failed jobs meanwhile"
+    );
+    store.open_gate();
+    let report = d.shutdown(Duration::from_secs(10)).await;
+    let st = report.stats;
+    assert!(report.within_bound, "{report:?}");
+    assert_eq!(st.dropped, dropped, "{st:?}");
+    assert_eq!(st.dead_lettered, accepted, "{st:?}");
+    assert_eq!(
+        store.file.take_all().unwrap().entries.len() as u64,
+        accepted
+    );
 }

@@ -211,3 +211,53 @@ async fn a_bulk_send_is_held_by_an_open_circuit() {
         "{results:?}"
     );
 }
+
+/// Counts its calls; always fails with a retryable error.
+#[derive(Clone, Default)]
+struct CountsDown(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Notifier for CountsDown {
+    async fn send(&self, _: &Notification) -> Result<(), SendError> {
+        Err(SendError::Other("never sent".into()))
+    }
+    async fn send_bulk(&self, list: &[Notification]) -> Vec<Result<(), SendError>> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        list.iter()
+            .map(|_| {
+                Err(SendError::Timeout {
+                    provider: "down",
+                    after: Duration::from_millis(1),
+                })
+            })
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn an_empty_bulk_send_calls_no_provider_and_leaves_the_circuit_as_it_was() {
+    let service = NotificationService::builder()
+        .with_circuit_breaker(BreakerPolicy::new(1, Duration::from_millis(50)))
+        .build();
+    let calls = CountsDown::default();
+    service.register("down", calls.clone()).unwrap();
+    let one = || vec![Notification::new("t", "m")];
+    // One failure opens the circuit; once its time is out, the next call is the trial.
+    let r = service.send_bulk(None, one()).await.unwrap();
+    assert!(matches!(r[0], Err(SendError::Timeout { .. })), "{r:?}");
+    tokio::time::sleep(Duration::from_millis(80)).await;
+    assert!(
+        service
+            .send_bulk(None, Vec::new())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(calls.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // The empty call took no trial and reported no success: the next real call is the
+    // trial, which fails and opens the circuit again.
+    let r = service.send_bulk(None, one()).await.unwrap();
+    assert!(matches!(r[0], Err(SendError::Timeout { .. })), "{r:?}");
+    let r = service.send_bulk(None, one()).await.unwrap();
+    assert!(matches!(r[0], Err(SendError::CircuitOpen(_))), "{r:?}");
+    assert_eq!(calls.0.load(std::sync::atomic::Ordering::SeqCst), 2);
+}

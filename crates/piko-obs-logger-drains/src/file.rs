@@ -199,7 +199,10 @@ fn cleanup(path: &Path, options: &RotationOptions) {
                 continue;
             }
             if let Err(e) = compress(&b) {
-                eprintln!("piko-obs: failed to compress rotated log {b:?}: {e}");
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "piko-obs: failed to compress rotated log {b:?}: {e}"
+                );
             }
         }
     }
@@ -216,7 +219,10 @@ fn cleanup(path: &Path, options: &RotationOptions) {
         if (too_many || too_old)
             && let Err(e) = fs::remove_file(&b)
         {
-            eprintln!("piko-obs: failed to remove rotated log {b:?}: {e}");
+            let _ = writeln!(
+                std::io::stderr(),
+                "piko-obs: failed to remove rotated log {b:?}: {e}"
+            );
         }
     }
 }

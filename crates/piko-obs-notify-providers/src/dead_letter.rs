@@ -46,7 +46,7 @@ pub fn default_dead_letter_path() -> PathBuf {
 /// The file holds at most [`DEFAULT_MAX_BYTES`] (256 MiB; see
 /// [`with_max_bytes`](Self::with_max_bytes)): a group of entries that would take it
 /// past its cap is refused with [`io::ErrorKind::StorageFull`], so a platform down for
-/// days cannot fill the disk, and a replay never reads more than that into memory.
+/// days cannot fill the disk.
 /// The dispatcher counts refused entries (`dead_letter_errors`) and prints them to
 /// stderr. Files set aside by replays are not counted against the cap.
 #[derive(Debug)]

@@ -2,7 +2,9 @@
 //! store, so that every notification handed to it is delivered or on disk.
 
 use std::collections::HashMap;
-use std::io;
+// Reports go to stderr with `writeln!`, their failure ignored: `eprintln!` panics when
+// stderr is closed, which would stop the dead-letter writer thread.
+use std::io::{self, Write as _};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -80,7 +82,8 @@ pub fn unique_id() -> String {
 
 /// An entry the store could not take: printed whole, so it is at least in the logs.
 fn report_unwritten(e: &io::Error, entry: &DeadLetter) {
-    eprintln!(
+    let _ = writeln!(
+        std::io::stderr(),
         "piko-obs: notify.dead_letter.write_failed: {e}; entry: {}",
         serde_json::to_string(entry).unwrap_or_default()
     );
@@ -174,7 +177,10 @@ pub struct DispatcherConfig {
     /// dispatcher starts, so that `enqueue` allocates nothing: at most 448 bytes a
     /// slot, about 4.3 MiB at the default. Notifications the dispatcher already holds
     /// (queued, in flight, waiting for a retry) are never refused by the writer: they
-    /// may go past this, up to `queue_capacity + workers + max_pending_retries` more.
+    /// may go past this. While this many wait, `enqueue` refuses new notifications
+    /// (dropped, counted), so what goes past it stays below twice
+    /// `queue_capacity + workers + max_pending_retries` (a notification for several
+    /// providers can leave two entries).
     pub dead_letter_queue: usize,
 }
 
@@ -288,8 +294,18 @@ fn end_replay(store: &dyn DeadLetterStore, token: u64, complete: bool) {
     let r = std::panic::catch_unwind(AssertUnwindSafe(|| store.end_replay(token, complete)));
     match r {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => eprintln!("piko-obs: notify.dead_letter.end_replay_failed: {e}"),
-        Err(_) => eprintln!("piko-obs: notify.dead_letter.end_replay_failed: the store panicked"),
+        Ok(Err(e)) => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "piko-obs: notify.dead_letter.end_replay_failed: {e}"
+            );
+        }
+        Err(_) => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "piko-obs: notify.dead_letter.end_replay_failed: the store panicked"
+            );
+        }
     }
 }
 
@@ -516,6 +532,13 @@ impl Writer {
         }
     }
 
+    /// Whether as many items wait for the writer as its capacity: new notifications
+    /// are then refused, so that the items forced in (from notifications accepted
+    /// before) stay bounded too.
+    fn backed_up(&self) -> bool {
+        self.pending.load(Ordering::Relaxed) >= self.capacity
+    }
+
     /// Items queued or being written.
     fn pending(&self) -> usize {
         self.pending.load(Ordering::SeqCst)
@@ -622,7 +645,8 @@ impl Writer {
 fn report_drops(counters: &Counters, reported: &mut u64) {
     let dropped = counters.dropped.load(Ordering::Relaxed);
     if dropped > *reported {
-        eprintln!(
+        let _ = writeln!(
+            std::io::stderr(),
             "piko-obs: notify.dead_letter.dropped: {} new notification(s) dropped: the \
              dispatcher's queue and the dead-letter writer's were full ({dropped} in all)",
             dropped - *reported
@@ -905,6 +929,11 @@ impl Dispatcher {
         };
         let tx = self.inner.tx.load();
         let (job, why) = match tx.as_deref() {
+            // The dead-letter writer has its whole queue waiting (the disk is that far
+            // behind): a job taken now could not be sure of a place there if it failed,
+            // and what the workers force in would grow without bound. It is refused,
+            // as the writer refuses it (counted as dropped).
+            Some(_) if self.inner.writer.backed_up() => (job, "the dead-letter writer is full"),
             Some(tx) if !self.inner.closing.load(Ordering::Acquire) => match tx.try_send(job) {
                 Ok(()) => {
                     self.inner.counters.enqueued.fetch_add(1, Ordering::Relaxed);
@@ -941,7 +970,8 @@ impl Dispatcher {
                 // reports nothing more: the entry is printed here.
                 if self.inner.writer.closed.load(Ordering::SeqCst) {
                     let entry = entry.into_entry().map(|(entry, _ticket)| entry);
-                    eprintln!(
+                    let _ = writeln!(
+                        std::io::stderr(),
                         "piko-obs: notify.dead_letter.dropped: the dead-letter writer has stopped; entry: {}",
                         serde_json::to_string(&entry).unwrap_or_default()
                     );

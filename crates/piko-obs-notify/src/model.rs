@@ -285,9 +285,10 @@ impl Notification {
         n
     }
 
-    /// Whether it has neither title nor message.
+    /// Whether it has neither title nor message (text only of whitespace counts as
+    /// none: the platforms trim it away, and some refuse what is left).
     pub fn is_empty(&self) -> bool {
-        self.content.title.is_empty() && self.content.message.is_empty()
+        self.content.title.trim().is_empty() && self.content.message.trim().is_empty()
     }
 }
 

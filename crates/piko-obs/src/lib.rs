@@ -37,6 +37,7 @@
 //! No feature flags.
 
 use std::fmt;
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -1355,8 +1356,10 @@ impl Guard {
 
 impl Drop for Guard {
     fn drop(&mut self) {
+        // Not `eprintln!`, which panics when stderr is closed: in a drop, that aborts
+        // a process already unwinding.
         if let Err(e) = self.shutdown() {
-            eprintln!("piko-obs: {e}");
+            let _ = writeln!(std::io::stderr(), "piko-obs: {e}");
         }
     }
 }

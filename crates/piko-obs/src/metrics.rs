@@ -122,7 +122,7 @@ fn describe_self_metrics() {
         ),
         (
             "piko_obs_notifications_dead_lettered_total",
-            "Notifications written to the dead-letter file.",
+            "Entries written to the dead-letter file (a notification for several providers can leave two).",
         ),
         (
             "piko_obs_notifications_dead_letter_errors_total",
