@@ -493,3 +493,98 @@ fn the_dead_letter_file_stops_at_its_cap_and_the_rest_is_counted() {
         "{e}"
     );
 }
+
+/// A dead-letter store of one's own, through the port; this one holds every write
+/// until the test opens its gate, as a stalled disk would.
+#[derive(Clone, Default)]
+struct Gated {
+    open: std::sync::Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+    written: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Gated {
+    fn open_gate(&self) {
+        *self.open.0.lock().unwrap() = true;
+        self.open.1.notify_all();
+    }
+}
+
+impl notification::DeadLetterStore for Gated {
+    fn append(&self, entry: &notification::DeadLetter) -> std::io::Result<()> {
+        let mut open = self.open.0.lock().unwrap();
+        while !*open {
+            open = self.open.1.wait(open).unwrap();
+        }
+        self.written
+            .lock()
+            .unwrap()
+            .push(entry.notification.content.title.clone());
+        Ok(())
+    }
+    fn take_all(&self) -> std::io::Result<notification::DeadLetterBatch> {
+        Ok(notification::DeadLetterBatch::default())
+    }
+}
+
+/// The dead letters go to the store given; a shutdown that reaches its bound while the
+/// store holds them says how many are not yet stored, and they are stored once it
+/// takes them. A store and file settings together fail `init()`, naming both.
+#[test]
+fn a_dead_letter_store_of_ones_own_and_a_shutdown_that_cannot_wait_for_it() {
+    let _one = serial();
+    let refusing = Sink::with_default(Reply::status(400));
+    let provider = || WebhookNotifier::new(&HttpClient::new().unwrap(), &refusing.url("/hook"));
+    let e = PikoObs::builder()
+        .with_console_output(false)
+        .with_health_probe_port(0)
+        .with_notification_provider("refusing", provider().unwrap())
+        .with_notification_dead_letter_store(Gated::default())
+        .with_notification_dead_letter_path("/nonexistent/dlq.jsonl")
+        .init()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("with_notification_dead_letter_store")
+            && e.contains("with_notification_dead_letter_path"),
+        "{e}"
+    );
+    let store = Gated::default();
+    let guard = PikoObs::builder()
+        .with_console_output(false)
+        .with_health_probe_port(0)
+        .with_shutdown_timeout(Duration::from_secs(2))
+        .with_notification_provider("refusing", provider().unwrap())
+        .with_notification_dead_letter_store(store.clone())
+        .init()
+        .unwrap();
+    for i in 0..3 {
+        notification::builder()
+            .title(format!("refused {i}"))
+            .enqueue()
+            .unwrap();
+    }
+    let d = notification::service()
+        .unwrap()
+        .dispatcher()
+        .unwrap()
+        .clone();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while d.stats().dead_letter_pending < 3 {
+        assert!(std::time::Instant::now() < deadline, "{:?}", d.stats());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let e = guard.shutdown().unwrap_err().to_string();
+    assert!(
+        e.contains("3 dead letter(s) not yet written to the dead-letter store"),
+        "{e}"
+    );
+    store.open_gate();
+    assert!(
+        tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(d.flush_dead_letters(Duration::from_secs(10)))
+    );
+    let mut written = store.written.lock().unwrap().clone();
+    written.sort();
+    assert_eq!(written, ["refused 0", "refused 1", "refused 2"]);
+}

@@ -184,6 +184,7 @@ pub struct Builder {
     notification_default: Option<String>,
     notification_dead_letter_path: Option<std::path::PathBuf>,
     notification_dead_letter_max_bytes: Option<std::num::NonZeroU64>,
+    notification_dead_letter_store: Option<Arc<dyn notification::DeadLetterStore>>,
     notification_retry: Option<notification::RetryPolicy>,
     notification_dispatcher: notification::DispatcherConfig,
     environment: Option<String>,
@@ -245,6 +246,7 @@ impl Default for Builder {
             notification_default: None,
             notification_dead_letter_path: None,
             notification_dead_letter_max_bytes: None,
+            notification_dead_letter_store: None,
             notification_retry: None,
             notification_dispatcher: notification::DispatcherConfig::default(),
             environment: None,
@@ -529,6 +531,18 @@ impl Builder {
     /// to stderr, until a replay or an operator empties it.
     pub fn with_notification_dead_letter_max_bytes(mut self, max: std::num::NonZeroU64) -> Self {
         self.notification_dead_letter_max_bytes = Some(max);
+        self
+    }
+    /// A dead-letter store of your own (a database, a queue), in place of the file:
+    /// it implements [`notification::DeadLetterStore`]. It cannot be combined with
+    /// `with_notification_dead_letter_path` or `with_notification_dead_letter_max_bytes`
+    /// (`init()` fails, naming them); `PIKO_NOTIFICATION_DEAD_LETTER_PATH` is then not
+    /// read.
+    pub fn with_notification_dead_letter_store(
+        mut self,
+        store: impl notification::DeadLetterStore,
+    ) -> Self {
+        self.notification_dead_letter_store = Some(Arc::new(store));
         self
     }
     /// How notifications are retried (default [`notification::RetryPolicy`]).
@@ -863,6 +877,7 @@ impl Builder {
                 default: self.notification_default,
                 dead_letter_path: self.notification_dead_letter_path,
                 dead_letter_max_bytes: self.notification_dead_letter_max_bytes,
+                dead_letter_store: self.notification_dead_letter_store,
                 retry: self.notification_retry,
                 dispatcher: self.notification_dispatcher,
                 environment: self.environment,
@@ -968,6 +983,7 @@ struct NotificationSetup {
     default: Option<String>,
     dead_letter_path: Option<std::path::PathBuf>,
     dead_letter_max_bytes: Option<std::num::NonZeroU64>,
+    dead_letter_store: Option<Arc<dyn notification::DeadLetterStore>>,
     retry: Option<notification::RetryPolicy>,
     dispatcher: notification::DispatcherConfig,
     environment: Option<String>,
@@ -1015,22 +1031,33 @@ impl NotificationSetup {
                 .set_default(name)
                 .map_err(InitError::DefaultNotificationProvider)?;
         }
-        let path = self
-            .dead_letter_path
-            .or_else(|| env(notification::PIKO_NOTIFICATION_DEAD_LETTER_PATH).map(Into::into))
-            .unwrap_or_else(notification::default_dead_letter_path);
-        let mut store = notification::FileDeadLetterStore::open(&path).map_err(|source| {
-            InitError::DeadLetterFile {
-                path: path.clone(),
-                source,
+        let store: Arc<dyn notification::DeadLetterStore> = match self.dead_letter_store {
+            Some(_) if self.dead_letter_path.is_some() || self.dead_letter_max_bytes.is_some() => {
+                return Err(InitError::DeadLetterStoreAndFile);
             }
-        })?;
-        if let Some(max) = self.dead_letter_max_bytes {
-            store = store.with_max_bytes(max);
-        }
-        let dispatcher =
-            notification::Dispatcher::start(runtime, &service, Arc::new(store), self.dispatcher)
-                .map_err(InitError::Runtime)?;
+            Some(store) => store,
+            None => {
+                let path = self
+                    .dead_letter_path
+                    .or_else(|| {
+                        env(notification::PIKO_NOTIFICATION_DEAD_LETTER_PATH).map(Into::into)
+                    })
+                    .unwrap_or_else(notification::default_dead_letter_path);
+                let mut store =
+                    notification::FileDeadLetterStore::open(&path).map_err(|source| {
+                        InitError::DeadLetterFile {
+                            path: path.clone(),
+                            source,
+                        }
+                    })?;
+                if let Some(max) = self.dead_letter_max_bytes {
+                    store = store.with_max_bytes(max);
+                }
+                Arc::new(store)
+            }
+        };
+        let dispatcher = notification::Dispatcher::start(runtime, &service, store, self.dispatcher)
+            .map_err(InitError::Runtime)?;
         let _ = service.attach_dispatcher(dispatcher.clone());
         notification::install(service.clone());
         Ok((service, dispatcher))
@@ -1085,6 +1112,11 @@ pub enum InitError {
     /// The default notification provider is not registered.
     #[error("with_default_notification_provider: {0}")]
     DefaultNotificationProvider(notification::UnknownProvider),
+    /// A dead-letter store of one's own and settings of the file were both given.
+    #[error(
+        "with_notification_dead_letter_store replaces the dead-letter file: drop with_notification_dead_letter_path and with_notification_dead_letter_max_bytes, or the store"
+    )]
+    DeadLetterStoreAndFile,
     /// The dead-letter file cannot be opened.
     #[error(
         "notification dead-letter file {}: {source}; set with_notification_dead_letter_path or PIKO_NOTIFICATION_DEAD_LETTER_PATH to a writable path",
@@ -1272,8 +1304,8 @@ impl Guard {
                         }
                         if s.dead_letter_pending > 0 {
                             problems.push(format!(
-                                "{} dead letter(s) not yet on disk: the writer thread keeps \
-                                 writing them while the process lives",
+                                "{} dead letter(s) not yet written to the dead-letter store: \
+                                 the writer thread keeps writing them while the process lives",
                                 s.dead_letter_pending
                             ));
                         }
