@@ -1189,3 +1189,95 @@ async fn a_stalled_disk_keeps_the_writers_backlog_bounded() {
         accepted
     );
 }
+
+/// Fails its first write, then keeps what it is given.
+#[derive(Default)]
+struct FailsFirst {
+    calls: AtomicUsize,
+    kept: std::sync::Mutex<Vec<String>>,
+}
+
+impl piko_obs_notify::DeadLetterStore for FailsFirst {
+    fn append(&self, entry: &piko_obs_notify::DeadLetter) -> std::io::Result<()> {
+        if self.calls.fetch_add(1, Ordering::SeqCst) == 0 {
+            return Err(std::io::Error::other("the disk went away"));
+        }
+        self.kept
+            .lock()
+            .unwrap()
+            .push(entry.notification.content.title.clone());
+        Ok(())
+    }
+    fn take_all(&self) -> std::io::Result<piko_obs_notify::DeadLetterBatch> {
+        Ok(piko_obs_notify::DeadLetterBatch::default())
+    }
+}
+
+const STDERR_CLOSED: &str = "PIKO_TEST_STDERR_CLOSED";
+
+/// The dead-letter writer reports a failed write on stderr, then goes on: the next
+/// entry is written. Run here, and again in a child process whose stderr is closed (a
+/// log collector gone), where the report fails and must not stop the writer thread.
+#[test]
+fn the_dead_letter_writer_goes_on_when_stderr_is_closed() {
+    if std::env::var_os(STDERR_CLOSED).is_none() {
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            // Not captured: the reports must reach the closed stderr.
+            .args([
+                "--exact",
+                "the_dead_letter_writer_goes_on_when_stderr_is_closed",
+                "--nocapture",
+            ])
+            .env(STDERR_CLOSED, "1")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stderr.take());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("the child did not finish in 30 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut out).unwrap();
+        assert!(status.success(), "{status}: {out}");
+        assert!(out.contains("1 passed"), "{out}");
+    }
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    // No provider: each notification is dead-lettered at once.
+    let s = NotificationService::default();
+    let store = Arc::new(FailsFirst::default());
+    let d = Dispatcher::start(
+        runtime.handle(),
+        &s,
+        store.clone(),
+        DispatcherConfig::default(),
+    )
+    .unwrap();
+    s.attach_dispatcher(d.clone()).unwrap();
+    let wait = |done: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(Instant::now() < deadline, "{:?}", d.stats());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    assert_eq!(
+        s.notification().title("lost").enqueue(),
+        Ok(Enqueued::DeadLettered)
+    );
+    wait(&|| d.stats().dead_letter_errors == 1);
+    assert_eq!(
+        s.notification().title("kept").enqueue(),
+        Ok(Enqueued::DeadLettered)
+    );
+    wait(&|| d.stats().dead_lettered == 1);
+    assert_eq!(*store.kept.lock().unwrap(), ["kept"]);
+}
