@@ -383,3 +383,27 @@ fn span_events_can_be_turned_off() {
     assert_eq!(line.trace_id, span.trace_id);
     assert_eq!(line.span_id, span.span_id);
 }
+
+/// `init()`, shutdown, `init()` again in one process (as a test suite does): the
+/// `metrics` macros reach the pipeline running now, though the process's recorder was
+/// installed by the first.
+#[test]
+fn a_second_init_exports_the_metrics_macros_to_its_own_pipeline() {
+    let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    for round in ["first", "second"] {
+        let dir = tempfile::tempdir().unwrap();
+        let receiver = OtlpReceiver::start();
+        let guard = exporting_to(&receiver, &dir).init().unwrap();
+        let name = format!("reinit_{round}_total");
+        metrics::counter!(name.clone()).increment(3);
+        guard.shutdown().unwrap();
+        let got = receiver.wait_until(Duration::from_secs(10), |r| {
+            r.metric_names().contains(&name)
+        });
+        assert!(
+            got.metric_names().contains(&name),
+            "{round} init: {:?}",
+            got.metric_names()
+        );
+    }
+}

@@ -40,7 +40,7 @@ mod intern;
 mod logs;
 mod metrics_bridge;
 
-pub use metrics_bridge::OtelRecorder;
+pub use metrics_bridge::{OtelRecorder, OtelRecorderSlot};
 mod pipeline;
 mod propagation;
 mod span;

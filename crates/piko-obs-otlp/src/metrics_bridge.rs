@@ -185,16 +185,24 @@ macro_rules! instrument {
     }};
 }
 
+/// The three `describe_*` methods of [`Recorder`], each handing the description to the
+/// type's own `describe` (the kind does not change what a meter needs).
+macro_rules! describe_through_self {
+    () => {
+        fn describe_counter(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
+            self.describe(key, unit, description);
+        }
+        fn describe_gauge(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
+            self.describe(key, unit, description);
+        }
+        fn describe_histogram(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
+            self.describe(key, unit, description);
+        }
+    };
+}
+
 impl Recorder for OtelRecorder {
-    fn describe_counter(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
-        self.describe(key, unit, description);
-    }
-    fn describe_gauge(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
-        self.describe(key, unit, description);
-    }
-    fn describe_histogram(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
-        self.describe(key, unit, description);
-    }
+    describe_through_self!();
 
     fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
         let mut map = self.counters.lock().unwrap_or_else(|p| p.into_inner());
@@ -238,5 +246,103 @@ impl Recorder for OtelRecorder {
             })
             .clone();
         Histogram::from_arc(handle)
+    }
+}
+
+/// A [`Recorder`] that stands for the [`OtelRecorder`] of the pipeline running now.
+///
+/// A process installs one `metrics` recorder for its whole life, while a service may
+/// stop its OTLP pipeline and start another (a test suite does, once per test): the
+/// recorder installed holds this slot, and each start puts its own [`OtelRecorder`]
+/// in it. Each series registered goes to the recorder in the slot at that moment;
+/// with none (no pipeline running), to nowhere. Descriptions are kept and given to
+/// every recorder put in later. Cheap to clone: clones share the slot.
+#[derive(Clone, Default)]
+pub struct OtelRecorderSlot {
+    inner: Arc<SlotInner>,
+}
+
+/// A metric's name, unit and description, as `describe_*` gave them.
+type Description = (KeyName, Option<Unit>, SharedString);
+
+#[derive(Default)]
+struct SlotInner {
+    current: arc_swap::ArcSwapOption<OtelRecorder>,
+    /// Descriptions by metric name (each name once), for the recorders put in later.
+    described: Mutex<HashMap<String, Description>>,
+}
+
+impl std::fmt::Debug for OtelRecorderSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OtelRecorderSlot")
+            .field("filled", &self.inner.current.load().is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl OtelRecorderSlot {
+    /// An empty slot.
+    pub fn new() -> OtelRecorderSlot {
+        OtelRecorderSlot::default()
+    }
+
+    /// Puts `recorder` in the slot (given the descriptions so far), or empties it.
+    /// Series registered before keep the recorder they were registered with.
+    pub fn set(&self, recorder: Option<OtelRecorder>) {
+        if let Some(r) = &recorder {
+            let described = self
+                .inner
+                .described
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            for (key, unit, description) in described.values() {
+                r.describe(key.clone(), *unit, description.clone());
+            }
+        }
+        self.inner.current.store(recorder.map(Arc::new));
+    }
+
+    /// Whether a recorder is in the slot.
+    pub fn is_filled(&self) -> bool {
+        self.inner.current.load().is_some()
+    }
+
+    fn describe(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
+        self.inner
+            .described
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                key.as_str().to_string(),
+                (key.clone(), unit, description.clone()),
+            );
+        if let Some(r) = self.inner.current.load().as_deref() {
+            r.describe(key, unit, description);
+        }
+    }
+}
+
+impl Recorder for OtelRecorderSlot {
+    describe_through_self!();
+
+    fn register_counter(&self, key: &Key, metadata: &Metadata<'_>) -> Counter {
+        match self.inner.current.load().as_deref() {
+            Some(r) => r.register_counter(key, metadata),
+            None => Counter::noop(),
+        }
+    }
+
+    fn register_gauge(&self, key: &Key, metadata: &Metadata<'_>) -> Gauge {
+        match self.inner.current.load().as_deref() {
+            Some(r) => r.register_gauge(key, metadata),
+            None => Gauge::noop(),
+        }
+    }
+
+    fn register_histogram(&self, key: &Key, metadata: &Metadata<'_>) -> Histogram {
+        match self.inner.current.load().as_deref() {
+            Some(r) => r.register_histogram(key, metadata),
+            None => Histogram::noop(),
+        }
     }
 }

@@ -807,13 +807,29 @@ impl Builder {
             && let Some(runtime) = spare.0.as_ref()
         {
             let mut builder = metrics_builder;
+            if otlp_pipeline.is_some() {
+                // The recorder is installed once per process; the slot in it takes the
+                // recorder of each pipeline started, this one's below.
+                builder = builder.with_extra_recorder(otlp::metrics_slot().clone());
+            }
+            let (installed, fresh) = metrics::install(builder)?;
+            if fresh && otlp_pipeline.is_some() {
+                otlp::slot_installed();
+            }
             if let Some(p) = &otlp_pipeline {
                 use opentelemetry::metrics::MeterProvider as _;
-                builder = builder.with_extra_recorder(otlp::OtelRecorder::new(
-                    p.meter_provider.meter("piko-obs"),
-                ));
+                if otlp::slot_in_recorder() {
+                    otlp::metrics_slot().set(Some(otlp::OtelRecorder::new(
+                        p.meter_provider.meter("piko-obs"),
+                    )));
+                } else {
+                    logger::get_logger("piko-obs/otlp").warn(
+                        "metrics recorded with the `metrics` macros are not exported over OTLP: \
+                         an earlier init() in this process installed the recorder without OTLP",
+                        &[],
+                    );
+                }
             }
-            let installed = metrics::install(builder)?;
             runtime.spawn(async move {
                 let mut tick = tokio::time::interval(Duration::from_secs(5));
                 loop {
@@ -1338,6 +1354,9 @@ impl Guard {
                 }
             }
             if let Some(pipeline) = &self.otlp {
+                // New series go nowhere once this pipeline stops (a later init() puts
+                // its own recorder in).
+                otlp::metrics_slot().set(None);
                 // Lines logged from here on stay local; the providers flush and stop,
                 // on a thread of their own, while the runtime their gRPC connections
                 // use is still up.

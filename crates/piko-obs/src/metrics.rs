@@ -46,12 +46,15 @@ pub fn render() -> Option<String> {
 pub struct RecorderInstalledError;
 
 /// Installs the recorder built from `builder` (the first time), with piko-obs's own
-/// counters as a collector; later calls return the installed metrics.
-pub(crate) fn install(builder: MetricsBuilder) -> Result<&'static Metrics, crate::InitError> {
+/// counters as a collector; later calls return the installed metrics. True when this
+/// call installed it.
+pub(crate) fn install(
+    builder: MetricsBuilder,
+) -> Result<(&'static Metrics, bool), crate::InitError> {
     static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _one_at_a_time = INSTALLING.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(m) = INSTALLED.get() {
-        return Ok(m);
+        return Ok((m, false));
     }
     let (recorder, metrics) = builder
         .on_refused(|refusal| {
@@ -83,7 +86,7 @@ pub(crate) fn install(builder: MetricsBuilder) -> Result<&'static Metrics, crate
             crate::notification::record_stats(&service);
         }
     });
-    Ok(INSTALLED.get_or_init(|| metrics))
+    Ok((INSTALLED.get_or_init(|| metrics), true))
 }
 
 fn describe_self_metrics() {

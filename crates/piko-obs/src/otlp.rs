@@ -29,6 +29,29 @@ pub fn opentelemetry_kv(
 
 static INSTALLED: RwLock<Option<Pipeline>> = RwLock::new(None);
 
+/// The OTLP side of the process's `metrics` recorder: each `init()` with OTLP on puts
+/// its pipeline's recorder in, its shutdown empties it.
+static METRICS_SLOT: std::sync::OnceLock<OtelRecorderSlot> = std::sync::OnceLock::new();
+
+/// Whether the installed `metrics` recorder holds [`metrics_slot`] (the first `init()`
+/// to install it had OTLP on).
+static SLOT_IN_RECORDER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The OTLP side of the process's `metrics` recorder.
+pub(crate) fn metrics_slot() -> &'static OtelRecorderSlot {
+    METRICS_SLOT.get_or_init(OtelRecorderSlot::new)
+}
+
+/// Notes that the recorder just installed holds [`metrics_slot`].
+pub(crate) fn slot_installed() {
+    SLOT_IN_RECORDER.store(true, std::sync::atomic::Ordering::Release);
+}
+
+/// Whether the installed recorder holds [`metrics_slot`].
+pub(crate) fn slot_in_recorder() -> bool {
+    SLOT_IN_RECORDER.load(std::sync::atomic::Ordering::Acquire)
+}
+
 /// The pipeline `init()` started, if export is on.
 pub fn pipeline() -> Option<Pipeline> {
     INSTALLED.read().unwrap_or_else(|p| p.into_inner()).clone()
