@@ -341,16 +341,10 @@ struct Job {
     id: u64,
     n: Notification,
     pending: Vec<String>,
-    /// The default provider, taken when the job was queued: put in `pending` by the
-    /// worker or the writer that first takes the job, so that `enqueue` allocates
-    /// nothing for it on the caller's thread.
-    default: Option<Arc<str>>,
-    /// `pending` is still to be taken from the notification's own providers (known to
-    /// be registered when it was queued), for the same reason.
-    named: bool,
-    /// The service's defaults, filled into the context by whoever resolves the job
-    /// (for the same reason).
-    defaults: Option<Arc<Defaults>>,
+    /// How `pending` is to be made, for a job just queued: by the worker or the writer
+    /// that first takes it, which also fills in the service's defaults, so that
+    /// `enqueue` allocates nothing on the caller's thread.
+    unresolved: Option<Unresolved>,
     attempts: u32,
     first_attempt: Option<SystemTime>,
     /// The last error of each provider that failed its last attempt (a few: a list).
@@ -358,19 +352,25 @@ struct Job {
     ticket: Option<Ticket>,
 }
 
+/// Where a job just queued goes.
+enum Unresolved {
+    /// To the default provider, whose shared name was taken when it was queued.
+    Default(Arc<str>),
+    /// To the notification's own providers (all registered when it was queued).
+    Named,
+}
+
 impl Job {
-    /// Puts the default provider, if the job was queued for it, in `pending`, and
-    /// fills in the service's defaults.
-    fn resolve(&mut self) {
-        if let Some(d) = self.default.take() {
-            self.pending.push(d.to_string());
-        }
-        if std::mem::take(&mut self.named) {
-            self.pending = crate::service::unique(&self.n.providers);
-        }
-        if let Some(d) = self.defaults.take() {
-            d.fill(&mut self.n);
-        }
+    /// For a job just queued: makes `pending`, and fills in the service's `defaults`.
+    fn resolve(&mut self, defaults: &Defaults) {
+        let Some(unresolved) = self.unresolved.take() else {
+            return;
+        };
+        self.pending = match unresolved {
+            Unresolved::Default(name) => vec![name.to_string()],
+            Unresolved::Named => crate::service::unique(&self.n.providers),
+        };
+        defaults.fill(&mut self.n);
     }
 
     /// For the writer, which makes its dead-letter entry: the caller's thread only
@@ -381,8 +381,13 @@ impl Job {
     }
 
     /// Its dead-letter entry, handed over at `at`, and its replay ticket.
-    fn into_entry(mut self, why: Option<&str>, at: SystemTime) -> (DeadLetter, Option<Ticket>) {
-        self.resolve();
+    fn into_entry(
+        mut self,
+        why: Option<&str>,
+        at: SystemTime,
+        defaults: &Defaults,
+    ) -> (DeadLetter, Option<Ticket>) {
+        self.resolve(defaults);
         let mut errors: Vec<String> = self
             .pending
             .iter()
@@ -432,10 +437,10 @@ impl Item {
     }
 
     /// The entry to write, with its ticket; `None` for an `EndReplay`.
-    fn into_entry(self) -> Option<(DeadLetter, Option<Ticket>)> {
+    fn into_entry(self, defaults: &Defaults) -> Option<(DeadLetter, Option<Ticket>)> {
         match self {
             Item::Entry(entry, ticket) => Some((*entry, ticket)),
-            Item::Job(job, why, at) => Some(job.into_entry(why, at)),
+            Item::Job(job, why, at) => Some(job.into_entry(why, at, defaults)),
             Item::EndReplay { .. } => None,
         }
     }
@@ -469,10 +474,12 @@ struct Writer {
     /// Notified each time the writer finishes a group.
     written: Notify,
     capacity: usize,
+    /// The service's defaults, filled into the jobs it makes entries of.
+    defaults: Arc<Defaults>,
 }
 
 impl Writer {
-    fn new(capacity: usize) -> Writer {
+    fn new(capacity: usize, defaults: Arc<Defaults>) -> Writer {
         let capacity = capacity.max(1);
         Writer {
             ring: ArrayQueue::new(capacity),
@@ -484,6 +491,7 @@ impl Writer {
             thread: OnceLock::new(),
             written: Notify::new(),
             capacity,
+            defaults,
         }
     }
 
@@ -554,9 +562,13 @@ impl Writer {
         self.unpark();
     }
 
-    /// The next item: the forced ones first (taken from their list all at once into
-    /// `forced`), then the ring's.
-    fn next(&self, forced: &mut Vec<Item>) -> Option<Item> {
+    /// The next item, from the ring and from the forced ones (taken from their list
+    /// all at once into `forced`) in turn, so that neither holds the other back.
+    fn next(&self, forced: &mut Vec<Item>, ring_first: &mut bool) -> Option<Item> {
+        *ring_first = !*ring_first;
+        if *ring_first && let Some(item) = self.ring.pop() {
+            return Some(item);
+        }
         if forced.is_empty() {
             let mut list = lock(&self.forced);
             if !list.is_empty() {
@@ -576,6 +588,7 @@ impl Writer {
     fn run(&self, store: &dyn DeadLetterStore, counters: &Counters) {
         let _ = self.thread.set(std::thread::current());
         let mut forced = Vec::new();
+        let mut ring_first = false;
         let mut group = Vec::new();
         let mut tickets = Vec::new();
         let mut reported = 0;
@@ -583,7 +596,7 @@ impl Writer {
             report_drops(counters, &mut reported);
             // Items taken and not yet counted out of `pending`.
             let mut done = 0;
-            while let Some(item) = self.next(&mut forced) {
+            while let Some(item) = self.next(&mut forced, &mut ring_first) {
                 done += 1;
                 match item {
                     Item::EndReplay { token, complete } => {
@@ -593,7 +606,7 @@ impl Writer {
                         self.count_written(std::mem::take(&mut done), entries);
                     }
                     entry => {
-                        let Some((entry, ticket)) = entry.into_entry() else {
+                        let Some((entry, ticket)) = entry.into_entry(&self.defaults) else {
                             continue;
                         };
                         group.push(entry);
@@ -748,7 +761,7 @@ impl Drop for Inner {
         for job in left {
             let item = job.into_item(Some("the dispatcher was dropped without a shutdown"));
             if let Err(item) = self.writer.push(item, true)
-                && let Some((entry, _)) = item.into_entry()
+                && let Some((entry, _)) = item.into_entry(&self.writer.defaults)
             {
                 report_unwritten(
                     &io::Error::other("the dead-letter writer has stopped"),
@@ -756,7 +769,9 @@ impl Drop for Inner {
                 );
             }
         }
-        // The writer thread writes what is queued, then stops.
+        // The writer thread writes what is queued, then stops. With something rescued,
+        // this thread waits for it (at most 2 s: a misuse, dropped without a shutdown,
+        // may block the thread dropping the last handle that long).
         self.writer.close();
         if rescued {
             let end = Instant::now() + DROP_FLUSH_BOUND;
@@ -820,7 +835,10 @@ impl Dispatcher {
         config: DispatcherConfig,
     ) -> io::Result<Dispatcher> {
         let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
-        let writer = Arc::new(Writer::new(config.dead_letter_queue));
+        let writer = Arc::new(Writer::new(
+            config.dead_letter_queue,
+            service.defaults.clone(),
+        ));
         let counters = Arc::new(Counters::default());
         {
             let (writer, store, counters) = (writer.clone(), store.clone(), counters.clone());
@@ -859,12 +877,8 @@ impl Dispatcher {
     /// When the queue is full, or after shutdown, it is handed to the dead-letter
     /// writer instead (never written on the caller's thread); when the writer's queue
     /// is full too, it is dropped and counted.
-    pub(crate) fn enqueue(
-        &self,
-        n: Notification,
-        defaults: &Arc<Defaults>,
-    ) -> Result<Enqueued, EnqueueError> {
-        match self.try_queue(n, None, Some(defaults)) {
+    pub(crate) fn enqueue(&self, n: Notification) -> Result<Enqueued, EnqueueError> {
+        match self.try_queue(n, None) {
             Ok(()) => Ok(Enqueued::Queued),
             Err(item) => {
                 if self.hand_over(item, false) {
@@ -876,29 +890,29 @@ impl Dispatcher {
         }
     }
 
-    /// Queues `n` (with `ticket`, for a replayed entry, and the service's `defaults`
-    /// to fill in later, for a new one) without waiting; gives back
+    /// Queues `n` (with `ticket`, for a replayed entry) without waiting; gives back
     /// the writer's item for it (its dead-letter entry, or the job the writer makes one
     /// of, with the ticket) when it has no provider, the queue is full, or the
     /// dispatcher is shut down.
     #[expect(clippy::result_large_err, reason = "the item is given back, not boxed")]
-    fn try_queue(
-        &self,
-        mut n: Notification,
-        ticket: Option<Ticket>,
-        defaults: Option<&Arc<Defaults>>,
-    ) -> Result<(), Item> {
+    fn try_queue(&self, mut n: Notification, ticket: Option<Ticket>) -> Result<(), Item> {
         let registry = &self.inner.registry;
         // The default provider's shared name is taken here, or the notification's own
         // providers checked; `pending` is made on the worker's or the writer's thread.
-        let (default, named) = if n.providers.is_empty() {
-            (registry.default_name(), false)
+        let unresolved = if n.providers.is_empty() {
+            registry.default_name().map(Unresolved::Default)
         } else {
-            (None, registry.knows_all(&n.providers))
+            registry
+                .knows_all(&n.providers)
+                .then_some(Unresolved::Named)
         };
-        let targets = match (&default, named) {
-            (Some(_), _) | (_, true) => Ok(Vec::new()),
-            _ => registry.targets(&n),
+        let defaults = &self.inner.writer.defaults;
+        let targets = match unresolved {
+            // Made, with the defaults filled in, by the worker or the writer.
+            Some(_) => Ok(Vec::new()),
+            // Not known: the error (or, should a provider have been registered just
+            // now, the list, and the defaults filled in here).
+            None => registry.targets(&n).inspect(|_| defaults.fill(&mut n)),
         };
         let targets = match targets {
             Ok(t) => t,
@@ -908,9 +922,7 @@ impl Dispatcher {
                 } else {
                     n.providers.clone()
                 };
-                if let Some(d) = defaults {
-                    d.fill(&mut n);
-                }
+                defaults.fill(&mut n);
                 let entry = DeadLetter::new(n, providers, 0, SystemTime::now(), e.to_string());
                 return Err(Item::Entry(Box::new(entry), ticket));
             }
@@ -919,9 +931,7 @@ impl Dispatcher {
             id: self.inner.next_id.fetch_add(1, Ordering::Relaxed),
             n,
             pending: targets,
-            default,
-            named,
-            defaults: defaults.cloned(),
+            unresolved,
             attempts: 0,
             first_attempt: None,
             last_error: Vec::new(),
@@ -957,28 +967,14 @@ impl Dispatcher {
     /// Hands an item to the writer without waiting. `force`: for a notification the
     /// dispatcher already holds, never refused while the writer runs.
     fn hand_over(&self, item: Item, force: bool) -> bool {
-        match self.inner.writer.push(item, force) {
-            Ok(()) => true,
-            Err(Item::EndReplay { token, complete }) => {
-                end_replay(&*self.inner.store, token, complete);
-                true
-            }
-            Err(entry) => {
-                self.inner.counters.dropped.fetch_add(1, Ordering::Relaxed);
-                // A full writer: counted only; the writer thread reports the drops
-                // (printing here could block the caller on stderr). A stopped one
-                // reports nothing more: the entry is printed here.
-                if self.inner.writer.closed.load(Ordering::SeqCst) {
-                    let entry = entry.into_entry().map(|(entry, _ticket)| entry);
-                    let _ = writeln!(
-                        std::io::stderr(),
-                        "piko-obs: notify.dead_letter.dropped: the dead-letter writer has stopped; entry: {}",
-                        serde_json::to_string(&entry).unwrap_or_default()
-                    );
-                }
-                false
-            }
+        // The writer is closed only once the dispatcher is dropped, and ends of replays
+        // do not come this way: only a full queue refuses. The drop is counted; the
+        // writer thread reports it (printing here could block the caller on stderr).
+        let taken = self.inner.writer.push(item, force).is_ok();
+        if !taken {
+            self.inner.counters.dropped.fetch_add(1, Ordering::Relaxed);
         }
+        taken
     }
 
     /// The counters.
@@ -1040,7 +1036,7 @@ impl Dispatcher {
 
     async fn process(&self, mut job: Job) {
         let inner = &self.inner;
-        job.resolve();
+        job.resolve(&inner.writer.defaults);
         job.attempts += 1;
         job.first_attempt.get_or_insert_with(SystemTime::now);
         let (id, n, pending) = (job.id, job.n.clone(), job.pending.clone());
@@ -1105,9 +1101,7 @@ impl Dispatcher {
                 id: job.id,
                 n: job.n.clone(),
                 pending: permanent,
-                default: None,
-                named: false,
-                defaults: None,
+                unresolved: None,
                 attempts: job.attempts,
                 first_attempt: job.first_attempt,
                 last_error: job.last_error.clone(),
@@ -1367,10 +1361,10 @@ impl Dispatcher {
                 .into_iter()
                 .filter(|p| p != "(default)")
                 .collect();
-            match self.try_queue(n, Some(Ticket::new(&run)), None) {
+            match self.try_queue(n, Some(Ticket::new(&run))) {
                 Ok(()) => queued += 1,
                 Err(item) => {
-                    if let Some((entry, ticket)) = item.into_entry() {
+                    if let Some((entry, ticket)) = item.into_entry(&self.inner.writer.defaults) {
                         overflow.push(entry);
                         tickets.push(ticket);
                     }
@@ -1444,7 +1438,7 @@ mod tests {
         Arc<Counters>,
         std::thread::JoinHandle<()>,
     ) {
-        let writer = Arc::new(Writer::new(capacity));
+        let writer = Arc::new(Writer::new(capacity, Arc::default()));
         let store = Arc::new(Memory::default());
         let counters = Arc::new(Counters::default());
         let (w, s, c) = (writer.clone(), store.clone(), counters.clone());

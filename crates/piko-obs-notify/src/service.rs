@@ -1,6 +1,7 @@
 //! The notification service: named providers, a default, sends with retries, multicast
 //! and bulk, and the fluent builder.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -107,16 +108,20 @@ impl Entry {
     }
 }
 
+/// Whether `n`'s message is longer than the provider's limit.
+fn too_long(caps: &Capabilities, n: &Notification) -> bool {
+    caps.max_message_length > 0 && n.content.message.chars().count() > caps.max_message_length
+}
+
 /// `n`, its message cut to the provider's limit (with the visible marker) when it is
 /// longer.
-fn fit<'a>(caps: &Capabilities, n: &'a Notification) -> std::borrow::Cow<'a, Notification> {
-    if caps.max_message_length > 0 && n.content.message.chars().count() > caps.max_message_length {
-        let mut c = n.clone();
-        c.content.message = truncate(&n.content.message, caps.max_message_length).into_owned();
-        std::borrow::Cow::Owned(c)
-    } else {
-        std::borrow::Cow::Borrowed(n)
+fn fit<'a>(caps: &Capabilities, n: &'a Notification) -> Cow<'a, Notification> {
+    if !too_long(caps, n) {
+        return Cow::Borrowed(n);
     }
+    let mut c = n.clone();
+    c.content.message = truncate(&n.content.message, caps.max_message_length).into_owned();
+    Cow::Owned(c)
 }
 
 /// Per-provider counters.
@@ -266,43 +271,38 @@ impl Registry {
         let notifier = &*entry.notifier;
         let bulk = AssertUnwindSafe(async move {
             let caps = notifier.capabilities();
-            let fitted: Vec<Notification> =
-                list.iter().map(|n| fit(&caps, n).into_owned()).collect();
-            notifier.send_bulk(&fitted).await
+            // Copied only when one of them is to be cut.
+            if list.iter().any(|n| too_long(&caps, n)) {
+                let fitted: Vec<Notification> =
+                    list.iter().map(|n| fit(&caps, n).into_owned()).collect();
+                notifier.send_bulk(&fitted).await
+            } else {
+                notifier.send_bulk(list).await
+            }
         })
         .catch_unwind();
-        let timeout = self.send_timeout * u32::try_from(list.len().max(1)).unwrap_or(u32::MAX);
-        let mut results = match tokio::time::timeout(timeout, bulk).await {
+        let timeout = self.send_timeout * u32::try_from(list.len()).unwrap_or(u32::MAX);
+        let all_failed = |e: &dyn Fn() -> SendError| list.iter().map(|_| Err(e())).collect();
+        let results = match tokio::time::timeout(timeout, bulk).await {
+            // Results that cannot be matched to the notifications: none is trusted.
+            Ok(Ok(results)) if results.len() != list.len() => {
+                let why = format!(
+                    "the provider returned {} results for {} notifications",
+                    results.len(),
+                    list.len()
+                );
+                all_failed(&|| SendError::Other(why.clone()))
+            }
             Ok(Ok(results)) => results,
             Ok(Err(panic)) => {
-                let msg = panic_text(&*panic);
-                list.iter()
-                    .map(|_| Err(SendError::Panicked(msg.clone())))
-                    .collect()
+                let why = panic_text(&*panic);
+                all_failed(&|| SendError::Panicked(why.clone()))
             }
-            Err(_) => list
-                .iter()
-                .map(|_| {
-                    Err(SendError::Timeout {
-                        provider: "service",
-                        after: timeout,
-                    })
-                })
-                .collect(),
+            Err(_) => all_failed(&|| SendError::Timeout {
+                provider: "service",
+                after: timeout,
+            }),
         };
-        if results.len() != list.len() {
-            let why = format!(
-                "the provider returned {} results for {} notifications",
-                results.len(),
-                list.len()
-            );
-            results.truncate(list.len());
-            // The results it gave cannot be matched to notifications: none is trusted.
-            for r in results.iter_mut() {
-                *r = Err(SendError::Other(why.clone()));
-            }
-            results.resize_with(list.len(), || Err(SendError::Other(why.clone())));
-        }
         permit.record(
             !results
                 .iter()
@@ -389,7 +389,7 @@ impl Defaults {
 #[derive(Clone)]
 pub struct NotificationService {
     pub(crate) registry: Arc<Registry>,
-    defaults: Arc<Defaults>,
+    pub(crate) defaults: Arc<Defaults>,
     retry: RetryPolicy,
     dispatcher: Arc<OnceLock<Dispatcher>>,
     runtime: Option<tokio::runtime::Handle>,
@@ -815,7 +815,7 @@ impl NotificationService {
         // The defaults are filled in by the worker or the writer that takes it, so
         // that `enqueue` allocates nothing on the caller's thread.
         self.stamp(&mut n);
-        d.enqueue(n, &self.defaults)
+        d.enqueue(n)
     }
 
     /// Closes every provider (after the dispatcher has shut down).
