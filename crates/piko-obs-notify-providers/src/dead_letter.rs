@@ -232,14 +232,16 @@ fn read(file: &File) -> io::Result<DeadLetterBatch> {
 /// The line break to write before new lines: none when the file is empty or ends with
 /// one, else one. Fuzzing found that an entry appended after a partial last line (left by
 /// a crash or a failed write mid-line) joined that line and was lost with it at replay.
-fn line_start(mut file: &File) -> io::Result<&'static [u8]> {
-    if file.metadata()?.len() == 0 {
-        return Ok(b"");
+/// Also returns the file's length.
+fn line_start(mut file: &File) -> io::Result<(u64, &'static [u8])> {
+    let len = file.metadata()?.len();
+    if len == 0 {
+        return Ok((0, b""));
     }
     let mut last = [0u8; 1];
     file.seek(io::SeekFrom::End(-1))?;
     file.read_exact(&mut last)?;
-    Ok(if last[0] == b'\n' { b"" } else { b"\n" })
+    Ok((len, if last[0] == b'\n' { b"" } else { b"\n" }))
 }
 
 impl DeadLetterStore for FileDeadLetterStore {
@@ -254,8 +256,8 @@ impl DeadLetterStore for FileDeadLetterStore {
             lines.push(b'\n');
         }
         let mut file = self.current()?;
-        lines.splice(0..0, line_start(&file)?.iter().copied());
-        let len = file.metadata()?.len();
+        let (len, start) = line_start(&file)?;
+        lines.splice(0..0, start.iter().copied());
         if len.saturating_add(lines.len() as u64) > self.max_bytes {
             return Err(io::Error::new(
                 io::ErrorKind::StorageFull,

@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use crate::ConfigError;
 use crate::http::{HttpClient, parse_url, redacted};
-use crate::limits::{self, BLANK_VALUE, blank};
+use crate::limits::{self, BLANK_VALUE, blank, or_blank};
 
 /// Posts to a Google Chat space webhook.
 ///
@@ -55,7 +55,7 @@ const UNTITLED: &str = "Notification";
 /// A `decoratedText` widget cut to its limits, in characters and in bytes of JSON: no
 /// `topLabel` (it is optional) when `k` is blank, and `-` when `v` is.
 fn labelled(k: &str, v: &str) -> Value {
-    let v = if blank(v) { BLANK_VALUE } else { v };
+    let v = or_blank(v, BLANK_VALUE);
     let mut d = serde_json::Map::new();
     if !blank(k) {
         d.insert(
@@ -95,7 +95,7 @@ impl GoogleChatNotifier {
         let slots = MAX_WIDGETS - usize::from(!blank(&c.message)) - context - usize::from(image);
         let total = c.fields.len();
         let k = if total > slots { slots - 1 } else { total };
-        let message = truncate(if blank(&c.message) { "" } else { &c.message }, MAX_MESSAGE);
+        let message = truncate(or_blank(&c.message, ""), MAX_MESSAGE);
         limits::fit(
             Self::MAX_MESSAGE_BYTES,
             &message,

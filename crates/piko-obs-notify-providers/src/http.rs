@@ -297,64 +297,50 @@ fn secrets_of(
     forms
 }
 
-/// Every byte but the unreserved ones (letters, digits, `-._~`) as `%XX`.
+/// Every byte but the unreserved ones (letters, digits, `-._~`), as `%XX`.
+const ESCAPED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// `s` with every byte but the unreserved ones as `%XX`.
 fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                char::from(b).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    percent_encoding::utf8_percent_encode(s, ESCAPED).to_string()
 }
 
 /// `%XX` back to its byte (and what is not valid UTF-8 then to U+FFFD).
 fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// `answer` without its control characters, and with every occurrence of each of
 /// `secrets` (ignoring ASCII case; overlapping ones merged) replaced by one
 /// [`MARKER`]. An answer `capped` at [`MAX_ANSWER_BYTES`] may end inside a secret,
-/// so its last bytes, as many as the longest secret has, are dropped first.
+/// so its last bytes, as many as the longest secret has, are dropped (after the
+/// control characters, which could otherwise split a secret across the cut).
 fn redact(answer: &str, secrets: &[String], capped: bool) -> String {
-    let mut answer = answer;
+    let mut text: String = answer.chars().filter(|c| !c.is_control()).collect();
     if capped {
         let longest = secrets.iter().map(String::len).max().unwrap_or(0);
-        let mut end = answer.len().saturating_sub(longest);
-        while !answer.is_char_boundary(end) {
+        let mut end = text.len().saturating_sub(longest);
+        while !text.is_char_boundary(end) {
             end -= 1;
         }
-        answer = &answer[..end];
+        text.truncate(end);
     }
-    let text: String = answer.chars().filter(|c| !c.is_control()).collect();
     let lower = text.to_ascii_lowercase();
     let mut hidden = vec![false; text.len()];
     for secret in secrets {
         let secret = secret.to_ascii_lowercase();
-        let mut from = 0;
+        let (mut from, mut covered) = (0, 0);
         while let Some(at) = lower[from..].find(&secret).map(|i| from + i) {
-            hidden[at..at + secret.len()].fill(true);
+            // Only what earlier occurrences did not cover: linear in the answer.
+            let end = at + secret.len();
+            hidden[at.max(covered)..end].fill(true);
+            covered = end;
             // The next search starts one character on: occurrences may overlap.
             from = at + lower[at..].chars().next().map_or(1, char::len_utf8);
         }

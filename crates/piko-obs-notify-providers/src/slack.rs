@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use crate::ConfigError;
 use crate::http::{HttpClient, parse_url, redacted};
-use crate::limits::{BLANK_VALUE, MARKER, blank};
+use crate::limits::{BLANK_VALUE, MARKER, blank, or_blank};
 
 /// Posts to a Slack incoming webhook.
 ///
@@ -51,7 +51,7 @@ const MAX_IMAGE_URL: usize = 3000;
 /// The line of one field: the name in bold, then the value as code; the value alone
 /// when the name is blank, and `-` for a blank value.
 fn field_line(k: &str, v: &str) -> String {
-    let v = escape(if blank(v) { BLANK_VALUE } else { v });
+    let v = escape(or_blank(v, BLANK_VALUE));
     if blank(k) {
         format!("`{v}`\n")
     } else {

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use crate::ConfigError;
 use crate::http::{HttpClient, parse_url, redacted};
-use crate::limits::{self, BLANK_NAME, BLANK_VALUE, or_blank};
+use crate::limits::{self, BLANK_NAME, BLANK_VALUE, blank, or_blank};
 
 /// Which Teams webhook the URL is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -134,9 +134,7 @@ impl TeamsNotifier {
         let message = truncate(or_blank(&n.content.message, ""), MAX_MESSAGE);
         // From the whole message, once: the message `fit` cuts may end up empty.
         let summary = match format {
-            TeamsFormat::MessageCard if n.content.title.trim().is_empty() => {
-                summary_of(&n.content.message)
-            }
+            TeamsFormat::MessageCard if blank(&n.content.title) => summary_of(&n.content.message),
             _ => String::new(),
         };
         limits::fit(
@@ -176,7 +174,7 @@ impl TeamsNotifier {
                         "size": "Large", "color": color, "wrap": true}),
                     );
                 }
-                if !message.trim().is_empty() {
+                if !blank(message) {
                     body.push(json!({"type": "TextBlock", "text": message, "wrap": true}));
                 }
                 let facts: Vec<Value> = facts(n, k)
@@ -217,7 +215,7 @@ impl TeamsNotifier {
                 if !title.is_empty() {
                     section["activityTitle"] = title.clone().into();
                 }
-                if !message.trim().is_empty() {
+                if !blank(message) {
                     section["activitySubtitle"] = message.into();
                 }
                 let mut card = json!({
