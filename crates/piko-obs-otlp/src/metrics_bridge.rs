@@ -289,12 +289,14 @@ impl OtelRecorderSlot {
     /// Puts `recorder` in the slot (given the descriptions so far), or empties it.
     /// Series registered before keep the recorder they were registered with.
     pub fn set(&self, recorder: Option<OtelRecorder>) {
+        // Held until the recorder is in: a description given meanwhile waits, then
+        // reaches the new recorder.
+        let described = self
+            .inner
+            .described
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if let Some(r) = &recorder {
-            let described = self
-                .inner
-                .described
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
             for (key, unit, description) in described.values() {
                 r.describe(key.clone(), *unit, description.clone());
             }
@@ -308,14 +310,16 @@ impl OtelRecorderSlot {
     }
 
     fn describe(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
-        self.inner
+        let mut described = self
+            .inner
             .described
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(
-                key.as_str().to_string(),
-                (key.clone(), unit, description.clone()),
-            );
+            .unwrap_or_else(|p| p.into_inner());
+        described.insert(
+            key.as_str().to_string(),
+            (key.clone(), unit, description.clone()),
+        );
+        // Under the lock `set` holds: the recorder in the slot now gets it.
         if let Some(r) = self.inner.current.load().as_deref() {
             r.describe(key, unit, description);
         }
