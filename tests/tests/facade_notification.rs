@@ -238,29 +238,18 @@ fn with_no_provider_alerts_go_to_stdout() {
     }
     // The stdout provider writes to the process's stdout, which the test harness does
     // not capture: run this test again in a child process and read its stdout.
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "with_no_provider_alerts_go_to_stdout",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(STDOUT_CHILD, "1")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    if child.try_wait().unwrap().is_none() {
-        let _ = child.kill();
-    }
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "child failed:\n{stdout}\n{stderr}");
+    let out = piko_obs_tests::rerun_in_child(
+        "with_no_provider_alerts_go_to_stdout",
+        STDOUT_CHILD,
+        false,
+        Duration::from_secs(60),
+    );
+    let stdout = &out.stdout;
+    assert!(
+        out.status.success(),
+        "child failed:\n{stdout}\n{}",
+        out.stderr
+    );
     let sent = "=== NOTIFICATION ===\n\
                 Priority: high\n\
                 Source: billing\n\

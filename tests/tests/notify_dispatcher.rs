@@ -1221,33 +1221,15 @@ const STDERR_CLOSED: &str = "PIKO_TEST_STDERR_CLOSED";
 #[test]
 fn the_dead_letter_writer_goes_on_when_stderr_is_closed() {
     if std::env::var_os(STDERR_CLOSED).is_none() {
-        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-            // Not captured: the reports must reach the closed stderr.
-            .args([
-                "--exact",
-                "the_dead_letter_writer_goes_on_when_stderr_is_closed",
-                "--nocapture",
-            ])
-            .env(STDERR_CLOSED, "1")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        drop(child.stderr.take());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("the child did not finish in 30 s");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let mut out = String::new();
-        std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut out).unwrap();
-        assert!(status.success(), "{status}: {out}");
+        // Not captured: the reports must reach the closed stderr.
+        let run = piko_obs_tests::rerun_in_child(
+            "the_dead_letter_writer_goes_on_when_stderr_is_closed",
+            STDERR_CLOSED,
+            true,
+            Duration::from_secs(30),
+        );
+        let out = run.stdout;
+        assert!(run.status.success(), "{}: {out}", run.status);
         assert!(out.contains("1 passed"), "{out}");
     }
     let runtime = tokio::runtime::Runtime::new().unwrap();
