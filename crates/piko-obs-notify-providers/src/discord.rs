@@ -1,6 +1,8 @@
 //! Discord webhooks, with an embed coloured by priority.
 
-use piko_obs_notify::{Capabilities, Notification, Notifier, Priority, SendError, truncate};
+use piko_obs_notify::{
+    Capabilities, Notification, Notifier, Priority, SendError, provider, truncate,
+};
 use serde_json::{Value, json};
 
 use crate::ConfigError;
@@ -149,7 +151,7 @@ impl DiscordNotifier {
 impl Notifier for DiscordNotifier {
     async fn send(&self, n: &Notification) -> Result<(), SendError> {
         self.http
-            .post_json("discord", &self.url, &DiscordNotifier::body(n), &[])
+            .post_json(provider::DISCORD, &self.url, &DiscordNotifier::body(n), &[])
             .await
     }
 

@@ -1,6 +1,6 @@
 //! Google Chat incoming webhooks, with a cardsV2 card.
 
-use piko_obs_notify::{Capabilities, Notification, Notifier, SendError, truncate};
+use piko_obs_notify::{Capabilities, Notification, Notifier, SendError, provider, truncate};
 use serde_json::{Value, json};
 
 use crate::ConfigError;
@@ -152,7 +152,12 @@ impl GoogleChatNotifier {
 impl Notifier for GoogleChatNotifier {
     async fn send(&self, n: &Notification) -> Result<(), SendError> {
         self.http
-            .post_json("googlechat", &self.url, &GoogleChatNotifier::body(n), &[])
+            .post_json(
+                provider::GOOGLE_CHAT,
+                &self.url,
+                &GoogleChatNotifier::body(n),
+                &[],
+            )
             .await
     }
 

@@ -26,7 +26,7 @@
 //!     .unwrap();
 //! assert!(!format!("{hook:?}").contains("/hook"));
 //! let service = NotificationService::default();
-//! service.register("webhook", hook).unwrap();
+//! service.register(piko_obs_notify::provider::WEBHOOK, hook).unwrap();
 //! ```
 //!
 //! Feature flags (all on by default): `slack`, `discord`, `pagerduty`, `teams`,

@@ -2,7 +2,7 @@
 
 use base64::Engine as _;
 use piko_obs_notify::{
-    Capabilities, Notification, Notifier, Priority, SendError, truncate, truncate_bytes,
+    Capabilities, Notification, Notifier, Priority, SendError, provider, truncate, truncate_bytes,
 };
 
 use crate::ConfigError;
@@ -186,7 +186,7 @@ impl Notifier for NtfyNotifier {
         }
         self.http
             .post(
-                "ntfy",
+                provider::NTFY,
                 &self.url,
                 headers,
                 NtfyNotifier::body(n).into_bytes(),

@@ -1,6 +1,6 @@
 //! PagerDuty Events API v2: trigger, acknowledge and resolve.
 
-use piko_obs_notify::{Capabilities, Notification, Notifier, Priority, SendError};
+use piko_obs_notify::{Capabilities, Notification, Notifier, Priority, SendError, provider};
 use serde_json::{Value, json};
 use sha2::Digest as _;
 
@@ -228,7 +228,7 @@ impl Notifier for PagerDutyNotifier {
         // The routing key travels in the body: an answer echoing it has it masked.
         self.http
             .post_json(
-                "pagerduty",
+                provider::PAGERDUTY,
                 &self.url,
                 &event,
                 std::slice::from_ref(&self.routing_key),

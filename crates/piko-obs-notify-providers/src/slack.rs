@@ -1,6 +1,8 @@
 //! Slack incoming webhooks, with Block Kit.
 
-use piko_obs_notify::{Capabilities, Notification, Notifier, Priority, SendError, truncate};
+use piko_obs_notify::{
+    Capabilities, Notification, Notifier, Priority, SendError, provider, truncate,
+};
 use serde_json::{Value, json};
 
 use crate::ConfigError;
@@ -139,7 +141,7 @@ impl SlackNotifier {
 impl Notifier for SlackNotifier {
     async fn send(&self, n: &Notification) -> Result<(), SendError> {
         self.http
-            .post_json("slack", &self.url, &SlackNotifier::body(n), &[])
+            .post_json(provider::SLACK, &self.url, &SlackNotifier::body(n), &[])
             .await
     }
 

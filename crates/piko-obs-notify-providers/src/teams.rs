@@ -1,7 +1,9 @@
 //! Microsoft Teams: Workflows webhooks with an Adaptive Card, or the legacy
 //! Office 365 connector MessageCard.
 
-use piko_obs_notify::{Capabilities, Notification, Notifier, Priority, SendError, truncate};
+use piko_obs_notify::{
+    Capabilities, Notification, Notifier, Priority, SendError, provider, truncate,
+};
 use serde_json::{Value, json};
 
 use crate::ConfigError;
@@ -243,7 +245,7 @@ impl Notifier for TeamsNotifier {
     async fn send(&self, n: &Notification) -> Result<(), SendError> {
         self.http
             .post_json(
-                "teams",
+                provider::TEAMS,
                 &self.url,
                 &TeamsNotifier::body(n, self.format),
                 &[],

@@ -5,7 +5,7 @@ use std::time::SystemTime;
 
 use base64::Engine as _;
 use hmac::Mac as _;
-use piko_obs_notify::{Capabilities, Notification, Notifier, SendError};
+use piko_obs_notify::{Capabilities, Notification, Notifier, SendError, provider};
 
 use crate::ConfigError;
 use crate::http::{HttpClient, json_headers, parse_url, redacted};
@@ -217,7 +217,7 @@ impl Notifier for WebhookNotifier {
             }
         }
         self.http
-            .post("webhook", &self.url, headers, body, &self.redact)
+            .post(provider::WEBHOOK, &self.url, headers, body, &self.redact)
             .await
     }
 

@@ -42,6 +42,7 @@ mod forward;
 mod model;
 mod notifier;
 mod policy;
+pub mod provider;
 mod service;
 
 pub use dispatcher::{

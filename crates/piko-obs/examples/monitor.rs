@@ -119,7 +119,7 @@ fn main() -> ExitCode {
         .with_service_name("monitor")
         .with_health_probe_port(health_port)
         .with_notification_provider(
-            "stdout",
+            notification::provider::STDOUT,
             StdoutNotifier::new(match mode {
                 RunMode::Prod => StdoutFormat::Json,
                 RunMode::Dev => StdoutFormat::Human,

@@ -1039,7 +1039,10 @@ impl NotificationSetup {
                 RunMode::Dev => notification::StdoutFormat::Human,
             };
             service
-                .register("stdout", notification::StdoutNotifier::new(format))
+                .register(
+                    notification::provider::STDOUT,
+                    notification::StdoutNotifier::new(format),
+                )
                 .map_err(InitError::NotificationProvider)?;
         }
         if let Some(name) = &self.default {

@@ -108,13 +108,13 @@ pub(crate) fn providers_from_env(
     let err = |variable: &'static str| move |source| EnvProviderError { variable, source };
     if let Some(url) = get("SLACK_WEBHOOK_URL") {
         out.push(reg(
-            "slack",
+            provider::SLACK,
             SlackNotifier::new(&http, &url).map_err(err("SLACK_WEBHOOK_URL"))?,
         ));
     }
     if let Some(url) = get("DISCORD_WEBHOOK_URL") {
         out.push(reg(
-            "discord",
+            provider::DISCORD,
             DiscordNotifier::new(&http, &url).map_err(err("DISCORD_WEBHOOK_URL"))?,
         ));
     }
@@ -125,7 +125,7 @@ pub(crate) fn providers_from_env(
                 .with_events_url(&url)
                 .map_err(err("PAGERDUTY_EVENTS_URL"))?;
         }
-        out.push(reg("pagerduty", pd));
+        out.push(reg(provider::PAGERDUTY, pd));
     }
     if let Some(url) = get("TEAMS_WEBHOOK_URL") {
         let format = match get("TEAMS_WEBHOOK_FORMAT").map(|f| f.trim().to_ascii_lowercase()) {
@@ -143,13 +143,13 @@ pub(crate) fn providers_from_env(
             }
         };
         out.push(reg(
-            "teams",
+            provider::TEAMS,
             TeamsNotifier::new(&http, &url, format).map_err(err("TEAMS_WEBHOOK_URL"))?,
         ));
     }
     if let Some(url) = get("GOOGLE_CHAT_WEBHOOK_URL") {
         out.push(reg(
-            "googlechat",
+            provider::GOOGLE_CHAT,
             GoogleChatNotifier::new(&http, &url).map_err(err("GOOGLE_CHAT_WEBHOOK_URL"))?,
         ));
     }
@@ -158,7 +158,7 @@ pub(crate) fn providers_from_env(
         if let Some(token) = get("NTFY_TOKEN") {
             ntfy = ntfy.with_token(&token).map_err(err("NTFY_TOKEN"))?;
         }
-        out.push(reg("ntfy", ntfy));
+        out.push(reg(provider::NTFY, ntfy));
     }
     if let Some(url) = get("WEBHOOK_URL") {
         let mut hook = WebhookNotifier::new(&http, &url).map_err(err("WEBHOOK_URL"))?;
@@ -167,7 +167,7 @@ pub(crate) fn providers_from_env(
                 .with_signing_secret(&secret)
                 .map_err(err("WEBHOOK_SECRET"))?;
         }
-        out.push(reg("webhook", hook));
+        out.push(reg(provider::WEBHOOK, hook));
     }
     Ok(out)
 }
