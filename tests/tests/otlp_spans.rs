@@ -68,7 +68,11 @@ fn run_in_span_records_errors_panics_log_lines_and_nesting() {
     let err = runtime.block_on(run_in_span(
         &log,
         "charge",
-        vec![KeyValue::new("order.id", 7)],
+        vec![
+            KeyValue::new("order.id", 7),
+            KeyValue::new("tenant", "acme"),
+            KeyValue::new("express", true),
+        ],
         |l| async move {
             l.info("charging", &[]);
             l.error("declined", &[]);
@@ -76,6 +80,19 @@ fn run_in_span_records_errors_panics_log_lines_and_nesting() {
         },
     ));
     assert_eq!(err.unwrap_err().to_string(), "card declined");
+    // The span's attributes are on the lines its logger writes too, with their types,
+    // beside the span's ids.
+    hub.flush(Duration::from_secs(5)).unwrap();
+    let lines = cap.json_lines();
+    let charging = lines
+        .iter()
+        .find(|l| l["msg"] == "charging")
+        .expect("the span's line");
+    assert_eq!(charging["order.id"], 7, "{charging}");
+    assert_eq!(charging["tenant"], "acme", "{charging}");
+    assert_eq!(charging["express"], true, "{charging}");
+    assert_eq!(charging["trace_id"].as_str().map(str::len), Some(32));
+    assert_eq!(charging["span_id"].as_str().map(str::len), Some(16));
 
     // Nesting and success.
     let nested = runtime.block_on(run_in_span(&log, "outer", vec![], |l| async move {

@@ -14,6 +14,8 @@ use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 use piko_obs_logger::Logger;
 
+use crate::intern::intern;
+
 /// The tracer `run_in_span` starts spans with, when one was given.
 static TRACER: ArcSwapOption<SdkTracer> = ArcSwapOption::const_empty();
 /// Bumped after each change of [`TRACER`], so that threads know their copy is stale.
@@ -91,8 +93,9 @@ where
 /// Runs `op` in a new span named `name` (a child of the current span, if any) with
 /// `attributes`, through the globally installed tracer.
 ///
-/// - `op` gets `logger` with `trace_id` and `span_id` bound, so every line it writes
-///   names the span (whatever its attributes; Piko's fast path dropped them);
+/// - `op` gets `logger` with `trace_id` and `span_id` bound, and each of `attributes`
+///   as a field of the same name and type, so every line it writes names the span and
+///   carries what the span carries (Piko's fast path dropped the attributes);
 /// - the span is current while `op` runs, so log lines exported over OTLP carry its ids;
 /// - on `Err`, the error is recorded as an `exception` event, the status is ERROR, and the
 ///   error is returned unchanged;
@@ -145,6 +148,8 @@ fn begin(
     name: Cow<'static, str>,
     attributes: Vec<KeyValue>,
 ) -> (Context, Logger) {
+    // The lines the span's logger writes carry the span's attributes too.
+    let logger = with_attributes(logger, &attributes);
     let cx = start(parent, name, attributes);
     let span_logger = {
         let span = cx.span();
@@ -152,10 +157,46 @@ fn begin(
         if sc.is_valid() {
             logger.with_span_ids(sc.trace_id().to_bytes(), sc.span_id().to_bytes())
         } else {
-            logger.clone()
+            logger
         }
     };
     (cx, span_logger)
+}
+
+/// `logger` with each of `attributes` bound as a field of the same name and type (an
+/// array as its text). Attribute names are kept for the life of the process, in the
+/// bounded set of [`intern`]; past it (more than a thousand distinct names, or a name
+/// over 128 bytes), an attribute is bound under `span.attribute` as `name=value`.
+fn with_attributes(logger: &Logger, attributes: &[KeyValue]) -> Logger {
+    use opentelemetry::Value;
+    use piko_obs_logger::attr;
+    if attributes.is_empty() {
+        return logger.clone();
+    }
+    let texts: Vec<String> = attributes
+        .iter()
+        .map(|kv| match intern(kv.key.as_str()) {
+            Some(_) => match &kv.value {
+                Value::Bool(_) | Value::I64(_) | Value::F64(_) => String::new(),
+                other => other.as_str().into_owned(),
+            },
+            None => format!("{}={}", kv.key.as_str(), kv.value),
+        })
+        .collect();
+    let attrs: Vec<attr::Attr<'_>> = attributes
+        .iter()
+        .zip(&texts)
+        .map(|(kv, text)| match intern(kv.key.as_str()) {
+            Some(key) => match &kv.value {
+                Value::Bool(b) => attr::bool(key, *b),
+                Value::I64(i) => attr::int(key, *i),
+                Value::F64(f) => attr::float(key, *f),
+                _ => attr::string(key, text),
+            },
+            None => attr::string("span.attribute", text),
+        })
+        .collect();
+    logger.with(&attrs)
 }
 
 /// Runs `op` with `cx` current, then ends its span with the outcome.
