@@ -75,7 +75,9 @@ fn init_wires_providers_trace_ids_dead_letters_and_metrics() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime
         .block_on(opentelemetry::trace::FutureExt::with_context(
-            notification::builder().title("refund failed").send(),
+            notification::builder()
+                .title("refund failed")
+                .send_with_retries(),
             cx,
         ))
         .unwrap();
@@ -217,7 +219,7 @@ fn stdout_child() {
             .message("95% used on db-1")
             .field("host", "db-1")
             .priority(notification::Priority::High)
-            .send(),
+            .send_with_retries(),
     )
     .unwrap();
     assert_eq!(
@@ -314,7 +316,7 @@ fn every_builder_method_reaches_the_platform() {
             .trace_id(trace_id)
             .provider_option("dedup_key", "checkout-5xx")
             .to_providers(["webhook", "pagerduty"])
-            .send(),
+            .send_with_retries(),
     )
     .unwrap();
     // The webhook: the flat JSON, the builder's values over the service's defaults.
@@ -355,7 +357,7 @@ fn every_builder_method_reaches_the_platform() {
             .provider("pagerduty")
             .provider_option("event_action", "resolve")
             .provider_option("dedup_key", "checkout-5xx")
-            .send(),
+            .send_with_retries(),
     )
     .unwrap();
     let got = pager.requests();
@@ -390,7 +392,7 @@ fn a_send_from_a_runtime_that_stops_polling_does_not_stall_later_deliveries() {
         .build()
         .unwrap();
     first
-        .block_on(notification::builder().title("one").send())
+        .block_on(notification::builder().title("one").send_with_retries())
         .unwrap();
     // `first` is alive but idle from here on. The dispatcher, then a second runtime,
     // deliver to the same host.
@@ -405,7 +407,7 @@ fn a_send_from_a_runtime_that_stops_polling_does_not_stall_later_deliveries() {
         .unwrap();
     let started = std::time::Instant::now();
     second
-        .block_on(notification::builder().title("three").send())
+        .block_on(notification::builder().title("three").send_with_retries())
         .unwrap();
     assert!(
         started.elapsed() < Duration::from_secs(3),

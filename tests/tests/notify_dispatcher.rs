@@ -96,7 +96,7 @@ async fn a_500_then_200_is_delivered_on_retry() {
     s.notification()
         .title("t")
         .message("m")
-        .send()
+        .send_with_retries()
         .await
         .unwrap();
     let got = sink.requests();
@@ -110,7 +110,11 @@ async fn a_429_with_retry_after_waits_at_least_that_long() {
     let sink = Sink::start();
     sink.script([Reply::status(429).header("Retry-After", "2")]);
     let s = service_with(&sink, fast_retries(3), &HttpClient::new().unwrap());
-    s.notification().title("t").send().await.unwrap();
+    s.notification()
+        .title("t")
+        .send_with_retries()
+        .await
+        .unwrap();
     let got = sink.requests();
     assert_eq!(got.len(), 2);
     let waited = got[1].at - got[0].at;
@@ -147,7 +151,12 @@ async fn a_400_is_not_retried_and_goes_to_the_dead_letter_file_with_its_error() 
         e.last_error
     );
     // The same through `send`: the error says which provider, how often, and why.
-    let e = s.notification().title("again").send().await.unwrap_err();
+    let e = s
+        .notification()
+        .title("again")
+        .send_with_retries()
+        .await
+        .unwrap_err();
     assert!(
         e.to_string()
             .contains("webhook after 1 attempt(s): webhook returned status 400"),
@@ -163,7 +172,11 @@ async fn a_server_that_never_answers_times_out_and_is_retried() {
         HttpClient::with_timeouts(Duration::from_secs(1), Duration::from_millis(300)).unwrap();
     let s = service_with(&sink, fast_retries(2), &http);
     let started = Instant::now();
-    s.notification().title("t").send().await.unwrap();
+    s.notification()
+        .title("t")
+        .send_with_retries()
+        .await
+        .unwrap();
     assert!(started.elapsed() < Duration::from_secs(5));
     assert_eq!(sink.requests().len(), 2);
     assert_eq!(s.provider_stats()[0].failed_attempts, 1);
@@ -185,7 +198,7 @@ async fn a_panicking_provider_is_an_error_and_the_others_still_deliver() {
         .notification()
         .title("t")
         .to_providers(["webhook", "buggy"])
-        .send()
+        .send_with_retries()
         .await
         .unwrap_err();
     let DeliveryError::Failed {
@@ -205,7 +218,11 @@ async fn a_panicking_provider_is_an_error_and_the_others_still_deliver() {
         "{e}"
     );
     // The service carries on.
-    s.notification().title("after").send().await.unwrap();
+    s.notification()
+        .title("after")
+        .send_with_retries()
+        .await
+        .unwrap();
     assert_eq!(sink.requests().len(), 2);
 }
 
@@ -229,9 +246,20 @@ async fn the_circuit_opens_after_repeated_failures_and_spares_the_platform() {
     let sink = Sink::with_default(Reply::status(500));
     let s = breaker_of_three(&sink);
     for _ in 0..3 {
-        assert!(s.notification().title("t").send().await.is_err());
+        assert!(
+            s.notification()
+                .title("t")
+                .send_with_retries()
+                .await
+                .is_err()
+        );
     }
-    let e = s.notification().title("t").send().await.unwrap_err();
+    let e = s
+        .notification()
+        .title("t")
+        .send_with_retries()
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("circuit breaker open"), "{e}");
     assert_eq!(sink.requests().len(), 3, "an open circuit sends nothing");
 }
@@ -244,10 +272,19 @@ async fn refused_notifications_do_not_open_the_circuit() {
     sink.script([Reply::status(400), Reply::status(400), Reply::status(400)]);
     let s = breaker_of_three(&sink);
     for _ in 0..3 {
-        let e = s.notification().title("bad").send().await.unwrap_err();
+        let e = s
+            .notification()
+            .title("bad")
+            .send_with_retries()
+            .await
+            .unwrap_err();
         assert!(e.to_string().contains("400"), "{e}");
     }
-    s.notification().title("good").send().await.unwrap();
+    s.notification()
+        .title("good")
+        .send_with_retries()
+        .await
+        .unwrap();
     assert_eq!(sink.requests().len(), 4);
 }
 
@@ -273,14 +310,14 @@ async fn registry_rules_and_bad_notifications() {
     assert!(s.set_default("zzz").is_err());
     s.set_default("a").unwrap();
     assert!(matches!(
-        s.notification().send().await,
+        s.notification().send_with_retries().await,
         Err(DeliveryError::Empty)
     ));
     let e = s
         .notification()
         .title("t")
         .provider("nope")
-        .send()
+        .send_with_retries()
         .await
         .unwrap_err();
     assert_eq!(
@@ -310,7 +347,7 @@ async fn the_context_is_filled_in_from_the_service() {
     s.notification()
         .title("t")
         .source("own-source")
-        .send()
+        .send_with_retries()
         .await
         .unwrap();
     let b = sink.requests()[0].json();
@@ -517,7 +554,12 @@ async fn a_503_with_retry_after_waits_at_least_that_long_in_the_dispatcher() {
 async fn a_408_is_a_4xx_and_not_retried() {
     let sink = Sink::with_default(Reply::status(408));
     let s = service_with(&sink, fast_retries(3), &HttpClient::new().unwrap());
-    let e = s.notification().title("t").send().await.unwrap_err();
+    let e = s
+        .notification()
+        .title("t")
+        .send_with_retries()
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("after 1 attempt(s)"), "{e}");
     assert_eq!(sink.requests().len(), 1);
 }
@@ -539,32 +581,52 @@ async fn a_cancelled_trial_send_does_not_keep_the_circuit_shut() {
         WebhookNotifier::new(&HttpClient::new().unwrap(), &sink.url("/h")).unwrap(),
     )
     .unwrap();
-    assert!(s.notification().title("opens").send().await.is_err());
-    let e = s.notification().title("refused").send().await.unwrap_err();
+    assert!(
+        s.notification()
+            .title("opens")
+            .send_with_retries()
+            .await
+            .is_err()
+    );
+    let e = s
+        .notification()
+        .title("refused")
+        .send_with_retries()
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("circuit breaker open"), "{e}");
     tokio::time::sleep(Duration::from_millis(350)).await;
     // The half-open trial: the caller gives up on it after 200 ms.
     let trial = tokio::time::timeout(
         Duration::from_millis(200),
-        s.notification().title("trial").send(),
+        s.notification().title("trial").send_with_retries(),
     )
     .await;
     assert!(trial.is_err(), "the trial was cancelled");
     assert_eq!(sink.wait_for(2, Duration::from_secs(5)).len(), 2);
     // The cancelled trial counts as a failure: open again for 300 ms, not for good.
-    let e = s.notification().title("refused").send().await.unwrap_err();
+    let e = s
+        .notification()
+        .title("refused")
+        .send_with_retries()
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("circuit breaker open"), "{e}");
     tokio::time::sleep(Duration::from_millis(350)).await;
     s.notification()
         .title("tried again")
-        .send()
+        .send_with_retries()
         .await
         .expect("a new trial goes through once the open period has passed");
     let got = sink.requests();
     assert_eq!(got.len(), 3);
     assert_eq!(got[2].json()["title"], "tried again");
     // Closed again.
-    s.notification().title("closed").send().await.unwrap();
+    s.notification()
+        .title("closed")
+        .send_with_retries()
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -770,7 +832,12 @@ async fn a_provider_panicking_outside_its_future_is_an_error_and_the_dispatcher_
     s.register("eager", PanicsBeforeItsFuture).unwrap();
     // Through `send`: an error naming the panic, not a crash, and not retried.
     for p in ["caps", "eager"] {
-        let e = s.notification().title("t").provider(p).send().await;
+        let e = s
+            .notification()
+            .title("t")
+            .provider(p)
+            .send_with_retries()
+            .await;
         let Err(DeliveryError::Failed { failures, .. }) = &e else {
             panic!("{e:?}")
         };
@@ -1047,7 +1114,7 @@ async fn an_empty_notification_is_refused_by_enqueue_and_send() {
         Err(piko_obs_notify::EnqueueError::Empty)
     );
     assert!(matches!(
-        s.notification().send().await,
+        s.notification().send_with_retries().await,
         Err(DeliveryError::Empty)
     ));
     // Whitespace is no text: the platforms trim it away.
@@ -1056,7 +1123,7 @@ async fn an_empty_notification_is_refused_by_enqueue_and_send() {
         Err(piko_obs_notify::EnqueueError::Empty)
     );
     assert!(matches!(
-        s.notification().title("  ").send().await,
+        s.notification().title("  ").send_with_retries().await,
         Err(DeliveryError::Empty)
     ));
     let report = d.shutdown(Duration::from_secs(2)).await;

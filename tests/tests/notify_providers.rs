@@ -6,8 +6,8 @@ use std::time::{Duration, Instant, SystemTime};
 use base64::Engine as _;
 use hmac::Mac as _;
 use piko_obs_notify::{
-    Dispatcher, DispatcherConfig, Notification, NotificationService, Notifier, Priority,
-    RetryPolicy, SendError,
+    DeliveryError, Dispatcher, DispatcherConfig, Notification, NotificationService, Notifier,
+    Priority, RetryPolicy, SendError, provider,
 };
 use piko_obs_notify_providers::{
     DiscordNotifier, FileDeadLetterStore, GoogleChatNotifier, HttpClient, MAX_ANSWER_BYTES,
@@ -464,7 +464,10 @@ async fn a_retry_sends_the_same_webhook_id_with_a_valid_signature() {
         .build();
     service.register("webhook", signed_hook(&sink)).unwrap();
     let n = sample();
-    service.send(n.clone()).await.expect("delivered on retry");
+    service
+        .send_with_retries(n.clone())
+        .await
+        .expect("delivered on retry");
     let got = sink.wait_for(2, Duration::from_secs(5));
     assert_eq!(got.len(), 2);
     assert_eq!((got[0].status, got[1].status), (500, 200));
@@ -483,10 +486,54 @@ async fn a_retry_sends_the_same_webhook_id_with_a_valid_signature() {
         verify_signature(r, SECRET);
     }
     // Another notification with the same content is a new message.
-    service.send(sample()).await.unwrap();
+    service.send_with_retries(sample()).await.unwrap();
     let got = sink.wait_for(3, Duration::from_secs(5));
     assert_eq!(got.len(), 3);
     assert_ne!(got[2].header("webhook-id"), Some(first));
+}
+
+#[tokio::test]
+async fn send_once_makes_one_attempt_per_provider_and_reports_each() {
+    let (up, down) = (Sink::start(), Sink::with_default(Reply::status(500)));
+    // A retry policy that would try four times: send_once must not use it.
+    let service = NotificationService::builder()
+        .with_retry_policy(fast_retries())
+        .build();
+    service
+        .register(
+            provider::WEBHOOK,
+            WebhookNotifier::new(&http(), &up.url("/up")).unwrap(),
+        )
+        .unwrap();
+    service
+        .register(
+            provider::SLACK,
+            SlackNotifier::new(&http(), &down.url("/services/T0/B0/x")).unwrap(),
+        )
+        .unwrap();
+    let report = service
+        .notification()
+        .title("deploy finished")
+        .to_providers([provider::WEBHOOK, provider::SLACK])
+        .send_once()
+        .await
+        .expect("both were attempted");
+    assert!(!report.all_delivered());
+    assert_eq!(report.delivered().collect::<Vec<_>>(), [provider::WEBHOOK]);
+    let failed: Vec<(&str, String)> = report.failed().map(|(p, e)| (p, e.to_string())).collect();
+    assert_eq!(failed.len(), 1, "{report:?}");
+    assert_eq!(failed[0].0, provider::SLACK);
+    assert!(failed[0].1.contains("500"), "{}", failed[0].1);
+    // One request each, and no retry afterwards.
+    assert_eq!(up.wait_for(1, Duration::from_secs(5)).len(), 1);
+    assert_eq!(down.wait_for(1, Duration::from_secs(5)).len(), 1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(down.requests().len(), 1, "send_once retried");
+    // Nothing to attempt is an error, not a report.
+    assert!(matches!(
+        service.notification().send_once().await,
+        Err(DeliveryError::Empty)
+    ));
 }
 
 // Multi-threaded: the dispatcher's workers run while the test waits for the sink.
@@ -837,7 +884,7 @@ async fn pagerduty_through_the_service_keeps_the_message_whole_and_cuts_the_summ
     s.notification()
         .message(message.clone())
         .provider("pagerduty")
-        .send()
+        .send_with_retries()
         .await
         .unwrap();
     let got = sink.wait_for(1, Duration::from_secs(5));
@@ -855,7 +902,7 @@ async fn pagerduty_through_the_service_keeps_the_message_whole_and_cuts_the_summ
     // A message over the whole budget is still fitted, by the provider, within
     // 512,000 bytes: here the 300 long fields leave it its floor of 64 KiB, far more
     // than the 1024 characters the service used to cut it to.
-    s.send(oversized()).await.unwrap();
+    s.send_with_retries(oversized()).await.unwrap();
     let got = sink.wait_for(2, Duration::from_secs(5));
     assert_eq!(got.len(), 2);
     assert!(got[1].body.len() <= 512_000, "{}", got[1].body.len());

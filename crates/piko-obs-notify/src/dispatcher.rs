@@ -957,7 +957,7 @@ impl Dispatcher {
         Err(job.into_item(Some(why)))
     }
 
-    /// Hands an entry of a new notification (one `send` could not deliver) to the
+    /// Hands an entry of a new notification (one `send_with_retries` could not deliver) to the
     /// dead-letter writer without waiting; false, counted as dropped, when its queue
     /// is full.
     pub(crate) fn dead_letter(&self, entry: DeadLetter) -> bool {

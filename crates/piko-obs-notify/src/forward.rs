@@ -668,7 +668,7 @@ impl Inner {
                 let service = self.service.clone();
                 let counters = self.counters.clone();
                 drop(self.handle.spawn(async move {
-                    if service.send(n).await.is_err() {
+                    if service.send_with_retries(n).await.is_err() {
                         bump(&counters.send_failed);
                     }
                 }));

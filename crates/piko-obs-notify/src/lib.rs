@@ -7,9 +7,12 @@
 //!   [`Context`] (timestamp, source, environment, service, trace id, [`Priority`],
 //!   normal by default);
 //! - [`Notifier`]: the port a provider implements (send, bulk, capabilities, close);
-//! - [`NotificationService`]: named providers, a deterministic default, `send` (now,
-//!   with retries), `multicast` (concurrent, partial failures reported), `send_bulk`,
-//!   `enqueue`, and the fluent [`NotificationBuilder`];
+//! - [`NotificationService`]: named providers, a deterministic default, and three ways
+//!   to send: `send_once` (now, one attempt per provider, a [`SendReport`] of what each
+//!   did: Piko's `Do`), `enqueue` (queued, retried, kept in the dead-letter store when
+//!   it cannot be delivered: returns at once) and `send_with_retries` (now, waiting
+//!   through the retry policy); `multicast` (concurrent, partial failures reported),
+//!   `send_bulk`, and the fluent [`NotificationBuilder`];
 //! - [`Dispatcher`]: a bounded queue, workers, exponential backoff with jitter,
 //!   `Retry-After`, error classification, a circuit breaker per provider, and a
 //!   [`DeadLetterStore`] port, so that a notification is delivered or on disk;
@@ -31,7 +34,8 @@
 //!
 //! let service = NotificationService::default();
 //! service.register("console", Console).unwrap();
-//! service.notification().title("deployed").message("v1.2.3").send().await.unwrap();
+//! let report = service.notification().title("deployed").message("v1.2.3").send_once().await.unwrap();
+//! assert!(report.all_delivered());
 //! # });
 //! ```
 //!
@@ -61,5 +65,5 @@ pub use notifier::{
 pub use policy::{BreakerPolicy, PolicyError, RetryPolicy};
 pub use service::{
     DEFAULT_SEND_TIMEOUT, DeliveryError, NotificationBuilder, NotificationService, ProviderFailure,
-    ProviderStats, RegisterError, ServiceBuilder, UnknownProvider,
+    ProviderOutcome, ProviderStats, RegisterError, SendReport, ServiceBuilder, UnknownProvider,
 };

@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
@@ -90,6 +91,45 @@ fn describe_failures(failures: &[ProviderFailure], delivered: &[String]) -> Stri
 
 /// Sends outcome per provider of one attempt.
 pub(crate) type AttemptResults = Vec<(String, Result<(), SendError>)>;
+
+/// What [`NotificationService::send_once`] did: one outcome per provider, in the order
+/// the notification named them.
+#[derive(Debug)]
+pub struct SendReport {
+    /// Each provider's outcome.
+    pub outcomes: Vec<ProviderOutcome>,
+}
+
+/// One provider's outcome in a [`SendReport`].
+#[derive(Debug)]
+pub struct ProviderOutcome {
+    /// The provider's name.
+    pub provider: String,
+    /// Delivered, or why not.
+    pub result: Result<(), SendError>,
+}
+
+impl SendReport {
+    /// Whether every provider took it.
+    pub fn all_delivered(&self) -> bool {
+        self.outcomes.iter().all(|o| o.result.is_ok())
+    }
+
+    /// The providers that took it.
+    pub fn delivered(&self) -> impl Iterator<Item = &str> {
+        self.outcomes
+            .iter()
+            .filter(|o| o.result.is_ok())
+            .map(|o| o.provider.as_str())
+    }
+
+    /// The providers that did not, with their error.
+    pub fn failed(&self) -> impl Iterator<Item = (&str, &SendError)> {
+        self.outcomes
+            .iter()
+            .filter_map(|o| o.result.as_ref().err().map(|e| (o.provider.as_str(), e)))
+    }
+}
 
 pub(crate) struct Entry {
     notifier: Arc<dyn DynNotifier>,
@@ -381,7 +421,7 @@ impl Defaults {
 ///     .message("95% used on db-1")
 ///     .field("host", "db-1")
 ///     .priority(Priority::High)
-///     .send()
+///     .send_with_retries()
 ///     .await
 ///     .unwrap();
 /// # });
@@ -452,7 +492,7 @@ impl ServiceBuilder {
         self.defaults.trace_id = Some(Arc::new(f));
         self
     }
-    /// How sends are retried (by `send` and by the dispatcher).
+    /// How sends are retried (by `send_with_retries` and by the dispatcher).
     pub fn with_retry_policy(mut self, policy: RetryPolicy) -> Self {
         self.retry = policy;
         self
@@ -637,25 +677,63 @@ impl NotificationService {
         }
     }
 
-    /// Delivers now, to the notification's providers (or the default), concurrently,
-    /// each with the retry policy. What still fails is written to the dispatcher's
-    /// dead-letter store, when there is one, and reported.
-    pub async fn send(&self, mut n: Notification) -> Result<(), DeliveryError> {
-        // Filled in here, on the caller's thread: the trace id comes from the caller's
-        // current span, which the delivery runtime's threads do not have.
+    /// Sends now, one attempt per provider: to the notification's providers (or the
+    /// default), concurrently, each through its circuit breaker and send timeout, with
+    /// no retry and no dead letter. Returns what each provider did (Piko's `Do`); an
+    /// error only when nothing could be attempted (empty, no provider, interrupted).
+    /// To deliver whatever it takes, [`enqueue`](Self::enqueue) (queued, retried, kept
+    /// in the dead-letter store) or [`send_with_retries`](Self::send_with_retries).
+    pub async fn send_once(&self, mut n: Notification) -> Result<SendReport, DeliveryError> {
         self.prepare(&mut n);
+        self.on_own_runtime(n, |this, n| async move { this.attempt_once(n).await })
+            .await
+    }
+
+    /// Delivers now, to the notification's providers (or the default), concurrently,
+    /// each with the retry policy: against a failing provider it returns only when the
+    /// retries are spent (about a minute with the default policy). What still fails is
+    /// written to the dispatcher's dead-letter store, when there is one, and reported.
+    pub async fn send_with_retries(&self, mut n: Notification) -> Result<(), DeliveryError> {
+        self.prepare(&mut n);
+        self.on_own_runtime(n, |this, n| async move { this.deliver(n).await })
+            .await
+    }
+
+    /// Runs `job` on the service's runtime when it has one (the caller may be on
+    /// another), else here. `n` is prepared on the caller's thread first: the trace id
+    /// comes from the caller's current span, which the runtime's threads do not have.
+    async fn on_own_runtime<T, F, Fut>(&self, n: Notification, job: F) -> Result<T, DeliveryError>
+    where
+        T: Send + 'static,
+        F: FnOnce(NotificationService, Notification) -> Fut,
+        Fut: Future<Output = Result<T, DeliveryError>> + Send + 'static,
+    {
         match &self.runtime {
-            Some(rt) => {
-                let this = self.clone();
-                rt.spawn(async move { this.deliver(n).await })
-                    .await
-                    .unwrap_or_else(|e| Err(DeliveryError::Interrupted(e.to_string())))
-            }
-            None => self.deliver(n).await,
+            Some(rt) => rt
+                .spawn(job(self.clone(), n))
+                .await
+                .unwrap_or_else(|e| Err(DeliveryError::Interrupted(e.to_string()))),
+            None => job(self.clone(), n).await,
         }
     }
 
-    /// [`NotificationService::send`] on the current executor, `n` already prepared.
+    /// [`NotificationService::send_once`] on the current executor, `n` already prepared.
+    async fn attempt_once(&self, n: Notification) -> Result<SendReport, DeliveryError> {
+        if n.is_empty() {
+            return Err(DeliveryError::Empty);
+        }
+        let targets = self.registry.targets(&n)?;
+        let outcomes = self.registry.attempt_all(&targets, &n).await;
+        Ok(SendReport {
+            outcomes: outcomes
+                .into_iter()
+                .map(|(provider, result)| ProviderOutcome { provider, result })
+                .collect(),
+        })
+    }
+
+    /// [`NotificationService::send_with_retries`] on the current executor, `n` already
+    /// prepared.
     async fn deliver(&self, n: Notification) -> Result<(), DeliveryError> {
         if n.is_empty() {
             return Err(DeliveryError::Empty);
@@ -728,10 +806,11 @@ impl NotificationService {
         })
     }
 
-    /// Delivers now to one named provider, with the retry policy.
+    /// Delivers now to one named provider, with the retry policy (as
+    /// [`send_with_retries`](Self::send_with_retries)).
     pub async fn send_to(&self, provider: &str, mut n: Notification) -> Result<(), DeliveryError> {
         n.providers = vec![provider.to_string()];
-        self.send(n).await
+        self.send_with_retries(n).await
     }
 
     /// Delivers now to several providers concurrently; one failing does not stop the
@@ -742,7 +821,7 @@ impl NotificationService {
         providers: &[&str],
     ) -> Result<(), DeliveryError> {
         n.providers = providers.iter().map(|p| p.to_string()).collect();
-        self.send(n).await
+        self.send_with_retries(n).await
     }
 
     /// Sends several notifications through one provider (the default when `None`) in
@@ -754,7 +833,7 @@ impl NotificationService {
         list: Vec<Notification>,
     ) -> Result<Vec<Result<(), SendError>>, UnknownProvider> {
         let mut list = list;
-        // On the caller's thread, for the trace id of its current span (see `send`).
+        // On the caller's thread, for the trace id of its current span (see `send_once`).
         for n in &mut list {
             self.prepare(n);
         }
@@ -845,7 +924,7 @@ impl NotificationService {
     }
 }
 
-/// Builds one notification, then `send().await`s it or `enqueue()`s it.
+/// Builds one notification, then `send_once()`s, `enqueue()`s or `send_with_retries()`s it.
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct NotificationBuilder {
@@ -928,11 +1007,18 @@ impl NotificationBuilder {
     pub fn build(&self) -> Notification {
         self.n.clone()
     }
-    /// Delivers now, with the retry policy.
-    pub async fn send(self) -> Result<(), DeliveryError> {
-        self.service.send(self.n).await
+    /// Sends now, one attempt per provider, and reports what each did (Piko's `Do`):
+    /// see [`NotificationService::send_once`].
+    pub async fn send_once(self) -> Result<SendReport, DeliveryError> {
+        self.service.send_once(self.n).await
     }
-    /// Hands it to the dispatcher; returns at once.
+    /// Delivers now, with the retry policy: see
+    /// [`NotificationService::send_with_retries`].
+    pub async fn send_with_retries(self) -> Result<(), DeliveryError> {
+        self.service.send_with_retries(self.n).await
+    }
+    /// Hands it to the dispatcher (queued, retried, dead-lettered when it cannot be
+    /// delivered); returns at once.
     pub fn enqueue(self) -> Result<Enqueued, EnqueueError> {
         self.service.enqueue(self.n)
     }

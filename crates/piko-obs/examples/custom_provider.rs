@@ -159,7 +159,7 @@ fn main() -> ExitCode {
             .message("custom_provider 1.0.0 is live")
             .field("version", "1.0.0")
             .priority(Priority::Low)
-            .send()
+            .send_with_retries()
             .await
     });
     match sent {
