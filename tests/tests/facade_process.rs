@@ -230,3 +230,33 @@ fn tracing_events_land_in_the_outputs_with_their_fields() {
     assert_eq!(lines[1]["error"]["message"], "pool closed");
     assert_eq!(lines[2]["retry"], true);
 }
+
+#[test]
+fn one_output_on_stdout_so_no_line_is_printed_twice() {
+    // A stdout output added before init(): init() adds no console output.
+    let out = probe(&["stdout-first"], &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let once = parse_json_lines(&text)
+        .iter()
+        .filter(|l| l["msg"] == "once")
+        .count();
+    assert_eq!(once, 1, "{text}");
+    // A second stdout output is refused, naming the first; lines still print once.
+    let out = probe(&["stdout-twice"], &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("standard output already has the output \"json-stdout\""),
+        "{err}"
+    );
+    let once = parse_json_lines(&text)
+        .iter()
+        .filter(|l| l["msg"] == "once")
+        .count();
+    assert_eq!(once, 1, "{text}");
+}

@@ -49,6 +49,41 @@ impl Directives {
         self
     }
 
+    /// These directives, with the levels of the loggers named `prefix` or under it taken
+    /// from `other`, unless these already name `prefix` or a logger under it.
+    ///
+    /// The facade uses it to let `PIKO_LOG_LEVEL` govern piko-obs's own loggers in the
+    /// outputs that `LOG_LEVEL` governs.
+    ///
+    /// ```
+    /// use piko_obs_logger::{Directives, Level};
+    /// let user: Directives = "error".parse().unwrap();
+    /// let framework: Directives = "warn,piko-obs/otlp=debug".parse().unwrap();
+    /// let d = user.with_scope_from("piko-obs", &framework);
+    /// assert_eq!(d.level_for("myapp"), Level::ERROR);
+    /// assert_eq!(d.level_for("piko-obs/notification"), Level::WARN);
+    /// assert_eq!(d.level_for("piko-obs/otlp"), Level::DEBUG);
+    /// // Named in the first directives: left as it is.
+    /// let own: Directives = "error,piko-obs=trace".parse().unwrap();
+    /// assert_eq!(own.with_scope_from("piko-obs", &framework).level_for("piko-obs/otlp"), Level::TRACE);
+    /// ```
+    pub fn with_scope_from(self, prefix: &str, other: &Directives) -> Directives {
+        let under = |p: &str| {
+            p.strip_prefix(prefix)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with(['/', ':', '.']))
+        };
+        if self.rules.iter().any(|(p, _)| under(p)) {
+            return self;
+        }
+        let mut d = self.with_rule(prefix, other.level_for(prefix));
+        for (p, l) in &other.rules {
+            if under(p) {
+                d = d.with_rule(p.clone(), *l);
+            }
+        }
+        d
+    }
+
     /// The level without any override.
     pub fn default_level(&self) -> Level {
         self.default

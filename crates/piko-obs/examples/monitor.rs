@@ -44,10 +44,11 @@ Environment:
   HEALTH_PORT               port of the health probes and /metrics (default 9090; 0 picks one)
   SHUTDOWN_DRAIN_DELAY_MS   drain delay before the probe server stops (default 5000 in
                             prod, 0 in dev)
-  PIKO_LOG_LEVEL            framework log level or directives (default info)
-  LOG_LEVEL                 level of outputs added in code (default info)
+  LOG_LEVEL                 level or directives of the service's lines (default info)
+  PIKO_LOG_LEVEL            level or directives of piko-obs's own lines (default info)
   NO_COLOR, FORCE_COLOR     console colours in dev mode
-  PIKO_DISABLE_CONSOLE_LOG  set to true to turn the console output off
+  PIKO_DISABLE_CONSOLE_LOG  set to true to turn off the console output of init(),
+                            which prints until the service adds its own
   ENVIRONMENT               the environment named in alerts
 
 OpenTelemetry (traces, metrics and logs over OTLP, when an endpoint is set):
@@ -151,6 +152,17 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // As in the guide's first program: the program's own output, at LOG_LEVEL, takes
+    // standard output over from the console output of init() (no line twice); piko-obs's
+    // own lines keep PIKO_LOG_LEVEL.
+    let added = match mode {
+        RunMode::Prod => logger::add_json_output(),
+        RunMode::Dev => logger::add_pretty_output(),
+    };
+    if let Err(e) = added {
+        eprintln!("monitor: {e}");
+        return ExitCode::from(2);
+    }
     let log = logger::get_logger("monitor");
     if let Some(addr) = guard.health_addr() {
         log.info("Health probes listening", &[attr::display("addr", &addr)]);

@@ -731,24 +731,24 @@ impl Builder {
             .unwrap_or_else(|| env(PIKO_DISABLE_CONSOLE_LOG).as_deref() != Some("true"));
         // Outputs added from here on are removed again if init() fails.
         let mut added = Rollback::default();
+        logger::set_framework_level(level.clone());
         if console {
+            // None when the program added a stdout output of its own before init().
             let id = match self.run_mode {
-                RunMode::Prod => logger::add_output(
-                    "console",
+                RunMode::Prod => logger::add_console(
                     level.clone(),
                     logger::JsonOutput::stdout()
                         .build()
                         .map_err(InitError::Console)?,
                 )?,
-                RunMode::Dev => logger::add_output(
-                    "console",
+                RunMode::Dev => logger::add_console(
                     level.clone(),
                     logger::PrettyOutput::stdout()
                         .build()
                         .map_err(InitError::Console)?,
                 )?,
             };
-            added.outputs.push(id);
+            added.outputs.extend(id);
         }
         if self.log_bridge {
             logger::install_log_bridge()?;

@@ -5,8 +5,17 @@
 //! (`with_log_bridge(false)` and `with_tracing_bridge(false)` turn that off).
 //! Outputs added with these functions take their level from `LOG_LEVEL` unless
 //! [`OutputOptions::with_level`] sets one in code (code wins, then the environment, then
-//! INFO). The console output that `init()` adds uses the framework level instead
-//! (`with_log_level`, then `PIKO_LOG_LEVEL`, then INFO).
+//! INFO), except for piko-obs's own loggers (`piko-obs/...`), which keep the framework
+//! level (`with_log_level`, then `PIKO_LOG_LEVEL`, then INFO) unless the output's
+//! directives name them. The console output that `init()` adds uses the framework
+//! level for every logger.
+//!
+//! Standard output has one output at a time, so no line is printed twice: as in Piko,
+//! the first [`add_json_output`] or [`add_pretty_output`] replaces the console output
+//! that `init()` added (what it queued is written first), and an `init()` that comes
+//! after one adds no console output; a second stdout output is refused
+//! ([`OutputError::StdoutTaken`]). Outputs to other places (a file, a drain, your own)
+//! are added beside it.
 //!
 //! ```
 //! use piko_obs::logger::{self, attr, OutputOptions};
@@ -24,7 +33,8 @@
 //! ```
 
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
 
 pub use piko_obs_logger::*;
 pub use piko_obs_logger_drains::*;
@@ -97,15 +107,117 @@ pub enum OutputError {
     /// Its name is taken.
     #[error(transparent)]
     Add(#[from] AddOutputError),
+    /// Standard output already has an output the program added.
+    #[error(
+        "standard output already has the output {existing:?}: one stdout output at a time, so no line is printed twice; remove it first (logger::hub().remove_output) or write this one to a file"
+    )]
+    StdoutTaken {
+        /// The name of the output that has it.
+        existing: String,
+    },
+}
+
+/// Who writes to standard output: nobody, the console output `init()` added, or an
+/// output of the program's. An entry whose output was removed since (a shutdown) counts
+/// as nobody.
+enum Stdout {
+    Free,
+    Console(OutputId),
+    Program(OutputId),
+}
+
+static STDOUT: Mutex<Stdout> = Mutex::new(Stdout::Free);
+
+fn stdout_owner() -> std::sync::MutexGuard<'static, Stdout> {
+    let mut owner = STDOUT.lock().unwrap_or_else(|p| p.into_inner());
+    if let Stdout::Console(id) | Stdout::Program(id) = *owner
+        && !hub().outputs().iter().any(|o| o.id == id)
+    {
+        *owner = Stdout::Free;
+    }
+    owner
+}
+
+/// Adds the console output `init()` adds, unless the program already added a stdout
+/// output (then `None`).
+pub(crate) fn add_console(
+    filter: Directives,
+    output: impl Output,
+) -> Result<Option<OutputId>, AddOutputError> {
+    let mut owner = stdout_owner();
+    if let Stdout::Program(_) = *owner {
+        return Ok(None);
+    }
+    let id = hub().add_output("console", filter, output)?;
+    levels_changed();
+    *owner = Stdout::Console(id);
+    Ok(Some(id))
+}
+
+/// Adds a stdout output of the program's, in place of the console output, and says so
+/// (as Piko does) on the framework's logger, with the output's level.
+fn add_stdout(
+    name: &str,
+    said: &str,
+    filter: Directives,
+    output: impl Output,
+) -> Result<OutputId, OutputError> {
+    let level = filter.to_string();
+    let mut owner = stdout_owner();
+    let console = match *owner {
+        Stdout::Program(id) => {
+            let existing = hub()
+                .outputs()
+                .into_iter()
+                .find(|o| o.id == id)
+                .map_or_else(String::new, |o| o.name);
+            return Err(OutputError::StdoutTaken { existing });
+        }
+        Stdout::Console(id) => Some(id),
+        Stdout::Free => None,
+    };
+    let id = add_output(name, filter, output)?;
+    *owner = Stdout::Program(id);
+    drop(owner);
+    // Added first, removed second: a line logged meanwhile goes to one of the two.
+    if let Some(console) = console {
+        let _ = hub().remove_output(console, Duration::from_secs(1));
+    }
+    get_logger(OWN_LOGGER).info(said, &[attr::string("filter", &level)]);
+    Ok(id)
+}
+
+/// The logger this module's own lines go to.
+const OWN_LOGGER: &str = "piko-obs/logger";
+
+/// The framework level `init()` resolved (`with_log_level`, then `PIKO_LOG_LEVEL`);
+/// before `init()`, `PIKO_LOG_LEVEL` is read.
+static FRAMEWORK_LEVEL: Mutex<Option<Directives>> = Mutex::new(None);
+
+pub(crate) fn set_framework_level(level: Directives) {
+    *FRAMEWORK_LEVEL.lock().unwrap_or_else(|p| p.into_inner()) = Some(level);
 }
 
 fn level_of(options: &OutputOptions) -> Result<Directives, LevelSettingError> {
-    resolve_directives(
+    let env = |k: &str| std::env::var(k).ok();
+    let own = resolve_directives(
         options.level.as_deref().map(|l| ("with_level", l)),
         LOG_LEVEL,
-        |k| std::env::var(k).ok(),
-    )
+        env,
+    )?;
+    let set = FRAMEWORK_LEVEL
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let framework = match set {
+        Some(level) => level,
+        None => resolve_directives(None, PIKO_LOG_LEVEL, env)?,
+    };
+    Ok(own.with_scope_from(FRAMEWORK_LOGGERS, &framework))
 }
+
+/// The name piko-obs's own loggers start with (`piko-obs/otlp`, ...).
+pub const FRAMEWORK_LOGGERS: &str = "piko-obs";
 
 /// Adds any output to the process-wide hub, and lets `log` records through down to its
 /// level.
@@ -133,7 +245,8 @@ where
     Ok(id)
 }
 
-/// JSON lines on stdout, at `LOG_LEVEL` (default INFO).
+/// JSON lines on stdout, at `LOG_LEVEL` (default INFO), in place of the console output
+/// of `init()`.
 pub fn add_json_output() -> Result<OutputId, OutputError> {
     add_json_output_with(OutputOptions::default())
 }
@@ -142,11 +255,11 @@ pub fn add_json_output() -> Result<OutputId, OutputError> {
 pub fn add_json_output_with(options: OutputOptions) -> Result<OutputId, OutputError> {
     let level = level_of(&options)?;
     let out = JsonOutput::stdout().with_queue(options.queue).build()?;
-    Ok(add_output("json-stdout", level, out)?)
+    add_stdout("json-stdout", "Added JSON console output", level, out)
 }
 
 /// Pretty lines on stdout, at `LOG_LEVEL` (default INFO), coloured when stdout is a
-/// terminal and `NO_COLOR` is not set.
+/// terminal and `NO_COLOR` is not set, in place of the console output of `init()`.
 pub fn add_pretty_output() -> Result<OutputId, OutputError> {
     add_pretty_output_with(OutputOptions::default())
 }
@@ -158,7 +271,7 @@ pub fn add_pretty_output_with(options: OutputOptions) -> Result<OutputId, Output
         .with_color(options.color)
         .with_queue(options.queue)
         .build()?;
-    Ok(add_output("pretty-stdout", level, out)?)
+    add_stdout("pretty-stdout", "Added pretty console output", level, out)
 }
 
 /// A rotating file at `path` (pretty lines without colour; 10 MiB, 3 backups, 7 days,
@@ -180,11 +293,16 @@ pub fn add_file_output_with(
     if options.json {
         file = file.json();
     }
-    Ok(add_output(
-        &format!("file:{}", path.display()),
-        level,
-        file.build()?,
-    )?)
+    let shown = level.to_string();
+    let id = add_output(&format!("file:{}", path.display()), level, file.build()?)?;
+    get_logger(OWN_LOGGER).info(
+        "Added file output",
+        &[
+            attr::display("path", &path.display()),
+            attr::string("filter", &shown),
+        ],
+    );
+    Ok(id)
 }
 
 /// Lets the `log` and `tracing` fast paths through down to the outputs' most verbose

@@ -36,8 +36,14 @@ fn monitor(args: &[&str]) -> Command {
 
 /// Starts the example, waits for its first line, sends SIGTERM, returns all output.
 fn run(args: &[&str]) -> (String, String, Option<i32>) {
+    run_with(args, &[])
+}
+
+/// [`run`] with more environment variables.
+fn run_with(args: &[&str], env: &[(&str, &str)]) -> (String, String, Option<i32>) {
     let mut child = monitor(args)
         .env("NO_COLOR", "1")
+        .envs(env.iter().copied())
         .stderr(Stdio::piped())
         .spawn()
         .expect("the monitor example was built");
@@ -83,7 +89,7 @@ fn prod_writes_json_lines_and_stops_on_sigterm() {
         "Service started"
     );
     assert_eq!(alerts[0]["notification"]["context"]["source"], "monitor");
-    let lines: Vec<&serde_json::Value> = all.iter().filter(|l| l.get("msg").is_some()).collect();
+    let lines: Vec<&serde_json::Value> = all.iter().filter(|l| l["logger"] == "monitor").collect();
     assert_eq!(lines[0]["msg"], "Health probes listening");
     assert!(lines[0]["addr"].as_str().unwrap().starts_with("127.0.0.1:"));
     assert_eq!(lines[1]["msg"], "Application listening");
@@ -93,6 +99,38 @@ fn prod_writes_json_lines_and_stops_on_sigterm() {
     assert_eq!(lines[2]["logger"], "monitor");
     assert_eq!(lines.last().unwrap()["msg"], "Server stopping");
     assert_eq!(lines.last().unwrap()["signal"], "SIGTERM");
+}
+
+#[test]
+fn log_level_governs_the_services_lines_and_each_prints_once() {
+    let (out, err, code) = run_with(&["prod"], &[("LOG_LEVEL", "error")]);
+    assert_eq!(code, Some(0), "{err}");
+    let all: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    // The service's INFO and NOTICE lines are below LOG_LEVEL=error ...
+    assert!(
+        !all.iter().any(|l| l["logger"] == "monitor"),
+        "LOG_LEVEL=error let a line of the service through: {out}"
+    );
+    // ... and piko-obs's own keep PIKO_LOG_LEVEL (unset: INFO).
+    assert!(
+        all.iter()
+            .any(|l| l["logger"] == "piko-obs/logger" && l["msg"] == "Added JSON console output"),
+        "{out}"
+    );
+    // With the service's lines on, none is printed twice.
+    let (out, err, code) = run(&["prod"]);
+    assert_eq!(code, Some(0), "{err}");
+    let mut lines: Vec<&str> = out.lines().collect();
+    let count = lines.len();
+    lines.sort_unstable();
+    lines.dedup();
+    assert_eq!(lines.len(), count, "{out}");
+    let (out, _, _) = run_with(&["prod"], &[("PIKO_LOG_LEVEL", "warn")]);
+    assert!(!out.contains("Added JSON console output"), "{out}");
+    assert!(out.contains("\"msg\":\"Server started\""), "{out}");
 }
 
 #[test]

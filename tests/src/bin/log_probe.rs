@@ -13,7 +13,9 @@
 //! - `rotate DIR`: 2,000 JSON lines into DIR/app.log, rotated every 16 KiB and gzipped,
 //!   keeping every backup;
 //! - `threads DIR`: console plus a file output in DIR, logs, shuts down, then prints the
-//!   names of the threads still running, one per line.
+//!   names of the threads still running, one per line;
+//! - `stdout-first`: `add_json_output` before a prod `init()`, then one line;
+//! - `stdout-twice`: `add_json_output`, then `add_pretty_output`, whose error it prints.
 
 use std::process::ExitCode;
 
@@ -159,6 +161,27 @@ fn main() -> ExitCode {
             for name in piko_obs_tests::thread_names() {
                 println!("thread {name}");
             }
+        }
+        "stdout-first" => {
+            logger::add_json_output().expect("json output");
+            let _guard = PikoObs::builder()
+                .with_health_enabled(false)
+                .with_run_mode(RunMode::Prod)
+                .init()
+                .expect("init");
+            logger::get_logger("app").info("once", &[]);
+        }
+        "stdout-twice" => {
+            let _guard = PikoObs::builder()
+                .with_health_enabled(false)
+                .with_run_mode(RunMode::Prod)
+                .init()
+                .expect("init");
+            logger::add_json_output().expect("json output");
+            if let Err(e) = logger::add_pretty_output() {
+                eprintln!("{e}");
+            }
+            logger::get_logger("app").info("once", &[]);
         }
         other => {
             eprintln!("unknown scenario {other:?}");
