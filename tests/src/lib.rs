@@ -1,6 +1,11 @@
 //! Support for the workspace tests: real writers that record what arrives, and helpers
 //! to read JSON lines back. Nothing here stands in for a part of piko-obs.
 
+/// The README's Rust blocks (the quick start), compiled as doctests of this crate.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct Readme;
+
 pub mod fuzz;
 pub mod otlp;
 pub mod pki;
