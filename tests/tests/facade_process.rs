@@ -177,6 +177,12 @@ fn log_crate_records_land_in_the_outputs_at_their_levels() {
         ]
     );
     assert_eq!(lines[0]["source"]["module"], "log_probe");
+    // Key-values are typed fields.
+    assert_eq!(lines[0]["peer"], "127.0.0.1");
+    assert_eq!(lines[0]["port"], 8080);
+    assert_eq!(lines[0]["tls"], true);
+    assert_eq!(lines[0]["ratio"], 0.5);
+    assert_eq!(lines[1]["error"]["message"], "peer reset");
 }
 
 #[test]
@@ -259,4 +265,53 @@ fn one_output_on_stdout_so_no_line_is_printed_twice() {
         .filter(|l| l["msg"] == "once")
         .count();
     assert_eq!(once, 1, "{text}");
+}
+
+#[test]
+fn init_keeps_the_programs_tracing_subscriber_and_says_what_it_did() {
+    // The program's registry has piko-obs's layer: its events reach the outputs.
+    let out = probe(&["tracing-app-layer"], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = parse_json_lines(&String::from_utf8_lossy(&out.stdout));
+    let event = lines
+        .iter()
+        .find(|l| l["msg"] == "through the program's subscriber")
+        .expect("the event reached the console output");
+    assert_eq!(event["order_id"], 7);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["msg"] == "the application's tracing subscriber has piko-obs's layer"),
+        "{lines:?}"
+    );
+    // Its own subscriber without the layer: init() still succeeds, says so at NOTICE,
+    // and the event goes only where the program sent it.
+    let out = probe(&["tracing-app-own"], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = parse_json_lines(&String::from_utf8_lossy(&out.stdout));
+    let said = lines
+        .iter()
+        .find(|l| l["logger"] == "piko-obs/logger" && l["level"] == "NOTICE")
+        .expect("a NOTICE line about the subscriber");
+    assert!(
+        said["msg"]
+            .as_str()
+            .unwrap()
+            .contains("add piko_obs::logger::tracing_layer()"),
+        "{said}"
+    );
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l["msg"] == "through the program's subscriber")
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("through the program's subscriber"));
 }

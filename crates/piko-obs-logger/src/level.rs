@@ -130,6 +130,17 @@ impl Level {
         }
     }
 
+    /// The level for a `tracing` level.
+    pub fn from_tracing(level: &tracing_core::Level) -> Level {
+        match *level {
+            tracing_core::Level::ERROR => Level::ERROR,
+            tracing_core::Level::WARN => Level::WARN,
+            tracing_core::Level::INFO => Level::INFO,
+            tracing_core::Level::DEBUG => Level::DEBUG,
+            _ => Level::TRACE,
+        }
+    }
+
     /// The most verbose `log` crate filter that still lets this level through.
     pub fn to_log_filter(self) -> log::LevelFilter {
         match self.0 {

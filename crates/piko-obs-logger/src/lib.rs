@@ -52,6 +52,7 @@ mod bridge;
 pub mod context;
 mod filter;
 mod hub;
+pub mod intern;
 pub mod json;
 mod level;
 mod record;
@@ -67,7 +68,7 @@ pub use filter::{
 pub use hub::{AddOutputError, Hub, HubBuilder, Logger, OutputId, OutputInfo, ShutdownError};
 pub use level::{Level, LevelName, ParseLevelError, parse_level};
 pub use record::{FlushError, Output, OutputStats, Record, Source, StackTrace};
-pub use tracing_bridge::TracingBridge;
+pub use tracing_bridge::{LEVEL_FIELD, TracingBridge};
 
 /// Logs at a level through a [`Logger`], with the call site's module in the source.
 /// Attributes are only built when the level is enabled.

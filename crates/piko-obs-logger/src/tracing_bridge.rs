@@ -18,11 +18,16 @@ use crate::hub::Hub;
 use crate::level::Level;
 use crate::record::Source;
 
-/// A `tracing` subscriber that sends every event to a hub, under a logger named after
-/// the event's target, at the same level name (ERROR, WARN, INFO, DEBUG, TRACE). The
-/// `message` field becomes the message; the other fields become attributes. Spans are
-/// not recorded (their ids are handed out so instrumented code runs). Installing it as
-/// the global default is the facade's job.
+/// Sends `tracing` events to a hub, under a logger named after the event's target, at
+/// the same level name (ERROR, WARN, INFO, DEBUG, TRACE), or at the level a
+/// [`LEVEL_FIELD`] field names (`tracing::info!(piko.level = "notice", "Server
+/// started")` is a NOTICE line; any level text piko-obs reads works). The `message`
+/// field becomes the message; the other fields become attributes, with their types.
+///
+/// It is a `Subscriber` of its own, which throws spans away (their ids are handed out so
+/// instrumented code runs); the OTLP crate's `tracing` layer uses it for events
+/// ([`TracingBridge::log_event`]) and turns spans into OpenTelemetry spans. Installing
+/// either as the global default is the facade's job.
 #[derive(Debug)]
 pub struct TracingBridge {
     hub: Hub,
@@ -75,7 +80,11 @@ impl TracingBridge {
     }
 
     fn level(&self, m: &Metadata<'_>) -> Level {
-        let level = level_of(m.level());
+        self.cap(m, level_of(m.level()))
+    }
+
+    /// `level`, lowered to the ceiling of `m`'s target, if it has one.
+    fn cap(&self, m: &Metadata<'_>, level: Level) -> Level {
         self.ceilings
             .iter()
             .filter(|(p, _)| m.target().starts_with(p))
@@ -113,14 +122,82 @@ impl TracingBridge {
     }
 }
 
-fn level_of(level: &tracing_core::Level) -> Level {
-    match *level {
-        tracing_core::Level::ERROR => Level::ERROR,
-        tracing_core::Level::WARN => Level::WARN,
-        tracing_core::Level::INFO => Level::INFO,
-        tracing_core::Level::DEBUG => Level::DEBUG,
-        _ => Level::TRACE,
+/// The field that sets an event's level by name (`piko.level = "notice"`), for the
+/// levels `tracing` does not have; it is not written as an attribute. A value that is
+/// not a level leaves the event's own level, and is written as an attribute.
+pub const LEVEL_FIELD: &str = "piko.level";
+
+impl TracingBridge {
+    /// Writes `event` to the hub, as the subscriber does, with `extra` attributes after
+    /// its own fields (the ids of the span it was recorded in, say): through the
+    /// target's floor, ceiling and rate limit, if its logger takes its level.
+    pub fn log_event(&self, event: &Event<'_>, extra: &[Attr<'_>]) {
+        let m = event.metadata();
+        let logger = self.hub.get_logger(m.target());
+        let named = m.fields().field(LEVEL_FIELD).is_some();
+        if self.below_floor(m) || !named && !logger.enabled(self.level(m)) {
+            return;
+        }
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        let level = match fields.level {
+            Some(named) => self.cap(m, named),
+            None => self.level(m),
+        };
+        if named && !logger.enabled(level) {
+            return;
+        }
+        let Some(held) = self.admit(m) else {
+            return;
+        };
+        if held > 0 {
+            fields.attrs.push(OwnedAttr::from_attr(&Attr::new(
+                "suppressed",
+                Value::Uint(held),
+            )));
+        }
+        let mut attrs: Vec<Attr<'_>> = fields.attrs.iter().map(OwnedAttr::as_attr).collect();
+        attrs.extend_from_slice(extra);
+        // Events without a message (the OpenTelemetry SDK's carry a `name` field, such
+        // as `PeriodicReader.ExportError`) take their name as the message.
+        if fields.message.is_empty() {
+            fields.message = attrs
+                .iter()
+                .find(|a| a.key() == "name")
+                .map(|a| match a.value() {
+                    Value::Str(s) => s.to_string(),
+                    other => format!("{other:?}"),
+                })
+                .unwrap_or_else(|| m.name().to_string());
+        }
+        let source = Source {
+            file: m.file().unwrap_or("<unknown>"),
+            line: m.line().unwrap_or(0),
+            module: m.module_path(),
+        };
+        logger.log_at(level, &source, &fields.message, &attrs);
     }
+
+    /// Whether the hub takes anything from the call site `metadata` describes: a span,
+    /// or an event at a level some output takes.
+    pub fn takes(&self, metadata: &Metadata<'_>) -> bool {
+        metadata.is_span()
+            || metadata.fields().field(LEVEL_FIELD).is_some()
+            || !self.below_floor(metadata)
+                && self
+                    .hub
+                    .get_logger(metadata.target())
+                    .enabled(self.level(metadata))
+    }
+
+    /// The hub events go to.
+    pub fn hub(&self) -> &Hub {
+        &self.hub
+    }
+}
+
+fn level_of(level: &tracing_core::Level) -> Level {
+    Level::from_tracing(level)
 }
 
 /// The most verbose `tracing` filter that lets `level` through.
@@ -138,6 +215,7 @@ pub(crate) fn tracing_filter(level: Level) -> LevelFilter {
 #[derive(Default)]
 struct Fields {
     message: String,
+    level: Option<Level>,
     attrs: Vec<OwnedAttr>,
 }
 
@@ -160,6 +238,10 @@ impl Visit for Fields {
     fn record_str(&mut self, field: &Field, value: &str) {
         if field.name() == "message" {
             self.message = value.to_string();
+        } else if field.name() == LEVEL_FIELD
+            && let Ok(level) = crate::level::parse_level(value)
+        {
+            self.level = Some(level);
         } else {
             self.push(field, Value::Str(value));
         }
@@ -188,12 +270,7 @@ impl Subscriber for TracingBridge {
     }
 
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
-        metadata.is_span()
-            || !self.below_floor(metadata)
-                && self
-                    .hub
-                    .get_logger(metadata.target())
-                    .enabled(self.level(metadata))
+        self.takes(metadata)
     }
 
     fn max_level_hint(&self) -> Option<LevelFilter> {
@@ -209,42 +286,7 @@ impl Subscriber for TracingBridge {
     fn record_follows_from(&self, _: &span::Id, _: &span::Id) {}
 
     fn event(&self, event: &Event<'_>) {
-        let m = event.metadata();
-        let logger = self.hub.get_logger(m.target());
-        let level = self.level(m);
-        if self.below_floor(m) || !logger.enabled(level) {
-            return;
-        }
-        let Some(held) = self.admit(m) else {
-            return;
-        };
-        let mut fields = Fields::default();
-        event.record(&mut fields);
-        if held > 0 {
-            fields.attrs.push(OwnedAttr::from_attr(&Attr::new(
-                "suppressed",
-                Value::Uint(held),
-            )));
-        }
-        let attrs: Vec<Attr<'_>> = fields.attrs.iter().map(OwnedAttr::as_attr).collect();
-        // Events without a message (the OpenTelemetry SDK's carry a `name` field, such
-        // as `PeriodicReader.ExportError`) take their name as the message.
-        if fields.message.is_empty() {
-            fields.message = attrs
-                .iter()
-                .find(|a| a.key() == "name")
-                .map(|a| match a.value() {
-                    Value::Str(s) => s.to_string(),
-                    other => format!("{other:?}"),
-                })
-                .unwrap_or_else(|| m.name().to_string());
-        }
-        let source = Source {
-            file: m.file().unwrap_or("<unknown>"),
-            line: m.line().unwrap_or(0),
-            module: m.module_path(),
-        };
-        logger.log_at(level, &source, &fields.message, &attrs);
+        self.log_event(event, &[]);
     }
 
     fn enter(&self, _: &span::Id) {}

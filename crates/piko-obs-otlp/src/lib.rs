@@ -36,7 +36,6 @@
 //! No feature flags.
 
 mod config;
-mod intern;
 mod logs;
 mod metrics_bridge;
 
@@ -44,6 +43,9 @@ pub use metrics_bridge::{OtelRecorder, OtelRecorderSlot};
 mod pipeline;
 mod propagation;
 mod span;
+mod tracing_layer;
+
+pub use tracing_layer::{TracingLayer, UNTRACED_TARGETS};
 
 pub use span::{note_panic, run_in_span, run_in_span_from, use_tracer_provider};
 

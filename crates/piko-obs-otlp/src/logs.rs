@@ -9,9 +9,9 @@ use opentelemetry::logs::{AnyValue, LogRecord as _, Logger as _, LoggerProvider 
 use opentelemetry::trace::TraceContextExt as _;
 use opentelemetry::{Key, KeyValue, StringValue};
 
-use crate::intern::intern;
 use opentelemetry_sdk::logs::{SdkLogger, SdkLoggerProvider};
 use piko_obs_logger::attr::{hex, keys};
+use piko_obs_logger::intern::intern;
 use piko_obs_logger::{FlushError, Level, Output, OutputStats, REDACTED, Record, Value};
 
 /// Exports each record as an OpenTelemetry log record: its time, severity (number and

@@ -9,12 +9,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwapOption;
-use opentelemetry::trace::{Status, TraceContextExt as _, TracerProvider as _};
+use opentelemetry::trace::{SpanKind, Status, TraceContextExt as _, TracerProvider as _};
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 use piko_obs_logger::Logger;
 
-use crate::intern::intern;
+use piko_obs_logger::intern::intern;
 
 /// The tracer `run_in_span` starts spans with, when one was given.
 static TRACER: ArcSwapOption<SdkTracer> = ArcSwapOption::const_empty();
@@ -40,9 +40,23 @@ pub fn use_tracer_provider(provider: Option<&SdkTracerProvider>) {
 
 /// Starts a span in `parent` with the tracer given to [`use_tracer_provider`] (this
 /// thread's copy of it, taken again when stale), or with the global provider's tracer.
-fn start(parent: &Context, name: Cow<'static, str>, attributes: Vec<KeyValue>) -> Context {
+pub(crate) fn start(
+    parent: &Context,
+    name: Cow<'static, str>,
+    attributes: Vec<KeyValue>,
+) -> Context {
+    start_kind(parent, name, attributes, SpanKind::Internal)
+}
+
+/// [`start`], for a span of `kind`.
+pub(crate) fn start_kind(
+    parent: &Context,
+    name: Cow<'static, str>,
+    attributes: Vec<KeyValue>,
+    kind: SpanKind,
+) -> Context {
     let generation = GENERATION.load(Ordering::Acquire);
-    let mut args = Some((name, attributes));
+    let mut args = Some((name, attributes, kind));
     let started = CACHED
         .try_with(|cell| {
             // A span started while this thread's copy is borrowed (from a span processor,
@@ -52,8 +66,8 @@ fn start(parent: &Context, name: Cow<'static, str>, attributes: Vec<KeyValue>) -
                 *slot = (generation, TRACER.load_full().map(|t| (*t).clone()));
             }
             let tracer = slot.1.as_ref()?;
-            let (name, attributes) = args.take()?;
-            Some(start_span(tracer, parent, name, attributes))
+            let args = args.take()?;
+            Some(start_span(tracer, parent, args))
         })
         .ok()
         .flatten();
@@ -61,29 +75,23 @@ fn start(parent: &Context, name: Cow<'static, str>, attributes: Vec<KeyValue>) -
         return cx;
     }
     // `args` is still there: it is taken only when the span above was started.
-    let (name, attributes) = args.unwrap_or_default();
+    let args = args.unwrap_or((Cow::Borrowed(""), Vec::new(), SpanKind::Internal));
     match TRACER.load().as_deref() {
-        Some(t) => start_span(t, parent, name, attributes),
-        None => start_span(
-            &opentelemetry::global::tracer("piko-obs"),
-            parent,
-            name,
-            attributes,
-        ),
+        Some(t) => start_span(t, parent, args),
+        None => start_span(&opentelemetry::global::tracer("piko-obs"), parent, args),
     }
 }
 
 fn start_span<T>(
     tracer: &T,
     parent: &Context,
-    name: Cow<'static, str>,
-    attributes: Vec<KeyValue>,
+    (name, attributes, kind): (Cow<'static, str>, Vec<KeyValue>, SpanKind),
 ) -> Context
 where
     T: opentelemetry::trace::Tracer,
     T::Span: Send + Sync + 'static,
 {
-    let mut builder = tracer.span_builder(name);
+    let mut builder = tracer.span_builder(name).with_kind(kind);
     if !attributes.is_empty() {
         builder = builder.with_attributes(attributes);
     }

@@ -754,7 +754,14 @@ impl Builder {
             logger::install_log_bridge()?;
         }
         if self.tracing_bridge {
-            logger::install_tracing_bridge()?;
+            // Said when the application's own subscriber was there first.
+            let route = logger::install_tracing_bridge();
+            let said = logger::get_logger("piko-obs/logger");
+            match route {
+                logger::TracingRoute::Installed => {}
+                logger::TracingRoute::ApplicationLayer => said.info(route.describe(), &[]),
+                _ => said.notice(route.describe(), &[]),
+            }
         }
         let drain_delay = self.drain_delay.unwrap_or(match self.run_mode {
             RunMode::Prod => Duration::from_secs(5),
@@ -1099,9 +1106,6 @@ pub enum InitError {
     /// Another `log` logger is installed.
     #[error(transparent)]
     LogBridge(#[from] logger::LogBridgeError),
-    /// Another global `tracing` subscriber is installed.
-    #[error(transparent)]
-    TracingBridge(#[from] logger::TracingBridgeError),
     /// The probe server could not start (port in use, bad address or path, TLS files).
     #[error(transparent)]
     Health(#[from] health::ServerError),

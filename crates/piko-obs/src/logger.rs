@@ -312,37 +312,91 @@ fn levels_changed() {
     tracing_core::callsite::rebuild_interest_cache();
 }
 
-/// Another `tracing` subscriber was installed first.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error(
-    "another global `tracing` subscriber is already installed; remove it, or turn the bridge off with with_tracing_bridge(false)"
-)]
-pub struct TracingBridgeError;
+/// The layer that brings `tracing` events and spans into the process-wide hub (and, with
+/// OTLP on, spans into OpenTelemetry), for an application that installs its own
+/// `tracing` subscriber: add it to the registry beside `fmt`, `EnvFilter` and the rest.
+/// `init()` sees the application's subscriber and leaves it in place.
+///
+/// The OpenTelemetry SDK reports its own failures (a collector that refuses exports,
+/// say) through `tracing`: the layer keeps their WARN and ERROR events only, written as
+/// WARN (not application errors for Sentry and alerts), at most one line a call site
+/// every 30 s.
+///
+/// ```
+/// use tracing_subscriber::layer::SubscriberExt as _;
+/// let subscriber = tracing_subscriber::registry().with(piko_obs::logger::tracing_layer());
+/// tracing::subscriber::with_default(subscriber, || {
+///     tracing::info!(order_id = 7, "order placed");
+/// });
+/// ```
+pub fn tracing_layer() -> crate::otlp::TracingLayer {
+    LAYER_GIVEN.store(true, std::sync::atomic::Ordering::Relaxed);
+    crate::otlp::TracingLayer::with_bridge(
+        TracingBridge::new(hub().clone())
+            .with_rate_limit("opentelemetry", Duration::from_secs(30))
+            .with_target_floor("opentelemetry", Level::WARN)
+            .with_target_ceiling("opentelemetry", Level::WARN),
+    )
+}
+
+/// Whether [`tracing_layer`] was called: the application's subscriber then has it.
+static LAYER_GIVEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Where `tracing` events and spans go, as [`install_tracing_bridge`] found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TracingRoute {
+    /// A registry with [`tracing_layer`] is now the global subscriber.
+    Installed,
+    /// The application's own subscriber was there first; it has [`tracing_layer`].
+    ApplicationLayer,
+    /// The application's own subscriber was there first, without [`tracing_layer`]:
+    /// `tracing` events and spans do not reach piko-obs.
+    ApplicationSubscriber,
+}
+
+impl TracingRoute {
+    /// What it means, in words, for `init()`'s own line.
+    pub fn describe(self) -> &'static str {
+        match self {
+            TracingRoute::Installed => "piko-obs installed the global tracing subscriber",
+            TracingRoute::ApplicationLayer => {
+                "the application's tracing subscriber has piko-obs's layer"
+            }
+            TracingRoute::ApplicationSubscriber => {
+                "the application's tracing subscriber was installed first and has no piko-obs layer: add piko_obs::logger::tracing_layer() to it to bring tracing events and spans into piko-obs"
+            }
+        }
+    }
+}
 
 static TRACING_BRIDGE: OnceLock<()> = OnceLock::new();
 
 /// Serialises the bridges' installation, so concurrent `init()` calls install each once.
 static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// Routes `tracing` events into the process-wide hub, as the global default subscriber.
-/// Idempotent.
-pub fn install_tracing_bridge() -> Result<(), TracingBridgeError> {
+/// Makes a registry with [`tracing_layer`] the global `tracing` subscriber, unless the
+/// application installed one first; never fails. Idempotent.
+pub fn install_tracing_bridge() -> TracingRoute {
+    use tracing_subscriber::layer::SubscriberExt as _;
     let _one_at_a_time = INSTALLING.lock().unwrap_or_else(|p| p.into_inner());
     if TRACING_BRIDGE.get().is_some() {
-        return Ok(());
+        return TracingRoute::Installed;
     }
-    // The OpenTelemetry SDK reports its own failures (a collector that refuses exports,
-    // say) through `tracing`: its WARN and ERROR events only, written as WARN (not
-    // application errors for Sentry and alerts), at most one line a call site every 30 s.
-    let dispatch = tracing_core::Dispatch::new(
-        TracingBridge::new(hub().clone())
-            .with_rate_limit("opentelemetry", std::time::Duration::from_secs(30))
-            .with_target_floor("opentelemetry", Level::WARN)
-            .with_target_ceiling("opentelemetry", Level::WARN),
-    );
-    tracing_core::dispatcher::set_global_default(dispatch).map_err(|_| TracingBridgeError)?;
+    // Read before the layer below is made (which sets it).
+    let given = LAYER_GIVEN.load(std::sync::atomic::Ordering::Relaxed);
+    let dispatch =
+        tracing_core::Dispatch::new(tracing_subscriber::registry().with(tracing_layer()));
+    if tracing_core::dispatcher::set_global_default(dispatch).is_err() {
+        LAYER_GIVEN.store(given, std::sync::atomic::Ordering::Relaxed);
+        return if given {
+            TracingRoute::ApplicationLayer
+        } else {
+            TracingRoute::ApplicationSubscriber
+        };
+    }
     let _ = TRACING_BRIDGE.set(());
-    Ok(())
+    TracingRoute::Installed
 }
 
 /// Another `log` logger was installed first.

@@ -15,7 +15,11 @@
 //! - `threads DIR`: console plus a file output in DIR, logs, shuts down, then prints the
 //!   names of the threads still running, one per line;
 //! - `stdout-first`: `add_json_output` before a prod `init()`, then one line;
-//! - `stdout-twice`: `add_json_output`, then `add_pretty_output`, whose error it prints.
+//! - `stdout-twice`: `add_json_output`, then `add_pretty_output`, whose error it prints;
+//! - `tracing-app-layer`: the program's own `tracing` registry with piko-obs's layer
+//!   installed first, then a prod `init()` and an event;
+//! - `tracing-app-own`: the program's own `tracing` subscriber without the layer
+//!   installed first (writing to stderr), then a prod `init()` and an event.
 
 use std::process::ExitCode;
 
@@ -93,10 +97,11 @@ fn main() -> ExitCode {
                 .with_log_level("info,chatty=error")
                 .init()
                 .expect("init");
-            log::info!(target: "hyper::proto", "connection {} accepted", 7);
+            let cause = std::io::Error::other("peer reset");
+            log::info!(target: "hyper::proto", peer = "127.0.0.1", port = 8080, tls = true, ratio = 0.5; "connection {} accepted", 7);
             log::debug!(target: "hyper::proto", "hidden at info");
             log::warn!(target: "chatty", "hidden below error");
-            log::error!(target: "chatty", "shown at error");
+            log::error!(target: "chatty", error:err = cause; "shown at error");
         }
         "tracing" => {
             let _guard = PikoObs::builder()
@@ -182,6 +187,27 @@ fn main() -> ExitCode {
                 eprintln!("{e}");
             }
             logger::get_logger("app").info("once", &[]);
+        }
+        "tracing-app-layer" | "tracing-app-own" => {
+            use tracing_subscriber::layer::SubscriberExt as _;
+            let installed = if scenario == "tracing-app-layer" {
+                tracing::subscriber::set_global_default(
+                    tracing_subscriber::registry().with(logger::tracing_layer()),
+                )
+            } else {
+                tracing::subscriber::set_global_default(
+                    tracing_subscriber::fmt()
+                        .with_writer(std::io::stderr)
+                        .finish(),
+                )
+            };
+            installed.expect("the program's subscriber");
+            let _guard = PikoObs::builder()
+                .with_health_enabled(false)
+                .with_run_mode(RunMode::Prod)
+                .init()
+                .expect("init() with the program's subscriber installed");
+            tracing::info!(target: "app", order_id = 7, "through the program's subscriber");
         }
         other => {
             eprintln!("unknown scenario {other:?}");

@@ -1,17 +1,18 @@
-//! A bounded set of the log messages and logger names seen, kept for the life of the
-//! process: a line whose message was seen before is exported, and added to its span as
-//! an event, without copying the message. Most messages of a structured log are
-//! constants (what varies goes in attributes), so a small set covers them; a message
-//! that does not fit (too long, or the set is full) is copied as before.
+//! A bounded set of strings kept for the life of the process: log messages, logger
+//! names and field names seen again and again. A string that was seen before is found
+//! without copying it, and one that is kept has a `&'static str` (what attribute keys
+//! need). Most messages of a structured log are constants (what varies goes in
+//! attributes), and field names are, so a small set covers them; a string that does not
+//! fit (too long, or the set is full) is not kept, and the caller copies it instead.
 
 use std::cell::Cell;
 use std::collections::HashSet;
 use std::sync::{LazyLock, RwLock};
 
 /// The most strings kept.
-pub(crate) const MAX_ENTRIES: usize = 1024;
+pub const MAX_ENTRIES: usize = 1024;
 /// The longest string kept, in bytes.
-pub(crate) const MAX_LEN: usize = 128;
+pub const MAX_LEN: usize = 128;
 /// Slots in each thread's cache of recent lookups.
 const SLOTS: usize = 64;
 
@@ -27,7 +28,7 @@ thread_local! {
 
 /// The kept copy of `s`, kept now if there is room; `None` when `s` is longer than
 /// [`MAX_LEN`] or the set is full. Never panics (a poisoned lock is used as it is).
-pub(crate) fn intern(s: &str) -> Option<&'static str> {
+pub fn intern(s: &str) -> Option<&'static str> {
     if s.len() > MAX_LEN {
         return None;
     }
