@@ -90,11 +90,24 @@ pub struct Response {
 /// `GET path` on `addr` over a fresh HTTP/1.1 connection, with connect and read
 /// timeouts; an error when the server cannot be reached.
 pub fn http_get(addr: SocketAddr, path: &str) -> io::Result<Response> {
+    http_get_with(addr, path, &[])
+}
+
+/// [`http_get`] with more request headers (`traceparent`, say).
+pub fn http_get_with(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> io::Result<Response> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\n{extra}Connection: close\r\n\r\n"
     )?;
     let mut text = String::new();
     s.read_to_string(&mut text)?;

@@ -3,10 +3,15 @@
 //!
 //! - `http_server_request_duration_seconds` (histogram, the convention's buckets),
 //!   labels `http_request_method`, `http_route` (a route template, never the raw path,
-//!   so the number of series stays bounded) and `http_response_status_code`;
-//! - `http_server_active_requests` (gauge), labels `http_request_method`, `http_route`.
+//!   so the number of series stays bounded), `http_response_status_code` (when a
+//!   response was sent), `url_scheme`, and `error_type` on a failure (the status code of
+//!   a 5xx answer, or the error's type when the service returned no response);
+//! - `http_server_active_requests` (gauge), labels `http_request_method`, `http_route`,
+//!   `url_scheme`.
 //!
 //! Methods outside the standard nine are labelled `_OTHER`, as the convention says.
+//! With the `axum` feature, [`HttpMetricsLayer::new`] takes the route template from
+//! axum's `MatchedPath`; a request no route matched is labelled [`UNMATCHED_ROUTE`].
 //! [`warp_route`] resolves its metric handles on first use of each method and status
 //! and keeps them, so a request costs no registry lookup: install the recorder (the
 //! facade's `init()` does) before serving.
@@ -55,25 +60,77 @@ fn status_label(status: u16) -> &'static str {
     }
 }
 
+/// The route label of a request no route template matched.
+pub const UNMATCHED_ROUTE: &str = "other";
+
+/// What a request ended with: an answer's status code, or an error without one (named
+/// by its type, for `error_type`).
+#[derive(Debug, Clone, Copy)]
+enum Outcome {
+    Status(u16),
+    Failed(&'static str),
+}
+
 fn duration_histogram(
     method: usize,
     route: metrics::SharedString,
-    status: u16,
+    scheme: &'static str,
+    outcome: Outcome,
 ) -> metrics::Histogram {
-    metrics::histogram!(
-        HTTP_SERVER_REQUEST_DURATION,
-        "http_request_method" => method_label(method),
-        "http_route" => route,
-        "http_response_status_code" => status_label(status)
-    )
+    match outcome {
+        Outcome::Status(status @ 500..) => metrics::histogram!(
+            HTTP_SERVER_REQUEST_DURATION,
+            "http_request_method" => method_label(method),
+            "http_route" => route,
+            "http_response_status_code" => status_label(status),
+            "url_scheme" => scheme,
+            "error_type" => status_label(status)
+        ),
+        Outcome::Status(status) => metrics::histogram!(
+            HTTP_SERVER_REQUEST_DURATION,
+            "http_request_method" => method_label(method),
+            "http_route" => route,
+            "http_response_status_code" => status_label(status),
+            "url_scheme" => scheme
+        ),
+        Outcome::Failed(error) => metrics::histogram!(
+            HTTP_SERVER_REQUEST_DURATION,
+            "http_request_method" => method_label(method),
+            "http_route" => route,
+            "url_scheme" => scheme,
+            "error_type" => error
+        ),
+    }
 }
 
-fn active_gauge(method: usize, route: metrics::SharedString) -> metrics::Gauge {
+fn active_gauge(
+    method: usize,
+    route: metrics::SharedString,
+    scheme: &'static str,
+) -> metrics::Gauge {
     metrics::gauge!(
         HTTP_SERVER_ACTIVE_REQUESTS,
         "http_request_method" => method_label(method),
-        "http_route" => route
+        "http_route" => route,
+        "url_scheme" => scheme
     )
+}
+
+/// The request's scheme for `url_scheme`: its URI's, when it has one (a proxy's
+/// absolute form), else `default`.
+fn scheme_of(uri: &http::Uri, default: &'static str) -> &'static str {
+    match uri.scheme_str() {
+        Some("https") => "https",
+        Some("http") => "http",
+        _ => default,
+    }
+}
+
+/// The `error_type` of a service error: its type's path without generic arguments
+/// (`std::io::error::Error`), one value per error type of the program, so bounded.
+fn error_type_of<E>() -> &'static str {
+    let name = std::any::type_name::<E>();
+    name.split('<').next().unwrap_or(name)
 }
 
 /// Describes the request metrics (their HELP lines and the duration's unit) to the
@@ -90,10 +147,15 @@ pub fn describe() {
     );
 }
 
-/// Records one finished request.
+/// Records one finished request, served over plain HTTP.
 pub fn record_request(method: &http::Method, route: &str, status: u16, elapsed: Duration) {
-    duration_histogram(method_index(method), route.to_owned().into(), status)
-        .record(elapsed.as_secs_f64());
+    duration_histogram(
+        method_index(method),
+        route.to_owned().into(),
+        "http",
+        Outcome::Status(status),
+    )
+    .record(elapsed.as_secs_f64());
 }
 
 /// Counts a request in flight until dropped.
@@ -103,9 +165,13 @@ pub struct InFlight {
 }
 
 impl InFlight {
-    /// Counts a request to `route` in.
+    /// Counts a request to `route` in, served over plain HTTP.
     pub fn enter(method: &http::Method, route: &str) -> InFlight {
-        InFlight::with_gauge(active_gauge(method_index(method), route.to_owned().into()))
+        InFlight::with_gauge(active_gauge(
+            method_index(method),
+            route.to_owned().into(),
+            "http",
+        ))
     }
 
     fn with_gauge(gauge: metrics::Gauge) -> InFlight {
@@ -154,33 +220,39 @@ impl RouteHandles {
     fn enter(&self, method: usize) -> InFlight {
         let gauge = self.methods[method]
             .active
-            .get_or_init(|| active_gauge(method, self.label()));
+            .get_or_init(|| active_gauge(method, self.label(), "http"));
         InFlight::with_gauge(gauge.clone())
     }
 
     fn record(&self, method: usize, status: u16, elapsed: Duration) {
         let seconds = elapsed.as_secs_f64();
+        let histogram =
+            || duration_histogram(method, self.label(), "http", Outcome::Status(status));
         for slot in &self.methods[method].durations {
-            let (code, histogram) =
-                slot.get_or_init(|| (status, duration_histogram(method, self.label(), status)));
+            let (code, kept) = slot.get_or_init(|| (status, histogram()));
             if *code == status {
-                histogram.record(seconds);
+                kept.record(seconds);
                 return;
             }
         }
-        duration_histogram(method, self.label(), status).record(seconds);
+        histogram().record(seconds);
     }
 }
 
 type RouteFn =
     dyn Fn(&http::Method, &http::Uri, &http::Extensions) -> Cow<'static, str> + Send + Sync;
 
-/// A tower `Layer` that records request metrics. The route template comes from a
-/// function of the request (for example axum's `MatchedPath` extension); without one,
-/// every request is labelled `http_route="other"`, so cardinality stays bounded.
+/// A tower `Layer` that records request metrics. The route template comes from axum's
+/// `MatchedPath` (with the `axum` feature, and the layer added with `Router::layer` or
+/// `route_layer`, which run after routing), or from a function of the request
+/// ([`HttpMetricsLayer::with_route`]); a request without one is labelled
+/// `http_route="other"` ([`UNMATCHED_ROUTE`]), so cardinality stays bounded.
+/// `url_scheme` is the request URI's scheme when it has one, else `http`
+/// ([`HttpMetricsLayer::with_scheme`] for a server behind TLS).
 #[derive(Clone)]
 pub struct HttpMetricsLayer {
     route: Arc<RouteFn>,
+    scheme: &'static str,
 }
 
 impl std::fmt::Debug for HttpMetricsLayer {
@@ -192,15 +264,40 @@ impl std::fmt::Debug for HttpMetricsLayer {
 impl Default for HttpMetricsLayer {
     fn default() -> Self {
         HttpMetricsLayer {
-            route: Arc::new(|_, _, _| Cow::Borrowed("other")),
+            route: Arc::new(|_, _, extensions| matched_path(extensions)),
+            scheme: "http",
         }
     }
 }
 
+/// The route template axum matched, or [`UNMATCHED_ROUTE`].
+#[cfg(feature = "axum")]
+pub fn matched_path(extensions: &http::Extensions) -> Cow<'static, str> {
+    extensions
+        .get::<axum::extract::MatchedPath>()
+        .map_or(Cow::Borrowed(UNMATCHED_ROUTE), |m| {
+            Cow::Owned(m.as_str().to_owned())
+        })
+}
+
+/// [`UNMATCHED_ROUTE`]: without the `axum` feature there is no matched path to read.
+#[cfg(not(feature = "axum"))]
+pub fn matched_path(_: &http::Extensions) -> Cow<'static, str> {
+    Cow::Borrowed(UNMATCHED_ROUTE)
+}
+
 impl HttpMetricsLayer {
-    /// A layer labelling every request `http_route="other"`.
+    /// A layer labelling each request with the route template axum matched (with the
+    /// `axum` feature), else `http_route="other"`.
     pub fn new() -> Self {
         HttpMetricsLayer::default()
+    }
+
+    /// The same layer, labelling `url_scheme` with `scheme` (`"https"` for a server
+    /// behind TLS) when the request URI has none.
+    pub fn with_scheme(mut self, scheme: &'static str) -> Self {
+        self.scheme = scheme;
+        self
     }
 
     /// A layer whose route label is `route(method, uri, extensions)`; it must return a
@@ -213,6 +310,7 @@ impl HttpMetricsLayer {
     ) -> Self {
         HttpMetricsLayer {
             route: Arc::new(route),
+            scheme: "http",
         }
     }
 }
@@ -223,6 +321,7 @@ impl<S> tower_layer::Layer<S> for HttpMetricsLayer {
         HttpMetrics {
             inner,
             route: self.route.clone(),
+            scheme: self.scheme,
         }
     }
 }
@@ -232,6 +331,7 @@ impl<S> tower_layer::Layer<S> for HttpMetricsLayer {
 pub struct HttpMetrics<S> {
     inner: S,
     route: Arc<RouteFn>,
+    scheme: &'static str,
 }
 
 impl<S> std::fmt::Debug for HttpMetrics<S> {
@@ -260,13 +360,17 @@ where
         let method = method_index(req.method());
         let route = (self.route)(req.method(), req.uri(), req.extensions());
         let route: metrics::SharedString = route.into();
-        let in_flight = InFlight::with_gauge(active_gauge(method, route.clone()));
+        let scheme = scheme_of(req.uri(), self.scheme);
+        let in_flight = InFlight::with_gauge(active_gauge(method, route.clone(), scheme));
         let fut = self.inner.call(req);
         Box::pin(async move {
             let result = fut.await;
-            // An error that never became a response counts as 500.
-            let status = result.as_ref().map_or(500, |r| r.status().as_u16());
-            duration_histogram(method, route, status).record(started.elapsed().as_secs_f64());
+            let outcome = match &result {
+                Ok(r) => Outcome::Status(r.status().as_u16()),
+                Err(_) => Outcome::Failed(error_type_of::<S::Error>()),
+            };
+            duration_histogram(method, route, scheme, outcome)
+                .record(started.elapsed().as_secs_f64());
             drop(in_flight);
             result
         })
@@ -339,16 +443,16 @@ mod tests {
         let text = metrics.render();
         for status in 200..212u16 {
             let needle = format!(
-                "http_server_request_duration_seconds_count{{http_request_method=\"GET\",http_route=\"/items/{{id}}\",http_response_status_code=\"{status}\"}} 2"
+                "http_server_request_duration_seconds_count{{http_request_method=\"GET\",http_route=\"/items/{{id}}\",http_response_status_code=\"{status}\",url_scheme=\"http\"}} 2"
             );
             assert!(text.contains(&needle), "{needle} in\n{text}");
         }
         assert!(
-            text.contains("http_request_method=\"_OTHER\",http_route=\"/items/{id}\",http_response_status_code=\"404\"} 1"),
+            text.contains("http_request_method=\"_OTHER\",http_route=\"/items/{id}\",http_response_status_code=\"404\",url_scheme=\"http\"} 1"),
             "{text}"
         );
         assert!(
-            text.contains("http_server_active_requests{http_request_method=\"GET\",http_route=\"/items/{id}\"} 0"),
+            text.contains("http_server_active_requests{http_request_method=\"GET\",http_route=\"/items/{id}\",url_scheme=\"http\"} 0"),
             "{text}"
         );
         assert_eq!(status_label(599), "599");

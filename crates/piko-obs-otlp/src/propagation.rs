@@ -78,18 +78,50 @@ pub fn warp_trace_context()
     warp::header::headers_cloned().map(|h: http::HeaderMap| extract_context(&h))
 }
 
-/// A tower layer that runs each request in a server span named `name`, a child of the
-/// trace context the request carries; the span is current while the inner service
-/// handles it, and its status is ERROR for a 5xx answer or a service error.
-#[derive(Debug, Clone)]
+/// A tower layer that runs each request in a server span, a child of the trace context
+/// the request carries (W3C `traceparent`, `tracestate`, `baggage`), after the HTTP
+/// semantic conventions:
+///
+/// - the route template comes from axum's `MatchedPath` (with the `axum` feature, and
+///   the layer added with `Router::layer` or `route_layer`, which run after routing), or
+///   is given once for the service ([`TraceLayer::for_route`]);
+/// - the span is named `{METHOD} {route}`, or `{METHOD}` when no route is known (`HTTP`
+///   for a method outside the standard nine), and `http.route` is the template, never the
+///   raw path;
+/// - attributes `http.request.method` (`_OTHER` and `http.request.method_original` for
+///   others), `url.path`, `url.scheme`, `http.response.status_code`, and `error.type` on
+///   a 5xx answer (the code) or a service error;
+/// - status ERROR for a 5xx answer or a service error; a 4xx leaves it unset, as the
+///   conventions say for a server.
+///
+/// The span is current while the inner service handles the request, so its lines, its
+/// `run_in_span`s and its outgoing requests ([`traced`]) continue the trace.
+#[derive(Debug, Clone, Default)]
 pub struct TraceLayer {
-    name: &'static str,
+    route: Option<&'static str>,
+    scheme: Option<&'static str>,
 }
 
 impl TraceLayer {
-    /// Spans named `name` (a route template, `GET /orders/{id}`).
-    pub fn new(name: &'static str) -> TraceLayer {
-        TraceLayer { name }
+    /// Spans named after the route axum matched (with the `axum` feature), else the
+    /// method alone.
+    pub fn new() -> TraceLayer {
+        TraceLayer::default()
+    }
+
+    /// Spans of the service serving the route template `route` (`/orders/{id}`).
+    pub fn for_route(route: &'static str) -> TraceLayer {
+        TraceLayer {
+            route: Some(route),
+            scheme: None,
+        }
+    }
+
+    /// `url.scheme` when the request URI has none (`"https"` behind TLS); `http`
+    /// otherwise.
+    pub fn with_scheme(mut self, scheme: &'static str) -> TraceLayer {
+        self.scheme = Some(scheme);
+        self
     }
 }
 
@@ -98,7 +130,7 @@ impl<S> tower_layer::Layer<S> for TraceLayer {
     fn layer(&self, inner: S) -> Traced<S> {
         Traced {
             inner,
-            name: self.name,
+            layer: self.clone(),
         }
     }
 }
@@ -107,7 +139,68 @@ impl<S> tower_layer::Layer<S> for TraceLayer {
 #[derive(Debug, Clone)]
 pub struct Traced<S> {
     inner: S,
-    name: &'static str,
+    layer: TraceLayer,
+}
+
+/// The methods the HTTP conventions name; any other is `_OTHER`.
+const KNOWN_METHODS: [&str; 10] = [
+    "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE", "QUERY",
+];
+
+/// The route template axum matched, if any.
+#[cfg(feature = "axum")]
+fn matched_path(extensions: &http::Extensions) -> Option<std::borrow::Cow<'static, str>> {
+    extensions
+        .get::<axum::extract::MatchedPath>()
+        .map(|m| std::borrow::Cow::Owned(m.as_str().to_owned()))
+}
+
+/// Without the `axum` feature there is no matched path to read.
+#[cfg(not(feature = "axum"))]
+fn matched_path(_: &http::Extensions) -> Option<std::borrow::Cow<'static, str>> {
+    None
+}
+
+/// The server span's name and attributes for `req`, by the HTTP conventions.
+fn server_span<B>(
+    layer: &TraceLayer,
+    req: &http::Request<B>,
+) -> (String, Vec<opentelemetry::KeyValue>) {
+    use opentelemetry::KeyValue;
+    let method = req.method().as_str();
+    let known = KNOWN_METHODS.contains(&method);
+    let route = layer
+        .route
+        .map(std::borrow::Cow::Borrowed)
+        .or_else(|| matched_path(req.extensions()));
+    let scheme = match req.uri().scheme_str() {
+        Some(s @ ("http" | "https")) => s.to_string(),
+        _ => layer.scheme.unwrap_or("http").to_string(),
+    };
+    let name = match (&route, known) {
+        (Some(r), true) => format!("{method} {r}"),
+        (Some(r), false) => format!("HTTP {r}"),
+        (None, true) => method.to_string(),
+        (None, false) => "HTTP".to_string(),
+    };
+    let mut attributes = vec![
+        KeyValue::new(
+            "http.request.method",
+            if known { method } else { "_OTHER" }.to_string(),
+        ),
+        KeyValue::new("url.path", req.uri().path().to_string()),
+        KeyValue::new("url.scheme", scheme),
+    ];
+    if !known {
+        attributes.push(KeyValue::new(
+            "http.request.method_original",
+            method.to_string(),
+        ));
+    }
+    if let Some(r) = route {
+        attributes.push(KeyValue::new("http.route", r.into_owned()));
+    }
+    (name, attributes)
 }
 
 impl<S, B, RB> tower_service::Service<http::Request<B>> for Traced<S>
@@ -131,21 +224,10 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        use opentelemetry::trace::{FutureExt as _, Status, TraceContextExt as _, Tracer as _};
+        use opentelemetry::trace::{FutureExt as _, SpanKind, Status, TraceContextExt as _};
         let parent = extract_context(req.headers());
-        let tracer = opentelemetry::global::tracer("piko-obs");
-        let span = tracer
-            .span_builder(self.name)
-            .with_kind(opentelemetry::trace::SpanKind::Server)
-            .with_attributes([
-                opentelemetry::KeyValue::new(
-                    "http.request.method",
-                    req.method().as_str().to_string(),
-                ),
-                opentelemetry::KeyValue::new("http.route", self.name),
-            ])
-            .start_with_context(&tracer, &parent);
-        let cx = parent.with_span(span);
+        let (name, attributes) = server_span(&self.layer, &req);
+        let cx = crate::span::start_kind(&parent, name.into(), attributes, SpanKind::Server);
         let fut = {
             let _in = cx.clone().attach();
             self.inner.call(req)
@@ -161,10 +243,21 @@ where
                         i64::from(code),
                     ));
                     if code >= 500 {
-                        span.set_status(Status::error(format!("status {code}")));
+                        span.set_attribute(opentelemetry::KeyValue::new(
+                            "error.type",
+                            code.to_string(),
+                        ));
+                        span.set_status(Status::error(""));
                     }
                 }
-                Err(_) => span.set_status(Status::error("the service failed")),
+                Err(_) => {
+                    let error = std::any::type_name::<S::Error>();
+                    span.set_attribute(opentelemetry::KeyValue::new(
+                        "error.type",
+                        error.split('<').next().unwrap_or(error).to_string(),
+                    ));
+                    span.set_status(Status::error("the service failed"));
+                }
             }
             span.end();
             result
@@ -253,7 +346,7 @@ mod tests {
         opentelemetry::global::set_tracer_provider(
             opentelemetry_sdk::trace::SdkTracerProvider::builder().build(),
         );
-        let mut svc = TraceLayer::new("GET /").layer(Echo);
+        let mut svc = TraceLayer::for_route("/").layer(Echo);
         let req = http::Request::get("/")
             .header(
                 "traceparent",
