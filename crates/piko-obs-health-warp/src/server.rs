@@ -111,7 +111,9 @@ pub enum ServerError {
     #[error("the health server must be started inside a tokio runtime")]
     NoRuntime,
     /// A connection limit is zero.
-    #[error("health server {setting}: {problem}")]
+    #[error(
+        "health server {setting}: {problem} (with_health_{setting} on piko-obs's builder, with_{setting} on ServerBuilder)"
+    )]
     BadLimit {
         /// The setting (`header_read_timeout`, `idle_timeout`, `max_connections`).
         setting: &'static str,
@@ -325,24 +327,13 @@ impl ServerBuilder {
         let addr = SocketAddr::new(ip, self.port);
         let tls = self.tls.as_ref().map(load_tls).transpose()?;
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| ServerError::NoRuntime)?;
-        let std_listener = std::net::TcpListener::bind(addr).map_err(|source| {
-            if source.kind() == std::io::ErrorKind::AddrInUse {
-                ServerError::PortInUse { addr }
-            } else {
-                ServerError::Bind { addr, source }
-            }
-        })?;
-        let local_addr = std_listener
-            .local_addr()
-            .map_err(|source| ServerError::Bind { addr, source })?;
-        std_listener
-            .set_nonblocking(true)
-            .map_err(|source| ServerError::Bind { addr, source })?;
         let listener = {
             let _enter = runtime.enter();
-            tokio::net::TcpListener::from_std(std_listener)
-                .map_err(|source| ServerError::Bind { addr, source })?
+            listen(addr)?
         };
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| ServerError::Bind { addr, source })?;
         let routes = Arc::new(Routes {
             service: self.service,
             live: self.live_path,
@@ -374,6 +365,30 @@ impl ServerBuilder {
             counters,
         })
     }
+}
+
+/// Connections the kernel completes and queues for the accept loop: enough that a
+/// burst of connections is queued rather than dropped (a dropped connection attempt is
+/// retried by the client a second later, longer than a probe's usual timeout).
+const LISTEN_BACKLOG: u32 = 1024;
+
+fn listen(addr: SocketAddr) -> Result<tokio::net::TcpListener, ServerError> {
+    let bind_error = |source: std::io::Error| {
+        if source.kind() == std::io::ErrorKind::AddrInUse {
+            ServerError::PortInUse { addr }
+        } else {
+            ServerError::Bind { addr, source }
+        }
+    };
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .map_err(bind_error)?;
+    socket.set_reuseaddr(true).map_err(bind_error)?;
+    socket.bind(addr).map_err(bind_error)?;
+    socket.listen(LISTEN_BACKLOG).map_err(bind_error)
 }
 
 fn load_tls(opts: &TlsOptions) -> Result<tokio_rustls::TlsAcceptor, ServerError> {
