@@ -654,9 +654,13 @@ async fn shutdown_is_bounded_even_with_a_request_in_flight() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tcp_and_http_probes_check_real_dependencies() {
-    // A real dependency: another probe server.
+/// A real dependency (another probe server) and its address, and a port nobody
+/// listens on.
+fn a_dependency_and_a_closed_port() -> (
+    piko_obs_health_warp::RunningServer,
+    std::net::SocketAddr,
+    std::net::SocketAddr,
+) {
     let dep = HealthServer::builder(service())
         .with_port(0)
         .start()
@@ -666,6 +670,12 @@ async fn tcp_and_http_probes_check_real_dependencies() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap()
     };
+    (dep, dep_addr, closed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_and_http_probes_check_real_dependencies() {
+    let (dep, dep_addr, closed) = a_dependency_and_a_closed_port();
     let h = HealthService::new("edge", Duration::from_secs(2)).unwrap();
     h.register(TcpProbe::new("tcp-up", dep_addr.to_string()))
         .unwrap();
@@ -736,4 +746,63 @@ async fn the_response_cache_answers_within_its_ttl_and_never_hides_a_drain() {
     // Liveness is unchanged by the drain.
     assert_eq!(get(addr, "GET", "/live").await.status, 200);
     server.shutdown(Duration::from_secs(2)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_probe_urls_never_show_credentials_or_query_tokens() {
+    // User info is refused when the probe is built, and the error does not repeat it.
+    for url in [
+        "http://admin:hunter2@127.0.0.1:8080/health",
+        "http://hunter2@127.0.0.1:8080/health?token=s3cr3t",
+    ] {
+        let e = HttpProbe::new("db", url).unwrap_err();
+        let text = format!("{e} {e:?}");
+        assert!(text.contains("user info"), "{text}");
+        assert!(text.contains("***@127.0.0.1:8080/health"), "{text}");
+        for secret in ["hunter2", "admin", "s3cr3t"] {
+            assert!(!text.contains(secret), "{text}");
+        }
+    }
+    let e = HttpProbe::new("db", "https://u:hunter2@x/?token=s3cr3t").unwrap_err();
+    assert!(!format!("{e} {e:?}").contains("hunter2"), "{e}");
+    assert!(!format!("{e} {e:?}").contains("s3cr3t"), "{e}");
+    // The query is sent, and kept out of the messages served on the probe paths.
+    let (dep, dep_addr, closed) = a_dependency_and_a_closed_port();
+    let h = HealthService::new("edge", Duration::from_secs(2)).unwrap();
+    let up = HttpProbe::new("up", &format!("http://{dep_addr}/live?token=s3cr3t")).unwrap();
+    assert!(!format!("{up:?}").contains("s3cr3t"), "{up:?}");
+    h.register(up).unwrap();
+    let missing = format!("http://{dep_addr}/missing?token=s3cr3t");
+    h.register(HttpProbe::new("missing", &missing).unwrap())
+        .unwrap();
+    let down = format!("http://{closed}/health?token=s3cr3t#frag");
+    h.register(HttpProbe::new("down", &down).unwrap()).unwrap();
+    let server = HealthServer::builder(h).with_port(0).start().unwrap();
+    let r = get(server.local_addr(), "GET", "/ready").await;
+    assert_eq!(r.status, 503);
+    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    let message = |name: &str| {
+        v["dependencies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["name"] == name)
+            .unwrap()["message"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(
+        message("missing"),
+        format!("GET http://{dep_addr}/missing answered 404 Not Found")
+    );
+    assert!(
+        message("down").starts_with(&format!("GET http://{closed}/health: connect")),
+        "{}",
+        message("down")
+    );
+    assert!(!r.body.contains("s3cr3t"), "{}", r.body);
+    assert!(!r.body.contains("token"), "{}", r.body);
+    server.shutdown(Duration::from_secs(2)).await;
+    dep.shutdown(Duration::from_secs(2)).await;
 }
