@@ -29,6 +29,21 @@ pub use piko_obs_health_warp::{
     MetricsRender, RunningServer, ServerBuilder, ServerError, TcpProbe, TlsMinVersion, TlsOptions,
 };
 
+/// Logs every probe panic at WARN under `piko-obs/health`, with the probe, the kind
+/// and the panic's message (the status served says only "probe panicked").
+pub(crate) fn log_probe_panics(service: &HealthService) {
+    service.on_probe_panic(|p| {
+        crate::logger::get_logger("piko-obs/health").warn(
+            "health probe panicked",
+            &[
+                piko_obs_logger::attr::string("probe", p.probe),
+                piko_obs_logger::attr::string("kind", p.kind.as_str()),
+                piko_obs_logger::attr::string("panic", p.message),
+            ],
+        )
+    });
+}
+
 /// The connection counters of the probe server `init()` started last.
 static SERVER_COUNTERS: RwLock<Option<ConnectionCounters>> = RwLock::new(None);
 

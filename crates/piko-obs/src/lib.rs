@@ -877,6 +877,7 @@ impl Builder {
             let name = self.service_name.clone().unwrap_or_else(program_name);
             let service = health::HealthService::new(name, self.health_timeout)
                 .map_err(|_| InitError::HealthTimeout)?;
+            health::log_probe_panics(&service);
             for register in self.probes {
                 register(&service)?;
             }
