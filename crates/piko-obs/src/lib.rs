@@ -1136,7 +1136,8 @@ pub enum InitError {
     /// Another global `tracing` subscriber is installed.
     #[error(transparent)]
     TracingBridge(#[from] logger::TracingBridgeError),
-    /// The probe server could not start (port in use, bad address or path, TLS files).
+    /// The probe server could not start (port in use, bad address or path, TLS files,
+    /// a zero connection limit).
     #[error(transparent)]
     Health(#[from] health::ServerError),
     /// A probe could not be registered (a name used twice, a zero timeout).
