@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
@@ -686,11 +686,11 @@ struct ConnState {
     in_flight: AtomicUsize,
     /// Whether a request has arrived (the header timeout applies until one does).
     served: AtomicBool,
-    /// When the last request was answered.
-    idle_since: Mutex<Instant>,
+    /// When the last request was answered, in nanoseconds after `accepted`.
+    idle_since: AtomicU64,
     /// Set by the accept loop to close the connection and make room for a new one.
     evicted: AtomicBool,
-    /// Wakes the task: the last request in flight was answered, or it was evicted.
+    /// Wakes the task when it is evicted.
     wake: Notify,
 }
 
@@ -708,22 +708,39 @@ impl ConnState {
             accepted: now,
             in_flight: AtomicUsize::new(0),
             served: AtomicBool::new(false),
-            idle_since: Mutex::new(now),
+            idle_since: AtomicU64::new(0),
             evicted: AtomicBool::new(false),
             wake: Notify::new(),
         }
     }
 
-    /// When the connection is closed for want of a request; none while one is in
-    /// flight.
-    fn deadline(&self, limits: &Limits) -> Option<(Instant, Expiry)> {
+    /// Why the connection is to be closed now for want of a request, or when to look
+    /// again: never later than the earliest moment it could be due (a request that
+    /// arrives meanwhile moves the deadline no earlier than an idle timeout from now).
+    /// Requests do not wake the task; it looks when the time comes.
+    fn look(&self, limits: &Limits, now: Instant) -> Result<Expiry, Instant> {
+        // `served` first: a request marks itself in flight before it sets `served`.
+        let served = self.served.load(Ordering::Acquire);
         if self.in_flight.load(Ordering::Acquire) > 0 {
-            None
-        } else if !self.served.load(Ordering::Acquire) {
-            Some((self.accepted + limits.header_read, Expiry::Header))
+            Err(now + limits.idle)
+        } else if !served {
+            let due = self.accepted + limits.header_read;
+            if due <= now {
+                Ok(Expiry::Header)
+            } else {
+                Err(due.min(now + limits.idle))
+            }
         } else {
-            let since = *self.idle_since.lock().unwrap_or_else(|p| p.into_inner());
-            Some((since + limits.idle, Expiry::Idle))
+            let since = Duration::from_nanos(self.idle_since.load(Ordering::Acquire));
+            let due = self
+                .accepted
+                .checked_add(since)
+                .map_or(now, |end| end + limits.idle);
+            if due <= now {
+                Ok(Expiry::Idle)
+            } else {
+                Err(due)
+            }
         }
     }
 
@@ -737,18 +754,19 @@ struct InFlight(Arc<ConnState>);
 
 impl InFlight {
     fn enter(state: &Arc<ConnState>) -> InFlight {
-        state.served.store(true, Ordering::Release);
         state.in_flight.fetch_add(1, Ordering::AcqRel);
+        state.served.store(true, Ordering::Release);
         InFlight(state.clone())
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        if self.0.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
-            *self.0.idle_since.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
-            self.0.wake.notify_one();
-        }
+        let since = self.0.accepted.elapsed().as_nanos();
+        self.0
+            .idle_since
+            .store(u64::try_from(since).unwrap_or(u64::MAX), Ordering::Release);
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -901,9 +919,13 @@ async fn serve<I>(
     tokio::pin!(conn);
     let counters = &shared.counters.0;
     let mut stopping = false;
+    let first_look = match state.look(&shared.limits, Instant::now()) {
+        Ok(_) => Instant::now(),
+        Err(at) => at,
+    };
+    let sleep = tokio::time::sleep_until(first_look.into());
+    tokio::pin!(sleep);
     loop {
-        let deadline = state.deadline(&shared.limits);
-        let at = deadline.map_or_else(Instant::now, |(at, _)| at);
         tokio::select! {
             done = conn.as_mut() => {
                 let timed_out = done.as_ref().err().and_then(|e| e.downcast_ref::<hyper::Error>())
@@ -913,22 +935,25 @@ async fn serve<I>(
                 }
                 return;
             }
-            () = tokio::time::sleep_until(at.into()), if deadline.is_some() => {
-                if let Some((at, why)) = state.deadline(&shared.limits)
-                    && at <= Instant::now()
-                {
-                    ConnectionCounters::add(match why {
-                        Expiry::Header => &counters.header_timeouts,
-                        Expiry::Idle => &counters.idle_timeouts,
-                    });
-                    return;
+            () = &mut sleep => {
+                match state.look(&shared.limits, Instant::now()) {
+                    Ok(why) => {
+                        ConnectionCounters::add(match why {
+                            Expiry::Header => &counters.header_timeouts,
+                            Expiry::Idle => &counters.idle_timeouts,
+                        });
+                        return;
+                    }
+                    Err(at) => sleep.as_mut().reset(at.into()),
                 }
             }
             () = state.wake.notified() => {
-                if state.evicted.load(Ordering::Acquire) || (stopping && state.idle()) {
+                if state.evicted.load(Ordering::Acquire) {
                     return;
                 }
             }
+            // Idle connections close at once; the others once their requests are
+            // answered (hyper closes them then).
             _ = stop.wait_for(|s| *s), if !stopping => {
                 if state.idle() {
                     return;
