@@ -164,10 +164,21 @@ pub struct ChildRun {
 /// `close_stderr`, the child's stderr is a pipe closed at once (writes to it fail).
 /// Both outputs are read while it runs; it is killed past `limit` (which panics).
 pub fn rerun_in_child(name: &str, env: &str, close_stderr: bool, limit: Duration) -> ChildRun {
+    rerun_in_child_with(name, &[(env, "1")], close_stderr, limit)
+}
+
+/// [`rerun_in_child`] with the variables `vars` set in the child (its part is told by
+/// one of them, and given what it needs, such as an address, by the others).
+pub fn rerun_in_child_with(
+    name: &str,
+    vars: &[(&str, &str)],
+    close_stderr: bool,
+    limit: Duration,
+) -> ChildRun {
     use std::process::{Command, Stdio};
     let mut child = Command::new(std::env::current_exe().expect("test binary"))
         .args(["--exact", name, "--nocapture", "--test-threads=1"])
-        .env(env, "1")
+        .envs(vars.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -91,4 +91,59 @@ fn a_port_in_use_is_an_init_error() {
         err.to_string().contains("\"db\" is already registered"),
         "{err}"
     );
+    let err = PikoObs::builder()
+        .with_console_output(false)
+        .with_log_bridge(false)
+        .with_health_probe_port(0)
+        .with_health_max_connections(0)
+        .init()
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("with_health_max_connections"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_probe_panic_is_served_as_a_fixed_text_and_its_message_logged() {
+    use piko_obs::logger::{self, Level};
+    use piko_obs_logger_drains::JsonOutput;
+    let cap = piko_obs_tests::Capture::new();
+    let capture = logger::add_output(
+        "panic-capture",
+        Level::WARN,
+        JsonOutput::writer(cap.clone()).build().unwrap(),
+    )
+    .unwrap();
+    let guard = PikoObs::builder()
+        .with_console_output(false)
+        .with_log_bridge(false)
+        .with_health_probe_port(0)
+        .with_health_response_cache(Duration::ZERO)
+        .with_custom_health_probe(probe_fn("vault", |_, _| async {
+            panic!("token hvs.s3cr3t expired")
+        }))
+        .init()
+        .unwrap();
+    let (code, body) = get(guard.health_addr().unwrap(), "/live").unwrap();
+    assert_eq!(code, 503);
+    assert!(
+        body.contains("\"name\":\"vault\",\"state\":\"UNHEALTHY\",\"message\":\"probe panicked\""),
+        "{body}"
+    );
+    assert!(!body.contains("s3cr3t"), "{body}");
+    logger::hub().flush(Duration::from_secs(5)).unwrap();
+    let logged: Vec<_> = cap
+        .json_lines()
+        .into_iter()
+        .filter(|l| l["msg"] == "health probe panicked" && l["probe"] == "vault")
+        .collect();
+    assert_eq!(logged.len(), 1, "{logged:?}");
+    assert_eq!(logged[0]["level"], "WARN");
+    assert_eq!(logged[0]["kind"], "liveness");
+    assert_eq!(logged[0]["panic"], "token hvs.s3cr3t expired");
+    guard.shutdown().unwrap();
+    logger::hub()
+        .remove_output(capture, Duration::from_secs(5))
+        .unwrap();
 }

@@ -10,10 +10,16 @@
 //!   paths 404. Bodies are Piko's JSON status tree.
 //! - `/metrics` serves the render function it is given, or 404 without one.
 //! - Optional TLS from PEM files (rustls with ring), minimum version 1.2 or 1.3.
+//! - Any client is survived: a request header must arrive within the header read
+//!   timeout (5 s), a connection with no request in flight closes after the idle
+//!   timeout (90 s), at most 256 connections are held (past it the oldest one with no
+//!   request in flight makes room, or the new one is closed at once), HTTP/2
+//!   connections are pinged every 20 s; [`ConnectionCounters`] counts all of it.
 //! - [`TcpProbe`] and [`HttpProbe`] check a dependency by connecting to it.
 //!
 //! Routing uses warp filters; connections are served by hyper (HTTP/1.1 and HTTP/2),
-//! with graceful shutdown bounded by a timeout.
+//! with graceful shutdown bounded by a timeout: connections with no request in flight
+//! close at once, every connection task ends by the bound.
 //!
 //! ```
 //! use std::time::Duration;
@@ -38,6 +44,7 @@ mod server;
 
 pub use probes::{HttpProbe, InvalidUrl, TcpProbe};
 pub use server::{
-    HealthServer, MetricsRender, RunningServer, ServerBuilder, ServerError, TlsMinVersion,
-    TlsOptions,
+    ConnectionCounters, ConnectionStats, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS, HealthServer, MAX_CONNECTION_TIMEOUT, MetricsRender, RunningServer,
+    ServerBuilder, ServerError, TlsMinVersion, TlsOptions,
 };

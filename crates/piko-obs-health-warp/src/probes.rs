@@ -45,26 +45,59 @@ impl Probe for TcpProbe {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("health probe URL {url:?}: {reason}")]
 pub struct InvalidUrl {
-    /// The URL given.
+    /// The URL given, without its user info (`***@` instead), query and fragment, which
+    /// can hold credentials.
     pub url: String,
     /// What is wrong.
     pub reason: &'static str,
 }
 
 /// Healthy when `GET url` answers 2xx before the deadline; 3xx and 4xx are DEGRADED,
-/// 5xx and failures UNHEALTHY. Plain `http://` URLs only.
-#[derive(Debug, Clone)]
+/// 5xx and failures UNHEALTHY. Plain `http://` URLs only, without user info.
+///
+/// Its messages are served without authentication on the probe paths, so they name
+/// the URL without its query (which can hold a token): `GET http://host:port/path`.
+#[derive(Clone)]
 pub struct HttpProbe {
     name: String,
     url: hyper::Uri,
     authority: String,
+    /// The URL as messages show it: scheme, authority and path.
+    shown: String,
+}
+
+impl std::fmt::Debug for HttpProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpProbe")
+            .field("name", &self.name)
+            .field("url", &self.shown)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `text` without user info (`***@` instead), query and fragment, for error messages.
+fn redacted(text: &str) -> String {
+    let (scheme, rest) = match text.split_once("://") {
+        Some((scheme, rest)) => (Some(scheme), rest),
+        None => (None, text),
+    };
+    let rest = rest.split(['?', '#']).next().unwrap_or_default();
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let authority = match authority.rfind('@') {
+        Some(at) => format!("***@{}", &authority[at + 1..]),
+        None => authority.to_string(),
+    };
+    match scheme {
+        Some(scheme) => format!("{scheme}://{authority}{path}"),
+        None => format!("{authority}{path}"),
+    }
 }
 
 impl HttpProbe {
     /// A probe named `name` for `url`, checked here.
     pub fn new(name: impl Into<String>, url: &str) -> Result<HttpProbe, InvalidUrl> {
         let bad = |reason| InvalidUrl {
-            url: url.to_string(),
+            url: redacted(url),
             reason,
         };
         let uri: hyper::Uri = url
@@ -83,6 +116,13 @@ impl HttpProbe {
             .authority()
             .ok_or_else(|| bad("the URL has no host"))?
             .to_string();
+        if authority.contains('@') {
+            return Err(bad(
+                "user info (user:password@) is not supported: probe messages are served \
+                 without authentication; use a URL that needs no credentials",
+            ));
+        }
+        let shown = format!("http://{authority}{}", uri.path());
         let authority = if authority.contains(':') && !authority.ends_with(']') {
             authority
         } else {
@@ -92,6 +132,7 @@ impl HttpProbe {
             name: name.into(),
             url: uri,
             authority,
+            shown,
         })
     }
 
@@ -135,13 +176,13 @@ impl Probe for HttpProbe {
         match tokio::time::timeout_at(deadline.into(), self.get()).await {
             Ok(Ok(code)) if code.is_success() => Status::healthy(&self.name),
             Ok(Ok(code)) if code.is_server_error() => {
-                Status::unhealthy(&self.name, format!("GET {} answered {code}", self.url))
+                Status::unhealthy(&self.name, format!("GET {} answered {code}", self.shown))
             }
             Ok(Ok(code)) => {
-                Status::degraded(&self.name, format!("GET {} answered {code}", self.url))
+                Status::degraded(&self.name, format!("GET {} answered {code}", self.shown))
             }
-            Ok(Err(e)) => Status::unhealthy(&self.name, format!("GET {}: {e}", self.url)),
-            Err(_) => Status::unhealthy(&self.name, format!("GET {}: timed out", self.url)),
+            Ok(Err(e)) => Status::unhealthy(&self.name, format!("GET {}: {e}", self.shown)),
+            Err(_) => Status::unhealthy(&self.name, format!("GET {}: timed out", self.shown)),
         }
     }
 }

@@ -1,9 +1,11 @@
 //! The server: configuration, routing, accept loop, TLS and shutdown.
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
@@ -12,10 +14,10 @@ use hyper::StatusCode;
 use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use piko_obs_health::{CheckKind, HealthService, State};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
 use warp::Filter;
 use warp::http::{Method, Response};
 use warp::hyper::body::Bytes;
@@ -43,6 +45,31 @@ pub struct TlsOptions {
     /// Lowest version accepted.
     pub min_version: TlsMinVersion,
 }
+
+/// How long a client may take to send a request's header, from the moment its
+/// connection is accepted (or, on a kept-alive HTTP/1.1 connection, from the first byte
+/// of the next request): [`ServerBuilder::with_header_read_timeout`].
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a connection may stay open with no request in flight once it has served
+/// one: [`ServerBuilder::with_idle_timeout`]. Longer than the usual scrape interval
+/// (15 to 60 s), so Prometheus keeps its connection between scrapes.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// How many connections the server holds at once: [`ServerBuilder::with_max_connections`].
+/// A quarter of the usual container file limit (1,024); the kubelet and a scraper need
+/// a handful.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
+
+/// The longest header read or idle timeout the server keeps; longer ones are cut to it.
+pub const MAX_CONNECTION_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// How often an HTTP/2 connection is pinged while it is open, and how long the answer
+/// may take before the connection is closed.
+const H2_KEEP_ALIVE: (Duration, Duration) = (Duration::from_secs(20), Duration::from_secs(10));
+
+/// Streams one HTTP/2 connection may have open at once (probe requests are short).
+const H2_MAX_STREAMS: u32 = 32;
 
 /// The server could not start; the message names the setting to fix.
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +110,16 @@ pub enum ServerError {
     /// `start` was called outside a tokio runtime.
     #[error("the health server must be started inside a tokio runtime")]
     NoRuntime,
+    /// A connection limit is zero.
+    #[error(
+        "health server {setting}: {problem} (with_health_{setting} on piko-obs's builder, with_{setting} on ServerBuilder)"
+    )]
+    BadLimit {
+        /// The setting (`header_read_timeout`, `idle_timeout`, `max_connections`).
+        setting: &'static str,
+        /// What is wrong and how to fix it.
+        problem: &'static str,
+    },
 }
 
 /// Entry point: `HealthServer::builder(service)`.
@@ -91,7 +128,8 @@ pub struct HealthServer;
 
 impl HealthServer {
     /// A builder with the defaults: `127.0.0.1:9090`, `/live`, `/ready`, `/startup`,
-    /// `/metrics` (404 until a render function is set), plain HTTP, 5 s shutdown.
+    /// `/metrics` (404 until a render function is set), plain HTTP, a 5 s header read
+    /// timeout, a 90 s idle timeout and at most 256 connections.
     pub fn builder(service: HealthService) -> ServerBuilder {
         ServerBuilder {
             service,
@@ -104,6 +142,9 @@ impl HealthServer {
             metrics: None,
             tls: None,
             response_cache: None,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
@@ -121,6 +162,9 @@ pub struct ServerBuilder {
     metrics: Option<MetricsRender>,
     tls: Option<TlsOptions>,
     response_cache: Option<Duration>,
+    header_read_timeout: Duration,
+    idle_timeout: Duration,
+    max_connections: usize,
 }
 
 impl std::fmt::Debug for ServerBuilder {
@@ -135,6 +179,9 @@ impl std::fmt::Debug for ServerBuilder {
             .field("metrics", &self.metrics.is_some())
             .field("tls", &self.tls)
             .field("response_cache", &self.response_cache)
+            .field("header_read_timeout", &self.header_read_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("max_connections", &self.max_connections)
             .finish()
     }
 }
@@ -190,6 +237,57 @@ impl ServerBuilder {
         self
     }
 
+    /// How long a client may take to send a request's header (default 5 s): counted from
+    /// the connection's accept for the first request (the TLS handshake included), and
+    /// from the first byte of each later request on a kept-alive HTTP/1.1 connection.
+    /// Past it the connection is closed. Zero is an error at `start`; more than an hour
+    /// ([`MAX_CONNECTION_TIMEOUT`]) is cut to an hour.
+    pub fn with_header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.header_read_timeout = timeout;
+        self
+    }
+
+    /// How long a connection that has served a request may stay open with no request in
+    /// flight (default 90 s), over HTTP/1.1 and HTTP/2 alike. Zero is an error at
+    /// `start`; more than an hour is cut to an hour.
+    pub fn with_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// The most connections held at once (default 256). A connection accepted past it
+    /// closes the oldest connection with no request in flight (a client that has not
+    /// sent its header yet, or an idle one), so a probe always gets through while
+    /// clients hold connections open; when every connection has a request in flight,
+    /// the new one is closed at once. Both are counted in [`ConnectionStats`]. Zero is
+    /// an error at `start`.
+    pub fn with_max_connections(mut self, max: usize) -> Self {
+        self.max_connections = max;
+        self
+    }
+
+    fn check_limits(&self) -> Result<(), ServerError> {
+        if self.header_read_timeout.is_zero() {
+            return Err(ServerError::BadLimit {
+                setting: "header_read_timeout",
+                problem: "must be greater than zero (for example 5s)",
+            });
+        }
+        if self.idle_timeout.is_zero() {
+            return Err(ServerError::BadLimit {
+                setting: "idle_timeout",
+                problem: "must be greater than zero (for example 90s)",
+            });
+        }
+        if self.max_connections == 0 {
+            return Err(ServerError::BadLimit {
+                setting: "max_connections",
+                problem: "must be at least 1 (for example 256)",
+            });
+        }
+        Ok(())
+    }
+
     fn check_paths(&self) -> Result<(), ServerError> {
         let paths = [
             ("live", &self.live_path),
@@ -220,6 +318,7 @@ impl ServerBuilder {
     /// port in use and unreadable TLS files are errors here.
     pub fn start(self) -> Result<RunningServer, ServerError> {
         self.check_paths()?;
+        self.check_limits()?;
         let ip: IpAddr = self
             .bind_address
             .trim()
@@ -228,24 +327,13 @@ impl ServerBuilder {
         let addr = SocketAddr::new(ip, self.port);
         let tls = self.tls.as_ref().map(load_tls).transpose()?;
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| ServerError::NoRuntime)?;
-        let std_listener = std::net::TcpListener::bind(addr).map_err(|source| {
-            if source.kind() == std::io::ErrorKind::AddrInUse {
-                ServerError::PortInUse { addr }
-            } else {
-                ServerError::Bind { addr, source }
-            }
-        })?;
-        let local_addr = std_listener
-            .local_addr()
-            .map_err(|source| ServerError::Bind { addr, source })?;
-        std_listener
-            .set_nonblocking(true)
-            .map_err(|source| ServerError::Bind { addr, source })?;
         let listener = {
             let _enter = runtime.enter();
-            tokio::net::TcpListener::from_std(std_listener)
-                .map_err(|source| ServerError::Bind { addr, source })?
+            listen(addr)?
         };
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| ServerError::Bind { addr, source })?;
         let routes = Arc::new(Routes {
             service: self.service,
             live: self.live_path,
@@ -256,13 +344,51 @@ impl ServerBuilder {
             cache: self.response_cache.map(|ttl| (ttl, Default::default())),
         });
         let (stop_tx, stop_rx) = watch::channel(false);
-        let task = runtime.spawn(accept_loop(listener, routes, tls, stop_rx));
+        let counters = ConnectionCounters::default();
+        let limits = Limits {
+            header_read: self.header_read_timeout.min(MAX_CONNECTION_TIMEOUT),
+            idle: self.idle_timeout.min(MAX_CONNECTION_TIMEOUT),
+            max_connections: self.max_connections,
+        };
+        let task = runtime.spawn(accept_loop(
+            listener,
+            routes,
+            tls,
+            limits,
+            counters.clone(),
+            stop_rx,
+        ));
         Ok(RunningServer {
             local_addr,
             stop: stop_tx,
             task,
+            counters,
         })
     }
+}
+
+/// Connections the kernel completes and queues for the accept loop: enough that a
+/// burst of connections is queued rather than dropped (a dropped connection attempt is
+/// retried by the client a second later, longer than a probe's usual timeout).
+const LISTEN_BACKLOG: u32 = 1024;
+
+fn listen(addr: SocketAddr) -> Result<tokio::net::TcpListener, ServerError> {
+    let bind_error = |source: std::io::Error| {
+        if source.kind() == std::io::ErrorKind::AddrInUse {
+            ServerError::PortInUse { addr }
+        } else {
+            ServerError::Bind { addr, source }
+        }
+    };
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .map_err(bind_error)?;
+    socket.set_reuseaddr(true).map_err(bind_error)?;
+    socket.bind(addr).map_err(bind_error)?;
+    socket.listen(LISTEN_BACKLOG).map_err(bind_error)
 }
 
 fn load_tls(opts: &TlsOptions) -> Result<tokio_rustls::TlsAcceptor, ServerError> {
@@ -315,6 +441,7 @@ pub struct RunningServer {
     local_addr: SocketAddr,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
+    counters: ConnectionCounters,
 }
 
 impl RunningServer {
@@ -323,8 +450,14 @@ impl RunningServer {
         self.local_addr
     }
 
-    /// Stops accepting, lets requests in flight finish for at most `timeout`, then
-    /// closes the remaining connections.
+    /// The server's connection counters (a handle that stays valid after shutdown).
+    pub fn counters(&self) -> ConnectionCounters {
+        self.counters.clone()
+    }
+
+    /// Stops accepting, closes at once every connection with no request in flight (a
+    /// client that never finishes its header included), lets requests in flight finish
+    /// for at most `timeout`, then closes the remaining connections.
     pub async fn shutdown(self, timeout: Duration) {
         let _ = self.stop.send(true);
         let mut task = self.task;
@@ -445,70 +578,389 @@ fn plain(code: StatusCode, text: &'static str) -> Reply {
     r
 }
 
+/// Counts of the probe server's connections: a snapshot of [`ConnectionCounters`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConnectionStats {
+    /// Connections accepted and served.
+    pub accepted: u64,
+    /// Connections open now.
+    pub open: u64,
+    /// Connections closed at once because the limit was reached and every connection
+    /// held had a request in flight.
+    pub refused: u64,
+    /// Connections with no request in flight closed to make room for a new one at the
+    /// limit.
+    pub evicted: u64,
+    /// Connections closed because a request's header did not arrive in time (or the TLS
+    /// handshake did not finish in time).
+    pub header_timeouts: u64,
+    /// Connections closed after the idle timeout with no request in flight.
+    pub idle_timeouts: u64,
+    /// Failed accepts (out of file descriptors and the like); the server waits 50 ms
+    /// after each and carries on.
+    pub accept_errors: u64,
+}
+
+/// A handle on a server's connection counters ([`RunningServer::counters`]); cheap to
+/// clone and to read, for a metrics collector.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionCounters(Arc<Counters>);
+
+#[derive(Debug, Default)]
+struct Counters {
+    accepted: AtomicU64,
+    open: AtomicU64,
+    refused: AtomicU64,
+    evicted: AtomicU64,
+    header_timeouts: AtomicU64,
+    idle_timeouts: AtomicU64,
+    accept_errors: AtomicU64,
+}
+
+impl ConnectionCounters {
+    /// The counts now.
+    pub fn snapshot(&self) -> ConnectionStats {
+        let c = &*self.0;
+        let read = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        ConnectionStats {
+            accepted: read(&c.accepted),
+            open: read(&c.open),
+            refused: read(&c.refused),
+            evicted: read(&c.evicted),
+            header_timeouts: read(&c.header_timeouts),
+            idle_timeouts: read(&c.idle_timeouts),
+            accept_errors: read(&c.accept_errors),
+        }
+    }
+
+    fn add(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Counts a connection as open while it lives (its task holds it, so an aborted task
+/// counts down too).
+struct OpenConnection(ConnectionCounters);
+
+impl OpenConnection {
+    fn new(counters: &ConnectionCounters) -> OpenConnection {
+        ConnectionCounters::add(&counters.0.open);
+        OpenConnection(counters.clone())
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The connection limits, as `start` checked and clamped them.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    header_read: Duration,
+    idle: Duration,
+    max_connections: usize,
+}
+
+/// What every connection task shares.
+struct Shared {
+    builder: auto::Builder<TokioExecutor>,
+    service: Service,
+    limits: Limits,
+    counters: ConnectionCounters,
+}
+
+/// The routes as a hyper service, type-erased so that [`Shared`] can name it.
+type Service = Box<dyn Fn(hyper::Request<hyper::body::Incoming>) -> Answer + Send + Sync>;
+
+type Answer = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<warp::reply::Response, Infallible>> + Send>,
+>;
+
+/// One connection's state, shared by its task, its requests and the accept loop.
+struct ConnState {
+    accepted: Instant,
+    /// Requests being answered.
+    in_flight: AtomicUsize,
+    /// Whether a request has arrived (the header timeout applies until one does).
+    served: AtomicBool,
+    /// When the last request was answered, in nanoseconds after `accepted`.
+    idle_since: AtomicU64,
+    /// Set by the accept loop to close the connection and make room for a new one.
+    evicted: AtomicBool,
+    /// Wakes the task when it is evicted.
+    wake: Notify,
+}
+
+/// Why a connection with no request in flight is closed at its deadline.
+#[derive(Debug, Clone, Copy)]
+enum Expiry {
+    Header,
+    Idle,
+}
+
+impl ConnState {
+    fn new() -> ConnState {
+        let now = Instant::now();
+        ConnState {
+            accepted: now,
+            in_flight: AtomicUsize::new(0),
+            served: AtomicBool::new(false),
+            idle_since: AtomicU64::new(0),
+            evicted: AtomicBool::new(false),
+            wake: Notify::new(),
+        }
+    }
+
+    /// Why the connection is to be closed now for want of a request, or when to look
+    /// again: never later than the earliest moment it could be due (a request that
+    /// arrives meanwhile moves the deadline no earlier than an idle timeout from now).
+    /// Requests do not wake the task; it looks when the time comes.
+    fn look(&self, limits: &Limits, now: Instant) -> Result<Expiry, Instant> {
+        // `served` first: a request marks itself in flight before it sets `served`.
+        let served = self.served.load(Ordering::Acquire);
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            Err(now + limits.idle)
+        } else if !served {
+            let due = self.accepted + limits.header_read;
+            if due <= now {
+                Ok(Expiry::Header)
+            } else {
+                Err(due.min(now + limits.idle))
+            }
+        } else {
+            let since = Duration::from_nanos(self.idle_since.load(Ordering::Acquire));
+            let due = self
+                .accepted
+                .checked_add(since)
+                .map_or(now, |end| end + limits.idle);
+            if due <= now {
+                Ok(Expiry::Idle)
+            } else {
+                Err(due)
+            }
+        }
+    }
+
+    fn idle(&self) -> bool {
+        self.in_flight.load(Ordering::Acquire) == 0
+    }
+}
+
+/// Marks a request in flight on its connection until dropped.
+struct InFlight(Arc<ConnState>);
+
+impl InFlight {
+    fn enter(state: &Arc<ConnState>) -> InFlight {
+        state.in_flight.fetch_add(1, Ordering::AcqRel);
+        state.served.store(true, Ordering::Release);
+        InFlight(state.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let since = self.0.accepted.elapsed().as_nanos();
+        self.0
+            .idle_since
+            .store(u64::try_from(since).unwrap_or(u64::MAX), Ordering::Release);
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 async fn accept_loop(
     listener: tokio::net::TcpListener,
     routes: Arc<Routes>,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    limits: Limits,
+    counters: ConnectionCounters,
     mut stop: watch::Receiver<bool>,
 ) {
-    let filter = {
-        let routes = routes.clone();
-        warp::method().and(warp::path::full()).and_then(
-            move |method: Method, path: warp::path::FullPath| {
-                let routes = routes.clone();
-                async move { Ok::<_, Infallible>(routes.respond(method, path.as_str()).await) }
-            },
-        )
-    };
-    let service = TowerToHyperService::new(warp::service(filter));
+    let filter = warp::method().and(warp::path::full()).and_then(
+        move |method: Method, path: warp::path::FullPath| {
+            let routes = routes.clone();
+            async move { Ok::<_, Infallible>(routes.respond(method, path.as_str()).await) }
+        },
+    );
+    let routes = TowerToHyperService::new(warp::service(filter));
+    let service: Service =
+        Box::new(move |req| Box::pin(hyper::service::Service::call(&routes, req)));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(None::<Duration>);
-    let builder = Arc::new(builder);
-    let graceful = GracefulShutdown::new();
+        .header_read_timeout(limits.header_read);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(H2_KEEP_ALIVE.0)
+        .keep_alive_timeout(H2_KEEP_ALIVE.1)
+        .max_concurrent_streams(H2_MAX_STREAMS);
+    let shared = Arc::new(Shared {
+        builder,
+        service,
+        limits,
+        counters,
+    });
+    // The connections held, oldest first; an entry whose task has ended holds the
+    // only reference left, and is swept when the limit is reached.
+    let mut conns: BTreeMap<u64, Arc<ConnState>> = BTreeMap::new();
+    let mut next_id = 0u64;
+    let mut tasks = JoinSet::new();
+    let counters = &shared.counters;
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
-            _ = stop.changed() => break,
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
+            _ = stop.wait_for(|s| *s) => break,
         };
         let Ok((stream, _peer)) = accepted else {
             // Out of file descriptors and the like: back off briefly, keep serving.
+            ConnectionCounters::add(&counters.0.accept_errors);
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
-        let _ = stream.set_nodelay(true);
-        let service = service.clone();
-        let builder = builder.clone();
-        match &tls {
-            None => {
-                let conn = builder
-                    .serve_connection(TokioIo::new(stream), service)
-                    .into_owned();
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                });
+        if conns.len() >= limits.max_connections {
+            conns.retain(|_, c| Arc::strong_count(c) > 1);
+        }
+        if conns.len() >= limits.max_connections {
+            let oldest_idle = conns.iter().find(|(_, c)| c.idle()).map(|(id, _)| *id);
+            match oldest_idle.and_then(|id| conns.remove(&id)) {
+                Some(victim) => {
+                    victim.evicted.store(true, Ordering::Release);
+                    victim.wake.notify_one();
+                    ConnectionCounters::add(&counters.0.evicted);
+                }
+                None => {
+                    ConnectionCounters::add(&counters.0.refused);
+                    drop(stream);
+                    continue;
+                }
             }
-            Some(acceptor) => {
-                let acceptor = acceptor.clone();
-                let watcher = graceful.watcher();
-                tokio::spawn(async move {
-                    let Ok(Ok(tls_stream)) =
-                        tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
-                            .await
-                    else {
+        }
+        ConnectionCounters::add(&counters.0.accepted);
+        let _ = stream.set_nodelay(true);
+        let state = Arc::new(ConnState::new());
+        conns.insert(next_id, state.clone());
+        next_id += 1;
+        let open = OpenConnection::new(counters);
+        tasks.spawn(connection(
+            stream,
+            tls.clone(),
+            shared.clone(),
+            state,
+            stop.clone(),
+            open,
+        ));
+    }
+    drop(listener);
+    // Every connection sees the stop: idle ones close at once, the others after their
+    // requests. `RunningServer::shutdown` bounds the wait; past it this future is
+    // dropped with the join set, which aborts what is left.
+    while tasks.join_next().await.is_some() {}
+}
+
+/// One connection: the TLS handshake if any, then HTTP until the client closes, a
+/// timeout, an eviction or the server's stop.
+async fn connection(
+    stream: tokio::net::TcpStream,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shared: Arc<Shared>,
+    state: Arc<ConnState>,
+    mut stop: watch::Receiver<bool>,
+    _open: OpenConnection,
+) {
+    match tls {
+        None => serve(TokioIo::new(stream), &shared, &state, stop).await,
+        Some(acceptor) => {
+            let deadline = state.accepted + shared.limits.header_read;
+            let handshake = tokio::time::timeout_at(deadline.into(), acceptor.accept(stream));
+            let tls_stream = tokio::select! {
+                done = handshake => match done {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(_)) => return,
+                    Err(_) => {
+                        ConnectionCounters::add(&shared.counters.0.header_timeouts);
                         return;
-                    };
-                    let conn = builder
-                        .serve_connection(TokioIo::new(tls_stream), service)
-                        .into_owned();
-                    let _ = watcher.watch(conn).await;
-                });
+                    }
+                },
+                // Before a request, only an eviction wakes the task.
+                () = state.wake.notified() => return,
+                _ = stop.wait_for(|s| *s) => return,
+            };
+            serve(TokioIo::new(tls_stream), &shared, &state, stop).await;
+        }
+    }
+}
+
+async fn serve<I>(
+    io: I,
+    shared: &Arc<Shared>,
+    state: &Arc<ConnState>,
+    mut stop: watch::Receiver<bool>,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let service = {
+        let (shared, state) = (shared.clone(), state.clone());
+        hyper::service::service_fn(move |req| {
+            let in_flight = InFlight::enter(&state);
+            let answer = (shared.service)(req);
+            async move {
+                let reply = answer.await;
+                drop(in_flight);
+                reply
+            }
+        })
+    };
+    let conn = shared.builder.serve_connection(io, service);
+    tokio::pin!(conn);
+    let counters = &shared.counters.0;
+    let mut stopping = false;
+    let first_look = match state.look(&shared.limits, Instant::now()) {
+        Ok(_) => Instant::now(),
+        Err(at) => at,
+    };
+    let sleep = tokio::time::sleep_until(first_look.into());
+    tokio::pin!(sleep);
+    loop {
+        tokio::select! {
+            done = conn.as_mut() => {
+                let timed_out = done.as_ref().err().and_then(|e| e.downcast_ref::<hyper::Error>())
+                    .is_some_and(hyper::Error::is_timeout);
+                if timed_out {
+                    ConnectionCounters::add(&counters.header_timeouts);
+                }
+                return;
+            }
+            () = &mut sleep => {
+                match state.look(&shared.limits, Instant::now()) {
+                    Ok(why) => {
+                        ConnectionCounters::add(match why {
+                            Expiry::Header => &counters.header_timeouts,
+                            Expiry::Idle => &counters.idle_timeouts,
+                        });
+                        return;
+                    }
+                    Err(at) => sleep.as_mut().reset(at.into()),
+                }
+            }
+            () = state.wake.notified() => {
+                if state.evicted.load(Ordering::Acquire) {
+                    return;
+                }
+            }
+            // Idle connections close at once; the others once their requests are
+            // answered (hyper closes them then).
+            _ = stop.wait_for(|s| *s), if !stopping => {
+                if state.idle() {
+                    return;
+                }
+                stopping = true;
+                conn.as_mut().graceful_shutdown();
             }
         }
     }
-    drop(listener);
-    graceful.shutdown().await;
 }

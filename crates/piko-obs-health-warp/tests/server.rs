@@ -207,11 +207,13 @@ async fn a_hung_probe_does_not_hold_the_response_and_a_panic_does_not_kill_the_s
     assert!(r.body.contains("Health check timed out after 300ms"));
     let r = get(addr, "GET", "/live").await;
     assert_eq!(r.status, 503);
+    // A fixed text: the panic's message is not served.
     assert!(
-        r.body.contains("probe panicked: probe bug on first call"),
+        r.body.contains("\"message\":\"probe panicked\""),
         "{}",
         r.body
     );
+    assert!(!r.body.contains("probe bug"), "{}", r.body);
     // The server and the probe carry on.
     let r = get(addr, "GET", "/live").await;
     assert!(
@@ -238,7 +240,12 @@ async fn a_thousand_concurrent_ready_requests_run_a_cached_probe_once() {
         ProbeOptions::default().with_cache_ttl(Duration::from_secs(60)),
     )
     .unwrap();
-    let server = HealthServer::builder(h).with_port(0).start().unwrap();
+    // A thousand clients at once: above the default connection limit (256).
+    let server = HealthServer::builder(h)
+        .with_port(0)
+        .with_max_connections(1_000)
+        .start()
+        .unwrap();
     let addr = server.local_addr();
     let tasks: Vec<_> = (0..1000)
         .map(|_| tokio::spawn(async move { get(addr, "GET", "/ready").await.status }))
@@ -298,6 +305,248 @@ async fn bad_settings_and_a_port_in_use_fail_at_start() {
         e.to_string().contains("cannot read the certificate file"),
         "{e}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zero_connection_limits_fail_at_start() {
+    let e = HealthServer::builder(service())
+        .with_port(0)
+        .with_header_read_timeout(Duration::ZERO)
+        .start()
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "health server header_read_timeout: must be greater than zero (for example 5s) \
+         (with_health_header_read_timeout on piko-obs's builder, with_header_read_timeout on \
+         ServerBuilder)"
+    );
+    let e = HealthServer::builder(service())
+        .with_port(0)
+        .with_idle_timeout(Duration::ZERO)
+        .start()
+        .unwrap_err();
+    assert!(e.to_string().contains("idle_timeout"), "{e}");
+    let e = HealthServer::builder(service())
+        .with_port(0)
+        .with_max_connections(0)
+        .start()
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("max_connections: must be at least 1"),
+        "{e}"
+    );
+    // A huge timeout is cut to an hour, not an overflow.
+    let server = HealthServer::builder(service())
+        .with_port(0)
+        .with_header_read_timeout(Duration::MAX)
+        .with_idle_timeout(Duration::MAX)
+        .start()
+        .unwrap();
+    assert_eq!(get(server.local_addr(), "GET", "/ready").await.status, 200);
+    server.shutdown(Duration::from_secs(2)).await;
+}
+
+/// A connection that sends half a request header and nothing more.
+async fn half_open(addr: std::net::SocketAddr) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /live HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    s
+}
+
+/// Waits (at most 2 s) until the server holds at least `n` connections.
+async fn until_open(counters: &piko_obs_health_warp::ConnectionCounters, n: u64) {
+    until(counters, |s| s.open >= n).await;
+}
+
+/// Waits (at most 2 s) until the counts satisfy `done`; the counts then.
+async fn until(
+    counters: &piko_obs_health_warp::ConnectionCounters,
+    done: impl Fn(&piko_obs_health_warp::ConnectionStats) -> bool,
+) -> piko_obs_health_warp::ConnectionStats {
+    let wait = Instant::now() + Duration::from_secs(2);
+    loop {
+        let stats = counters.snapshot();
+        if done(&stats) || Instant::now() >= wait {
+            return stats;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// How long the server took to close `s` (end of stream or reset), at most `limit`.
+async fn closed_within(s: &mut tokio::net::TcpStream, limit: Duration) -> Option<Duration> {
+    use tokio::io::AsyncReadExt;
+    let start = Instant::now();
+    let mut buf = [0u8; 512];
+    loop {
+        match tokio::time::timeout_at((start + limit).into(), s.read(&mut buf)).await {
+            Err(_) => return None,
+            Ok(Ok(0) | Err(_)) => return Some(start.elapsed()),
+            // An answer (408 and the like) before the close.
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_open_and_silent_connections_are_closed_at_the_header_timeout() {
+    let server = HealthServer::builder(service())
+        .with_port(0)
+        .with_header_read_timeout(Duration::from_millis(300))
+        .start()
+        .unwrap();
+    let addr = server.local_addr();
+    let mut half = half_open(addr).await;
+    // A client that sends nothing at all (not even enough to tell HTTP/1.1 from HTTP/2).
+    let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    // An HTTP/2 client that sends the connection preface and no request.
+    let mut h2 = tokio::net::TcpStream::connect(addr).await.unwrap();
+    {
+        use tokio::io::AsyncWriteExt;
+        h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+            .await
+            .unwrap();
+    }
+    let start = Instant::now();
+    for s in [&mut half, &mut silent, &mut h2] {
+        assert!(closed_within(s, Duration::from_secs(3)).await.is_some());
+        let took = start.elapsed();
+        assert!(took >= Duration::from_millis(250), "{took:?}");
+    }
+    // (A task counts its connection closed just after closing it.)
+    let stats = until(&server.counters(), |s| s.open == 0).await;
+    assert_eq!(stats.header_timeouts, 3, "{stats:?}");
+    assert_eq!(stats.open, 0, "{stats:?}");
+    // A request in time is answered.
+    assert_eq!(get(addr, "GET", "/ready").await.status, 200);
+    server.shutdown(Duration::from_secs(2)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_kept_alive_connection_is_closed_after_the_idle_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = HealthServer::builder(service())
+        .with_port(0)
+        .with_idle_timeout(Duration::from_millis(300))
+        .start()
+        .unwrap();
+    let mut s = tokio::net::TcpStream::connect(server.local_addr())
+        .await
+        .unwrap();
+    s.write_all(b"GET /live HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let n = s.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    let took = closed_within(&mut s, Duration::from_secs(3)).await;
+    let took = took.expect("closed by the idle timeout");
+    assert!(took >= Duration::from_millis(200), "{took:?}");
+    let stats = until(&server.counters(), |s| s.open == 0).await;
+    assert_eq!((stats.idle_timeouts, stats.open), (1, 0), "{stats:?}");
+    server.shutdown(Duration::from_secs(2)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_connection_limit_the_oldest_idle_connection_makes_room() {
+    let server = HealthServer::builder(service())
+        .with_port(0)
+        .with_max_connections(4)
+        .with_header_read_timeout(Duration::from_secs(30))
+        .start()
+        .unwrap();
+    let addr = server.local_addr();
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(half_open(addr).await);
+    }
+    // The limit is reached: each probe closes the oldest half-open connection.
+    let counters = server.counters();
+    for i in 0..3 {
+        until_open(&counters, 4).await;
+        let start = Instant::now();
+        assert_eq!(get(addr, "GET", "/ready").await.status, 200);
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            start.elapsed()
+        );
+        let took = closed_within(&mut held[i], Duration::from_secs(1)).await;
+        assert!(took.is_some(), "connection {i} evicted");
+        held.push(half_open(addr).await);
+    }
+    let stats = counters.snapshot();
+    // A refill can also find the last probe's connection not yet closed, and make
+    // room in its turn.
+    assert!((3..=6).contains(&stats.evicted), "{stats:?}");
+    assert_eq!(stats.refused, 0, "{stats:?}");
+    // The newest half-open connection is still held.
+    let newest = held.last_mut().unwrap();
+    assert!(
+        closed_within(newest, Duration::from_millis(50))
+            .await
+            .is_none()
+    );
+    server.shutdown(Duration::from_secs(2)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_limit_with_every_request_in_flight_a_new_connection_is_closed_at_once() {
+    let h = HealthService::new("orders", Duration::from_secs(5)).unwrap();
+    h.register(probe_fn("slow", |_, _| async {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        Status::healthy("slow")
+    }))
+    .unwrap();
+    let server = HealthServer::builder(h)
+        .with_port(0)
+        .with_max_connections(2)
+        .start()
+        .unwrap();
+    let addr = server.local_addr();
+    let busy: Vec<_> = (0..2)
+        .map(|_| tokio::spawn(async move { get(addr, "GET", "/ready").await.status }))
+        .collect();
+    until_open(&server.counters(), 2).await;
+    // Let both requests reach the probe.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut third = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let took = closed_within(&mut third, Duration::from_millis(500)).await;
+    assert!(took.is_some(), "closed at once");
+    assert_eq!(server.counters().snapshot().refused, 1);
+    for b in busy {
+        assert_eq!(b.await.unwrap(), 200, "requests in flight are not cut");
+    }
+    server.shutdown(Duration::from_secs(2)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_half_open_connections_at_once() {
+    let server = HealthServer::builder(service())
+        .with_port(0)
+        .with_header_read_timeout(Duration::from_secs(60))
+        .start()
+        .unwrap();
+    let addr = server.local_addr();
+    let mut held = Vec::new();
+    for _ in 0..50 {
+        held.push(half_open(addr).await);
+    }
+    let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let counters = server.counters();
+    until_open(&counters, 51).await;
+    let start = Instant::now();
+    server.shutdown(Duration::from_secs(10)).await;
+    let took = start.elapsed();
+    assert!(took < Duration::from_millis(500), "{took:?}");
+    assert_eq!(counters.snapshot().open, 0);
+    for s in held.iter_mut().chain([&mut silent]) {
+        assert!(closed_within(s, Duration::from_secs(1)).await.is_some());
+    }
 }
 
 #[test]
@@ -428,9 +677,13 @@ async fn shutdown_is_bounded_even_with_a_request_in_flight() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tcp_and_http_probes_check_real_dependencies() {
-    // A real dependency: another probe server.
+/// A real dependency (another probe server) and its address, and a port nobody
+/// listens on.
+fn a_dependency_and_a_closed_port() -> (
+    piko_obs_health_warp::RunningServer,
+    std::net::SocketAddr,
+    std::net::SocketAddr,
+) {
     let dep = HealthServer::builder(service())
         .with_port(0)
         .start()
@@ -440,6 +693,12 @@ async fn tcp_and_http_probes_check_real_dependencies() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap()
     };
+    (dep, dep_addr, closed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_and_http_probes_check_real_dependencies() {
+    let (dep, dep_addr, closed) = a_dependency_and_a_closed_port();
     let h = HealthService::new("edge", Duration::from_secs(2)).unwrap();
     h.register(TcpProbe::new("tcp-up", dep_addr.to_string()))
         .unwrap();
@@ -510,4 +769,63 @@ async fn the_response_cache_answers_within_its_ttl_and_never_hides_a_drain() {
     // Liveness is unchanged by the drain.
     assert_eq!(get(addr, "GET", "/live").await.status, 200);
     server.shutdown(Duration::from_secs(2)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_probe_urls_never_show_credentials_or_query_tokens() {
+    // User info is refused when the probe is built, and the error does not repeat it.
+    for url in [
+        "http://admin:hunter2@127.0.0.1:8080/health",
+        "http://hunter2@127.0.0.1:8080/health?token=s3cr3t",
+    ] {
+        let e = HttpProbe::new("db", url).unwrap_err();
+        let text = format!("{e} {e:?}");
+        assert!(text.contains("user info"), "{text}");
+        assert!(text.contains("***@127.0.0.1:8080/health"), "{text}");
+        for secret in ["hunter2", "admin", "s3cr3t"] {
+            assert!(!text.contains(secret), "{text}");
+        }
+    }
+    let e = HttpProbe::new("db", "https://u:hunter2@x/?token=s3cr3t").unwrap_err();
+    assert!(!format!("{e} {e:?}").contains("hunter2"), "{e}");
+    assert!(!format!("{e} {e:?}").contains("s3cr3t"), "{e}");
+    // The query is sent, and kept out of the messages served on the probe paths.
+    let (dep, dep_addr, closed) = a_dependency_and_a_closed_port();
+    let h = HealthService::new("edge", Duration::from_secs(2)).unwrap();
+    let up = HttpProbe::new("up", &format!("http://{dep_addr}/live?token=s3cr3t")).unwrap();
+    assert!(!format!("{up:?}").contains("s3cr3t"), "{up:?}");
+    h.register(up).unwrap();
+    let missing = format!("http://{dep_addr}/missing?token=s3cr3t");
+    h.register(HttpProbe::new("missing", &missing).unwrap())
+        .unwrap();
+    let down = format!("http://{closed}/health?token=s3cr3t#frag");
+    h.register(HttpProbe::new("down", &down).unwrap()).unwrap();
+    let server = HealthServer::builder(h).with_port(0).start().unwrap();
+    let r = get(server.local_addr(), "GET", "/ready").await;
+    assert_eq!(r.status, 503);
+    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    let message = |name: &str| {
+        v["dependencies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["name"] == name)
+            .unwrap()["message"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(
+        message("missing"),
+        format!("GET http://{dep_addr}/missing answered 404 Not Found")
+    );
+    assert!(
+        message("down").starts_with(&format!("GET http://{closed}/health: connect")),
+        "{}",
+        message("down")
+    );
+    assert!(!r.body.contains("s3cr3t"), "{}", r.body);
+    assert!(!r.body.contains("token"), "{}", r.body);
+    server.shutdown(Duration::from_secs(2)).await;
+    dep.shutdown(Duration::from_secs(2)).await;
 }

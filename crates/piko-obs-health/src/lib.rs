@@ -38,5 +38,7 @@ mod service;
 mod status;
 
 pub use probe::{FnProbe, Probe, probe_fn};
-pub use service::{HealthService, ProbeOptions, RegisterError, ZeroTimeout};
+pub use service::{
+    HealthService, PROBE_PANICKED, ProbeOptions, ProbePanic, RegisterError, ZeroTimeout,
+};
 pub use status::{CheckKind, State, Status, duration_text, rfc3339};

@@ -125,6 +125,25 @@ struct Registered {
 
 type Observer = Arc<dyn Fn(CheckKind, &Status) + Send + Sync>;
 
+type PanicObserver = Arc<dyn Fn(&ProbePanic<'_>) + Send + Sync>;
+
+/// A probe that panicked: what [`HealthService::on_probe_panic`] observers get. The
+/// status served says only "probe panicked", since probe bodies are served without
+/// authentication; the panic's message is here.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct ProbePanic<'a> {
+    /// The probe's name.
+    pub probe: &'a str,
+    /// The kind checked.
+    pub kind: CheckKind,
+    /// The panic's message (`"unknown panic"` when it was neither text nor a string).
+    pub message: &'a str,
+}
+
+/// The message a panicking probe's status has.
+pub const PROBE_PANICKED: &str = "probe panicked";
+
 struct Inner {
     name: String,
     default_timeout: Duration,
@@ -132,6 +151,7 @@ struct Inner {
     probes: RwLock<Arc<Vec<Arc<Registered>>>>,
     draining: AtomicBool,
     observers: RwLock<Vec<Observer>>,
+    panic_observers: RwLock<Vec<PanicObserver>>,
 }
 
 /// A probe could not be registered.
@@ -160,8 +180,9 @@ pub struct ZeroTimeout;
 ///   comes back on time with that probe UNHEALTHY "timed out after …". (A probe that
 ///   blocks its thread before its first await point cannot be abandoned; probes must
 ///   await, or use `spawn_blocking`, for slow work.)
-/// - A probe that panics is reported UNHEALTHY with the panic message; nothing else is
-///   affected.
+/// - A probe that panics is reported UNHEALTHY "probe panicked" (the status is served
+///   without authentication, so the panic's message is not in it: it goes to the
+///   [`HealthService::on_probe_panic`] observers); nothing else is affected.
 /// - Worst-of over the top level (non-critical probes count at most as DEGRADED);
 ///   children sorted by name; nested dependencies are passed through.
 /// - Concurrent requests share one run of each probe; with a cache TTL, results are
@@ -212,6 +233,7 @@ impl HealthService {
                 probes: RwLock::new(Arc::new(Vec::new())),
                 draining: AtomicBool::new(false),
                 observers: RwLock::new(Vec::new()),
+                panic_observers: RwLock::new(Vec::new()),
             }),
         })
     }
@@ -292,9 +314,10 @@ impl HealthService {
             .collect();
         // Each probe runs on its own task (see run_isolated); the single-flight and
         // cache bookkeeping runs here, concurrently, without a task of its own.
+        let report = |probe: &str, message: &str| self.report_panic(kind, probe, message);
         let runs = probes.iter().map(|p| {
             let timeout = p.options.timeout.unwrap_or(self.inner.default_timeout);
-            run_one(p, kind, timeout, started)
+            run_one(p, kind, timeout, started, &report)
         });
         let statuses = futures_util::future::join_all(runs).await;
         let mut children = Vec::with_capacity(statuses.len());
@@ -337,6 +360,34 @@ impl HealthService {
         status
     }
 
+    /// Calls `observe` with every probe panic, with the panic's message (which the
+    /// status served does not show). The facade logs them; it must be quick and must not
+    /// panic.
+    pub fn on_probe_panic(&self, observe: impl Fn(&ProbePanic<'_>) + Send + Sync + 'static) {
+        self.inner
+            .panic_observers
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Arc::new(observe));
+    }
+
+    fn report_panic(&self, kind: CheckKind, probe: &str, message: &str) {
+        let panic = ProbePanic {
+            probe,
+            kind,
+            message,
+        };
+        for observe in self
+            .inner
+            .panic_observers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            observe(&panic);
+        }
+    }
+
     /// Calls `observe` with every aggregated status a check produces (not for readiness
     /// while draining, which runs no probe). The facade uses it to record check
     /// durations and states as metrics; it must be quick and must not panic.
@@ -352,7 +403,13 @@ impl HealthService {
 /// One probe, through its single-flight slot and cache, within its deadline. Only the
 /// waits that can last (for another request's run, for a probe still pending) set a
 /// timer; an uncontended slot and an instant probe cost none.
-async fn run_one(p: &Registered, kind: CheckKind, timeout: Duration, asked: Instant) -> Status {
+async fn run_one(
+    p: &Registered,
+    kind: CheckKind,
+    timeout: Duration,
+    asked: Instant,
+    report: &Report<'_>,
+) -> Status {
     let deadline = asked + timeout;
     let name = p.probe.name();
     let cell = &p.slots[index(kind)];
@@ -367,6 +424,7 @@ async fn run_one(p: &Registered, kind: CheckKind, timeout: Duration, asked: Inst
             name,
             timeout,
             Share::Offer(cell),
+            report,
         )
         .await;
     }
@@ -400,6 +458,7 @@ async fn run_one(p: &Registered, kind: CheckKind, timeout: Duration, asked: Inst
         name,
         timeout,
         Share::Held(&cell.pending_run),
+        report,
     )
     .await;
     if p.options.cache_ttl.is_some() || cell.waiting.load(Ordering::Acquire) > 0 {
@@ -420,6 +479,7 @@ async fn run_isolated(
     name: &str,
     timeout: Duration,
     share: Share<'_>,
+    report: &Report<'_>,
 ) -> Status {
     let started = Instant::now();
     let mut fut = probe.check_owned(kind, deadline);
@@ -461,7 +521,7 @@ async fn run_isolated(
                     return timed_out(name, timeout, started);
                 }
             };
-            let status = finish(outcome, name, started);
+            let status = finish(outcome, name, started, report);
             if let Some((cell, slot)) = &mut offered
                 && cell.waiting.load(Ordering::Acquire) > 0
             {
@@ -470,8 +530,11 @@ async fn run_isolated(
             return status;
         }
     };
-    finish(outcome, name, started)
+    finish(outcome, name, started, report)
 }
+
+/// Hands a probe's name and panic message to the panic observers.
+type Report<'a> = dyn Fn(&str, &str) + Send + Sync + 'a;
 
 /// How a run relates to its probe's single-flight slot.
 enum Share<'a> {
@@ -481,7 +544,12 @@ enum Share<'a> {
     Offer(&'a SlotCell),
 }
 
-fn finish(outcome: Result<Status, String>, name: &str, started: Instant) -> Status {
+fn finish(
+    outcome: Result<Status, String>,
+    name: &str,
+    started: Instant,
+    report: &Report<'_>,
+) -> Status {
     match outcome {
         Ok(mut status) => {
             if status.duration.is_zero() {
@@ -489,8 +557,10 @@ fn finish(outcome: Result<Status, String>, name: &str, started: Instant) -> Stat
             }
             status
         }
-        Err(msg) => Status::unhealthy(name, format!("probe panicked: {msg}"))
-            .with_duration(started.elapsed()),
+        Err(msg) => {
+            report(name, &msg);
+            Status::unhealthy(name, PROBE_PANICKED).with_duration(started.elapsed())
+        }
     }
 }
 

@@ -146,6 +146,13 @@ async fn a_probe_that_blocks_after_an_await_is_abandoned_too() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_probe_is_unhealthy_and_the_service_carries_on() {
     let h = service(Duration::from_secs(5));
+    let panics = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = panics.clone();
+    h.on_probe_panic(move |p| {
+        seen.lock()
+            .unwrap()
+            .push((p.probe.to_string(), p.kind, p.message.to_string()))
+    });
     let calls = Arc::new(AtomicUsize::new(0));
     let c = calls.clone();
     h.register(probe_fn("flaky", move |_, _| {
@@ -161,13 +168,38 @@ async fn a_panicking_probe_is_unhealthy_and_the_service_carries_on() {
     h.register(fixed("other", State::Healthy)).unwrap();
     let s = h.check(CheckKind::Readiness).await;
     assert_eq!(s.state, State::Unhealthy);
+    // The status is served without authentication: a fixed text; the panic's message
+    // goes to the observers (the facade logs it).
+    assert_eq!(s.dependencies[0].message, "probe panicked");
     assert_eq!(
-        s.dependencies[0].message,
-        "probe panicked: connection pool poisoned"
+        *panics.lock().unwrap(),
+        [(
+            "flaky".to_string(),
+            CheckKind::Readiness,
+            "connection pool poisoned".to_string()
+        )]
     );
     assert_eq!(s.dependencies[1].state, State::Healthy);
     let again = h.check(CheckKind::Readiness).await;
     assert_eq!(again.state, State::Healthy);
+    assert_eq!(panics.lock().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_panicking_after_an_await_is_reported_the_same_way() {
+    let h = service(Duration::from_secs(5));
+    let panics = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = panics.clone();
+    h.on_probe_panic(move |p| seen.lock().unwrap().push(p.message.to_string()));
+    h.register(probe_fn("later", |_, _| async {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        panic!("token abc123 rejected");
+    }))
+    .unwrap();
+    let s = h.check(CheckKind::Liveness).await;
+    assert_eq!(s.state, State::Unhealthy);
+    assert_eq!(s.dependencies[0].message, "probe panicked");
+    assert_eq!(*panics.lock().unwrap(), ["token abc123 rejected"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,8 +20,77 @@
 //! guard.shutdown().unwrap();
 //! ```
 
+use std::sync::RwLock;
+
 pub use piko_obs_health::*;
 pub use piko_obs_health_warp::{
-    HealthServer, HttpProbe, InvalidUrl, MetricsRender, RunningServer, ServerBuilder, ServerError,
-    TcpProbe, TlsMinVersion, TlsOptions,
+    ConnectionCounters, ConnectionStats, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS, HealthServer, HttpProbe, InvalidUrl, MAX_CONNECTION_TIMEOUT,
+    MetricsRender, RunningServer, ServerBuilder, ServerError, TcpProbe, TlsMinVersion, TlsOptions,
 };
+
+/// Logs every probe panic at WARN under `piko-obs/health`, with the probe, the kind
+/// and the panic's message (the status served says only "probe panicked").
+pub(crate) fn log_probe_panics(service: &HealthService) {
+    service.on_probe_panic(|p| {
+        crate::logger::get_logger("piko-obs/health").warn(
+            "health probe panicked",
+            &[
+                piko_obs_logger::attr::string("probe", p.probe),
+                piko_obs_logger::attr::string("kind", p.kind.as_str()),
+                piko_obs_logger::attr::string("panic", p.message),
+            ],
+        )
+    });
+}
+
+/// The connection counters of the probe server `init()` started last.
+static SERVER_COUNTERS: RwLock<Option<ConnectionCounters>> = RwLock::new(None);
+
+pub(crate) fn set_server_counters(counters: ConnectionCounters) {
+    *SERVER_COUNTERS.write().unwrap_or_else(|p| p.into_inner()) = Some(counters);
+}
+
+/// Describes the probe server's connection metrics.
+pub(crate) fn describe_stats() {
+    metrics::describe_counter!(
+        "piko_obs_health_connections_accepted_total",
+        "Connections the probe server accepted and served."
+    );
+    metrics::describe_counter!(
+        "piko_obs_health_connections_closed_total",
+        "Connections the probe server closed itself, per reason: refused_at_limit (at the connection limit with every connection busy, closed at once), evicted_at_limit (closed to make room at the limit), header_timeout, idle_timeout."
+    );
+    metrics::describe_gauge!(
+        "piko_obs_health_connections_open",
+        "Connections the probe server holds."
+    );
+    metrics::describe_counter!(
+        "piko_obs_health_accept_errors_total",
+        "Failed accepts on the probe port (out of file descriptors and the like)."
+    );
+}
+
+/// Records the probe server's connection counters.
+pub(crate) fn record_stats() {
+    let Some(counters) = SERVER_COUNTERS
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
+    else {
+        return;
+    };
+    let s = counters.snapshot();
+    metrics::counter!("piko_obs_health_connections_accepted_total").absolute(s.accepted);
+    for (reason, v) in [
+        ("refused_at_limit", s.refused),
+        ("evicted_at_limit", s.evicted),
+        ("header_timeout", s.header_timeouts),
+        ("idle_timeout", s.idle_timeouts),
+    ] {
+        metrics::counter!("piko_obs_health_connections_closed_total", "reason" => reason)
+            .absolute(v);
+    }
+    metrics::gauge!("piko_obs_health_connections_open").set(s.open as f64);
+    metrics::counter!("piko_obs_health_accept_errors_total").absolute(s.accept_errors);
+}

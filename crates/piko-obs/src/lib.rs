@@ -177,6 +177,9 @@ pub struct Builder {
     health_timeout: Duration,
     health_tls: Option<health::TlsOptions>,
     health_response_cache: Duration,
+    health_header_read_timeout: Duration,
+    health_idle_timeout: Duration,
+    health_max_connections: usize,
     probes: Vec<ProbeRegistration>,
     notifications_enabled: bool,
     notification_providers: Vec<notification::Registration>,
@@ -239,6 +242,9 @@ impl Default for Builder {
             health_timeout: Duration::from_secs(5),
             health_tls: None,
             health_response_cache: DEFAULT_HEALTH_RESPONSE_CACHE,
+            health_header_read_timeout: health::DEFAULT_HEADER_READ_TIMEOUT,
+            health_idle_timeout: health::DEFAULT_IDLE_TIMEOUT,
+            health_max_connections: health::DEFAULT_MAX_CONNECTIONS,
             probes: Vec::new(),
             notifications_enabled: true,
             notification_providers: Vec::new(),
@@ -460,6 +466,31 @@ impl Builder {
     /// Readiness answers UNHEALTHY at once when the shutdown starts, whatever is cached.
     pub fn with_health_response_cache(mut self, ttl: Duration) -> Self {
         self.health_response_cache = ttl;
+        self
+    }
+
+    /// How long a client of the probe port may take to send a request's header (default
+    /// 5 s); past it the connection is closed. Zero fails `init()`; more than an hour is
+    /// cut to an hour.
+    pub fn with_health_header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.health_header_read_timeout = timeout;
+        self
+    }
+
+    /// How long a probe-port connection may stay open with no request in flight once it
+    /// has served one (default 90 s). Zero fails `init()`; more than an hour is cut to an
+    /// hour.
+    pub fn with_health_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.health_idle_timeout = timeout;
+        self
+    }
+
+    /// The most connections the probe server holds at once (default 256). Past it the
+    /// oldest connection with no request in flight is closed to make room, or, when
+    /// every one is busy, the new connection is closed at once; both are counted on
+    /// `/metrics` (`piko_obs_health_connections_closed_total`). Zero fails `init()`.
+    pub fn with_health_max_connections(mut self, max: usize) -> Self {
+        self.health_max_connections = max;
         self
     }
 
@@ -853,6 +884,7 @@ impl Builder {
             let name = self.service_name.clone().unwrap_or_else(program_name);
             let service = health::HealthService::new(name, self.health_timeout)
                 .map_err(|_| InitError::HealthTimeout)?;
+            health::log_probe_panics(&service);
             for register in self.probes {
                 register(&service)?;
             }
@@ -866,7 +898,11 @@ impl Builder {
             if let Some(tls) = self.health_tls {
                 server = server.with_tls(tls);
             }
-            server = server.with_response_cache(self.health_response_cache);
+            server = server
+                .with_response_cache(self.health_response_cache)
+                .with_header_read_timeout(self.health_header_read_timeout)
+                .with_idle_timeout(self.health_idle_timeout)
+                .with_max_connections(self.health_max_connections);
             if self.health_metrics_enabled {
                 let render = match (self.health_metrics_render, installed_metrics) {
                     (Some(render), _) => Some(render),
@@ -884,6 +920,7 @@ impl Builder {
                 let _enter = runtime.enter();
                 server.start()?
             };
+            health::set_server_counters(running.counters());
             health_parts = Some((service, running));
         }
         let (health, health_addr, server) = match health_parts {
@@ -1106,7 +1143,8 @@ pub enum InitError {
     /// Another `log` logger is installed.
     #[error(transparent)]
     LogBridge(#[from] logger::LogBridgeError),
-    /// The probe server could not start (port in use, bad address or path, TLS files).
+    /// The probe server could not start (port in use, bad address or path, TLS files,
+    /// a zero connection limit).
     #[error(transparent)]
     Health(#[from] health::ServerError),
     /// A probe could not be registered (a name used twice, a zero timeout).

@@ -77,10 +77,12 @@ pub(crate) fn install(
     metrics::set_global_recorder(recorder).map_err(|_| RecorderInstalledError)?;
     metrics.describe();
     describe_self_metrics();
+    crate::health::describe_stats();
     metrics.add_collector(record_log_counters);
     metrics.add_collector(crate::otlp::record_stats);
     metrics.add_collector(crate::sentry::record_stats);
     metrics.add_collector(crate::notification::record_forwarder_stats);
+    metrics.add_collector(crate::health::record_stats);
     metrics.add_collector(|| {
         if let Some(service) = crate::notification::service() {
             crate::notification::record_stats(&service);
