@@ -13,6 +13,7 @@ use opentelemetry::trace::{
 use opentelemetry::{Context, KeyValue};
 use piko_obs_otlp::{Compression, OtlpConfig, Pipeline, Protocol};
 use piko_obs_tests::otlp::{Mode, OtlpReceiver};
+use piko_obs_tests::sink::{Reply, Sink};
 
 /// The bound on one export.
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -531,4 +532,38 @@ fn a_closed_port_costs_the_service_nothing_grpc() {
 #[test]
 fn a_closed_port_costs_the_service_nothing_http() {
     a_closed_port_costs_the_service_nothing(Protocol::HttpProtobuf);
+}
+
+/// A collector that answers with a redirect (307, to another server on 127.0.0.1 that
+/// would accept the export): the export fails, and the other server sees no request,
+/// so the vendor API-key header never goes to a host it was not given for.
+#[test]
+fn a_redirect_is_not_followed_and_carries_no_header_elsewhere() {
+    let elsewhere = OtlpReceiver::start();
+    let location = format!("{}/v1/traces", elsewhere.http_endpoint());
+    let redirecting = Sink::with_default(Reply::status(307).header("location", &location));
+    let mut c = config(redirecting.url(""), Protocol::HttpProtobuf);
+    c.headers = vec![("x-honeycomb-team".into(), "hcREDIRECTsecret".into())];
+    let (runtime, pipeline) = start_pipeline(&c);
+    pipeline.tracer_provider.tracer("test").start("redirected").end();
+    let got = redirecting.wait_for(1, Duration::from_secs(10));
+    assert!(!got.is_empty(), "no export reached the collector");
+    assert_eq!(got[0].header("x-honeycomb-team"), Some("hcREDIRECTsecret"));
+    // The span's export ends (failed) well within this bound; had the redirect been
+    // followed, it would have arrived at the other server by then.
+    let deadline = Instant::now() + 2 * EXPORT_TIMEOUT;
+    while pipeline.spans.stats().failed == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let stats = pipeline.spans.stats();
+    assert_eq!((stats.failed, stats.exported), (1, 0), "{stats:?}");
+    let seen = elsewhere.received();
+    assert!(
+        seen.traces.is_empty() && seen.metrics.is_empty() && seen.logs.is_empty(),
+        "the redirect was followed: {} trace and {} metric exports arrived elsewhere",
+        seen.traces.len(),
+        seen.metrics.len()
+    );
+    let _ = pipeline.shutdown(SHUTDOWN);
+    drop(runtime);
 }
