@@ -545,7 +545,11 @@ fn a_redirect_is_not_followed_and_carries_no_header_elsewhere() {
     let mut c = config(redirecting.url(""), Protocol::HttpProtobuf);
     c.headers = vec![("x-honeycomb-team".into(), "hcREDIRECTsecret".into())];
     let (runtime, pipeline) = start_pipeline(&c);
-    pipeline.tracer_provider.tracer("test").start("redirected").end();
+    pipeline
+        .tracer_provider
+        .tracer("test")
+        .start("redirected")
+        .end();
     let got = redirecting.wait_for(1, Duration::from_secs(10));
     assert!(!got.is_empty(), "no export reached the collector");
     assert_eq!(got[0].header("x-honeycomb-team"), Some("hcREDIRECTsecret"));

@@ -598,6 +598,10 @@ fn tonic_tls(settings: &Settings) -> Result<tonic::transport::ClientTlsConfig, S
     Ok(tls)
 }
 
+/// The bound on connecting to the collector over HTTP (the export's own bound when that
+/// is shorter), as the Sentry and provider clients have.
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 fn http_client(settings: &Settings) -> Result<reqwest::blocking::Client, StartError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider)
@@ -640,9 +644,14 @@ fn http_client(settings: &Settings) -> Result<reqwest::blocking::Client, StartEr
         }
         None => builder.with_no_client_auth(),
     };
+    // No redirects: a redirect would carry the headers (vendor API keys such as
+    // `x-honeycomb-team` or `dd-api-key`, which reqwest does not strip) to another host,
+    // or from https to http. An unreachable collector costs at most the connect bound.
     reqwest::blocking::Client::builder()
         .tls_backend_preconfigured(config)
+        .connect_timeout(settings.timeout.min(CONNECT_TIMEOUT))
         .timeout(settings.timeout)
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| StartError::Tls(e.without_url().to_string()))
 }
