@@ -235,3 +235,21 @@ fn an_invalid_dsn_is_refused_before_anything_starts() {
             .contains("https://<public key>@<host>/<project id>")
     );
 }
+
+/// The longest timeouts (`Duration::MAX`) for connecting, a request and the shutdown:
+/// sending, flushing and closing do not panic adding them to the clock, and the event
+/// arrives.
+#[test]
+fn the_longest_timeouts_do_not_panic() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sink = Sink::start();
+    let config = SentryConfig::new(dsn(&sink))
+        .with_timeouts(Duration::MAX, Duration::MAX)
+        .with_shutdown_timeout(Duration::MAX);
+    let sentry = Sentry::start(&config, rt.handle()).unwrap();
+    let hub = wire(&sentry);
+    hub.get_logger("shop").error("checkout failed", &[]);
+    assert!(sentry.flush(Duration::MAX));
+    assert!(sentry.close(Duration::MAX));
+    assert_eq!(events(&sink.requests()).len(), 1);
+}

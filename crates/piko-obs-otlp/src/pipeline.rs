@@ -19,6 +19,10 @@ use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, SpanData, SpanExporte
 
 use crate::config::{Compression, ParentRoot, Protocol, Sampling, Settings};
 
+/// The longest wait taken as given: a longer one (up to `Duration::MAX`) is a century,
+/// as `Instant` cannot add more.
+const LONGEST_WAIT: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 /// The pipeline could not start.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -800,7 +804,7 @@ impl Pipeline {
             }
         }
         let mut failures = Vec::new();
-        let deadline = Instant::now() + timeout;
+        let deadline = Instant::now() + timeout.min(LONGEST_WAIT);
         while !waiting.is_empty() {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left + Duration::from_millis(20)) {

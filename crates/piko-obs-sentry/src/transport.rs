@@ -16,6 +16,10 @@ use tokio::sync::mpsc;
 
 use crate::config::{SentryConfig, SentryConfigError};
 
+/// The longest wait taken as given: a longer one (up to `Duration::MAX`) is a century,
+/// as `Instant` cannot add more.
+const LONGEST_WAIT: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 /// What the transport did with the envelopes it was given.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TransportStats {
@@ -61,7 +65,7 @@ impl Pending {
         }
     }
     fn wait_idle(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
+        let deadline = Instant::now() + timeout.min(LONGEST_WAIT);
         let Ok(mut n) = self.count.lock() else {
             return false;
         };
