@@ -571,3 +571,75 @@ fn a_redirect_is_not_followed_and_carries_no_header_elsewhere() {
     let _ = pipeline.shutdown(SHUTDOWN);
     drop(runtime);
 }
+
+/// The local ports of this host's TCP connections to `peer` still connecting
+/// (`SYN_SENT` in `/proc/net/tcp`).
+fn connecting_from(peer: std::net::SocketAddr) -> Vec<u16> {
+    let text = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    let std::net::SocketAddr::V4(peer) = peer else {
+        return Vec::new();
+    };
+    // Addresses are written as the in-memory bytes of the IPv4 address, in hex.
+    let want = format!(
+        "{:08X}:{:04X}",
+        u32::from_ne_bytes(peer.ip().octets()),
+        peer.port()
+    );
+    text.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.get(2) == Some(&want.as_str()) && f.get(3) == Some(&"02"))
+                .then(|| f[1].rsplit(':').next())
+                .flatten()
+                .and_then(|p| u16::from_str_radix(p, 16).ok())
+        })
+        .collect()
+}
+
+/// A collector that never completes a connection (a listener on 127.0.0.1 whose
+/// listen queue is full, so the kernel drops the exporter's SYNs): each attempt to
+/// connect is given up at the connect bound (5 s) and the exporter tries again on a new
+/// connection, instead of one attempt hanging for the whole export timeout (here 30 s).
+#[test]
+fn a_connect_that_never_completes_is_given_up_at_the_connect_bound() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    // Fill the accept queue: once full, new connections stay in SYN_SENT.
+    let mut held = Vec::new();
+    while held.len() < 4096 {
+        match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)) {
+            Ok(s) => held.push(s),
+            Err(_) => break,
+        }
+    }
+    assert!(held.len() < 4096, "the listen queue of {addr} never filled");
+    let mut c = config(format!("http://{addr}"), Protocol::HttpProtobuf);
+    c.timeout = Some(Duration::from_secs(30));
+    c.metric_interval = Some(Duration::from_secs(3600));
+    let (runtime, pipeline) = start_pipeline(&c);
+    pipeline
+        .tracer_provider
+        .tracer("test")
+        .start("unreachable")
+        .end();
+    // Watch for 11 s (the span waits up to 1 s in its batch): the first attempt is
+    // given up at 5 s, and a second one starts from another port.
+    let mut ports = std::collections::BTreeSet::new();
+    let until = Instant::now() + Duration::from_secs(11);
+    while Instant::now() < until && ports.len() < 2 {
+        ports.extend(connecting_from(addr));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        !ports.is_empty(),
+        "no connection to {addr} was seen connecting"
+    );
+    assert!(
+        ports.len() >= 2,
+        "one attempt to connect was kept past the connect bound: {ports:?}"
+    );
+    assert_eq!(pipeline.spans.stats().exported, 0);
+    let _ = pipeline.shutdown(SHUTDOWN);
+    drop((runtime, held, listener));
+}
