@@ -13,6 +13,7 @@ use opentelemetry::trace::{
 use opentelemetry::{Context, KeyValue};
 use piko_obs_otlp::{Compression, OtlpConfig, Pipeline, Protocol};
 use piko_obs_tests::otlp::{Mode, OtlpReceiver};
+use piko_obs_tests::sink::{Reply, Sink};
 
 /// The bound on one export.
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -531,4 +532,114 @@ fn a_closed_port_costs_the_service_nothing_grpc() {
 #[test]
 fn a_closed_port_costs_the_service_nothing_http() {
     a_closed_port_costs_the_service_nothing(Protocol::HttpProtobuf);
+}
+
+/// A collector that answers with a redirect (307, to another server on 127.0.0.1 that
+/// would accept the export): the export fails, and the other server sees no request,
+/// so the vendor API-key header never goes to a host it was not given for.
+#[test]
+fn a_redirect_is_not_followed_and_carries_no_header_elsewhere() {
+    let elsewhere = OtlpReceiver::start();
+    let location = format!("{}/v1/traces", elsewhere.http_endpoint());
+    let redirecting = Sink::with_default(Reply::status(307).header("location", &location));
+    let mut c = config(redirecting.url(""), Protocol::HttpProtobuf);
+    c.headers = vec![("x-honeycomb-team".into(), "hcREDIRECTsecret".into())];
+    let (runtime, pipeline) = start_pipeline(&c);
+    pipeline
+        .tracer_provider
+        .tracer("test")
+        .start("redirected")
+        .end();
+    let got = redirecting.wait_for(1, Duration::from_secs(10));
+    assert!(!got.is_empty(), "no export reached the collector");
+    assert_eq!(got[0].header("x-honeycomb-team"), Some("hcREDIRECTsecret"));
+    // The span's export ends (failed) well within this bound; had the redirect been
+    // followed, it would have arrived at the other server by then.
+    let deadline = Instant::now() + 2 * EXPORT_TIMEOUT;
+    while pipeline.spans.stats().failed == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let stats = pipeline.spans.stats();
+    assert_eq!((stats.failed, stats.exported), (1, 0), "{stats:?}");
+    let seen = elsewhere.received();
+    assert!(
+        seen.traces.is_empty() && seen.metrics.is_empty() && seen.logs.is_empty(),
+        "the redirect was followed: {} trace and {} metric exports arrived elsewhere",
+        seen.traces.len(),
+        seen.metrics.len()
+    );
+    let _ = pipeline.shutdown(SHUTDOWN);
+    drop(runtime);
+}
+
+/// The local ports of this host's TCP connections to `peer` still connecting
+/// (`SYN_SENT` in `/proc/net/tcp`).
+fn connecting_from(peer: std::net::SocketAddr) -> Vec<u16> {
+    let text = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    let std::net::SocketAddr::V4(peer) = peer else {
+        return Vec::new();
+    };
+    // Addresses are written as the in-memory bytes of the IPv4 address, in hex.
+    let want = format!(
+        "{:08X}:{:04X}",
+        u32::from_ne_bytes(peer.ip().octets()),
+        peer.port()
+    );
+    text.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.get(2) == Some(&want.as_str()) && f.get(3) == Some(&"02"))
+                .then(|| f[1].rsplit(':').next())
+                .flatten()
+                .and_then(|p| u16::from_str_radix(p, 16).ok())
+        })
+        .collect()
+}
+
+/// A collector that never completes a connection (a listener on 127.0.0.1 whose
+/// listen queue is full, so the kernel drops the exporter's SYNs): each attempt to
+/// connect is given up at the connect bound (5 s) and the exporter tries again on a new
+/// connection, instead of one attempt hanging for the whole export timeout (here 30 s).
+#[test]
+fn a_connect_that_never_completes_is_given_up_at_the_connect_bound() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    // Fill the accept queue: once full, new connections stay in SYN_SENT.
+    let mut held = Vec::new();
+    while held.len() < 4096 {
+        match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)) {
+            Ok(s) => held.push(s),
+            Err(_) => break,
+        }
+    }
+    assert!(held.len() < 4096, "the listen queue of {addr} never filled");
+    let mut c = config(format!("http://{addr}"), Protocol::HttpProtobuf);
+    c.timeout = Some(Duration::from_secs(30));
+    c.metric_interval = Some(Duration::from_secs(3600));
+    let (runtime, pipeline) = start_pipeline(&c);
+    pipeline
+        .tracer_provider
+        .tracer("test")
+        .start("unreachable")
+        .end();
+    // Watch for 11 s (the span waits up to 1 s in its batch): the first attempt is
+    // given up at 5 s, and a second one starts from another port.
+    let mut ports = std::collections::BTreeSet::new();
+    let until = Instant::now() + Duration::from_secs(11);
+    while Instant::now() < until && ports.len() < 2 {
+        ports.extend(connecting_from(addr));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        !ports.is_empty(),
+        "no connection to {addr} was seen connecting"
+    );
+    assert!(
+        ports.len() >= 2,
+        "one attempt to connect was kept past the connect bound: {ports:?}"
+    );
+    assert_eq!(pipeline.spans.stats().exported, 0);
+    let _ = pipeline.shutdown(SHUTDOWN);
+    drop((runtime, held, listener));
 }

@@ -225,6 +225,101 @@ fn a_rate_limit_answer_holds_further_envelopes_back() {
     sentry.close(Duration::from_secs(1));
 }
 
+/// The messages of the events the sink received, in order.
+fn messages(sink: &Sink) -> Vec<String> {
+    events(&sink.requests())
+        .iter()
+        .map(|e| {
+            e.message
+                .clone()
+                .or_else(|| e.logentry.as_ref().map(|l| l.message.clone()))
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// `X-Sentry-Rate-Limits` on a 200 answer limits the category it names (`error`: events
+/// with an exception) and no other: a later ERROR with an error is held back and
+/// counted, a later ERROR without one (category `default`) is sent.
+#[test]
+fn a_rate_limit_header_on_a_2xx_answer_holds_back_its_category_only() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sink = Sink::start();
+    sink.script([Reply::status(200).header("X-Sentry-Rate-Limits", "60:error:organization")]);
+    let sentry = Sentry::start(&SentryConfig::new(dsn(&sink)), rt.handle()).unwrap();
+    let hub = wire(&sentry);
+    let log = hub.get_logger("shop");
+    log.error("first", &[attr::error(&Refused)]);
+    assert!(sentry.flush(Duration::from_secs(5)));
+    log.error("held back", &[attr::error(&Refused)]);
+    log.error("no exception", &[]);
+    assert!(sentry.flush(Duration::from_secs(5)));
+    assert_eq!(messages(&sink), ["first", "no exception"]);
+    let stats = sentry.stats();
+    assert_eq!((stats.sent, stats.rate_limited), (2, 1), "{stats:?}");
+    sentry.close(Duration::from_secs(1));
+}
+
+/// A 429 whose `X-Sentry-Rate-Limits` names only transactions: `Retry-After` is ignored
+/// and error events go on being sent.
+#[test]
+fn a_429_limiting_one_category_leaves_the_others() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sink = Sink::start();
+    sink.script([Reply::status(429)
+        .header("Retry-After", "600")
+        .header("X-Sentry-Rate-Limits", "600:transaction:key")]);
+    let sentry = Sentry::start(&SentryConfig::new(dsn(&sink)), rt.handle()).unwrap();
+    let hub = wire(&sentry);
+    let log = hub.get_logger("shop");
+    log.error("answered 429", &[attr::error(&Refused)]);
+    assert!(sentry.flush(Duration::from_secs(5)));
+    log.error("still sent", &[attr::error(&Refused)]);
+    assert!(sentry.flush(Duration::from_secs(5)));
+    assert_eq!(messages(&sink), ["answered 429", "still sent"]);
+    sentry.close(Duration::from_secs(1));
+}
+
+/// A 503 with `Retry-After`: sending pauses for what the server asked (here 1 s), then
+/// goes on; without `Retry-After` a 5xx pauses nothing. (That a 5xx's `Retry-After` of
+/// hours pauses a minute at most is `ratelimit::tests`.)
+#[test]
+fn a_5xx_pauses_only_for_what_it_asked() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sink = Sink::start();
+    sink.script([
+        Reply::status(503),
+        Reply::status(503).header("Retry-After", "1"),
+    ]);
+    let sentry = Sentry::start(&SentryConfig::new(dsn(&sink)), rt.handle()).unwrap();
+    let hub = wire(&sentry);
+    let log = hub.get_logger("shop");
+    log.error("503 without Retry-After", &[]);
+    assert!(sentry.flush(Duration::from_secs(5)));
+    log.error("503 with Retry-After", &[]);
+    assert!(sentry.flush(Duration::from_secs(5)));
+    log.error("during the pause", &[]);
+    assert!(sentry.flush(Duration::from_secs(5)));
+    std::thread::sleep(Duration::from_millis(1200));
+    log.error("after the pause", &[]);
+    assert!(sentry.flush(Duration::from_secs(5)));
+    assert_eq!(
+        messages(&sink),
+        [
+            "503 without Retry-After",
+            "503 with Retry-After",
+            "after the pause"
+        ]
+    );
+    let stats = sentry.stats();
+    assert_eq!(
+        (stats.failed, stats.rate_limited, stats.sent),
+        (2, 1, 1),
+        "{stats:?}"
+    );
+    sentry.close(Duration::from_secs(1));
+}
+
 #[test]
 fn an_invalid_dsn_is_refused_before_anything_starts() {
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -234,4 +329,22 @@ fn an_invalid_dsn_is_refused_before_anything_starts() {
         err.to_string()
             .contains("https://<public key>@<host>/<project id>")
     );
+}
+
+/// The longest timeouts (`Duration::MAX`) for connecting, a request and the shutdown:
+/// sending, flushing and closing do not panic adding them to the clock, and the event
+/// arrives.
+#[test]
+fn the_longest_timeouts_do_not_panic() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sink = Sink::start();
+    let config = SentryConfig::new(dsn(&sink))
+        .with_timeouts(Duration::MAX, Duration::MAX)
+        .with_shutdown_timeout(Duration::MAX);
+    let sentry = Sentry::start(&config, rt.handle()).unwrap();
+    let hub = wire(&sentry);
+    hub.get_logger("shop").error("checkout failed", &[]);
+    assert!(sentry.flush(Duration::MAX));
+    assert!(sentry.close(Duration::MAX));
+    assert_eq!(events(&sink.requests()).len(), 1);
 }

@@ -80,6 +80,10 @@ pub(crate) fn run() -> Result {
             name: "monitor given secrets in every setting: none in its output, answers, metrics or dead letters",
             run: crate::secrets::no_secret_in_any_output,
         },
+        Check {
+            name: "monitor given a malformed OTLP header: init() names its position, never its text",
+            run: crate::secrets::no_secret_in_a_malformed_header_error,
+        },
     ];
     let checks: Vec<Check> = checks
         .into_iter()

@@ -159,3 +159,57 @@ pub(crate) fn no_secret_in_any_output() -> Result {
     );
     Ok(())
 }
+
+/// The monitor given a malformed `OTEL_EXPORTER_OTLP_HEADERS` entry (a colon where `=`
+/// belongs, so the credential would become the header's name): `init()` fails naming the
+/// variable and the entry's position, and nothing printed holds the credential.
+pub(crate) fn no_secret_in_a_malformed_header_error() -> Result {
+    let closed = free_port()?;
+    let secret = "dXNlcjpwYXNzSECRETq1w2";
+    let exe = root().join("target/debug/examples/monitor");
+    let mut cmd = Command::new(&exe);
+    cmd.arg("prod")
+        .env("HEALTH_PORT", "0")
+        .env("APP_PORT", "0")
+        .env(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            format!("http://127.0.0.1:{closed}"),
+        )
+        .env(
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            format!("x-team=core,Authorization: Basic {secret}=="),
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(|e| format!("{exe:?}: {e}"))?;
+    let mut stdout = child.stdout.take().ok_or("stdout")?;
+    let mut stderr = child.stderr.take().ok_or("stderr")?;
+    let mut process = Reaper(child);
+    let out_reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        let _ = stdout.read_to_string(&mut all);
+        all
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        let _ = stderr.read_to_string(&mut all);
+        all
+    });
+    let status = wait_bounded(&mut process.0, Duration::from_secs(20))?;
+    let printed = out_reader.join().unwrap_or_default() + &err_reader.join().unwrap_or_default();
+    if status.success() || !printed.contains("OTEL_EXPORTER_OTLP_HEADERS") {
+        return Err(format!(
+            "the malformed header was not refused by name ({status}): {printed}"
+        ));
+    }
+    if !printed.contains("entry 2") {
+        return Err(format!(
+            "the error does not name the entry's position: {printed}"
+        ));
+    }
+    if printed.contains(secret) || printed.contains("Basic") {
+        return Err(format!("the malformed header's text is printed: {printed}"));
+    }
+    eprintln!("integration: the malformed header is refused by position, its text not printed");
+    Ok(())
+}

@@ -11,6 +11,10 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::probe::Probe;
 use crate::status::{CheckKind, State, Status};
 
+/// The longest wait taken as given: a longer one (up to `Duration::MAX`) is a century,
+/// as `Instant` cannot add more.
+const LONGEST_WAIT: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// The object-safe form of [`Probe`], for storing probes of different types together.
@@ -410,7 +414,7 @@ async fn run_one(
     asked: Instant,
     report: &Report<'_>,
 ) -> Status {
-    let deadline = asked + timeout;
+    let deadline = asked + timeout.min(LONGEST_WAIT);
     let name = p.probe.name();
     let cell = &p.slots[index(kind)];
     if p.options.cache_ttl.is_none() && !cell.pending_run.load(Ordering::Acquire) {

@@ -8,6 +8,10 @@ use std::time::{Duration, Instant};
 
 use piko_obs_logger::{FlushError, OutputStats};
 
+/// The longest wait taken as given: a longer one (up to `Duration::MAX`) is a century,
+/// as `Instant` cannot add more.
+const LONGEST_WAIT: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 /// What a caller does when the queue is full.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Overflow {
@@ -168,7 +172,7 @@ impl AsyncWriter {
                     return;
                 }
                 Overflow::Block { timeout } => {
-                    let deadline = Instant::now() + timeout;
+                    let deadline = Instant::now() + timeout.min(LONGEST_WAIT);
                     while !st.buf.is_empty() && st.buf.len() + line.len() > cap && !st.closed {
                         let now = Instant::now();
                         if now >= deadline {
@@ -206,7 +210,7 @@ impl AsyncWriter {
     /// `timeout`.
     pub fn flush(&self, timeout: Duration) -> Result<(), FlushError> {
         let sh = &*self.shared;
-        let deadline = Instant::now() + timeout;
+        let deadline = Instant::now() + timeout.min(LONGEST_WAIT);
         let mut st = sh.lock();
         let target = st.taken + st.lines;
         st.flush_requested = true;
@@ -505,6 +509,43 @@ mod tests {
         // Unblock the destination so the writer can close.
         drop(tx);
         w.close(Duration::from_secs(5)).unwrap();
+    }
+
+    /// An overflow wait and a flush bound of `Duration::MAX` (no bound, in effect) do
+    /// not panic adding the bound to the clock: a caller waits for room as asked, and
+    /// every line is written.
+    #[test]
+    fn the_longest_overflow_wait_and_flush_bound_do_not_panic() {
+        let (tx, rx) = mpsc::channel::<()>();
+        let out = Collect::default();
+        let w = AsyncWriter::spawn(
+            "patient",
+            Box::new(Gate(Mutex::new(rx), out.clone())),
+            QueueOptions {
+                capacity_bytes: 32,
+                overflow: Overflow::Block {
+                    timeout: Duration::MAX,
+                },
+            },
+        )
+        .unwrap();
+        w.push(b"first line of twenty bytes\n");
+        std::thread::sleep(Duration::from_millis(50));
+        w.push(b"second line of twenty bytes\n");
+        // The queue is full: the third line waits until the destination moves on.
+        let opener = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            for _ in 0..3 {
+                let _ = tx.send(());
+            }
+        });
+        w.push(b"third line of twenty bytes\n");
+        w.flush(Duration::MAX).unwrap();
+        opener.join().unwrap();
+        let s = w.stats();
+        assert_eq!((s.accepted, s.written, s.dropped), (3, 3, 0), "{s:?}");
+        assert_eq!(out.0.lock().unwrap().split(|b| *b == b'\n').count() - 1, 3);
+        w.close(Duration::MAX).unwrap();
     }
 
     #[test]

@@ -15,6 +15,10 @@ use crate::level::Level;
 use crate::record::{Bound, FlushError, Output, OutputStats, Record, Source, StackTrace};
 use crate::slog_kv::{BoundKv, RecordKv, location};
 
+/// The longest wait taken as given: a longer one (up to `Duration::MAX`) is a century,
+/// as `Instant` cannot add more.
+const LONGEST_WAIT: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 type SlogDrain = dyn slog::Drain<Ok = (), Err = slog::Never> + Send + Sync;
 
 enum Sink {
@@ -325,7 +329,7 @@ impl Hub {
 
     /// Writes everything accepted so far. The whole call takes at most `timeout`.
     pub fn flush(&self, timeout: Duration) -> Result<(), ShutdownError> {
-        let deadline = Instant::now() + timeout;
+        let deadline = Instant::now() + timeout.min(LONGEST_WAIT);
         let failures: Vec<FlushError> = self
             .inner
             .state
@@ -347,7 +351,7 @@ impl Hub {
     /// writer thread), all within `timeout`. Later lines count as unrouted. Calling it
     /// twice is harmless.
     pub fn shutdown(&self, timeout: Duration) -> Result<(), ShutdownError> {
-        let deadline = Instant::now() + timeout;
+        let deadline = Instant::now() + timeout.min(LONGEST_WAIT);
         let removed = self.update(|st| std::mem::take(&mut st.outputs));
         let failures: Vec<FlushError> = removed
             .iter()

@@ -6,12 +6,18 @@
 //! it is first registered:
 //!
 //! - a metric or label name that is not a valid Prometheus name is refused;
-//! - past the cap on label sets for its metric name, a new series is refused.
+//! - past the cap on label sets for its metric name, a new series is refused;
+//! - past the cap on metric names ([`DEFAULT_METRIC_NAME_LIMIT`]), a series of a new
+//!   name is refused (a name built from data, such as `user_42_total`, would otherwise
+//!   grow the registry and the guard's own tables without end).
 //!
 //! A refused series gets a no-op handle, so the caller carries on, and is counted in
 //! `piko_obs_metrics_series_refused_total{metric, reason}` (`reason` is
-//! `invalid_name` or `cardinality_limit`). The optional hook hears of the first refusal
-//! of each metric for each reason, so the facade can log it. Series already known take
+//! `invalid_name`, `cardinality_limit` or `metric_name_limit`). That counter is bounded
+//! too: the first [`REFUSED_NAME_LIMIT`] refused metric names get a `metric` value of
+//! their own, the later ones are counted together under `metric="_other"`. The optional
+//! hook hears of the first refusal of each of those `metric` values for each reason, so
+//! the facade can log it. Series already known take
 //! the fast path: a per-thread cache of recently seen series, then one read lock on one
 //! of 16 shards and a lookup by the key's precomputed hash.
 
@@ -33,6 +39,16 @@ pub const SERIES_REFUSED: &str = "piko_obs_metrics_series_refused_total";
 /// The default cap on label sets per metric name.
 pub const DEFAULT_CARDINALITY_LIMIT: usize = 1000;
 
+/// The default cap on metric names (of each kind: counters, gauges, histograms).
+pub const DEFAULT_METRIC_NAME_LIMIT: usize = 2000;
+
+/// Refused metric names that get a `metric` value of their own in
+/// `piko_obs_metrics_series_refused_total`; later ones are counted under [`OTHER`].
+pub const REFUSED_NAME_LIMIT: usize = 100;
+
+/// The `metric` value under which refusals past [`REFUSED_NAME_LIMIT`] names are counted.
+pub const OTHER: &str = "_other";
+
 /// Why a series was not recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -41,6 +57,8 @@ pub enum RefusalReason {
     InvalidName,
     /// The metric already has as many label sets as its cap allows.
     CardinalityLimit,
+    /// As many metric names are known as the cap allows, and this one is new.
+    MetricNameLimit,
 }
 
 impl RefusalReason {
@@ -49,6 +67,7 @@ impl RefusalReason {
         match self {
             RefusalReason::InvalidName => "invalid_name",
             RefusalReason::CardinalityLimit => "cardinality_limit",
+            RefusalReason::MetricNameLimit => "metric_name_limit",
         }
     }
 }
@@ -61,7 +80,7 @@ pub struct Refusal {
     /// Why.
     pub reason: RefusalReason,
     /// The invalid name (metric or label) for [`RefusalReason::InvalidName`]; the cap
-    /// for [`RefusalReason::CardinalityLimit`].
+    /// for [`RefusalReason::CardinalityLimit`] and [`RefusalReason::MetricNameLimit`].
     pub detail: String,
 }
 
@@ -78,6 +97,11 @@ impl std::fmt::Display for Refusal {
                 "metric {:?} reached its cap of {} label sets; new label sets are not recorded (label with bounded values, or raise the cap)",
                 self.metric, self.detail
             ),
+            RefusalReason::MetricNameLimit => write!(
+                f,
+                "metric {:?} is not recorded: the cap of {} metric names is reached (build names from fixed text and put values in labels, or raise the cap)",
+                self.metric, self.detail
+            ),
         }
     }
 }
@@ -89,6 +113,7 @@ type Hook = Arc<dyn Fn(&Refusal) + Send + Sync>;
 #[must_use]
 pub struct SeriesGuardLayer {
     default_limit: usize,
+    name_limit: usize,
     limits: HashMap<String, usize>,
     hook: Option<Hook>,
 }
@@ -97,6 +122,7 @@ impl std::fmt::Debug for SeriesGuardLayer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SeriesGuardLayer")
             .field("default_limit", &self.default_limit)
+            .field("name_limit", &self.name_limit)
             .field("limits", &self.limits)
             .field("hook", &self.hook.is_some())
             .finish()
@@ -107,6 +133,7 @@ impl Default for SeriesGuardLayer {
     fn default() -> Self {
         SeriesGuardLayer {
             default_limit: DEFAULT_CARDINALITY_LIMIT,
+            name_limit: DEFAULT_METRIC_NAME_LIMIT,
             limits: HashMap::new(),
             hook: None,
         }
@@ -125,6 +152,16 @@ impl SeriesGuardLayer {
             return Err(crate::MetricsError::CardinalityLimit { metric: None });
         }
         self.default_limit = limit;
+        Ok(self)
+    }
+
+    /// The cap on metric names of each kind (at least 1; default
+    /// [`DEFAULT_METRIC_NAME_LIMIT`]).
+    pub fn with_metric_name_limit(mut self, limit: usize) -> Result<Self, crate::MetricsError> {
+        if limit == 0 {
+            return Err(crate::MetricsError::CardinalityLimit { metric: None });
+        }
+        self.name_limit = limit;
         Ok(self)
     }
 
@@ -164,6 +201,7 @@ impl<R: Recorder> metrics_util::layers::Layer<R> for SeriesGuardLayer {
             known: std::array::from_fn(|_| RwLock::new(HashSet::default())),
             new_series: Mutex::new(NewSeries::default()),
             default_limit: self.default_limit,
+            name_limit: self.name_limit,
             limits: self.limits.clone(),
             hook: self.hook.clone(),
         }
@@ -211,10 +249,30 @@ enum Kind {
     Histogram,
 }
 
+/// What the guard keeps of new series; every table is bounded: `per_metric` by the cap
+/// on names, `refused` by [`REFUSED_NAME_LIMIT`], and `told` by both.
 #[derive(Default)]
 struct NewSeries {
+    /// Label sets admitted per metric name.
     per_metric: HashMap<(Kind, String), usize>,
+    /// The refused metric names with a `metric` value of their own.
+    refused: HashSet<String>,
+    /// The (`metric` value, reason) pairs the hook was told of.
     told: HashSet<(String, RefusalReason)>,
+}
+
+impl NewSeries {
+    /// The `metric` value a refusal of `name` is counted under.
+    fn refused_label(&mut self, name: &str) -> String {
+        if self.refused.contains(name) {
+            return name.to_string();
+        }
+        if self.refused.len() < REFUSED_NAME_LIMIT {
+            self.refused.insert(name.to_string());
+            return name.to_string();
+        }
+        OTHER.to_string()
+    }
 }
 
 /// The recorder [`SeriesGuardLayer`] builds: checks new series, then hands everything
@@ -225,6 +283,7 @@ pub struct SeriesGuard<R> {
     known: [RwLock<KnownSet>; SHARDS],
     new_series: Mutex<NewSeries>,
     default_limit: usize,
+    name_limit: usize,
     limits: HashMap<String, usize>,
     hook: Option<Hook>,
 }
@@ -233,6 +292,7 @@ impl<R> std::fmt::Debug for SeriesGuard<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SeriesGuard")
             .field("default_limit", &self.default_limit)
+            .field("name_limit", &self.name_limit)
             .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
@@ -296,12 +356,22 @@ impl<R: Recorder> SeriesGuard<R> {
                 Some(detail) => Some((RefusalReason::InvalidName, detail)),
                 None => {
                     let limit = self.limits.get(name).copied().unwrap_or(self.default_limit);
-                    let count = new.per_metric.entry((kind, name.to_string())).or_insert(0);
-                    if *count >= limit {
-                        Some((RefusalReason::CardinalityLimit, limit.to_string()))
-                    } else {
-                        *count += 1;
-                        None
+                    let names = new.per_metric.len();
+                    match new.per_metric.get_mut(&(kind, name.to_string())) {
+                        Some(count) if *count >= limit => {
+                            Some((RefusalReason::CardinalityLimit, limit.to_string()))
+                        }
+                        Some(count) => {
+                            *count += 1;
+                            None
+                        }
+                        None if names >= self.name_limit => {
+                            Some((RefusalReason::MetricNameLimit, self.name_limit.to_string()))
+                        }
+                        None => {
+                            new.per_metric.insert((kind, name.to_string()), 1);
+                            None
+                        }
                     }
                 }
             };
@@ -311,14 +381,15 @@ impl<R: Recorder> SeriesGuard<R> {
                     true
                 }
                 Some((reason, detail)) => {
-                    if new.told.insert((name.to_string(), reason)) {
+                    let label = new.refused_label(name);
+                    if new.told.insert((label.clone(), reason)) {
                         told = Some(Refusal {
                             metric: name.to_string(),
                             reason,
                             detail,
                         });
                     }
-                    self.count_refusal(name, reason);
+                    self.count_refusal(label, reason);
                     false
                 }
             }
@@ -329,11 +400,11 @@ impl<R: Recorder> SeriesGuard<R> {
         admitted
     }
 
-    fn count_refusal(&self, metric: &str, reason: RefusalReason) {
+    fn count_refusal(&self, metric: String, reason: RefusalReason) {
         let key = Key::from_parts(
             SERIES_REFUSED,
             vec![
-                Label::new("metric", metric.to_string()),
+                Label::new("metric", metric),
                 Label::new("reason", reason.as_str()),
             ],
         );
@@ -462,6 +533,70 @@ mod tests {
         );
     }
 
+    /// Metric names built from data: past the cap on names, series of new names are
+    /// refused (those already known still record), and the refusals' own counter keeps
+    /// at most `REFUSED_NAME_LIMIT` `metric` values plus `_other`; the guard's tables
+    /// stay within those bounds.
+    #[test]
+    fn metric_names_and_refused_names_are_bounded() {
+        let told = Arc::new(Mutex::new(Vec::new()));
+        let t = told.clone();
+        let layer = SeriesGuardLayer::new()
+            .with_metric_name_limit(5)
+            .unwrap()
+            .on_refused(move |r| t.lock().unwrap().push(r.clone()));
+        let (guard, metrics) = guarded(layer);
+        metrics::with_local_recorder(&guard, || {
+            for user in 0..300 {
+                metrics::counter!(format!("user_{user}_total")).increment(1);
+                // Invalid names too, each new.
+                metrics::counter!(format!("user.{user}.total")).increment(1);
+            }
+            metrics::counter!("user_0_total").increment(1);
+        });
+        let text = metrics.render();
+        let admitted = text
+            .lines()
+            .filter(|l| l.starts_with("user_") && !l.starts_with('#'))
+            .count();
+        assert_eq!(admitted, 5, "{text}");
+        assert!(text.contains("user_0_total 2"), "{text}");
+        let refused: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("piko_obs_metrics_series_refused_total{"))
+            .collect();
+        // 100 names with a value of their own, and `_other` for each reason.
+        assert_eq!(refused.len(), REFUSED_NAME_LIMIT + 2, "{refused:#?}");
+        let other = |reason: &str| {
+            refused
+                .iter()
+                .find(|l| l.contains("metric=\"_other\"") && l.contains(reason))
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|v| v.parse::<u64>().ok())
+        };
+        // 595 refusals in all (295 past the name cap, 300 invalid names), 100 named.
+        let total: u64 = refused
+            .iter()
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum();
+        assert_eq!(total, 595, "{refused:#?}");
+        assert!(other("metric_name_limit").is_some() && other("invalid_name").is_some());
+        let new = guard.new_series.lock().unwrap();
+        assert_eq!(new.per_metric.len(), 5);
+        assert_eq!(new.refused.len(), REFUSED_NAME_LIMIT);
+        assert_eq!(new.told.len(), REFUSED_NAME_LIMIT + 2);
+        assert_eq!(told.lock().unwrap().len(), REFUSED_NAME_LIMIT + 2);
+        drop(new);
+        let told = told.lock().unwrap();
+        let first = told
+            .iter()
+            .find(|r| r.reason == RefusalReason::MetricNameLimit)
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        assert!(first.contains("\"user_5_total\""), "{first}");
+        assert!(first.contains("cap of 5 metric names"), "{first}");
+    }
+
     #[test]
     fn caps_are_checked_where_they_are_set() {
         let e = SeriesGuardLayer::new().with_default_limit(0).unwrap_err();
@@ -471,6 +606,7 @@ mod tests {
             .unwrap_err();
         assert!(e.to_string().contains("\"x_total\""), "{e}");
         assert!(SeriesGuardLayer::new().with_limit("bad name", 5).is_err());
+        assert!(SeriesGuardLayer::new().with_metric_name_limit(0).is_err());
     }
 
     #[test]

@@ -270,6 +270,14 @@ impl MetricsBuilder {
         Ok(self)
     }
 
+    /// The cap on metric names of each kind (default
+    /// [`guard::DEFAULT_METRIC_NAME_LIMIT`]; at least 1): past it, series of new names
+    /// are refused.
+    pub fn with_metric_name_limit(mut self, limit: usize) -> Result<Self, MetricsError> {
+        self.guard = self.guard.with_metric_name_limit(limit)?;
+        Ok(self)
+    }
+
     /// The cap on label sets for one metric, instead of the default cap.
     pub fn with_cardinality_limit_for(
         mut self,

@@ -20,6 +20,10 @@ use tokio::sync::{Notify, mpsc};
 use crate::model::Notification;
 use crate::service::{Defaults, NotificationService, Registry};
 
+/// The longest wait taken as given: a longer one (up to `Duration::MAX`) is a century,
+/// as `Instant` cannot add more.
+pub(crate) const LONGEST_WAIT: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 /// One notification that could not be delivered, as kept by a [`DeadLetterStore`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -1004,7 +1008,8 @@ impl Dispatcher {
     /// written (or failed and printed). True when it is. For a process about to exit
     /// after a shutdown that reported `dead_letter_pending` entries.
     pub async fn flush_dead_letters(&self, timeout: Duration) -> bool {
-        self.written_by(Instant::now() + timeout).await
+        self.written_by(Instant::now() + timeout.min(LONGEST_WAIT))
+            .await
     }
 
     async fn written_by(&self, deadline: Instant) -> bool {
@@ -1207,6 +1212,7 @@ impl Dispatcher {
     /// bound, for the writer (at once when it has nothing left to write).
     pub async fn shutdown(&self, timeout: Duration) -> ShutdownReport {
         let inner = &self.inner;
+        let timeout = timeout.min(LONGEST_WAIT);
         let deadline = Instant::now() + timeout;
         let work_deadline = deadline - (timeout / 10).min(Duration::from_secs(1));
         {

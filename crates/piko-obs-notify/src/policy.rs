@@ -80,13 +80,15 @@ impl RetryPolicy {
         let exp = self
             .factor
             .powi(i32::try_from(attempt.saturating_sub(1)).unwrap_or(i32::MAX));
-        let base = self
-            .initial_delay
-            .as_secs_f64()
-            .mul_add(exp, 0.0)
-            .min(self.max_delay.as_secs_f64());
+        // In floating point, then back with a saturating conversion and capped in
+        // `Duration`s: any delay and any factor (an infinite or undefined product
+        // included) gives a wait up to the longest one, never a panic.
+        let base = self.initial_delay.as_secs_f64() * exp;
+        let base = if base.is_nan() { 0.0 } else { base };
         let jitter = base * 0.1 * unit_random();
-        let wait = Duration::from_secs_f64((base + jitter).min(self.max_delay.as_secs_f64()));
+        let wait = Duration::try_from_secs_f64(base + jitter)
+            .unwrap_or(Duration::MAX)
+            .min(self.max_delay);
         match retry_after {
             Some(ra) if ra > wait => ra,
             _ => wait,
@@ -261,7 +263,7 @@ impl Breaker {
         };
         if self.policy.threshold > 0 && failures >= self.policy.threshold {
             s.enter(BreakerState::Open {
-                until: Instant::now() + self.policy.open_for,
+                until: Instant::now() + self.policy.open_for.min(crate::dispatcher::LONGEST_WAIT),
             });
             true
         } else {

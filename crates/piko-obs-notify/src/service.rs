@@ -321,7 +321,11 @@ impl Registry {
             }
         })
         .catch_unwind();
-        let timeout = self.send_timeout * u32::try_from(list.len()).unwrap_or(u32::MAX);
+        // Saturating: a send timeout of `Duration::MAX` times the notifications is still
+        // the longest bound, not a panic.
+        let timeout = self
+            .send_timeout
+            .saturating_mul(u32::try_from(list.len()).unwrap_or(u32::MAX));
         let all_failed = |e: &dyn Fn() -> SendError| list.iter().map(|_| Err(e())).collect();
         let results = match tokio::time::timeout(timeout, bulk).await {
             // Results that cannot be matched to the notifications: none is trusted.

@@ -69,7 +69,8 @@ pub struct TlsFiles {
 
 /// OTLP settings as given in code; every field is optional, and what is left out comes
 /// from the environment, then from the defaults (see the table in `docs/reference/otlp.md`).
-#[derive(Debug, Clone, Default, PartialEq)]
+/// `Debug` shows the headers' names only: their values are often credentials.
+#[derive(Clone, Default, PartialEq)]
 #[non_exhaustive]
 pub struct OtlpConfig {
     /// Export at all (default: on when an endpoint is given in code or in
@@ -133,8 +134,9 @@ pub enum ParentRoot {
     Ratio(f64),
 }
 
-/// Settings resolved from code, environment and defaults.
-#[derive(Debug, Clone, PartialEq)]
+/// Settings resolved from code, environment and defaults. `Debug` shows the headers'
+/// names only: their values are often credentials.
+#[derive(Clone, PartialEq)]
 #[non_exhaustive]
 pub struct Settings {
     /// Whether to export.
@@ -160,6 +162,59 @@ pub struct Settings {
     pub resource: BTreeMap<String, String>,
     /// How often metrics are exported.
     pub metric_interval: Duration,
+}
+
+/// Header names only, for `Debug`: the values never appear.
+struct HeaderNames<'a, I: Iterator<Item = &'a str> + Clone>(I);
+
+impl<'a, I: Iterator<Item = &'a str> + Clone> std::fmt::Debug for HeaderNames<'a, I> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.0.clone()).finish()
+    }
+}
+
+impl std::fmt::Debug for OtlpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OtlpConfig")
+            .field("enabled", &self.enabled)
+            .field("endpoint", &self.endpoint)
+            .field("protocol", &self.protocol)
+            .field(
+                "header_names",
+                &HeaderNames(self.headers.iter().map(|(k, _)| k.as_str())),
+            )
+            .field("insecure", &self.insecure)
+            .field("tls", &self.tls)
+            .field("timeout", &self.timeout)
+            .field("compression", &self.compression)
+            .field("sample_rate", &self.sample_rate)
+            .field("service_name", &self.service_name)
+            .field("service_version", &self.service_version)
+            .field("environment", &self.environment)
+            .field("metric_interval", &self.metric_interval)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("enabled", &self.enabled)
+            .field("protocol", &self.protocol)
+            .field("endpoint", &self.endpoint)
+            .field(
+                "header_names",
+                &HeaderNames(self.headers.keys().map(String::as_str)),
+            )
+            .field("tls", &self.tls)
+            .field("pem", &self.pem)
+            .field("timeout", &self.timeout)
+            .field("compression", &self.compression)
+            .field("sampling", &self.sampling)
+            .field("resource", &self.resource)
+            .field("metric_interval", &self.metric_interval)
+            .finish()
+    }
 }
 
 impl Settings {
@@ -268,23 +323,38 @@ fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// Parses `key=value,key2=value2` (values percent-decoded).
-fn pairs(setting: &str, text: &str) -> Result<Vec<(String, String)>, ConfigError> {
+/// Parses `key=value,key2=value2` (values percent-decoded) into numbered pairs (from
+/// 1, counting the non-empty entries). An error names the entry's position and the rule
+/// it breaks, never its text: a malformed header entry is often a credential.
+fn pairs(setting: &str, text: &str) -> Result<Vec<(usize, String, String)>, ConfigError> {
     let mut out = Vec::new();
-    for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+    for (i, item) in text
+        .split(',')
+        .map(str::trim)
+        .filter(|i| !i.is_empty())
+        .enumerate()
+    {
+        let n = i + 1;
         let Some((k, v)) = item.split_once('=') else {
             return Err(err(
                 setting,
-                "expected key=value pairs separated by commas (a pair has no '=')",
+                format!("entry {n} has no '=': expected key=value pairs separated by commas"),
             ));
         };
         let (k, v) = (k.trim(), v.trim());
         if k.is_empty() {
-            return Err(err(setting, "a pair has an empty key"));
+            return Err(err(setting, format!("entry {n} has an empty key")));
         }
-        let v = percent_decode(v)
-            .ok_or_else(|| err(setting, format!("the value of {k:?} has a bad %-escape")))?;
-        out.push((k.to_string(), v));
+        let v = percent_decode(v).ok_or_else(|| {
+            err(
+                setting,
+                format!(
+                    "the value of entry {n} has a bad %-escape (write % as %25, and each \
+                     escape as % and two hex digits)"
+                ),
+            )
+        })?;
+        out.push((n, k.to_string(), v));
     }
     Ok(out)
 }
@@ -310,13 +380,25 @@ fn boolean(setting: &str, text: &str) -> Result<bool, ConfigError> {
     }
 }
 
-fn check_header(setting: &str, name: &str, value: &str) -> Result<(), ConfigError> {
-    http::HeaderName::from_bytes(name.as_bytes())
-        .map_err(|_| err(setting, format!("{name:?} is not a valid header name")))?;
+/// Checks one header; an error names its position (`entry n`, from 1) and the rule,
+/// never the name or the value: text put in the wrong place (`Authorization: Basic ...`
+/// with a colon) would otherwise be quoted.
+fn check_header(setting: &str, n: usize, name: &str, value: &str) -> Result<(), ConfigError> {
+    http::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+        err(
+            setting,
+            format!(
+                "the name of entry {n} is not a valid header name: a name is letters, digits \
+                 and !#$%&'*+-.^_`|~ only, without spaces or colons (write name=value)"
+            ),
+        )
+    })?;
     http::HeaderValue::from_str(value).map_err(|_| {
         err(
             setting,
-            format!("the value of {name:?} must be text without control characters or line breaks"),
+            format!(
+                "the value of entry {n} must be text without control characters or line breaks"
+            ),
         )
     })?;
     Ok(())
@@ -465,13 +547,13 @@ impl OtlpConfig {
 
         let mut headers = BTreeMap::new();
         if let Some(text) = env("OTEL_EXPORTER_OTLP_HEADERS") {
-            for (k, v) in pairs("OTEL_EXPORTER_OTLP_HEADERS", &text)? {
-                check_header("OTEL_EXPORTER_OTLP_HEADERS", &k, &v)?;
+            for (n, k, v) in pairs("OTEL_EXPORTER_OTLP_HEADERS", &text)? {
+                check_header("OTEL_EXPORTER_OTLP_HEADERS", n, &k, &v)?;
                 headers.insert(k.to_ascii_lowercase(), v);
             }
         }
-        for (k, v) in &self.headers {
-            check_header("with_otlp_headers", k, v)?;
+        for (i, (k, v)) in self.headers.iter().enumerate() {
+            check_header("with_otlp_headers", i + 1, k, v)?;
             headers.insert(k.to_ascii_lowercase(), v.clone());
         }
 
@@ -615,7 +697,7 @@ impl OtlpConfig {
             r.insert("runtime.environment".into(), runtime.to_string());
         }
         if let Some(text) = env("OTEL_RESOURCE_ATTRIBUTES") {
-            for (k, v) in pairs("OTEL_RESOURCE_ATTRIBUTES", &text)? {
+            for (_, k, v) in pairs("OTEL_RESOURCE_ATTRIBUTES", &text)? {
                 r.insert(k, v);
             }
         }
@@ -873,7 +955,7 @@ mod tests {
         );
         let e = bad(&[("OTEL_EXPORTER_OTLP_HEADERS", "authorization")]);
         assert!(
-            e.starts_with("OTEL_EXPORTER_OTLP_HEADERS: expected key=value"),
+            e.starts_with("OTEL_EXPORTER_OTLP_HEADERS: entry 1 has no '=': expected key=value"),
             "{e}"
         );
         let e = bad(&[("OTEL_EXPORTER_OTLP_HEADERS", "x-key=sec%0Aret")]);
@@ -899,6 +981,70 @@ mod tests {
                 .to_string()
                 .starts_with("with_otlp_trace_sample_rate")
         );
+    }
+
+    /// A malformed header entry (a colon where `=` belongs, a space in the name) fails
+    /// naming its position and the rule, never its text; code headers likewise.
+    #[test]
+    fn a_malformed_header_entry_is_named_by_position_never_quoted() {
+        let secret = "dXNlcjpwYXNz";
+        for (text, n) in [
+            (format!("Authorization: Basic {secret}=="), 1),
+            (format!("x-team=core,Authorization: Basic {secret}="), 2),
+            (format!("x-team=core,,Authorization Basic {secret}"), 2),
+            (format!("x-team=core, api key={secret}"), 2),
+        ] {
+            let e = OtlpConfig::new()
+                .resolve(env(&[("OTEL_EXPORTER_OTLP_HEADERS", text.leak())]), "svc")
+                .unwrap_err();
+            assert_eq!(e.setting, "OTEL_EXPORTER_OTLP_HEADERS");
+            let shown = e.to_string();
+            assert!(shown.contains(&format!("entry {n}")), "{shown}");
+            assert!(
+                shown.contains("write name=value") || shown.contains("expected key=value"),
+                "the rule is given: {shown}"
+            );
+            for part in [secret, "Authorization", "Basic", "api key"] {
+                assert!(!shown.contains(part), "{part} quoted in {shown}");
+            }
+        }
+        let mut code = OtlpConfig::new();
+        code.headers = vec![
+            ("x-team".into(), "core".into()),
+            (format!("Authorization: Bearer {secret}"), "x".into()),
+        ];
+        let e = code.resolve(env(&[]), "svc").unwrap_err();
+        assert_eq!(e.setting, "with_otlp_headers");
+        assert!(e.reason.starts_with("the name of entry 2 "), "{e}");
+        assert!(!e.to_string().contains(secret), "{e}");
+    }
+
+    /// `Debug` of the code config and of the resolved settings shows header names, never
+    /// their values.
+    #[test]
+    fn debug_shows_header_names_only() {
+        let mut code = OtlpConfig::new();
+        code.endpoint = Some("http://127.0.0.1:4318".into());
+        code.headers = vec![("x-honeycomb-team".into(), "hcSECRETcode".into())];
+        let shown = format!("{code:?} {code:#?}");
+        assert!(shown.contains("x-honeycomb-team"), "{shown}");
+        assert!(!shown.contains("hcSECRETcode"), "{shown}");
+        let s = code
+            .resolve(
+                env(&[(
+                    "OTEL_EXPORTER_OTLP_HEADERS",
+                    "authorization=Bearer%20envSECRET,dd-api-key=ddSECRET",
+                )]),
+                "svc",
+            )
+            .unwrap();
+        let shown = format!("{s:?} {s:#?}");
+        for name in ["authorization", "dd-api-key", "x-honeycomb-team"] {
+            assert!(shown.contains(name), "{name} missing: {shown}");
+        }
+        for secret in ["envSECRET", "ddSECRET", "hcSECRETcode", "Bearer"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
     }
 
     /// TLS files are read when the settings resolve: one that cannot be read (a

@@ -19,6 +19,10 @@ use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, SpanData, SpanExporte
 
 use crate::config::{Compression, ParentRoot, Protocol, Sampling, Settings};
 
+/// The longest wait taken as given: a longer one (up to `Duration::MAX`) is a century,
+/// as `Instant` cannot add more.
+const LONGEST_WAIT: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 /// The pipeline could not start.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -598,6 +602,10 @@ fn tonic_tls(settings: &Settings) -> Result<tonic::transport::ClientTlsConfig, S
     Ok(tls)
 }
 
+/// The bound on connecting to the collector over HTTP (the export's own bound when that
+/// is shorter), as the Sentry and provider clients have.
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 fn http_client(settings: &Settings) -> Result<reqwest::blocking::Client, StartError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider)
@@ -640,9 +648,14 @@ fn http_client(settings: &Settings) -> Result<reqwest::blocking::Client, StartEr
         }
         None => builder.with_no_client_auth(),
     };
+    // No redirects: a redirect would carry the headers (vendor API keys such as
+    // `x-honeycomb-team` or `dd-api-key`, which reqwest does not strip) to another host,
+    // or from https to http. An unreachable collector costs at most the connect bound.
     reqwest::blocking::Client::builder()
         .tls_backend_preconfigured(config)
+        .connect_timeout(settings.timeout.min(CONNECT_TIMEOUT))
         .timeout(settings.timeout)
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| StartError::Tls(e.without_url().to_string()))
 }
@@ -791,7 +804,7 @@ impl Pipeline {
             }
         }
         let mut failures = Vec::new();
-        let deadline = Instant::now() + timeout;
+        let deadline = Instant::now() + timeout.min(LONGEST_WAIT);
         while !waiting.is_empty() {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left + Duration::from_millis(20)) {

@@ -43,6 +43,7 @@
 
 pub mod config;
 pub mod drain;
+pub mod ratelimit;
 pub mod scrub;
 pub mod transport;
 

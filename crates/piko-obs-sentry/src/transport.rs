@@ -15,6 +15,11 @@ use sentry_core::{Envelope, Transport};
 use tokio::sync::mpsc;
 
 use crate::config::{SentryConfig, SentryConfigError};
+use crate::ratelimit::RateLimits;
+
+/// The longest wait taken as given: a longer one (up to `Duration::MAX`) is a century,
+/// as `Instant` cannot add more.
+const LONGEST_WAIT: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// What the transport did with the envelopes it was given.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -25,7 +30,9 @@ pub struct TransportStats {
     pub sent: u64,
     /// Envelopes that failed: a network error, a timeout or an error status.
     pub failed: u64,
-    /// Envelopes not sent because Sentry asked the client to back off (429).
+    /// Envelopes not sent because Sentry asked the client to back off: the answer
+    /// 429, or a rate limit on every category of the envelope's items, or the pause
+    /// after a 5xx with `Retry-After` (see [`crate::ratelimit`]).
     pub rate_limited: u64,
     /// Envelopes dropped because the queue was full or the transport was shut down.
     pub dropped: u64,
@@ -61,7 +68,7 @@ impl Pending {
         }
     }
     fn wait_idle(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
+        let deadline = Instant::now() + timeout.min(LONGEST_WAIT);
         let Ok(mut n) = self.count.lock() else {
             return false;
         };
@@ -223,14 +230,15 @@ async fn run(
 ) {
     let url = dsn.envelope_api_url().to_string();
     let auth = dsn.to_auth(Some(USER_AGENT)).to_string();
-    let mut backoff_until: Option<Instant> = None;
+    let mut limits = RateLimits::default();
     while let Some(envelope) = rx.recv().await {
         let c = &shared.counters;
-        if backoff_until.is_some_and(|t| Instant::now() < t) {
+        // Items of a limited category are taken out; an envelope left empty is not sent.
+        let Some(envelope) = limits.filter(Instant::now(), envelope) else {
             c.rate_limited.fetch_add(1, Ordering::Relaxed);
             shared.pending.done();
             continue;
-        }
+        };
         let mut body = Vec::new();
         if let Err(e) = envelope.to_writer(&mut body) {
             c.failed.fetch_add(1, Ordering::Relaxed);
@@ -247,15 +255,21 @@ async fn run(
             .body(body)
             .send()
             .await;
+        if let Ok(resp) = &result {
+            let header = |name| resp.headers().get(name).and_then(|v| v.to_str().ok());
+            limits.update(
+                Instant::now(),
+                resp.status().as_u16(),
+                header("x-sentry-rate-limits"),
+                header("retry-after"),
+            );
+        }
         match result {
             Ok(resp) if resp.status().is_success() => {
                 c.sent.fetch_add(1, Ordering::Relaxed);
             }
             Ok(resp) => {
                 let status = resp.status();
-                if let Some(wait) = backoff(&resp) {
-                    backoff_until = Some(Instant::now() + wait);
-                }
                 if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
                     c.rate_limited.fetch_add(1, Ordering::Relaxed);
                 } else {
@@ -281,33 +295,4 @@ async fn run(
         }
         shared.pending.done();
     }
-}
-
-/// How long Sentry asked us to wait: `X-Sentry-Rate-Limits` (its first limit's seconds)
-/// or `Retry-After` (seconds); 60 s for a bare 429.
-fn backoff(resp: &reqwest::Response) -> Option<Duration> {
-    let headers = resp.headers();
-    let secs = |v: &str| {
-        v.trim()
-            .parse::<f64>()
-            .ok()
-            .filter(|s| s.is_finite() && *s >= 0.0)
-    };
-    if let Some(s) = headers
-        .get("x-sentry-rate-limits")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(',').next())
-        .and_then(|limit| limit.split(':').next())
-        .and_then(secs)
-    {
-        return Some(Duration::from_secs_f64(s.min(3600.0)));
-    }
-    if let Some(s) = headers
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(secs)
-    {
-        return Some(Duration::from_secs_f64(s.min(3600.0)));
-    }
-    (resp.status() == reqwest::StatusCode::TOO_MANY_REQUESTS).then_some(Duration::from_secs(60))
 }

@@ -1278,7 +1278,7 @@ impl Guard {
         if self.done.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
-        let deadline = Instant::now() + self.shutdown_timeout;
+        let deadline = Instant::now() + self.shutdown_timeout.min(LONGEST_WAIT);
         let left = || deadline.saturating_duration_since(Instant::now());
         let mut failures = Vec::new();
         if let Some(h) = &self.health {
@@ -1304,7 +1304,7 @@ impl Guard {
                 runtime.spawn(async move {
                     let _ = tx.send(fut.await);
                 });
-                match rx.recv_timeout(budget + Duration::from_millis(200)) {
+                match rx.recv_timeout(budget.saturating_add(Duration::from_millis(200))) {
                     Ok(None) => None,
                     Ok(Some(problem)) => Some((step, problem)),
                     Err(_) => Some((step, format!("not finished after {budget:?}"))),
@@ -1390,7 +1390,7 @@ impl Guard {
                 std::thread::spawn(move || {
                     let _ = tx.send(sentry::stop(&s, budget));
                 });
-                match rx.recv_timeout(budget + Duration::from_millis(200)) {
+                match rx.recv_timeout(budget.saturating_add(Duration::from_millis(200))) {
                     Ok(true) => {}
                     Ok(false) | Err(_) => failures.push((
                         "flush Sentry",
@@ -1421,7 +1421,7 @@ impl Guard {
                 std::thread::spawn(move || {
                     let _ = tx.send(pipeline.shutdown(budget));
                 });
-                match rx.recv_timeout(budget + Duration::from_millis(200)) {
+                match rx.recv_timeout(budget.saturating_add(Duration::from_millis(200))) {
                     Ok(problems) if problems.is_empty() => {}
                     Ok(problems) => failures.push((
                         "shut the OpenTelemetry providers down",
@@ -1459,3 +1459,7 @@ impl Drop for Guard {
         }
     }
 }
+
+/// The longest wait taken as given: a longer one (up to `Duration::MAX`) is a century,
+/// as `Instant` cannot add more.
+const LONGEST_WAIT: Duration = Duration::from_secs(100 * 365 * 24 * 3600);

@@ -110,7 +110,7 @@ fn describe_self_metrics() {
     );
     metrics::describe_counter!(
         guard::SERIES_REFUSED,
-        "Metric series not recorded, per metric and reason (invalid_name, cardinality_limit)."
+        "Metric series not recorded, per metric (the first 100 names, then _other) and reason (invalid_name, cardinality_limit, metric_name_limit)."
     );
     for (name, help) in [
         (
