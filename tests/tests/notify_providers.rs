@@ -493,6 +493,49 @@ async fn a_retry_sends_the_same_webhook_id_with_a_valid_signature() {
 }
 
 #[tokio::test]
+async fn an_unset_environment_is_left_out_never_sent_empty() {
+    let sink = Sink::start();
+    let service = NotificationService::builder().build();
+    service
+        .register(
+            provider::WEBHOOK,
+            WebhookNotifier::new(&http(), &sink.url("/hook")).unwrap(),
+        )
+        .unwrap();
+    let report = service
+        .notification()
+        .title("no environment")
+        .send_once()
+        .await
+        .unwrap();
+    assert!(report.all_delivered());
+    let set = NotificationService::builder()
+        .with_environment("staging")
+        .build();
+    set.register(
+        provider::WEBHOOK,
+        WebhookNotifier::new(&http(), &sink.url("/hook")).unwrap(),
+    )
+    .unwrap();
+    set.notification()
+        .title("staging")
+        .send_once()
+        .await
+        .unwrap();
+    let got = sink.wait_for(2, Duration::from_secs(5));
+    assert!(
+        got[0].json().get("environment").is_none(),
+        "{}",
+        got[0].text()
+    );
+    assert_eq!(got[1].json()["environment"], "staging");
+    // The notification's own JSON (the stdout provider's, the dead-letter file's).
+    let n = Notification::new("t", "m");
+    let json = serde_json::to_value(&n).unwrap();
+    assert!(json["context"].get("environment").is_none(), "{json}");
+}
+
+#[tokio::test]
 async fn send_once_makes_one_attempt_per_provider_and_reports_each() {
     let (up, down) = (Sink::start(), Sink::with_default(Reply::status(500)));
     // A retry policy that would try four times: send_once must not use it.

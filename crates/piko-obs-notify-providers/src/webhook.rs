@@ -118,7 +118,9 @@ impl WebhookNotifier {
         );
         m.insert("priority".into(), c.priority.as_str().into());
         m.insert("source".into(), c.source.clone().into());
-        m.insert("environment".into(), c.environment.clone().into());
+        if !c.environment.is_empty() {
+            m.insert("environment".into(), c.environment.clone().into());
+        }
         if !c.service.is_empty() {
             m.insert("service".into(), c.service.clone().into());
         }

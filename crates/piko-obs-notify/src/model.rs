@@ -180,8 +180,9 @@ pub struct Context {
     /// The component that raised it.
     #[serde(default)]
     pub source: String,
-    /// The deployment environment (`production`, `staging`).
-    #[serde(default)]
+    /// The deployment environment (`production`, `staging`); left out of the JSON when
+    /// unset, never `""`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub environment: String,
     /// The service.
     #[serde(default, skip_serializing_if = "String::is_empty")]

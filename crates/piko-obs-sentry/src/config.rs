@@ -88,7 +88,27 @@ pub struct SentryConfig {
     pub request_timeout: Duration,
     /// Bound on the flush when the client is closed (default 2 s).
     pub shutdown_timeout: Duration,
+    /// The application's `before_send`, run on each event after piko-obs has scrubbed
+    /// its secrets ([`SentryConfig::with_before_send`]).
+    pub before_send: Option<BeforeSend>,
+    /// The application's `before_breadcrumb`, run on each breadcrumb after piko-obs has
+    /// scrubbed its secrets ([`SentryConfig::with_before_breadcrumb`]).
+    pub before_breadcrumb: Option<BeforeBreadcrumb>,
 }
+
+/// A hook that changes or drops (`None`) an event before it is sent.
+pub type BeforeSend = std::sync::Arc<
+    dyn Fn(sentry_core::protocol::Event<'static>) -> Option<sentry_core::protocol::Event<'static>>
+        + Send
+        + Sync,
+>;
+
+/// A hook that changes or drops (`None`) a breadcrumb before it is recorded.
+pub type BeforeBreadcrumb = std::sync::Arc<
+    dyn Fn(sentry_core::protocol::Breadcrumb) -> Option<sentry_core::protocol::Breadcrumb>
+        + Send
+        + Sync,
+>;
 
 impl fmt::Debug for SentryConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -103,6 +123,8 @@ impl fmt::Debug for SentryConfig {
             .field("breadcrumb_level", &self.breadcrumb_level)
             .field("tag_keys", &self.tag_keys)
             .field("queue_capacity", &self.queue_capacity)
+            .field("before_send", &self.before_send.is_some())
+            .field("before_breadcrumb", &self.before_breadcrumb.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -125,6 +147,8 @@ impl Default for SentryConfig {
             connect_timeout: Duration::from_secs(2),
             request_timeout: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(2),
+            before_send: None,
+            before_breadcrumb: None,
         }
     }
 }
@@ -150,6 +174,34 @@ impl SentryConfigError {
 }
 
 impl SentryConfig {
+    /// Runs `f` on each event after piko-obs has scrubbed its secrets, as Sentry's
+    /// `before_send`: return the event (changed or not) to send it, `None` to drop it.
+    pub fn with_before_send(
+        mut self,
+        f: impl Fn(
+            sentry_core::protocol::Event<'static>,
+        ) -> Option<sentry_core::protocol::Event<'static>>
+        + Send
+        + Sync
+        + 'static,
+    ) -> SentryConfig {
+        self.before_send = Some(std::sync::Arc::new(f));
+        self
+    }
+
+    /// Runs `f` on each breadcrumb after piko-obs has scrubbed its secrets, as Sentry's
+    /// `before_breadcrumb`: return it to keep it, `None` to drop it.
+    pub fn with_before_breadcrumb(
+        mut self,
+        f: impl Fn(sentry_core::protocol::Breadcrumb) -> Option<sentry_core::protocol::Breadcrumb>
+        + Send
+        + Sync
+        + 'static,
+    ) -> SentryConfig {
+        self.before_breadcrumb = Some(std::sync::Arc::new(f));
+        self
+    }
+
     /// Settings that send to `dsn`, with every other field at its default.
     pub fn new(dsn: impl Into<String>) -> SentryConfig {
         SentryConfig {

@@ -50,7 +50,9 @@ pub mod transport;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use config::{SentryConfig, SentryConfigError, default_scrub_patterns};
+pub use config::{
+    BeforeBreadcrumb, BeforeSend, SentryConfig, SentryConfigError, default_scrub_patterns,
+};
 pub use drain::{DrainOptions, HubDrain, TraceSource, exception_chain, sentry_drain};
 pub use transport::{ErrorHook, HttpTransport, TransportError, TransportStats};
 
@@ -147,10 +149,24 @@ impl Sentry {
         options.default_integrations = false;
         options.shutdown_timeout = config.shutdown_timeout;
         options.transport = Some(Arc::new(transport.clone()));
-        let s = secrets.clone();
-        options.before_send = Some(Arc::new(move |e| Some(scrub::scrub_event(e, &s))));
-        let s = secrets;
-        options.before_breadcrumb = Some(Arc::new(move |b| Some(scrub::scrub_breadcrumb(b, &s))));
+        // piko-obs's scrubbing first, then the application's hook, which never sees a
+        // secret piko-obs would have masked.
+        let (s, user) = (secrets.clone(), config.before_send.clone());
+        options.before_send = Some(Arc::new(move |e| {
+            let e = scrub::scrub_event(e, &s);
+            match &user {
+                Some(f) => f(e),
+                None => Some(e),
+            }
+        }));
+        let (s, user) = (secrets, config.before_breadcrumb.clone());
+        options.before_breadcrumb = Some(Arc::new(move |b| {
+            let b = scrub::scrub_breadcrumb(b, &s);
+            match &user {
+                Some(f) => f(b),
+                None => Some(b),
+            }
+        }));
         if let Some(customize) = start.customize {
             options = customize(options);
         }

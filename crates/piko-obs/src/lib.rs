@@ -196,6 +196,8 @@ pub struct Builder {
     otlp_span_events: bool,
     sentry: Option<sentry::SentryConfig>,
     sentry_from_env: bool,
+    sentry_before_send: Option<sentry::BeforeSend>,
+    sentry_before_breadcrumb: Option<sentry::BeforeBreadcrumb>,
     error_notifications: Option<notification::ErrorForwarderConfig>,
 }
 
@@ -261,6 +263,8 @@ impl Default for Builder {
             otlp_span_events: true,
             sentry: None,
             sentry_from_env: false,
+            sentry_before_send: None,
+            sentry_before_breadcrumb: None,
             error_notifications: None,
         }
     }
@@ -697,6 +701,33 @@ impl Builder {
         self
     }
 
+    /// Runs `f` on each Sentry event after piko-obs has scrubbed its secrets, as Sentry's
+    /// `before_send` (return `None` to drop the event), whether Sentry's settings come
+    /// from [`with_sentry`](Self::with_sentry) or the environment.
+    pub fn with_sentry_before_send(
+        mut self,
+        f: impl Fn(::sentry::protocol::Event<'static>) -> Option<::sentry::protocol::Event<'static>>
+        + Send
+        + Sync
+        + 'static,
+    ) -> Self {
+        self.sentry_before_send = Some(Arc::new(f));
+        self
+    }
+
+    /// Runs `f` on each Sentry breadcrumb after piko-obs has scrubbed its secrets, as
+    /// Sentry's `before_breadcrumb` (return `None` to drop it).
+    pub fn with_sentry_before_breadcrumb(
+        mut self,
+        f: impl Fn(::sentry::protocol::Breadcrumb) -> Option<::sentry::protocol::Breadcrumb>
+        + Send
+        + Sync
+        + 'static,
+    ) -> Self {
+        self.sentry_before_breadcrumb = Some(Arc::new(f));
+        self
+    }
+
     /// Forwards log lines at or above the config's threshold (default ERROR) to the
     /// notification service as grouped alerts: one alert per message and call site per
     /// window (default 10 s) with the count, at most a set number of alerts a minute.
@@ -736,7 +767,7 @@ impl Builder {
             .map_err(|e| InitError::Otlp(e.to_string()))?;
         // Checked whether or not the recorder is installed by this call.
         let metrics_builder = self.metrics_builder()?;
-        let sentry_config = match self.sentry.clone() {
+        let mut sentry_config = match self.sentry.clone() {
             Some(c) => {
                 c.validate().map_err(InitError::Sentry)?;
                 Some(c)
@@ -746,6 +777,16 @@ impl Builder {
             }
             None => None,
         };
+        if let Some(config) = &mut sentry_config {
+            if self.sentry_before_send.is_some() {
+                config.before_send.clone_from(&self.sentry_before_send);
+            }
+            if self.sentry_before_breadcrumb.is_some() {
+                config
+                    .before_breadcrumb
+                    .clone_from(&self.sentry_before_breadcrumb);
+            }
+        }
         if let Some(c) = &self.error_notifications {
             c.validate().map_err(InitError::ErrorNotifications)?;
             if !self.notifications_enabled {

@@ -32,7 +32,18 @@ pub(crate) fn start(
 ) -> Result<(Arc<Sentry>, piko_obs_logger::OutputId), InitError> {
     let last_report = std::sync::Mutex::new(None::<Instant>);
     let start = StartOptions::default()
-        .customize(::sentry::apply_defaults)
+        // Sentry's own defaults, and the panic (a panic on any thread is an event with its
+        // stack) and context (OS, runtime, device) integrations, which the defaults would
+        // add only with `default_integrations`, off in piko-obs's options.
+        .customize(|mut options| {
+            options.integrations.push(Arc::new(
+                ::sentry::integrations::panic::PanicIntegration::new(),
+            ));
+            options.integrations.push(Arc::new(
+                ::sentry::integrations::contexts::ContextIntegration::new(),
+            ));
+            ::sentry::apply_defaults(options)
+        })
         .trace_source(Arc::new(crate::otlp::current_span_ids))
         .on_transport_error(move |e| {
             let mut last = last_report.lock().unwrap_or_else(|p| p.into_inner());
