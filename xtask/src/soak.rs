@@ -32,8 +32,11 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::integration::{Reaper, Receiver, free_port, http_get, signal};
-use crate::{Result, cargo, root, wait_bounded};
+use crate::report::machine;
+use crate::support::{
+    Reaper, Receiver, Result, cargo, free_port, http_get, root, run as run_cmd, signal,
+    wait_bounded,
+};
 
 /// Requests per second of the load.
 const RATE: u64 = 100;
@@ -74,7 +77,7 @@ pub(crate) fn run(args: &[String]) -> Result {
         "--bin",
         "sentry_receiver",
     ]);
-    crate::run(build)?;
+    run_cmd(build)?;
     let started = SystemTime::now();
     let outcome = soak(minutes)?;
     let text = outcome.render(minutes, started);
@@ -1294,7 +1297,7 @@ impl Outcome {
             s,
             "soak: `cargo xtask soak --minutes {minutes}`, started at {since} (Unix time), ran {:.1} s; {}",
             self.duration.as_secs_f64(),
-            crate::machine()
+            machine()
         );
         let _ = writeln!(
             s,
