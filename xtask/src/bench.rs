@@ -4,7 +4,8 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use crate::{Result, cargo, machine, root, run as run_cmd};
+use crate::report::{machine, median, today};
+use crate::support::{Result, cargo, root, run as run_cmd};
 
 /// A goal: `numerator / denominator <= bound`, both criterion ids (`group/function`).
 struct Goal {
@@ -390,16 +391,6 @@ fn fmt_ns(ns: f64) -> String {
     }
 }
 
-pub(crate) fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
 fn write_report(results: &[(&Suite, Vec<Samples>)]) -> Result {
     for (s, samples) in results {
         let mut md = String::new();
@@ -445,16 +436,6 @@ fn write_report(results: &[(&Suite, Vec<Samples>)]) -> Result {
         replace_section(s.name, &md)?;
     }
     Ok(())
-}
-
-/// The date, from `date` (the xtask has no date crate).
-pub(crate) fn today() -> String {
-    std::process::Command::new("date")
-        .arg("+%Y-%m-%d")
-        .output()
-        .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default()
 }
 
 const HEADER: &str = "# Performance\n\nWritten by `cargo xtask bench [NAME]`; do not edit by hand. Each section is \

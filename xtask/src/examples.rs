@@ -7,8 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::integration::{Reaper, http_get, jq, signal};
-use crate::{Result, root, wait_bounded};
+use crate::support::{Reaper, Result, http_get, jq, root, signal, wait_bounded};
 
 /// A check: its name, and the function that runs it.
 pub(crate) type NamedCheck = (&'static str, fn() -> Result);

@@ -19,7 +19,8 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::{Result, cargo, root, wait_bounded};
+use crate::report::{machine, today};
+use crate::support::{Result, cargo, root, wait_bounded};
 
 /// The fuzz targets, in the order each round runs them.
 const TARGETS: [&str; 4] = [
@@ -218,12 +219,12 @@ fn render(
     let _ = writeln!(
         s,
         "# Fuzz run\n\nStarted {} (UTC, seconds since the epoch: {}), {:.1} minutes of wall time, {rounds} round(s) of {cases} cases per property, on {}.\n",
-        crate::bench::today(),
+        today(),
         started
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
         wall.as_secs_f64() / 60.0,
-        crate::machine(),
+        machine(),
     );
     let _ = writeln!(
         s,

@@ -21,25 +21,30 @@
 //!   with criterion and wrk, `notification` and `otlp` with criterion), all or
 //!   the one named, then their sections of `docs/performance.md`.
 
-use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
-use std::time::{Duration, Instant};
+//!
+//! The modules depend one way: `main` dispatches to the commands (`ci`, `integration`,
+//! `soak`, `fuzz`, `bench`); `integration` runs the checks of `examples` and `secrets`;
+//! `bench` runs the wrk comparisons of `wrk`; all of them use `support` (programs,
+//! HTTP, ports) and the reports use `report` (date, machine, median), which use nothing
+//! else of the xtask.
+
+use std::process::ExitCode;
 
 mod bench;
+mod ci;
 mod examples;
 mod fuzz;
 mod integration;
+mod report;
 mod secrets;
 mod soak;
+mod support;
 mod wrk;
-
-type Result<T = ()> = std::result::Result<T, String>;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
-        Some("ci") => ci(),
+        Some("ci") => ci::run_all(),
         Some("integration") => integration::run(),
         Some("soak") => soak::run(&args[1..]),
         Some("fuzz") => fuzz::run(&args[1..]),
@@ -58,164 +63,4 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// The workspace root (this crate's parent).
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask sits in the workspace")
-        .to_path_buf()
-}
-
-fn cargo() -> Command {
-    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    c.current_dir(root());
-    c
-}
-
-/// Runs a command to completion, echoing it, and fails if it fails.
-fn run(mut cmd: Command) -> Result {
-    let shown = format!("{cmd:?}");
-    eprintln!("xtask: $ {shown}");
-    let start = Instant::now();
-    let status = cmd.status().map_err(|e| format!("{shown}: {e}"))?;
-    eprintln!("xtask: ({:.1} s)", start.elapsed().as_secs_f64());
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("{shown} failed with {status}"))
-    }
-}
-
-fn ci() -> Result {
-    let mut fmt = cargo();
-    fmt.args(["fmt", "--all", "--", "--check"]);
-    run(fmt)?;
-    // Licences, banned or duplicate crates, sources (deny.toml); the advisories check
-    // needs the RustSec database from GitHub, so it is not run here.
-    let deny_installed = cargo()
-        .args(["deny", "--version"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if deny_installed {
-        let mut deny = cargo();
-        deny.args([
-            "deny",
-            "--locked",
-            "check",
-            "--hide-inclusion-graph",
-            "licenses",
-            "bans",
-            "sources",
-        ]);
-        run(deny)?;
-    } else {
-        eprintln!("xtask: cargo-deny is not installed: `cargo install cargo-deny --locked`");
-    }
-    let mut clippy = cargo();
-    clippy.args([
-        "clippy",
-        "--workspace",
-        "--all-targets",
-        "--locked",
-        "--",
-        "-D",
-        "warnings",
-    ]);
-    run(clippy)?;
-    // Each provider feature builds alone, warning-free.
-    for feature in [
-        "",
-        "slack",
-        "discord",
-        "pagerduty",
-        "teams",
-        "googlechat",
-        "ntfy",
-        "webhook",
-        "stdout",
-    ] {
-        let mut check = cargo();
-        check.args([
-            "clippy",
-            "--locked",
-            "-p",
-            "piko-obs-notify-providers",
-            "--no-default-features",
-            "--features",
-            feature,
-            "--",
-            "-D",
-            "warnings",
-        ]);
-        run(check)?;
-    }
-    let mut doc = cargo();
-    doc.args(["doc", "--workspace", "--no-deps", "--locked"])
-        .env("RUSTDOCFLAGS", "-D warnings");
-    run(doc)?;
-    let mut test = cargo();
-    test.args(["test", "--workspace", "--locked"]);
-    run(test)?;
-    integration::run()
-}
-
-/// Waits for `child` at most `limit`, killing it after.
-fn wait_bounded(
-    child: &mut std::process::Child,
-    limit: Duration,
-) -> Result<std::process::ExitStatus> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(s) = child.try_wait().map_err(|e| e.to_string())? {
-            return Ok(s);
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!(
-                "process {} did not finish within {limit:?}",
-                child.id()
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// A short description of this machine, for benchmark reports.
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|s| s.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let mem = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .find(|l| l.starts_with("MemTotal"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .map_or(String::from("?"), |kb| {
-            format!("{:.0} GiB", kb as f64 / 1048576.0)
-        });
-    let rustc = Command::new("rustc")
-        .arg("--version")
-        .stderr(Stdio::null())
-        .output()
-        .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default();
-    let mut s = String::new();
-    let _ = write!(s, "{cpu}, {cores} cores, {mem} RAM, {rustc}");
-    s
 }

@@ -9,8 +9,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::integration::{Reaper, free_port, http_get, signal};
-use crate::{Result, root, wait_bounded};
+use crate::support::{Reaper, Result, free_port, http_get, root, signal, wait_bounded};
 
 pub(crate) fn no_secret_in_any_output() -> Result {
     // Ports nothing listens on: every delivery and export fails, and says so.

@@ -32,8 +32,11 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::integration::{Reaper, Receiver, free_port, http_get, signal};
-use crate::{Result, cargo, root, wait_bounded};
+use crate::report::machine;
+use crate::support::{
+    Reaper, Receiver, Result, cargo, free_port, http_get, root, run as run_cmd, signal,
+    wait_bounded,
+};
 
 /// Requests per second of the load.
 const RATE: u64 = 100;
@@ -74,7 +77,7 @@ pub(crate) fn run(args: &[String]) -> Result {
         "--bin",
         "sentry_receiver",
     ]);
-    crate::run(build)?;
+    run_cmd(build)?;
     let started = SystemTime::now();
     let outcome = soak(minutes)?;
     let text = outcome.render(minutes, started);
@@ -783,16 +786,62 @@ struct Outcome {
     checks: Vec<Check>,
 }
 
+/// The soak run, phase by phase: set-up, load and faults, wind-down, accounting, report.
 fn soak(minutes: f64) -> Result<Outcome> {
-    let total = minutes * 60.0;
-    let recovery = (0.15 * total).clamp(15.0, 90.0).min(total / 2.0);
-    let faults_end = total - recovery;
-    let cycle = (faults_end / 2.0).clamp(6.0, MAX_CYCLE);
-    let baseline_at = if total >= 300.0 { 60.0 } else { total / 5.0 };
-    eprintln!(
-        "soak: {total:.0} s of load at {RATE} requests/s; faults until {faults_end:.0} s in cycles of {cycle:.0} s; memory baseline at {baseline_at:.0} s"
-    );
+    let plan = Plan::new(minutes);
+    let started = set_up()?;
+    let loaded = load_with_faults(&plan, started)?;
+    let facts = wind_down(&plan, loaded)?;
+    let account = account(&facts);
+    Ok(outcome(&plan, facts, account))
+}
 
+/// The shape of a run: its length, its fault cycles, when the memory baseline is taken.
+struct Plan {
+    /// Seconds of load.
+    total: f64,
+    /// Seconds into the run when the faults end and every peer stays up.
+    faults_end: f64,
+    /// Seconds of one fault cycle.
+    cycle: f64,
+    /// Seconds into the run when the memory baseline is taken.
+    baseline_at: f64,
+}
+
+impl Plan {
+    fn new(minutes: f64) -> Plan {
+        let total = minutes * 60.0;
+        let recovery = (0.15 * total).clamp(15.0, 90.0).min(total / 2.0);
+        let faults_end = total - recovery;
+        let cycle = (faults_end / 2.0).clamp(6.0, MAX_CYCLE);
+        let baseline_at = if total >= 300.0 { 60.0 } else { total / 5.0 };
+        eprintln!(
+            "soak: {total:.0} s of load at {RATE} requests/s; faults until {faults_end:.0} s in cycles of {cycle:.0} s; memory baseline at {baseline_at:.0} s"
+        );
+        Plan {
+            total,
+            faults_end,
+            cycle,
+            baseline_at,
+        }
+    }
+}
+
+/// What the set-up started: the peers, the service, and the thread reading its stdout.
+struct Started {
+    dir: std::path::PathBuf,
+    dead_letters: std::path::PathBuf,
+    peers: Vec<Peer>,
+    service: Reaper,
+    probes: String,
+    app: String,
+    printed: Arc<Mutex<Printed>>,
+    drain: JoinHandle<()>,
+}
+
+/// Set-up: a clean `target/soak`, the three peers up, and the service started against
+/// them, its stdout read as it comes (a full pipe would block its log writer).
+fn set_up() -> Result<Started> {
     let dir = root().join("target/soak");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -811,7 +860,7 @@ fn soak(minutes: f64) -> Result<Outcome> {
     let webhook = format!("http://{}/hooks/alerts", peers[2].addr);
     let printed = Arc::new(Mutex::new(Printed::default()));
     let Service {
-        process: mut service,
+        process: service,
         out,
         probes,
         app,
@@ -830,8 +879,6 @@ fn soak(minutes: f64) -> Result<Outcome> {
         ],
         &printed,
     )?;
-    let pid = service.0.id();
-    // Its stdout is read as it comes (a full pipe would block its log writer).
     let reading = printed.clone();
     let drain = std::thread::spawn(move || {
         let mut out = out;
@@ -848,13 +895,38 @@ fn soak(minutes: f64) -> Result<Outcome> {
             }
         }
     });
+    Ok(Started {
+        dir,
+        dead_letters,
+        peers,
+        service,
+        probes,
+        app,
+        printed,
+        drain,
+    })
+}
 
+/// What the load-and-faults phase leaves: the set-up, when the load started, the
+/// request counters and the memory samples.
+struct Loaded {
+    started: Started,
+    start: Instant,
+    load: Arc<Load>,
+    rss: Vec<(f64, u64)>,
+}
+
+/// Load and faults: the load runs on its own thread while every 250 ms the peers are
+/// moved to where their cycles put them and the service's memory is sampled. Fails when
+/// a peer cannot change state or the service exits during the run.
+fn load_with_faults(plan: &Plan, mut started: Started) -> Result<Loaded> {
+    let pid = started.service.0.id();
     let start = Instant::now();
-    let until = start + Duration::from_secs_f64(total);
+    let until = start + Duration::from_secs_f64(plan.total);
     let load = Arc::new(Load::default());
     let stop = Arc::new(AtomicBool::new(false));
     let loader = {
-        let (app, stop, load) = (app.clone(), stop.clone(), load.clone());
+        let (app, stop, load) = (started.app.clone(), stop.clone(), load.clone());
         std::thread::spawn(move || run_load(app, stop, until, load))
     };
 
@@ -863,15 +935,15 @@ fn soak(minutes: f64) -> Result<Outcome> {
     let mut next_progress = start + Duration::from_secs(30);
     let mut failure = None;
     // Bounded: one tick every 250 ms until `until`.
-    let ticks = (total * 4.0).ceil() as u64 + 1;
+    let ticks = (plan.total * 4.0).ceil() as u64 + 1;
     for _ in 0..ticks {
         let now = Instant::now();
         if now >= until {
             break;
         }
         let t = now.duration_since(start).as_secs_f64();
-        for p in &mut peers {
-            let want = planned(p.offset, t, faults_end, cycle);
+        for p in &mut started.peers {
+            let want = planned(p.offset, t, plan.faults_end, plan.cycle);
             if let Err(e) = p.set(want, t) {
                 failure = Some(format!("{}: {e}", p.kind.name()));
             }
@@ -894,7 +966,13 @@ fn soak(minutes: f64) -> Result<Outcome> {
             );
             next_progress += Duration::from_secs(30);
         }
-        if service.0.try_wait().map_err(|e| e.to_string())?.is_some() {
+        if started
+            .service
+            .0
+            .try_wait()
+            .map_err(|e| e.to_string())?
+            .is_some()
+        {
             failure = Some("the service exited during the run".into());
             break;
         }
@@ -905,6 +983,98 @@ fn soak(minutes: f64) -> Result<Outcome> {
     if let Some(f) = failure {
         return Err(f);
     }
+    Ok(Loaded {
+        started,
+        start,
+        load,
+        rss,
+    })
+}
+
+/// The requests of the load, as the client counted them.
+struct Requests {
+    sent: u64,
+    root_ok: u64,
+    fail_ok: u64,
+    unexpected: u64,
+    failed: u64,
+    slowest_us: u64,
+}
+
+impl Requests {
+    /// The counters of the load, read once it has stopped.
+    fn counted_by(load: &Load) -> Requests {
+        Requests {
+            sent: load.sent.load(Ordering::Relaxed),
+            root_ok: load.root_ok.load(Ordering::Relaxed),
+            fail_ok: load.fail_ok.load(Ordering::Relaxed),
+            unexpected: load.unexpected.load(Ordering::Relaxed),
+            failed: load.failed.load(Ordering::Relaxed),
+            slowest_us: load.slowest_us.load(Ordering::Relaxed),
+        }
+    }
+
+    fn answered(&self) -> u64 {
+        self.root_ok + self.fail_ok + self.unexpected
+    }
+}
+
+/// Everything the accounting reads, gathered once the service has exited.
+struct Facts {
+    /// The `/metrics` scrape taken after the load, before SIGTERM.
+    scrape: String,
+    requests: Requests,
+    /// What the service printed on stdout, to its end.
+    printed: Printed,
+    /// Non-empty lines of the dead-letter file, and its alerts by key.
+    dead_letter_lines: u64,
+    dead_letter_keys: HashMap<String, u32>,
+    rss: Vec<(f64, u64)>,
+    /// The memory sample at the baseline time (or the last one).
+    baseline: (f64, u64),
+    final_rss: u64,
+    /// How the service exited, how long it took when it exited 0, and in any case.
+    exit: String,
+    shutdown: Option<Duration>,
+    shutdown_took: Duration,
+    peers: Vec<Peer>,
+    /// From the start of the load to the end of the wind-down.
+    duration: Duration,
+}
+
+impl Facts {
+    /// The sum of the samples of metric `name` in the scrape.
+    fn m(&self, name: &str) -> u64 {
+        metric(&self.scrape, name, &[])
+    }
+
+    /// The sum of the samples of metric `name` with `labels` in the scrape.
+    fn ml(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
+        metric(&self.scrape, name, labels)
+    }
+}
+
+/// Wind-down: the last spans go out, `/metrics` is scraped, the service gets SIGTERM
+/// and is waited for within [`SHUTDOWN_BOUND`], the peers are torn down (the receivers
+/// hand over what they got), and the stdout lines and dead letters are read.
+fn wind_down(plan: &Plan, loaded: Loaded) -> Result<Facts> {
+    let Loaded {
+        started,
+        start,
+        load,
+        mut rss,
+    } = loaded;
+    let Started {
+        dir,
+        dead_letters,
+        mut peers,
+        mut service,
+        probes,
+        printed,
+        drain,
+        ..
+    } = started;
+    let pid = service.0.id();
     // The last spans go out with the next batch (every second).
     std::thread::sleep(Duration::from_secs(3));
     let (code, scrape) = http_get(&probes, "/metrics")?;
@@ -929,38 +1099,80 @@ fn soak(minutes: f64) -> Result<Outcome> {
     let duration = start.elapsed();
 
     let printed = std::mem::take(&mut *printed.lock().unwrap_or_else(|p| p.into_inner()));
-    let dl_text = std::fs::read_to_string(&dead_letters).unwrap_or_default();
-    let dl_lines = dl_text.lines().filter(|l| !l.trim().is_empty()).count() as u64;
-    let mut dl_keys: HashMap<String, u32> = HashMap::new();
-    for l in dl_text.lines() {
-        if let Some(k) = alert_key(l) {
-            *dl_keys.entry(k).or_default() += 1;
-        }
-    }
-
+    let (dead_letter_lines, dead_letter_keys) = read_dead_letters(&dead_letters);
     let baseline = rss
         .iter()
-        .find(|(t, _)| *t >= baseline_at)
+        .find(|(t, _)| *t >= plan.baseline_at)
         .or(rss.last())
         .copied()
         .unwrap_or((0.0, 0));
-    let peak = rss.iter().map(|r| r.1).max().unwrap_or(0);
+    Ok(Facts {
+        scrape,
+        requests: Requests::counted_by(&load),
+        printed,
+        dead_letter_lines,
+        dead_letter_keys,
+        rss,
+        baseline,
+        final_rss,
+        exit,
+        shutdown,
+        shutdown_took,
+        peers,
+        duration,
+    })
+}
 
-    let m = |name: &str| metric(&scrape, name, &[]);
-    let ml = |name: &str, labels: &[(&str, &str)]| metric(&scrape, name, labels);
-    let mut checks = Vec::new();
-    let mut figures: Vec<(String, String)> = Vec::new();
-    let mut check = |name: &str, figures: String, ok: bool| {
-        checks.push(Check {
+/// The dead-letter file: its non-empty lines, and its alerts by key.
+fn read_dead_letters(path: &std::path::Path) -> (u64, HashMap<String, u32>) {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines = text.lines().filter(|l| !l.trim().is_empty()).count() as u64;
+    let mut keys: HashMap<String, u32> = HashMap::new();
+    for l in text.lines() {
+        if let Some(k) = alert_key(l) {
+            *keys.entry(k).or_default() += 1;
+        }
+    }
+    (lines, keys)
+}
+
+/// The account of a run: its checks and the figures reported beside them, in order.
+#[derive(Default)]
+struct Account {
+    checks: Vec<Check>,
+    figures: Vec<(String, String)>,
+}
+
+impl Account {
+    fn check(&mut self, name: &str, figures: String, ok: bool) {
+        self.checks.push(Check {
             name: name.into(),
             figures,
             ok,
-        })
-    };
+        });
+    }
+}
 
-    // Memory.
+/// Accounting: every check, subject by subject.
+fn account(facts: &Facts) -> Account {
+    let mut account = Account::default();
+    account_memory_and_shutdown(facts, &mut account);
+    account_requests(facts, &mut account);
+    account_log_lines(facts, &mut account);
+    account_spans(facts, &mut account);
+    account_log_records(facts, &mut account);
+    account_sentry(facts, &mut account);
+    account_error_alerts(facts, &mut account);
+    account_notifications(facts, &mut account);
+    account_alert_delivery(facts, &mut account);
+    account
+}
+
+fn account_memory_and_shutdown(facts: &Facts, account: &mut Account) {
+    let (baseline, final_rss) = (facts.baseline, facts.final_rss);
+    let peak = facts.rss.iter().map(|r| r.1).max().unwrap_or(0);
     let bound = 2 * baseline.1 + 20 * 1024;
-    check(
+    account.check(
         "memory bounded: final RSS <= 2 x RSS at the baseline + 20 MiB",
         format!(
             "baseline {} at {:.0} s, peak {}, final {}, bound {}",
@@ -972,62 +1184,67 @@ fn soak(minutes: f64) -> Result<Outcome> {
         ),
         final_rss > 0 && final_rss <= bound,
     );
-    // Shutdown.
-    check(
+    account.check(
         "the service exits 0 within its bound after SIGTERM",
         format!(
-            "{exit} after {:.2} s (bound {} s)",
-            shutdown_took.as_secs_f64(),
+            "{} after {:.2} s (bound {} s)",
+            facts.exit,
+            facts.shutdown_took.as_secs_f64(),
             SHUTDOWN_BOUND.as_secs()
         ),
-        shutdown.is_some(),
+        facts.shutdown.is_some(),
     );
+}
 
-    // Requests.
-    let sent = load.sent.load(Ordering::Relaxed);
-    let root_ok = load.root_ok.load(Ordering::Relaxed);
-    let fail_ok = load.fail_ok.load(Ordering::Relaxed);
-    let unexpected = load.unexpected.load(Ordering::Relaxed);
-    let failed = load.failed.load(Ordering::Relaxed);
-    let answered = root_ok + fail_ok + unexpected;
-    check(
+fn account_requests(facts: &Facts, account: &mut Account) {
+    let Requests {
+        sent,
+        root_ok,
+        fail_ok,
+        unexpected,
+        failed,
+        slowest_us,
+    } = facts.requests;
+    let answered = facts.requests.answered();
+    account.check(
         "requests: sent = answered + failed, none failed",
         format!(
             "{sent} sent = {answered} answered ({root_ok} GET / 200, {fail_ok} GET /fail 500, {unexpected} other) + {failed} failed; slowest {:.1} ms",
-            load.slowest_us.load(Ordering::Relaxed) as f64 / 1000.0
+            slowest_us as f64 / 1000.0
         ),
         sent == answered + failed && failed == 0 && unexpected == 0,
     );
-    let server_root = ml(
+    let server_root = facts.ml(
         "http_server_request_duration_seconds_count",
         &[("http_route", "/")],
     );
-    let server_fail = ml(
+    let server_fail = facts.ml(
         "http_server_request_duration_seconds_count",
         &[("http_route", "/fail")],
     );
-    check(
+    account.check(
         "requests: the service's request metrics count every answer",
         format!(
             "GET / {server_root} (client {root_ok}), GET /fail {server_fail} (client {fail_ok})"
         ),
         server_root == root_ok && server_fail == fail_ok,
     );
+}
 
-    // Log lines.
-    let outputs = label_values(&scrape, "piko_obs_log_lines_accepted_total", "output");
+fn account_log_lines(facts: &Facts, account: &mut Account) {
+    let outputs = label_values(&facts.scrape, "piko_obs_log_lines_accepted_total", "output");
     for o in &outputs {
         let l = [("output", o.as_str())];
-        let accepted = ml("piko_obs_log_lines_accepted_total", &l);
-        let written = ml("piko_obs_log_lines_written_total", &l);
-        let dropped = ml("piko_obs_log_lines_dropped_total", &l);
-        let errors = ml("piko_obs_log_write_errors_total", &l);
+        let accepted = facts.ml("piko_obs_log_lines_accepted_total", &l);
+        let written = facts.ml("piko_obs_log_lines_written_total", &l);
+        let dropped = facts.ml("piko_obs_log_lines_dropped_total", &l);
+        let errors = facts.ml("piko_obs_log_write_errors_total", &l);
         let queued = accepted.saturating_sub(written);
         // Lines dropped on a failed write were accepted first; lines dropped on a full
         // queue were not. With no failed write: accepted = written + still queued.
         let ok =
             written <= accepted && queued <= 64 && (errors > 0 || o != "console" || dropped == 0);
-        check(
+        account.check(
             &format!("log output {o}: accepted = written + queued (+ failed writes)"),
             format!(
                 "{accepted} accepted, {written} written, {queued} queued, {dropped} dropped, {errors} failed writes"
@@ -1035,48 +1252,56 @@ fn soak(minutes: f64) -> Result<Outcome> {
             ok,
         );
     }
-    let console_written = ml("piko_obs_log_lines_written_total", &[("output", "console")]);
-    check(
+    let console_written = facts.ml("piko_obs_log_lines_written_total", &[("output", "console")]);
+    let (printed, requests) = (&facts.printed, &facts.requests);
+    account.check(
         "log lines: every request's line is on stdout (lines logged = lines read)",
         format!(
-            "{} lines read after exit (>= {console_written} written at the scrape); `Request handled` {} for {root_ok} GET /, `Checkout failed` {} for {fail_ok} GET /fail",
-            printed.log_lines, printed.request_handled, printed.checkout_failed
+            "{} lines read after exit (>= {console_written} written at the scrape); `Request handled` {} for {} GET /, `Checkout failed` {} for {} GET /fail",
+            printed.log_lines,
+            printed.request_handled,
+            requests.root_ok,
+            printed.checkout_failed,
+            requests.fail_ok
         ),
         printed.log_lines >= console_written
-            && printed.request_handled == root_ok
-            && printed.checkout_failed == fail_ok,
+            && printed.request_handled == requests.root_ok
+            && printed.checkout_failed == requests.fail_ok,
     );
+}
 
-    // Spans.
-    let ended = m("piko_obs_spans_ended_total");
-    let exported = m("piko_obs_spans_exported_total");
-    let sdropped = m("piko_obs_spans_dropped_total");
-    let sfailed = m("piko_obs_spans_export_failed_total");
+/// How many times `needle` occurs in the summaries of `peer`'s receivers.
+fn received(peer: &Peer, needle: &str) -> u64 {
+    peer.summaries
+        .iter()
+        .map(|s| s.matches(needle).count() as u64)
+        .sum()
+}
+
+fn account_spans(facts: &Facts, account: &mut Account) {
+    let ended = facts.m("piko_obs_spans_ended_total");
+    let exported = facts.m("piko_obs_spans_exported_total");
+    let sdropped = facts.m("piko_obs_spans_dropped_total");
+    let sfailed = facts.m("piko_obs_spans_export_failed_total");
     let settled = exported + sdropped + sfailed;
     let squeued = ended.saturating_sub(settled);
-    check(
+    account.check(
         "spans: ended = exported + dropped + failed + queued",
         format!(
             "{ended} ended = {exported} exported + {sdropped} dropped + {sfailed} failed + {squeued} queued or in flight"
         ),
-        settled <= ended && squeued <= SPAN_QUEUE + SPAN_BATCH && ended == answered,
+        settled <= ended
+            && squeued <= SPAN_QUEUE + SPAN_BATCH
+            && ended == facts.requests.answered(),
     );
-    let otlp_peer = &peers[0];
-    let received_spans: u64 = otlp_peer
-        .summaries
-        .iter()
-        .map(|s| s.matches("{\"name\":").count() as u64)
-        .sum();
-    let received_logs: u64 = otlp_peer
-        .summaries
-        .iter()
-        .map(|s| s.matches("{\"body\":").count() as u64)
-        .sum();
+    let otlp_peer = &facts.peers[0];
+    let received_spans = received(otlp_peer, "{\"name\":");
+    let received_logs = received(otlp_peer, "{\"body\":");
     // A receiver is killed right after it hands over its summary: exports answered in
     // between are counted as exported but missing from the summary (at most a batch or
     // so per stop); the spans queued at the scrape are exported at shutdown.
     let slack = SPAN_BATCH * (u64::from(otlp_peer.stops) + 1) + squeued;
-    check(
+    account.check(
         "spans: the receivers got what was exported",
         format!(
             "{received_spans} spans (and {received_logs} log records) in {} receiver summaries, {} lost; {exported} exported at the scrape + {squeued} queued",
@@ -1085,18 +1310,20 @@ fn soak(minutes: f64) -> Result<Outcome> {
         ),
         otlp_peer.lost_summaries == 0 && received_spans.abs_diff(exported + squeued) <= slack,
     );
+}
 
+fn account_log_records(facts: &Facts, account: &mut Account) {
     // OTLP log records: the `otlp` output hands each line it writes to the SDK, whose
     // processor counts it as emitted (the lines it drops are the SDK's own reports from
     // inside an export, which are not exported).
-    let lemitted = m("piko_obs_log_records_emitted_total");
-    let lexported = m("piko_obs_log_records_exported_total");
-    let ldropped = m("piko_obs_log_records_dropped_total");
-    let lfailed = m("piko_obs_log_records_export_failed_total");
-    let otlp_written = ml("piko_obs_log_lines_written_total", &[("output", "otlp")]);
+    let lemitted = facts.m("piko_obs_log_records_emitted_total");
+    let lexported = facts.m("piko_obs_log_records_exported_total");
+    let ldropped = facts.m("piko_obs_log_records_dropped_total");
+    let lfailed = facts.m("piko_obs_log_records_export_failed_total");
+    let otlp_written = facts.ml("piko_obs_log_lines_written_total", &[("output", "otlp")]);
     let lsettled = lexported + ldropped + lfailed;
     let lqueued = lemitted.saturating_sub(lsettled);
-    check(
+    account.check(
         "log records: emitted = exported + dropped + failed + queued",
         format!(
             "{lemitted} emitted ({otlp_written} lines written by the otlp output) = {lexported} exported + {ldropped} dropped + {lfailed} failed + {lqueued} queued or in flight"
@@ -1108,8 +1335,10 @@ fn soak(minutes: f64) -> Result<Outcome> {
     );
     // As for spans: what a receiver answered between its summary and its kill is
     // missing from the summaries; the records queued at the scrape go out at shutdown.
+    let otlp_peer = &facts.peers[0];
+    let received_logs = received(otlp_peer, "{\"body\":");
     let lslack = LOG_BATCH * (u64::from(otlp_peer.stops) + 1) + lqueued;
-    check(
+    account.check(
         "log records: the receivers got what was exported",
         format!(
             "{received_logs} log records in {} receiver summaries, {} lost; {lexported} exported at the scrape + {lqueued} queued",
@@ -1118,13 +1347,13 @@ fn soak(minutes: f64) -> Result<Outcome> {
         ),
         otlp_peer.lost_summaries == 0 && received_logs.abs_diff(lexported + lqueued) <= lslack,
     );
-    figures.push((
+    account.figures.push((
         "OTLP log records received".into(),
         received_logs.to_string(),
     ));
-    let mut notable: Vec<(&String, &u64)> = printed.notable.iter().collect();
+    let mut notable: Vec<(&String, &u64)> = facts.printed.notable.iter().collect();
     notable.sort();
-    figures.push((
+    account.figures.push((
         "WARN and ERROR lines".into(),
         notable
             .iter()
@@ -1132,9 +1361,10 @@ fn soak(minutes: f64) -> Result<Outcome> {
             .collect::<Vec<_>>()
             .join("; "),
     ));
+}
 
-    // Sentry.
-    let o = |outcome: &str| ml("piko_obs_sentry_envelopes_total", &[("outcome", outcome)]);
+fn account_sentry(facts: &Facts, account: &mut Account) {
+    let o = |outcome: &str| facts.ml("piko_obs_sentry_envelopes_total", &[("outcome", outcome)]);
     let (queued, ssent, sfail, limited, sdrop) = (
         o("queued"),
         o("sent"),
@@ -1142,24 +1372,20 @@ fn soak(minutes: f64) -> Result<Outcome> {
         o("rate_limited"),
         o("dropped"),
     );
+    let error_lines = facts.printed.error_lines;
     let spending = queued.saturating_sub(ssent + sfail + limited);
-    check(
+    account.check(
         "Sentry: queued = sent + failed + rate-limited + pending; queued + dropped = ERROR lines",
         format!(
-            "{queued} queued = {ssent} sent + {sfail} failed + {limited} rate-limited + {spending} pending; {sdrop} dropped; {} ERROR lines",
-            printed.error_lines
+            "{queued} queued = {ssent} sent + {sfail} failed + {limited} rate-limited + {spending} pending; {sdrop} dropped; {error_lines} ERROR lines"
         ),
         ssent + sfail + limited <= queued
             && spending <= SENTRY_QUEUE
-            && queued + sdrop == printed.error_lines,
+            && queued + sdrop == error_lines,
     );
-    let sentry_peer = &peers[1];
-    let events: u64 = sentry_peer
-        .summaries
-        .iter()
-        .map(|s| s.matches("\"event_id\":").count() as u64)
-        .sum();
-    check(
+    let sentry_peer = &facts.peers[1];
+    let events = received(sentry_peer, "\"event_id\":");
+    account.check(
         "Sentry: the endpoints got what was sent",
         format!(
             "{events} events in {} summaries, {} lost; {ssent} sent at the scrape + {spending} pending",
@@ -1169,43 +1395,57 @@ fn soak(minutes: f64) -> Result<Outcome> {
         sentry_peer.lost_summaries == 0
             && events.abs_diff(ssent + spending) <= u64::from(sentry_peer.stops) + spending + 1,
     );
+}
 
-    // Error alerts.
-    let records = m("piko_obs_error_notifications_records_total");
-    let rdropped = m("piko_obs_error_notifications_records_dropped_total");
-    let groups = m("piko_obs_error_notifications_sent_total");
-    let handoff = m("piko_obs_error_notifications_handoff_failed_total");
-    let gdropped = m("piko_obs_error_notifications_groups_dropped_total");
-    let limited_groups = m("piko_obs_error_notifications_rate_limited_total");
-    check(
+fn account_error_alerts(facts: &Facts, account: &mut Account) {
+    let records = facts.m("piko_obs_error_notifications_records_total");
+    let rdropped = facts.m("piko_obs_error_notifications_records_dropped_total");
+    let groups = facts.m("piko_obs_error_notifications_sent_total");
+    let handoff = facts.m("piko_obs_error_notifications_handoff_failed_total");
+    let gdropped = facts.m("piko_obs_error_notifications_groups_dropped_total");
+    let limited_groups = facts.m("piko_obs_error_notifications_rate_limited_total");
+    account.check(
         "error alerts: every ERROR line grouped",
         format!(
             "{records} records grouped + {rdropped} dropped for {} ERROR lines; {groups} alerts handed over, {handoff} refused, {gdropped} groups dropped, {limited_groups} rate-limited",
-            printed.error_lines
+            facts.printed.error_lines
         ),
-        records + rdropped == printed.error_lines,
+        records + rdropped == facts.printed.error_lines,
     );
+}
 
-    // Notifications.
-    let enq = m("piko_obs_notifications_enqueued_total");
-    let delivered = m("piko_obs_notifications_delivered_total");
-    let retried = m("piko_obs_notifications_retried_total");
-    let dead = m("piko_obs_notifications_dead_lettered_total");
-    let dead_err = m("piko_obs_notifications_dead_letter_errors_total");
-    let ndropped = m("piko_obs_notifications_dropped_total");
-    let pending = m("piko_obs_notifications_queued")
-        + m("piko_obs_notifications_in_flight")
-        + m("piko_obs_notifications_waiting_retry");
+fn account_notifications(facts: &Facts, account: &mut Account) {
+    let enq = facts.m("piko_obs_notifications_enqueued_total");
+    let delivered = facts.m("piko_obs_notifications_delivered_total");
+    let retried = facts.m("piko_obs_notifications_retried_total");
+    let dead = facts.m("piko_obs_notifications_dead_lettered_total");
+    let dead_err = facts.m("piko_obs_notifications_dead_letter_errors_total");
+    let ndropped = facts.m("piko_obs_notifications_dropped_total");
+    let pending = facts.m("piko_obs_notifications_queued")
+        + facts.m("piko_obs_notifications_in_flight")
+        + facts.m("piko_obs_notifications_waiting_retry");
     // Alerts refused by a full queue are dead-lettered without being enqueued: the
     // right side can only be larger.
-    check(
+    account.check(
         "alerts: enqueued = delivered + dead-lettered + pending (at the scrape)",
         format!(
             "{enq} enqueued; {delivered} delivered + {dead} dead-lettered + {dead_err} dead-letter errors + {ndropped} dropped + {pending} pending; {retried} retries"
         ),
         enq <= delivered + dead + dead_err + ndropped + pending && ndropped == 0 && dead_err == 0,
     );
-    let webhook_log = peers[2].webhook.lock().unwrap_or_else(|p| p.into_inner());
+}
+
+fn account_alert_delivery(facts: &Facts, account: &mut Account) {
+    let (printed, dl_keys, dl_lines) = (
+        &facts.printed,
+        &facts.dead_letter_keys,
+        facts.dead_letter_lines,
+    );
+    let dead = facts.m("piko_obs_notifications_dead_lettered_total");
+    let webhook_log = facts.peers[2]
+        .webhook
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
     let mut lost = Vec::new();
     for k in printed.alerts.keys().chain(dl_keys.keys()) {
         if !webhook_log.keys.contains_key(k) && !dl_keys.contains_key(k) {
@@ -1220,7 +1460,7 @@ fn soak(minutes: f64) -> Result<Outcome> {
         .filter(|k| dl_keys.contains_key(*k))
         .count();
     let dup = webhook_log.keys.values().filter(|n| **n > 1).count();
-    check(
+    account.check(
         "alerts: each one reached the webhook or the dead-letter file (after exit)",
         format!(
             "{} alerts; {} at the webhook ({} requests, {dup} received twice or more), {} in the dead-letter file ({dl_lines} lines; {both} in both); {} lost",
@@ -1237,23 +1477,26 @@ fn soak(minutes: f64) -> Result<Outcome> {
     if !lost.is_empty() {
         eprintln!("soak: alerts lost: {lost:?}");
     }
-    figures.push((
+    account.figures.push((
         "webhook provider: delivered / failed attempts (at the scrape)".into(),
         format!(
             "{} / {}",
-            ml(
+            facts.ml(
                 "piko_obs_notification_provider_delivered_total",
                 &[("provider", "webhook")]
             ),
-            ml(
+            facts.ml(
                 "piko_obs_notification_provider_failed_attempts_total",
                 &[("provider", "webhook")]
             )
         ),
     ));
-    drop(webhook_log);
+}
 
-    let peers_text = peers
+/// Report: what the run did and found, for [`Outcome::render`].
+fn outcome(plan: &Plan, facts: Facts, account: Account) -> Outcome {
+    let peers = facts
+        .peers
         .iter()
         .map(|p| {
             format!(
@@ -1266,18 +1509,18 @@ fn soak(minutes: f64) -> Result<Outcome> {
             )
         })
         .collect();
-    Ok(Outcome {
-        duration,
-        cycle,
-        faults_end,
-        rss,
-        baseline,
-        shutdown,
-        exit,
-        peers: peers_text,
-        figures,
-        checks,
-    })
+    Outcome {
+        duration: facts.duration,
+        cycle: plan.cycle,
+        faults_end: plan.faults_end,
+        rss: facts.rss,
+        baseline: facts.baseline,
+        shutdown: facts.shutdown,
+        exit: facts.exit,
+        peers,
+        figures: account.figures,
+        checks: account.checks,
+    }
 }
 
 fn mib(kib: u64) -> String {
@@ -1294,7 +1537,7 @@ impl Outcome {
             s,
             "soak: `cargo xtask soak --minutes {minutes}`, started at {since} (Unix time), ran {:.1} s; {}",
             self.duration.as_secs_f64(),
-            crate::machine()
+            machine()
         );
         let _ = writeln!(
             s,

@@ -9,9 +9,8 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::bench::{median as median_of, today};
-use crate::integration::Reaper;
-use crate::{Result, cargo, machine, root, run};
+use crate::report::{machine, median as median_of, today};
+use crate::support::{Reaper, Result, cargo, root, run};
 
 /// Rounds per comparison: even, so each side goes first in half of them.
 const ROUNDS: usize = 4;

@@ -1,0 +1,83 @@
+//! `cargo xtask ci`: format check, licences, clippy with `-D warnings` (the workspace and
+//! each provider feature alone), docs with `-D warnings`, every test, then `integration`.
+
+use std::process::Stdio;
+
+use crate::integration;
+use crate::support::{Result, cargo, run};
+
+/// Runs every check CI runs, stopping at the first that fails.
+pub(crate) fn run_all() -> Result {
+    let mut fmt = cargo();
+    fmt.args(["fmt", "--all", "--", "--check"]);
+    run(fmt)?;
+    // Licences, banned or duplicate crates, sources (deny.toml); the advisories check
+    // needs the RustSec database from GitHub, so it is not run here.
+    let deny_installed = cargo()
+        .args(["deny", "--version"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if deny_installed {
+        let mut deny = cargo();
+        deny.args([
+            "deny",
+            "--locked",
+            "check",
+            "--hide-inclusion-graph",
+            "licenses",
+            "bans",
+            "sources",
+        ]);
+        run(deny)?;
+    } else {
+        eprintln!("xtask: cargo-deny is not installed: `cargo install cargo-deny --locked`");
+    }
+    let mut clippy = cargo();
+    clippy.args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--locked",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    run(clippy)?;
+    // Each provider feature builds alone, warning-free.
+    for feature in [
+        "",
+        "slack",
+        "discord",
+        "pagerduty",
+        "teams",
+        "googlechat",
+        "ntfy",
+        "webhook",
+        "stdout",
+    ] {
+        let mut check = cargo();
+        check.args([
+            "clippy",
+            "--locked",
+            "-p",
+            "piko-obs-notify-providers",
+            "--no-default-features",
+            "--features",
+            feature,
+            "--",
+            "-D",
+            "warnings",
+        ]);
+        run(check)?;
+    }
+    let mut doc = cargo();
+    doc.args(["doc", "--workspace", "--no-deps", "--locked"])
+        .env("RUSTDOCFLAGS", "-D warnings");
+    run(doc)?;
+    let mut test = cargo();
+    test.args(["test", "--workspace", "--locked"]);
+    run(test)?;
+    integration::run()
+}
