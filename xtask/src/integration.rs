@@ -175,7 +175,11 @@ fn rotated_files_with_gzip() -> Result {
             } else {
                 std::fs::read_to_string(&path).map_err(|e| e.to_string())?
             };
-            lines += text.lines().count();
+            // The program's lines; piko-obs's own (`Added file output`) are not counted.
+            lines += text
+                .lines()
+                .filter(|l| l.contains("\"msg\":\"rotating\""))
+                .count();
         }
         if gz == 0 {
             return Err("no gzipped backup was written".into());
@@ -224,9 +228,15 @@ fn start_monitor(extra_env: &[(&str, &str)]) -> Result<Monitor> {
     let mut alerts = String::new();
     let mut addr_of = |what: &str| -> Result<String> {
         let mut line = String::new();
-        // Alerts are printed to stdout too, by another writer: keep them aside.
-        while line.is_empty() || line.starts_with("{\"notification\"") {
-            alerts.push_str(&line);
+        // Alerts are printed to stdout too, by another writer: keep them aside; piko-obs's
+        // own lines (`Added JSON console output`) come first: pass them.
+        while line.is_empty()
+            || line.starts_with("{\"notification\"")
+            || line.contains("\"logger\":\"piko-obs/")
+        {
+            if line.starts_with("{\"notification\"") {
+                alerts.push_str(&line);
+            }
             line.clear();
             if out.read_line(&mut line).map_err(|e| e.to_string())? == 0 {
                 break;

@@ -105,6 +105,9 @@ pub(crate) fn run(args: &[String]) -> Result {
     }
 }
 
+/// The monitor's stdout output in prod, the one its lines are written through.
+const STDOUT_OUTPUT: &str = "json-stdout";
+
 fn parse_minutes(args: &[String]) -> Result<f64> {
     let usage = "usage: cargo xtask soak [--minutes N]  (N > 0, fractions allowed; default 10)";
     let value = match args {
@@ -1242,8 +1245,9 @@ fn account_log_lines(facts: &Facts, account: &mut Account) {
         let queued = accepted.saturating_sub(written);
         // Lines dropped on a failed write were accepted first; lines dropped on a full
         // queue were not. With no failed write: accepted = written + still queued.
-        let ok =
-            written <= accepted && queued <= 64 && (errors > 0 || o != "console" || dropped == 0);
+        let ok = written <= accepted
+            && queued <= 64
+            && (errors > 0 || o != STDOUT_OUTPUT || dropped == 0);
         account.check(
             &format!("log output {o}: accepted = written + queued (+ failed writes)"),
             format!(
@@ -1252,7 +1256,11 @@ fn account_log_lines(facts: &Facts, account: &mut Account) {
             ok,
         );
     }
-    let console_written = facts.ml("piko_obs_log_lines_written_total", &[("output", "console")]);
+    // The service's own stdout output (it replaced the console output of init()).
+    let console_written = facts.ml(
+        "piko_obs_log_lines_written_total",
+        &[("output", STDOUT_OUTPUT)],
+    );
     let (printed, requests) = (&facts.printed, &facts.requests);
     account.check(
         "log lines: every request's line is on stdout (lines logged = lines read)",
