@@ -384,8 +384,24 @@ pub(crate) fn redacted(url: &reqwest::Url) -> String {
     )
 }
 
+/// An `Authorization: Basic` value for `user` and `password`, marked sensitive, and the
+/// secrets to mask in an error's excerpt (`user:password` and the password).
+#[cfg(any(feature = "ntfy", feature = "alertmanager"))]
+pub(crate) fn basic_auth(
+    field: &'static str,
+    user: &str,
+    password: &str,
+) -> Result<(http::HeaderValue, Vec<String>), ConfigError> {
+    use base64::Engine as _;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    let mut v = http::HeaderValue::from_str(&format!("Basic {encoded}"))
+        .map_err(|_| ConfigError::new(field, "cannot be encoded"))?;
+    v.set_sensitive(true);
+    Ok((v, vec![format!("{user}:{password}"), password.to_string()]))
+}
+
 /// JSON headers.
-#[cfg(any(feature = "_json", feature = "webhook"))]
+#[cfg(any(feature = "_json", feature = "webhook", feature = "alertmanager"))]
 pub(crate) fn json_headers() -> http::HeaderMap {
     let mut h = http::HeaderMap::new();
     h.insert(
