@@ -1,5 +1,5 @@
 //! Notifications: alerts to Slack, Discord, PagerDuty, Teams, Google Chat, ntfy, any
-//! webhook or stdout, sent now with retries or queued to the dispatcher, so that each
+//! webhook, Prometheus Alertmanager or stdout, sent now with retries or queued to the dispatcher, so that each
 //! is delivered or kept in the dead-letter file.
 //!
 //! `init()` builds the process's notification service: the providers given with
@@ -35,10 +35,10 @@ use std::sync::RwLock;
 
 pub use piko_obs_notify::*;
 pub use piko_obs_notify_providers::{
-    ConfigError, DEFAULT_MAX_BYTES, DiscordNotifier, EU_EVENTS_URL, EVENTS_URL,
-    FileDeadLetterStore, GoogleChatNotifier, HttpClient, NtfyNotifier, PagerDutyNotifier,
-    SlackNotifier, StdoutFormat, StdoutNotifier, TeamsFormat, TeamsNotifier, WebhookNotifier,
-    default_dead_letter_path,
+    ALERTMANAGER, AlertmanagerNotifier, ConfigError, DEFAULT_LEASE, DEFAULT_MAX_BYTES,
+    DiscordNotifier, EU_EVENTS_URL, EVENTS_URL, FileDeadLetterStore, GoogleChatNotifier,
+    HttpClient, NtfyNotifier, PagerDutyNotifier, SlackNotifier, StdoutFormat, StdoutNotifier,
+    TeamsFormat, TeamsNotifier, WebhookNotifier, default_dead_letter_path,
 };
 
 /// The environment variables `with_notification_providers_from_env` reads, each
@@ -47,8 +47,11 @@ pub use piko_obs_notify_providers::{
 /// `PAGERDUTY_EVENTS_URL` to change the endpoint), `TEAMS_WEBHOOK_URL` (teams; with
 /// `TEAMS_WEBHOOK_FORMAT=messagecard` for a legacy connector), `GOOGLE_CHAT_WEBHOOK_URL`
 /// (googlechat), `NTFY_URL` (ntfy, server and topic; with `NTFY_TOKEN`), `WEBHOOK_URL`
-/// (webhook; with `WEBHOOK_SECRET` to sign).
-pub const ENV_PROVIDERS: [&str; 7] = [
+/// (webhook; with `WEBHOOK_SECRET` to sign), `ALERTMANAGER_URL` (alertmanager: a
+/// comma-separated list, one URL per Alertmanager of an HA cluster; with
+/// `ALERTMANAGER_TOKEN` for a bearer token, `user:password@` in the URLs for basic
+/// auth, and `ALERTMANAGER_INSTANCE` for the `instance` label, default the host name).
+pub const ENV_PROVIDERS: [&str; 8] = [
     "SLACK_WEBHOOK_URL",
     "DISCORD_WEBHOOK_URL",
     "PAGERDUTY_ROUTING_KEY",
@@ -56,10 +59,11 @@ pub const ENV_PROVIDERS: [&str; 7] = [
     "GOOGLE_CHAT_WEBHOOK_URL",
     "NTFY_URL",
     "WEBHOOK_URL",
+    "ALERTMANAGER_URL",
 ];
 
 /// Every variable the providers from the environment read.
-pub const ENV_VARIABLES: [&str; 11] = [
+pub const ENV_VARIABLES: [&str; 14] = [
     "SLACK_WEBHOOK_URL",
     "DISCORD_WEBHOOK_URL",
     "PAGERDUTY_ROUTING_KEY",
@@ -71,6 +75,9 @@ pub const ENV_VARIABLES: [&str; 11] = [
     "NTFY_TOKEN",
     "WEBHOOK_URL",
     "WEBHOOK_SECRET",
+    "ALERTMANAGER_URL",
+    "ALERTMANAGER_TOKEN",
+    "ALERTMANAGER_INSTANCE",
 ];
 
 /// The dead-letter file's path, from the environment when `with_*` did not set it.
@@ -168,6 +175,21 @@ pub(crate) fn providers_from_env(
                 .map_err(err("WEBHOOK_SECRET"))?;
         }
         out.push(reg("webhook", hook));
+    }
+    if let Some(urls) = get("ALERTMANAGER_URL") {
+        let mut am =
+            AlertmanagerNotifier::from_url_list(&http, &urls).map_err(err("ALERTMANAGER_URL"))?;
+        if let Some(token) = get("ALERTMANAGER_TOKEN") {
+            am = am
+                .with_bearer_token(&token)
+                .map_err(err("ALERTMANAGER_TOKEN"))?;
+        }
+        if let Some(instance) = get("ALERTMANAGER_INSTANCE") {
+            am = am
+                .with_instance(&instance)
+                .map_err(err("ALERTMANAGER_INSTANCE"))?;
+        }
+        out.push(reg(ALERTMANAGER, am));
     }
     Ok(out)
 }
@@ -297,13 +319,32 @@ mod tests {
             ("WEBHOOK_URL", "http://127.0.0.1:9/hook"),
             ("NTFY_URL", "http://127.0.0.1:9/alerts"),
             ("SLACK_WEBHOOK_URL", " "),
+            (
+                "ALERTMANAGER_URL",
+                "http://127.0.0.1:9, http://127.0.0.1:10/am/",
+            ),
+            ("ALERTMANAGER_INSTANCE", "pod-1"),
         ]))
         .unwrap();
         let s = NotificationService::default();
         for r in regs {
             r(&s).unwrap();
         }
-        assert_eq!(s.providers(), ["ntfy", "webhook"]);
+        assert_eq!(s.providers(), ["alertmanager", "ntfy", "webhook"]);
+        let e = match providers_from_env(env(&[
+            ("ALERTMANAGER_URL", "http://127.0.0.1:9"),
+            ("ALERTMANAGER_TOKEN", "tok\nSECRET"),
+        ])) {
+            Err(e) => e,
+            Ok(_) => panic!("a bad token is an error"),
+        };
+        assert_eq!(e.variable, "ALERTMANAGER_TOKEN");
+        assert!(!e.to_string().contains("SECRET"), "{e}");
+        let e = match providers_from_env(env(&[("ALERTMANAGER_URL", " , ")])) {
+            Err(e) => e,
+            Ok(_) => panic!("an empty list is an error"),
+        };
+        assert_eq!(e.variable, "ALERTMANAGER_URL");
         let Err(e) = providers_from_env(env(&[("SLACK_WEBHOOK_URL", "not a url/T0/SECRET")]))
         else {
             panic!("a bad URL is an error");
