@@ -4,16 +4,13 @@
 //! file and its replay; no secret in errors or `Debug`. (Debian's real
 //! `prometheus-alertmanager` is run by `cargo xtask integration`.)
 
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use piko_obs_notify::{
-    Dispatcher, DispatcherConfig, Notification, NotificationService, Notifier, Priority,
-    RetryPolicy, SendError, alert,
+    DispatcherConfig, Notification, NotificationService, Notifier, Priority, RetryPolicy,
+    SendError, alert,
 };
-use piko_obs_notify_providers::{
-    ALERTMANAGER, AlertmanagerNotifier, DEFAULT_LEASE, FileDeadLetterStore, HttpClient,
-};
+use piko_obs_notify_providers::{ALERTMANAGER, AlertmanagerNotifier, DEFAULT_LEASE, HttpClient};
 use piko_obs_tests::sink::{Reply, Sink};
 
 fn http() -> HttpClient {
@@ -326,15 +323,8 @@ async fn an_alert_nobody_accepts_is_dead_lettered_and_a_replay_delivers_it() {
     service.register(ALERTMANAGER, am).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("dlq.jsonl");
-    let store = Arc::new(FileDeadLetterStore::open(&path).unwrap());
-    let d = Dispatcher::start(
-        &tokio::runtime::Handle::current(),
-        &service,
-        store,
-        DispatcherConfig::default(),
-    )
-    .unwrap();
-    service.attach_dispatcher(d.clone()).unwrap();
+    let (d, _) =
+        piko_obs_tests::attach_file_dispatcher(&service, &path, DispatcherConfig::default());
     let n = sample();
     service.enqueue(n.clone()).unwrap();
     let end = std::time::Instant::now() + Duration::from_secs(10);
