@@ -237,6 +237,14 @@ pub(crate) fn record_forwarder_stats() {
                 "piko_obs_error_notifications_rate_limited_total",
                 s.rate_limited_groups,
             ),
+            (
+                "piko_obs_error_notifications_resolved_total",
+                s.resolved_sent,
+            ),
+            (
+                "piko_obs_error_notifications_untracked_total",
+                s.untracked_alerts,
+            ),
         ] {
             ::metrics::counter!(name).absolute(v);
         }
