@@ -376,3 +376,27 @@ async fn a_send_error_names_the_provider() {
     );
     assert!(e.is_retryable());
 }
+
+#[tokio::test]
+async fn https_with_an_internal_ca_is_trusted_only_when_given() {
+    let pki = piko_obs_tests::pki::TestPki::generate();
+    let sink = Sink::start_tls(&pki.server_tls(false));
+    let url = format!("https://127.0.0.1:{}", sink.addr().port());
+    // The platform's roots do not know the test CA: the handshake fails, retried.
+    let plain = AlertmanagerNotifier::new(&http(), [url.as_str()]).unwrap();
+    let e = plain.send(&sample()).await.unwrap_err();
+    assert!(matches!(e, SendError::Transport { .. }), "{e:?}");
+    assert!(e.is_retryable());
+    // Given the CA, it posts over TLS.
+    let trusting =
+        HttpClient::with_extra_roots(Duration::from_secs(2), Duration::from_secs(3), &pki.ca_pem)
+            .unwrap();
+    let am = AlertmanagerNotifier::new(&trusting, [url.as_str()]).unwrap();
+    am.send(&sample()).await.expect("accepted over TLS");
+    let got = sink.wait_for(1, Duration::from_secs(5));
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].path, "/api/v2/alerts");
+    let e = HttpClient::with_extra_roots(Duration::from_secs(1), Duration::from_secs(1), "none")
+        .unwrap_err();
+    assert_eq!(e.field, "http client CA certificates");
+}

@@ -83,6 +83,7 @@ to them, grouped by message and call site over a window, and sent resolved once 
                             of an HA cluster (http://am-0:9093,http://am-1:9093);
                             user:password@ in a URL for basic auth
   ALERTMANAGER_TOKEN        bearer token for Alertmanager
+  ALERTMANAGER_CA_FILE      PEM file of a CA to trust for https:// Alertmanagers
   ALERTMANAGER_INSTANCE     the alerts' `instance` label (default the host name)
   ERROR_ALERT_WINDOW_MS     how long ERROR lines are grouped (default 10000)
   ERROR_ALERT_RESOLVE_AFTER_MS

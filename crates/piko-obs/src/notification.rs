@@ -50,7 +50,9 @@ pub use piko_obs_notify_providers::{
 /// (webhook; with `WEBHOOK_SECRET` to sign), `ALERTMANAGER_URL` (alertmanager: a
 /// comma-separated list, one URL per Alertmanager of an HA cluster; with
 /// `ALERTMANAGER_TOKEN` for a bearer token, `user:password@` in the URLs for basic
-/// auth, and `ALERTMANAGER_INSTANCE` for the `instance` label, default the host name).
+/// auth, `ALERTMANAGER_CA_FILE` for the PEM file of a CA to trust besides the
+/// platform's, and `ALERTMANAGER_INSTANCE` for the `instance` label, default the host
+/// name).
 pub const ENV_PROVIDERS: [&str; 8] = [
     "SLACK_WEBHOOK_URL",
     "DISCORD_WEBHOOK_URL",
@@ -63,7 +65,7 @@ pub const ENV_PROVIDERS: [&str; 8] = [
 ];
 
 /// Every variable the providers from the environment read.
-pub const ENV_VARIABLES: [&str; 14] = [
+pub const ENV_VARIABLES: [&str; 15] = [
     "SLACK_WEBHOOK_URL",
     "DISCORD_WEBHOOK_URL",
     "PAGERDUTY_ROUTING_KEY",
@@ -77,6 +79,7 @@ pub const ENV_VARIABLES: [&str; 14] = [
     "WEBHOOK_SECRET",
     "ALERTMANAGER_URL",
     "ALERTMANAGER_TOKEN",
+    "ALERTMANAGER_CA_FILE",
     "ALERTMANAGER_INSTANCE",
 ];
 
@@ -177,6 +180,24 @@ pub(crate) fn providers_from_env(
         out.push(reg("webhook", hook));
     }
     if let Some(urls) = get("ALERTMANAGER_URL") {
+        let http = match get("ALERTMANAGER_CA_FILE") {
+            None => http.clone(),
+            Some(path) => {
+                let pem = std::fs::read_to_string(path.trim()).map_err(|e| EnvProviderError {
+                    variable: "ALERTMANAGER_CA_FILE",
+                    source: ConfigError {
+                        field: "alertmanager CA file",
+                        reason: format!("cannot be read ({e}); give the path of a PEM file"),
+                    },
+                })?;
+                HttpClient::with_extra_roots(
+                    piko_obs_notify_providers::DEFAULT_CONNECT_TIMEOUT,
+                    piko_obs_notify_providers::DEFAULT_TOTAL_TIMEOUT,
+                    &pem,
+                )
+                .map_err(err("ALERTMANAGER_CA_FILE"))?
+            }
+        };
         let mut am =
             AlertmanagerNotifier::from_url_list(&http, &urls).map_err(err("ALERTMANAGER_URL"))?;
         if let Some(token) = get("ALERTMANAGER_TOKEN") {
@@ -353,6 +374,14 @@ mod tests {
             Ok(_) => panic!("an empty list is an error"),
         };
         assert_eq!(e.variable, "ALERTMANAGER_URL");
+        let e = match providers_from_env(env(&[
+            ("ALERTMANAGER_URL", "https://127.0.0.1:9"),
+            ("ALERTMANAGER_CA_FILE", "/nonexistent/ca.pem"),
+        ])) {
+            Err(e) => e,
+            Ok(_) => panic!("a missing CA file is an error"),
+        };
+        assert_eq!(e.variable, "ALERTMANAGER_CA_FILE");
         let Err(e) = providers_from_env(env(&[("SLACK_WEBHOOK_URL", "not a url/T0/SECRET")]))
         else {
             panic!("a bad URL is an error");
