@@ -412,8 +412,10 @@ impl Group {
         f.insert("last_seen", rfc3339::text(self.last_seen));
         f.insert("source", format!("{}:{}", self.file, self.line));
         f.insert("logger", self.logger);
-        f.insert(alert::GROUP_KEY_FIELD, key);
         let o = &mut n.provider_options;
+        // PagerDuty: one incident per error group, shared by the replicas.
+        o.insert("dedup_key", key.as_str());
+        f.insert(alert::GROUP_KEY_FIELD, key);
         o.insert(alert::ALERTNAME, alert::FORWARDED_ALERTNAME);
         o.insert(alert::LABELS, alert::GROUP_KEY_FIELD);
         o.insert(alert::STATUS, alert::FIRING);
@@ -831,6 +833,8 @@ fn resolved(mut n: Notification) -> Notification {
     let o = &mut n.provider_options;
     o.insert(alert::STATUS, alert::RESOLVED);
     o.insert(alert::ENDS_AT, rfc3339::text(SystemTime::now()));
+    // PagerDuty: resolve the group's incident rather than open another.
+    o.insert("event_action", "resolve");
     n
 }
 
@@ -881,14 +885,16 @@ async fn run(inner: Weak<Inner>, wake: Arc<Notify>, window: Duration) {
 ///
 /// For an alert manager, each alert also carries the [`alert`] options: the name
 /// [`ApplicationError`](alert::FORWARDED_ALERTNAME), `error_group` as a label, the
-/// status `firing` and a lease ([`ErrorForwarderConfig::lease`]). While the fault goes
-/// on, every window that has records of the group sends the alert again, each time
-/// renewing its lease, so it cannot expire; once the group has had no record for
-/// [`resolve_after`](ErrorForwarderConfig::resolve_after) since its last alert was
-/// sent, the forwarder sends it once more as resolved (title `RESOLVED: ...`, status
-/// `resolved`, `alert_ends_at` now), not counted in the rate limit. At most
-/// `max_groups` alerts are followed so; an alert not followed, or one whose process
-/// stopped, ends when its lease runs out.
+/// status `firing` and a lease ([`ErrorForwarderConfig::lease`]); and, for PagerDuty,
+/// `dedup_key` = the group's key, so that one incident stands for the group on every
+/// replica. While the fault goes on, every window that has records of the group sends
+/// the alert again, each time renewing its lease, so it cannot expire; once the group
+/// has had no record for [`resolve_after`](ErrorForwarderConfig::resolve_after) since
+/// its last alert was sent, the forwarder sends it once more as resolved (title
+/// `RESOLVED: ...`, status `resolved`, `alert_ends_at` now, PagerDuty's `event_action`
+/// `resolve`), not counted in the rate limit. At most `max_groups` alerts are followed
+/// so; an alert not followed, or one whose process stopped, ends when its lease runs
+/// out.
 ///
 /// Cheap to clone; every clone is the same forwarder.
 ///
@@ -1232,6 +1238,7 @@ mod tests {
         assert_eq!(o.get(alert::ALERTNAME), Some(alert::FORWARDED_ALERTNAME));
         assert_eq!(o.get(alert::LABELS), Some("error_group"));
         assert_eq!(o.get(alert::STATUS), Some(alert::FIRING));
+        assert_eq!(o.get("dedup_key"), field(n, "error_group"));
         // 5 min quiet, two windows of 10 s, 1 min margin.
         assert_eq!(o.get(alert::LEASE_SECS), Some("380"));
         assert_eq!(field(n, "attr.source"), Some("cron"));
@@ -1518,6 +1525,11 @@ mod tests {
         assert_eq!(field(r, "error_group"), field(firing, "error_group"));
         assert_eq!(r.context.priority, firing.context.priority);
         assert_ne!(r.context.id, firing.context.id);
+        assert_eq!(r.provider_options.get("event_action"), Some("resolve"));
+        assert_eq!(
+            r.provider_options.get("dedup_key"),
+            field(firing, "error_group")
+        );
         let ends = r.provider_options.get(alert::ENDS_AT).unwrap();
         assert!(ends.ends_with('Z'), "{ends}");
         // The busy group was sent once per window, each time renewing its lease, and
