@@ -343,7 +343,7 @@ impl std::fmt::Debug for OtlpReceiver {
 
 /// A rustls server configuration (ring) for `tls`, requiring a client certificate
 /// issued by `client_ca_pem` when it is set, and offering the ALPN protocols `alpn`.
-fn tls_config(tls: &ServerTls, alpn: &[&[u8]]) -> Arc<rustls::ServerConfig> {
+pub(crate) fn tls_config(tls: &ServerTls, alpn: &[&[u8]]) -> Arc<rustls::ServerConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let certs: Vec<CertificateDer<'static>> =
         CertificateDer::pem_slice_iter(tls.cert_pem.as_bytes())

@@ -173,6 +173,21 @@ impl Sink {
     /// Like [`Sink::with_default`], listening on `addr` (`127.0.0.1:0` picks a free
     /// port); panics when it cannot be bound.
     pub fn with_default_on(addr: &str, default: Reply) -> Sink {
+        Sink::serve(addr, default, None)
+    }
+
+    /// Starts a sink answering 200 to everything over HTTPS, with the certificate and
+    /// key of `tls` (a connection whose handshake fails is dropped unrecorded).
+    pub fn start_tls(tls: &crate::otlp::ServerTls) -> Sink {
+        let config = crate::otlp::tls_config(tls, &[b"http/1.1"]);
+        Sink::serve(
+            "127.0.0.1:0",
+            Reply::status(200),
+            Some(tokio_rustls::TlsAcceptor::from(config)),
+        )
+    }
+
+    fn serve(addr: &str, default: Reply, tls: Option<tokio_rustls::TlsAcceptor>) -> Sink {
         let state = Arc::new(Mutex::new(State {
             requests: Vec::new(),
             streamed: Vec::new(),
@@ -201,11 +216,24 @@ impl Sink {
                     };
                     let Ok((stream, _)) = conn else { continue };
                     let st = st.clone();
+                    let tls = tls.clone();
                     tokio::spawn(async move {
                         let svc = hyper::service::service_fn(move |req| handle(st.clone(), req));
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), svc)
-                            .await;
+                        let http = hyper::server::conn::http1::Builder::new();
+                        match tls {
+                            None => {
+                                let _ = http.serve_connection(TokioIo::new(stream), svc).await;
+                            }
+                            Some(acceptor) => {
+                                let handshake = acceptor.accept(stream);
+                                let Ok(Ok(stream)) =
+                                    tokio::time::timeout(Duration::from_secs(5), handshake).await
+                                else {
+                                    return;
+                                };
+                                let _ = http.serve_connection(TokioIo::new(stream), svc).await;
+                            }
+                        }
                     });
                 }
             });

@@ -40,11 +40,7 @@ fn dispatch(
     dir: &tempfile::TempDir,
     config: DispatcherConfig,
 ) -> (Dispatcher, Arc<FileDeadLetterStore>) {
-    let store = Arc::new(FileDeadLetterStore::open(dir.path().join("dlq.jsonl")).unwrap());
-    let d =
-        Dispatcher::start(&tokio::runtime::Handle::current(), s, store.clone(), config).unwrap();
-    s.attach_dispatcher(d.clone()).unwrap();
-    (d, store)
+    piko_obs_tests::attach_file_dispatcher(s, &dir.path().join("dlq.jsonl"), config)
 }
 
 /// A service sending to `sink` with no retries, and its dispatcher (attached) with one

@@ -3,14 +3,15 @@
 //! dispatcher), and a webhook sink on loopback that records what arrives.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use piko_obs_logger::{Hub, Level, Output, attr};
 use piko_obs_notify::{
     Dispatcher, DispatcherConfig, ErrorForwarder, ErrorForwarderConfig, NotificationService,
 };
-use piko_obs_notify_providers::{FileDeadLetterStore, HttpClient, WebhookNotifier};
+use piko_obs_notify_providers::{
+    ALERTMANAGER, AlertmanagerNotifier, HttpClient, PagerDutyNotifier, WebhookNotifier,
+};
 use piko_obs_tests::sink::{Recorded, Sink};
 
 /// A service whose default provider posts to `sink`.
@@ -27,16 +28,8 @@ fn service(sink: &Sink) -> NotificationService {
 
 /// A dispatcher for `s` (dead letters in `dir`), attached to it, as the facade does.
 fn dispatch(s: &NotificationService, dir: &tempfile::TempDir) -> Dispatcher {
-    let store = Arc::new(FileDeadLetterStore::open(dir.path().join("dlq.jsonl")).unwrap());
-    let d = Dispatcher::start(
-        &tokio::runtime::Handle::current(),
-        s,
-        store,
-        DispatcherConfig::default(),
-    )
-    .unwrap();
-    s.attach_dispatcher(d.clone()).unwrap();
-    d
+    let path = dir.path().join("dlq.jsonl");
+    piko_obs_tests::attach_file_dispatcher(s, &path, DispatcherConfig::default()).0
 }
 
 fn start(s: &NotificationService, config: ErrorForwarderConfig) -> (ErrorForwarder, Hub) {
@@ -239,4 +232,86 @@ async fn secret_fields_never_reach_the_sink_in_clear() {
     assert_eq!(body["fields"]["user"], "bob");
     assert_eq!(body["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
     assert_eq!(fwd.stats().groups_sent, 1);
+}
+
+/// Two replicas forward the same error to Alertmanager and PagerDuty: the same group
+/// key on both, Alertmanager told each instance apart, PagerDuty one incident; once
+/// quiet, each replica resolves it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_the_group_key_and_resolve_their_alerts() {
+    let (am_sink, pd_sink) = (Sink::start(), Sink::start());
+    let http = HttpClient::new().unwrap();
+    let quiet = Duration::from_millis(500);
+    let config = ErrorForwarderConfig::new()
+        .with_window(Duration::from_millis(100))
+        .with_resolve_after(quiet);
+    let mut replicas = Vec::new();
+    for instance in ["pod-a", "pod-b"] {
+        let s = NotificationService::default();
+        let am = AlertmanagerNotifier::new(&http, [am_sink.url("")])
+            .unwrap()
+            .with_instance(instance)
+            .unwrap();
+        s.register(ALERTMANAGER, am).unwrap();
+        let pd = PagerDutyNotifier::new(&http, "R0UTINGKEY0000000000000000000000")
+            .unwrap()
+            .with_events_url(&pd_sink.url("/v2/enqueue"))
+            .unwrap();
+        s.register("pagerduty", pd).unwrap();
+        let config = config.clone().with_providers([ALERTMANAGER, "pagerduty"]);
+        replicas.push(start(&s, config));
+    }
+    // One call site, as on every replica of one binary.
+    let fail = |hub: &Hub| hub.get_logger("orders").error("payment declined", &[]);
+    for (_, hub) in &replicas {
+        fail(hub);
+    }
+    // Two firing and two resolved alerts to each sink, within a bounded wait.
+    let am = am_sink.wait_for(4, Duration::from_secs(10));
+    let pd = pd_sink.wait_for(4, Duration::from_secs(10));
+    assert_eq!((am.len(), pd.len()), (4, 4));
+    let alerts: Vec<serde_json::Value> = am.iter().map(|r| r.json()[0].clone()).collect();
+    let key = alerts[0]["labels"]["error_group"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(key.len(), 16);
+    let mut instances = BTreeSet::new();
+    for a in &alerts {
+        assert_eq!(a["labels"]["error_group"], key.as_str());
+        assert_eq!(a["labels"]["alertname"], "ApplicationError");
+        assert_eq!(a["labels"]["severity"], "critical");
+        assert_eq!(a["annotations"]["description"], "payment declined");
+        instances.insert(a["labels"]["instance"].as_str().unwrap().to_string());
+    }
+    assert_eq!(instances, BTreeSet::from(["pod-a".into(), "pod-b".into()]));
+    // The resolved ones end in the past; the firing ones hold past the quiet time.
+    let now = std::time::SystemTime::now();
+    let ends = |a: &serde_json::Value| {
+        chrono::DateTime::parse_from_rfc3339(a["endsAt"].as_str().unwrap())
+            .map(std::time::SystemTime::from)
+            .unwrap()
+    };
+    let (resolved, firing): (Vec<_>, Vec<_>) = alerts.iter().partition(|a| ends(a) <= now);
+    assert_eq!((resolved.len(), firing.len()), (2, 2), "{alerts:?}");
+    for a in firing {
+        assert!(ends(a) > now + quiet, "{a}");
+    }
+    let events: Vec<serde_json::Value> = pd.iter().map(Recorded::json).collect();
+    let actions: Vec<&str> = events
+        .iter()
+        .map(|e| e["event_action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions.iter().filter(|a| **a == "trigger").count(),
+        2,
+        "{actions:?}"
+    );
+    assert_eq!(actions.iter().filter(|a| **a == "resolve").count(), 2);
+    for e in &events {
+        assert_eq!(e["dedup_key"], key.as_str(), "one incident for the group");
+    }
+    for (fwd, _) in &replicas {
+        assert_eq!(fwd.stats().resolved_sent, 1);
+    }
 }

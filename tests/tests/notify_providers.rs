@@ -6,13 +6,13 @@ use std::time::{Duration, Instant, SystemTime};
 use base64::Engine as _;
 use hmac::Mac as _;
 use piko_obs_notify::{
-    DeliveryError, Dispatcher, DispatcherConfig, Notification, NotificationService, Notifier,
-    Priority, RetryPolicy, SendError, provider,
+    DeliveryError, DispatcherConfig, Notification, NotificationService, Notifier, Priority,
+    RetryPolicy, SendError, provider,
 };
 use piko_obs_notify_providers::{
-    DiscordNotifier, FileDeadLetterStore, GoogleChatNotifier, HttpClient, MAX_ANSWER_BYTES,
-    NtfyNotifier, PagerDutyNotifier, SlackNotifier, StdoutFormat, StdoutNotifier, TeamsFormat,
-    TeamsNotifier, WebhookNotifier,
+    DiscordNotifier, GoogleChatNotifier, HttpClient, MAX_ANSWER_BYTES, NtfyNotifier,
+    PagerDutyNotifier, SlackNotifier, StdoutFormat, StdoutNotifier, TeamsFormat, TeamsNotifier,
+    WebhookNotifier,
 };
 use piko_obs_tests::Capture;
 use piko_obs_tests::sink::{Recorded, Reply, Sink};
@@ -589,16 +589,11 @@ async fn the_dispatcher_and_a_replay_keep_the_webhook_id() {
         .build();
     service.register("webhook", signed_hook(&sink)).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let store =
-        std::sync::Arc::new(FileDeadLetterStore::open(dir.path().join("dlq.jsonl")).unwrap());
-    let d = Dispatcher::start(
-        &tokio::runtime::Handle::current(),
+    let (d, _) = piko_obs_tests::attach_file_dispatcher(
         &service,
-        store,
+        &dir.path().join("dlq.jsonl"),
         DispatcherConfig::default(),
-    )
-    .unwrap();
-    service.attach_dispatcher(d.clone()).unwrap();
+    );
     let n = sample();
     service.enqueue(n.clone()).unwrap();
     let got = sink.wait_for(3, Duration::from_secs(10));

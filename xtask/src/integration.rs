@@ -93,8 +93,15 @@ pub(crate) fn run() -> Result {
         .chain(
             crate::examples::checks()
                 .into_iter()
+                .chain(crate::alertmanager::checks())
                 .map(|(name, run)| Check { name, run }),
         )
+        .collect();
+    // `cargo xtask integration WORD` runs only the checks whose name holds WORD.
+    let only = std::env::args().nth(2);
+    let checks: Vec<Check> = checks
+        .into_iter()
+        .filter(|c| only.as_deref().is_none_or(|w| c.name.contains(w)))
         .collect();
     let mut failed = 0;
     for c in &checks {
@@ -195,17 +202,17 @@ fn rotated_files_with_gzip() -> Result {
 
 /// The running example: its process, the rest of its stdout, and the addresses of its
 /// probe server and application route, read from its first two lines.
-struct Monitor {
-    process: Reaper,
-    out: BufReader<std::process::ChildStdout>,
-    probes: String,
-    app: String,
+pub(crate) struct Monitor {
+    pub(crate) process: Reaper,
+    pub(crate) out: BufReader<std::process::ChildStdout>,
+    pub(crate) probes: String,
+    pub(crate) app: String,
     /// Alert lines printed before the address lines.
-    alerts: String,
+    pub(crate) alerts: String,
 }
 
 /// Starts the monitor example with both servers on free ports.
-fn start_monitor(extra_env: &[(&str, &str)]) -> Result<Monitor> {
+pub(crate) fn start_monitor(extra_env: &[(&str, &str)]) -> Result<Monitor> {
     let exe = root().join("target/debug/examples/monitor");
     let mut cmd = Command::new(&exe);
     cmd.arg("prod")
@@ -490,9 +497,9 @@ fn scraped_by_prometheus() -> Result {
 }
 
 /// One request received by [`webhook_sink`]: its head and its body.
-struct Received {
+pub(crate) struct Received {
     head: String,
-    body: Vec<u8>,
+    pub(crate) body: Vec<u8>,
 }
 
 impl Received {
@@ -528,7 +535,7 @@ impl Received {
 
 /// A webhook sink on loopback: answers 200 to each request (at most 16) and hands it
 /// over; its URL ends in `path`.
-fn webhook_sink(path: &str) -> Result<(String, std::sync::mpsc::Receiver<Received>)> {
+pub(crate) fn webhook_sink(path: &str) -> Result<(String, std::sync::mpsc::Receiver<Received>)> {
     use std::io::{Read as _, Write as _};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;

@@ -3,14 +3,17 @@
 //! - `ci`: format check, `cargo deny check licenses bans sources` (when cargo-deny is
 //!   installed), clippy with `-D warnings`, docs with `-D warnings`, every test, then
 //!   `integration`;
-//! - `integration`: the toolkit against real third-party programs and peers: the example
+//! - `integration [WORD]`: (only the checks whose name holds WORD) the toolkit against real third-party programs and peers: the example
 //!   service's JSON lines read by `jq`, rotated log files read by `gzip`, its readiness
 //!   probed by Debian's `prometheus-blackbox-exporter`, its `/metrics` checked by
 //!   `promtool` and scraped by a Prometheus server, the guide's Prometheus configuration
 //!   checked by `promtool`, its alerts received by a sink per provider variable (the
 //!   webhook's Standard Webhooks signature verified by `openssl`), its three OpenTelemetry
 //!   signals by an OTLP receiver, its Sentry events by a Sentry endpoint, a run given
-//!   secrets searched for them, and every other example run and checked;
+//!   secrets searched for them, three replicas alerting through Debian's
+//!   `prometheus-alertmanager` (one instance, an HA pair, stopped and back), the shipped
+//!   Alertmanager configuration checked by `amtool`, and every other example run and
+//!   checked;
 //! - `soak [--minutes N]`: the example service under load for N minutes (default 10)
 //!   while its OTLP collector, Sentry endpoint and webhook stop, hang and come back; then
 //!   the accounting of requests, log lines, spans, events and alerts, and its memory;
@@ -30,6 +33,7 @@
 
 use std::process::ExitCode;
 
+mod alertmanager;
 mod bench;
 mod ci;
 mod examples;
@@ -51,7 +55,7 @@ fn main() -> ExitCode {
         Some("bench") => bench::run(args.get(1).map(String::as_str)),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci | integration | soak [--minutes N] | fuzz [--minutes N] [--cases C] | bench [logger | health | metrics | notification | otlp]>"
+                "usage: cargo xtask <ci | integration [WORD] | soak [--minutes N] | fuzz [--minutes N] [--cases C] | bench [logger | health | metrics | notification | otlp]>"
             );
             return ExitCode::from(2);
         }

@@ -1,6 +1,7 @@
 //! The secrets check of `cargo xtask integration`: the example service is given a secret
 //! in every setting that takes one (webhook URL and signing key, Sentry DSN, OTLP
-//! authorization header, ntfy token, PagerDuty routing key), its deliveries fail against
+//! authorization header, ntfy token, PagerDuty routing key, Alertmanager password and
+//! token), its deliveries fail against
 //! closed ports so that errors are reported, and nothing it prints, answers or writes
 //! may contain any of them.
 
@@ -24,6 +25,8 @@ pub(crate) fn no_secret_in_any_output() -> Result {
         "otlpbearerSECRETg7h8",
         "tk_ntfySECRETi9j0",
         "pdroutingSECRETk1l2m3n4o5p6q7r8",
+        "ampassSECRETs9t0u1",
+        "amtokenSECRETv2w3x4",
     ];
     let env = [
         (
@@ -51,6 +54,14 @@ pub(crate) fn no_secret_in_any_output() -> Result {
             "PAGERDUTY_EVENTS_URL",
             format!("http://127.0.0.1:{closed}/v2/enqueue"),
         ),
+        (
+            "ALERTMANAGER_URL",
+            format!(
+                "http://127.0.0.1:{closed},http://alerts:{}@127.0.0.1:{closed}/am",
+                secrets[6]
+            ),
+        ),
+        ("ALERTMANAGER_TOKEN", secrets[7].to_string()),
         (
             "PIKO_NOTIFICATION_DEAD_LETTER_PATH",
             dead_letters.to_string_lossy().into_owned(),

@@ -40,21 +40,67 @@ impl HttpClient {
 
     /// A client with these timeouts (each at least 1 ms).
     pub fn with_timeouts(connect: Duration, total: Duration) -> Result<HttpClient, ConfigError> {
+        HttpClient::build(connect, total, Vec::new())
+    }
+
+    /// A client with these timeouts that also trusts the CA certificates of `ca_pem`
+    /// (PEM text: one or more `CERTIFICATE` blocks), besides the platform's roots: for
+    /// servers whose certificates an internal CA signed (an Alertmanager with
+    /// `tls_server_config`, say). Text with no certificate is an error.
+    pub fn with_extra_roots(
+        connect: Duration,
+        total: Duration,
+        ca_pem: &str,
+    ) -> Result<HttpClient, ConfigError> {
+        use rustls::pki_types::pem::PemObject as _;
+        let roots: Vec<rustls::pki_types::CertificateDer<'static>> =
+            rustls::pki_types::CertificateDer::pem_slice_iter(ca_pem.as_bytes())
+                .collect::<Result<_, _>>()
+                .map_err(|e| {
+                    ConfigError::new(
+                        "http client CA certificates",
+                        format!("are not valid PEM ({e}); give the CA's certificate file"),
+                    )
+                })?;
+        if roots.is_empty() {
+            return Err(ConfigError::new(
+                "http client CA certificates",
+                "hold no CERTIFICATE block; give the CA's PEM certificate file",
+            ));
+        }
+        HttpClient::build(connect, total, roots)
+    }
+
+    fn build(
+        connect: Duration,
+        total: Duration,
+        extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
+    ) -> Result<HttpClient, ConfigError> {
         if connect.is_zero() || total.is_zero() {
             return Err(ConfigError::new(
                 "http client timeouts",
                 "must be greater than zero (for example 5s to connect, 10s in all)",
             ));
         }
+        let tls_error = |e: rustls::Error| {
+            ConfigError::new("http client TLS", format!("cannot set up rustls: {e}"))
+        };
         let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
+        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
-            .and_then(|b| {
-                use rustls_platform_verifier::BuilderVerifierExt as _;
-                b.with_platform_verifier()
-            })
-            .map_err(|e| ConfigError::new("http client TLS", format!("cannot set up rustls: {e}")))?
-            .with_no_client_auth();
+            .map_err(tls_error)?;
+        let tls = if extra_roots.is_empty() {
+            use rustls_platform_verifier::BuilderVerifierExt as _;
+            builder.with_platform_verifier().map_err(tls_error)?
+        } else {
+            let verifier =
+                rustls_platform_verifier::Verifier::new_with_extra_roots(extra_roots, provider)
+                    .map_err(tls_error)?;
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(std::sync::Arc::new(verifier))
+        }
+        .with_no_client_auth();
         let client = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
             .connect_timeout(connect)
@@ -384,8 +430,24 @@ pub(crate) fn redacted(url: &reqwest::Url) -> String {
     )
 }
 
+/// An `Authorization: Basic` value for `user` and `password`, marked sensitive, and the
+/// secrets to mask in an error's excerpt (`user:password` and the password).
+#[cfg(any(feature = "ntfy", feature = "alertmanager"))]
+pub(crate) fn basic_auth(
+    field: &'static str,
+    user: &str,
+    password: &str,
+) -> Result<(http::HeaderValue, Vec<String>), ConfigError> {
+    use base64::Engine as _;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    let mut v = http::HeaderValue::from_str(&format!("Basic {encoded}"))
+        .map_err(|_| ConfigError::new(field, "cannot be encoded"))?;
+    v.set_sensitive(true);
+    Ok((v, vec![format!("{user}:{password}"), password.to_string()]))
+}
+
 /// JSON headers.
-#[cfg(any(feature = "_json", feature = "webhook"))]
+#[cfg(any(feature = "_json", feature = "webhook", feature = "alertmanager"))]
 pub(crate) fn json_headers() -> http::HeaderMap {
     let mut h = http::HeaderMap::new();
     h.insert(

@@ -6,6 +6,7 @@
 //!   [`TeamsNotifier`] (Workflows Adaptive Card, or the legacy MessageCard),
 //!   [`GoogleChatNotifier`] (cardsV2), [`NtfyNotifier`] (token or basic auth, RFC 2047
 //!   titles), [`WebhookNotifier`] (JSON, custom headers, Standard Webhooks signing),
+//!   [`AlertmanagerNotifier`] (Prometheus Alertmanager API v2, every peer of a cluster),
 //!   [`StdoutNotifier`] (human or JSON);
 //! - [`HttpClient`]: one rustls client shared by the HTTP providers, with connect and
 //!   total timeouts and a cap on answers;
@@ -30,7 +31,7 @@
 //! ```
 //!
 //! Feature flags (all on by default): `slack`, `discord`, `pagerduty`, `teams`,
-//! `googlechat`, `ntfy`, `webhook`, `stdout`.
+//! `googlechat`, `ntfy`, `webhook`, `alertmanager`, `stdout`.
 
 #[cfg(feature = "_http")]
 mod http;
@@ -40,6 +41,10 @@ pub use http::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_TOTAL_TIMEOUT, HttpClient, MAX_A
 mod dead_letter;
 pub use dead_letter::{DEFAULT_MAX_BYTES, FileDeadLetterStore, default_dead_letter_path};
 
+#[cfg(feature = "alertmanager")]
+mod alertmanager;
+#[cfg(feature = "alertmanager")]
+pub use alertmanager::{ALERTMANAGER, AlertmanagerNotifier, DEFAULT_LEASE};
 #[cfg(feature = "discord")]
 mod discord;
 #[cfg(feature = "discord")]

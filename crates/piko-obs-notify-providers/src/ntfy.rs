@@ -6,7 +6,7 @@ use piko_obs_notify::{
 };
 
 use crate::ConfigError;
-use crate::http::{HttpClient, parse_url, redacted};
+use crate::http::{HttpClient, basic_auth, parse_url, redacted};
 
 /// Publishes to an ntfy topic.
 ///
@@ -118,13 +118,9 @@ impl NtfyNotifier {
 
     /// Authenticates with a user and password.
     pub fn with_basic_auth(mut self, user: &str, password: &str) -> Result<Self, ConfigError> {
-        let encoded =
-            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-        let mut v = http::HeaderValue::from_str(&format!("Basic {encoded}"))
-            .map_err(|_| ConfigError::new("ntfy basic auth", "cannot be encoded"))?;
-        v.set_sensitive(true);
+        let (v, redact) = basic_auth("ntfy basic auth", user, password)?;
         self.auth = Some(v);
-        self.redact = vec![format!("{user}:{password}"), password.to_string()];
+        self.redact = redact;
         Ok(self)
     }
 

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant, SystemTime};
 use piko_obs_logger::{FlushError, Level, Output, OutputStats, REDACTED, Record, Value};
 use tokio::sync::Notify;
 
+use crate::alert;
 use crate::dispatcher::EnqueueError;
 use crate::model::{Notification, Priority, rfc3339, truncate};
 use crate::service::NotificationService;
@@ -33,8 +34,9 @@ pub const ALERT_TITLE_SUFFIX: &str = ": Application Error";
 
 /// The fields the forwarder sets itself. A record field with one of these names is
 /// shown as `attr.<name>` instead, so it cannot hide the forwarder's value.
-const RESERVED_FIELDS: [&str; 7] = [
+const RESERVED_FIELDS: [&str; 8] = [
     "occurrences",
+    alert::GROUP_KEY_FIELD,
     "first_seen",
     "last_seen",
     "source",
@@ -86,6 +88,10 @@ pub struct ErrorForwarderConfig {
     pub ignored_logger_prefixes: Vec<String>,
     /// The providers each alert goes to (default empty: the service's default provider).
     pub providers: Vec<String>,
+    /// How long a group that was sent must stay quiet (no record in a window) before
+    /// its alert is sent again as resolved (default 5 min; `None`: never). See
+    /// [`ErrorForwarder`] for what a resolved alert carries.
+    pub resolve_after: Option<Duration>,
     /// The period of the rate limit (a minute; shorter in tests).
     rate_period: Duration,
 }
@@ -100,6 +106,7 @@ impl Default for ErrorForwarderConfig {
             ignored_logger_prefixes: vec![ErrorForwarderConfig::DEFAULT_IGNORED_PREFIX.into()],
             rate_period: Duration::from_secs(60),
             providers: Vec::new(),
+            resolve_after: Some(ErrorForwarderConfig::DEFAULT_RESOLVE_AFTER),
         }
     }
 }
@@ -113,6 +120,12 @@ impl ErrorForwarderConfig {
     pub const DEFAULT_MAX_ALERTS_PER_MINUTE: u32 = 30;
     /// The default ignored logger-name prefix: piko-obs's own loggers.
     pub const DEFAULT_IGNORED_PREFIX: &'static str = "piko-obs/";
+    /// The default quiet time before a group's alert is resolved (5 min).
+    pub const DEFAULT_RESOLVE_AFTER: Duration = Duration::from_secs(300);
+    /// What a firing alert's lease adds to the quiet time and two windows (1 min): a
+    /// firing alert holds (its `endsAt`) until the forwarder has had time to send it
+    /// resolved, with room for a late send; when the process is gone, it ends by itself.
+    pub const LEASE_MARGIN: Duration = Duration::from_secs(60);
 
     /// The defaults: ERROR, 10 s, 1000 groups, 30 alerts a minute, `piko-obs/` ignored.
     pub fn new() -> Self {
@@ -161,6 +174,26 @@ impl ErrorForwarderConfig {
         self.providers = providers.into_iter().map(Into::into).collect();
         self
     }
+    /// How long a sent group must stay quiet before its alert is sent resolved (default
+    /// 5 min; must not be zero).
+    pub fn with_resolve_after(mut self, quiet: Duration) -> Self {
+        self.resolve_after = Some(quiet);
+        self
+    }
+    /// Sends no resolved alerts (and no lease: a firing alert then holds as long as
+    /// the provider's default).
+    pub fn without_resolved_alerts(mut self) -> Self {
+        self.resolve_after = None;
+        self
+    }
+    /// How long a firing alert holds from the time it is sent: the quiet time, two
+    /// windows and [`LEASE_MARGIN`](Self::LEASE_MARGIN); `None` without resolved alerts.
+    pub fn lease(&self) -> Option<Duration> {
+        self.resolve_after.map(|q| {
+            q.saturating_add(self.window.saturating_mul(2))
+                .saturating_add(Self::LEASE_MARGIN)
+        })
+    }
     /// The period of the rate limit, for tests.
     #[cfg(test)]
     fn with_rate_period(mut self, period: Duration) -> Self {
@@ -182,6 +215,9 @@ impl ErrorForwarderConfig {
         }
         if self.ignored_logger_prefixes.iter().any(String::is_empty) {
             return Err(ForwarderConfigError::EmptyIgnoredPrefix);
+        }
+        if self.resolve_after.is_some_and(|d| d.is_zero()) {
+            return Err(ForwarderConfigError::ZeroResolveAfter);
         }
         Ok(())
     }
@@ -217,6 +253,11 @@ pub enum ForwarderConfigError {
         "error forwarder: `ignored_logger_prefixes` holds an empty prefix, which would ignore every logger; remove it"
     )]
     EmptyIgnoredPrefix,
+    /// The quiet time before an alert is resolved is zero.
+    #[error(
+        "error forwarder: `resolve_after` is zero, so every alert would be resolved as soon as it is sent; give `with_resolve_after` a positive duration (default 5m) or use `without_resolved_alerts`"
+    )]
+    ZeroResolveAfter,
 }
 
 /// The [`ErrorForwarder`]'s counters.
@@ -240,6 +281,11 @@ pub struct ForwarderStats {
     pub rate_limited_groups: u64,
     /// Records below the threshold or from an ignored logger.
     pub ignored: u64,
+    /// Resolved alerts handed to the service (groups quiet for `resolve_after`).
+    pub resolved_sent: u64,
+    /// Sent groups not followed for a resolved alert, because `max_groups` alerts were
+    /// already followed (they end by themselves when their lease runs out).
+    pub untracked_alerts: u64,
 }
 
 #[derive(Debug, Default)]
@@ -252,6 +298,8 @@ struct Counters {
     dropped_records: AtomicU64,
     rate_limited_groups: AtomicU64,
     ignored: AtomicU64,
+    resolved_sent: AtomicU64,
+    untracked_alerts: AtomicU64,
 }
 
 fn bump(c: &AtomicU64) {
@@ -350,7 +398,13 @@ impl Group {
         }
     }
 
-    fn into_notification(self, dropped: u64, rate_limited: u64) -> Notification {
+    fn into_notification(
+        self,
+        dropped: u64,
+        rate_limited: u64,
+        lease: Option<Duration>,
+    ) -> Notification {
+        let key = alert::group_key(&self.msg, self.file, self.line);
         let mut n = Notification::new(format!("{}{ALERT_TITLE_SUFFIX}", self.level), self.msg);
         let f = &mut n.content.fields;
         f.insert("occurrences", self.count.to_string());
@@ -358,6 +412,16 @@ impl Group {
         f.insert("last_seen", rfc3339::text(self.last_seen));
         f.insert("source", format!("{}:{}", self.file, self.line));
         f.insert("logger", self.logger);
+        let o = &mut n.provider_options;
+        // PagerDuty: one incident per error group, shared by the replicas.
+        o.insert("dedup_key", key.as_str());
+        f.insert(alert::GROUP_KEY_FIELD, key);
+        o.insert(alert::ALERTNAME, alert::FORWARDED_ALERTNAME);
+        o.insert(alert::LABELS, alert::GROUP_KEY_FIELD);
+        o.insert(alert::STATUS, alert::FIRING);
+        if let Some(lease) = lease {
+            o.insert(alert::LEASE_SECS, lease.as_secs().max(1).to_string());
+        }
         for (k, v) in self.fields {
             f.insert(k, v);
         }
@@ -467,6 +531,15 @@ impl Pending {
     }
 }
 
+/// An alert sent and not yet resolved.
+#[derive(Debug)]
+struct Active {
+    /// The last alert sent for the group.
+    firing: Notification,
+    /// When it was sent: the group is quiet from then on unless a window has it again.
+    sent: Instant,
+}
+
 /// The sending side: the rate limit and what the next alert reports.
 #[derive(Debug, Default)]
 struct Sender {
@@ -506,9 +579,12 @@ struct Inner {
     service: NotificationService,
     handle: tokio::runtime::Handle,
     hasher: RandomState,
-    /// Lock order: `sender`, then `pending`. `write` takes `pending` only.
+    /// Lock order: `sender`, then `pending`, then `active`. `write` takes `pending`
+    /// only.
     pending: Mutex<Pending>,
     sender: Mutex<Sender>,
+    /// The alerts sent and not yet resolved, by group key (at most `max_groups`).
+    active: Mutex<HashMap<String, Active>>,
     wake: Arc<Notify>,
     closed: AtomicBool,
     counters: Arc<Counters>,
@@ -620,8 +696,12 @@ impl Inner {
                 bump(&self.counters.rate_limited_groups);
                 continue;
             }
-            let mut n = g.into_notification(sender.dropped, sender.rate_limited);
+            let mut n =
+                g.into_notification(sender.dropped, sender.rate_limited, self.config.lease());
             n.providers.clone_from(&self.config.providers);
+            if self.config.resolve_after.is_some() {
+                self.follow(&n);
+            }
             if self.hand_off(n) {
                 sender.dropped = 0;
                 sender.rate_limited = 0;
@@ -631,6 +711,57 @@ impl Inner {
             }
         }
         0
+    }
+
+    /// Follows a firing alert until it is resolved.
+    fn follow(&self, n: &Notification) {
+        let Some(key) = n.content.fields.get(alert::GROUP_KEY_FIELD) else {
+            return;
+        };
+        let mut active = lock(&self.active);
+        let known = active.contains_key(key);
+        if !known && active.len() >= self.config.max_groups {
+            bump(&self.counters.untracked_alerts);
+            return;
+        }
+        active.insert(
+            key.to_string(),
+            Active {
+                firing: n.clone(),
+                sent: Instant::now(),
+            },
+        );
+        drop(active);
+        if !known {
+            // The flush task may be asleep with no deadline: it has one now.
+            self.wake.notify_one();
+        }
+    }
+
+    /// Sends resolved the alerts whose group has been quiet for `resolve_after` by
+    /// `now`; returns when the next one will be.
+    fn resolve_quiet(&self, now: Instant) -> Option<Instant> {
+        let quiet = self.config.resolve_after?;
+        let mut due = Vec::new();
+        let next = {
+            let mut active = lock(&self.active);
+            active.retain(|_, a| {
+                let over = now.saturating_duration_since(a.sent) >= quiet;
+                if over {
+                    due.push(a.firing.clone());
+                }
+                !over
+            });
+            active.values().map(|a| a.sent + quiet).min()
+        };
+        for firing in due {
+            if self.hand_off(resolved(firing)) {
+                bump(&self.counters.resolved_sent);
+            } else {
+                bump(&self.counters.handoff_failed);
+            }
+        }
+        next
     }
 
     /// Puts groups that could not be sent in time back into the current window.
@@ -693,27 +824,47 @@ impl Inner {
     }
 }
 
-/// The flush task: waits for a window to open, sleeps until it ends, sends it. Holds
-/// the forwarder only while it works, so dropping the last handle ends it.
+/// The alert that says `firing` is over: the same identity (labels), the title
+/// prefixed with `RESOLVED: `, [`alert::STATUS`] resolved and [`alert::ENDS_AT`] now,
+/// and a new id (it is a notification of its own, not a resend).
+fn resolved(mut n: Notification) -> Notification {
+    n.content.title = format!("RESOLVED: {}", n.content.title);
+    n.context.id = crate::model::Context::new_id();
+    let o = &mut n.provider_options;
+    o.insert(alert::STATUS, alert::RESOLVED);
+    o.insert(alert::ENDS_AT, rfc3339::text(SystemTime::now()));
+    // PagerDuty: resolve the group's incident rather than open another.
+    o.insert("event_action", "resolve");
+    n
+}
+
+/// The flush task: waits for a window to open, sleeps until it ends, sends it; and
+/// sends resolved the alerts whose group went quiet. Holds the forwarder only while it
+/// works, so dropping the last handle ends it.
 async fn run(inner: Weak<Inner>, wake: Arc<Notify>, window: Duration) {
     loop {
-        let start = match inner.upgrade() {
-            Some(i) if !i.closed.load(Ordering::Acquire) => i.window_start(),
+        let (start, next_resolve) = match inner.upgrade() {
+            Some(i) if !i.closed.load(Ordering::Acquire) => {
+                (i.window_start(), i.resolve_quiet(Instant::now()))
+            }
             _ => return,
         };
-        let Some(start) = start else {
-            // A record that opens a window after the read above leaves a permit.
-            wake.notified().await;
+        // A window too long to end has no end: only `flush` and `close` send it.
+        let end = start.and_then(|s| s.checked_add(window));
+        if let (Some(start), Some(end)) = (start, end)
+            && Instant::now() >= end
+        {
+            let Some(i) = inner.upgrade() else { return };
+            i.send_pending(Some(start), None);
             continue;
-        };
-        match start.checked_add(window) {
-            Some(end) if Instant::now() >= end => {
-                let Some(i) = inner.upgrade() else { return };
-                i.send_pending(Some(start), None);
+        }
+        // A record that opens a window, or an alert newly followed, leaves a permit.
+        match end.into_iter().chain(next_resolve).min() {
+            Some(at) => {
+                let at = tokio::time::Instant::from_std(at);
+                let _woken = tokio::time::timeout_at(at, wake.notified()).await;
             }
-            Some(end) => tokio::time::sleep_until(tokio::time::Instant::from_std(end)).await,
-            // A window too long to end: only `flush` and `close` send.
-            None => std::future::pending::<()>().await,
+            None => wake.notified().await,
         }
     }
 }
@@ -725,11 +876,25 @@ async fn run(inner: Weak<Inner>, wake: Arc<Notify>, window: Duration) {
 /// Each alert has the title `<LEVEL>: Application Error`, the log message, a priority
 /// from the level (see [`priority_for_level`]), the source `logger`, the trace id of
 /// the first record (its `trace_id` field) and, in order, the fields `occurrences`,
-/// `first_seen`, `last_seen` (RFC 3339, UTC), `source` (`file:line`), `logger`, the
+/// `first_seen`, `last_seen` (RFC 3339, UTC), `source` (`file:line`), `logger`,
+/// `error_group` (the group's [key](alert::group_key), the same on every replica), the
 /// first record's fields (secret values masked, errors as their chain joined with
 /// `: `; a field named like one of the forwarder's is shown as `attr.<name>`), and
 /// `dropped_groups` / `rate_limited_groups` when groups were dropped at the cap or held
 /// back by the rate limit since the previous alert.
+///
+/// For an alert manager, each alert also carries the [`alert`] options: the name
+/// [`ApplicationError`](alert::FORWARDED_ALERTNAME), `error_group` as a label, the
+/// status `firing` and a lease ([`ErrorForwarderConfig::lease`]); and, for PagerDuty,
+/// `dedup_key` = the group's key, so that one incident stands for the group on every
+/// replica. While the fault goes on, every window that has records of the group sends
+/// the alert again, each time renewing its lease, so it cannot expire; once the group
+/// has had no record for [`resolve_after`](ErrorForwarderConfig::resolve_after) since
+/// its last alert was sent, the forwarder sends it once more as resolved (title
+/// `RESOLVED: ...`, status `resolved`, `alert_ends_at` now, PagerDuty's `event_action`
+/// `resolve`), not counted in the rate limit. At most `max_groups` alerts are followed
+/// so; an alert not followed, or one whose process stopped, ends when its lease runs
+/// out.
 ///
 /// Cheap to clone; every clone is the same forwarder.
 ///
@@ -793,6 +958,7 @@ impl ErrorForwarder {
             hasher: RandomState::new(),
             pending: Mutex::new(Pending::default()),
             sender: Mutex::new(Sender::default()),
+            active: Mutex::new(HashMap::new()),
             wake: wake.clone(),
             closed: AtomicBool::new(false),
             counters: Arc::new(Counters::default()),
@@ -821,6 +987,8 @@ impl ErrorForwarder {
             dropped_records: get(&c.dropped_records),
             rate_limited_groups: get(&c.rate_limited_groups),
             ignored: get(&c.ignored),
+            resolved_sent: get(&c.resolved_sent),
+            untracked_alerts: get(&c.untracked_alerts),
         }
     }
 
@@ -1045,6 +1213,7 @@ mod tests {
                 "last_seen",
                 "source",
                 "logger",
+                "error_group",
                 "trace_id",
                 "attr.source",
                 "error",
@@ -1054,6 +1223,24 @@ mod tests {
         );
         assert_eq!(field(n, "occurrences"), Some("1"));
         assert_eq!(field(n, "logger"), Some("billing"));
+        let line: u32 = field(n, "source")
+            .unwrap()
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(
+            field(n, "error_group"),
+            Some(alert::group_key("charge failed", file!(), line).as_str())
+        );
+        let o = &n.provider_options;
+        assert_eq!(o.get(alert::ALERTNAME), Some(alert::FORWARDED_ALERTNAME));
+        assert_eq!(o.get(alert::LABELS), Some("error_group"));
+        assert_eq!(o.get(alert::STATUS), Some(alert::FIRING));
+        assert_eq!(o.get("dedup_key"), field(n, "error_group"));
+        // 5 min quiet, two windows of 10 s, 1 min margin.
+        assert_eq!(o.get(alert::LEASE_SECS), Some("380"));
         assert_eq!(field(n, "attr.source"), Some("cron"));
         assert_eq!(field(n, "error"), Some("charge failed: connection refused"));
         assert_eq!(field(n, "password"), Some(REDACTED));
@@ -1305,5 +1492,86 @@ mod tests {
         assert_eq!(got.len(), 2);
         assert_eq!(field(&got[0], "occurrences"), Some("3"));
         assert_eq!(field(&got[1], "occurrences"), Some("1"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_quiet_group_is_resolved_and_a_busy_one_is_not() {
+        let window = Duration::from_millis(100);
+        let quiet = Duration::from_millis(600);
+        let (fwd, rec, hub) = setup(
+            ErrorForwarderConfig::default()
+                .with_window(window)
+                .with_resolve_after(quiet),
+        );
+        let log = hub.get_logger("app");
+        let error = |msg: &str| log.error(msg, &[]); // one call site
+        let start = Instant::now();
+        // "busy" keeps failing for 1.2 s; "brief" fails once.
+        error("brief");
+        while start.elapsed() < Duration::from_millis(1200) {
+            error("busy");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let got = rec.got();
+        let resolved: Vec<&Notification> = got
+            .iter()
+            .filter(|n| n.provider_options.get(alert::STATUS) == Some(alert::RESOLVED))
+            .collect();
+        assert_eq!(resolved.len(), 1, "{got:?}");
+        let r = resolved[0];
+        assert_eq!(r.content.message, "brief");
+        assert_eq!(r.content.title, "RESOLVED: ERROR: Application Error");
+        let firing = got.iter().find(|n| n.content.message == "brief").unwrap();
+        assert_eq!(field(r, "error_group"), field(firing, "error_group"));
+        assert_eq!(r.context.priority, firing.context.priority);
+        assert_ne!(r.context.id, firing.context.id);
+        assert_eq!(r.provider_options.get("event_action"), Some("resolve"));
+        assert_eq!(
+            r.provider_options.get("dedup_key"),
+            field(firing, "error_group")
+        );
+        let ends = r.provider_options.get(alert::ENDS_AT).unwrap();
+        assert!(ends.ends_with('Z'), "{ends}");
+        // The busy group was sent once per window, each time renewing its lease, and
+        // is not resolved while it goes on.
+        let busy = got.iter().filter(|n| n.content.message == "busy").count();
+        assert!(busy >= 5, "{busy}");
+        assert!(busy <= 14, "{busy}");
+        // Once it stops, it is resolved after the quiet time (with a bounded wait).
+        let is_resolved =
+            |n: &&Notification| n.provider_options.get(alert::STATUS) == Some(alert::RESOLVED);
+        let end = Instant::now() + Duration::from_secs(5);
+        let mut all = rec.got();
+        while all.iter().filter(is_resolved).count() < 2 && Instant::now() < end {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            all = rec.got();
+        }
+        let late: Vec<&Notification> = all.iter().filter(is_resolved).collect();
+        assert_eq!(late.len(), 2, "{all:?}");
+        assert_eq!(late[1].content.message, "busy");
+        assert_eq!(fwd.stats().resolved_sent, 2);
+        // Nothing more is followed, nothing more is sent.
+        tokio::time::sleep(quiet * 2).await;
+        assert_eq!(rec.got().len(), all.len());
+    }
+
+    #[tokio::test]
+    async fn without_resolved_alerts_nothing_is_followed_and_no_lease_is_set() {
+        let (fwd, rec, hub) = setup(
+            ErrorForwarderConfig::default()
+                .with_window(Duration::from_millis(20))
+                .without_resolved_alerts(),
+        );
+        hub.get_logger("app").error("once", &[]);
+        flush(&fwd);
+        let got = rec.wait_for(1).await;
+        assert_eq!(got[0].provider_options.get(alert::LEASE_SECS), None);
+        assert!(lock(&fwd.inner.active).is_empty());
+        let e = ErrorForwarderConfig::default()
+            .with_resolve_after(Duration::ZERO)
+            .validate()
+            .unwrap_err();
+        assert_eq!(e, ForwarderConfigError::ZeroResolveAfter);
+        assert!(e.to_string().contains("resolve_after"), "{e}");
     }
 }

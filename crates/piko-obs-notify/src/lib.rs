@@ -18,7 +18,10 @@
 //!   [`DeadLetterStore`] port, so that a notification is delivered or on disk;
 //! - [`ErrorForwarder`]: an output of the `piko-obs-logger` hub that turns ERROR logs
 //!   into alerts, grouped by message and call site over a window, capped and rate
-//!   limited.
+//!   limited; with the key of each group and, when a group goes quiet, a resolved
+//!   alert, so that an alert manager merges replicas and closes the alert;
+//! - [`alert`]: the options that make a notification an alert with an identity and
+//!   a state (for Prometheus Alertmanager).
 //!
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -41,6 +44,7 @@
 //!
 //! No feature flags. Needs a tokio runtime for sending and for the dispatcher.
 
+pub mod alert;
 mod dispatcher;
 mod forward;
 mod model;

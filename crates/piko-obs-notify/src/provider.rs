@@ -9,7 +9,7 @@
 //! ```
 //! use piko_obs_notify::provider;
 //! assert_eq!(provider::GOOGLE_CHAT, "googlechat");
-//! assert_eq!(provider::ALL.len(), 8);
+//! assert_eq!(provider::ALL.len(), 9);
 //! ```
 
 /// Slack incoming webhooks.
@@ -28,9 +28,11 @@ pub const NTFY: &str = "ntfy";
 pub const WEBHOOK: &str = "webhook";
 /// Lines on the process's standard output.
 pub const STDOUT: &str = "stdout";
+/// Prometheus Alertmanager's API v2 (not one of Piko's).
+pub const ALERTMANAGER: &str = "alertmanager";
 
-/// The eight names above, in that order.
-pub const ALL: [&str; 8] = [
+/// The names above, in that order: Piko's eight, then Alertmanager.
+pub const ALL: [&str; 9] = [
     SLACK,
     DISCORD,
     PAGERDUTY,
@@ -39,4 +41,5 @@ pub const ALL: [&str; 8] = [
     NTFY,
     WEBHOOK,
     STDOUT,
+    ALERTMANAGER,
 ];

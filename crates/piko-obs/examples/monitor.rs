@@ -5,7 +5,8 @@
 //! request metrics: `GET /`, and `GET /fail`, which logs an ERROR with a two-level error
 //! chain and answers 500. Health probes and `/metrics` on `127.0.0.1:9090`
 //! (`/live`, `/ready`, `/startup`, `/metrics`), with one
-//! custom probe, `upstream`, that SIGUSR1 switches between healthy and unhealthy. Alerts
+//! custom probe, `upstream`, that SIGUSR1 switches between healthy and unhealthy, and
+//! SIGUSR2 replays the dead-letter file (alerts that could not be delivered). Alerts
 //! go to stdout and to a provider for each notification variable that is set; it sends
 //! one, `Service started`, to all of them at start-up, and ERROR lines are forwarded to
 //! them as grouped alerts. With `SENTRY_DSN` set, ERROR lines are Sentry events too. It logs `Server started` with the
@@ -36,6 +37,8 @@ Runs the piko-obs example service until SIGTERM or SIGINT.
 
 Signals:
   SIGUSR1                   switch the `upstream` probe between healthy and unhealthy
+  SIGUSR2                   replay the dead-letter file: send again the alerts that
+                            could not be delivered
   SIGTERM, SIGINT           shut down in order
 
 Environment:
@@ -65,7 +68,7 @@ Sentry (ERROR lines as events, lower lines as breadcrumbs, when a DSN is set):
   SENTRY_DEBUG
 
 Alerts (stdout always; one provider for each variable set; ERROR lines are forwarded
-to them, grouped by message and call site over 10 s):
+to them, grouped by message and call site over a window, and sent resolved once quiet):
   SLACK_WEBHOOK_URL         Slack incoming webhook
   DISCORD_WEBHOOK_URL       Discord webhook
   PAGERDUTY_ROUTING_KEY     PagerDuty Events API v2 integration key
@@ -77,6 +80,21 @@ to them, grouped by message and call site over 10 s):
   NTFY_TOKEN                ntfy access token
   WEBHOOK_URL               any webhook (JSON)
   WEBHOOK_SECRET            sign webhook requests (Standard Webhooks)
+  ALERTMANAGER_URL          Prometheus Alertmanager(s), comma-separated: every peer
+                            of an HA cluster (http://am-0:9093,http://am-1:9093);
+                            user:password@ in a URL for basic auth
+  ALERTMANAGER_TOKEN        bearer token for Alertmanager
+  ALERTMANAGER_CA_FILE      PEM file of a CA to trust for https:// Alertmanagers
+  ALERTMANAGER_INSTANCE     the alerts' `instance` label (default the host name)
+  ERROR_ALERT_WINDOW_MS     how long ERROR lines are grouped (default 10000)
+  ERROR_ALERT_RESOLVE_AFTER_MS
+                            how long a group must stay quiet before its alert is sent
+                            resolved (default 300000)
+  NOTIFICATION_MAX_RETRIES  retries of a failed alert before it is dead-lettered
+                            (default 5)
+  NOTIFICATION_RETRY_DELAY_MS
+                            the first wait before a retry, doubled each time
+                            (default 2000)
   PIKO_NOTIFICATION_DEAD_LETTER_PATH
                             where undeliverable alerts are kept (default
                             ~/.local/state/piko-obs/notifications.dead-letter.jsonl)";
@@ -111,7 +129,12 @@ fn main() -> ExitCode {
             term: signal(SignalKind::terminate()).expect("a SIGTERM handler"),
             int: signal(SignalKind::interrupt()).expect("a SIGINT handler"),
             usr1: signal(SignalKind::user_defined1()).expect("a SIGUSR1 handler"),
+            usr2: signal(SignalKind::user_defined2()).expect("a SIGUSR2 handler"),
         }
+    };
+    let (forwarding, retry) = match alert_settings() {
+        Ok(s) => s,
+        Err(e) => return usage_error(&e),
     };
     let upstream_down = Arc::new(AtomicBool::new(false));
     let down = upstream_down.clone();
@@ -127,7 +150,8 @@ fn main() -> ExitCode {
             }),
         )
         .with_notification_providers_from_env()
-        .with_error_notifications(notification::ErrorForwarderConfig::new())
+        .with_notification_retry_policy(retry)
+        .with_error_notifications(forwarding)
         .with_sentry_from_env()
         .with_custom_health_probe(probe_fn("upstream", move |_, _| {
             let is_down = down.load(Ordering::SeqCst);
@@ -247,6 +271,33 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// The error forwarding and retry settings, from `ERROR_ALERT_*` and
+/// `NOTIFICATION_*` (the defaults when unset).
+fn alert_settings() -> Result<
+    (
+        notification::ErrorForwarderConfig,
+        notification::RetryPolicy,
+    ),
+    String,
+> {
+    let mut forwarding = notification::ErrorForwarderConfig::new();
+    if std::env::var_os("ERROR_ALERT_WINDOW_MS").is_some() {
+        let ms = env_number("ERROR_ALERT_WINDOW_MS", 10_000)?;
+        forwarding = forwarding.with_window(Duration::from_millis(ms));
+    }
+    if std::env::var_os("ERROR_ALERT_RESOLVE_AFTER_MS").is_some() {
+        let ms = env_number("ERROR_ALERT_RESOLVE_AFTER_MS", 300_000)?;
+        forwarding = forwarding.with_resolve_after(Duration::from_millis(ms));
+    }
+    let mut retry = notification::RetryPolicy::default()
+        .with_max_retries(env_number("NOTIFICATION_MAX_RETRIES", 5)?);
+    let delay = Duration::from_millis(env_number("NOTIFICATION_RETRY_DELAY_MS", 2_000)?);
+    retry = retry
+        .with_backoff(delay, retry.max_delay.max(delay), retry.factor)
+        .map_err(|e| format!("NOTIFICATION_RETRY_DELAY_MS: {e}"))?;
+    Ok((forwarding, retry))
+}
+
 fn env_number<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String> {
     match std::env::var(name) {
         Err(_) => Ok(default),
@@ -290,11 +341,30 @@ impl std::fmt::Display for UpstreamError {
 
 impl std::error::Error for UpstreamError {}
 
+/// Queues the dead-letter file's alerts again (on a blocking thread: it reads the file).
+async fn replay_dead_letters(log: &logger::Logger) {
+    let Some(dispatcher) = notification::service().and_then(|s| s.dispatcher().cloned()) else {
+        return;
+    };
+    match tokio::task::spawn_blocking(move || dispatcher.replay()).await {
+        Ok(Ok((queued, unreadable))) => log.notice(
+            "Dead letters replayed",
+            &[
+                attr::uint("queued", queued as u64),
+                attr::uint("unreadable", unreadable as u64),
+            ],
+        ),
+        Ok(Err(e)) => log.warn("Dead letters not replayed", &[attr::display("error", &e)]),
+        Err(e) => log.warn("Dead letters not replayed", &[attr::display("error", &e)]),
+    }
+}
+
 /// The signals the service answers, registered at start-up.
 struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
     usr1: tokio::signal::unix::Signal,
+    usr2: tokio::signal::unix::Signal,
 }
 
 async fn wait_for_signal(
@@ -310,6 +380,7 @@ async fn wait_for_signal(
                 let now_down = !upstream_down.fetch_xor(true, Ordering::SeqCst);
                 log.warn("Upstream switch", &[attr::bool("down", now_down)]);
             }
+            _ = signals.usr2.recv() => replay_dead_letters(log).await,
         }
     }
 }

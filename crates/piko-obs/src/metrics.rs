@@ -197,6 +197,14 @@ fn describe_self_metrics() {
             "piko_obs_error_notifications_rate_limited_total",
             "Error groups not sent because of the alerts-per-minute limit.",
         ),
+        (
+            "piko_obs_error_notifications_resolved_total",
+            "Error alerts sent resolved once their group was quiet.",
+        ),
+        (
+            "piko_obs_error_notifications_untracked_total",
+            "Error alerts sent but not followed for a resolved alert (too many followed).",
+        ),
     ] {
         metrics::describe_counter!(name, help);
     }

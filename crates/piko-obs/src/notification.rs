@@ -1,5 +1,5 @@
 //! Notifications: alerts to Slack, Discord, PagerDuty, Teams, Google Chat, ntfy, any
-//! webhook or stdout, sent now with retries or queued to the dispatcher, so that each
+//! webhook, Prometheus Alertmanager or stdout, sent now with retries or queued to the dispatcher, so that each
 //! is delivered or kept in the dead-letter file.
 //!
 //! `init()` builds the process's notification service: the providers given with
@@ -35,10 +35,10 @@ use std::sync::RwLock;
 
 pub use piko_obs_notify::*;
 pub use piko_obs_notify_providers::{
-    ConfigError, DEFAULT_MAX_BYTES, DiscordNotifier, EU_EVENTS_URL, EVENTS_URL,
-    FileDeadLetterStore, GoogleChatNotifier, HttpClient, NtfyNotifier, PagerDutyNotifier,
-    SlackNotifier, StdoutFormat, StdoutNotifier, TeamsFormat, TeamsNotifier, WebhookNotifier,
-    default_dead_letter_path,
+    ALERTMANAGER, AlertmanagerNotifier, ConfigError, DEFAULT_LEASE, DEFAULT_MAX_BYTES,
+    DiscordNotifier, EU_EVENTS_URL, EVENTS_URL, FileDeadLetterStore, GoogleChatNotifier,
+    HttpClient, NtfyNotifier, PagerDutyNotifier, SlackNotifier, StdoutFormat, StdoutNotifier,
+    TeamsFormat, TeamsNotifier, WebhookNotifier, default_dead_letter_path,
 };
 
 /// The environment variables `with_notification_providers_from_env` reads, each
@@ -47,8 +47,13 @@ pub use piko_obs_notify_providers::{
 /// `PAGERDUTY_EVENTS_URL` to change the endpoint), `TEAMS_WEBHOOK_URL` (teams; with
 /// `TEAMS_WEBHOOK_FORMAT=messagecard` for a legacy connector), `GOOGLE_CHAT_WEBHOOK_URL`
 /// (googlechat), `NTFY_URL` (ntfy, server and topic; with `NTFY_TOKEN`), `WEBHOOK_URL`
-/// (webhook; with `WEBHOOK_SECRET` to sign).
-pub const ENV_PROVIDERS: [&str; 7] = [
+/// (webhook; with `WEBHOOK_SECRET` to sign), `ALERTMANAGER_URL` (alertmanager: a
+/// comma-separated list, one URL per Alertmanager of an HA cluster; with
+/// `ALERTMANAGER_TOKEN` for a bearer token, `user:password@` in the URLs for basic
+/// auth, `ALERTMANAGER_CA_FILE` for the PEM file of a CA to trust besides the
+/// platform's, and `ALERTMANAGER_INSTANCE` for the `instance` label, default the host
+/// name).
+pub const ENV_PROVIDERS: [&str; 8] = [
     "SLACK_WEBHOOK_URL",
     "DISCORD_WEBHOOK_URL",
     "PAGERDUTY_ROUTING_KEY",
@@ -56,10 +61,11 @@ pub const ENV_PROVIDERS: [&str; 7] = [
     "GOOGLE_CHAT_WEBHOOK_URL",
     "NTFY_URL",
     "WEBHOOK_URL",
+    "ALERTMANAGER_URL",
 ];
 
 /// Every variable the providers from the environment read.
-pub const ENV_VARIABLES: [&str; 11] = [
+pub const ENV_VARIABLES: [&str; 15] = [
     "SLACK_WEBHOOK_URL",
     "DISCORD_WEBHOOK_URL",
     "PAGERDUTY_ROUTING_KEY",
@@ -71,6 +77,10 @@ pub const ENV_VARIABLES: [&str; 11] = [
     "NTFY_TOKEN",
     "WEBHOOK_URL",
     "WEBHOOK_SECRET",
+    "ALERTMANAGER_URL",
+    "ALERTMANAGER_TOKEN",
+    "ALERTMANAGER_CA_FILE",
+    "ALERTMANAGER_INSTANCE",
 ];
 
 /// The dead-letter file's path, from the environment when `with_*` did not set it.
@@ -169,6 +179,39 @@ pub(crate) fn providers_from_env(
         }
         out.push(reg(provider::WEBHOOK, hook));
     }
+    if let Some(urls) = get("ALERTMANAGER_URL") {
+        let http = match get("ALERTMANAGER_CA_FILE") {
+            None => http.clone(),
+            Some(path) => {
+                let pem = std::fs::read_to_string(path.trim()).map_err(|e| EnvProviderError {
+                    variable: "ALERTMANAGER_CA_FILE",
+                    source: ConfigError {
+                        field: "alertmanager CA file",
+                        reason: format!("cannot be read ({e}); give the path of a PEM file"),
+                    },
+                })?;
+                HttpClient::with_extra_roots(
+                    piko_obs_notify_providers::DEFAULT_CONNECT_TIMEOUT,
+                    piko_obs_notify_providers::DEFAULT_TOTAL_TIMEOUT,
+                    &pem,
+                )
+                .map_err(err("ALERTMANAGER_CA_FILE"))?
+            }
+        };
+        let mut am =
+            AlertmanagerNotifier::from_url_list(&http, &urls).map_err(err("ALERTMANAGER_URL"))?;
+        if let Some(token) = get("ALERTMANAGER_TOKEN") {
+            am = am
+                .with_bearer_token(&token)
+                .map_err(err("ALERTMANAGER_TOKEN"))?;
+        }
+        if let Some(instance) = get("ALERTMANAGER_INSTANCE") {
+            am = am
+                .with_instance(&instance)
+                .map_err(err("ALERTMANAGER_INSTANCE"))?;
+        }
+        out.push(reg(ALERTMANAGER, am));
+    }
     Ok(out)
 }
 
@@ -214,6 +257,14 @@ pub(crate) fn record_forwarder_stats() {
             (
                 "piko_obs_error_notifications_rate_limited_total",
                 s.rate_limited_groups,
+            ),
+            (
+                "piko_obs_error_notifications_resolved_total",
+                s.resolved_sent,
+            ),
+            (
+                "piko_obs_error_notifications_untracked_total",
+                s.untracked_alerts,
             ),
         ] {
             ::metrics::counter!(name).absolute(v);
@@ -297,13 +348,40 @@ mod tests {
             ("WEBHOOK_URL", "http://127.0.0.1:9/hook"),
             ("NTFY_URL", "http://127.0.0.1:9/alerts"),
             ("SLACK_WEBHOOK_URL", " "),
+            (
+                "ALERTMANAGER_URL",
+                "http://127.0.0.1:9, http://127.0.0.1:10/am/",
+            ),
+            ("ALERTMANAGER_INSTANCE", "pod-1"),
         ]))
         .unwrap();
         let s = NotificationService::default();
         for r in regs {
             r(&s).unwrap();
         }
-        assert_eq!(s.providers(), ["ntfy", "webhook"]);
+        assert_eq!(s.providers(), ["alertmanager", "ntfy", "webhook"]);
+        let e = match providers_from_env(env(&[
+            ("ALERTMANAGER_URL", "http://127.0.0.1:9"),
+            ("ALERTMANAGER_TOKEN", "tok\nSECRET"),
+        ])) {
+            Err(e) => e,
+            Ok(_) => panic!("a bad token is an error"),
+        };
+        assert_eq!(e.variable, "ALERTMANAGER_TOKEN");
+        assert!(!e.to_string().contains("SECRET"), "{e}");
+        let e = match providers_from_env(env(&[("ALERTMANAGER_URL", " , ")])) {
+            Err(e) => e,
+            Ok(_) => panic!("an empty list is an error"),
+        };
+        assert_eq!(e.variable, "ALERTMANAGER_URL");
+        let e = match providers_from_env(env(&[
+            ("ALERTMANAGER_URL", "https://127.0.0.1:9"),
+            ("ALERTMANAGER_CA_FILE", "/nonexistent/ca.pem"),
+        ])) {
+            Err(e) => e,
+            Ok(_) => panic!("a missing CA file is an error"),
+        };
+        assert_eq!(e.variable, "ALERTMANAGER_CA_FILE");
         let Err(e) = providers_from_env(env(&[("SLACK_WEBHOOK_URL", "not a url/T0/SECRET")]))
         else {
             panic!("a bad URL is an error");
