@@ -7,9 +7,30 @@ use std::time::Duration;
 
 use crate::{Result, cargo, root, wait_bounded};
 
-struct Check {
-    name: &'static str,
-    run: fn() -> Result,
+/// One named check of `integration` or `deploy`.
+pub(crate) struct Check {
+    pub(crate) name: &'static str,
+    pub(crate) run: fn() -> Result,
+}
+
+/// Runs every check, reporting each as `{what}: ok` or `{what}: FAIL`; fails if one did.
+pub(crate) fn run_checks(what: &str, checks: &[Check]) -> Result {
+    let mut failed = 0;
+    for c in checks {
+        match (c.run)() {
+            Ok(()) => eprintln!("{what}: ok   {}", c.name),
+            Err(e) => {
+                failed += 1;
+                eprintln!("{what}: FAIL {}: {e}", c.name);
+            }
+        }
+    }
+    println!("{what}: {} passed, {failed} failed", checks.len() - failed);
+    if failed > 0 {
+        Err(format!("{failed} {what} check(s) failed"))
+    } else {
+        Ok(())
+    }
 }
 
 pub(crate) fn run() -> Result {
@@ -89,31 +110,13 @@ pub(crate) fn run() -> Result {
                 .map(|(name, run)| Check { name, run }),
         )
         .collect();
-    let mut failed = 0;
-    for c in &checks {
-        match (c.run)() {
-            Ok(()) => eprintln!("integration: ok   {}", c.name),
-            Err(e) => {
-                failed += 1;
-                eprintln!("integration: FAIL {}: {e}", c.name);
-            }
-        }
-    }
-    println!(
-        "integration: {} passed, {failed} failed",
-        checks.len() - failed
-    );
-    if failed > 0 {
-        Err(format!("{failed} integration check(s) failed"))
-    } else {
-        Ok(())
-    }
+    run_checks("integration", &checks)
 }
 
 /// Runs `tool ARGS` with `input` on its stdin, waiting at most `bound`: its exit
 /// status, stdout and stderr, read while it runs (so a large output cannot stall it).
 /// `package` is the Debian package to install when the tool is missing.
-fn pipe_through(
+pub(crate) fn pipe_through(
     tool: &str,
     args: &[&str],
     input: &[u8],
@@ -292,17 +295,17 @@ impl Drop for Reaper {
 
 /// The running example: its process, the rest of its stdout, and the addresses of its
 /// probe server and application route, read from its first two lines.
-struct Monitor {
-    process: Reaper,
-    out: BufReader<std::process::ChildStdout>,
-    probes: String,
-    app: String,
+pub(crate) struct Monitor {
+    pub(crate) process: Reaper,
+    pub(crate) out: BufReader<std::process::ChildStdout>,
+    pub(crate) probes: String,
+    pub(crate) app: String,
     /// Alert lines printed before the address lines.
     alerts: String,
 }
 
 /// Starts the monitor example with both servers on free ports.
-fn start_monitor(extra_env: &[(&str, &str)]) -> Result<Monitor> {
+pub(crate) fn start_monitor(extra_env: &[(&str, &str)]) -> Result<Monitor> {
     let exe = root().join("target/debug/examples/monitor");
     let mut cmd = Command::new(&exe);
     cmd.arg("prod")

@@ -2,7 +2,7 @@
 //!
 //! - `ci`: format check, `cargo deny check licenses bans sources` (when cargo-deny is
 //!   installed), clippy with `-D warnings`, docs with `-D warnings`, every test, then
-//!   `integration`;
+//!   `integration` and `deploy`;
 //! - `integration`: the toolkit against real third-party programs and peers: the example
 //!   service's JSON lines read by `jq`, rotated log files read by `gzip`, its readiness
 //!   probed by Debian's `prometheus-blackbox-exporter`, its `/metrics` checked by
@@ -11,6 +11,11 @@
 //!   webhook's Standard Webhooks signature verified by `openssl`), its three OpenTelemetry
 //!   signals by an OTLP receiver, its Sentry events by a Sentry endpoint, a run given
 //!   secrets searched for them, and every other example run and checked;
+//! - `deploy`: the operator's kit in `deploy/` and the `Dockerfile`, each file checked by
+//!   a real tool: `kubernetes-validate --strict`, a JSON schema for the Prometheus
+//!   Operator monitors, `promtool check config|rules` and `promtool test rules`, the
+//!   Grafana dashboard's expressions parsed by promtool and matched against the example's
+//!   `/metrics`, the image's `HEALTHCHECK` command run against the example;
 //! - `soak [--minutes N]`: the example service under load for N minutes (default 10)
 //!   while its OTLP collector, Sentry endpoint and webhook stop, hang and come back; then
 //!   the accounting of requests, log lines, spans, events and alerts, and its memory;
@@ -27,6 +32,7 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 mod bench;
+mod deploy;
 mod examples;
 mod fuzz;
 mod integration;
@@ -41,12 +47,13 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci(),
         Some("integration") => integration::run(),
+        Some("deploy") => deploy::run(),
         Some("soak") => soak::run(&args[1..]),
         Some("fuzz") => fuzz::run(&args[1..]),
         Some("bench") => bench::run(args.get(1).map(String::as_str)),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci | integration | soak [--minutes N] | fuzz [--minutes N] [--cases C] | bench [logger | health | metrics | notification | otlp]>"
+                "usage: cargo xtask <ci | integration | deploy | soak [--minutes N] | fuzz [--minutes N] [--cases C] | bench [logger | health | metrics | notification | otlp]>"
             );
             return ExitCode::from(2);
         }
@@ -160,7 +167,8 @@ fn ci() -> Result {
     let mut test = cargo();
     test.args(["test", "--workspace", "--locked"]);
     run(test)?;
-    integration::run()
+    integration::run()?;
+    deploy::run()
 }
 
 /// Waits for `child` at most `limit`, killing it after.
