@@ -468,7 +468,10 @@ impl Builder {
         self.health_tls = Some(tls);
         self
     }
-    /// Adds a probe for the service's dependencies.
+    /// Adds a probe for the service's dependencies. It answers readiness and startup,
+    /// not liveness: a dependency's outage takes the pod out of the endpoints instead of
+    /// making Kubernetes restart every pod ([`health::ProbeKinds`];
+    /// `ProbeOptions::default().with_liveness()` opts in).
     pub fn with_custom_health_probe(self, probe: impl health::Probe) -> Self {
         self.with_custom_health_probe_options(probe, health::ProbeOptions::default())
     }
