@@ -40,6 +40,9 @@ pub use http::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_TOTAL_TIMEOUT, HttpClient, MAX_A
 mod dead_letter;
 pub use dead_letter::{DEFAULT_MAX_BYTES, FileDeadLetterStore, default_dead_letter_path};
 
+mod memory_dead_letter;
+pub use memory_dead_letter::{DEFAULT_MEMORY_ENTRIES, MemoryDeadLetterStore};
+
 #[cfg(feature = "discord")]
 mod discord;
 #[cfg(feature = "discord")]
