@@ -9,7 +9,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::integration::{
-    Check, Monitor, http_get, pipe_through, run_checks, signal, start_monitor,
+    Check, Monitor, http_get, jq, pipe_through, run_checks, signal, start_monitor,
+    start_monitor_with,
 };
 use crate::{Result, cargo, root, wait_bounded};
 
@@ -59,6 +60,14 @@ pub(crate) fn run() -> Result {
         Check {
             name: "the Dockerfile's HEALTHCHECK command answers for the running example",
             run: healthcheck_against_example,
+        },
+        Check {
+            name: "the probe server's address and paths come from PIKO_HEALTH_* when code sets none",
+            run: probe_settings_from_environment,
+        },
+        Check {
+            name: "the example starts with an unwritable HOME: dead letters in memory and on stderr, counted on /metrics; a dead-letter path set but unwritable fails init naming it",
+            run: unwritable_home,
         },
     ];
     run_checks("deploy", &checks)
@@ -304,6 +313,16 @@ fn metric_names(expr: &str) -> Vec<String> {
     names
 }
 
+/// Reads the example's stdout as it comes, so that a full pipe never blocks its
+/// writers.
+fn drain_stdout(out: std::io::BufReader<std::process::ChildStdout>) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut out = out;
+        let mut sink = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut out, &mut sink);
+    })
+}
+
 /// The names of the series in a Prometheus text exposition (a histogram's or summary's
 /// `_bucket`, `_sum`, `_count` each count as served).
 fn served_names(text: &str) -> std::collections::BTreeSet<String> {
@@ -333,12 +352,7 @@ fn example_metrics() -> Result<String> {
         ("OTEL_EXPORTER_OTLP_TIMEOUT", "500"),
         ("SENTRY_DSN", dsn.as_str()),
     ])?;
-    // Its stdout is read as it comes, so that a full pipe never blocks its writers.
-    let drain = std::thread::spawn(move || {
-        let mut out = out;
-        let mut sink = Vec::new();
-        let _ = std::io::Read::read_to_end(&mut out, &mut sink);
-    });
+    let drain = drain_stdout(out);
     let result = (|| {
         for p in ["/", "/", "/fail"] {
             http_get(&app, p)?;
@@ -539,6 +553,156 @@ fn healthcheck_against_example() -> Result {
     signal(monitor.process.0.id(), "TERM")?;
     let _ = wait_bounded(&mut monitor.process.0, Duration::from_secs(20))?;
     result
+}
+
+/// Operators move the probes without a rebuild: with `HEALTH_PORT` blank the example
+/// sets no port in code, so the `PIKO_HEALTH_*` variables apply.
+fn probe_settings_from_environment() -> Result {
+    let port = crate::integration::free_port()?.to_string();
+    let Monitor {
+        mut process,
+        out,
+        probes,
+        startup,
+        ..
+    } = start_monitor(&[
+        ("HEALTH_PORT", ""),
+        ("PIKO_HEALTH_PORT", port.as_str()),
+        ("PIKO_HEALTH_BIND_ADDRESS", "127.0.0.1"),
+        ("PIKO_HEALTH_READY_PATH", "/readyz"),
+        ("PIKO_HEALTH_LIVE_PATH", "/livez"),
+    ])?;
+    let drain = drain_stdout(out);
+    let result = (|| {
+        if probes != format!("127.0.0.1:{port}") {
+            return Err(format!(
+                "the probes listen on {probes}, not 127.0.0.1:{port}"
+            ));
+        }
+        for (path, want) in [
+            ("/readyz", 200),
+            ("/livez", 200),
+            ("/ready", 404),
+            ("/startup", 200),
+        ] {
+            let (code, _) = http_get(&probes, path)?;
+            if code != want {
+                return Err(format!("GET {path} answered {code}, not {want}"));
+            }
+        }
+        jq(
+            &format!(
+                r#"map(select(.msg == "piko-obs started")) | length == 1
+                  and .[0].probes == "http://127.0.0.1:{port} /livez /readyz /startup""#
+            ),
+            startup.as_bytes(),
+        )
+    })();
+    signal(process.0.id(), "TERM")?;
+    let _ = wait_bounded(&mut process.0, Duration::from_secs(20))?;
+    let _ = drain.join();
+    result
+}
+
+/// A read-only root file system, as the Deployment sets it: the default dead-letter
+/// file cannot be created. Here HOME is a path under a regular file, which no user
+/// (root included) can create folders in.
+fn unwritable_home() -> Result {
+    let dir = std::env::temp_dir().join(format!("piko-obs-rohome-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let result = unwritable_home_in(&dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn unwritable_home_in(dir: &std::path::Path) -> Result {
+    let file = dir.join("not-a-folder");
+    std::fs::write(&file, "").map_err(|e| e.to_string())?;
+    let home = file.join("home");
+    let home = home.to_str().ok_or("path")?;
+    // An alert that cannot be delivered: a webhook on a closed port, so the start-up
+    // alert is dead-lettered at shutdown.
+    let closed = format!("http://127.0.0.1:{}/hook", crate::integration::free_port()?);
+    let Monitor {
+        mut process,
+        out,
+        probes,
+        startup,
+        ..
+    } = start_monitor_with(
+        &[
+            ("HOME", home),
+            ("XDG_STATE_HOME", ""),
+            // Blank is unset: the default path under HOME applies.
+            ("PIKO_NOTIFICATION_DEAD_LETTER_PATH", ""),
+            ("WEBHOOK_URL", closed.as_str()),
+        ],
+        std::process::Stdio::piped(),
+    )?;
+    let mut stderr = process.0.stderr.take().ok_or("stderr")?;
+    let errors = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+        text
+    });
+    let drain = drain_stdout(out);
+    let (code, metrics) = http_get(&probes, "/metrics")?;
+    signal(process.0.id(), "TERM")?;
+    let status = wait_bounded(&mut process.0, Duration::from_secs(30))?;
+    let _ = drain.join();
+    let errors = errors.join().unwrap_or_default();
+    if !status.success() {
+        return Err(format!("the example exited with {status}: {errors}"));
+    }
+    if code != 200 || !metrics.contains("\npiko_obs_notifications_dead_letter_in_memory 0\n") {
+        return Err(format!(
+            "/metrics ({code}) has no piko_obs_notifications_dead_letter_in_memory 0:\n{metrics}"
+        ));
+    }
+    jq(
+        r#"(map(select(.level == "WARN" and .logger == "piko-obs/notification")) | length == 1
+            and (.[0].path | endswith("/home/.local/state/piko-obs/notifications.dead-letter.jsonl")))
+          and (map(select(.msg == "piko-obs started")) | length == 1
+            and (.[0].dead_letters | startswith("memory and stderr (default file ")))"#,
+        startup.as_bytes(),
+    )
+    .map_err(|e| format!("the start-up lines: {e}"))?;
+    let kept: Vec<&str> = errors
+        .lines()
+        .filter_map(|l| l.strip_prefix("piko-obs: notify.dead_letter.in_memory: "))
+        .collect();
+    jq(
+        r#"length == 1 and .[0].notification.content.title == "Service started"
+          and .[0].providers == ["webhook"]"#,
+        kept.join("\n").as_bytes(),
+    )
+    .map_err(|e| format!("the dead letter on stderr: {e}; stderr: {errors}"))?;
+    // A path the operator set must be writable: init() fails, naming the variable.
+    let bad = file.join("dead-letters.jsonl");
+    let mut child = Command::new(root().join("target/debug/examples/monitor"))
+        .arg("prod")
+        .env("HEALTH_PORT", "0")
+        .env("APP_PORT", "0")
+        .env("PIKO_NOTIFICATION_DEAD_LETTER_PATH", &bad)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("the monitor example: {e}"))?;
+    let mut stderr = child.stderr.take().ok_or("stderr")?;
+    let status = wait_bounded(&mut child, Duration::from_secs(20))?;
+    let mut err = String::new();
+    let _ = std::io::Read::read_to_string(&mut stderr, &mut err);
+    let want = format!(
+        "PIKO_NOTIFICATION_DEAD_LETTER_PATH: notification dead-letter file {}",
+        bad.display()
+    );
+    if status.code() != Some(2) || !err.contains(&want) {
+        return Err(format!(
+            "with PIKO_NOTIFICATION_DEAD_LETTER_PATH unwritable the example exited {status}, expected 2 and {want:?}: {err}"
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

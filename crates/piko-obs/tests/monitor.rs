@@ -84,13 +84,23 @@ fn prod_writes_json_lines_and_stops_on_sigterm() {
     );
     assert_eq!(alerts[0]["notification"]["context"]["source"], "monitor");
     let lines: Vec<&serde_json::Value> = all.iter().filter(|l| l.get("msg").is_some()).collect();
-    assert_eq!(lines[0]["msg"], "Health probes listening");
-    assert!(lines[0]["addr"].as_str().unwrap().starts_with("127.0.0.1:"));
-    assert_eq!(lines[1]["msg"], "Application listening");
-    assert_eq!(lines[2]["msg"], "Server started");
-    assert_eq!(lines[2]["mode"], "prod");
-    assert_eq!(lines[2]["level"], "NOTICE");
-    assert_eq!(lines[2]["logger"], "monitor");
+    // init()'s summary of what it started comes first.
+    assert_eq!(lines[0]["msg"], "piko-obs started");
+    assert_eq!(lines[0]["level"], "NOTICE");
+    assert_eq!(lines[0]["mode"], "prod");
+    assert_eq!(lines[0]["alert_providers"], "stdout");
+    let probes = lines[0]["probes"].as_str().unwrap();
+    assert!(
+        probes.starts_with("http://127.0.0.1:") && probes.ends_with(" /live /ready /startup"),
+        "{probes}"
+    );
+    assert_eq!(lines[1]["msg"], "Health probes listening");
+    assert!(lines[1]["addr"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert_eq!(lines[2]["msg"], "Application listening");
+    assert_eq!(lines[3]["msg"], "Server started");
+    assert_eq!(lines[3]["mode"], "prod");
+    assert_eq!(lines[3]["level"], "NOTICE");
+    assert_eq!(lines[3]["logger"], "monitor");
     assert_eq!(lines.last().unwrap()["msg"], "Server stopping");
     assert_eq!(lines.last().unwrap()["signal"], "SIGTERM");
 }
@@ -134,6 +144,9 @@ fn help_lists_the_variables_and_a_bad_mode_is_an_error() {
         "PIKO_NOTIFICATION_DEAD_LETTER_PATH",
         "OTEL_EXPORTER_OTLP_ENDPOINT",
         "OTEL_EXPORTER_OTLP_PROTOCOL",
+        "APP_BIND_ADDRESS",
+        "PIKO_HEALTH_BIND_ADDRESS",
+        "PIKO_HEALTH_PORT",
     ] {
         assert!(text.contains(var), "{var} missing from --help");
     }
