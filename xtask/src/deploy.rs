@@ -105,8 +105,28 @@ fn kubernetes_validate() -> Result {
         "kubernetes-validate",
         &args,
         "the kubernetes-validate pip package",
-    )
-    .map(drop)
+    )?;
+    // Strict mode is what catches a misspelt field: a copy with one is refused.
+    let text = std::fs::read_to_string(&files[0]).map_err(|e| e.to_string())?;
+    let typo = text.replacen("readOnlyRootFilesystem", "readOnlyRootFileSystem", 1);
+    if typo == text {
+        return Err("deployment.yaml has no readOnlyRootFilesystem".into());
+    }
+    let copy = std::env::temp_dir().join(format!("piko-obs-typo-{}.yaml", std::process::id()));
+    std::fs::write(&copy, typo).map_err(|e| e.to_string())?;
+    let refused = tool(
+        "kubernetes-validate",
+        &["--strict", "--quiet", copy.to_str().ok_or("path")?],
+        "the kubernetes-validate pip package",
+    );
+    let _ = std::fs::remove_file(&copy);
+    match refused {
+        Err(e) if e.contains("readOnlyRootFileSystem") => Ok(()),
+        Err(e) => Err(format!(
+            "the misspelt copy was refused for another reason: {e}"
+        )),
+        Ok(_) => Err("kubernetes-validate accepted readOnlyRootFileSystem (a typo)".into()),
+    }
 }
 
 /// The Python checks' output: `copy SRC` for each binary the Dockerfile copies, then

@@ -35,6 +35,13 @@ for m in monitors:
         path = ".".join(str(p) for p in e.absolute_path)
         fail(f"{m.get('kind')} {path}: {e.message}")
 
+# The schema catches a misspelt field (objects take no other field).
+typo = json.loads(json.dumps(monitors[0]))
+typo["spec"]["endpoints" if typo["kind"] == "ServiceMonitor" else "podMetricsEndpoints"][0][
+    "scrapeTimout"] = "5s"
+if not any("scrapeTimout" in e.message for e in validator.iter_errors(typo)):
+    fail("the monitors' schema accepts a misspelt field (scrapeTimout)")
+
 (deployment,) = docs("deployment.yaml")
 services = docs("service.yaml")
 pod = deployment["spec"]["template"]
