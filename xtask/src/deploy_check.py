@@ -91,6 +91,20 @@ else:
     if drain_s < 1:
         fail("the drain delay is under 1 s: the endpoints cannot be updated in time")
 
+# Every variable the Deployment sets is one the code reads (a misspelt name would be
+# ignored silently), and the dead-letter file is on a writable volume.
+sources = "".join(p.read_text() for p in (root / "crates").rglob("*.rs"))
+for name in env:
+    if f'"{name}"' not in sources:
+        fail(f"the Deployment sets {name}, which no code reads")
+mounts = {m["mountPath"]: m for m in container.get("volumeMounts", [])}
+dead_letters = env.get("PIKO_NOTIFICATION_DEAD_LETTER_PATH")
+if dead_letters and not any(
+        dead_letters.startswith(path.rstrip("/") + "/") and not m.get("readOnly")
+        for path, m in mounts.items()):
+    fail(f"PIKO_NOTIFICATION_DEAD_LETTER_PATH {dead_letters} is not on a writable volume "
+         "(the root file system is read-only)")
+
 # Services select the pods and target named container ports; the ServiceMonitor selects
 # exactly one Service and scrapes its port that leads to `health`; the PodMonitor the
 # container port `health`.
