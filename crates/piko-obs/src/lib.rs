@@ -135,7 +135,8 @@ pub struct PikoObs;
 impl PikoObs {
     /// A builder with the defaults: dev mode, framework level from `PIKO_LOG_LEVEL` or
     /// INFO, a console output, the `log` and `tracing` bridges on, stack traces on ERROR, the probe
-    /// server on `127.0.0.1:9090`.
+    /// server on `127.0.0.1:9090`. Settings not given in code are read from the
+    /// environment first ([`settings`]).
     pub fn builder() -> Builder {
         Builder::default()
     }
