@@ -129,9 +129,9 @@ fn kubernetes_validate() -> Result {
     }
 }
 
-/// The Python checks' output: `copy SRC` for each binary the Dockerfile copies, then
-/// `arg A` for each argument of its HEALTHCHECK command.
-fn python_checks() -> Result<(Vec<String>, Vec<String>)> {
+/// The Python checks' output: the arguments of the Dockerfile's `cargo build`, the
+/// binaries it copies, and the arguments of its HEALTHCHECK command.
+fn python_checks() -> Result<(Vec<String>, Vec<String>, Vec<String>)> {
     let out = tool(
         "python3",
         &["-c", DEPLOY_CHECK, &path("")?],
@@ -143,7 +143,11 @@ fn python_checks() -> Result<(Vec<String>, Vec<String>)> {
             .map(str::to_string)
             .collect()
     };
-    Ok((pick("copy "), pick("arg ")))
+    let build = pick("build ")
+        .first()
+        .map(|a| a.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default();
+    Ok((build, pick("copy "), pick("arg ")))
 }
 
 fn fit_together() -> Result {
@@ -518,9 +522,14 @@ fn missing_names(
 }
 
 fn healthcheck_against_example() -> Result {
-    let (copied, argv) = python_checks()?;
-    // The binaries the image copies are the ones this workspace builds (here in its
-    // debug profile, the Dockerfile's in release).
+    let (build, copied, argv) = python_checks()?;
+    // The Dockerfile's own build command, here in the debug profile (a release build
+    // takes too long for CI), produces the binaries the image copies.
+    let mut cargo_build = cargo();
+    cargo_build
+        .arg("build")
+        .args(build.iter().filter(|a| *a != "--release"));
+    crate::run(cargo_build)?;
     for src in &copied {
         let debug = src.replacen("target/release/", "", 1);
         let built = root().join("target/debug").join(&debug);

@@ -1,8 +1,10 @@
 """Checks of deploy/ that need YAML, run by `cargo xtask deploy` (python3 with PyYAML
 and jsonschema, both installed with kubernetes-validate by .ci/run).
 
-Usage: python3 -c <this file> ROOT. Prints the Dockerfile's HEALTHCHECK command, one
-argument a line, when every check passes; else the failures on stderr, exit 1.
+Usage: python3 -c <this file> ROOT. When every check passes, prints the arguments of
+the Dockerfile's `cargo build` (`build ARGS`), the binaries it copies (`copy SRC`) and
+its HEALTHCHECK command, one argument a line (`arg A`); else the failures on stderr,
+exit 1.
 """
 import json
 import re
@@ -165,9 +167,14 @@ copied = re.findall(r"^COPY --from=build /src/(\S+) (\S+)$", dockerfile, re.M)
 if argv and argv[0] not in {dst for _, dst in copied}:
     fail(f"the HEALTHCHECK binary {argv[0]} is not copied into the image")
 
+build = re.search(r"^RUN cargo build (.+)$", dockerfile, re.M)
+if not build or "--release" not in build.group(1).split():
+    fail("the Dockerfile has no `RUN cargo build --release ...` line")
+
 if failures:
     print("\n".join(failures), file=sys.stderr)
     sys.exit(1)
+print(f"build {build.group(1)}")
 for src, _ in copied:
     print(f"copy {src}")
 for a in argv:
