@@ -15,7 +15,8 @@
 //!   a real tool: `kubernetes-validate --strict`, a JSON schema for the Prometheus
 //!   Operator monitors, `promtool check config|rules` and `promtool test rules`, the
 //!   Grafana dashboard's expressions parsed by promtool and matched against the example's
-//!   `/metrics`, the image's `HEALTHCHECK` command run against the example;
+//!   `/metrics`, the image's `HEALTHCHECK` command run against the example, the example
+//!   with its probes moved by `PIKO_HEALTH_*` and with an unwritable `HOME`;
 //! - `soak [--minutes N]`: the example service under load for N minutes (default 10)
 //!   while its OTLP collector, Sentry endpoint and webhook stop, hang and come back; then
 //!   the accounting of requests, log lines, spans, events and alerts, and its memory;
