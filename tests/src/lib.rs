@@ -54,14 +54,22 @@ impl Write for Capture {
     }
 }
 
-/// Parses every line of `text` as one JSON object; panics naming the first bad line.
+/// Parses every line of `text` as one JSON object, leaving out `init()`'s start-up
+/// summary; panics naming the first bad line.
 pub fn parse_json_lines(text: &str) -> Vec<serde_json::Value> {
     text.lines()
         .enumerate()
         .map(|(i, l)| {
             serde_json::from_str(l).unwrap_or_else(|e| panic!("line {i} is not JSON ({e}): {l:?}"))
         })
+        .filter(|v: &serde_json::Value| !is_startup_summary(v))
         .collect()
+}
+
+/// Whether `line` is `init()`'s start-up summary (`piko-obs started`, NOTICE), which
+/// [`parse_json_lines`] leaves out so that tests see their own lines only.
+pub fn is_startup_summary(line: &serde_json::Value) -> bool {
+    line["logger"] == "piko-obs" && line["msg"] == "piko-obs started"
 }
 
 /// Names of this process's threads (from `/proc/self/task`).

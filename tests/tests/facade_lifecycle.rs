@@ -93,10 +93,14 @@ fn an_error_logged_just_before_shutdown_reaches_sentry_and_one_alert() {
     assert_eq!(e.exception.values.len(), 2);
     assert_eq!(e.exception.values[0].ty, "Declined");
     assert_eq!(e.exception.values[1].ty, "PaymentFailed");
-    assert_eq!(
-        e.breadcrumbs.values[0].message.as_deref(),
-        Some("charging card")
-    );
+    // init()'s start-up summary, then the application's line.
+    let crumbs: Vec<Option<&str>> = e
+        .breadcrumbs
+        .values
+        .iter()
+        .map(|b| b.message.as_deref())
+        .collect();
+    assert_eq!(crumbs, [Some("piko-obs started"), Some("charging card")]);
     assert!(
         sentry
             .requests()

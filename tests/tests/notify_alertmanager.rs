@@ -221,7 +221,10 @@ async fn a_4xx_is_a_clear_error_not_retried_and_a_5xx_is_retried() {
     service.register(ALERTMANAGER, am.clone()).unwrap();
     sink.script([Reply::status(503)]);
     let before = sink.requests().len();
-    service.send_with_retries(sample()).await.expect("delivered on retry");
+    service
+        .send_with_retries(sample())
+        .await
+        .expect("delivered on retry");
     let got = sink.wait_for(before + 2, Duration::from_secs(5));
     assert_eq!(got.len(), before + 2);
     // The same alert again; only its end moves on with the time of sending.

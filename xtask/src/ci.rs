@@ -56,6 +56,7 @@ pub(crate) fn run_all() -> Result {
         "ntfy",
         "webhook",
         "stdout",
+        "alertmanager",
     ] {
         let mut check = cargo();
         check.args([
@@ -79,5 +80,6 @@ pub(crate) fn run_all() -> Result {
     let mut test = cargo();
     test.args(["test", "--workspace", "--locked"]);
     run(test)?;
-    integration::run()
+    integration::run()?;
+    crate::deploy::run()
 }

@@ -10,9 +10,30 @@ use crate::support::{
     signal, wait_bounded,
 };
 
-struct Check {
-    name: &'static str,
-    run: fn() -> Result,
+/// One named check of `integration` or `deploy`.
+pub(crate) struct Check {
+    pub(crate) name: &'static str,
+    pub(crate) run: fn() -> Result,
+}
+
+/// Runs every check, reporting each as `{what}: ok` or `{what}: FAIL`; fails if one did.
+pub(crate) fn run_checks(what: &str, checks: &[Check]) -> Result {
+    let mut failed = 0;
+    for c in checks {
+        match (c.run)() {
+            Ok(()) => eprintln!("{what}: ok   {}", c.name),
+            Err(e) => {
+                failed += 1;
+                eprintln!("{what}: FAIL {}: {e}", c.name);
+            }
+        }
+    }
+    println!("{what}: {} passed, {failed} failed", checks.len() - failed);
+    if failed > 0 {
+        Err(format!("{failed} {what} check(s) failed"))
+    } else {
+        Ok(())
+    }
 }
 
 pub(crate) fn run() -> Result {
@@ -103,25 +124,7 @@ pub(crate) fn run() -> Result {
         .into_iter()
         .filter(|c| only.as_deref().is_none_or(|w| c.name.contains(w)))
         .collect();
-    let mut failed = 0;
-    for c in &checks {
-        match (c.run)() {
-            Ok(()) => eprintln!("integration: ok   {}", c.name),
-            Err(e) => {
-                failed += 1;
-                eprintln!("integration: FAIL {}: {e}", c.name);
-            }
-        }
-    }
-    println!(
-        "integration: {} passed, {failed} failed",
-        checks.len() - failed
-    );
-    if failed > 0 {
-        Err(format!("{failed} integration check(s) failed"))
-    } else {
-        Ok(())
-    }
+    run_checks("integration", &checks)
 }
 
 fn monitor_json_with_jq() -> Result {
@@ -137,6 +140,20 @@ fn monitor_json_with_jq() -> Result {
     if !status.success() {
         return Err(format!("monitor exited with {status}"));
     }
+    // init()'s start-up summary, before the addresses: one NOTICE line that says what
+    // started, and where dead letters go.
+    jq(
+        r#"map(select(.msg == "piko-obs started")) | length == 1
+          and .[0].level == "NOTICE" and .[0].logger == "piko-obs" and .[0].mode == "prod"
+          and (.[0].probes | test("^http://127[.]0[.]0[.]1:[0-9]+ /live /ready /startup$"))
+          and .[0].metrics == "/metrics"
+          and .[0].otlp_traces == "off (no endpoint: OTEL_EXPORTER_OTLP_ENDPOINT unset)"
+          and .[0].otlp_logs == .[0].otlp_traces and .[0].sentry == "off"
+          and .[0].alert_providers == "stdout"
+          and (.[0].dead_letters | endswith(".jsonl"))"#,
+        monitor.startup.as_bytes(),
+    )
+    .map_err(|e| format!("the start-up summary: {e}"))?;
     // The first two lines (the addresses) were read by start_monitor.
     // Log lines only: alerts also go to stdout, as JSON lines of their own.
     jq(
@@ -209,10 +226,18 @@ pub(crate) struct Monitor {
     pub(crate) app: String,
     /// Alert lines printed before the address lines.
     pub(crate) alerts: String,
+    /// Log lines printed before the address lines (`init()`'s start-up summary).
+    pub(crate) startup: String,
 }
 
 /// Starts the monitor example with both servers on free ports.
 pub(crate) fn start_monitor(extra_env: &[(&str, &str)]) -> Result<Monitor> {
+    start_monitor_with(extra_env, Stdio::inherit())
+}
+
+/// [`start_monitor`] with its stderr going to `stderr` (`Stdio::piped()` to read it from
+/// `Monitor::process`).
+pub(crate) fn start_monitor_with(extra_env: &[(&str, &str)], stderr: Stdio) -> Result<Monitor> {
     let exe = root().join("target/debug/examples/monitor");
     let mut cmd = Command::new(&exe);
     cmd.arg("prod")
@@ -225,7 +250,7 @@ pub(crate) fn start_monitor(extra_env: &[(&str, &str)]) -> Result<Monitor> {
         )
         .env_remove("PIKO_LOG_LEVEL")
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+        .stderr(stderr);
     for (k, v) in extra_env {
         cmd.env(k, v);
     }
@@ -233,16 +258,16 @@ pub(crate) fn start_monitor(extra_env: &[(&str, &str)]) -> Result<Monitor> {
     let mut out = BufReader::new(child.stdout.take().ok_or("stdout")?);
     let process = Reaper(child);
     let mut alerts = String::new();
+    let mut startup = String::new();
     let mut addr_of = |what: &str| -> Result<String> {
         let mut line = String::new();
-        // Alerts are printed to stdout too, by another writer: keep them aside; piko-obs's
-        // own lines (`Added JSON console output`) come first: pass them.
-        while line.is_empty()
-            || line.starts_with("{\"notification\"")
-            || line.contains("\"logger\":\"piko-obs/")
-        {
+        // Alerts are printed to stdout too, by another writer: keep them aside, and the
+        // log lines before the address (init()'s start-up summary).
+        while line.is_empty() || !line.contains("\"addr\":\"") {
             if line.starts_with("{\"notification\"") {
                 alerts.push_str(&line);
+            } else {
+                startup.push_str(&line);
             }
             line.clear();
             if out.read_line(&mut line).map_err(|e| e.to_string())? == 0 {
@@ -263,6 +288,7 @@ pub(crate) fn start_monitor(extra_env: &[(&str, &str)]) -> Result<Monitor> {
         probes,
         app,
         alerts,
+        startup,
     })
 }
 

@@ -2,7 +2,7 @@
 //!
 //! - `ci`: format check, `cargo deny check licenses bans sources` (when cargo-deny is
 //!   installed), clippy with `-D warnings`, docs with `-D warnings`, every test, then
-//!   `integration`;
+//!   `integration` and `deploy`;
 //! - `integration [WORD]`: (only the checks whose name holds WORD) the toolkit against real third-party programs and peers: the example
 //!   service's JSON lines read by `jq`, rotated log files read by `gzip`, its readiness
 //!   probed by Debian's `prometheus-blackbox-exporter`, its `/metrics` checked by
@@ -14,6 +14,12 @@
 //!   `prometheus-alertmanager` (one instance, an HA pair, stopped and back), the shipped
 //!   Alertmanager configuration checked by `amtool`, and every other example run and
 //!   checked;
+//! - `deploy`: the operator's kit in `deploy/` and the `Dockerfile`, each file checked by
+//!   a real tool: `kubernetes-validate --strict`, a JSON schema for the Prometheus
+//!   Operator monitors, `promtool check config|rules` and `promtool test rules`, the
+//!   Grafana dashboard's expressions parsed by promtool and matched against the example's
+//!   `/metrics`, the image's `HEALTHCHECK` command run against the example, the example
+//!   with its probes moved by `PIKO_HEALTH_*` and with an unwritable `HOME`;
 //! - `soak [--minutes N]`: the example service under load for N minutes (default 10)
 //!   while its OTLP collector, Sentry endpoint and webhook stop, hang and come back; then
 //!   the accounting of requests, log lines, spans, events and alerts, and its memory;
@@ -36,6 +42,7 @@ use std::process::ExitCode;
 mod alertmanager;
 mod bench;
 mod ci;
+mod deploy;
 mod examples;
 mod fuzz;
 mod integration;
@@ -50,12 +57,13 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci::run_all(),
         Some("integration") => integration::run(),
+        Some("deploy") => deploy::run(),
         Some("soak") => soak::run(&args[1..]),
         Some("fuzz") => fuzz::run(&args[1..]),
         Some("bench") => bench::run(args.get(1).map(String::as_str)),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci | integration [WORD] | soak [--minutes N] | fuzz [--minutes N] [--cases C] | bench [logger | health | metrics | notification | otlp]>"
+                "usage: cargo xtask <ci | integration [WORD] | deploy | soak [--minutes N] | fuzz [--minutes N] [--cases C] | bench [logger | health | metrics | notification | otlp]>"
             );
             return ExitCode::from(2);
         }

@@ -94,8 +94,13 @@ async fn probe_paths_answer_json_with_status_codes() {
         let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
         assert_eq!(v["name"], "orders");
         assert_eq!(v["state"], "HEALTHY");
-        assert_eq!(v["dependencies"][0]["name"], "cache");
-        assert_eq!(v["dependencies"][1]["name"], "db");
+        if path == "/live" {
+            // Probes answer readiness and startup unless registered for liveness.
+            assert!(v.get("dependencies").is_none(), "{v}");
+        } else {
+            assert_eq!(v["dependencies"][0]["name"], "cache");
+            assert_eq!(v["dependencies"][1]["name"], "db");
+        }
         for key in ["timestamp", "duration", "message"] {
             assert!(v.get(key).is_some(), "{key} missing: {v}");
         }
@@ -109,8 +114,11 @@ async fn probe_paths_answer_json_with_status_codes() {
     // HEAD: the same status, no body.
     let r = get(addr, "HEAD", "/ready").await;
     assert_eq!((r.status, r.body.as_str()), (503, ""));
-    let r = get(addr, "HEAD", "/live").await;
+    let r = get(addr, "HEAD", "/startup").await;
     assert_eq!(r.status, 503);
+    // A dependency's outage leaves liveness alone.
+    let r = get(addr, "HEAD", "/live").await;
+    assert_eq!(r.status, 200);
     // Other methods and unknown paths.
     let r = get(addr, "POST", "/live").await;
     assert_eq!(r.status, 405);

@@ -4,6 +4,8 @@
 //!   [`probe_fn`] makes one from a closure;
 //! - [`Status`], [`State`], [`CheckKind`]: Piko's status tree and JSON shape
 //!   (`name`, `state` in upper case, `message`, `timestamp`, `duration`, `dependencies`);
+//! - [`ProbeOptions`], [`ProbeKinds`]: how a probe runs, and which checks it answers
+//!   (readiness and startup by default; liveness is opt-in);
 //! - [`HealthService`]: runs probes concurrently with per-probe deadlines, isolates
 //!   panics, aggregates worst-of, caches and shares runs, and drains on shutdown.
 //!
@@ -27,7 +29,9 @@
 //! assert_eq!(ready.state, State::Degraded); // non-critical: degraded, still serving
 //! health.signal_drain();
 //! assert_eq!(health.check(CheckKind::Readiness).await.state, State::Unhealthy);
-//! assert_eq!(health.check(CheckKind::Liveness).await.state, State::Degraded);
+//! // Probes answer readiness and startup unless `with_liveness()`: a dependency's
+//! // outage must not make Kubernetes restart every pod.
+//! assert_eq!(health.check(CheckKind::Liveness).await.state, State::Healthy);
 //! # });
 //! ```
 //!
@@ -39,6 +43,6 @@ mod status;
 
 pub use probe::{FnProbe, Probe, probe_fn};
 pub use service::{
-    HealthService, PROBE_PANICKED, ProbeOptions, ProbePanic, RegisterError, ZeroTimeout,
+    HealthService, PROBE_PANICKED, ProbeKinds, ProbeOptions, ProbePanic, RegisterError, ZeroTimeout,
 };
 pub use status::{CheckKind, State, Status, duration_text, rfc3339};

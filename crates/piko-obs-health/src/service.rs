@@ -53,8 +53,102 @@ pub struct ProbeOptions {
     /// though requests that arrive while a run is under way (one that did not answer
     /// at once) share that run. With a TTL, runs are strictly one at a time.
     pub cache_ttl: Option<Duration>,
-    /// The kinds this probe answers (default: liveness, readiness and startup).
-    pub kinds: [bool; 3],
+    /// The kinds this probe answers: by default readiness and startup, not liveness
+    /// (see [`ProbeKinds::DEFAULT`]); [`ProbeOptions::with_liveness`] adds it.
+    pub kinds: ProbeKinds,
+}
+
+/// A set of [`CheckKind`]s: the checks a probe answers.
+///
+/// The default is [`ProbeKinds::DEFAULT`], readiness and startup. Liveness is opt-in
+/// because a failing liveness check makes Kubernetes restart the container: a probe of
+/// a dependency (a database, an upstream service) in liveness turns that dependency's
+/// outage into a restart of every pod at once, which fixes nothing and adds load (a
+/// restart storm). Dependencies belong in readiness, which only takes the pod out of
+/// the Service's endpoints until they recover. Put a probe in liveness only when its
+/// failure means this process cannot recover by itself (a deadlocked worker, a
+/// corrupted in-memory state).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ProbeKinds(u8);
+
+impl ProbeKinds {
+    /// No kind: the probe is registered but never run.
+    pub const NONE: ProbeKinds = ProbeKinds(0);
+    /// Liveness only.
+    pub const LIVENESS: ProbeKinds = ProbeKinds(1 << 0);
+    /// Readiness only.
+    pub const READINESS: ProbeKinds = ProbeKinds(1 << 1);
+    /// Startup only.
+    pub const STARTUP: ProbeKinds = ProbeKinds(1 << 2);
+    /// Readiness and startup: the default for a probe.
+    pub const DEFAULT: ProbeKinds = ProbeKinds(Self::READINESS.0 | Self::STARTUP.0);
+    /// Liveness, readiness and startup.
+    pub const ALL: ProbeKinds = ProbeKinds(Self::LIVENESS.0 | Self::DEFAULT.0);
+
+    /// The set of `kinds`.
+    pub fn of(kinds: &[CheckKind]) -> ProbeKinds {
+        kinds.iter().copied().collect()
+    }
+
+    /// Whether `kind` is in the set.
+    pub fn contains(self, kind: CheckKind) -> bool {
+        self.0 & Self::bit(kind) != 0
+    }
+
+    /// The set with `kind` added.
+    #[must_use]
+    pub fn with(self, kind: CheckKind) -> ProbeKinds {
+        ProbeKinds(self.0 | Self::bit(kind))
+    }
+
+    /// The set without `kind`.
+    #[must_use]
+    pub fn without(self, kind: CheckKind) -> ProbeKinds {
+        ProbeKinds(self.0 & !Self::bit(kind))
+    }
+
+    /// The kinds in the set, in the order liveness, readiness, startup.
+    pub fn iter(self) -> impl Iterator<Item = CheckKind> {
+        [
+            CheckKind::Liveness,
+            CheckKind::Readiness,
+            CheckKind::Startup,
+        ]
+        .into_iter()
+        .filter(move |k| self.contains(*k))
+    }
+
+    fn bit(kind: CheckKind) -> u8 {
+        1 << index(kind)
+    }
+}
+
+impl Default for ProbeKinds {
+    fn default() -> Self {
+        ProbeKinds::DEFAULT
+    }
+}
+
+impl FromIterator<CheckKind> for ProbeKinds {
+    fn from_iter<I: IntoIterator<Item = CheckKind>>(kinds: I) -> Self {
+        kinds.into_iter().fold(ProbeKinds::NONE, ProbeKinds::with)
+    }
+}
+
+impl std::ops::BitOr for ProbeKinds {
+    type Output = ProbeKinds;
+    fn bitor(self, other: ProbeKinds) -> ProbeKinds {
+        ProbeKinds(self.0 | other.0)
+    }
+}
+
+/// Lists the kinds: `{readiness, startup}`.
+impl std::fmt::Debug for ProbeKinds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set()
+            .entries(self.iter().map(CheckKind::as_str))
+            .finish()
+    }
 }
 
 impl Default for ProbeOptions {
@@ -63,7 +157,7 @@ impl Default for ProbeOptions {
             timeout: None,
             critical: true,
             cache_ttl: None,
-            kinds: [true; 3],
+            kinds: ProbeKinds::DEFAULT,
         }
     }
 }
@@ -84,12 +178,15 @@ impl ProbeOptions {
         self.cache_ttl = Some(ttl);
         self
     }
-    /// Only for these kinds.
+    /// Only for these kinds (replacing the default readiness and startup).
     pub fn only(mut self, kinds: &[CheckKind]) -> Self {
-        self.kinds = [false; 3];
-        for k in kinds {
-            self.kinds[index(*k)] = true;
-        }
+        self.kinds = ProbeKinds::of(kinds);
+        self
+    }
+    /// For liveness too: only for a probe whose failure means this process cannot
+    /// recover by itself, never for a dependency (see [`ProbeKinds`]).
+    pub fn with_liveness(mut self) -> Self {
+        self.kinds = self.kinds.with(CheckKind::Liveness);
         self
     }
 }
@@ -313,7 +410,7 @@ impl HealthService {
             .clone();
         let probes: Vec<&Registered> = probes
             .iter()
-            .filter(|p| p.options.kinds[index(kind)])
+            .filter(|p| p.options.kinds.contains(kind))
             .map(|p| &**p)
             .collect();
         // Each probe runs on its own task (see run_isolated); the single-flight and

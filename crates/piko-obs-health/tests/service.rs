@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use piko_obs_health::{
-    CheckKind, HealthService, ProbeOptions, State, Status, ZeroTimeout, probe_fn,
+    CheckKind, HealthService, ProbeKinds, ProbeOptions, State, Status, ZeroTimeout, probe_fn,
 };
 
 fn service(timeout: Duration) -> HealthService {
@@ -76,7 +76,7 @@ async fn nested_dependencies_pass_through_without_changing_the_aggregate() {
         Status::healthy("crypto").with_dependency(Status::unhealthy("hsm-2", "offline"))
     }))
     .unwrap();
-    let s = h.check(CheckKind::Liveness).await;
+    let s = h.check(CheckKind::Readiness).await;
     assert_eq!(s.state, State::Healthy);
     assert_eq!(s.dependencies[0].dependencies[0].name, "hsm-2");
 }
@@ -134,7 +134,7 @@ async fn a_probe_that_blocks_after_an_await_is_abandoned_too() {
     }))
     .unwrap();
     let start = Instant::now();
-    let s = h.check(CheckKind::Liveness).await;
+    let s = h.check(CheckKind::Readiness).await;
     assert!(
         start.elapsed() < Duration::from_secs(1),
         "{:?}",
@@ -213,7 +213,7 @@ async fn without_a_cache_every_request_runs_the_probe() {
     }))
     .unwrap();
     for _ in 0..3 {
-        h.check(CheckKind::Liveness).await;
+        h.check(CheckKind::Readiness).await;
     }
     assert_eq!(runs.load(Ordering::SeqCst), 3);
 }
@@ -245,7 +245,7 @@ async fn a_storm_of_checks_runs_a_cached_probe_once_per_ttl() {
     }
     assert_eq!(runs.load(Ordering::SeqCst), 1);
     // Each kind has its own cache.
-    h.check(CheckKind::Liveness).await;
+    h.check(CheckKind::Startup).await;
     assert_eq!(runs.load(Ordering::SeqCst), 2);
 }
 
@@ -280,10 +280,13 @@ async fn drain_fails_readiness_at_once_without_running_probes() {
     let h = service(Duration::from_secs(5));
     let runs = Arc::new(AtomicUsize::new(0));
     let r = runs.clone();
-    h.register(probe_fn("db", move |_, _| {
-        r.fetch_add(1, Ordering::SeqCst);
-        async { Status::healthy("db") }
-    }))
+    h.register_with(
+        probe_fn("db", move |_, _| {
+            r.fetch_add(1, Ordering::SeqCst);
+            async { Status::healthy("db") }
+        }),
+        ProbeOptions::default().with_liveness(),
+    )
     .unwrap();
     h.signal_drain();
     assert!(h.is_draining());
@@ -308,6 +311,63 @@ async fn probes_can_answer_some_kinds_only() {
     .unwrap();
     assert_eq!(h.check(CheckKind::Liveness).await.state, State::Healthy);
     assert_eq!(h.check(CheckKind::Startup).await.state, State::Unhealthy);
+}
+
+/// A dependency's outage must not fail liveness (the kubelet would restart every pod):
+/// a probe answers readiness and startup unless liveness is asked for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_answer_readiness_and_startup_by_default_and_liveness_on_request() {
+    let h = service(Duration::from_secs(5));
+    h.register(fixed("postgres", State::Unhealthy)).unwrap();
+    let live = h.check(CheckKind::Liveness).await;
+    assert_eq!(live.state, State::Healthy);
+    assert!(live.dependencies.is_empty(), "{live:?}");
+    assert_eq!(h.check(CheckKind::Readiness).await.state, State::Unhealthy);
+    assert_eq!(h.check(CheckKind::Startup).await.state, State::Unhealthy);
+    h.register_with(
+        fixed("worker", State::Unhealthy),
+        ProbeOptions::default().with_liveness(),
+    )
+    .unwrap();
+    let live = h.check(CheckKind::Liveness).await;
+    assert_eq!(live.state, State::Unhealthy);
+    let names: Vec<&str> = live.dependencies.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(names, ["worker"]);
+}
+
+#[test]
+fn probe_kinds_read_as_a_set() {
+    assert_eq!(ProbeOptions::default().kinds, ProbeKinds::DEFAULT);
+    assert_eq!(
+        ProbeKinds::DEFAULT,
+        ProbeKinds::of(&[CheckKind::Startup, CheckKind::Readiness])
+    );
+    assert!(!ProbeKinds::DEFAULT.contains(CheckKind::Liveness));
+    assert_eq!(
+        ProbeKinds::DEFAULT.with(CheckKind::Liveness),
+        ProbeKinds::ALL
+    );
+    assert_eq!(
+        ProbeKinds::ALL.without(CheckKind::Startup),
+        ProbeKinds::LIVENESS | ProbeKinds::READINESS
+    );
+    assert_eq!(
+        ProbeKinds::ALL.iter().collect::<Vec<_>>(),
+        [
+            CheckKind::Liveness,
+            CheckKind::Readiness,
+            CheckKind::Startup
+        ]
+    );
+    assert_eq!(
+        format!("{:?}", ProbeKinds::DEFAULT),
+        r#"{"readiness", "startup"}"#
+    );
+    assert_eq!(format!("{:?}", ProbeKinds::NONE), "{}");
+    assert_eq!(
+        ProbeOptions::default().only(&[CheckKind::Liveness]).kinds,
+        ProbeKinds::LIVENESS
+    );
 }
 
 #[test]
@@ -336,7 +396,11 @@ fn bad_configuration_is_rejected() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn observers_see_every_aggregated_status() {
     let h = service(Duration::from_secs(5));
-    h.register(fixed("db", State::Degraded)).unwrap();
+    h.register_with(
+        fixed("db", State::Degraded),
+        ProbeOptions::default().with_liveness(),
+    )
+    .unwrap();
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
     let s = seen.clone();
     h.observe(move |kind, status| {

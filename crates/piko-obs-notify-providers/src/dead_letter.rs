@@ -534,4 +534,22 @@ mod tests {
         assert!(!p.starts_with("/tmp"), "{}", p.display());
         assert!(p.ends_with("notifications.dead-letter.jsonl"));
     }
+
+    #[test]
+    fn memory_store_keeps_the_newest_entries_up_to_its_capacity_and_counts_the_others() {
+        use crate::MemoryDeadLetterStore;
+        let store = MemoryDeadLetterStore::new(std::num::NonZeroUsize::new(2).unwrap());
+        assert!(store.is_empty());
+        store.append(&entry("a")).unwrap();
+        store
+            .append_all(&[entry("b"), entry("c"), entry("d")])
+            .unwrap();
+        assert_eq!((store.len(), store.evicted()), (2, 2));
+        assert_eq!(titles(&store.take_all().unwrap()), ["c", "d"]);
+        assert!(store.is_empty());
+        // A replay takes them the same way (the trait's default, not crash-safe).
+        store.append(&entry("e")).unwrap();
+        let (batch, _) = store.begin_replay().unwrap();
+        assert_eq!(titles(&batch), ["e"]);
+    }
 }

@@ -45,6 +45,9 @@ pub use dead_letter::{DEFAULT_MAX_BYTES, FileDeadLetterStore, default_dead_lette
 mod alertmanager;
 #[cfg(feature = "alertmanager")]
 pub use alertmanager::{ALERTMANAGER, AlertmanagerNotifier, DEFAULT_LEASE};
+mod memory_dead_letter;
+pub use memory_dead_letter::{DEFAULT_MEMORY_ENTRIES, MemoryDeadLetterStore};
+
 #[cfg(feature = "discord")]
 mod discord;
 #[cfg(feature = "discord")]

@@ -4,7 +4,7 @@
 //! logger, no metrics recorder, no notification service).
 //!
 //! It builds a `HealthService` with one probe, `process` (HEALTHY, its message the
-//! uptime), starts the `HealthServer` on `127.0.0.1:HEALTH_PORT` in its own tokio
+//! uptime; registered for liveness too, being about the process itself), starts the `HealthServer` on `127.0.0.1:HEALTH_PORT` in its own tokio
 //! runtime, prints `addr=<ADDR>` (the address bound) as the first line on stdout, and
 //! serves `/live`, `/ready` and `/startup` (each 200 with `"state":"HEALTHY"`; `/metrics`
 //! answers 404, no recorder being set). On SIGTERM or SIGINT it prints `stopping on
@@ -26,7 +26,7 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use piko_obs_health::{HealthService, Status, probe_fn};
+use piko_obs_health::{HealthService, ProbeOptions, Status, probe_fn};
 use piko_obs_health_warp::HealthServer;
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -65,10 +65,15 @@ async fn serve(port: u16, drain_delay: Duration) -> ExitCode {
     let service = HealthService::new("health_only", Duration::from_secs(5))
         .expect("a timeout greater than zero");
     let started = Instant::now();
-    let registered = service.register(probe_fn("process", move |_kind, _deadline| {
-        let uptime = started.elapsed();
-        async move { Status::healthy("process").with_message(format!("up for {uptime:.1?}")) }
-    }));
+    // About this process itself, not a dependency: it answers liveness too (probes
+    // answer readiness and startup unless asked).
+    let registered = service.register_with(
+        probe_fn("process", move |_kind, _deadline| {
+            let uptime = started.elapsed();
+            async move { Status::healthy("process").with_message(format!("up for {uptime:.1?}")) }
+        }),
+        ProbeOptions::default().with_liveness(),
+    );
     if let Err(e) = registered {
         eprintln!("health_only: {e}");
         return ExitCode::from(2);

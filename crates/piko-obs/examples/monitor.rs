@@ -1,7 +1,7 @@
 //! The example service of the guide "How to monitor a production deployment".
 //!
 //! `monitor dev` (the default) writes pretty console lines, `monitor prod` JSON lines.
-//! It serves application routes on `127.0.0.1:8080` (`APP_PORT`), recorded in the
+//! It serves application routes on `127.0.0.1:8080` (`APP_BIND_ADDRESS`, `APP_PORT`), recorded in the
 //! request metrics: `GET /`, and `GET /fail`, which logs an ERROR with a two-level error
 //! chain and answers 500. Health probes and `/metrics` on `127.0.0.1:9090`
 //! (`/live`, `/ready`, `/startup`, `/metrics`), with one
@@ -44,7 +44,13 @@ Signals:
 Environment:
   APP_PORT                  port of the application routes GET / and GET /fail
                             (default 8080; 0 picks one)
-  HEALTH_PORT               port of the health probes and /metrics (default 9090; 0 picks one)
+  APP_BIND_ADDRESS          their IP address (default 127.0.0.1; 0.0.0.0 in a container)
+  HEALTH_PORT               port of the health probes and /metrics (default 9090; 0 picks
+                            one); wins over PIKO_HEALTH_PORT
+  PIKO_HEALTH_BIND_ADDRESS  IP address of the probe server (default 127.0.0.1)
+  PIKO_HEALTH_PORT, PIKO_HEALTH_LIVE_PATH, PIKO_HEALTH_READY_PATH,
+  PIKO_HEALTH_STARTUP_PATH, PIKO_HEALTH_METRICS_PATH
+                            the probe server's port and paths (toolkit defaults)
   SHUTDOWN_DRAIN_DELAY_MS   drain delay before the probe server stops (default 5000 in
                             prod, 0 in dev)
   LOG_LEVEL                 level or directives of the service's lines (default info)
@@ -97,7 +103,8 @@ to them, grouped by message and call site over a window, and sent resolved once 
                             (default 2000)
   PIKO_NOTIFICATION_DEAD_LETTER_PATH
                             where undeliverable alerts are kept (default
-                            ~/.local/state/piko-obs/notifications.dead-letter.jsonl)";
+                            ~/.local/state/piko-obs/notifications.dead-letter.jsonl; when
+                            that is not writable, in memory and on stderr)";
 
 fn main() -> ExitCode {
     let arg = std::env::args().nth(1);
@@ -109,8 +116,17 @@ fn main() -> ExitCode {
         Ok(m) => m,
         Err(e) => return usage_error(&e.to_string()),
     };
-    let health_port: u16 = match env_number("HEALTH_PORT", 9090) {
-        Ok(p) => p,
+    // Set, HEALTH_PORT is given in code (which wins over PIKO_HEALTH_PORT).
+    let health_port: Option<u16> = match std::env::var("HEALTH_PORT") {
+        Ok(v) if v.trim().is_empty() => None,
+        Err(_) => None,
+        Ok(_) => match env_number("HEALTH_PORT", 9090) {
+            Ok(p) => Some(p),
+            Err(e) => return usage_error(&e),
+        },
+    };
+    let app_bind: std::net::IpAddr = match env_number("APP_BIND_ADDRESS", [127, 0, 0, 1].into()) {
+        Ok(a) => a,
         Err(e) => return usage_error(&e),
     };
     let app_port: u16 = match env_number("APP_PORT", 8080) {
@@ -141,7 +157,6 @@ fn main() -> ExitCode {
     let mut builder = PikoObs::builder()
         .with_run_mode(mode)
         .with_service_name("monitor")
-        .with_health_probe_port(health_port)
         .with_notification_provider(
             notification::provider::STDOUT,
             StdoutNotifier::new(match mode {
@@ -163,6 +178,9 @@ fn main() -> ExitCode {
                 }
             }
         }));
+    if let Some(port) = health_port {
+        builder = builder.with_health_probe_port(port);
+    }
     if std::env::var_os("SHUTDOWN_DRAIN_DELAY_MS").is_some() {
         match env_number("SHUTDOWN_DRAIN_DELAY_MS", 0u64) {
             Ok(ms) => builder = builder.with_shutdown_drain_delay(Duration::from_millis(ms)),
@@ -192,10 +210,12 @@ fn main() -> ExitCode {
         log.info("Health probes listening", &[attr::display("addr", &addr)]);
     }
 
-    let app = match runtime.block_on(tokio::net::TcpListener::bind(("127.0.0.1", app_port))) {
+    let app = match runtime.block_on(tokio::net::TcpListener::bind((app_bind, app_port))) {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("monitor: cannot listen on 127.0.0.1:{app_port} (APP_PORT): {e}");
+            eprintln!(
+                "monitor: cannot listen on {app_bind}:{app_port} (APP_BIND_ADDRESS, APP_PORT): {e}"
+            );
             return ExitCode::from(2);
         }
     };

@@ -75,6 +75,7 @@ pub mod metrics;
 pub mod notification;
 pub mod otlp;
 pub mod sentry;
+pub mod settings;
 pub mod signal;
 
 /// How the service runs: decides the console format.
@@ -134,7 +135,8 @@ pub struct PikoObs;
 impl PikoObs {
     /// A builder with the defaults: dev mode, framework level from `PIKO_LOG_LEVEL` or
     /// INFO, a console output, the `log` and `tracing` bridges on, stack traces on ERROR, the probe
-    /// server on `127.0.0.1:9090`.
+    /// server on `127.0.0.1:9090`. Settings not given in code are read from the
+    /// environment first ([`settings`]).
     pub fn builder() -> Builder {
         Builder::default()
     }
@@ -151,7 +153,7 @@ pub const DEFAULT_HEALTH_RESPONSE_CACHE: Duration = Duration::from_millis(250);
 /// Configures and starts piko-obs (Piko's `piko.New(piko.WithLogLevel(..), ...)`).
 #[must_use]
 pub struct Builder {
-    run_mode: RunMode,
+    run_mode: Option<RunMode>,
     service_name: Option<String>,
     log_level: Option<String>,
     console: Option<bool>,
@@ -162,12 +164,8 @@ pub struct Builder {
     shutdown_timeout: Duration,
     drain_delay: Option<Duration>,
     health_enabled: bool,
-    health_port: u16,
-    health_bind: String,
-    health_live: String,
-    health_ready: String,
-    health_startup: String,
-    health_metrics: String,
+    /// Given in code; the environment and the defaults fill the rest at `init()`.
+    health_server: settings::ProbeServerInCode,
     health_metrics_enabled: bool,
     health_metrics_render: Option<health::MetricsRender>,
     metrics_labels: Vec<(String, String)>,
@@ -208,8 +206,7 @@ impl fmt::Debug for Builder {
             .field("service_name", &self.service_name)
             .field("log_level", &self.log_level)
             .field("health_enabled", &self.health_enabled)
-            .field("health_port", &self.health_port)
-            .field("health_bind", &self.health_bind)
+            .field("health_server", &self.health_server)
             .field("probes", &self.probes.len())
             .finish_non_exhaustive()
     }
@@ -218,7 +215,7 @@ impl fmt::Debug for Builder {
 impl Default for Builder {
     fn default() -> Self {
         Builder {
-            run_mode: RunMode::Dev,
+            run_mode: None,
             service_name: None,
             log_level: None,
             console: None,
@@ -229,12 +226,7 @@ impl Default for Builder {
             shutdown_timeout: Duration::from_secs(10),
             drain_delay: None,
             health_enabled: true,
-            health_port: 9090,
-            health_bind: "127.0.0.1".into(),
-            health_live: "/live".into(),
-            health_ready: "/ready".into(),
-            health_startup: "/startup".into(),
-            health_metrics: "/metrics".into(),
+            health_server: settings::ProbeServerInCode::default(),
             health_metrics_enabled: true,
             health_metrics_render: None,
             metrics_labels: Vec::new(),
@@ -271,9 +263,10 @@ impl Default for Builder {
 }
 
 impl Builder {
-    /// Dev (pretty console) or prod (JSON console).
+    /// Dev (pretty console) or prod (JSON console). Not given, `PIKO_RUN_MODE` (`dev`
+    /// or `prod`) sets it, else dev ([`settings`]: code, then environment, then default).
     pub fn with_run_mode(mut self, mode: RunMode) -> Self {
-        self.run_mode = mode;
+        self.run_mode = Some(mode);
         self
     }
     /// The framework level, as a level or directives (`info,myapp/db=debug`). Set here,
@@ -336,34 +329,36 @@ impl Builder {
         self
     }
     /// The probe server's port (default 9090; 0 picks a free port, see
-    /// [`Guard::health_addr`]).
+    /// [`Guard::health_addr`]). Not given, `PIKO_HEALTH_PORT` sets it.
     pub fn with_health_probe_port(mut self, port: u16) -> Self {
-        self.health_port = port;
+        self.health_server.port = Some(port);
         self
     }
-    /// The probe server's IP address (default `127.0.0.1`; `0.0.0.0` exposes it).
+    /// The probe server's IP address (default `127.0.0.1`; `0.0.0.0` exposes it). Not
+    /// given, `PIKO_HEALTH_BIND_ADDRESS` sets it.
     pub fn with_health_bind_address(mut self, addr: impl Into<String>) -> Self {
-        self.health_bind = addr.into();
+        self.health_server.bind = Some(addr.into());
         self
     }
-    /// The liveness path (default `/live`).
+    /// The liveness path (default `/live`; else `PIKO_HEALTH_LIVE_PATH`).
     pub fn with_health_live_path(mut self, path: impl Into<String>) -> Self {
-        self.health_live = path.into();
+        self.health_server.live = Some(path.into());
         self
     }
-    /// The readiness path (default `/ready`).
+    /// The readiness path (default `/ready`; else `PIKO_HEALTH_READY_PATH`).
     pub fn with_health_ready_path(mut self, path: impl Into<String>) -> Self {
-        self.health_ready = path.into();
+        self.health_server.ready = Some(path.into());
         self
     }
-    /// The startup path (default `/startup`).
+    /// The startup path (default `/startup`; else `PIKO_HEALTH_STARTUP_PATH`).
     pub fn with_health_startup_path(mut self, path: impl Into<String>) -> Self {
-        self.health_startup = path.into();
+        self.health_server.startup = Some(path.into());
         self
     }
-    /// The metrics path on the probe port (default `/metrics`).
+    /// The metrics path on the probe port (default `/metrics`; else
+    /// `PIKO_HEALTH_METRICS_PATH`).
     pub fn with_health_metrics_path(mut self, path: impl Into<String>) -> Self {
-        self.health_metrics = path.into();
+        self.health_server.metrics = Some(path.into());
         self
     }
     /// Whether the probe port serves metrics on the metrics path and `init()` installs
@@ -503,7 +498,10 @@ impl Builder {
         self.health_tls = Some(tls);
         self
     }
-    /// Adds a probe for the service's dependencies.
+    /// Adds a probe for the service's dependencies. It answers readiness and startup,
+    /// not liveness: a dependency's outage takes the pod out of the endpoints instead of
+    /// making Kubernetes restart every pod ([`health::ProbeKinds`];
+    /// `ProbeOptions::default().with_liveness()` opts in).
     pub fn with_custom_health_probe(self, probe: impl health::Probe) -> Self {
         self.with_custom_health_probe_options(probe, health::ProbeOptions::default())
     }
@@ -743,6 +741,13 @@ impl Builder {
     /// error naming the setting.
     pub fn init(self) -> Result<Guard, InitError> {
         let env = |k: &str| std::env::var(k).ok();
+        // Code, then environment, then default, for every setting (see `settings`).
+        let run_mode = settings::run_mode(self.run_mode, &env)?;
+        let probe_server = self.health_server.clone().resolve(&env)?;
+        let (probes_over_tls, custom_metrics) = (
+            self.health_tls.is_some(),
+            self.health_metrics_enabled && self.health_metrics_render.is_some(),
+        );
         let level = logger::resolve_directives(
             self.log_level.as_deref().map(|l| ("with_log_level", l)),
             logger::PIKO_LOG_LEVEL,
@@ -806,7 +811,7 @@ impl Builder {
         logger::set_framework_level(level.clone());
         if console {
             // None when the program added a stdout output of its own before init().
-            let id = match self.run_mode {
+            let id = match run_mode {
                 RunMode::Prod => logger::add_console(
                     level.clone(),
                     logger::JsonOutput::stdout()
@@ -835,7 +840,7 @@ impl Builder {
                 _ => said.notice(route.describe(), &[]),
             }
         }
-        let drain_delay = self.drain_delay.unwrap_or(match self.run_mode {
+        let drain_delay = self.drain_delay.unwrap_or(match run_mode {
             RunMode::Prod => Duration::from_secs(5),
             RunMode::Dev => Duration::ZERO,
         });
@@ -930,12 +935,12 @@ impl Builder {
                 register(&service)?;
             }
             let mut server = health::HealthServer::builder(service.clone())
-                .with_bind_address(self.health_bind)
-                .with_port(self.health_port)
-                .with_live_path(self.health_live)
-                .with_ready_path(self.health_ready)
-                .with_startup_path(self.health_startup)
-                .with_metrics_path(self.health_metrics);
+                .with_bind_address(probe_server.bind.clone())
+                .with_port(probe_server.port)
+                .with_live_path(probe_server.live.clone())
+                .with_ready_path(probe_server.ready.clone())
+                .with_startup_path(probe_server.startup.clone())
+                .with_metrics_path(probe_server.metrics.clone());
             if let Some(tls) = self.health_tls {
                 server = server.with_tls(tls);
             }
@@ -969,6 +974,7 @@ impl Builder {
             None => (None, None, None),
         };
         let mut notifications = None;
+        let mut dead_letters = "off (notifications off)".to_string();
         if self.notifications_enabled
             && let Some(rt) = spare.0.as_ref()
         {
@@ -983,9 +989,11 @@ impl Builder {
                 dispatcher: self.notification_dispatcher,
                 environment: self.environment,
                 service_name: self.service_name.clone().unwrap_or_else(program_name),
-                run_mode: self.run_mode,
+                run_mode,
             };
-            notifications = Some(setup.start(rt.handle())?);
+            let (service, dispatcher, location) = setup.start(rt.handle())?;
+            dead_letters = location;
+            notifications = Some((service, dispatcher));
         }
         let mut forwarder = None;
         if let (Some(config), Some((service, _)), Some(rt)) = (
@@ -1012,6 +1020,59 @@ impl Builder {
             forwarder = Some(f);
         }
         added.keep = true;
+        // One line that says what started (never a secret: no DSN, header or URL
+        // credentials).
+        let otlp_shown = |signal: &str| {
+            if otlp_pipeline.is_some() {
+                format!(
+                    "{} {}",
+                    otlp_settings.protocol.as_str(),
+                    settings::shown_url(&otlp_settings.signal_url(signal))
+                )
+            } else {
+                settings::otlp_off_reason(self.otlp_config.enabled, &env).to_string()
+            }
+        };
+        let (probes, metrics_path) = match health_addr {
+            Some(addr) => (
+                format!(
+                    "{}://{addr} {} {} {}",
+                    if probes_over_tls { "https" } else { "http" },
+                    probe_server.live,
+                    probe_server.ready,
+                    probe_server.startup
+                ),
+                if (self.health_metrics_enabled && installed_metrics.is_some()) || custom_metrics {
+                    probe_server.metrics.clone()
+                } else {
+                    "off".into()
+                },
+            ),
+            None => ("off".into(), "off".into()),
+        };
+        let providers = notifications
+            .as_ref()
+            .map(|(service, _)| service.providers().join(","))
+            .unwrap_or_else(|| "off".into());
+        let (traces, otlp_metrics, logs) = (
+            otlp_shown("traces"),
+            otlp_shown("metrics"),
+            otlp_shown("logs"),
+        );
+        logger::get_logger("piko-obs").notice(
+            "piko-obs started",
+            &[
+                logger::attr::string("mode", run_mode.as_str()),
+                logger::attr::string("probes", &probes),
+                logger::attr::string("metrics", &metrics_path),
+                logger::attr::string("otlp_traces", &traces),
+                logger::attr::string("otlp_metrics", &otlp_metrics),
+                logger::attr::string("otlp_logs", &logs),
+                logger::attr::string("sentry", if sentry_client.is_some() { "on" } else { "off" }),
+                logger::attr::string("alert_providers", &providers),
+                logger::attr::string("dead_letters", &dead_letters),
+            ],
+        );
         Ok(Guard {
             shutdown_timeout: self.shutdown_timeout,
             drain_delay,
@@ -1096,7 +1157,14 @@ impl NotificationSetup {
     fn start(
         self,
         runtime: &tokio::runtime::Handle,
-    ) -> Result<(notification::NotificationService, notification::Dispatcher), InitError> {
+    ) -> Result<
+        (
+            notification::NotificationService,
+            notification::Dispatcher,
+            String,
+        ),
+        InitError,
+    > {
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
         let mut builder = notification::NotificationService::builder()
             .with_source(self.service_name.clone())
@@ -1135,36 +1203,58 @@ impl NotificationSetup {
                 .set_default(name)
                 .map_err(InitError::DefaultNotificationProvider)?;
         }
-        let store: Arc<dyn notification::DeadLetterStore> = match self.dead_letter_store {
+        let (store, location): (Arc<dyn notification::DeadLetterStore>, String) = match self
+            .dead_letter_store
+        {
             Some(_) if self.dead_letter_path.is_some() || self.dead_letter_max_bytes.is_some() => {
                 return Err(InitError::DeadLetterStoreAndFile);
             }
-            Some(store) => store,
+            Some(store) => (store, "a store of the application's own".into()),
             None => {
-                let path = self
-                    .dead_letter_path
-                    .or_else(|| {
-                        env(notification::PIKO_NOTIFICATION_DEAD_LETTER_PATH).map(Into::into)
-                    })
-                    .unwrap_or_else(notification::default_dead_letter_path);
-                let mut store =
-                    notification::FileDeadLetterStore::open(&path).map_err(|source| {
-                        InitError::DeadLetterFile {
-                            path: path.clone(),
-                            source,
+                // A path the user set must be writable; the default may not be (a
+                // read-only root file system or HOME): then dead letters are kept in
+                // memory and printed to stderr (`MemoryDeadLetterStore`).
+                let (path, setting) = match (
+                    self.dead_letter_path,
+                    env(notification::PIKO_NOTIFICATION_DEAD_LETTER_PATH),
+                ) {
+                    (Some(p), _) => (p, Some("with_notification_dead_letter_path")),
+                    (None, Some(p)) => (
+                        p.into(),
+                        Some(notification::PIKO_NOTIFICATION_DEAD_LETTER_PATH),
+                    ),
+                    (None, None) => (notification::default_dead_letter_path(), None),
+                };
+                match (notification::FileDeadLetterStore::open(&path), setting) {
+                    (Ok(mut store), _) => {
+                        if let Some(max) = self.dead_letter_max_bytes {
+                            store = store.with_max_bytes(max);
                         }
-                    })?;
-                if let Some(max) = self.dead_letter_max_bytes {
-                    store = store.with_max_bytes(max);
+                        (Arc::new(store), path.display().to_string())
+                    }
+                    (Err(source), Some(setting)) => {
+                        return Err(InitError::DeadLetterFile {
+                            setting,
+                            path,
+                            source,
+                        });
+                    }
+                    (Err(source), None) => {
+                        let memory = notification::memory_dead_letters(&path, &source);
+                        (
+                            memory,
+                            // The error names the file.
+                            format!("memory and stderr (default file not writable: {source})"),
+                        )
+                    }
                 }
-                Arc::new(store)
             }
         };
         let dispatcher = notification::Dispatcher::start(runtime, &service, store, self.dispatcher)
             .map_err(InitError::Runtime)?;
         let _ = service.attach_dispatcher(dispatcher.clone());
         notification::install(service.clone());
-        Ok((service, dispatcher))
+        Ok((service, dispatcher, location))
     }
 }
 
@@ -1219,12 +1309,16 @@ pub enum InitError {
         "with_notification_dead_letter_store replaces the dead-letter file: drop with_notification_dead_letter_path and with_notification_dead_letter_max_bytes, or the store"
     )]
     DeadLetterStoreAndFile,
-    /// The dead-letter file cannot be opened.
+    /// The dead-letter file the user chose cannot be opened. (The default one falls back
+    /// to memory and stderr instead: `notification::MemoryDeadLetterStore`.)
     #[error(
-        "notification dead-letter file {}: {source}; set with_notification_dead_letter_path or PIKO_NOTIFICATION_DEAD_LETTER_PATH to a writable path",
+        "{setting}: notification dead-letter file {}: {source}; set {setting} to a writable path",
         .path.display()
     )]
     DeadLetterFile {
+        /// The setting that chose the path: `with_notification_dead_letter_path` or
+        /// `PIKO_NOTIFICATION_DEAD_LETTER_PATH`.
+        setting: &'static str,
         /// The path.
         path: std::path::PathBuf,
         /// Why.
@@ -1254,6 +1348,9 @@ pub enum InitError {
     /// piko-obs's runtime could not start.
     #[error("cannot start the piko-obs runtime: {0}")]
     Runtime(std::io::Error),
+    /// An environment variable of [`settings`] is set to a value that cannot work.
+    #[error(transparent)]
+    Env(#[from] settings::EnvSettingError),
 }
 
 fn program_name() -> String {

@@ -165,6 +165,10 @@ fn describe_self_metrics() {
             "piko_obs_notifications_dead_letter_pending",
             "Dead-letter entries handed to the writer and not yet on disk.",
         ),
+        (
+            "piko_obs_notifications_dead_letter_in_memory",
+            "Dead letters held in memory (and printed to stderr) because the default dead-letter file is not writable.",
+        ),
     ] {
         metrics::describe_gauge!(name, help);
     }
@@ -208,6 +212,10 @@ fn describe_self_metrics() {
     ] {
         metrics::describe_counter!(name, help);
     }
+    metrics::describe_counter!(
+        "piko_obs_notifications_dead_letter_memory_evicted_total",
+        "Dead letters let go from memory to make room (each was printed to stderr)."
+    );
     metrics::describe_counter!(
         "piko_obs_log_lines_unrouted_total",
         "Log lines at INFO or above logged while no output existed."

@@ -36,9 +36,10 @@ use std::sync::RwLock;
 pub use piko_obs_notify::*;
 pub use piko_obs_notify_providers::{
     ALERTMANAGER, AlertmanagerNotifier, ConfigError, DEFAULT_LEASE, DEFAULT_MAX_BYTES,
-    DiscordNotifier, EU_EVENTS_URL, EVENTS_URL, FileDeadLetterStore, GoogleChatNotifier,
-    HttpClient, NtfyNotifier, PagerDutyNotifier, SlackNotifier, StdoutFormat, StdoutNotifier,
-    TeamsFormat, TeamsNotifier, WebhookNotifier, default_dead_letter_path,
+    DEFAULT_MEMORY_ENTRIES, DiscordNotifier, EU_EVENTS_URL, EVENTS_URL, FileDeadLetterStore,
+    GoogleChatNotifier, HttpClient, MemoryDeadLetterStore, NtfyNotifier, PagerDutyNotifier,
+    SlackNotifier, StdoutFormat, StdoutNotifier, TeamsFormat, TeamsNotifier, WebhookNotifier,
+    default_dead_letter_path,
 };
 
 /// The environment variables `with_notification_providers_from_env` reads, each
@@ -272,6 +273,35 @@ pub(crate) fn record_forwarder_stats() {
     }
 }
 
+/// The in-memory dead-letter store `init()` fell back to, when the default file could
+/// not be opened.
+static MEMORY_DEAD_LETTERS: RwLock<Option<std::sync::Arc<MemoryDeadLetterStore>>> =
+    RwLock::new(None);
+
+/// The in-memory store used when the default dead-letter file cannot be opened: warns
+/// once (naming the file, the reason and the fix) and makes its size visible on
+/// `/metrics` (`piko_obs_notifications_dead_letter_in_memory`).
+pub(crate) fn memory_dead_letters(
+    default_path: &std::path::Path,
+    why: &std::io::Error,
+) -> std::sync::Arc<dyn DeadLetterStore> {
+    let store = std::sync::Arc::new(MemoryDeadLetterStore::new(DEFAULT_MEMORY_ENTRIES));
+    *MEMORY_DEAD_LETTERS
+        .write()
+        .unwrap_or_else(|p| p.into_inner()) = Some(store.clone());
+    let path = default_path.display().to_string();
+    let why = why.to_string();
+    crate::logger::get_logger("piko-obs/notification").warn(
+        "dead letters kept in memory and printed to stderr: the default dead-letter file is not writable; set PIKO_NOTIFICATION_DEAD_LETTER_PATH to a writable volume to keep them across restarts",
+        &[
+            crate::logger::attr::string("path", &path),
+            crate::logger::attr::string("error", &why),
+            crate::logger::attr::uint("max_entries", DEFAULT_MEMORY_ENTRIES.get() as u64),
+        ],
+    );
+    store
+}
+
 /// The notification service `init()` set up, if it did.
 pub fn service() -> Option<NotificationService> {
     INSTALLED.read().unwrap_or_else(|p| p.into_inner()).clone()
@@ -321,6 +351,15 @@ pub(crate) fn record_stats(service: &NotificationService) {
         ] {
             ::metrics::gauge!(name).set(v as f64);
         }
+    }
+    if let Some(memory) = MEMORY_DEAD_LETTERS
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+    {
+        ::metrics::gauge!("piko_obs_notifications_dead_letter_in_memory").set(memory.len() as f64);
+        ::metrics::counter!("piko_obs_notifications_dead_letter_memory_evicted_total")
+            .absolute(memory.evicted());
     }
     for p in service.provider_stats() {
         ::metrics::counter!("piko_obs_notification_provider_delivered_total", "provider" => p.provider.clone())

@@ -89,6 +89,19 @@ fn prod_writes_json_lines_and_stops_on_sigterm() {
         "Service started"
     );
     assert_eq!(alerts[0]["notification"]["context"]["source"], "monitor");
+    // init()'s summary of what it started, from piko-obs's own logger.
+    let started = all
+        .iter()
+        .find(|l| l["msg"] == "piko-obs started")
+        .expect("init()'s summary");
+    assert_eq!(started["level"], "NOTICE");
+    assert_eq!(started["mode"], "prod");
+    assert_eq!(started["alert_providers"], "stdout");
+    let probes = started["probes"].as_str().unwrap();
+    assert!(
+        probes.starts_with("http://127.0.0.1:") && probes.ends_with(" /live /ready /startup"),
+        "{probes}"
+    );
     let lines: Vec<&serde_json::Value> = all.iter().filter(|l| l["logger"] == "monitor").collect();
     assert_eq!(lines[0]["msg"], "Health probes listening");
     assert!(lines[0]["addr"].as_str().unwrap().starts_with("127.0.0.1:"));
@@ -172,6 +185,9 @@ fn help_lists_the_variables_and_a_bad_mode_is_an_error() {
         "PIKO_NOTIFICATION_DEAD_LETTER_PATH",
         "OTEL_EXPORTER_OTLP_ENDPOINT",
         "OTEL_EXPORTER_OTLP_PROTOCOL",
+        "APP_BIND_ADDRESS",
+        "PIKO_HEALTH_BIND_ADDRESS",
+        "PIKO_HEALTH_PORT",
     ] {
         assert!(text.contains(var), "{var} missing from --help");
     }

@@ -1,0 +1,290 @@
+//! Settings operators change without a rebuild: the environment variables `init()`
+//! reads for the run mode and the probe server, and the start-up summary it logs.
+//!
+//! One precedence for every setting piko-obs reads from the environment: **code, then
+//! environment, then default**. A builder option given in code wins; when it is not
+//! given, the variable is read; when that is unset or blank, the default applies. So
+//! set in code only what operators must not change, and leave the rest to the
+//! environment. The same order holds for `PIKO_LOG_LEVEL` (`with_log_level`),
+//! `PIKO_DISABLE_CONSOLE_LOG` (`with_console_output`), the `OTEL_*` variables
+//! (`with_otlp_*`), the `SENTRY_*` variables (`with_sentry`), `ENVIRONMENT`
+//! (`with_environment`) and `PIKO_NOTIFICATION_DEAD_LETTER_PATH`
+//! (`with_notification_dead_letter_path`).
+//!
+//! | variable | builder option | default |
+//! |---|---|---|
+//! | `PIKO_RUN_MODE` | `with_run_mode` | `dev` |
+//! | `PIKO_HEALTH_BIND_ADDRESS` | `with_health_bind_address` | `127.0.0.1` |
+//! | `PIKO_HEALTH_PORT` | `with_health_probe_port` | `9090` |
+//! | `PIKO_HEALTH_LIVE_PATH` | `with_health_live_path` | `/live` |
+//! | `PIKO_HEALTH_READY_PATH` | `with_health_ready_path` | `/ready` |
+//! | `PIKO_HEALTH_STARTUP_PATH` | `with_health_startup_path` | `/startup` |
+//! | `PIKO_HEALTH_METRICS_PATH` | `with_health_metrics_path` | `/metrics` |
+//!
+//! A value that cannot work fails `init()` with an error naming the variable.
+
+use crate::RunMode;
+
+/// The run mode, `dev` or `prod` (`with_run_mode` wins).
+pub const PIKO_RUN_MODE: &str = "PIKO_RUN_MODE";
+/// The probe server's IP address, `0.0.0.0` in a pod (`with_health_bind_address` wins).
+pub const PIKO_HEALTH_BIND_ADDRESS: &str = "PIKO_HEALTH_BIND_ADDRESS";
+/// The probe server's port (`with_health_probe_port` wins).
+pub const PIKO_HEALTH_PORT: &str = "PIKO_HEALTH_PORT";
+/// The liveness path (`with_health_live_path` wins).
+pub const PIKO_HEALTH_LIVE_PATH: &str = "PIKO_HEALTH_LIVE_PATH";
+/// The readiness path (`with_health_ready_path` wins).
+pub const PIKO_HEALTH_READY_PATH: &str = "PIKO_HEALTH_READY_PATH";
+/// The startup path (`with_health_startup_path` wins).
+pub const PIKO_HEALTH_STARTUP_PATH: &str = "PIKO_HEALTH_STARTUP_PATH";
+/// The metrics path on the probe port (`with_health_metrics_path` wins).
+pub const PIKO_HEALTH_METRICS_PATH: &str = "PIKO_HEALTH_METRICS_PATH";
+
+/// An environment variable set to a value that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("environment variable {variable}={value:?}: {reason}")]
+pub struct EnvSettingError {
+    /// The variable.
+    pub variable: &'static str,
+    /// Its value (these settings hold no secret).
+    pub value: String,
+    /// What is wrong and how to fix it.
+    pub reason: String,
+}
+
+/// Code, else the variable (parsed), else the default.
+pub(crate) fn pick<T>(
+    code: Option<T>,
+    variable: &'static str,
+    env: &impl Fn(&str) -> Option<String>,
+    parse: impl Fn(&str) -> Result<T, String>,
+    default: impl FnOnce() -> T,
+) -> Result<T, EnvSettingError> {
+    if let Some(v) = code {
+        return Ok(v);
+    }
+    match env(variable).filter(|v| !v.trim().is_empty()) {
+        Some(value) => parse(value.trim()).map_err(|reason| EnvSettingError {
+            variable,
+            value,
+            reason,
+        }),
+        None => Ok(default()),
+    }
+}
+
+/// The run mode of code, `PIKO_RUN_MODE` or the default (dev).
+pub(crate) fn run_mode(
+    code: Option<RunMode>,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<RunMode, EnvSettingError> {
+    pick(
+        code,
+        PIKO_RUN_MODE,
+        env,
+        |v| v.parse().map_err(|_| "use dev or prod".to_string()),
+        || RunMode::Dev,
+    )
+}
+
+/// Where the probe server listens and what it serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ProbeServer {
+    pub(crate) bind: String,
+    pub(crate) port: u16,
+    pub(crate) live: String,
+    pub(crate) ready: String,
+    pub(crate) startup: String,
+    pub(crate) metrics: String,
+}
+
+/// The probe server's settings given in code (`None`: not given).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ProbeServerInCode {
+    pub(crate) bind: Option<String>,
+    pub(crate) port: Option<u16>,
+    pub(crate) live: Option<String>,
+    pub(crate) ready: Option<String>,
+    pub(crate) startup: Option<String>,
+    pub(crate) metrics: Option<String>,
+}
+
+impl ProbeServerInCode {
+    /// Code, else the environment, else the defaults.
+    pub(crate) fn resolve(
+        self,
+        env: &impl Fn(&str) -> Option<String>,
+    ) -> Result<ProbeServer, EnvSettingError> {
+        let address = |v: &str| -> Result<String, String> {
+            v.parse::<std::net::IpAddr>()
+                .map(|_| v.to_string())
+                .map_err(|_| {
+                    "not an IP address; use 0.0.0.0 (every interface), 127.0.0.1 or ::".into()
+                })
+        };
+        let path = |v: &str| -> Result<String, String> {
+            if v.starts_with('/') && !v.contains(char::is_whitespace) {
+                Ok(v.to_string())
+            } else {
+                Err("a path starts with / and has no spaces, for example /ready".into())
+            }
+        };
+        Ok(ProbeServer {
+            bind: pick(self.bind, PIKO_HEALTH_BIND_ADDRESS, env, address, || {
+                "127.0.0.1".into()
+            })?,
+            port: pick(
+                self.port,
+                PIKO_HEALTH_PORT,
+                env,
+                |v| {
+                    v.parse().map_err(|_| {
+                        "not a port number; use 0 to 65535 (0 picks a free port)".into()
+                    })
+                },
+                || 9090,
+            )?,
+            live: pick(self.live, PIKO_HEALTH_LIVE_PATH, env, path, || {
+                "/live".into()
+            })?,
+            ready: pick(self.ready, PIKO_HEALTH_READY_PATH, env, path, || {
+                "/ready".into()
+            })?,
+            startup: pick(self.startup, PIKO_HEALTH_STARTUP_PATH, env, path, || {
+                "/startup".into()
+            })?,
+            metrics: pick(self.metrics, PIKO_HEALTH_METRICS_PATH, env, path, || {
+                "/metrics".into()
+            })?,
+        })
+    }
+}
+
+/// Why OTLP export is off, for the start-up summary.
+pub(crate) fn otlp_off_reason(
+    in_code: Option<bool>,
+    env: &impl Fn(&str) -> Option<String>,
+) -> &'static str {
+    if in_code == Some(false) {
+        "off (with_otlp_enabled(false))"
+    } else if env("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true")) {
+        "off (OTEL_SDK_DISABLED=true)"
+    } else {
+        "off (no endpoint: OTEL_EXPORTER_OTLP_ENDPOINT unset)"
+    }
+}
+
+/// A URL as the start-up summary shows it: without user information, query or
+/// fragment, which may carry credentials.
+pub(crate) fn shown_url(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let rest = rest.split(['?', '#']).next().unwrap_or("");
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let host = authority.rsplit('@').next().unwrap_or(authority);
+    if scheme.is_empty() {
+        format!("{host}{path}")
+    } else {
+        format!("{scheme}://{host}{path}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |k| {
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn code_wins_then_environment_then_default() {
+        let vars = env(&[
+            (PIKO_HEALTH_PORT, "9191"),
+            (PIKO_HEALTH_BIND_ADDRESS, "0.0.0.0"),
+            (PIKO_HEALTH_READY_PATH, "/readyz"),
+            (PIKO_HEALTH_LIVE_PATH, "  "),
+            (PIKO_RUN_MODE, "prod"),
+        ]);
+        let s = ProbeServerInCode {
+            port: Some(8000),
+            ..Default::default()
+        }
+        .resolve(&vars)
+        .unwrap();
+        assert_eq!(
+            s,
+            ProbeServer {
+                bind: "0.0.0.0".into(),
+                port: 8000,
+                live: "/live".into(),
+                ready: "/readyz".into(),
+                startup: "/startup".into(),
+                metrics: "/metrics".into(),
+            }
+        );
+        assert_eq!(run_mode(None, &vars).unwrap(), RunMode::Prod);
+        assert_eq!(run_mode(Some(RunMode::Dev), &vars).unwrap(), RunMode::Dev);
+        assert_eq!(run_mode(None, &env(&[])).unwrap(), RunMode::Dev);
+        let defaults = ProbeServerInCode::default().resolve(&env(&[])).unwrap();
+        assert_eq!((defaults.bind.as_str(), defaults.port), ("127.0.0.1", 9090));
+    }
+
+    #[test]
+    fn a_bad_value_names_its_variable_and_the_fix() {
+        for (vars, variable, hint) in [
+            (
+                env(&[(PIKO_HEALTH_PORT, "ninety")]),
+                PIKO_HEALTH_PORT,
+                "0 to 65535",
+            ),
+            (
+                env(&[(PIKO_HEALTH_BIND_ADDRESS, "localhost:9090")]),
+                PIKO_HEALTH_BIND_ADDRESS,
+                "0.0.0.0",
+            ),
+            (
+                env(&[(PIKO_HEALTH_STARTUP_PATH, "startup")]),
+                PIKO_HEALTH_STARTUP_PATH,
+                "starts with /",
+            ),
+        ] {
+            let e = ProbeServerInCode::default().resolve(&vars).unwrap_err();
+            assert_eq!(e.variable, variable);
+            let text = e.to_string();
+            assert!(text.contains(variable) && text.contains(hint), "{text}");
+        }
+        let e = run_mode(None, &env(&[(PIKO_RUN_MODE, "staging")])).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "environment variable PIKO_RUN_MODE=\"staging\": use dev or prod"
+        );
+    }
+
+    #[test]
+    fn otlp_off_says_why_and_urls_lose_credentials() {
+        assert_eq!(
+            otlp_off_reason(None, &env(&[])),
+            "off (no endpoint: OTEL_EXPORTER_OTLP_ENDPOINT unset)"
+        );
+        assert_eq!(
+            otlp_off_reason(None, &env(&[("OTEL_SDK_DISABLED", "true")])),
+            "off (OTEL_SDK_DISABLED=true)"
+        );
+        assert_eq!(
+            otlp_off_reason(Some(false), &env(&[])),
+            "off (with_otlp_enabled(false))"
+        );
+        assert_eq!(
+            shown_url("https://user:secret@collector:4318/v1/traces?token=x#f"),
+            "https://collector:4318/v1/traces"
+        );
+        assert_eq!(shown_url("http://127.0.0.1:4317"), "http://127.0.0.1:4317");
+    }
+}
