@@ -125,7 +125,7 @@ fn a_probe_panic_is_served_as_a_fixed_text_and_its_message_logged() {
         }))
         .init()
         .unwrap();
-    let (code, body) = get(guard.health_addr().unwrap(), "/live").unwrap();
+    let (code, body) = get(guard.health_addr().unwrap(), "/ready").unwrap();
     assert_eq!(code, 503);
     assert!(
         body.contains("\"name\":\"vault\",\"state\":\"UNHEALTHY\",\"message\":\"probe panicked\""),

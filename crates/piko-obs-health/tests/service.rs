@@ -196,7 +196,7 @@ async fn a_probe_panicking_after_an_await_is_reported_the_same_way() {
         panic!("token abc123 rejected");
     }))
     .unwrap();
-    let s = h.check(CheckKind::Liveness).await;
+    let s = h.check(CheckKind::Readiness).await;
     assert_eq!(s.state, State::Unhealthy);
     assert_eq!(s.dependencies[0].message, "probe panicked");
     assert_eq!(*panics.lock().unwrap(), ["token abc123 rejected"]);

@@ -246,7 +246,8 @@ fn active(text: &str, method: &str, route: &str) -> Option<f64> {
         &[
             "http_server_active_requests{",
             &format!("http_request_method=\"{method}\""),
-            &format!("http_route=\"{route}\"}}"),
+            &format!("http_route=\"{route}\","),
+            "url_scheme=\"http\"}",
         ],
     )
 }
