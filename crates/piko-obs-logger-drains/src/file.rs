@@ -48,7 +48,8 @@ pub struct OpenFileError {
 /// (unless it is empty), it is renamed to `<stem>-<YYYYMMDDTHHMMSS.mmm><ext>` (UTC; a
 /// `-N` suffix is added rather than overwriting when two rotations share a millisecond)
 /// and a new file is started. A background thread gzips backups and removes those past
-/// the count and age limits. Files are created with mode 0640.
+/// the count and age limits. Files, backups and compressed backups alike, are created
+/// with mode 0640 (less what the umask removes).
 #[derive(Debug)]
 pub struct RotatingFile {
     path: PathBuf,
@@ -120,12 +121,17 @@ impl RotatingFile {
 fn open_append(path: &Path) -> io::Result<File> {
     let mut o = OpenOptions::new();
     o.create(true).append(true);
+    with_log_mode(&mut o).open(path)
+}
+
+/// Gives files created through `o` the mode of log files, 0640.
+fn with_log_mode(o: &mut OpenOptions) -> &mut OpenOptions {
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
         o.mode(0o640);
     }
-    o.open(path)
+    o
 }
 
 fn stem_ext(path: &Path) -> (String, String) {
@@ -234,7 +240,8 @@ fn compress(p: &Path) -> io::Result<()> {
     let tmp = PathBuf::from(tmp);
     {
         let mut input = File::open(p)?;
-        let out = File::create(&tmp)?;
+        let out =
+            with_log_mode(OpenOptions::new().write(true).create(true).truncate(true)).open(&tmp)?;
         let mut enc = flate2::write::GzEncoder::new(out, flate2::Compression::best());
         io::copy(&mut input, &mut enc)?;
         enc.finish()?.sync_all()?;
@@ -384,6 +391,35 @@ mod tests {
                 .flatten()
                 .any(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
         );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn rotated_and_compressed_backups_keep_the_mode_of_the_live_file() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let dir = tempfile::tempdir().unwrap();
+        for compress in [false, true] {
+            let path = dir.path().join(format!("mode-{compress}.log"));
+            let mut f = RotatingFile::open(&path, opts(32, 0, compress)).unwrap();
+            for i in 0..6 {
+                f.write_all(format!("line {i} of the log\n").as_bytes())
+                    .unwrap();
+            }
+            drop(f);
+            let live = mode(&path);
+            assert_eq!(
+                live & 0o027,
+                0,
+                "{live:o}: no group write, nothing for others"
+            );
+            let b = backups(&path);
+            assert!(b.len() >= 2, "{b:?}");
+            for p in &b {
+                assert_eq!(p.extension().is_some_and(|e| e == "gz"), compress);
+                assert_eq!(mode(p), live, "{p:?}: {:o}, live {live:o}", mode(p));
+            }
+        }
     }
 
     #[test]
