@@ -50,6 +50,10 @@ pub struct OpenFileError {
 /// and a new file is started. A background thread gzips backups and removes those past
 /// the count and age limits. Files, backups and compressed backups alike, are created
 /// with mode 0640 (less what the umask removes).
+///
+/// A failed rotation loses only the lines of that write: when the new file cannot be
+/// created (no file descriptor left, a full disk, an unwritable folder), the next
+/// write opens the live path again, so the output recovers as soon as the fault clears.
 #[derive(Debug)]
 pub struct RotatingFile {
     path: PathBuf,
@@ -104,17 +108,34 @@ impl RotatingFile {
     }
 
     fn rotate(&mut self) -> io::Result<()> {
-        if let Some(f) = self.file.take() {
+        if let Some(f) = &self.file {
             let _ = f.sync_all();
         }
         let backup = backup_name(&self.path, SystemTime::now());
-        fs::rename(&self.path, &backup)?;
-        self.file = Some(open_append(&self.path)?);
-        self.size = 0;
+        if self.path.exists() {
+            // On failure the file stays in place and open: the next write tries again.
+            fs::rename(&self.path, &backup)?;
+        }
         if let Some((tx, _)) = &self.cleanup {
             let _ = tx.send(());
         }
+        // The path is free now: should it not be created again, the next write does it.
+        self.file = None;
+        self.size = 0;
+        self.live()?;
         Ok(())
+    }
+
+    /// The live file, opened again at its path when an earlier rotation could not.
+    fn live(&mut self) -> io::Result<&mut File> {
+        if self.file.is_none() {
+            let file = open_append(&self.path)?;
+            self.size = file.metadata()?.len();
+            self.file = Some(file);
+        }
+        self.file
+            .as_mut()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::BrokenPipe, "log file is closed"))
     }
 }
 
@@ -259,14 +280,11 @@ fn compress(p: &Path) -> io::Result<()> {
 
 impl Write for RotatingFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.live()?;
         if self.size > 0 && self.size + buf.len() as u64 > self.options.max_size_bytes {
             self.rotate()?;
         }
-        let f = self
-            .file
-            .as_mut()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::BrokenPipe, "log file is closed"))?;
-        let n = f.write(buf)?;
+        let n = self.live()?.write(buf)?;
         self.size += n as u64;
         Ok(n)
     }
@@ -275,6 +293,7 @@ impl Write for RotatingFile {
         // Rotate on line boundaries: split a batch so no file passes its size limit
         // by more than one line.
         let mut rest = buf;
+        self.live()?;
         while !rest.is_empty() {
             let room = self.options.max_size_bytes.saturating_sub(self.size) as usize;
             let take = if rest.len() <= room {
@@ -293,11 +312,7 @@ impl Write for RotatingFile {
                 }
             };
             let (chunk, tail) = rest.split_at(take);
-            let f = self
-                .file
-                .as_mut()
-                .ok_or_else(|| io::Error::new(io::ErrorKind::BrokenPipe, "log file is closed"))?;
-            f.write_all(chunk)?;
+            self.live()?.write_all(chunk)?;
             self.size += chunk.len() as u64;
             rest = tail;
         }
