@@ -97,6 +97,12 @@ const SUITES: &[Suite] = &[
                 denominator: "disabled_debug5/slog_levelfilter",
                 bound: 0.5,
             },
+            Goal {
+                what: "an ERROR line with the 5 fields, the defaults (no stack trace), through the queue: at most 3 x the same line at INFO",
+                numerator: "error5_sink/piko_obs_error",
+                denominator: "error5_sink/piko_obs_info",
+                bound: 3.0,
+            },
         ],
     },
     Suite {

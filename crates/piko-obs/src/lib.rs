@@ -133,8 +133,8 @@ pub struct PikoObs;
 
 impl PikoObs {
     /// A builder with the defaults: dev mode, framework level from `PIKO_LOG_LEVEL` or
-    /// INFO, a console output, the `log` and `tracing` bridges on, stack traces on ERROR, the probe
-    /// server on `127.0.0.1:9090`.
+    /// INFO, a console output, the `log` and `tracing` bridges on, no stack traces on ERROR, the
+    /// probe server on `127.0.0.1:9090`.
     pub fn builder() -> Builder {
         Builder::default()
     }
@@ -219,7 +219,7 @@ impl Default for Builder {
             console: None,
             log_bridge: true,
             tracing_bridge: true,
-            error_backtraces: true,
+            error_backtraces: false,
             secret_keys: None,
             shutdown_timeout: Duration::from_secs(10),
             drain_delay: None,
@@ -289,7 +289,9 @@ impl Builder {
         self.tracing_bridge = on;
         self
     }
-    /// Whether ERROR records carry a stack trace (default: on).
+    /// Whether ERROR records carry a stack trace (default: off). When on, each ERROR call
+    /// captures and symbolises its stack on the caller's thread; `docs/reference/logger.md`
+    /// gives the cost. A trace of only `<unknown>` frames is left out.
     pub fn with_error_backtraces(mut self, on: bool) -> Self {
         self.error_backtraces = on;
         self
