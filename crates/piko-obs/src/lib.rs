@@ -519,7 +519,8 @@ impl Builder {
         self
     }
     /// The dead-letter file (default: `PIKO_NOTIFICATION_DEAD_LETTER_PATH`, else
-    /// [`notification::default_dead_letter_path`]). It must be writable: `init()` opens it.
+    /// [`notification::default_dead_letter_path`]; with neither, `init()` fails rather than
+    /// use the working directory). It must be writable: `init()` opens it.
     pub fn with_notification_dead_letter_path(
         mut self,
         path: impl Into<std::path::PathBuf>,
@@ -1060,7 +1061,8 @@ impl NotificationSetup {
                     .or_else(|| {
                         env(notification::PIKO_NOTIFICATION_DEAD_LETTER_PATH).map(Into::into)
                     })
-                    .unwrap_or_else(notification::default_dead_letter_path);
+                    .or_else(notification::default_dead_letter_path)
+                    .ok_or(InitError::NoDeadLetterPath)?;
                 let mut store =
                     notification::FileDeadLetterStore::open(&path).map_err(|source| {
                         InitError::DeadLetterFile {
@@ -1135,6 +1137,12 @@ pub enum InitError {
         "with_notification_dead_letter_store replaces the dead-letter file: drop with_notification_dead_letter_path and with_notification_dead_letter_max_bytes, or the store"
     )]
     DeadLetterStoreAndFile,
+    /// No dead-letter path is given and there is no default: neither `XDG_STATE_HOME`
+    /// nor `HOME` is set to an absolute folder (the working directory is never used).
+    #[error(
+        "notification dead-letter file: no path given, and neither XDG_STATE_HOME nor HOME is set to an absolute folder (the working directory is never used); set with_notification_dead_letter_path or PIKO_NOTIFICATION_DEAD_LETTER_PATH"
+    )]
+    NoDeadLetterPath,
     /// The dead-letter file cannot be opened.
     #[error(
         "notification dead-letter file {}: {source}; set with_notification_dead_letter_path or PIKO_NOTIFICATION_DEAD_LETTER_PATH to a writable path",
