@@ -46,19 +46,28 @@ fn piko_json_with(
     (hub, log)
 }
 
+/// The five fields of the `json5_*` and `error5_*` scenarios.
+#[inline(always)]
+fn fields5() -> [piko_obs_logger::Attr<'static>; 5] {
+    [
+        attr::string("path", black_box("/api/v1/users")),
+        attr::int("status", black_box(200)),
+        attr::float("latency_ms", black_box(12.5)),
+        attr::bool("cached", black_box(true)),
+        attr::duration("elapsed", black_box(ELAPSED)),
+    ]
+}
+
 /// The line of the `json5_*` scenarios: a message and five fields.
 #[inline(always)]
 fn log5_line(log: &piko_obs_logger::Logger) {
-    log.info(
-        black_box(MSG),
-        &[
-            attr::string("path", black_box("/api/v1/users")),
-            attr::int("status", black_box(200)),
-            attr::float("latency_ms", black_box(12.5)),
-            attr::bool("cached", black_box(true)),
-            attr::duration("elapsed", black_box(ELAPSED)),
-        ],
-    )
+    log.info(black_box(MSG), &fields5())
+}
+
+/// The same line at ERROR.
+#[inline(always)]
+fn error5_line(log: &piko_obs_logger::Logger) {
+    log.error(black_box(MSG), &fields5())
 }
 
 /// The same line as a `tracing` event.
@@ -274,6 +283,16 @@ fn disabled(c: &mut Criterion) {
     g.finish();
 }
 
+/// An ERROR line against an INFO line with the same fields, the hub's defaults.
+fn error5(c: &mut Criterion) {
+    let mut g = c.benchmark_group("error5_sink");
+    let (hub, log) = piko_json(io::sink(), Level::INFO);
+    g.bench_function("piko_obs_info", |b| b.iter(|| log5_line(&log)));
+    g.bench_function("piko_obs_error", |b| b.iter(|| error5_line(&log)));
+    let _ = hub.shutdown(Duration::from_secs(5));
+    g.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_millis(500))
@@ -281,5 +300,5 @@ fn config() -> Criterion {
         .sample_size(30)
 }
 
-criterion_group! { name = benches; config = config(); targets = log5, bound3, disabled }
+criterion_group! { name = benches; config = config(); targets = log5, bound3, disabled, error5 }
 criterion_main!(benches);

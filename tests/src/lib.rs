@@ -250,3 +250,17 @@ pub fn attach_file_dispatcher(
     service.attach_dispatcher(d.clone()).expect("attach");
     (d, store)
 }
+
+/// [`rerun_in_child`] (stderr kept), then checks that the child passed and printed
+/// `marker` (the line a child's part prints once its checks are done); returns its run.
+pub fn rerun_in_child_expecting(name: &str, env: &str, marker: &str, limit: Duration) -> ChildRun {
+    let run = rerun_in_child(name, env, false, limit);
+    assert!(
+        run.status.success() && run.stdout.contains(marker),
+        "{name} in its child process: {}, no {marker:?} in\n{}\n{}",
+        run.status,
+        run.stdout,
+        run.stderr
+    );
+    run
+}

@@ -153,6 +153,7 @@ fn json_line_has_keys_in_order_and_documented_encodings() {
 #[test]
 fn error_attribute_keeps_the_chain_and_error_records_carry_a_stack() {
     let (hub, cap) = hub_with_json("info");
+    hub.set_error_backtraces(true);
     let err = Outer(Mid(Root));
     let log = hub.get_logger("payments");
     log.error("charge failed", &[attr::error(&err)]);
@@ -178,13 +179,17 @@ fn error_attribute_keeps_the_chain_and_error_records_carry_a_stack() {
 }
 
 #[test]
-fn error_backtraces_can_be_turned_off() {
-    let hub = Hub::builder().with_error_backtraces(false).build();
-    let cap = Capture::new();
-    add_capture(&hub, "json", Level::INFO, &cap);
-    hub.get_logger("x").error("boom", &[]);
-    hub.flush(T).unwrap();
-    assert!(cap.json_lines()[0].get("stack_trace").is_none());
+fn error_backtraces_are_off_by_default_and_can_be_turned_off() {
+    for hub in [
+        Hub::default(),
+        Hub::builder().with_error_backtraces(false).build(),
+    ] {
+        let cap = Capture::new();
+        add_capture(&hub, "json", Level::INFO, &cap);
+        hub.get_logger("x").error("boom", &[]);
+        hub.flush(T).unwrap();
+        assert!(cap.json_lines()[0].get("stack_trace").is_none());
+    }
 }
 
 #[test]
@@ -449,6 +454,7 @@ fn macros_add_the_module_and_context_carries_the_logger() {
 #[test]
 fn panic_logs_an_error_then_panics() {
     let (hub, cap) = hub_with_json("info");
+    hub.set_error_backtraces(true);
     let log = hub.get_logger("p");
     let r = std::panic::catch_unwind(|| log.panic("invariant broken", &[attr::int("k", 1)]));
     assert!(r.is_err());

@@ -130,6 +130,7 @@ fn control_characters_and_ansi_escapes_are_neutralised() {
 #[test]
 fn error_lines_end_with_a_stack_block_and_values_render_readably() {
     let (hub, cap) = pretty(ColorChoice::Never);
+    hub.set_error_backtraces(true);
     let err = std::io::Error::other("disk full");
     hub.get_logger("store").error(
         "write failed",

@@ -48,7 +48,12 @@ pub struct OpenFileError {
 /// (unless it is empty), it is renamed to `<stem>-<YYYYMMDDTHHMMSS.mmm><ext>` (UTC; a
 /// `-N` suffix is added rather than overwriting when two rotations share a millisecond)
 /// and a new file is started. A background thread gzips backups and removes those past
-/// the count and age limits. Files are created with mode 0640.
+/// the count and age limits. Files, backups and compressed backups alike, are created
+/// with mode 0640 (less what the umask removes).
+///
+/// A failed rotation loses only the lines of that write: when the new file cannot be
+/// created (no file descriptor left, a full disk, an unwritable folder), the next
+/// write opens the live path again, so the output recovers as soon as the fault clears.
 #[derive(Debug)]
 pub struct RotatingFile {
     path: PathBuf,
@@ -103,29 +108,51 @@ impl RotatingFile {
     }
 
     fn rotate(&mut self) -> io::Result<()> {
-        if let Some(f) = self.file.take() {
+        if let Some(f) = &self.file {
             let _ = f.sync_all();
         }
         let backup = backup_name(&self.path, SystemTime::now());
-        fs::rename(&self.path, &backup)?;
-        self.file = Some(open_append(&self.path)?);
-        self.size = 0;
+        if self.path.exists() {
+            // On failure the file stays in place and open: the next write tries again.
+            fs::rename(&self.path, &backup)?;
+        }
         if let Some((tx, _)) = &self.cleanup {
             let _ = tx.send(());
         }
+        // The path is free now: should it not be created again, the next write does it.
+        self.file = None;
+        self.size = 0;
+        self.live()?;
         Ok(())
+    }
+
+    /// The live file, opened again at its path when an earlier rotation could not.
+    fn live(&mut self) -> io::Result<&mut File> {
+        if self.file.is_none() {
+            let file = open_append(&self.path)?;
+            self.size = file.metadata()?.len();
+            self.file = Some(file);
+        }
+        self.file
+            .as_mut()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::BrokenPipe, "log file is closed"))
     }
 }
 
 fn open_append(path: &Path) -> io::Result<File> {
     let mut o = OpenOptions::new();
     o.create(true).append(true);
+    with_log_mode(&mut o).open(path)
+}
+
+/// Gives files created through `o` the mode of log files, 0640.
+fn with_log_mode(o: &mut OpenOptions) -> &mut OpenOptions {
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
         o.mode(0o640);
     }
-    o.open(path)
+    o
 }
 
 fn stem_ext(path: &Path) -> (String, String) {
@@ -234,7 +261,8 @@ fn compress(p: &Path) -> io::Result<()> {
     let tmp = PathBuf::from(tmp);
     {
         let mut input = File::open(p)?;
-        let out = File::create(&tmp)?;
+        let out =
+            with_log_mode(OpenOptions::new().write(true).create(true).truncate(true)).open(&tmp)?;
         let mut enc = flate2::write::GzEncoder::new(out, flate2::Compression::best());
         io::copy(&mut input, &mut enc)?;
         enc.finish()?.sync_all()?;
@@ -252,14 +280,11 @@ fn compress(p: &Path) -> io::Result<()> {
 
 impl Write for RotatingFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.live()?;
         if self.size > 0 && self.size + buf.len() as u64 > self.options.max_size_bytes {
             self.rotate()?;
         }
-        let f = self
-            .file
-            .as_mut()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::BrokenPipe, "log file is closed"))?;
-        let n = f.write(buf)?;
+        let n = self.live()?.write(buf)?;
         self.size += n as u64;
         Ok(n)
     }
@@ -268,6 +293,7 @@ impl Write for RotatingFile {
         // Rotate on line boundaries: split a batch so no file passes its size limit
         // by more than one line.
         let mut rest = buf;
+        self.live()?;
         while !rest.is_empty() {
             let room = self.options.max_size_bytes.saturating_sub(self.size) as usize;
             let take = if rest.len() <= room {
@@ -286,11 +312,7 @@ impl Write for RotatingFile {
                 }
             };
             let (chunk, tail) = rest.split_at(take);
-            let f = self
-                .file
-                .as_mut()
-                .ok_or_else(|| io::Error::new(io::ErrorKind::BrokenPipe, "log file is closed"))?;
-            f.write_all(chunk)?;
+            self.live()?.write_all(chunk)?;
             self.size += chunk.len() as u64;
             rest = tail;
         }
@@ -384,6 +406,35 @@ mod tests {
                 .flatten()
                 .any(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
         );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn rotated_and_compressed_backups_keep_the_mode_of_the_live_file() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let dir = tempfile::tempdir().unwrap();
+        for compress in [false, true] {
+            let path = dir.path().join(format!("mode-{compress}.log"));
+            let mut f = RotatingFile::open(&path, opts(32, 0, compress)).unwrap();
+            for i in 0..6 {
+                f.write_all(format!("line {i} of the log\n").as_bytes())
+                    .unwrap();
+            }
+            drop(f);
+            let live = mode(&path);
+            assert_eq!(
+                live & 0o027,
+                0,
+                "{live:o}: no group write, nothing for others"
+            );
+            let b = backups(&path);
+            assert!(b.len() >= 2, "{b:?}");
+            for p in &b {
+                assert_eq!(p.extension().is_some_and(|e| e == "gz"), compress);
+                assert_eq!(mode(p), live, "{p:?}: {:o}, live {live:o}", mode(p));
+            }
+        }
     }
 
     #[test]

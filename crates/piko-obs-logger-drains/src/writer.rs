@@ -318,7 +318,7 @@ fn run(sh: &Shared, mut dest: Box<dyn Write + Send>) {
             st.finished = true;
             drop(st);
             sh.progress.notify_all();
-            let _ = dest.flush();
+            let _ = contained(|| dest.flush());
             return;
         }
         std::mem::swap(&mut st.buf, &mut batch);
@@ -326,7 +326,7 @@ fn run(sh: &Shared, mut dest: Box<dyn Write + Send>) {
         st.taken += n;
         drop(st);
         sh.not_full.notify_all();
-        let ok = dest.write_all(&batch).and_then(|()| dest.flush()).is_ok();
+        let ok = contained(|| dest.write_all(&batch).and_then(|()| dest.flush())).is_ok();
         if ok {
             sh.written.fetch_add(n, Ordering::Relaxed);
         } else {
@@ -342,6 +342,17 @@ fn run(sh: &Shared, mut dest: Box<dyn Write + Send>) {
         drop(st);
         sh.progress.notify_all();
     }
+}
+
+/// Runs a call into a destination, turning a panic in it into an error: a `Write` that
+/// panics loses the lines of that call (counted as failed), never the writer thread or
+/// the caller. The panic hook has already reported the panic.
+fn contained(call: impl FnOnce() -> std::io::Result<()>) -> std::io::Result<()> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)).unwrap_or_else(|_| {
+        Err(std::io::Error::other(
+            "the destination panicked; its lines were dropped",
+        ))
+    })
 }
 
 /// Writes each line on the caller's thread, under a lock, with one `write_all` per line:
@@ -386,7 +397,7 @@ impl DirectWriter {
     pub fn push(&self, line: &[u8]) {
         let mut d = self.lock();
         d.stats.accepted += 1;
-        if d.dest.write_all(line).is_ok() {
+        if contained(|| d.dest.write_all(line)).is_ok() {
             d.stats.written += 1;
         } else {
             d.stats.write_errors += 1;
@@ -396,7 +407,8 @@ impl DirectWriter {
 
     /// Flushes the destination.
     pub fn flush(&self) -> Result<(), FlushError> {
-        self.lock().dest.flush().map_err(|e| FlushError::Failed {
+        let mut d = self.lock();
+        contained(|| d.dest.flush()).map_err(|e| FlushError::Failed {
             output: self.name.clone(),
             reason: e.to_string(),
         })
@@ -546,6 +558,64 @@ mod tests {
         assert_eq!((s.accepted, s.written, s.dropped), (3, 3, 0), "{s:?}");
         assert_eq!(out.0.lock().unwrap().split(|b| *b == b'\n').count() - 1, 3);
         w.close(Duration::MAX).unwrap();
+    }
+
+    /// A destination whose write panics while its text contains `boom`.
+    #[derive(Clone, Default)]
+    struct Explosive(Collect);
+    impl Write for Explosive {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            assert!(
+                !b.windows(4).any(|w| w == b"boom"),
+                "the destination panicked"
+            );
+            self.0.write(b)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_panicking_destination_loses_its_lines_not_the_writer() {
+        let out = Explosive::default();
+        let w = AsyncWriter::spawn(
+            "explosive",
+            Box::new(out.clone()),
+            QueueOptions {
+                capacity_bytes: 64,
+                overflow: Overflow::Block {
+                    timeout: Duration::from_secs(2),
+                },
+            },
+        )
+        .unwrap();
+        w.push(b"boom\n");
+        w.flush(Duration::from_secs(5)).unwrap();
+        // The writer thread lives on: the later lines arrive, and no caller waits for
+        // room in a queue that nobody drains.
+        let start = Instant::now();
+        for i in 0..200 {
+            w.push(format!("line {i:03}\n").as_bytes());
+        }
+        w.flush(Duration::from_secs(5)).unwrap();
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            start.elapsed()
+        );
+        let text = String::from_utf8(out.0.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count(), 200);
+        assert!(text.ends_with("line 199\n"));
+        let s = w.stats();
+        assert_eq!((s.accepted, s.written, s.dropped), (201, 200, 1));
+        assert_eq!(s.write_errors, 1);
+        // The same on the caller's thread: the panic stays inside the output.
+        let direct = DirectWriter::new("explosive", Box::new(Explosive::default()));
+        direct.push(b"boom\n");
+        direct.push(b"fine\n");
+        let s = direct.stats();
+        assert_eq!((s.accepted, s.written, s.dropped), (2, 1, 1));
     }
 
     #[test]

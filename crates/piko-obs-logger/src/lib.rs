@@ -57,6 +57,7 @@ pub mod json;
 mod level;
 mod record;
 mod slog_kv;
+mod text;
 mod tracing_bridge;
 
 pub use attr::{Attr, OwnedAttr, REDACTED, SecretKeys, StrList, Value, keys};
@@ -68,6 +69,7 @@ pub use filter::{
 pub use hub::{AddOutputError, Hub, HubBuilder, Logger, OutputId, OutputInfo, ShutdownError};
 pub use level::{Level, LevelName, ParseLevelError, parse_level};
 pub use record::{FlushError, Output, OutputStats, Record, Source, StackTrace};
+pub use text::write_neutralised;
 pub use tracing_bridge::{LEVEL_FIELD, TracingBridge};
 
 /// Logs at a level through a [`Logger`], with the call site's module in the source.

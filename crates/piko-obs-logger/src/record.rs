@@ -51,7 +51,9 @@ impl StackTrace {
         StackTrace::from_backtrace_text(&text)
     }
 
-    /// Parses the text form of `std::backtrace::Backtrace`.
+    /// Parses the text form of `std::backtrace::Backtrace`. A trace none of whose frames
+    /// has a symbol (each `<unknown>`, as in a release build without debug information)
+    /// says nothing: it comes back empty.
     pub fn from_backtrace_text(text: &str) -> StackTrace {
         let mut frames: Vec<String> = Vec::new();
         for line in text.lines() {
@@ -91,7 +93,10 @@ impl StackTrace {
                 }
                 f
             })
-            .collect();
+            .collect::<Vec<String>>();
+        if frames.iter().all(|f| f.starts_with("<unknown>")) {
+            return StackTrace::default();
+        }
         StackTrace { frames }
     }
 
@@ -315,6 +320,18 @@ mod tests {
         assert_eq!(
             st.frames(),
             ["myapp::handler at ./src/main.rs:42:9", "main"]
+        );
+    }
+
+    #[test]
+    fn a_trace_of_only_unknown_frames_is_empty() {
+        let text = "   0: <unknown>\n   1: <unknown>\n   2: <unknown>\n";
+        assert!(StackTrace::from_backtrace_text(text).frames().is_empty());
+        // One frame with a symbol keeps the trace, unknown frames and all.
+        let text = "   0: <unknown>\n   1: myapp::handler\n             at ./src/main.rs:42:9\n";
+        assert_eq!(
+            StackTrace::from_backtrace_text(text).frames(),
+            ["<unknown>", "myapp::handler at ./src/main.rs:42:9"]
         );
     }
 

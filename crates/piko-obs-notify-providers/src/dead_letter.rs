@@ -16,22 +16,21 @@ use piko_obs_notify::{DeadLetter, DeadLetterBatch, DeadLetterStore};
 pub const DEFAULT_MAX_BYTES: u64 = 256 << 20;
 
 /// Where the dead-letter file goes by default: `$XDG_STATE_HOME/piko-obs/`, else
-/// `$HOME/.local/state/piko-obs/`, else the working directory; the file is
-/// `notifications.dead-letter.jsonl`. Never under `/tmp`, which is cleared.
-pub fn default_dead_letter_path() -> PathBuf {
+/// `$HOME/.local/state/piko-obs/`; the file is `notifications.dead-letter.jsonl`. Never
+/// under `/tmp`, which is cleared, and never in the working directory: `None` when
+/// neither variable holds an absolute path (a path must then be given).
+pub fn default_dead_letter_path() -> Option<PathBuf> {
+    default_path_in(std::env::var_os("XDG_STATE_HOME"), std::env::var_os("HOME"))
+}
+
+/// [`default_dead_letter_path`] for the given `XDG_STATE_HOME` and `HOME`. A relative
+/// value is ignored, as the XDG specification asks: it would name the working directory.
+fn default_path_in(xdg_state_home: Option<OsString>, home: Option<OsString>) -> Option<PathBuf> {
     const FILE: &str = "notifications.dead-letter.jsonl";
-    let base = std::env::var_os("XDG_STATE_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .filter(|v| !v.is_empty())
-                .map(|h| PathBuf::from(h).join(".local/state"))
-        });
-    match base {
-        Some(b) => b.join("piko-obs").join(FILE),
-        None => PathBuf::from(FILE),
-    }
+    let absolute = |v: Option<OsString>| v.map(PathBuf::from).filter(|p| p.is_absolute());
+    absolute(xdg_state_home)
+        .or_else(|| absolute(home).map(|h| h.join(".local/state")))
+        .map(|base| base.join("piko-obs").join(FILE))
 }
 
 /// A JSON-lines dead-letter file.
@@ -46,7 +45,14 @@ pub fn default_dead_letter_path() -> PathBuf {
 /// The file holds at most [`DEFAULT_MAX_BYTES`] (256 MiB; see
 /// [`with_max_bytes`](Self::with_max_bytes)): a group of entries that would take it
 /// past its cap is refused with [`io::ErrorKind::StorageFull`], so a platform down for
-/// days cannot fill the disk.
+/// days cannot fill the disk. A replay reads at most the cap's worth of set-aside files
+/// (oldest first, line by line), so its memory is bounded too; the files past it wait
+/// for the next replay, and a set-aside file larger than the cap (left by a store with
+/// a larger one) is left in place and named on stderr.
+///
+/// The path must name a regular file or nothing: a symbolic link (or a FIFO, a
+/// device) is refused. An existing file that other users may read or write (mode wider
+/// than 0600) is set to 0600, with a note on stderr; if that fails, it is refused.
 /// The dispatcher counts refused entries (`dead_letter_errors`) and prints them to
 /// stderr. Files set aside by replays are not counted against the cap.
 #[derive(Debug)]
@@ -170,9 +176,35 @@ fn starts_with(name: &std::ffi::OsStr, prefix: &OsString) -> bool {
 }
 
 /// Opens `path` for appending, creating it with mode 0600; a new file is made durable
-/// by syncing its folder.
+/// by syncing its folder. Refuses a path that names a symbolic link or anything but a
+/// regular file, and narrows a file open to other users to 0600.
 fn open_file(path: &Path) -> io::Result<File> {
-    let existed = path.exists();
+    let refuse = |what: &str| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "dead-letter file {} is {what}, which is refused: point the setting at a \
+                 regular file in a folder of the service's own",
+                path.display()
+            ),
+        )
+    };
+    let on_disk = match std::fs::symlink_metadata(path) {
+        Ok(m) => Some(m),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => {
+            return Err(io::Error::new(
+                e.kind(),
+                format!("dead-letter file {}: {e}", path.display()),
+            ));
+        }
+    };
+    match &on_disk {
+        Some(m) if m.file_type().is_symlink() => return Err(refuse("a symbolic link")),
+        Some(m) if !m.is_file() => return Err(refuse("not a regular file")),
+        _ => {}
+    }
+    let existed = on_disk.is_some();
     let mut options = OpenOptions::new();
     options.create(true).append(true).read(true);
     #[cfg(unix)]
@@ -186,6 +218,38 @@ fn open_file(path: &Path) -> io::Result<File> {
             format!("dead-letter file {}: {e}", path.display()),
         )
     })?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+        // The path may have changed between the check and the open: what was opened
+        // must be what the path names, not the target of a link put there meanwhile.
+        let opened = file.metadata()?;
+        let named = std::fs::symlink_metadata(path)?;
+        if named.file_type().is_symlink() || named.ino() != opened.ino() {
+            return Err(refuse("a symbolic link"));
+        }
+        let mode = opened.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| {
+                    io::Error::new(
+                        e.kind(),
+                        format!(
+                            "dead-letter file {} has mode {mode:o}, open to other users, and \
+                             cannot be set to 600 ({e}): run `chmod 600` on it, or choose \
+                             another path",
+                            path.display()
+                        ),
+                    )
+                })?;
+            let _ = writeln!(
+                io::stderr(),
+                "piko-obs: dead-letter file {} had mode {mode:o}, open to other users; set \
+                 to 600",
+                path.display()
+            );
+        }
+    }
     if !existed {
         sync_dir(&folder(path))?;
     }
@@ -208,8 +272,14 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 }
 
 fn read(file: &File) -> io::Result<DeadLetterBatch> {
-    let mut reader = BufReader::new(file.try_clone()?);
-    reader.seek(io::SeekFrom::Start(0))?;
+    read_at_most(file, u64::MAX)
+}
+
+/// Reads the entries in the first `limit` bytes of `file`, line by line.
+fn read_at_most(file: &File, limit: u64) -> io::Result<DeadLetterBatch> {
+    let mut file = file.try_clone()?;
+    file.seek(io::SeekFrom::Start(0))?;
+    let mut reader = BufReader::new(file.take(limit));
     let mut batch = DeadLetterBatch::default();
     let mut line = Vec::new();
     loop {
@@ -297,16 +367,35 @@ impl DeadLetterStore for FileDeadLetterStore {
         }
         drop(file);
         let busy: Vec<&PathBuf> = replays.values().flatten().collect();
-        let files: Vec<PathBuf> = self
-            .replaying_files()?
-            .into_iter()
-            .filter(|f| !busy.contains(&f))
-            .collect();
         let mut batch = DeadLetterBatch::default();
-        for f in &files {
-            let b = read(&File::open(f)?)?;
+        let mut files = Vec::new();
+        // Oldest first, at most the cap's worth of files: the rest wait for the next replay.
+        let mut budget = self.max_bytes;
+        for f in self.replaying_files()? {
+            if busy.contains(&&f) {
+                continue;
+            }
+            let file = File::open(&f)?;
+            let len = file.metadata()?.len();
+            if len > self.max_bytes {
+                let _ = writeln!(
+                    io::stderr(),
+                    "piko-obs: dead-letter file {} holds {len} bytes, more than the cap of {} \
+                     a replay reads at once; left in place: replay it with a larger cap \
+                     (with_max_bytes), or move it away",
+                    f.display(),
+                    self.max_bytes
+                );
+                continue;
+            }
+            if len > budget {
+                break;
+            }
+            budget -= len;
+            let b = read_at_most(&file, len)?;
             batch.entries.extend(b.entries);
             batch.skipped += b.skipped;
+            files.push(f);
         }
         let token = self.next_replay.fetch_add(1, Ordering::Relaxed);
         replays.insert(token, files);
@@ -529,10 +618,122 @@ mod tests {
     }
 
     #[test]
-    fn the_default_path_is_not_under_tmp() {
-        let p = default_dead_letter_path();
-        assert!(!p.starts_with("/tmp"), "{}", p.display());
-        assert!(p.ends_with("notifications.dead-letter.jsonl"));
+    fn the_default_path_is_not_under_tmp_nor_in_the_working_directory() {
+        if let Some(p) = default_dead_letter_path() {
+            assert!(!p.starts_with("/tmp"), "{}", p.display());
+            assert!(p.is_absolute(), "{}", p.display());
+            assert!(p.ends_with("notifications.dead-letter.jsonl"));
+        }
+        let os = |s: &str| Some(OsString::from(s));
+        assert_eq!(
+            default_path_in(os("/state"), os("/home/app")),
+            Some(PathBuf::from(
+                "/state/piko-obs/notifications.dead-letter.jsonl"
+            ))
+        );
+        assert_eq!(
+            default_path_in(None, os("/home/app")),
+            Some(PathBuf::from(
+                "/home/app/.local/state/piko-obs/notifications.dead-letter.jsonl"
+            ))
+        );
+        // No HOME (or an empty or relative one): no default, never the working directory.
+        assert_eq!(default_path_in(None, None), None);
+        assert_eq!(default_path_in(os(""), os("")), None);
+        assert_eq!(default_path_in(os("state"), os("home")), None);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symbolic_link_or_a_fifo_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("elsewhere.jsonl");
+        std::fs::write(&target, "").unwrap();
+        let link = dir.path().join("dlq.jsonl");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let e = FileDeadLetterStore::open(&link).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        let msg = e.to_string();
+        assert!(
+            msg.contains("dlq.jsonl") && msg.contains("symbolic link"),
+            "{msg}"
+        );
+        // A dangling link too: nothing is created at its target.
+        let dangling = dir.path().join("dangling.jsonl");
+        std::os::unix::fs::symlink(dir.path().join("nowhere"), &dangling).unwrap();
+        assert!(FileDeadLetterStore::open(&dangling).is_err());
+        assert!(!dir.path().join("nowhere").exists());
+        // A folder is not a file either.
+        let e = FileDeadLetterStore::open(dir.path()).unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_file_open_to_other_users_is_narrowed_to_0600() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dlq.jsonl");
+        std::fs::write(&path, "").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let store = FileDeadLetterStore::open(&path).unwrap();
+        store.append(&entry("kept private")).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_replay_reads_at_most_the_caps_worth_of_set_aside_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dlq.jsonl");
+        let cap = NonZeroU64::new(4096).unwrap();
+        // Three files set aside by replays that never ended, each over half the cap.
+        let store = FileDeadLetterStore::open(&path)
+            .unwrap()
+            .with_max_bytes(cap);
+        let mut sizes = Vec::new();
+        for f in 0..3 {
+            let group: Vec<DeadLetter> = (0..10).map(|i| entry(&format!("{f}-{i}"))).collect();
+            store.append_all(&group).unwrap();
+            sizes.push(std::fs::metadata(&path).unwrap().len());
+            let _never_ended = store.begin_replay().unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(sizes.iter().all(|s| *s * 2 > cap.get()), "{sizes:?}");
+        drop(store);
+        // The next process: each replay takes what fits in the cap, oldest first.
+        let store = FileDeadLetterStore::open(&path)
+            .unwrap()
+            .with_max_bytes(cap);
+        let mut replays = Vec::new();
+        loop {
+            let (batch, token) = store.begin_replay().unwrap();
+            store.end_replay(token, true).unwrap();
+            if batch.entries.is_empty() {
+                break;
+            }
+            replays.push(titles(&batch));
+            assert!(replays.len() <= 3, "{replays:?}");
+        }
+        assert_eq!(replays.len(), 3, "one file per replay: {replays:?}");
+        for (f, got) in replays.iter().enumerate() {
+            let want: Vec<String> = (0..10).map(|i| format!("{f}-{i}")).collect();
+            assert_eq!(*got, want);
+        }
+        // A file larger than the cap is left in place, not read.
+        let big = FileDeadLetterStore::open(&path).unwrap();
+        big.append_all(&(0..40).map(|i| entry(&format!("b{i}"))).collect::<Vec<_>>())
+            .unwrap();
+        let (batch, token) = big.begin_replay().unwrap();
+        assert_eq!(batch.entries.len(), 40);
+        drop((big, token));
+        let small = FileDeadLetterStore::open(&path)
+            .unwrap()
+            .with_max_bytes(NonZeroU64::new(1024).unwrap());
+        let (batch, token) = small.begin_replay().unwrap();
+        assert!(batch.entries.is_empty());
+        small.end_replay(token, true).unwrap();
+        assert_eq!(small.replaying_files().unwrap().len(), 1);
     }
 
     #[test]

@@ -134,8 +134,8 @@ pub struct PikoObs;
 
 impl PikoObs {
     /// A builder with the defaults: dev mode, framework level from `PIKO_LOG_LEVEL` or
-    /// INFO, a console output, the `log` and `tracing` bridges on, stack traces on ERROR, the probe
-    /// server on `127.0.0.1:9090`. Settings not given in code are read from the
+    /// INFO, a console output, the `log` and `tracing` bridges on, no stack traces on ERROR, the
+    /// probe server on `127.0.0.1:9090`. Settings not given in code are read from the
     /// environment first ([`settings`]).
     pub fn builder() -> Builder {
         Builder::default()
@@ -221,7 +221,7 @@ impl Default for Builder {
             console: None,
             log_bridge: true,
             tracing_bridge: true,
-            error_backtraces: true,
+            error_backtraces: false,
             secret_keys: None,
             shutdown_timeout: Duration::from_secs(10),
             drain_delay: None,
@@ -292,7 +292,9 @@ impl Builder {
         self.tracing_bridge = on;
         self
     }
-    /// Whether ERROR records carry a stack trace (default: on).
+    /// Whether ERROR records carry a stack trace (default: off). When on, each ERROR call
+    /// captures and symbolises its stack on the caller's thread; `docs/reference/logger.md`
+    /// gives the cost. A trace of only `<unknown>` frames is left out.
     pub fn with_error_backtraces(mut self, on: bool) -> Self {
         self.error_backtraces = on;
         self
@@ -550,7 +552,8 @@ impl Builder {
         self
     }
     /// The dead-letter file (default: `PIKO_NOTIFICATION_DEAD_LETTER_PATH`, else
-    /// [`notification::default_dead_letter_path`]). It must be writable: `init()` opens it.
+    /// [`notification::default_dead_letter_path`]; with neither, `init()` fails rather than
+    /// use the working directory). It must be writable: `init()` opens it.
     pub fn with_notification_dead_letter_path(
         mut self,
         path: impl Into<std::path::PathBuf>,
@@ -1212,34 +1215,56 @@ impl NotificationSetup {
             Some(store) => (store, "a store of the application's own".into()),
             None => {
                 // A path the user set must be writable; the default may not be (a
-                // read-only root file system or HOME): then dead letters are kept in
-                // memory and printed to stderr (`MemoryDeadLetterStore`).
-                let (path, setting) = match (
+                // read-only root file system or HOME), or there may be none (no absolute
+                // XDG_STATE_HOME or HOME; the working directory is never used): then dead
+                // letters are kept in memory and printed to stderr (`MemoryDeadLetterStore`).
+                let chosen = match (
                     self.dead_letter_path,
                     env(notification::PIKO_NOTIFICATION_DEAD_LETTER_PATH),
                 ) {
-                    (Some(p), _) => (p, Some("with_notification_dead_letter_path")),
-                    (None, Some(p)) => (
+                    (Some(p), _) => Ok((p, Some("with_notification_dead_letter_path"))),
+                    (None, Some(p)) => Ok((
                         p.into(),
                         Some(notification::PIKO_NOTIFICATION_DEAD_LETTER_PATH),
-                    ),
-                    (None, None) => (notification::default_dead_letter_path(), None),
+                    )),
+                    (None, None) => notification::default_dead_letter_path()
+                        .map(|p| (p, None))
+                        .ok_or_else(|| {
+                            std::io::Error::new(
+                                std::io::ErrorKind::NotFound,
+                                "neither XDG_STATE_HOME nor HOME is set to an absolute folder",
+                            )
+                        }),
                 };
-                match (notification::FileDeadLetterStore::open(&path), setting) {
-                    (Ok(mut store), _) => {
+                let opened = chosen.map(|(path, setting)| {
+                    (
+                        notification::FileDeadLetterStore::open(&path),
+                        path,
+                        setting,
+                    )
+                });
+                match opened {
+                    Err(source) => (
+                        notification::memory_dead_letters(
+                            std::path::Path::new("(no default path)"),
+                            &source,
+                        ),
+                        format!("memory and stderr (no default file: {source})"),
+                    ),
+                    Ok((Ok(mut store), path, _)) => {
                         if let Some(max) = self.dead_letter_max_bytes {
                             store = store.with_max_bytes(max);
                         }
                         (Arc::new(store), path.display().to_string())
                     }
-                    (Err(source), Some(setting)) => {
+                    Ok((Err(source), path, Some(setting))) => {
                         return Err(InitError::DeadLetterFile {
                             setting,
                             path,
                             source,
                         });
                     }
-                    (Err(source), None) => {
+                    Ok((Err(source), path, None)) => {
                         let memory = notification::memory_dead_letters(&path, &source);
                         (
                             memory,
