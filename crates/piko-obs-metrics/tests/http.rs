@@ -339,10 +339,29 @@ async fn the_tower_layer_in_a_hyper_server_records_real_requests() {
         "{text}"
     );
     assert_eq!(
-        count(&text, "GET", "/hyper/error", "500"),
+        line_value(
+            &text,
+            &[
+                "http_server_request_duration_seconds_count{",
+                "http_route=\"/hyper/boom\"",
+                "error_type=\"500\"",
+            ],
+        ),
         Some(1.0),
-        "an error that never became a response counts as 500: {text}"
+        "a 5xx answer is an error named by its code: {text}"
     );
+    // An error that never became a response has no status code (none was sent), and is
+    // named by the error's type, as the HTTP conventions say.
+    let failed = text
+        .lines()
+        .find(|l| {
+            l.starts_with("http_server_request_duration_seconds_count{")
+                && l.contains("http_route=\"/hyper/error\"")
+        })
+        .unwrap_or_else(|| panic!("no series for the service error: {text}"));
+    assert!(failed.ends_with(" 1"), "{failed}");
+    assert!(!failed.contains("http_response_status_code"), "{failed}");
+    assert!(failed.contains("error_type=\""), "{failed}");
     assert_eq!(
         count(&text, "GET", "/hyper/slow", "200"),
         Some(1.0),
