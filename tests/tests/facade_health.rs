@@ -140,7 +140,7 @@ fn a_probe_panic_is_served_as_a_fixed_text_and_its_message_logged() {
         .collect();
     assert_eq!(logged.len(), 1, "{logged:?}");
     assert_eq!(logged[0]["level"], "WARN");
-    assert_eq!(logged[0]["kind"], "liveness");
+    assert_eq!(logged[0]["kind"], "readiness");
     assert_eq!(logged[0]["panic"], "token hvs.s3cr3t expired");
     guard.shutdown().unwrap();
     logger::hub()
