@@ -185,6 +185,17 @@ fn log5(c: &mut Criterion) {
         g.bench_function("piko_obs_via_tracing", |b| b.iter(tracing_line));
     });
     let _ = hub.shutdown(Duration::from_secs(5));
+    // The same events through the `tracing_subscriber::Layer` in a registry, as a
+    // `tracing` service composes it.
+    let (hub, _log) = piko_json(io::sink(), Level::INFO);
+    let layered = {
+        use tracing_subscriber::layer::SubscriberExt as _;
+        tracing_subscriber::registry().with(piko_obs_otlp::TracingLayer::new(hub.clone()))
+    };
+    tracing::subscriber::with_default(layered, || {
+        g.bench_function("piko_obs_via_tracing_layer", |b| b.iter(tracing_line));
+    });
+    let _ = hub.shutdown(Duration::from_secs(5));
     let subscriber = tracing_subscriber::fmt()
         .json()
         .with_writer(io::sink)

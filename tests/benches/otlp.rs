@@ -142,5 +142,43 @@ fn log_in_span(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, spans, log_in_span);
+/// A `tracing` span (what `#[instrument]` makes: created with a field, entered, exited,
+/// closed) through piko-obs's layer and through tracing-opentelemetry's, both on the same
+/// SDK provider and processor.
+fn tracing_spans(c: &mut Criterion) {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    let provider = SdkTracerProvider::builder()
+        .with_span_processor(BoundedSpanProcessor::new(Discard, 1 << 16).expect("processor"))
+        .build();
+    piko_obs_otlp::use_tracer_provider(Some(&provider));
+    // An output that takes INFO, as the OTLP output does when export is on: the layer
+    // traces the spans whose logger takes their level.
+    let hub = Hub::default();
+    hub.add_output(
+        "sink",
+        Level::INFO,
+        JsonOutput::writer(std::io::sink()).build().expect("output"),
+    )
+    .expect("output");
+    let span = || {
+        let s = tracing::info_span!("handle_checkout", order_id = black_box(7_u64));
+        let _entered = s.enter();
+        black_box(&s);
+    };
+    let mut g = c.benchmark_group("tracing_span");
+    let piko = tracing_subscriber::registry().with(piko_obs_otlp::TracingLayer::new(hub.clone()));
+    tracing::subscriber::with_default(piko, || {
+        g.bench_function("piko_obs_layer", |b| b.iter(span));
+    });
+    let peer = tracing_subscriber::registry()
+        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("bench")));
+    tracing::subscriber::with_default(peer, || {
+        g.bench_function("tracing_opentelemetry", |b| b.iter(span));
+    });
+    g.finish();
+    let _ = hub.shutdown(Duration::from_secs(5));
+    let _ = provider.shutdown();
+}
+
+criterion_group!(benches, spans, log_in_span, tracing_spans);
 criterion_main!(benches);

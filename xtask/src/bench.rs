@@ -63,6 +63,12 @@ const SUITES: &[Suite] = &[
                 bound: 1.0,
             },
             Goal {
+                what: "the same line as a `tracing` event through piko-obs's layer in a `tracing_subscriber` registry: at most 0.5 x tracing-subscriber's JSON formatter",
+                numerator: "json5_sink/piko_obs_via_tracing_layer",
+                denominator: "json5_sink/tracing_json",
+                bound: 0.5,
+            },
+            Goal {
                 what: "JSON line to a `/dev/null` file through the queue: at most slog-json behind a `LineWriter`",
                 numerator: "json5_devnull/piko_obs",
                 denominator: "json5_devnull/slog_json_linewriter",
@@ -171,6 +177,12 @@ const SUITES: &[Suite] = &[
                 numerator: "log_line/inside_span",
                 denominator: "log_line/outside_span",
                 bound: 1.3,
+            },
+            Goal {
+                what: "a `tracing` span (`#[instrument]`'s: created with a field, entered, exited, closed) through piko-obs's layer: at most 1.2 x tracing-opentelemetry's layer on the same SDK provider",
+                numerator: "tracing_span/piko_obs_layer",
+                denominator: "tracing_span/tracing_opentelemetry",
+                bound: 1.2,
             },
         ],
     },
