@@ -108,6 +108,10 @@ pub(crate) fn run() -> Result {
             name: "monitor given a malformed OTLP header: init() names its position, never its text",
             run: crate::secrets::no_secret_in_a_malformed_header_error,
         },
+        Check {
+            name: "monitor given an HTTP probe URL with a password: refused, naming the setting, never the password",
+            run: crate::secrets::no_secret_in_a_refused_probe_url,
+        },
     ];
     let checks: Vec<Check> = checks
         .into_iter()

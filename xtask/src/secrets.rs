@@ -1,7 +1,7 @@
 //! The secrets check of `cargo xtask integration`: the example service is given a secret
 //! in every setting that takes one (webhook URL and signing key, Sentry DSN, OTLP
 //! authorization header, ntfy token, PagerDuty routing key, Alertmanager password and
-//! token), its deliveries fail against
+//! token, an HTTP probe's query token), its deliveries fail against
 //! closed ports so that errors are reported, and nothing it prints, answers or writes
 //! may contain any of them.
 
@@ -27,6 +27,7 @@ pub(crate) fn no_secret_in_any_output() -> Result {
         "pdroutingSECRETk1l2m3n4o5p6q7r8",
         "ampassSECRETs9t0u1",
         "amtokenSECRETv2w3x4",
+        "probetokenSECRETy5z6",
     ];
     let env = [
         (
@@ -62,6 +63,12 @@ pub(crate) fn no_secret_in_any_output() -> Result {
             ),
         ),
         ("ALERTMANAGER_TOKEN", secrets[7].to_string()),
+        // An HTTP probe whose URL holds a token in its query: its failures are served on
+        // /ready, without the query.
+        (
+            "UPSTREAM_HEALTH_URL",
+            format!("http://127.0.0.1:{closed}/health?token={}", secrets[8]),
+        ),
         (
             "PIKO_NOTIFICATION_DEAD_LETTER_PATH",
             dead_letters.to_string_lossy().into_owned(),
@@ -127,6 +134,10 @@ pub(crate) fn no_secret_in_any_output() -> Result {
         let (_, body) = http_get(addr, path)?;
         answers.push_str(&body);
     }
+    // The HTTP probe's failure is served (so its URL was there to leak).
+    if !answers.contains("\"name\":\"upstream-http\"") {
+        return Err(format!("/ready does not name the HTTP probe: {answers}"));
+    }
     // Let the deliveries and exports fail (and retry) for a while, then read /metrics.
     std::thread::sleep(Duration::from_secs(3));
     let (_, metrics) = http_get(&probes, "/metrics")?;
@@ -176,21 +187,67 @@ pub(crate) fn no_secret_in_any_output() -> Result {
 pub(crate) fn no_secret_in_a_malformed_header_error() -> Result {
     let closed = free_port()?;
     let secret = "dXNlcjpwYXNzSECRETq1w2";
+    let (status, printed) = refused_at_start(&[
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            format!("http://127.0.0.1:{closed}"),
+        ),
+        (
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            format!("x-team=core,Authorization: Basic {secret}=="),
+        ),
+    ])?;
+    if status.success() || !printed.contains("OTEL_EXPORTER_OTLP_HEADERS") {
+        return Err(format!(
+            "the malformed header was not refused by name ({status}): {printed}"
+        ));
+    }
+    if !printed.contains("entry 2") {
+        return Err(format!(
+            "the error does not name the entry's position: {printed}"
+        ));
+    }
+    if printed.contains(secret) || printed.contains("Basic") {
+        return Err(format!("the malformed header's text is printed: {printed}"));
+    }
+    eprintln!("integration: the malformed header is refused by position, its text not printed");
+    Ok(())
+}
+
+/// An HTTP probe's URL with a password: refused at start, naming the setting, never the
+/// password.
+pub(crate) fn no_secret_in_a_refused_probe_url() -> Result {
+    let closed = free_port()?;
+    let secret = "probepassSECRETz7y8";
+    let (status, printed) = refused_at_start(&[(
+        "UPSTREAM_HEALTH_URL",
+        format!("http://probe:{secret}@127.0.0.1:{closed}/health"),
+    )])?;
+    if status.success() || !printed.contains("UPSTREAM_HEALTH_URL") {
+        return Err(format!(
+            "the probe URL with a password was not refused by name ({status}): {printed}"
+        ));
+    }
+    if printed.contains(secret) {
+        return Err(format!("the probe URL's password is printed: {printed}"));
+    }
+    eprintln!("integration: the probe URL with a password is refused, the password not printed");
+    Ok(())
+}
+
+/// Runs the monitor with `env` until it exits (it must refuse to start, within 20 s):
+/// its status and all it printed, stdout and stderr, read while it runs.
+fn refused_at_start(env: &[(&str, String)]) -> Result<(std::process::ExitStatus, String)> {
     let exe = root().join("target/debug/examples/monitor");
     let mut cmd = Command::new(&exe);
     cmd.arg("prod")
         .env("HEALTH_PORT", "0")
         .env("APP_PORT", "0")
-        .env(
-            "OTEL_EXPORTER_OTLP_ENDPOINT",
-            format!("http://127.0.0.1:{closed}"),
-        )
-        .env(
-            "OTEL_EXPORTER_OTLP_HEADERS",
-            format!("x-team=core,Authorization: Basic {secret}=="),
-        )
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
     let mut child = cmd.spawn().map_err(|e| format!("{exe:?}: {e}"))?;
     let mut stdout = child.stdout.take().ok_or("stdout")?;
     let mut stderr = child.stderr.take().ok_or("stderr")?;
@@ -207,19 +264,5 @@ pub(crate) fn no_secret_in_a_malformed_header_error() -> Result {
     });
     let status = wait_bounded(&mut process.0, Duration::from_secs(20))?;
     let printed = out_reader.join().unwrap_or_default() + &err_reader.join().unwrap_or_default();
-    if status.success() || !printed.contains("OTEL_EXPORTER_OTLP_HEADERS") {
-        return Err(format!(
-            "the malformed header was not refused by name ({status}): {printed}"
-        ));
-    }
-    if !printed.contains("entry 2") {
-        return Err(format!(
-            "the error does not name the entry's position: {printed}"
-        ));
-    }
-    if printed.contains(secret) || printed.contains("Basic") {
-        return Err(format!("the malformed header's text is printed: {printed}"));
-    }
-    eprintln!("integration: the malformed header is refused by position, its text not printed");
-    Ok(())
+    Ok((status, printed))
 }

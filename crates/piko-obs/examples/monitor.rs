@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use piko_obs::health::{Status, probe_fn};
+use piko_obs::health::{HttpProbe, Status, probe_fn};
 use piko_obs::logger::{self, attr};
 use piko_obs::notification::{self, Priority, StdoutFormat, StdoutNotifier};
 use piko_obs::otlp;
@@ -51,6 +51,7 @@ Environment:
   PIKO_HEALTH_PORT, PIKO_HEALTH_LIVE_PATH, PIKO_HEALTH_READY_PATH,
   PIKO_HEALTH_STARTUP_PATH, PIKO_HEALTH_METRICS_PATH
                             the probe server's port and paths (toolkit defaults)
+  UPSTREAM_HEALTH_URL       an HTTP dependency checked for readiness (http://host/health)
   SHUTDOWN_DRAIN_DELAY_MS   drain delay before the probe server stops (default 5000 in
                             prod, 0 in dev)
   LOG_LEVEL                 level or directives of the service's lines (default info)
@@ -180,6 +181,14 @@ fn main() -> ExitCode {
         }));
     if let Some(port) = health_port {
         builder = builder.with_health_probe_port(port);
+    }
+    // A dependency checked over HTTP for readiness; a URL with user info is refused
+    // here, and its query is never shown in the probe's answers.
+    if let Ok(url) = std::env::var("UPSTREAM_HEALTH_URL") {
+        match HttpProbe::new("upstream-http", &url) {
+            Ok(probe) => builder = builder.with_custom_health_probe(probe),
+            Err(e) => return usage_error(&format!("UPSTREAM_HEALTH_URL: {e}")),
+        }
     }
     if std::env::var_os("SHUTDOWN_DRAIN_DELAY_MS").is_some() {
         match env_number("SHUTDOWN_DRAIN_DELAY_MS", 0u64) {

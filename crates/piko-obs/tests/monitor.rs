@@ -192,6 +192,7 @@ fn help_lists_the_variables_and_a_bad_mode_is_an_error() {
         assert!(text.contains(var), "{var} missing from --help");
     }
     for var in [
+        "UPSTREAM_HEALTH_URL",
         "HEALTH_PORT",
         "APP_PORT",
         "SHUTDOWN_DRAIN_DELAY_MS",
