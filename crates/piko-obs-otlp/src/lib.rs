@@ -39,7 +39,10 @@ mod config;
 mod logs;
 mod metrics_bridge;
 
-pub use metrics_bridge::{OtelRecorder, OtelRecorderSlot};
+pub use metrics_bridge::{
+    CONVENTION_ATTRIBUTES, CONVENTION_METRICS, InstrumentKind, OtelRecorder, OtelRecorderSlot,
+    otel_attribute, otel_name,
+};
 mod pipeline;
 mod propagation;
 mod span;

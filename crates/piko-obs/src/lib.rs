@@ -845,6 +845,8 @@ impl Builder {
             && let Some(runtime) = spare.0.as_ref()
         {
             let mut builder = metrics_builder;
+            // The same buckets over OTLP as on `/metrics`.
+            let buckets = builder.buckets().to_vec();
             if otlp_pipeline.is_some() {
                 // The recorder is installed once per process; the slot in it takes the
                 // recorder of each pipeline started, this one's below.
@@ -857,9 +859,10 @@ impl Builder {
             if let Some(p) = &otlp_pipeline {
                 use opentelemetry::metrics::MeterProvider as _;
                 if otlp::slot_in_recorder() {
-                    otlp::metrics_slot().set(Some(otlp::OtelRecorder::new(
-                        p.meter_provider.meter("piko-obs"),
-                    )));
+                    otlp::metrics_slot().set(Some(
+                        otlp::OtelRecorder::new(p.meter_provider.meter("piko-obs"))
+                            .with_buckets(buckets),
+                    ));
                 } else {
                     logger::get_logger("piko-obs/otlp").warn(
                         "metrics recorded with the `metrics` macros are not exported over OTLP: \
