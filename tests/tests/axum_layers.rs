@@ -58,6 +58,7 @@ fn axum_routes_label_metrics_and_name_server_spans_by_their_template() {
         .with_health_probe_port(0)
         .with_notification_dead_letter_path(dir.path().join("d.jsonl"))
         .with_otlp_endpoint(receiver.grpc_endpoint())
+        .with_otlp_protocol("grpc")
         .init()
         .unwrap();
     let probes = guard.health_addr().unwrap();

@@ -29,7 +29,7 @@ fn exporting_to(receiver: &OtlpReceiver, dir: &tempfile::TempDir) -> piko_obs::B
         .with_console_output(false)
         .with_health_probe_port(0)
         .with_notification_dead_letter_path(dir.path().join("d.jsonl"))
-        .with_otlp_endpoint(receiver.grpc_endpoint())
+        .with_otlp_endpoint(receiver.http_endpoint())
 }
 
 #[test]
@@ -280,7 +280,7 @@ fn the_sdks_own_failures_reach_the_log_rate_limited() {
         .with_console_output(false)
         .with_health_probe_port(0)
         .with_notification_dead_letter_path(dir.path().join("d.jsonl"))
-        .with_otlp_endpoint(receiver.grpc_endpoint())
+        .with_otlp_endpoint(receiver.http_endpoint())
         .with_otlp_metric_interval(Duration::from_millis(100))
         .with_otlp_timeout(Duration::from_millis(500))
         .init()

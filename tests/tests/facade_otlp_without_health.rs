@@ -19,7 +19,7 @@ fn metrics_are_exported_over_otlp_without_the_health_server() {
         .with_health_enabled(false)
         .with_service_name("batch-job")
         .with_notification_dead_letter_path(dir.path().join("d.jsonl"))
-        .with_otlp_endpoint(receiver.grpc_endpoint())
+        .with_otlp_endpoint(receiver.http_endpoint())
         .with_otlp_metric_interval(Duration::from_millis(200))
         .init()
         .unwrap();

@@ -75,7 +75,7 @@ fn histograms_go_out_with_their_buckets_under_the_convention_names() {
         .with_console_output(false)
         .with_health_probe_port(0)
         .with_notification_dead_letter_path(dir.path().join("d.jsonl"))
-        .with_otlp_endpoint(receiver.grpc_endpoint())
+        .with_otlp_endpoint(receiver.http_endpoint())
         .with_otlp_metric_interval(Duration::from_millis(200))
         .with_metrics_buckets("payment_duration_seconds", &[0.1, 0.5, 1.0])
         .init()

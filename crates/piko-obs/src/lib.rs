@@ -599,7 +599,8 @@ impl Builder {
         self
     }
     /// Turns OTLP export on or off (default: on when an endpoint is set, in code or in
-    /// `OTEL_EXPORTER_OTLP_ENDPOINT`).
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` or a signal's `OTEL_EXPORTER_OTLP_<SIGNAL>_ENDPOINT`).
+    /// `OTEL_SDK_DISABLED=true` turns it off whatever this says.
     pub fn with_otlp_enabled(mut self, on: bool) -> Self {
         self.otlp_config.enabled = Some(on);
         self
@@ -610,8 +611,8 @@ impl Builder {
         self.otlp_config.endpoint = Some(endpoint.into());
         self
     }
-    /// `grpc` (default; port 4317) or `http/protobuf` (`http` too; port 4318); checked by
-    /// `init()`.
+    /// `http/protobuf` (default, as the OpenTelemetry specification says; `http` too;
+    /// port 4318) or `grpc` (port 4317); checked by `init()`.
     pub fn with_otlp_protocol(mut self, protocol: impl Into<String>) -> Self {
         self.otlp_protocol = Some(protocol.into());
         self
