@@ -1059,6 +1059,35 @@ mod tests {
         assert_eq!(counters.dropped.load(Ordering::Relaxed), 0);
     }
 
+    /// The batch size and the delay come from the settings (`OTEL_BSP_*`,
+    /// `OTEL_BLRP_*`): full batches of 3 go at once, the rest at the 200 ms deadline,
+    /// well before the default second.
+    #[test]
+    fn the_batch_size_and_delay_are_the_settings() {
+        let (tx, rx) = std::sync::mpsc::sync_channel(64);
+        let batch = BatchSettings {
+            schedule_delay: Duration::from_millis(200),
+            max_queue_size: 16,
+            max_export_batch_size: 3,
+            ..BatchSettings::default()
+        };
+        let q = ExportQueue::start("test-export", batch, Report(tx)).expect("thread");
+        let start = Instant::now();
+        for i in 0..7 {
+            q.push(i);
+        }
+        let mut sizes = Vec::new();
+        while sizes.iter().sum::<usize>() < 7 {
+            match rx.recv_timeout(DELAY) {
+                Ok(n) => sizes.push(n),
+                Err(e) => panic!("{e:?} after {sizes:?}"),
+            }
+        }
+        assert!(sizes.iter().all(|n| *n <= 3), "{sizes:?}");
+        assert!(start.elapsed() < DELAY, "{:?}", start.elapsed());
+        drop(q);
+    }
+
     /// A few items and nothing else: exported at the deadline, not item by item.
     #[test]
     fn a_partial_batch_waits_for_the_deadline() {
