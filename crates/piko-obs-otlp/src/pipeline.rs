@@ -1055,6 +1055,13 @@ mod tests {
         let counters = q.counters.clone();
         drop(q);
         assert_eq!(rx.recv_timeout(soon), Ok(1), "exported when dropped");
+        // The batch is reported from inside the export, and counted just after it.
+        let counted = Instant::now() + soon;
+        while counters.exported.load(Ordering::Relaxed) < BATCH as u64 + 3
+            && Instant::now() < counted
+        {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         assert_eq!(counters.exported.load(Ordering::Relaxed), BATCH as u64 + 3);
         assert_eq!(counters.dropped.load(Ordering::Relaxed), 0);
     }
