@@ -818,6 +818,8 @@ fn soak(minutes: f64) -> Result<Outcome> {
     } = start_service(
         &[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.as_str()),
+            // The receiver's gRPC port: the default protocol is http/protobuf.
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
             ("OTEL_METRIC_EXPORT_INTERVAL", "5000"),
             ("SENTRY_DSN", dsn.as_str()),
             ("SENTRY_ENVIRONMENT", "soak"),
