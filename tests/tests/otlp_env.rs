@@ -152,6 +152,26 @@ fn sdk_disabled_is_a_kill_switch() {
     all_three(&receiver);
 }
 
+/// `OTEL_PROPAGATORS` decides what is carried on: by default trace context and
+/// baggage, or what it lists, or nothing for `none`.
+#[test]
+fn propagators_are_the_ones_named() {
+    let receiver = OtlpReceiver::start();
+    for (value, carried) in [
+        (None, "baggage,traceparent,tracestate"),
+        (Some("baggage"), "baggage"),
+        (Some("tracecontext"), "traceparent,tracestate"),
+        (Some("none"), ""),
+    ] {
+        let env: Vec<(&str, &str)> = value.map(|v| ("OTEL_PROPAGATORS", v)).into_iter().collect();
+        let out = probe(Some(&receiver.http_endpoint()), &env);
+        assert!(
+            out.contains(&format!("propagated: {carried}\n")),
+            "{value:?}: {out}"
+        );
+    }
+}
+
 /// A bad value fails `init()` naming its variable; a header's value is never quoted.
 #[test]
 fn bad_values_name_their_variable() {

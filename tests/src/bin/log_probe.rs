@@ -23,7 +23,9 @@
 //! - `otlp [ENDPOINT]`: `init()` with OTLP from the `OTEL_*` variables, and in code the
 //!   endpoint ENDPOINT (if given) with `with_otlp_enabled(true)` and the header
 //!   `authorization: code` (`PROBE_CODE_HEADER=1`); then a span with a log line inside
-//!   and a counter, and a shutdown; prints `init: ok` or `init: <error>`.
+//!   and a counter, and a shutdown; prints `init: ok` or `init: <error>`, then
+//!   `propagated: NAMES`, the headers the installed propagators carry on from an
+//!   incoming `traceparent` and `baggage`.
 
 use std::process::ExitCode;
 
@@ -232,6 +234,25 @@ fn main() -> ExitCode {
                 }
             };
             println!("init: ok");
+            let mut incoming = axum::http::HeaderMap::new();
+            incoming.insert(
+                "traceparent",
+                axum::http::HeaderValue::from_static(
+                    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                ),
+            );
+            incoming.insert(
+                "baggage",
+                axum::http::HeaderValue::from_static("tenant=acme"),
+            );
+            let mut outgoing = axum::http::HeaderMap::new();
+            piko_obs::otlp::inject_context(
+                &piko_obs::otlp::extract_context(&incoming),
+                &mut outgoing,
+            );
+            let mut names: Vec<&str> = outgoing.keys().map(|k| k.as_str()).collect();
+            names.sort_unstable();
+            println!("propagated: {}", names.join(","));
             tracing::info_span!("probe span").in_scope(|| {
                 tracing::info!(target: "app", "inside the probe span");
             });
