@@ -185,6 +185,28 @@ fn histograms_go_out_with_their_buckets_under_the_convention_names() {
     // 0.05 | 0.3, 0.4 | - | 2.0
     assert_eq!(p.bucket_counts, vec![1, 2, 0, 1]);
 
+    // The in-flight gauge under its convention name, back to 0 for each route.
+    let active = last(&got, "http.server.active_requests");
+    assert_eq!(active.unit, "{request}");
+    let Some(Data::Gauge(g)) = active.data else {
+        panic!("a gauge: {active:?}")
+    };
+    let slow_active = g
+        .data_points
+        .iter()
+        .find(|p| {
+            p.attributes.iter().any(|a| {
+                a.key == "http.route"
+                    && a.value.clone().and_then(|v| v.value)
+                        == Some(AttrValue::StringValue("/slow".into()))
+            })
+        })
+        .unwrap_or_else(|| panic!("no point for /slow: {:?}", g.data_points));
+    assert_eq!(
+        slow_active.value,
+        Some(opentelemetry_proto::tonic::metrics::v1::number_data_point::Value::AsDouble(0.0))
+    );
+
     let payments = last(&got, "payments");
     assert!(
         matches!(&payments.data, Some(Data::Sum(s)) if s.is_monotonic),
