@@ -170,6 +170,22 @@ fn propagators_are_the_ones_named() {
             "{value:?}: {out}"
         );
     }
+    // With export off, the propagators the variable names are installed all the same
+    // (the specification leaves propagation out of the kill switch); without the
+    // variable, none is.
+    let out = probe(
+        Some(&receiver.http_endpoint()),
+        &[
+            ("OTEL_SDK_DISABLED", "true"),
+            ("OTEL_PROPAGATORS", "tracecontext"),
+        ],
+    );
+    assert!(
+        out.contains("propagated: traceparent,tracestate\n"),
+        "{out}"
+    );
+    let out = probe(None, &[]);
+    assert!(out.contains("propagated: \n"), "{out}");
 }
 
 /// A bad value fails `init()` naming its variable; a header's value is never quoted.

@@ -829,6 +829,10 @@ impl Builder {
             )?;
             added.outputs.push(id);
             otlp_pipeline = Some(p);
+        } else if env("OTEL_PROPAGATORS").is_some() {
+            // Export off (no endpoint, or `OTEL_SDK_DISABLED`): context still propagates
+            // as the variable says; without it, the global propagator is left as it is.
+            otlp::install_propagators(&otlp_settings);
         }
         let mut sentry_client = None;
         if let (Some(config), Some(rt)) = (&sentry_config, spare.0.as_ref()) {

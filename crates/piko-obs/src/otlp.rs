@@ -71,10 +71,15 @@ pub(crate) fn start(
     use_tracer_provider(Some(&pipeline.tracer_provider));
     install_panic_hook();
     opentelemetry::global::set_meter_provider(pipeline.meter_provider.clone());
-    // `OTEL_PROPAGATORS` (default: trace context, then baggage).
-    opentelemetry::global::set_text_map_propagator(text_map_propagator(&settings.propagators));
+    install_propagators(settings);
     *INSTALLED.write().unwrap_or_else(|p| p.into_inner()) = Some(pipeline.clone());
     Ok(pipeline)
+}
+
+/// Installs the propagators `OTEL_PROPAGATORS` names (default: trace context, then
+/// baggage) as OpenTelemetry's global propagator.
+pub(crate) fn install_propagators(settings: &Settings) {
+    opentelemetry::global::set_text_map_propagator(text_map_propagator(&settings.propagators));
 }
 
 /// Puts [`note_panic`] in front of the panic hook, once per process, so that a span a

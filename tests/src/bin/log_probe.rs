@@ -234,6 +234,7 @@ fn main() -> ExitCode {
                 }
             };
             println!("init: ok");
+            // Carried on by the propagators installed, with export on or off.
             let mut incoming = axum::http::HeaderMap::new();
             incoming.insert(
                 "traceparent",
