@@ -264,3 +264,23 @@ pub fn rerun_in_child_expecting(name: &str, env: &str, marker: &str, limit: Dura
     );
     run
 }
+
+/// Serves the router `make` builds (given the address it will listen on) on a free
+/// loopback port, on a runtime of its own: the runtime (dropping it stops the server)
+/// and the address.
+pub fn serve_axum(
+    make: impl FnOnce(SocketAddr) -> axum::Router,
+) -> (tokio::runtime::Runtime, SocketAddr) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("a loopback port");
+    let addr = listener.local_addr().expect("its address");
+    let router = make(addr);
+    runtime.spawn(async move { axum::serve(listener, router).await });
+    (runtime, addr)
+}

@@ -108,14 +108,25 @@ impl Received {
             .flat_map(|s| s.spans.iter().cloned())
             .collect()
     }
-    /// Every metric name received.
-    pub fn metric_names(&self) -> Vec<String> {
+    /// Every metric received, in the order the exports arrived.
+    pub fn all_metrics(&self) -> Vec<opentelemetry_proto::tonic::metrics::v1::Metric> {
         self.metrics
             .iter()
             .flat_map(|e| e.request.resource_metrics.iter())
             .flat_map(|r| r.scope_metrics.iter())
-            .flat_map(|s| s.metrics.iter().map(|m| m.name.clone()))
+            .flat_map(|s| s.metrics.iter().cloned())
             .collect()
+    }
+    /// Every metric name received.
+    pub fn metric_names(&self) -> Vec<String> {
+        self.all_metrics().into_iter().map(|m| m.name).collect()
+    }
+    /// The last metric named `name` received, if any.
+    pub fn last_metric(
+        &self,
+        name: &str,
+    ) -> Option<opentelemetry_proto::tonic::metrics::v1::Metric> {
+        self.all_metrics().into_iter().rfind(|m| m.name == name)
     }
     /// Every log record received.
     pub fn log_records(&self) -> Vec<opentelemetry_proto::tonic::logs::v1::LogRecord> {

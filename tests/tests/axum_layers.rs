@@ -13,7 +13,7 @@ use piko_obs::PikoObs;
 use piko_obs::metrics::http::HttpMetricsLayer;
 use piko_obs::otlp::{TraceLayer, traced};
 use piko_obs_tests::otlp::OtlpReceiver;
-use piko_obs_tests::{http_get, http_get_with};
+use piko_obs_tests::{http_get, http_get_with, serve_axum};
 
 const CALLER_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CALLER_SPAN: &str = "00f067aa0ba902b7";
@@ -58,26 +58,19 @@ fn axum_routes_label_metrics_and_name_server_spans_by_their_template() {
         .with_health_probe_port(0)
         .with_notification_dead_letter_path(dir.path().join("d.jsonl"))
         .with_otlp_endpoint(receiver.grpc_endpoint())
+        .with_otlp_protocol("grpc")
         .init()
         .unwrap();
     let probes = guard.health_addr().unwrap();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let app = listener.local_addr().unwrap();
-    let router = Router::new()
-        .route("/orders/{id}", get(order))
-        .route("/fail", get(fail))
-        .route("/checkout", get(checkout))
-        .with_state(format!("http://{app}"))
-        .layer(HttpMetricsLayer::new())
-        .layer(TraceLayer::new());
-    runtime.spawn(async move { axum::serve(listener, router).await });
+    let (runtime, app) = serve_axum(|app| {
+        Router::new()
+            .route("/orders/{id}", get(order))
+            .route("/fail", get(fail))
+            .route("/checkout", get(checkout))
+            .with_state(format!("http://{app}"))
+            .layer(HttpMetricsLayer::new())
+            .layer(TraceLayer::new())
+    });
 
     let traceparent = format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01");
     let r = http_get_with(app, "/orders/7", &[("traceparent", &traceparent)]).unwrap();

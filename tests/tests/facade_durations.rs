@@ -151,7 +151,7 @@ fn no_duration_setting_panics_init_or_shutdown() {
             .with_shutdown_drain_delay(s.drain_delay)
             .with_health_check_timeout(s.health_check_timeout)
             .with_health_response_cache(s.health_response_cache)
-            .with_otlp_endpoint(collector.grpc_endpoint())
+            .with_otlp_endpoint(collector.http_endpoint())
             .with_otlp_timeout(s.otlp_timeout)
             .with_otlp_metric_interval(s.otlp_metric_interval)
             .with_sentry(

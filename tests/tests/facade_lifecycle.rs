@@ -143,7 +143,7 @@ fn a_shutdown_facing_black_holes_ends_within_its_bound_with_every_line_written()
         )
         .with_error_notifications(ErrorForwarderConfig::new())
         .with_sentry(SentryConfig::new(format!("http://pk@{}/3", sentry.addr())))
-        .with_otlp_endpoint(collector.grpc_endpoint())
+        .with_otlp_endpoint(collector.http_endpoint())
         .init()
         .unwrap();
     let cap = Capture::new();

@@ -506,7 +506,7 @@ fn spans_that_do_not_fit_the_export_queue_are_counted() {
     let collector = OtlpReceiver::start();
     collector.set_mode(Mode::Hang);
     let guard = builder()
-        .with_otlp_endpoint(collector.grpc_endpoint())
+        .with_otlp_endpoint(collector.http_endpoint())
         .with_otlp_timeout(Duration::from_secs(2))
         .with_shutdown_timeout(Duration::from_secs(3))
         .init()

@@ -19,7 +19,7 @@ fn metrics_are_exported_over_otlp_without_the_health_server() {
         .with_health_enabled(false)
         .with_service_name("batch-job")
         .with_notification_dead_letter_path(dir.path().join("d.jsonl"))
-        .with_otlp_endpoint(receiver.grpc_endpoint())
+        .with_otlp_endpoint(receiver.http_endpoint())
         .with_otlp_metric_interval(Duration::from_millis(200))
         .init()
         .unwrap();
@@ -33,17 +33,12 @@ fn metrics_are_exported_over_otlp_without_the_health_server() {
     );
     guard.shutdown().unwrap();
     let got = receiver.wait_until(Duration::from_secs(10), |r| {
-        r.metric_names().contains(&"batch_rows_total".to_string())
+        r.metric_names().contains(&"batch_rows".to_string())
     });
     let data = got
-        .metrics
-        .iter()
-        .flat_map(|e| e.request.resource_metrics.iter())
-        .flat_map(|r| r.scope_metrics.iter())
-        .flat_map(|s| s.metrics.iter())
-        .rfind(|m| m.name == "batch_rows_total")
-        .and_then(|m| m.data.clone())
-        .expect("batch_rows_total arrived");
+        .last_metric("batch_rows")
+        .and_then(|m| m.data)
+        .expect("batch_rows (batch_rows_total on /metrics) arrived");
     match data {
         Data::Sum(s) => {
             assert!(s.is_monotonic);

@@ -13,7 +13,7 @@ fn a_failed_init_removes_the_outputs_it_added() {
     let e = PikoObs::builder()
         .with_console_output(true)
         .with_health_probe_port(port)
-        .with_otlp_endpoint(receiver.grpc_endpoint())
+        .with_otlp_endpoint(receiver.http_endpoint())
         .with_notification_dead_letter_path(dir.path().join("d.jsonl"))
         .init()
         .unwrap_err();

@@ -56,7 +56,7 @@ fn instrumented_spans_become_one_trace_and_lines_carry_their_ids() {
         .with_console_output(false)
         .with_health_enabled(false)
         .with_notification_dead_letter_path(dir.path().join("d.jsonl"))
-        .with_otlp_endpoint(receiver.grpc_endpoint())
+        .with_otlp_endpoint(receiver.http_endpoint())
         .init()
         .expect("init() with no subscriber installed before");
     let cap = Capture::new();

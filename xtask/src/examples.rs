@@ -308,6 +308,8 @@ fn run_in_span() -> Result {
 
     let mut cmd = example("run_in_span");
     cmd.env("OTEL_EXPORTER_OTLP_ENDPOINT", &grpc);
+    // The receiver's gRPC port: the default protocol is http/protobuf.
+    cmd.env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc");
     let (mut process, lines) = spawn(cmd)?;
     let status = wait_bounded(&mut process.0, Duration::from_secs(15))?;
     let printed = rest(&lines, Duration::from_secs(5))?;

@@ -900,6 +900,8 @@ fn otlp_to_receiver() -> Result {
     } = start_receiver("otlp_receiver", "grpc")?;
     let mut monitor = start_monitor(&[
         ("OTEL_EXPORTER_OTLP_ENDPOINT", grpc.as_str()),
+        // The receiver's gRPC port: the default protocol is http/protobuf.
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
         (
             "OTEL_EXPORTER_OTLP_HEADERS",
             "authorization=Bearer%20integration",

@@ -870,6 +870,8 @@ fn set_up() -> Result<Started> {
     } = start_service(
         &[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.as_str()),
+            // The receiver's gRPC port: the default protocol is http/protobuf.
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
             ("OTEL_METRIC_EXPORT_INTERVAL", "5000"),
             ("SENTRY_DSN", dsn.as_str()),
             ("SENTRY_ENVIRONMENT", "soak"),

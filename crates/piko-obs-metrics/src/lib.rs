@@ -255,6 +255,12 @@ impl MetricsBuilder {
         Ok(self)
     }
 
+    /// The histogram buckets set, by metric name (the defaults included), for the
+    /// recorders that export the same histograms elsewhere (the OTLP bridge).
+    pub fn buckets(&self) -> &[(String, Vec<f64>)] {
+        &self.buckets
+    }
+
     /// Whether `render` refreshes the standard process metrics
     /// (`process_cpu_seconds_total`, `process_resident_memory_bytes`, ...; default on).
     pub fn with_process_metrics(mut self, on: bool) -> Self {

@@ -11,9 +11,10 @@ use std::time::Duration;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Protocol {
     /// OTLP over gRPC (default port 4317).
-    #[default]
     Grpc,
-    /// OTLP over HTTP with protobuf bodies (default port 4318, paths `/v1/<signal>`).
+    /// OTLP over HTTP with protobuf bodies (default port 4318, paths `/v1/<signal>`):
+    /// the default, as the OpenTelemetry specification says.
+    #[default]
     HttpProtobuf,
 }
 
@@ -74,11 +75,12 @@ pub struct TlsFiles {
 #[non_exhaustive]
 pub struct OtlpConfig {
     /// Export at all (default: on when an endpoint is given in code or in
-    /// `OTEL_EXPORTER_OTLP_ENDPOINT`; off otherwise; `OTEL_SDK_DISABLED=true` turns it off).
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` or a signal's `OTEL_EXPORTER_OTLP_<SIGNAL>_ENDPOINT`;
+    /// off otherwise). `OTEL_SDK_DISABLED=true` turns it off whatever this says.
     pub enabled: Option<bool>,
     /// The collector (`OTEL_EXPORTER_OTLP_ENDPOINT`; default by protocol).
     pub endpoint: Option<String>,
-    /// The protocol (`OTEL_EXPORTER_OTLP_PROTOCOL`; default gRPC).
+    /// The protocol (`OTEL_EXPORTER_OTLP_PROTOCOL`; default http/protobuf).
     pub protocol: Option<Protocol>,
     /// Headers for every export (`OTEL_EXPORTER_OTLP_HEADERS`; these win over the
     /// variable's for the same name).
@@ -162,6 +164,104 @@ pub struct Settings {
     pub resource: BTreeMap<String, String>,
     /// How often metrics are exported.
     pub metric_interval: Duration,
+    /// Traces: where and how they are exported.
+    pub traces: SignalSettings,
+    /// Metrics: where and how they are exported.
+    pub metrics: SignalSettings,
+    /// Logs: where and how they are exported.
+    pub logs: SignalSettings,
+    /// The span processor's queue and batches (`OTEL_BSP_*`).
+    pub span_batch: BatchSettings,
+    /// The log-record processor's queue and batches (`OTEL_BLRP_*`).
+    pub log_batch: BatchSettings,
+    /// The bound on one metric export (`OTEL_METRIC_EXPORT_TIMEOUT`, ms; default 30 s,
+    /// and never more than the export timeout).
+    pub metric_export_timeout: Duration,
+    /// The propagators installed, in order (`OTEL_PROPAGATORS`; default trace context
+    /// then baggage).
+    pub propagators: Vec<Propagator>,
+}
+
+/// One signal's export settings: the general ones, with the signal's own variables
+/// (`OTEL_EXPORTER_OTLP_<SIGNAL>_*`) in place of the general variables where set. Code
+/// wins over both. `Debug` shows the headers' names only.
+#[derive(Clone, PartialEq)]
+#[non_exhaustive]
+pub struct SignalSettings {
+    /// Whether this signal is exported (export on, and `OTEL_<SIGNAL>_EXPORTER` not
+    /// `none`).
+    pub enabled: bool,
+    /// The protocol.
+    pub protocol: Protocol,
+    /// The URL exports go to: for HTTP, the general endpoint plus `/v1/<signal>`, or the
+    /// signal's endpoint as given; for gRPC, the endpoint.
+    pub url: String,
+    /// Headers, by name (lower case).
+    pub headers: BTreeMap<String, String>,
+    /// TLS files.
+    pub tls: TlsFiles,
+    /// What the TLS files held.
+    pub(crate) pem: TlsPem,
+    /// The bound on one export.
+    pub timeout: Duration,
+    /// Compression.
+    pub compression: Compression,
+}
+
+impl std::fmt::Debug for SignalSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignalSettings")
+            .field("enabled", &self.enabled)
+            .field("protocol", &self.protocol)
+            .field("url", &self.url)
+            .field(
+                "header_names",
+                &HeaderNames(self.headers.keys().map(String::as_str)),
+            )
+            .field("tls", &self.tls)
+            .field("pem", &self.pem)
+            .field("timeout", &self.timeout)
+            .field("compression", &self.compression)
+            .finish()
+    }
+}
+
+/// A batch processor's settings (the four `OTEL_BSP_*` or `OTEL_BLRP_*` variables).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BatchSettings {
+    /// The longest an item waits in a partial batch (`..._SCHEDULE_DELAY`, ms; default
+    /// 1 s).
+    pub schedule_delay: Duration,
+    /// The bound on one export (`..._EXPORT_TIMEOUT`, ms; default 30 s; the export
+    /// timeout bounds it too).
+    pub export_timeout: Duration,
+    /// The queue's capacity (`..._MAX_QUEUE_SIZE`; default 2048).
+    pub max_queue_size: usize,
+    /// The most items in one export (`..._MAX_EXPORT_BATCH_SIZE`; default 512, at most
+    /// the queue's capacity).
+    pub max_export_batch_size: usize,
+}
+
+impl Default for BatchSettings {
+    fn default() -> BatchSettings {
+        BatchSettings {
+            schedule_delay: Duration::from_secs(1),
+            export_timeout: Duration::from_secs(30),
+            max_queue_size: 2048,
+            max_export_batch_size: 512,
+        }
+    }
+}
+
+/// A propagator `OTEL_PROPAGATORS` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Propagator {
+    /// W3C trace context (`traceparent`, `tracestate`).
+    TraceContext,
+    /// W3C baggage.
+    Baggage,
 }
 
 /// Header names only, for `Debug`: the values never appear.
@@ -213,19 +313,35 @@ impl std::fmt::Debug for Settings {
             .field("sampling", &self.sampling)
             .field("resource", &self.resource)
             .field("metric_interval", &self.metric_interval)
+            .field("traces", &self.traces)
+            .field("metrics", &self.metrics)
+            .field("logs", &self.logs)
+            .field("span_batch", &self.span_batch)
+            .field("log_batch", &self.log_batch)
+            .field("metric_export_timeout", &self.metric_export_timeout)
+            .field("propagators", &self.propagators)
             .finish()
     }
 }
 
 impl Settings {
-    /// The URL for one signal (`traces`, `metrics`, `logs`): for HTTP, the endpoint
-    /// plus `/v1/<signal>`; for gRPC, the endpoint.
+    /// The URL for one signal (`traces`, `metrics`, `logs`): its
+    /// [`SignalSettings::url`]; for another name, the general endpoint (plus
+    /// `/v1/<signal>` over HTTP).
     pub fn signal_url(&self, signal: &str) -> String {
-        match self.protocol {
-            Protocol::Grpc => self.endpoint.clone(),
-            Protocol::HttpProtobuf => {
-                format!("{}/v1/{signal}", self.endpoint.trim_end_matches('/'))
-            }
+        match self.signal(signal) {
+            Some(s) => s.url.clone(),
+            None => base_url(self.protocol, &self.endpoint, signal),
+        }
+    }
+
+    /// One signal's settings, by name (`traces`, `metrics`, `logs`).
+    pub fn signal(&self, signal: &str) -> Option<&SignalSettings> {
+        match signal {
+            "traces" => Some(&self.traces),
+            "metrics" => Some(&self.metrics),
+            "logs" => Some(&self.logs),
+            _ => None,
         }
     }
 }
@@ -248,8 +364,9 @@ fn err(setting: &str, reason: impl Into<String>) -> ConfigError {
     }
 }
 
-/// The standard variables read.
-pub const ENV_VARIABLES: [&str; 18] = [
+/// The standard variables read (each signal's own `OTEL_EXPORTER_OTLP_<SIGNAL>_*`
+/// variables included).
+pub const ENV_VARIABLES: [&str; 58] = [
     "OTEL_SDK_DISABLED",
     "OTEL_EXPORTER_OTLP_ENDPOINT",
     "OTEL_EXPORTER_OTLP_PROTOCOL",
@@ -260,11 +377,51 @@ pub const ENV_VARIABLES: [&str; 18] = [
     "OTEL_EXPORTER_OTLP_CERTIFICATE",
     "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
     "OTEL_EXPORTER_OTLP_CLIENT_KEY",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+    "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+    "OTEL_EXPORTER_OTLP_TRACES_INSECURE",
+    "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+    "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
+    "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE",
+    "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY",
+    "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_METRICS_HEADERS",
+    "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT",
+    "OTEL_EXPORTER_OTLP_METRICS_INSECURE",
+    "OTEL_EXPORTER_OTLP_METRICS_COMPRESSION",
+    "OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE",
+    "OTEL_EXPORTER_OTLP_METRICS_CLIENT_CERTIFICATE",
+    "OTEL_EXPORTER_OTLP_METRICS_CLIENT_KEY",
+    "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_LOGS_HEADERS",
+    "OTEL_EXPORTER_OTLP_LOGS_TIMEOUT",
+    "OTEL_EXPORTER_OTLP_LOGS_INSECURE",
+    "OTEL_EXPORTER_OTLP_LOGS_COMPRESSION",
+    "OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE",
+    "OTEL_EXPORTER_OTLP_LOGS_CLIENT_CERTIFICATE",
+    "OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY",
+    "OTEL_TRACES_EXPORTER",
+    "OTEL_METRICS_EXPORTER",
+    "OTEL_LOGS_EXPORTER",
+    "OTEL_BSP_SCHEDULE_DELAY",
+    "OTEL_BSP_EXPORT_TIMEOUT",
+    "OTEL_BSP_MAX_QUEUE_SIZE",
+    "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+    "OTEL_BLRP_SCHEDULE_DELAY",
+    "OTEL_BLRP_EXPORT_TIMEOUT",
+    "OTEL_BLRP_MAX_QUEUE_SIZE",
+    "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE",
+    "OTEL_METRIC_EXPORT_INTERVAL",
+    "OTEL_METRIC_EXPORT_TIMEOUT",
+    "OTEL_PROPAGATORS",
     "OTEL_SERVICE_NAME",
     "OTEL_RESOURCE_ATTRIBUTES",
     "OTEL_TRACES_SAMPLER",
     "OTEL_TRACES_SAMPLER_ARG",
-    "OTEL_METRIC_EXPORT_INTERVAL",
     "PIKO_ENVIRONMENT",
     "ENVIRONMENT",
     "PIKO_SERVICE_VERSION",
@@ -507,48 +664,132 @@ impl OtlpConfig {
         service_name: &str,
     ) -> Result<Settings, ConfigError> {
         let env = |k: &str| env(k).filter(|v| !v.trim().is_empty());
+        // A kill switch: nothing in code turns export back on.
         let disabled = match env("OTEL_SDK_DISABLED") {
             Some(v) => boolean("OTEL_SDK_DISABLED", &v)?,
             None => false,
         };
-        let env_endpoint = env("OTEL_EXPORTER_OTLP_ENDPOINT");
-        let enabled = match self.enabled {
-            Some(on) => on,
-            None => !disabled && (self.endpoint.is_some() || env_endpoint.is_some()),
+        let any_endpoint = self.endpoint.is_some()
+            || env("OTEL_EXPORTER_OTLP_ENDPOINT").is_some()
+            || SIGNALS
+                .iter()
+                .any(|(_, v)| env(&format!("OTEL_EXPORTER_OTLP_{v}_ENDPOINT")).is_some());
+        let enabled = !disabled && self.enabled.unwrap_or(any_endpoint);
+        let general = self.signal_settings(&env, None)?;
+        let mut signals = Vec::with_capacity(3);
+        for (name, var) in SIGNALS {
+            let mut s = self.signal_settings(&env, Some((name, var)))?;
+            s.enabled = enabled && exporter_on(&env, name, var)?;
+            signals.push(s);
+        }
+        let [traces, metrics, logs]: [SignalSettings; 3] =
+            signals.try_into().expect("three signals");
+
+        let metric_interval = match self.metric_interval {
+            Some(t) if t.is_zero() => {
+                return Err(err(
+                    "with_otlp_metric_interval",
+                    "must be greater than zero (for example 60s)",
+                ));
+            }
+            Some(t) => t,
+            None => match env("OTEL_METRIC_EXPORT_INTERVAL") {
+                Some(v) => millis("OTEL_METRIC_EXPORT_INTERVAL", &v)?,
+                None => Duration::from_secs(60),
+            },
+        };
+        let metric_export_timeout = match env("OTEL_METRIC_EXPORT_TIMEOUT") {
+            Some(v) => millis("OTEL_METRIC_EXPORT_TIMEOUT", &v)?,
+            None => Duration::from_secs(30),
+        };
+        let sampling = match self.sample_rate {
+            Some(r) => {
+                Sampling::ParentBased(ParentRoot::Ratio(ratio("with_otlp_trace_sample_rate", r)?))
+            }
+            None => sampling_from_env(&env)?,
+        };
+        let span_batch = batch_from_env(&env, "OTEL_BSP")?;
+        let log_batch = batch_from_env(&env, "OTEL_BLRP")?;
+        let propagators = propagators_from_env(&env)?;
+        let resource = self.resource(&env, service_name)?;
+        Ok(Settings {
+            enabled,
+            protocol: general.protocol,
+            endpoint: general.url,
+            headers: general.headers,
+            tls: general.tls,
+            pem: general.pem,
+            timeout: general.timeout,
+            compression: general.compression,
+            sampling,
+            resource,
+            metric_interval,
+            traces,
+            metrics,
+            logs,
+            span_batch,
+            log_batch,
+            metric_export_timeout,
+            propagators,
+        })
+    }
+
+    /// The settings of one signal (`Some((name, VARIABLE_INFIX))`), or the general ones
+    /// (`None`, with `url` the base endpoint): code, then the signal's variable, then
+    /// the general variable, then the default.
+    fn signal_settings(
+        &self,
+        env: &impl Fn(&str) -> Option<String>,
+        signal: Option<(&str, &str)>,
+    ) -> Result<SignalSettings, ConfigError> {
+        // The variable that decides a setting: the signal's own, else the general one.
+        let var = |suffix: &str| -> Option<(String, String)> {
+            if let Some((_, infix)) = signal {
+                let name = format!("OTEL_EXPORTER_OTLP_{infix}_{suffix}");
+                if let Some(v) = env(&name) {
+                    return Some((name, v));
+                }
+            }
+            let name = format!("OTEL_EXPORTER_OTLP_{suffix}");
+            env(&name).map(|v| (name, v))
         };
         let protocol = match self.protocol {
             Some(p) => p,
-            None => match env("OTEL_EXPORTER_OTLP_PROTOCOL") {
-                Some(text) => Protocol::parse(&text).ok_or_else(|| {
-                    err(
-                        "OTEL_EXPORTER_OTLP_PROTOCOL",
-                        format!(
-                            "unknown protocol {:?}; use grpc or http/protobuf",
-                            text.trim()
-                        ),
-                    )
-                })?,
-                None => Protocol::Grpc,
+            None => match var("PROTOCOL") {
+                Some((name, text)) => parse_protocol(&name, &text)?,
+                None => Protocol::HttpProtobuf,
             },
         };
         let insecure = match self.insecure {
             Some(i) => i,
-            None => match env("OTEL_EXPORTER_OTLP_INSECURE") {
-                Some(v) => boolean("OTEL_EXPORTER_OTLP_INSECURE", &v)?,
+            None => match var("INSECURE") {
+                Some((name, v)) => boolean(&name, &v)?,
                 None => false,
             },
         };
-        let (endpoint_setting, raw) = match (&self.endpoint, &env_endpoint) {
-            (Some(e), _) => ("with_otlp_endpoint", e.clone()),
-            (None, Some(e)) => ("OTEL_EXPORTER_OTLP_ENDPOINT", e.clone()),
-            (None, None) => ("default endpoint", protocol.default_endpoint().to_string()),
+        let url = match (&self.endpoint, var("ENDPOINT")) {
+            (Some(e), _) => {
+                let base = endpoint_url("with_otlp_endpoint", e.trim(), insecure)?;
+                signal_url(protocol, &base, signal)
+            }
+            (None, Some((name, e))) => {
+                let url = endpoint_url(&name, e.trim(), insecure)?;
+                if name == "OTEL_EXPORTER_OTLP_ENDPOINT" {
+                    signal_url(protocol, &url, signal)
+                } else {
+                    // A signal's own endpoint is used as given (an empty path is `/`).
+                    own_signal_url(protocol, &url)
+                }
+            }
+            (None, None) => signal_url(protocol, protocol.default_endpoint(), signal),
         };
-        let endpoint = endpoint_url(endpoint_setting, raw.trim(), insecure)?;
 
+        // The variable's headers (the signal's variable instead of the general one, as
+        // the exporter reads them), then code's, which win per name.
         let mut headers = BTreeMap::new();
-        if let Some(text) = env("OTEL_EXPORTER_OTLP_HEADERS") {
-            for (n, k, v) in pairs("OTEL_EXPORTER_OTLP_HEADERS", &text)? {
-                check_header("OTEL_EXPORTER_OTLP_HEADERS", n, &k, &v)?;
+        if let Some((name, text)) = var("HEADERS") {
+            for (n, k, v) in pairs(&name, &text)? {
+                check_header(&name, n, &k, &v)?;
                 headers.insert(k.to_ascii_lowercase(), v);
             }
         }
@@ -565,57 +806,40 @@ impl OtlpConfig {
                 ));
             }
             Some(t) => t,
-            None => match env("OTEL_EXPORTER_OTLP_TIMEOUT") {
-                Some(v) => millis("OTEL_EXPORTER_OTLP_TIMEOUT", &v)?,
+            None => match var("TIMEOUT") {
+                Some((name, v)) => millis(&name, &v)?,
                 None => Duration::from_secs(10),
-            },
-        };
-        let metric_interval = match self.metric_interval {
-            Some(t) if t.is_zero() => {
-                return Err(err(
-                    "with_otlp_metric_interval",
-                    "must be greater than zero (for example 60s)",
-                ));
-            }
-            Some(t) => t,
-            None => match env("OTEL_METRIC_EXPORT_INTERVAL") {
-                Some(v) => millis("OTEL_METRIC_EXPORT_INTERVAL", &v)?,
-                None => Duration::from_secs(60),
             },
         };
         let compression = match self.compression {
             Some(c) => c,
-            None => {
-                match env("OTEL_EXPORTER_OTLP_COMPRESSION").map(|c| c.trim().to_ascii_lowercase()) {
-                    None => Compression::None,
-                    Some(c) if c == "none" => Compression::None,
-                    Some(c) if c == "gzip" => Compression::Gzip,
-                    Some(c) => {
+            None => match var("COMPRESSION") {
+                None => Compression::None,
+                Some((name, c)) => match c.trim().to_ascii_lowercase().as_str() {
+                    "none" => Compression::None,
+                    "gzip" => Compression::Gzip,
+                    other => {
                         return Err(err(
-                            "OTEL_EXPORTER_OTLP_COMPRESSION",
-                            format!("unknown compression {c:?}; use gzip or none"),
+                            &name,
+                            format!("unknown compression {other:?}; use gzip or none"),
                         ));
                     }
-                }
-            }
-        };
-        let sampling = match self.sample_rate {
-            Some(r) => {
-                Sampling::ParentBased(ParentRoot::Ratio(ratio("with_otlp_trace_sample_rate", r)?))
-            }
-            None => sampling_from_env(&env)?,
+                },
+            },
         };
         // Each file is read once, here: one the exporters could not use fails naming its
         // option or variable, and the pipeline builds its TLS set-up from what was read.
         let path = |setting: &str,
                     code: &Option<PathBuf>,
-                    var: &str,
+                    suffix: &str,
                     holds: Pem|
          -> Result<(Option<PathBuf>, Option<Vec<u8>>), ConfigError> {
-            let Some(p) = code.clone().or_else(|| env(var).map(PathBuf::from)) else {
-                return Ok((None, None));
+            let (setting, p) = match (code, var(suffix)) {
+                (Some(p), _) => (setting.to_string(), p.clone()),
+                (None, Some((name, v))) => (name, PathBuf::from(v)),
+                (None, None) => return Ok((None, None)),
             };
-            let setting = if code.is_some() { setting } else { var };
+            let setting = setting.as_str();
             let mut pem = Vec::new();
             std::fs::File::open(&p)
                 .and_then(|f| f.take(MAX_TLS_FILE + 1).read_to_end(&mut pem))
@@ -636,19 +860,19 @@ impl OtlpConfig {
         let (ca_file, ca) = path(
             "with_otlp_ca_file",
             &self.tls.ca_file,
-            "OTEL_EXPORTER_OTLP_CERTIFICATE",
+            "CERTIFICATE",
             Pem::Certificates,
         )?;
         let (client_cert, cert) = path(
             "with_otlp_client_certificate",
             &self.tls.client_cert,
-            "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+            "CLIENT_CERTIFICATE",
             Pem::Certificates,
         )?;
         let (client_key, key) = path(
             "with_otlp_client_certificate",
             &self.tls.client_key,
-            "OTEL_EXPORTER_OTLP_CLIENT_KEY",
+            "CLIENT_KEY",
             Pem::PrivateKey,
         )?;
         let tls = TlsFiles {
@@ -661,24 +885,26 @@ impl OtlpConfig {
             identity: cert.zip(key),
         };
         if tls.client_cert.is_some() != tls.client_key.is_some() {
+            let setting = match signal {
+                Some((_, infix)) if self.tls.client_cert.is_none() => {
+                    format!("OTEL_EXPORTER_OTLP_{infix}_CLIENT_CERTIFICATE")
+                }
+                _ => "with_otlp_client_certificate".to_string(),
+            };
             return Err(err(
-                "with_otlp_client_certificate",
+                &setting,
                 "mutual TLS needs both the client certificate and its key",
             ));
         }
-        let resource = self.resource(&env, service_name)?;
-        Ok(Settings {
-            enabled,
+        Ok(SignalSettings {
+            enabled: false,
             protocol,
-            endpoint,
+            url,
             headers,
             tls,
             pem,
             timeout,
             compression,
-            sampling,
-            resource,
-            metric_interval,
         })
     }
 
@@ -761,6 +987,206 @@ fn sampling_from_env(env: &impl Fn(&str) -> Option<String>) -> Result<Sampling, 
     })
 }
 
+/// The three signals: their names and their variables' infix.
+pub const SIGNALS: [(&str, &str); 3] = [
+    ("traces", "TRACES"),
+    ("metrics", "METRICS"),
+    ("logs", "LOGS"),
+];
+
+fn parse_protocol(setting: &str, text: &str) -> Result<Protocol, ConfigError> {
+    if text.trim().eq_ignore_ascii_case("http/json") {
+        return Err(err(
+            setting,
+            "http/json is not supported (the exporters are built with protobuf only); use http/protobuf or grpc",
+        ));
+    }
+    Protocol::parse(text).ok_or_else(|| {
+        err(
+            setting,
+            format!(
+                "unknown protocol {:?}; use grpc or http/protobuf",
+                text.trim()
+            ),
+        )
+    })
+}
+
+/// A general endpoint for one signal: plus `/v1/<signal>` over HTTP; itself over gRPC
+/// and for the general settings.
+fn signal_url(protocol: Protocol, base: &str, signal: Option<(&str, &str)>) -> String {
+    match signal {
+        Some((name, _)) => base_url(protocol, base, name),
+        None => base.to_string(),
+    }
+}
+
+/// `base` plus `/v1/<signal>` over HTTP; `base` over gRPC.
+pub(crate) fn base_url(protocol: Protocol, base: &str, signal: &str) -> String {
+    match protocol {
+        Protocol::Grpc => base.to_string(),
+        Protocol::HttpProtobuf => format!("{}/v1/{signal}", base.trim_end_matches('/')),
+    }
+}
+
+/// A signal's own endpoint, used as given; over HTTP an empty path is `/`.
+fn own_signal_url(protocol: Protocol, url: &str) -> String {
+    let has_path = url
+        .split_once("://")
+        .is_some_and(|(_, rest)| rest.contains('/'));
+    match protocol {
+        Protocol::HttpProtobuf if !has_path => format!("{url}/"),
+        _ => url.to_string(),
+    }
+}
+
+/// Whether `OTEL_<SIGNAL>_EXPORTER` asks for OTLP (the default): `otlp`, or `none` (no
+/// export of the signal); for metrics also `prometheus` (only `/metrics`, no OTLP).
+/// Exporters piko-obs does not have are refused, saying what to use.
+fn exporter_on(
+    env: &impl Fn(&str) -> Option<String>,
+    signal: &str,
+    infix: &str,
+) -> Result<bool, ConfigError> {
+    let name = format!("OTEL_{infix}_EXPORTER");
+    let Some(text) = env(&name) else {
+        return Ok(true);
+    };
+    let mut otlp = false;
+    let mut none = false;
+    for entry in text.split(',').map(|e| e.trim().to_ascii_lowercase()) {
+        match entry.as_str() {
+            "otlp" => otlp = true,
+            "none" => none = true,
+            "prometheus" if signal == "metrics" => {}
+            "" => {}
+            "console" | "logging" => {
+                return Err(err(
+                    &name,
+                    format!(
+                        "{entry} is not supported: piko-obs writes log lines to the console itself \
+                         (with_console_output) and has no console exporter for {signal}; use otlp or none"
+                    ),
+                ));
+            }
+            other => {
+                let also = if signal == "metrics" {
+                    ", prometheus"
+                } else {
+                    ""
+                };
+                return Err(err(
+                    &name,
+                    format!("unknown or unsupported exporter {other:?}; use otlp{also} or none"),
+                ));
+            }
+        }
+    }
+    if none && otlp {
+        return Err(err(
+            &name,
+            "none cannot be listed with otlp; give one of the two",
+        ));
+    }
+    Ok(otlp)
+}
+
+/// The bounds on a queue's capacity and a batch: past them a typo would take memory
+/// the service needs.
+const MAX_QUEUE: usize = 1 << 20;
+
+/// A batch processor's four variables (`OTEL_BSP` or `OTEL_BLRP` plus `_SCHEDULE_DELAY`,
+/// `_EXPORT_TIMEOUT`, `_MAX_QUEUE_SIZE`, `_MAX_EXPORT_BATCH_SIZE`).
+fn batch_from_env(
+    env: &impl Fn(&str) -> Option<String>,
+    prefix: &str,
+) -> Result<BatchSettings, ConfigError> {
+    let mut b = BatchSettings::default();
+    let var = |suffix: &str| {
+        let name = format!("{prefix}_{suffix}");
+        env(&name).map(|v| (name, v))
+    };
+    if let Some((name, v)) = var("SCHEDULE_DELAY") {
+        b.schedule_delay = millis(&name, &v)?;
+    }
+    if let Some((name, v)) = var("EXPORT_TIMEOUT") {
+        b.export_timeout = millis(&name, &v)?;
+    }
+    let count = |name: &str, v: &str| -> Result<usize, ConfigError> {
+        match v.trim().parse::<usize>() {
+            Ok(n) if (1..=MAX_QUEUE).contains(&n) => Ok(n),
+            _ => Err(err(
+                name,
+                format!("must be a whole number from 1 to {MAX_QUEUE} (for example 2048)"),
+            )),
+        }
+    };
+    if let Some((name, v)) = var("MAX_QUEUE_SIZE") {
+        b.max_queue_size = count(&name, &v)?;
+    }
+    match var("MAX_EXPORT_BATCH_SIZE") {
+        Some((name, v)) => {
+            b.max_export_batch_size = count(&name, &v)?;
+            if b.max_export_batch_size > b.max_queue_size {
+                return Err(err(
+                    &name,
+                    format!(
+                        "must be at most {prefix}_MAX_QUEUE_SIZE ({})",
+                        b.max_queue_size
+                    ),
+                ));
+            }
+        }
+        None => b.max_export_batch_size = b.max_export_batch_size.min(b.max_queue_size),
+    }
+    Ok(b)
+}
+
+/// `OTEL_PROPAGATORS`: `tracecontext`, `baggage`, `none`, in order, each once.
+fn propagators_from_env(
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<Vec<Propagator>, ConfigError> {
+    const NAME: &str = "OTEL_PROPAGATORS";
+    let Some(text) = env(NAME) else {
+        return Ok(vec![Propagator::TraceContext, Propagator::Baggage]);
+    };
+    let mut out = Vec::new();
+    let mut none = false;
+    for entry in text.split(',').map(|e| e.trim().to_ascii_lowercase()) {
+        let p = match entry.as_str() {
+            "tracecontext" => Propagator::TraceContext,
+            "baggage" => Propagator::Baggage,
+            "none" => {
+                none = true;
+                continue;
+            }
+            "" => continue,
+            "b3" | "b3multi" | "jaeger" | "xray" | "ottrace" => {
+                return Err(err(
+                    NAME,
+                    format!(
+                        "{entry} is not supported by piko-obs; use tracecontext, baggage or none \
+                         (set another propagator with opentelemetry::global::set_text_map_propagator after init())"
+                    ),
+                ));
+            }
+            other => {
+                return Err(err(
+                    NAME,
+                    format!("unknown propagator {other:?}; use tracecontext, baggage or none"),
+                ));
+            }
+        };
+        if !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    if none && !out.is_empty() {
+        return Err(err(NAME, "none cannot be listed with other propagators"));
+    }
+    Ok(out)
+}
+
 /// The endpoint as a URL: a scheme decides TLS (`http` plaintext, `https` TLS); without
 /// one, TLS unless `insecure`.
 fn endpoint_url(setting: &str, raw: &str, insecure: bool) -> Result<String, ConfigError> {
@@ -815,21 +1241,33 @@ mod tests {
     fn defaults_fit_together() {
         let s = OtlpConfig::new().resolve(env(&[]), "svc").unwrap();
         assert!(!s.enabled, "no endpoint anywhere: off");
-        assert_eq!(s.protocol, Protocol::Grpc);
-        assert_eq!(s.endpoint, "http://localhost:4317");
-        assert_eq!(s.timeout, Duration::from_secs(10));
-        assert_eq!(s.metric_interval, Duration::from_secs(60));
-        assert_eq!(s.sampling, Sampling::ParentBased(ParentRoot::AlwaysOn));
-        assert_eq!(s.resource["service.name"], "svc");
-        let mut http = OtlpConfig::new();
-        http.protocol = Some(Protocol::HttpProtobuf);
-        let s = http.resolve(env(&[]), "svc").unwrap();
         assert_eq!(
-            s.endpoint, "http://localhost:4318",
-            "HTTP goes to the HTTP port"
+            s.protocol,
+            Protocol::HttpProtobuf,
+            "the specification's default"
         );
+        assert_eq!(s.endpoint, "http://localhost:4318");
         assert_eq!(s.signal_url("traces"), "http://localhost:4318/v1/traces");
         assert_eq!(s.signal_url("logs"), "http://localhost:4318/v1/logs");
+        assert_eq!(s.timeout, Duration::from_secs(10));
+        assert_eq!(s.metric_interval, Duration::from_secs(60));
+        assert_eq!(s.metric_export_timeout, Duration::from_secs(30));
+        assert_eq!(s.sampling, Sampling::ParentBased(ParentRoot::AlwaysOn));
+        assert_eq!(s.resource["service.name"], "svc");
+        assert_eq!(s.span_batch, BatchSettings::default());
+        assert_eq!(s.log_batch, BatchSettings::default());
+        assert_eq!(
+            s.propagators,
+            vec![Propagator::TraceContext, Propagator::Baggage]
+        );
+        let mut grpc = OtlpConfig::new();
+        grpc.protocol = Some(Protocol::Grpc);
+        let s = grpc.resolve(env(&[]), "svc").unwrap();
+        assert_eq!(
+            s.endpoint, "http://localhost:4317",
+            "gRPC goes to the gRPC port"
+        );
+        assert_eq!(s.signal_url("metrics"), "http://localhost:4317");
     }
 
     #[test]
@@ -903,6 +1341,210 @@ mod tests {
             )
             .unwrap();
         assert!(!s.enabled);
+    }
+
+    /// A signal's own variables come before the general ones, code before both; a
+    /// signal's endpoint is used as given; its headers replace the general variable's,
+    /// and code's win per name.
+    #[test]
+    fn signal_variables_come_between_code_and_the_general_ones() {
+        let vars = env(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://general:4318"),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                "http://traces:9999/custom/path",
+            ),
+            ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "http://logs:4318"),
+            ("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "grpc"),
+            ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http://metrics:4317"),
+            (
+                "OTEL_EXPORTER_OTLP_HEADERS",
+                "x-general=1,authorization=general",
+            ),
+            ("OTEL_EXPORTER_OTLP_LOGS_HEADERS", "authorization=logs"),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "4000"),
+            ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "1500"),
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
+            ("OTEL_EXPORTER_OTLP_LOGS_COMPRESSION", "none"),
+        ]);
+        let s = OtlpConfig::new().resolve(&vars, "svc").unwrap();
+        assert!(s.enabled && s.traces.enabled && s.metrics.enabled && s.logs.enabled);
+        assert_eq!(s.traces.url, "http://traces:9999/custom/path");
+        assert_eq!(
+            s.logs.url, "http://logs:4318/",
+            "as given, the empty path is /"
+        );
+        assert_eq!(s.metrics.protocol, Protocol::Grpc);
+        assert_eq!(s.metrics.url, "http://metrics:4317");
+        assert_eq!(s.traces.protocol, Protocol::HttpProtobuf);
+        assert_eq!(s.traces.headers["authorization"], "general");
+        assert_eq!(s.logs.headers["authorization"], "logs");
+        assert!(
+            !s.logs.headers.contains_key("x-general"),
+            "the signal's variable replaces the general one"
+        );
+        assert_eq!(s.traces.timeout, Duration::from_millis(1500));
+        assert_eq!(s.metrics.timeout, Duration::from_millis(4000));
+        assert_eq!(s.traces.compression, Compression::Gzip);
+        assert_eq!(s.logs.compression, Compression::None);
+
+        let mut code = OtlpConfig::new();
+        code.endpoint = Some("http://code:4318".into());
+        code.headers = vec![("Authorization".into(), "code".into())];
+        code.timeout = Some(Duration::from_secs(2));
+        let s = code.resolve(&vars, "svc").unwrap();
+        assert_eq!(s.traces.url, "http://code:4318/v1/traces");
+        assert_eq!(
+            (s.metrics.protocol, s.metrics.url.as_str()),
+            (Protocol::Grpc, "http://code:4318"),
+            "code's endpoint, the variable's protocol: no path over gRPC"
+        );
+        assert_eq!(s.logs.headers["authorization"], "code");
+        assert_eq!(s.traces.headers["x-general"], "1");
+        assert_eq!(s.logs.timeout, Duration::from_secs(2));
+
+        // A signal's endpoint alone turns export on; a bad one names its variable.
+        let s = OtlpConfig::new()
+            .resolve(
+                env(&[(
+                    "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+                    "http://logs:4318/v1/logs",
+                )]),
+                "svc",
+            )
+            .unwrap();
+        assert!(s.enabled && s.logs.enabled);
+        assert_eq!(s.logs.url, "http://logs:4318/v1/logs");
+        assert_eq!(s.traces.url, "http://localhost:4318/v1/traces");
+        let e = OtlpConfig::new()
+            .resolve(
+                env(&[("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "ftp://x")]),
+                "svc",
+            )
+            .unwrap_err();
+        assert_eq!(e.setting, "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT");
+        let e = OtlpConfig::new()
+            .resolve(
+                env(&[("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "authorization: s3cret")]),
+                "svc",
+            )
+            .unwrap_err();
+        assert_eq!(e.setting, "OTEL_EXPORTER_OTLP_TRACES_HEADERS");
+        assert!(!e.to_string().contains("s3cret"), "{e}");
+        let e = OtlpConfig::new()
+            .resolve(env(&[("OTEL_EXPORTER_OTLP_LOGS_TIMEOUT", "soon")]), "svc")
+            .unwrap_err();
+        assert_eq!(e.setting, "OTEL_EXPORTER_OTLP_LOGS_TIMEOUT");
+        let e = OtlpConfig::new()
+            .resolve(
+                env(&[("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/json")]),
+                "svc",
+            )
+            .unwrap_err();
+        assert_eq!(e.setting, "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL");
+        let e = OtlpConfig::new()
+            .resolve(
+                env(&[(
+                    "OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE",
+                    "/nonexistent/ca.pem",
+                )]),
+                "svc",
+            )
+            .unwrap_err();
+        assert_eq!(e.setting, "OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE");
+        let e = OtlpConfig::new()
+            .resolve(
+                env(&[("OTEL_EXPORTER_OTLP_LOGS_COMPRESSION", "zstd")]),
+                "svc",
+            )
+            .unwrap_err();
+        assert_eq!(e.setting, "OTEL_EXPORTER_OTLP_LOGS_COMPRESSION");
+    }
+
+    /// `OTEL_SDK_DISABLED=true` turns every signal off whatever code says;
+    /// `OTEL_<SIGNAL>_EXPORTER=none` one signal.
+    #[test]
+    fn the_kill_switch_and_the_exporter_variables() {
+        let mut code = OtlpConfig::new();
+        code.enabled = Some(true);
+        code.endpoint = Some("http://c:4318".into());
+        let s = code
+            .resolve(env(&[("OTEL_SDK_DISABLED", "TRUE")]), "svc")
+            .unwrap();
+        assert!(!s.enabled && !s.traces.enabled && !s.metrics.enabled && !s.logs.enabled);
+        assert!(code.resolve(env(&[]), "svc").unwrap().logs.enabled);
+        let s = code
+            .resolve(
+                env(&[
+                    ("OTEL_TRACES_EXPORTER", "none"),
+                    ("OTEL_METRICS_EXPORTER", "prometheus"),
+                    ("OTEL_LOGS_EXPORTER", "otlp"),
+                ]),
+                "svc",
+            )
+            .unwrap();
+        assert!(s.enabled && !s.traces.enabled && !s.metrics.enabled && s.logs.enabled);
+        for (var, value) in [
+            ("OTEL_TRACES_EXPORTER", "zipkin"),
+            ("OTEL_LOGS_EXPORTER", "console"),
+            ("OTEL_METRICS_EXPORTER", "otlp,none"),
+            ("OTEL_TRACES_EXPORTER", "prometheus"),
+            ("OTEL_SDK_DISABLED", "yes"),
+        ] {
+            let e = code.resolve(env(&[(var, value)]), "svc").unwrap_err();
+            assert_eq!(e.setting, var, "{e}");
+        }
+    }
+
+    #[test]
+    fn batch_processor_and_propagator_variables() {
+        let s = OtlpConfig::new()
+            .resolve(
+                env(&[
+                    ("OTEL_BSP_SCHEDULE_DELAY", "250"),
+                    ("OTEL_BSP_EXPORT_TIMEOUT", "3000"),
+                    ("OTEL_BSP_MAX_QUEUE_SIZE", "100"),
+                    ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "10"),
+                    ("OTEL_BLRP_MAX_QUEUE_SIZE", "64"),
+                    ("OTEL_METRIC_EXPORT_TIMEOUT", "5000"),
+                    ("OTEL_PROPAGATORS", "baggage, tracecontext,baggage"),
+                ]),
+                "svc",
+            )
+            .unwrap();
+        assert_eq!(s.span_batch.schedule_delay, Duration::from_millis(250));
+        assert_eq!(s.span_batch.export_timeout, Duration::from_secs(3));
+        assert_eq!(s.span_batch.max_queue_size, 100);
+        assert_eq!(s.span_batch.max_export_batch_size, 10);
+        assert_eq!(s.log_batch.max_queue_size, 64);
+        assert_eq!(
+            s.log_batch.max_export_batch_size, 64,
+            "clipped to the queue"
+        );
+        assert_eq!(s.metric_export_timeout, Duration::from_secs(5));
+        assert_eq!(
+            s.propagators,
+            vec![Propagator::Baggage, Propagator::TraceContext]
+        );
+        let s = OtlpConfig::new()
+            .resolve(env(&[("OTEL_PROPAGATORS", "none")]), "svc")
+            .unwrap();
+        assert!(s.propagators.is_empty());
+        for (var, value) in [
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "0"),
+            ("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", "4096"),
+            ("OTEL_BLRP_SCHEDULE_DELAY", "1s"),
+            ("OTEL_BSP_EXPORT_TIMEOUT", "0"),
+            ("OTEL_METRIC_EXPORT_TIMEOUT", "-1"),
+            ("OTEL_PROPAGATORS", "b3"),
+            ("OTEL_PROPAGATORS", "tracecontext,none"),
+            ("OTEL_PROPAGATORS", "w3c"),
+        ] {
+            let e = OtlpConfig::new()
+                .resolve(env(&[(var, value)]), "svc")
+                .unwrap_err();
+            assert_eq!(e.setting, var, "{e}");
+        }
     }
 
     #[test]

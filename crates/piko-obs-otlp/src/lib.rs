@@ -8,9 +8,10 @@
 //!
 //! The configuration: [`OtlpConfig`] (every field optional),
 //! resolved with [`OtlpConfig::resolve`] into [`Settings`] in the order code, then the
-//! standard `OTEL_*` variables, then defaults that fit together (gRPC to
-//! `localhost:4317`, HTTP/protobuf to `localhost:4318` with `/v1/<signal>` paths), with
-//! every bad value an error that names its setting.
+//! standard `OTEL_*` variables (a signal's own `OTEL_EXPORTER_OTLP_<SIGNAL>_*` before
+//! the general ones), then defaults that fit together (HTTP/protobuf to
+//! `localhost:4318` with `/v1/<signal>` paths, gRPC to `localhost:4317`), with every bad
+//! value an error that names its setting.
 //!
 //! Bridges: [`OtelLogOutput`] (the log hub's records as OpenTelemetry log records, with
 //! the current span's ids) and [`OtelRecorder`] (the `metrics` macros as OpenTelemetry
@@ -39,7 +40,10 @@ mod config;
 mod logs;
 mod metrics_bridge;
 
-pub use metrics_bridge::{OtelRecorder, OtelRecorderSlot};
+pub use metrics_bridge::{
+    CONVENTION_ATTRIBUTES, CONVENTION_METRICS, InstrumentKind, OtelRecorder, OtelRecorderSlot,
+    otel_attribute, otel_name,
+};
 mod pipeline;
 mod propagation;
 mod span;
@@ -56,10 +60,10 @@ pub use propagation::{
 pub use logs::{OtelLogOutput, severity};
 
 pub use config::{
-    Compression, ConfigError, ENV_VARIABLES, OtlpConfig, ParentRoot, Protocol, Sampling, Settings,
-    TlsFiles,
+    BatchSettings, Compression, ConfigError, ENV_VARIABLES, OtlpConfig, ParentRoot, Propagator,
+    Protocol, SIGNALS, Sampling, Settings, SignalSettings, TlsFiles,
 };
 pub use pipeline::{
     BoundedLogProcessor, BoundedSpanProcessor, LOG_ITEM_BYTES, LOG_QUEUE, LogStats, LogStatsHandle,
-    Pipeline, SPAN_QUEUE, SpanStats, SpanStatsHandle, StartError,
+    Pipeline, SPAN_QUEUE, SpanStats, SpanStatsHandle, StartError, text_map_propagator,
 };

@@ -1,5 +1,12 @@
 //! Metrics recorded with the `metrics` crate, exported through an OpenTelemetry meter:
 //! a `metrics::Recorder` that the facade fans out to beside the Prometheus one.
+//!
+//! The Prometheus names (`/metrics`) become OpenTelemetry names over OTLP
+//! ([`otel_name`], [`otel_attribute`]): the HTTP metrics take their semantic-convention
+//! names, units and attribute keys, and every other name loses its unit and `_total`
+//! suffixes, the unit going into the instrument's unit, so that a collector's Prometheus
+//! exporter, adding the suffixes back, arrives at the name `/metrics` shows. Histograms
+//! carry the buckets the program declared for them (as the instrument's advice).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,13 +16,18 @@ use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, Share
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::Meter;
 
-/// Records `metrics` counters, gauges and histograms as OpenTelemetry instruments of
-/// the same name (with the description and unit given by `describe_*` before first
-/// use); labels become attributes. A counter's `absolute` adds the difference from the
+/// Records `metrics` counters, gauges and histograms as OpenTelemetry instruments named
+/// by [`otel_name`] (with the description given by `describe_*` before first use, and
+/// the unit from the name's suffix, else from `describe_*`); labels become attributes
+/// keyed by [`otel_attribute`]. A histogram declared with buckets
+/// ([`OtelRecorder::with_buckets`]) goes out with them, instead of the SDK's default
+/// buckets (`[0, 5, 10, 25, ...]`, made for milliseconds). A counter's `absolute` adds the difference from the
 /// last value; a gauge keeps its value per label set, so `increment` and `decrement`
 /// work.
 pub struct OtelRecorder {
     meter: Meter,
+    /// Declared buckets, by Prometheus name.
+    buckets: HashMap<String, Vec<f64>>,
     described: Mutex<HashMap<String, (Option<Unit>, SharedString)>>,
     counters: Mutex<HashMap<Key, Arc<OtelCounter>>>,
     gauges: Mutex<HashMap<Key, Arc<OtelGauge>>>,
@@ -107,8 +119,98 @@ impl metrics::HistogramFn for OtelHistogram {
 
 fn attrs(key: &Key) -> Vec<KeyValue> {
     key.labels()
-        .map(|l| KeyValue::new(l.key().to_string(), l.value().to_string()))
+        .map(|l| {
+            let name = otel_attribute(l.key());
+            // The convention's status code is an integer.
+            match (name.as_str(), l.value().parse::<i64>()) {
+                ("http.response.status_code", Ok(code)) => KeyValue::new(name, code),
+                _ => KeyValue::new(name, l.value().to_string()),
+            }
+        })
         .collect()
+}
+
+/// What kind of instrument a name is for: only a counter's `_total` is a suffix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InstrumentKind {
+    /// A counter (a monotonic sum).
+    Counter,
+    /// A gauge.
+    Gauge,
+    /// A histogram.
+    Histogram,
+}
+
+/// Metrics that have a name, a unit and attribute keys in the OpenTelemetry HTTP
+/// semantic conventions: (Prometheus name, OpenTelemetry name, unit).
+pub const CONVENTION_METRICS: [(&str, &str, &str); 2] = [
+    (
+        "http_server_request_duration_seconds",
+        "http.server.request.duration",
+        "s",
+    ),
+    (
+        "http_server_active_requests",
+        "http.server.active_requests",
+        "{request}",
+    ),
+];
+
+/// Label names that are semantic-convention attribute keys, with their dots:
+/// (Prometheus label, OpenTelemetry attribute).
+pub const CONVENTION_ATTRIBUTES: [(&str, &str); 7] = [
+    ("http_request_method", "http.request.method"),
+    ("http_route", "http.route"),
+    ("http_response_status_code", "http.response.status_code"),
+    ("url_scheme", "url.scheme"),
+    ("error_type", "error.type"),
+    ("server_address", "server.address"),
+    ("server_port", "server.port"),
+];
+
+/// Unit suffixes of Prometheus names, with the OpenTelemetry (UCUM) unit they stand for.
+const UNIT_SUFFIXES: [(&str, &str); 2] = [("_seconds", "s"), ("_bytes", "By")];
+
+/// The OpenTelemetry name and unit of the metric `/metrics` shows as `name`:
+///
+/// - the HTTP metrics of the semantic conventions take the convention's name and unit
+///   ([`CONVENTION_METRICS`]: `http_server_request_duration_seconds` is
+///   `http.server.request.duration` in `s`);
+/// - any other name keeps its words and loses its suffixes: a counter's `_total`, then a
+///   unit suffix, `_seconds` (unit `s`) or `_bytes` (unit `By`)
+///   (`payment_duration_seconds` is `payment_duration` in `s`,
+///   `process_cpu_seconds_total` is `process_cpu` in `s`, `jobs_total` is `jobs`).
+///
+/// A collector's Prometheus exporter adds the unit and `_total` suffixes back, so it
+/// shows the name `/metrics` shows (and never `_seconds_seconds`). The unit is `None`
+/// when the name carries none.
+pub fn otel_name(name: &str, kind: InstrumentKind) -> (String, Option<&'static str>) {
+    if let Some((_, otel, unit)) = CONVENTION_METRICS.iter().find(|(p, _, _)| *p == name) {
+        return ((*otel).to_string(), Some(*unit));
+    }
+    let mut base = name;
+    if kind == InstrumentKind::Counter {
+        base = base
+            .strip_suffix("_total")
+            .filter(|b| !b.is_empty())
+            .unwrap_or(base);
+    }
+    for (suffix, unit) in UNIT_SUFFIXES {
+        if let Some(b) = base.strip_suffix(suffix).filter(|b| !b.is_empty()) {
+            return (b.to_string(), Some(unit));
+        }
+    }
+    (base.to_string(), None)
+}
+
+/// The OpenTelemetry attribute key of the label `/metrics` shows as `label`: the
+/// semantic-convention key for those in [`CONVENTION_ATTRIBUTES`]
+/// (`http_request_method` is `http.request.method`), the label itself otherwise.
+pub fn otel_attribute(label: &str) -> String {
+    CONVENTION_ATTRIBUTES
+        .iter()
+        .find(|(p, _)| *p == label)
+        .map_or_else(|| label.to_string(), |(_, o)| (*o).to_string())
 }
 
 fn unit_text(unit: Unit) -> &'static str {
@@ -138,12 +240,33 @@ impl OtelRecorder {
     pub fn new(meter: Meter) -> OtelRecorder {
         OtelRecorder {
             meter,
+            buckets: HashMap::new(),
             described: Mutex::new(HashMap::new()),
             counters: Mutex::new(HashMap::new()),
             gauges: Mutex::new(HashMap::new()),
             histograms: Mutex::new(HashMap::new()),
             instruments: Mutex::new(Instruments::default()),
         }
+    }
+
+    /// Histogram buckets (upper bounds, in the metric's unit), by the metric's
+    /// Prometheus name, as declared for `/metrics`: the histogram goes out over OTLP with
+    /// them. Buckets that are empty, not finite or not increasing are left out (the
+    /// facade checks them at `init()`).
+    #[must_use]
+    pub fn with_buckets<N: Into<String>>(
+        mut self,
+        buckets: impl IntoIterator<Item = (N, Vec<f64>)>,
+    ) -> OtelRecorder {
+        for (name, b) in buckets {
+            let ok = !b.is_empty()
+                && b.iter().all(|x| x.is_finite())
+                && b.windows(2).all(|w| w[0] < w[1]);
+            if ok {
+                self.buckets.insert(name.into(), b);
+            }
+        }
+        self
     }
 
     fn describe(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
@@ -167,18 +290,23 @@ impl OtelRecorder {
 }
 
 macro_rules! instrument {
-    ($self:ident, $map:ident, $name:expr, $builder:ident) => {{
+    ($self:ident, $map:ident, $name:expr, $kind:expr, $builder:ident $(, |$b:ident| $advice:expr)?) => {{
         let name = $name.to_string();
-        let (unit, description) = $self.description(&name);
+        let (described_unit, description) = $self.description(&name);
         let mut instruments = $self.instruments.lock().unwrap_or_else(|p| p.into_inner());
         instruments
             .$map
             .entry(name.clone())
             .or_insert_with(|| {
-                let mut b = $self.meter.$builder(name).with_description(description);
-                if let Some(u) = unit {
+                let (otel, unit) = otel_name(&name, $kind);
+                let mut b = $self.meter.$builder(otel).with_description(description);
+                if let Some(u) = unit.or(described_unit) {
                     b = b.with_unit(u);
                 }
+                $(
+                    let $b = b;
+                    let b = $advice;
+                )?
                 b.build()
             })
             .clone()
@@ -210,7 +338,13 @@ impl Recorder for OtelRecorder {
             .entry(key.clone())
             .or_insert_with(|| {
                 Arc::new(OtelCounter {
-                    counter: instrument!(self, counters, key.name(), u64_counter),
+                    counter: instrument!(
+                        self,
+                        counters,
+                        key.name(),
+                        InstrumentKind::Counter,
+                        u64_counter
+                    ),
                     attrs: attrs(key),
                     last: AtomicU64::new(0),
                 })
@@ -225,7 +359,7 @@ impl Recorder for OtelRecorder {
             .entry(key.clone())
             .or_insert_with(|| {
                 Arc::new(OtelGauge {
-                    gauge: instrument!(self, gauges, key.name(), f64_gauge),
+                    gauge: instrument!(self, gauges, key.name(), InstrumentKind::Gauge, f64_gauge),
                     attrs: attrs(key),
                     bits: AtomicU64::new(0f64.to_bits()),
                 })
@@ -240,7 +374,17 @@ impl Recorder for OtelRecorder {
             .entry(key.clone())
             .or_insert_with(|| {
                 Arc::new(OtelHistogram {
-                    histogram: instrument!(self, histograms, key.name(), f64_histogram),
+                    histogram: instrument!(
+                        self,
+                        histograms,
+                        key.name(),
+                        InstrumentKind::Histogram,
+                        f64_histogram,
+                        |b| match self.buckets.get(key.name()) {
+                            Some(bounds) => b.with_boundaries(bounds.clone()),
+                            None => b,
+                        }
+                    ),
                     attrs: attrs(key),
                 })
             })
@@ -348,5 +492,67 @@ impl Recorder for OtelRecorderSlot {
             Some(r) => r.register_histogram(key, metadata),
             None => Histogram::noop(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_take_the_conventions_or_lose_their_suffixes() {
+        use InstrumentKind::{Counter, Gauge, Histogram};
+        let cases = [
+            (
+                "http_server_request_duration_seconds",
+                Histogram,
+                "http.server.request.duration",
+                Some("s"),
+            ),
+            (
+                "http_server_active_requests",
+                Gauge,
+                "http.server.active_requests",
+                Some("{request}"),
+            ),
+            (
+                "payment_duration_seconds",
+                Histogram,
+                "payment_duration",
+                Some("s"),
+            ),
+            (
+                "process_cpu_seconds_total",
+                Counter,
+                "process_cpu",
+                Some("s"),
+            ),
+            ("upload_size_bytes", Histogram, "upload_size", Some("By")),
+            ("sent_bytes_total", Counter, "sent", Some("By")),
+            ("jobs_total", Counter, "jobs", None),
+            ("jobs_total", Gauge, "jobs_total", None),
+            ("queue_depth", Gauge, "queue_depth", None),
+            ("_total", Counter, "_total", None),
+            ("_seconds", Histogram, "_seconds", None),
+        ];
+        for (name, kind, otel, unit) in cases {
+            assert_eq!(otel_name(name, kind), (otel.to_string(), unit), "{name}");
+        }
+        assert_eq!(otel_attribute("http_route"), "http.route");
+        assert_eq!(otel_attribute("error_type"), "error.type");
+        assert_eq!(otel_attribute("tenant"), "tenant");
+    }
+
+    #[test]
+    fn buckets_that_cannot_work_are_left_out() {
+        let meter = opentelemetry::global::meter("test");
+        let r = OtelRecorder::new(meter).with_buckets([
+            ("a_seconds", vec![0.1, 1.0]),
+            ("b_seconds", vec![]),
+            ("c_seconds", vec![1.0, 0.5]),
+            ("d_seconds", vec![f64::NAN]),
+        ]);
+        assert_eq!(r.buckets.len(), 1);
+        assert_eq!(r.buckets["a_seconds"], vec![0.1, 1.0]);
     }
 }

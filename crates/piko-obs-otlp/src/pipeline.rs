@@ -17,7 +17,10 @@ use opentelemetry_sdk::logs::{
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, SpanData, SpanExporter, SpanProcessor};
 
-use crate::config::{Compression, ParentRoot, Protocol, Sampling, Settings};
+use crate::config::{
+    BatchSettings, Compression, ParentRoot, Propagator, Protocol, Sampling, Settings,
+    SignalSettings,
+};
 
 /// The longest wait taken as given: a longer one (up to `Duration::MAX`) is a century,
 /// as `Instant` cannot add more.
@@ -56,9 +59,10 @@ pub enum StartError {
 // ---------------------------------------------------------------------------------------
 // The bounded export queue shared by spans and log records
 
-/// The most items in one export.
+/// The most items in one export, by default.
 const BATCH: usize = 512;
-/// The longest an item waits in a partial batch.
+/// The longest an item waits in a partial batch, by default.
+#[cfg(test)]
 const DELAY: Duration = Duration::from_secs(1);
 /// How long `force_flush` waits for the export thread.
 const FLUSH_BOUND: Duration = Duration::from_secs(30);
@@ -91,13 +95,16 @@ enum Control {
     Shutdown(SyncSender<OTelSdkResult>, Duration),
 }
 
-/// A bounded queue in front of a thread exporting batches of up to [`BATCH`] items
-/// every [`DELAY`] (or sooner when a batch is full). Pushing never waits: an item that
+/// A bounded queue in front of a thread exporting batches of up to a set number of
+/// items (512 by default) every set delay (1 s by default), or sooner when a batch is
+/// full. Pushing never waits: an item that
 /// does not fit, or comes after shutdown, is dropped and counted. The thread sleeps
 /// until a batch is full, the delay is up, or it is asked to flush or shut down, so
 /// pushing an item costs no system call.
 struct ExportQueue<T> {
     items: SyncSender<T>,
+    /// The most items in one export.
+    batch: usize,
     control: Mutex<std::sync::mpsc::Sender<Control>>,
     counters: Arc<Counters>,
     /// The export thread, to wake (`unpark`).
@@ -126,18 +133,29 @@ impl<T> Drop for ExportQueue<T> {
 }
 
 impl<T: Send + 'static> ExportQueue<T> {
-    /// A queue of `capacity` items, exported by a thread named `name` through `sink`.
-    fn start(name: &str, capacity: usize, sink: impl Export<T>) -> std::io::Result<ExportQueue<T>> {
-        let capacity = capacity.max(1);
+    /// A queue of `batch.max_queue_size` items, exported by a thread named `name`
+    /// through `sink` in batches of up to `batch.max_export_batch_size`, every
+    /// `batch.schedule_delay` at most.
+    fn start(
+        name: &str,
+        batch: BatchSettings,
+        sink: impl Export<T>,
+    ) -> std::io::Result<ExportQueue<T>> {
+        let capacity = batch.max_queue_size.max(1);
+        let (size, delay) = (
+            batch.max_export_batch_size.clamp(1, capacity),
+            batch.schedule_delay,
+        );
         let (items, items_rx) = std::sync::mpsc::sync_channel(capacity);
         let (control, control_rx) = std::sync::mpsc::channel();
         let counters = Arc::new(Counters::default());
         let c = counters.clone();
         let thread = std::thread::Builder::new()
             .name(name.into())
-            .spawn(move || export_loop(&items_rx, &control_rx, sink, &c, capacity))?;
+            .spawn(move || export_loop(&items_rx, &control_rx, sink, &c, capacity, size, delay))?;
         Ok(ExportQueue {
             items,
+            batch: size,
             control: Mutex::new(control),
             counters,
             exporter: thread.thread().clone(),
@@ -152,7 +170,7 @@ impl<T: Send + 'static> ExportQueue<T> {
         c.pushed.fetch_add(1, Ordering::Relaxed);
         match self.items.try_send(item) {
             Ok(()) => {
-                if c.queued.fetch_add(1, Ordering::AcqRel) + 1 == BATCH as isize {
+                if c.queued.fetch_add(1, Ordering::AcqRel) + 1 == self.batch as isize {
                     self.exporter.unpark();
                 }
             }
@@ -199,6 +217,15 @@ impl<T: Send + 'static> ExportQueue<T> {
     }
 }
 
+/// The default batch settings with a queue of `capacity` items.
+fn queue_of(capacity: usize) -> BatchSettings {
+    BatchSettings {
+        max_queue_size: capacity,
+        max_export_batch_size: BATCH.min(capacity.max(1)),
+        ..BatchSettings::default()
+    }
+}
+
 /// Exports `batch` (if not empty) through `sink`, counting its items as exported or
 /// failed.
 fn export_batch<T>(sink: &mut impl Export<T>, batch: &mut Vec<T>, c: &Counters) -> OTelSdkResult {
@@ -242,19 +269,22 @@ fn export_loop<T, S: Export<T>>(
     mut sink: S,
     c: &Counters,
     capacity: usize,
+    size: usize,
+    delay: Duration,
 ) {
-    let mut batch = Vec::with_capacity(BATCH);
-    let mut next = Instant::now() + DELAY;
+    let delay = delay.min(LONGEST_WAIT);
+    let mut batch = Vec::with_capacity(size);
+    let mut next = Instant::now() + delay;
     loop {
-        let room = BATCH - batch.len();
+        let room = size - batch.len();
         let closed = take(items, &mut batch, room, c);
         if closed {
             let _ = export_batch(&mut sink, &mut batch, c);
             return;
         }
-        if batch.len() >= BATCH || Instant::now() >= next {
+        if batch.len() >= size || Instant::now() >= next {
             let _ = export_batch(&mut sink, &mut batch, c);
-            next = Instant::now() + DELAY;
+            next = Instant::now() + delay;
         }
         match control.try_recv() {
             Ok(Control::Flush(done)) => {
@@ -277,7 +307,7 @@ fn export_loop<T, S: Export<T>>(
         // `push` (a batch's worth queued), `flush`, `shutdown` and the queue's drop wake
         // the thread sooner, and a wake that comes before the sleep ends it at once.
         let queued = usize::try_from(c.queued.load(Ordering::Acquire)).unwrap_or(0);
-        if queued + batch.len() < BATCH {
+        if queued + batch.len() < size {
             std::thread::park_timeout(next.saturating_duration_since(Instant::now()));
         }
     }
@@ -350,8 +380,16 @@ pub struct BoundedSpanProcessor<E: SpanExporter + 'static> {
 impl<E: SpanExporter + 'static> BoundedSpanProcessor<E> {
     /// A processor exporting through `exporter`, with room for `capacity` spans.
     pub fn new(exporter: E, capacity: usize) -> std::io::Result<BoundedSpanProcessor<E>> {
+        BoundedSpanProcessor::with_batch(exporter, queue_of(capacity))
+    }
+
+    /// A processor exporting through `exporter`, its queue and batches as `batch` says.
+    pub fn with_batch(
+        exporter: E,
+        batch: BatchSettings,
+    ) -> std::io::Result<BoundedSpanProcessor<E>> {
         let exporter = Arc::new(Mutex::new(exporter));
-        let queue = ExportQueue::start("piko-obs-spans", capacity, SpanSink(exporter.clone()))?;
+        let queue = ExportQueue::start("piko-obs-spans", batch, SpanSink(exporter.clone()))?;
         Ok(BoundedSpanProcessor { queue, exporter })
     }
 
@@ -469,8 +507,16 @@ pub struct BoundedLogProcessor<E: LogExporter + 'static> {
 impl<E: LogExporter + 'static> BoundedLogProcessor<E> {
     /// A processor exporting through `exporter`, with room for `capacity` records.
     pub fn new(exporter: E, capacity: usize) -> std::io::Result<BoundedLogProcessor<E>> {
+        BoundedLogProcessor::with_batch(exporter, queue_of(capacity))
+    }
+
+    /// A processor exporting through `exporter`, its queue and batches as `batch` says.
+    pub fn with_batch(
+        exporter: E,
+        batch: BatchSettings,
+    ) -> std::io::Result<BoundedLogProcessor<E>> {
         let exporter = Arc::new(Mutex::new(exporter));
-        let queue = ExportQueue::start("piko-obs-logs", capacity, LogSink(exporter.clone()))?;
+        let queue = ExportQueue::start("piko-obs-logs", batch, LogSink(exporter.clone()))?;
         Ok(BoundedLogProcessor { queue, exporter })
     }
 
@@ -547,6 +593,30 @@ fn sampler(s: Sampling) -> Sampler {
     }
 }
 
+/// The propagator `propagators` name, composed in order (none: one that carries
+/// nothing).
+pub fn text_map_propagator(
+    propagators: &[Propagator],
+) -> opentelemetry::propagation::TextMapCompositePropagator {
+    let list: Vec<Box<dyn opentelemetry::propagation::TextMapPropagator + Send + Sync>> =
+        propagators
+            .iter()
+            .map(
+                |p| -> Box<dyn opentelemetry::propagation::TextMapPropagator + Send + Sync> {
+                    match p {
+                        Propagator::TraceContext => {
+                            Box::new(opentelemetry_sdk::propagation::TraceContextPropagator::new())
+                        }
+                        Propagator::Baggage => {
+                            Box::new(opentelemetry_sdk::propagation::BaggagePropagator::new())
+                        }
+                    }
+                },
+            )
+            .collect();
+    opentelemetry::propagation::TextMapCompositePropagator::new(list)
+}
+
 fn resource(settings: &Settings) -> opentelemetry_sdk::Resource {
     opentelemetry_sdk::Resource::builder()
         .with_attributes(
@@ -568,8 +638,8 @@ enum Transport {
 }
 
 impl Transport {
-    fn new(settings: &Settings) -> Result<Transport, StartError> {
-        let https = settings.endpoint.starts_with("https://");
+    fn new(settings: &SignalSettings) -> Result<Transport, StartError> {
+        let https = settings.url.starts_with("https://");
         Ok(match settings.protocol {
             Protocol::Grpc if https => Transport::Grpc(Some(tonic_tls(settings)?)),
             Protocol::Grpc => Transport::Grpc(None),
@@ -578,7 +648,7 @@ impl Transport {
     }
 }
 
-fn tonic_tls(settings: &Settings) -> Result<tonic::transport::ClientTlsConfig, StartError> {
+fn tonic_tls(settings: &SignalSettings) -> Result<tonic::transport::ClientTlsConfig, StartError> {
     // tonic refuses to start when asked for the system's roots and the system has none
     // (a distroless image): they are asked for only when there are some, so a CA file
     // alone is enough there, as it is over HTTP.
@@ -606,7 +676,7 @@ fn tonic_tls(settings: &Settings) -> Result<tonic::transport::ClientTlsConfig, S
 /// is shorter), as the Sentry and provider clients have.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-fn http_client(settings: &Settings) -> Result<reqwest::blocking::Client, StartError> {
+fn http_client(settings: &SignalSettings) -> Result<reqwest::blocking::Client, StartError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -662,7 +732,7 @@ fn http_client(settings: &Settings) -> Result<reqwest::blocking::Client, StartEr
 
 /// The headers as gRPC metadata; one tonic refuses (a `-bin` name, which gRPC keeps
 /// for binary values) is an error, not dropped.
-fn metadata(settings: &Settings) -> Result<tonic::metadata::MetadataMap, StartError> {
+fn metadata(settings: &SignalSettings) -> Result<tonic::metadata::MetadataMap, StartError> {
     let mut m = tonic::metadata::MetadataMap::new();
     for (k, v) in &settings.headers {
         let refused = |reason| StartError::GrpcHeader {
@@ -679,22 +749,97 @@ fn metadata(settings: &Settings) -> Result<tonic::metadata::MetadataMap, StartEr
     Ok(m)
 }
 
+/// The resolved headers, put on every HTTP export last, over any the exporter took from
+/// the environment itself (it applies `OTEL_EXPORTER_OTLP_*HEADERS` after the headers
+/// it is given): so code wins per header name, as the settings resolved. `Debug` shows
+/// the names only.
+struct HeadersLast {
+    client: reqwest::blocking::Client,
+    headers: http::HeaderMap,
+}
+
+impl std::fmt::Debug for HeadersLast {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HeadersLast")
+            .field("header_names", &self.headers.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl opentelemetry_http::HttpClient for HeadersLast {
+    fn send_bytes<'a, 'b>(
+        &'a self,
+        mut request: http::Request<opentelemetry_http::Bytes>,
+    ) -> std::pin::Pin<
+        Box<
+            dyn std::future::Future<
+                    Output = Result<
+                        http::Response<opentelemetry_http::Bytes>,
+                        opentelemetry_http::HttpError,
+                    >,
+                > + Send
+                + 'b,
+        >,
+    >
+    where
+        'a: 'b,
+        Self: 'b,
+    {
+        for (name, value) in &self.headers {
+            request.headers_mut().insert(name.clone(), value.clone());
+        }
+        opentelemetry_http::HttpClient::send_bytes(&self.client, request)
+    }
+}
+
+/// The resolved headers as an HTTP header map (checked when the settings resolved).
+fn header_map(settings: &SignalSettings) -> http::HeaderMap {
+    let mut map = http::HeaderMap::new();
+    for (k, v) in &settings.headers {
+        if let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(k.as_bytes()),
+            http::HeaderValue::from_str(v),
+        ) {
+            map.insert(name, value);
+        }
+    }
+    map
+}
+
+/// Puts the resolved metadata on every gRPC export last, over what the exporter took
+/// from the environment itself: code wins per header name.
+fn metadata_last(
+    metadata: tonic::metadata::MetadataMap,
+) -> impl FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Clone {
+    move |mut request: tonic::Request<()>| {
+        for entry in metadata.iter() {
+            if let tonic::metadata::KeyAndValueRef::Ascii(k, v) = entry {
+                request.metadata_mut().insert(k.clone(), v.clone());
+            }
+        }
+        Ok(request)
+    }
+}
+
 macro_rules! exporter {
-    ($settings:expr, $transport:expr, $builder:expr, $signal:literal) => {{
-        let s: &Settings = $settings;
+    ($signal_settings:expr, $timeout:expr, $builder:expr, $signal:literal) => {{
+        let s: &SignalSettings = $signal_settings;
         let exporter_err = |e: opentelemetry_otlp::ExporterBuildError| StartError::Exporter {
             signal: $signal,
             reason: e.to_string(),
         };
-        match $transport {
+        let timeout: Duration = $timeout;
+        match Transport::new(s)? {
             Transport::Grpc(tls) => {
+                let metadata = metadata(s)?;
                 let mut b = $builder
                     .with_tonic()
-                    .with_endpoint(s.signal_url($signal))
-                    .with_timeout(s.timeout)
-                    .with_metadata(metadata(s)?);
+                    .with_protocol(opentelemetry_otlp::Protocol::Grpc)
+                    .with_endpoint(s.url.clone())
+                    .with_timeout(timeout)
+                    .with_interceptor(metadata_last(metadata));
                 if let Some(tls) = tls {
-                    b = b.with_tls_config(tls.clone());
+                    b = b.with_tls_config(tls);
                 }
                 if s.compression == Compression::Gzip {
                     b = b.with_compression(opentelemetry_otlp::Compression::Gzip);
@@ -706,10 +851,13 @@ macro_rules! exporter {
                 let mut b = $builder
                     .with_http()
                     .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-                    .with_endpoint(s.signal_url($signal))
-                    .with_timeout(s.timeout)
+                    .with_endpoint(s.url.clone())
+                    .with_timeout(timeout)
                     .with_headers(headers)
-                    .with_http_client(client.clone());
+                    .with_http_client(HeadersLast {
+                        client,
+                        headers: header_map(s),
+                    });
                 if s.compression == Compression::Gzip {
                     b = b.with_compression(opentelemetry_otlp::Compression::Gzip);
                 }
@@ -724,50 +872,58 @@ impl Pipeline {
     /// exporters run their connections on it); it must outlive [`Pipeline::shutdown`].
     pub fn start(settings: &Settings) -> Result<Pipeline, StartError> {
         let resource = resource(settings);
-        let transport = Transport::new(settings)?;
-        let spans = exporter!(
-            settings,
-            &transport,
-            opentelemetry_otlp::SpanExporter::builder(),
-            "traces"
-        );
-        let processor = BoundedSpanProcessor::new(spans, SPAN_QUEUE).map_err(StartError::Thread)?;
-        let span_stats = processor.stats_handle();
-        let tracer_provider = SdkTracerProvider::builder()
-            .with_span_processor(processor)
+        let mut tracer_provider = SdkTracerProvider::builder()
             .with_sampler(sampler(settings.sampling))
-            .with_resource(resource.clone())
-            .build();
-        let metrics = exporter!(
-            settings,
-            &transport,
-            opentelemetry_otlp::MetricExporter::builder(),
-            "metrics"
-        );
-        let reader = PeriodicReader::builder(metrics)
-            .with_interval(settings.metric_interval)
-            .build();
-        let meter_provider = SdkMeterProvider::builder()
-            .with_reader(reader)
-            .with_resource(resource.clone())
-            .build();
-        let logs = exporter!(
-            settings,
-            &transport,
-            opentelemetry_otlp::LogExporter::builder(),
-            "logs"
-        );
-        let log_processor =
-            BoundedLogProcessor::new(logs, LOG_QUEUE).map_err(StartError::Thread)?;
-        let log_stats = log_processor.stats_handle();
-        let logger_provider = SdkLoggerProvider::builder()
-            .with_log_processor(log_processor)
-            .with_resource(resource)
-            .build();
+            .with_resource(resource.clone());
+        // A signal turned off (`OTEL_<SIGNAL>_EXPORTER=none`) has a provider with no
+        // exporter: what is recorded goes nowhere, and nothing is counted as dropped.
+        let mut span_stats = SpanStatsHandle(Arc::new(Counters::default()));
+        if settings.traces.enabled {
+            let spans = exporter!(
+                &settings.traces,
+                settings
+                    .traces
+                    .timeout
+                    .min(settings.span_batch.export_timeout),
+                opentelemetry_otlp::SpanExporter::builder(),
+                "traces"
+            );
+            let processor = BoundedSpanProcessor::with_batch(spans, settings.span_batch)
+                .map_err(StartError::Thread)?;
+            span_stats = processor.stats_handle();
+            tracer_provider = tracer_provider.with_span_processor(processor);
+        }
+        let mut meter_provider = SdkMeterProvider::builder().with_resource(resource.clone());
+        if settings.metrics.enabled {
+            let metrics = exporter!(
+                &settings.metrics,
+                settings.metrics.timeout.min(settings.metric_export_timeout),
+                opentelemetry_otlp::MetricExporter::builder(),
+                "metrics"
+            );
+            let reader = PeriodicReader::builder(metrics)
+                .with_interval(settings.metric_interval)
+                .build();
+            meter_provider = meter_provider.with_reader(reader);
+        }
+        let mut logger_provider = SdkLoggerProvider::builder().with_resource(resource);
+        let mut log_stats = LogStatsHandle(Arc::new(Counters::default()));
+        if settings.logs.enabled {
+            let logs = exporter!(
+                &settings.logs,
+                settings.logs.timeout.min(settings.log_batch.export_timeout),
+                opentelemetry_otlp::LogExporter::builder(),
+                "logs"
+            );
+            let processor = BoundedLogProcessor::with_batch(logs, settings.log_batch)
+                .map_err(StartError::Thread)?;
+            log_stats = processor.stats_handle();
+            logger_provider = logger_provider.with_log_processor(processor);
+        }
         Ok(Pipeline {
-            tracer_provider,
-            meter_provider,
-            logger_provider,
+            tracer_provider: tracer_provider.build(),
+            meter_provider: meter_provider.build(),
+            logger_provider: logger_provider.build(),
             spans: span_stats,
             logs: log_stats,
         })
@@ -841,10 +997,10 @@ mod tests {
 
     #[test]
     fn headers_grpc_cannot_carry_are_refused_by_name_without_their_value() {
-        let ok = metadata(&settings(&[("authorization", "Bearer s3cret")])).unwrap();
+        let ok = metadata(&settings(&[("authorization", "Bearer s3cret")]).traces).unwrap();
         assert_eq!(ok.get("authorization").unwrap(), "Bearer s3cret");
         for (name, value) in [("x-token-bin", "s3cret"), ("grpc-x-bin", "s3cret")] {
-            let err = metadata(&settings(&[(name, value)])).unwrap_err();
+            let err = metadata(&settings(&[(name, value)]).traces).unwrap_err();
             let text = err.to_string();
             assert!(matches!(&err, StartError::GrpcHeader { name: n, .. } if n == name));
             assert!(
@@ -871,7 +1027,11 @@ mod tests {
 
     fn queue() -> (ExportQueue<u32>, Receiver<usize>) {
         let (tx, rx) = std::sync::mpsc::sync_channel(64);
-        let q = ExportQueue::start("test-export", 4 * BATCH, Report(tx)).expect("thread");
+        let batch = BatchSettings {
+            max_queue_size: 4 * BATCH,
+            ..BatchSettings::default()
+        };
+        let q = ExportQueue::start("test-export", batch, Report(tx)).expect("thread");
         (q, rx)
     }
 
@@ -895,8 +1055,44 @@ mod tests {
         let counters = q.counters.clone();
         drop(q);
         assert_eq!(rx.recv_timeout(soon), Ok(1), "exported when dropped");
+        // The batch is reported from inside the export, and counted just after it.
+        let counted = Instant::now() + soon;
+        while counters.exported.load(Ordering::Relaxed) < BATCH as u64 + 3
+            && Instant::now() < counted
+        {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         assert_eq!(counters.exported.load(Ordering::Relaxed), BATCH as u64 + 3);
         assert_eq!(counters.dropped.load(Ordering::Relaxed), 0);
+    }
+
+    /// The batch size and the delay come from the settings (`OTEL_BSP_*`,
+    /// `OTEL_BLRP_*`): full batches of 3 go at once, the rest at the 200 ms deadline,
+    /// well before the default second.
+    #[test]
+    fn the_batch_size_and_delay_are_the_settings() {
+        let (tx, rx) = std::sync::mpsc::sync_channel(64);
+        let batch = BatchSettings {
+            schedule_delay: Duration::from_millis(200),
+            max_queue_size: 16,
+            max_export_batch_size: 3,
+            ..BatchSettings::default()
+        };
+        let q = ExportQueue::start("test-export", batch, Report(tx)).expect("thread");
+        let start = Instant::now();
+        for i in 0..7 {
+            q.push(i);
+        }
+        let mut sizes = Vec::new();
+        while sizes.iter().sum::<usize>() < 7 {
+            match rx.recv_timeout(DELAY) {
+                Ok(n) => sizes.push(n),
+                Err(e) => panic!("{e:?} after {sizes:?}"),
+            }
+        }
+        assert!(sizes.iter().all(|n| *n <= 3), "{sizes:?}");
+        assert!(start.elapsed() < DELAY, "{:?}", start.elapsed());
+        drop(q);
     }
 
     /// A few items and nothing else: exported at the deadline, not item by item.

@@ -62,12 +62,14 @@ Environment:
   ENVIRONMENT               the environment named in alerts
 
 OpenTelemetry (traces, metrics and logs over OTLP, when an endpoint is set):
-  OTEL_EXPORTER_OTLP_ENDPOINT   the collector (http://host:4317, https://...)
-  OTEL_EXPORTER_OTLP_PROTOCOL   grpc (default) or http/protobuf
+  OTEL_EXPORTER_OTLP_ENDPOINT   the collector (http://host:4318, https://...)
+  OTEL_EXPORTER_OTLP_PROTOCOL   http/protobuf (default) or grpc
   OTEL_EXPORTER_OTLP_HEADERS    key=value,... sent with every export
   OTEL_EXPORTER_OTLP_TIMEOUT    milliseconds per export (default 10000)
   OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, OTEL_TRACES_SAMPLER,
-  OTEL_TRACES_SAMPLER_ARG, OTEL_METRIC_EXPORT_INTERVAL, OTEL_SDK_DISABLED
+  OTEL_TRACES_SAMPLER_ARG, OTEL_METRIC_EXPORT_INTERVAL, OTEL_SDK_DISABLED,
+  OTEL_EXPORTER_OTLP_{TRACES,METRICS,LOGS}_*, OTEL_{TRACES,METRICS,LOGS}_EXPORTER,
+  OTEL_BSP_*, OTEL_BLRP_*, OTEL_PROPAGATORS (docs/reference/otlp.md)
 
 Sentry (ERROR lines as events, lower lines as breadcrumbs, when a DSN is set):
   SENTRY_DSN                https://<public key>@<host>/<project id>

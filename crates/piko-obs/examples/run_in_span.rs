@@ -21,7 +21,7 @@
 //!
 //! ```sh
 //! cargo run -p piko-obs --example run_in_span
-//! OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317 cargo run -p piko-obs --example run_in_span
+//! OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 cargo run -p piko-obs --example run_in_span
 //! ```
 //!
 //! The probe server runs on a free loopback port. Exit: it ends by itself, within a

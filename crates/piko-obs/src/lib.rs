@@ -604,7 +604,8 @@ impl Builder {
         self
     }
     /// Turns OTLP export on or off (default: on when an endpoint is set, in code or in
-    /// `OTEL_EXPORTER_OTLP_ENDPOINT`).
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` or a signal's `OTEL_EXPORTER_OTLP_<SIGNAL>_ENDPOINT`).
+    /// `OTEL_SDK_DISABLED=true` turns it off whatever this says.
     pub fn with_otlp_enabled(mut self, on: bool) -> Self {
         self.otlp_config.enabled = Some(on);
         self
@@ -615,8 +616,8 @@ impl Builder {
         self.otlp_config.endpoint = Some(endpoint.into());
         self
     }
-    /// `grpc` (default; port 4317) or `http/protobuf` (`http` too; port 4318); checked by
-    /// `init()`.
+    /// `http/protobuf` (default, as the OpenTelemetry specification says; `http` too;
+    /// port 4318) or `grpc` (port 4317); checked by `init()`.
     pub fn with_otlp_protocol(mut self, protocol: impl Into<String>) -> Self {
         self.otlp_protocol = Some(protocol.into());
         self
@@ -877,6 +878,10 @@ impl Builder {
             )?;
             added.outputs.push(id);
             otlp_pipeline = Some(p);
+        } else if env("OTEL_PROPAGATORS").is_some() {
+            // Export off (no endpoint, or `OTEL_SDK_DISABLED`): context still propagates
+            // as the variable says; without it, the global propagator is left as it is.
+            otlp::install_propagators(&otlp_settings);
         }
         let mut sentry_client = None;
         if let (Some(config), Some(rt)) = (&sentry_config, spare.0.as_ref()) {
@@ -894,6 +899,8 @@ impl Builder {
             && let Some(runtime) = spare.0.as_ref()
         {
             let mut builder = metrics_builder;
+            // The same buckets over OTLP as on `/metrics`.
+            let buckets = builder.buckets().to_vec();
             if otlp_pipeline.is_some() {
                 // The recorder is installed once per process; the slot in it takes the
                 // recorder of each pipeline started, this one's below.
@@ -906,9 +913,10 @@ impl Builder {
             if let Some(p) = &otlp_pipeline {
                 use opentelemetry::metrics::MeterProvider as _;
                 if otlp::slot_in_recorder() {
-                    otlp::metrics_slot().set(Some(otlp::OtelRecorder::new(
-                        p.meter_provider.meter("piko-obs"),
-                    )));
+                    otlp::metrics_slot().set(Some(
+                        otlp::OtelRecorder::new(p.meter_provider.meter("piko-obs"))
+                            .with_buckets(buckets),
+                    ));
                 } else {
                     logger::get_logger("piko-obs/otlp").warn(
                         "metrics recorded with the `metrics` macros are not exported over OTLP: \

@@ -4,8 +4,9 @@
 //! `init()` resolves the OTLP settings (the `with_otlp_*` options, then the standard
 //! `OTEL_*` variables, then the defaults: see [`OtlpConfig`]); when export is on (an
 //! endpoint in code or in `OTEL_EXPORTER_OTLP_ENDPOINT`), it starts the exporters on
-//! piko-obs's runtime, installs the tracer and meter providers and the W3C trace-context
-//! and baggage propagators as OpenTelemetry's globals, puts [`note_panic`] in front of
+//! piko-obs's runtime, installs the tracer and meter providers and the propagators
+//! `OTEL_PROPAGATORS` names (by default W3C trace context and baggage) as
+//! OpenTelemetry's globals, puts [`note_panic`] in front of
 //! the panic hook (so a span that a panic ends carries the panic's message), and adds an
 //! `otlp` log output, so every log line is also an OpenTelemetry log record carrying the
 //! current span's ids.
@@ -70,14 +71,15 @@ pub(crate) fn start(
     use_tracer_provider(Some(&pipeline.tracer_provider));
     install_panic_hook();
     opentelemetry::global::set_meter_provider(pipeline.meter_provider.clone());
-    opentelemetry::global::set_text_map_propagator(
-        opentelemetry::propagation::TextMapCompositePropagator::new(vec![
-            Box::new(opentelemetry_sdk::propagation::TraceContextPropagator::new()),
-            Box::new(opentelemetry_sdk::propagation::BaggagePropagator::new()),
-        ]),
-    );
+    install_propagators(settings);
     *INSTALLED.write().unwrap_or_else(|p| p.into_inner()) = Some(pipeline.clone());
     Ok(pipeline)
+}
+
+/// Installs the propagators `OTEL_PROPAGATORS` names (default: trace context, then
+/// baggage) as OpenTelemetry's global propagator.
+pub(crate) fn install_propagators(settings: &Settings) {
+    opentelemetry::global::set_text_map_propagator(text_map_propagator(&settings.propagators));
 }
 
 /// Puts [`note_panic`] in front of the panic hook, once per process, so that a span a

@@ -19,7 +19,13 @@
 //! - `tracing-app-layer`: the program's own `tracing` registry with piko-obs's layer
 //!   installed first, then a prod `init()` and an event;
 //! - `tracing-app-own`: the program's own `tracing` subscriber without the layer
-//!   installed first (writing to stderr), then a prod `init()` and an event.
+//!   installed first (writing to stderr), then a prod `init()` and an event;
+//! - `otlp [ENDPOINT]`: `init()` with OTLP from the `OTEL_*` variables, and in code the
+//!   endpoint ENDPOINT (if given) with `with_otlp_enabled(true)` and the header
+//!   `authorization: code` (`PROBE_CODE_HEADER=1`); then a span with a log line inside
+//!   and a counter, and a shutdown; prints `init: ok` or `init: <error>`, then
+//!   `propagated: NAMES`, the headers the installed propagators carry on from an
+//!   incoming `traceparent` and `baggage`.
 
 use std::process::ExitCode;
 
@@ -208,6 +214,51 @@ fn main() -> ExitCode {
                 .init()
                 .expect("init() with the program's subscriber installed");
             tracing::info!(target: "app", order_id = 7, "through the program's subscriber");
+        }
+        "otlp" => {
+            let mut b = PikoObs::builder()
+                .with_console_output(false)
+                .with_health_enabled(false)
+                .with_otlp_metric_interval(std::time::Duration::from_millis(100));
+            if let Some(endpoint) = arg {
+                b = b.with_otlp_endpoint(endpoint).with_otlp_enabled(true);
+            }
+            if std::env::var("PROBE_CODE_HEADER").is_ok() {
+                b = b.with_otlp_headers([("authorization", "code")]);
+            }
+            let guard = match b.init() {
+                Ok(g) => g,
+                Err(e) => {
+                    println!("init: {e}");
+                    return ExitCode::SUCCESS;
+                }
+            };
+            println!("init: ok");
+            // Carried on by the propagators installed, with export on or off.
+            let mut incoming = axum::http::HeaderMap::new();
+            incoming.insert(
+                "traceparent",
+                axum::http::HeaderValue::from_static(
+                    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                ),
+            );
+            incoming.insert(
+                "baggage",
+                axum::http::HeaderValue::from_static("tenant=acme"),
+            );
+            let mut outgoing = axum::http::HeaderMap::new();
+            piko_obs::otlp::inject_context(
+                &piko_obs::otlp::extract_context(&incoming),
+                &mut outgoing,
+            );
+            let mut names: Vec<&str> = outgoing.keys().map(|k| k.as_str()).collect();
+            names.sort_unstable();
+            println!("propagated: {}", names.join(","));
+            tracing::info_span!("probe span").in_scope(|| {
+                tracing::info!(target: "app", "inside the probe span");
+            });
+            metrics::counter!("probe_runs_total").increment(1);
+            guard.shutdown().expect("shutdown");
         }
         other => {
             eprintln!("unknown scenario {other:?}");

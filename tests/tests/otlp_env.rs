@@ -1,0 +1,223 @@
+//! The OpenTelemetry SDK environment variables, each scenario in a fresh process
+//! (`log_probe otlp`) so that the variables are the process's own, as the exporters
+//! read them, checked at the OTLP receiver: code wins per header name over
+//! `OTEL_EXPORTER_OTLP_HEADERS` over both protocols; a signal's own variables; the
+//! `OTEL_<SIGNAL>_EXPORTER` switches; `OTEL_SDK_DISABLED` as a kill switch; the default
+//! protocol; and bad values named in `init()`'s error.
+
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use piko_obs_tests::otlp::{OtlpReceiver, Received};
+
+/// Runs `log_probe otlp [endpoint]` with `env` (and no other `OTEL_*` variable); what it
+/// printed.
+fn probe(endpoint: Option<&str>, env: &[(&str, &str)]) -> String {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_log_probe"));
+    cmd.arg("otlp");
+    cmd.args(endpoint);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("OTEL_") || k.starts_with("PROBE_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.envs(env.iter().copied());
+    let out: Output = cmd.output().expect("log_probe runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// Waits (bounded) until spans, log records and metrics have all arrived.
+fn all_three(receiver: &OtlpReceiver) -> Received {
+    receiver.wait_until(Duration::from_secs(10), |r| {
+        !r.spans().is_empty() && !r.log_records().is_empty() && !r.metric_names().is_empty()
+    })
+}
+
+/// Every export of the three signals, as (signal, protocol, header value).
+fn header_of_each(got: &Received, name: &str) -> Vec<(&'static str, &'static str, Option<String>)> {
+    let h = |e: Option<&str>| e.map(str::to_string);
+    got.traces
+        .iter()
+        .map(|e| ("traces", e.protocol, h(e.header(name))))
+        .chain(
+            got.metrics
+                .iter()
+                .map(|e| ("metrics", e.protocol, h(e.header(name)))),
+        )
+        .chain(
+            got.logs
+                .iter()
+                .map(|e| ("logs", e.protocol, h(e.header(name)))),
+        )
+        .collect()
+}
+
+/// The documented precedence: a header given in code wins over the same name in
+/// `OTEL_EXPORTER_OTLP_HEADERS` (which the exporters re-read and applied last), and the
+/// variable's other headers are sent too; over HTTP/protobuf and over gRPC.
+#[test]
+fn code_wins_per_header_name_over_both_protocols() {
+    for protocol in ["http/protobuf", "grpc"] {
+        let receiver = OtlpReceiver::start();
+        let endpoint = match protocol {
+            "grpc" => receiver.grpc_endpoint(),
+            _ => receiver.http_endpoint(),
+        };
+        let out = probe(
+            Some(&endpoint),
+            &[
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
+                (
+                    "OTEL_EXPORTER_OTLP_HEADERS",
+                    "authorization=from-env,x-team=core",
+                ),
+                ("PROBE_CODE_HEADER", "1"),
+            ],
+        );
+        assert!(out.contains("init: ok"), "{out}");
+        let got = all_three(&receiver);
+        let wire = if protocol == "grpc" { "grpc" } else { "http" };
+        for (signal, arrived_over, value) in header_of_each(&got, "authorization") {
+            assert_eq!(arrived_over, wire, "{signal}");
+            assert_eq!(value.as_deref(), Some("code"), "{protocol} {signal}");
+        }
+        for (signal, _, value) in header_of_each(&got, "x-team") {
+            assert_eq!(value.as_deref(), Some("core"), "{protocol} {signal}");
+        }
+    }
+}
+
+/// A signal's own endpoint and headers, `OTEL_METRICS_EXPORTER=none`, and the default
+/// protocol (http/protobuf, as the specification says) with no protocol anywhere.
+#[test]
+fn signal_variables_send_each_signal_its_own_way() {
+    let general = OtlpReceiver::start();
+    let traces = OtlpReceiver::start();
+    let traces_url = format!("{}/v1/traces", traces.http_endpoint());
+    let out = probe(
+        None,
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &general.http_endpoint()),
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", &traces_url),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "x-scope=general"),
+            ("OTEL_EXPORTER_OTLP_LOGS_HEADERS", "x-scope=logs"),
+            ("OTEL_METRICS_EXPORTER", "none"),
+        ],
+    );
+    assert!(out.contains("init: ok"), "{out}");
+    let got = traces.wait_until(Duration::from_secs(10), |r| !r.spans().is_empty());
+    assert!(
+        got.spans().iter().any(|s| s.name == "probe span"),
+        "{:?}",
+        got.spans()
+    );
+    assert!(got.logs.is_empty() && got.metrics.is_empty(), "{got:?}");
+    for e in &got.traces {
+        assert_eq!(e.protocol, "http", "the default protocol");
+        assert_eq!(e.header("x-scope"), Some("general"));
+    }
+    let got = general.wait_until(Duration::from_secs(10), |r| !r.log_records().is_empty());
+    assert!(got.traces.is_empty(), "traces went to their own endpoint");
+    assert!(got.metrics.is_empty(), "OTEL_METRICS_EXPORTER=none");
+    for e in &got.logs {
+        assert_eq!(e.protocol, "http");
+        assert_eq!(e.header("x-scope"), Some("logs"));
+    }
+}
+
+/// `OTEL_SDK_DISABLED=true` turns every signal off, though code enables export and
+/// names an endpoint: after the probe's shutdown (which flushes), nothing has arrived.
+#[test]
+fn sdk_disabled_is_a_kill_switch() {
+    let receiver = OtlpReceiver::start();
+    let out = probe(
+        Some(&receiver.http_endpoint()),
+        &[("OTEL_SDK_DISABLED", "true")],
+    );
+    assert!(out.contains("init: ok"), "{out}");
+    let got = receiver.received();
+    assert!(
+        got.traces.is_empty() && got.metrics.is_empty() && got.logs.is_empty(),
+        "{got:?}"
+    );
+    // The same probe without the switch exports: the silence above is the switch's.
+    let out = probe(Some(&receiver.http_endpoint()), &[]);
+    assert!(out.contains("init: ok"), "{out}");
+    all_three(&receiver);
+}
+
+/// `OTEL_PROPAGATORS` decides what is carried on: by default trace context and
+/// baggage, or what it lists, or nothing for `none`.
+#[test]
+fn propagators_are_the_ones_named() {
+    let receiver = OtlpReceiver::start();
+    for (value, carried) in [
+        (None, "baggage,traceparent,tracestate"),
+        (Some("baggage"), "baggage"),
+        (Some("tracecontext"), "traceparent,tracestate"),
+        (Some("none"), ""),
+    ] {
+        let env: Vec<(&str, &str)> = value.map(|v| ("OTEL_PROPAGATORS", v)).into_iter().collect();
+        let out = probe(Some(&receiver.http_endpoint()), &env);
+        assert!(
+            out.contains(&format!("propagated: {carried}\n")),
+            "{value:?}: {out}"
+        );
+    }
+    // With export off, the propagators the variable names are installed all the same
+    // (the specification leaves propagation out of the kill switch); without the
+    // variable, none is.
+    let out = probe(
+        Some(&receiver.http_endpoint()),
+        &[
+            ("OTEL_SDK_DISABLED", "true"),
+            ("OTEL_PROPAGATORS", "tracecontext"),
+        ],
+    );
+    assert!(
+        out.contains("propagated: traceparent,tracestate\n"),
+        "{out}"
+    );
+    let out = probe(None, &[]);
+    assert!(out.contains("propagated: \n"), "{out}");
+}
+
+/// A bad value fails `init()` naming its variable; a header's value is never quoted.
+#[test]
+fn bad_values_name_their_variable() {
+    for (var, value, names) in [
+        ("OTEL_BSP_MAX_QUEUE_SIZE", "0", "OTEL_BSP_MAX_QUEUE_SIZE:"),
+        (
+            "OTEL_BLRP_SCHEDULE_DELAY",
+            "soon",
+            "OTEL_BLRP_SCHEDULE_DELAY:",
+        ),
+        ("OTEL_TRACES_EXPORTER", "zipkin", "OTEL_TRACES_EXPORTER:"),
+        ("OTEL_PROPAGATORS", "b3", "OTEL_PROPAGATORS:"),
+        (
+            "OTEL_METRIC_EXPORT_TIMEOUT",
+            "30s",
+            "OTEL_METRIC_EXPORT_TIMEOUT:",
+        ),
+        (
+            "OTEL_EXPORTER_OTLP_LOGS_HEADERS",
+            "authorization: Bearer s3cret",
+            "OTEL_EXPORTER_OTLP_LOGS_HEADERS:",
+        ),
+        ("OTEL_SDK_DISABLED", "maybe", "OTEL_SDK_DISABLED:"),
+    ] {
+        let out = probe(Some("http://127.0.0.1:9"), &[(var, value)]);
+        assert!(
+            out.contains(&format!("init: OTLP: {names}")) || out.contains(names),
+            "{var}: {out}"
+        );
+        assert!(!out.contains("init: ok"), "{var}: {out}");
+        assert!(!out.contains("s3cret"), "{out}");
+    }
+}
