@@ -483,6 +483,19 @@ fn percent_decode(s: &str) -> Option<String> {
 /// Parses `key=value,key2=value2` (values percent-decoded) into numbered pairs (from
 /// 1, counting the non-empty entries). An error names the entry's position and the rule
 /// it breaks, never its text: a malformed header entry is often a credential.
+/// The value `OTEL_RESOURCE_ATTRIBUTES` gives `key` (`deployment.environment.name`,
+/// `service.version`), read through `env`; `None` when it gives none or cannot be read
+/// (`OtlpConfig::resolve` reports that).
+pub fn resource_attribute(env: impl Fn(&str) -> Option<String>, key: &str) -> Option<String> {
+    let text = env("OTEL_RESOURCE_ATTRIBUTES")?;
+    pairs("OTEL_RESOURCE_ATTRIBUTES", &text)
+        .ok()?
+        .into_iter()
+        .rev()
+        .find(|(_, k, _)| k == key)
+        .map(|(_, _, v)| v)
+}
+
 fn pairs(setting: &str, text: &str) -> Result<Vec<(usize, String, String)>, ConfigError> {
     let mut out = Vec::new();
     for (i, item) in text

@@ -61,7 +61,7 @@ pub use logs::{OtelLogOutput, severity};
 
 pub use config::{
     BatchSettings, Compression, ConfigError, ENV_VARIABLES, OtlpConfig, ParentRoot, Propagator,
-    Protocol, SIGNALS, Sampling, Settings, SignalSettings, TlsFiles,
+    Protocol, SIGNALS, Sampling, Settings, SignalSettings, TlsFiles, resource_attribute,
 };
 pub use pipeline::{
     BoundedLogProcessor, BoundedSpanProcessor, LOG_ITEM_BYTES, LOG_QUEUE, LogStats, LogStatsHandle,

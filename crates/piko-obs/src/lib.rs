@@ -189,6 +189,7 @@ pub struct Builder {
     notification_retry: Option<notification::RetryPolicy>,
     notification_dispatcher: notification::DispatcherConfig,
     environment: Option<String>,
+    release: Option<String>,
     otlp_config: otlp::OtlpConfig,
     otlp_protocol: Option<String>,
     otlp_span_events: bool,
@@ -250,6 +251,7 @@ impl Default for Builder {
             notification_retry: None,
             notification_dispatcher: notification::DispatcherConfig::default(),
             environment: None,
+            release: None,
             otlp_config: otlp::OtlpConfig::default(),
             otlp_protocol: None,
             otlp_span_events: true,
@@ -591,9 +593,25 @@ impl Builder {
         self.notification_dispatcher = config;
         self
     }
-    /// The deployment environment put on notifications (default: `ENVIRONMENT`).
+    /// The deployment environment, one setting for every signal: Sentry's `environment`,
+    /// the OTLP resource's `deployment.environment.name` and the alerts' `environment`.
+    /// Unset in code, it is `SENTRY_ENVIRONMENT`, else `deployment.environment.name` in
+    /// `OTEL_RESOURCE_ATTRIBUTES`, else `PIKO_ENVIRONMENT`, else `ENVIRONMENT`; unset
+    /// everywhere, it is left out (never `""`). A value set in a signal's own settings
+    /// (`SentryConfig::with_environment`) wins for that signal.
     pub fn with_environment(mut self, environment: impl Into<String>) -> Self {
         self.environment = Some(environment.into());
+        self
+    }
+
+    /// The release (the service's version), one setting for every signal: Sentry's
+    /// `release` and the OTLP resource's `service.version`. Unset in code, it is
+    /// `SENTRY_RELEASE`, else `service.version` in `OTEL_RESOURCE_ATTRIBUTES`, else
+    /// `PIKO_SERVICE_VERSION`; unset everywhere, it is left out. A value set in a signal's
+    /// own settings (`SentryConfig::with_release`, `with_otlp_service_version`) wins for
+    /// that signal.
+    pub fn with_release(mut self, release: impl Into<String>) -> Self {
+        self.release = Some(release.into());
         self
     }
 
@@ -758,10 +776,13 @@ impl Builder {
             env,
         )?;
         let mut otlp_config = self.otlp_config.clone();
-        // The service's environment is the resource's `deployment.environment.name`
-        // too (else the variables `resolve` reads: `PIKO_ENVIRONMENT`, `ENVIRONMENT`).
+        // One environment and one release for every signal.
+        let (environment, release) = identity(self.environment.clone(), self.release.clone(), env);
         if otlp_config.environment.is_none() {
-            otlp_config.environment.clone_from(&self.environment);
+            otlp_config.environment.clone_from(&environment);
+        }
+        if otlp_config.service_version.is_none() {
+            otlp_config.service_version.clone_from(&release);
         }
         if let Some(text) = &self.otlp_protocol {
             otlp_config.protocol = Some(otlp::Protocol::parse(text).ok_or_else(|| {
@@ -787,6 +808,12 @@ impl Builder {
             None => None,
         };
         if let Some(config) = &mut sentry_config {
+            if config.environment.is_none() {
+                config.environment.clone_from(&environment);
+            }
+            if config.release.is_none() {
+                config.release.clone_from(&release);
+            }
             if self.sentry_before_send.is_some() {
                 config.before_send.clone_from(&self.sentry_before_send);
             }
@@ -998,7 +1025,7 @@ impl Builder {
                 dead_letter_store: self.notification_dead_letter_store,
                 retry: self.notification_retry,
                 dispatcher: self.notification_dispatcher,
-                environment: self.environment,
+                environment,
                 service_name: self.service_name.clone().unwrap_or_else(program_name),
                 run_mode,
             };
@@ -1140,6 +1167,27 @@ impl Drop for SpareRuntime {
     }
 }
 
+/// The environment and the release every signal names, in the one documented order:
+/// code, then Sentry's variables, then `OTEL_RESOURCE_ATTRIBUTES`, then piko-obs's own
+/// (`PIKO_ENVIRONMENT`, `ENVIRONMENT`; `PIKO_SERVICE_VERSION`). Blank counts as unset.
+fn identity(
+    environment: Option<String>,
+    release: Option<String>,
+    env: impl Fn(&str) -> Option<String> + Copy,
+) -> (Option<String>, Option<String>) {
+    let set = |v: Option<String>| v.filter(|v| !v.trim().is_empty());
+    let environment = set(environment)
+        .or_else(|| set(env("SENTRY_ENVIRONMENT")))
+        .or_else(|| set(otlp::resource_attribute(env, "deployment.environment.name")))
+        .or_else(|| set(env("PIKO_ENVIRONMENT")))
+        .or_else(|| set(env("ENVIRONMENT")));
+    let release = set(release)
+        .or_else(|| set(env("SENTRY_RELEASE")))
+        .or_else(|| set(otlp::resource_attribute(env, "service.version")))
+        .or_else(|| set(env("PIKO_SERVICE_VERSION")));
+    (environment, release)
+}
+
 fn piko_runtime() -> Result<tokio::runtime::Runtime, InitError> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -1182,7 +1230,7 @@ impl NotificationSetup {
             .with_service(self.service_name)
             .with_trace_id_source(notification::current_trace_id)
             .with_runtime(runtime.clone());
-        if let Some(e) = self.environment.or_else(|| env("ENVIRONMENT")) {
+        if let Some(e) = self.environment {
             builder = builder.with_environment(e);
         }
         if let Some(policy) = self.retry {
@@ -1634,3 +1682,56 @@ impl Drop for Guard {
 /// The longest wait taken as given: a longer one (up to `Duration::MAX`) is a century,
 /// as `Instant` cannot add more.
 const LONGEST_WAIT: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+#[cfg(test)]
+mod identity_tests {
+    use super::identity;
+
+    #[test]
+    fn code_then_sentry_then_otel_resource_then_piko_variables() {
+        let vars = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| (*v).to_string())
+            }
+        };
+        let all = vars(&[
+            ("SENTRY_ENVIRONMENT", "sentry-env"),
+            ("SENTRY_RELEASE", "sentry-rel"),
+            (
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "deployment.environment.name=otel-env,service.version=otel-rel",
+            ),
+            ("PIKO_ENVIRONMENT", "piko-env"),
+            ("ENVIRONMENT", "plain-env"),
+            ("PIKO_SERVICE_VERSION", "piko-rel"),
+        ]);
+        assert_eq!(
+            identity(Some("code".into()), Some("1.0".into()), all),
+            (Some("code".into()), Some("1.0".into()))
+        );
+        assert_eq!(
+            identity(None, None, all),
+            (Some("sentry-env".into()), Some("sentry-rel".into()))
+        );
+        let otel = vars(&[
+            (
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "deployment.environment.name=otel-env,service.version=otel-rel",
+            ),
+            ("ENVIRONMENT", "plain-env"),
+        ]);
+        assert_eq!(
+            identity(None, None, otel),
+            (Some("otel-env".into()), Some("otel-rel".into()))
+        );
+        let plain = vars(&[("ENVIRONMENT", "plain-env"), ("SENTRY_ENVIRONMENT", " ")]);
+        assert_eq!(
+            identity(None, None, plain),
+            (Some("plain-env".into()), None)
+        );
+        assert_eq!(identity(Some("".into()), None, vars(&[])), (None, None));
+    }
+}
