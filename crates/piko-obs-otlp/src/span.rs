@@ -156,8 +156,15 @@ fn begin(
     name: Cow<'static, str>,
     attributes: Vec<KeyValue>,
 ) -> (Context, Logger) {
-    // The lines the span's logger writes carry the span's attributes too.
-    let logger = with_attributes(logger, &attributes);
+    // The lines the span's logger writes carry the span's attributes too (a span
+    // without attributes costs no extra logger).
+    let with_attrs;
+    let logger = if attributes.is_empty() {
+        logger
+    } else {
+        with_attrs = with_attributes(logger, &attributes);
+        &with_attrs
+    };
     let cx = start(parent, name, attributes);
     let span_logger = {
         let span = cx.span();
@@ -165,7 +172,7 @@ fn begin(
         if sc.is_valid() {
             logger.with_span_ids(sc.trace_id().to_bytes(), sc.span_id().to_bytes())
         } else {
-            logger
+            logger.clone()
         }
     };
     (cx, span_logger)
@@ -178,9 +185,6 @@ fn begin(
 fn with_attributes(logger: &Logger, attributes: &[KeyValue]) -> Logger {
     use opentelemetry::Value;
     use piko_obs_logger::attr;
-    if attributes.is_empty() {
-        return logger.clone();
-    }
     let texts: Vec<String> = attributes
         .iter()
         .map(|kv| match intern(kv.key.as_str()) {
