@@ -931,7 +931,7 @@ fn otlp_to_receiver() -> Result {
         r#".[0] as $s
           | ($s.spans | map(select(.name == "GET /")) | length) == 3
           and ($s.services | index("monitor") != null)
-          and ($s.metrics | index("http_server_request_duration_seconds") != null)
+          and ($s.metrics | index("http.server.request.duration") != null)
           and ([$s.logs[] | select(.body == "Request handled")] | length) == 3
           and ([$s.logs[] | select(.body == "Request handled") | .trace_id] - [$s.spans[].trace_id] | length) == 0
           and ([$s.logs[] | select(.body == "Request handled" and .severity == "INFO")] | length) == 3"#,
