@@ -1,6 +1,32 @@
 //! Support for the workspace tests: real writers that record what arrives, and helpers
 //! to read JSON lines back. Nothing here stands in for a part of piko-obs.
 
+/// The guide `docs/how-to/monitor-production.md`, compiled: each of its Rust blocks is a
+/// doctest of this crate (the tests crate, which is never packaged, so no published
+/// crate includes a file from outside itself).
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/how-to/monitor-production.md")]
+pub struct MonitorProductionGuide;
+
+/// The reference pages' Rust blocks, compiled as doctests of this crate.
+#[cfg(doctest)]
+pub mod reference_docs {
+    #[doc = include_str!("../../docs/reference/health.md")]
+    pub struct Health;
+    #[doc = include_str!("../../docs/reference/lifecycle.md")]
+    pub struct Lifecycle;
+    #[doc = include_str!("../../docs/reference/logger.md")]
+    pub struct Logger;
+    #[doc = include_str!("../../docs/reference/metrics.md")]
+    pub struct Metrics;
+    #[doc = include_str!("../../docs/reference/notification.md")]
+    pub struct Notification;
+    #[doc = include_str!("../../docs/reference/otlp.md")]
+    pub struct Otlp;
+    #[doc = include_str!("../../docs/reference/sentry.md")]
+    pub struct Sentry;
+}
+
 /// The README's Rust blocks (the quick start), compiled as doctests of this crate.
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]

@@ -44,31 +44,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// The guide `docs/how-to/monitor-production.md`, compiled: each of its Rust blocks is a
-/// doctest of this crate.
-#[cfg(doctest)]
-#[doc = include_str!("../../../docs/how-to/monitor-production.md")]
-pub struct MonitorProductionGuide;
-
-/// The reference pages' Rust blocks, compiled as doctests of this crate.
-#[cfg(doctest)]
-pub mod reference_docs {
-    #[doc = include_str!("../../../docs/reference/health.md")]
-    pub struct Health;
-    #[doc = include_str!("../../../docs/reference/lifecycle.md")]
-    pub struct Lifecycle;
-    #[doc = include_str!("../../../docs/reference/logger.md")]
-    pub struct Logger;
-    #[doc = include_str!("../../../docs/reference/metrics.md")]
-    pub struct Metrics;
-    #[doc = include_str!("../../../docs/reference/notification.md")]
-    pub struct Notification;
-    #[doc = include_str!("../../../docs/reference/otlp.md")]
-    pub struct Otlp;
-    #[doc = include_str!("../../../docs/reference/sentry.md")]
-    pub struct Sentry;
-}
-
 pub mod health;
 pub mod logger;
 pub mod metrics;
