@@ -736,24 +736,41 @@ async fn shutdown_in_the_middle_of_a_thousand_with_the_breaker_on_loses_nothing(
 /// disk; the next replay delivers them, each once.
 #[test]
 fn an_interrupted_replay_loses_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("dlq.jsonl");
-    let store = Arc::new(FileDeadLetterStore::open(&path).unwrap());
-    store.append_all(&failed_earlier("n", 20)).unwrap();
-
-    // First process: the platform never answers; the process dies mid-replay (its
-    // runtime goes away with the deliveries under way).
-    let hang = Sink::with_default(Reply::status(200).after(Duration::from_secs(30)));
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    {
+    const CHILD: &str = "PIKO_OBS_TEST_REPLAY_DIES_IN";
+    // The child's part: replay against a platform that never answers, then die mid-way
+    // (no destructor, no shutdown: the process is gone with the deliveries under way).
+    if let Ok(path) = std::env::var(CHILD) {
+        let store = Arc::new(FileDeadLetterStore::open(std::path::Path::new(&path)).unwrap());
+        let hang = Sink::with_default(Reply::status(200).after(Duration::from_secs(30)));
+        let rt = tokio::runtime::Runtime::new().unwrap();
         let _in = rt.enter();
         let s = service_with(&hang, fast_retries(1), &HttpClient::new().unwrap());
         let d =
             Dispatcher::start(rt.handle(), &s, store.clone(), DispatcherConfig::default()).unwrap();
         assert_eq!(d.replay().unwrap(), (20, 0));
         hang.wait_for(4, Duration::from_secs(5));
+        println!("replay under way");
+        std::process::abort();
     }
-    rt.shutdown_background();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dlq.jsonl");
+    let store = Arc::new(FileDeadLetterStore::open(&path).unwrap());
+    store.append_all(&failed_earlier("n", 20)).unwrap();
+
+    // First process: dies mid-replay.
+    let run = piko_obs_tests::rerun_in_child_with(
+        "an_interrupted_replay_loses_nothing",
+        &[(CHILD, path.to_str().unwrap())],
+        false,
+        Duration::from_secs(60),
+    );
+    assert!(
+        run.stdout.contains("replay under way") && !run.status.success(),
+        "the child did not die mid-replay: {}\n{}\n{}",
+        run.status,
+        run.stdout,
+        run.stderr
+    );
     assert_eq!(store.replaying_files().unwrap().len(), 1, "still on disk");
     assert!(store.read_all().unwrap().entries.is_empty());
 
