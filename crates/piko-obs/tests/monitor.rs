@@ -41,9 +41,15 @@ fn run(args: &[&str]) -> (String, String, Option<i32>) {
 
 /// [`run`] with more environment variables.
 fn run_with(args: &[&str], env: &[(&str, &str)]) -> (String, String, Option<i32>) {
-    let mut child = monitor(args)
+    let mut cmd = monitor(args);
+    cmd.envs(env.iter().copied());
+    run_cmd(cmd)
+}
+
+/// Starts `cmd` (the example), waits for its first line, sends SIGTERM, returns all output.
+fn run_cmd(mut cmd: Command) -> (String, String, Option<i32>) {
+    let mut child = cmd
         .env("NO_COLOR", "1")
-        .envs(env.iter().copied())
         .stderr(Stdio::piped())
         .spawn()
         .expect("the monitor example was built");
@@ -144,6 +150,27 @@ fn log_level_governs_the_services_lines_and_each_prints_once() {
     let (out, _, _) = run_with(&["prod"], &[("PIKO_LOG_LEVEL", "warn")]);
     assert!(!out.contains("Added JSON console output"), "{out}");
     assert!(out.contains("\"msg\":\"Server started\""), "{out}");
+}
+
+#[test]
+fn without_home_the_service_starts_with_dead_letters_in_memory_and_stderr() {
+    let mut cmd = monitor(&["prod"]);
+    cmd.env_remove("HOME")
+        .env_remove("XDG_STATE_HOME")
+        .env_remove("PIKO_NOTIFICATION_DEAD_LETTER_PATH")
+        .current_dir(std::env::temp_dir());
+    let (out, err, code) = run_cmd(cmd);
+    assert_eq!(code, Some(0), "the service starts: {err}");
+    let started: serde_json::Value = out
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| l["msg"] == "piko-obs started")
+        .expect("init()'s summary");
+    let dead_letters = started["dead_letters"].as_str().unwrap();
+    assert!(
+        dead_letters.starts_with("memory and stderr (no default file"),
+        "{dead_letters}"
+    );
 }
 
 #[test]
