@@ -6,7 +6,9 @@
 //! names, units and attribute keys, and every other name loses its unit and `_total`
 //! suffixes, the unit going into the instrument's unit, so that a collector's Prometheus
 //! exporter, adding the suffixes back, arrives at the name `/metrics` shows. Histograms
-//! carry the buckets the program declared for them (as the instrument's advice).
+//! carry the buckets the program declared for them: through the pipeline's views
+//! ([`crate::Pipeline::start_with_buckets`], what the facade does), or as the
+//! instrument's advice ([`OtelRecorder::with_buckets`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -871,6 +871,18 @@ impl Pipeline {
     /// Builds the exporters and the providers. Call it inside a tokio runtime (the gRPC
     /// exporters run their connections on it); it must outlive [`Pipeline::shutdown`].
     pub fn start(settings: &Settings) -> Result<Pipeline, StartError> {
+        Pipeline::start_with_buckets(settings, &[])
+    }
+
+    /// [`Pipeline::start`], with a view for each histogram of `buckets` (its Prometheus
+    /// name, as the `metrics` macros record it, and its bucket bounds in its unit): over
+    /// OTLP it goes out, under its convention name ([`crate::otel_name`]), with these
+    /// buckets instead of the SDK's default ones (`[0, 5, 10, ... 10000]`, which would
+    /// put every request in seconds in the first bucket).
+    pub fn start_with_buckets(
+        settings: &Settings,
+        buckets: &[(String, Vec<f64>)],
+    ) -> Result<Pipeline, StartError> {
         let resource = resource(settings);
         let mut tracer_provider = SdkTracerProvider::builder()
             .with_sampler(sampler(settings.sampling))
@@ -894,6 +906,27 @@ impl Pipeline {
             tracer_provider = tracer_provider.with_span_processor(processor);
         }
         let mut meter_provider = SdkMeterProvider::builder().with_resource(resource.clone());
+        for (name, bounds) in buckets {
+            let (otel, _) =
+                crate::otel_name(name, crate::metrics_bridge::InstrumentKind::Histogram);
+            let bounds = bounds.clone();
+            meter_provider =
+                meter_provider.with_view(move |i: &opentelemetry_sdk::metrics::Instrument| {
+                    (i.name() == otel)
+                        .then(|| {
+                            opentelemetry_sdk::metrics::Stream::builder()
+                            .with_aggregation(
+                                opentelemetry_sdk::metrics::Aggregation::ExplicitBucketHistogram {
+                                    boundaries: bounds.clone(),
+                                    record_min_max: true,
+                                },
+                            )
+                            .build()
+                            .ok()
+                        })
+                        .flatten()
+                });
+        }
         if settings.metrics.enabled {
             let metrics = exporter!(
                 &settings.metrics,

@@ -870,7 +870,8 @@ impl Builder {
         if otlp_settings.enabled
             && let Some(rt) = spare.0.as_ref()
         {
-            let p = otlp::start(&otlp_settings, rt).map_err(|e| InitError::Otlp(e.to_string()))?;
+            let p = otlp::start(&otlp_settings, rt, metrics_builder.buckets())
+                .map_err(|e| InitError::Otlp(e.to_string()))?;
             added.pipeline = Some(p.clone());
             let id = logger::add_output(
                 "otlp",
@@ -900,9 +901,9 @@ impl Builder {
             && (self.health_enabled || otlp_pipeline.is_some())
             && let Some(runtime) = spare.0.as_ref()
         {
+            // The same buckets over OTLP as on `/metrics`: the pipeline has a view for
+            // each (`otlp::start` above).
             let mut builder = metrics_builder;
-            // The same buckets over OTLP as on `/metrics`.
-            let buckets = builder.buckets().to_vec();
             if otlp_pipeline.is_some() {
                 // The recorder is installed once per process; the slot in it takes the
                 // recorder of each pipeline started, this one's below.
@@ -915,10 +916,9 @@ impl Builder {
             if let Some(p) = &otlp_pipeline {
                 use opentelemetry::metrics::MeterProvider as _;
                 if otlp::slot_in_recorder() {
-                    otlp::metrics_slot().set(Some(
-                        otlp::OtelRecorder::new(p.meter_provider.meter("piko-obs"))
-                            .with_buckets(buckets),
-                    ));
+                    otlp::metrics_slot().set(Some(otlp::OtelRecorder::new(
+                        p.meter_provider.meter("piko-obs"),
+                    )));
                 } else {
                     logger::get_logger("piko-obs/otlp").warn(
                         "metrics recorded with the `metrics` macros are not exported over OTLP: \

@@ -62,10 +62,11 @@ pub fn pipeline() -> Option<Pipeline> {
 pub(crate) fn start(
     settings: &Settings,
     runtime: &tokio::runtime::Runtime,
+    buckets: &[(String, Vec<f64>)],
 ) -> Result<Pipeline, StartError> {
     let pipeline = {
         let _in = runtime.enter();
-        Pipeline::start(settings)?
+        Pipeline::start_with_buckets(settings, buckets)?
     };
     opentelemetry::global::set_tracer_provider(pipeline.tracer_provider.clone());
     use_tracer_provider(Some(&pipeline.tracer_provider));
