@@ -9,7 +9,7 @@
 //! - `http_server_active_requests` (gauge), labels `http_request_method`, `http_route`,
 //!   `url_scheme`.
 //!
-//! Methods outside the standard nine are labelled `_OTHER`, as the convention says.
+//! Methods outside the standard ten (RFC 9110's, PATCH, QUERY) are labelled `_OTHER`, as the convention says.
 //! With the `axum` feature, [`HttpMetricsLayer::new`] takes the route template from
 //! axum's `MatchedPath`; a request no route matched is labelled [`UNMATCHED_ROUTE`].
 //! [`warp_route`] resolves its metric handles on first use of each method and status
@@ -28,10 +28,11 @@ use crate::HTTP_SERVER_REQUEST_DURATION;
 /// The in-flight requests gauge's name.
 pub const HTTP_SERVER_ACTIVE_REQUESTS: &str = "http_server_active_requests";
 
-/// The methods labelled by name; any other is labelled `_OTHER`, as the convention
-/// says, so a client cannot create series by inventing methods.
-const METHODS: [&str; 9] = [
-    "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE",
+/// The methods labelled by name (RFC 9110's, PATCH and QUERY, as the conventions list
+/// them, and as the server spans name them); any other is labelled `_OTHER`, so a
+/// client cannot create series by inventing methods.
+const METHODS: [&str; 10] = [
+    "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE", "QUERY",
 ];
 const OTHER_METHOD: usize = METHODS.len();
 
@@ -431,6 +432,8 @@ mod tests {
             let handles = RouteHandles::new("/items/{id}");
             let purge = method_index(&http::Method::from_bytes(b"PURGE").unwrap());
             assert_eq!(method_label(purge), "_OTHER");
+            let query = method_index(&http::Method::from_bytes(b"QUERY").unwrap());
+            assert_eq!(method_label(query), "QUERY", "the conventions name QUERY");
             // More statuses than slots: the ones past the slots take the lookup.
             for status in 200..212u16 {
                 for _ in 0..2 {

@@ -86,7 +86,7 @@ pub fn warp_trace_context()
 ///   the layer added with `Router::layer` or `route_layer`, which run after routing), or
 ///   is given once for the service ([`TraceLayer::for_route`]);
 /// - the span is named `{METHOD} {route}`, or `{METHOD}` when no route is known (`HTTP`
-///   for a method outside the standard nine), and `http.route` is the template, never the
+///   for a method outside the standard ten), and `http.route` is the template, never the
 ///   raw path;
 /// - attributes `http.request.method` (`_OTHER` and `http.request.method_original` for
 ///   others), `url.path`, `url.scheme`, `http.response.status_code`, and `error.type` on
