@@ -185,27 +185,29 @@ fn begin(
 fn with_attributes(logger: &Logger, attributes: &[KeyValue]) -> Logger {
     use opentelemetry::Value;
     use piko_obs_logger::attr;
+    // Each name looked up once; a value that is not a number or a bool is bound as text.
+    let keys: Vec<Option<&'static str>> = attributes
+        .iter()
+        .map(|kv| intern(kv.key.as_str()))
+        .collect();
     let texts: Vec<String> = attributes
         .iter()
-        .map(|kv| match intern(kv.key.as_str()) {
-            Some(_) => match &kv.value {
-                Value::Bool(_) | Value::I64(_) | Value::F64(_) => String::new(),
-                other => other.as_str().into_owned(),
-            },
-            None => format!("{}={}", kv.key.as_str(), kv.value),
+        .zip(&keys)
+        .map(|(kv, key)| match (key, &kv.value) {
+            (Some(_), Value::Bool(_) | Value::I64(_) | Value::F64(_)) => String::new(),
+            (Some(_), other) => other.as_str().into_owned(),
+            (None, _) => format!("{}={}", kv.key.as_str(), kv.value),
         })
         .collect();
     let attrs: Vec<attr::Attr<'_>> = attributes
         .iter()
-        .zip(&texts)
-        .map(|(kv, text)| match intern(kv.key.as_str()) {
-            Some(key) => match &kv.value {
-                Value::Bool(b) => attr::bool(key, *b),
-                Value::I64(i) => attr::int(key, *i),
-                Value::F64(f) => attr::float(key, *f),
-                _ => attr::string(key, text),
-            },
-            None => attr::string("span.attribute", text),
+        .zip(keys.iter().zip(&texts))
+        .map(|(kv, (key, text))| match (key, &kv.value) {
+            (Some(key), Value::Bool(b)) => attr::bool(key, *b),
+            (Some(key), Value::I64(i)) => attr::int(key, *i),
+            (Some(key), Value::F64(f)) => attr::float(key, *f),
+            (Some(key), _) => attr::string(key, text),
+            (None, _) => attr::string("span.attribute", text),
         })
         .collect();
     logger.with(&attrs)
