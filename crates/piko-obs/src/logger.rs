@@ -331,6 +331,11 @@ fn levels_changed() {
 /// ```
 pub fn tracing_layer() -> crate::otlp::TracingLayer {
     LAYER_GIVEN.store(true, std::sync::atomic::Ordering::Relaxed);
+    layer()
+}
+
+/// The layer of [`tracing_layer`], without noting that the application took it.
+fn layer() -> crate::otlp::TracingLayer {
     crate::otlp::TracingLayer::with_bridge(
         TracingBridge::new(hub().clone())
             .with_rate_limit("opentelemetry", Duration::from_secs(30))
@@ -383,13 +388,9 @@ pub fn install_tracing_bridge() -> TracingRoute {
     if TRACING_BRIDGE.get().is_some() {
         return TracingRoute::Installed;
     }
-    // Read before the layer below is made (which sets it).
-    let given = LAYER_GIVEN.load(std::sync::atomic::Ordering::Relaxed);
-    let dispatch =
-        tracing_core::Dispatch::new(tracing_subscriber::registry().with(tracing_layer()));
+    let dispatch = tracing_core::Dispatch::new(tracing_subscriber::registry().with(layer()));
     if tracing_core::dispatcher::set_global_default(dispatch).is_err() {
-        LAYER_GIVEN.store(given, std::sync::atomic::Ordering::Relaxed);
-        return if given {
+        return if LAYER_GIVEN.load(std::sync::atomic::Ordering::Relaxed) {
             TracingRoute::ApplicationLayer
         } else {
             TracingRoute::ApplicationSubscriber
