@@ -1,7 +1,8 @@
 //! An OTLP receiver on loopback, built on the official protobuf definitions
 //! (`opentelemetry-proto`): a tonic gRPC server for the trace, metrics and logs
 //! services, and an HTTP server decoding `/v1/traces`, `/v1/metrics` and `/v1/logs`
-//! bodies with prost. It records every export with its headers, and answers as told:
+//! bodies with prost, or with serde (the OTLP JSON mapping, `opentelemetry-proto`'s
+//! `with-serde`) when their `content-type` is `application/json`. It records every export with its headers, and answers as told:
 //! accept, refuse (gRPC `UNAVAILABLE`, HTTP 503), or never answer. Both servers take
 //! gzip-compressed requests (gRPC `grpc-encoding: gzip`, HTTP `content-encoding: gzip`),
 //! and can serve TLS, optionally requiring a client certificate ([`ServerTls`]).
@@ -27,7 +28,6 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
     trace_service_server::{TraceService, TraceServiceServer},
 };
-use prost::Message as _;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tonic::codec::CompressionEncoding;
@@ -268,6 +268,9 @@ async fn http_export(
     let gzip = headers
         .iter()
         .any(|(k, v)| k == "content-encoding" && v.contains("gzip"));
+    let json = headers
+        .iter()
+        .any(|(k, v)| k == "content-type" && v.starts_with("application/json"));
     let body = req
         .into_body()
         .collect()
@@ -297,7 +300,7 @@ async fn http_export(
     };
     let mut store = shared.received.lock().expect("store");
     let ok = match path.as_str() {
-        "/v1/traces" => ExportTraceServiceRequest::decode(body)
+        "/v1/traces" => decode::<ExportTraceServiceRequest>(json, body)
             .map(|request| {
                 store.traces.push(Export {
                     protocol: "http",
@@ -307,7 +310,7 @@ async fn http_export(
                 })
             })
             .is_ok(),
-        "/v1/metrics" => ExportMetricsServiceRequest::decode(body)
+        "/v1/metrics" => decode::<ExportMetricsServiceRequest>(json, body)
             .map(|request| {
                 store.metrics.push(Export {
                     protocol: "http",
@@ -317,7 +320,7 @@ async fn http_export(
                 })
             })
             .is_ok(),
-        "/v1/logs" => ExportLogsServiceRequest::decode(body)
+        "/v1/logs" => decode::<ExportLogsServiceRequest>(json, body)
             .map(|request| {
                 store.logs.push(Export {
                     protocol: "http",
@@ -330,6 +333,18 @@ async fn http_export(
         _ => return status(404),
     };
     status(if ok { 200 } else { 400 })
+}
+
+/// Decodes a request body: OTLP JSON when `json`, else protobuf.
+fn decode<T>(json: bool, body: Bytes) -> Result<T, String>
+where
+    T: prost::Message + Default + serde::de::DeserializeOwned,
+{
+    if json {
+        serde_json::from_slice(&body).map_err(|e| e.to_string())
+    } else {
+        T::decode(body).map_err(|e| e.to_string())
+    }
 }
 
 /// A running receiver; stops when dropped.

@@ -38,19 +38,38 @@ fn config(endpoint: String, protocol: Protocol) -> OtlpConfig {
 /// A pipeline exporting as `config` says, started on its own runtime (which must
 /// outlive the pipeline's shutdown).
 fn start_pipeline(config: &OtlpConfig) -> (tokio::runtime::Runtime, Pipeline) {
-    let settings = config.resolve(|_| None, "otlp-test").unwrap();
+    start_pipeline_env(config, &[], &[])
+}
+
+/// [`start_pipeline`], with the variables `env` (read by the settings, not set in the
+/// process) and a view for each histogram of `buckets`.
+fn start_pipeline_env(
+    config: &OtlpConfig,
+    env: &[(&str, &str)],
+    buckets: &[(String, Vec<f64>)],
+) -> (tokio::runtime::Runtime, Pipeline) {
+    let vars: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let lookup = move |name: &str| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let settings = config.resolve(lookup, "otlp-test").unwrap();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let pipeline = {
         let _in = runtime.enter();
-        Pipeline::start(&settings).unwrap()
+        Pipeline::start_with_buckets(&settings, buckets).unwrap()
     };
     (runtime, pipeline)
 }
 
+/// Spans wait at most 1 s in a batch (the specification's default is 5 s): for the
+/// tests that watch a span's export without flushing.
+const ONE_SECOND_BATCHES: [(&str, &str); 1] = [("OTEL_BSP_SCHEDULE_DELAY", "1000")];
+
 fn endpoint(receiver: &OtlpReceiver, protocol: Protocol) -> String {
     match protocol {
         Protocol::Grpc => receiver.grpc_endpoint(),
-        Protocol::HttpProtobuf => receiver.http_endpoint(),
+        _ => receiver.http_endpoint(),
     }
 }
 
@@ -67,7 +86,7 @@ fn start(protocol: Protocol, mode: Mode) -> (OtlpReceiver, tokio::runtime::Runti
 fn encoding_header(protocol: Protocol) -> &'static str {
     match protocol {
         Protocol::Grpc => "grpc-encoding",
-        Protocol::HttpProtobuf => "content-encoding",
+        _ => "content-encoding",
     }
 }
 
@@ -113,6 +132,12 @@ fn all_three_signals_arrive(protocol: Protocol) {
         "http"
     };
     assert!(got.traces.iter().all(|e| e.protocol == proto));
+    if protocol == Protocol::HttpJson {
+        let json = |t: Option<&str>| t == Some("application/json");
+        assert!(got.traces.iter().all(|e| json(e.header("content-type"))));
+        assert!(got.metrics.iter().all(|e| json(e.header("content-type"))));
+        assert!(got.logs.iter().all(|e| json(e.header("content-type"))));
+    }
     assert_eq!(
         got.traces[0].header("authorization"),
         Some("Bearer test-token")
@@ -203,6 +228,13 @@ fn all_three_signals_arrive_over_http() {
     all_three_signals_arrive(Protocol::HttpProtobuf);
 }
 
+/// `http/json`: the same exports, field by field, as JSON bodies the receiver decodes
+/// with the OTLP JSON mapping.
+#[test]
+fn all_three_signals_arrive_over_http_json() {
+    all_three_signals_arrive(Protocol::HttpJson);
+}
+
 fn faults(protocol: Protocol, mode: Mode) {
     let (_receiver, runtime, pipeline) = start(protocol, mode);
     let tracer = pipeline.tracer_provider.tracer("test");
@@ -252,7 +284,13 @@ fn a_silent_collector_costs_the_service_nothing() {
 
 #[test]
 fn when_the_collector_comes_back_new_spans_arrive() {
-    let (receiver, runtime, pipeline) = start(Protocol::Grpc, Mode::Unavailable);
+    let receiver = OtlpReceiver::start();
+    receiver.set_mode(Mode::Unavailable);
+    let (runtime, pipeline) = start_pipeline_env(
+        &config(receiver.grpc_endpoint(), Protocol::Grpc),
+        &ONE_SECOND_BATCHES,
+        &[],
+    );
     let tracer = pipeline.tracer_provider.tracer("test");
     tracer.start("while down").end();
     // Let the export of the first span fail.
@@ -536,7 +574,7 @@ fn a_redirect_is_not_followed_and_carries_no_header_elsewhere() {
     let redirecting = Sink::with_default(Reply::status(307).header("location", &location));
     let mut c = config(redirecting.url(""), Protocol::HttpProtobuf);
     c.headers = vec![("x-honeycomb-team".into(), "hcREDIRECTsecret".into())];
-    let (runtime, pipeline) = start_pipeline(&c);
+    let (runtime, pipeline) = start_pipeline_env(&c, &ONE_SECOND_BATCHES, &[]);
     pipeline
         .tracer_provider
         .tracer("test")
@@ -609,7 +647,7 @@ fn a_connect_that_never_completes_is_given_up_at_the_connect_bound() {
     let mut c = config(format!("http://{addr}"), Protocol::HttpProtobuf);
     c.timeout = Some(Duration::from_secs(30));
     c.metric_interval = Some(Duration::from_secs(3600));
-    let (runtime, pipeline) = start_pipeline(&c);
+    let (runtime, pipeline) = start_pipeline_env(&c, &ONE_SECOND_BATCHES, &[]);
     pipeline
         .tracer_provider
         .tracer("test")
@@ -634,4 +672,288 @@ fn a_connect_that_never_completes_is_given_up_at_the_connect_bound() {
     assert_eq!(pipeline.spans.stats().exported, 0);
     let _ = pipeline.shutdown(SHUTDOWN);
     drop((runtime, held, listener));
+}
+
+/// `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`: with `delta` (and `lowmemory`,
+/// for a counter) each export carries what was added since the one before, marked
+/// DELTA; by default the totals, marked CUMULATIVE. Exports happen at each flush only
+/// (a metric interval of an hour).
+#[test]
+fn temporality_preference_decides_what_a_counter_sends() {
+    use opentelemetry_proto::tonic::metrics::v1::AggregationTemporality;
+    use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+    use opentelemetry_proto::tonic::metrics::v1::number_data_point::Value;
+
+    for (preference, temporality, values) in [
+        (None, AggregationTemporality::Cumulative, [3, 7]),
+        (Some("delta"), AggregationTemporality::Delta, [3, 4]),
+        (Some("LowMemory"), AggregationTemporality::Delta, [3, 4]),
+    ] {
+        let receiver = OtlpReceiver::start();
+        let mut c = config(receiver.http_endpoint(), Protocol::HttpProtobuf);
+        c.metric_interval = Some(Duration::from_secs(3600));
+        let env: Vec<(&str, &str)> = preference
+            .map(|p| ("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", p))
+            .into_iter()
+            .collect();
+        let (runtime, pipeline) = start_pipeline_env(&c, &env, &[]);
+        let jobs = pipeline
+            .meter_provider
+            .meter("test")
+            .u64_counter("jobs_done")
+            .build();
+        jobs.add(3, &[]);
+        pipeline.meter_provider.force_flush().unwrap();
+        jobs.add(4, &[]);
+        pipeline.meter_provider.force_flush().unwrap();
+        let got = receiver.wait_until(Duration::from_secs(10), |r| {
+            r.all_metrics()
+                .iter()
+                .filter(|m| m.name == "jobs_done")
+                .count()
+                >= 2
+        });
+        let sent: Vec<(i32, i64)> = got
+            .all_metrics()
+            .into_iter()
+            .filter(|m| m.name == "jobs_done")
+            .map(|m| match m.data {
+                Some(Data::Sum(s)) => match s.data_points[0].value {
+                    Some(Value::AsInt(v)) => (s.aggregation_temporality, v),
+                    other => panic!("an integer sum: {other:?}"),
+                },
+                other => panic!("a sum: {other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            sent,
+            vec![
+                (temporality as i32, values[0]),
+                (temporality as i32, values[1])
+            ],
+            "{preference:?}"
+        );
+        let _ = pipeline.shutdown(Duration::from_secs(5));
+        drop(runtime);
+    }
+}
+
+/// `OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION`: with
+/// `base2_exponential_bucket_histogram` a histogram without declared buckets arrives as
+/// an exponential histogram, while a declared one keeps its buckets; by default both
+/// are explicit-bucket histograms.
+#[test]
+fn the_default_histogram_aggregation_leaves_declared_buckets_alone() {
+    use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+
+    for exponential in [false, true] {
+        let receiver = OtlpReceiver::start();
+        let mut c = config(receiver.http_endpoint(), Protocol::HttpProtobuf);
+        c.metric_interval = Some(Duration::from_secs(3600));
+        let env: &[(&str, &str)] = if exponential {
+            &[(
+                "OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION",
+                "base2_exponential_bucket_histogram",
+            )]
+        } else {
+            &[]
+        };
+        let declared = [("payment_duration_seconds".to_string(), vec![0.1, 0.5, 1.0])];
+        let (runtime, pipeline) = start_pipeline_env(&c, env, &declared);
+        let meter = pipeline.meter_provider.meter("test");
+        let wait = meter.f64_histogram("queue_wait").with_unit("s").build();
+        let payment = meter
+            .f64_histogram("payment_duration")
+            .with_unit("s")
+            .build();
+        for v in [0.05, 0.3, 0.4, 2.0] {
+            wait.record(v, &[]);
+            payment.record(v, &[]);
+        }
+        pipeline.meter_provider.force_flush().unwrap();
+        let got = receiver.wait_until(Duration::from_secs(10), |r| {
+            r.last_metric("queue_wait").is_some() && r.last_metric("payment_duration").is_some()
+        });
+        match got.last_metric("payment_duration").and_then(|m| m.data) {
+            Some(Data::Histogram(h)) => {
+                let p = &h.data_points[0];
+                assert_eq!(p.explicit_bounds, vec![0.1, 0.5, 1.0]);
+                assert_eq!(p.bucket_counts, vec![1, 2, 0, 1]);
+            }
+            other => panic!("declared buckets: {other:?}"),
+        }
+        match got.last_metric("queue_wait").and_then(|m| m.data) {
+            Some(Data::ExponentialHistogram(h)) if exponential => {
+                let p = &h.data_points[0];
+                assert_eq!(p.count, 4);
+                assert_eq!(p.sum, Some(2.75));
+                assert!(p.scale <= 20, "{p:?}");
+                let positive = p.positive.as_ref().expect("positive buckets");
+                assert_eq!(positive.bucket_counts.iter().sum::<u64>(), 4, "{p:?}");
+            }
+            Some(Data::Histogram(h)) if !exponential => {
+                assert_eq!(h.data_points[0].count, 4);
+                // The SDK's default bounds, made for milliseconds.
+                assert_eq!(h.data_points[0].explicit_bounds[..3], [0.0, 5.0, 10.0]);
+            }
+            other => panic!("exponential {exponential}: {other:?}"),
+        }
+        let _ = pipeline.shutdown(Duration::from_secs(5));
+        drop(runtime);
+    }
+}
+
+/// The attribute limits, a model's own before the general one: a span keeps its first
+/// two attributes (one dropped, counted), its strings cut to 5 bytes on a character
+/// boundary (in arrays too, and in events), one event (one dropped, counted) with one
+/// attribute (one dropped, counted), one link with one attribute; a log record keeps
+/// two attributes, its strings cut to the general length. Without limits, all arrive
+/// whole.
+#[test]
+fn attribute_limits_reach_the_receiver() {
+    use opentelemetry::trace::{Link, SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    use opentelemetry_proto::tonic::common::v1::{AnyValue as ProtoValue, KeyValue as ProtoKv};
+
+    fn text(kv: &ProtoKv) -> Value {
+        kv.value.clone().and_then(|v| v.value).expect("a value")
+    }
+    fn strings(values: &[&str]) -> Value {
+        Value::ArrayValue(opentelemetry_proto::tonic::common::v1::ArrayValue {
+            values: values
+                .iter()
+                .map(|s| ProtoValue {
+                    value: Some(Value::StringValue(s.to_string())),
+                })
+                .collect(),
+        })
+    }
+    let limits = [
+        ("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "2"),
+        ("OTEL_ATTRIBUTE_COUNT_LIMIT", "9"),
+        ("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "5"),
+        ("OTEL_SPAN_EVENT_COUNT_LIMIT", "1"),
+        ("OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT", "1"),
+        ("OTEL_SPAN_LINK_COUNT_LIMIT", "1"),
+        ("OTEL_LINK_ATTRIBUTE_COUNT_LIMIT", "1"),
+        ("OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT", "2"),
+    ];
+    for limited in [true, false] {
+        let receiver = OtlpReceiver::start();
+        let env: &[(&str, &str)] = if limited { &limits } else { &[] };
+        let (runtime, pipeline) = start_pipeline_env(
+            &config(receiver.http_endpoint(), Protocol::HttpProtobuf),
+            env,
+            &[],
+        );
+        let tracer = pipeline.tracer_provider.tracer("test");
+        let linked = |n: u8| {
+            SpanContext::new(
+                TraceId::from_bytes([n; 16]),
+                SpanId::from_bytes([n; 8]),
+                TraceFlags::SAMPLED,
+                true,
+                TraceState::default(),
+            )
+        };
+        let mut span = tracer
+            .span_builder("limited")
+            .with_links(vec![
+                Link::new(
+                    linked(1),
+                    vec![KeyValue::new("l1", "linked one"), KeyValue::new("l2", 2)],
+                    0,
+                ),
+                Link::with_context(linked(2)),
+            ])
+            .start(&tracer);
+        span.set_attribute(KeyValue::new("word", "héllo wörld"));
+        span.set_attribute(KeyValue::new(
+            "tags",
+            opentelemetry::Value::Array(
+                vec![
+                    opentelemetry::StringValue::from("abcdefgh"),
+                    opentelemetry::StringValue::from("xy"),
+                ]
+                .into(),
+            ),
+        ));
+        span.set_attribute(KeyValue::new("third", 3));
+        span.add_event(
+            "first",
+            vec![KeyValue::new("a", "123456789"), KeyValue::new("b", 2)],
+        );
+        span.add_event("second", vec![]);
+        span.end();
+        let logger = pipeline.logger_provider.logger("test");
+        let mut record = logger.create_log_record();
+        record.set_body(AnyValue::from("a limited record"));
+        record.add_attribute("note", "ünïcode text");
+        record.add_attribute("n", 2);
+        record.add_attribute("dropped", "past the count");
+        logger.emit(record);
+        pipeline.tracer_provider.force_flush().unwrap();
+        pipeline.logger_provider.force_flush().unwrap();
+        let got = receiver.wait_until(Duration::from_secs(10), |r| {
+            !r.spans().is_empty() && !r.log_records().is_empty()
+        });
+        let span = got
+            .spans()
+            .into_iter()
+            .find(|s| s.name == "limited")
+            .unwrap();
+        let record = got.log_records().remove(0);
+        if !limited {
+            assert_eq!(span.attributes.len(), 3);
+            assert_eq!(
+                text(&span.attributes[0]),
+                Value::StringValue("héllo wörld".into())
+            );
+            assert_eq!((span.events.len(), span.links.len()), (2, 2));
+            assert_eq!(record.attributes.len(), 3);
+            assert_eq!(
+                text(&record.attributes[0]),
+                Value::StringValue("ünïcode text".into())
+            );
+        } else {
+            // "héllo": é is two bytes, so 5 bytes end after the second l.
+            let keys: Vec<&str> = span.attributes.iter().map(|a| a.key.as_str()).collect();
+            assert_eq!(keys, ["word", "tags"]);
+            assert_eq!(text(&span.attributes[0]), Value::StringValue("héll".into()));
+            assert_eq!(text(&span.attributes[1]), strings(&["abcde", "xy"]));
+            assert_eq!(span.dropped_attributes_count, 1);
+            assert_eq!(span.events.len(), 1);
+            assert_eq!(span.dropped_events_count, 1);
+            let event = &span.events[0];
+            assert_eq!(event.attributes.len(), 1);
+            assert_eq!(
+                text(&event.attributes[0]),
+                Value::StringValue("12345".into())
+            );
+            assert_eq!(event.dropped_attributes_count, 1);
+            assert_eq!(span.links.len(), 1);
+            assert_eq!(span.dropped_links_count, 1);
+            let link = &span.links[0];
+            assert_eq!(link.attributes.len(), 1);
+            assert_eq!(
+                text(&link.attributes[0]),
+                Value::StringValue("linke".into())
+            );
+            assert_eq!(link.dropped_attributes_count, 1);
+            // "ünï" is five bytes.
+            let keys: Vec<&str> = record.attributes.iter().map(|a| a.key.as_str()).collect();
+            assert_eq!(keys, ["note", "n"]);
+            assert_eq!(
+                text(&record.attributes[0]),
+                Value::StringValue("ünï".into())
+            );
+            assert_eq!(
+                record.body.clone().and_then(|b| b.value),
+                Some(Value::StringValue("a limited record".into())),
+                "the body is no attribute"
+            );
+        }
+        let _ = pipeline.shutdown(Duration::from_secs(5));
+        drop(runtime);
+    }
 }

@@ -33,7 +33,7 @@ fn start(protocol: Protocol, mode: Mode) -> (OtlpReceiver, tokio::runtime::Runti
     let mut c = OtlpConfig::new();
     c.endpoint = Some(match protocol {
         Protocol::Grpc => receiver.grpc_endpoint(),
-        Protocol::HttpProtobuf => receiver.http_endpoint(),
+        Protocol::HttpProtobuf | Protocol::HttpJson => receiver.http_endpoint(),
     });
     c.protocol = Some(protocol);
     c.timeout = Some(EXPORT_TIMEOUT);

@@ -61,7 +61,7 @@ fn start(
     let mut c = OtlpConfig::new();
     c.endpoint = Some(match protocol {
         Protocol::Grpc => receiver.grpc_endpoint(),
-        Protocol::HttpProtobuf => receiver.http_endpoint(),
+        Protocol::HttpProtobuf | Protocol::HttpJson => receiver.http_endpoint(),
     });
     assert!(
         c.endpoint
@@ -133,7 +133,7 @@ fn three_signals_arrive(tls: &ServerTls, protocol: Protocol, files: Files) -> Op
     });
     let proto = match protocol {
         Protocol::Grpc => "grpc",
-        Protocol::HttpProtobuf => "http",
+        Protocol::HttpProtobuf | Protocol::HttpJson => "http",
     };
     assert!(got.traces.iter().all(|e| e.protocol == proto));
     let mut names: Vec<String> = got.spans().iter().map(|s| s.name.clone()).collect();
@@ -176,7 +176,7 @@ fn export_is_refused(tls: &ServerTls, protocol: Protocol, files: Files, why: &st
     let receiver = OtlpReceiver::start_tls(tls);
     let proto = match protocol {
         Protocol::Grpc => "grpc",
-        Protocol::HttpProtobuf => "http",
+        Protocol::HttpProtobuf | Protocol::HttpJson => "http",
     };
     let (runtime, pipeline) = start(&receiver, protocol, files);
     end_spans(&pipeline, "refused");

@@ -16,33 +16,43 @@ pub enum Protocol {
     /// the default, as the OpenTelemetry specification says.
     #[default]
     HttpProtobuf,
+    /// OTLP over HTTP with JSON bodies (the protobuf messages in the JSON mapping OTLP
+    /// defines; same port and paths as HTTP/protobuf).
+    HttpJson,
 }
 
 impl Protocol {
-    /// Parses `grpc`, `http/protobuf`, or `http` (its alias), any case.
+    /// Parses `grpc`, `http/protobuf`, `http` (its alias) or `http/json`, any case.
     pub fn parse(text: &str) -> Option<Protocol> {
         match text.trim().to_ascii_lowercase().as_str() {
             "grpc" => Some(Protocol::Grpc),
             "http/protobuf" | "http" => Some(Protocol::HttpProtobuf),
+            "http/json" => Some(Protocol::HttpJson),
             _ => None,
         }
     }
 
-    /// `grpc` or `http/protobuf`.
+    /// `grpc`, `http/protobuf` or `http/json`.
     pub fn as_str(self) -> &'static str {
         match self {
             Protocol::Grpc => "grpc",
             Protocol::HttpProtobuf => "http/protobuf",
+            Protocol::HttpJson => "http/json",
         }
     }
 
     /// The default endpoint: `http://localhost:4317` for gRPC, `http://localhost:4318`
-    /// for HTTP.
+    /// over HTTP.
     pub fn default_endpoint(self) -> &'static str {
         match self {
             Protocol::Grpc => "http://localhost:4317",
-            Protocol::HttpProtobuf => "http://localhost:4318",
+            Protocol::HttpProtobuf | Protocol::HttpJson => "http://localhost:4318",
         }
+    }
+
+    /// Whether it is one of the HTTP protocols (paths `/v1/<signal>`).
+    pub fn is_http(self) -> bool {
+        self != Protocol::Grpc
     }
 }
 
@@ -180,6 +190,13 @@ pub struct Settings {
     /// The propagators installed, in order (`OTEL_PROPAGATORS`; default trace context
     /// then baggage).
     pub propagators: Vec<Propagator>,
+    /// Temporality, histogram aggregation and exemplar filter.
+    pub metric: MetricSettings,
+    /// The limits on spans, their events and links.
+    pub span_limits: SpanLimits,
+    /// The limits on a log record's attributes (`OTEL_LOGRECORD_ATTRIBUTE_*_LIMIT`, then
+    /// `OTEL_ATTRIBUTE_*_LIMIT`).
+    pub log_record_limits: AttributeLimits,
 }
 
 /// One signal's export settings: the general ones, with the signal's own variables
@@ -231,7 +248,7 @@ impl std::fmt::Debug for SignalSettings {
 #[non_exhaustive]
 pub struct BatchSettings {
     /// The longest an item waits in a partial batch (`..._SCHEDULE_DELAY`, ms; default
-    /// 1 s).
+    /// 5 s for spans and 1 s for log records, as the specification says).
     pub schedule_delay: Duration,
     /// The bound on one export (`..._EXPORT_TIMEOUT`, ms; default 30 s; the export
     /// timeout bounds it too).
@@ -244,6 +261,8 @@ pub struct BatchSettings {
 }
 
 impl Default for BatchSettings {
+    /// The log-record processor's defaults (`OTEL_BLRP_*`): a delay of 1 s, an export
+    /// timeout of 30 s, a queue of 2048 and batches of 512.
     fn default() -> BatchSettings {
         BatchSettings {
             schedule_delay: Duration::from_secs(1),
@@ -254,6 +273,126 @@ impl Default for BatchSettings {
     }
 }
 
+impl BatchSettings {
+    /// The span processor's defaults (`OTEL_BSP_*`): as [`BatchSettings::default`], with
+    /// a delay of 5 s, as the specification says.
+    pub fn spans() -> BatchSettings {
+        BatchSettings {
+            schedule_delay: Duration::from_secs(5),
+            ..BatchSettings::default()
+        }
+    }
+}
+
+/// The temporality metrics are exported with
+/// (`OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Temporality {
+    /// Every instrument cumulative (default): each export carries the totals since the
+    /// start, as `/metrics` does.
+    #[default]
+    Cumulative,
+    /// Counters, histograms and asynchronous counters as deltas (what changed since the
+    /// last export); up-down counters stay cumulative, as the specification says.
+    Delta,
+    /// Synchronous counters and histograms as deltas, everything else cumulative (the
+    /// least memory in the SDK).
+    LowMemory,
+}
+
+/// The aggregation of histograms whose buckets were not declared
+/// (`OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HistogramAggregation {
+    /// Explicit buckets (default): the SDK's default bounds, or the instrument's advice.
+    #[default]
+    ExplicitBucket,
+    /// Base-2 exponential buckets (at most 160 buckets, scale at most 20, as the
+    /// specification's defaults say), which fit any unit.
+    Base2Exponential,
+}
+
+/// Which measurements may become exemplars (`OTEL_METRICS_EXEMPLAR_FILTER`). Read and
+/// checked, with no effect: the SDK in use (`opentelemetry_sdk` 0.33) collects no
+/// exemplars, so none is exported whatever this says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ExemplarFilter {
+    /// Every measurement.
+    AlwaysOn,
+    /// None.
+    AlwaysOff,
+    /// Measurements made in a sampled span (the specification's default).
+    #[default]
+    TraceBased,
+}
+
+/// Limits on the attributes of one span, event, link or log record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AttributeLimits {
+    /// The most attributes kept; those past it are dropped (and counted where the
+    /// protocol has a field for it). Default 128.
+    pub count: usize,
+    /// The longest string value kept, in bytes: a longer one (and each longer string
+    /// of an array) is cut on a UTF-8 character boundary. Default: no limit.
+    pub value_length: Option<usize>,
+}
+
+impl Default for AttributeLimits {
+    fn default() -> AttributeLimits {
+        AttributeLimits {
+            count: 128,
+            value_length: None,
+        }
+    }
+}
+
+/// The span limits (`OTEL_SPAN_*_LIMIT`, `OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT`,
+/// `OTEL_LINK_ATTRIBUTE_COUNT_LIMIT`, with `OTEL_ATTRIBUTE_*_LIMIT` where a span's own
+/// variable is not set).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SpanLimits {
+    /// A span's attributes; the value length applies to its events' and links'
+    /// attributes too.
+    pub attributes: AttributeLimits,
+    /// The most events of one span (default 128).
+    pub events: usize,
+    /// The most links of one span (default 128).
+    pub links: usize,
+    /// The most attributes of one event (default 128).
+    pub event_attributes: usize,
+    /// The most attributes of one link (default 128).
+    pub link_attributes: usize,
+}
+
+impl Default for SpanLimits {
+    fn default() -> SpanLimits {
+        SpanLimits {
+            attributes: AttributeLimits::default(),
+            events: 128,
+            links: 128,
+            event_attributes: 128,
+            link_attributes: 128,
+        }
+    }
+}
+
+/// The metric settings besides the exporter's: temporality, the default histogram
+/// aggregation and the exemplar filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct MetricSettings {
+    /// `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE` (default cumulative).
+    pub temporality: Temporality,
+    /// `OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION` (default explicit
+    /// buckets). Declared buckets always apply to their histogram.
+    pub histogram_aggregation: HistogramAggregation,
+    /// `OTEL_METRICS_EXEMPLAR_FILTER` (default trace-based; no effect, see
+    /// [`ExemplarFilter`]).
+    pub exemplar_filter: ExemplarFilter,
+}
+
 /// A propagator `OTEL_PROPAGATORS` names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -262,6 +401,8 @@ pub enum Propagator {
     TraceContext,
     /// W3C baggage.
     Baggage,
+    /// AWS X-Ray (`X-Amzn-Trace-Id`), through `opentelemetry-aws`.
+    XRay,
 }
 
 /// Header names only, for `Debug`: the values never appear.
@@ -320,6 +461,9 @@ impl std::fmt::Debug for Settings {
             .field("log_batch", &self.log_batch)
             .field("metric_export_timeout", &self.metric_export_timeout)
             .field("propagators", &self.propagators)
+            .field("metric", &self.metric)
+            .field("span_limits", &self.span_limits)
+            .field("log_record_limits", &self.log_record_limits)
             .finish()
     }
 }
@@ -366,7 +510,7 @@ fn err(setting: &str, reason: impl Into<String>) -> ConfigError {
 
 /// The standard variables read (each signal's own `OTEL_EXPORTER_OTLP_<SIGNAL>_*`
 /// variables included).
-pub const ENV_VARIABLES: [&str; 58] = [
+pub const ENV_VARIABLES: [&str; 71] = [
     "OTEL_SDK_DISABLED",
     "OTEL_EXPORTER_OTLP_ENDPOINT",
     "OTEL_EXPORTER_OTLP_PROTOCOL",
@@ -425,6 +569,19 @@ pub const ENV_VARIABLES: [&str; 58] = [
     "PIKO_ENVIRONMENT",
     "ENVIRONMENT",
     "PIKO_SERVICE_VERSION",
+    "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",
+    "OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION",
+    "OTEL_METRICS_EXEMPLAR_FILTER",
+    "OTEL_ATTRIBUTE_COUNT_LIMIT",
+    "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+    "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT",
+    "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+    "OTEL_SPAN_EVENT_COUNT_LIMIT",
+    "OTEL_SPAN_LINK_COUNT_LIMIT",
+    "OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT",
+    "OTEL_LINK_ATTRIBUTE_COUNT_LIMIT",
+    "OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT",
+    "OTEL_LOGRECORD_ATTRIBUTE_VALUE_LENGTH_LIMIT",
 ];
 
 /// Environment variables mapped to resource attributes when set (Piko's detection,
@@ -537,6 +694,14 @@ fn millis(setting: &str, text: &str) -> Result<Duration, ConfigError> {
         )
     })?;
     if ms == 0 {
+        if setting.ends_with("TIMEOUT") {
+            // The specification reads 0 as "no limit"; here every export is bounded.
+            return Err(err(
+                setting,
+                "must be greater than zero: 0 would be no limit, and piko-obs bounds every \
+                 export; give the bound in milliseconds (for example 10000)",
+            ));
+        }
         return Err(err(setting, "must be greater than zero"));
     }
     Ok(Duration::from_millis(ms))
@@ -724,6 +889,8 @@ impl OtlpConfig {
         let span_batch = batch_from_env(&env, "OTEL_BSP")?;
         let log_batch = batch_from_env(&env, "OTEL_BLRP")?;
         let propagators = propagators_from_env(&env)?;
+        let metric = metric_from_env(&env)?;
+        let (span_limits, log_record_limits) = limits_from_env(&env)?;
         let resource = self.resource(&env, service_name)?;
         Ok(Settings {
             enabled,
@@ -744,6 +911,9 @@ impl OtlpConfig {
             log_batch,
             metric_export_timeout,
             propagators,
+            metric,
+            span_limits,
+            log_record_limits,
         })
     }
 
@@ -824,9 +994,25 @@ impl OtlpConfig {
                 None => Duration::from_secs(10),
             },
         };
+        let env_compression = var("COMPRESSION");
+        if let (Some(Compression::None), Protocol::Grpc, Some((name, c))) =
+            (self.compression, protocol, &env_compression)
+            && c.trim().eq_ignore_ascii_case("gzip")
+        {
+            // Over HTTP piko-obs sends the body as code says; the gRPC exporter reads
+            // the variable itself and has no setting that says "none".
+            return Err(err(
+                "with_otlp_compression",
+                format!(
+                    "none cannot apply over gRPC while {name} is gzip (the gRPC exporter reads \
+                     that variable itself); unset the variable, drop the option, or use \
+                     http/protobuf"
+                ),
+            ));
+        }
         let compression = match self.compression {
             Some(c) => c,
-            None => match var("COMPRESSION") {
+            None => match env_compression {
                 None => Compression::None,
                 Some((name, c)) => match c.trim().to_ascii_lowercase().as_str() {
                     "none" => Compression::None,
@@ -1008,17 +1194,11 @@ pub const SIGNALS: [(&str, &str); 3] = [
 ];
 
 fn parse_protocol(setting: &str, text: &str) -> Result<Protocol, ConfigError> {
-    if text.trim().eq_ignore_ascii_case("http/json") {
-        return Err(err(
-            setting,
-            "http/json is not supported (the exporters are built with protobuf only); use http/protobuf or grpc",
-        ));
-    }
     Protocol::parse(text).ok_or_else(|| {
         err(
             setting,
             format!(
-                "unknown protocol {:?}; use grpc or http/protobuf",
+                "unknown protocol {:?}; use grpc, http/protobuf or http/json",
                 text.trim()
             ),
         )
@@ -1038,7 +1218,9 @@ fn signal_url(protocol: Protocol, base: &str, signal: Option<(&str, &str)>) -> S
 pub(crate) fn base_url(protocol: Protocol, base: &str, signal: &str) -> String {
     match protocol {
         Protocol::Grpc => base.to_string(),
-        Protocol::HttpProtobuf => format!("{}/v1/{signal}", base.trim_end_matches('/')),
+        Protocol::HttpProtobuf | Protocol::HttpJson => {
+            format!("{}/v1/{signal}", base.trim_end_matches('/'))
+        }
     }
 }
 
@@ -1047,9 +1229,10 @@ fn own_signal_url(protocol: Protocol, url: &str) -> String {
     let has_path = url
         .split_once("://")
         .is_some_and(|(_, rest)| rest.contains('/'));
-    match protocol {
-        Protocol::HttpProtobuf if !has_path => format!("{url}/"),
-        _ => url.to_string(),
+    if protocol.is_http() && !has_path {
+        format!("{url}/")
+    } else {
+        url.to_string()
     }
 }
 
@@ -1114,7 +1297,10 @@ fn batch_from_env(
     env: &impl Fn(&str) -> Option<String>,
     prefix: &str,
 ) -> Result<BatchSettings, ConfigError> {
-    let mut b = BatchSettings::default();
+    let mut b = match prefix {
+        "OTEL_BSP" => BatchSettings::spans(),
+        _ => BatchSettings::default(),
+    };
     let var = |suffix: &str| {
         let name = format!("{prefix}_{suffix}");
         env(&name).map(|v| (name, v))
@@ -1155,7 +1341,27 @@ fn batch_from_env(
     Ok(b)
 }
 
-/// `OTEL_PROPAGATORS`: `tracecontext`, `baggage`, `none`, in order, each once.
+/// Why each propagator of the specification that piko-obs has not is refused: none has
+/// a well-kept crate for the OpenTelemetry version in use (0.33).
+const NO_PROPAGATOR: [(&str, &str); 4] = [
+    (
+        "b3",
+        "the only B3 propagator for OpenTelemetry 0.33 is part of opentelemetry-zipkin, a \
+         deprecated crate that always builds the Zipkin exporter",
+    ),
+    (
+        "b3multi",
+        "the only B3 propagator for OpenTelemetry 0.33 is part of opentelemetry-zipkin, a \
+         deprecated crate that always builds the Zipkin exporter",
+    ),
+    (
+        "jaeger",
+        "opentelemetry-jaeger-propagator has no release for OpenTelemetry 0.33",
+    ),
+    ("ottrace", "no OT Trace propagator crate exists for Rust"),
+];
+
+/// `OTEL_PROPAGATORS`: `tracecontext`, `baggage`, `xray`, `none`, in order, each once.
 fn propagators_from_env(
     env: &impl Fn(&str) -> Option<String>,
 ) -> Result<Vec<Propagator>, ConfigError> {
@@ -1169,24 +1375,28 @@ fn propagators_from_env(
         let p = match entry.as_str() {
             "tracecontext" => Propagator::TraceContext,
             "baggage" => Propagator::Baggage,
+            "xray" => Propagator::XRay,
             "none" => {
                 none = true;
                 continue;
             }
             "" => continue,
-            "b3" | "b3multi" | "jaeger" | "xray" | "ottrace" => {
+            other => {
+                if let Some((_, why)) = NO_PROPAGATOR.iter().find(|(name, _)| *name == other) {
+                    return Err(err(
+                        NAME,
+                        format!(
+                            "{other} is not supported: {why}; use tracecontext, baggage, xray or \
+                             none (or set your own with \
+                             opentelemetry::global::set_text_map_propagator after init())"
+                        ),
+                    ));
+                }
                 return Err(err(
                     NAME,
                     format!(
-                        "{entry} is not supported by piko-obs; use tracecontext, baggage or none \
-                         (set another propagator with opentelemetry::global::set_text_map_propagator after init())"
+                        "unknown propagator {other:?}; use tracecontext, baggage, xray or none"
                     ),
-                ));
-            }
-            other => {
-                return Err(err(
-                    NAME,
-                    format!("unknown propagator {other:?}; use tracecontext, baggage or none"),
                 ));
             }
         };
@@ -1198,6 +1408,123 @@ fn propagators_from_env(
         return Err(err(NAME, "none cannot be listed with other propagators"));
     }
     Ok(out)
+}
+
+/// One of `values` (any case), for the variable `name`; `None` when it is not set.
+fn choice<T: Copy>(
+    env: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    values: &[(&str, T)],
+) -> Result<Option<T>, ConfigError> {
+    let Some(text) = env(name) else {
+        return Ok(None);
+    };
+    let text = text.trim().to_ascii_lowercase();
+    match values.iter().find(|(v, _)| *v == text) {
+        Some((_, t)) => Ok(Some(*t)),
+        None => {
+            let names: Vec<&str> = values.iter().map(|(v, _)| *v).collect();
+            Err(err(
+                name,
+                format!("unknown value {text:?}; use {}", names.join(", ")),
+            ))
+        }
+    }
+}
+
+/// `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`,
+/// `OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION` and
+/// `OTEL_METRICS_EXEMPLAR_FILTER`.
+fn metric_from_env(env: &impl Fn(&str) -> Option<String>) -> Result<MetricSettings, ConfigError> {
+    let temporality = choice(
+        env,
+        "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",
+        &[
+            ("cumulative", Temporality::Cumulative),
+            ("delta", Temporality::Delta),
+            ("lowmemory", Temporality::LowMemory),
+        ],
+    )?;
+    let histogram_aggregation = choice(
+        env,
+        "OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION",
+        &[
+            (
+                "explicit_bucket_histogram",
+                HistogramAggregation::ExplicitBucket,
+            ),
+            (
+                "base2_exponential_bucket_histogram",
+                HistogramAggregation::Base2Exponential,
+            ),
+        ],
+    )?;
+    let exemplar_filter = choice(
+        env,
+        "OTEL_METRICS_EXEMPLAR_FILTER",
+        &[
+            ("always_on", ExemplarFilter::AlwaysOn),
+            ("always_off", ExemplarFilter::AlwaysOff),
+            ("trace_based", ExemplarFilter::TraceBased),
+        ],
+    )?;
+    Ok(MetricSettings {
+        temporality: temporality.unwrap_or_default(),
+        histogram_aggregation: histogram_aggregation.unwrap_or_default(),
+        exemplar_filter: exemplar_filter.unwrap_or_default(),
+    })
+}
+
+/// The largest limit taken: the specification's range for a number (2^31 - 1).
+const MAX_LIMIT: usize = (1 << 31) - 1;
+
+/// The first of `names` that is set, as a whole number from 0 to [`MAX_LIMIT`].
+fn limit(
+    env: &impl Fn(&str) -> Option<String>,
+    names: &[&str],
+) -> Result<Option<usize>, ConfigError> {
+    for name in names {
+        if let Some(text) = env(name) {
+            return match text.trim().parse::<usize>() {
+                Ok(n) if n <= MAX_LIMIT => Ok(Some(n)),
+                _ => Err(err(
+                    name,
+                    format!("must be a whole number from 0 to {MAX_LIMIT} (for example 128)"),
+                )),
+            };
+        }
+    }
+    Ok(None)
+}
+
+/// The span and log-record limits: a model's own variable, then the general
+/// `OTEL_ATTRIBUTE_*_LIMIT`, then the defaults (128 attributes, events and links; no
+/// length limit).
+fn limits_from_env(
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<(SpanLimits, AttributeLimits), ConfigError> {
+    const COUNT: &str = "OTEL_ATTRIBUTE_COUNT_LIMIT";
+    const LENGTH: &str = "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT";
+    let count =
+        |own: &str| -> Result<usize, ConfigError> { Ok(limit(env, &[own, COUNT])?.unwrap_or(128)) };
+    let span = SpanLimits {
+        attributes: AttributeLimits {
+            count: count("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT")?,
+            value_length: limit(env, &["OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT", LENGTH])?,
+        },
+        events: limit(env, &["OTEL_SPAN_EVENT_COUNT_LIMIT"])?.unwrap_or(128),
+        links: limit(env, &["OTEL_SPAN_LINK_COUNT_LIMIT"])?.unwrap_or(128),
+        event_attributes: count("OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT")?,
+        link_attributes: count("OTEL_LINK_ATTRIBUTE_COUNT_LIMIT")?,
+    };
+    let log = AttributeLimits {
+        count: count("OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT")?,
+        value_length: limit(
+            env,
+            &["OTEL_LOGRECORD_ATTRIBUTE_VALUE_LENGTH_LIMIT", LENGTH],
+        )?,
+    };
+    Ok((span, log))
 }
 
 /// The endpoint as a URL: a scheme decides TLS (`http` plaintext, `https` TLS); without
@@ -1267,7 +1594,8 @@ mod tests {
         assert_eq!(s.metric_export_timeout, Duration::from_secs(30));
         assert_eq!(s.sampling, Sampling::ParentBased(ParentRoot::AlwaysOn));
         assert_eq!(s.resource["service.name"], "svc");
-        assert_eq!(s.span_batch, BatchSettings::default());
+        assert_eq!(s.span_batch, BatchSettings::spans());
+        assert_eq!(s.span_batch.schedule_delay, Duration::from_secs(5));
         assert_eq!(s.log_batch, BatchSettings::default());
         assert_eq!(
             s.propagators,
@@ -1450,11 +1778,22 @@ mod tests {
         assert_eq!(e.setting, "OTEL_EXPORTER_OTLP_LOGS_TIMEOUT");
         let e = OtlpConfig::new()
             .resolve(
-                env(&[("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/json")]),
+                env(&[("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/xml")]),
                 "svc",
             )
             .unwrap_err();
         assert_eq!(e.setting, "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL");
+        let s = OtlpConfig::new()
+            .resolve(
+                env(&[
+                    ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
+                    ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "HTTP/JSON"),
+                ]),
+                "svc",
+            )
+            .unwrap();
+        assert_eq!(s.traces.protocol, Protocol::HttpJson);
+        assert_eq!(s.traces.url, "http://c:4318/v1/traces", "the HTTP paths");
         let e = OtlpConfig::new()
             .resolve(
                 env(&[(
@@ -1520,7 +1859,7 @@ mod tests {
                     ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "10"),
                     ("OTEL_BLRP_MAX_QUEUE_SIZE", "64"),
                     ("OTEL_METRIC_EXPORT_TIMEOUT", "5000"),
-                    ("OTEL_PROPAGATORS", "baggage, tracecontext,baggage"),
+                    ("OTEL_PROPAGATORS", "baggage, tracecontext,baggage,XRay"),
                 ]),
                 "svc",
             )
@@ -1537,7 +1876,11 @@ mod tests {
         assert_eq!(s.metric_export_timeout, Duration::from_secs(5));
         assert_eq!(
             s.propagators,
-            vec![Propagator::Baggage, Propagator::TraceContext]
+            vec![
+                Propagator::Baggage,
+                Propagator::TraceContext,
+                Propagator::XRay
+            ]
         );
         let s = OtlpConfig::new()
             .resolve(env(&[("OTEL_PROPAGATORS", "none")]), "svc")
@@ -1550,6 +1893,9 @@ mod tests {
             ("OTEL_BSP_EXPORT_TIMEOUT", "0"),
             ("OTEL_METRIC_EXPORT_TIMEOUT", "-1"),
             ("OTEL_PROPAGATORS", "b3"),
+            ("OTEL_PROPAGATORS", "b3multi"),
+            ("OTEL_PROPAGATORS", "jaeger"),
+            ("OTEL_PROPAGATORS", "ottrace"),
             ("OTEL_PROPAGATORS", "tracecontext,none"),
             ("OTEL_PROPAGATORS", "w3c"),
         ] {
@@ -1598,7 +1944,7 @@ mod tests {
         };
         assert_eq!(
             bad(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "thrift")]),
-            "OTEL_EXPORTER_OTLP_PROTOCOL: unknown protocol \"thrift\"; use grpc or http/protobuf"
+            "OTEL_EXPORTER_OTLP_PROTOCOL: unknown protocol \"thrift\"; use grpc, http/protobuf or http/json"
         );
         assert!(
             bad(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "ftp://x:1")])
@@ -1876,5 +2222,155 @@ mod tests {
         assert_eq!(r["k8s.pod.name"], "orders-7d9");
         assert_eq!(r["k8s.namespace.name"], "shop");
         assert_eq!(r["runtime.environment"], "kubernetes");
+    }
+
+    /// Temporality, the default histogram aggregation and the exemplar filter: each
+    /// value of the specification, any case; anything else names its variable.
+    #[test]
+    fn metric_variables() {
+        let s = OtlpConfig::new().resolve(env(&[]), "svc").unwrap();
+        assert_eq!(s.metric, MetricSettings::default());
+        assert_eq!(s.metric.temporality, Temporality::Cumulative);
+        assert_eq!(
+            s.metric.histogram_aggregation,
+            HistogramAggregation::ExplicitBucket
+        );
+        assert_eq!(s.metric.exemplar_filter, ExemplarFilter::TraceBased);
+        for (value, t) in [
+            ("cumulative", Temporality::Cumulative),
+            ("Delta", Temporality::Delta),
+            ("LOWMEMORY", Temporality::LowMemory),
+        ] {
+            let s = OtlpConfig::new()
+                .resolve(
+                    env(&[("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", value)]),
+                    "svc",
+                )
+                .unwrap();
+            assert_eq!(s.metric.temporality, t, "{value}");
+        }
+        let s = OtlpConfig::new()
+            .resolve(
+                env(&[
+                    (
+                        "OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION",
+                        "base2_exponential_bucket_histogram",
+                    ),
+                    ("OTEL_METRICS_EXEMPLAR_FILTER", "always_off"),
+                ]),
+                "svc",
+            )
+            .unwrap();
+        assert_eq!(
+            s.metric.histogram_aggregation,
+            HistogramAggregation::Base2Exponential
+        );
+        assert_eq!(s.metric.exemplar_filter, ExemplarFilter::AlwaysOff);
+        for (var, value) in [
+            (
+                "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",
+                "deltas",
+            ),
+            (
+                "OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION",
+                "exponential",
+            ),
+            ("OTEL_METRICS_EXEMPLAR_FILTER", "sometimes"),
+        ] {
+            let e = OtlpConfig::new()
+                .resolve(env(&[(var, value)]), "svc")
+                .unwrap_err();
+            assert_eq!(e.setting, var, "{e}");
+            assert!(e.reason.starts_with("unknown value"), "{e}");
+        }
+    }
+
+    /// A model's own limit beats the general one, which beats the default (128
+    /// attributes, events and links; no length limit).
+    #[test]
+    fn limits_signal_specific_before_general_before_default() {
+        let s = OtlpConfig::new().resolve(env(&[]), "svc").unwrap();
+        assert_eq!(s.span_limits, SpanLimits::default());
+        assert_eq!(s.span_limits.attributes.count, 128);
+        assert_eq!(s.span_limits.attributes.value_length, None);
+        assert_eq!(s.log_record_limits, AttributeLimits::default());
+        let s = OtlpConfig::new()
+            .resolve(
+                env(&[
+                    ("OTEL_ATTRIBUTE_COUNT_LIMIT", "10"),
+                    ("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "100"),
+                    ("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "3"),
+                    ("OTEL_LOGRECORD_ATTRIBUTE_VALUE_LENGTH_LIMIT", "7"),
+                    ("OTEL_SPAN_EVENT_COUNT_LIMIT", "0"),
+                    ("OTEL_LINK_ATTRIBUTE_COUNT_LIMIT", "2"),
+                ]),
+                "svc",
+            )
+            .unwrap();
+        assert_eq!(s.span_limits.attributes.count, 3, "the span's own");
+        assert_eq!(s.span_limits.attributes.value_length, Some(100), "general");
+        assert_eq!(s.span_limits.events, 0);
+        assert_eq!(s.span_limits.links, 128, "not the attribute count");
+        assert_eq!(s.span_limits.event_attributes, 10, "general");
+        assert_eq!(s.span_limits.link_attributes, 2);
+        assert_eq!(s.log_record_limits.count, 10, "general");
+        assert_eq!(
+            s.log_record_limits.value_length,
+            Some(7),
+            "the record's own"
+        );
+        for var in [
+            "OTEL_ATTRIBUTE_COUNT_LIMIT",
+            "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+            "OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT",
+            "OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT",
+        ] {
+            for value in ["-1", "many", "2147483648"] {
+                let e = OtlpConfig::new()
+                    .resolve(env(&[(var, value)]), "svc")
+                    .unwrap_err();
+                assert_eq!(e.setting, var, "{e}");
+                assert!(e.reason.contains("from 0 to 2147483647"), "{e}");
+            }
+        }
+    }
+
+    /// A timeout of 0 (no limit in the specification) is refused, saying why; code's
+    /// "no compression" over gRPC, which the exporter cannot be told when the variable
+    /// says gzip, is refused naming the option and the variable.
+    #[test]
+    fn zero_timeouts_and_unappliable_compression_are_refused() {
+        for var in [
+            "OTEL_EXPORTER_OTLP_TIMEOUT",
+            "OTEL_EXPORTER_OTLP_LOGS_TIMEOUT",
+            "OTEL_BSP_EXPORT_TIMEOUT",
+            "OTEL_METRIC_EXPORT_TIMEOUT",
+        ] {
+            let e = OtlpConfig::new()
+                .resolve(env(&[(var, "0")]), "svc")
+                .unwrap_err();
+            assert_eq!(e.setting, var);
+            assert!(e.reason.contains("no limit"), "{e}");
+        }
+        let mut code = OtlpConfig::new();
+        code.compression = Some(Compression::None);
+        code.protocol = Some(Protocol::Grpc);
+        let e = code
+            .resolve(
+                env(&[("OTEL_EXPORTER_OTLP_METRICS_COMPRESSION", "gzip")]),
+                "svc",
+            )
+            .unwrap_err();
+        assert_eq!(e.setting, "with_otlp_compression");
+        assert!(
+            e.reason.contains("OTEL_EXPORTER_OTLP_METRICS_COMPRESSION"),
+            "{e}"
+        );
+        // Over HTTP, code wins: the body is sent as code says.
+        code.protocol = Some(Protocol::HttpProtobuf);
+        let s = code
+            .resolve(env(&[("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")]), "svc")
+            .unwrap();
+        assert_eq!(s.traces.compression, Compression::None);
     }
 }

@@ -60,8 +60,9 @@ pub use propagation::{
 pub use logs::{OtelLogOutput, severity};
 
 pub use config::{
-    BatchSettings, Compression, ConfigError, ENV_VARIABLES, OtlpConfig, ParentRoot, Propagator,
-    Protocol, SIGNALS, Sampling, Settings, SignalSettings, TlsFiles, resource_attribute,
+    AttributeLimits, BatchSettings, Compression, ConfigError, ENV_VARIABLES, ExemplarFilter,
+    HistogramAggregation, MetricSettings, OtlpConfig, ParentRoot, Propagator, Protocol, SIGNALS,
+    Sampling, Settings, SignalSettings, SpanLimits, Temporality, TlsFiles, resource_attribute,
 };
 pub use pipeline::{
     BoundedLogProcessor, BoundedSpanProcessor, LOG_ITEM_BYTES, LOG_QUEUE, LogStats, LogStatsHandle,

@@ -18,8 +18,8 @@ use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, SpanData, SpanExporter, SpanProcessor};
 
 use crate::config::{
-    BatchSettings, Compression, ParentRoot, Propagator, Protocol, Sampling, Settings,
-    SignalSettings,
+    AttributeLimits, BatchSettings, Compression, HistogramAggregation, ParentRoot, Propagator,
+    Protocol, Sampling, Settings, SignalSettings, SpanLimits, Temporality,
 };
 
 /// The longest wait taken as given: a longer one (up to `Duration::MAX`) is a century,
@@ -351,17 +351,27 @@ impl SpanStatsHandle {
     }
 }
 
-struct SpanSink<E>(Arc<Mutex<E>>);
+struct SpanSink<E> {
+    exporter: Arc<Mutex<E>>,
+    /// The longest string attribute value sent, in bytes.
+    value_length: Option<usize>,
+}
 
 impl<E: SpanExporter + 'static> Export<SpanData> for SpanSink<E> {
     fn export(&mut self, batch: &mut Vec<SpanData>) -> OTelSdkResult {
-        let spans = std::mem::take(batch);
-        let exporter = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut spans = std::mem::take(batch);
+        if let Some(max) = self.value_length {
+            // On the export thread: ending a span costs nothing more for the limit.
+            for span in &mut spans {
+                limit_span(span, max);
+            }
+        }
+        let exporter = self.exporter.lock().unwrap_or_else(|p| p.into_inner());
         futures_executor::block_on(exporter.export(spans))
     }
 
     fn shutdown(&mut self, timeout: Duration) -> OTelSdkResult {
-        self.0
+        self.exporter
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .shutdown_with_timeout(timeout)
@@ -388,8 +398,23 @@ impl<E: SpanExporter + 'static> BoundedSpanProcessor<E> {
         exporter: E,
         batch: BatchSettings,
     ) -> std::io::Result<BoundedSpanProcessor<E>> {
+        BoundedSpanProcessor::with_limits(exporter, batch, None)
+    }
+
+    /// [`BoundedSpanProcessor::with_batch`], cutting string attribute values (of spans,
+    /// their events and their links) longer than `value_length` bytes on a UTF-8
+    /// character boundary, on the export thread.
+    pub fn with_limits(
+        exporter: E,
+        batch: BatchSettings,
+        value_length: Option<usize>,
+    ) -> std::io::Result<BoundedSpanProcessor<E>> {
         let exporter = Arc::new(Mutex::new(exporter));
-        let queue = ExportQueue::start("piko-obs-spans", batch, SpanSink(exporter.clone()))?;
+        let sink = SpanSink {
+            exporter: exporter.clone(),
+            value_length,
+        };
+        let queue = ExportQueue::start("piko-obs-spans", batch, sink)?;
         Ok(BoundedSpanProcessor { queue, exporter })
     }
 
@@ -471,14 +496,28 @@ impl LogStatsHandle {
 /// [`LOG_ITEM_BYTES`] bytes.
 type LogItem = (SdkLogRecord, InstrumentationScope);
 
-struct LogSink<E>(Arc<Mutex<E>>);
+struct LogSink<E> {
+    exporter: Arc<Mutex<E>>,
+    limits: AttributeLimits,
+    /// Makes the blank records a record past the limits is copied into (the SDK's
+    /// records cannot lose attributes in place); a provider with no processor.
+    blank: opentelemetry_sdk::logs::SdkLogger,
+}
 
 impl<E: LogExporter + 'static> Export<LogItem> for LogSink<E> {
     fn export(&mut self, batch: &mut Vec<LogItem>) -> OTelSdkResult {
+        if self.limits != AttributeLimits::default() {
+            // On the export thread: emitting a record costs nothing more for the limits.
+            for (record, _) in batch.iter_mut() {
+                if let Some(limited) = limit_log_record(record, self.limits, &self.blank) {
+                    *record = limited;
+                }
+            }
+        }
         let result = {
             let records: Vec<(&SdkLogRecord, &InstrumentationScope)> =
                 batch.iter().map(|b| (&b.0, &b.1)).collect();
-            let exporter = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            let exporter = self.exporter.lock().unwrap_or_else(|p| p.into_inner());
             futures_executor::block_on(exporter.export(LogBatch::new(&records)))
         };
         batch.clear();
@@ -486,7 +525,7 @@ impl<E: LogExporter + 'static> Export<LogItem> for LogSink<E> {
     }
 
     fn shutdown(&mut self, timeout: Duration) -> OTelSdkResult {
-        self.0
+        self.exporter
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .shutdown_with_timeout(timeout)
@@ -515,8 +554,25 @@ impl<E: LogExporter + 'static> BoundedLogProcessor<E> {
         exporter: E,
         batch: BatchSettings,
     ) -> std::io::Result<BoundedLogProcessor<E>> {
+        BoundedLogProcessor::with_limits(exporter, batch, AttributeLimits::default())
+    }
+
+    /// [`BoundedLogProcessor::with_batch`], keeping at most `limits.count` attributes of
+    /// a record (the first ones) and cutting string values longer than
+    /// `limits.value_length` bytes on a UTF-8 character boundary, on the export thread.
+    pub fn with_limits(
+        exporter: E,
+        batch: BatchSettings,
+        limits: AttributeLimits,
+    ) -> std::io::Result<BoundedLogProcessor<E>> {
+        use opentelemetry::logs::LoggerProvider as _;
         let exporter = Arc::new(Mutex::new(exporter));
-        let queue = ExportQueue::start("piko-obs-logs", batch, LogSink(exporter.clone()))?;
+        let sink = LogSink {
+            exporter: exporter.clone(),
+            limits,
+            blank: SdkLoggerProvider::builder().build().logger("piko-obs"),
+        };
+        let queue = ExportQueue::start("piko-obs-logs", batch, sink)?;
         Ok(BoundedLogProcessor { queue, exporter })
     }
 
@@ -550,6 +606,135 @@ impl<E: LogExporter + 'static> LogProcessor for BoundedLogProcessor<E> {
             .unwrap_or_else(|p| p.into_inner())
             .set_resource(resource);
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Attribute limits
+
+/// `text` cut to at most `max` bytes on a UTF-8 character boundary, when it is longer.
+fn cut(text: &str, max: usize) -> Option<&str> {
+    if text.len() <= max {
+        return None;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    Some(&text[..end])
+}
+
+/// Cuts a string value, or each string of an array, to `max` bytes.
+fn limit_value(value: &mut opentelemetry::Value, max: usize) {
+    use opentelemetry::{Array, StringValue, Value};
+    match value {
+        Value::String(s) => {
+            if let Some(short) = cut(s.as_str(), max) {
+                *s = StringValue::from(short.to_string());
+            }
+        }
+        Value::Array(Array::String(list)) => {
+            for s in list {
+                if let Some(short) = cut(s.as_str(), max) {
+                    *s = StringValue::from(short.to_string());
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Cuts the string attribute values of a span, its events and its links to `max`
+/// bytes.
+fn limit_span(span: &mut SpanData, max: usize) {
+    let events = span.events.events.iter_mut().map(|e| &mut e.attributes);
+    let links = span.links.links.iter_mut().map(|l| &mut l.attributes);
+    for attributes in std::iter::once(&mut span.attributes)
+        .chain(events)
+        .chain(links)
+    {
+        for kv in attributes {
+            limit_value(&mut kv.value, max);
+        }
+    }
+}
+
+/// Cuts the strings of a log attribute's value (at any depth) to `max` bytes; whether
+/// it changed anything.
+fn limit_any(value: &mut opentelemetry::logs::AnyValue, max: usize) -> bool {
+    use opentelemetry::logs::AnyValue;
+    match value {
+        AnyValue::String(s) => match cut(s.as_str(), max) {
+            Some(short) => {
+                *s = opentelemetry::StringValue::from(short.to_string());
+                true
+            }
+            None => false,
+        },
+        AnyValue::ListAny(list) => list.iter_mut().fold(false, |c, v| limit_any(v, max) | c),
+        AnyValue::Map(map) => map.values_mut().fold(false, |c, v| limit_any(v, max) | c),
+        _ => false,
+    }
+}
+
+/// Whether a log attribute's value has a string longer than `max` bytes.
+fn too_long(value: &opentelemetry::logs::AnyValue, max: usize) -> bool {
+    use opentelemetry::logs::AnyValue;
+    match value {
+        AnyValue::String(s) => s.as_str().len() > max,
+        AnyValue::ListAny(list) => list.iter().any(|v| too_long(v, max)),
+        AnyValue::Map(map) => map.values().any(|v| too_long(v, max)),
+        _ => false,
+    }
+}
+
+/// A copy of `record` within `limits` (its first `count` attributes, strings cut to the
+/// value length), made from a blank record of `blank`; `None` when it is within them.
+fn limit_log_record(
+    record: &SdkLogRecord,
+    limits: AttributeLimits,
+    blank: &opentelemetry_sdk::logs::SdkLogger,
+) -> Option<SdkLogRecord> {
+    use opentelemetry::logs::{LogRecord as _, Logger as _};
+    let count = record.attributes_iter().count();
+    let long = limits
+        .value_length
+        .is_some_and(|max| record.attributes_iter().any(|(_, v)| too_long(v, max)));
+    if count <= limits.count && !long {
+        return None;
+    }
+    let mut r = blank.create_log_record();
+    if let Some(name) = record.event_name() {
+        r.set_event_name(name);
+    }
+    if let Some(target) = record.target() {
+        r.set_target(target.clone());
+    }
+    if let Some(t) = record.timestamp() {
+        r.set_timestamp(t);
+    }
+    if let Some(t) = record.observed_timestamp() {
+        r.set_observed_timestamp(t);
+    }
+    if let Some(tc) = record.trace_context() {
+        r.set_trace_context(tc.trace_id, tc.span_id, tc.trace_flags);
+    }
+    if let Some(text) = record.severity_text() {
+        r.set_severity_text(text);
+    }
+    if let Some(n) = record.severity_number() {
+        r.set_severity_number(n);
+    }
+    if let Some(body) = record.body() {
+        r.set_body(body.clone());
+    }
+    for (key, value) in record.attributes_iter().take(limits.count) {
+        let mut value = value.clone();
+        if let Some(max) = limits.value_length {
+            limit_any(&mut value, max);
+        }
+        r.add_attribute(key.clone(), value);
+    }
+    Some(r)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -593,6 +778,70 @@ fn sampler(s: Sampling) -> Sampler {
     }
 }
 
+/// The SDK's span limits for `limits` (the value length is applied by the span
+/// processor, as the SDK has none).
+fn span_limits(limits: &SpanLimits) -> opentelemetry_sdk::trace::SpanLimits {
+    let n = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
+    opentelemetry_sdk::trace::SpanLimits {
+        max_attributes_per_span: n(limits.attributes.count),
+        max_events_per_span: n(limits.events),
+        max_links_per_span: n(limits.links),
+        max_attributes_per_event: n(limits.event_attributes),
+        max_attributes_per_link: n(limits.link_attributes),
+    }
+}
+
+fn temporality(t: Temporality) -> opentelemetry_sdk::metrics::Temporality {
+    match t {
+        Temporality::Cumulative => opentelemetry_sdk::metrics::Temporality::Cumulative,
+        Temporality::Delta => opentelemetry_sdk::metrics::Temporality::Delta,
+        Temporality::LowMemory => opentelemetry_sdk::metrics::Temporality::LowMemory,
+    }
+}
+
+/// One view for every histogram: a histogram of `buckets` (its Prometheus name, as the
+/// `metrics` macros record it, and its bounds) goes out under its convention name with
+/// those buckets; any other histogram with `default` (nothing for explicit buckets: the
+/// SDK's defaults, or the instrument's advice). One view, so that no histogram matches
+/// two and goes out twice.
+fn histogram_view(
+    buckets: &[(String, Vec<f64>)],
+    default: HistogramAggregation,
+) -> impl Fn(&opentelemetry_sdk::metrics::Instrument) -> Option<opentelemetry_sdk::metrics::Stream>
++ Send
++ Sync
++ 'static {
+    use opentelemetry_sdk::metrics::{Aggregation, InstrumentKind, Stream};
+    let declared: HashMap<String, Vec<f64>> = buckets
+        .iter()
+        .map(|(name, bounds)| {
+            let (otel, _) =
+                crate::otel_name(name, crate::metrics_bridge::InstrumentKind::Histogram);
+            (otel.to_string(), bounds.clone())
+        })
+        .collect();
+    move |i: &opentelemetry_sdk::metrics::Instrument| {
+        let aggregation = match declared.get(i.name()) {
+            Some(bounds) => Aggregation::ExplicitBucketHistogram {
+                boundaries: bounds.clone(),
+                record_min_max: true,
+            },
+            None if i.kind() == InstrumentKind::Histogram
+                && default == HistogramAggregation::Base2Exponential =>
+            {
+                // The specification's defaults for the exponential histogram.
+                Aggregation::Base2ExponentialHistogram {
+                    max_size: 160,
+                    max_scale: 20,
+                    record_min_max: true,
+                }
+            }
+            None => return None,
+        };
+        Stream::builder().with_aggregation(aggregation).build().ok()
+    }
+}
+
 /// The propagator `propagators` name, composed in order (none: one that carries
 /// nothing).
 pub fn text_map_propagator(
@@ -609,6 +858,9 @@ pub fn text_map_propagator(
                         }
                         Propagator::Baggage => {
                             Box::new(opentelemetry_sdk::propagation::BaggagePropagator::new())
+                        }
+                        Propagator::XRay => {
+                            Box::new(opentelemetry_aws::trace::XrayPropagator::new())
                         }
                     }
                 },
@@ -643,7 +895,7 @@ impl Transport {
         Ok(match settings.protocol {
             Protocol::Grpc if https => Transport::Grpc(Some(tonic_tls(settings)?)),
             Protocol::Grpc => Transport::Grpc(None),
-            Protocol::HttpProtobuf => Transport::Http(http_client(settings)?),
+            Protocol::HttpProtobuf | Protocol::HttpJson => Transport::Http(http_client(settings)?),
         })
     }
 }
@@ -753,9 +1005,16 @@ fn metadata(settings: &SignalSettings) -> Result<tonic::metadata::MetadataMap, S
 /// the environment itself (it applies `OTEL_EXPORTER_OTLP_*HEADERS` after the headers
 /// it is given): so code wins per header name, as the settings resolved. `Debug` shows
 /// the names only.
+///
+/// It also sends the body as the settings say: the exporter reads
+/// `OTEL_EXPORTER_OTLP_*COMPRESSION` itself and has no setting for "none", so with
+/// compression off in code and `gzip` in the variable it hands over a gzip body, which
+/// is sent inflated (`uncompressed`).
 struct HeadersLast {
     client: reqwest::blocking::Client,
     headers: http::HeaderMap,
+    /// Compression is off: a gzip body from the exporter is sent inflated.
+    uncompressed: bool,
 }
 
 impl std::fmt::Debug for HeadersLast {
@@ -787,6 +1046,23 @@ impl opentelemetry_http::HttpClient for HeadersLast {
     {
         for (name, value) in &self.headers {
             request.headers_mut().insert(name.clone(), value.clone());
+        }
+        if self.uncompressed
+            && request
+                .headers()
+                .get(http::header::CONTENT_ENCODING)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"))
+        {
+            use std::io::Read as _;
+            let mut body = Vec::new();
+            // The exporter's own gzip output: it inflates; if not, it is sent as it is.
+            if flate2::read::GzDecoder::new(request.body().as_ref())
+                .read_to_end(&mut body)
+                .is_ok()
+            {
+                request.headers_mut().remove(http::header::CONTENT_ENCODING);
+                *request.body_mut() = opentelemetry_http::Bytes::from(body);
+            }
         }
         opentelemetry_http::HttpClient::send_bytes(&self.client, request)
     }
@@ -848,15 +1124,20 @@ macro_rules! exporter {
             }
             Transport::Http(client) => {
                 let headers: HashMap<String, String> = s.headers.clone().into_iter().collect();
+                let protocol = match s.protocol {
+                    Protocol::HttpJson => opentelemetry_otlp::Protocol::HttpJson,
+                    _ => opentelemetry_otlp::Protocol::HttpBinary,
+                };
                 let mut b = $builder
                     .with_http()
-                    .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+                    .with_protocol(protocol)
                     .with_endpoint(s.url.clone())
                     .with_timeout(timeout)
                     .with_headers(headers)
                     .with_http_client(HeadersLast {
                         client,
                         headers: header_map(s),
+                        uncompressed: s.compression == Compression::None,
                     });
                 if s.compression == Compression::Gzip {
                     b = b.with_compression(opentelemetry_otlp::Compression::Gzip);
@@ -886,6 +1167,7 @@ impl Pipeline {
         let resource = resource(settings);
         let mut tracer_provider = SdkTracerProvider::builder()
             .with_sampler(sampler(settings.sampling))
+            .with_span_limits(span_limits(&settings.span_limits))
             .with_resource(resource.clone());
         // A signal turned off (`OTEL_<SIGNAL>_EXPORTER=none`) has a provider with no
         // exporter: what is recorded goes nowhere, and nothing is counted as dropped.
@@ -900,38 +1182,27 @@ impl Pipeline {
                 opentelemetry_otlp::SpanExporter::builder(),
                 "traces"
             );
-            let processor = BoundedSpanProcessor::with_batch(spans, settings.span_batch)
-                .map_err(StartError::Thread)?;
+            let processor = BoundedSpanProcessor::with_limits(
+                spans,
+                settings.span_batch,
+                settings.span_limits.attributes.value_length,
+            )
+            .map_err(StartError::Thread)?;
             span_stats = processor.stats_handle();
             tracer_provider = tracer_provider.with_span_processor(processor);
         }
-        let mut meter_provider = SdkMeterProvider::builder().with_resource(resource.clone());
-        for (name, bounds) in buckets {
-            let (otel, _) =
-                crate::otel_name(name, crate::metrics_bridge::InstrumentKind::Histogram);
-            let bounds = bounds.clone();
-            meter_provider =
-                meter_provider.with_view(move |i: &opentelemetry_sdk::metrics::Instrument| {
-                    (i.name() == otel)
-                        .then(|| {
-                            opentelemetry_sdk::metrics::Stream::builder()
-                            .with_aggregation(
-                                opentelemetry_sdk::metrics::Aggregation::ExplicitBucketHistogram {
-                                    boundaries: bounds.clone(),
-                                    record_min_max: true,
-                                },
-                            )
-                            .build()
-                            .ok()
-                        })
-                        .flatten()
-                });
-        }
+        let mut meter_provider = SdkMeterProvider::builder()
+            .with_resource(resource.clone())
+            .with_view(histogram_view(
+                buckets,
+                settings.metric.histogram_aggregation,
+            ));
         if settings.metrics.enabled {
             let metrics = exporter!(
                 &settings.metrics,
                 settings.metrics.timeout.min(settings.metric_export_timeout),
-                opentelemetry_otlp::MetricExporter::builder(),
+                opentelemetry_otlp::MetricExporter::builder()
+                    .with_temporality(temporality(settings.metric.temporality)),
                 "metrics"
             );
             let reader = PeriodicReader::builder(metrics)
@@ -948,8 +1219,12 @@ impl Pipeline {
                 opentelemetry_otlp::LogExporter::builder(),
                 "logs"
             );
-            let processor = BoundedLogProcessor::with_batch(logs, settings.log_batch)
-                .map_err(StartError::Thread)?;
+            let processor = BoundedLogProcessor::with_limits(
+                logs,
+                settings.log_batch,
+                settings.log_record_limits,
+            )
+            .map_err(StartError::Thread)?;
             log_stats = processor.stats_handle();
             logger_provider = logger_provider.with_log_processor(processor);
         }
@@ -1042,6 +1317,33 @@ mod tests {
             );
             assert!(!text.contains("s3cr"), "{text}");
         }
+    }
+
+    /// Values are cut to at most the limit in bytes, never inside a character.
+    #[test]
+    fn values_are_cut_on_a_character_boundary() {
+        assert_eq!(cut("héllo", 2), Some("h"), "é is two bytes: not split");
+        assert_eq!(cut("héllo", 3), Some("hé"));
+        assert_eq!(cut("héllo", 6), None, "six bytes fit");
+        assert_eq!(cut("日本", 2), Some(""));
+        assert_eq!(cut("", 0), None);
+        let mut v = opentelemetry::Value::from("abcdef");
+        limit_value(&mut v, 4);
+        assert_eq!(v.as_str(), "abcd");
+        let mut any = opentelemetry::logs::AnyValue::ListAny(Box::new(vec![
+            opentelemetry::logs::AnyValue::from("ünïcode"),
+            opentelemetry::logs::AnyValue::from(7),
+        ]));
+        assert!(too_long(&any, 5));
+        assert!(limit_any(&mut any, 5));
+        assert!(!too_long(&any, 5));
+        assert_eq!(
+            any,
+            opentelemetry::logs::AnyValue::ListAny(Box::new(vec![
+                opentelemetry::logs::AnyValue::from("ünï"),
+                opentelemetry::logs::AnyValue::from(7),
+            ]))
+        );
     }
 
     /// Reports each batch's size on a channel.
