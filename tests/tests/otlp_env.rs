@@ -3,7 +3,8 @@
 //! read them, checked at the OTLP receiver: code wins per header name over
 //! `OTEL_EXPORTER_OTLP_HEADERS` over both protocols; a signal's own variables; the
 //! `OTEL_<SIGNAL>_EXPORTER` switches; `OTEL_SDK_DISABLED` as a kill switch; the default
-//! protocol; and bad values named in `init()`'s error.
+//! protocol and http/json; code's compression over the variable's, on the wire; the
+//! temporality preference; the propagators; and bad values named in `init()`'s error.
 
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -162,6 +163,10 @@ fn propagators_are_the_ones_named() {
         (Some("baggage"), "baggage"),
         (Some("tracecontext"), "traceparent,tracestate"),
         (Some("none"), ""),
+        (
+            Some("tracecontext,xray,baggage"),
+            "baggage,traceparent,tracestate,x-amzn-trace-id",
+        ),
     ] {
         let env: Vec<(&str, &str)> = value.map(|v| ("OTEL_PROPAGATORS", v)).into_iter().collect();
         let out = probe(Some(&receiver.http_endpoint()), &env);
@@ -200,6 +205,27 @@ fn bad_values_name_their_variable() {
         ),
         ("OTEL_TRACES_EXPORTER", "zipkin", "OTEL_TRACES_EXPORTER:"),
         ("OTEL_PROPAGATORS", "b3", "OTEL_PROPAGATORS:"),
+        ("OTEL_PROPAGATORS", "jaeger", "OTEL_PROPAGATORS:"),
+        (
+            "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",
+            "deltas",
+            "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE:",
+        ),
+        (
+            "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+            "-1",
+            "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT:",
+        ),
+        (
+            "OTEL_METRICS_EXEMPLAR_FILTER",
+            "sometimes",
+            "OTEL_METRICS_EXEMPLAR_FILTER:",
+        ),
+        (
+            "OTEL_EXPORTER_OTLP_TIMEOUT",
+            "0",
+            "OTEL_EXPORTER_OTLP_TIMEOUT:",
+        ),
         (
             "OTEL_METRIC_EXPORT_TIMEOUT",
             "30s",
@@ -219,5 +245,107 @@ fn bad_values_name_their_variable() {
         );
         assert!(!out.contains("init: ok"), "{var}: {out}");
         assert!(!out.contains("s3cret"), "{out}");
+    }
+}
+
+/// Code's compression wins over `OTEL_EXPORTER_OTLP_COMPRESSION`, which the exporters
+/// also read themselves: with `with_otlp_compression(Compression::None)` and the
+/// variable at `gzip`, the receiver gets the three signals uncompressed over HTTP;
+/// without the option, gzip (so the variable is read, and code is what wins). Over
+/// gRPC, where the exporter cannot be told "none", `init()` fails naming the option
+/// and the variable instead of compressing against code's word.
+#[test]
+fn code_compression_wins_on_the_wire() {
+    for (code_none, expected) in [(true, None), (false, Some("gzip"))] {
+        let receiver = OtlpReceiver::start();
+        let mut env = vec![("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")];
+        if code_none {
+            env.push(("PROBE_CODE_NO_COMPRESSION", "1"));
+        }
+        let out = probe(Some(&receiver.http_endpoint()), &env);
+        assert!(out.contains("init: ok"), "{out}");
+        let got = all_three(&receiver);
+        let seen = header_of_each(&got, "content-encoding");
+        assert!(seen.len() >= 3, "{seen:?}");
+        for (signal, protocol, encoding) in seen {
+            assert_eq!(protocol, "http", "{signal}");
+            assert_eq!(
+                encoding.as_deref(),
+                expected,
+                "code none: {code_none}, {signal}"
+            );
+        }
+    }
+    let receiver = OtlpReceiver::start();
+    let out = probe(
+        Some(&receiver.grpc_endpoint()),
+        &[
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "gzip"),
+            ("PROBE_CODE_NO_COMPRESSION", "1"),
+        ],
+    );
+    assert!(
+        out.contains("init: with_otlp_compression: none cannot apply over gRPC")
+            && out.contains("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION"),
+        "{out}"
+    );
+}
+
+/// `OTEL_EXPORTER_OTLP_PROTOCOL=http/json`: the three signals arrive as JSON bodies,
+/// which the receiver decodes.
+#[test]
+fn http_json_from_the_environment() {
+    let receiver = OtlpReceiver::start();
+    let out = probe(
+        Some(&receiver.http_endpoint()),
+        &[("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")],
+    );
+    assert!(out.contains("init: ok"), "{out}");
+    let got = all_three(&receiver);
+    for (signal, protocol, content_type) in header_of_each(&got, "content-type") {
+        assert_eq!(protocol, "http", "{signal}");
+        assert_eq!(
+            content_type.as_deref(),
+            Some("application/json"),
+            "{signal}"
+        );
+    }
+    assert!(
+        got.spans().iter().any(|s| s.name == "probe span"),
+        "{:?}",
+        got.spans()
+    );
+}
+
+/// `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE=delta` in the process's own
+/// environment: the probe's counter arrives as a delta sum.
+#[test]
+fn temporality_preference_from_the_environment() {
+    use opentelemetry_proto::tonic::metrics::v1::AggregationTemporality;
+    use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+
+    for (preference, expected) in [
+        ("delta", AggregationTemporality::Delta),
+        ("cumulative", AggregationTemporality::Cumulative),
+    ] {
+        let receiver = OtlpReceiver::start();
+        let out = probe(
+            Some(&receiver.http_endpoint()),
+            &[(
+                "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",
+                preference,
+            )],
+        );
+        assert!(out.contains("init: ok"), "{out}");
+        let got = receiver.wait_until(Duration::from_secs(10), |r| {
+            r.last_metric("probe_runs").is_some()
+        });
+        match got.last_metric("probe_runs").and_then(|m| m.data) {
+            Some(Data::Sum(s)) => {
+                assert_eq!(s.aggregation_temporality, expected as i32, "{preference}")
+            }
+            other => panic!("a sum: {other:?}"),
+        }
     }
 }

@@ -22,7 +22,8 @@
 //!   installed first (writing to stderr), then a prod `init()` and an event;
 //! - `otlp [ENDPOINT]`: `init()` with OTLP from the `OTEL_*` variables, and in code the
 //!   endpoint ENDPOINT (if given) with `with_otlp_enabled(true)` and the header
-//!   `authorization: code` (`PROBE_CODE_HEADER=1`); then a span with a log line inside
+//!   `authorization: code` (`PROBE_CODE_HEADER=1`) and no compression
+//!   (`PROBE_CODE_NO_COMPRESSION=1`); then a span with a log line inside
 //!   and a counter, and a shutdown; prints `init: ok` or `init: <error>`, then
 //!   `propagated: NAMES`, the headers the installed propagators carry on from an
 //!   incoming `traceparent` and `baggage`.
@@ -225,6 +226,9 @@ fn main() -> ExitCode {
             }
             if std::env::var("PROBE_CODE_HEADER").is_ok() {
                 b = b.with_otlp_headers([("authorization", "code")]);
+            }
+            if std::env::var("PROBE_CODE_NO_COMPRESSION").is_ok() {
+                b = b.with_otlp_compression(piko_obs::otlp::Compression::None);
             }
             let guard = match b.init() {
                 Ok(g) => g,
