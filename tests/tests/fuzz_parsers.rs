@@ -285,12 +285,13 @@ fn fuzz_otlp_settings_never_panic_and_errors_name_the_variable() {
                 }
                 Ok(s) => {
                     prop_assert!(
-                        s.endpoint.starts_with("http://") || s.endpoint.starts_with("https://"),
+                        s.general.url.starts_with("http://")
+                            || s.general.url.starts_with("https://"),
                         "{}",
-                        s.endpoint
+                        s.general.url
                     );
-                    prop_assert!(!s.timeout.is_zero() && !s.metric_interval.is_zero());
-                    for (k, v) in &s.headers {
+                    prop_assert!(!s.general.timeout.is_zero() && !s.metric_interval.is_zero());
+                    for (k, v) in &s.general.headers {
                         prop_assert_eq!(k, &k.to_ascii_lowercase());
                         prop_assert!(
                             !v.contains(['\r', '\n', '\0']),
@@ -301,7 +302,7 @@ fn fuzz_otlp_settings_never_panic_and_errors_name_the_variable() {
                     }
                     if !headers.to_ascii_lowercase().contains("authorization") {
                         prop_assert_eq!(
-                            s.headers.get("authorization"),
+                            s.general.headers.get("authorization"),
                             Some(&format!("Bearer {token}"))
                         );
                     }

@@ -153,20 +153,11 @@ pub enum ParentRoot {
 pub struct Settings {
     /// Whether to export.
     pub enabled: bool,
-    /// The protocol.
-    pub protocol: Protocol,
-    /// The collector's base URL (`http://` or `https://`).
-    pub endpoint: String,
-    /// Headers, by name.
-    pub headers: BTreeMap<String, String>,
-    /// TLS files.
-    pub tls: TlsFiles,
-    /// What the TLS files held, read when the settings resolved.
-    pub(crate) pem: TlsPem,
-    /// The bound on one export.
-    pub timeout: Duration,
-    /// Compression.
-    pub compression: Compression,
+    /// The settings from code and the general variables only
+    /// (`OTEL_EXPORTER_OTLP_*`), with `url` the collector's base URL (`http://` or
+    /// `https://`, no `/v1/<signal>` path): what a signal without variables of its own
+    /// gets.
+    pub general: SignalSettings,
     /// Sampling.
     pub sampling: Sampling,
     /// Resource attributes (service name, version, environment, detected ones, and
@@ -441,16 +432,7 @@ impl std::fmt::Debug for Settings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Settings")
             .field("enabled", &self.enabled)
-            .field("protocol", &self.protocol)
-            .field("endpoint", &self.endpoint)
-            .field(
-                "header_names",
-                &HeaderNames(self.headers.keys().map(String::as_str)),
-            )
-            .field("tls", &self.tls)
-            .field("pem", &self.pem)
-            .field("timeout", &self.timeout)
-            .field("compression", &self.compression)
+            .field("general", &self.general)
             .field("sampling", &self.sampling)
             .field("resource", &self.resource)
             .field("metric_interval", &self.metric_interval)
@@ -475,7 +457,7 @@ impl Settings {
     pub fn signal_url(&self, signal: &str) -> String {
         match self.signal(signal) {
             Some(s) => s.url.clone(),
-            None => base_url(self.protocol, &self.endpoint, signal),
+            None => base_url(self.general.protocol, &self.general.url, signal),
         }
     }
 
@@ -853,7 +835,8 @@ impl OtlpConfig {
                 .iter()
                 .any(|(_, v)| env(&format!("OTEL_EXPORTER_OTLP_{v}_ENDPOINT")).is_some());
         let enabled = !disabled && self.enabled.unwrap_or(any_endpoint);
-        let general = self.signal_settings(&env, None)?;
+        let mut general = self.signal_settings(&env, None)?;
+        general.enabled = enabled;
         let mut signals = Vec::with_capacity(3);
         for (name, var) in SIGNALS {
             let mut s = self.signal_settings(&env, Some((name, var)))?;
@@ -894,13 +877,7 @@ impl OtlpConfig {
         let resource = self.resource(&env, service_name)?;
         Ok(Settings {
             enabled,
-            protocol: general.protocol,
-            endpoint: general.url,
-            headers: general.headers,
-            tls: general.tls,
-            pem: general.pem,
-            timeout: general.timeout,
-            compression: general.compression,
+            general,
             sampling,
             resource,
             metric_interval,
@@ -1582,14 +1559,14 @@ mod tests {
         let s = OtlpConfig::new().resolve(env(&[]), "svc").unwrap();
         assert!(!s.enabled, "no endpoint anywhere: off");
         assert_eq!(
-            s.protocol,
+            s.general.protocol,
             Protocol::HttpProtobuf,
             "the specification's default"
         );
-        assert_eq!(s.endpoint, "http://localhost:4318");
+        assert_eq!(s.general.url, "http://localhost:4318");
         assert_eq!(s.signal_url("traces"), "http://localhost:4318/v1/traces");
         assert_eq!(s.signal_url("logs"), "http://localhost:4318/v1/logs");
-        assert_eq!(s.timeout, Duration::from_secs(10));
+        assert_eq!(s.general.timeout, Duration::from_secs(10));
         assert_eq!(s.metric_interval, Duration::from_secs(60));
         assert_eq!(s.metric_export_timeout, Duration::from_secs(30));
         assert_eq!(s.sampling, Sampling::ParentBased(ParentRoot::AlwaysOn));
@@ -1605,7 +1582,7 @@ mod tests {
         grpc.protocol = Some(Protocol::Grpc);
         let s = grpc.resolve(env(&[]), "svc").unwrap();
         assert_eq!(
-            s.endpoint, "http://localhost:4317",
+            s.general.url, "http://localhost:4317",
             "gRPC goes to the gRPC port"
         );
         assert_eq!(s.signal_url("metrics"), "http://localhost:4317");
@@ -1632,11 +1609,11 @@ mod tests {
         ]);
         let s = OtlpConfig::new().resolve(&vars, "svc").unwrap();
         assert!(s.enabled, "an endpoint in the environment turns export on");
-        assert_eq!(s.protocol, Protocol::HttpProtobuf);
-        assert_eq!(s.endpoint, "http://collector:4318");
+        assert_eq!(s.general.protocol, Protocol::HttpProtobuf);
+        assert_eq!(s.general.url, "http://collector:4318");
         assert_eq!(s.signal_url("metrics"), "http://collector:4318/v1/metrics");
-        assert_eq!(s.headers["authorization"], "Bearer abc");
-        assert_eq!(s.timeout, Duration::from_millis(2500));
+        assert_eq!(s.general.headers["authorization"], "Bearer abc");
+        assert_eq!(s.general.timeout, Duration::from_millis(2500));
         assert_eq!(s.resource["service.name"], "from-env");
         assert_eq!(s.resource["team"], "core");
         assert_eq!(s.sampling, Sampling::Ratio(0.25));
@@ -1653,14 +1630,14 @@ mod tests {
         code.enabled = Some(false);
         let s = code.resolve(&vars, "svc").unwrap();
         assert!(!s.enabled);
-        assert_eq!(s.protocol, Protocol::Grpc);
-        assert_eq!(s.endpoint, "http://127.0.0.1:4317");
-        assert_eq!(s.headers["authorization"], "Bearer code");
+        assert_eq!(s.general.protocol, Protocol::Grpc);
+        assert_eq!(s.general.url, "http://127.0.0.1:4317");
+        assert_eq!(s.general.headers["authorization"], "Bearer code");
         assert_eq!(
-            s.headers["x-team"], "core",
+            s.general.headers["x-team"], "core",
             "the variable's other headers stay"
         );
-        assert_eq!(s.timeout, Duration::from_secs(3));
+        assert_eq!(s.general.timeout, Duration::from_secs(3));
         assert_eq!(s.resource["service.name"], "from-code");
         assert_eq!(s.sampling, Sampling::ParentBased(ParentRoot::Ratio(0.5)));
         assert_eq!(s.metric_interval, Duration::from_secs(1));
@@ -1915,19 +1892,19 @@ mod tests {
             c.resolve(env(&[]), "svc")
         };
         assert_eq!(
-            resolve("collector:4317", None).unwrap().endpoint,
+            resolve("collector:4317", None).unwrap().general.url,
             "https://collector:4317"
         );
         assert_eq!(
-            resolve("collector:4317", Some(true)).unwrap().endpoint,
+            resolve("collector:4317", Some(true)).unwrap().general.url,
             "http://collector:4317"
         );
         assert_eq!(
-            resolve("https://c:4317", None).unwrap().endpoint,
+            resolve("https://c:4317", None).unwrap().general.url,
             "https://c:4317"
         );
         assert_eq!(
-            resolve("http://c:4317", None).unwrap().endpoint,
+            resolve("http://c:4317", None).unwrap().general.url,
             "http://c:4317"
         );
         let e = resolve("https://c:4317", Some(true)).unwrap_err();

@@ -1039,7 +1039,11 @@ impl Builder {
             if otlp_pipeline.is_some() {
                 format!(
                     "{} {}",
-                    otlp_settings.protocol.as_str(),
+                    otlp_settings
+                        .signal(signal)
+                        .unwrap_or(&otlp_settings.general)
+                        .protocol
+                        .as_str(),
                     settings::shown_url(&otlp_settings.signal_url(signal))
                 )
             } else {
