@@ -2,7 +2,8 @@
 //! variables.
 //!
 //! [`Pipeline::start`] builds the tracer, meter and logger providers with OTLP exporters
-//! (gRPC through tonic, or HTTP/protobuf through a blocking reqwest client with rustls),
+//! (gRPC through tonic, or HTTP/protobuf or HTTP/JSON through a blocking reqwest client
+//! with rustls),
 //! spans going through a [`BoundedSpanProcessor`] and log records through a
 //! [`BoundedLogProcessor`], each counting what does not fit and what fails to export.
 //!
