@@ -610,7 +610,7 @@ impl Builder {
         self
     }
     /// `http/protobuf` (default, as the OpenTelemetry specification says; `http` too;
-    /// port 4318) or `grpc` (port 4317); checked by `init()`.
+    /// port 4318), `http/json` (port 4318) or `grpc` (port 4317); checked by `init()`.
     pub fn with_otlp_protocol(mut self, protocol: impl Into<String>) -> Self {
         self.otlp_protocol = Some(protocol.into());
         self
