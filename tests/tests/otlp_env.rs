@@ -349,3 +349,41 @@ fn temporality_preference_from_the_environment() {
         }
     }
 }
+
+/// The log-record limits from the process's environment, through the facade's log
+/// output: the probe's line inside its span arrives with its first attribute only
+/// (`logger`), cut to 2 bytes, and the span's own ids as its trace context.
+#[test]
+fn log_record_limits_from_the_environment() {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+
+    let receiver = OtlpReceiver::start();
+    let out = probe(
+        Some(&receiver.http_endpoint()),
+        &[
+            ("OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT", "1"),
+            ("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "2"),
+        ],
+    );
+    assert!(out.contains("init: ok"), "{out}");
+    let got = all_three(&receiver);
+    let record = got
+        .log_records()
+        .into_iter()
+        .find(|r| format!("{:?}", r.body).contains("inside the probe span"))
+        .unwrap_or_else(|| panic!("{:?}", got.log_records()));
+    let attributes: Vec<(String, Option<Value>)> = record
+        .attributes
+        .iter()
+        .map(|a| (a.key.clone(), a.value.clone().and_then(|v| v.value)))
+        .collect();
+    assert_eq!(
+        attributes,
+        vec![("logger".to_string(), Some(Value::StringValue("ap".into())))]
+    );
+    assert_eq!(
+        record.trace_id.len(),
+        16,
+        "the record keeps its trace context"
+    );
+}
