@@ -972,12 +972,12 @@ impl OtlpConfig {
             },
         };
         let env_compression = var("COMPRESSION");
-        if let (Some(Compression::None), Protocol::Grpc, Some((name, c))) =
-            (self.compression, protocol, &env_compression)
+        if let (Some(_), Some(Compression::None), Protocol::Grpc, Some((name, c))) =
+            (signal, self.compression, protocol, &env_compression)
             && c.trim().eq_ignore_ascii_case("gzip")
         {
-            // Over HTTP piko-obs sends the body as code says; the gRPC exporter reads
-            // the variable itself and has no setting that says "none".
+            // Over HTTP piko-obs sends the body as code says; a signal's gRPC exporter
+            // reads the variable itself and has no setting that says "none".
             return Err(err(
                 "with_otlp_compression",
                 format!(

@@ -96,7 +96,8 @@ enum Control {
 }
 
 /// A bounded queue in front of a thread exporting batches of up to a set number of
-/// items (512 by default) every set delay (1 s by default), or sooner when a batch is
+/// items (512 by default) every set delay (5 s for spans and 1 s for log records by
+/// default), or sooner when a batch is
 /// full. Pushing never waits: an item that
 /// does not fit, or comes after shutdown, is dropped and counted. The thread sleeps
 /// until a batch is full, the delay is up, or it is asked to flush or shut down, so
@@ -217,12 +218,12 @@ impl<T: Send + 'static> ExportQueue<T> {
     }
 }
 
-/// The default batch settings with a queue of `capacity` items.
-fn queue_of(capacity: usize) -> BatchSettings {
+/// `defaults` with a queue of `capacity` items.
+fn queue_of(defaults: BatchSettings, capacity: usize) -> BatchSettings {
     BatchSettings {
         max_queue_size: capacity,
         max_export_batch_size: BATCH.min(capacity.max(1)),
-        ..BatchSettings::default()
+        ..defaults
     }
 }
 
@@ -379,8 +380,8 @@ impl<E: SpanExporter + 'static> Export<SpanData> for SpanSink<E> {
 }
 
 /// A batch span processor with a bounded queue: spans that do not fit are dropped and
-/// counted, never waited for; a thread exports batches of up to 512 spans every
-/// second (or sooner when a batch is full).
+/// counted, never waited for; a thread exports batches of up to 512 spans every 5
+/// seconds by default (or sooner when a batch is full).
 #[derive(Debug)]
 pub struct BoundedSpanProcessor<E: SpanExporter + 'static> {
     queue: ExportQueue<SpanData>,
@@ -390,7 +391,7 @@ pub struct BoundedSpanProcessor<E: SpanExporter + 'static> {
 impl<E: SpanExporter + 'static> BoundedSpanProcessor<E> {
     /// A processor exporting through `exporter`, with room for `capacity` spans.
     pub fn new(exporter: E, capacity: usize) -> std::io::Result<BoundedSpanProcessor<E>> {
-        BoundedSpanProcessor::with_batch(exporter, queue_of(capacity))
+        BoundedSpanProcessor::with_batch(exporter, queue_of(BatchSettings::spans(), capacity))
     }
 
     /// A processor exporting through `exporter`, its queue and batches as `batch` says.
@@ -546,7 +547,7 @@ pub struct BoundedLogProcessor<E: LogExporter + 'static> {
 impl<E: LogExporter + 'static> BoundedLogProcessor<E> {
     /// A processor exporting through `exporter`, with room for `capacity` records.
     pub fn new(exporter: E, capacity: usize) -> std::io::Result<BoundedLogProcessor<E>> {
-        BoundedLogProcessor::with_batch(exporter, queue_of(capacity))
+        BoundedLogProcessor::with_batch(exporter, queue_of(BatchSettings::default(), capacity))
     }
 
     /// A processor exporting through `exporter`, its queue and batches as `batch` says.
