@@ -957,3 +957,27 @@ fn attribute_limits_reach_the_receiver() {
         drop(runtime);
     }
 }
+
+/// With no limit set, a log record keeps the specification's default count, 128
+/// attributes (the first ones), as a span does.
+#[test]
+fn a_log_record_keeps_128_attributes_by_default() {
+    let receiver = OtlpReceiver::start();
+    let (runtime, pipeline) =
+        start_pipeline(&config(receiver.http_endpoint(), Protocol::HttpProtobuf));
+    let logger = pipeline.logger_provider.logger("test");
+    let mut record = logger.create_log_record();
+    record.set_body(AnyValue::from("many attributes"));
+    for i in 0..130 {
+        record.add_attribute(format!("a{i}"), i);
+    }
+    logger.emit(record);
+    pipeline.logger_provider.force_flush().unwrap();
+    let got = receiver.wait_until(Duration::from_secs(10), |r| !r.log_records().is_empty());
+    let record = got.log_records().remove(0);
+    let keys: Vec<String> = record.attributes.iter().map(|a| a.key.clone()).collect();
+    let first: Vec<String> = (0..128).map(|i| format!("a{i}")).collect();
+    assert_eq!(keys, first);
+    let _ = pipeline.shutdown(Duration::from_secs(5));
+    drop(runtime);
+}

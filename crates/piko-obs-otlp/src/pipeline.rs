@@ -507,12 +507,11 @@ struct LogSink<E> {
 
 impl<E: LogExporter + 'static> Export<LogItem> for LogSink<E> {
     fn export(&mut self, batch: &mut Vec<LogItem>) -> OTelSdkResult {
-        if self.limits != AttributeLimits::default() {
-            // On the export thread: emitting a record costs nothing more for the limits.
-            for (record, _) in batch.iter_mut() {
-                if let Some(limited) = limit_log_record(record, self.limits, &self.blank) {
-                    *record = limited;
-                }
+        // On the export thread: emitting a record costs nothing more for the limits
+        // (the default count, 128, applies too).
+        for (record, _) in batch.iter_mut() {
+            if let Some(limited) = limit_log_record(record, self.limits, &self.blank) {
+                *record = limited;
             }
         }
         let result = {
