@@ -321,8 +321,9 @@ pub enum ExemplarFilter {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct AttributeLimits {
-    /// The most attributes kept; those past it are dropped (and counted where the
-    /// protocol has a field for it). Default 128.
+    /// The most attributes kept (the first ones); those past it are dropped, and a
+    /// span, event or link says how many over OTLP (a log record cannot: the SDK's
+    /// record has no field for it). Default 128.
     pub count: usize,
     /// The longest string value kept, in bytes: a longer one (and each longer string
     /// of an array) is cut on a UTF-8 character boundary. Default: no limit.
