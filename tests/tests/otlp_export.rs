@@ -1,7 +1,8 @@
 //! OTLP export of the three signals to a receiver built on the official protobuf
-//! definitions, over gRPC and over HTTP/protobuf: what arrives, field by field, plain
-//! and gzip-compressed; and the faults: a receiver that refuses, one that never
-//! answers, and a port where nothing listens.
+//! definitions, over gRPC, HTTP/protobuf and HTTP/JSON: what arrives, field by field,
+//! plain and gzip-compressed; the metric temporality and default histogram
+//! aggregation; the attribute limits; and the faults: a receiver that refuses, one that
+//! never answers, and a port where nothing listens.
 
 use std::time::{Duration, Instant};
 
