@@ -352,7 +352,8 @@ fn temporality_preference_from_the_environment() {
 
 /// The log-record limits from the process's environment, through the facade's log
 /// output: the probe's line inside its span arrives with its first attribute only
-/// (`logger`), cut to 2 bytes, and the span's own ids as its trace context.
+/// (`logger`), cut to the record's own 2 bytes (not the general 1), and the span's own
+/// ids as its trace context.
 #[test]
 fn log_record_limits_from_the_environment() {
     use opentelemetry_proto::tonic::common::v1::any_value::Value;
@@ -362,7 +363,8 @@ fn log_record_limits_from_the_environment() {
         Some(&receiver.http_endpoint()),
         &[
             ("OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT", "1"),
-            ("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "2"),
+            ("OTEL_LOGRECORD_ATTRIBUTE_VALUE_LENGTH_LIMIT", "2"),
+            ("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "1"),
         ],
     );
     assert!(out.contains("init: ok"), "{out}");
