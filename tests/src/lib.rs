@@ -42,7 +42,6 @@ pub use piko_obs_testkit::{
     serve_axum, sink, thread_names,
 };
 
-use std::sync::Arc;
 use std::time::Duration;
 
 /// A health service with five probes that answer at once, as the health benchmarks use.
@@ -60,26 +59,7 @@ pub fn five_instant_probes() -> piko_obs::health::HealthService {
     health
 }
 
-/// A dispatcher for `service` (started on the current tokio runtime) whose dead letters
-/// go to a JSON-lines file at `path`, attached to `service`; and the file store.
-pub fn attach_file_dispatcher(
-    service: &piko_obs_notify::NotificationService,
-    path: &std::path::Path,
-    config: piko_obs_notify::DispatcherConfig,
-) -> (
-    piko_obs_notify::Dispatcher,
-    Arc<piko_obs_notify_providers::FileDeadLetterStore>,
-) {
-    let store = Arc::new(
-        piko_obs_notify_providers::FileDeadLetterStore::open(path).expect("dead-letter file"),
-    );
-    let d = piko_obs_notify::Dispatcher::start(
-        &tokio::runtime::Handle::current(),
-        service,
-        store.clone(),
-        config,
-    )
-    .expect("dispatcher");
-    service.attach_dispatcher(d.clone()).expect("attach");
-    (d, store)
-}
+/// The providers' suites' helper, shared with the forwarder's suite here (one source).
+#[path = "../../crates/piko-obs-notify-providers/tests/support/mod.rs"]
+mod notify_support;
+pub use notify_support::attach_file_dispatcher;
