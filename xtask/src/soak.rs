@@ -1464,6 +1464,22 @@ fn mib(kib: u64) -> String {
 }
 
 impl Outcome {
+    /// The first resident-set sample of each minute, as `T s N MiB, ...`.
+    fn rss_by_minute(&self) -> String {
+        let marks: Vec<String> = self
+            .rss
+            .iter()
+            .scan(-1i64, |last, (t, kib)| {
+                let minute = (*t / 60.0).floor() as i64;
+                let show = minute != *last;
+                *last = minute;
+                Some(show.then(|| format!("{t:.0} s {}", mib(*kib))))
+            })
+            .flatten()
+            .collect();
+        marks.join(", ")
+    }
+
     fn render(&self, minutes: f64, started: SystemTime) -> String {
         let mut s = String::new();
         let since = started
@@ -1483,18 +1499,7 @@ impl Outcome {
         for p in &self.peers {
             let _ = writeln!(s, "soak: {p}");
         }
-        let minute_marks: Vec<String> = self
-            .rss
-            .iter()
-            .scan(-1i64, |last, (t, kib)| {
-                let minute = (*t / 60.0).floor() as i64;
-                let show = minute != *last;
-                *last = minute;
-                Some(show.then(|| format!("{t:.0} s {}", mib(*kib))))
-            })
-            .flatten()
-            .collect();
-        let _ = writeln!(s, "soak: RSS over time: {}", minute_marks.join(", "));
+        let _ = writeln!(s, "soak: RSS over time: {}", self.rss_by_minute());
         let _ = writeln!(
             s,
             "soak: RSS baseline {} at {:.0} s; shutdown {} ({})",
