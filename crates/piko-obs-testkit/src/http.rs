@@ -1,6 +1,8 @@
 //! The workspace's one HTTP GET: a request over a fresh HTTP/1.1 connection with a
-//! bounded connect and read, for checking what a server on loopback answers. And, with
-//! the `axum` feature, an axum router served on a free loopback port.
+//! bounded connect and read, for checking what a server on loopback answers; its async
+//! form for any method, [`http_request`], also over a connection the test opened (plain
+//! or TLS), [`http_request_on`]. And, with the `axum` feature, an axum router served on a free
+//! loopback port.
 
 use std::io::{self, Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
@@ -19,8 +21,31 @@ pub struct Response {
     pub status: u16,
     /// The `content-type` header, empty when absent.
     pub content_type: String,
+    /// The headers, in order, names in lower case.
+    pub headers: Vec<(String, String)>,
     /// The body.
     pub body: String,
+}
+
+impl Response {
+    /// The first value of header `name` (any case), empty when absent.
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map_or("", |(_, v)| v.as_str())
+    }
+
+    fn new(status: u16, headers: Vec<(String, String)>, body: String) -> Response {
+        let mut r = Response {
+            status,
+            content_type: String::new(),
+            headers,
+            body,
+        };
+        r.content_type = r.header("content-type").to_string();
+        r
+    }
 }
 
 /// `GET path` on `addr` over a fresh HTTP/1.1 connection, with connect and read
@@ -65,19 +90,71 @@ pub fn http_get_within(
         .nth(1)
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no HTTP status line"))?;
-    let content_type = head
+    let headers = head
         .lines()
-        .find_map(|l| {
-            l.split_once(':')
-                .filter(|(k, _)| k.eq_ignore_ascii_case("content-type"))
-                .map(|(_, v)| v.trim().to_string())
-        })
-        .unwrap_or_default();
-    Ok(Response {
-        status,
-        content_type,
-        body: body.to_string(),
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Ok(Response::new(status, headers, body.to_string()))
+}
+
+/// `method path` on `addr` over a fresh connection, as [`http_request_on`] does it (the
+/// async form of [`http_get`], for any method); panics when `addr` refuses the
+/// connection.
+pub async fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+) -> Result<Response, hyper::Error> {
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+    http_request_on(stream, method, path).await
+}
+
+/// `method path` over `io`, a connection the test opened (plain TCP, or TLS it set up),
+/// with hyper's HTTP/1.1 client: the answer, waited for at most [`READ_TIMEOUT`] (past
+/// which it panics: a server that never answers fails the test); an error when the
+/// server closed the connection without answering.
+pub async fn http_request_on<S>(io: S, method: &str, path: &str) -> Result<Response, hyper::Error>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use http_body_util::{BodyExt as _, Empty};
+    use hyper::body::Bytes;
+
+    let (mut tx, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io)).await?;
+    let driver = tokio::spawn(conn);
+    let req = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "localhost")
+        .body(Empty::<Bytes>::new())
+        .expect("a request");
+    let answer = tokio::time::timeout(READ_TIMEOUT, async move {
+        let resp = tx.send_request(req).await?;
+        let status = resp.status().as_u16();
+        let headers = resp
+            .headers()
+            .iter()
+            .map(|(n, v)| {
+                let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
+                (n.as_str().to_string(), v)
+            })
+            .collect();
+        let body = resp.into_body().collect().await?.to_bytes();
+        Ok(Response::new(
+            status,
+            headers,
+            String::from_utf8_lossy(&body).into_owned(),
+        ))
     })
+    .await
+    .unwrap_or_else(|_| panic!("no answer to {method} {path} within {READ_TIMEOUT:?}"));
+    driver.abort();
+    answer
 }
 
 /// Serves the router `make` builds (given the address it will listen on) on a free

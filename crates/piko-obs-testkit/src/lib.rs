@@ -7,7 +7,8 @@
 //! - [`Capture`]: a writer that keeps every byte, and [`parse_json_lines`] to read JSON
 //!   lines back;
 //! - [`http::http_get`]: the one HTTP GET of the workspace, over a fresh loopback
-//!   connection with bounded connect and read;
+//!   connection with bounded connect and read, and its async form for any method,
+//!   [`http::http_request`];
 //! - [`sink::Sink`]: a webhook sink, a real HTTP/1.1 server that records every request
 //!   and answers from a script;
 //! - `otlp::OtlpReceiver` (feature `otlp`): an OTLP receiver over gRPC and HTTP on the
@@ -37,7 +38,7 @@ pub mod sink;
 pub use child::{ChildRun, rerun_in_child, rerun_in_child_expecting, rerun_in_child_with};
 #[cfg(feature = "axum")]
 pub use http::serve_axum;
-pub use http::{Response, http_get, http_get_with};
+pub use http::{Response, http_get, http_get_with, http_request, http_request_on};
 
 use std::io::{self, Write};
 use std::sync::{Arc, Mutex};
