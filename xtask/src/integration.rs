@@ -34,6 +34,8 @@ pub(crate) fn run() -> Result {
         "piko-obs-tests",
         "--bin",
         "log_probe",
+        "-p",
+        "piko-obs-testkit",
         "--bin",
         "otlp_receiver",
         "--bin",

@@ -4,8 +4,8 @@
 //! log line, span, Sentry event and alert, and of the service's resident memory.
 //!
 //! Everything runs on 127.0.0.1. The peers are real programs or servers on fixed ports:
-//! - "up": the OTLP receiver (`otlp_receiver`, gRPC) and the Sentry endpoint
-//!   (`sentry_receiver`) of the tests as processes, and the testkit's webhook sink;
+//! - "up": the testkit's OTLP receiver (`otlp_receiver`, gRPC) and Sentry endpoint
+//!   (`sentry_receiver`) as processes, and its webhook sink (a thread here);
 //! - "stopped": the process is killed (the sink's listener closed), so connections are
 //!   refused;
 //! - "hanging": a listener on the same port that accepts connections and never answers;
@@ -73,7 +73,7 @@ pub(crate) fn run(args: &[String]) -> Result {
         "--example",
         "monitor",
         "-p",
-        "piko-obs-tests",
+        "piko-obs-testkit",
         "--bin",
         "otlp_receiver",
         "--bin",
