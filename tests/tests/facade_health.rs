@@ -2,17 +2,11 @@
 //! shutdown order (readiness fails at once, the server keeps answering through the drain
 //! delay, then stops).
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use piko_obs::PikoObs;
 use piko_obs::health::{ProbeOptions, Status, probe_fn};
-use piko_obs_tests::http_get;
-
-/// `GET path` over a fresh connection; returns (status code, body).
-fn get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
-    http_get(addr, path).map(|r| (r.status, r.body))
-}
+use piko_obs_tests::{Response, http_get};
 
 #[test]
 fn init_starts_probes_and_shutdown_drains_then_stops_them() {
@@ -34,7 +28,9 @@ fn init_starts_probes_and_shutdown_drains_then_stops_them() {
         .init()
         .unwrap();
     let addr = guard.health_addr().unwrap();
-    let (code, body) = get(addr, "/ready").unwrap();
+    let Response {
+        status: code, body, ..
+    } = http_get(addr, "/ready").unwrap();
     assert_eq!(code, 200, "{body}");
     let v: serde_json::Value = serde_json::from_str(body.trim()).unwrap();
     assert_eq!(v["name"], "checkout");
@@ -50,15 +46,20 @@ fn init_starts_probes_and_shutdown_drains_then_stops_them() {
     });
     std::thread::sleep(Duration::from_millis(200));
     // During the drain delay: readiness fails, liveness still answers.
-    let (code, body) = get(addr, "/ready").unwrap();
+    let Response {
+        status: code, body, ..
+    } = http_get(addr, "/ready").unwrap();
     assert_eq!(code, 503);
     assert!(body.contains("Application is shutting down"));
-    assert_eq!(get(addr, "/live").unwrap().0, 200);
+    assert_eq!(http_get(addr, "/live").unwrap().status, 200);
     shutting.join().unwrap();
     let took = started.elapsed();
     assert!(took >= Duration::from_millis(800), "{took:?}");
     assert!(took < Duration::from_secs(5), "{took:?}");
-    assert!(get(addr, "/live").is_err(), "the probe server is stopped");
+    assert!(
+        http_get(addr, "/live").is_err(),
+        "the probe server is stopped"
+    );
 }
 
 #[test]
@@ -125,7 +126,9 @@ fn a_probe_panic_is_served_as_a_fixed_text_and_its_message_logged() {
         }))
         .init()
         .unwrap();
-    let (code, body) = get(guard.health_addr().unwrap(), "/ready").unwrap();
+    let Response {
+        status: code, body, ..
+    } = http_get(guard.health_addr().unwrap(), "/ready").unwrap();
     assert_eq!(code, 503);
     assert!(
         body.contains("\"name\":\"vault\",\"state\":\"UNHEALTHY\",\"message\":\"probe panicked\""),

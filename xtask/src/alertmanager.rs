@@ -6,12 +6,14 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
-use crate::examples::NamedCheck;
-use crate::integration::{Monitor, Received, start_monitor, webhook_sink};
-use crate::support::{Reaper, Result, free_port, http_get, jq, root, signal, wait_bounded};
+use piko_obs_testkit::sink::Sink;
+
+use crate::monitor::{Monitor, NamedCheck, start_monitor};
+use crate::support::{
+    Reaper, Result, free_port, http_get, jq, root, signal, wait_bounded, webhook_sink,
+};
 
 /// The checks, in the order `cargo xtask integration` runs them.
 pub(crate) fn checks() -> Vec<NamedCheck> {
@@ -101,13 +103,13 @@ fn scratch(what: &str) -> Result<PathBuf> {
 /// Runs `body` with a fresh directory, a webhook sink standing for the receiver, and
 /// the test configuration pointing at it, written to `alertmanager.yml` in the
 /// directory; removes the directory afterwards.
-fn scenario(what: &str, body: impl FnOnce(&Path, &Path, &Receiver<Received>) -> Result) -> Result {
+fn scenario(what: &str, body: impl FnOnce(&Path, &Path, &Sink) -> Result) -> Result {
     let dir = scratch(what)?;
     let result = (|| {
-        let (hook, received) = webhook_sink("/alerts")?;
+        let sink = webhook_sink()?;
         let config = dir.join("alertmanager.yml");
-        std::fs::write(&config, test_config(&hook)?).map_err(|e| e.to_string())?;
-        body(&dir, &config, &received)
+        std::fs::write(&config, test_config(&sink.url("/alerts"))?).map_err(|e| e.to_string())?;
+        body(&dir, &config, &sink)
     })();
     let _ = std::fs::remove_dir_all(&dir);
     result
@@ -257,10 +259,10 @@ struct Notifications(Vec<u8>);
 impl Notifications {
     /// Takes what arrived until `done` holds (a jq filter over all of them, as an
     /// array) or `within` passes.
-    fn until(&mut self, received: &Receiver<Received>, done: &str, within: Duration) -> Result {
+    fn until(&mut self, received: &Sink, done: &str, within: Duration) -> Result {
         let deadline = Instant::now() + within;
         loop {
-            while let Ok(got) = received.try_recv() {
+            while let Some(got) = received.next_request(Duration::ZERO) {
                 self.0.extend_from_slice(&got.body);
                 self.0.push(b'\n');
             }
@@ -281,10 +283,10 @@ impl Notifications {
     }
 
     /// Takes what arrives during `wait`.
-    fn during(&mut self, received: &Receiver<Received>, wait: Duration) {
+    fn during(&mut self, received: &Sink, wait: Duration) {
         let deadline = Instant::now() + wait;
         while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            if let Ok(got) = received.recv_timeout(left) {
+            if let Some(got) = received.next_request(left) {
                 self.0.extend_from_slice(&got.body);
                 self.0.push(b'\n');
             }

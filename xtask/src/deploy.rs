@@ -8,7 +8,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use crate::integration::{Check, Monitor, run_checks, start_monitor, start_monitor_with};
+use crate::monitor::{Check, Monitor, run_checks, start_monitor, start_monitor_with};
 use crate::support::{
     Result, cargo, http_get, jq, pipe_through, root, run as run_cmd, signal, wait_bounded,
 };

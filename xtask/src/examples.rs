@@ -7,10 +7,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use crate::monitor::NamedCheck;
 use crate::support::{Reaper, Result, http_get, jq, root, signal, wait_bounded};
-
-/// A check: its name, and the function that runs it.
-pub(crate) type NamedCheck = (&'static str, fn() -> Result);
 
 /// The checks, by name, in the order `cargo xtask integration` runs them.
 pub(crate) fn checks() -> Vec<NamedCheck> {

@@ -5,36 +5,13 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use piko_obs_testkit::sink::Recorded;
+
+use crate::monitor::{Check, Monitor, run_checks, start_monitor};
 use crate::support::{
     Reaper, Receiver, Result, cargo, free_port, http_get, jq, pipe_through, root, run as run_cmd,
-    signal, wait_bounded,
+    signal, wait_bounded, webhook_sink,
 };
-
-/// One named check of `integration` or `deploy`.
-pub(crate) struct Check {
-    pub(crate) name: &'static str,
-    pub(crate) run: fn() -> Result,
-}
-
-/// Runs every check, reporting each as `{what}: ok` or `{what}: FAIL`; fails if one did.
-pub(crate) fn run_checks(what: &str, checks: &[Check]) -> Result {
-    let mut failed = 0;
-    for c in checks {
-        match (c.run)() {
-            Ok(()) => eprintln!("{what}: ok   {}", c.name),
-            Err(e) => {
-                failed += 1;
-                eprintln!("{what}: FAIL {}: {e}", c.name);
-            }
-        }
-    }
-    println!("{what}: {} passed, {failed} failed", checks.len() - failed);
-    if failed > 0 {
-        Err(format!("{failed} {what} check(s) failed"))
-    } else {
-        Ok(())
-    }
-}
 
 pub(crate) fn run() -> Result {
     let mut build = cargo();
@@ -57,6 +34,8 @@ pub(crate) fn run() -> Result {
         "piko-obs-tests",
         "--bin",
         "log_probe",
+        "-p",
+        "piko-obs-testkit",
         "--bin",
         "otlp_receiver",
         "--bin",
@@ -219,81 +198,6 @@ fn rotated_files_with_gzip() -> Result {
     })();
     let _ = std::fs::remove_dir_all(&dir);
     result
-}
-
-/// The running example: its process, the rest of its stdout, and the addresses of its
-/// probe server and application route, read from its first two lines.
-pub(crate) struct Monitor {
-    pub(crate) process: Reaper,
-    pub(crate) out: BufReader<std::process::ChildStdout>,
-    pub(crate) probes: String,
-    pub(crate) app: String,
-    /// Alert lines printed before the address lines.
-    pub(crate) alerts: String,
-    /// Log lines printed before the address lines (`init()`'s start-up summary).
-    pub(crate) startup: String,
-}
-
-/// Starts the monitor example with both servers on free ports.
-pub(crate) fn start_monitor(extra_env: &[(&str, &str)]) -> Result<Monitor> {
-    start_monitor_with(extra_env, Stdio::inherit())
-}
-
-/// [`start_monitor`] with its stderr going to `stderr` (`Stdio::piped()` to read it from
-/// `Monitor::process`).
-pub(crate) fn start_monitor_with(extra_env: &[(&str, &str)], stderr: Stdio) -> Result<Monitor> {
-    let exe = root().join("target/debug/examples/monitor");
-    let mut cmd = Command::new(&exe);
-    cmd.arg("prod")
-        .env("HEALTH_PORT", "0")
-        .env("APP_PORT", "0")
-        .env("SHUTDOWN_DRAIN_DELAY_MS", "0")
-        .env(
-            "PIKO_NOTIFICATION_DEAD_LETTER_PATH",
-            std::env::temp_dir().join(format!("piko-obs-monitor-{}.jsonl", std::process::id())),
-        )
-        .env_remove("PIKO_LOG_LEVEL")
-        .stdout(Stdio::piped())
-        .stderr(stderr);
-    for (k, v) in extra_env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().map_err(|e| format!("{exe:?}: {e}"))?;
-    let mut out = BufReader::new(child.stdout.take().ok_or("stdout")?);
-    let process = Reaper(child);
-    let mut alerts = String::new();
-    let mut startup = String::new();
-    let mut addr_of = |what: &str| -> Result<String> {
-        let mut line = String::new();
-        // Alerts are printed to stdout too, by another writer: keep them aside, and the
-        // log lines before the address (init()'s start-up summary).
-        while line.is_empty() || !line.contains("\"addr\":\"") {
-            if line.starts_with("{\"notification\"") {
-                alerts.push_str(&line);
-            } else {
-                startup.push_str(&line);
-            }
-            line.clear();
-            if out.read_line(&mut line).map_err(|e| e.to_string())? == 0 {
-                break;
-            }
-        }
-        line.split("\"addr\":\"")
-            .nth(1)
-            .and_then(|r| r.split('"').next())
-            .map(str::to_string)
-            .ok_or_else(|| format!("no {what} address in the line: {line}"))
-    };
-    let probes = addr_of("probe")?;
-    let app = addr_of("application")?;
-    Ok(Monitor {
-        process,
-        out,
-        probes,
-        app,
-        alerts,
-        startup,
-    })
 }
 
 fn ready_with_blackbox_exporter() -> Result {
@@ -526,90 +430,23 @@ fn scraped_by_prometheus() -> Result {
     result
 }
 
-/// One request received by [`webhook_sink`]: its head and its body.
-pub(crate) struct Received {
-    head: String,
-    pub(crate) body: Vec<u8>,
-}
-
-impl Received {
-    /// The value of header `name` (any case), trimmed; the first one if repeated.
-    fn header(&self, name: &str) -> Option<&str> {
-        self.head.lines().skip(1).find_map(|l| {
-            l.split_once(':')
-                .filter(|(k, _)| k.trim().eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.trim())
-        })
+/// Checks that `got` is `POST path` with the value of each of `headers`.
+fn expect_request(got: &Recorded, what: &str, path: &str, headers: &[(&str, &str)]) -> Result {
+    if got.method != "POST" || got.path != path {
+        return Err(format!(
+            "{what}: expected POST {path}, got {} {}\n{:?}",
+            got.method, got.path, got.headers
+        ));
     }
-
-    /// Checks the request line (`POST path`) and the value of each of `headers`.
-    fn expect(&self, what: &str, path: &str, headers: &[(&str, &str)]) -> Result {
-        let line = self.head.lines().next().unwrap_or("");
-        if line != format!("POST {path} HTTP/1.1") {
+    for (name, want) in headers {
+        if got.header(name) != Some(want) {
             return Err(format!(
-                "{what}: expected POST {path}, got {line:?}\n{}",
-                self.head
+                "{what}: expected {name}: {want}, got {:?}",
+                got.header(name)
             ));
         }
-        for (name, want) in headers {
-            if self.header(name) != Some(want) {
-                return Err(format!(
-                    "{what}: expected {name}: {want}, got {:?}",
-                    self.header(name)
-                ));
-            }
-        }
-        Ok(())
     }
-}
-
-/// A webhook sink on loopback: answers 200 to each request (at most 16) and hands it
-/// over; its URL ends in `path`.
-pub(crate) fn webhook_sink(path: &str) -> Result<(String, std::sync::mpsc::Receiver<Received>)> {
-    use std::io::{Read as _, Write as _};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().take(16) {
-            let Ok(mut stream) = stream else { continue };
-            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 4096];
-            let head_end = loop {
-                if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                    break Some(i + 4);
-                }
-                match stream.read(&mut chunk) {
-                    Ok(0) | Err(_) => break None,
-                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                }
-            };
-            let Some(head_end) = head_end else { continue };
-            let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-            let length: usize = head
-                .lines()
-                .find_map(|l| {
-                    l.split_once(':')
-                        .filter(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-                        .and_then(|(_, v)| v.trim().parse().ok())
-                })
-                .unwrap_or(0);
-            while buf.len() < head_end + length {
-                match stream.read(&mut chunk) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                }
-            }
-            let _ = stream
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
-            let body = buf[head_end..].to_vec();
-            if tx.send(Received { head, body }).is_err() {
-                return;
-            }
-        }
-    });
-    Ok((format!("http://{addr}{path}"), rx))
+    Ok(())
 }
 
 /// Runs `openssl ARGS` with `input` on its stdin (bounded); its stdout.
@@ -625,7 +462,7 @@ fn openssl(args: &[&str], input: &[u8]) -> Result<Vec<u8>> {
 
 /// The Standard Webhooks signature `openssl` computes for `got` with `key`:
 /// `v1,` and the base64 HMAC-SHA256 of `webhook-id.webhook-timestamp.body`.
-fn signature_by_openssl(got: &Received, key: &[u8]) -> Result<String> {
+fn signature_by_openssl(got: &Recorded, key: &[u8]) -> Result<String> {
     let id = got.header("webhook-id").ok_or("no webhook-id")?;
     let ts = got
         .header("webhook-timestamp")
@@ -656,7 +493,7 @@ fn signature_by_openssl(got: &Received, key: &[u8]) -> Result<String> {
 /// base64 key, which is decoded, as the webhook provider does), by openssl: the
 /// timestamp is within 5 minutes of now, one `v1,` signature of `webhook-signature`
 /// matches, and the secret's text used as the key (not decoded) would not.
-fn verify_webhook_signature(got: &Received, secret: &str) -> Result {
+fn verify_webhook_signature(got: &Recorded, secret: &str) -> Result {
     let ts: u64 = got
         .header("webhook-timestamp")
         .and_then(|t| t.parse().ok())
@@ -734,20 +571,20 @@ fn alerts_to_every_provider_and_stdout() -> Result {
         ),
     ];
     for (name, variable, path) in providers {
-        let (url, received) = webhook_sink(path)?;
-        env.push((variable, url));
-        sinks.push((name, path, received));
+        let sink = webhook_sink()?;
+        env.push((variable, sink.url(path)));
+        sinks.push((name, path, sink));
     }
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let mut monitor = start_monitor(&env)?;
     // The alert goes to every provider at once: one deadline for all the sinks.
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     let mut got = Vec::new();
-    for (name, path, received) in &sinks {
+    for (name, path, sink) in &sinks {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
-        match received.recv_timeout(left) {
-            Ok(r) => got.push((*name, *path, r)),
-            Err(_) => {
+        match sink.next_request(left) {
+            Some(r) => got.push((*name, *path, r)),
+            None => {
                 let _ = std::fs::remove_dir_all(&dir);
                 return Err(format!("the {name} sink received nothing within 15 s"));
             }
@@ -762,8 +599,8 @@ fn alerts_to_every_provider_and_stdout() -> Result {
         return Err(format!("monitor exited with {status}"));
     }
     // Nothing more: one alert per provider.
-    for (name, _, received) in &sinks {
-        if received.try_recv().is_ok() {
+    for (name, _, sink) in &sinks {
+        if sink.next_request(Duration::ZERO).is_some() {
             return Err(format!("the {name} sink received more than one request"));
         }
     }
@@ -811,7 +648,8 @@ fn alerts_to_every_provider_and_stdout() -> Result {
             ),
             "ntfy" => {
                 let auth = format!("Bearer {NTFY_TOKEN}");
-                r.expect(
+                expect_request(
+                    r,
                     name,
                     path,
                     &[
@@ -831,9 +669,9 @@ fn alerts_to_every_provider_and_stdout() -> Result {
                 continue;
             }
             "webhook" => {
-                r.expect(name, path, &json)?;
+                expect_request(r, name, path, &json)?;
                 if !r.header("webhook-id").is_some_and(|id| id.starts_with("msg_")) {
-                    return Err(format!("webhook: no webhook-id msg_...: {}", r.head));
+                    return Err(format!("webhook: no webhook-id msg_...: {:?}", r.headers));
                 }
                 verify_webhook_signature(r, WEBHOOK_SECRET)
                     .map_err(|e| format!("webhook signature: {e}"))?;
@@ -848,7 +686,7 @@ fn alerts_to_every_provider_and_stdout() -> Result {
             }
             other => return Err(format!("no check for the {other} sink")),
         };
-        r.expect(name, path, headers)?;
+        expect_request(r, name, path, headers)?;
         jq(&filter, &r.body).map_err(|e| format!("{name}: {e}"))?;
     }
     let alerts: String = monitor
@@ -947,7 +785,8 @@ fn fail_to_sentry_and_webhook() -> Result {
         addr: sentry,
     } = start_receiver("sentry_receiver", "addr")?;
     let dsn = format!("http://integrationkey@{sentry}/7");
-    let (url, received) = webhook_sink("/hooks/alerts")?;
+    let hook = webhook_sink()?;
+    let url = hook.url("/hooks/alerts");
     let Monitor {
         mut process,
         out: mut monitor_out,
@@ -996,7 +835,7 @@ fn fail_to_sentry_and_webhook() -> Result {
         format!("Sentry events: {e}; the endpoint received: {shown}")
     })?;
     let mut alerts = Vec::new();
-    while let Ok(got) = received.recv_timeout(Duration::from_millis(500)) {
+    while let Some(got) = hook.next_request(Duration::from_millis(500)) {
         alerts.extend_from_slice(&got.body);
         alerts.push(b'\n');
     }

@@ -32,10 +32,12 @@
 
 //!
 //! The modules depend one way: `main` dispatches to the commands (`ci`, `integration`,
-//! `soak`, `fuzz`, `bench`); `integration` runs the checks of `examples` and `secrets`;
-//! `bench` runs the wrk comparisons of `wrk`; all of them use `support` (programs,
-//! HTTP, ports) and the reports use `report` (date, machine, median), which use nothing
-//! else of the xtask.
+//! `deploy`, `soak`, `fuzz`, `bench`); `ci` runs `integration` and `deploy`;
+//! `integration` runs the checks of `examples`, `secrets` and `alertmanager`; those and
+//! `deploy` start the example service and run named checks through `monitor`; `bench`
+//! runs the wrk comparisons of `wrk`; all of them use `support` (programs, ports, and the
+//! testkit's HTTP GET and webhook sink) and the reports use `report` (date, machine,
+//! median), which use nothing else of the xtask.
 
 use std::process::ExitCode;
 
@@ -46,6 +48,7 @@ mod deploy;
 mod examples;
 mod fuzz;
 mod integration;
+mod monitor;
 mod report;
 mod secrets;
 mod soak;

@@ -4,8 +4,8 @@
 //! log line, span, Sentry event and alert, and of the service's resident memory.
 //!
 //! Everything runs on 127.0.0.1. The peers are real programs or servers on fixed ports:
-//! - "up": the OTLP receiver (`otlp_receiver`, gRPC) and the Sentry endpoint
-//!   (`sentry_receiver`) of the tests as processes, and a webhook sink (a thread here);
+//! - "up": the testkit's OTLP receiver (`otlp_receiver`, gRPC) and Sentry endpoint
+//!   (`sentry_receiver`) as processes, and its webhook sink (a thread here);
 //! - "stopped": the process is killed (the sink's listener closed), so connections are
 //!   refused;
 //! - "hanging": a listener on the same port that accepts connections and never answers;
@@ -24,13 +24,15 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
+
+use piko_obs_testkit::sink::{Recorded, Reply, Sink};
 
 use crate::report::machine;
 use crate::support::{
@@ -71,7 +73,7 @@ pub(crate) fn run(args: &[String]) -> Result {
         "--example",
         "monitor",
         "-p",
-        "piko-obs-tests",
+        "piko-obs-testkit",
         "--bin",
         "otlp_receiver",
         "--bin",
@@ -153,7 +155,7 @@ impl Kind {
 enum Running {
     Nothing,
     Process(Receiver),
-    Sink(WebhookSink),
+    Sink(Sink),
     Hang(Hang),
 }
 
@@ -176,7 +178,7 @@ struct Peer {
     /// Receiver processes whose summary could not be read.
     lost_summaries: u32,
     /// What the webhook sinks received.
-    webhook: Arc<Mutex<WebhookLog>>,
+    webhook: WebhookLog,
 }
 
 impl Peer {
@@ -194,7 +196,7 @@ impl Peer {
             hung_connections: Arc::new(AtomicU64::new(0)),
             summaries: Vec::new(),
             lost_summaries: 0,
-            webhook: Arc::new(Mutex::new(WebhookLog::default())),
+            webhook: WebhookLog::default(),
         })
     }
 
@@ -219,9 +221,7 @@ impl Peer {
                         "addr",
                         &[("BIND_ADDR", self.addr.to_string())],
                     )?),
-                    Kind::Webhook => {
-                        Running::Sink(WebhookSink::start(self.addr, self.webhook.clone())?)
-                    }
+                    Kind::Webhook => Running::Sink(start_sink(self.addr)?),
                 };
                 self.starts += 1;
             }
@@ -256,7 +256,7 @@ impl Peer {
                     }
                 }
             }
-            Running::Sink(s) => s.stop(),
+            Running::Sink(s) => self.webhook.add(&s.requests()),
             Running::Hang(h) => h.stop(),
         }
     }
@@ -279,9 +279,20 @@ fn planned(offset: f64, t: f64, faults_end: f64, cycle: f64) -> State {
 
 /// Binds `addr`, retrying for a while: the port was just released by a killed process.
 fn bind_retry(addr: SocketAddr) -> Result<TcpListener> {
+    retry_on(addr, || TcpListener::bind(addr))
+}
+
+/// Starts the testkit's webhook sink on `addr` (answering 200 to every request),
+/// retrying for a while like [`bind_retry`].
+fn start_sink(addr: SocketAddr) -> Result<Sink> {
+    retry_on(addr, || Sink::try_on(&addr.to_string(), Reply::status(200)))
+}
+
+/// Calls `bind` until it succeeds, at most 50 times 100 ms apart.
+fn retry_on<T>(addr: SocketAddr, bind: impl Fn() -> std::io::Result<T>) -> Result<T> {
     let mut last = String::new();
     for _ in 0..50 {
-        match TcpListener::bind(addr) {
+        match bind() {
             Ok(l) => return Ok(l),
             Err(e) => last = e.to_string(),
         }
@@ -439,98 +450,16 @@ struct WebhookLog {
     keys: HashMap<String, u32>,
 }
 
-/// A webhook sink on a fixed port: answers 200 to each request (one at a time, with
-/// `connection: close`) and counts it, until stopped.
-struct WebhookSink {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl WebhookSink {
-    fn start(addr: SocketAddr, log: Arc<Mutex<WebhookLog>>) -> Result<WebhookSink> {
-        let listener = bind_retry(addr)?;
-        listener.set_nonblocking(true).map_err(|e| e.to_string())?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopping = stop.clone();
-        let thread = std::thread::spawn(move || {
-            while !stopping.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((s, _)) => {
-                        if let Some(body) = answer_one(s) {
-                            let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
-                            log.requests += 1;
-                            if let Some(key) = alert_key(&body) {
-                                *log.keys.entry(key).or_default() += 1;
-                            }
-                        }
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
-                }
+impl WebhookLog {
+    /// Counts what a sink received before it stopped.
+    fn add(&mut self, requests: &[Recorded]) {
+        for r in requests {
+            self.requests += 1;
+            if let Some(key) = alert_key(&r.text()) {
+                *self.keys.entry(key).or_default() += 1;
             }
-        });
-        Ok(WebhookSink {
-            stop,
-            thread: Some(thread),
-        })
-    }
-
-    fn stop(mut self) {
-        self.halt();
-    }
-
-    fn halt(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
         }
     }
-}
-
-impl Drop for WebhookSink {
-    fn drop(&mut self) {
-        self.halt();
-    }
-}
-
-/// Reads one HTTP/1.1 request (head at most 64 KiB, body at most 1 MiB, 5 s per read),
-/// answers 200 and returns its body.
-fn answer_one(mut s: std::net::TcpStream) -> Option<String> {
-    s.set_nonblocking(false).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    s.set_write_timeout(Some(Duration::from_secs(5))).ok()?;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    let head_end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        if buf.len() > 64 << 10 {
-            return None;
-        }
-        match s.read(&mut chunk) {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-    let length = head
-        .lines()
-        .find_map(|l| {
-            l.split_once(':')
-                .filter(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-                .and_then(|(_, v)| v.trim().parse::<usize>().ok())
-        })
-        .unwrap_or(0)
-        .min(1 << 20);
-    while buf.len() < head_end + length {
-        match s.read(&mut chunk) {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-    }
-    s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-        .ok()?;
-    Some(String::from_utf8_lossy(&buf[head_end..]).into_owned())
 }
 
 /// The first JSON string value of `key` in `text` (no unescaping: keys compare as is).
@@ -1452,10 +1381,7 @@ fn account_alert_delivery(facts: &Facts, account: &mut Account) {
         facts.dead_letter_lines,
     );
     let dead = facts.m("piko_obs_notifications_dead_lettered_total");
-    let webhook_log = facts.peers[2]
-        .webhook
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
+    let webhook_log = &facts.peers[2].webhook;
     let mut lost = Vec::new();
     for k in printed.alerts.keys().chain(dl_keys.keys()) {
         if !webhook_log.keys.contains_key(k) && !dl_keys.contains_key(k) {
@@ -1538,6 +1464,22 @@ fn mib(kib: u64) -> String {
 }
 
 impl Outcome {
+    /// The first resident-set sample of each minute, as `T s N MiB, ...`.
+    fn rss_by_minute(&self) -> String {
+        let marks: Vec<String> = self
+            .rss
+            .iter()
+            .scan(-1i64, |last, (t, kib)| {
+                let minute = (*t / 60.0).floor() as i64;
+                let show = minute != *last;
+                *last = minute;
+                Some(show.then(|| format!("{t:.0} s {}", mib(*kib))))
+            })
+            .flatten()
+            .collect();
+        marks.join(", ")
+    }
+
     fn render(&self, minutes: f64, started: SystemTime) -> String {
         let mut s = String::new();
         let since = started
@@ -1557,18 +1499,7 @@ impl Outcome {
         for p in &self.peers {
             let _ = writeln!(s, "soak: {p}");
         }
-        let minute_marks: Vec<String> = self
-            .rss
-            .iter()
-            .scan(-1i64, |last, (t, kib)| {
-                let minute = (*t / 60.0).floor() as i64;
-                let show = minute != *last;
-                *last = minute;
-                Some(show.then(|| format!("{t:.0} s {}", mib(*kib))))
-            })
-            .flatten()
-            .collect();
-        let _ = writeln!(s, "soak: RSS over time: {}", minute_marks.join(", "));
+        let _ = writeln!(s, "soak: RSS over time: {}", self.rss_by_minute());
         let _ = writeln!(
             s,
             "soak: RSS baseline {} at {:.0} s; shutdown {} ({})",

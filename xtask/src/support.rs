@@ -1,6 +1,7 @@
 //! Helpers shared by the commands: running programs (bounded in time, reaped on drop),
-//! the workspace root and cargo, `jq`, signals, free ports and one HTTP GET on loopback.
-//! It uses no other module of the xtask; every module may use it.
+//! the workspace root and cargo, `jq`, signals, free ports, and the testkit's HTTP GET
+//! and webhook sink on loopback. It uses no other module of the xtask; every module may
+//! use it.
 
 use std::io::{BufReader, Write as _};
 use std::path::{Path, PathBuf};
@@ -125,32 +126,20 @@ pub(crate) fn signal(pid: u32, signal: &str) -> Result {
     run(kill)
 }
 
-/// `GET path` on `addr` over a fresh connection: (status code, body).
+/// `GET path` on `addr` (`IP:PORT`) with the testkit's one HTTP GET, waiting up to 15 s
+/// for each read (a loaded service, a large `/metrics`): (status code, body).
 pub(crate) fn http_get(addr: &str, path: &str) -> Result<(u16, String)> {
-    use std::io::Read;
     let sock: std::net::SocketAddr = addr.parse().map_err(|e| format!("{addr}: {e}"))?;
-    let mut s = std::net::TcpStream::connect_timeout(&sock, Duration::from_secs(2))
-        .map_err(|e| format!("connect {addr}: {e}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(15)))
-        .map_err(|e| e.to_string())?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(|e| e.to_string())?;
-    let mut text = String::new();
-    s.read_to_string(&mut text)
-        .map_err(|e| format!("read from {addr}: {e}"))?;
-    let code = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| format!("no HTTP status from {addr}"))?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_string();
-    Ok((code, body))
+    piko_obs_testkit::http::http_get_within(sock, path, &[], Duration::from_secs(15))
+        .map(|r| (r.status, r.body))
+        .map_err(|e| format!("GET {path} on {addr}: {e}"))
+}
+
+/// A webhook sink (the testkit's) on a free loopback port, answering 200 to every
+/// request; `Sink::url(path)` is the address to give the service.
+pub(crate) fn webhook_sink() -> Result<piko_obs_testkit::sink::Sink> {
+    piko_obs_testkit::sink::Sink::try_on("127.0.0.1:0", piko_obs_testkit::sink::Reply::status(200))
+        .map_err(|e| format!("webhook sink: {e}"))
 }
 
 /// A port that was free a moment ago on 127.0.0.1.

@@ -5,62 +5,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use http_body_util::{BodyExt, Empty};
+use http_body_util::Empty;
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use piko_obs_health::{HealthService, ProbeOptions, State, Status, probe_fn};
 use piko_obs_health_warp::{
     HealthServer, HttpProbe, ServerError, TcpProbe, TlsMinVersion, TlsOptions,
 };
-
-struct Reply {
-    status: u16,
-    content_type: String,
-    allow: String,
-    body: String,
-}
-
-/// One request on a fresh connection.
-async fn request<S>(io: S, method: &str, path: &str) -> Reply
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
-        .await
-        .unwrap();
-    let driver = tokio::spawn(conn);
-    let req = hyper::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", "localhost")
-        .body(Empty::<Bytes>::new())
-        .unwrap();
-    let resp = tx.send_request(req).await.unwrap();
-    let header = |k: &str| {
-        resp.headers()
-            .get(k)
-            .map(|v| v.to_str().unwrap().to_string())
-            .unwrap_or_default()
-    };
-    let (status, content_type, allow) = (
-        resp.status().as_u16(),
-        header("content-type"),
-        header("allow"),
-    );
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
-    driver.abort();
-    Reply {
-        status,
-        content_type,
-        allow,
-        body: String::from_utf8(body.to_vec()).unwrap(),
-    }
-}
-
-async fn get(addr: std::net::SocketAddr, method: &str, path: &str) -> Reply {
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    request(stream, method, path).await
-}
+use piko_obs_testkit::{http_request, http_request_on};
 
 fn service() -> HealthService {
     let h = HealthService::new("orders", Duration::from_secs(5)).unwrap();
@@ -87,7 +39,7 @@ async fn probe_paths_answer_json_with_status_codes() {
     let addr = server.local_addr();
     assert!(addr.ip().is_loopback(), "binds loopback by default");
     for path in ["/live", "/ready", "/startup"] {
-        let r = get(addr, "GET", path).await;
+        let r = http_request(addr, "GET", path).await.unwrap();
         assert_eq!(r.status, 200, "{path}");
         assert_eq!(r.content_type, "application/json");
         assert!(r.body.ends_with('\n'));
@@ -106,26 +58,29 @@ async fn probe_paths_answer_json_with_status_codes() {
         }
     }
     broken.store(1, Ordering::SeqCst);
-    let r = get(addr, "GET", "/ready").await;
+    let r = http_request(addr, "GET", "/ready").await.unwrap();
     assert_eq!(r.status, 503);
     let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
     assert_eq!(v["state"], "UNHEALTHY");
     assert_eq!(v["message"], "Readiness check found issues");
     // HEAD: the same status, no body.
-    let r = get(addr, "HEAD", "/ready").await;
+    let r = http_request(addr, "HEAD", "/ready").await.unwrap();
     assert_eq!((r.status, r.body.as_str()), (503, ""));
-    let r = get(addr, "HEAD", "/startup").await;
+    let r = http_request(addr, "HEAD", "/startup").await.unwrap();
     assert_eq!(r.status, 503);
     // A dependency's outage leaves liveness alone.
-    let r = get(addr, "HEAD", "/live").await;
+    let r = http_request(addr, "HEAD", "/live").await.unwrap();
     assert_eq!(r.status, 200);
     // Other methods and unknown paths.
-    let r = get(addr, "POST", "/live").await;
+    let r = http_request(addr, "POST", "/live").await.unwrap();
     assert_eq!(r.status, 405);
-    assert_eq!(r.allow, "GET, HEAD");
-    assert_eq!(get(addr, "GET", "/nope").await.status, 404);
+    assert_eq!(r.header("allow"), "GET, HEAD");
     assert_eq!(
-        get(addr, "GET", "/metrics").await.status,
+        http_request(addr, "GET", "/nope").await.unwrap().status,
+        404
+    );
+    assert_eq!(
+        http_request(addr, "GET", "/metrics").await.unwrap().status,
         404,
         "no render function"
     );
@@ -147,14 +102,17 @@ async fn degraded_answers_200_and_drain_503() {
         .start()
         .unwrap();
     let addr = server.local_addr();
-    let r = get(addr, "GET", "/ready").await;
+    let r = http_request(addr, "GET", "/ready").await.unwrap();
     assert_eq!(r.status, 200);
     assert!(r.body.contains("\"state\":\"DEGRADED\""));
     h.signal_drain();
-    let r = get(addr, "GET", "/ready").await;
+    let r = http_request(addr, "GET", "/ready").await.unwrap();
     assert_eq!(r.status, 503);
     assert!(r.body.contains("Application is shutting down"));
-    assert_eq!(get(addr, "GET", "/live").await.status, 200);
+    assert_eq!(
+        http_request(addr, "GET", "/live").await.unwrap().status,
+        200
+    );
     server.shutdown(Duration::from_secs(2)).await;
 }
 
@@ -170,11 +128,23 @@ async fn custom_paths_and_metrics_render() {
         .start()
         .unwrap();
     let addr = server.local_addr();
-    assert_eq!(get(addr, "GET", "/healthz").await.status, 200);
-    assert_eq!(get(addr, "GET", "/readyz").await.status, 200);
-    assert_eq!(get(addr, "GET", "/startupz").await.status, 200);
-    assert_eq!(get(addr, "GET", "/live").await.status, 404);
-    let m = get(addr, "GET", "/prom").await;
+    assert_eq!(
+        http_request(addr, "GET", "/healthz").await.unwrap().status,
+        200
+    );
+    assert_eq!(
+        http_request(addr, "GET", "/readyz").await.unwrap().status,
+        200
+    );
+    assert_eq!(
+        http_request(addr, "GET", "/startupz").await.unwrap().status,
+        200
+    );
+    assert_eq!(
+        http_request(addr, "GET", "/live").await.unwrap().status,
+        404
+    );
+    let m = http_request(addr, "GET", "/prom").await.unwrap();
     assert_eq!(m.status, 200);
     assert_eq!(m.content_type, "text/plain; version=0.0.4; charset=utf-8");
     assert_eq!(m.body, "# TYPE up gauge\nup 1\n");
@@ -205,7 +175,7 @@ async fn a_hung_probe_does_not_hold_the_response_and_a_panic_does_not_kill_the_s
     let server = HealthServer::builder(h).with_port(0).start().unwrap();
     let addr = server.local_addr();
     let start = Instant::now();
-    let r = get(addr, "GET", "/ready").await;
+    let r = http_request(addr, "GET", "/ready").await.unwrap();
     assert!(
         start.elapsed() < Duration::from_secs(1),
         "{:?}",
@@ -213,7 +183,7 @@ async fn a_hung_probe_does_not_hold_the_response_and_a_panic_does_not_kill_the_s
     );
     assert_eq!(r.status, 503);
     assert!(r.body.contains("Health check timed out after 300ms"));
-    let r = get(addr, "GET", "/live").await;
+    let r = http_request(addr, "GET", "/live").await.unwrap();
     assert_eq!(r.status, 503);
     // A fixed text: the panic's message is not served.
     assert!(
@@ -223,7 +193,7 @@ async fn a_hung_probe_does_not_hold_the_response_and_a_panic_does_not_kill_the_s
     );
     assert!(!r.body.contains("probe bug"), "{}", r.body);
     // The server and the probe carry on.
-    let r = get(addr, "GET", "/live").await;
+    let r = http_request(addr, "GET", "/live").await.unwrap();
     assert!(
         r.body.contains("\"name\":\"panics\",\"state\":\"HEALTHY\""),
         "{}",
@@ -256,7 +226,9 @@ async fn a_thousand_concurrent_ready_requests_run_a_cached_probe_once() {
         .unwrap();
     let addr = server.local_addr();
     let tasks: Vec<_> = (0..1000)
-        .map(|_| tokio::spawn(async move { get(addr, "GET", "/ready").await.status }))
+        .map(|_| {
+            tokio::spawn(async move { http_request(addr, "GET", "/ready").await.unwrap().status })
+        })
         .collect();
     let deadline = Instant::now() + Duration::from_secs(60);
     for t in tasks {
@@ -351,7 +323,13 @@ async fn zero_connection_limits_fail_at_start() {
         .with_idle_timeout(Duration::MAX)
         .start()
         .unwrap();
-    assert_eq!(get(server.local_addr(), "GET", "/ready").await.status, 200);
+    assert_eq!(
+        http_request(server.local_addr(), "GET", "/ready")
+            .await
+            .unwrap()
+            .status,
+        200
+    );
     server.shutdown(Duration::from_secs(2)).await;
 }
 
@@ -430,7 +408,10 @@ async fn half_open_and_silent_connections_are_closed_at_the_header_timeout() {
     assert_eq!(stats.header_timeouts, 3, "{stats:?}");
     assert_eq!(stats.open, 0, "{stats:?}");
     // A request in time is answered.
-    assert_eq!(get(addr, "GET", "/ready").await.status, 200);
+    assert_eq!(
+        http_request(addr, "GET", "/ready").await.unwrap().status,
+        200
+    );
     server.shutdown(Duration::from_secs(2)).await;
 }
 
@@ -477,7 +458,10 @@ async fn at_the_connection_limit_the_oldest_idle_connection_makes_room() {
     for i in 0..3 {
         until_open(&counters, 4).await;
         let start = Instant::now();
-        assert_eq!(get(addr, "GET", "/ready").await.status, 200);
+        assert_eq!(
+            http_request(addr, "GET", "/ready").await.unwrap().status,
+            200
+        );
         assert!(
             start.elapsed() < Duration::from_secs(1),
             "{:?}",
@@ -517,7 +501,9 @@ async fn at_the_limit_with_every_request_in_flight_a_new_connection_is_closed_at
         .unwrap();
     let addr = server.local_addr();
     let busy: Vec<_> = (0..2)
-        .map(|_| tokio::spawn(async move { get(addr, "GET", "/ready").await.status }))
+        .map(|_| {
+            tokio::spawn(async move { http_request(addr, "GET", "/ready").await.unwrap().status })
+        })
         .collect();
     until_open(&server.counters(), 2).await;
     // Let both requests reach the probe.
@@ -614,7 +600,7 @@ async fn serves_probes_over_tls_with_a_minimum_version() {
         .connect(name.clone(), tcp)
         .await
         .unwrap();
-    let r = request(stream, "GET", "/ready").await;
+    let r = http_request_on(stream, "GET", "/ready").await.unwrap();
     assert_eq!(r.status, 200);
     assert!(r.body.contains("\"state\":\"HEALTHY\""));
     server.shutdown(Duration::from_secs(2)).await;
@@ -639,7 +625,10 @@ async fn serves_probes_over_tls_with_a_minimum_version() {
         .connect(name, tcp)
         .await
         .unwrap();
-    assert_eq!(request(ok, "GET", "/live").await.status, 200);
+    assert_eq!(
+        http_request_on(ok, "GET", "/live").await.unwrap().status,
+        200
+    );
     // Plain HTTP to a TLS port gets no answer, not a probe result.
     let plain = tokio::net::TcpStream::connect(server.local_addr())
         .await
@@ -669,7 +658,7 @@ async fn shutdown_is_bounded_even_with_a_request_in_flight() {
     .unwrap();
     let server = HealthServer::builder(h).with_port(0).start().unwrap();
     let addr = server.local_addr();
-    let in_flight = tokio::spawn(async move { get(addr, "GET", "/ready").await });
+    let in_flight = tokio::spawn(async move { http_request(addr, "GET", "/ready").await.unwrap() });
     tokio::time::sleep(Duration::from_millis(100)).await;
     let start = Instant::now();
     server.shutdown(Duration::from_millis(500)).await;
@@ -756,7 +745,10 @@ async fn the_response_cache_answers_within_its_ttl_and_never_hides_a_drain() {
     let addr = server.local_addr();
     let started = Instant::now();
     for _ in 0..20 {
-        assert_eq!(get(addr, "GET", "/ready").await.status, 200);
+        assert_eq!(
+            http_request(addr, "GET", "/ready").await.unwrap().status,
+            200
+        );
     }
     if started.elapsed() < ttl {
         assert_eq!(runs.load(Ordering::SeqCst), 1, "twenty answers, one run");
@@ -764,18 +756,24 @@ async fn the_response_cache_answers_within_its_ttl_and_never_hides_a_drain() {
     // A dependency goes down: visible once the cached answer is older than the TTL.
     down.store(true, Ordering::SeqCst);
     tokio::time::sleep(ttl + Duration::from_millis(50)).await;
-    let r = get(addr, "GET", "/ready").await;
+    let r = http_request(addr, "GET", "/ready").await.unwrap();
     assert_eq!(r.status, 503, "{}", r.body);
     // It comes back, and the service starts draining: readiness says so at once.
     down.store(false, Ordering::SeqCst);
     tokio::time::sleep(ttl + Duration::from_millis(50)).await;
-    assert_eq!(get(addr, "GET", "/ready").await.status, 200);
+    assert_eq!(
+        http_request(addr, "GET", "/ready").await.unwrap().status,
+        200
+    );
     h.signal_drain();
-    let r = get(addr, "GET", "/ready").await;
+    let r = http_request(addr, "GET", "/ready").await.unwrap();
     assert_eq!(r.status, 503, "drain is never hidden by the cache");
     assert!(r.body.contains("shutting down"), "{}", r.body);
     // Liveness is unchanged by the drain.
-    assert_eq!(get(addr, "GET", "/live").await.status, 200);
+    assert_eq!(
+        http_request(addr, "GET", "/live").await.unwrap().status,
+        200
+    );
     server.shutdown(Duration::from_secs(2)).await;
 }
 
@@ -809,7 +807,9 @@ async fn http_probe_urls_never_show_credentials_or_query_tokens() {
     let down = format!("http://{closed}/health?token=s3cr3t#frag");
     h.register(HttpProbe::new("down", &down).unwrap()).unwrap();
     let server = HealthServer::builder(h).with_port(0).start().unwrap();
-    let r = get(server.local_addr(), "GET", "/ready").await;
+    let r = http_request(server.local_addr(), "GET", "/ready")
+        .await
+        .unwrap();
     assert_eq!(r.status, 503);
     let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
     let message = |name: &str| {

@@ -12,13 +12,14 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use http_body_util::{Empty, Full};
+use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use piko_obs_metrics::HTTP_DURATION_BUCKETS;
 use piko_obs_metrics::http::{HttpMetricsLayer, warp_route};
 use piko_obs_metrics::{Metrics, PrometheusMetrics};
+use piko_obs_testkit::http_request;
 use tower_layer::Layer;
 use tower_service::Service;
 use warp::Filter;
@@ -107,21 +108,10 @@ async fn the_warp_wrapper_records_real_requests() {
     let addr = listener.local_addr().unwrap();
     let server = tokio::spawn(warp::serve(routes).incoming(listener).run());
     for id in 0..3 {
-        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        let resp = http_request(addr, "GET", &format!("/orders/{id}"))
             .await
             .unwrap();
-        let driver = tokio::spawn(conn);
-        let req = hyper::Request::get(format!("/orders/{id}"))
-            .header("host", "localhost")
-            .body(Empty::<Bytes>::new())
-            .unwrap();
-        let resp = tokio::time::timeout(Duration::from_secs(5), tx.send_request(req))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(resp.status(), 202);
-        driver.abort();
+        assert_eq!(resp.status, 202);
     }
     let text = metrics.render();
     let count = line_value(
@@ -210,22 +200,7 @@ fn serve(
 /// `method path` over a fresh connection: the status, or the error when the server
 /// closed the connection without answering.
 async fn send(addr: SocketAddr, method: &str, path: &str) -> Result<u16, hyper::Error> {
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    let driver = tokio::spawn(conn);
-    let req = hyper::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", "localhost")
-        .body(Empty::<Bytes>::new())
-        .unwrap();
-    let resp = tokio::time::timeout(Duration::from_secs(5), tx.send_request(req))
-        .await
-        .expect("an answer within 5 s");
-    driver.abort();
-    resp.map(|r| r.status().as_u16())
+    http_request(addr, method, path).await.map(|r| r.status)
 }
 
 fn count(text: &str, method: &str, route: &str, status: &str) -> Option<f64> {

@@ -2,9 +2,12 @@
 //! (dev) pretty ones; both log `Server started` with the mode and stop on SIGTERM.
 
 use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use piko_obs_testkit::{Response, http_get};
 
 /// Cargo builds the package's examples before its integration tests, next to `deps/`.
 fn example() -> PathBuf {
@@ -241,27 +244,6 @@ fn help_lists_the_variables_and_a_bad_mode_is_an_error() {
     );
 }
 
-/// `GET path` on `addr` over a fresh connection: (status code, body).
-fn http_get(addr: &str, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let code = text.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (
-        code,
-        text.split_once("\r\n\r\n")
-            .map_or("", |(_, b)| b)
-            .to_string(),
-    )
-}
-
 #[test]
 fn requests_to_the_application_are_counted_on_metrics() {
     let mut child = monitor(&["prod"]).spawn().unwrap();
@@ -272,19 +254,27 @@ fn requests_to_the_application_are_counted_on_metrics() {
         assert!(out.read_line(&mut line).unwrap() > 0, "no address line");
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         if let Some(a) = v["addr"].as_str() {
-            return a.to_string();
+            return a.parse::<SocketAddr>().unwrap();
         }
     };
     let probes = addr();
     let app = addr();
     for _ in 0..3 {
-        let (code, body) = http_get(&app, "/");
+        let Response {
+            status: code, body, ..
+        } = http_get(app, "/").unwrap();
         assert_eq!((code, body.as_str()), (200, "hello from monitor\n"));
     }
-    let (code, body) = http_get(&app, "/fail");
+    let Response {
+        status: code, body, ..
+    } = http_get(app, "/fail").unwrap();
     assert_eq!((code, body.as_str()), (500, "checkout failed\n"));
-    assert_eq!(http_get(&app, "/no/such/page").0, 404);
-    let (code, metrics) = http_get(&probes, "/metrics");
+    assert_eq!(http_get(app, "/no/such/page").unwrap().status, 404);
+    let Response {
+        status: code,
+        body: metrics,
+        ..
+    } = http_get(probes, "/metrics").unwrap();
     assert_eq!(code, 200);
     let count = |route: &str, status: &str| {
         metrics

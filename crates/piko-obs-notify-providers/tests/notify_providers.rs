@@ -1,6 +1,8 @@
 //! Each provider against a webhook sink on loopback: method, path, headers and body,
 //! field by field, against the platform's documented payload.
 
+mod support;
+
 use std::time::{Duration, Instant, SystemTime};
 
 use base64::Engine as _;
@@ -14,8 +16,8 @@ use piko_obs_notify_providers::{
     PagerDutyNotifier, SlackNotifier, StdoutFormat, StdoutNotifier, TeamsFormat, TeamsNotifier,
     WebhookNotifier,
 };
-use piko_obs_tests::Capture;
-use piko_obs_tests::sink::{Recorded, Reply, Sink};
+use piko_obs_testkit::Capture;
+use piko_obs_testkit::sink::{Recorded, Reply, Sink};
 
 fn sample() -> Notification {
     let mut n = Notification::new("Disk almost full", "95% used on /var <@here> & more");
@@ -589,7 +591,7 @@ async fn the_dispatcher_and_a_replay_keep_the_webhook_id() {
         .build();
     service.register("webhook", signed_hook(&sink)).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let (d, _) = piko_obs_tests::attach_file_dispatcher(
+    let (d, _) = support::attach_file_dispatcher(
         &service,
         &dir.path().join("dlq.jsonl"),
         DispatcherConfig::default(),
@@ -1453,7 +1455,7 @@ async fn at_each_priority(notifier: &impl Notifier, sink: &Sink, path: &str) -> 
 }
 
 /// The string at JSON `pointer` in each request's body.
-fn strings_at(got: &[piko_obs_tests::sink::Recorded], pointer: &str) -> Vec<String> {
+fn strings_at(got: &[piko_obs_testkit::sink::Recorded], pointer: &str) -> Vec<String> {
     got.iter()
         .map(|r| {
             r.json()
@@ -1724,7 +1726,7 @@ async fn a_connect_that_cannot_complete_ends_at_the_connect_timeout() {
 
 /// The sink's streamed bodies, once one has ended (at most 5 s), waiting without
 /// blocking the runtime, whose tasks close the client's connections.
-async fn streamed_bodies_ended(sink: &Sink) -> Vec<piko_obs_tests::sink::Streamed> {
+async fn streamed_bodies_ended(sink: &Sink) -> Vec<piko_obs_testkit::sink::Streamed> {
     let end = Instant::now() + Duration::from_secs(5);
     while sink.streamed().is_empty() && Instant::now() < end {
         tokio::time::sleep(Duration::from_millis(10)).await;

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use piko_obs_logger::{Hub, Level, OutputStats, attr};
 use piko_obs_logger_drains::{JsonOutput, Overflow, QueueOptions};
-use piko_obs_tests::Capture;
+use piko_obs_testkit::Capture;
 
 const T: Duration = Duration::from_secs(30);
 

@@ -10,8 +10,8 @@ use opentelemetry_proto::tonic::trace::v1::Span;
 use piko_obs_logger::{Hub, Level};
 use piko_obs_logger_drains::JsonOutput;
 use piko_obs_otlp::{OtelLogOutput, OtlpConfig, Pipeline, Protocol, run_in_span};
-use piko_obs_tests::Capture;
-use piko_obs_tests::otlp::OtlpReceiver;
+use piko_obs_testkit::Capture;
+use piko_obs_testkit::otlp::OtlpReceiver;
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use opentelemetry::logs::{AnyValue, LogRecord as _, Logger as _, LoggerProvider as _, Severity};
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use piko_obs_otlp::{LOG_QUEUE, LogStats, OtlpConfig, Pipeline, Protocol};
-use piko_obs_tests::otlp::{Mode, OtlpReceiver};
+use piko_obs_testkit::otlp::{Mode, OtlpReceiver};
 
 /// The most records the export thread holds outside the queue (one batch).
 const BATCH: u64 = 512;

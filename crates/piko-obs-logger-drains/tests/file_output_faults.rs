@@ -70,7 +70,7 @@ fn a_failed_reopen_during_rotation_recovers_once_the_fault_clears() {
         return;
     }
     // The file limit is the process's: lower it in a child process of its own.
-    piko_obs_tests::rerun_in_child_expecting(
+    piko_obs_testkit::rerun_in_child_expecting(
         "a_failed_reopen_during_rotation_recovers_once_the_fault_clears",
         CHILD,
         "later lines arrived",
@@ -104,7 +104,7 @@ fn an_unwritable_folder_during_rotation_recovers_once_writable() {
         return;
     }
     // Root writes into any folder: the child drops to `nobody` first.
-    piko_obs_tests::rerun_in_child_expecting(
+    piko_obs_testkit::rerun_in_child_expecting(
         "an_unwritable_folder_during_rotation_recovers_once_writable",
         CHILD,
         "later lines arrived",

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use piko_obs_logger::{Hub, Logger, attr};
 use piko_obs_sentry::{Sentry, SentryConfig};
-use piko_obs_tests::sentry::events;
-use piko_obs_tests::sink::{Reply, Sink};
+use piko_obs_testkit::sentry::events;
+use piko_obs_testkit::sink::{Reply, Sink};
 use sentry_core::protocol::Context;
 
 #[derive(Debug)]

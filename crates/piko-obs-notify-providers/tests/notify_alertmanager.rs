@@ -4,6 +4,8 @@
 //! file and its replay; no secret in errors or `Debug`. (Debian's real
 //! `prometheus-alertmanager` is run by `cargo xtask integration`.)
 
+mod support;
+
 use std::time::{Duration, SystemTime};
 
 use piko_obs_notify::{
@@ -11,7 +13,7 @@ use piko_obs_notify::{
     SendError, alert,
 };
 use piko_obs_notify_providers::{ALERTMANAGER, AlertmanagerNotifier, DEFAULT_LEASE, HttpClient};
-use piko_obs_tests::sink::{Reply, Sink};
+use piko_obs_testkit::sink::{Reply, Sink};
 
 fn http() -> HttpClient {
     HttpClient::with_timeouts(Duration::from_secs(2), Duration::from_secs(3)).unwrap()
@@ -326,8 +328,7 @@ async fn an_alert_nobody_accepts_is_dead_lettered_and_a_replay_delivers_it() {
     service.register(ALERTMANAGER, am).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("dlq.jsonl");
-    let (d, _) =
-        piko_obs_tests::attach_file_dispatcher(&service, &path, DispatcherConfig::default());
+    let (d, _) = support::attach_file_dispatcher(&service, &path, DispatcherConfig::default());
     let n = sample();
     service.enqueue(n.clone()).unwrap();
     let end = std::time::Instant::now() + Duration::from_secs(10);
@@ -382,7 +383,7 @@ async fn a_send_error_names_the_provider() {
 
 #[tokio::test]
 async fn https_with_an_internal_ca_is_trusted_only_when_given() {
-    let pki = piko_obs_tests::pki::TestPki::generate();
+    let pki = piko_obs_testkit::pki::TestPki::generate();
     let sink = Sink::start_tls(&pki.server_tls(false));
     let url = format!("https://127.0.0.1:{}", sink.addr().port());
     // The platform's roots do not know the test CA: the handshake fails, retried.

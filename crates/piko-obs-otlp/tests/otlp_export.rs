@@ -13,8 +13,8 @@ use opentelemetry::trace::{
 };
 use opentelemetry::{Context, KeyValue};
 use piko_obs_otlp::{Compression, OtlpConfig, Pipeline, Protocol};
-use piko_obs_tests::otlp::{Mode, OtlpReceiver};
-use piko_obs_tests::sink::{Reply, Sink};
+use piko_obs_testkit::otlp::{Mode, OtlpReceiver};
+use piko_obs_testkit::sink::{Reply, Sink};
 
 /// The bound on one export.
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(2);

@@ -11,7 +11,7 @@ use piko_obs_notify::{Notification, Notifier, Priority};
 use piko_obs_notify_providers::{
     DiscordNotifier, GoogleChatNotifier, HttpClient, SlackNotifier, TeamsFormat, TeamsNotifier,
 };
-use piko_obs_tests::sink::Sink;
+use piko_obs_testkit::sink::Sink;
 use serde_json::Value;
 
 const MESSAGE: &str = "Disk usage at 95%\non db-1";

@@ -2,6 +2,8 @@
 //! Retry-After, classification, timeouts, panics, the circuit breaker, the dead-letter
 //! file, shutdown, replay, and the accounting of 1,000 notifications.
 
+mod support;
+
 use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
@@ -13,7 +15,7 @@ use piko_obs_notify::{
     Enqueued, Notification, NotificationService, Notifier, RegisterError, RetryPolicy, SendError,
 };
 use piko_obs_notify_providers::{FileDeadLetterStore, HttpClient, WebhookNotifier};
-use piko_obs_tests::sink::{Reply, Sink};
+use piko_obs_testkit::sink::{Reply, Sink};
 
 fn fast_retries(max_retries: u32) -> RetryPolicy {
     RetryPolicy::default()
@@ -40,7 +42,7 @@ fn dispatch(
     dir: &tempfile::TempDir,
     config: DispatcherConfig,
 ) -> (Dispatcher, Arc<FileDeadLetterStore>) {
-    piko_obs_tests::attach_file_dispatcher(s, &dir.path().join("dlq.jsonl"), config)
+    support::attach_file_dispatcher(s, &dir.path().join("dlq.jsonl"), config)
 }
 
 /// A service sending to `sink` with no retries, and its dispatcher (attached) with one
@@ -758,7 +760,7 @@ fn an_interrupted_replay_loses_nothing() {
     store.append_all(&failed_earlier("n", 20)).unwrap();
 
     // First process: dies mid-replay.
-    let run = piko_obs_tests::rerun_in_child_with(
+    let run = piko_obs_testkit::rerun_in_child_with(
         "an_interrupted_replay_loses_nothing",
         &[(CHILD, path.to_str().unwrap())],
         false,
@@ -1302,7 +1304,7 @@ const STDERR_CLOSED: &str = "PIKO_TEST_STDERR_CLOSED";
 fn the_dead_letter_writer_goes_on_when_stderr_is_closed() {
     if std::env::var_os(STDERR_CLOSED).is_none() {
         // Not captured: the reports must reach the closed stderr.
-        let run = piko_obs_tests::rerun_in_child(
+        let run = piko_obs_testkit::rerun_in_child(
             "the_dead_letter_writer_goes_on_when_stderr_is_closed",
             STDERR_CLOSED,
             true,

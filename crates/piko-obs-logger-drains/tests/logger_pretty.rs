@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use piko_obs_logger::{Hub, Level, attr};
 use piko_obs_logger_drains::{ColorChoice, PrettyOutput};
-use piko_obs_tests::Capture;
+use piko_obs_testkit::Capture;
 
 const T: Duration = Duration::from_secs(10);
 

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use piko_obs_logger::{Hub, Level, Output, attr, context, keys};
 use piko_obs_logger_drains::{JsonOutput, TimeZone};
-use piko_obs_tests::Capture;
+use piko_obs_testkit::Capture;
 use serde_json::{Value, json};
 
 const T: Duration = Duration::from_secs(10);
@@ -129,7 +129,10 @@ fn json_line_has_keys_in_order_and_documented_encodings() {
     assert_eq!(v["level"], "INFO");
     assert_eq!(v["msg"], "order placed");
     assert_eq!(v["logger"], "checkout/api");
-    assert_eq!(v["source"]["file"], "tests/tests/logger_json.rs");
+    assert_eq!(
+        v["source"]["file"],
+        "crates/piko-obs-logger-drains/tests/logger_json.rs"
+    );
     assert!(v["source"]["line"].as_u64().unwrap() > 0);
     assert_eq!(v["region"], "eu-west-1");
     assert_eq!(v["status"], 201);

@@ -142,8 +142,18 @@ pub struct Streamed {
     pub finished: bool,
 }
 
+/// What a TLS sink accepts connections with; without the `otlp` feature there is no
+/// TLS, and no value of this type.
+#[cfg(feature = "otlp")]
+type Acceptor = tokio_rustls::TlsAcceptor;
+#[cfg(not(feature = "otlp"))]
+#[derive(Clone)]
+enum Acceptor {}
+
 struct State {
     requests: Vec<Recorded>,
+    /// How many of `requests` [`Sink::next_request`] has returned.
+    taken: usize,
     streamed: Vec<Streamed>,
     script: VecDeque<Reply>,
     default: Reply,
@@ -173,11 +183,18 @@ impl Sink {
     /// Like [`Sink::with_default`], listening on `addr` (`127.0.0.1:0` picks a free
     /// port); panics when it cannot be bound.
     pub fn with_default_on(addr: &str, default: Reply) -> Sink {
+        Sink::try_on(addr, default).unwrap_or_else(|e| panic!("bind the sink on {addr}: {e}"))
+    }
+
+    /// Like [`Sink::with_default_on`], with an error when `addr` cannot be bound (a
+    /// caller that restarts a sink on its port may try again).
+    pub fn try_on(addr: &str, default: Reply) -> std::io::Result<Sink> {
         Sink::serve(addr, default, None)
     }
 
     /// Starts a sink answering 200 to everything over HTTPS, with the certificate and
     /// key of `tls` (a connection whose handshake fails is dropped unrecorded).
+    #[cfg(feature = "otlp")]
     pub fn start_tls(tls: &crate::otlp::ServerTls) -> Sink {
         let config = crate::otlp::tls_config(tls, &[b"http/1.1"]);
         Sink::serve(
@@ -185,21 +202,22 @@ impl Sink {
             Reply::status(200),
             Some(tokio_rustls::TlsAcceptor::from(config)),
         )
+        .expect("bind the sink on 127.0.0.1:0")
     }
 
-    fn serve(addr: &str, default: Reply, tls: Option<tokio_rustls::TlsAcceptor>) -> Sink {
+    fn serve(addr: &str, default: Reply, tls: Option<Acceptor>) -> std::io::Result<Sink> {
         let state = Arc::new(Mutex::new(State {
             requests: Vec::new(),
+            taken: 0,
             streamed: Vec::new(),
             script: VecDeque::new(),
             default,
             failure_rate: 0.0,
             rng: 0x2545_F491_4F6C_DD1D,
         }));
-        let std_listener = std::net::TcpListener::bind(addr)
-            .unwrap_or_else(|e| panic!("bind the sink on {addr}: {e}"));
-        std_listener.set_nonblocking(true).expect("nonblocking");
-        let addr = std_listener.local_addr().expect("addr");
+        let std_listener = std::net::TcpListener::bind(addr)?;
+        std_listener.set_nonblocking(true)?;
+        let addr = std_listener.local_addr()?;
         let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
         let st = state.clone();
         let thread = std::thread::spawn(move || {
@@ -224,6 +242,7 @@ impl Sink {
                             None => {
                                 let _ = http.serve_connection(TokioIo::new(stream), svc).await;
                             }
+                            #[cfg(feature = "otlp")]
                             Some(acceptor) => {
                                 let handshake = acceptor.accept(stream);
                                 let Ok(Ok(stream)) =
@@ -233,18 +252,20 @@ impl Sink {
                                 };
                                 let _ = http.serve_connection(TokioIo::new(stream), svc).await;
                             }
+                            #[cfg(not(feature = "otlp"))]
+                            Some(never) => match never {},
                         }
                     });
                 }
             });
             rt.shutdown_background();
         });
-        Sink {
+        Ok(Sink {
             addr,
             state,
             stop: Some(stop_tx),
             thread: Some(thread),
-        }
+        })
     }
 
     /// The sink's address.
@@ -277,6 +298,26 @@ impl Sink {
     /// they ended.
     pub fn streamed(&self) -> Vec<Streamed> {
         self.state.lock().expect("sink").streamed.clone()
+    }
+
+    /// The next request that no earlier call returned, waiting for it at most `within`
+    /// (requests come back in arrival order, each once); `None` when none arrived in
+    /// time.
+    pub fn next_request(&self, within: Duration) -> Option<Recorded> {
+        let end = Instant::now() + within;
+        loop {
+            {
+                let mut s = self.state.lock().expect("sink");
+                if let Some(r) = s.requests.get(s.taken).cloned() {
+                    s.taken += 1;
+                    return Some(r);
+                }
+            }
+            if Instant::now() >= end {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Waits (at most `within`) until `n` requests have arrived; returns them.

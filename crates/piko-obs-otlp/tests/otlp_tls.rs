@@ -14,8 +14,8 @@ use opentelemetry::metrics::MeterProvider as _;
 use opentelemetry::trace::{Span as _, Tracer as _, TracerProvider as _};
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use piko_obs_otlp::{OtlpConfig, Pipeline, Protocol};
-use piko_obs_tests::otlp::{OtlpReceiver, ServerTls};
-use piko_obs_tests::pki::{PkiFiles, TestPki};
+use piko_obs_testkit::otlp::{OtlpReceiver, ServerTls};
+use piko_obs_testkit::pki::{PkiFiles, TestPki};
 
 /// The bound on one export.
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(2);

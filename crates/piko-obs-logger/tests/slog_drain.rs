@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use piko_obs_logger::{Hub, Level, attr};
-use piko_obs_tests::Capture;
+use piko_obs_testkit::Capture;
 use slog::Drain;
 
 #[derive(Default, Clone)]

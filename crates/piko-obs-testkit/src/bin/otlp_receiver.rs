@@ -1,5 +1,5 @@
-//! The OTLP receiver of the tests as a program, for `cargo xtask integration`: prints
-//! `grpc=ADDR` and `http=ADDR`, receives until stdin closes, then prints one JSON
+//! The testkit's OTLP receiver as a program, for `cargo xtask integration` and `soak`:
+//! prints `grpc=ADDR` and `http=ADDR`, receives until stdin closes, then prints one JSON
 //! object summarising what arrived: span names and trace ids, metric names, log bodies
 //! with their severity and trace ids, and the `service.name` of each export.
 //! `GRPC_ADDR` and `HTTP_ADDR` (optional) fix the servers' addresses; by default each
@@ -8,7 +8,7 @@
 use std::io::Read;
 
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
-use piko_obs_tests::otlp::OtlpReceiver;
+use piko_obs_testkit::otlp::OtlpReceiver;
 
 fn text(v: Option<&opentelemetry_proto::tonic::common::v1::AnyValue>) -> String {
     match v.and_then(|v| v.value.as_ref()) {
