@@ -196,7 +196,8 @@ fn bad_otlp_settings_fail_init_naming_them() {
     let e = base().with_otlp_protocol("thrift").init().unwrap_err();
     assert_eq!(
         e.to_string(),
-        "with_otlp_protocol: unknown protocol \"thrift\"; use grpc or http/protobuf"
+        "with_otlp_protocol: unknown protocol \"thrift\"; use grpc, http/protobuf or \
+         http/json"
     );
     let e = base()
         .with_otlp_endpoint("ftp://collector:4317")

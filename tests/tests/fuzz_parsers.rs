@@ -1,6 +1,7 @@
 //! Fuzzing by property tests (proptest, stable toolchain) of the text parsers: level
-//! text and directives, the OTLP settings from the standard variables, the Sentry
-//! settings and DSN, `Retry-After`, and the health server's bind address and paths.
+//! text and directives, the OTLP settings from the standard variables, the B3, Jaeger
+//! and OT Trace headers, the Sentry settings and DSN, `Retry-After`, and the health
+//! server's bind address and paths.
 //!
 //! Each property runs `PIKO_FUZZ_CASES` cases (default 256, so `cargo test` stays fast;
 //! the long runs recorded in `docs/reliability.md` use more). Failures are not persisted
@@ -430,6 +431,141 @@ fn fuzz_otlp_header_with_line_break_is_refused() {
                 if let Err(e) = e {
                     prop_assert_eq!(e.setting, "with_otlp_headers");
                 }
+            }
+            Ok(())
+        },
+    );
+}
+
+// ----------------------------------------------------------------------------------------
+// Trace headers: B3, Jaeger and OT Trace.
+
+const TRACE_HEADER_NAMES: &[&str] = &[
+    "b3",
+    "x-b3-traceid",
+    "x-b3-spanid",
+    "x-b3-parentspanid",
+    "x-b3-sampled",
+    "x-b3-flags",
+    "uber-trace-id",
+    "uberctx-tenant",
+    "ot-tracer-traceid",
+    "ot-tracer-spanid",
+    "ot-tracer-sampled",
+    "ot-baggage-tenant",
+];
+
+const TRACE_HEADER_WORDS: &[&str] = &[
+    "4bf92f3577b34da6",
+    "a3ce929d0e0e4736",
+    "00f067aa0ba902b7",
+    "0000000000000000",
+    "ffffffffffffffff",
+    "F067AA",
+    "-",
+    ":",
+    "%3A",
+    "%3a",
+    "%",
+    "%zz",
+    "+",
+    "d",
+    "0",
+    "1",
+    "3",
+    "true",
+    "False",
+    " ",
+    "é",
+];
+
+/// Ids, flags and sampling states, of the lengths the formats take and not.
+const TRACE_HEADER_TOKENS: &[&str] = &[
+    "4bf92f3577b34da6a3ce929d0e0e4736",
+    "a3ce929d0e0e4736",
+    "00f067aa0ba902b7",
+    "0",
+    "1",
+    "d",
+    "3",
+];
+
+/// A value for the header `name`: mostly tokens joined by the separator of the
+/// header's format (one token for the headers that hold one), else arbitrary text.
+fn trace_header_value(name: &'static str) -> BoxedStrategy<String> {
+    let shaped = (
+        prop::collection::vec(prop::sample::select(TRACE_HEADER_TOKENS), 1..5),
+        any::<bool>(),
+    )
+        .prop_map(move |(tokens, encoded)| match name {
+            "b3" => tokens.join("-"),
+            "uber-trace-id" => tokens.join(if encoded { "%3A" } else { ":" }),
+            _ => tokens[0].to_string(),
+        });
+    prop_oneof![1 => text_for(TRACE_HEADER_WORDS), 3 => shaped].boxed()
+}
+
+/// A carrier holding each header of the formats or not.
+fn trace_headers() -> impl Strategy<Value = HashMap<String, String>> {
+    let values: Vec<_> = TRACE_HEADER_NAMES
+        .iter()
+        .map(|&name| prop::option::weighted(0.5, trace_header_value(name)))
+        .collect();
+    values.prop_map(|values| {
+        TRACE_HEADER_NAMES
+            .iter()
+            .zip(values)
+            .filter_map(|(name, value)| Some(((*name).to_string(), value?)))
+            .collect()
+    })
+}
+
+/// A value of the context that extraction must keep.
+#[derive(Debug, PartialEq)]
+struct Kept(u8);
+
+#[test]
+fn fuzz_trace_headers_never_panic_and_round_trip() {
+    use opentelemetry::propagation::TextMapPropagator;
+    use opentelemetry::trace::TraceContextExt as _;
+    let propagators: [(&str, Box<dyn TextMapPropagator>); 4] = [
+        ("b3", Box::new(piko_obs_otlp::B3Propagator::single_header())),
+        (
+            "b3multi",
+            Box::new(piko_obs_otlp::B3Propagator::multiple_headers()),
+        ),
+        ("jaeger", Box::new(piko_obs_otlp::JaegerPropagator::new())),
+        ("ottrace", Box::new(piko_obs_otlp::OtTracePropagator::new())),
+    ];
+    fuzz(
+        "trace_headers_never_panic_and_round_trip",
+        trace_headers(),
+        |carrier| {
+            let before = opentelemetry::Context::new().with_value(Kept(7));
+            for (name, p) in &propagators {
+                let cx = p.extract_with_context(&before, &carrier);
+                prop_assert_eq!(cx.get::<Kept>(), Some(&Kept(7)), "{}", name);
+                if !cx.has_active_span() {
+                    continue;
+                }
+                // What was read is a valid remote span, and written and read again
+                // it is the same span (OT Trace keeps the trace id's low 64 bits).
+                let sc = cx.span().span_context().clone();
+                prop_assert!(sc.is_valid() && sc.is_remote(), "{}: {:?}", name, sc);
+                let mut out = HashMap::new();
+                p.inject_context(&cx, &mut out);
+                let again = p.extract(&out);
+                let sc2 = again.span().span_context().clone();
+                prop_assert_eq!(sc2.span_id(), sc.span_id(), "{}: {:?}", name, out);
+                prop_assert_eq!(sc2.is_sampled(), sc.is_sampled(), "{}: {:?}", name, out);
+                let keep = if *name == "ottrace" { 8 } else { 0 };
+                prop_assert_eq!(
+                    &sc2.trace_id().to_bytes()[keep..],
+                    &sc.trace_id().to_bytes()[keep..],
+                    "{}: {:?}",
+                    name,
+                    out
+                );
             }
             Ok(())
         },

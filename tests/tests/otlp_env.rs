@@ -167,6 +167,12 @@ fn propagators_are_the_ones_named() {
             Some("tracecontext,xray,baggage"),
             "baggage,traceparent,tracestate,x-amzn-trace-id",
         ),
+        (
+            Some("tracecontext,baggage,b3multi,jaeger,ottrace,b3"),
+            "b3,baggage,ot-baggage-tenant,ot-tracer-sampled,ot-tracer-spanid,\
+             ot-tracer-traceid,traceparent,tracestate,uber-trace-id,uberctx-tenant,\
+             x-b3-sampled,x-b3-spanid,x-b3-traceid",
+        ),
     ] {
         let env: Vec<(&str, &str)> = value.map(|v| ("OTEL_PROPAGATORS", v)).into_iter().collect();
         let out = probe(Some(&receiver.http_endpoint()), &env);
@@ -204,8 +210,8 @@ fn bad_values_name_their_variable() {
             "OTEL_BLRP_SCHEDULE_DELAY:",
         ),
         ("OTEL_TRACES_EXPORTER", "zipkin", "OTEL_TRACES_EXPORTER:"),
-        ("OTEL_PROPAGATORS", "b3", "OTEL_PROPAGATORS:"),
-        ("OTEL_PROPAGATORS", "jaeger", "OTEL_PROPAGATORS:"),
+        ("OTEL_PROPAGATORS", "b3single", "OTEL_PROPAGATORS:"),
+        ("OTEL_PROPAGATORS", "jaeger,none", "OTEL_PROPAGATORS:"),
         (
             "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",
             "deltas",

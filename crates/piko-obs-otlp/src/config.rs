@@ -395,6 +395,16 @@ pub enum Propagator {
     Baggage,
     /// AWS X-Ray (`X-Amzn-Trace-Id`), through `opentelemetry-aws`.
     XRay,
+    /// B3 written as the single `b3` header, read in both forms
+    /// ([`crate::B3Propagator`]).
+    B3,
+    /// B3 written as the `X-B3-*` headers, read in both forms
+    /// ([`crate::B3Propagator`]).
+    B3Multi,
+    /// Jaeger's `uber-trace-id` and `uberctx-*` ([`crate::JaegerPropagator`]).
+    Jaeger,
+    /// OT Trace's `ot-tracer-*` and `ot-baggage-*` ([`crate::OtTracePropagator`]).
+    OtTrace,
 }
 
 /// Header names only, for `Debug`: the values never appear.
@@ -1319,27 +1329,8 @@ fn batch_from_env(
     Ok(b)
 }
 
-/// Why each propagator of the specification that piko-obs has not is refused: none has
-/// a well-kept crate for the OpenTelemetry version in use (0.33).
-const NO_PROPAGATOR: [(&str, &str); 4] = [
-    (
-        "b3",
-        "the only B3 propagator for OpenTelemetry 0.33 is part of opentelemetry-zipkin, a \
-         deprecated crate that always builds the Zipkin exporter",
-    ),
-    (
-        "b3multi",
-        "the only B3 propagator for OpenTelemetry 0.33 is part of opentelemetry-zipkin, a \
-         deprecated crate that always builds the Zipkin exporter",
-    ),
-    (
-        "jaeger",
-        "opentelemetry-jaeger-propagator has no release for OpenTelemetry 0.33",
-    ),
-    ("ottrace", "no OT Trace propagator crate exists for Rust"),
-];
-
-/// `OTEL_PROPAGATORS`: `tracecontext`, `baggage`, `xray`, `none`, in order, each once.
+/// `OTEL_PROPAGATORS`: `tracecontext`, `baggage`, `b3`, `b3multi`, `jaeger`, `xray`,
+/// `ottrace`, `none`, in order, each once.
 fn propagators_from_env(
     env: &impl Fn(&str) -> Option<String>,
 ) -> Result<Vec<Propagator>, ConfigError> {
@@ -1354,26 +1345,21 @@ fn propagators_from_env(
             "tracecontext" => Propagator::TraceContext,
             "baggage" => Propagator::Baggage,
             "xray" => Propagator::XRay,
+            "b3" => Propagator::B3,
+            "b3multi" => Propagator::B3Multi,
+            "jaeger" => Propagator::Jaeger,
+            "ottrace" => Propagator::OtTrace,
             "none" => {
                 none = true;
                 continue;
             }
             "" => continue,
             other => {
-                if let Some((_, why)) = NO_PROPAGATOR.iter().find(|(name, _)| *name == other) {
-                    return Err(err(
-                        NAME,
-                        format!(
-                            "{other} is not supported: {why}; use tracecontext, baggage, xray or \
-                             none (or set your own with \
-                             opentelemetry::global::set_text_map_propagator after init())"
-                        ),
-                    ));
-                }
                 return Err(err(
                     NAME,
                     format!(
-                        "unknown propagator {other:?}; use tracecontext, baggage, xray or none"
+                        "unknown propagator {other:?}; use tracecontext, baggage, b3, b3multi, \
+                         jaeger, xray, ottrace or none"
                     ),
                 ));
             }
@@ -1861,6 +1847,21 @@ mod tests {
             ]
         );
         let s = OtlpConfig::new()
+            .resolve(
+                env(&[("OTEL_PROPAGATORS", "B3multi, jaeger,ottrace ,b3,jaeger")]),
+                "svc",
+            )
+            .unwrap();
+        assert_eq!(
+            s.propagators,
+            vec![
+                Propagator::B3Multi,
+                Propagator::Jaeger,
+                Propagator::OtTrace,
+                Propagator::B3
+            ]
+        );
+        let s = OtlpConfig::new()
             .resolve(env(&[("OTEL_PROPAGATORS", "none")]), "svc")
             .unwrap();
         assert!(s.propagators.is_empty());
@@ -1870,10 +1871,9 @@ mod tests {
             ("OTEL_BLRP_SCHEDULE_DELAY", "1s"),
             ("OTEL_BSP_EXPORT_TIMEOUT", "0"),
             ("OTEL_METRIC_EXPORT_TIMEOUT", "-1"),
-            ("OTEL_PROPAGATORS", "b3"),
-            ("OTEL_PROPAGATORS", "b3multi"),
-            ("OTEL_PROPAGATORS", "jaeger"),
-            ("OTEL_PROPAGATORS", "ottrace"),
+            ("OTEL_PROPAGATORS", "b3single"),
+            ("OTEL_PROPAGATORS", "jaeger,none"),
+            ("OTEL_PROPAGATORS", "zipkin"),
             ("OTEL_PROPAGATORS", "tracecontext,none"),
             ("OTEL_PROPAGATORS", "w3c"),
         ] {

@@ -17,7 +17,9 @@
 //! Bridges: [`OtelLogOutput`] (the log hub's records as OpenTelemetry log records, with
 //! the current span's ids) and [`OtelRecorder`] (the `metrics` macros as OpenTelemetry
 //! instruments). [`extract_context`], [`inject_context`] and [`traced`] (for reqwest)
-//! carry W3C trace context across HTTP headers. [`run_in_span`] runs an operation in its own span, with a logger
+//! carry the trace context across HTTP headers through the installed propagators:
+//! W3C trace context and baggage, AWS X-Ray, and piko-obs's own [`B3Propagator`],
+//! [`JaegerPropagator`] and [`OtTracePropagator`] (`OTEL_PROPAGATORS`). [`run_in_span`] runs an operation in its own span, with a logger
 //! whose lines carry the span's ids, recording errors and panics.
 //!
 //! ```
@@ -47,6 +49,7 @@ pub use metrics_bridge::{
 };
 mod pipeline;
 mod propagation;
+mod propagators;
 mod span;
 mod tracing_layer;
 
@@ -57,6 +60,8 @@ pub use span::{note_panic, run_in_span, run_in_span_from, use_tracer_provider};
 pub use propagation::{
     TraceLayer, Traced, extract_context, inject_context, traced, traced_with, warp_trace_context,
 };
+
+pub use propagators::{B3Encoding, B3Propagator, JaegerPropagator, OtTracePropagator};
 
 pub use logs::{OtelLogOutput, severity};
 

@@ -862,6 +862,10 @@ pub fn text_map_propagator(
                         Propagator::XRay => {
                             Box::new(opentelemetry_aws::trace::XrayPropagator::new())
                         }
+                        Propagator::B3 => Box::new(crate::B3Propagator::single_header()),
+                        Propagator::B3Multi => Box::new(crate::B3Propagator::multiple_headers()),
+                        Propagator::Jaeger => Box::new(crate::JaegerPropagator::new()),
+                        Propagator::OtTrace => Box::new(crate::OtTracePropagator::new()),
                     }
                 },
             )

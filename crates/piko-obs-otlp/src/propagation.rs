@@ -1,5 +1,6 @@
-//! W3C trace context (`traceparent`, `tracestate`) and baggage across HTTP headers,
-//! through the globally installed propagator.
+//! Trace context and baggage across HTTP headers, through the globally installed
+//! propagator: W3C `traceparent`, `tracestate` and `baggage` by default, or the formats
+//! `OTEL_PROPAGATORS` lists (B3, Jaeger, X-Ray, OT Trace).
 
 use opentelemetry::propagation::{Extractor, Injector};
 
@@ -29,14 +30,16 @@ impl Injector for HeadersMut<'_> {
 }
 
 /// The context an incoming request carries (its `traceparent`, `tracestate` and
-/// `baggage` headers), through the global propagator; the current context's values
-/// where the headers say nothing.
+/// `baggage` headers by default; the headers of each format the global propagator
+/// reads), through the global propagator; the current context's values where the
+/// headers say nothing.
 pub fn extract_context(headers: &http::HeaderMap) -> opentelemetry::Context {
     opentelemetry::global::get_text_map_propagator(|p| p.extract(&Headers(headers)))
 }
 
-/// Writes the context's `traceparent`, `tracestate` and `baggage` into the headers of
-/// an outgoing request (`reqwest::RequestBuilder::headers`, hyper, ...).
+/// Writes the context's `traceparent`, `tracestate` and `baggage` (by default; the
+/// headers of each format the global propagator writes) into the headers of an
+/// outgoing request (`reqwest::RequestBuilder::headers`, hyper, ...).
 pub fn inject_context(cx: &opentelemetry::Context, headers: &mut http::HeaderMap) {
     opentelemetry::global::get_text_map_propagator(|p| {
         p.inject_context(cx, &mut HeadersMut(headers))

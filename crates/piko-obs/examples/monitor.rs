@@ -63,13 +63,21 @@ Environment:
 
 OpenTelemetry (traces, metrics and logs over OTLP, when an endpoint is set):
   OTEL_EXPORTER_OTLP_ENDPOINT   the collector (http://host:4318, https://...)
-  OTEL_EXPORTER_OTLP_PROTOCOL   http/protobuf (default) or grpc
+  OTEL_EXPORTER_OTLP_PROTOCOL   http/protobuf (default), http/json or grpc
   OTEL_EXPORTER_OTLP_HEADERS    key=value,... sent with every export
   OTEL_EXPORTER_OTLP_TIMEOUT    milliseconds per export (default 10000)
+  OTEL_PROPAGATORS              tracecontext,baggage (default), b3, b3multi, jaeger,
+                                xray, ottrace or none, in the order given
+  OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE
+                                cumulative (default), delta or lowmemory
   OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, OTEL_TRACES_SAMPLER,
-  OTEL_TRACES_SAMPLER_ARG, OTEL_METRIC_EXPORT_INTERVAL, OTEL_SDK_DISABLED,
-  OTEL_EXPORTER_OTLP_{TRACES,METRICS,LOGS}_*, OTEL_{TRACES,METRICS,LOGS}_EXPORTER,
-  OTEL_BSP_*, OTEL_BLRP_*, OTEL_PROPAGATORS (docs/reference/otlp.md)
+  OTEL_TRACES_SAMPLER_ARG, OTEL_METRIC_EXPORT_INTERVAL, OTEL_METRIC_EXPORT_TIMEOUT,
+  OTEL_SDK_DISABLED, OTEL_EXPORTER_OTLP_{TRACES,METRICS,LOGS}_*,
+  OTEL_{TRACES,METRICS,LOGS}_EXPORTER, OTEL_BSP_*, OTEL_BLRP_*,
+  OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION,
+  OTEL_METRICS_EXEMPLAR_FILTER, the attribute limits OTEL_ATTRIBUTE_*_LIMIT,
+  OTEL_SPAN_*_LIMIT, OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT, OTEL_LINK_ATTRIBUTE_COUNT_LIMIT,
+  OTEL_LOGRECORD_ATTRIBUTE_*_LIMIT (docs/reference/otlp.md)
 
 Sentry (ERROR lines as events, lower lines as breadcrumbs, when a DSN is set):
   SENTRY_DSN                https://<public key>@<host>/<project id>

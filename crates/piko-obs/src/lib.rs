@@ -762,7 +762,7 @@ impl Builder {
         if let Some(text) = &self.otlp_protocol {
             otlp_config.protocol = Some(otlp::Protocol::parse(text).ok_or_else(|| {
                 InitError::Otlp(format!(
-                    "with_otlp_protocol: unknown protocol {:?}; use grpc or http/protobuf",
+                    "with_otlp_protocol: unknown protocol {:?}; use grpc, http/protobuf or http/json",
                     text.trim()
                 ))
             })?);
