@@ -43,19 +43,43 @@
 //! ```
 //!
 //! No feature flags. Needs a tokio runtime for sending and for the dispatcher.
+//!
+//! # Layout
+//!
+//! The modules depend one way, each only on those listed before it:
+//!
+//! 1. `model` (the notification, [`truncate`]), `policy` ([`RetryPolicy`], the
+//!    circuit breaker), [`alert`], [`provider`] (names): no other module;
+//! 2. `notifier`: the [`Notifier`] port, on the model;
+//! 3. `defaults`: what a service fills into a context left empty;
+//!    `dead_letter`: the [`DeadLetterStore`] port and its [`DeadLetter`] entry;
+//! 4. `registry`: the named providers, the default, one attempt through a provider
+//!    (breaker, limit, time bound, panics caught), shared by the service and the
+//!    dispatcher;
+//! 5. `writer`: the dead-letter writer thread and what it is handed;
+//! 6. `dispatcher`: the queue, the workers, retries, shutdown and replay, over the
+//!    registry and the writer;
+//! 7. `service`: [`NotificationService`] and its builders, over the registry and the
+//!    dispatcher; [`Dispatcher::start`], which takes a service, is defined here;
+//! 8. `forward`: the [`ErrorForwarder`], over the service.
 
 pub mod alert;
+mod dead_letter;
+mod defaults;
 mod dispatcher;
 mod forward;
 mod model;
 mod notifier;
 mod policy;
 pub mod provider;
+mod registry;
 mod service;
+mod writer;
 
+pub use dead_letter::{DeadLetter, DeadLetterBatch, DeadLetterStore, unique_id};
 pub use dispatcher::{
-    DeadLetter, DeadLetterBatch, DeadLetterStore, Dispatcher, DispatcherConfig, DispatcherStats,
-    EnqueueError, Enqueued, ReplayError, ShutdownReport, unique_id,
+    Dispatcher, DispatcherConfig, DispatcherStats, EnqueueError, Enqueued, ReplayError,
+    ShutdownReport,
 };
 pub use forward::{
     ALERT_TITLE_SUFFIX, ERROR_FORWARDER_OUTPUT, ErrorForwarder, ErrorForwarderConfig,
@@ -67,7 +91,8 @@ pub use notifier::{
     Capabilities, MAX_RETRY_AFTER, NoopNotifier, Notifier, SendError, parse_retry_after,
 };
 pub use policy::{BreakerPolicy, PolicyError, RetryPolicy};
+pub use registry::{ProviderStats, RegisterError, UnknownProvider};
 pub use service::{
     DEFAULT_SEND_TIMEOUT, DeliveryError, NotificationBuilder, NotificationService, ProviderFailure,
-    ProviderOutcome, ProviderStats, RegisterError, SendReport, ServiceBuilder, UnknownProvider,
+    ProviderOutcome, SendReport, ServiceBuilder,
 };
