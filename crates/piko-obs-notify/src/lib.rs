@@ -16,12 +16,11 @@
 //! - [`Dispatcher`]: a bounded queue, workers, exponential backoff with jitter,
 //!   `Retry-After`, error classification, a circuit breaker per provider, and a
 //!   [`DeadLetterStore`] port, so that a notification is delivered or on disk;
-//! - [`ErrorForwarder`]: an output of the `piko-obs-logger` hub that turns ERROR logs
-//!   into alerts, grouped by message and call site over a window, capped and rate
-//!   limited; with the key of each group and, when a group goes quiet, a resolved
-//!   alert, so that an alert manager merges replicas and closes the alert;
 //! - [`alert`]: the options that make a notification an alert with an identity and
 //!   a state (for Prometheus Alertmanager).
+//!
+//! ERROR logs forwarded as alerts are an output of the log hub, in the adapter crate
+//! `piko-obs-error-alerts`: this crate does not depend on the logger.
 //!
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -49,8 +48,9 @@
 //! The modules depend one way, each only on those listed before it:
 //!
 //! 1. `model` (the notification, [`truncate`]), `policy` ([`RetryPolicy`], the
-//!    circuit breaker), [`alert`], [`provider`] (names): no other module;
-//! 2. `notifier`: the [`Notifier`] port, on the model;
+//!    circuit breaker), [`provider`] (names): no other module;
+//! 2. `notifier`: the [`Notifier`] port, and [`alert`]: the alert options, on the
+//!    model;
 //! 3. `defaults`: what a service fills into a context left empty;
 //!    `dead_letter`: the [`DeadLetterStore`] port and its [`DeadLetter`] entry;
 //! 4. `registry`: the named providers, the default, one attempt through a provider
@@ -60,14 +60,12 @@
 //! 6. `dispatcher`: the queue, the workers, retries, shutdown and replay, over the
 //!    registry and the writer;
 //! 7. `service`: [`NotificationService`] and its builders, over the registry and the
-//!    dispatcher; [`Dispatcher::start`], which takes a service, is defined here;
-//! 8. `forward`: the [`ErrorForwarder`], over the service.
+//!    dispatcher; [`Dispatcher::start`], which takes a service, is defined here.
 
 pub mod alert;
 mod dead_letter;
 mod defaults;
 mod dispatcher;
-mod forward;
 mod model;
 mod notifier;
 mod policy;
@@ -80,11 +78,6 @@ pub use dead_letter::{DeadLetter, DeadLetterBatch, DeadLetterStore, unique_id};
 pub use dispatcher::{
     Dispatcher, DispatcherConfig, DispatcherStats, EnqueueError, Enqueued, ReplayError,
     ShutdownReport,
-};
-pub use forward::{
-    ALERT_TITLE_SUFFIX, ERROR_FORWARDER_OUTPUT, ErrorForwarder, ErrorForwarderConfig,
-    ForwarderConfigError, ForwarderStats, MAX_ALERT_FIELD_CHARS, MAX_ALERT_FIELDS,
-    priority_for_level,
 };
 pub use model::{Content, Context, Fields, Notification, Priority, truncate, truncate_bytes};
 pub use notifier::{

@@ -2,6 +2,18 @@
 //! records it receives by message and call site over a fixed window and hands one
 //! notification per group to the [`NotificationService`].
 //!
+//! An adapter between two subsystems: it implements the output port of
+//! `piko-obs-logger` and sends through the service of `piko-obs-notify`, so that
+//! neither of those depends on the other. Whoever composes them (the facade
+//! `piko-obs` does) starts it on a runtime and adds it to a log hub under
+//! [`ERROR_FORWARDER_OUTPUT`].
+//!
+//! - [`ErrorForwarderConfig`]: the threshold, the window, the caps, the ignored
+//!   loggers, the providers and the quiet time before a resolved alert, checked by
+//!   [`validate`](ErrorForwarderConfig::validate) ([`ForwarderConfigError`]);
+//! - [`ErrorForwarder`]: the output itself, with its [`ForwarderStats`];
+//! - [`priority_for_level`]: the priority an alert of a level gets.
+//!
 //! The write path only takes a short mutex: it counts a record into its group, or
 //! renders the fields of the first record of a new group (outside the lock) and stores
 //! them. A task on the runtime given to [`ErrorForwarder::start`] wakes when a window
@@ -19,10 +31,9 @@ use std::time::{Duration, Instant, SystemTime};
 use piko_obs_logger::{FlushError, Level, Output, OutputStats, REDACTED, Record, Value};
 use tokio::sync::Notify;
 
-use crate::alert;
-use crate::dispatcher::EnqueueError;
-use crate::model::{Notification, Priority, rfc3339, truncate};
-use crate::service::NotificationService;
+use piko_obs_notify::{
+    Context, EnqueueError, Notification, NotificationService, Priority, alert, truncate,
+};
 
 /// The name the forwarder gives itself in [`FlushError`]s (the facade adds it to the
 /// hub under this name).
@@ -56,7 +67,7 @@ pub const MAX_ALERT_FIELD_CHARS: usize = 1024;
 /// ```
 /// use std::time::Duration;
 /// use piko_obs_logger::Level;
-/// use piko_obs_notify::ErrorForwarderConfig;
+/// use piko_obs_error_alerts::ErrorForwarderConfig;
 ///
 /// let config = ErrorForwarderConfig::default()
 ///     .with_threshold(Level::WARN)
@@ -311,7 +322,8 @@ fn bump(c: &AtomicU64) {
 ///
 /// ```
 /// use piko_obs_logger::Level;
-/// use piko_obs_notify::{Priority, priority_for_level};
+/// use piko_obs_error_alerts::priority_for_level;
+/// use piko_obs_notify::Priority;
 /// assert_eq!(priority_for_level(Level::ERROR), Priority::Critical);
 /// assert_eq!(priority_for_level(Level::NOTICE), Priority::Normal);
 /// ```
@@ -408,8 +420,8 @@ impl Group {
         let mut n = Notification::new(format!("{}{ALERT_TITLE_SUFFIX}", self.level), self.msg);
         let f = &mut n.content.fields;
         f.insert("occurrences", self.count.to_string());
-        f.insert("first_seen", rfc3339::text(self.first_seen));
-        f.insert("last_seen", rfc3339::text(self.last_seen));
+        f.insert("first_seen", alert::time_text(self.first_seen));
+        f.insert("last_seen", alert::time_text(self.last_seen));
         f.insert("source", format!("{}:{}", self.file, self.line));
         f.insert("logger", self.logger);
         let o = &mut n.provider_options;
@@ -451,7 +463,7 @@ fn render(v: Value<'_>) -> String {
         Value::Uint(u) => u.to_string(),
         Value::Float(f) => f.to_string(),
         Value::Bool(b) => b.to_string(),
-        Value::Time(t) => rfc3339::text(t),
+        Value::Time(t) => alert::time_text(t),
         Value::Duration(d) => format!("{d:?}"),
         Value::Error(e) => piko_obs_logger::attr::error_chain(e).join(": "),
         Value::ErrorChain(c) => c.join(": "),
@@ -829,10 +841,10 @@ impl Inner {
 /// and a new id (it is a notification of its own, not a resend).
 fn resolved(mut n: Notification) -> Notification {
     n.content.title = format!("RESOLVED: {}", n.content.title);
-    n.context.id = crate::model::Context::new_id();
+    n.context.id = Context::new_id();
     let o = &mut n.provider_options;
     o.insert(alert::STATUS, alert::RESOLVED);
-    o.insert(alert::ENDS_AT, rfc3339::text(SystemTime::now()));
+    o.insert(alert::ENDS_AT, alert::time_text(SystemTime::now()));
     // PagerDuty: resolve the group's incident rather than open another.
     o.insert("event_action", "resolve");
     n
@@ -902,7 +914,8 @@ async fn run(inner: Weak<Inner>, wake: Arc<Notify>, window: Duration) {
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
 /// use std::time::Duration;
 /// use piko_obs_logger::{Hub, Level, Output};
-/// use piko_obs_notify::{ErrorForwarder, ErrorForwarderConfig, NoopNotifier, NotificationService};
+/// use piko_obs_error_alerts::{ErrorForwarder, ErrorForwarderConfig};
+/// use piko_obs_notify::{NoopNotifier, NotificationService};
 ///
 /// let service = NotificationService::default();
 /// service.register("pager", NoopNotifier).unwrap();
@@ -1064,8 +1077,8 @@ impl Output for ErrorForwarder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::notifier::{Notifier, SendError};
     use piko_obs_logger::{Hub, SecretKeys, Source, attr};
+    use piko_obs_notify::{Notifier, SendError};
 
     /// A provider that keeps what it is sent.
     #[derive(Clone, Default)]
@@ -1252,7 +1265,7 @@ mod tests {
         );
         let first_seen = field(n, "first_seen").unwrap();
         assert!(first_seen.ends_with('Z'), "{first_seen}");
-        assert_eq!(rfc3339::text(n.context.timestamp), first_seen);
+        assert_eq!(alert::time_text(n.context.timestamp), first_seen);
         assert_eq!(field(n, "last_seen"), Some(first_seen));
     }
 
