@@ -89,3 +89,64 @@ pub use service::{
     DEFAULT_SEND_TIMEOUT, DeliveryError, NotificationBuilder, NotificationService, ProviderFailure,
     ProviderOutcome, SendReport, ServiceBuilder,
 };
+
+#[cfg(test)]
+mod layout {
+    /// The layers of the crate documentation's "Layout", lowest first.
+    const LAYERS: [&[&str]; 7] = [
+        &["model", "policy", "provider"],
+        &["notifier", "alert"],
+        &["defaults", "dead_letter"],
+        &["registry"],
+        &["writer"],
+        &["dispatcher"],
+        &["service"],
+    ];
+
+    fn layer(module: &str) -> usize {
+        LAYERS
+            .iter()
+            .position(|l| l.contains(&module))
+            .unwrap_or_else(|| panic!("module {module} is in no layer of the layout"))
+    }
+
+    /// Every `crate::<module>` a module's code names (comments and doc comments left
+    /// out) is a module of a lower layer, so the modules cannot import each other in
+    /// a circle.
+    #[test]
+    fn each_module_names_only_modules_below_it() {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut checked = 0;
+        for file in std::fs::read_dir(&src).unwrap() {
+            let path = file.unwrap().path();
+            let module = path.file_stem().unwrap().to_str().unwrap().to_string();
+            if module == "lib" {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            let code = text
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("//"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            for (at, _) in code.match_indices("crate::") {
+                let name: String = code[at + "crate::".len()..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                    .collect();
+                assert!(
+                    !name.is_empty(),
+                    "{module}: a grouped `crate::{{..}}` import"
+                );
+                if name != module {
+                    assert!(
+                        layer(&name) < layer(&module),
+                        "{module} names crate::{name}, which is not below it"
+                    );
+                }
+            }
+            checked += 1;
+        }
+        assert_eq!(checked, LAYERS.iter().map(|l| l.len()).sum::<usize>());
+    }
+}
