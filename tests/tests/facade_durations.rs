@@ -117,7 +117,7 @@ const SETTING_NAMES: [&str; 12] = [
     "health_check_timeout",
     "health_response_cache",
     "otlp_timeout",
-    "otlp_metric_interval",
+    "metric_interval",
     "connect_timeout",
     "request_timeout",
     "shutdown_timeout",

@@ -100,7 +100,8 @@ fn a_port_in_use_is_an_init_error() {
         .init()
         .unwrap_err();
     assert!(
-        err.to_string().contains("with_health_max_connections"),
+        err.to_string()
+            .contains("max_connections: must be at least 1 (for example 256) (ServerBuilder::with_max_connections)"),
         "{err}"
     );
 }

@@ -203,13 +203,13 @@ fn bad_otlp_settings_fail_init_naming_them() {
         .with_otlp_endpoint("ftp://collector:4317")
         .init()
         .unwrap_err();
-    assert!(e.to_string().starts_with("with_otlp_endpoint:"), "{e}");
+    assert!(e.to_string().starts_with("OtlpConfig.endpoint:"), "{e}");
     let e = base()
         .with_otlp_endpoint("http://127.0.0.1:4317")
         .with_otlp_headers([("x-key", "a\nb")])
         .init()
         .unwrap_err();
-    assert!(e.to_string().starts_with("with_otlp_headers:"), "{e}");
+    assert!(e.to_string().starts_with("OtlpConfig.headers:"), "{e}");
     let e = base()
         .with_otlp_endpoint("http://127.0.0.1:4317")
         .with_otlp_ca_file("/nonexistent/ca.pem")
@@ -217,7 +217,7 @@ fn bad_otlp_settings_fail_init_naming_them() {
         .unwrap_err();
     assert!(
         e.to_string()
-            .starts_with("with_otlp_ca_file: cannot read /nonexistent/ca.pem"),
+            .starts_with("OtlpConfig.tls.ca_file: cannot read /nonexistent/ca.pem"),
         "{e}"
     );
     // A CA file that exists but cannot be read (a directory: the tests may run as root,
@@ -235,7 +235,7 @@ fn bad_otlp_settings_fail_init_naming_them() {
             .unwrap_err();
         assert!(
             e.to_string().starts_with(&format!(
-                "with_otlp_ca_file: cannot read {}: ",
+                "OtlpConfig.tls.ca_file: cannot read {}: ",
                 tls_dir.path().display()
             )),
             "{protocol}: {e}"
@@ -249,17 +249,14 @@ fn bad_otlp_settings_fail_init_naming_them() {
         assert_eq!(
             e.to_string(),
             format!(
-                "with_otlp_ca_file: {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+                "OtlpConfig.tls.ca_file: {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
                 not_pem.display()
             ),
             "{protocol}"
         );
     }
     let e = base().with_otlp_trace_sample_rate(2.0).init().unwrap_err();
-    assert!(
-        e.to_string().starts_with("with_otlp_trace_sample_rate:"),
-        "{e}"
-    );
+    assert!(e.to_string().starts_with("OtlpConfig.sample_rate:"), "{e}");
 }
 
 #[test]

@@ -429,7 +429,7 @@ fn fuzz_otlp_header_with_line_break_is_refused() {
                 let e = c.resolve(|_| None, "svc");
                 prop_assert!(e.is_err(), "accepted {:?}: {:?}", value, e);
                 if let Err(e) = e {
-                    prop_assert_eq!(e.setting, "with_otlp_headers");
+                    prop_assert_eq!(e.setting, "OtlpConfig.headers");
                 }
             }
             Ok(())

@@ -5,10 +5,9 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use piko_obs_error_alerts::{ErrorForwarder, ErrorForwarderConfig};
 use piko_obs_logger::{Hub, Level, Output, attr};
-use piko_obs_notify::{
-    Dispatcher, DispatcherConfig, ErrorForwarder, ErrorForwarderConfig, NotificationService,
-};
+use piko_obs_notify::{Dispatcher, DispatcherConfig, NotificationService};
 use piko_obs_notify_providers::{
     ALERTMANAGER, AlertmanagerNotifier, HttpClient, PagerDutyNotifier, WebhookNotifier,
 };

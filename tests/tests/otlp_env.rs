@@ -292,7 +292,7 @@ fn code_compression_wins_on_the_wire() {
         ],
     );
     assert!(
-        out.contains("init: with_otlp_compression: none cannot apply over gRPC")
+        out.contains("init: OtlpConfig.compression: none cannot apply over gRPC")
             && out.contains("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION"),
         "{out}"
     );

@@ -90,7 +90,7 @@ pub enum ServerError {
     },
     /// The port is taken.
     #[error(
-        "health probe port {addr} is already in use: stop the other process or choose another port with with_health_probe_port (HEALTH_PORT in the example)"
+        "health probe port {addr} is already in use: stop the other process or choose another port (ServerBuilder::with_port)"
     )]
     PortInUse {
         /// The address tried.
@@ -111,9 +111,7 @@ pub enum ServerError {
     #[error("the health server must be started inside a tokio runtime")]
     NoRuntime,
     /// A connection limit is zero.
-    #[error(
-        "health server {setting}: {problem} (with_health_{setting} on piko-obs's builder, with_{setting} on ServerBuilder)"
-    )]
+    #[error("health server {setting}: {problem} (ServerBuilder::with_{setting})")]
     BadLimit {
         /// The setting (`header_read_timeout`, `idle_timeout`, `max_connections`).
         setting: &'static str,

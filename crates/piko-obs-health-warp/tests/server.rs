@@ -297,8 +297,7 @@ async fn zero_connection_limits_fail_at_start() {
     assert_eq!(
         e.to_string(),
         "health server header_read_timeout: must be greater than zero (for example 5s) \
-         (with_health_header_read_timeout on piko-obs's builder, with_header_read_timeout on \
-         ServerBuilder)"
+         (ServerBuilder::with_header_read_timeout)"
     );
     let e = HealthServer::builder(service())
         .with_port(0)

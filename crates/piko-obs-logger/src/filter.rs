@@ -221,7 +221,8 @@ pub enum ParseDirectivesError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{origin}: {source}")]
 pub struct LevelSettingError {
-    /// `environment variable LOG_LEVEL`, `option with_log_level`, ...
+    /// `environment variable LOG_LEVEL`, or `option` followed by the name the caller
+    /// gives its setting in code.
     pub origin: String,
     /// What was wrong with the text.
     pub source: ParseDirectivesError,

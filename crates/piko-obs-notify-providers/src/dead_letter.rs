@@ -333,8 +333,8 @@ impl DeadLetterStore for FileDeadLetterStore {
                 io::ErrorKind::StorageFull,
                 format!(
                     "dead-letter file {} is full: it holds {len} bytes and {} more would pass \
-                     its cap of {} (FileDeadLetterStore::with_max_bytes, or the facade's \
-                     with_notification_dead_letter_max_bytes); replay it or move it away",
+                     its cap of {} (FileDeadLetterStore::with_max_bytes); replay it or move it \
+                     away",
                     self.path.display(),
                     lines.len(),
                     self.max_bytes
@@ -455,10 +455,7 @@ mod tests {
         assert!(written > 5, "{written}");
         assert_eq!(refused.kind(), io::ErrorKind::StorageFull);
         let msg = refused.to_string();
-        assert!(
-            msg.contains("with_notification_dead_letter_max_bytes"),
-            "{msg}"
-        );
+        assert!(msg.contains("FileDeadLetterStore::with_max_bytes"), "{msg}");
         assert!(msg.contains("dlq.jsonl"), "{msg}");
         assert!(std::fs::metadata(&path).unwrap().len() <= cap);
         // A group that does not fit is refused whole: nothing of it is written.

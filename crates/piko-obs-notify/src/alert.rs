@@ -16,6 +16,8 @@
 //! assert_eq!(alert::group_key("db down", "src/db.rs", 42).len(), 16);
 //! ```
 
+use std::time::SystemTime;
+
 /// The option naming the alert (its `alertname` label); without it, the title.
 pub const ALERTNAME: &str = "alertname";
 
@@ -43,11 +45,24 @@ pub const LEASE_SECS: &str = "alert_lease_secs";
 /// The option with a link back to what raised the alert (its `generatorURL`).
 pub const GENERATOR_URL: &str = "generator_url";
 
-/// The `alertname` of the alerts the [`ErrorForwarder`](crate::ErrorForwarder) sends.
+/// The `alertname` of the alerts of forwarded ERROR logs (the error forwarder of
+/// `piko-obs-error-alerts`).
 pub const FORWARDED_ALERTNAME: &str = "ApplicationError";
 
 /// The field (a label, through [`LABELS`]) holding the key of a forwarded error group.
 pub const GROUP_KEY_FIELD: &str = "error_group";
+
+/// `t` as RFC 3339 text in UTC, with the precision needed: the form [`ENDS_AT`] takes,
+/// and the one a notification's JSON gives its times in.
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_500);
+/// assert_eq!(piko_obs_notify::alert::time_text(t), "1970-01-01T00:00:01.500Z");
+/// ```
+pub fn time_text(t: SystemTime) -> String {
+    crate::model::rfc3339::text(t)
+}
 
 /// The key of an error group: 16 hex digits of the FNV-1a 64-bit hash of the message,
 /// the file and the line, each followed by the byte `0xff` (as Prometheus hashes a

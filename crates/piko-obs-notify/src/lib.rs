@@ -16,12 +16,11 @@
 //! - [`Dispatcher`]: a bounded queue, workers, exponential backoff with jitter,
 //!   `Retry-After`, error classification, a circuit breaker per provider, and a
 //!   [`DeadLetterStore`] port, so that a notification is delivered or on disk;
-//! - [`ErrorForwarder`]: an output of the `piko-obs-logger` hub that turns ERROR logs
-//!   into alerts, grouped by message and call site over a window, capped and rate
-//!   limited; with the key of each group and, when a group goes quiet, a resolved
-//!   alert, so that an alert manager merges replicas and closes the alert;
 //! - [`alert`]: the options that make a notification an alert with an identity and
 //!   a state (for Prometheus Alertmanager).
+//!
+//! ERROR logs forwarded as alerts are an output of the log hub, in the adapter crate
+//! `piko-obs-error-alerts`: this crate does not depend on the logger.
 //!
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -43,31 +42,111 @@
 //! ```
 //!
 //! No feature flags. Needs a tokio runtime for sending and for the dispatcher.
+//!
+//! # Layout
+//!
+//! The modules depend one way, each only on those listed before it:
+//!
+//! 1. `model` (the notification, [`truncate`]), `policy` ([`RetryPolicy`], the
+//!    circuit breaker), [`provider`] (names): no other module;
+//! 2. `notifier`: the [`Notifier`] port, and [`alert`]: the alert options, on the
+//!    model;
+//! 3. `defaults`: what a service fills into a context left empty;
+//!    `dead_letter`: the [`DeadLetterStore`] port and its [`DeadLetter`] entry;
+//! 4. `registry`: the named providers, the default, one attempt through a provider
+//!    (breaker, limit, time bound, panics caught), shared by the service and the
+//!    dispatcher;
+//! 5. `writer`: the dead-letter writer thread and what it is handed;
+//! 6. `dispatcher`: the queue, the workers, retries, shutdown and replay, over the
+//!    registry and the writer;
+//! 7. `service`: [`NotificationService`] and its builders, over the registry and the
+//!    dispatcher; [`Dispatcher::start`], which takes a service, is defined here.
 
 pub mod alert;
+mod dead_letter;
+mod defaults;
 mod dispatcher;
-mod forward;
 mod model;
 mod notifier;
 mod policy;
 pub mod provider;
+mod registry;
 mod service;
+mod writer;
 
+pub use dead_letter::{DeadLetter, DeadLetterBatch, DeadLetterStore, unique_id};
 pub use dispatcher::{
-    DeadLetter, DeadLetterBatch, DeadLetterStore, Dispatcher, DispatcherConfig, DispatcherStats,
-    EnqueueError, Enqueued, ReplayError, ShutdownReport, unique_id,
-};
-pub use forward::{
-    ALERT_TITLE_SUFFIX, ERROR_FORWARDER_OUTPUT, ErrorForwarder, ErrorForwarderConfig,
-    ForwarderConfigError, ForwarderStats, MAX_ALERT_FIELD_CHARS, MAX_ALERT_FIELDS,
-    priority_for_level,
+    Dispatcher, DispatcherConfig, DispatcherStats, EnqueueError, Enqueued, ReplayError,
+    ShutdownReport,
 };
 pub use model::{Content, Context, Fields, Notification, Priority, truncate, truncate_bytes};
 pub use notifier::{
     Capabilities, MAX_RETRY_AFTER, NoopNotifier, Notifier, SendError, parse_retry_after,
 };
 pub use policy::{BreakerPolicy, PolicyError, RetryPolicy};
+pub use registry::{ProviderStats, RegisterError, UnknownProvider};
 pub use service::{
     DEFAULT_SEND_TIMEOUT, DeliveryError, NotificationBuilder, NotificationService, ProviderFailure,
-    ProviderOutcome, ProviderStats, RegisterError, SendReport, ServiceBuilder, UnknownProvider,
+    ProviderOutcome, SendReport, ServiceBuilder,
 };
+
+#[cfg(test)]
+mod layout {
+    /// The layers of the crate documentation's "Layout", lowest first.
+    const LAYERS: [&[&str]; 7] = [
+        &["model", "policy", "provider"],
+        &["notifier", "alert"],
+        &["defaults", "dead_letter"],
+        &["registry"],
+        &["writer"],
+        &["dispatcher"],
+        &["service"],
+    ];
+
+    fn layer(module: &str) -> usize {
+        LAYERS
+            .iter()
+            .position(|l| l.contains(&module))
+            .unwrap_or_else(|| panic!("module {module} is in no layer of the layout"))
+    }
+
+    /// Every `crate::<module>` a module's code names (comments and doc comments left
+    /// out) is a module of a lower layer, so the modules cannot import each other in
+    /// a circle.
+    #[test]
+    fn each_module_names_only_modules_below_it() {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut checked = 0;
+        for file in std::fs::read_dir(&src).unwrap() {
+            let path = file.unwrap().path();
+            let module = path.file_stem().unwrap().to_str().unwrap().to_string();
+            if module == "lib" {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            let code = text
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("//"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            for (at, _) in code.match_indices("crate::") {
+                let name: String = code[at + "crate::".len()..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                    .collect();
+                assert!(
+                    !name.is_empty(),
+                    "{module}: a grouped `crate::{{..}}` import"
+                );
+                if name != module {
+                    assert!(
+                        layer(&name) < layer(&module),
+                        "{module} names crate::{name}, which is not below it"
+                    );
+                }
+            }
+            checked += 1;
+        }
+        assert_eq!(checked, LAYERS.iter().map(|l| l.len()).sum::<usize>());
+    }
+}

@@ -4,6 +4,10 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+/// The longest wait taken as given: a longer one (up to `Duration::MAX`) is a century,
+/// as `Instant` cannot add more.
+pub(crate) const LONGEST_WAIT: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 /// When to try again after a failed attempt.
 ///
 /// Attempt `k` (counting from 1) that fails is followed, if `k <= max_retries`, by a
@@ -263,7 +267,7 @@ impl Breaker {
         };
         if self.policy.threshold > 0 && failures >= self.policy.threshold {
             s.enter(BreakerState::Open {
-                until: Instant::now() + self.policy.open_for.min(crate::dispatcher::LONGEST_WAIT),
+                until: Instant::now() + self.policy.open_for.min(LONGEST_WAIT),
             });
             true
         } else {

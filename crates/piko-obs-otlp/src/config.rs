@@ -483,12 +483,13 @@ impl Settings {
     }
 }
 
-/// A setting that cannot work: names the setting (the option or the variable) and how
-/// to fix it. Header values never appear in it.
+/// A setting that cannot work: names the setting (the [`OtlpConfig`] field, such as
+/// `OtlpConfig.endpoint`, or the variable) and how to fix it. Header values never
+/// appear in it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{setting}: {reason}")]
 pub struct ConfigError {
-    /// The option or variable.
+    /// The field (`OtlpConfig.endpoint`) or the variable.
     pub setting: String,
     /// What is wrong and how to fix it.
     pub reason: String,
@@ -860,7 +861,7 @@ impl OtlpConfig {
         let metric_interval = match self.metric_interval {
             Some(t) if t.is_zero() => {
                 return Err(err(
-                    "with_otlp_metric_interval",
+                    "OtlpConfig.metric_interval",
                     "must be greater than zero (for example 60s)",
                 ));
             }
@@ -876,7 +877,7 @@ impl OtlpConfig {
         };
         let sampling = match self.sample_rate {
             Some(r) => {
-                Sampling::ParentBased(ParentRoot::Ratio(ratio("with_otlp_trace_sample_rate", r)?))
+                Sampling::ParentBased(ParentRoot::Ratio(ratio("OtlpConfig.sample_rate", r)?))
             }
             None => sampling_from_env(&env)?,
         };
@@ -940,7 +941,7 @@ impl OtlpConfig {
         };
         let url = match (&self.endpoint, var("ENDPOINT")) {
             (Some(e), _) => {
-                let base = endpoint_url("with_otlp_endpoint", e.trim(), insecure)?;
+                let base = endpoint_url("OtlpConfig.endpoint", e.trim(), insecure)?;
                 signal_url(protocol, &base, signal)
             }
             (None, Some((name, e))) => {
@@ -965,14 +966,14 @@ impl OtlpConfig {
             }
         }
         for (i, (k, v)) in self.headers.iter().enumerate() {
-            check_header("with_otlp_headers", i + 1, k, v)?;
+            check_header("OtlpConfig.headers", i + 1, k, v)?;
             headers.insert(k.to_ascii_lowercase(), v.clone());
         }
 
         let timeout = match self.timeout {
             Some(t) if t.is_zero() => {
                 return Err(err(
-                    "with_otlp_timeout",
+                    "OtlpConfig.timeout",
                     "must be greater than zero (for example 10s)",
                 ));
             }
@@ -990,7 +991,7 @@ impl OtlpConfig {
             // Over HTTP piko-obs sends the body as code says; a signal's gRPC exporter
             // reads the variable itself and has no setting that says "none".
             return Err(err(
-                "with_otlp_compression",
+                "OtlpConfig.compression",
                 format!(
                     "none cannot apply over gRPC while {name} is gzip (the gRPC exporter reads \
                      that variable itself); unset the variable, drop the option, or use \
@@ -1045,19 +1046,19 @@ impl OtlpConfig {
             Ok((Some(p), Some(pem)))
         };
         let (ca_file, ca) = path(
-            "with_otlp_ca_file",
+            "OtlpConfig.tls.ca_file",
             &self.tls.ca_file,
             "CERTIFICATE",
             Pem::Certificates,
         )?;
         let (client_cert, cert) = path(
-            "with_otlp_client_certificate",
+            "OtlpConfig.tls.client_cert",
             &self.tls.client_cert,
             "CLIENT_CERTIFICATE",
             Pem::Certificates,
         )?;
         let (client_key, key) = path(
-            "with_otlp_client_certificate",
+            "OtlpConfig.tls.client_key",
             &self.tls.client_key,
             "CLIENT_KEY",
             Pem::PrivateKey,
@@ -1076,7 +1077,7 @@ impl OtlpConfig {
                 Some((_, infix)) if self.tls.client_cert.is_none() => {
                     format!("OTEL_EXPORTER_OTLP_{infix}_CLIENT_CERTIFICATE")
                 }
-                _ => "with_otlp_client_certificate".to_string(),
+                _ => "OtlpConfig.tls.client_cert and client_key".to_string(),
             };
             return Err(err(
                 &setting,
@@ -1248,8 +1249,8 @@ fn exporter_on(
                 return Err(err(
                     &name,
                     format!(
-                        "{entry} is not supported: piko-obs writes log lines to the console itself \
-                         (with_console_output) and has no console exporter for {signal}; use otlp or none"
+                        "{entry} is not supported: log lines go to the console through the log hub's \
+                         own outputs, and there is no console exporter for {signal}; use otlp or none"
                     ),
                 ));
             }
@@ -1958,7 +1959,7 @@ mod tests {
             c.resolve(env(&[]), "svc")
                 .unwrap_err()
                 .to_string()
-                .starts_with("with_otlp_trace_sample_rate")
+                .starts_with("OtlpConfig.sample_rate")
         );
     }
 
@@ -1993,7 +1994,7 @@ mod tests {
             (format!("Authorization: Bearer {secret}"), "x".into()),
         ];
         let e = code.resolve(env(&[]), "svc").unwrap_err();
-        assert_eq!(e.setting, "with_otlp_headers");
+        assert_eq!(e.setting, "OtlpConfig.headers");
         assert!(e.reason.starts_with("the name of entry 2 "), "{e}");
         assert!(!e.to_string().contains(secret), "{e}");
     }
@@ -2044,13 +2045,13 @@ mod tests {
         };
         let e = code(dir, None);
         assert!(
-            e.starts_with(&format!("with_otlp_ca_file: cannot read {dir}: ")),
+            e.starts_with(&format!("OtlpConfig.tls.ca_file: cannot read {dir}: ")),
             "{e}"
         );
         assert_eq!(
             code(not_pem, None),
             format!(
-                "with_otlp_ca_file: {not_pem} holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
+                "OtlpConfig.tls.ca_file: {not_pem} holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
             )
         );
         let vars = |vars: &[(&'static str, &'static str)]| {
@@ -2112,7 +2113,7 @@ mod tests {
         assert_eq!(
             e,
             format!(
-                "with_otlp_client_certificate: {cert} holds no PEM private key (-----BEGIN PRIVATE KEY-----)"
+                "OtlpConfig.tls.client_key: {cert} holds no PEM private key (-----BEGIN PRIVATE KEY-----)"
             )
         );
     }
@@ -2339,7 +2340,7 @@ mod tests {
                 "svc",
             )
             .unwrap_err();
-        assert_eq!(e.setting, "with_otlp_compression");
+        assert_eq!(e.setting, "OtlpConfig.compression");
         assert!(
             e.reason.contains("OTEL_EXPORTER_OTLP_METRICS_COMPRESSION"),
             "{e}"

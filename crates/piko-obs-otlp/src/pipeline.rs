@@ -915,7 +915,7 @@ fn tonic_tls(settings: &SignalSettings) -> Result<tonic::transport::ClientTlsCon
     } else if pem.ca.is_none() {
         return Err(StartError::Tls(
             "this system has no trusted root certificates; give the collector's CA with \
-             with_otlp_ca_file or OTEL_EXPORTER_OTLP_CERTIFICATE"
+             OtlpConfig.tls.ca_file or OTEL_EXPORTER_OTLP_CERTIFICATE"
                 .into(),
         ));
     }

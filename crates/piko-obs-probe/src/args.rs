@@ -59,7 +59,7 @@ impl UsageError {
     }
 
     /// What is wrong, in one line.
-    pub fn message(&self) -> &str {
+    pub(crate) fn message(&self) -> &str {
         &self.message
     }
 }

@@ -75,7 +75,7 @@ pub struct Answer {
 impl Answer {
     /// The `state` of the piko-obs health JSON if the body is one, else the first 200
     /// characters of the body on one line.
-    pub fn summary(&self) -> String {
+    pub(crate) fn summary(&self) -> String {
         let text = String::from_utf8_lossy(&self.body);
         match health_state(&text) {
             Some(state) => state.to_owned(),

@@ -20,7 +20,7 @@ pub struct Url {
 impl Url {
     /// The value of the `Host` header: the host (in brackets if IPv6), and `:port`
     /// unless it is 80.
-    pub fn authority(&self) -> String {
+    pub(crate) fn authority(&self) -> String {
         let host = if self.host.contains(':') {
             format!("[{}]", self.host)
         } else {

@@ -33,6 +33,11 @@
 
 use std::sync::RwLock;
 
+pub use piko_obs_error_alerts::{
+    ALERT_TITLE_SUFFIX, ERROR_FORWARDER_OUTPUT, ErrorForwarder, ErrorForwarderConfig,
+    ForwarderConfigError, ForwarderStats, MAX_ALERT_FIELD_CHARS, MAX_ALERT_FIELDS,
+    priority_for_level,
+};
 pub use piko_obs_notify::*;
 pub use piko_obs_notify_providers::{
     ALERTMANAGER, AlertmanagerNotifier, ConfigError, DEFAULT_LEASE, DEFAULT_MAX_BYTES,

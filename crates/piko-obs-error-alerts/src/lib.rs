@@ -2,6 +2,21 @@
 //! records it receives by message and call site over a fixed window and hands one
 //! notification per group to the [`NotificationService`].
 //!
+//! An adapter between two subsystems: it implements the output port of
+//! `piko-obs-logger` and sends through the service of `piko-obs-notify`, so that
+//! neither of those depends on the other. Whoever composes them (the facade
+//! `piko-obs` does) starts it on a runtime and adds it to a log hub under
+//! [`ERROR_FORWARDER_OUTPUT`].
+//!
+//! - [`ErrorForwarderConfig`]: the threshold, the window, the caps, the ignored
+//!   loggers, the providers and the quiet time before a resolved alert, checked by
+//!   [`validate`](ErrorForwarderConfig::validate) ([`ForwarderConfigError`]);
+//! - [`ErrorForwarder`]: the output itself, with its [`ForwarderStats`];
+//! - [`priority_for_level`]: the priority an alert of a level gets.
+//!
+//! Inside, `config` holds the configuration, `group` the groups of a window and the
+//! alerts made of them; the crate root holds the forwarder, which uses both.
+//!
 //! The write path only takes a short mutex: it counts a record into its group, or
 //! renders the fields of the first record of a new group (outside the lock) and stores
 //! them. A task on the runtime given to [`ErrorForwarder::start`] wakes when a window
@@ -10,255 +25,27 @@
 //! minute. [`Output::flush`] and [`Output::close`] send what is pending in the calling
 //! thread, so the facade's shutdown delivers it.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use piko_obs_logger::{FlushError, Level, Output, OutputStats, REDACTED, Record, Value};
+use piko_obs_logger::{FlushError, Output, OutputStats, Record};
+use piko_obs_notify::{EnqueueError, Notification, NotificationService, alert};
 use tokio::sync::Notify;
 
-use crate::alert;
-use crate::dispatcher::EnqueueError;
-use crate::model::{Notification, Priority, rfc3339, truncate};
-use crate::service::NotificationService;
+mod config;
+mod group;
+
+pub use config::{ErrorForwarderConfig, ForwarderConfigError};
+pub use group::{ALERT_TITLE_SUFFIX, MAX_ALERT_FIELD_CHARS, MAX_ALERT_FIELDS, priority_for_level};
+
+use group::{Group, Pending, resolved};
 
 /// The name the forwarder gives itself in [`FlushError`]s (the facade adds it to the
 /// hub under this name).
 pub const ERROR_FORWARDER_OUTPUT: &str = "error-alerts";
-
-/// What follows the level name in an alert's title (`ERROR: Application Error`), as in
-/// Piko.
-pub const ALERT_TITLE_SUFFIX: &str = ": Application Error";
-
-/// The fields the forwarder sets itself. A record field with one of these names is
-/// shown as `attr.<name>` instead, so it cannot hide the forwarder's value.
-const RESERVED_FIELDS: [&str; 8] = [
-    "occurrences",
-    alert::GROUP_KEY_FIELD,
-    "first_seen",
-    "last_seen",
-    "source",
-    "logger",
-    "dropped_groups",
-    "rate_limited_groups",
-];
-
-/// At most this many of a record's fields are kept in its group.
-pub const MAX_ALERT_FIELDS: usize = 64;
-
-/// A field's text is cut to this many characters (with a visible marker).
-pub const MAX_ALERT_FIELD_CHARS: usize = 1024;
-
-/// How the [`ErrorForwarder`] groups and limits alerts.
-///
-/// ```
-/// use std::time::Duration;
-/// use piko_obs_logger::Level;
-/// use piko_obs_notify::ErrorForwarderConfig;
-///
-/// let config = ErrorForwarderConfig::default()
-///     .with_threshold(Level::WARN)
-///     .with_window(Duration::from_secs(30))
-///     .with_max_alerts_per_minute(10)
-///     .with_ignored_logger_prefix("noisy/");
-/// assert!(config.validate().is_ok());
-/// assert_eq!(config.ignored_logger_prefixes, ["piko-obs/", "noisy/"]);
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-#[must_use]
-pub struct ErrorForwarderConfig {
-    /// Records below this level are ignored, even when the hub hands them over
-    /// (default ERROR).
-    pub threshold: Level,
-    /// How long a group collects records: a fixed window that starts with the first
-    /// record and is not extended by later ones (default 10 s).
-    pub window: Duration,
-    /// Distinct groups held per window (default 1000); records of further groups are
-    /// dropped, counted, and reported as `dropped_groups` in the next alert.
-    pub max_groups: usize,
-    /// Alerts sent per rolling minute (default 30); groups over the limit are not sent,
-    /// and are reported as `rate_limited_groups` in the next alert.
-    pub max_alerts_per_minute: u32,
-    /// Records of loggers whose name starts with one of these are ignored (default
-    /// `piko-obs/`, so that the toolkit's own errors about alert delivery never come
-    /// back as alerts).
-    pub ignored_logger_prefixes: Vec<String>,
-    /// The providers each alert goes to (default empty: the service's default provider).
-    pub providers: Vec<String>,
-    /// How long a group that was sent must stay quiet (no record in a window) before
-    /// its alert is sent again as resolved (default 5 min; `None`: never). See
-    /// [`ErrorForwarder`] for what a resolved alert carries.
-    pub resolve_after: Option<Duration>,
-    /// The period of the rate limit (a minute; shorter in tests).
-    rate_period: Duration,
-}
-
-impl Default for ErrorForwarderConfig {
-    fn default() -> Self {
-        ErrorForwarderConfig {
-            threshold: Level::ERROR,
-            window: ErrorForwarderConfig::DEFAULT_WINDOW,
-            max_groups: ErrorForwarderConfig::DEFAULT_MAX_GROUPS,
-            max_alerts_per_minute: ErrorForwarderConfig::DEFAULT_MAX_ALERTS_PER_MINUTE,
-            ignored_logger_prefixes: vec![ErrorForwarderConfig::DEFAULT_IGNORED_PREFIX.into()],
-            rate_period: Duration::from_secs(60),
-            providers: Vec::new(),
-            resolve_after: Some(ErrorForwarderConfig::DEFAULT_RESOLVE_AFTER),
-        }
-    }
-}
-
-impl ErrorForwarderConfig {
-    /// The default window (10 s).
-    pub const DEFAULT_WINDOW: Duration = Duration::from_secs(10);
-    /// The default cap on distinct groups per window.
-    pub const DEFAULT_MAX_GROUPS: usize = 1000;
-    /// The default number of alerts per rolling minute.
-    pub const DEFAULT_MAX_ALERTS_PER_MINUTE: u32 = 30;
-    /// The default ignored logger-name prefix: piko-obs's own loggers.
-    pub const DEFAULT_IGNORED_PREFIX: &'static str = "piko-obs/";
-    /// The default quiet time before a group's alert is resolved (5 min).
-    pub const DEFAULT_RESOLVE_AFTER: Duration = Duration::from_secs(300);
-    /// What a firing alert's lease adds to the quiet time and two windows (1 min): a
-    /// firing alert holds (its `endsAt`) until the forwarder has had time to send it
-    /// resolved, with room for a late send; when the process is gone, it ends by itself.
-    pub const LEASE_MARGIN: Duration = Duration::from_secs(60);
-
-    /// The defaults: ERROR, 10 s, 1000 groups, 30 alerts a minute, `piko-obs/` ignored.
-    pub fn new() -> Self {
-        ErrorForwarderConfig::default()
-    }
-    /// The least severe level forwarded (default ERROR).
-    pub fn with_threshold(mut self, level: Level) -> Self {
-        self.threshold = level;
-        self
-    }
-    /// The grouping window (default 10 s; must not be zero).
-    pub fn with_window(mut self, window: Duration) -> Self {
-        self.window = window;
-        self
-    }
-    /// The cap on distinct groups per window (default 1000; must not be zero).
-    pub fn with_max_groups(mut self, max_groups: usize) -> Self {
-        self.max_groups = max_groups;
-        self
-    }
-    /// The number of alerts per rolling minute (default 30; must not be zero).
-    pub fn with_max_alerts_per_minute(mut self, max: u32) -> Self {
-        self.max_alerts_per_minute = max;
-        self
-    }
-    /// Replaces the ignored logger-name prefixes (an empty list ignores none).
-    pub fn with_ignored_logger_prefixes<I, S>(mut self, prefixes: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.ignored_logger_prefixes = prefixes.into_iter().map(Into::into).collect();
-        self
-    }
-    /// Adds an ignored logger-name prefix to the list.
-    pub fn with_ignored_logger_prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.ignored_logger_prefixes.push(prefix.into());
-        self
-    }
-    /// The providers each alert goes to (empty: the service's default provider).
-    pub fn with_providers<I, S>(mut self, providers: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.providers = providers.into_iter().map(Into::into).collect();
-        self
-    }
-    /// How long a sent group must stay quiet before its alert is sent resolved (default
-    /// 5 min; must not be zero).
-    pub fn with_resolve_after(mut self, quiet: Duration) -> Self {
-        self.resolve_after = Some(quiet);
-        self
-    }
-    /// Sends no resolved alerts (and no lease: a firing alert then holds as long as
-    /// the provider's default).
-    pub fn without_resolved_alerts(mut self) -> Self {
-        self.resolve_after = None;
-        self
-    }
-    /// How long a firing alert holds from the time it is sent: the quiet time, two
-    /// windows and [`LEASE_MARGIN`](Self::LEASE_MARGIN); `None` without resolved alerts.
-    pub fn lease(&self) -> Option<Duration> {
-        self.resolve_after.map(|q| {
-            q.saturating_add(self.window.saturating_mul(2))
-                .saturating_add(Self::LEASE_MARGIN)
-        })
-    }
-    /// The period of the rate limit, for tests.
-    #[cfg(test)]
-    fn with_rate_period(mut self, period: Duration) -> Self {
-        self.rate_period = period;
-        self
-    }
-
-    /// Checks the settings: the window, the group cap and the rate must not be zero,
-    /// and no ignored prefix may be empty (it would ignore every logger).
-    pub fn validate(&self) -> Result<(), ForwarderConfigError> {
-        if self.window.is_zero() {
-            return Err(ForwarderConfigError::ZeroWindow);
-        }
-        if self.max_groups == 0 {
-            return Err(ForwarderConfigError::ZeroMaxGroups);
-        }
-        if self.max_alerts_per_minute == 0 {
-            return Err(ForwarderConfigError::ZeroRate);
-        }
-        if self.ignored_logger_prefixes.iter().any(String::is_empty) {
-            return Err(ForwarderConfigError::EmptyIgnoredPrefix);
-        }
-        if self.resolve_after.is_some_and(|d| d.is_zero()) {
-            return Err(ForwarderConfigError::ZeroResolveAfter);
-        }
-        Ok(())
-    }
-
-    fn is_ignored(&self, logger: &str) -> bool {
-        self.ignored_logger_prefixes
-            .iter()
-            .any(|p| logger.starts_with(p.as_str()))
-    }
-}
-
-/// An [`ErrorForwarderConfig`] that cannot work.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ForwarderConfigError {
-    /// The window is zero.
-    #[error(
-        "error forwarder: `window` is zero; give `with_window` a positive duration (default 10s)"
-    )]
-    ZeroWindow,
-    /// The group cap is zero.
-    #[error(
-        "error forwarder: `max_groups` is zero, so no error could be forwarded; give `with_max_groups` at least 1 (default 1000)"
-    )]
-    ZeroMaxGroups,
-    /// The rate is zero.
-    #[error(
-        "error forwarder: `max_alerts_per_minute` is zero, so no alert could be sent; give `with_max_alerts_per_minute` at least 1 (default 30)"
-    )]
-    ZeroRate,
-    /// An ignored logger-name prefix is empty.
-    #[error(
-        "error forwarder: `ignored_logger_prefixes` holds an empty prefix, which would ignore every logger; remove it"
-    )]
-    EmptyIgnoredPrefix,
-    /// The quiet time before an alert is resolved is zero.
-    #[error(
-        "error forwarder: `resolve_after` is zero, so every alert would be resolved as soon as it is sent; give `with_resolve_after` a positive duration (default 5m) or use `without_resolved_alerts`"
-    )]
-    ZeroResolveAfter,
-}
 
 /// The [`ErrorForwarder`]'s counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -304,231 +91,6 @@ struct Counters {
 
 fn bump(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
-}
-
-/// The priority of an alert for a record at `level`: ERROR and above critical, WARN and
-/// above high, INFO and above normal, anything lower low.
-///
-/// ```
-/// use piko_obs_logger::Level;
-/// use piko_obs_notify::{Priority, priority_for_level};
-/// assert_eq!(priority_for_level(Level::ERROR), Priority::Critical);
-/// assert_eq!(priority_for_level(Level::NOTICE), Priority::Normal);
-/// ```
-pub fn priority_for_level(level: Level) -> Priority {
-    if level >= Level::ERROR {
-        Priority::Critical
-    } else if level >= Level::WARN {
-        Priority::High
-    } else if level >= Level::INFO {
-        Priority::Normal
-    } else {
-        Priority::Low
-    }
-}
-
-/// The records of one message at one call site within a window.
-#[derive(Debug)]
-struct Group {
-    hash: u64,
-    msg: String,
-    file: &'static str,
-    line: u32,
-    level: Level,
-    logger: String,
-    /// The first record's fields as text, secret values masked.
-    fields: Vec<(String, String)>,
-    trace_id: Option<String>,
-    first_seen: SystemTime,
-    last_seen: SystemTime,
-    count: u64,
-}
-
-impl Group {
-    fn is(&self, hash: u64, msg: &str, file: &str, line: u32) -> bool {
-        self.hash == hash && self.line == line && self.file == file && self.msg == msg
-    }
-
-    /// A group from its first record. Runs outside the forwarder's lock: rendering
-    /// calls `Display` implementations, which may log.
-    fn from_record(r: &Record<'_>, hash: u64) -> Group {
-        let mut fields: Vec<(String, String)> = Vec::new();
-        let mut trace_id = None;
-        for a in r.bound().chain(r.attrs().iter().copied()) {
-            let key = a.key();
-            let value = a.value();
-            let text = if r.is_secret(key) {
-                REDACTED.to_string()
-            } else {
-                let t = render(value);
-                if key == piko_obs_logger::keys::TRACE_ID
-                    && !matches!(value, Value::Null)
-                    && !t.is_empty()
-                {
-                    trace_id = Some(t.clone());
-                }
-                t
-            };
-            let name = if RESERVED_FIELDS.contains(&key) {
-                format!("attr.{key}")
-            } else {
-                key.to_string()
-            };
-            // A key given twice (bound, then the record's own) keeps its place and takes
-            // the later value.
-            if let Some(slot) = fields.iter_mut().find(|(n, _)| *n == name) {
-                slot.1 = text;
-            } else if fields.len() < MAX_ALERT_FIELDS {
-                fields.push((name, text));
-            }
-        }
-        let src = r.source();
-        Group {
-            hash,
-            msg: r.msg().to_string(),
-            file: src.file,
-            line: src.line,
-            level: r.level(),
-            logger: r.logger().to_string(),
-            fields,
-            trace_id,
-            first_seen: r.time(),
-            last_seen: r.time(),
-            count: 1,
-        }
-    }
-
-    fn into_notification(
-        self,
-        dropped: u64,
-        rate_limited: u64,
-        lease: Option<Duration>,
-    ) -> Notification {
-        let key = alert::group_key(&self.msg, self.file, self.line);
-        let mut n = Notification::new(format!("{}{ALERT_TITLE_SUFFIX}", self.level), self.msg);
-        let f = &mut n.content.fields;
-        f.insert("occurrences", self.count.to_string());
-        f.insert("first_seen", rfc3339::text(self.first_seen));
-        f.insert("last_seen", rfc3339::text(self.last_seen));
-        f.insert("source", format!("{}:{}", self.file, self.line));
-        f.insert("logger", self.logger);
-        let o = &mut n.provider_options;
-        // PagerDuty: one incident per error group, shared by the replicas.
-        o.insert("dedup_key", key.as_str());
-        f.insert(alert::GROUP_KEY_FIELD, key);
-        o.insert(alert::ALERTNAME, alert::FORWARDED_ALERTNAME);
-        o.insert(alert::LABELS, alert::GROUP_KEY_FIELD);
-        o.insert(alert::STATUS, alert::FIRING);
-        if let Some(lease) = lease {
-            o.insert(alert::LEASE_SECS, lease.as_secs().max(1).to_string());
-        }
-        for (k, v) in self.fields {
-            f.insert(k, v);
-        }
-        if dropped > 0 {
-            f.insert("dropped_groups", dropped.to_string());
-        }
-        if rate_limited > 0 {
-            f.insert("rate_limited_groups", rate_limited.to_string());
-        }
-        n.context.priority = priority_for_level(self.level);
-        n.context.source = "logger".into();
-        n.context.timestamp = self.first_seen;
-        if let Some(t) = self.trace_id {
-            n.context.trace_id = t;
-        }
-        n
-    }
-}
-
-/// A value as alert text: errors as their chain joined with `: `, times in RFC 3339,
-/// durations as `1.5ms`, serde values as JSON; cut to [`MAX_ALERT_FIELD_CHARS`].
-fn render(v: Value<'_>) -> String {
-    let text = match v {
-        Value::Str(s) => s.to_string(),
-        Value::Strings(l) => l.iter().collect::<Vec<_>>().join(","),
-        Value::Int(i) => i.to_string(),
-        Value::Uint(u) => u.to_string(),
-        Value::Float(f) => f.to_string(),
-        Value::Bool(b) => b.to_string(),
-        Value::Time(t) => rfc3339::text(t),
-        Value::Duration(d) => format!("{d:?}"),
-        Value::Error(e) => piko_obs_logger::attr::error_chain(e).join(": "),
-        Value::ErrorChain(c) => c.join(": "),
-        Value::Display(d) => d.to_string(),
-        Value::Any(a) => serde_json::to_string(a).unwrap_or_else(|e| format!("<unencodable: {e}>")),
-        Value::Null => "null".to_string(),
-        _ => String::new(),
-    };
-    match truncate(&text, MAX_ALERT_FIELD_CHARS) {
-        std::borrow::Cow::Borrowed(_) => text,
-        std::borrow::Cow::Owned(cut) => cut,
-    }
-}
-
-/// The groups of the current window.
-#[derive(Debug, Default)]
-struct Pending {
-    groups: Vec<Group>,
-    /// Group hash -> index in `groups` (a colliding group is found by a scan).
-    index: HashMap<u64, usize>,
-    /// Hashes of the groups dropped at the cap in this window (at most `max_groups`;
-    /// past that, every dropped record counts as a group).
-    dropped_keys: HashSet<u64>,
-    /// Groups dropped and not yet reported in an alert.
-    dropped: u64,
-    /// When the first record of the window arrived.
-    window_start: Option<Instant>,
-    closed: bool,
-}
-
-impl Pending {
-    fn find_mut(&mut self, hash: u64, msg: &str, file: &str, line: u32) -> Option<&mut Group> {
-        let i = match self.index.get(&hash) {
-            Some(&i)
-                if self
-                    .groups
-                    .get(i)
-                    .is_some_and(|g| g.is(hash, msg, file, line)) =>
-            {
-                i
-            }
-            Some(_) => self
-                .groups
-                .iter()
-                .position(|g| g.is(hash, msg, file, line))?,
-            None => return None,
-        };
-        self.groups.get_mut(i)
-    }
-
-    fn insert(&mut self, g: Group) {
-        self.index.entry(g.hash).or_insert(self.groups.len());
-        self.groups.push(g);
-    }
-
-    /// Counts a record whose group does not fit; returns whether the group is new.
-    fn drop_group(&mut self, hash: u64, max: usize) -> bool {
-        let new = if self.dropped_keys.len() < max {
-            self.dropped_keys.insert(hash)
-        } else {
-            !self.dropped_keys.contains(&hash)
-        };
-        if new {
-            self.dropped += 1;
-        }
-        new
-    }
-
-    fn take(&mut self) -> (Vec<Group>, u64) {
-        self.index.clear();
-        self.dropped_keys.clear();
-        self.window_start = None;
-        (
-            std::mem::take(&mut self.groups),
-            std::mem::take(&mut self.dropped),
-        )
-    }
 }
 
 /// An alert sent and not yet resolved.
@@ -824,20 +386,6 @@ impl Inner {
     }
 }
 
-/// The alert that says `firing` is over: the same identity (labels), the title
-/// prefixed with `RESOLVED: `, [`alert::STATUS`] resolved and [`alert::ENDS_AT`] now,
-/// and a new id (it is a notification of its own, not a resend).
-fn resolved(mut n: Notification) -> Notification {
-    n.content.title = format!("RESOLVED: {}", n.content.title);
-    n.context.id = crate::model::Context::new_id();
-    let o = &mut n.provider_options;
-    o.insert(alert::STATUS, alert::RESOLVED);
-    o.insert(alert::ENDS_AT, rfc3339::text(SystemTime::now()));
-    // PagerDuty: resolve the group's incident rather than open another.
-    o.insert("event_action", "resolve");
-    n
-}
-
 /// The flush task: waits for a window to open, sleeps until it ends, sends it; and
 /// sends resolved the alerts whose group went quiet. Holds the forwarder only while it
 /// works, so dropping the last handle ends it.
@@ -902,7 +450,8 @@ async fn run(inner: Weak<Inner>, wake: Arc<Notify>, window: Duration) {
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
 /// use std::time::Duration;
 /// use piko_obs_logger::{Hub, Level, Output};
-/// use piko_obs_notify::{ErrorForwarder, ErrorForwarderConfig, NoopNotifier, NotificationService};
+/// use piko_obs_error_alerts::{ErrorForwarder, ErrorForwarderConfig};
+/// use piko_obs_notify::{NoopNotifier, NotificationService};
 ///
 /// let service = NotificationService::default();
 /// service.register("pager", NoopNotifier).unwrap();
@@ -1064,8 +613,8 @@ impl Output for ErrorForwarder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::notifier::{Notifier, SendError};
-    use piko_obs_logger::{Hub, SecretKeys, Source, attr};
+    use piko_obs_logger::{Hub, Level, REDACTED, SecretKeys, Source, attr};
+    use piko_obs_notify::{Notifier, Priority, SendError, alert};
 
     /// A provider that keeps what it is sent.
     #[derive(Clone, Default)]
@@ -1252,7 +801,7 @@ mod tests {
         );
         let first_seen = field(n, "first_seen").unwrap();
         assert!(first_seen.ends_with('Z'), "{first_seen}");
-        assert_eq!(rfc3339::text(n.context.timestamp), first_seen);
+        assert_eq!(alert::time_text(n.context.timestamp), first_seen);
         assert_eq!(field(n, "last_seen"), Some(first_seen));
     }
 
