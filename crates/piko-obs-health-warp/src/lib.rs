@@ -39,6 +39,7 @@
 //!
 //! No feature flags.
 
+mod lifecycle;
 mod probes;
 mod server;
 

@@ -361,7 +361,8 @@ impl ServerBuilder {
         Ok(RunningServer {
             local_addr,
             stop: stop_tx,
-            task,
+            task: std::sync::Mutex::new(Some(task)),
+            runtime,
             counters,
         })
     }
@@ -440,7 +441,10 @@ fn load_tls(opts: &TlsOptions) -> Result<tokio_rustls::TlsAcceptor, ServerError>
 pub struct RunningServer {
     local_addr: SocketAddr,
     stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
+    /// Taken by the first shutdown.
+    task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The runtime the accept loop runs on, for a shutdown from outside it.
+    runtime: tokio::runtime::Handle,
     counters: ConnectionCounters,
 }
 
@@ -459,11 +463,29 @@ impl RunningServer {
     /// client that never finishes its header included), lets requests in flight finish
     /// for at most `timeout`, then closes the remaining connections.
     pub async fn shutdown(self, timeout: Duration) {
+        self.stop_within(timeout).await;
+    }
+
+    /// Signals the accept loop to stop and waits for it at most `timeout`; a second call
+    /// does nothing.
+    pub(crate) fn stop_within(
+        &self,
+        timeout: Duration,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
         let _ = self.stop.send(true);
-        let mut task = self.task;
-        if tokio::time::timeout(timeout, &mut task).await.is_err() {
-            task.abort();
+        let task = self.task.lock().unwrap_or_else(|p| p.into_inner()).take();
+        async move {
+            if let Some(mut task) = task
+                && tokio::time::timeout(timeout, &mut task).await.is_err()
+            {
+                task.abort();
+            }
         }
+    }
+
+    /// The runtime the server runs on.
+    pub(crate) fn runtime(&self) -> &tokio::runtime::Handle {
+        &self.runtime
     }
 }
 

@@ -37,10 +37,12 @@
 //!
 //! No feature flags.
 
+mod lifecycle;
 mod probe;
 mod service;
 mod status;
 
+pub use lifecycle::Drain;
 pub use probe::{FnProbe, Probe, probe_fn};
 pub use service::{
     HealthService, PROBE_PANICKED, ProbeKinds, ProbeOptions, ProbePanic, RegisterError, ZeroTimeout,

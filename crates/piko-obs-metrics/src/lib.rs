@@ -36,6 +36,9 @@
 
 pub mod guard;
 pub mod http;
+mod lifecycle;
+
+pub use lifecycle::Upkeep;
 
 use std::fmt;
 use std::sync::{Arc, Mutex};

@@ -47,6 +47,7 @@
 pub mod alert;
 mod dispatcher;
 mod forward;
+mod lifecycle;
 mod model;
 mod notifier;
 mod policy;
@@ -62,6 +63,7 @@ pub use forward::{
     ForwarderConfigError, ForwarderStats, MAX_ALERT_FIELD_CHARS, MAX_ALERT_FIELDS,
     priority_for_level,
 };
+pub use lifecycle::{Delivery, NotDelivered};
 pub use model::{Content, Context, Fields, Notification, Priority, truncate, truncate_bytes};
 pub use notifier::{
     Capabilities, MAX_RETRY_AFTER, NoopNotifier, Notifier, SendError, parse_retry_after,

@@ -37,6 +37,7 @@
 //! No feature flags.
 
 mod config;
+mod lifecycle;
 mod logs;
 mod metrics_bridge;
 
@@ -57,6 +58,7 @@ pub use propagation::{
     TraceLayer, Traced, extract_context, inject_context, traced, traced_with, warp_trace_context,
 };
 
+pub use lifecycle::ProviderFailures;
 pub use logs::{OtelLogOutput, severity};
 
 pub use config::{

@@ -40,9 +40,11 @@ use std::fmt;
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+pub use piko_obs_lifecycle as lifecycle;
+pub use piko_obs_lifecycle::{Lifecycle, ShutdownError, ShutdownErrors, Stack};
 
 pub mod health;
 pub mod logger;
@@ -52,6 +54,7 @@ pub mod otlp;
 pub mod sentry;
 pub mod settings;
 pub mod signal;
+mod start;
 
 /// How the service runs: decides the console format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -737,408 +740,31 @@ impl Builder {
     /// Checks the configuration and starts everything. Bad input fails here, with an
     /// error naming the setting.
     pub fn init(self) -> Result<Guard, InitError> {
-        let env = |k: &str| std::env::var(k).ok();
-        // Code, then environment, then default, for every setting (see `settings`).
-        let run_mode = settings::run_mode(self.run_mode, &env)?;
-        let probe_server = self.health_server.clone().resolve(&env)?;
-        let (probes_over_tls, custom_metrics) = (
-            self.health_tls.is_some(),
-            self.health_metrics_enabled && self.health_metrics_render.is_some(),
-        );
-        let level = logger::resolve_directives(
-            self.log_level.as_deref().map(|l| ("with_log_level", l)),
-            logger::PIKO_LOG_LEVEL,
-            env,
-        )?;
-        let mut otlp_config = self.otlp_config.clone();
-        // One environment and one release for every signal.
-        let (environment, release) = identity(self.environment.clone(), self.release.clone(), env);
-        if otlp_config.environment.is_none() {
-            otlp_config.environment.clone_from(&environment);
-        }
-        if otlp_config.service_version.is_none() {
-            otlp_config.service_version.clone_from(&release);
-        }
-        if let Some(text) = &self.otlp_protocol {
-            otlp_config.protocol = Some(otlp::Protocol::parse(text).ok_or_else(|| {
-                InitError::Otlp(format!(
-                    "with_otlp_protocol: unknown protocol {:?}; use grpc or http/protobuf",
-                    text.trim()
-                ))
-            })?);
-        }
-        let otlp_settings = otlp_config
-            .resolve(env, &self.service_name.clone().unwrap_or_else(program_name))
-            .map_err(|e| InitError::Otlp(e.to_string()))?;
-        // Checked whether or not the recorder is installed by this call.
-        let metrics_builder = self.metrics_builder()?;
-        let mut sentry_config = match self.sentry.clone() {
-            Some(c) => {
-                c.validate().map_err(InitError::Sentry)?;
-                Some(c)
-            }
-            None if self.sentry_from_env => {
-                sentry::SentryConfig::from_env().map_err(InitError::Sentry)?
-            }
-            None => None,
-        };
-        if let Some(config) = &mut sentry_config {
-            if config.environment.is_none() {
-                config.environment.clone_from(&environment);
-            }
-            if config.release.is_none() {
-                config.release.clone_from(&release);
-            }
-            if self.sentry_before_send.is_some() {
-                config.before_send.clone_from(&self.sentry_before_send);
-            }
-            if self.sentry_before_breadcrumb.is_some() {
-                config
-                    .before_breadcrumb
-                    .clone_from(&self.sentry_before_breadcrumb);
-            }
-        }
-        if let Some(c) = &self.error_notifications {
-            c.validate().map_err(InitError::ErrorNotifications)?;
-            if !self.notifications_enabled {
-                return Err(InitError::ErrorNotificationsWithoutNotifications);
-            }
-        }
-        let hub = logger::hub();
-        hub.set_error_backtraces(self.error_backtraces);
-        if let Some(keys) = &self.secret_keys {
-            hub.set_secret_keys(logger::SecretKeys::new(keys));
-        }
-        let console = self
-            .console
-            .unwrap_or_else(|| env(PIKO_DISABLE_CONSOLE_LOG).as_deref() != Some("true"));
-        // Outputs added from here on are removed again if init() fails.
-        let mut added = Rollback::default();
-        logger::set_framework_level(level.clone());
-        if console {
-            // None when the program added a stdout output of its own before init().
-            let id = match run_mode {
-                RunMode::Prod => logger::add_console(
-                    level.clone(),
-                    logger::JsonOutput::stdout()
-                        .build()
-                        .map_err(InitError::Console)?,
-                )?,
-                RunMode::Dev => logger::add_console(
-                    level.clone(),
-                    logger::PrettyOutput::stdout()
-                        .build()
-                        .map_err(InitError::Console)?,
-                )?,
-            };
-            added.outputs.extend(id);
-        }
-        if self.log_bridge {
-            logger::install_log_bridge()?;
-        }
-        if self.tracing_bridge {
-            // Said when the application's own subscriber was there first.
-            let route = logger::install_tracing_bridge();
-            let said = logger::get_logger("piko-obs/logger");
-            match route {
-                logger::TracingRoute::Installed => {}
-                logger::TracingRoute::ApplicationLayer => said.info(route.describe(), &[]),
-                _ => said.notice(route.describe(), &[]),
-            }
-        }
-        let drain_delay = self.drain_delay.unwrap_or(match run_mode {
-            RunMode::Prod => Duration::from_secs(5),
-            RunMode::Dev => Duration::ZERO,
-        });
-        // The guard is made last: a guard dropped on an error path would shut down the
-        // process-wide logger.
-        // piko-obs's runtime, for the probe server, the dispatcher and the OTLP exporters;
-        // shut down in the background if init() fails below (dropping a runtime inside an
-        // async caller would panic), handed to the guard otherwise.
-        let mut spare = SpareRuntime(
-            if self.health_enabled
-                || self.notifications_enabled
-                || otlp_settings.enabled
-                || sentry_config.is_some()
-            {
-                Some(piko_runtime()?)
-            } else {
-                None
-            },
-        );
-        let mut otlp_pipeline = None;
-        if otlp_settings.enabled
-            && let Some(rt) = spare.0.as_ref()
-        {
-            let p = otlp::start(&otlp_settings, rt, metrics_builder.buckets())
-                .map_err(|e| InitError::Otlp(e.to_string()))?;
-            added.pipeline = Some(p.clone());
-            let id = logger::add_output(
-                "otlp",
-                level.clone(),
-                otlp::OtelLogOutput::new(&p.logger_provider)
-                    .with_span_events(self.otlp_span_events),
-            )?;
-            added.outputs.push(id);
-            otlp_pipeline = Some(p);
-        } else if env("OTEL_PROPAGATORS").is_some() {
-            // Export off (no endpoint, or `OTEL_SDK_DISABLED`): context still propagates
-            // as the variable says; without it, the global propagator is left as it is.
-            otlp::install_propagators(&otlp_settings);
-        }
-        let mut sentry_client = None;
-        if let (Some(config), Some(rt)) = (&sentry_config, spare.0.as_ref()) {
-            let (client, id) = sentry::start(config, rt.handle())?;
-            added.outputs.push(id);
-            added.sentry = Some(client.clone());
-            sentry_client = Some(client);
-        }
-        // The `metrics` recorder: served on the health server's `/metrics`, and, with
-        // OTLP on, exported over OTLP too, with or without the health server.
-        let mut installed_metrics = None;
-        if self.health_metrics_enabled
-            && self.health_metrics_render.is_none()
-            && (self.health_enabled || otlp_pipeline.is_some())
-            && let Some(runtime) = spare.0.as_ref()
-        {
-            // The same buckets over OTLP as on `/metrics`: the pipeline has a view for
-            // each (`otlp::start` above).
-            let mut builder = metrics_builder;
-            if otlp_pipeline.is_some() {
-                // The recorder is installed once per process; the slot in it takes the
-                // recorder of each pipeline started, this one's below.
-                builder = builder.with_extra_recorder(otlp::metrics_slot().clone());
-            }
-            let (installed, fresh) = metrics::install(builder)?;
-            if fresh && otlp_pipeline.is_some() {
-                otlp::slot_installed();
-            }
-            if let Some(p) = &otlp_pipeline {
-                use opentelemetry::metrics::MeterProvider as _;
-                if otlp::slot_in_recorder() {
-                    otlp::metrics_slot().set(Some(otlp::OtelRecorder::new(
-                        p.meter_provider.meter("piko-obs"),
-                    )));
-                } else {
-                    logger::get_logger("piko-obs/otlp").warn(
-                        "metrics recorded with the `metrics` macros are not exported over OTLP: \
-                         an earlier init() in this process installed the recorder without OTLP",
-                        &[],
-                    );
-                }
-            }
-            runtime.spawn(async move {
-                let mut tick = tokio::time::interval(Duration::from_secs(5));
-                loop {
-                    tick.tick().await;
-                    installed.run_upkeep();
-                }
-            });
-            installed_metrics = Some(installed);
-        }
-        let mut health_parts = None;
-        if self.health_enabled
-            && let Some(runtime) = spare.0.as_ref()
-        {
-            let name = self.service_name.clone().unwrap_or_else(program_name);
-            let service = health::HealthService::new(name, self.health_timeout)
-                .map_err(|_| InitError::HealthTimeout)?;
-            health::log_probe_panics(&service);
-            for register in self.probes {
-                register(&service)?;
-            }
-            let mut server = health::HealthServer::builder(service.clone())
-                .with_bind_address(probe_server.bind.clone())
-                .with_port(probe_server.port)
-                .with_live_path(probe_server.live.clone())
-                .with_ready_path(probe_server.ready.clone())
-                .with_startup_path(probe_server.startup.clone())
-                .with_metrics_path(probe_server.metrics.clone());
-            if let Some(tls) = self.health_tls {
-                server = server.with_tls(tls);
-            }
-            server = server
-                .with_response_cache(self.health_response_cache)
-                .with_header_read_timeout(self.health_header_read_timeout)
-                .with_idle_timeout(self.health_idle_timeout)
-                .with_max_connections(self.health_max_connections);
-            if self.health_metrics_enabled {
-                let render = match (self.health_metrics_render, installed_metrics) {
-                    (Some(render), _) => Some(render),
-                    (None, Some(installed)) => {
-                        metrics::observe_health(&service);
-                        Some(Arc::new(move || installed.render()) as _)
-                    }
-                    (None, None) => None,
-                };
-                if let Some(render) = render {
-                    server = server.with_metrics(render);
-                }
-            }
-            let running = {
-                let _enter = runtime.enter();
-                server.start()?
-            };
-            health::set_server_counters(running.counters());
-            health_parts = Some((service, running));
-        }
-        let (health, health_addr, server) = match health_parts {
-            Some((service, running)) => (Some(service), Some(running.local_addr()), Some(running)),
-            None => (None, None, None),
-        };
-        let mut notifications = None;
-        let mut dead_letters = "off (notifications off)".to_string();
-        if self.notifications_enabled
-            && let Some(rt) = spare.0.as_ref()
-        {
-            let setup = NotificationSetup {
-                providers: self.notification_providers,
-                from_env: self.notification_providers_from_env,
-                default: self.notification_default,
-                dead_letter_path: self.notification_dead_letter_path,
-                dead_letter_max_bytes: self.notification_dead_letter_max_bytes,
-                dead_letter_store: self.notification_dead_letter_store,
-                retry: self.notification_retry,
-                dispatcher: self.notification_dispatcher,
-                environment,
-                service_name: self.service_name.clone().unwrap_or_else(program_name),
-                run_mode,
-            };
-            let (service, dispatcher, location) = setup.start(rt.handle())?;
-            dead_letters = location;
-            notifications = Some((service, dispatcher));
-        }
-        let mut forwarder = None;
-        if let (Some(config), Some((service, _)), Some(rt)) = (
-            self.error_notifications,
-            notifications.as_ref(),
-            spare.0.as_ref(),
-        ) {
-            let threshold = config.threshold;
-            // Alerts go to every provider unless the config names some.
-            let config = if config.providers.is_empty() {
-                config.with_providers(service.providers())
-            } else {
-                if let Some(unknown) = config.providers.iter().find(|p| !service.has_provider(p)) {
-                    return Err(InitError::ErrorNotificationsProvider(unknown.clone()));
-                }
-                config
-            };
-            let f = notification::ErrorForwarder::start(rt.handle(), service.clone(), config)
-                .map_err(InitError::ErrorNotifications)?;
-            let id =
-                logger::add_output(notification::ERROR_FORWARDER_OUTPUT, threshold, f.clone())?;
-            added.outputs.push(id);
-            notification::install_forwarder(f.clone());
-            forwarder = Some(f);
-        }
-        added.keep = true;
-        // One line that says what started (never a secret: no DSN, header or URL
-        // credentials).
-        let otlp_shown = |signal: &str| {
-            if otlp_pipeline.is_some() {
-                format!(
-                    "{} {}",
-                    otlp_settings.protocol.as_str(),
-                    settings::shown_url(&otlp_settings.signal_url(signal))
-                )
-            } else {
-                settings::otlp_off_reason(self.otlp_config.enabled, &env).to_string()
-            }
-        };
-        let (probes, metrics_path) = match health_addr {
-            Some(addr) => (
-                format!(
-                    "{}://{addr} {} {} {}",
-                    if probes_over_tls { "https" } else { "http" },
-                    probe_server.live,
-                    probe_server.ready,
-                    probe_server.startup
-                ),
-                if (self.health_metrics_enabled && installed_metrics.is_some()) || custom_metrics {
-                    probe_server.metrics.clone()
-                } else {
-                    "off".into()
-                },
-            ),
-            None => ("off".into(), "off".into()),
-        };
-        let providers = notifications
-            .as_ref()
-            .map(|(service, _)| service.providers().join(","))
-            .unwrap_or_else(|| "off".into());
-        let (traces, otlp_metrics, logs) = (
-            otlp_shown("traces"),
-            otlp_shown("metrics"),
-            otlp_shown("logs"),
-        );
-        logger::get_logger("piko-obs").notice(
-            "piko-obs started",
-            &[
-                logger::attr::string("mode", run_mode.as_str()),
-                logger::attr::string("probes", &probes),
-                logger::attr::string("metrics", &metrics_path),
-                logger::attr::string("otlp_traces", &traces),
-                logger::attr::string("otlp_metrics", &otlp_metrics),
-                logger::attr::string("otlp_logs", &logs),
-                logger::attr::string("sentry", if sentry_client.is_some() { "on" } else { "off" }),
-                logger::attr::string("alert_providers", &providers),
-                logger::attr::string("dead_letters", &dead_letters),
-            ],
-        );
-        Ok(Guard {
-            shutdown_timeout: self.shutdown_timeout,
-            drain_delay,
-            done: AtomicBool::new(false),
-            health,
-            health_addr,
-            server: Mutex::new(server),
-            runtime: Mutex::new(spare.0.take()),
-            notifications,
-            forwarder,
-            sentry: sentry_client,
-            otlp: otlp_pipeline,
-        })
+        let resolved = self.resolve()?;
+        self.start(resolved)
     }
 }
 
-/// What a failing `init()` undoes: the log outputs it added, and the OTLP providers it
-/// started (flushed and stopped on a thread of their own, within a second).
-#[derive(Default)]
-struct Rollback {
-    outputs: Vec<piko_obs_logger::OutputId>,
-    pipeline: Option<otlp::Pipeline>,
-    sentry: Option<Arc<sentry::Sentry>>,
-    keep: bool,
-}
+/// piko-obs's own runtime as a part: stopped in the background after the parts that run
+/// on it (a runtime cannot be dropped inside an async caller).
+pub(crate) struct OwnRuntime(Mutex<Option<tokio::runtime::Runtime>>);
 
-impl Drop for Rollback {
-    fn drop(&mut self) {
-        if self.keep {
-            return;
-        }
-        for id in self.outputs.drain(..) {
-            let _ = logger::hub().remove_output(id, Duration::from_millis(200));
-        }
-        if let Some(p) = self.pipeline.take() {
-            std::thread::spawn(move || {
-                let _ = p.shutdown(Duration::from_secs(1));
-            });
-        }
-        if let Some(s) = self.sentry.take() {
-            sentry::stop(&s, Duration::from_millis(200));
-        }
+impl OwnRuntime {
+    pub(crate) fn new(runtime: tokio::runtime::Runtime) -> Self {
+        Self(Mutex::new(Some(runtime)))
     }
 }
 
-/// A runtime not yet handed to the guard: shut down in the background if dropped.
-struct SpareRuntime(Option<tokio::runtime::Runtime>);
+impl Lifecycle for OwnRuntime {
+    fn part(&self) -> &'static str {
+        "piko-obs runtime"
+    }
 
-impl Drop for SpareRuntime {
-    fn drop(&mut self) {
-        if let Some(rt) = self.0.take() {
+    fn shutdown_within(&self, _budget: Duration) -> Result<(), lifecycle::ShutdownError> {
+        if let Some(rt) = self.0.lock().unwrap_or_else(|p| p.into_inner()).take() {
             rt.shutdown_background();
         }
+        Ok(())
     }
 }
 
@@ -1161,15 +787,6 @@ fn identity(
         .or_else(|| set(otlp::resource_attribute(env, "service.version")))
         .or_else(|| set(env("PIKO_SERVICE_VERSION")));
     (environment, release)
-}
-
-fn piko_runtime() -> Result<tokio::runtime::Runtime, InitError> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("piko-obs-runtime")
-        .enable_all()
-        .build()
-        .map_err(InitError::Runtime)
 }
 
 /// The notification settings of the builder, applied by `init()`.
@@ -1309,7 +926,6 @@ impl NotificationSetup {
         let dispatcher = notification::Dispatcher::start(runtime, &service, store, self.dispatcher)
             .map_err(InitError::Runtime)?;
         let _ = service.attach_dispatcher(dispatcher.clone());
-        notification::install(service.clone());
         Ok((service, dispatcher, location))
     }
 }
@@ -1416,34 +1032,20 @@ fn program_name() -> String {
         .unwrap_or_else(|| "piko-obs".into())
 }
 
-/// Steps of the shutdown that failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("shutdown: {}", .failures.iter().map(|(step, e)| format!("{step}: {e}")).collect::<Vec<_>>().join("; "))]
-pub struct ShutdownError {
-    /// Each failed step and why.
-    pub failures: Vec<(&'static str, String)>,
-}
-
 /// Shuts piko-obs down when dropped (or at [`Guard::shutdown`]), in this order:
 /// readiness turns UNHEALTHY, the drain delay passes, the probe server stops, the error
 /// forwarder hands its pending groups over, the notification dispatcher delivers (or
 /// dead-letters) what is queued, Sentry sends what is queued, the OpenTelemetry
-/// providers flush and stop, and every queued log line is written. Each step is bounded
-/// and the whole takes at most the shutdown timeout; a failed step is reported. Keep it
-/// alive for the life of `main`.
+/// providers flush and stop, and every queued log line is written. It is the [`Stack`]
+/// of the parts `init()` started, shut down in reverse order within the shutdown
+/// timeout; a failed part is reported. Keep it alive for the life of `main`.
 #[must_use = "dropping the guard shuts piko-obs down at once: keep it until main returns"]
 pub struct Guard {
     shutdown_timeout: Duration,
     drain_delay: Duration,
-    done: AtomicBool,
     health: Option<health::HealthService>,
     health_addr: Option<SocketAddr>,
-    server: Mutex<Option<health::RunningServer>>,
-    runtime: Mutex<Option<tokio::runtime::Runtime>>,
-    notifications: Option<(notification::NotificationService, notification::Dispatcher)>,
-    forwarder: Option<notification::ErrorForwarder>,
-    sentry: Option<Arc<sentry::Sentry>>,
-    otlp: Option<otlp::Pipeline>,
+    stack: Stack,
 }
 
 impl fmt::Debug for Guard {
@@ -1452,7 +1054,8 @@ impl fmt::Debug for Guard {
             .field("health_addr", &self.health_addr)
             .field("shutdown_timeout", &self.shutdown_timeout)
             .field("drain_delay", &self.drain_delay)
-            .finish_non_exhaustive()
+            .field("parts", &self.stack)
+            .finish()
     }
 }
 
@@ -1467,180 +1070,14 @@ impl Guard {
         self.health.as_ref()
     }
 
-    /// Shuts down now and reports what failed. A second call does nothing.
-    pub fn shutdown(&self) -> Result<(), ShutdownError> {
-        if self.done.swap(true, Ordering::AcqRel) {
-            return Ok(());
-        }
-        let deadline = Instant::now() + self.shutdown_timeout.min(LONGEST_WAIT);
-        let left = || deadline.saturating_duration_since(Instant::now());
-        let mut failures = Vec::new();
-        if let Some(h) = &self.health {
-            h.signal_drain();
-            std::thread::sleep(self.drain_delay.min(left()));
-        }
-        let server = self.server.lock().unwrap_or_else(|p| p.into_inner()).take();
-        let runtime = self
-            .runtime
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if let Some(runtime) = runtime {
-            // Each step runs on piko-obs's runtime while this thread waits on a channel:
-            // bounded, and safe to call from inside another runtime.
-            let run = |step: &'static str,
-                       budget: Duration,
-                       fut: std::pin::Pin<
-                Box<dyn std::future::Future<Output = Option<String>> + Send>,
-            >|
-             -> Option<(&'static str, String)> {
-                let (tx, rx) = std::sync::mpsc::channel();
-                runtime.spawn(async move {
-                    let _ = tx.send(fut.await);
-                });
-                match rx.recv_timeout(budget.saturating_add(Duration::from_millis(200))) {
-                    Ok(None) => None,
-                    Ok(Some(problem)) => Some((step, problem)),
-                    Err(_) => Some((step, format!("not finished after {budget:?}"))),
-                }
-            };
-            if let Some(server) = server {
-                let budget = left().min(Duration::from_secs(5));
-                failures.extend(run(
-                    "stop the health server",
-                    budget,
-                    Box::pin(async move {
-                        server.shutdown(budget).await;
-                        None
-                    }),
-                ));
-            }
-            // What the later steps need, kept back from the dispatcher's budget.
-            let logs_reserve = Duration::from_millis(300);
-            let otlp_reserve = if self.otlp.is_some() {
-                Duration::from_secs(1)
-            } else {
-                Duration::ZERO
-            };
-            let sentry_reserve = match &self.sentry {
-                Some(s) => s.shutdown_timeout().min(Duration::from_secs(1)),
-                None => Duration::ZERO,
-            };
-            if self.forwarder.is_some() {
-                // Pending error groups go to the dispatcher's queue before it is flushed.
-                let budget = left()
-                    .saturating_sub(logs_reserve + otlp_reserve + sentry_reserve)
-                    .max(Duration::from_millis(100));
-                if let Some(o) = logger::hub()
-                    .outputs()
-                    .into_iter()
-                    .find(|o| o.name == notification::ERROR_FORWARDER_OUTPUT)
-                    && let Err(e) = logger::hub().remove_output(o.id, budget)
-                {
-                    failures.push(("flush the error notifications", e.to_string()));
-                }
-            }
-            if let Some((service, dispatcher)) = &self.notifications {
-                let budget = left().saturating_sub(logs_reserve + otlp_reserve + sentry_reserve);
-                let (service, dispatcher) = (service.clone(), dispatcher.clone());
-                failures.extend(run(
-                    "flush the notification dispatcher",
-                    budget,
-                    Box::pin(async move {
-                        let report = dispatcher.shutdown(budget).await;
-                        service.close().await;
-                        let s = report.stats;
-                        let mut problems = Vec::new();
-                        if !report.within_bound {
-                            problems.push(
-                                "bound reached: what was left was handed to the dead-letter writer"
-                                    .to_string(),
-                            );
-                        }
-                        if s.dead_letter_pending > 0 {
-                            problems.push(format!(
-                                "{} dead letter(s) not yet written to the dead-letter store: \
-                                 the writer thread keeps writing them while the process lives",
-                                s.dead_letter_pending
-                            ));
-                        }
-                        if s.dropped + s.dead_letter_errors > 0 {
-                            problems.push(format!(
-                                "{} notification(s) could not be written to the dead-letter file",
-                                s.dropped + s.dead_letter_errors
-                            ));
-                        }
-                        (!problems.is_empty()).then(|| problems.join("; "))
-                    }),
-                ));
-            }
-            if let Some(s) = &self.sentry {
-                let budget = s
-                    .shutdown_timeout()
-                    .min(left().saturating_sub(logs_reserve + otlp_reserve))
-                    .max(Duration::from_millis(50));
-                let s = s.clone();
-                let (tx, rx) = std::sync::mpsc::channel();
-                std::thread::spawn(move || {
-                    let _ = tx.send(sentry::stop(&s, budget));
-                });
-                match rx.recv_timeout(budget.saturating_add(Duration::from_millis(200))) {
-                    Ok(true) => {}
-                    Ok(false) | Err(_) => failures.push((
-                        "flush Sentry",
-                        format!("events still queued after {budget:?} were dropped"),
-                    )),
-                }
-            }
-            if let Some(pipeline) = &self.otlp {
-                // New series go nowhere once this pipeline stops (a later init() puts
-                // its own recorder in).
-                otlp::metrics_slot().set(None);
-                // Lines logged from here on stay local; the providers flush and stop,
-                // on a thread of their own, while the runtime their gRPC connections
-                // use is still up.
-                if let Some(o) = logger::hub()
-                    .outputs()
-                    .into_iter()
-                    .find(|o| o.name == "otlp")
-                {
-                    let _ = logger::hub().remove_output(o.id, Duration::from_millis(100));
-                }
-                otlp::use_tracer_provider(None);
-                let budget = left()
-                    .saturating_sub(Duration::from_millis(300))
-                    .max(Duration::from_millis(100));
-                let pipeline = pipeline.clone();
-                let (tx, rx) = std::sync::mpsc::channel();
-                std::thread::spawn(move || {
-                    let _ = tx.send(pipeline.shutdown(budget));
-                });
-                match rx.recv_timeout(budget.saturating_add(Duration::from_millis(200))) {
-                    Ok(problems) if problems.is_empty() => {}
-                    Ok(problems) => failures.push((
-                        "shut the OpenTelemetry providers down",
-                        problems
-                            .iter()
-                            .map(|(signal, e)| format!("{signal}: {e}"))
-                            .collect::<Vec<_>>()
-                            .join("; "),
-                    )),
-                    Err(_) => failures.push((
-                        "shut the OpenTelemetry providers down",
-                        format!("not finished after {budget:?}"),
-                    )),
-                }
-            }
-            runtime.shutdown_background();
-        }
-        if let Err(e) = logger::hub().shutdown(left().max(Duration::from_millis(100))) {
-            failures.push(("flush the logs", e.to_string()));
-        }
-        if failures.is_empty() {
-            Ok(())
-        } else {
-            Err(ShutdownError { failures })
-        }
+    /// The started parts, from the one shut down last (the log hub) to the first.
+    pub fn parts(&self) -> Vec<&'static str> {
+        self.stack.parts()
+    }
+
+    /// Shuts down now and reports every part that failed. A second call does nothing.
+    pub fn shutdown(&self) -> Result<(), ShutdownErrors> {
+        self.stack.shutdown(self.shutdown_timeout)
     }
 }
 
@@ -1653,10 +1090,6 @@ impl Drop for Guard {
         }
     }
 }
-
-/// The longest wait taken as given: a longer one (up to `Duration::MAX`) is a century,
-/// as `Instant` cannot add more.
-const LONGEST_WAIT: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 #[cfg(test)]
 mod identity_tests {

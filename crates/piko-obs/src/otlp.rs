@@ -61,7 +61,7 @@ pub fn pipeline() -> Option<Pipeline> {
 /// Starts the pipeline on `runtime` and installs it.
 pub(crate) fn start(
     settings: &Settings,
-    runtime: &tokio::runtime::Runtime,
+    runtime: &tokio::runtime::Handle,
     buckets: &[(String, Vec<f64>)],
 ) -> Result<Pipeline, StartError> {
     let pipeline = {
@@ -105,6 +105,31 @@ pub(crate) fn current_span_ids() -> Option<(String, String)> {
     let sc = span.span_context();
     sc.is_valid()
         .then(|| (sc.trace_id().to_string(), sc.span_id().to_string()))
+}
+
+/// What stops before the providers do: new series go nowhere (a later `init()` puts its
+/// own recorder in), lines logged from here on stay local (the `otlp` output is removed),
+/// and spans are no longer made with this pipeline's tracer.
+pub(crate) struct Detach {
+    pub(crate) output: piko_obs_logger::AddedOutput,
+}
+
+impl piko_obs_lifecycle::Lifecycle for Detach {
+    fn part(&self) -> &'static str {
+        "otlp output"
+    }
+
+    fn shutdown_within(
+        &self,
+        _budget: std::time::Duration,
+    ) -> Result<(), piko_obs_lifecycle::ShutdownError> {
+        metrics_slot().set(None);
+        let removed = self
+            .output
+            .shutdown_within(std::time::Duration::from_millis(100));
+        use_tracer_provider(None);
+        removed
+    }
 }
 
 /// Records the span and log-record counters as `piko_obs_spans_*` and

@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 pub use piko_obs_sentry::*;
 
+use piko_obs_lifecycle::Unwind;
+
 use crate::{InitError, logger};
 
 static INSTALLED: RwLock<Option<Arc<Sentry>>> = RwLock::new(None);
@@ -25,11 +27,13 @@ pub fn installed() -> Option<Arc<Sentry>> {
 }
 
 /// Starts Sentry on `handle`, binds it to Sentry's main hub and adds the `sentry` log
-/// output. Transport failures are logged as WARN, at most one a minute.
+/// output, both pushed on `parts`. Transport failures are logged as WARN, at most one a
+/// minute.
 pub(crate) fn start(
     config: &SentryConfig,
     handle: &tokio::runtime::Handle,
-) -> Result<(Arc<Sentry>, piko_obs_logger::OutputId), InitError> {
+    parts: &Unwind,
+) -> Result<Arc<Sentry>, InitError> {
     let last_report = std::sync::Mutex::new(None::<Instant>);
     let start = StartOptions::default()
         // Sentry's own defaults, and the panic (a panic on any thread is an event with its
@@ -60,24 +64,15 @@ pub(crate) fn start(
     // Panics and direct `sentry::capture_*` calls go through the main hub; log lines go
     // through the client's own hub (see `Sentry::drain`).
     ::sentry::Hub::main().bind_client(Some(s.client()));
+    parts.push(s.clone());
     let id = logger::add_drain("sentry", s.min_level(), s.drain())?;
+    parts.push(piko_obs_logger::AddedOutput::new(
+        logger::hub(),
+        id,
+        "sentry output",
+    ));
     *INSTALLED.write().unwrap_or_else(|p| p.into_inner()) = Some(s.clone());
-    Ok((s, id))
-}
-
-/// Flushes and closes Sentry within `timeout` after removing its log output; whether
-/// everything queued was sent.
-pub(crate) fn stop(s: &Sentry, timeout: Duration) -> bool {
-    if let Some(o) = logger::hub()
-        .outputs()
-        .into_iter()
-        .find(|o| o.name == "sentry")
-    {
-        let _ = logger::hub().remove_output(o.id, Duration::from_millis(100));
-    }
-    let drained = s.close(timeout);
-    ::sentry::Hub::main().bind_client(None);
-    drained
+    Ok(s)
 }
 
 /// Sentry on its own, without the rest of `init()`: starts the client on a small runtime
@@ -98,10 +93,13 @@ pub fn enable(config: SentryConfig) -> Result<SentryGuard, InitError> {
         .enable_all()
         .build()
         .map_err(InitError::Runtime)?;
-    let (sentry, _) = start(&config, runtime.handle())?;
+    let parts = Unwind::new(Duration::from_secs(1));
+    let handle = runtime.handle().clone();
+    parts.push(crate::OwnRuntime::new(runtime));
+    let sentry = start(&config, &handle, &parts)?;
     Ok(SentryGuard {
         sentry,
-        runtime: Some(runtime),
+        parts: parts.keep(),
     })
 }
 
@@ -110,7 +108,8 @@ pub fn enable(config: SentryConfig) -> Result<SentryGuard, InitError> {
 #[derive(Debug)]
 pub struct SentryGuard {
     sentry: Arc<Sentry>,
-    runtime: Option<tokio::runtime::Runtime>,
+    /// The runtime, the client and its log output.
+    parts: piko_obs_lifecycle::Stack,
 }
 
 impl SentryGuard {
@@ -122,10 +121,10 @@ impl SentryGuard {
 
 impl Drop for SentryGuard {
     fn drop(&mut self) {
-        stop(&self.sentry, self.sentry.shutdown_timeout());
-        if let Some(rt) = self.runtime.take() {
-            rt.shutdown_background();
-        }
+        // Within the client's own bound; the parts report nothing more a drop could act on.
+        let _ = self
+            .parts
+            .shutdown(self.sentry.shutdown_timeout() + Duration::from_millis(200));
     }
 }
 
