@@ -51,6 +51,7 @@ pub mod attr;
 mod bridge;
 pub mod context;
 mod filter;
+pub mod global;
 mod hub;
 pub mod intern;
 pub mod json;

@@ -37,6 +37,7 @@
 //! No feature flags.
 
 mod config;
+mod global;
 mod lifecycle;
 mod logs;
 mod metrics_bridge;
@@ -58,6 +59,7 @@ pub use propagation::{
     TraceLayer, Traced, extract_context, inject_context, traced, traced_with, warp_trace_context,
 };
 
+pub use global::{TracingRoute, install_tracing_bridge, tracing_layer};
 pub use lifecycle::ProviderFailures;
 pub use logs::{OtelLogOutput, severity};
 
