@@ -42,6 +42,7 @@
 mod lifecycle;
 mod probes;
 mod server;
+pub mod telemetry;
 
 pub use probes::{HttpProbe, InvalidUrl, TcpProbe};
 pub use server::{

@@ -41,6 +41,7 @@ mod lifecycle;
 mod probe;
 mod service;
 mod status;
+pub mod telemetry;
 
 pub use lifecycle::Drain;
 pub use probe::{FnProbe, Probe, probe_fn};

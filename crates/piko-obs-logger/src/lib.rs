@@ -60,6 +60,7 @@ mod lifecycle;
 pub use lifecycle::AddedOutput;
 mod record;
 mod slog_kv;
+pub mod telemetry;
 mod text;
 mod tracing_bridge;
 

@@ -53,6 +53,7 @@ mod notifier;
 mod policy;
 pub mod provider;
 mod service;
+pub mod telemetry;
 
 pub use dispatcher::{
     DeadLetter, DeadLetterBatch, DeadLetterStore, Dispatcher, DispatcherConfig, DispatcherStats,

@@ -49,6 +49,7 @@ pub use metrics_bridge::{
 mod pipeline;
 mod propagation;
 mod span;
+pub mod telemetry;
 mod tracing_layer;
 
 pub use tracing_layer::{TracingLayer, UNTRACED_TARGETS};

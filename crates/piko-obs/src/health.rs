@@ -51,46 +51,13 @@ pub(crate) fn set_server_counters(counters: ConnectionCounters) {
     *SERVER_COUNTERS.write().unwrap_or_else(|p| p.into_inner()) = Some(counters);
 }
 
-/// Describes the probe server's connection metrics.
-pub(crate) fn describe_stats() {
-    metrics::describe_counter!(
-        "piko_obs_health_connections_accepted_total",
-        "Connections the probe server accepted and served."
-    );
-    metrics::describe_counter!(
-        "piko_obs_health_connections_closed_total",
-        "Connections the probe server closed itself, per reason: refused_at_limit (at the connection limit with every connection busy, closed at once), evicted_at_limit (closed to make room at the limit), header_timeout, idle_timeout."
-    );
-    metrics::describe_gauge!(
-        "piko_obs_health_connections_open",
-        "Connections the probe server holds."
-    );
-    metrics::describe_counter!(
-        "piko_obs_health_accept_errors_total",
-        "Failed accepts on the probe port (out of file descriptors and the like)."
-    );
-}
-
-/// Records the probe server's connection counters.
-pub(crate) fn record_stats() {
-    let Some(counters) = SERVER_COUNTERS
+/// Records the connection counters of the probe server `init()` started last.
+pub(crate) fn record_metrics() {
+    if let Some(c) = SERVER_COUNTERS
         .read()
         .unwrap_or_else(|p| p.into_inner())
-        .clone()
-    else {
-        return;
-    };
-    let s = counters.snapshot();
-    metrics::counter!("piko_obs_health_connections_accepted_total").absolute(s.accepted);
-    for (reason, v) in [
-        ("refused_at_limit", s.refused),
-        ("evicted_at_limit", s.evicted),
-        ("header_timeout", s.header_timeouts),
-        ("idle_timeout", s.idle_timeouts),
-    ] {
-        metrics::counter!("piko_obs_health_connections_closed_total", "reason" => reason)
-            .absolute(v);
+        .as_ref()
+    {
+        c.record_metrics();
     }
-    metrics::gauge!("piko_obs_health_connections_open").set(s.open as f64);
-    metrics::counter!("piko_obs_health_accept_errors_total").absolute(s.accept_errors);
 }

@@ -66,43 +66,21 @@ pub fn error_forwarder() -> Option<ErrorForwarder> {
     FORWARDER.read().unwrap_or_else(|p| p.into_inner()).clone()
 }
 
-/// Records the error forwarder's counters as `piko_obs_error_notifications_*` metrics.
-pub(crate) fn record_forwarder_stats() {
+/// Records the counters of the service, dispatcher, providers, error forwarder and
+/// in-memory dead-letter store `init()` set up.
+pub(crate) fn record_metrics() {
+    if let Some(s) = service() {
+        telemetry::record_metrics(&s);
+    }
     if let Some(f) = error_forwarder() {
-        let s = f.stats();
-        for (name, v) in [
-            (
-                "piko_obs_error_notifications_records_total",
-                s.records_grouped,
-            ),
-            ("piko_obs_error_notifications_sent_total", s.groups_sent),
-            (
-                "piko_obs_error_notifications_handoff_failed_total",
-                s.handoff_failed + s.send_failed,
-            ),
-            (
-                "piko_obs_error_notifications_groups_dropped_total",
-                s.dropped_groups,
-            ),
-            (
-                "piko_obs_error_notifications_records_dropped_total",
-                s.dropped_records,
-            ),
-            (
-                "piko_obs_error_notifications_rate_limited_total",
-                s.rate_limited_groups,
-            ),
-            (
-                "piko_obs_error_notifications_resolved_total",
-                s.resolved_sent,
-            ),
-            (
-                "piko_obs_error_notifications_untracked_total",
-                s.untracked_alerts,
-            ),
-        ] {
-            ::metrics::counter!(name).absolute(v);
-        }
+        telemetry::record_forwarder_metrics(&f);
+    }
+    if let Some(m) = MEMORY_DEAD_LETTERS
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+    {
+        m.record_metrics();
     }
 }
 
@@ -150,56 +128,6 @@ pub fn builder() -> NotificationBuilder {
 /// The trace id of the current OpenTelemetry span, if one is being recorded.
 pub(crate) fn current_trace_id() -> Option<String> {
     crate::otlp::current_span_ids().map(|(trace_id, _)| trace_id)
-}
-
-/// Records the dispatcher's and the providers' counters as `piko_obs_notification*`
-/// metrics.
-pub(crate) fn record_stats(service: &NotificationService) {
-    if let Some(d) = service.dispatcher() {
-        let s = d.stats();
-        for (name, v) in [
-            ("piko_obs_notifications_enqueued_total", s.enqueued),
-            ("piko_obs_notifications_delivered_total", s.delivered),
-            ("piko_obs_notifications_retried_total", s.retried),
-            (
-                "piko_obs_notifications_dead_lettered_total",
-                s.dead_lettered,
-            ),
-            (
-                "piko_obs_notifications_dead_letter_errors_total",
-                s.dead_letter_errors,
-            ),
-            ("piko_obs_notifications_dropped_total", s.dropped),
-        ] {
-            ::metrics::counter!(name).absolute(v);
-        }
-        for (name, v) in [
-            ("piko_obs_notifications_queued", s.queued),
-            ("piko_obs_notifications_in_flight", s.in_flight),
-            ("piko_obs_notifications_waiting_retry", s.waiting_retry),
-            (
-                "piko_obs_notifications_dead_letter_pending",
-                s.dead_letter_pending,
-            ),
-        ] {
-            ::metrics::gauge!(name).set(v as f64);
-        }
-    }
-    if let Some(memory) = MEMORY_DEAD_LETTERS
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .as_ref()
-    {
-        ::metrics::gauge!("piko_obs_notifications_dead_letter_in_memory").set(memory.len() as f64);
-        ::metrics::counter!("piko_obs_notifications_dead_letter_memory_evicted_total")
-            .absolute(memory.evicted());
-    }
-    for p in service.provider_stats() {
-        ::metrics::counter!("piko_obs_notification_provider_delivered_total", "provider" => p.provider.clone())
-            .absolute(p.delivered);
-        ::metrics::counter!("piko_obs_notification_provider_failed_attempts_total", "provider" => p.provider)
-            .absolute(p.failed_attempts);
-    }
 }
 
 #[cfg(test)]

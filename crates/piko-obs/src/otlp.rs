@@ -131,24 +131,3 @@ impl piko_obs_lifecycle::Lifecycle for Detach {
         removed
     }
 }
-
-/// Records the span and log-record counters as `piko_obs_spans_*` and
-/// `piko_obs_log_records_*` metrics.
-pub(crate) fn record_stats() {
-    if let Some(p) = pipeline() {
-        let s = p.spans.stats();
-        let l = p.logs.stats();
-        for (name, v) in [
-            ("piko_obs_spans_ended_total", s.ended),
-            ("piko_obs_spans_exported_total", s.exported),
-            ("piko_obs_spans_dropped_total", s.dropped),
-            ("piko_obs_spans_export_failed_total", s.failed),
-            ("piko_obs_log_records_emitted_total", l.emitted),
-            ("piko_obs_log_records_exported_total", l.exported),
-            ("piko_obs_log_records_dropped_total", l.dropped),
-            ("piko_obs_log_records_export_failed_total", l.failed),
-        ] {
-            ::metrics::counter!(name).absolute(v);
-        }
-    }
-}

@@ -127,20 +127,3 @@ impl Drop for SentryGuard {
             .shutdown(self.sentry.shutdown_timeout() + Duration::from_millis(200));
     }
 }
-
-/// Records the transport counters as `piko_obs_sentry_envelopes_total{outcome}`.
-pub(crate) fn record_stats() {
-    if let Some(s) = installed() {
-        let t = s.stats();
-        for (outcome, v) in [
-            ("queued", t.queued),
-            ("sent", t.sent),
-            ("failed", t.failed),
-            ("rate_limited", t.rate_limited),
-            ("dropped", t.dropped),
-        ] {
-            ::metrics::counter!("piko_obs_sentry_envelopes_total", "outcome" => outcome)
-                .absolute(v);
-        }
-    }
-}

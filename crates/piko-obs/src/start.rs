@@ -432,7 +432,7 @@ impl Builder {
         match (self.health_metrics_render.clone(), recorder) {
             (Some(render), _) => Some(render),
             (None, Some(installed)) => {
-                metrics::observe_health(service);
+                piko_obs_health::telemetry::observe_metrics(service);
                 Some(Arc::new(move || installed.render()) as _)
             }
             (None, None) => None,
