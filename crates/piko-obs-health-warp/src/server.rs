@@ -122,33 +122,6 @@ pub enum ServerError {
     },
 }
 
-/// Entry point: `HealthServer::builder(service)`.
-#[derive(Debug)]
-pub struct HealthServer;
-
-impl HealthServer {
-    /// A builder with the defaults: `127.0.0.1:9090`, `/live`, `/ready`, `/startup`,
-    /// `/metrics` (404 until a render function is set), plain HTTP, a 5 s header read
-    /// timeout, a 90 s idle timeout and at most 256 connections.
-    pub fn builder(service: HealthService) -> ServerBuilder {
-        ServerBuilder {
-            service,
-            bind_address: "127.0.0.1".into(),
-            port: 9090,
-            live_path: "/live".into(),
-            ready_path: "/ready".into(),
-            startup_path: "/startup".into(),
-            metrics_path: "/metrics".into(),
-            metrics: None,
-            tls: None,
-            response_cache: None,
-            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
-            idle_timeout: DEFAULT_IDLE_TIMEOUT,
-            max_connections: DEFAULT_MAX_CONNECTIONS,
-        }
-    }
-}
-
 /// Configures the probe server.
 #[must_use]
 pub struct ServerBuilder {
@@ -187,6 +160,27 @@ impl std::fmt::Debug for ServerBuilder {
 }
 
 impl ServerBuilder {
+    /// A builder with the defaults: `127.0.0.1:9090`, `/live`, `/ready`, `/startup`,
+    /// `/metrics` (404 until a render function is set), plain HTTP, a 5 s header read
+    /// timeout, a 90 s idle timeout and at most 256 connections.
+    pub fn new(service: HealthService) -> Self {
+        ServerBuilder {
+            service,
+            bind_address: "127.0.0.1".into(),
+            port: 9090,
+            live_path: "/live".into(),
+            ready_path: "/ready".into(),
+            startup_path: "/startup".into(),
+            metrics_path: "/metrics".into(),
+            metrics: None,
+            tls: None,
+            response_cache: None,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        }
+    }
+
     /// The IP address to bind (default `127.0.0.1`; exposing the probes is explicit).
     pub fn with_bind_address(mut self, addr: impl Into<String>) -> Self {
         self.bind_address = addr.into();

@@ -371,6 +371,11 @@ impl Hub {
     }
 
     /// A logger named `name`. Cheap: loggers of the same name share their state.
+    pub fn logger(&self, name: &str) -> Logger {
+        self.get_logger(name)
+    }
+
+    /// A logger named `name`: [`logger`](Self::logger), under Piko's name.
     pub fn get_logger(&self, name: &str) -> Logger {
         if let Some(core) = self
             .inner

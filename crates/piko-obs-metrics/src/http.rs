@@ -424,7 +424,7 @@ mod tests {
 
     #[test]
     fn route_handles_keep_every_status_and_label_unknown_methods_other() {
-        let (recorder, metrics) = crate::PrometheusMetrics::builder()
+        let (recorder, metrics) = crate::MetricsBuilder::new()
             .with_process_metrics(false)
             .build()
             .unwrap();

@@ -18,7 +18,7 @@ const PART: &str = "metrics upkeep";
 /// use std::time::Duration;
 /// use piko_obs_lifecycle::Lifecycle;
 ///
-/// let (_recorder, metrics) = piko_obs_metrics::PrometheusMetrics::builder().build().unwrap();
+/// let (_recorder, metrics) = piko_obs_metrics::MetricsBuilder::new().build().unwrap();
 /// let upkeep = piko_obs_metrics::Upkeep::start(metrics, Duration::from_secs(5)).unwrap();
 /// upkeep.shutdown_within(Duration::from_secs(1)).unwrap();
 /// ```

@@ -6,10 +6,9 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use piko_obs::PikoObs;
 //! use piko_obs::health::{Status, probe_fn};
 //!
-//! let guard = PikoObs::builder()
+//! let guard = piko_obs::builder()
 //!     .with_console_output(false)
 //!     .with_health_probe_port(0) // any free port, for this example
 //!     .with_custom_health_probe(probe_fn("db", |_, _| async { Status::healthy("db") }))
@@ -25,8 +24,8 @@ use std::sync::RwLock;
 pub use piko_obs_health::*;
 pub use piko_obs_health_warp::{
     ConnectionCounters, ConnectionStats, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
-    DEFAULT_MAX_CONNECTIONS, HealthServer, HttpProbe, InvalidUrl, MAX_CONNECTION_TIMEOUT,
-    MetricsRender, RunningServer, ServerBuilder, ServerError, TcpProbe, TlsMinVersion, TlsOptions,
+    DEFAULT_MAX_CONNECTIONS, HttpProbe, InvalidUrl, MAX_CONNECTION_TIMEOUT, MetricsRender,
+    RunningServer, ServerBuilder, ServerError, TcpProbe, TlsMinVersion, TlsOptions,
 };
 
 /// Logs every probe panic at WARN under `piko-obs/health`, with the probe, the kind

@@ -6,7 +6,7 @@
 //! globals and Sentry's main hub). It holds no logic of its own.
 //!
 //! What it gives today:
-//! - [`PikoObs::builder`]: run mode, framework log level, console output, the probe
+//! - [`builder`]: run mode, framework log level, console output, the probe
 //!   server's options; `init()` returns a [`Guard`] that shuts every part down in order,
 //!   within a bound, when dropped;
 //! - [`logger`]: Piko's structured logger (`get_logger`, `add_json_output`,
@@ -22,9 +22,9 @@
 //! - [`signal`]: waiting for SIGTERM or SIGINT to run the shutdown.
 //!
 //! ```
-//! use piko_obs::{PikoObs, RunMode, logger::{self, attr}};
+//! use piko_obs::{RunMode, logger::{self, attr}};
 //!
-//! let _guard = PikoObs::builder()
+//! let _guard = piko_obs::builder()
 //!     .with_run_mode(RunMode::Prod)   // JSON lines on stdout
 //!     .with_health_probe_port(0)      // probes on a free port (9090 by default)
 //!     .with_shutdown_drain_delay(std::time::Duration::ZERO)
@@ -106,18 +106,9 @@ impl FromStr for RunMode {
 /// Environment variable that, set to `true`, turns the console output off (as in Piko).
 pub const PIKO_DISABLE_CONSOLE_LOG: &str = "PIKO_DISABLE_CONSOLE_LOG";
 
-/// The entry point: `PikoObs::builder()...init()`.
-#[derive(Debug)]
-pub struct PikoObs;
-
-impl PikoObs {
-    /// A builder with the defaults: dev mode, framework level from `PIKO_LOG_LEVEL` or
-    /// INFO, a console output, the `log` and `tracing` bridges on, no stack traces on ERROR, the
-    /// probe server on `127.0.0.1:9090`. Settings not given in code are read from the
-    /// environment first ([`settings`]).
-    pub fn builder() -> Builder {
-        Builder::default()
-    }
+/// The entry point, `piko_obs::builder()...init()`: [`Builder::new`].
+pub fn builder() -> Builder {
+    Builder::new()
 }
 
 type ProbeRegistration =
@@ -243,6 +234,14 @@ impl Default for Builder {
 }
 
 impl Builder {
+    /// A builder with the defaults: dev mode, framework level from `PIKO_LOG_LEVEL` or
+    /// INFO, a console output, the `log` and `tracing` bridges on, no stack traces on ERROR, the
+    /// probe server on `127.0.0.1:9090`. Settings not given in code are read from the
+    /// environment first ([`settings`]).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
     /// Dev (pretty console) or prod (JSON console). Not given, `PIKO_RUN_MODE` (`dev`
     /// or `prod`) sets it, else dev ([`settings`]: code, then environment, then default).
     pub fn with_run_mode(mut self, mode: RunMode) -> Self {
@@ -394,7 +393,7 @@ impl Builder {
     /// they apply when the recorder is installed, at the first `init()`.
     ///
     /// ```
-    /// let guard = piko_obs::PikoObs::builder()
+    /// let guard = piko_obs::builder()
     ///     .with_console_output(false)
     ///     .with_health_probe_port(0)
     ///     .with_metrics_buckets("payment_duration_seconds", &[0.1, 0.5, 1.0, 5.0])
@@ -414,7 +413,7 @@ impl Builder {
         let setting = |setting: &'static str| {
             move |source: metrics::MetricsError| InitError::Metrics { setting, source }
         };
-        let mut builder = metrics::PrometheusMetrics::builder();
+        let mut builder = metrics::MetricsBuilder::new();
         for (name, value) in &self.metrics_labels {
             builder = builder
                 .with_global_label(name, value)

@@ -7,8 +7,7 @@
 //! upkeep runs every 5 s on piko-obs's runtime, so memory stays bounded.
 //!
 //! ```
-//! use piko_obs::PikoObs;
-//! let guard = PikoObs::builder()
+//! let guard = piko_obs::builder()
 //!     .with_console_output(false)
 //!     .with_health_probe_port(0)
 //!     .with_metrics_global_label("environment", "staging")

@@ -11,10 +11,9 @@
 //!
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
-//! use piko_obs::PikoObs;
 //! use piko_obs::notification::{self, Priority, StdoutFormat, StdoutNotifier};
 //! let dir = tempfile::tempdir().unwrap();
-//! let guard = PikoObs::builder()
+//! let guard = piko_obs::builder()
 //!     .with_console_output(false)
 //!     .with_health_enabled(false)
 //!     .with_notification_provider("ops", StdoutNotifier::new(StdoutFormat::Json))

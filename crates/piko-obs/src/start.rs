@@ -392,7 +392,7 @@ impl Builder {
             register(&service)?;
         }
         let p = &r.probe_server;
-        let mut server = health::HealthServer::builder(service.clone())
+        let mut server = health::ServerBuilder::new(service.clone())
             .with_bind_address(p.bind.clone())
             .with_port(p.port)
             .with_live_path(p.live.clone())

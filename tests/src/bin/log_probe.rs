@@ -29,8 +29,8 @@
 
 use std::process::ExitCode;
 
+use piko_obs::RunMode;
 use piko_obs::logger::{self, Level, OutputOptions, attr};
-use piko_obs::{PikoObs, RunMode};
 
 fn each_level() {
     for name in ["app", "app/db"] {
@@ -47,7 +47,7 @@ fn main() -> ExitCode {
     let arg = args.next();
     match scenario.as_str() {
         "framework" => {
-            let mut b = PikoObs::builder()
+            let mut b = piko_obs::builder()
                 .with_health_enabled(false)
                 .with_run_mode(RunMode::Prod);
             if let Some(l) = arg {
@@ -63,7 +63,7 @@ fn main() -> ExitCode {
             each_level();
         }
         "output" => {
-            let _guard = PikoObs::builder()
+            let _guard = piko_obs::builder()
                 .with_health_enabled(false)
                 .with_console_output(false)
                 .init()
@@ -80,7 +80,7 @@ fn main() -> ExitCode {
         }
         "flood" => {
             let n: usize = arg.and_then(|a| a.parse().ok()).unwrap_or(10_000);
-            let _guard = PikoObs::builder()
+            let _guard = piko_obs::builder()
                 .with_health_enabled(false)
                 .with_run_mode(RunMode::Prod)
                 .init()
@@ -97,7 +97,7 @@ fn main() -> ExitCode {
             });
         }
         "bridge" => {
-            let _guard = PikoObs::builder()
+            let _guard = piko_obs::builder()
                 .with_health_enabled(false)
                 .with_run_mode(RunMode::Prod)
                 .with_log_level("info,chatty=error")
@@ -110,7 +110,7 @@ fn main() -> ExitCode {
             log::error!(target: "chatty", error:err = cause; "shown at error");
         }
         "tracing" => {
-            let _guard = PikoObs::builder()
+            let _guard = piko_obs::builder()
                 .with_health_enabled(false)
                 .with_run_mode(RunMode::Prod)
                 .with_log_level("info,sqlx=warn")
@@ -137,7 +137,7 @@ fn main() -> ExitCode {
         }
         "rotate" => {
             let dir = std::path::PathBuf::from(arg.unwrap_or_default());
-            let guard = PikoObs::builder()
+            let guard = piko_obs::builder()
                 .with_health_enabled(false)
                 .with_console_output(false)
                 .init()
@@ -161,7 +161,7 @@ fn main() -> ExitCode {
         }
         "threads" => {
             let dir = std::path::PathBuf::from(arg.unwrap_or_default());
-            let guard = PikoObs::builder()
+            let guard = piko_obs::builder()
                 .with_health_enabled(false)
                 .with_run_mode(RunMode::Prod)
                 .init()
@@ -175,7 +175,7 @@ fn main() -> ExitCode {
         }
         "stdout-first" => {
             logger::add_json_output().expect("json output");
-            let _guard = PikoObs::builder()
+            let _guard = piko_obs::builder()
                 .with_health_enabled(false)
                 .with_run_mode(RunMode::Prod)
                 .init()
@@ -183,7 +183,7 @@ fn main() -> ExitCode {
             logger::get_logger("app").info("once", &[]);
         }
         "stdout-twice" => {
-            let _guard = PikoObs::builder()
+            let _guard = piko_obs::builder()
                 .with_health_enabled(false)
                 .with_run_mode(RunMode::Prod)
                 .init()
@@ -208,7 +208,7 @@ fn main() -> ExitCode {
                 )
             };
             installed.expect("the program's subscriber");
-            let _guard = PikoObs::builder()
+            let _guard = piko_obs::builder()
                 .with_health_enabled(false)
                 .with_run_mode(RunMode::Prod)
                 .init()
@@ -216,7 +216,7 @@ fn main() -> ExitCode {
             tracing::info!(target: "app", order_id = 7, "through the program's subscriber");
         }
         "otlp" => {
-            let mut b = PikoObs::builder()
+            let mut b = piko_obs::builder()
                 .with_console_output(false)
                 .with_health_enabled(false)
                 .with_otlp_metric_interval(std::time::Duration::from_millis(100));
