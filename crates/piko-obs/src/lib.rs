@@ -34,23 +34,34 @@
 //! logger::get_logger("monitor").info("Server started", &[attr::string("mode", "prod")]);
 //! ```
 //!
-//! No feature flags.
+//! ## Feature flags
+//!
+//! The logger is always there. Each subsystem is a feature, all on by default: `health`
+//! (probes, warp and hyper), `metrics` (the Prometheus recorder), `otlp` (OpenTelemetry
+//! and the `tracing` bridge), `sentry`, `notify` (alerts and the error forwarder); `axum`
+//! adds route templates from axum's `MatchedPath`. With `default-features = false` only
+//! the logger is compiled: no warp, hyper, tonic, reqwest, sentry or OpenTelemetry crate.
 
 use std::fmt;
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::str::FromStr;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 pub use piko_obs_lifecycle as lifecycle;
 pub use piko_obs_lifecycle::{Lifecycle, ShutdownError, ShutdownErrors, Stack};
 
+#[cfg(feature = "health")]
 pub mod health;
 pub mod logger;
+#[cfg(feature = "metrics")]
 pub mod metrics;
+#[cfg(feature = "notify")]
 pub mod notification;
+#[cfg(feature = "otlp")]
 pub mod otlp;
+#[cfg(feature = "sentry")]
 pub mod sentry;
 pub mod settings;
 pub mod signal;
@@ -111,13 +122,8 @@ pub fn builder() -> Builder {
     Builder::new()
 }
 
-type ProbeRegistration =
-    Box<dyn FnOnce(&health::HealthService) -> Result<(), health::RegisterError> + Send>;
-
-/// How long the probe server answers a probe path from its last answer
-/// ([`Builder::with_health_response_cache`]): far below any Kubernetes probe period, long
-/// enough that a storm of probe requests runs the probes a few times a second at most.
-pub const DEFAULT_HEALTH_RESPONSE_CACHE: Duration = Duration::from_millis(250);
+#[cfg(feature = "health")]
+pub use health::DEFAULT_HEALTH_RESPONSE_CACHE;
 
 /// Configures and starts piko-obs (Piko's `piko.New(piko.WithLogLevel(..), ...)`).
 #[must_use]
@@ -132,41 +138,18 @@ pub struct Builder {
     secret_keys: Option<Vec<String>>,
     shutdown_timeout: Duration,
     drain_delay: Option<Duration>,
-    health_enabled: bool,
-    /// Given in code; the environment and the defaults fill the rest at `init()`.
-    health_server: settings::ProbeServerInCode,
-    health_metrics_enabled: bool,
-    health_metrics_render: Option<health::MetricsRender>,
-    metrics_labels: Vec<(String, String)>,
-    metrics_cardinality: Option<usize>,
-    metrics_cardinality_for: Vec<(String, usize)>,
-    metrics_buckets: Vec<(String, Vec<f64>)>,
-    health_timeout: Duration,
-    health_tls: Option<health::TlsOptions>,
-    health_response_cache: Duration,
-    health_header_read_timeout: Duration,
-    health_idle_timeout: Duration,
-    health_max_connections: usize,
-    probes: Vec<ProbeRegistration>,
-    notifications_enabled: bool,
-    notification_providers: Vec<notification::Registration>,
-    notification_providers_from_env: bool,
-    notification_default: Option<String>,
-    notification_dead_letter_path: Option<std::path::PathBuf>,
-    notification_dead_letter_max_bytes: Option<std::num::NonZeroU64>,
-    notification_dead_letter_store: Option<Arc<dyn notification::DeadLetterStore>>,
-    notification_retry: Option<notification::RetryPolicy>,
-    notification_dispatcher: notification::DispatcherConfig,
     environment: Option<String>,
     release: Option<String>,
-    otlp_config: otlp::OtlpConfig,
-    otlp_protocol: Option<String>,
-    otlp_span_events: bool,
-    sentry: Option<sentry::SentryConfig>,
-    sentry_from_env: bool,
-    sentry_before_send: Option<sentry::BeforeSend>,
-    sentry_before_breadcrumb: Option<sentry::BeforeBreadcrumb>,
-    error_notifications: Option<notification::ErrorForwarderConfig>,
+    #[cfg(feature = "health")]
+    health: health::InCode,
+    #[cfg(feature = "metrics")]
+    metrics: metrics::InCode,
+    #[cfg(feature = "notify")]
+    notify: notification::InCode,
+    #[cfg(feature = "otlp")]
+    otlp: otlp::InCode,
+    #[cfg(feature = "sentry")]
+    sentry: sentry::InCode,
 }
 
 impl fmt::Debug for Builder {
@@ -175,9 +158,6 @@ impl fmt::Debug for Builder {
             .field("run_mode", &self.run_mode)
             .field("service_name", &self.service_name)
             .field("log_level", &self.log_level)
-            .field("health_enabled", &self.health_enabled)
-            .field("health_server", &self.health_server)
-            .field("probes", &self.probes.len())
             .finish_non_exhaustive()
     }
 }
@@ -195,40 +175,18 @@ impl Default for Builder {
             secret_keys: None,
             shutdown_timeout: Duration::from_secs(10),
             drain_delay: None,
-            health_enabled: true,
-            health_server: settings::ProbeServerInCode::default(),
-            health_metrics_enabled: true,
-            health_metrics_render: None,
-            metrics_labels: Vec::new(),
-            metrics_cardinality: None,
-            metrics_cardinality_for: Vec::new(),
-            metrics_buckets: Vec::new(),
-            health_timeout: Duration::from_secs(5),
-            health_tls: None,
-            health_response_cache: DEFAULT_HEALTH_RESPONSE_CACHE,
-            health_header_read_timeout: health::DEFAULT_HEADER_READ_TIMEOUT,
-            health_idle_timeout: health::DEFAULT_IDLE_TIMEOUT,
-            health_max_connections: health::DEFAULT_MAX_CONNECTIONS,
-            probes: Vec::new(),
-            notifications_enabled: true,
-            notification_providers: Vec::new(),
-            notification_providers_from_env: false,
-            notification_default: None,
-            notification_dead_letter_path: None,
-            notification_dead_letter_max_bytes: None,
-            notification_dead_letter_store: None,
-            notification_retry: None,
-            notification_dispatcher: notification::DispatcherConfig::default(),
             environment: None,
             release: None,
-            otlp_config: otlp::OtlpConfig::default(),
-            otlp_protocol: None,
-            otlp_span_events: true,
-            sentry: None,
-            sentry_from_env: false,
-            sentry_before_send: None,
-            sentry_before_breadcrumb: None,
-            error_notifications: None,
+            #[cfg(feature = "health")]
+            health: health::InCode::default(),
+            #[cfg(feature = "metrics")]
+            metrics: metrics::InCode::default(),
+            #[cfg(feature = "notify")]
+            notify: notification::InCode::default(),
+            #[cfg(feature = "otlp")]
+            otlp: otlp::InCode::default(),
+            #[cfg(feature = "sentry")]
+            sentry: sentry::InCode::default(),
         }
     }
 }
@@ -304,272 +262,6 @@ impl Builder {
         self.drain_delay = Some(delay);
         self
     }
-    /// Whether the probe server runs (default: on).
-    pub fn with_health_enabled(mut self, on: bool) -> Self {
-        self.health_enabled = on;
-        self
-    }
-    /// The probe server's port (default 9090; 0 picks a free port, see
-    /// [`Guard::health_addr`]). Not given, `PIKO_HEALTH_PORT` sets it.
-    pub fn with_health_probe_port(mut self, port: u16) -> Self {
-        self.health_server.port = Some(port);
-        self
-    }
-    /// The probe server's IP address (default `127.0.0.1`; `0.0.0.0` exposes it). Not
-    /// given, `PIKO_HEALTH_BIND_ADDRESS` sets it.
-    pub fn with_health_bind_address(mut self, addr: impl Into<String>) -> Self {
-        self.health_server.bind = Some(addr.into());
-        self
-    }
-    /// The liveness path (default `/live`; else `PIKO_HEALTH_LIVE_PATH`).
-    pub fn with_health_live_path(mut self, path: impl Into<String>) -> Self {
-        self.health_server.live = Some(path.into());
-        self
-    }
-    /// The readiness path (default `/ready`; else `PIKO_HEALTH_READY_PATH`).
-    pub fn with_health_ready_path(mut self, path: impl Into<String>) -> Self {
-        self.health_server.ready = Some(path.into());
-        self
-    }
-    /// The startup path (default `/startup`; else `PIKO_HEALTH_STARTUP_PATH`).
-    pub fn with_health_startup_path(mut self, path: impl Into<String>) -> Self {
-        self.health_server.startup = Some(path.into());
-        self
-    }
-    /// The metrics path on the probe port (default `/metrics`; else
-    /// `PIKO_HEALTH_METRICS_PATH`).
-    pub fn with_health_metrics_path(mut self, path: impl Into<String>) -> Self {
-        self.health_server.metrics = Some(path.into());
-        self
-    }
-    /// Whether the probe port serves metrics on the metrics path and `init()` installs
-    /// piko-obs's `metrics` recorder (default on). Off, the metrics path answers 404 and
-    /// no recorder is installed.
-    pub fn with_health_metrics_enabled(mut self, on: bool) -> Self {
-        self.health_metrics_enabled = on;
-        self
-    }
-    /// What the metrics path serves, instead of piko-obs's Prometheus recorder (which is
-    /// then not installed).
-    pub fn with_health_metrics_render(mut self, render: health::MetricsRender) -> Self {
-        self.health_metrics_render = Some(render);
-        self
-    }
-    /// A label added to every metric series (for example `environment`); checked by
-    /// `init()`. Labels apply when the recorder is installed, at the first `init()`.
-    pub fn with_metrics_global_label(
-        mut self,
-        name: impl Into<String>,
-        value: impl Into<String>,
-    ) -> Self {
-        self.metrics_labels.push((name.into(), value.into()));
-        self
-    }
-    /// The cap on label sets per metric name (default 1000; at least 1, checked by
-    /// `init()`). Series past it are not recorded, are counted in
-    /// `piko_obs_metrics_series_refused_total`, and the first refusal of each metric is
-    /// logged as a warning; so are series with names Prometheus cannot take.
-    pub fn with_metrics_cardinality_limit(mut self, limit: usize) -> Self {
-        self.metrics_cardinality = Some(limit);
-        self
-    }
-    /// The cap on label sets of one metric, instead of the cap of
-    /// [`with_metrics_cardinality_limit`](Self::with_metrics_cardinality_limit) (a valid
-    /// metric name and at least 1, checked by `init()`). Like the global labels, caps
-    /// apply when the recorder is installed, at the first `init()`.
-    pub fn with_metrics_cardinality_limit_for(
-        mut self,
-        metric: impl Into<String>,
-        limit: usize,
-    ) -> Self {
-        self.metrics_cardinality_for.push((metric.into(), limit));
-        self
-    }
-    /// Histogram buckets (upper bounds) for the metric named `metric`, so that its
-    /// `metrics::histogram!` renders as a Prometheus histogram with these `le` values;
-    /// a histogram without buckets renders as a summary. The name is matched whole.
-    /// `http_server_request_duration_seconds` has the OpenTelemetry buckets unless set
-    /// here. `init()` checks the name and the buckets (non-empty, finite, increasing);
-    /// they apply when the recorder is installed, at the first `init()`.
-    ///
-    /// ```
-    /// let guard = piko_obs::builder()
-    ///     .with_console_output(false)
-    ///     .with_health_probe_port(0)
-    ///     .with_metrics_buckets("payment_duration_seconds", &[0.1, 0.5, 1.0, 5.0])
-    ///     .init()
-    ///     .unwrap();
-    /// metrics::histogram!("payment_duration_seconds").record(0.42);
-    /// let text = piko_obs::metrics::render().unwrap();
-    /// assert!(text.contains(r#"payment_duration_seconds_bucket{le="0.5"} 1"#));
-    /// guard.shutdown().unwrap();
-    /// ```
-    pub fn with_metrics_buckets(mut self, metric: impl Into<String>, buckets: &[f64]) -> Self {
-        self.metrics_buckets.push((metric.into(), buckets.to_vec()));
-        self
-    }
-    /// The recorder's settings, checked: an error names the builder option.
-    fn metrics_builder(&self) -> Result<metrics::MetricsBuilder, InitError> {
-        let setting = |setting: &'static str| {
-            move |source: metrics::MetricsError| InitError::Metrics { setting, source }
-        };
-        let mut builder = metrics::MetricsBuilder::new();
-        for (name, value) in &self.metrics_labels {
-            builder = builder
-                .with_global_label(name, value)
-                .map_err(setting("with_metrics_global_label"))?;
-        }
-        if let Some(limit) = self.metrics_cardinality {
-            builder = builder
-                .with_cardinality_limit(limit)
-                .map_err(setting("with_metrics_cardinality_limit"))?;
-        }
-        for (metric, limit) in &self.metrics_cardinality_for {
-            builder = builder
-                .with_cardinality_limit_for(metric, *limit)
-                .map_err(setting("with_metrics_cardinality_limit_for"))?;
-        }
-        for (metric, buckets) in &self.metrics_buckets {
-            builder = builder
-                .with_buckets(metric, buckets)
-                .map_err(setting("with_metrics_buckets"))?;
-        }
-        Ok(builder)
-    }
-    /// Each probe's default deadline (default 5 s; sub-second values work).
-    pub fn with_health_check_timeout(mut self, timeout: Duration) -> Self {
-        self.health_timeout = timeout;
-        self
-    }
-    /// Answers each probe path from its last answer while that is younger than `ttl`
-    /// (default [`DEFAULT_HEALTH_RESPONSE_CACHE`], 250 ms; zero turns the cache off).
-    /// Readiness answers UNHEALTHY at once when the shutdown starts, whatever is cached.
-    pub fn with_health_response_cache(mut self, ttl: Duration) -> Self {
-        self.health_response_cache = ttl;
-        self
-    }
-
-    /// How long a client of the probe port may take to send a request's header (default
-    /// 5 s); past it the connection is closed. Zero fails `init()`; more than an hour is
-    /// cut to an hour.
-    pub fn with_health_header_read_timeout(mut self, timeout: Duration) -> Self {
-        self.health_header_read_timeout = timeout;
-        self
-    }
-
-    /// How long a probe-port connection may stay open with no request in flight once it
-    /// has served one (default 90 s). Zero fails `init()`; more than an hour is cut to an
-    /// hour.
-    pub fn with_health_idle_timeout(mut self, timeout: Duration) -> Self {
-        self.health_idle_timeout = timeout;
-        self
-    }
-
-    /// The most connections the probe server holds at once (default 256). Past it the
-    /// oldest connection with no request in flight is closed to make room, or, when
-    /// every one is busy, the new connection is closed at once; both are counted on
-    /// `/metrics` (`piko_obs_health_connections_closed_total`). Zero fails `init()`.
-    pub fn with_health_max_connections(mut self, max: usize) -> Self {
-        self.health_max_connections = max;
-        self
-    }
-
-    /// Serves the probe paths over TLS.
-    pub fn with_health_tls(mut self, tls: health::TlsOptions) -> Self {
-        self.health_tls = Some(tls);
-        self
-    }
-    /// Adds a probe for the service's dependencies. It answers readiness and startup,
-    /// not liveness: a dependency's outage takes the pod out of the endpoints instead of
-    /// making Kubernetes restart every pod ([`health::ProbeKinds`];
-    /// `ProbeOptions::default().with_liveness()` opts in).
-    pub fn with_custom_health_probe(self, probe: impl health::Probe) -> Self {
-        self.with_custom_health_probe_options(probe, health::ProbeOptions::default())
-    }
-    /// Adds a probe with options (deadline, criticality, caching, kinds).
-    pub fn with_custom_health_probe_options(
-        mut self,
-        probe: impl health::Probe,
-        options: health::ProbeOptions,
-    ) -> Self {
-        self.probes
-            .push(Box::new(move |s| s.register_with(probe, options)));
-        self
-    }
-
-    /// Whether to set up the notification service and its dispatcher (default on).
-    pub fn with_notifications_enabled(mut self, on: bool) -> Self {
-        self.notifications_enabled = on;
-        self
-    }
-    /// Registers a notification provider under `name` (a name used twice fails
-    /// `init()`). The first registered is the default, unless
-    /// [`with_default_notification_provider`](Self::with_default_notification_provider)
-    /// names another; with none at all, `stdout` is registered.
-    pub fn with_notification_provider(
-        mut self,
-        name: impl Into<String>,
-        provider: impl notification::Notifier,
-    ) -> Self {
-        let name = name.into();
-        self.notification_providers
-            .push(Box::new(move |s: &notification::NotificationService| {
-                s.register(name, provider)
-            }));
-        self
-    }
-    /// Also registers a provider for each variable of
-    /// [`notification::ENV_PROVIDERS`] that is set; a bad value fails `init()` naming
-    /// the variable.
-    pub fn with_notification_providers_from_env(mut self) -> Self {
-        self.notification_providers_from_env = true;
-        self
-    }
-    /// The default notification provider (it must be registered).
-    pub fn with_default_notification_provider(mut self, name: impl Into<String>) -> Self {
-        self.notification_default = Some(name.into());
-        self
-    }
-    /// The dead-letter file (default: `PIKO_NOTIFICATION_DEAD_LETTER_PATH`, else
-    /// [`notification::default_dead_letter_path`]; with neither, `init()` fails rather than
-    /// use the working directory). It must be writable: `init()` opens it.
-    pub fn with_notification_dead_letter_path(
-        mut self,
-        path: impl Into<std::path::PathBuf>,
-    ) -> Self {
-        self.notification_dead_letter_path = Some(path.into());
-        self
-    }
-    /// The most bytes the dead-letter file holds (default
-    /// [`notification::DEFAULT_MAX_BYTES`], 256 MiB); past it, new dead letters are
-    /// refused, counted in `piko_obs_notifications_dead_letter_errors_total` and printed
-    /// to stderr, until a replay or an operator empties it.
-    pub fn with_notification_dead_letter_max_bytes(mut self, max: std::num::NonZeroU64) -> Self {
-        self.notification_dead_letter_max_bytes = Some(max);
-        self
-    }
-    /// A dead-letter store of your own (a database, a queue), in place of the file:
-    /// it implements [`notification::DeadLetterStore`]. It cannot be combined with
-    /// `with_notification_dead_letter_path` or `with_notification_dead_letter_max_bytes`
-    /// (`init()` fails, naming them); `PIKO_NOTIFICATION_DEAD_LETTER_PATH` is then not
-    /// read.
-    pub fn with_notification_dead_letter_store(
-        mut self,
-        store: impl notification::DeadLetterStore,
-    ) -> Self {
-        self.notification_dead_letter_store = Some(Arc::new(store));
-        self
-    }
-    /// How notifications are retried (default [`notification::RetryPolicy`]).
-    pub fn with_notification_retry_policy(mut self, policy: notification::RetryPolicy) -> Self {
-        self.notification_retry = Some(policy);
-        self
-    }
-    /// The dispatcher's queue and workers.
-    pub fn with_notification_dispatcher(mut self, config: notification::DispatcherConfig) -> Self {
-        self.notification_dispatcher = config;
-        self
-    }
     /// The deployment environment, one setting for every signal: Sentry's `environment`,
     /// the OTLP resource's `deployment.environment.name` and the alerts' `environment`.
     /// Unset in code, it is `SENTRY_ENVIRONMENT`, else `deployment.environment.name` in
@@ -589,150 +281,6 @@ impl Builder {
     /// that signal.
     pub fn with_release(mut self, release: impl Into<String>) -> Self {
         self.release = Some(release.into());
-        self
-    }
-
-    /// All OTLP settings at once (Piko's `WithOTLP`); the `with_otlp_*` options after it
-    /// change single fields.
-    pub fn with_otlp(mut self, config: otlp::OtlpConfig) -> Self {
-        self.otlp_config = config;
-        self
-    }
-    /// Turns OTLP export on or off (default: on when an endpoint is set, in code or in
-    /// `OTEL_EXPORTER_OTLP_ENDPOINT` or a signal's `OTEL_EXPORTER_OTLP_<SIGNAL>_ENDPOINT`).
-    /// `OTEL_SDK_DISABLED=true` turns it off whatever this says.
-    pub fn with_otlp_enabled(mut self, on: bool) -> Self {
-        self.otlp_config.enabled = Some(on);
-        self
-    }
-    /// The collector: `http://host:port` (plaintext), `https://host:port` (TLS with the
-    /// system's roots), or `host:port` (TLS unless insecure); checked by `init()`.
-    pub fn with_otlp_endpoint(mut self, endpoint: impl Into<String>) -> Self {
-        self.otlp_config.endpoint = Some(endpoint.into());
-        self
-    }
-    /// `http/protobuf` (default, as the OpenTelemetry specification says; `http` too;
-    /// port 4318) or `grpc` (port 4317); checked by `init()`.
-    pub fn with_otlp_protocol(mut self, protocol: impl Into<String>) -> Self {
-        self.otlp_protocol = Some(protocol.into());
-        self
-    }
-    /// Headers sent with every export (`authorization`, say); they win over
-    /// `OTEL_EXPORTER_OTLP_HEADERS` for the same name. Checked by `init()`.
-    pub fn with_otlp_headers<K: Into<String>, V: Into<String>>(
-        mut self,
-        headers: impl IntoIterator<Item = (K, V)>,
-    ) -> Self {
-        self.otlp_config
-            .headers
-            .extend(headers.into_iter().map(|(k, v)| (k.into(), v.into())));
-        self
-    }
-    /// Plaintext for an endpoint given as `host:port` (no scheme). It never turns off
-    /// certificate verification, and conflicts with an `https://` endpoint.
-    pub fn with_otlp_insecure_tls(mut self, insecure: bool) -> Self {
-        self.otlp_config.insecure = Some(insecure);
-        self
-    }
-    /// The share of root traces sampled, 0 to 1 (checked by `init()`); child spans follow
-    /// their parent.
-    pub fn with_otlp_trace_sample_rate(mut self, rate: f64) -> Self {
-        self.otlp_config.sample_rate = Some(rate);
-        self
-    }
-    /// `service.version` of the resource.
-    pub fn with_otlp_service_version(mut self, version: impl Into<String>) -> Self {
-        self.otlp_config.service_version = Some(version.into());
-        self
-    }
-    /// The bound on one export (default 10 s).
-    pub fn with_otlp_timeout(mut self, timeout: Duration) -> Self {
-        self.otlp_config.timeout = Some(timeout);
-        self
-    }
-    /// gzip or none (default none).
-    pub fn with_otlp_compression(mut self, compression: otlp::Compression) -> Self {
-        self.otlp_config.compression = Some(compression);
-        self
-    }
-    /// How often metrics are exported (default 60 s).
-    pub fn with_otlp_metric_interval(mut self, interval: Duration) -> Self {
-        self.otlp_config.metric_interval = Some(interval);
-        self
-    }
-    /// Whether a log line written inside a recording span is also added to the span as
-    /// an event, and an ERROR line sets the span's status to ERROR (default on). Off,
-    /// the line is still exported as a log record carrying the span's ids.
-    pub fn with_otlp_span_events(mut self, on: bool) -> Self {
-        self.otlp_span_events = on;
-        self
-    }
-    /// A PEM file of CA certificates to trust besides the system's roots.
-    pub fn with_otlp_ca_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
-        self.otlp_config.tls.ca_file = Some(path.into());
-        self
-    }
-    /// A client certificate and key (PEM files) for mutual TLS.
-    pub fn with_otlp_client_certificate(
-        mut self,
-        cert: impl Into<std::path::PathBuf>,
-        key: impl Into<std::path::PathBuf>,
-    ) -> Self {
-        self.otlp_config.tls.client_cert = Some(cert.into());
-        self.otlp_config.tls.client_key = Some(key.into());
-        self
-    }
-
-    /// Sends ERROR log lines to Sentry as events (and lower ones as breadcrumbs), with
-    /// these settings. An invalid DSN fails `init()`.
-    pub fn with_sentry(mut self, config: sentry::SentryConfig) -> Self {
-        self.sentry = Some(config);
-        self
-    }
-
-    /// Sends ERROR log lines to Sentry when `SENTRY_DSN` is set, with the other
-    /// `SENTRY_*` variables (see [`sentry::SentryConfig::from_env`]). A setting given
-    /// with [`with_sentry`](Self::with_sentry) wins.
-    pub fn with_sentry_from_env(mut self) -> Self {
-        self.sentry_from_env = true;
-        self
-    }
-
-    /// Runs `f` on each Sentry event after piko-obs has scrubbed its secrets, as Sentry's
-    /// `before_send` (return `None` to drop the event), whether Sentry's settings come
-    /// from [`with_sentry`](Self::with_sentry) or the environment.
-    pub fn with_sentry_before_send(
-        mut self,
-        f: impl Fn(::sentry::protocol::Event<'static>) -> Option<::sentry::protocol::Event<'static>>
-        + Send
-        + Sync
-        + 'static,
-    ) -> Self {
-        self.sentry_before_send = Some(Arc::new(f));
-        self
-    }
-
-    /// Runs `f` on each Sentry breadcrumb after piko-obs has scrubbed its secrets, as
-    /// Sentry's `before_breadcrumb` (return `None` to drop it).
-    pub fn with_sentry_before_breadcrumb(
-        mut self,
-        f: impl Fn(::sentry::protocol::Breadcrumb) -> Option<::sentry::protocol::Breadcrumb>
-        + Send
-        + Sync
-        + 'static,
-    ) -> Self {
-        self.sentry_before_breadcrumb = Some(Arc::new(f));
-        self
-    }
-
-    /// Forwards log lines at or above the config's threshold (default ERROR) to the
-    /// notification service as grouped alerts: one alert per message and call site per
-    /// window (default 10 s) with the count, at most a set number of alerts a minute.
-    /// Alerts go to every registered provider unless the config names some
-    /// ([`ErrorForwarderConfig::with_providers`](notification::ErrorForwarderConfig::with_providers)).
-    /// Needs notifications on. Pending groups are sent at shutdown.
-    pub fn with_error_notifications(mut self, config: notification::ErrorForwarderConfig) -> Self {
-        self.error_notifications = Some(config);
         self
     }
 
@@ -767,6 +315,20 @@ impl Lifecycle for OwnRuntime {
     }
 }
 
+/// A key of `OTEL_RESOURCE_ATTRIBUTES` (the last one given), read whether or not OTLP is
+/// compiled in; without it, values are taken as written (not percent-decoded).
+#[cfg(feature = "otlp")]
+use otlp::resource_attribute;
+
+#[cfg(not(feature = "otlp"))]
+fn resource_attribute(env: impl Fn(&str) -> Option<String>, key: &str) -> Option<String> {
+    env("OTEL_RESOURCE_ATTRIBUTES")?
+        .split(',')
+        .filter_map(|pair| pair.split_once('='))
+        .rfind(|(k, _)| k.trim() == key)
+        .map(|(_, v)| v.trim().to_string())
+}
+
 /// The environment and the release every signal names, in the one documented order:
 /// code, then Sentry's variables, then `OTEL_RESOURCE_ATTRIBUTES`, then piko-obs's own
 /// (`PIKO_ENVIRONMENT`, `ENVIRONMENT`; `PIKO_SERVICE_VERSION`). Blank counts as unset.
@@ -778,155 +340,14 @@ fn identity(
     let set = |v: Option<String>| v.filter(|v| !v.trim().is_empty());
     let environment = set(environment)
         .or_else(|| set(env("SENTRY_ENVIRONMENT")))
-        .or_else(|| set(otlp::resource_attribute(env, "deployment.environment.name")))
+        .or_else(|| set(resource_attribute(env, "deployment.environment.name")))
         .or_else(|| set(env("PIKO_ENVIRONMENT")))
         .or_else(|| set(env("ENVIRONMENT")));
     let release = set(release)
         .or_else(|| set(env("SENTRY_RELEASE")))
-        .or_else(|| set(otlp::resource_attribute(env, "service.version")))
+        .or_else(|| set(resource_attribute(env, "service.version")))
         .or_else(|| set(env("PIKO_SERVICE_VERSION")));
     (environment, release)
-}
-
-/// The notification settings of the builder, applied by `init()`.
-struct NotificationSetup {
-    providers: Vec<notification::Registration>,
-    from_env: bool,
-    default: Option<String>,
-    dead_letter_path: Option<std::path::PathBuf>,
-    dead_letter_max_bytes: Option<std::num::NonZeroU64>,
-    dead_letter_store: Option<Arc<dyn notification::DeadLetterStore>>,
-    retry: Option<notification::RetryPolicy>,
-    dispatcher: notification::DispatcherConfig,
-    environment: Option<String>,
-    service_name: String,
-    run_mode: RunMode,
-}
-
-impl NotificationSetup {
-    fn start(
-        self,
-        runtime: &tokio::runtime::Handle,
-    ) -> Result<
-        (
-            notification::NotificationService,
-            notification::Dispatcher,
-            String,
-        ),
-        InitError,
-    > {
-        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
-        let mut builder = notification::NotificationService::builder()
-            .with_source(self.service_name.clone())
-            .with_service(self.service_name)
-            .with_trace_id_source(notification::current_trace_id)
-            .with_runtime(runtime.clone());
-        if let Some(e) = self.environment {
-            builder = builder.with_environment(e);
-        }
-        if let Some(policy) = self.retry {
-            builder = builder.with_retry_policy(policy);
-        }
-        let service = builder.build();
-        for register in self.providers {
-            register(&service).map_err(InitError::NotificationProvider)?;
-        }
-        if self.from_env {
-            for register in notification::providers_from_env(env)? {
-                register(&service).map_err(InitError::NotificationProvider)?;
-            }
-        }
-        if service.providers().is_empty() {
-            let format = match self.run_mode {
-                RunMode::Prod => notification::StdoutFormat::Json,
-                RunMode::Dev => notification::StdoutFormat::Human,
-            };
-            service
-                .register(
-                    notification::provider::STDOUT,
-                    notification::StdoutNotifier::new(format),
-                )
-                .map_err(InitError::NotificationProvider)?;
-        }
-        if let Some(name) = &self.default {
-            service
-                .set_default(name)
-                .map_err(InitError::DefaultNotificationProvider)?;
-        }
-        let (store, location): (Arc<dyn notification::DeadLetterStore>, String) = match self
-            .dead_letter_store
-        {
-            Some(_) if self.dead_letter_path.is_some() || self.dead_letter_max_bytes.is_some() => {
-                return Err(InitError::DeadLetterStoreAndFile);
-            }
-            Some(store) => (store, "a store of the application's own".into()),
-            None => {
-                // A path the user set must be writable; the default may not be (a
-                // read-only root file system or HOME), or there may be none (no absolute
-                // XDG_STATE_HOME or HOME; the working directory is never used): then dead
-                // letters are kept in memory and printed to stderr (`MemoryDeadLetterStore`).
-                let chosen = match (
-                    self.dead_letter_path,
-                    env(notification::PIKO_NOTIFICATION_DEAD_LETTER_PATH),
-                ) {
-                    (Some(p), _) => Ok((p, Some("with_notification_dead_letter_path"))),
-                    (None, Some(p)) => Ok((
-                        p.into(),
-                        Some(notification::PIKO_NOTIFICATION_DEAD_LETTER_PATH),
-                    )),
-                    (None, None) => notification::default_dead_letter_path()
-                        .map(|p| (p, None))
-                        .ok_or_else(|| {
-                            std::io::Error::new(
-                                std::io::ErrorKind::NotFound,
-                                "neither XDG_STATE_HOME nor HOME is set to an absolute folder",
-                            )
-                        }),
-                };
-                let opened = chosen.map(|(path, setting)| {
-                    (
-                        notification::FileDeadLetterStore::open(&path),
-                        path,
-                        setting,
-                    )
-                });
-                match opened {
-                    Err(source) => (
-                        notification::memory_dead_letters(
-                            std::path::Path::new("(no default path)"),
-                            &source,
-                        ),
-                        format!("memory and stderr (no default file: {source})"),
-                    ),
-                    Ok((Ok(mut store), path, _)) => {
-                        if let Some(max) = self.dead_letter_max_bytes {
-                            store = store.with_max_bytes(max);
-                        }
-                        (Arc::new(store), path.display().to_string())
-                    }
-                    Ok((Err(source), path, Some(setting))) => {
-                        return Err(InitError::DeadLetterFile {
-                            setting,
-                            path,
-                            source,
-                        });
-                    }
-                    Ok((Err(source), path, None)) => {
-                        let memory = notification::memory_dead_letters(&path, &source);
-                        (
-                            memory,
-                            // The error names the file.
-                            format!("memory and stderr (default file not writable: {source})"),
-                        )
-                    }
-                }
-            }
-        };
-        let dispatcher = notification::Dispatcher::start(runtime, &service, store, self.dispatcher)
-            .map_err(InitError::Runtime)?;
-        let _ = service.attach_dispatcher(dispatcher.clone());
-        Ok((service, dispatcher, location))
-    }
 }
 
 /// `init()` failed.
@@ -946,15 +367,19 @@ pub enum InitError {
     #[error(transparent)]
     LogBridge(#[from] logger::LogBridgeError),
     /// The probe server could not start (port in use, bad address or path, TLS files,
+    #[cfg(feature = "health")]
     /// a zero connection limit).
     #[error(transparent)]
     Health(#[from] health::ServerError),
+    #[cfg(feature = "health")]
     /// A probe could not be registered (a name used twice, a zero timeout).
     #[error(transparent)]
     Probe(#[from] health::RegisterError),
+    #[cfg(feature = "health")]
     /// The health check timeout is zero.
     #[error("with_health_check_timeout: the timeout must be greater than zero (for example 5s)")]
     HealthTimeout,
+    #[cfg(feature = "metrics")]
     /// A metrics setting is not valid (a label or metric name, buckets, a cap).
     #[error("{setting}: {source}")]
     Metrics {
@@ -963,24 +388,30 @@ pub enum InitError {
         /// What is wrong with it.
         source: metrics::MetricsError,
     },
+    #[cfg(feature = "metrics")]
     /// Another `metrics` recorder is installed.
     #[error(transparent)]
     MetricsRecorder(#[from] metrics::RecorderInstalledError),
+    #[cfg(feature = "notify")]
     /// A notification provider could not be registered (a name used twice).
     #[error("with_notification_provider: {0}")]
     NotificationProvider(notification::RegisterError),
+    #[cfg(feature = "notify")]
     /// A provider variable is set to something that cannot work.
     #[error(transparent)]
     NotificationEnv(#[from] notification::EnvProviderError),
+    #[cfg(feature = "notify")]
     /// The default notification provider is not registered.
     #[error("with_default_notification_provider: {0}")]
     DefaultNotificationProvider(notification::UnknownProvider),
+    #[cfg(feature = "notify")]
     /// A dead-letter store of one's own and settings of the file were both given.
     #[error(
         "with_notification_dead_letter_store replaces the dead-letter file: drop with_notification_dead_letter_path and with_notification_dead_letter_max_bytes, or the store"
     )]
     DeadLetterStoreAndFile,
     /// The dead-letter file the user chose cannot be opened. (The default one falls back
+    #[cfg(feature = "notify")]
     /// to memory and stderr instead: `notification::MemoryDeadLetterStore`.)
     #[error(
         "{setting}: notification dead-letter file {}: {source}; set {setting} to a writable path",
@@ -997,20 +428,25 @@ pub enum InitError {
         source: std::io::Error,
     },
     /// An OTLP setting cannot work (the message names it), or the exporters could not
+    #[cfg(feature = "otlp")]
     /// start.
     #[error("{0}")]
     Otlp(String),
+    #[cfg(feature = "sentry")]
     /// A Sentry setting cannot work (the DSN, a rate, a bound).
     #[error("{0}")]
     Sentry(sentry::SentryConfigError),
+    #[cfg(feature = "notify")]
     /// An error-notification setting cannot work.
     #[error("with_error_notifications: {0}")]
     ErrorNotifications(notification::ForwarderConfigError),
+    #[cfg(feature = "notify")]
     /// Error notifications name a provider that is not registered.
     #[error(
         "with_error_notifications: provider {0:?} is not registered; register it with with_notification_provider or remove it from with_providers"
     )]
     ErrorNotificationsProvider(String),
+    #[cfg(feature = "notify")]
     /// Error notifications need the notification service.
     #[error(
         "with_error_notifications needs notifications: remove with_notifications_enabled(false)"
@@ -1042,6 +478,7 @@ fn program_name() -> String {
 pub struct Guard {
     shutdown_timeout: Duration,
     drain_delay: Duration,
+    #[cfg(feature = "health")]
     health: Option<health::HealthService>,
     health_addr: Option<SocketAddr>,
     stack: Stack,
@@ -1065,6 +502,7 @@ impl Guard {
     }
 
     /// The health service, to add probes later or to signal drain early.
+    #[cfg(feature = "health")]
     pub fn health(&self) -> Option<&health::HealthService> {
         self.health.as_ref()
     }

@@ -35,4 +35,5 @@
 pub use piko_obs_logger::global::*;
 pub use piko_obs_logger::*;
 pub use piko_obs_logger_drains::*;
+#[cfg(feature = "otlp")]
 pub use piko_obs_otlp::{TracingRoute, install_tracing_bridge, tracing_layer};

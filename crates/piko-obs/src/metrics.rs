@@ -24,6 +24,12 @@ use std::sync::OnceLock;
 pub use piko_obs_metrics::*;
 
 use crate::logger;
+use std::time::Duration;
+
+use piko_obs_lifecycle::Unwind;
+
+use crate::start::{Resolved, Started};
+use crate::{Builder, InitError};
 
 static INSTALLED: OnceLock<Metrics> = OnceLock::new();
 
@@ -80,15 +86,180 @@ pub(crate) fn install(
         "Metric series not recorded, per metric (the first 100 names, then _other) and reason (invalid_name, cardinality_limit, metric_name_limit)."
     );
     piko_obs_logger::telemetry::describe_metrics();
+    #[cfg(feature = "health")]
     piko_obs_health_warp::telemetry::describe_metrics();
+    #[cfg(feature = "notify")]
     crate::notification::telemetry::describe_metrics();
+    #[cfg(feature = "notify")]
     crate::notification::MemoryDeadLetterStore::describe_metrics();
+    #[cfg(feature = "sentry")]
     crate::sentry::telemetry::describe_metrics();
+    #[cfg(feature = "otlp")]
     crate::otlp::telemetry::describe_metrics();
     metrics.add_collector(|| piko_obs_logger::telemetry::record_metrics(logger::hub()));
+    #[cfg(feature = "health")]
     metrics.add_collector(crate::health::record_metrics);
+    #[cfg(feature = "notify")]
     metrics.add_collector(crate::notification::record_metrics);
+    #[cfg(feature = "sentry")]
     metrics.add_collector(|| crate::sentry::installed().map_or((), |s| s.record_metrics()));
+    #[cfg(feature = "otlp")]
     metrics.add_collector(|| crate::otlp::pipeline().map_or((), |p| p.record_metrics()));
     Ok((INSTALLED.get_or_init(|| metrics), true))
+}
+
+/// The recorder's settings given to the builder.
+#[derive(Debug)]
+pub(crate) struct InCode {
+    pub(crate) enabled: bool,
+    pub(crate) labels: Vec<(String, String)>,
+    pub(crate) cardinality: Option<usize>,
+    pub(crate) cardinality_for: Vec<(String, usize)>,
+    pub(crate) buckets: Vec<(String, Vec<f64>)>,
+}
+
+impl Default for InCode {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            labels: Vec::new(),
+            cardinality: None,
+            cardinality_for: Vec::new(),
+            buckets: Vec::new(),
+        }
+    }
+}
+
+impl Builder {
+    /// Whether the probe port serves metrics on the metrics path and `init()` installs
+    /// piko-obs's `metrics` recorder (default on). Off, the metrics path answers 404 and
+    /// no recorder is installed.
+    pub fn with_health_metrics_enabled(mut self, on: bool) -> Self {
+        self.metrics.enabled = on;
+        self
+    }
+    /// A label added to every metric series (for example `environment`); checked by
+    /// `init()`. Labels apply when the recorder is installed, at the first `init()`.
+    pub fn with_metrics_global_label(
+        mut self,
+        name: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Self {
+        self.metrics.labels.push((name.into(), value.into()));
+        self
+    }
+    /// The cap on label sets per metric name (default 1000; at least 1, checked by
+    /// `init()`). Series past it are not recorded, are counted in
+    /// `piko_obs_metrics_series_refused_total`, and the first refusal of each metric is
+    /// logged as a warning; so are series with names Prometheus cannot take.
+    pub fn with_metrics_cardinality_limit(mut self, limit: usize) -> Self {
+        self.metrics.cardinality = Some(limit);
+        self
+    }
+    /// The cap on label sets of one metric, instead of the cap of
+    /// [`with_metrics_cardinality_limit`](Self::with_metrics_cardinality_limit) (a valid
+    /// metric name and at least 1, checked by `init()`). Like the global labels, caps
+    /// apply when the recorder is installed, at the first `init()`.
+    pub fn with_metrics_cardinality_limit_for(
+        mut self,
+        metric: impl Into<String>,
+        limit: usize,
+    ) -> Self {
+        self.metrics.cardinality_for.push((metric.into(), limit));
+        self
+    }
+    /// Histogram buckets (upper bounds) for the metric named `metric`, so that its
+    /// `metrics::histogram!` renders as a Prometheus histogram with these `le` values;
+    /// a histogram without buckets renders as a summary. The name is matched whole.
+    /// `http_server_request_duration_seconds` has the OpenTelemetry buckets unless set
+    /// here. `init()` checks the name and the buckets (non-empty, finite, increasing);
+    /// they apply when the recorder is installed, at the first `init()`.
+    ///
+    /// ```
+    /// let guard = piko_obs::builder()
+    ///     .with_console_output(false)
+    ///     .with_health_probe_port(0)
+    ///     .with_metrics_buckets("payment_duration_seconds", &[0.1, 0.5, 1.0, 5.0])
+    ///     .init()
+    ///     .unwrap();
+    /// metrics::histogram!("payment_duration_seconds").record(0.42);
+    /// let text = piko_obs::metrics::render().unwrap();
+    /// assert!(text.contains(r#"payment_duration_seconds_bucket{le="0.5"} 1"#));
+    /// guard.shutdown().unwrap();
+    /// ```
+    pub fn with_metrics_buckets(mut self, metric: impl Into<String>, buckets: &[f64]) -> Self {
+        self.metrics.buckets.push((metric.into(), buckets.to_vec()));
+        self
+    }
+    /// The recorder's settings, checked: an error names the builder option.
+    pub(crate) fn metrics_builder(&self) -> Result<MetricsBuilder, InitError> {
+        let setting = |setting: &'static str| {
+            move |source: MetricsError| InitError::Metrics { setting, source }
+        };
+        let mut builder = MetricsBuilder::new();
+        for (name, value) in &self.metrics.labels {
+            builder = builder
+                .with_global_label(name, value)
+                .map_err(setting("with_metrics_global_label"))?;
+        }
+        if let Some(limit) = self.metrics.cardinality {
+            builder = builder
+                .with_cardinality_limit(limit)
+                .map_err(setting("with_metrics_cardinality_limit"))?;
+        }
+        for (metric, limit) in &self.metrics.cardinality_for {
+            builder = builder
+                .with_cardinality_limit_for(metric, *limit)
+                .map_err(setting("with_metrics_cardinality_limit_for"))?;
+        }
+        for (metric, buckets) in &self.metrics.buckets {
+            builder = builder
+                .with_buckets(metric, buckets)
+                .map_err(setting("with_metrics_buckets"))?;
+        }
+        Ok(builder)
+    }
+}
+
+impl Builder {
+    /// The `metrics` recorder: served on the health server's `/metrics`, and, with OTLP
+    /// on, exported over OTLP too, with or without the health server.
+    pub(crate) fn start_metrics(
+        &self,
+        r: &Resolved,
+        started: &mut Started,
+        parts: &Unwind,
+    ) -> Result<(), InitError> {
+        #[cfg(feature = "health")]
+        let (served, custom) = (self.health.enabled, self.health.metrics_render.is_some());
+        #[cfg(not(feature = "health"))]
+        let (served, custom) = (false, false);
+        #[cfg(feature = "otlp")]
+        let pipeline = started.pipeline.as_ref();
+        #[cfg(not(feature = "otlp"))]
+        let pipeline: Option<&()> = None;
+        if !self.metrics.enabled || custom || !(served || pipeline.is_some()) {
+            return Ok(());
+        }
+        // The same buckets over OTLP as on `/metrics`: the pipeline has a view for each.
+        #[cfg_attr(not(feature = "otlp"), allow(unused_mut))]
+        let mut builder = r.metrics.clone();
+        #[cfg(feature = "otlp")]
+        if pipeline.is_some() {
+            // The recorder is installed once per process; the slot in it takes the
+            // recorder of each pipeline started, this one's below.
+            builder = builder.with_extra_recorder(crate::otlp::metrics_slot().clone());
+        }
+        let (installed, fresh) = install(builder)?;
+        #[cfg(feature = "otlp")]
+        if let Some(p) = pipeline {
+            crate::otlp::export_metrics(p, fresh);
+        }
+        let _ = fresh;
+        let upkeep =
+            Upkeep::start(installed.clone(), Duration::from_secs(5)).map_err(InitError::Runtime)?;
+        parts.push(upkeep);
+        started.recorder = Some(installed);
+        Ok(())
+    }
 }

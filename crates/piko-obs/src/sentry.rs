@@ -17,6 +17,7 @@ pub use piko_obs_sentry::*;
 
 use piko_obs_lifecycle::Unwind;
 
+use crate::Builder;
 use crate::{InitError, logger};
 
 static INSTALLED: RwLock<Option<Arc<Sentry>>> = RwLock::new(None);
@@ -48,7 +49,7 @@ pub(crate) fn start(
             ));
             ::sentry::apply_defaults(options)
         })
-        .trace_source(Arc::new(crate::otlp::current_span_ids))
+        .trace_source(Arc::new(trace_ids))
         .on_transport_error(move |e| {
             let mut last = last_report.lock().unwrap_or_else(|p| p.into_inner());
             if last.is_some_and(|t| t.elapsed() < Duration::from_secs(60)) {
@@ -73,6 +74,14 @@ pub(crate) fn start(
     ));
     *INSTALLED.write().unwrap_or_else(|p| p.into_inner()) = Some(s.clone());
     Ok(s)
+}
+
+/// The trace and span ids of the current OpenTelemetry span, with OTLP compiled in.
+fn trace_ids() -> Option<(String, String)> {
+    #[cfg(feature = "otlp")]
+    return crate::otlp::current_span_ids();
+    #[cfg(not(feature = "otlp"))]
+    None
 }
 
 /// Sentry on its own, without the rest of `init()`: starts the client on a small runtime
@@ -125,5 +134,92 @@ impl Drop for SentryGuard {
         let _ = self
             .parts
             .shutdown(self.sentry.shutdown_timeout() + Duration::from_millis(200));
+    }
+}
+
+/// The Sentry settings given to the builder.
+#[derive(Default)]
+pub(crate) struct InCode {
+    pub(crate) config: Option<SentryConfig>,
+    pub(crate) from_env: bool,
+    pub(crate) before_send: Option<BeforeSend>,
+    pub(crate) before_breadcrumb: Option<BeforeBreadcrumb>,
+}
+
+impl Builder {
+    /// Sends ERROR log lines to Sentry as events (and lower ones as breadcrumbs), with
+    /// these settings. An invalid DSN fails `init()`.
+    pub fn with_sentry(mut self, config: SentryConfig) -> Self {
+        self.sentry.config = Some(config);
+        self
+    }
+
+    /// Sends ERROR log lines to Sentry when `SENTRY_DSN` is set, with the other
+    /// `SENTRY_*` variables (see [`sentry::SentryConfig::from_env`]). A setting given
+    /// with [`with_sentry`](Self::with_sentry) wins.
+    pub fn with_sentry_from_env(mut self) -> Self {
+        self.sentry.from_env = true;
+        self
+    }
+
+    /// Runs `f` on each Sentry event after piko-obs has scrubbed its secrets, as Sentry's
+    /// `before_send` (return `None` to drop the event), whether Sentry's settings come
+    /// from [`with_sentry`](Self::with_sentry) or the environment.
+    pub fn with_sentry_before_send(
+        mut self,
+        f: impl Fn(::sentry::protocol::Event<'static>) -> Option<::sentry::protocol::Event<'static>>
+        + Send
+        + Sync
+        + 'static,
+    ) -> Self {
+        self.sentry.before_send = Some(Arc::new(f));
+        self
+    }
+
+    /// Runs `f` on each Sentry breadcrumb after piko-obs has scrubbed its secrets, as
+    /// Sentry's `before_breadcrumb` (return `None` to drop it).
+    pub fn with_sentry_before_breadcrumb(
+        mut self,
+        f: impl Fn(::sentry::protocol::Breadcrumb) -> Option<::sentry::protocol::Breadcrumb>
+        + Send
+        + Sync
+        + 'static,
+    ) -> Self {
+        self.sentry.before_breadcrumb = Some(Arc::new(f));
+        self
+    }
+}
+
+impl Builder {
+    pub(crate) fn resolve_sentry(
+        &self,
+        environment: &Option<String>,
+        release: &Option<String>,
+    ) -> Result<Option<SentryConfig>, InitError> {
+        let mut config = match self.sentry.config.clone() {
+            Some(c) => {
+                c.validate().map_err(InitError::Sentry)?;
+                Some(c)
+            }
+            None if self.sentry.from_env => SentryConfig::from_env().map_err(InitError::Sentry)?,
+            None => None,
+        };
+        if let Some(config) = &mut config {
+            if config.environment.is_none() {
+                config.environment.clone_from(environment);
+            }
+            if config.release.is_none() {
+                config.release.clone_from(release);
+            }
+            if self.sentry.before_send.is_some() {
+                config.before_send.clone_from(&self.sentry.before_send);
+            }
+            if self.sentry.before_breadcrumb.is_some() {
+                config
+                    .before_breadcrumb
+                    .clone_from(&self.sentry.before_breadcrumb);
+            }
+        }
+        Ok(config)
     }
 }

@@ -88,6 +88,7 @@ pub(crate) fn run_mode(
 }
 
 /// Where the probe server listens and what it serves.
+#[cfg(feature = "health")]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ProbeServer {
     pub(crate) bind: String,
@@ -99,6 +100,7 @@ pub(crate) struct ProbeServer {
 }
 
 /// The probe server's settings given in code (`None`: not given).
+#[cfg(feature = "health")]
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ProbeServerInCode {
     pub(crate) bind: Option<String>,
@@ -109,6 +111,7 @@ pub(crate) struct ProbeServerInCode {
     pub(crate) metrics: Option<String>,
 }
 
+#[cfg(feature = "health")]
 impl ProbeServerInCode {
     /// Code, else the environment, else the defaults.
     pub(crate) fn resolve(
@@ -161,6 +164,7 @@ impl ProbeServerInCode {
 }
 
 /// Why OTLP export is off, for the start-up summary.
+#[cfg(feature = "otlp")]
 pub(crate) fn otlp_off_reason(
     in_code: Option<bool>,
     env: &impl Fn(&str) -> Option<String>,
@@ -176,6 +180,7 @@ pub(crate) fn otlp_off_reason(
 
 /// A URL as the start-up summary shows it: without user information, query or
 /// fragment, which may carry credentials.
+#[cfg(feature = "otlp")]
 pub(crate) fn shown_url(url: &str) -> String {
     let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
     let rest = rest.split(['?', '#']).next().unwrap_or("");
