@@ -32,7 +32,9 @@
 //! assert!(line.ends_with(" 3"));
 //! ```
 //!
-//! No feature flags.
+//! Feature flags, both on by default: `warp` (`http::warp_route`) and `tower`
+//! (`http::HttpMetricsLayer`); `axum` (implies `tower`) takes route templates from
+//! axum's `MatchedPath`.
 
 pub mod guard;
 pub mod http;
