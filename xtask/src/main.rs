@@ -28,11 +28,15 @@
 //!   60); then the runs, cases and time per property;
 //! - `bench [NAME]`: the benchmarks (`logger` with criterion, `health` with wrk, `metrics`
 //!   with criterion and wrk, `notification` and `otlp` with criterion), all or
-//!   the one named, then their sections of `docs/performance.md`.
+//!   the one named, then their sections of `docs/performance.md`;
+//! - `buildtime`: the clean build time and crate count of the facade with the logger
+//!   only, of the full facade and of `tracing-subscriber` with `json`, each in a fresh
+//!   target directory, into the `build time` section of `docs/performance.md`.
 
 //!
 //! The modules depend one way: `main` dispatches to the commands (`ci`, `integration`,
-//! `soak`, `fuzz`, `bench`); `integration` runs the checks of `examples` and `secrets`;
+//! `soak`, `fuzz`, `bench`, `buildtime`); `ci` runs the checks of `features`;
+//! `buildtime` writes its section with `bench`'s writer; `integration` runs the checks of `examples` and `secrets`;
 //! `bench` runs the wrk comparisons of `wrk`; all of them use `support` (programs,
 //! HTTP, ports) and the reports use `report` (date, machine, median), which use nothing
 //! else of the xtask.
@@ -41,9 +45,11 @@ use std::process::ExitCode;
 
 mod alertmanager;
 mod bench;
+mod buildtime;
 mod ci;
 mod deploy;
 mod examples;
+mod features;
 mod fuzz;
 mod integration;
 mod report;
@@ -61,9 +67,10 @@ fn main() -> ExitCode {
         Some("soak") => soak::run(&args[1..]),
         Some("fuzz") => fuzz::run(&args[1..]),
         Some("bench") => bench::run(args.get(1).map(String::as_str)),
+        Some("buildtime") => buildtime::run(),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci | integration [WORD] | deploy | soak [--minutes N] | fuzz [--minutes N] [--cases C] | bench [logger | health | metrics | notification | otlp]>"
+                "usage: cargo xtask <ci | integration [WORD] | deploy | soak [--minutes N] | fuzz [--minutes N] [--cases C] | bench [logger | health | metrics | notification | otlp] | buildtime>"
             );
             return ExitCode::from(2);
         }
