@@ -227,68 +227,80 @@ impl NotificationSetup {
                 .set_default(name)
                 .map_err(InitError::DefaultNotificationProvider)?;
         }
-        let (store, location): (Arc<dyn DeadLetterStore>, String) = match self.dead_letter_store {
-            Some(_) if self.dead_letter_path.is_some() || self.dead_letter_max_bytes.is_some() => {
-                return Err(InitError::DeadLetterStoreAndFile);
-            }
-            Some(store) => (store, "a store of the application's own".into()),
-            None => {
-                // A path the user set must be writable; the default may not be (a
-                // read-only root file system or HOME), or there may be none (no absolute
-                // XDG_STATE_HOME or HOME; the working directory is never used): then dead
-                // letters are kept in memory and printed to stderr (`MemoryDeadLetterStore`).
-                let chosen =
-                    match (
-                        self.dead_letter_path,
-                        env(PIKO_NOTIFICATION_DEAD_LETTER_PATH),
-                    ) {
-                        (Some(p), _) => Ok((p, Some("with_notification_dead_letter_path"))),
-                        (None, Some(p)) => Ok((p.into(), Some(PIKO_NOTIFICATION_DEAD_LETTER_PATH))),
-                        (None, None) => default_dead_letter_path().map(|p| (p, None)).ok_or_else(
-                            || {
-                                std::io::Error::new(
-                                    std::io::ErrorKind::NotFound,
-                                    "neither XDG_STATE_HOME nor HOME is set to an absolute folder",
-                                )
-                            },
-                        ),
-                    };
-                let opened =
-                    chosen.map(|(path, setting)| (FileDeadLetterStore::open(&path), path, setting));
-                match opened {
-                    Err(source) => (
-                        memory_dead_letters(std::path::Path::new("(no default path)"), &source),
-                        format!("memory and stderr (no default file: {source})"),
-                    ),
-                    Ok((Ok(mut store), path, _)) => {
-                        if let Some(max) = self.dead_letter_max_bytes {
-                            store = store.with_max_bytes(max);
-                        }
-                        (Arc::new(store), path.display().to_string())
-                    }
-                    Ok((Err(source), path, Some(setting))) => {
-                        return Err(InitError::DeadLetterFile {
-                            setting,
-                            path,
-                            source,
-                        });
-                    }
-                    Ok((Err(source), path, None)) => {
-                        let memory = memory_dead_letters(&path, &source);
-                        (
-                            memory,
-                            // The error names the file.
-                            format!("memory and stderr (default file not writable: {source})"),
-                        )
-                    }
-                }
-            }
-        };
+        let (store, location) = dead_letter_store(
+            self.dead_letter_store,
+            self.dead_letter_path,
+            self.dead_letter_max_bytes,
+        )?;
         let dispatcher = Dispatcher::start(runtime, &service, store, self.dispatcher)
             .map_err(InitError::Runtime)?;
         let _ = service.attach_dispatcher(dispatcher.clone());
         Ok((service, dispatcher, location))
     }
+}
+
+/// The dead-letter store and where it is, for the start-up line: the application's own,
+/// else the file set in code or by `PIKO_NOTIFICATION_DEAD_LETTER_PATH` (which must be
+/// writable), else the default file, else memory and stderr.
+fn dead_letter_store(
+    store: Option<Arc<dyn DeadLetterStore>>,
+    path: Option<std::path::PathBuf>,
+    max_bytes: Option<std::num::NonZeroU64>,
+) -> Result<(Arc<dyn DeadLetterStore>, String), InitError> {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    Ok(match store {
+        Some(_) if path.is_some() || max_bytes.is_some() => {
+            return Err(InitError::DeadLetterStoreAndFile);
+        }
+        Some(store) => (store, "a store of the application's own".into()),
+        None => {
+            // A path the user set must be writable; the default may not be (a
+            // read-only root file system or HOME), or there may be none (no absolute
+            // XDG_STATE_HOME or HOME; the working directory is never used): then dead
+            // letters are kept in memory and printed to stderr (`MemoryDeadLetterStore`).
+            let chosen = match (path, env(PIKO_NOTIFICATION_DEAD_LETTER_PATH)) {
+                (Some(p), _) => Ok((p, Some("with_notification_dead_letter_path"))),
+                (None, Some(p)) => Ok((p.into(), Some(PIKO_NOTIFICATION_DEAD_LETTER_PATH))),
+                (None, None) => default_dead_letter_path()
+                    .map(|p| (p, None))
+                    .ok_or_else(|| {
+                        std::io::Error::new(
+                            std::io::ErrorKind::NotFound,
+                            "neither XDG_STATE_HOME nor HOME is set to an absolute folder",
+                        )
+                    }),
+            };
+            let opened =
+                chosen.map(|(path, setting)| (FileDeadLetterStore::open(&path), path, setting));
+            match opened {
+                Err(source) => (
+                    memory_dead_letters(std::path::Path::new("(no default path)"), &source),
+                    format!("memory and stderr (no default file: {source})"),
+                ),
+                Ok((Ok(mut store), path, _)) => {
+                    if let Some(max) = max_bytes {
+                        store = store.with_max_bytes(max);
+                    }
+                    (Arc::new(store), path.display().to_string())
+                }
+                Ok((Err(source), path, Some(setting))) => {
+                    return Err(InitError::DeadLetterFile {
+                        setting,
+                        path,
+                        source,
+                    });
+                }
+                Ok((Err(source), path, None)) => {
+                    let memory = memory_dead_letters(&path, &source);
+                    (
+                        memory,
+                        // The error names the file.
+                        format!("memory and stderr (default file not writable: {source})"),
+                    )
+                }
+            }
+        }
+    })
 }
 
 impl Builder {
