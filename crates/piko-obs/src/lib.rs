@@ -223,8 +223,9 @@ impl Builder {
         self.log_bridge = on;
         self
     }
-    /// Whether `tracing` events go to the outputs (default: on; `init()` fails if another
-    /// global `tracing` subscriber is installed).
+    /// Whether `tracing` events go to the outputs (default: on; when the application
+    /// installed its own subscriber first, `init()` says so and leaves it). The bridge
+    /// comes with the `otlp` feature; without it this setting has no effect.
     pub fn with_tracing_bridge(mut self, on: bool) -> Self {
         self.tracing_bridge = on;
         self
