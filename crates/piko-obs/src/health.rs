@@ -106,7 +106,7 @@ impl Default for InCode {
 type ProbeRegistration = Box<dyn FnOnce(&HealthService) -> Result<(), RegisterError> + Send>;
 
 /// How long the probe server answers a probe path from its last answer
-/// ([`Builder::with_health_response_cache`]): far below any Kubernetes probe period, long
+/// ([`crate::Builder::with_health_response_cache`]): far below any Kubernetes probe period, long
 /// enough that a storm of probe requests runs the probes a few times a second at most.
 pub const DEFAULT_HEALTH_RESPONSE_CACHE: Duration = Duration::from_millis(250);
 
@@ -117,7 +117,7 @@ impl Builder {
         self
     }
     /// The probe server's port (default 9090; 0 picks a free port, see
-    /// [`Guard::health_addr`]). Not given, `PIKO_HEALTH_PORT` sets it.
+    /// [`crate::Guard::health_addr`]). Not given, `PIKO_HEALTH_PORT` sets it.
     pub fn with_health_probe_port(mut self, port: u16) -> Self {
         self.health.server.port = Some(port);
         self
@@ -200,7 +200,7 @@ impl Builder {
     }
     /// Adds a probe for the service's dependencies. It answers readiness and startup,
     /// not liveness: a dependency's outage takes the pod out of the endpoints instead of
-    /// making Kubernetes restart every pod ([`health::ProbeKinds`];
+    /// making Kubernetes restart every pod ([`ProbeKinds`];
     /// `ProbeOptions::default().with_liveness()` opts in).
     pub fn with_custom_health_probe(self, probe: impl Probe) -> Self {
         self.with_custom_health_probe_options(probe, ProbeOptions::default())

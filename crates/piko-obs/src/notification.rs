@@ -68,7 +68,7 @@ pub(crate) fn install_forwarder(forwarder: ErrorForwarder) {
     *FORWARDER.write().unwrap_or_else(|p| p.into_inner()) = Some(forwarder);
 }
 
-/// The error forwarder `init()` set up ([`Builder::with_error_notifications`](crate::Builder::with_error_notifications)), if it did.
+/// The error forwarder `init()` set up ([`crate::Builder::with_error_notifications`](crate::Builder::with_error_notifications)), if it did.
 pub fn error_forwarder() -> Option<ErrorForwarder> {
     FORWARDER.read().unwrap_or_else(|p| p.into_inner()).clone()
 }
@@ -327,7 +327,7 @@ impl Builder {
         self
     }
     /// Also registers a provider for each variable of
-    /// [`notification::ENV_PROVIDERS`] that is set; a bad value fails `init()` naming
+    /// [`ENV_PROVIDERS`] that is set; a bad value fails `init()` naming
     /// the variable.
     pub fn with_notification_providers_from_env(mut self) -> Self {
         self.notify.providers_from_env = true;
@@ -339,7 +339,7 @@ impl Builder {
         self
     }
     /// The dead-letter file (default: `PIKO_NOTIFICATION_DEAD_LETTER_PATH`, else
-    /// [`notification::default_dead_letter_path`]; with neither, `init()` fails rather than
+    /// [`default_dead_letter_path`]; with neither, `init()` fails rather than
     /// use the working directory). It must be writable: `init()` opens it.
     pub fn with_notification_dead_letter_path(
         mut self,
@@ -349,7 +349,7 @@ impl Builder {
         self
     }
     /// The most bytes the dead-letter file holds (default
-    /// [`notification::DEFAULT_MAX_BYTES`], 256 MiB); past it, new dead letters are
+    /// [`DEFAULT_MAX_BYTES`], 256 MiB); past it, new dead letters are
     /// refused, counted in `piko_obs_notifications_dead_letter_errors_total` and printed
     /// to stderr, until a replay or an operator empties it.
     pub fn with_notification_dead_letter_max_bytes(mut self, max: std::num::NonZeroU64) -> Self {
@@ -357,7 +357,7 @@ impl Builder {
         self
     }
     /// A dead-letter store of your own (a database, a queue), in place of the file:
-    /// it implements [`notification::DeadLetterStore`]. It cannot be combined with
+    /// it implements [`DeadLetterStore`]. It cannot be combined with
     /// `with_notification_dead_letter_path` or `with_notification_dead_letter_max_bytes`
     /// (`init()` fails, naming them); `PIKO_NOTIFICATION_DEAD_LETTER_PATH` is then not
     /// read.
@@ -365,7 +365,7 @@ impl Builder {
         self.notify.dead_letter_store = Some(Arc::new(store));
         self
     }
-    /// How notifications are retried (default [`notification::RetryPolicy`]).
+    /// How notifications are retried (default [`RetryPolicy`]).
     pub fn with_notification_retry_policy(mut self, policy: RetryPolicy) -> Self {
         self.notify.retry = Some(policy);
         self
@@ -380,7 +380,7 @@ impl Builder {
     /// notification service as grouped alerts: one alert per message and call site per
     /// window (default 10 s) with the count, at most a set number of alerts a minute.
     /// Alerts go to every registered provider unless the config names some
-    /// ([`ErrorForwarderConfig::with_providers`](notification::ErrorForwarderConfig::with_providers)).
+    /// ([`ErrorForwarderConfig::with_providers`](ErrorForwarderConfig::with_providers)).
     /// Needs notifications on. Pending groups are sent at shutdown.
     pub fn with_error_notifications(mut self, config: ErrorForwarderConfig) -> Self {
         self.notify.error_notifications = Some(config);

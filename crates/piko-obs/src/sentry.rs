@@ -155,7 +155,7 @@ impl Builder {
     }
 
     /// Sends ERROR log lines to Sentry when `SENTRY_DSN` is set, with the other
-    /// `SENTRY_*` variables (see [`sentry::SentryConfig::from_env`]). A setting given
+    /// `SENTRY_*` variables (see [`SentryConfig::from_env`]). A setting given
     /// with [`with_sentry`](Self::with_sentry) wins.
     pub fn with_sentry_from_env(mut self) -> Self {
         self.sentry.from_env = true;
