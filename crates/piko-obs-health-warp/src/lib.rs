@@ -39,10 +39,16 @@
 //!
 //! No feature flags.
 
+mod env;
 mod lifecycle;
 mod probes;
 mod server;
 pub mod telemetry;
+
+pub use env::{
+    PIKO_HEALTH_BIND_ADDRESS, PIKO_HEALTH_LIVE_PATH, PIKO_HEALTH_METRICS_PATH, PIKO_HEALTH_PORT,
+    PIKO_HEALTH_READY_PATH, PIKO_HEALTH_STARTUP_PATH, ProbeServer, ServerSettings,
+};
 
 pub use probes::{HttpProbe, InvalidUrl, TcpProbe};
 pub use server::{

@@ -10,6 +10,8 @@
 //!   a failed `init()` unwinds the same stack ([`Unwind`]).
 //! - [`bounded`]: runs a blocking or async shutdown on a thread of its own and waits at
 //!   most its budget, so no part can hold the stack past its deadline.
+//! - [`settings`]: the one precedence of start-up settings (code, then environment, then
+//!   default) and [`EnvSettingError`].
 //!
 //! ```
 //! use std::time::Duration;
@@ -39,6 +41,9 @@
 
 use std::error::Error;
 use std::fmt;
+
+pub mod settings;
+pub use settings::EnvSettingError;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 

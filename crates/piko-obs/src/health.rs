@@ -75,7 +75,7 @@ pub(crate) fn record_metrics() {
 pub(crate) struct InCode {
     pub(crate) enabled: bool,
     /// Given in code; the environment and the defaults fill the rest at `init()`.
-    pub(crate) server: crate::settings::ProbeServerInCode,
+    pub(crate) server: piko_obs_health_warp::ServerSettings,
     pub(crate) metrics_render: Option<MetricsRender>,
     pub(crate) timeout: Duration,
     pub(crate) tls: Option<TlsOptions>,
@@ -90,7 +90,7 @@ impl Default for InCode {
     fn default() -> Self {
         Self {
             enabled: true,
-            server: crate::settings::ProbeServerInCode::default(),
+            server: piko_obs_health_warp::ServerSettings::default(),
             metrics_render: None,
             timeout: Duration::from_secs(5),
             tls: None,
@@ -235,14 +235,8 @@ impl Builder {
         for register in std::mem::take(&mut self.health.probes) {
             register(&service)?;
         }
-        let p = &r.probe_server;
         let mut server = ServerBuilder::new(service.clone())
-            .with_bind_address(p.bind.clone())
-            .with_port(p.port)
-            .with_live_path(p.live.clone())
-            .with_ready_path(p.ready.clone())
-            .with_startup_path(p.startup.clone())
-            .with_metrics_path(p.metrics.clone())
+            .with_probe_server(&r.probe_server)
             .with_response_cache(self.health.response_cache)
             .with_header_read_timeout(self.health.header_read_timeout)
             .with_idle_timeout(self.health.idle_timeout)

@@ -27,7 +27,7 @@ pub(crate) struct Resolved {
     pub(crate) run_mode: RunMode,
     pub(crate) level: logger::Directives,
     #[cfg(feature = "health")]
-    pub(crate) probe_server: settings::ProbeServer,
+    pub(crate) probe_server: piko_obs_health_warp::ProbeServer,
     #[cfg(feature = "otlp")]
     pub(crate) otlp: otlp::Settings,
     #[cfg(feature = "metrics")]
