@@ -15,7 +15,7 @@ use std::hint::black_box;
 use criterion::{Criterion, criterion_group, criterion_main};
 use metrics::Recorder;
 use metrics_exporter_prometheus::PrometheusBuilder;
-use piko_obs::metrics::PrometheusMetrics;
+use piko_obs::metrics::MetricsBuilder;
 
 const META: metrics::Metadata<'static> =
     metrics::Metadata::new(module_path!(), metrics::Level::INFO, None);
@@ -28,7 +28,7 @@ fn counter_handle(c: &mut Criterion) {
     g.bench_function("metrics_exporter", |b| {
         b.iter(|| handle.increment(black_box(1)))
     });
-    let (piko, _metrics) = PrometheusMetrics::builder()
+    let (piko, _metrics) = MetricsBuilder::new()
         .with_process_metrics(false)
         .build()
         .expect("recorder");
@@ -48,7 +48,7 @@ fn counter_macro(c: &mut Criterion) {
     metrics::with_local_recorder(&exporter, || {
         g.bench_function("metrics_exporter", |b| b.iter(count_with_macro));
     });
-    let (piko, _metrics) = PrometheusMetrics::builder()
+    let (piko, _metrics) = MetricsBuilder::new()
         .with_process_metrics(false)
         .build()
         .expect("recorder");
@@ -85,7 +85,7 @@ fn render_10k(c: &mut Criterion) {
     g.bench_function("metrics_exporter", |b| {
         b.iter(|| black_box(handle.render()))
     });
-    let (piko, metrics) = PrometheusMetrics::builder()
+    let (piko, metrics) = MetricsBuilder::new()
         .with_cardinality_limit(200)
         .expect("limit")
         .build()

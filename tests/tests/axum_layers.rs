@@ -9,7 +9,6 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::routing::get;
 use opentelemetry_proto::tonic::trace::v1::Span;
-use piko_obs::PikoObs;
 use piko_obs::metrics::http::HttpMetricsLayer;
 use piko_obs::otlp::{TraceLayer, traced};
 use piko_obs_tests::otlp::OtlpReceiver;
@@ -53,7 +52,7 @@ fn axum_routes_label_metrics_and_name_server_spans_by_their_template() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
     let receiver = OtlpReceiver::start();
-    let guard = PikoObs::builder()
+    let guard = piko_obs::builder()
         .with_console_output(false)
         .with_health_probe_port(0)
         .with_notification_dead_letter_path(dir.path().join("d.jsonl"))

@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use piko_obs::PikoObs;
 use piko_obs::logger::attr;
 
 /// Set in the child process that runs the test's own part.
@@ -51,7 +50,7 @@ fn the_first_error_line_adds_at_most_5_mib_by_default() {
 fn first_error_line() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("app.log");
-    let guard = PikoObs::builder()
+    let guard = piko_obs::builder()
         .with_console_output(false)
         .with_health_enabled(false)
         .with_notification_dead_letter_path(dir.path().join("dead.jsonl"))

@@ -7,12 +7,12 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use piko_obs::logger;
 use piko_obs::notification::{
     ErrorForwarderConfig, HttpClient, Notification, NotificationService, RetryPolicy,
     WebhookNotifier,
 };
 use piko_obs::sentry::SentryConfig;
-use piko_obs::{PikoObs, logger};
 use piko_obs_tests::http_get;
 use piko_obs_tests::otlp::OtlpReceiver;
 use piko_obs_tests::sink::Sink;
@@ -143,7 +143,7 @@ fn no_duration_setting_panics_init_or_shutdown() {
         let mut retry = RetryPolicy::default();
         retry.initial_delay = s.retry_initial;
         retry.max_delay = s.retry_max;
-        let built = PikoObs::builder()
+        let built = piko_obs::builder()
             .with_console_output(false)
             .with_health_probe_port(0)
             .with_health_bind_address("127.0.0.1")

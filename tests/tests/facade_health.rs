@@ -4,13 +4,12 @@
 
 use std::time::{Duration, Instant};
 
-use piko_obs::PikoObs;
 use piko_obs::health::{ProbeOptions, Status, probe_fn};
 use piko_obs_tests::{Response, http_get};
 
 #[test]
 fn init_starts_probes_and_shutdown_drains_then_stops_them() {
-    let guard = PikoObs::builder()
+    let guard = piko_obs::builder()
         .with_console_output(false)
         .with_log_bridge(false)
         .with_service_name("checkout")
@@ -66,21 +65,21 @@ fn init_starts_probes_and_shutdown_drains_then_stops_them() {
 fn a_port_in_use_is_an_init_error() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
-    let err = PikoObs::builder()
+    let err = piko_obs::builder()
         .with_console_output(false)
         .with_log_bridge(false)
         .with_health_probe_port(port)
         .init()
         .unwrap_err();
     assert!(err.to_string().contains("already in use"), "{err}");
-    let err = PikoObs::builder()
+    let err = piko_obs::builder()
         .with_console_output(false)
         .with_log_bridge(false)
         .with_health_bind_address("0.0.0.0.0")
         .init()
         .unwrap_err();
     assert!(err.to_string().contains("is not an IP address"), "{err}");
-    let err = PikoObs::builder()
+    let err = piko_obs::builder()
         .with_console_output(false)
         .with_log_bridge(false)
         .with_health_probe_port(0)
@@ -92,7 +91,7 @@ fn a_port_in_use_is_an_init_error() {
         err.to_string().contains("\"db\" is already registered"),
         "{err}"
     );
-    let err = PikoObs::builder()
+    let err = piko_obs::builder()
         .with_console_output(false)
         .with_log_bridge(false)
         .with_health_probe_port(0)
@@ -117,7 +116,7 @@ fn a_probe_panic_is_served_as_a_fixed_text_and_its_message_logged() {
         JsonOutput::writer(cap.clone()).build().unwrap(),
     )
     .unwrap();
-    let guard = PikoObs::builder()
+    let guard = piko_obs::builder()
         .with_console_output(false)
         .with_log_bridge(false)
         .with_health_probe_port(0)

@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use opentelemetry::trace::Tracer as _;
-use piko_obs::PikoObs;
 use piko_obs::logger::{self, attr};
 use piko_obs::notification::{ErrorForwarderConfig, HttpClient, WebhookNotifier, provider};
 use piko_obs::sentry::SentryConfig;
@@ -17,7 +16,7 @@ use piko_obs_tests::sink::Sink;
 fn one_environment_and_release_reach_sentry_otlp_and_alerts() {
     let dir = tempfile::tempdir().unwrap();
     let (sentry, hooks, receiver) = (Sink::start(), Sink::start(), OtlpReceiver::start());
-    let guard = PikoObs::builder()
+    let guard = piko_obs::builder()
         .with_console_output(false)
         .with_health_enabled(false)
         .with_service_name("shop")

@@ -5,10 +5,10 @@
 
 use std::time::{Duration, Instant};
 
+use piko_obs::InitError;
 use piko_obs::logger::{self, Level, attr};
 use piko_obs::notification::{ErrorForwarderConfig, HttpClient, WebhookNotifier};
 use piko_obs::sentry::SentryConfig;
-use piko_obs::{InitError, PikoObs};
 use piko_obs_logger_drains::JsonOutput;
 use piko_obs_tests::Capture;
 use piko_obs_tests::otlp::{Mode, OtlpReceiver};
@@ -45,7 +45,7 @@ fn an_error_logged_just_before_shutdown_reaches_sentry_and_one_alert() {
     let dir = tempfile::tempdir().unwrap();
     let sentry = Sink::start();
     let hooks = Sink::start();
-    let guard = PikoObs::builder()
+    let guard = piko_obs::builder()
         .with_console_output(false)
         .with_health_probe_port(0)
         .with_service_name("payments")
@@ -132,7 +132,7 @@ fn a_shutdown_facing_black_holes_ends_within_its_bound_with_every_line_written()
     let sentry = Sink::with_default(never.clone());
     let hooks = Sink::with_default(never);
     let bound = Duration::from_secs(4);
-    let guard = PikoObs::builder()
+    let guard = piko_obs::builder()
         .with_console_output(false)
         .with_health_probe_port(0)
         .with_shutdown_timeout(bound)
@@ -194,7 +194,7 @@ fn a_shutdown_facing_black_holes_ends_within_its_bound_with_every_line_written()
 #[test]
 fn bad_sentry_and_alert_settings_fail_init_naming_the_setting() {
     let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let err = PikoObs::builder()
+    let err = piko_obs::builder()
         .with_console_output(false)
         .with_health_enabled(false)
         .with_sentry(SentryConfig::new("not a dsn"))
@@ -202,14 +202,14 @@ fn bad_sentry_and_alert_settings_fail_init_naming_the_setting() {
         .unwrap_err();
     assert!(matches!(err, InitError::Sentry(_)), "{err:?}");
     assert!(err.to_string().contains("dsn"), "{err}");
-    let err = PikoObs::builder()
+    let err = piko_obs::builder()
         .with_console_output(false)
         .with_health_enabled(false)
         .with_error_notifications(ErrorForwarderConfig::new().with_window(Duration::ZERO))
         .init()
         .unwrap_err();
     assert!(err.to_string().contains("window"), "{err}");
-    let err = PikoObs::builder()
+    let err = piko_obs::builder()
         .with_console_output(false)
         .with_health_enabled(false)
         .with_notifications_enabled(false)

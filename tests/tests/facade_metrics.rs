@@ -8,9 +8,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use piko_obs::InitError;
 use piko_obs::logger::{self, JsonOutput, Level, Overflow, QueueOptions, attr};
 use piko_obs::notification::{self, HttpClient, WebhookNotifier};
-use piko_obs::{InitError, PikoObs};
 use piko_obs_tests::otlp::{Mode, OtlpReceiver};
 use piko_obs_tests::sink::{Reply, Sink};
 use piko_obs_tests::{Capture, http_get};
@@ -26,7 +26,7 @@ fn serial() -> MutexGuard<'static, ()> {
 
 /// The metrics settings of every test here, whichever runs first.
 fn builder() -> piko_obs::Builder {
-    PikoObs::builder()
+    piko_obs::builder()
         .with_console_output(false)
         .with_health_probe_port(0)
         .with_notifications_enabled(false)

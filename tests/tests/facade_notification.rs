@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use opentelemetry::trace::{Tracer as _, TracerProvider as _};
-use piko_obs::PikoObs;
 use piko_obs::notification::{
     self, Enqueued, HttpClient, PagerDutyNotifier, RetryPolicy, WebhookNotifier,
 };
@@ -26,7 +25,7 @@ fn init_wires_providers_trace_ids_dead_letters_and_metrics() {
     let ok = Sink::start();
     let down = Sink::with_default(Reply::status(503));
     let http = HttpClient::new().unwrap();
-    let guard = PikoObs::builder()
+    let guard = piko_obs::builder()
         .with_console_output(false)
         .with_health_probe_port(0)
         .with_environment("staging")
@@ -150,7 +149,7 @@ fn init_wires_providers_trace_ids_dead_letters_and_metrics() {
 fn bad_notification_settings_fail_init_with_the_setting_named() {
     let _one = serial();
     let base = || {
-        PikoObs::builder()
+        piko_obs::builder()
             .with_console_output(false)
             .with_health_enabled(false)
     };
@@ -200,7 +199,7 @@ const STDOUT_CHILD: &str = "PIKO_OBS_TEST_NOTIFY_STDOUT_CHILD";
 /// provider to the real stdout.
 fn stdout_child() {
     let dir = tempfile::tempdir().unwrap();
-    let guard = PikoObs::builder()
+    let guard = piko_obs::builder()
         .with_console_output(false)
         .with_health_enabled(false)
         .with_run_mode(piko_obs::RunMode::Dev)
@@ -280,7 +279,7 @@ fn every_builder_method_reaches_the_platform() {
     let hook = Sink::start();
     let pager = Sink::start();
     let http = HttpClient::new().unwrap();
-    let guard = PikoObs::builder()
+    let guard = piko_obs::builder()
         .with_console_output(false)
         .with_health_enabled(false)
         .with_environment("staging")
@@ -379,7 +378,7 @@ fn a_send_from_a_runtime_that_stops_polling_does_not_stall_later_deliveries() {
     let dir = tempfile::tempdir().unwrap();
     let sink = Sink::start();
     let http = HttpClient::new().unwrap();
-    let guard = PikoObs::builder()
+    let guard = piko_obs::builder()
         .with_console_output(false)
         .with_health_probe_port(0)
         .with_notification_provider(
@@ -436,7 +435,7 @@ fn the_dead_letter_file_stops_at_its_cap_and_the_rest_is_counted() {
     let dead = dir.path().join("dead-letters.jsonl");
     let refusing = Sink::with_default(Reply::status(400));
     let cap = 4096;
-    let guard = PikoObs::builder()
+    let guard = piko_obs::builder()
         .with_console_output(false)
         .with_health_probe_port(0)
         .with_notification_provider(
@@ -527,7 +526,7 @@ fn a_dead_letter_store_of_ones_own_and_a_shutdown_that_cannot_wait_for_it() {
     let _one = serial();
     let refusing = Sink::with_default(Reply::status(400));
     let provider = || WebhookNotifier::new(&HttpClient::new().unwrap(), &refusing.url("/hook"));
-    let e = PikoObs::builder()
+    let e = piko_obs::builder()
         .with_console_output(false)
         .with_health_probe_port(0)
         .with_notification_provider("refusing", provider().unwrap())
@@ -542,7 +541,7 @@ fn a_dead_letter_store_of_ones_own_and_a_shutdown_that_cannot_wait_for_it() {
         "{e}"
     );
     let store = Gated::default();
-    let guard = PikoObs::builder()
+    let guard = piko_obs::builder()
         .with_console_output(false)
         .with_health_probe_port(0)
         .with_shutdown_timeout(Duration::from_secs(2))

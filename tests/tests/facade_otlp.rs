@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use opentelemetry::trace::{TraceContextExt as _, Tracer as _};
-use piko_obs::PikoObs;
 use piko_obs::logger::{self, attr};
 use piko_obs_tests::otlp::OtlpReceiver;
 
@@ -25,7 +24,7 @@ fn value(text: &str, name: &str) -> Option<f64> {
 /// A builder exporting to `receiver`, quiet, with its probe server on a free port and
 /// its dead letters in `dir`.
 fn exporting_to(receiver: &OtlpReceiver, dir: &tempfile::TempDir) -> piko_obs::Builder {
-    PikoObs::builder()
+    piko_obs::builder()
         .with_console_output(false)
         .with_health_probe_port(0)
         .with_notification_dead_letter_path(dir.path().join("d.jsonl"))
@@ -188,7 +187,7 @@ fn init_exports_spans_and_log_lines_with_their_trace_ids() {
 fn bad_otlp_settings_fail_init_naming_them() {
     let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let base = || {
-        PikoObs::builder()
+        piko_obs::builder()
             .with_console_output(false)
             .with_health_enabled(false)
             .with_notifications_enabled(false)
@@ -274,7 +273,7 @@ fn the_sdks_own_failures_reach_the_log_rate_limited() {
             .unwrap(),
     )
     .unwrap();
-    let guard = PikoObs::builder()
+    let guard = piko_obs::builder()
         .with_console_output(false)
         .with_health_probe_port(0)
         .with_notification_dead_letter_path(dir.path().join("d.jsonl"))

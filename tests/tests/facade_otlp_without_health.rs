@@ -7,14 +7,13 @@ use std::time::Duration;
 
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use opentelemetry_proto::tonic::metrics::v1::number_data_point::Value;
-use piko_obs::PikoObs;
 use piko_obs_tests::otlp::OtlpReceiver;
 
 #[test]
 fn metrics_are_exported_over_otlp_without_the_health_server() {
     let dir = tempfile::tempdir().unwrap();
     let receiver = OtlpReceiver::start();
-    let guard = PikoObs::builder()
+    let guard = piko_obs::builder()
         .with_console_output(false)
         .with_health_enabled(false)
         .with_service_name("batch-job")

@@ -1,7 +1,6 @@
 //! A failing `init()` leaves no log output of its own behind (its own process, as the
 //! log hub is process-wide).
 
-use piko_obs::PikoObs;
 use piko_obs::logger;
 
 #[test]
@@ -10,7 +9,7 @@ fn a_failed_init_removes_the_outputs_it_added() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
     let receiver = piko_obs_tests::otlp::OtlpReceiver::start();
-    let e = PikoObs::builder()
+    let e = piko_obs::builder()
         .with_console_output(true)
         .with_health_probe_port(port)
         .with_otlp_endpoint(receiver.http_endpoint())
@@ -25,7 +24,7 @@ fn a_failed_init_removes_the_outputs_it_added() {
         .collect();
     assert!(names.is_empty(), "left behind: {names:?}");
     // A later init() with a free port works.
-    let guard = PikoObs::builder()
+    let guard = piko_obs::builder()
         .with_console_output(false)
         .with_health_probe_port(0)
         .with_notification_dead_letter_path(dir.path().join("d.jsonl"))

@@ -5,7 +5,6 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use piko_obs::PikoObs;
 use piko_obs::logger::{self, attr};
 use piko_obs::sentry::SentryConfig;
 use piko_obs_tests::sentry::events;
@@ -17,7 +16,7 @@ fn panics_reach_sentry_and_the_applications_hooks_run_after_scrubbing() {
     let sentry = Sink::start();
     let seen_by_hook = Arc::new(Mutex::new(Vec::<String>::new()));
     let seen = seen_by_hook.clone();
-    let guard = PikoObs::builder()
+    let guard = piko_obs::builder()
         .with_console_output(false)
         .with_health_enabled(false)
         .with_notification_dead_letter_path(dir.path().join("d.jsonl"))

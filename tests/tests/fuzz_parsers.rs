@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use piko_obs::health::{HealthServer, HealthService, ServerError};
+use piko_obs::health::{HealthService, ServerBuilder, ServerError};
 use piko_obs_logger::{Directives, Level, parse_level};
 use piko_obs_notify::{MAX_RETRY_AFTER, parse_retry_after};
 use piko_obs_otlp::{ENV_VARIABLES, OtlpConfig, ParentRoot, Sampling};
@@ -938,7 +938,7 @@ fn fuzz_health_bind_address_starts_or_names_the_field() {
                 return Ok(());
             }
             let _enter = rt.enter();
-            let started = HealthServer::builder(service.clone())
+            let started = ServerBuilder::new(service.clone())
                 .with_bind_address(addr.clone())
                 .with_port(0)
                 .with_live_path(live.clone())

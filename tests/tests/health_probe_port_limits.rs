@@ -15,7 +15,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
-use piko_obs::PikoObs;
 use piko_obs::signal::ShutdownSignals;
 use warp::Filter;
 
@@ -107,7 +106,7 @@ fn server() {
         let _enter = app_runtime.enter();
         ShutdownSignals::register().expect("signal handlers")
     };
-    let guard = PikoObs::builder()
+    let guard = piko_obs::builder()
         .with_console_output(false)
         .with_notifications_enabled(false)
         .with_health_probe_port(0)

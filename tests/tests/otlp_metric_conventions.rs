@@ -12,7 +12,6 @@ use axum::routing::get;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AttrValue;
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use opentelemetry_proto::tonic::metrics::v1::{HistogramDataPoint, Metric};
-use piko_obs::PikoObs;
 use piko_obs::metrics::http::HttpMetricsLayer;
 use piko_obs_tests::otlp::{OtlpReceiver, Received};
 use piko_obs_tests::{http_get, serve_axum};
@@ -71,7 +70,7 @@ fn histograms_go_out_with_their_buckets_under_the_convention_names() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
     let receiver = OtlpReceiver::start();
-    let guard = PikoObs::builder()
+    let guard = piko_obs::builder()
         .with_console_output(false)
         .with_health_probe_port(0)
         .with_notification_dead_letter_path(dir.path().join("d.jsonl"))

@@ -6,7 +6,6 @@ use std::io::Read;
 use std::time::{Duration, Instant};
 
 use nix::fcntl::{FcntlArg, fcntl};
-use piko_obs::PikoObs;
 use piko_obs::notification::{self, HttpClient, StdoutFormat, StdoutNotifier, WebhookNotifier};
 use piko_obs_tests::sink::Sink;
 
@@ -39,7 +38,7 @@ fn stdout_never_read() {
     let dir = tempfile::tempdir().unwrap();
     let sink = Sink::start();
     let http = HttpClient::new().unwrap();
-    let guard = PikoObs::builder()
+    let guard = piko_obs::builder()
         .with_console_output(false)
         .with_health_probe_port(0)
         .with_notification_provider("stdout", StdoutNotifier::new(StdoutFormat::Human))

@@ -7,7 +7,6 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use opentelemetry_proto::tonic::trace::v1::Span;
-use piko_obs::PikoObs;
 use piko_obs::logger::{self, JsonOutput, Level};
 use piko_obs::otlp::run_in_span;
 use piko_obs_tests::Capture;
@@ -52,7 +51,7 @@ fn by_name(spans: &[Span]) -> HashMap<String, Span> {
 fn instrumented_spans_become_one_trace_and_lines_carry_their_ids() {
     let dir = tempfile::tempdir().unwrap();
     let receiver = OtlpReceiver::start();
-    let guard = PikoObs::builder()
+    let guard = piko_obs::builder()
         .with_console_output(false)
         .with_health_enabled(false)
         .with_notification_dead_letter_path(dir.path().join("d.jsonl"))

@@ -470,7 +470,7 @@ times; the tables give the median ratio and the range, and a goal is met when th
 ratio is within its bound. Ratio changes under about 15 % are noise.\n";
 
 /// Replaces (or appends) the `## name` section of docs/performance.md.
-fn replace_section(name: &str, section: &str) -> Result {
+pub(crate) fn replace_section(name: &str, section: &str) -> Result {
     let path = root().join("docs/performance.md");
     let old = std::fs::read_to_string(&path).unwrap_or_default();
     let mut sections: Vec<(String, String)> = Vec::new();

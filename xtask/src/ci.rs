@@ -1,5 +1,6 @@
-//! `cargo xtask ci`: format check, licences, clippy with `-D warnings` (the workspace and
-//! each provider feature alone), docs with `-D warnings`, every test, then `integration`.
+//! `cargo xtask ci`: format check, licences, clippy with `-D warnings` (the workspace,
+//! each provider feature alone, and the feature checks of `features`), docs with
+//! `-D warnings`, every test, then `integration`.
 
 use std::process::Stdio;
 
@@ -58,21 +59,10 @@ pub(crate) fn run_all() -> Result {
         "stdout",
         "alertmanager",
     ] {
-        let mut check = cargo();
-        check.args([
-            "clippy",
-            "--locked",
-            "-p",
-            "piko-obs-notify-providers",
-            "--no-default-features",
-            "--features",
-            feature,
-            "--",
-            "-D",
-            "warnings",
-        ]);
-        run(check)?;
+        crate::features::clippy_alone("piko-obs-notify-providers", feature)?;
     }
+    // Each facade feature alone, warp and tower alone, and a light logger-only facade.
+    crate::features::check()?;
     let mut doc = cargo();
     doc.args(["doc", "--workspace", "--no-deps", "--locked"])
         .env("RUSTDOCFLAGS", "-D warnings");

@@ -28,14 +28,18 @@
 //!   60); then the runs, cases and time per property;
 //! - `bench [NAME]`: the benchmarks (`logger` with criterion, `health` with wrk, `metrics`
 //!   with criterion and wrk, `notification` and `otlp` with criterion), all or
-//!   the one named, then their sections of `docs/performance.md`.
+//!   the one named, then their sections of `docs/performance.md`;
+//! - `buildtime`: the clean build time and crate count of the facade with the logger
+//!   only, of the full facade and of `tracing-subscriber` with `json`, each in a fresh
+//!   target directory, into the `build time` section of `docs/performance.md`.
 
 //!
 //! The modules depend one way: `main` dispatches to the commands (`ci`, `integration`,
-//! `deploy`, `soak`, `fuzz`, `bench`); `ci` runs `integration` and `deploy`;
-//! `integration` runs the checks of `examples`, `secrets` and `alertmanager`; those and
-//! `deploy` start the example service and run named checks through `monitor`; `bench`
-//! runs the wrk comparisons of `wrk`; all of them use `support` (programs, ports, and the
+//! `deploy`, `soak`, `fuzz`, `bench`, `buildtime`); `ci` runs `integration`, `deploy`
+//! and the checks of `features`; `integration` runs the checks of `examples`, `secrets`
+//! and `alertmanager`; those and `deploy` start the example service and run named checks
+//! through `monitor`; `bench` runs the wrk comparisons of `wrk`; `buildtime` writes its
+//! section with `bench`'s writer; all of them use `support` (programs, ports, and the
 //! testkit's HTTP GET and webhook sink) and the reports use `report` (date, machine,
 //! median), which use nothing else of the xtask.
 
@@ -43,9 +47,11 @@ use std::process::ExitCode;
 
 mod alertmanager;
 mod bench;
+mod buildtime;
 mod ci;
 mod deploy;
 mod examples;
+mod features;
 mod fuzz;
 mod integration;
 mod monitor;
@@ -64,9 +70,10 @@ fn main() -> ExitCode {
         Some("soak") => soak::run(&args[1..]),
         Some("fuzz") => fuzz::run(&args[1..]),
         Some("bench") => bench::run(args.get(1).map(String::as_str)),
+        Some("buildtime") => buildtime::run(),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci | integration [WORD] | deploy | soak [--minutes N] | fuzz [--minutes N] [--cases C] | bench [logger | health | metrics | notification | otlp]>"
+                "usage: cargo xtask <ci | integration [WORD] | deploy | soak [--minutes N] | fuzz [--minutes N] [--cases C] | bench [logger | health | metrics | notification | otlp] | buildtime>"
             );
             return ExitCode::from(2);
         }

@@ -37,6 +37,7 @@ use tokio::sync::Notify;
 
 mod config;
 mod group;
+pub mod telemetry;
 
 pub use config::{ErrorForwarderConfig, ForwarderConfigError};
 pub use group::{ALERT_TITLE_SUFFIX, MAX_ALERT_FIELD_CHARS, MAX_ALERT_FIELDS, priority_for_level};

@@ -1,7 +1,7 @@
 //! The piko-obs probe server: Kubernetes liveness, readiness and startup probes, and
 //! `/metrics`, on their own port, separate from the application's.
 //!
-//! - [`HealthServer::builder`] takes a [`piko_obs_health::HealthService`] and the
+//! - [`ServerBuilder::new`] takes a [`piko_obs_health::HealthService`] and the
 //!   options of the seed guide (bind address, port, paths, metrics, TLS); `start()`
 //!   binds at once, so a port in use or a bad address is an error there, and port 0 is
 //!   allowed ([`RunningServer::local_addr`] tells the port chosen).
@@ -24,11 +24,11 @@
 //! ```
 //! use std::time::Duration;
 //! use piko_obs_health::{HealthService, Status, probe_fn};
-//! use piko_obs_health_warp::HealthServer;
+//! use piko_obs_health_warp::ServerBuilder;
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! let health = HealthService::new("orders", Duration::from_secs(5)).unwrap();
 //! health.register(probe_fn("db", |_, _| async { Status::healthy("db") })).unwrap();
-//! let server = HealthServer::builder(health)
+//! let server = ServerBuilder::new(health)
 //!     .with_port(0) // any free port
 //!     .start()
 //!     .expect("probe server started");
@@ -39,12 +39,20 @@
 //!
 //! No feature flags.
 
+mod env;
+mod lifecycle;
 mod probes;
 mod server;
+pub mod telemetry;
+
+pub use env::{
+    PIKO_HEALTH_BIND_ADDRESS, PIKO_HEALTH_LIVE_PATH, PIKO_HEALTH_METRICS_PATH, PIKO_HEALTH_PORT,
+    PIKO_HEALTH_READY_PATH, PIKO_HEALTH_STARTUP_PATH, ProbeServer, ServerSettings,
+};
 
 pub use probes::{HttpProbe, InvalidUrl, TcpProbe};
 pub use server::{
     ConnectionCounters, ConnectionStats, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
-    DEFAULT_MAX_CONNECTIONS, HealthServer, MAX_CONNECTION_TIMEOUT, MetricsRender, RunningServer,
-    ServerBuilder, ServerError, TlsMinVersion, TlsOptions,
+    DEFAULT_MAX_CONNECTIONS, MAX_CONNECTION_TIMEOUT, MetricsRender, RunningServer, ServerBuilder,
+    ServerError, TlsMinVersion, TlsOptions,
 };

@@ -120,33 +120,6 @@ pub enum ServerError {
     },
 }
 
-/// Entry point: `HealthServer::builder(service)`.
-#[derive(Debug)]
-pub struct HealthServer;
-
-impl HealthServer {
-    /// A builder with the defaults: `127.0.0.1:9090`, `/live`, `/ready`, `/startup`,
-    /// `/metrics` (404 until a render function is set), plain HTTP, a 5 s header read
-    /// timeout, a 90 s idle timeout and at most 256 connections.
-    pub fn builder(service: HealthService) -> ServerBuilder {
-        ServerBuilder {
-            service,
-            bind_address: "127.0.0.1".into(),
-            port: 9090,
-            live_path: "/live".into(),
-            ready_path: "/ready".into(),
-            startup_path: "/startup".into(),
-            metrics_path: "/metrics".into(),
-            metrics: None,
-            tls: None,
-            response_cache: None,
-            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
-            idle_timeout: DEFAULT_IDLE_TIMEOUT,
-            max_connections: DEFAULT_MAX_CONNECTIONS,
-        }
-    }
-}
-
 /// Configures the probe server.
 #[must_use]
 pub struct ServerBuilder {
@@ -185,6 +158,27 @@ impl std::fmt::Debug for ServerBuilder {
 }
 
 impl ServerBuilder {
+    /// A builder with the defaults: `127.0.0.1:9090`, `/live`, `/ready`, `/startup`,
+    /// `/metrics` (404 until a render function is set), plain HTTP, a 5 s header read
+    /// timeout, a 90 s idle timeout and at most 256 connections.
+    pub fn new(service: HealthService) -> Self {
+        ServerBuilder {
+            service,
+            bind_address: "127.0.0.1".into(),
+            port: 9090,
+            live_path: "/live".into(),
+            ready_path: "/ready".into(),
+            startup_path: "/startup".into(),
+            metrics_path: "/metrics".into(),
+            metrics: None,
+            tls: None,
+            response_cache: None,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        }
+    }
+
     /// The IP address to bind (default `127.0.0.1`; exposing the probes is explicit).
     pub fn with_bind_address(mut self, addr: impl Into<String>) -> Self {
         self.bind_address = addr.into();
@@ -359,7 +353,8 @@ impl ServerBuilder {
         Ok(RunningServer {
             local_addr,
             stop: stop_tx,
-            task,
+            task: std::sync::Mutex::new(Some(task)),
+            runtime,
             counters,
         })
     }
@@ -438,7 +433,10 @@ fn load_tls(opts: &TlsOptions) -> Result<tokio_rustls::TlsAcceptor, ServerError>
 pub struct RunningServer {
     local_addr: SocketAddr,
     stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
+    /// Taken by the first shutdown.
+    task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The runtime the accept loop runs on, for a shutdown from outside it.
+    runtime: tokio::runtime::Handle,
     counters: ConnectionCounters,
 }
 
@@ -457,11 +455,29 @@ impl RunningServer {
     /// client that never finishes its header included), lets requests in flight finish
     /// for at most `timeout`, then closes the remaining connections.
     pub async fn shutdown(self, timeout: Duration) {
+        self.stop_within(timeout).await;
+    }
+
+    /// Signals the accept loop to stop and waits for it at most `timeout`; a second call
+    /// does nothing.
+    pub(crate) fn stop_within(
+        &self,
+        timeout: Duration,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
         let _ = self.stop.send(true);
-        let mut task = self.task;
-        if tokio::time::timeout(timeout, &mut task).await.is_err() {
-            task.abort();
+        let task = self.task.lock().unwrap_or_else(|p| p.into_inner()).take();
+        async move {
+            if let Some(mut task) = task
+                && tokio::time::timeout(timeout, &mut task).await.is_err()
+            {
+                task.abort();
+            }
         }
+    }
+
+    /// The runtime the server runs on.
+    pub(crate) fn runtime(&self) -> &tokio::runtime::Handle {
+        &self.runtime
     }
 }
 

@@ -10,7 +10,7 @@ use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use piko_obs_health::{HealthService, ProbeOptions, State, Status, probe_fn};
 use piko_obs_health_warp::{
-    HealthServer, HttpProbe, ServerError, TcpProbe, TlsMinVersion, TlsOptions,
+    HttpProbe, ServerBuilder, ServerError, TcpProbe, TlsMinVersion, TlsOptions,
 };
 use piko_obs_testkit::{http_request, http_request_on};
 
@@ -35,7 +35,7 @@ async fn probe_paths_answer_json_with_status_codes() {
         async move { Status::new("cache", state) }
     }))
     .unwrap();
-    let server = HealthServer::builder(h).with_port(0).start().unwrap();
+    let server = ServerBuilder::new(h).with_port(0).start().unwrap();
     let addr = server.local_addr();
     assert!(addr.ip().is_loopback(), "binds loopback by default");
     for path in ["/live", "/ready", "/startup"] {
@@ -97,10 +97,7 @@ async fn degraded_answers_200_and_drain_503() {
         ProbeOptions::default().non_critical(),
     )
     .unwrap();
-    let server = HealthServer::builder(h.clone())
-        .with_port(0)
-        .start()
-        .unwrap();
+    let server = ServerBuilder::new(h.clone()).with_port(0).start().unwrap();
     let addr = server.local_addr();
     let r = http_request(addr, "GET", "/ready").await.unwrap();
     assert_eq!(r.status, 200);
@@ -118,7 +115,7 @@ async fn degraded_answers_200_and_drain_503() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn custom_paths_and_metrics_render() {
-    let server = HealthServer::builder(service())
+    let server = ServerBuilder::new(service())
         .with_port(0)
         .with_live_path("/healthz")
         .with_ready_path("/readyz")
@@ -172,7 +169,7 @@ async fn a_hung_probe_does_not_hold_the_response_and_a_panic_does_not_kill_the_s
         ProbeOptions::default().only(&[piko_obs_health::CheckKind::Liveness]),
     )
     .unwrap();
-    let server = HealthServer::builder(h).with_port(0).start().unwrap();
+    let server = ServerBuilder::new(h).with_port(0).start().unwrap();
     let addr = server.local_addr();
     let start = Instant::now();
     let r = http_request(addr, "GET", "/ready").await.unwrap();
@@ -219,7 +216,7 @@ async fn a_thousand_concurrent_ready_requests_run_a_cached_probe_once() {
     )
     .unwrap();
     // A thousand clients at once: above the default connection limit (256).
-    let server = HealthServer::builder(h)
+    let server = ServerBuilder::new(h)
         .with_port(0)
         .with_max_connections(1_000)
         .start()
@@ -243,13 +240,13 @@ async fn a_thousand_concurrent_ready_requests_run_a_cached_probe_once() {
 async fn bad_settings_and_a_port_in_use_fail_at_start() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
-    let e = HealthServer::builder(service())
+    let e = ServerBuilder::new(service())
         .with_port(port)
         .start()
         .unwrap_err();
     assert!(matches!(e, ServerError::PortInUse { .. }));
     assert!(e.to_string().contains("already in use"), "{e}");
-    let e = HealthServer::builder(service())
+    let e = ServerBuilder::new(service())
         .with_bind_address("localhost:x")
         .start()
         .unwrap_err();
@@ -258,7 +255,7 @@ async fn bad_settings_and_a_port_in_use_fail_at_start() {
             .contains("\"localhost:x\" is not an IP address"),
         "{e}"
     );
-    let e = HealthServer::builder(service())
+    let e = ServerBuilder::new(service())
         .with_ready_path("ready")
         .start()
         .unwrap_err();
@@ -267,12 +264,12 @@ async fn bad_settings_and_a_port_in_use_fail_at_start() {
             .contains("ready path \"ready\" must start with '/'"),
         "{e}"
     );
-    let e = HealthServer::builder(service())
+    let e = ServerBuilder::new(service())
         .with_ready_path("/live")
         .start()
         .unwrap_err();
     assert!(e.to_string().contains("already used"), "{e}");
-    let e = HealthServer::builder(service())
+    let e = ServerBuilder::new(service())
         .with_port(0)
         .with_tls(TlsOptions {
             cert_file: "/nonexistent/cert.pem".into(),
@@ -289,7 +286,7 @@ async fn bad_settings_and_a_port_in_use_fail_at_start() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zero_connection_limits_fail_at_start() {
-    let e = HealthServer::builder(service())
+    let e = ServerBuilder::new(service())
         .with_port(0)
         .with_header_read_timeout(Duration::ZERO)
         .start()
@@ -299,13 +296,13 @@ async fn zero_connection_limits_fail_at_start() {
         "health server header_read_timeout: must be greater than zero (for example 5s) \
          (ServerBuilder::with_header_read_timeout)"
     );
-    let e = HealthServer::builder(service())
+    let e = ServerBuilder::new(service())
         .with_port(0)
         .with_idle_timeout(Duration::ZERO)
         .start()
         .unwrap_err();
     assert!(e.to_string().contains("idle_timeout"), "{e}");
-    let e = HealthServer::builder(service())
+    let e = ServerBuilder::new(service())
         .with_port(0)
         .with_max_connections(0)
         .start()
@@ -316,7 +313,7 @@ async fn zero_connection_limits_fail_at_start() {
         "{e}"
     );
     // A huge timeout is cut to an hour, not an overflow.
-    let server = HealthServer::builder(service())
+    let server = ServerBuilder::new(service())
         .with_port(0)
         .with_header_read_timeout(Duration::MAX)
         .with_idle_timeout(Duration::MAX)
@@ -379,7 +376,7 @@ async fn closed_within(s: &mut tokio::net::TcpStream, limit: Duration) -> Option
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn half_open_and_silent_connections_are_closed_at_the_header_timeout() {
-    let server = HealthServer::builder(service())
+    let server = ServerBuilder::new(service())
         .with_port(0)
         .with_header_read_timeout(Duration::from_millis(300))
         .start()
@@ -417,7 +414,7 @@ async fn half_open_and_silent_connections_are_closed_at_the_header_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_kept_alive_connection_is_closed_after_the_idle_timeout() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let server = HealthServer::builder(service())
+    let server = ServerBuilder::new(service())
         .with_port(0)
         .with_idle_timeout(Duration::from_millis(300))
         .start()
@@ -441,7 +438,7 @@ async fn an_idle_kept_alive_connection_is_closed_after_the_idle_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_the_connection_limit_the_oldest_idle_connection_makes_room() {
-    let server = HealthServer::builder(service())
+    let server = ServerBuilder::new(service())
         .with_port(0)
         .with_max_connections(4)
         .with_header_read_timeout(Duration::from_secs(30))
@@ -493,7 +490,7 @@ async fn at_the_limit_with_every_request_in_flight_a_new_connection_is_closed_at
         Status::healthy("slow")
     }))
     .unwrap();
-    let server = HealthServer::builder(h)
+    let server = ServerBuilder::new(h)
         .with_port(0)
         .with_max_connections(2)
         .start()
@@ -519,7 +516,7 @@ async fn at_the_limit_with_every_request_in_flight_a_new_connection_is_closed_at
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_closes_half_open_connections_at_once() {
-    let server = HealthServer::builder(service())
+    let server = ServerBuilder::new(service())
         .with_port(0)
         .with_header_read_timeout(Duration::from_secs(60))
         .start()
@@ -544,7 +541,7 @@ async fn shutdown_closes_half_open_connections_at_once() {
 
 #[test]
 fn starting_outside_a_runtime_is_an_error() {
-    let e = HealthServer::builder(service())
+    let e = ServerBuilder::new(service())
         .with_port(0)
         .start()
         .unwrap_err();
@@ -587,7 +584,7 @@ fn client(
 async fn serves_probes_over_tls_with_a_minimum_version() {
     let dir = tempfile::tempdir().unwrap();
     let (mut tls, cert) = tls_files(dir.path());
-    let server = HealthServer::builder(service())
+    let server = ServerBuilder::new(service())
         .with_port(0)
         .with_tls(tls.clone())
         .start()
@@ -605,7 +602,7 @@ async fn serves_probes_over_tls_with_a_minimum_version() {
     server.shutdown(Duration::from_secs(2)).await;
 
     tls.min_version = TlsMinVersion::Tls13;
-    let server = HealthServer::builder(service())
+    let server = ServerBuilder::new(service())
         .with_port(0)
         .with_tls(tls)
         .start()
@@ -655,7 +652,7 @@ async fn shutdown_is_bounded_even_with_a_request_in_flight() {
         Status::healthy("slow")
     }))
     .unwrap();
-    let server = HealthServer::builder(h).with_port(0).start().unwrap();
+    let server = ServerBuilder::new(h).with_port(0).start().unwrap();
     let addr = server.local_addr();
     let in_flight = tokio::spawn(async move { http_request(addr, "GET", "/ready").await.unwrap() });
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -680,10 +677,7 @@ fn a_dependency_and_a_closed_port() -> (
     std::net::SocketAddr,
     std::net::SocketAddr,
 ) {
-    let dep = HealthServer::builder(service())
-        .with_port(0)
-        .start()
-        .unwrap();
+    let dep = ServerBuilder::new(service()).with_port(0).start().unwrap();
     let dep_addr = dep.local_addr();
     let closed = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -736,7 +730,7 @@ async fn the_response_cache_answers_within_its_ttl_and_never_hides_a_drain() {
     }))
     .unwrap();
     let ttl = Duration::from_millis(300);
-    let server = HealthServer::builder(h.clone())
+    let server = ServerBuilder::new(h.clone())
         .with_port(0)
         .with_response_cache(ttl)
         .start()
@@ -805,7 +799,7 @@ async fn http_probe_urls_never_show_credentials_or_query_tokens() {
         .unwrap();
     let down = format!("http://{closed}/health?token=s3cr3t#frag");
     h.register(HttpProbe::new("down", &down).unwrap()).unwrap();
-    let server = HealthServer::builder(h).with_port(0).start().unwrap();
+    let server = ServerBuilder::new(h).with_port(0).start().unwrap();
     let r = http_request(server.local_addr(), "GET", "/ready")
         .await
         .unwrap();

@@ -37,10 +37,13 @@
 //!
 //! No feature flags.
 
+mod lifecycle;
 mod probe;
 mod service;
 mod status;
+pub mod telemetry;
 
+pub use lifecycle::Drain;
 pub use probe::{FnProbe, Probe, probe_fn};
 pub use service::{
     HealthService, PROBE_PANICKED, ProbeKinds, ProbeOptions, ProbePanic, RegisterError, ZeroTimeout,

@@ -45,7 +45,12 @@ use piko_obs_logger::{FlushError, Output, OutputStats, Record};
 
 mod file;
 mod format;
+mod global;
 mod writer;
+pub use global::{
+    OutputError, OutputOptions, add_console, add_file_output, add_file_output_with,
+    add_json_output, add_json_output_with, add_pretty_output, add_pretty_output_with,
+};
 
 pub use file::{OpenFileError, RotatingFile, RotationOptions, backups};
 pub use format::{Format, JsonFormat, PrettyFormat, TimeZone, level_color, write_neutralised};

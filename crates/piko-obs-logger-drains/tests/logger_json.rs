@@ -437,9 +437,9 @@ fn macros_add_the_module_and_context_carries_the_logger() {
     assert_eq!(context::from_context(&fallback).name(), "fallback");
     context::in_scope(&log, || {
         assert!(context::has_logger());
-        context::must_from_context().info("from context", &[]);
+        context::expect_current().info("from context", &[]);
     });
-    let missing = std::panic::catch_unwind(context::must_from_context).unwrap_err();
+    let missing = std::panic::catch_unwind(context::expect_current).unwrap_err();
     let text = missing
         .downcast_ref::<String>()
         .cloned()

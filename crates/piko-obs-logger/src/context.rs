@@ -35,7 +35,7 @@ pub fn in_scope<R>(logger: &Logger, f: impl FnOnce() -> R) -> R {
 /// let log = hub.get_logger("req").with(&[piko_obs_logger::attr::string("request_id", "r-1")]);
 /// let fut = context::with_logger(log, async {
 ///     assert!(context::has_logger());
-///     context::must_from_context().name().to_string()
+///     context::expect_current().name().to_string()
 /// });
 /// # let name = futures_lite_block_on(fut);
 /// # fn futures_lite_block_on<F: std::future::Future>(f: F) -> F::Output {
@@ -92,7 +92,7 @@ pub fn from_context(fallback: &Logger) -> Logger {
 ///
 /// # Panics
 /// With the message `logger: no logger in context - wrap the task with with_logger`.
-pub fn must_from_context() -> Logger {
+pub fn expect_current() -> Logger {
     current().expect("logger: no logger in context - wrap the task with with_logger")
 }
 

@@ -61,10 +61,10 @@ pub enum AddOutputError {
     DuplicateName(String),
 }
 
-/// Failures of `Hub::shutdown`, one per output that did not flush.
+/// Failures of `Hub::flush` and `Hub::shutdown`, one per output that did not flush.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("log shutdown: {}", .failures.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
-pub struct ShutdownError {
+pub struct FlushErrors {
     /// Each output's failure.
     pub failures: Vec<FlushError>,
 }
@@ -332,7 +332,7 @@ impl Hub {
     }
 
     /// Writes everything accepted so far. The whole call takes at most `timeout`.
-    pub fn flush(&self, timeout: Duration) -> Result<(), ShutdownError> {
+    pub fn flush(&self, timeout: Duration) -> Result<(), FlushErrors> {
         let deadline = Instant::now() + timeout.min(LONGEST_WAIT);
         let failures: Vec<FlushError> = self
             .inner
@@ -347,14 +347,14 @@ impl Hub {
         if failures.is_empty() {
             Ok(())
         } else {
-            Err(ShutdownError { failures })
+            Err(FlushErrors { failures })
         }
     }
 
     /// Removes every output, then closes each (writing what it queued and stopping its
     /// writer thread), all within `timeout`. Later lines count as unrouted. Calling it
     /// twice is harmless.
-    pub fn shutdown(&self, timeout: Duration) -> Result<(), ShutdownError> {
+    pub fn shutdown(&self, timeout: Duration) -> Result<(), FlushErrors> {
         let deadline = Instant::now() + timeout.min(LONGEST_WAIT);
         let removed = self.update(|st| std::mem::take(&mut st.outputs));
         let failures: Vec<FlushError> = removed
@@ -366,11 +366,16 @@ impl Hub {
         if failures.is_empty() {
             Ok(())
         } else {
-            Err(ShutdownError { failures })
+            Err(FlushErrors { failures })
         }
     }
 
     /// A logger named `name`. Cheap: loggers of the same name share their state.
+    pub fn logger(&self, name: &str) -> Logger {
+        self.get_logger(name)
+    }
+
+    /// A logger named `name`: [`logger`](Self::logger), under Piko's name.
     pub fn get_logger(&self, name: &str) -> Logger {
         if let Some(core) = self
             .inner

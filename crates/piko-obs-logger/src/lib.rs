@@ -51,12 +51,16 @@ pub mod attr;
 mod bridge;
 pub mod context;
 mod filter;
+pub mod global;
 mod hub;
 pub mod intern;
 pub mod json;
 mod level;
+mod lifecycle;
+pub use lifecycle::AddedOutput;
 mod record;
 mod slog_kv;
+pub mod telemetry;
 mod text;
 mod tracing_bridge;
 
@@ -66,7 +70,7 @@ pub use filter::{
     Directives, LOG_LEVEL, LevelSettingError, PIKO_LOG_LEVEL, ParseDirectivesError,
     resolve_directives,
 };
-pub use hub::{AddOutputError, Hub, HubBuilder, Logger, OutputId, OutputInfo, ShutdownError};
+pub use hub::{AddOutputError, FlushErrors, Hub, HubBuilder, Logger, OutputId, OutputInfo};
 pub use level::{Level, LevelName, ParseLevelError, parse_level};
 pub use record::{FlushError, Output, OutputStats, Record, Source, StackTrace};
 pub use text::write_neutralised;

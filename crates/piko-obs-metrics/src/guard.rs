@@ -456,7 +456,7 @@ mod tests {
     use metrics_util::layers::Layer as _;
 
     fn guarded(layer: SeriesGuardLayer) -> (SeriesGuard<impl Recorder>, crate::Metrics) {
-        let (recorder, metrics) = crate::PrometheusMetrics::builder()
+        let (recorder, metrics) = crate::MetricsBuilder::new()
             .with_process_metrics(false)
             .build_unguarded();
         (layer.layer(recorder), metrics)

@@ -16,6 +16,13 @@
 //! and keeps them, so a request costs no registry lookup: install the recorder (the
 //! facade's `init()` does) before serving.
 
+// Helpers shared by the warp filter and the tower layer; with one of them off, some serve
+// only the other.
+#![cfg_attr(
+    not(all(feature = "warp", feature = "tower")),
+    allow(dead_code, unused_imports)
+)]
+
 use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
@@ -240,9 +247,11 @@ impl RouteHandles {
     }
 }
 
+#[cfg(feature = "tower")]
 type RouteFn =
     dyn Fn(&http::Method, &http::Uri, &http::Extensions) -> Cow<'static, str> + Send + Sync;
 
+#[cfg(feature = "tower")]
 /// A tower `Layer` that records request metrics. The route template comes from axum's
 /// `MatchedPath` (with the `axum` feature, and the layer added with `Router::layer` or
 /// `route_layer`, which run after routing), or from a function of the request
@@ -256,12 +265,14 @@ pub struct HttpMetricsLayer {
     scheme: &'static str,
 }
 
+#[cfg(feature = "tower")]
 impl std::fmt::Debug for HttpMetricsLayer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HttpMetricsLayer").finish_non_exhaustive()
     }
 }
 
+#[cfg(feature = "tower")]
 impl Default for HttpMetricsLayer {
     fn default() -> Self {
         HttpMetricsLayer {
@@ -272,7 +283,7 @@ impl Default for HttpMetricsLayer {
 }
 
 /// The route template axum matched, or [`UNMATCHED_ROUTE`].
-#[cfg(feature = "axum")]
+#[cfg(all(feature = "tower", feature = "axum"))]
 pub fn matched_path(extensions: &http::Extensions) -> Cow<'static, str> {
     extensions
         .get::<axum::extract::MatchedPath>()
@@ -282,11 +293,12 @@ pub fn matched_path(extensions: &http::Extensions) -> Cow<'static, str> {
 }
 
 /// [`UNMATCHED_ROUTE`]: without the `axum` feature there is no matched path to read.
-#[cfg(not(feature = "axum"))]
+#[cfg(all(feature = "tower", not(feature = "axum")))]
 pub fn matched_path(_: &http::Extensions) -> Cow<'static, str> {
     Cow::Borrowed(UNMATCHED_ROUTE)
 }
 
+#[cfg(feature = "tower")]
 impl HttpMetricsLayer {
     /// A layer labelling each request with the route template axum matched (with the
     /// `axum` feature), else `http_route="other"`.
@@ -316,6 +328,7 @@ impl HttpMetricsLayer {
     }
 }
 
+#[cfg(feature = "tower")]
 impl<S> tower_layer::Layer<S> for HttpMetricsLayer {
     type Service = HttpMetrics<S>;
     fn layer(&self, inner: S) -> HttpMetrics<S> {
@@ -327,6 +340,7 @@ impl<S> tower_layer::Layer<S> for HttpMetricsLayer {
     }
 }
 
+#[cfg(feature = "tower")]
 /// The service [`HttpMetricsLayer`] wraps around another.
 #[derive(Clone)]
 pub struct HttpMetrics<S> {
@@ -335,12 +349,14 @@ pub struct HttpMetrics<S> {
     scheme: &'static str,
 }
 
+#[cfg(feature = "tower")]
 impl<S> std::fmt::Debug for HttpMetrics<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HttpMetrics").finish_non_exhaustive()
     }
 }
 
+#[cfg(feature = "tower")]
 impl<S, B, RB> tower_service::Service<http::Request<B>> for HttpMetrics<S>
 where
     S: tower_service::Service<http::Request<B>, Response = http::Response<RB>>,
@@ -378,6 +394,7 @@ where
     }
 }
 
+#[cfg(feature = "warp")]
 /// Wraps a warp filter so that its requests are recorded under the route template
 /// `route` (`"/orders/{id}"`).
 ///
@@ -424,7 +441,7 @@ mod tests {
 
     #[test]
     fn route_handles_keep_every_status_and_label_unknown_methods_other() {
-        let (recorder, metrics) = crate::PrometheusMetrics::builder()
+        let (recorder, metrics) = crate::MetricsBuilder::new()
             .with_process_metrics(false)
             .build()
             .unwrap();

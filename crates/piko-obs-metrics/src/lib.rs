@@ -1,6 +1,6 @@
 //! Prometheus metrics for piko-obs.
 //!
-//! - [`PrometheusMetrics::builder`] builds a `metrics::Recorder` that keeps everything
+//! - [`MetricsBuilder::new`] builds a `metrics::Recorder` that keeps everything
 //!   recorded through the `metrics` macros, in render-only mode (no listener of its own:
 //!   the probe server serves `/metrics`), with histogram buckets and global labels
 //!   checked when they are set;
@@ -17,8 +17,8 @@
 //! This crate installs nothing globally; the `piko-obs` facade installs the recorder.
 //!
 //! ```
-//! use piko_obs_metrics::PrometheusMetrics;
-//! let (recorder, metrics) = PrometheusMetrics::builder()
+//! use piko_obs_metrics::MetricsBuilder;
+//! let (recorder, metrics) = MetricsBuilder::new()
 //!     .with_global_label("service", "orders").unwrap()
 //!     .with_process_metrics(false)
 //!     .build()
@@ -32,10 +32,15 @@
 //! assert!(line.ends_with(" 3"));
 //! ```
 //!
-//! No feature flags.
+//! Feature flags, both on by default: `warp` (`http::warp_route`) and `tower`
+//! (`http::HttpMetricsLayer`); `axum` (implies `tower`) takes route templates from
+//! axum's `MatchedPath`.
 
 pub mod guard;
 pub mod http;
+mod lifecycle;
+
+pub use lifecycle::Upkeep;
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -172,27 +177,6 @@ pub(crate) fn valid_label_name(n: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-/// Entry point: `PrometheusMetrics::builder()`.
-#[derive(Debug)]
-pub struct PrometheusMetrics;
-
-impl PrometheusMetrics {
-    /// A builder with the defaults: the OpenTelemetry buckets for
-    /// [`HTTP_SERVER_REQUEST_DURATION`], process metrics on, no global labels.
-    pub fn builder() -> MetricsBuilder {
-        MetricsBuilder {
-            labels: Vec::new(),
-            buckets: vec![(
-                HTTP_SERVER_REQUEST_DURATION.to_string(),
-                HTTP_DURATION_BUCKETS.to_vec(),
-            )],
-            process: true,
-            guard: SeriesGuardLayer::new(),
-            extra: Vec::new(),
-        }
-    }
-}
-
 /// Configures the recorder; bad names and buckets are rejected where they are set.
 #[derive(Clone)]
 #[must_use]
@@ -216,7 +200,28 @@ impl fmt::Debug for MetricsBuilder {
     }
 }
 
+impl Default for MetricsBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl MetricsBuilder {
+    /// A builder with the defaults: the OpenTelemetry buckets for
+    /// [`HTTP_SERVER_REQUEST_DURATION`], process metrics on, no global labels.
+    pub fn new() -> Self {
+        MetricsBuilder {
+            labels: Vec::new(),
+            buckets: vec![(
+                HTTP_SERVER_REQUEST_DURATION.to_string(),
+                HTTP_DURATION_BUCKETS.to_vec(),
+            )],
+            process: true,
+            guard: SeriesGuardLayer::new(),
+            extra: Vec::new(),
+        }
+    }
+
     /// A label added to every series (for example `service`, `environment`).
     pub fn with_global_label(
         mut self,
@@ -427,7 +432,7 @@ mod tests {
 
     #[test]
     fn names_and_buckets_are_checked_where_they_are_set() {
-        let b = PrometheusMetrics::builder();
+        let b = MetricsBuilder::new();
         assert!(b.clone().with_global_label("service", "x").is_ok());
         let e = b.clone().with_global_label("2bad", "x").unwrap_err();
         assert!(e.to_string().contains("\"2bad\""), "{e}");
@@ -449,7 +454,7 @@ mod tests {
 
     #[test]
     fn histograms_render_with_the_configured_buckets_and_collectors_run() {
-        let (recorder, metrics) = PrometheusMetrics::builder()
+        let (recorder, metrics) = MetricsBuilder::new()
             .with_process_metrics(false)
             .with_buckets("job_seconds", &[0.1, 1.0])
             .unwrap()

@@ -18,7 +18,7 @@ use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use piko_obs_metrics::HTTP_DURATION_BUCKETS;
 use piko_obs_metrics::http::{HttpMetricsLayer, warp_route};
-use piko_obs_metrics::{Metrics, PrometheusMetrics};
+use piko_obs_metrics::{Metrics, MetricsBuilder};
 use piko_obs_testkit::http_request;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -27,7 +27,7 @@ use warp::Filter;
 fn installed() -> &'static Metrics {
     static M: OnceLock<Metrics> = OnceLock::new();
     M.get_or_init(|| {
-        let (recorder, metrics) = PrometheusMetrics::builder()
+        let (recorder, metrics) = MetricsBuilder::new()
             .with_process_metrics(false)
             .build()
             .unwrap();

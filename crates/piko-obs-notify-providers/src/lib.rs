@@ -39,7 +39,11 @@ mod http;
 pub use http::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_TOTAL_TIMEOUT, HttpClient, MAX_ANSWER_BYTES};
 
 mod dead_letter;
+#[cfg(feature = "_http")]
+mod env;
 pub use dead_letter::{DEFAULT_MAX_BYTES, FileDeadLetterStore, default_dead_letter_path};
+#[cfg(feature = "_http")]
+pub use env::{ENV_PROVIDERS, ENV_VARIABLES, EnvProviderError, Registration, providers_from_env};
 
 #[cfg(feature = "alertmanager")]
 mod alertmanager;

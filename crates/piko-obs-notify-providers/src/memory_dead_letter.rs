@@ -91,3 +91,24 @@ impl DeadLetterStore for MemoryDeadLetterStore {
         Ok(batch)
     }
 }
+
+impl MemoryDeadLetterStore {
+    /// Describes the series [`record_metrics`](Self::record_metrics) sets.
+    pub fn describe_metrics() {
+        metrics::describe_gauge!(
+            "piko_obs_notifications_dead_letter_in_memory",
+            "Dead letters held in memory (and printed to stderr) because the default dead-letter file is not writable."
+        );
+        metrics::describe_counter!(
+            "piko_obs_notifications_dead_letter_memory_evicted_total",
+            "Dead letters let go from memory to make room (each was printed to stderr)."
+        );
+    }
+
+    /// Records how many dead letters the store holds and how many it let go.
+    pub fn record_metrics(&self) {
+        metrics::gauge!("piko_obs_notifications_dead_letter_in_memory").set(self.len() as f64);
+        metrics::counter!("piko_obs_notifications_dead_letter_memory_evicted_total")
+            .absolute(self.evicted());
+    }
+}

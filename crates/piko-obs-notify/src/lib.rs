@@ -66,12 +66,14 @@ pub mod alert;
 mod dead_letter;
 mod defaults;
 mod dispatcher;
+mod lifecycle;
 mod model;
 mod notifier;
 mod policy;
 pub mod provider;
 mod registry;
 mod service;
+pub mod telemetry;
 mod writer;
 
 pub use dead_letter::{DeadLetter, DeadLetterBatch, DeadLetterStore, unique_id};
@@ -79,6 +81,7 @@ pub use dispatcher::{
     Dispatcher, DispatcherConfig, DispatcherStats, EnqueueError, Enqueued, ReplayError,
     ShutdownReport,
 };
+pub use lifecycle::{Delivery, NotDelivered};
 pub use model::{Content, Context, Fields, Notification, Priority, truncate, truncate_bytes};
 pub use notifier::{
     Capabilities, MAX_RETRY_AFTER, NoopNotifier, Notifier, SendError, parse_retry_after,

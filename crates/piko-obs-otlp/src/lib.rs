@@ -37,9 +37,13 @@
 //! assert_eq!(settings.resource["service.name"], "orders");
 //! ```
 //!
-//! No feature flags.
+//! Feature flags, both on by default: `warp` (`warp_trace_context`) and `tower`
+//! (`TraceLayer`, `Traced`); `axum` (implies `tower`) names server spans from axum's
+//! `MatchedPath`.
 
 mod config;
+mod global;
+mod lifecycle;
 mod logs;
 mod metrics_bridge;
 
@@ -51,18 +55,23 @@ mod pipeline;
 mod propagation;
 mod propagators;
 mod span;
+pub mod telemetry;
 mod tracing_layer;
 
 pub use tracing_layer::{TracingLayer, UNTRACED_TARGETS};
 
 pub use span::{note_panic, run_in_span, run_in_span_from, use_tracer_provider};
 
-pub use propagation::{
-    TraceLayer, Traced, extract_context, inject_context, traced, traced_with, warp_trace_context,
-};
+#[cfg(feature = "warp")]
+pub use propagation::warp_trace_context;
+#[cfg(feature = "tower")]
+pub use propagation::{TraceLayer, Traced};
+pub use propagation::{extract_context, inject_context, traced, traced_with};
 
 pub use propagators::{B3Encoding, B3Propagator, JaegerPropagator, OtTracePropagator};
 
+pub use global::{TracingRoute, install_tracing_bridge, tracing_layer};
+pub use lifecycle::ProviderFailures;
 pub use logs::{OtelLogOutput, severity};
 
 pub use config::{

@@ -71,6 +71,7 @@ pub fn traced_with(
     request.headers(headers)
 }
 
+#[cfg(feature = "warp")]
 /// A warp filter extracting the trace context of the request (`traceparent`,
 /// `tracestate`, `baggage`), to start the request's span from, for example with
 /// [`crate::run_in_span_from`].
@@ -81,6 +82,7 @@ pub fn warp_trace_context()
     warp::header::headers_cloned().map(|h: http::HeaderMap| extract_context(&h))
 }
 
+#[cfg(feature = "tower")]
 /// A tower layer that runs each request in a server span, a child of the trace context
 /// the request carries (W3C `traceparent`, `tracestate`, `baggage`), after the HTTP
 /// semantic conventions:
@@ -105,6 +107,7 @@ pub struct TraceLayer {
     scheme: Option<&'static str>,
 }
 
+#[cfg(feature = "tower")]
 impl TraceLayer {
     /// Spans named after the route axum matched (with the `axum` feature), else the
     /// method alone.
@@ -128,6 +131,7 @@ impl TraceLayer {
     }
 }
 
+#[cfg(feature = "tower")]
 impl<S> tower_layer::Layer<S> for TraceLayer {
     type Service = Traced<S>;
     fn layer(&self, inner: S) -> Traced<S> {
@@ -138,6 +142,7 @@ impl<S> tower_layer::Layer<S> for TraceLayer {
     }
 }
 
+#[cfg(feature = "tower")]
 /// The service [`TraceLayer`] wraps around another.
 #[derive(Debug, Clone)]
 pub struct Traced<S> {
@@ -145,13 +150,14 @@ pub struct Traced<S> {
     layer: TraceLayer,
 }
 
+#[cfg(feature = "tower")]
 /// The methods the HTTP conventions name; any other is `_OTHER`.
 const KNOWN_METHODS: [&str; 10] = [
     "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE", "QUERY",
 ];
 
 /// The route template axum matched, if any.
-#[cfg(feature = "axum")]
+#[cfg(all(feature = "tower", feature = "axum"))]
 fn matched_path(extensions: &http::Extensions) -> Option<std::borrow::Cow<'static, str>> {
     extensions
         .get::<axum::extract::MatchedPath>()
@@ -159,11 +165,12 @@ fn matched_path(extensions: &http::Extensions) -> Option<std::borrow::Cow<'stati
 }
 
 /// Without the `axum` feature there is no matched path to read.
-#[cfg(not(feature = "axum"))]
+#[cfg(all(feature = "tower", not(feature = "axum")))]
 fn matched_path(_: &http::Extensions) -> Option<std::borrow::Cow<'static, str>> {
     None
 }
 
+#[cfg(feature = "tower")]
 /// The server span's name and attributes for `req`, by the HTTP conventions.
 fn server_span<B>(
     layer: &TraceLayer,
@@ -206,6 +213,7 @@ fn server_span<B>(
     (name, attributes)
 }
 
+#[cfg(feature = "tower")]
 impl<S, B, RB> tower_service::Service<http::Request<B>> for Traced<S>
 where
     S: tower_service::Service<http::Request<B>, Response = http::Response<RB>>,

@@ -43,8 +43,10 @@
 
 pub mod config;
 pub mod drain;
+mod lifecycle;
 pub mod ratelimit;
 pub mod scrub;
+pub mod telemetry;
 pub mod transport;
 
 use std::sync::Arc;
@@ -54,6 +56,7 @@ pub use config::{
     BeforeBreadcrumb, BeforeSend, SentryConfig, SentryConfigError, default_scrub_patterns,
 };
 pub use drain::{DrainOptions, HubDrain, TraceSource, exception_chain, sentry_drain};
+pub use lifecycle::EventsDropped;
 pub use transport::{ErrorHook, HttpTransport, TransportError, TransportStats};
 
 use piko_obs_logger::{Level, SecretKeys};

@@ -18,9 +18,9 @@ use std::process::ExitCode;
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::routing::get;
+use piko_obs::RunMode;
 use piko_obs::metrics::http::HttpMetricsLayer;
 use piko_obs::otlp::{TraceLayer, traced};
-use piko_obs::{PikoObs, RunMode};
 
 fn port(name: &str, default: u16) -> Result<u16, String> {
     match std::env::var(name) {
@@ -40,7 +40,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let guard = match PikoObs::builder()
+    let guard = match piko_obs::builder()
         .with_run_mode(RunMode::Prod)
         .with_service_name("shop")
         .with_health_probe_port(health_port)

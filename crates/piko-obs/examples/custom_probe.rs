@@ -47,10 +47,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use piko_obs::RunMode;
 use piko_obs::health::{CheckKind, Probe, ProbeOptions, Status};
 use piko_obs::logger::{self, attr};
 use piko_obs::signal::ShutdownSignals;
-use piko_obs::{PikoObs, RunMode};
 
 /// A readiness probe of one queue: its state follows the number of waiting messages.
 #[derive(Debug)]
@@ -153,7 +153,7 @@ fn main() -> ExitCode {
     let orders = Arc::new(AtomicUsize::new(0));
     let retries = Arc::new(AtomicUsize::new(0));
     let readiness_only = ProbeOptions::default().only(&[CheckKind::Readiness]);
-    let mut builder = PikoObs::builder()
+    let mut builder = piko_obs::builder()
         .with_run_mode(mode)
         .with_service_name("custom_probe")
         .with_health_probe_port(health_port)

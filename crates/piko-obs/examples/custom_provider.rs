@@ -39,7 +39,6 @@ use std::process::ExitCode;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use piko_obs::PikoObs;
 use piko_obs::logger::{self, attr};
 use piko_obs::notification::{
     self, Capabilities, ErrorForwarderConfig, Notification, Notifier, Priority, SendError,
@@ -114,7 +113,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let mut builder = PikoObs::builder()
+    let mut builder = piko_obs::builder()
         .with_service_name("custom_provider")
         .with_health_probe_port(0)
         .with_shutdown_drain_delay(Duration::ZERO)

@@ -12,8 +12,8 @@
 
 use std::process::ExitCode;
 
+use piko_obs::RunMode;
 use piko_obs::logger::{self, attr};
-use piko_obs::{PikoObs, RunMode};
 
 fn main() -> ExitCode {
     let mode = std::env::args().nth(1).unwrap_or_else(|| "dev".to_string());
@@ -26,7 +26,7 @@ fn main() -> ExitCode {
     };
     // The one set-up call of a Rust program: its guard writes every queued line when
     // `main` returns. This program serves nothing, so no probe server.
-    let _guard = match PikoObs::builder()
+    let _guard = match piko_obs::builder()
         .with_run_mode(run_mode)
         .with_health_enabled(false)
         .init()

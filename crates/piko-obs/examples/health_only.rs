@@ -4,7 +4,7 @@
 //! logger, no metrics recorder, no notification service).
 //!
 //! It builds a `HealthService` with one probe, `process` (HEALTHY, its message the
-//! uptime; registered for liveness too, being about the process itself), starts the `HealthServer` on `127.0.0.1:HEALTH_PORT` in its own tokio
+//! uptime; registered for liveness too, being about the process itself), starts the `ServerBuilder` on `127.0.0.1:HEALTH_PORT` in its own tokio
 //! runtime, prints `addr=<ADDR>` (the address bound) as the first line on stdout, and
 //! serves `/live`, `/ready` and `/startup` (each 200 with `"state":"HEALTHY"`; `/metrics`
 //! answers 404, no recorder being set). On SIGTERM or SIGINT it prints `stopping on
@@ -27,7 +27,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use piko_obs_health::{HealthService, ProbeOptions, Status, probe_fn};
-use piko_obs_health_warp::HealthServer;
+use piko_obs_health_warp::ServerBuilder;
 use tokio::signal::unix::{SignalKind, signal};
 
 fn main() -> ExitCode {
@@ -79,10 +79,7 @@ async fn serve(port: u16, drain_delay: Duration) -> ExitCode {
         return ExitCode::from(2);
     }
     // Binds at once on the current runtime: a port in use fails here.
-    let server = match HealthServer::builder(service.clone())
-        .with_port(port)
-        .start()
-    {
+    let server = match ServerBuilder::new(service.clone()).with_port(port).start() {
         Ok(s) => s,
         Err(e) => {
             eprintln!("health_only: {e}");

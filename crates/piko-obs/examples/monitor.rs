@@ -21,11 +21,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use piko_obs::RunMode;
 use piko_obs::health::{HttpProbe, Status, probe_fn};
 use piko_obs::logger::{self, attr};
 use piko_obs::notification::{self, Priority, StdoutFormat, StdoutNotifier};
 use piko_obs::otlp;
-use piko_obs::{PikoObs, RunMode};
 use warp::Filter;
 
 const USAGE: &str = "usage: monitor [dev|prod] [--help]
@@ -165,7 +165,7 @@ fn main() -> ExitCode {
     };
     let upstream_down = Arc::new(AtomicBool::new(false));
     let down = upstream_down.clone();
-    let mut builder = PikoObs::builder()
+    let mut builder = piko_obs::builder()
         .with_run_mode(mode)
         .with_service_name("monitor")
         .with_notification_provider(

@@ -32,9 +32,9 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use piko_obs::RunMode;
 use piko_obs::logger::{self, Logger, attr};
 use piko_obs::otlp::{opentelemetry_kv as kv, run_in_span};
-use piko_obs::{PikoObs, RunMode};
 
 /// Why a payment operation failed.
 #[derive(Debug)]
@@ -97,7 +97,7 @@ async fn refund(log: &Logger) -> Result<(), PaymentError> {
 }
 
 fn main() -> ExitCode {
-    let guard = match PikoObs::builder()
+    let guard = match piko_obs::builder()
         .with_run_mode(RunMode::Prod)
         .with_service_name("run_in_span")
         .with_health_probe_port(0)

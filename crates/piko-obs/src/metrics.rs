@@ -7,8 +7,7 @@
 //! upkeep runs every 5 s on piko-obs's runtime, so memory stays bounded.
 //!
 //! ```
-//! use piko_obs::PikoObs;
-//! let guard = PikoObs::builder()
+//! let guard = piko_obs::builder()
 //!     .with_console_output(false)
 //!     .with_health_probe_port(0)
 //!     .with_metrics_global_label("environment", "staging")
@@ -25,6 +24,12 @@ use std::sync::OnceLock;
 pub use piko_obs_metrics::*;
 
 use crate::logger;
+use std::time::Duration;
+
+use piko_obs_lifecycle::Unwind;
+
+use crate::start::{Resolved, Started};
+use crate::{Builder, InitError};
 
 static INSTALLED: OnceLock<Metrics> = OnceLock::new();
 
@@ -76,241 +81,187 @@ pub(crate) fn install(
         })?;
     metrics::set_global_recorder(recorder).map_err(|_| RecorderInstalledError)?;
     metrics.describe();
-    describe_self_metrics();
-    crate::health::describe_stats();
-    metrics.add_collector(record_log_counters);
-    metrics.add_collector(crate::otlp::record_stats);
-    metrics.add_collector(crate::sentry::record_stats);
-    metrics.add_collector(crate::notification::record_forwarder_stats);
-    metrics.add_collector(crate::health::record_stats);
-    metrics.add_collector(|| {
-        if let Some(service) = crate::notification::service() {
-            crate::notification::record_stats(&service);
-        }
-    });
-    Ok((INSTALLED.get_or_init(|| metrics), true))
-}
-
-fn describe_self_metrics() {
-    metrics::describe_counter!(
-        "piko_obs_log_lines_accepted_total",
-        "Log lines handed to each output."
-    );
-    metrics::describe_counter!(
-        "piko_obs_log_lines_written_total",
-        "Log lines each output wrote to its destination."
-    );
-    metrics::describe_counter!(
-        "piko_obs_log_lines_dropped_total",
-        "Log lines each output dropped (queue full in lossy mode, wait bound exceeded, closed, failed write)."
-    );
-    metrics::describe_counter!(
-        "piko_obs_log_write_errors_total",
-        "Failed writes of each output."
-    );
     metrics::describe_counter!(
         guard::SERIES_REFUSED,
         "Metric series not recorded, per metric (the first 100 names, then _other) and reason (invalid_name, cardinality_limit, metric_name_limit)."
     );
-    for (name, help) in [
-        (
-            "piko_obs_notifications_enqueued_total",
-            "Notifications accepted into the dispatcher's queue.",
-        ),
-        (
-            "piko_obs_notifications_delivered_total",
-            "Queued notifications delivered to every provider they were for.",
-        ),
-        (
-            "piko_obs_notifications_retried_total",
-            "Retries the dispatcher scheduled.",
-        ),
-        (
-            "piko_obs_notifications_dead_lettered_total",
-            "Entries written to the dead-letter file (a notification for several providers can leave two).",
-        ),
-        (
-            "piko_obs_notifications_dead_letter_errors_total",
-            "Notifications the dead-letter file failed to take (printed to stderr).",
-        ),
-        (
-            "piko_obs_notifications_dropped_total",
-            "Notifications dropped: queue and dead-letter writer both full.",
-        ),
-        (
-            "piko_obs_notification_provider_delivered_total",
-            "Notifications each provider delivered.",
-        ),
-        (
-            "piko_obs_notification_provider_failed_attempts_total",
-            "Failed attempts of each provider, retries included.",
-        ),
-    ] {
-        metrics::describe_counter!(name, help);
-    }
-    for (name, help) in [
-        (
-            "piko_obs_notifications_queued",
-            "Notifications waiting in the dispatcher's queue.",
-        ),
-        (
-            "piko_obs_notifications_in_flight",
-            "Notifications being delivered.",
-        ),
-        (
-            "piko_obs_notifications_waiting_retry",
-            "Notifications waiting for their next retry.",
-        ),
-        (
-            "piko_obs_notifications_dead_letter_pending",
-            "Dead-letter entries handed to the writer and not yet on disk.",
-        ),
-        (
-            "piko_obs_notifications_dead_letter_in_memory",
-            "Dead letters held in memory (and printed to stderr) because the default dead-letter file is not writable.",
-        ),
-    ] {
-        metrics::describe_gauge!(name, help);
-    }
-    for (name, help) in [
-        (
-            "piko_obs_sentry_envelopes_total",
-            "Sentry envelopes per outcome: queued, sent, failed, rate_limited, dropped (queue full or closed).",
-        ),
-        (
-            "piko_obs_error_notifications_records_total",
-            "Log records counted into an error-notification group.",
-        ),
-        (
-            "piko_obs_error_notifications_sent_total",
-            "Grouped error alerts handed to the notification service.",
-        ),
-        (
-            "piko_obs_error_notifications_handoff_failed_total",
-            "Grouped error alerts the notification service could not take or deliver.",
-        ),
-        (
-            "piko_obs_error_notifications_groups_dropped_total",
-            "Error groups dropped because a window held the maximum number of groups.",
-        ),
-        (
-            "piko_obs_error_notifications_records_dropped_total",
-            "Error records not grouped: records of dropped groups, and records after shutdown.",
-        ),
-        (
-            "piko_obs_error_notifications_rate_limited_total",
-            "Error groups not sent because of the alerts-per-minute limit.",
-        ),
-        (
-            "piko_obs_error_notifications_resolved_total",
-            "Error alerts sent resolved once their group was quiet.",
-        ),
-        (
-            "piko_obs_error_notifications_untracked_total",
-            "Error alerts sent but not followed for a resolved alert (too many followed).",
-        ),
-    ] {
-        metrics::describe_counter!(name, help);
-    }
-    metrics::describe_counter!(
-        "piko_obs_notifications_dead_letter_memory_evicted_total",
-        "Dead letters let go from memory to make room (each was printed to stderr)."
-    );
-    metrics::describe_counter!(
-        "piko_obs_log_lines_unrouted_total",
-        "Log lines at INFO or above logged while no output existed."
-    );
-    for (name, help) in [
-        (
-            "piko_obs_spans_ended_total",
-            "Spans ended, whether they then fit in the OTLP export queue or were dropped.",
-        ),
-        (
-            "piko_obs_spans_exported_total",
-            "Spans the OTLP collector accepted.",
-        ),
-        (
-            "piko_obs_spans_dropped_total",
-            "Spans dropped: the OTLP span queue was full or already shut down.",
-        ),
-        (
-            "piko_obs_spans_export_failed_total",
-            "Spans in OTLP exports that failed.",
-        ),
-        (
-            "piko_obs_log_records_emitted_total",
-            "OTLP log records emitted, whether they then fit in the export queue or were dropped.",
-        ),
-        (
-            "piko_obs_log_records_exported_total",
-            "OTLP log records the collector accepted.",
-        ),
-        (
-            "piko_obs_log_records_dropped_total",
-            "OTLP log records dropped: the log-record queue was full or already shut down.",
-        ),
-        (
-            "piko_obs_log_records_export_failed_total",
-            "OTLP log records in exports that failed.",
-        ),
-    ] {
-        metrics::describe_counter!(name, help);
-    }
+    piko_obs_logger::telemetry::describe_metrics();
+    #[cfg(feature = "health")]
+    piko_obs_health_warp::telemetry::describe_metrics();
+    #[cfg(feature = "notify")]
+    crate::notification::telemetry::describe_metrics();
+    #[cfg(feature = "notify")]
+    piko_obs_error_alerts::telemetry::describe_metrics();
+    #[cfg(feature = "notify")]
+    crate::notification::MemoryDeadLetterStore::describe_metrics();
+    #[cfg(feature = "sentry")]
+    crate::sentry::telemetry::describe_metrics();
+    #[cfg(feature = "otlp")]
+    crate::otlp::telemetry::describe_metrics();
+    metrics.add_collector(|| piko_obs_logger::telemetry::record_metrics(logger::hub()));
+    #[cfg(feature = "health")]
+    metrics.add_collector(crate::health::record_metrics);
+    #[cfg(feature = "notify")]
+    metrics.add_collector(crate::notification::record_metrics);
+    #[cfg(feature = "sentry")]
+    metrics.add_collector(|| crate::sentry::installed().map_or((), |s| s.record_metrics()));
+    #[cfg(feature = "otlp")]
+    metrics.add_collector(|| crate::otlp::pipeline().map_or((), |p| p.record_metrics()));
+    Ok((INSTALLED.get_or_init(|| metrics), true))
 }
 
-/// Records each check's duration and each probe's state and duration.
-pub(crate) fn observe_health(service: &crate::health::HealthService) {
-    metrics::describe_histogram!(
-        "piko_obs_health_check_duration_seconds",
-        metrics::Unit::Seconds,
-        "Duration of health checks, per kind, and of each probe in them."
-    );
-    metrics::describe_gauge!(
-        "piko_obs_health_probe_state",
-        "Last state of each probe per kind: 0 healthy, 1 degraded, 2 unhealthy."
-    );
-    service.observe(|kind, status| {
-        metrics::histogram!(
-            "piko_obs_health_check_duration_seconds",
-            "kind" => kind.as_str(),
-            "probe" => ""
-        )
-        .record(status.duration.as_secs_f64());
-        for dep in &status.dependencies {
-            metrics::histogram!(
-                "piko_obs_health_check_duration_seconds",
-                "kind" => kind.as_str(),
-                "probe" => dep.name.clone()
-            )
-            .record(dep.duration.as_secs_f64());
-            let state = match dep.state {
-                crate::health::State::Healthy => 0.0,
-                crate::health::State::Degraded => 1.0,
-                crate::health::State::Unhealthy => 2.0,
-            };
-            metrics::gauge!(
-                "piko_obs_health_probe_state",
-                "kind" => kind.as_str(),
-                "probe" => dep.name.clone()
-            )
-            .set(state);
+/// The recorder's settings given to the builder.
+#[derive(Debug)]
+pub(crate) struct InCode {
+    pub(crate) enabled: bool,
+    pub(crate) labels: Vec<(String, String)>,
+    pub(crate) cardinality: Option<usize>,
+    pub(crate) cardinality_for: Vec<(String, usize)>,
+    pub(crate) buckets: Vec<(String, Vec<f64>)>,
+}
+
+impl Default for InCode {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            labels: Vec::new(),
+            cardinality: None,
+            cardinality_for: Vec::new(),
+            buckets: Vec::new(),
         }
-    });
+    }
 }
 
-/// Copies the logger's counters into the recorder.
-fn record_log_counters() {
-    let hub = logger::hub();
-    for o in hub.outputs() {
-        let s = o.stats;
-        metrics::counter!("piko_obs_log_lines_accepted_total", "output" => o.name.clone())
-            .absolute(s.accepted);
-        metrics::counter!("piko_obs_log_lines_written_total", "output" => o.name.clone())
-            .absolute(s.written);
-        metrics::counter!("piko_obs_log_lines_dropped_total", "output" => o.name.clone())
-            .absolute(s.dropped);
-        metrics::counter!("piko_obs_log_write_errors_total", "output" => o.name)
-            .absolute(s.write_errors);
+impl Builder {
+    /// Whether the probe port serves metrics on the metrics path and `init()` installs
+    /// piko-obs's `metrics` recorder (default on). Off, the metrics path answers 404 and
+    /// no recorder is installed.
+    pub fn with_health_metrics_enabled(mut self, on: bool) -> Self {
+        self.metrics.enabled = on;
+        self
     }
-    metrics::counter!("piko_obs_log_lines_unrouted_total").absolute(hub.unrouted());
+    /// A label added to every metric series (for example `environment`); checked by
+    /// `init()`. Labels apply when the recorder is installed, at the first `init()`.
+    pub fn with_metrics_global_label(
+        mut self,
+        name: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Self {
+        self.metrics.labels.push((name.into(), value.into()));
+        self
+    }
+    /// The cap on label sets per metric name (default 1000; at least 1, checked by
+    /// `init()`). Series past it are not recorded, are counted in
+    /// `piko_obs_metrics_series_refused_total`, and the first refusal of each metric is
+    /// logged as a warning; so are series with names Prometheus cannot take.
+    pub fn with_metrics_cardinality_limit(mut self, limit: usize) -> Self {
+        self.metrics.cardinality = Some(limit);
+        self
+    }
+    /// The cap on label sets of one metric, instead of the cap of
+    /// [`with_metrics_cardinality_limit`](Self::with_metrics_cardinality_limit) (a valid
+    /// metric name and at least 1, checked by `init()`). Like the global labels, caps
+    /// apply when the recorder is installed, at the first `init()`.
+    pub fn with_metrics_cardinality_limit_for(
+        mut self,
+        metric: impl Into<String>,
+        limit: usize,
+    ) -> Self {
+        self.metrics.cardinality_for.push((metric.into(), limit));
+        self
+    }
+    /// Histogram buckets (upper bounds) for the metric named `metric`, so that its
+    /// `metrics::histogram!` renders as a Prometheus histogram with these `le` values;
+    /// a histogram without buckets renders as a summary. The name is matched whole.
+    /// `http_server_request_duration_seconds` has the OpenTelemetry buckets unless set
+    /// here. `init()` checks the name and the buckets (non-empty, finite, increasing);
+    /// they apply when the recorder is installed, at the first `init()`.
+    ///
+    /// ```
+    /// let guard = piko_obs::builder()
+    ///     .with_console_output(false)
+    ///     .with_health_probe_port(0)
+    ///     .with_metrics_buckets("payment_duration_seconds", &[0.1, 0.5, 1.0, 5.0])
+    ///     .init()
+    ///     .unwrap();
+    /// metrics::histogram!("payment_duration_seconds").record(0.42);
+    /// let text = piko_obs::metrics::render().unwrap();
+    /// assert!(text.contains(r#"payment_duration_seconds_bucket{le="0.5"} 1"#));
+    /// guard.shutdown().unwrap();
+    /// ```
+    pub fn with_metrics_buckets(mut self, metric: impl Into<String>, buckets: &[f64]) -> Self {
+        self.metrics.buckets.push((metric.into(), buckets.to_vec()));
+        self
+    }
+    /// The recorder's settings, checked: an error names the builder option.
+    pub(crate) fn metrics_builder(&self) -> Result<MetricsBuilder, InitError> {
+        let setting = |setting: &'static str| {
+            move |source: MetricsError| InitError::Metrics { setting, source }
+        };
+        let mut builder = MetricsBuilder::new();
+        for (name, value) in &self.metrics.labels {
+            builder = builder
+                .with_global_label(name, value)
+                .map_err(setting("with_metrics_global_label"))?;
+        }
+        if let Some(limit) = self.metrics.cardinality {
+            builder = builder
+                .with_cardinality_limit(limit)
+                .map_err(setting("with_metrics_cardinality_limit"))?;
+        }
+        for (metric, limit) in &self.metrics.cardinality_for {
+            builder = builder
+                .with_cardinality_limit_for(metric, *limit)
+                .map_err(setting("with_metrics_cardinality_limit_for"))?;
+        }
+        for (metric, buckets) in &self.metrics.buckets {
+            builder = builder
+                .with_buckets(metric, buckets)
+                .map_err(setting("with_metrics_buckets"))?;
+        }
+        Ok(builder)
+    }
+}
+
+impl Builder {
+    /// The `metrics` recorder: served on the health server's `/metrics`, and, with OTLP
+    /// on, exported over OTLP too, with or without the health server.
+    pub(crate) fn start_metrics(
+        &self,
+        r: &Resolved,
+        started: &mut Started,
+        parts: &Unwind,
+    ) -> Result<(), InitError> {
+        #[cfg(feature = "health")]
+        let (served, custom) = (self.health.enabled, self.health.metrics_render.is_some());
+        #[cfg(not(feature = "health"))]
+        let (served, custom) = (false, false);
+        #[cfg(feature = "otlp")]
+        let pipeline = started.pipeline.as_ref();
+        #[cfg(not(feature = "otlp"))]
+        let pipeline: Option<&()> = None;
+        if !self.metrics.enabled || custom || !(served || pipeline.is_some()) {
+            return Ok(());
+        }
+        // The same buckets over OTLP as on `/metrics`: the pipeline has a view for each.
+        #[cfg_attr(not(feature = "otlp"), allow(unused_mut))]
+        let mut builder = r.metrics.clone();
+        #[cfg(feature = "otlp")]
+        if pipeline.is_some() {
+            // The recorder is installed once per process; the slot in it takes the
+            // recorder of each pipeline started, this one's below.
+            builder = builder.with_extra_recorder(crate::otlp::metrics_slot().clone());
+        }
+        let (installed, fresh) = install(builder)?;
+        #[cfg(feature = "otlp")]
+        if let Some(p) = pipeline {
+            crate::otlp::export_metrics(p, fresh);
+        }
+        let _ = fresh;
+        let upkeep =
+            Upkeep::start(installed.clone(), Duration::from_secs(5)).map_err(InitError::Runtime)?;
+        parts.push(upkeep);
+        started.recorder = Some(installed);
+        Ok(())
+    }
 }

@@ -11,10 +11,9 @@
 //!
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
-//! use piko_obs::PikoObs;
 //! use piko_obs::notification::{self, Priority, StdoutFormat, StdoutNotifier};
 //! let dir = tempfile::tempdir().unwrap();
-//! let guard = PikoObs::builder()
+//! let guard = piko_obs::builder()
 //!     .with_console_output(false)
 //!     .with_health_enabled(false)
 //!     .with_notification_provider("ops", StdoutNotifier::new(StdoutFormat::Json))
@@ -47,179 +46,20 @@ pub use piko_obs_notify_providers::{
     default_dead_letter_path,
 };
 
-/// The environment variables `with_notification_providers_from_env` reads, each
-/// registering the provider of the same name when set: `SLACK_WEBHOOK_URL` (slack),
-/// `DISCORD_WEBHOOK_URL` (discord), `PAGERDUTY_ROUTING_KEY` (pagerduty; with
-/// `PAGERDUTY_EVENTS_URL` to change the endpoint), `TEAMS_WEBHOOK_URL` (teams; with
-/// `TEAMS_WEBHOOK_FORMAT=messagecard` for a legacy connector), `GOOGLE_CHAT_WEBHOOK_URL`
-/// (googlechat), `NTFY_URL` (ntfy, server and topic; with `NTFY_TOKEN`), `WEBHOOK_URL`
-/// (webhook; with `WEBHOOK_SECRET` to sign), `ALERTMANAGER_URL` (alertmanager: a
-/// comma-separated list, one URL per Alertmanager of an HA cluster; with
-/// `ALERTMANAGER_TOKEN` for a bearer token, `user:password@` in the URLs for basic
-/// auth, `ALERTMANAGER_CA_FILE` for the PEM file of a CA to trust besides the
-/// platform's, and `ALERTMANAGER_INSTANCE` for the `instance` label, default the host
-/// name).
-pub const ENV_PROVIDERS: [&str; 8] = [
-    "SLACK_WEBHOOK_URL",
-    "DISCORD_WEBHOOK_URL",
-    "PAGERDUTY_ROUTING_KEY",
-    "TEAMS_WEBHOOK_URL",
-    "GOOGLE_CHAT_WEBHOOK_URL",
-    "NTFY_URL",
-    "WEBHOOK_URL",
-    "ALERTMANAGER_URL",
-];
+pub use piko_obs_notify_providers::{
+    ENV_PROVIDERS, ENV_VARIABLES, EnvProviderError, Registration, providers_from_env,
+};
+use std::sync::Arc;
+use std::time::Duration;
 
-/// Every variable the providers from the environment read.
-pub const ENV_VARIABLES: [&str; 15] = [
-    "SLACK_WEBHOOK_URL",
-    "DISCORD_WEBHOOK_URL",
-    "PAGERDUTY_ROUTING_KEY",
-    "PAGERDUTY_EVENTS_URL",
-    "TEAMS_WEBHOOK_URL",
-    "TEAMS_WEBHOOK_FORMAT",
-    "GOOGLE_CHAT_WEBHOOK_URL",
-    "NTFY_URL",
-    "NTFY_TOKEN",
-    "WEBHOOK_URL",
-    "WEBHOOK_SECRET",
-    "ALERTMANAGER_URL",
-    "ALERTMANAGER_TOKEN",
-    "ALERTMANAGER_CA_FILE",
-    "ALERTMANAGER_INSTANCE",
-];
+use piko_obs_lifecycle::Unwind;
+use piko_obs_logger::AddedOutput;
+
+use crate::start::{Resolved, Started};
+use crate::{Builder, InitError, RunMode, logger};
 
 /// The dead-letter file's path, from the environment when `with_*` did not set it.
 pub const PIKO_NOTIFICATION_DEAD_LETTER_PATH: &str = "PIKO_NOTIFICATION_DEAD_LETTER_PATH";
-
-/// A provider variable that is set but cannot work.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{variable}: {source}")]
-pub struct EnvProviderError {
-    /// The variable.
-    pub variable: &'static str,
-    /// What is wrong with it (never its value).
-    pub source: ConfigError,
-}
-
-pub(crate) type Registration =
-    Box<dyn FnOnce(&NotificationService) -> Result<(), RegisterError> + Send>;
-
-/// Registrations for each provider variable that `lookup` finds set.
-pub(crate) fn providers_from_env(
-    lookup: impl Fn(&str) -> Option<String>,
-) -> Result<Vec<Registration>, EnvProviderError> {
-    let get = |k: &str| lookup(k).filter(|v| !v.trim().is_empty());
-    let mut out: Vec<Registration> = Vec::new();
-    if ENV_PROVIDERS.iter().all(|k| get(k).is_none()) {
-        return Ok(out);
-    }
-    let http = HttpClient::new().map_err(|source| EnvProviderError {
-        variable: "HTTP client",
-        source,
-    })?;
-    fn reg(name: &'static str, n: impl Notifier) -> Registration {
-        Box::new(move |s: &NotificationService| s.register(name, n))
-    }
-    let err = |variable: &'static str| move |source| EnvProviderError { variable, source };
-    if let Some(url) = get("SLACK_WEBHOOK_URL") {
-        out.push(reg(
-            provider::SLACK,
-            SlackNotifier::new(&http, &url).map_err(err("SLACK_WEBHOOK_URL"))?,
-        ));
-    }
-    if let Some(url) = get("DISCORD_WEBHOOK_URL") {
-        out.push(reg(
-            provider::DISCORD,
-            DiscordNotifier::new(&http, &url).map_err(err("DISCORD_WEBHOOK_URL"))?,
-        ));
-    }
-    if let Some(key) = get("PAGERDUTY_ROUTING_KEY") {
-        let mut pd = PagerDutyNotifier::new(&http, &key).map_err(err("PAGERDUTY_ROUTING_KEY"))?;
-        if let Some(url) = get("PAGERDUTY_EVENTS_URL") {
-            pd = pd
-                .with_events_url(&url)
-                .map_err(err("PAGERDUTY_EVENTS_URL"))?;
-        }
-        out.push(reg(provider::PAGERDUTY, pd));
-    }
-    if let Some(url) = get("TEAMS_WEBHOOK_URL") {
-        let format = match get("TEAMS_WEBHOOK_FORMAT").map(|f| f.trim().to_ascii_lowercase()) {
-            None => TeamsFormat::Workflows,
-            Some(f) if f == "workflows" || f == "adaptivecard" => TeamsFormat::Workflows,
-            Some(f) if f == "messagecard" => TeamsFormat::MessageCard,
-            Some(_) => {
-                return Err(EnvProviderError {
-                    variable: "TEAMS_WEBHOOK_FORMAT",
-                    source: ConfigError {
-                        field: "teams webhook format",
-                        reason: "must be workflows or messagecard".into(),
-                    },
-                });
-            }
-        };
-        out.push(reg(
-            provider::TEAMS,
-            TeamsNotifier::new(&http, &url, format).map_err(err("TEAMS_WEBHOOK_URL"))?,
-        ));
-    }
-    if let Some(url) = get("GOOGLE_CHAT_WEBHOOK_URL") {
-        out.push(reg(
-            provider::GOOGLE_CHAT,
-            GoogleChatNotifier::new(&http, &url).map_err(err("GOOGLE_CHAT_WEBHOOK_URL"))?,
-        ));
-    }
-    if let Some(url) = get("NTFY_URL") {
-        let mut ntfy = NtfyNotifier::from_topic_url(&http, &url).map_err(err("NTFY_URL"))?;
-        if let Some(token) = get("NTFY_TOKEN") {
-            ntfy = ntfy.with_token(&token).map_err(err("NTFY_TOKEN"))?;
-        }
-        out.push(reg(provider::NTFY, ntfy));
-    }
-    if let Some(url) = get("WEBHOOK_URL") {
-        let mut hook = WebhookNotifier::new(&http, &url).map_err(err("WEBHOOK_URL"))?;
-        if let Some(secret) = get("WEBHOOK_SECRET") {
-            hook = hook
-                .with_signing_secret(&secret)
-                .map_err(err("WEBHOOK_SECRET"))?;
-        }
-        out.push(reg(provider::WEBHOOK, hook));
-    }
-    if let Some(urls) = get("ALERTMANAGER_URL") {
-        let http = match get("ALERTMANAGER_CA_FILE") {
-            None => http.clone(),
-            Some(path) => {
-                let pem = std::fs::read_to_string(path.trim()).map_err(|e| EnvProviderError {
-                    variable: "ALERTMANAGER_CA_FILE",
-                    source: ConfigError {
-                        field: "alertmanager CA file",
-                        reason: format!("cannot be read ({e}); give the path of a PEM file"),
-                    },
-                })?;
-                HttpClient::with_extra_roots(
-                    piko_obs_notify_providers::DEFAULT_CONNECT_TIMEOUT,
-                    piko_obs_notify_providers::DEFAULT_TOTAL_TIMEOUT,
-                    &pem,
-                )
-                .map_err(err("ALERTMANAGER_CA_FILE"))?
-            }
-        };
-        let mut am =
-            AlertmanagerNotifier::from_url_list(&http, &urls).map_err(err("ALERTMANAGER_URL"))?;
-        if let Some(token) = get("ALERTMANAGER_TOKEN") {
-            am = am
-                .with_bearer_token(&token)
-                .map_err(err("ALERTMANAGER_TOKEN"))?;
-        }
-        if let Some(instance) = get("ALERTMANAGER_INSTANCE") {
-            am = am
-                .with_instance(&instance)
-                .map_err(err("ALERTMANAGER_INSTANCE"))?;
-        }
-        out.push(reg(ALERTMANAGER, am));
-    }
-    Ok(out)
-}
 
 static INSTALLED: RwLock<Option<NotificationService>> = RwLock::new(None);
 
@@ -233,48 +73,27 @@ pub(crate) fn install_forwarder(forwarder: ErrorForwarder) {
     *FORWARDER.write().unwrap_or_else(|p| p.into_inner()) = Some(forwarder);
 }
 
-/// The error forwarder `init()` set up ([`Builder::with_error_notifications`](crate::Builder::with_error_notifications)), if it did.
+/// The error forwarder `init()` set up ([`crate::Builder::with_error_notifications`](crate::Builder::with_error_notifications)), if it did.
 pub fn error_forwarder() -> Option<ErrorForwarder> {
     FORWARDER.read().unwrap_or_else(|p| p.into_inner()).clone()
 }
 
-/// Records the error forwarder's counters as `piko_obs_error_notifications_*` metrics.
-pub(crate) fn record_forwarder_stats() {
+/// Records the counters of the service, dispatcher, providers, error forwarder and
+/// in-memory dead-letter store `init()` set up.
+#[cfg(feature = "metrics")]
+pub(crate) fn record_metrics() {
+    if let Some(s) = service() {
+        telemetry::record_metrics(&s);
+    }
     if let Some(f) = error_forwarder() {
-        let s = f.stats();
-        for (name, v) in [
-            (
-                "piko_obs_error_notifications_records_total",
-                s.records_grouped,
-            ),
-            ("piko_obs_error_notifications_sent_total", s.groups_sent),
-            (
-                "piko_obs_error_notifications_handoff_failed_total",
-                s.handoff_failed + s.send_failed,
-            ),
-            (
-                "piko_obs_error_notifications_groups_dropped_total",
-                s.dropped_groups,
-            ),
-            (
-                "piko_obs_error_notifications_records_dropped_total",
-                s.dropped_records,
-            ),
-            (
-                "piko_obs_error_notifications_rate_limited_total",
-                s.rate_limited_groups,
-            ),
-            (
-                "piko_obs_error_notifications_resolved_total",
-                s.resolved_sent,
-            ),
-            (
-                "piko_obs_error_notifications_untracked_total",
-                s.untracked_alerts,
-            ),
-        ] {
-            ::metrics::counter!(name).absolute(v);
-        }
+        piko_obs_error_alerts::telemetry::record_metrics(&f);
+    }
+    if let Some(m) = MEMORY_DEAD_LETTERS
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+    {
+        m.record_metrics();
     }
 }
 
@@ -321,56 +140,332 @@ pub fn builder() -> NotificationBuilder {
 
 /// The trace id of the current OpenTelemetry span, if one is being recorded.
 pub(crate) fn current_trace_id() -> Option<String> {
-    crate::otlp::current_span_ids().map(|(trace_id, _)| trace_id)
+    #[cfg(feature = "otlp")]
+    return crate::otlp::current_span_ids().map(|(trace_id, _)| trace_id);
+    #[cfg(not(feature = "otlp"))]
+    None
 }
 
-/// Records the dispatcher's and the providers' counters as `piko_obs_notification*`
-/// metrics.
-pub(crate) fn record_stats(service: &NotificationService) {
-    if let Some(d) = service.dispatcher() {
-        let s = d.stats();
-        for (name, v) in [
-            ("piko_obs_notifications_enqueued_total", s.enqueued),
-            ("piko_obs_notifications_delivered_total", s.delivered),
-            ("piko_obs_notifications_retried_total", s.retried),
-            (
-                "piko_obs_notifications_dead_lettered_total",
-                s.dead_lettered,
-            ),
-            (
-                "piko_obs_notifications_dead_letter_errors_total",
-                s.dead_letter_errors,
-            ),
-            ("piko_obs_notifications_dropped_total", s.dropped),
-        ] {
-            ::metrics::counter!(name).absolute(v);
-        }
-        for (name, v) in [
-            ("piko_obs_notifications_queued", s.queued),
-            ("piko_obs_notifications_in_flight", s.in_flight),
-            ("piko_obs_notifications_waiting_retry", s.waiting_retry),
-            (
-                "piko_obs_notifications_dead_letter_pending",
-                s.dead_letter_pending,
-            ),
-        ] {
-            ::metrics::gauge!(name).set(v as f64);
+/// The notification settings given to the builder.
+pub(crate) struct InCode {
+    pub(crate) enabled: bool,
+    pub(crate) providers: Vec<Registration>,
+    pub(crate) providers_from_env: bool,
+    pub(crate) default: Option<String>,
+    pub(crate) dead_letter_path: Option<std::path::PathBuf>,
+    pub(crate) dead_letter_max_bytes: Option<std::num::NonZeroU64>,
+    pub(crate) dead_letter_store: Option<std::sync::Arc<dyn DeadLetterStore>>,
+    pub(crate) retry: Option<RetryPolicy>,
+    pub(crate) dispatcher: DispatcherConfig,
+    pub(crate) error_notifications: Option<ErrorForwarderConfig>,
+}
+
+impl Default for InCode {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            providers: Vec::new(),
+            providers_from_env: false,
+            default: None,
+            dead_letter_path: None,
+            dead_letter_max_bytes: None,
+            dead_letter_store: None,
+            retry: None,
+            dispatcher: DispatcherConfig::default(),
+            error_notifications: None,
         }
     }
-    if let Some(memory) = MEMORY_DEAD_LETTERS
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .as_ref()
-    {
-        ::metrics::gauge!("piko_obs_notifications_dead_letter_in_memory").set(memory.len() as f64);
-        ::metrics::counter!("piko_obs_notifications_dead_letter_memory_evicted_total")
-            .absolute(memory.evicted());
+}
+
+/// The notification settings of the builder, applied by `init()`.
+pub(crate) struct NotificationSetup {
+    pub(crate) providers: Vec<Registration>,
+    pub(crate) from_env: bool,
+    pub(crate) default: Option<String>,
+    pub(crate) dead_letter_path: Option<std::path::PathBuf>,
+    pub(crate) dead_letter_max_bytes: Option<std::num::NonZeroU64>,
+    pub(crate) dead_letter_store: Option<Arc<dyn DeadLetterStore>>,
+    pub(crate) retry: Option<RetryPolicy>,
+    pub(crate) dispatcher: DispatcherConfig,
+    pub(crate) environment: Option<String>,
+    pub(crate) service_name: String,
+    pub(crate) run_mode: RunMode,
+}
+
+impl NotificationSetup {
+    pub(crate) fn start(
+        self,
+        runtime: &tokio::runtime::Handle,
+    ) -> Result<(NotificationService, Dispatcher, String), InitError> {
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+        let mut builder = NotificationService::builder()
+            .with_source(self.service_name.clone())
+            .with_service(self.service_name)
+            .with_trace_id_source(current_trace_id)
+            .with_runtime(runtime.clone());
+        if let Some(e) = self.environment {
+            builder = builder.with_environment(e);
+        }
+        if let Some(policy) = self.retry {
+            builder = builder.with_retry_policy(policy);
+        }
+        let service = builder.build();
+        for register in self.providers {
+            register(&service).map_err(InitError::NotificationProvider)?;
+        }
+        if self.from_env {
+            for register in providers_from_env(env)? {
+                register(&service).map_err(InitError::NotificationProvider)?;
+            }
+        }
+        if service.providers().is_empty() {
+            let format = match self.run_mode {
+                RunMode::Prod => StdoutFormat::Json,
+                RunMode::Dev => StdoutFormat::Human,
+            };
+            service
+                .register(provider::STDOUT, StdoutNotifier::new(format))
+                .map_err(InitError::NotificationProvider)?;
+        }
+        if let Some(name) = &self.default {
+            service
+                .set_default(name)
+                .map_err(InitError::DefaultNotificationProvider)?;
+        }
+        let (store, location) = dead_letter_store(
+            self.dead_letter_store,
+            self.dead_letter_path,
+            self.dead_letter_max_bytes,
+        )?;
+        let dispatcher = Dispatcher::start(runtime, &service, store, self.dispatcher)
+            .map_err(InitError::Runtime)?;
+        let _ = service.attach_dispatcher(dispatcher.clone());
+        Ok((service, dispatcher, location))
     }
-    for p in service.provider_stats() {
-        ::metrics::counter!("piko_obs_notification_provider_delivered_total", "provider" => p.provider.clone())
-            .absolute(p.delivered);
-        ::metrics::counter!("piko_obs_notification_provider_failed_attempts_total", "provider" => p.provider)
-            .absolute(p.failed_attempts);
+}
+
+/// The dead-letter store and where it is, for the start-up line: the application's own,
+/// else the file set in code or by `PIKO_NOTIFICATION_DEAD_LETTER_PATH` (which must be
+/// writable), else the default file, else memory and stderr.
+fn dead_letter_store(
+    store: Option<Arc<dyn DeadLetterStore>>,
+    path: Option<std::path::PathBuf>,
+    max_bytes: Option<std::num::NonZeroU64>,
+) -> Result<(Arc<dyn DeadLetterStore>, String), InitError> {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    Ok(match store {
+        Some(_) if path.is_some() || max_bytes.is_some() => {
+            return Err(InitError::DeadLetterStoreAndFile);
+        }
+        Some(store) => (store, "a store of the application's own".into()),
+        None => {
+            // A path the user set must be writable; the default may not be (a
+            // read-only root file system or HOME), or there may be none (no absolute
+            // XDG_STATE_HOME or HOME; the working directory is never used): then dead
+            // letters are kept in memory and printed to stderr (`MemoryDeadLetterStore`).
+            let chosen = match (path, env(PIKO_NOTIFICATION_DEAD_LETTER_PATH)) {
+                (Some(p), _) => Ok((p, Some("with_notification_dead_letter_path"))),
+                (None, Some(p)) => Ok((p.into(), Some(PIKO_NOTIFICATION_DEAD_LETTER_PATH))),
+                (None, None) => default_dead_letter_path()
+                    .map(|p| (p, None))
+                    .ok_or_else(|| {
+                        std::io::Error::new(
+                            std::io::ErrorKind::NotFound,
+                            "neither XDG_STATE_HOME nor HOME is set to an absolute folder",
+                        )
+                    }),
+            };
+            let opened =
+                chosen.map(|(path, setting)| (FileDeadLetterStore::open(&path), path, setting));
+            match opened {
+                Err(source) => (
+                    memory_dead_letters(std::path::Path::new("(no default path)"), &source),
+                    format!("memory and stderr (no default file: {source})"),
+                ),
+                Ok((Ok(mut store), path, _)) => {
+                    if let Some(max) = max_bytes {
+                        store = store.with_max_bytes(max);
+                    }
+                    (Arc::new(store), path.display().to_string())
+                }
+                Ok((Err(source), path, Some(setting))) => {
+                    return Err(InitError::DeadLetterFile {
+                        setting,
+                        path,
+                        source,
+                    });
+                }
+                Ok((Err(source), path, None)) => {
+                    let memory = memory_dead_letters(&path, &source);
+                    (
+                        memory,
+                        // The error names the file.
+                        format!("memory and stderr (default file not writable: {source})"),
+                    )
+                }
+            }
+        }
+    })
+}
+
+impl Builder {
+    /// Whether to set up the notification service and its dispatcher (default on).
+    pub fn with_notifications_enabled(mut self, on: bool) -> Self {
+        self.notify.enabled = on;
+        self
+    }
+    /// Registers a notification provider under `name` (a name used twice fails
+    /// `init()`). The first registered is the default, unless
+    /// [`with_default_notification_provider`](Self::with_default_notification_provider)
+    /// names another; with none at all, `stdout` is registered.
+    pub fn with_notification_provider(
+        mut self,
+        name: impl Into<String>,
+        provider: impl Notifier,
+    ) -> Self {
+        let name = name.into();
+        self.notify
+            .providers
+            .push(Box::new(move |s: &NotificationService| {
+                s.register(name, provider)
+            }));
+        self
+    }
+    /// Also registers a provider for each variable of
+    /// [`ENV_PROVIDERS`] that is set; a bad value fails `init()` naming
+    /// the variable.
+    pub fn with_notification_providers_from_env(mut self) -> Self {
+        self.notify.providers_from_env = true;
+        self
+    }
+    /// The default notification provider (it must be registered).
+    pub fn with_default_notification_provider(mut self, name: impl Into<String>) -> Self {
+        self.notify.default = Some(name.into());
+        self
+    }
+    /// The dead-letter file (default: `PIKO_NOTIFICATION_DEAD_LETTER_PATH`, else
+    /// [`default_dead_letter_path`]; with neither, `init()` fails rather than
+    /// use the working directory). It must be writable: `init()` opens it.
+    pub fn with_notification_dead_letter_path(
+        mut self,
+        path: impl Into<std::path::PathBuf>,
+    ) -> Self {
+        self.notify.dead_letter_path = Some(path.into());
+        self
+    }
+    /// The most bytes the dead-letter file holds (default
+    /// [`DEFAULT_MAX_BYTES`], 256 MiB); past it, new dead letters are
+    /// refused, counted in `piko_obs_notifications_dead_letter_errors_total` and printed
+    /// to stderr, until a replay or an operator empties it.
+    pub fn with_notification_dead_letter_max_bytes(mut self, max: std::num::NonZeroU64) -> Self {
+        self.notify.dead_letter_max_bytes = Some(max);
+        self
+    }
+    /// A dead-letter store of your own (a database, a queue), in place of the file:
+    /// it implements [`DeadLetterStore`]. It cannot be combined with
+    /// `with_notification_dead_letter_path` or `with_notification_dead_letter_max_bytes`
+    /// (`init()` fails, naming them); `PIKO_NOTIFICATION_DEAD_LETTER_PATH` is then not
+    /// read.
+    pub fn with_notification_dead_letter_store(mut self, store: impl DeadLetterStore) -> Self {
+        self.notify.dead_letter_store = Some(Arc::new(store));
+        self
+    }
+    /// How notifications are retried (default [`RetryPolicy`]).
+    pub fn with_notification_retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.notify.retry = Some(policy);
+        self
+    }
+    /// The dispatcher's queue and workers.
+    pub fn with_notification_dispatcher(mut self, config: DispatcherConfig) -> Self {
+        self.notify.dispatcher = config;
+        self
+    }
+
+    /// Forwards log lines at or above the config's threshold (default ERROR) to the
+    /// notification service as grouped alerts: one alert per message and call site per
+    /// window (default 10 s) with the count, at most a set number of alerts a minute.
+    /// Alerts go to every registered provider unless the config names some
+    /// ([`ErrorForwarderConfig::with_providers`](ErrorForwarderConfig::with_providers)).
+    /// Needs notifications on. Pending groups are sent at shutdown.
+    pub fn with_error_notifications(mut self, config: ErrorForwarderConfig) -> Self {
+        self.notify.error_notifications = Some(config);
+        self
+    }
+}
+
+impl Builder {
+    /// Error notifications need the notification service, and valid settings.
+    pub(crate) fn check_error_notifications(&self) -> Result<(), InitError> {
+        if let Some(c) = &self.notify.error_notifications {
+            c.validate().map_err(InitError::ErrorNotifications)?;
+            if !self.notify.enabled {
+                return Err(InitError::ErrorNotificationsWithoutNotifications);
+            }
+        }
+        Ok(())
+    }
+
+    /// The notification service with its dispatcher, and the error forwarder.
+    pub(crate) fn start_notifications(
+        &mut self,
+        r: &Resolved,
+        started: &mut Started,
+        parts: &Unwind,
+    ) -> Result<(), InitError> {
+        let Some(rt) = started.runtime.clone().filter(|_| self.notify.enabled) else {
+            return Ok(());
+        };
+        let setup = NotificationSetup {
+            providers: std::mem::take(&mut self.notify.providers),
+            from_env: self.notify.providers_from_env,
+            default: self.notify.default.take(),
+            dead_letter_path: self.notify.dead_letter_path.take(),
+            dead_letter_max_bytes: self.notify.dead_letter_max_bytes,
+            dead_letter_store: self.notify.dead_letter_store.take(),
+            retry: self.notify.retry.take(),
+            dispatcher: self.notify.dispatcher,
+            environment: r.environment.clone(),
+            service_name: r.service_name.clone(),
+            run_mode: r.run_mode,
+        };
+        let (service, dispatcher, location) = setup.start(&rt)?;
+        parts.push(Delivery::new(&service, &dispatcher, &rt));
+        started.dead_letters = location;
+        if let Some(config) = self.notify.error_notifications.take() {
+            let threshold = config.threshold;
+            // Alerts go to every provider unless the config names some.
+            let config = if config.providers.is_empty() {
+                config.with_providers(service.providers())
+            } else {
+                if let Some(unknown) = config.providers.iter().find(|p| !service.has_provider(p)) {
+                    return Err(InitError::ErrorNotificationsProvider(unknown.clone()));
+                }
+                config
+            };
+            let f = ErrorForwarder::start(&rt, service.clone(), config)
+                .map_err(InitError::ErrorNotifications)?;
+            let id = logger::add_output(ERROR_FORWARDER_OUTPUT, threshold, f.clone())?;
+            // Closing its output hands the pending groups to the dispatcher.
+            parts.push(
+                AddedOutput::new(logger::hub(), id, "error forwarder")
+                    .with_floor(Duration::from_millis(100)),
+            );
+            started.forwarder = Some(f);
+        }
+        started.notifications = Some(service);
+        Ok(())
+    }
+}
+
+impl Started {
+    /// Makes the service and the forwarder `init()` started the process-wide ones.
+    pub(crate) fn install_notifications(&self) {
+        if let Some(s) = &self.notifications {
+            install(s.clone());
+        }
+        if let Some(f) = &self.forwarder {
+            install_forwarder(f.clone());
+        }
     }
 }
 

@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 
 pub use piko_obs_sentry::*;
 
+use piko_obs_lifecycle::Unwind;
+
+use crate::Builder;
 use crate::{InitError, logger};
 
 static INSTALLED: RwLock<Option<Arc<Sentry>>> = RwLock::new(None);
@@ -25,11 +28,13 @@ pub fn installed() -> Option<Arc<Sentry>> {
 }
 
 /// Starts Sentry on `handle`, binds it to Sentry's main hub and adds the `sentry` log
-/// output. Transport failures are logged as WARN, at most one a minute.
+/// output, both pushed on `parts`. Transport failures are logged as WARN, at most one a
+/// minute.
 pub(crate) fn start(
     config: &SentryConfig,
     handle: &tokio::runtime::Handle,
-) -> Result<(Arc<Sentry>, piko_obs_logger::OutputId), InitError> {
+    parts: &Unwind,
+) -> Result<Arc<Sentry>, InitError> {
     let last_report = std::sync::Mutex::new(None::<Instant>);
     let start = StartOptions::default()
         // Sentry's own defaults, and the panic (a panic on any thread is an event with its
@@ -44,7 +49,7 @@ pub(crate) fn start(
             ));
             ::sentry::apply_defaults(options)
         })
-        .trace_source(Arc::new(crate::otlp::current_span_ids))
+        .trace_source(Arc::new(trace_ids))
         .on_transport_error(move |e| {
             let mut last = last_report.lock().unwrap_or_else(|p| p.into_inner());
             if last.is_some_and(|t| t.elapsed() < Duration::from_secs(60)) {
@@ -60,24 +65,23 @@ pub(crate) fn start(
     // Panics and direct `sentry::capture_*` calls go through the main hub; log lines go
     // through the client's own hub (see `Sentry::drain`).
     ::sentry::Hub::main().bind_client(Some(s.client()));
+    parts.push(s.clone());
     let id = logger::add_drain("sentry", s.min_level(), s.drain())?;
+    parts.push(piko_obs_logger::AddedOutput::new(
+        logger::hub(),
+        id,
+        "sentry output",
+    ));
     *INSTALLED.write().unwrap_or_else(|p| p.into_inner()) = Some(s.clone());
-    Ok((s, id))
+    Ok(s)
 }
 
-/// Flushes and closes Sentry within `timeout` after removing its log output; whether
-/// everything queued was sent.
-pub(crate) fn stop(s: &Sentry, timeout: Duration) -> bool {
-    if let Some(o) = logger::hub()
-        .outputs()
-        .into_iter()
-        .find(|o| o.name == "sentry")
-    {
-        let _ = logger::hub().remove_output(o.id, Duration::from_millis(100));
-    }
-    let drained = s.close(timeout);
-    ::sentry::Hub::main().bind_client(None);
-    drained
+/// The trace and span ids of the current OpenTelemetry span, with OTLP compiled in.
+fn trace_ids() -> Option<(String, String)> {
+    #[cfg(feature = "otlp")]
+    return crate::otlp::current_span_ids();
+    #[cfg(not(feature = "otlp"))]
+    None
 }
 
 /// Sentry on its own, without the rest of `init()`: starts the client on a small runtime
@@ -98,10 +102,13 @@ pub fn enable(config: SentryConfig) -> Result<SentryGuard, InitError> {
         .enable_all()
         .build()
         .map_err(InitError::Runtime)?;
-    let (sentry, _) = start(&config, runtime.handle())?;
+    let parts = Unwind::new(Duration::from_secs(1));
+    let handle = runtime.handle().clone();
+    parts.push(crate::OwnRuntime::new(runtime));
+    let sentry = start(&config, &handle, &parts)?;
     Ok(SentryGuard {
         sentry,
-        runtime: Some(runtime),
+        parts: parts.keep(),
     })
 }
 
@@ -110,7 +117,8 @@ pub fn enable(config: SentryConfig) -> Result<SentryGuard, InitError> {
 #[derive(Debug)]
 pub struct SentryGuard {
     sentry: Arc<Sentry>,
-    runtime: Option<tokio::runtime::Runtime>,
+    /// The runtime, the client and its log output.
+    parts: piko_obs_lifecycle::Stack,
 }
 
 impl SentryGuard {
@@ -122,26 +130,96 @@ impl SentryGuard {
 
 impl Drop for SentryGuard {
     fn drop(&mut self) {
-        stop(&self.sentry, self.sentry.shutdown_timeout());
-        if let Some(rt) = self.runtime.take() {
-            rt.shutdown_background();
-        }
+        // Within the client's own bound; the parts report nothing more a drop could act on.
+        let _ = self
+            .parts
+            .shutdown(self.sentry.shutdown_timeout() + Duration::from_millis(200));
     }
 }
 
-/// Records the transport counters as `piko_obs_sentry_envelopes_total{outcome}`.
-pub(crate) fn record_stats() {
-    if let Some(s) = installed() {
-        let t = s.stats();
-        for (outcome, v) in [
-            ("queued", t.queued),
-            ("sent", t.sent),
-            ("failed", t.failed),
-            ("rate_limited", t.rate_limited),
-            ("dropped", t.dropped),
-        ] {
-            ::metrics::counter!("piko_obs_sentry_envelopes_total", "outcome" => outcome)
-                .absolute(v);
+/// The Sentry settings given to the builder.
+#[derive(Default)]
+pub(crate) struct InCode {
+    pub(crate) config: Option<SentryConfig>,
+    pub(crate) from_env: bool,
+    pub(crate) before_send: Option<BeforeSend>,
+    pub(crate) before_breadcrumb: Option<BeforeBreadcrumb>,
+}
+
+impl Builder {
+    /// Sends ERROR log lines to Sentry as events (and lower ones as breadcrumbs), with
+    /// these settings. An invalid DSN fails `init()`.
+    pub fn with_sentry(mut self, config: SentryConfig) -> Self {
+        self.sentry.config = Some(config);
+        self
+    }
+
+    /// Sends ERROR log lines to Sentry when `SENTRY_DSN` is set, with the other
+    /// `SENTRY_*` variables (see [`SentryConfig::from_env`]). A setting given
+    /// with [`with_sentry`](Self::with_sentry) wins.
+    pub fn with_sentry_from_env(mut self) -> Self {
+        self.sentry.from_env = true;
+        self
+    }
+
+    /// Runs `f` on each Sentry event after piko-obs has scrubbed its secrets, as Sentry's
+    /// `before_send` (return `None` to drop the event), whether Sentry's settings come
+    /// from [`with_sentry`](Self::with_sentry) or the environment.
+    pub fn with_sentry_before_send(
+        mut self,
+        f: impl Fn(::sentry::protocol::Event<'static>) -> Option<::sentry::protocol::Event<'static>>
+        + Send
+        + Sync
+        + 'static,
+    ) -> Self {
+        self.sentry.before_send = Some(Arc::new(f));
+        self
+    }
+
+    /// Runs `f` on each Sentry breadcrumb after piko-obs has scrubbed its secrets, as
+    /// Sentry's `before_breadcrumb` (return `None` to drop it).
+    pub fn with_sentry_before_breadcrumb(
+        mut self,
+        f: impl Fn(::sentry::protocol::Breadcrumb) -> Option<::sentry::protocol::Breadcrumb>
+        + Send
+        + Sync
+        + 'static,
+    ) -> Self {
+        self.sentry.before_breadcrumb = Some(Arc::new(f));
+        self
+    }
+}
+
+impl Builder {
+    pub(crate) fn resolve_sentry(
+        &self,
+        environment: &Option<String>,
+        release: &Option<String>,
+    ) -> Result<Option<SentryConfig>, InitError> {
+        let mut config = match self.sentry.config.clone() {
+            Some(c) => {
+                c.validate().map_err(InitError::Sentry)?;
+                Some(c)
+            }
+            None if self.sentry.from_env => SentryConfig::from_env().map_err(InitError::Sentry)?,
+            None => None,
+        };
+        if let Some(config) = &mut config {
+            if config.environment.is_none() {
+                config.environment.clone_from(environment);
+            }
+            if config.release.is_none() {
+                config.release.clone_from(release);
+            }
+            if self.sentry.before_send.is_some() {
+                config.before_send.clone_from(&self.sentry.before_send);
+            }
+            if self.sentry.before_breadcrumb.is_some() {
+                config
+                    .before_breadcrumb
+                    .clone_from(&self.sentry.before_breadcrumb);
+            }
         }
+        Ok(config)
     }
 }

@@ -27,51 +27,13 @@ use crate::RunMode;
 
 /// The run mode, `dev` or `prod` (`with_run_mode` wins).
 pub const PIKO_RUN_MODE: &str = "PIKO_RUN_MODE";
-/// The probe server's IP address, `0.0.0.0` in a pod (`with_health_bind_address` wins).
-pub const PIKO_HEALTH_BIND_ADDRESS: &str = "PIKO_HEALTH_BIND_ADDRESS";
-/// The probe server's port (`with_health_probe_port` wins).
-pub const PIKO_HEALTH_PORT: &str = "PIKO_HEALTH_PORT";
-/// The liveness path (`with_health_live_path` wins).
-pub const PIKO_HEALTH_LIVE_PATH: &str = "PIKO_HEALTH_LIVE_PATH";
-/// The readiness path (`with_health_ready_path` wins).
-pub const PIKO_HEALTH_READY_PATH: &str = "PIKO_HEALTH_READY_PATH";
-/// The startup path (`with_health_startup_path` wins).
-pub const PIKO_HEALTH_STARTUP_PATH: &str = "PIKO_HEALTH_STARTUP_PATH";
-/// The metrics path on the probe port (`with_health_metrics_path` wins).
-pub const PIKO_HEALTH_METRICS_PATH: &str = "PIKO_HEALTH_METRICS_PATH";
-
-/// An environment variable set to a value that cannot work.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("environment variable {variable}={value:?}: {reason}")]
-pub struct EnvSettingError {
-    /// The variable.
-    pub variable: &'static str,
-    /// Its value (these settings hold no secret).
-    pub value: String,
-    /// What is wrong and how to fix it.
-    pub reason: String,
-}
-
-/// Code, else the variable (parsed), else the default.
-pub(crate) fn pick<T>(
-    code: Option<T>,
-    variable: &'static str,
-    env: &impl Fn(&str) -> Option<String>,
-    parse: impl Fn(&str) -> Result<T, String>,
-    default: impl FnOnce() -> T,
-) -> Result<T, EnvSettingError> {
-    if let Some(v) = code {
-        return Ok(v);
-    }
-    match env(variable).filter(|v| !v.trim().is_empty()) {
-        Some(value) => parse(value.trim()).map_err(|reason| EnvSettingError {
-            variable,
-            value,
-            reason,
-        }),
-        None => Ok(default()),
-    }
-}
+#[cfg(feature = "health")]
+pub use piko_obs_health_warp::{
+    PIKO_HEALTH_BIND_ADDRESS, PIKO_HEALTH_LIVE_PATH, PIKO_HEALTH_METRICS_PATH, PIKO_HEALTH_PORT,
+    PIKO_HEALTH_READY_PATH, PIKO_HEALTH_STARTUP_PATH,
+};
+pub use piko_obs_lifecycle::EnvSettingError;
+use piko_obs_lifecycle::settings::pick;
 
 /// The run mode of code, `PIKO_RUN_MODE` or the default (dev).
 pub(crate) fn run_mode(
@@ -87,80 +49,8 @@ pub(crate) fn run_mode(
     )
 }
 
-/// Where the probe server listens and what it serves.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ProbeServer {
-    pub(crate) bind: String,
-    pub(crate) port: u16,
-    pub(crate) live: String,
-    pub(crate) ready: String,
-    pub(crate) startup: String,
-    pub(crate) metrics: String,
-}
-
-/// The probe server's settings given in code (`None`: not given).
-#[derive(Debug, Clone, Default)]
-pub(crate) struct ProbeServerInCode {
-    pub(crate) bind: Option<String>,
-    pub(crate) port: Option<u16>,
-    pub(crate) live: Option<String>,
-    pub(crate) ready: Option<String>,
-    pub(crate) startup: Option<String>,
-    pub(crate) metrics: Option<String>,
-}
-
-impl ProbeServerInCode {
-    /// Code, else the environment, else the defaults.
-    pub(crate) fn resolve(
-        self,
-        env: &impl Fn(&str) -> Option<String>,
-    ) -> Result<ProbeServer, EnvSettingError> {
-        let address = |v: &str| -> Result<String, String> {
-            v.parse::<std::net::IpAddr>()
-                .map(|_| v.to_string())
-                .map_err(|_| {
-                    "not an IP address; use 0.0.0.0 (every interface), 127.0.0.1 or ::".into()
-                })
-        };
-        let path = |v: &str| -> Result<String, String> {
-            if v.starts_with('/') && !v.contains(char::is_whitespace) {
-                Ok(v.to_string())
-            } else {
-                Err("a path starts with / and has no spaces, for example /ready".into())
-            }
-        };
-        Ok(ProbeServer {
-            bind: pick(self.bind, PIKO_HEALTH_BIND_ADDRESS, env, address, || {
-                "127.0.0.1".into()
-            })?,
-            port: pick(
-                self.port,
-                PIKO_HEALTH_PORT,
-                env,
-                |v| {
-                    v.parse().map_err(|_| {
-                        "not a port number; use 0 to 65535 (0 picks a free port)".into()
-                    })
-                },
-                || 9090,
-            )?,
-            live: pick(self.live, PIKO_HEALTH_LIVE_PATH, env, path, || {
-                "/live".into()
-            })?,
-            ready: pick(self.ready, PIKO_HEALTH_READY_PATH, env, path, || {
-                "/ready".into()
-            })?,
-            startup: pick(self.startup, PIKO_HEALTH_STARTUP_PATH, env, path, || {
-                "/startup".into()
-            })?,
-            metrics: pick(self.metrics, PIKO_HEALTH_METRICS_PATH, env, path, || {
-                "/metrics".into()
-            })?,
-        })
-    }
-}
-
 /// Why OTLP export is off, for the start-up summary.
+#[cfg(feature = "otlp")]
 pub(crate) fn otlp_off_reason(
     in_code: Option<bool>,
     env: &impl Fn(&str) -> Option<String>,
@@ -176,6 +66,7 @@ pub(crate) fn otlp_off_reason(
 
 /// A URL as the start-up summary shows it: without user information, query or
 /// fragment, which may carry credentials.
+#[cfg(feature = "otlp")]
 pub(crate) fn shown_url(url: &str) -> String {
     let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
     let rest = rest.split(['?', '#']).next().unwrap_or("");
@@ -194,6 +85,7 @@ pub(crate) fn shown_url(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use piko_obs_health_warp::{ProbeServer, ServerSettings as ProbeServerInCode};
 
     fn env(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
         move |k| {

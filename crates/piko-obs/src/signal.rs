@@ -7,7 +7,7 @@
 //! async fn main() {
 //!     // Register first: a SIGTERM that arrives during start-up is then not fatal.
 //!     let mut signals = piko_obs::signal::ShutdownSignals::register().expect("signal handlers");
-//!     let guard = piko_obs::PikoObs::builder().init().expect("piko-obs");
+//!     let guard = piko_obs::builder().init().expect("piko-obs");
 //!     tokio::select! {
 //!         _ = serve() => {}
 //!         signal = signals.recv() => eprintln!("stopping on {signal}"),

@@ -9,7 +9,7 @@
 use std::io::Read;
 use std::time::Duration;
 
-use piko_obs::health::{CheckKind, HealthServer};
+use piko_obs::health::{CheckKind, ServerBuilder};
 use warp::Filter;
 
 fn main() {
@@ -24,12 +24,12 @@ fn main() {
             .expect("a status encodes");
         snapshot.push(b'\n');
         let snapshot: &'static [u8] = snapshot.leak();
-        let server = HealthServer::builder(health.clone())
+        let server = ServerBuilder::new(health.clone())
             .with_port(0)
             .with_response_cache(piko_obs::DEFAULT_HEALTH_RESPONSE_CACHE)
             .start()
             .expect("probe server");
-        let uncached = HealthServer::builder(health)
+        let uncached = ServerBuilder::new(health)
             .with_port(0)
             .start()
             .expect("probe server");

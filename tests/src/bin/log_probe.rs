@@ -30,8 +30,8 @@
 
 use std::process::ExitCode;
 
+use piko_obs::RunMode;
 use piko_obs::logger::{self, Level, OutputOptions, attr};
-use piko_obs::{PikoObs, RunMode};
 
 fn each_level() {
     for name in ["app", "app/db"] {
@@ -48,7 +48,7 @@ fn main() -> ExitCode {
     let arg = args.next();
     match scenario.as_str() {
         "framework" => {
-            let mut b = PikoObs::builder()
+            let mut b = piko_obs::builder()
                 .with_health_enabled(false)
                 .with_run_mode(RunMode::Prod);
             if let Some(l) = arg {
@@ -64,7 +64,7 @@ fn main() -> ExitCode {
             each_level();
         }
         "output" => {
-            let _guard = PikoObs::builder()
+            let _guard = piko_obs::builder()
                 .with_health_enabled(false)
                 .with_console_output(false)
                 .init()
@@ -81,7 +81,7 @@ fn main() -> ExitCode {
         }
         "flood" => {
             let n: usize = arg.and_then(|a| a.parse().ok()).unwrap_or(10_000);
-            let _guard = PikoObs::builder()
+            let _guard = piko_obs::builder()
                 .with_health_enabled(false)
                 .with_run_mode(RunMode::Prod)
                 .init()
@@ -98,7 +98,7 @@ fn main() -> ExitCode {
             });
         }
         "bridge" => {
-            let _guard = PikoObs::builder()
+            let _guard = piko_obs::builder()
                 .with_health_enabled(false)
                 .with_run_mode(RunMode::Prod)
                 .with_log_level("info,chatty=error")
@@ -111,7 +111,7 @@ fn main() -> ExitCode {
             log::error!(target: "chatty", error:err = cause; "shown at error");
         }
         "tracing" => {
-            let _guard = PikoObs::builder()
+            let _guard = piko_obs::builder()
                 .with_health_enabled(false)
                 .with_run_mode(RunMode::Prod)
                 .with_log_level("info,sqlx=warn")
@@ -138,7 +138,7 @@ fn main() -> ExitCode {
         }
         "rotate" => {
             let dir = std::path::PathBuf::from(arg.unwrap_or_default());
-            let guard = PikoObs::builder()
+            let guard = piko_obs::builder()
                 .with_health_enabled(false)
                 .with_console_output(false)
                 .init()
@@ -162,7 +162,7 @@ fn main() -> ExitCode {
         }
         "threads" => {
             let dir = std::path::PathBuf::from(arg.unwrap_or_default());
-            let guard = PikoObs::builder()
+            let guard = piko_obs::builder()
                 .with_health_enabled(false)
                 .with_run_mode(RunMode::Prod)
                 .init()
@@ -176,7 +176,7 @@ fn main() -> ExitCode {
         }
         "stdout-first" => {
             logger::add_json_output().expect("json output");
-            let _guard = PikoObs::builder()
+            let _guard = piko_obs::builder()
                 .with_health_enabled(false)
                 .with_run_mode(RunMode::Prod)
                 .init()
@@ -184,7 +184,7 @@ fn main() -> ExitCode {
             logger::get_logger("app").info("once", &[]);
         }
         "stdout-twice" => {
-            let _guard = PikoObs::builder()
+            let _guard = piko_obs::builder()
                 .with_health_enabled(false)
                 .with_run_mode(RunMode::Prod)
                 .init()
@@ -209,7 +209,7 @@ fn main() -> ExitCode {
                 )
             };
             installed.expect("the program's subscriber");
-            let _guard = PikoObs::builder()
+            let _guard = piko_obs::builder()
                 .with_health_enabled(false)
                 .with_run_mode(RunMode::Prod)
                 .init()
@@ -217,7 +217,7 @@ fn main() -> ExitCode {
             tracing::info!(target: "app", order_id = 7, "through the program's subscriber");
         }
         "otlp" => {
-            let mut b = PikoObs::builder()
+            let mut b = piko_obs::builder()
                 .with_console_output(false)
                 .with_health_enabled(false)
                 .with_otlp_metric_interval(std::time::Duration::from_millis(100));

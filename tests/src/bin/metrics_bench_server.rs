@@ -5,12 +5,11 @@
 
 use std::io::Read;
 
-use piko_obs::PikoObs;
 use piko_obs::metrics::http::warp_route;
 use warp::Filter;
 
 fn main() {
-    let guard = PikoObs::builder()
+    let guard = piko_obs::builder()
         .with_console_output(false)
         .with_health_probe_port(0)
         .init()

@@ -1,0 +1,187 @@
+//! Providers registered from the environment: one variable a provider.
+
+use piko_obs_notify::{NotificationService, Notifier, RegisterError, provider};
+
+#[allow(unused_imports)]
+use crate::*;
+
+/// The environment variables [`providers_from_env`] reads, each
+/// registering the provider of the same name when set: `SLACK_WEBHOOK_URL` (slack),
+/// `DISCORD_WEBHOOK_URL` (discord), `PAGERDUTY_ROUTING_KEY` (pagerduty; with
+/// `PAGERDUTY_EVENTS_URL` to change the endpoint), `TEAMS_WEBHOOK_URL` (teams; with
+/// `TEAMS_WEBHOOK_FORMAT=messagecard` for a legacy connector), `GOOGLE_CHAT_WEBHOOK_URL`
+/// (googlechat), `NTFY_URL` (ntfy, server and topic; with `NTFY_TOKEN`), `WEBHOOK_URL`
+/// (webhook; with `WEBHOOK_SECRET` to sign), `ALERTMANAGER_URL` (alertmanager: a
+/// comma-separated list, one URL per Alertmanager of an HA cluster; with
+/// `ALERTMANAGER_TOKEN` for a bearer token, `user:password@` in the URLs for basic
+/// auth, `ALERTMANAGER_CA_FILE` for the PEM file of a CA to trust besides the
+/// platform's, and `ALERTMANAGER_INSTANCE` for the `instance` label, default the host
+/// name).
+pub const ENV_PROVIDERS: [&str; 8] = [
+    "SLACK_WEBHOOK_URL",
+    "DISCORD_WEBHOOK_URL",
+    "PAGERDUTY_ROUTING_KEY",
+    "TEAMS_WEBHOOK_URL",
+    "GOOGLE_CHAT_WEBHOOK_URL",
+    "NTFY_URL",
+    "WEBHOOK_URL",
+    "ALERTMANAGER_URL",
+];
+
+/// Every variable the providers from the environment read.
+pub const ENV_VARIABLES: [&str; 15] = [
+    "SLACK_WEBHOOK_URL",
+    "DISCORD_WEBHOOK_URL",
+    "PAGERDUTY_ROUTING_KEY",
+    "PAGERDUTY_EVENTS_URL",
+    "TEAMS_WEBHOOK_URL",
+    "TEAMS_WEBHOOK_FORMAT",
+    "GOOGLE_CHAT_WEBHOOK_URL",
+    "NTFY_URL",
+    "NTFY_TOKEN",
+    "WEBHOOK_URL",
+    "WEBHOOK_SECRET",
+    "ALERTMANAGER_URL",
+    "ALERTMANAGER_TOKEN",
+    "ALERTMANAGER_CA_FILE",
+    "ALERTMANAGER_INSTANCE",
+];
+
+/// A provider variable that is set but cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{variable}: {source}")]
+pub struct EnvProviderError {
+    /// The variable.
+    pub variable: &'static str,
+    /// What is wrong with it (never its value).
+    pub source: ConfigError,
+}
+
+/// A provider to register on a service: what [`providers_from_env`] returns.
+pub type Registration = Box<dyn FnOnce(&NotificationService) -> Result<(), RegisterError> + Send>;
+
+/// Registrations for each provider variable that `lookup` finds set (blank counts as
+/// unset); a variable set to something that cannot work is an error naming it.
+pub fn providers_from_env(
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<Vec<Registration>, EnvProviderError> {
+    let get = |k: &str| lookup(k).filter(|v| !v.trim().is_empty());
+    let mut out: Vec<Registration> = Vec::new();
+    if ENV_PROVIDERS.iter().all(|k| get(k).is_none()) {
+        return Ok(out);
+    }
+    let http = HttpClient::new().map_err(|source| EnvProviderError {
+        variable: "HTTP client",
+        source,
+    })?;
+    #[allow(dead_code)]
+    fn reg(name: &'static str, n: impl Notifier) -> Registration {
+        Box::new(move |s: &NotificationService| s.register(name, n))
+    }
+    let err = |variable: &'static str| move |source| EnvProviderError { variable, source };
+    #[cfg(feature = "slack")]
+    if let Some(url) = get("SLACK_WEBHOOK_URL") {
+        out.push(reg(
+            provider::SLACK,
+            SlackNotifier::new(&http, &url).map_err(err("SLACK_WEBHOOK_URL"))?,
+        ));
+    }
+    #[cfg(feature = "discord")]
+    if let Some(url) = get("DISCORD_WEBHOOK_URL") {
+        out.push(reg(
+            provider::DISCORD,
+            DiscordNotifier::new(&http, &url).map_err(err("DISCORD_WEBHOOK_URL"))?,
+        ));
+    }
+    #[cfg(feature = "pagerduty")]
+    if let Some(key) = get("PAGERDUTY_ROUTING_KEY") {
+        let mut pd = PagerDutyNotifier::new(&http, &key).map_err(err("PAGERDUTY_ROUTING_KEY"))?;
+        if let Some(url) = get("PAGERDUTY_EVENTS_URL") {
+            pd = pd
+                .with_events_url(&url)
+                .map_err(err("PAGERDUTY_EVENTS_URL"))?;
+        }
+        out.push(reg(provider::PAGERDUTY, pd));
+    }
+    #[cfg(feature = "teams")]
+    if let Some(url) = get("TEAMS_WEBHOOK_URL") {
+        let format = match get("TEAMS_WEBHOOK_FORMAT").map(|f| f.trim().to_ascii_lowercase()) {
+            None => TeamsFormat::Workflows,
+            Some(f) if f == "workflows" || f == "adaptivecard" => TeamsFormat::Workflows,
+            Some(f) if f == "messagecard" => TeamsFormat::MessageCard,
+            Some(_) => {
+                return Err(EnvProviderError {
+                    variable: "TEAMS_WEBHOOK_FORMAT",
+                    source: ConfigError {
+                        field: "teams webhook format",
+                        reason: "must be workflows or messagecard".into(),
+                    },
+                });
+            }
+        };
+        out.push(reg(
+            provider::TEAMS,
+            TeamsNotifier::new(&http, &url, format).map_err(err("TEAMS_WEBHOOK_URL"))?,
+        ));
+    }
+    #[cfg(feature = "googlechat")]
+    if let Some(url) = get("GOOGLE_CHAT_WEBHOOK_URL") {
+        out.push(reg(
+            provider::GOOGLE_CHAT,
+            GoogleChatNotifier::new(&http, &url).map_err(err("GOOGLE_CHAT_WEBHOOK_URL"))?,
+        ));
+    }
+    #[cfg(feature = "ntfy")]
+    if let Some(url) = get("NTFY_URL") {
+        let mut ntfy = NtfyNotifier::from_topic_url(&http, &url).map_err(err("NTFY_URL"))?;
+        if let Some(token) = get("NTFY_TOKEN") {
+            ntfy = ntfy.with_token(&token).map_err(err("NTFY_TOKEN"))?;
+        }
+        out.push(reg(provider::NTFY, ntfy));
+    }
+    #[cfg(feature = "webhook")]
+    if let Some(url) = get("WEBHOOK_URL") {
+        let mut hook = WebhookNotifier::new(&http, &url).map_err(err("WEBHOOK_URL"))?;
+        if let Some(secret) = get("WEBHOOK_SECRET") {
+            hook = hook
+                .with_signing_secret(&secret)
+                .map_err(err("WEBHOOK_SECRET"))?;
+        }
+        out.push(reg(provider::WEBHOOK, hook));
+    }
+    #[cfg(feature = "alertmanager")]
+    if let Some(urls) = get("ALERTMANAGER_URL") {
+        let http = match get("ALERTMANAGER_CA_FILE") {
+            None => http.clone(),
+            Some(path) => {
+                let pem = std::fs::read_to_string(path.trim()).map_err(|e| EnvProviderError {
+                    variable: "ALERTMANAGER_CA_FILE",
+                    source: ConfigError {
+                        field: "alertmanager CA file",
+                        reason: format!("cannot be read ({e}); give the path of a PEM file"),
+                    },
+                })?;
+                HttpClient::with_extra_roots(
+                    crate::DEFAULT_CONNECT_TIMEOUT,
+                    crate::DEFAULT_TOTAL_TIMEOUT,
+                    &pem,
+                )
+                .map_err(err("ALERTMANAGER_CA_FILE"))?
+            }
+        };
+        let mut am =
+            AlertmanagerNotifier::from_url_list(&http, &urls).map_err(err("ALERTMANAGER_URL"))?;
+        if let Some(token) = get("ALERTMANAGER_TOKEN") {
+            am = am
+                .with_bearer_token(&token)
+                .map_err(err("ALERTMANAGER_TOKEN"))?;
+        }
+        if let Some(instance) = get("ALERTMANAGER_INSTANCE") {
+            am = am
+                .with_instance(&instance)
+                .map_err(err("ALERTMANAGER_INSTANCE"))?;
+        }
+        out.push(reg(ALERTMANAGER, am));
+    }
+    Ok(out)
+}

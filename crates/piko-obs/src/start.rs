@@ -1,0 +1,322 @@
+//! `init()`: settings resolved first, then each part started and pushed on one stack,
+//! which a failure unwinds and the [`Guard`] shuts down.
+
+use std::time::Duration;
+
+use piko_obs_lifecycle::{Stack, Unwind};
+use piko_obs_logger::AddedOutput;
+
+#[cfg(feature = "health")]
+use crate::health;
+#[cfg(feature = "metrics")]
+use crate::metrics;
+#[cfg(feature = "notify")]
+use crate::notification;
+#[cfg(feature = "otlp")]
+use crate::otlp;
+#[cfg(feature = "sentry")]
+use crate::sentry;
+use crate::{Builder, Guard, InitError, PIKO_DISABLE_CONSOLE_LOG, RunMode, logger, settings};
+
+/// The bound on unwinding a failed `init()`.
+const UNWIND_BOUND: Duration = Duration::from_secs(1);
+
+/// The builder's settings with the environment and the defaults applied and checked,
+/// before anything starts.
+pub(crate) struct Resolved {
+    pub(crate) run_mode: RunMode,
+    pub(crate) level: logger::Directives,
+    #[cfg(feature = "health")]
+    pub(crate) probe_server: piko_obs_health_warp::ProbeServer,
+    #[cfg(feature = "otlp")]
+    pub(crate) otlp: otlp::Settings,
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics: metrics::MetricsBuilder,
+    #[cfg(feature = "sentry")]
+    pub(crate) sentry: Option<sentry::SentryConfig>,
+    #[cfg_attr(not(feature = "notify"), allow(dead_code))]
+    pub(crate) environment: Option<String>,
+    #[cfg_attr(not(any(feature = "notify", feature = "health")), allow(dead_code))]
+    pub(crate) service_name: String,
+    pub(crate) console: bool,
+    pub(crate) drain_delay: Duration,
+}
+
+/// What started, for the `piko-obs started` line and the guard.
+#[derive(Default)]
+pub(crate) struct Started {
+    pub(crate) runtime: Option<tokio::runtime::Handle>,
+    #[cfg(feature = "otlp")]
+    pub(crate) pipeline: Option<otlp::Pipeline>,
+    #[cfg(feature = "sentry")]
+    pub(crate) sentry: bool,
+    #[cfg(feature = "metrics")]
+    pub(crate) recorder: Option<&'static metrics::Metrics>,
+    #[cfg(feature = "notify")]
+    pub(crate) notifications: Option<notification::NotificationService>,
+    #[cfg(feature = "notify")]
+    pub(crate) forwarder: Option<notification::ErrorForwarder>,
+    pub(crate) dead_letters: String,
+    #[cfg(feature = "health")]
+    pub(crate) health: Option<(health::HealthService, std::net::SocketAddr)>,
+}
+
+pub(crate) fn env(k: &str) -> Option<String> {
+    std::env::var(k).ok()
+}
+
+impl Builder {
+    /// Code, then environment, then default, for every setting (see `settings`); every
+    /// error names the setting.
+    pub(crate) fn resolve(&self) -> Result<Resolved, InitError> {
+        let run_mode = settings::run_mode(self.run_mode, &env)?;
+        let level = logger::resolve_directives(
+            self.log_level.as_deref().map(|l| ("with_log_level", l)),
+            logger::PIKO_LOG_LEVEL,
+            env,
+        )?;
+        // One environment and one release for every signal.
+        let (environment, release) =
+            crate::identity(self.environment.clone(), self.release.clone(), env);
+        let service_name = self
+            .service_name
+            .clone()
+            .unwrap_or_else(crate::program_name);
+        #[cfg(feature = "notify")]
+        self.check_error_notifications()?;
+        let console = self
+            .console
+            .unwrap_or_else(|| env(PIKO_DISABLE_CONSOLE_LOG).as_deref() != Some("true"));
+        let drain_delay = self.drain_delay.unwrap_or(match run_mode {
+            RunMode::Prod => Duration::from_secs(5),
+            RunMode::Dev => Duration::ZERO,
+        });
+        let _ = &release;
+        Ok(Resolved {
+            run_mode,
+            level,
+            #[cfg(feature = "health")]
+            probe_server: self.health.server.clone().resolve(&env)?,
+            #[cfg(feature = "otlp")]
+            otlp: self.resolve_otlp(&environment, &release, &service_name)?,
+            // Checked whether or not the recorder is installed by this call.
+            #[cfg(feature = "metrics")]
+            metrics: self.metrics_builder()?,
+            #[cfg(feature = "sentry")]
+            sentry: self.resolve_sentry(&environment, &release)?,
+            environment,
+            service_name,
+            console,
+            drain_delay,
+        })
+    }
+
+    /// Whether any part needs piko-obs's runtime.
+    fn needs_runtime(&self, r: &Resolved) -> bool {
+        let _ = r;
+        #[cfg(feature = "health")]
+        if self.health.enabled {
+            return true;
+        }
+        #[cfg(feature = "notify")]
+        if self.notify.enabled {
+            return true;
+        }
+        #[cfg(feature = "otlp")]
+        if r.otlp.enabled {
+            return true;
+        }
+        #[cfg(feature = "sentry")]
+        if r.sentry.is_some() {
+            return true;
+        }
+        false
+    }
+
+    /// Starts every part in order, each pushed on one stack: a failure unwinds what
+    /// started, and the guard shuts the stack down in reverse order. The probe server
+    /// starts last, so that the documented shutdown order (drain, probe server, error
+    /// forwarder, dispatcher, Sentry, OpenTelemetry, logs) is the reverse of the start.
+    #[cfg_attr(not(any(feature = "notify", feature = "health")), allow(unused_mut))]
+    pub(crate) fn start(mut self, r: Resolved) -> Result<Guard, InitError> {
+        let parts = Unwind::new(UNWIND_BOUND);
+        self.start_logging(&r, &parts)?;
+        let mut started = Started {
+            dead_letters: "off (notifications off)".into(),
+            ..Started::default()
+        };
+        if self.needs_runtime(&r) {
+            // piko-obs's runtime, for the probe server, the dispatcher and the exporters.
+            let runtime = piko_runtime()?;
+            started.runtime = Some(runtime.handle().clone());
+            parts.push(crate::OwnRuntime::new(runtime));
+        }
+        #[cfg(feature = "otlp")]
+        self.start_otlp(&r, &mut started, &parts)?;
+        #[cfg(feature = "sentry")]
+        if let (Some(config), Some(rt)) = (&r.sentry, &started.runtime) {
+            sentry::start(config, rt, &parts)?;
+            started.sentry = true;
+        }
+        #[cfg(feature = "metrics")]
+        self.start_metrics(&r, &mut started, &parts)?;
+        #[cfg(feature = "notify")]
+        self.start_notifications(&r, &mut started, &parts)?;
+        #[cfg(feature = "health")]
+        self.start_health(&r, &mut started, &parts)?;
+        let parts = parts.keep();
+        // Installed once everything started: a failed init() leaves none behind.
+        #[cfg(feature = "notify")]
+        started.install_notifications();
+        self.announce(&r, &started);
+        let stack = Stack::new();
+        stack.push(logger::hub().clone());
+        stack.append(parts);
+        Ok(Guard {
+            shutdown_timeout: self.shutdown_timeout,
+            drain_delay: r.drain_delay,
+            #[cfg(feature = "health")]
+            health: started.health.as_ref().map(|(s, _)| s.clone()),
+            #[cfg(feature = "health")]
+            health_addr: started.health.map(|(_, a)| a),
+            #[cfg(not(feature = "health"))]
+            health_addr: None,
+            stack,
+        })
+    }
+
+    /// The hub's settings, the console output and the `log` and `tracing` bridges.
+    fn start_logging(&self, r: &Resolved, parts: &Unwind) -> Result<(), InitError> {
+        let hub = logger::hub();
+        hub.set_error_backtraces(self.error_backtraces);
+        if let Some(keys) = &self.secret_keys {
+            hub.set_secret_keys(logger::SecretKeys::new(keys));
+        }
+        logger::set_framework_level(r.level.clone());
+        if r.console {
+            let console = match r.run_mode {
+                RunMode::Prod => logger::add_console(
+                    r.level.clone(),
+                    logger::JsonOutput::stdout()
+                        .build()
+                        .map_err(InitError::Console)?,
+                ),
+                RunMode::Dev => logger::add_console(
+                    r.level.clone(),
+                    logger::PrettyOutput::stdout()
+                        .build()
+                        .map_err(InitError::Console)?,
+                ),
+            };
+            // None when the program added a stdout output of its own before init().
+            if let Some(id) = console? {
+                parts.push(AddedOutput::new(hub, id, "console output"));
+            }
+        }
+        if self.log_bridge {
+            logger::install_log_bridge()?;
+        }
+        #[cfg(feature = "otlp")]
+        if self.tracing_bridge {
+            // Said when the application's own subscriber was there first.
+            let route = logger::install_tracing_bridge();
+            let said = logger::get_logger("piko-obs/logger");
+            match route {
+                logger::TracingRoute::Installed => {}
+                logger::TracingRoute::ApplicationLayer => said.info(route.describe(), &[]),
+                _ => said.notice(route.describe(), &[]),
+            }
+        }
+        Ok(())
+    }
+
+    /// One line that says what started (never a secret: no DSN, header or URL
+    /// credentials).
+    fn announce(&self, r: &Resolved, started: &Started) {
+        let (probes, metrics_path) = self.shown_probes(r, started);
+        let otlp = |signal: &str| self.shown_otlp(r, started, signal);
+        #[cfg(feature = "sentry")]
+        let sentry = if started.sentry { "on" } else { "off" };
+        #[cfg(not(feature = "sentry"))]
+        let sentry = "off (the sentry feature is off)";
+        #[cfg(feature = "notify")]
+        let providers = started
+            .notifications
+            .as_ref()
+            .map(|service| service.providers().join(","))
+            .unwrap_or_else(|| "off".into());
+        #[cfg(not(feature = "notify"))]
+        let providers = "off (the notify feature is off)".to_string();
+        logger::get_logger("piko-obs").notice(
+            "piko-obs started",
+            &[
+                logger::attr::string("mode", r.run_mode.as_str()),
+                logger::attr::string("probes", &probes),
+                logger::attr::string("metrics", &metrics_path),
+                logger::attr::string("otlp_traces", &otlp("traces")),
+                logger::attr::string("otlp_metrics", &otlp("metrics")),
+                logger::attr::string("otlp_logs", &otlp("logs")),
+                logger::attr::string("sentry", sentry),
+                logger::attr::string("alert_providers", &providers),
+                logger::attr::string("dead_letters", &started.dead_letters),
+            ],
+        );
+    }
+
+    /// Where an OTLP signal goes, or why it is off.
+    fn shown_otlp(&self, r: &Resolved, started: &Started, signal: &str) -> String {
+        let _ = (r, started, signal);
+        #[cfg(feature = "otlp")]
+        return if started.pipeline.is_some() {
+            format!(
+                "{} {}",
+                r.otlp
+                    .signal(signal)
+                    .unwrap_or(&r.otlp.general)
+                    .protocol
+                    .as_str(),
+                settings::shown_url(&r.otlp.signal_url(signal))
+            )
+        } else {
+            settings::otlp_off_reason(self.otlp.config.enabled, &env).to_string()
+        };
+        #[cfg(not(feature = "otlp"))]
+        "off (the otlp feature is off)".to_string()
+    }
+
+    /// The probe server's address and paths, and the `/metrics` path, or `off`.
+    fn shown_probes(&self, r: &Resolved, started: &Started) -> (String, String) {
+        let _ = (r, started);
+        #[cfg(feature = "health")]
+        if let Some((_, addr)) = &started.health {
+            let p = &r.probe_server;
+            let scheme = if self.health.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            let probes = format!("{scheme}://{addr} {} {} {}", p.live, p.ready, p.startup);
+            #[cfg(feature = "metrics")]
+            let served = self.metrics.enabled
+                && (started.recorder.is_some() || self.health.metrics_render.is_some());
+            #[cfg(not(feature = "metrics"))]
+            let served = self.health.metrics_render.is_some();
+            let metrics = if served {
+                p.metrics.clone()
+            } else {
+                "off".into()
+            };
+            return (probes, metrics);
+        }
+        ("off".into(), "off".into())
+    }
+}
+
+fn piko_runtime() -> Result<tokio::runtime::Runtime, InitError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("piko-obs-runtime")
+        .enable_all()
+        .build()
+        .map_err(InitError::Runtime)
+}
