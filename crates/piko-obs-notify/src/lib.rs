@@ -60,7 +60,9 @@
 //! 6. `dispatcher`: the queue, the workers, retries, shutdown and replay, over the
 //!    registry and the writer;
 //! 7. `service`: [`NotificationService`] and its builders, over the registry and the
-//!    dispatcher; [`Dispatcher::start`], which takes a service, is defined here.
+//!    dispatcher; [`Dispatcher::start`], which takes a service, is defined here;
+//! 8. `lifecycle` ([`Delivery`], the delivery as a part of the shutdown stack) and
+//!    [`telemetry`] (the counters as `metrics` series), over the service.
 
 pub mod alert;
 mod dead_letter;
@@ -96,7 +98,7 @@ pub use service::{
 #[cfg(test)]
 mod layout {
     /// The layers of the crate documentation's "Layout", lowest first.
-    const LAYERS: [&[&str]; 7] = [
+    const LAYERS: [&[&str]; 8] = [
         &["model", "policy", "provider"],
         &["notifier", "alert"],
         &["defaults", "dead_letter"],
@@ -104,6 +106,7 @@ mod layout {
         &["writer"],
         &["dispatcher"],
         &["service"],
+        &["lifecycle", "telemetry"],
     ];
 
     fn layer(module: &str) -> usize {

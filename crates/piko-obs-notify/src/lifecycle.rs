@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use piko_obs_lifecycle::{Lifecycle, ShutdownError, bounded};
 
-use crate::{Dispatcher, NotificationService, ShutdownReport};
+use crate::dispatcher::{Dispatcher, ShutdownReport};
+use crate::service::NotificationService;
 
 /// The part name of the delivery.
 const PART: &str = "notification dispatcher";

@@ -1,7 +1,7 @@
 //! The notification service's, dispatcher's and providers' counters as `metrics` series
 //! (`piko_obs_notification*`).
 
-use crate::NotificationService;
+use crate::service::NotificationService;
 
 /// Describes the series [`record_metrics`] sets.
 pub fn describe_metrics() {
