@@ -40,6 +40,7 @@
 //! No feature flags.
 
 mod config;
+mod fanout;
 mod logs;
 mod metrics_bridge;
 

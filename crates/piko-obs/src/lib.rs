@@ -1037,15 +1037,7 @@ impl Builder {
         // credentials).
         let otlp_shown = |signal: &str| {
             if otlp_pipeline.is_some() {
-                format!(
-                    "{} {}",
-                    otlp_settings
-                        .signal(signal)
-                        .unwrap_or(&otlp_settings.general)
-                        .protocol
-                        .as_str(),
-                    settings::shown_url(&otlp_settings.signal_url(signal))
-                )
+                otlp_settings.shown(signal, settings::shown_url)
             } else {
                 settings::otlp_off_reason(self.otlp_config.enabled, &env).to_string()
             }
