@@ -285,7 +285,7 @@ fn main() -> ExitCode {
             guard.shutdown().expect("shutdown");
         }
         "console" => {
-            let b = PikoObs::builder()
+            let b = piko_obs::Builder::default()
                 .with_run_mode(RunMode::Prod)
                 .with_health_enabled(false)
                 .with_otlp_metric_interval(std::time::Duration::from_millis(100));
