@@ -4,7 +4,8 @@
 //! `OTEL_EXPORTER_OTLP_HEADERS` over both protocols; a signal's own variables; the
 //! `OTEL_<SIGNAL>_EXPORTER` switches; `OTEL_SDK_DISABLED` as a kill switch; the default
 //! protocol and http/json; code's compression over the variable's, on the wire; the
-//! temporality preference; the propagators; and bad values named in `init()`'s error.
+//! temporality preference; the propagators; the console exporters (`log_probe console`,
+//! checked on the child's stdout); and bad values named in `init()`'s error.
 
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -14,9 +15,15 @@ use piko_obs_tests::otlp::{OtlpReceiver, Received};
 /// Runs `log_probe otlp [endpoint]` with `env` (and no other `OTEL_*` variable); what it
 /// printed.
 fn probe(endpoint: Option<&str>, env: &[(&str, &str)]) -> String {
+    run("otlp", endpoint, env)
+}
+
+/// Runs `log_probe SCENARIO [arg]` with `env` (and no other `OTEL_*` variable); what it
+/// printed.
+fn run(scenario: &str, arg: Option<&str>, env: &[(&str, &str)]) -> String {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_log_probe"));
-    cmd.arg("otlp");
-    cmd.args(endpoint);
+    cmd.arg(scenario);
+    cmd.args(arg);
     for (k, _) in std::env::vars() {
         if k.starts_with("OTEL_") || k.starts_with("PROBE_") {
             cmd.env_remove(k);
@@ -210,6 +217,8 @@ fn bad_values_name_their_variable() {
             "OTEL_BLRP_SCHEDULE_DELAY:",
         ),
         ("OTEL_TRACES_EXPORTER", "zipkin", "OTEL_TRACES_EXPORTER:"),
+        ("OTEL_LOGS_EXPORTER", "console,none", "OTEL_LOGS_EXPORTER:"),
+        ("OTEL_METRICS_EXPORTER", "stdout", "OTEL_METRICS_EXPORTER:"),
         ("OTEL_PROPAGATORS", "b3single", "OTEL_PROPAGATORS:"),
         ("OTEL_PROPAGATORS", "jaeger,none", "OTEL_PROPAGATORS:"),
         (
@@ -393,5 +402,147 @@ fn log_record_limits_from_the_environment() {
         record.trace_id.len(),
         16,
         "the record keeps its trace context"
+    );
+}
+
+/// The incoming trace `log_probe console` runs its span in.
+const CONSOLE_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+
+/// Whether `out` has the block header the console exporter writes before each export of
+/// a signal (`Spans`, `Metrics`, `Logs`) on a line of its own.
+fn has_block(out: &str, header: &str) -> bool {
+    out.lines().any(|l| l == header)
+}
+
+/// `OTEL_<SIGNAL>_EXPORTER=console` with no endpoint: that signal, and only it, is
+/// written to the child's stdout by the console exporter: the span with its name and
+/// trace id, the counter under its OpenTelemetry name, the log record with its body
+/// and the span's trace id (beside the record's JSON line); the start-up summary says
+/// so.
+#[test]
+fn console_exporters_write_each_signal_to_stdout() {
+    for (signal, header) in [
+        ("TRACES", "Spans"),
+        ("METRICS", "Metrics"),
+        ("LOGS", "Logs"),
+    ] {
+        let var = format!("OTEL_{signal}_EXPORTER");
+        let out = run("console", None, &[(&var, "console")]);
+        assert!(out.contains("init: ok"), "{var}: {out}");
+        for other in ["Spans", "Metrics", "Logs"] {
+            assert_eq!(
+                has_block(&out, other),
+                other == header,
+                "{var}, {other}: {out}"
+            );
+        }
+        match signal {
+            "TRACES" => {
+                assert!(
+                    out.contains("\tName         : console probe span\n"),
+                    "{out}"
+                );
+                assert!(
+                    out.contains(&format!("\tTraceId      : {CONSOLE_TRACE}\n")),
+                    "{out}"
+                );
+                assert!(
+                    out.contains("\"otlp_traces\":\"console (stdout)\""),
+                    "{out}"
+                );
+                assert!(
+                    out.contains(
+                        "\"otlp_logs\":\"off (no endpoint: OTEL_EXPORTER_OTLP_ENDPOINT unset)\""
+                    ),
+                    "{out}"
+                );
+            }
+            "METRICS" => {
+                assert!(
+                    out.contains("\t\tName         : console_probe_runs\n"),
+                    "{out}"
+                );
+                assert!(
+                    out.contains("\"otlp_metrics\":\"console (stdout)\""),
+                    "{out}"
+                );
+            }
+            _ => {
+                let body = out
+                    .lines()
+                    .find(|l| l.contains("Body: ") && l.contains("inside the console probe span"))
+                    .unwrap_or_else(|| panic!("no record body: {out}"));
+                assert!(body.starts_with("\t Body: "), "{body}");
+                assert!(
+                    out.contains(&format!("\t TraceId: {CONSOLE_TRACE}\n")),
+                    "the record carries the span's trace id: {out}"
+                );
+                // The same line as a JSON line of the console output, as documented.
+                assert!(
+                    out.lines().any(|l| l.starts_with('{')
+                        && l.contains("\"msg\":\"inside the console probe span\"")),
+                    "{out}"
+                );
+                assert!(
+                    out.contains("\"otlp_logs\":\"console (stdout: each log line again"),
+                    "{out}"
+                );
+            }
+        }
+    }
+    // The deprecated alias, and the kill switch.
+    let out = run("console", None, &[("OTEL_TRACES_EXPORTER", "logging")]);
+    assert!(has_block(&out, "Spans"), "{out}");
+    let out = run(
+        "console",
+        None,
+        &[
+            ("OTEL_TRACES_EXPORTER", "console"),
+            ("OTEL_METRICS_EXPORTER", "console"),
+            ("OTEL_LOGS_EXPORTER", "console"),
+            ("OTEL_SDK_DISABLED", "true"),
+        ],
+    );
+    assert!(out.contains("init: ok"), "{out}");
+    for header in ["Spans", "Metrics", "Logs"] {
+        assert!(!has_block(&out, header), "OTEL_SDK_DISABLED=true: {out}");
+    }
+}
+
+/// `otlp,console`: the same span goes to the receiver and to stdout, through one
+/// processor.
+#[test]
+fn otlp_and_console_listed_together_both_export() {
+    let receiver = OtlpReceiver::start();
+    let out = run(
+        "console",
+        None,
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.http_endpoint()),
+            ("OTEL_TRACES_EXPORTER", "otlp,console"),
+        ],
+    );
+    assert!(out.contains("init: ok"), "{out}");
+    assert!(
+        out.contains("\tName         : console probe span\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("/v1/traces + console (stdout)\""),
+        "the start-up summary names both: {out}"
+    );
+    let got = receiver.wait_until(Duration::from_secs(10), |r| {
+        r.spans().iter().any(|s| s.name == "console probe span")
+    });
+    let span = got
+        .spans()
+        .into_iter()
+        .find(|s| s.name == "console probe span")
+        .expect("the span at the receiver");
+    let hex: String = span.trace_id.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(hex, CONSOLE_TRACE);
+    assert!(
+        !has_block(&out, "Logs") && !has_block(&out, "Metrics"),
+        "{out}"
     );
 }

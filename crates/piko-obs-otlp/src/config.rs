@@ -151,7 +151,8 @@ pub enum ParentRoot {
 #[derive(Clone, PartialEq)]
 #[non_exhaustive]
 pub struct Settings {
-    /// Whether to export.
+    /// Whether to export: over OTLP (an endpoint given, or `with_otlp_enabled(true)`),
+    /// or to the console for a signal whose `OTEL_<SIGNAL>_EXPORTER` lists `console`.
     pub enabled: bool,
     /// The settings from code and the general variables only
     /// (`OTEL_EXPORTER_OTLP_*`), with `url` the collector's base URL (`http://` or
@@ -196,9 +197,13 @@ pub struct Settings {
 #[derive(Clone, PartialEq)]
 #[non_exhaustive]
 pub struct SignalSettings {
-    /// Whether this signal is exported (export on, and `OTEL_<SIGNAL>_EXPORTER` not
-    /// `none`).
+    /// Whether this signal is exported over OTLP (export on, and
+    /// `OTEL_<SIGNAL>_EXPORTER` unset or listing `otlp`).
     pub enabled: bool,
+    /// Whether this signal is written to standard output by the console exporter
+    /// (`OTEL_<SIGNAL>_EXPORTER` lists `console`, or its deprecated alias `logging`):
+    /// needs no endpoint; off with `OTEL_SDK_DISABLED=true` or `with_otlp_enabled(false)`.
+    pub console: bool,
     /// The protocol.
     pub protocol: Protocol,
     /// The URL exports go to: for HTTP, the general endpoint plus `/v1/<signal>`, or the
@@ -220,6 +225,7 @@ impl std::fmt::Debug for SignalSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SignalSettings")
             .field("enabled", &self.enabled)
+            .field("console", &self.console)
             .field("protocol", &self.protocol)
             .field("url", &self.url)
             .field(
@@ -469,6 +475,32 @@ impl Settings {
         match self.signal(signal) {
             Some(s) => s.url.clone(),
             None => base_url(self.general.protocol, &self.general.url, signal),
+        }
+    }
+
+    /// One signal's exporters as `init()`'s start-up summary shows them: the protocol
+    /// and the URL (through `url`, which is to leave credentials out) when it goes over
+    /// OTLP, `console (stdout)` when the console exporter writes it to standard output
+    /// (for logs, saying that each line is written again), both joined by ` + `, or why
+    /// it is off. Another name than `traces`, `metrics` or `logs` shows the general
+    /// settings.
+    pub fn shown(&self, signal: &str, url: impl FnOnce(&str) -> String) -> String {
+        let s = self.signal(signal).unwrap_or(&self.general);
+        let otlp = s
+            .enabled
+            .then(|| format!("{} {}", s.protocol.as_str(), url(&self.signal_url(signal))));
+        let console = s.console.then_some(match signal {
+            "logs" => "console (stdout: each log line again, as an OpenTelemetry record)",
+            _ => "console (stdout)",
+        });
+        match (otlp, console) {
+            (Some(otlp), Some(console)) => format!("{otlp} + {console}"),
+            (Some(otlp), None) => otlp,
+            (None, Some(console)) => console.to_string(),
+            (None, None) if !self.general.enabled => {
+                "off (no endpoint: OTEL_EXPORTER_OTLP_ENDPOINT unset)".to_string()
+            }
+            (None, None) => format!("off (OTEL_{}_EXPORTER)", signal.to_ascii_uppercase()),
         }
     }
 
@@ -846,15 +878,20 @@ impl OtlpConfig {
             || SIGNALS
                 .iter()
                 .any(|(_, v)| env(&format!("OTEL_EXPORTER_OTLP_{v}_ENDPOINT")).is_some());
-        let enabled = !disabled && self.enabled.unwrap_or(any_endpoint);
+        let otlp = !disabled && self.enabled.unwrap_or(any_endpoint);
+        // The console needs no endpoint; the kill switch and code's "off" stop it too.
+        let console = !disabled && self.enabled != Some(false);
         let mut general = self.signal_settings(&env, None)?;
-        general.enabled = enabled;
+        general.enabled = otlp;
         let mut signals = Vec::with_capacity(3);
         for (name, var) in SIGNALS {
             let mut s = self.signal_settings(&env, Some((name, var)))?;
-            s.enabled = enabled && exporter_on(&env, name, var)?;
+            let listed = exporters(&env, name, var)?;
+            s.enabled = otlp && listed.otlp;
+            s.console = console && listed.console;
             signals.push(s);
         }
+        let enabled = otlp || signals.iter().any(|s| s.console);
         let [traces, metrics, logs]: [SignalSettings; 3] =
             signals.try_into().expect("three signals");
 
@@ -1086,6 +1123,7 @@ impl OtlpConfig {
         }
         Ok(SignalSettings {
             enabled: false,
+            console: false,
             protocol,
             url,
             headers,
@@ -1225,35 +1263,44 @@ fn own_signal_url(protocol: Protocol, url: &str) -> String {
     }
 }
 
-/// Whether `OTEL_<SIGNAL>_EXPORTER` asks for OTLP (the default): `otlp`, or `none` (no
-/// export of the signal); for metrics also `prometheus` (only `/metrics`, no OTLP).
-/// Exporters piko-obs does not have are refused, saying what to use.
-fn exporter_on(
+/// The exporters `OTEL_<SIGNAL>_EXPORTER` lists for one signal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Listed {
+    /// `otlp` (the default when the variable is unset).
+    otlp: bool,
+    /// `console`, or its deprecated alias `logging`.
+    console: bool,
+}
+
+/// `OTEL_<SIGNAL>_EXPORTER`: a comma-separated list of `otlp` (the default), `console`
+/// (or `logging`, its deprecated alias), or `none` alone (no export of the signal); for
+/// metrics also `prometheus` (only `/metrics`, which is there anyway). Exporters
+/// piko-obs does not have are refused, saying what to use.
+fn exporters(
     env: &impl Fn(&str) -> Option<String>,
     signal: &str,
     infix: &str,
-) -> Result<bool, ConfigError> {
+) -> Result<Listed, ConfigError> {
     let name = format!("OTEL_{infix}_EXPORTER");
     let Some(text) = env(&name) else {
-        return Ok(true);
+        return Ok(Listed {
+            otlp: true,
+            console: false,
+        });
     };
-    let mut otlp = false;
+    let mut listed = Listed {
+        otlp: false,
+        console: false,
+    };
     let mut none = false;
+    let mut others = false;
     for entry in text.split(',').map(|e| e.trim().to_ascii_lowercase()) {
         match entry.as_str() {
-            "otlp" => otlp = true,
+            "otlp" => listed.otlp = true,
+            "console" | "logging" => listed.console = true,
             "none" => none = true,
-            "prometheus" if signal == "metrics" => {}
+            "prometheus" if signal == "metrics" => others = true,
             "" => {}
-            "console" | "logging" => {
-                return Err(err(
-                    &name,
-                    format!(
-                        "{entry} is not supported: log lines go to the console through the log hub's \
-                         own outputs, and there is no console exporter for {signal}; use otlp or none"
-                    ),
-                ));
-            }
             other => {
                 let also = if signal == "metrics" {
                     ", prometheus"
@@ -1262,18 +1309,22 @@ fn exporter_on(
                 };
                 return Err(err(
                     &name,
-                    format!("unknown or unsupported exporter {other:?}; use otlp{also} or none"),
+                    format!(
+                        "unknown or unsupported exporter {other:?}; use otlp, console{also} or \
+                         none, or a list such as otlp,console"
+                    ),
                 ));
             }
         }
     }
-    if none && otlp {
+    if none && (listed.otlp || listed.console || others) {
         return Err(err(
             &name,
-            "none cannot be listed with otlp; give one of the two",
+            "none cannot be listed with other exporters; give none alone, or the exporters \
+             (otlp, console) without it",
         ));
     }
-    Ok(otlp)
+    Ok(listed)
 }
 
 /// The bounds on a queue's capacity and a batch: past them a typo would take memory
@@ -1803,13 +1854,118 @@ mod tests {
         assert!(s.enabled && !s.traces.enabled && !s.metrics.enabled && s.logs.enabled);
         for (var, value) in [
             ("OTEL_TRACES_EXPORTER", "zipkin"),
-            ("OTEL_LOGS_EXPORTER", "console"),
+            ("OTEL_LOGS_EXPORTER", "console,none"),
             ("OTEL_METRICS_EXPORTER", "otlp,none"),
             ("OTEL_TRACES_EXPORTER", "prometheus"),
             ("OTEL_SDK_DISABLED", "yes"),
         ] {
             let e = code.resolve(env(&[(var, value)]), "svc").unwrap_err();
             assert_eq!(e.setting, var, "{e}");
+        }
+    }
+
+    /// `console` (and its alias `logging`) needs no endpoint, can be listed with `otlp`,
+    /// and the kill switch and code's "off" stop it too.
+    #[test]
+    fn the_console_exporter_values() {
+        let s = OtlpConfig::new()
+            .resolve(
+                env(&[
+                    ("OTEL_TRACES_EXPORTER", "console"),
+                    ("OTEL_METRICS_EXPORTER", " Logging "),
+                ]),
+                "svc",
+            )
+            .unwrap();
+        assert!(
+            s.enabled,
+            "the console alone turns export on, with no endpoint"
+        );
+        assert!(!s.general.enabled, "no OTLP without an endpoint");
+        assert!(s.traces.console && !s.traces.enabled);
+        assert!(s.metrics.console && !s.metrics.enabled);
+        assert!(
+            !s.logs.console && !s.logs.enabled,
+            "logs: otlp by default, with no endpoint: off"
+        );
+
+        let mut code = OtlpConfig::new();
+        code.endpoint = Some("http://c:4318".into());
+        let s = code
+            .resolve(
+                env(&[
+                    ("OTEL_TRACES_EXPORTER", "otlp,console"),
+                    ("OTEL_METRICS_EXPORTER", "prometheus,console"),
+                    ("OTEL_LOGS_EXPORTER", "console,otlp,console"),
+                ]),
+                "svc",
+            )
+            .unwrap();
+        assert!(s.traces.enabled && s.traces.console);
+        assert!(!s.metrics.enabled && s.metrics.console);
+        assert!(s.logs.enabled && s.logs.console);
+        let s = code.resolve(env(&[]), "svc").unwrap();
+        assert!(!s.traces.console && !s.metrics.console && !s.logs.console);
+
+        let console = env(&[("OTEL_LOGS_EXPORTER", "console")]);
+        let s = OtlpConfig::new()
+            .resolve(
+                env(&[
+                    ("OTEL_LOGS_EXPORTER", "console"),
+                    ("OTEL_SDK_DISABLED", "1"),
+                ]),
+                "svc",
+            )
+            .unwrap();
+        assert!(!s.enabled && !s.logs.console, "the kill switch");
+        let mut off = OtlpConfig::new();
+        off.enabled = Some(false);
+        let s = off.resolve(&console, "svc").unwrap();
+        assert!(
+            !s.enabled && !s.logs.console,
+            "code's with_otlp_enabled(false)"
+        );
+
+        let mut code = OtlpConfig::new();
+        code.endpoint = Some("http://user:pw@c:4318".into());
+        let s = code
+            .resolve(
+                env(&[
+                    ("OTEL_TRACES_EXPORTER", "otlp,console"),
+                    ("OTEL_METRICS_EXPORTER", "none"),
+                    ("OTEL_LOGS_EXPORTER", "logging"),
+                ]),
+                "svc",
+            )
+            .unwrap();
+        let hide = |u: &str| u.replace("user:pw@", "");
+        assert_eq!(
+            s.shown("traces", hide),
+            "http/protobuf http://c:4318/v1/traces + console (stdout)"
+        );
+        assert_eq!(s.shown("metrics", hide), "off (OTEL_METRICS_EXPORTER)");
+        assert!(
+            s.shown("logs", hide)
+                .starts_with("console (stdout: each log line again")
+        );
+        let s = OtlpConfig::new().resolve(&console, "svc").unwrap();
+        assert_eq!(
+            s.shown("traces", hide),
+            "off (no endpoint: OTEL_EXPORTER_OTLP_ENDPOINT unset)"
+        );
+
+        for (var, value) in [
+            ("OTEL_TRACES_EXPORTER", "console,none"),
+            ("OTEL_METRICS_EXPORTER", "none, prometheus"),
+            ("OTEL_LOGS_EXPORTER", "stdout"),
+            ("OTEL_LOGS_EXPORTER", "console,zipkin"),
+            ("OTEL_TRACES_EXPORTER", "prometheus,console"),
+        ] {
+            let e = OtlpConfig::new()
+                .resolve(env(&[(var, value)]), "svc")
+                .unwrap_err();
+            assert_eq!(e.setting, var, "{e}");
+            assert!(e.reason.contains("console"), "says what to use: {e}");
         }
     }
 

@@ -3,7 +3,8 @@
 //!
 //! [`Pipeline::start`] builds the tracer, meter and logger providers with OTLP exporters
 //! (gRPC through tonic, or HTTP/protobuf or HTTP/JSON through a blocking reqwest client
-//! with rustls),
+//! with rustls, or the console exporters of `opentelemetry-stdout` for a signal whose
+//! `OTEL_<SIGNAL>_EXPORTER` lists `console`, or both),
 //! spans going through a [`BoundedSpanProcessor`] and log records through a
 //! [`BoundedLogProcessor`], each counting what does not fit and what fails to export.
 //!
@@ -37,11 +38,23 @@
 //! assert_eq!(settings.resource["service.name"], "orders");
 //! ```
 //!
+//! A signal goes to standard output instead (or as well, with `otlp,console`), with no
+//! endpoint needed:
+//!
+//! ```
+//! use piko_obs_otlp::OtlpConfig;
+//! let env = |name: &str| (name == "OTEL_TRACES_EXPORTER").then(|| "console".to_string());
+//! let settings = OtlpConfig::new().resolve(env, "orders").unwrap();
+//! assert!(settings.enabled && settings.traces.console && !settings.traces.enabled);
+//! assert_eq!(settings.shown("traces", str::to_string), "console (stdout)");
+//! ```
+//!
 //! Feature flags, both on by default: `warp` (`warp_trace_context`) and `tower`
 //! (`TraceLayer`, `Traced`); `axum` (implies `tower`) names server spans from axum's
 //! `MatchedPath`.
 
 mod config;
+mod fanout;
 mod global;
 mod lifecycle;
 mod logs;

@@ -21,6 +21,7 @@ use crate::config::{
     AttributeLimits, BatchSettings, Compression, HistogramAggregation, ParentRoot, Propagator,
     Protocol, Sampling, Settings, SignalSettings, SpanLimits, Temporality,
 };
+use crate::fanout::Exporters;
 
 /// The longest wait taken as given: a longer one (up to `Duration::MAX`) is a century,
 /// as `Instant` cannot add more.
@@ -1152,6 +1153,21 @@ macro_rules! exporter {
     }};
 }
 
+/// The exporters one signal's settings list ([`Exporters`]): OTLP, built as
+/// [`exporter!`] does, when the signal goes over OTLP; `$console` when its
+/// `OTEL_<SIGNAL>_EXPORTER` lists `console`.
+macro_rules! exporters {
+    ($signal_settings:expr, $timeout:expr, $builder:expr, $console:expr, $signal:literal) => {{
+        let s: &SignalSettings = $signal_settings;
+        let otlp = if s.enabled {
+            Some(exporter!(s, $timeout, $builder, $signal))
+        } else {
+            None
+        };
+        Exporters::new(otlp, s.console.then(|| $console))
+    }};
+}
+
 impl Pipeline {
     /// Builds the exporters and the providers. Call it inside a tokio runtime (the gRPC
     /// exporters run their connections on it); it must outlive [`Pipeline::shutdown`].
@@ -1176,18 +1192,21 @@ impl Pipeline {
         // A signal turned off (`OTEL_<SIGNAL>_EXPORTER=none`) has a provider with no
         // exporter: what is recorded goes nowhere, and nothing is counted as dropped.
         let mut span_stats = SpanStatsHandle(Arc::new(Counters::default()));
-        if settings.traces.enabled {
-            let spans = exporter!(
+        // A signal listed as `console` has the console exporter, behind the same
+        // bounded processor (or periodic reader) as OTLP, beside it when both are listed.
+        if settings.traces.enabled || settings.traces.console {
+            let exporters = exporters!(
                 &settings.traces,
                 settings
                     .traces
                     .timeout
                     .min(settings.span_batch.export_timeout),
                 opentelemetry_otlp::SpanExporter::builder(),
+                opentelemetry_stdout::SpanExporter::default(),
                 "traces"
             );
             let processor = BoundedSpanProcessor::with_limits(
-                spans,
+                exporters,
                 settings.span_batch,
                 settings.span_limits.attributes.value_length,
             )
@@ -1201,30 +1220,34 @@ impl Pipeline {
                 buckets,
                 settings.metric.histogram_aggregation,
             ));
-        if settings.metrics.enabled {
-            let metrics = exporter!(
+        if settings.metrics.enabled || settings.metrics.console {
+            let exporters = exporters!(
                 &settings.metrics,
                 settings.metrics.timeout.min(settings.metric_export_timeout),
                 opentelemetry_otlp::MetricExporter::builder()
                     .with_temporality(temporality(settings.metric.temporality)),
+                opentelemetry_stdout::MetricExporter::builder()
+                    .with_temporality(temporality(settings.metric.temporality))
+                    .build(),
                 "metrics"
             );
-            let reader = PeriodicReader::builder(metrics)
+            let reader = PeriodicReader::builder(exporters)
                 .with_interval(settings.metric_interval)
                 .build();
             meter_provider = meter_provider.with_reader(reader);
         }
         let mut logger_provider = SdkLoggerProvider::builder().with_resource(resource);
         let mut log_stats = LogStatsHandle(Arc::new(Counters::default()));
-        if settings.logs.enabled {
-            let logs = exporter!(
+        if settings.logs.enabled || settings.logs.console {
+            let exporters = exporters!(
                 &settings.logs,
                 settings.logs.timeout.min(settings.log_batch.export_timeout),
                 opentelemetry_otlp::LogExporter::builder(),
+                opentelemetry_stdout::LogExporter::default(),
                 "logs"
             );
             let processor = BoundedLogProcessor::with_limits(
-                logs,
+                exporters,
                 settings.log_batch,
                 settings.log_record_limits,
             )

@@ -1,8 +1,9 @@
 //! OTLP export of the three signals to a receiver built on the official protobuf
 //! definitions, over gRPC, HTTP/protobuf and HTTP/JSON: what arrives, field by field,
 //! plain and gzip-compressed; the metric temporality and default histogram
-//! aggregation; the attribute limits; and the faults: a receiver that refuses, one that
-//! never answers, and a port where nothing listens.
+//! aggregation; the attribute limits; the console exporters beside OTLP; and the
+//! faults: a receiver that refuses, one that never answers, and a port where nothing
+//! listens.
 
 use std::time::{Duration, Instant};
 
@@ -234,6 +235,53 @@ fn all_three_signals_arrive_over_http() {
 #[test]
 fn all_three_signals_arrive_over_http_json() {
     all_three_signals_arrive(Protocol::HttpJson);
+}
+
+/// `otlp,console` for spans and `console` for logs: each signal keeps its one bounded
+/// processor, which hands every batch to both exporters (the receiver gets the spans)
+/// and counts it once; a console-only signal is counted too.
+#[test]
+fn console_exporters_share_the_bounded_processors_and_their_counters() {
+    let receiver = OtlpReceiver::start();
+    let (runtime, pipeline) = start_pipeline_env(
+        &config(receiver.http_endpoint(), Protocol::HttpProtobuf),
+        &[
+            ("OTEL_TRACES_EXPORTER", "otlp,console"),
+            ("OTEL_LOGS_EXPORTER", "console"),
+            ("OTEL_METRICS_EXPORTER", "none"),
+        ],
+        &[],
+    );
+    let tracer = pipeline.tracer_provider.tracer("test");
+    for i in 0..3 {
+        tracer.start(format!("console op {i}")).end();
+    }
+    let logger = pipeline.logger_provider.logger("test");
+    for _ in 0..2 {
+        let mut record = logger.create_log_record();
+        record.set_body(AnyValue::from("to the console"));
+        logger.emit(record);
+    }
+    let failures = pipeline.shutdown(Duration::from_secs(5));
+    assert!(failures.is_empty(), "{failures:?}");
+    let spans = pipeline.spans.stats();
+    assert_eq!(
+        (spans.ended, spans.exported, spans.dropped, spans.failed),
+        (3, 3, 0, 0),
+        "counted once for both exporters"
+    );
+    let logs = pipeline.logs.stats();
+    assert_eq!(
+        (logs.emitted, logs.exported, logs.dropped, logs.failed),
+        (2, 2, 0, 0)
+    );
+    let got = receiver.wait_until(Duration::from_secs(10), |r| r.spans().len() >= 3);
+    let mut names: Vec<String> = got.spans().into_iter().map(|s| s.name).collect();
+    names.sort();
+    assert_eq!(names, ["console op 0", "console op 1", "console op 2"]);
+    assert!(got.logs.is_empty(), "logs went to the console only");
+    assert!(got.metrics.is_empty(), "OTEL_METRICS_EXPORTER=none");
+    drop(runtime);
 }
 
 fn faults(protocol: Protocol, mode: Mode) {

@@ -61,7 +61,7 @@ Environment:
                             which prints until the service adds its own
   ENVIRONMENT               the environment named in alerts
 
-OpenTelemetry (traces, metrics and logs over OTLP, when an endpoint is set):
+OpenTelemetry (traces, metrics and logs over OTLP when an endpoint is set, or to stdout):
   OTEL_EXPORTER_OTLP_ENDPOINT   the collector (http://host:4318, https://...)
   OTEL_EXPORTER_OTLP_PROTOCOL   http/protobuf (default), http/json or grpc
   OTEL_EXPORTER_OTLP_HEADERS    key=value,... sent with every export
@@ -70,10 +70,14 @@ OpenTelemetry (traces, metrics and logs over OTLP, when an endpoint is set):
                                 xray, ottrace or none, in the order given
   OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE
                                 cumulative (default), delta or lowmemory
+  OTEL_{TRACES,METRICS,LOGS}_EXPORTER
+                                otlp (default), console (to stdout, for debugging; no
+                                endpoint needed), otlp,console (both), or none;
+                                prometheus for metrics (/metrics only)
   OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, OTEL_TRACES_SAMPLER,
   OTEL_TRACES_SAMPLER_ARG, OTEL_METRIC_EXPORT_INTERVAL, OTEL_METRIC_EXPORT_TIMEOUT,
   OTEL_SDK_DISABLED, OTEL_EXPORTER_OTLP_{TRACES,METRICS,LOGS}_*,
-  OTEL_{TRACES,METRICS,LOGS}_EXPORTER, OTEL_BSP_*, OTEL_BLRP_*,
+  OTEL_BSP_*, OTEL_BLRP_*,
   OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION,
   OTEL_METRICS_EXEMPLAR_FILTER, the attribute limits OTEL_ATTRIBUTE_*_LIMIT,
   OTEL_SPAN_*_LIMIT, OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT, OTEL_LINK_ATTRIBUTE_COUNT_LIMIT,

@@ -268,15 +268,7 @@ impl Builder {
         let _ = (r, started, signal);
         #[cfg(feature = "otlp")]
         return if started.pipeline.is_some() {
-            format!(
-                "{} {}",
-                r.otlp
-                    .signal(signal)
-                    .unwrap_or(&r.otlp.general)
-                    .protocol
-                    .as_str(),
-                settings::shown_url(&r.otlp.signal_url(signal))
-            )
+            r.otlp.shown(signal, settings::shown_url)
         } else {
             settings::otlp_off_reason(self.otlp.config.enabled, &env).to_string()
         };

@@ -218,6 +218,7 @@ fn help_lists_the_variables_and_a_bad_mode_is_an_error() {
         "http/json",
         "OTEL_PROPAGATORS",
         "b3multi",
+        "otlp,console",
         "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",
         "OTEL_LOGRECORD_ATTRIBUTE_",
         "APP_BIND_ADDRESS",

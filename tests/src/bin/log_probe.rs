@@ -26,12 +26,48 @@
 //!   (`PROBE_CODE_NO_COMPRESSION=1`); then a span with a log line inside
 //!   and a counter, and a shutdown; prints `init: ok` or `init: <error>`, then
 //!   `propagated: NAMES`, the headers the installed propagators carry on from an
-//!   incoming `traceparent` and `baggage`.
+//!   incoming `traceparent` and `baggage`;
+//! - `console`: a prod `init()` (JSON lines on stdout) with OTLP from the `OTEL_*`
+//!   variables only, then, as a child of the incoming trace
+//!   `4bf92f3577b34da6a3ce929d0e0e4736`, the span `console probe span` with the line
+//!   `inside the console probe span`, the counter `console_probe_runs_total`, and a
+//!   shutdown; prints `init: ok` or `init: <error>`.
 
 use std::process::ExitCode;
 
 use piko_obs::RunMode;
 use piko_obs::logger::{self, Level, OutputOptions, attr};
+
+/// `init()`, printing `init: ok`, or `init: <error>` and giving `None`.
+fn init_printed(b: piko_obs::Builder) -> Option<piko_obs::Guard> {
+    match b.init() {
+        Ok(g) => {
+            println!("init: ok");
+            Some(g)
+        }
+        Err(e) => {
+            println!("init: {e}");
+            None
+        }
+    }
+}
+
+/// An incoming request's headers: the `traceparent` of trace
+/// `4bf92f3577b34da6a3ce929d0e0e4736`, and `baggage`.
+fn incoming() -> axum::http::HeaderMap {
+    let mut incoming = axum::http::HeaderMap::new();
+    incoming.insert(
+        "traceparent",
+        axum::http::HeaderValue::from_static(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ),
+    );
+    incoming.insert(
+        "baggage",
+        axum::http::HeaderValue::from_static("tenant=acme"),
+    );
+    incoming
+}
 
 fn each_level() {
     for name in ["app", "app/db"] {
@@ -230,29 +266,13 @@ fn main() -> ExitCode {
             if std::env::var("PROBE_CODE_NO_COMPRESSION").is_ok() {
                 b = b.with_otlp_compression(piko_obs::otlp::Compression::None);
             }
-            let guard = match b.init() {
-                Ok(g) => g,
-                Err(e) => {
-                    println!("init: {e}");
-                    return ExitCode::SUCCESS;
-                }
+            let Some(guard) = init_printed(b) else {
+                return ExitCode::SUCCESS;
             };
-            println!("init: ok");
             // Carried on by the propagators installed, with export on or off.
-            let mut incoming = axum::http::HeaderMap::new();
-            incoming.insert(
-                "traceparent",
-                axum::http::HeaderValue::from_static(
-                    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-                ),
-            );
-            incoming.insert(
-                "baggage",
-                axum::http::HeaderValue::from_static("tenant=acme"),
-            );
             let mut outgoing = axum::http::HeaderMap::new();
             piko_obs::otlp::inject_context(
-                &piko_obs::otlp::extract_context(&incoming),
+                &piko_obs::otlp::extract_context(&incoming()),
                 &mut outgoing,
             );
             let mut names: Vec<&str> = outgoing.keys().map(|k| k.as_str()).collect();
@@ -262,6 +282,33 @@ fn main() -> ExitCode {
                 tracing::info!(target: "app", "inside the probe span");
             });
             metrics::counter!("probe_runs_total").increment(1);
+            guard.shutdown().expect("shutdown");
+        }
+        "console" => {
+            let b = piko_obs::Builder::default()
+                .with_run_mode(RunMode::Prod)
+                .with_health_enabled(false)
+                .with_otlp_metric_interval(std::time::Duration::from_millis(100));
+            let Some(guard) = init_printed(b) else {
+                return ExitCode::SUCCESS;
+            };
+            let parent = piko_obs::otlp::extract_context(&incoming());
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .expect("a runtime for the span");
+            runtime
+                .block_on(piko_obs::otlp::run_in_span_from(
+                    &parent,
+                    &logger::get_logger("app"),
+                    "console probe span",
+                    Vec::new(),
+                    |log| async move {
+                        log.info("inside the console probe span", &[]);
+                        Ok::<(), std::io::Error>(())
+                    },
+                ))
+                .expect("the span's work");
+            metrics::counter!("console_probe_runs_total").increment(1);
             guard.shutdown().expect("shutdown");
         }
         other => {
