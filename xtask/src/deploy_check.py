@@ -77,11 +77,11 @@ if "memory" not in container.get("resources", {}).get("limits", {}):
 
 # The grace period covers the drain delay and the shutdown timeout (the toolkit's
 # defaults, read from the facade's code).
-lib = (root / "crates/piko-obs/src/lib.rs").read_text()
+lib = "\n".join(p.read_text() for p in sorted((root / "crates/piko-obs/src").glob("*.rs")))
 timeout = re.search(r"shutdown_timeout: Duration::from_secs\((\d+)\)", lib)
 drain = re.search(r"RunMode::Prod => Duration::from_secs\((\d+)\)", lib)
 if not timeout or not drain:
-    fail("the default shutdown timeout or prod drain delay is not found in lib.rs")
+    fail("the default shutdown timeout or prod drain delay is not found in crates/piko-obs/src")
 else:
     drain_s = int(env["SHUTDOWN_DRAIN_DELAY_MS"]) / 1000 if env.get(
         "SHUTDOWN_DRAIN_DELAY_MS") else int(drain.group(1))
