@@ -4,8 +4,8 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use crate::report::{machine, median, today};
-use crate::support::{Result, cargo, root, run as run_cmd};
+use crate::report::{field, machine, median, today};
+use crate::support::{Result, cargo_bench, root};
 
 /// A goal: `numerator / denominator <= bound`, both criterion ids (`group/function`).
 struct Goal {
@@ -201,14 +201,19 @@ pub(crate) fn run(only: Option<&str>) -> Result {
         .collect();
     let health = only.is_none_or(|n| n == "health");
     let metrics_http = only.is_none_or(|n| n == "metrics");
-    if suites.is_empty() && !health {
+    let threads = only.is_none_or(|n| n == "logger-threads");
+    if suites.is_empty() && !health && !threads {
         let mut names: Vec<&str> = SUITES.iter().map(|s| s.name).collect();
-        names.push("health");
+        names.extend(["health", "logger-threads"]);
         return Err(format!(
             "no benchmark named {:?}; choose one of {}",
             only.unwrap_or(""),
             names.join(", ")
         ));
+    }
+    if threads {
+        let section = crate::threads::section()?;
+        replace_section("logger-threads", &section)?;
     }
     if health {
         let section = crate::wrk::health()?;
@@ -227,16 +232,7 @@ pub(crate) fn run(only: Option<&str>) -> Result {
         let mut samples: Vec<Samples> = vec![Vec::new(); s.goals.len()];
         for run in 1..=RUNS {
             eprintln!("xtask: bench {} run {run} of {RUNS}", s.name);
-            let mut cmd = cargo();
-            cmd.args([
-                "bench",
-                "--locked",
-                "-p",
-                "piko-obs-tests",
-                "--bench",
-                s.name,
-            ]);
-            run_cmd(cmd)?;
+            cargo_bench(s.name)?;
             if s.name == "notification" {
                 let path = root().join("target/criterion/notification_down.json");
                 down.push(
@@ -257,15 +253,6 @@ pub(crate) fn run(only: Option<&str>) -> Result {
         replace_section("notification-down", &down_report(&down))?;
     }
     Ok(())
-}
-
-/// A number field of the one-line JSON the notification bench writes.
-fn field(json: &str, name: &str) -> f64 {
-    json.split(&format!("\"{name}\":"))
-        .nth(1)
-        .and_then(|r| r.split([',', '}']).next())
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(f64::NAN)
 }
 
 fn down_report(runs: &[String]) -> String {
@@ -485,13 +472,14 @@ fn replace_section(name: &str, section: &str) -> Result {
     }
     let order = |t: &str| match t {
         "logger" => 0,
-        "health" => 1,
-        "metrics" => 2,
-        "metrics-http" => 3,
-        "notification" => 4,
-        "notification-down" => 5,
-        "otlp" => 6,
-        _ => 7,
+        "logger-threads" => 1,
+        "health" => 2,
+        "metrics" => 3,
+        "metrics-http" => 4,
+        "notification" => 5,
+        "notification-down" => 6,
+        "otlp" => 7,
+        _ => 8,
     };
     sections.sort_by_key(|(t, _)| order(t));
     let mut md = String::from(HEADER);

@@ -26,16 +26,17 @@
 //! - `fuzz [--minutes N] [--cases C]`: the fuzz targets in rounds of C cases per property
 //!   (default 100,000), each round with a new seed, until N minutes are spent (default
 //!   60); then the runs, cases and time per property;
-//! - `bench [NAME]`: the benchmarks (`logger` with criterion, `health` with wrk, `metrics`
-//!   with criterion and wrk, `notification` and `otlp` with criterion), all or
+//! - `bench [NAME]`: the benchmarks (`logger` with criterion, `logger-threads` with its own
+//!   harness, `health` with wrk, `metrics` with criterion and wrk, `notification` and `otlp` with criterion), all or
 //!   the one named, then their sections of `docs/performance.md`.
 
 //!
 //! The modules depend one way: `main` dispatches to the commands (`ci`, `integration`,
 //! `soak`, `fuzz`, `bench`); `integration` runs the checks of `examples` and `secrets`;
-//! `bench` runs the wrk comparisons of `wrk`; all of them use `support` (programs,
-//! HTTP, ports) and the reports use `report` (date, machine, median), which use nothing
-//! else of the xtask.
+//! `bench` runs the wrk comparisons of `wrk` and the many-thread logger comparison of
+//! `threads`; all of them use `support` (programs, HTTP, ports) and the reports use
+//! `report` (date, machine, load, median, JSON fields), which use nothing else of the
+//! xtask.
 
 use std::process::ExitCode;
 
@@ -50,6 +51,7 @@ mod report;
 mod secrets;
 mod soak;
 mod support;
+mod threads;
 mod wrk;
 
 fn main() -> ExitCode {
@@ -63,7 +65,7 @@ fn main() -> ExitCode {
         Some("bench") => bench::run(args.get(1).map(String::as_str)),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci | integration [WORD] | deploy | soak [--minutes N] | fuzz [--minutes N] [--cases C] | bench [logger | health | metrics | notification | otlp]>"
+                "usage: cargo xtask <ci | integration [WORD] | deploy | soak [--minutes N] | fuzz [--minutes N] [--cases C] | bench [logger | logger-threads | health | metrics | notification | otlp]>"
             );
             return ExitCode::from(2);
         }

@@ -39,6 +39,13 @@ pub(crate) fn run(mut cmd: Command) -> Result {
     }
 }
 
+/// Runs one benchmark target of the `piko-obs-tests` package (`cargo bench --bench NAME`).
+pub(crate) fn cargo_bench(name: &str) -> Result {
+    let mut cmd = cargo();
+    cmd.args(["bench", "--locked", "-p", "piko-obs-tests", "--bench", name]);
+    run(cmd)
+}
+
 /// Waits for `child` at most `limit`, killing it after.
 pub(crate) fn wait_bounded(
     child: &mut std::process::Child,
