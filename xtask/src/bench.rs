@@ -202,9 +202,11 @@ pub(crate) fn run(only: Option<&str>) -> Result {
     let health = only.is_none_or(|n| n == "health");
     let metrics_http = only.is_none_or(|n| n == "metrics");
     let threads = only.is_none_or(|n| n == "logger-threads");
-    if suites.is_empty() && !health && !threads {
+    let probes = only.is_none_or(|n| n == "probes");
+    let startup = only.is_none_or(|n| n == "startup");
+    if suites.is_empty() && !health && !threads && !probes && !startup {
         let mut names: Vec<&str> = SUITES.iter().map(|s| s.name).collect();
-        names.extend(["health", "logger-threads"]);
+        names.extend(["health", "logger-threads", "probes", "startup"]);
         return Err(format!(
             "no benchmark named {:?}; choose one of {}",
             only.unwrap_or(""),
@@ -214,6 +216,14 @@ pub(crate) fn run(only: Option<&str>) -> Result {
     if threads {
         let section = crate::threads::section()?;
         replace_section("logger-threads", &section)?;
+    }
+    if startup {
+        let section = crate::startup::section()?;
+        replace_section("startup", &section)?;
+    }
+    if probes {
+        let section = crate::wrk::probes()?;
+        replace_section("probes", &section)?;
     }
     if health {
         let section = crate::wrk::health()?;
@@ -474,12 +484,14 @@ fn replace_section(name: &str, section: &str) -> Result {
         "logger" => 0,
         "logger-threads" => 1,
         "health" => 2,
-        "metrics" => 3,
-        "metrics-http" => 4,
-        "notification" => 5,
-        "notification-down" => 6,
-        "otlp" => 7,
-        _ => 8,
+        "probes" => 3,
+        "startup" => 4,
+        "metrics" => 5,
+        "metrics-http" => 6,
+        "notification" => 7,
+        "notification-down" => 8,
+        "otlp" => 9,
+        _ => 10,
     };
     sections.sort_by_key(|(t, _)| order(t));
     let mut md = String::from(HEADER);

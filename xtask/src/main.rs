@@ -27,14 +27,15 @@
 //!   (default 100,000), each round with a new seed, until N minutes are spent (default
 //!   60); then the runs, cases and time per property;
 //! - `bench [NAME]`: the benchmarks (`logger` with criterion, `logger-threads` with its own
-//!   harness, `health` with wrk, `metrics` with criterion and wrk, `notification` and `otlp` with criterion), all or
+//!   harness, `health` and `probes` with wrk, `startup`, `metrics` with criterion and wrk, `notification` and `otlp` with criterion), all or
 //!   the one named, then their sections of `docs/performance.md`.
 
 //!
 //! The modules depend one way: `main` dispatches to the commands (`ci`, `integration`,
 //! `soak`, `fuzz`, `bench`); `integration` runs the checks of `examples` and `secrets`;
-//! `bench` runs the wrk comparisons of `wrk` and the many-thread logger comparison of
-//! `threads`; all of them use `support` (programs, HTTP, ports) and the reports use
+//! `bench` runs the wrk comparisons of `wrk`, the many-thread logger comparison of
+//! `threads` and the start-up comparison of `startup` (with a webhook sink of
+//! `integration`); all of them use `support` (programs, HTTP, ports) and the reports use
 //! `report` (date, machine, load, median, JSON fields), which use nothing else of the
 //! xtask.
 
@@ -50,6 +51,7 @@ mod integration;
 mod report;
 mod secrets;
 mod soak;
+mod startup;
 mod support;
 mod threads;
 mod wrk;
@@ -65,7 +67,7 @@ fn main() -> ExitCode {
         Some("bench") => bench::run(args.get(1).map(String::as_str)),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci | integration [WORD] | deploy | soak [--minutes N] | fuzz [--minutes N] [--cases C] | bench [logger | logger-threads | health | metrics | notification | otlp]>"
+                "usage: cargo xtask <ci | integration [WORD] | deploy | soak [--minutes N] | fuzz [--minutes N] [--cases C] | bench [logger | logger-threads | health | probes | startup | metrics | notification | otlp]>"
             );
             return ExitCode::from(2);
         }

@@ -76,3 +76,15 @@ pub(crate) fn field(json: &str, name: &str) -> f64 {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(f64::NAN)
 }
+
+/// The closing lines of a measured section: the load averages (1 min) sampled at `when`,
+/// then the date and the machine.
+pub(crate) fn measured_under(when: &str, loads: &[f64]) -> String {
+    let loads: Vec<String> = loads.iter().map(|l| format!("{l:.2}")).collect();
+    format!(
+        "Load average (1 min) {when}: {}.\n\nMeasured {} on {}.",
+        loads.join(", "),
+        today(),
+        machine()
+    )
+}
