@@ -46,11 +46,19 @@ pub(crate) fn cargo_bench(name: &str) -> Result {
     run(cmd)
 }
 
-/// Builds programs of the `piko-obs-tests` package in release mode
-/// (`target/release/<bin>`).
+/// Builds programs of the `piko-obs-tests` package with the `bench` profile, as
+/// `cargo bench` builds them (optimised, in `target/release/<bin>`), so the benchmarks'
+/// build is reused.
 pub(crate) fn build_release_bins(bins: &[&str]) -> Result {
     let mut cmd = cargo();
-    cmd.args(["build", "--release", "--locked", "-p", "piko-obs-tests"]);
+    cmd.args([
+        "build",
+        "--profile",
+        "bench",
+        "--locked",
+        "-p",
+        "piko-obs-tests",
+    ]);
     for bin in bins {
         cmd.args(["--bin", bin]);
     }
