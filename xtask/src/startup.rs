@@ -145,7 +145,7 @@ pub(crate) fn section() -> Result<String> {
     );
     let _ = writeln!(
         md,
-        "\nAlert requests the sinks received (the start-up alerts): {alerts}. {}",
+        "\nThe program sends no alert, so the sinks received {alerts} requests: its providers are set up by `init()` (its start-up line lists `alert_providers: discord,slack,webhook`, OTLP and Sentry on). {}",
         measured_under("before each pair", &loads)
     );
     Ok(md)
