@@ -17,6 +17,14 @@ struct Goal {
     cause: Option<&'static str>,
 }
 
+/// Why a row written on the caller's thread can miss its bound, from callgrind's count of
+/// a release build.
+const FORMAT_CAUSE: &str = "formatting itself: callgrind counts 2,375 instructions a \
+    5-field line (slog-json 2,874) and 1,407 a 3 bound + 2 own line (slog-json 1,696); \
+    a quarter is the escape check and copy of each string, a quarter the fixed members \
+    (time, level, the cached source) and each key's secret-key lookup, a fifth the \
+    values, a tenth short `memcpy` calls, with no single piece left to remove";
+
 /// Why a queued row can miss its bound, from the profile of a release build.
 const QUEUE_CAUSE: &str = "the queue's copy of the line, its lock and the writer's \
     wake-ups cost 15-25 ns a line over the direct path (a release build logging \
@@ -45,7 +53,7 @@ const SUITES: &[Suite] = &[
                 numerator: "json5_sink/piko_obs_direct",
                 denominator: "json5_sink/slog_json",
                 bound: 0.7,
-                cause: None,
+                cause: Some(FORMAT_CAUSE),
             },
             Goal {
                 what: "the same line through the default queue and writer thread: at most 0.75 x raw slog-json",
@@ -94,7 +102,7 @@ const SUITES: &[Suite] = &[
                 numerator: "bound3_own2_sink/piko_obs_direct",
                 denominator: "bound3_own2_sink/slog_json",
                 bound: 0.7,
-                cause: None,
+                cause: Some(FORMAT_CAUSE),
             },
             Goal {
                 what: "3 bound + 2 own fields through the queue: at most 0.75 x raw slog (slog-json)",
