@@ -327,7 +327,10 @@ pub(crate) fn probes() -> Result<String> {
         if ratio <= PROBE_BOUND && failed[0] == 0 {
             "met"
         } else {
-            "**not met**"
+            "**not met**: when a probe arrives, piko-obs's runtime threads are idle and wait \
+             for a core that wrk's two threads and the application's two busy workers hold \
+             (the p50 row: piko-obs answers faster once it runs); the application's workers \
+             are already running when its `/ready` arrives"
         },
     );
     let _ = writeln!(
