@@ -8,6 +8,8 @@
 // `criterion_group!` generates a public function without documentation.
 #![allow(missing_docs)]
 
+mod shared;
+
 use std::fs::{File, OpenOptions};
 use std::hint::black_box;
 use std::io::{self, LineWriter};
@@ -19,8 +21,9 @@ use piko_obs_logger::{Hub, Level, attr};
 use piko_obs_logger_drains::{JsonOutput, TimeZone};
 use slog::Drain;
 
-const MSG: &str = "request handled";
-const ELAPSED: Duration = Duration::from_micros(1234);
+use shared::{
+    ELAPSED, MSG, fields5, piko_line5 as log5_line, slog_line5, tracing_line5 as tracing_line,
+};
 
 fn devnull() -> File {
     OpenOptions::new()
@@ -46,42 +49,10 @@ fn piko_json_with(
     (hub, log)
 }
 
-/// The five fields of the `json5_*` and `error5_*` scenarios.
-#[inline(always)]
-fn fields5() -> [piko_obs_logger::Attr<'static>; 5] {
-    [
-        attr::string("path", black_box("/api/v1/users")),
-        attr::int("status", black_box(200)),
-        attr::float("latency_ms", black_box(12.5)),
-        attr::bool("cached", black_box(true)),
-        attr::duration("elapsed", black_box(ELAPSED)),
-    ]
-}
-
-/// The line of the `json5_*` scenarios: a message and five fields.
-#[inline(always)]
-fn log5_line(log: &piko_obs_logger::Logger) {
-    log.info(black_box(MSG), &fields5())
-}
-
 /// The same line at ERROR.
 #[inline(always)]
 fn error5_line(log: &piko_obs_logger::Logger) {
     log.error(black_box(MSG), &fields5())
-}
-
-/// The same line as a `tracing` event.
-#[inline(always)]
-fn tracing_line() {
-    tracing::info!(
-        path = black_box("/api/v1/users"),
-        status = black_box(200),
-        latency_ms = black_box(12.5),
-        cached = black_box(true),
-        elapsed = ?black_box(ELAPSED),
-        "{}",
-        black_box(MSG)
-    )
 }
 
 /// The line of the `bound3_*` scenarios: two own fields on a logger with three bound.
@@ -138,13 +109,7 @@ fn log5(c: &mut Criterion) {
         let mut buf = Vec::with_capacity(512);
         g.bench_function("piko_format_only", |b| {
             b.iter(|| {
-                let attrs = [
-                    attr::string("path", black_box("/api/v1/users")),
-                    attr::int("status", black_box(200)),
-                    attr::float("latency_ms", black_box(12.5)),
-                    attr::bool("cached", black_box(true)),
-                    attr::duration("elapsed", black_box(ELAPSED)),
-                ];
+                let attrs = fields5();
                 let r = piko_obs_logger::Record::new(
                     Level::INFO,
                     black_box(MSG),
@@ -160,14 +125,7 @@ fn log5(c: &mut Criterion) {
         });
     }
     let slog = slog_json(io::sink(), slog::Level::Info);
-    g.bench_function("slog_json", |b| {
-        b.iter(|| {
-            slog::info!(slog, "{}", black_box(MSG);
-                "path" => black_box("/api/v1/users"), "status" => black_box(200),
-                "latency_ms" => black_box(12.5), "cached" => black_box(true),
-                "elapsed" => ?black_box(ELAPSED))
-        })
-    });
+    g.bench_function("slog_json", |b| b.iter(|| slog_line5(&slog)));
     let same = slog_json(io::sink(), slog::Level::Info).new(slog::o!("logger" => "bench"));
     g.bench_function("slog_json_same_content", |b| {
         b.iter(|| {
@@ -210,14 +168,7 @@ fn log5(c: &mut Criterion) {
     g.bench_function("piko_obs", |b| b.iter(|| log5_line(&log)));
     let _ = hub.shutdown(Duration::from_secs(5));
     let slog = slog_json(LineWriter::new(devnull()), slog::Level::Info);
-    g.bench_function("slog_json_linewriter", |b| {
-        b.iter(|| {
-            slog::info!(slog, "{}", black_box(MSG);
-                "path" => black_box("/api/v1/users"), "status" => black_box(200),
-                "latency_ms" => black_box(12.5), "cached" => black_box(true),
-                "elapsed" => ?black_box(ELAPSED))
-        })
-    });
+    g.bench_function("slog_json_linewriter", |b| b.iter(|| slog_line5(&slog)));
     g.finish();
 }
 

@@ -4,8 +4,8 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use crate::report::{machine, median, today};
-use crate::support::{Result, cargo, root, run as run_cmd};
+use crate::report::{field, machine, median, today};
+use crate::support::{Result, cargo_bench, root};
 
 /// A goal: `numerator / denominator <= bound`, both criterion ids (`group/function`).
 struct Goal {
@@ -13,7 +13,23 @@ struct Goal {
     numerator: &'static str,
     denominator: &'static str,
     bound: f64,
+    /// What the profile shows costs the time, printed when the bound is not met.
+    cause: Option<&'static str>,
 }
+
+/// Why a row written on the caller's thread can miss its bound, from callgrind's count of
+/// a release build.
+const FORMAT_CAUSE: &str = "formatting itself: callgrind counts 2,375 instructions a \
+    5-field line (slog-json 2,874) and 1,407 a 3 bound + 2 own line (slog-json 1,696); \
+    a quarter is the escape check and copy of each string, a quarter the fixed members \
+    (time, level, the cached source) and each key's secret-key lookup, a fifth the \
+    values, a tenth short `memcpy` calls, with no single piece left to remove";
+
+/// Why a queued row can miss its bound, from the profile of a release build.
+const QUEUE_CAUSE: &str = "the queue's copy of the line, its lock and the writer's \
+    wake-ups cost 15-25 ns a line over the direct path (a release build logging \
+    2,000,000 5-field lines: 188 against 163 ns a line; 1,900 involuntary context \
+    switches of the caller with a 1 ms linger, 3,400-4,000 with the former 0.1 ms)";
 
 struct Suite {
     name: &'static str,
@@ -33,82 +49,97 @@ const SUITES: &[Suite] = &[
             queue (blocking when full, so the time per line is the pipeline's).",
         goals: &[
             Goal {
-                what: "JSON line, message + 5 fields, to `io::sink()`, written on the caller's thread (`direct()`, as slog-json writes): at most raw slog-json",
+                what: "JSON line, message + 5 fields, to `io::sink()`, written on the caller's thread (`direct()`, as slog-json writes): at most 0.7 x raw slog-json",
                 numerator: "json5_sink/piko_obs_direct",
                 denominator: "json5_sink/slog_json",
-                bound: 1.0,
+                bound: 0.7,
+                cause: Some(FORMAT_CAUSE),
             },
             Goal {
-                what: "the same line through the default queue and writer thread: at most raw slog-json",
+                what: "the same line through the default queue and writer thread: at most 0.75 x raw slog-json",
                 numerator: "json5_sink/piko_obs",
                 denominator: "json5_sink/slog_json",
-                bound: 1.0,
+                bound: 0.75,
+                cause: Some(QUEUE_CAUSE),
             },
             Goal {
                 what: "the same line through the queue, the peer printing the same `logger` and source fields",
                 numerator: "json5_sink/piko_obs",
                 denominator: "json5_sink/slog_json_same_content",
                 bound: 1.0,
+                cause: None,
             },
             Goal {
                 what: "the same line through the queue: at most 0.4 x tracing-subscriber's JSON formatter",
                 numerator: "json5_sink/piko_obs",
                 denominator: "json5_sink/tracing_json",
                 bound: 0.4,
+                cause: None,
             },
             Goal {
                 what: "the same line as a `tracing` event through piko-obs's bridge: at most tracing-subscriber's own JSON formatter",
                 numerator: "json5_sink/piko_obs_via_tracing",
                 denominator: "json5_sink/tracing_json",
                 bound: 1.0,
+                cause: None,
             },
             Goal {
                 what: "the same line as a `tracing` event through piko-obs's layer in a `tracing_subscriber` registry: at most 0.5 x tracing-subscriber's JSON formatter",
                 numerator: "json5_sink/piko_obs_via_tracing_layer",
                 denominator: "json5_sink/tracing_json",
                 bound: 0.5,
+                cause: None,
             },
             Goal {
                 what: "JSON line to a `/dev/null` file through the queue: at most slog-json behind a `LineWriter`",
                 numerator: "json5_devnull/piko_obs",
                 denominator: "json5_devnull/slog_json_linewriter",
                 bound: 1.0,
+                cause: None,
             },
             Goal {
-                what: "3 bound + 2 own fields to `io::sink()`, direct: at most raw slog (slog-json)",
+                what: "3 bound + 2 own fields to `io::sink()`, direct: at most 0.7 x raw slog (slog-json)",
                 numerator: "bound3_own2_sink/piko_obs_direct",
                 denominator: "bound3_own2_sink/slog_json",
-                bound: 1.0,
+                bound: 0.7,
+                cause: Some(FORMAT_CAUSE),
             },
             Goal {
-                what: "3 bound + 2 own fields through the queue: at most raw slog (slog-json)",
+                what: "3 bound + 2 own fields through the queue: at most 0.75 x raw slog (slog-json)",
                 numerator: "bound3_own2_sink/piko_obs",
                 denominator: "bound3_own2_sink/slog_json",
-                bound: 1.0,
+                bound: 0.75,
+                cause: Some(QUEUE_CAUSE),
             },
             Goal {
                 what: "3 bound + 2 own fields through the queue, the peer printing the same `logger` and source",
                 numerator: "bound3_own2_sink/piko_obs",
                 denominator: "bound3_own2_sink/slog_json_same_content",
                 bound: 1.0,
+                cause: None,
             },
             Goal {
                 what: "disabled level (`debug` method, 5 fields): at most half of slog's runtime level check",
                 numerator: "disabled_debug5/piko_obs_method",
                 denominator: "disabled_debug5/slog_levelfilter",
                 bound: 0.5,
+                cause: Some(
+                    "the method's caller builds the five attributes on its stack before the call (about 25 stores), which no method can skip; callgrind: 50 instructions a call against slog's 94, the level check itself two loads; the `debug!` macro checks the level first",
+                ),
             },
             Goal {
                 what: "disabled level (`debug!` macro, 5 fields): at most half of slog's runtime level check",
                 numerator: "disabled_debug5/piko_obs_macro",
                 denominator: "disabled_debug5/slog_levelfilter",
                 bound: 0.5,
+                cause: None,
             },
             Goal {
                 what: "an ERROR line with the 5 fields, the defaults (no stack trace), through the queue: at most 3 x the same line at INFO",
                 numerator: "error5_sink/piko_obs_error",
                 denominator: "error5_sink/piko_obs_info",
                 bound: 3.0,
+                cause: None,
             },
         ],
     },
@@ -124,18 +155,21 @@ const SUITES: &[Suite] = &[
                 numerator: "counter_handle/piko_obs",
                 denominator: "counter_handle/metrics_exporter",
                 bound: 1.2,
+                cause: None,
             },
             Goal {
                 what: "`counter!` with two labels on every call (registry lookup, and the guard's check): at most 1.2 x the same macro into the exporter's recorder",
                 numerator: "counter_macro/piko_obs",
                 denominator: "counter_macro/metrics_exporter",
                 bound: 1.2,
+                cause: None,
             },
             Goal {
                 what: "rendering 10,000 series, piko-obs also refreshing its process metrics: at most 1.1 x the exporter's own render",
                 numerator: "render_10k/piko_obs",
                 denominator: "render_10k/metrics_exporter",
                 bound: 1.1,
+                cause: None,
             },
         ],
     },
@@ -152,6 +186,7 @@ const SUITES: &[Suite] = &[
             numerator: "enqueue/piko_obs",
             denominator: "enqueue/tokio_mpsc",
             bound: 1.5,
+            cause: None,
         }],
     },
     Suite {
@@ -171,18 +206,21 @@ const SUITES: &[Suite] = &[
                 numerator: "span/run_in_span",
                 denominator: "span/raw_sdk",
                 bound: 1.1,
+                cause: None,
             },
             Goal {
                 what: "a log line inside a span: at most 1.3 x the same line outside one",
                 numerator: "log_line/inside_span",
                 denominator: "log_line/outside_span",
                 bound: 1.3,
+                cause: None,
             },
             Goal {
                 what: "a `tracing` span (`#[instrument]`'s: created with a field, entered, exited, closed) through piko-obs's layer: at most 1.2 x tracing-opentelemetry's layer on the same SDK provider",
                 numerator: "tracing_span/piko_obs_layer",
                 denominator: "tracing_span/tracing_opentelemetry",
                 bound: 1.2,
+                cause: None,
             },
         ],
     },
@@ -201,14 +239,29 @@ pub(crate) fn run(only: Option<&str>) -> Result {
         .collect();
     let health = only.is_none_or(|n| n == "health");
     let metrics_http = only.is_none_or(|n| n == "metrics");
-    if suites.is_empty() && !health {
+    let threads = only.is_none_or(|n| n == "logger-threads");
+    let probes = only.is_none_or(|n| n == "probes");
+    let startup = only.is_none_or(|n| n == "startup");
+    if suites.is_empty() && !health && !threads && !probes && !startup {
         let mut names: Vec<&str> = SUITES.iter().map(|s| s.name).collect();
-        names.push("health");
+        names.extend(["health", "logger-threads", "probes", "startup"]);
         return Err(format!(
             "no benchmark named {:?}; choose one of {}",
             only.unwrap_or(""),
             names.join(", ")
         ));
+    }
+    if threads {
+        let section = crate::threads::section()?;
+        replace_section("logger-threads", &section)?;
+    }
+    if startup {
+        let section = crate::startup::section()?;
+        replace_section("startup", &section)?;
+    }
+    if probes {
+        let section = crate::wrk::probes()?;
+        replace_section("probes", &section)?;
     }
     if health {
         let section = crate::wrk::health()?;
@@ -227,16 +280,7 @@ pub(crate) fn run(only: Option<&str>) -> Result {
         let mut samples: Vec<Samples> = vec![Vec::new(); s.goals.len()];
         for run in 1..=RUNS {
             eprintln!("xtask: bench {} run {run} of {RUNS}", s.name);
-            let mut cmd = cargo();
-            cmd.args([
-                "bench",
-                "--locked",
-                "-p",
-                "piko-obs-tests",
-                "--bench",
-                s.name,
-            ]);
-            run_cmd(cmd)?;
+            cargo_bench(s.name)?;
             if s.name == "notification" {
                 let path = root().join("target/criterion/notification_down.json");
                 down.push(
@@ -257,15 +301,6 @@ pub(crate) fn run(only: Option<&str>) -> Result {
         replace_section("notification-down", &down_report(&down))?;
     }
     Ok(())
-}
-
-/// A number field of the one-line JSON the notification bench writes.
-fn field(json: &str, name: &str) -> f64 {
-    json.split(&format!("\"{name}\":"))
-        .nth(1)
-        .and_then(|r| r.split([',', '}']).next())
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(f64::NAN)
 }
 
 fn down_report(runs: &[String]) -> String {
@@ -448,10 +483,10 @@ fn write_report(results: &[(&Suite, Vec<Samples>)]) -> Result {
                 lo,
                 hi,
                 g.bound,
-                if ratio <= g.bound {
-                    "met"
-                } else {
-                    "**not met**"
+                match (ratio <= g.bound, g.cause) {
+                    (true, _) => "met".to_string(),
+                    (false, Some(cause)) => format!("**not met**: {cause}"),
+                    (false, None) => "**not met**".to_string(),
                 }
             );
         }
@@ -485,13 +520,16 @@ pub(crate) fn replace_section(name: &str, section: &str) -> Result {
     }
     let order = |t: &str| match t {
         "logger" => 0,
-        "health" => 1,
-        "metrics" => 2,
-        "metrics-http" => 3,
-        "notification" => 4,
-        "notification-down" => 5,
-        "otlp" => 6,
-        _ => 7,
+        "logger-threads" => 1,
+        "health" => 2,
+        "probes" => 3,
+        "startup" => 4,
+        "metrics" => 5,
+        "metrics-http" => 6,
+        "notification" => 7,
+        "notification-down" => 8,
+        "otlp" => 9,
+        _ => 10,
     };
     sections.sort_by_key(|(t, _)| order(t));
     let mut md = String::from(HEADER);

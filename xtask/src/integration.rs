@@ -1,7 +1,7 @@
 //! `cargo xtask integration`: piko-obs checked by real third-party programs, on this
 //! machine only, each step bounded in time.
 
-use std::io::{BufRead, BufReader};
+use std::io::BufRead;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -704,29 +704,7 @@ fn alerts_to_every_provider_and_stdout() -> Result {
 }
 
 fn start_receiver(bin: &str, prefix: &str) -> Result<Receiver> {
-    let exe = root().join("target/debug").join(bin);
-    let mut child = Command::new(&exe)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("{exe:?}: {e}"))?;
-    let stdin = child.stdin.take().ok_or("stdin")?;
-    let mut out = BufReader::new(child.stdout.take().ok_or("stdout")?);
-    let process = Reaper(child);
-    let mut line = String::new();
-    out.read_line(&mut line).map_err(|e| e.to_string())?;
-    let addr = line
-        .trim()
-        .strip_prefix(prefix)
-        .and_then(|l| l.strip_prefix('='))
-        .ok_or_else(|| format!("{bin}: expected {prefix}=ADDR, got {line:?}"))?
-        .to_string();
-    Ok(Receiver {
-        process,
-        stdin,
-        out,
-        addr,
-    })
+    crate::support::start_receiver("debug", bin, prefix)
 }
 
 fn otlp_to_receiver() -> Result {

@@ -26,9 +26,10 @@
 //! - `fuzz [--minutes N] [--cases C]`: the fuzz targets in rounds of C cases per property
 //!   (default 100,000), each round with a new seed, until N minutes are spent (default
 //!   60); then the runs, cases and time per property;
-//! - `bench [NAME]`: the benchmarks (`logger` with criterion, `health` with wrk, `metrics`
-//!   with criterion and wrk, `notification` and `otlp` with criterion), all or
-//!   the one named, then their sections of `docs/performance.md`;
+//! - `bench [NAME]`: the benchmarks (`logger` with criterion, `logger-threads` with its own
+//!   harness, `health` and `probes` with wrk, `startup`, `metrics` with criterion and wrk,
+//!   `notification` and `otlp` with criterion), all or the one named, then their sections
+//!   of `docs/performance.md`;
 //! - `buildtime`: the clean build time and crate count of the facade with the logger
 //!   only, of the full facade and of `tracing-subscriber` with `json`, each in a fresh
 //!   target directory, into the `build time` section of `docs/performance.md`.
@@ -58,7 +59,9 @@ mod monitor;
 mod report;
 mod secrets;
 mod soak;
+mod startup;
 mod support;
+mod threads;
 mod wrk;
 
 fn main() -> ExitCode {
@@ -73,7 +76,7 @@ fn main() -> ExitCode {
         Some("buildtime") => buildtime::run(),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci | integration [WORD] | deploy | soak [--minutes N] | fuzz [--minutes N] [--cases C] | bench [logger | health | metrics | notification | otlp] | buildtime>"
+                "usage: cargo xtask <ci | integration [WORD] | deploy | soak [--minutes N] | fuzz [--minutes N] [--cases C] | bench [logger | logger-threads | health | probes | startup | metrics | notification | otlp] | buildtime>"
             );
             return ExitCode::from(2);
         }

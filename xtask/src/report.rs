@@ -1,4 +1,5 @@
-//! What every measured report states: the date, the machine, and medians.
+//! What every measured report states: the date, the machine and its load, medians, and
+//! the numbers read from a benchmark's one-line JSON.
 
 use std::fmt::Write as _;
 use std::process::{Command, Stdio};
@@ -57,4 +58,33 @@ pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     } else {
         (v[n / 2 - 1] + v[n / 2]) / 2.0
     }
+}
+
+/// The 1-minute load average, from `/proc/loadavg` (NaN where there is none).
+pub(crate) fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(f64::NAN)
+}
+
+/// A number field of a one-line JSON object a benchmark writes (NaN when absent).
+pub(crate) fn field(json: &str, name: &str) -> f64 {
+    json.split(&format!("\"{name}\":"))
+        .nth(1)
+        .and_then(|r| r.split([',', '}']).next())
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+/// The closing lines of a measured section: the load averages (1 min) sampled at `when`,
+/// then the date and the machine.
+pub(crate) fn measured_under(when: &str, loads: &[f64]) -> String {
+    let loads: Vec<String> = loads.iter().map(|l| format!("{l:.2}")).collect();
+    format!(
+        "Load average (1 min) {when}: {}.\n\nMeasured {} on {}.",
+        loads.join(", "),
+        today(),
+        machine()
+    )
 }

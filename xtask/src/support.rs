@@ -40,6 +40,25 @@ pub(crate) fn run(mut cmd: Command) -> Result {
     }
 }
 
+/// Runs one benchmark target of the `piko-obs-tests` package (`cargo bench --bench NAME`).
+pub(crate) fn cargo_bench(name: &str) -> Result {
+    let mut cmd = cargo();
+    cmd.args(["bench", "--locked", "-p", "piko-obs-tests", "--bench", name]);
+    run(cmd)
+}
+
+/// Builds programs of `package` (`piko-obs-tests`, or `piko-obs-testkit` for the
+/// receivers) with the `bench` profile, as `cargo bench` builds them (optimised, in
+/// `target/release/<bin>`), so the benchmarks' build is reused.
+pub(crate) fn build_release_bins(package: &str, bins: &[&str]) -> Result {
+    let mut cmd = cargo();
+    cmd.args(["build", "--profile", "bench", "--locked", "-p", package]);
+    for bin in bins {
+        cmd.args(["--bin", bin]);
+    }
+    run(cmd)
+}
+
 /// Waits for `child` at most `limit`, killing it after.
 pub(crate) fn wait_bounded(
     child: &mut std::process::Child,
@@ -165,4 +184,32 @@ pub(crate) struct Receiver {
     pub(crate) stdin: std::process::ChildStdin,
     pub(crate) out: BufReader<std::process::ChildStdout>,
     pub(crate) addr: String,
+}
+
+/// Starts the receiver program `bin` of the tests, built in `target/<profile>`, and reads
+/// the `PREFIX=ADDR` it prints first.
+pub(crate) fn start_receiver(profile: &str, bin: &str, prefix: &str) -> Result<Receiver> {
+    let exe = root().join("target").join(profile).join(bin);
+    let mut child = Command::new(&exe)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("{exe:?}: {e}"))?;
+    let stdin = child.stdin.take().ok_or("stdin")?;
+    let mut out = BufReader::new(child.stdout.take().ok_or("stdout")?);
+    let process = Reaper(child);
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).map_err(|e| e.to_string())?;
+    let addr = line
+        .trim()
+        .strip_prefix(prefix)
+        .and_then(|l| l.strip_prefix('='))
+        .ok_or_else(|| format!("{bin}: expected {prefix}=ADDR, got {line:?}"))?
+        .to_string();
+    Ok(Receiver {
+        process,
+        stdin,
+        out,
+        addr,
+    })
 }

@@ -89,7 +89,8 @@ static NEXT_HUB_ID: AtomicU64 = AtomicU64::new(1);
 struct HubInner {
     id: u64,
     state: ArcSwap<HubState>,
-    /// Bumped on every change of `outputs`; loggers re-derive their threshold when it moves.
+    /// Bumped on every change of the state; a thread re-reads its cached snapshot when it
+    /// moves.
     generation: AtomicU64,
     loggers: RwLock<HashMap<Arc<str>, Arc<LoggerCore>>>,
     unrouted: AtomicU64,
@@ -215,13 +216,27 @@ impl Hub {
         self.update(|st| st.error_backtraces = on);
     }
 
-    /// Changes the state under the change lock and bumps the generation.
+    /// Changes the state under the change lock, bumps the generation, and sets every
+    /// logger's threshold from the new state, so a log call reads one number to know
+    /// whether its level is on.
     fn update<R>(&self, f: impl FnOnce(&mut HubState) -> R) -> R {
         let _g = self.inner.change.lock().unwrap_or_else(|p| p.into_inner());
         let mut next = HubState::clone(&self.inner.state.load());
         let r = f(&mut next);
-        self.inner.state.store(Arc::new(next));
+        let next = Arc::new(next);
+        self.inner.state.store(next.clone());
         self.inner.generation.fetch_add(1, Ordering::AcqRel);
+        // A logger made meanwhile read the new state (stored above) or is in the map
+        // by now and is set here.
+        for core in self
+            .inner
+            .loggers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+        {
+            core.set_min(&next);
+        }
         r
     }
 
@@ -399,18 +414,16 @@ impl Hub {
             .or_insert_with_key(|name| {
                 let mut name_json = Vec::new();
                 crate::json::write_str(&mut name_json, name);
-                Arc::new(LoggerCore {
+                let state = self.inner.state.load();
+                let core = LoggerCore {
                     hub: self.inner.clone(),
                     name: name.clone(),
                     name_json: name_json.into_boxed_slice(),
-                    generation: AtomicU64::new(0),
                     min: AtomicI32::new(Level::INFO.value()),
-                    root: Arc::new(bound(
-                        name,
-                        Arc::from(Vec::new()),
-                        &self.inner.state.load().secrets,
-                    )),
-                })
+                    root: Arc::new(bound(name, Arc::from(Vec::new()), &state.secrets)),
+                };
+                core.set_min(&state);
+                Arc::new(core)
             })
             .clone();
         Logger {
@@ -478,17 +491,14 @@ struct LoggerCore {
     name: Arc<str>,
     /// `name` encoded once as a JSON string literal.
     name_json: Box<[u8]>,
-    /// The hub generation `min` was computed for.
-    generation: AtomicU64,
-    /// The lowest level any output takes for this name.
+    /// The lowest level any output takes for this name, set by the hub on every change
+    /// of its state.
     min: AtomicI32,
     root: Arc<Bound>,
 }
 
 impl LoggerCore {
-    #[cold]
-    fn refresh(&self, generation: u64) {
-        let state = self.hub.state.load();
+    fn set_min(&self, state: &HubState) {
         let min = state
             .outputs
             .iter()
@@ -497,7 +507,6 @@ impl LoggerCore {
             // With no output, INFO and above still reach `dispatch` to be counted.
             .unwrap_or(Level::INFO);
         self.min.store(min.value(), Ordering::Relaxed);
-        self.generation.store(generation, Ordering::Release);
     }
 }
 
@@ -591,12 +600,7 @@ impl Logger {
     /// Whether a record at `level` would reach at least one output.
     #[inline]
     pub fn enabled(&self, level: Level) -> bool {
-        let core = &*self.core;
-        let generation = core.hub.generation.load(Ordering::Acquire);
-        if core.generation.load(Ordering::Acquire) != generation {
-            core.refresh(generation);
-        }
-        level.value() >= core.min.load(Ordering::Relaxed)
+        level.value() >= self.core.min.load(Ordering::Relaxed)
     }
 
     /// A child logger whose every line also carries `attrs`; `self` is unchanged.
