@@ -84,6 +84,19 @@ impl Directives {
         d
     }
 
+    /// Whether an override names a logger whose name starts with `text` (`"opentelemetry"`
+    /// for the `opentelemetry`, `opentelemetry_sdk` and `opentelemetry-otlp` targets).
+    ///
+    /// ```
+    /// use piko_obs_logger::Directives;
+    /// let d: Directives = "warn,opentelemetry_sdk=debug".parse().unwrap();
+    /// assert!(d.names_starting_with("opentelemetry"));
+    /// assert!(!d.names_starting_with("hyper"));
+    /// ```
+    pub fn names_starting_with(&self, text: &str) -> bool {
+        self.rules.iter().any(|(p, _)| p.starts_with(text))
+    }
+
     /// The level without any override.
     pub fn default_level(&self) -> Level {
         self.default
