@@ -252,6 +252,7 @@ fn bad_values_name_their_variable() {
             "OTEL_EXPORTER_OTLP_LOGS_HEADERS:",
         ),
         ("OTEL_SDK_DISABLED", "maybe", "OTEL_SDK_DISABLED:"),
+        ("OTEL_LOG_LEVEL", "loud", "OTEL_LOG_LEVEL:"),
     ] {
         let out = probe(Some("http://127.0.0.1:9"), &[(var, value)]);
         assert!(
@@ -545,4 +546,58 @@ fn otlp_and_console_listed_together_both_export() {
         !has_block(&out, "Logs") && !has_block(&out, "Metrics"),
         "{out}"
     );
+}
+
+/// `OTEL_LOG_LEVEL` governs the SDK's own diagnostics: with traces sent to a closed
+/// loopback port, the OTLP exporter's WARN line ("exhausted retries") reaches the console
+/// at the default level (WARN), and not at `error` nor `none`; a `PIKO_LOG_LEVEL`
+/// directive naming the exporter's target wins over `OTEL_LOG_LEVEL=none`.
+#[test]
+fn otel_log_level_governs_the_sdk_diagnostics() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let endpoint = format!("http://{}", closed.local_addr().expect("its address"));
+    drop(closed);
+    let diagnostics = |extra: &[(&str, &str)]| {
+        let mut env = vec![
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+            ("OTEL_METRICS_EXPORTER", "none"),
+            ("OTEL_LOGS_EXPORTER", "none"),
+        ];
+        env.extend_from_slice(extra);
+        let out = run("sdk-diagnostics", None, &env);
+        assert!(out.contains("init: ok"), "{out}");
+        assert!(out.contains("inside the diagnostics probe span"), "{out}");
+        let sdk: Vec<&str> = out
+            .lines()
+            .filter(|l| l.contains(r#""logger":"opentelemetry"#))
+            .collect();
+        let exhausted = sdk.iter().any(|l| {
+            l.contains(r#""level":"WARN""#)
+                && l.contains("exhausted retries")
+                && l.contains(r#""logger":"opentelemetry-otlp""#)
+        });
+        (sdk.len(), exhausted, out)
+    };
+    let (_, exhausted, out) = diagnostics(&[]);
+    assert!(
+        exhausted,
+        "the default level shows the exporter's warning: {out}"
+    );
+    assert!(!out.contains("Global tracer provider is set"), "{out}");
+    let (_, exhausted, out) = diagnostics(&[("OTEL_LOG_LEVEL", "info")]);
+    assert!(exhausted, "{out}");
+    assert!(
+        out.contains("Global tracer provider is set"),
+        "INFO shows INFO: {out}"
+    );
+    let (_, _, out) = diagnostics(&[("OTEL_LOG_LEVEL", "error")]);
+    assert!(!out.contains("exhausted retries"), "{out}");
+    assert!(out.contains("shutdown: "), "the export failed: {out}");
+    let (n, _, out) = diagnostics(&[("OTEL_LOG_LEVEL", "NONE")]);
+    assert_eq!(n, 0, "{out}");
+    let (_, exhausted, out) = diagnostics(&[
+        ("OTEL_LOG_LEVEL", "none"),
+        ("PIKO_LOG_LEVEL", "info,opentelemetry-otlp=warn"),
+    ]);
+    assert!(exhausted, "the directive wins: {out}");
 }

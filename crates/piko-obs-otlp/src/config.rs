@@ -7,6 +7,8 @@ use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use piko_obs_logger::Level;
+
 /// The wire protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Protocol {
@@ -536,8 +538,9 @@ fn err(setting: &str, reason: impl Into<String>) -> ConfigError {
 
 /// The standard variables read (each signal's own `OTEL_EXPORTER_OTLP_<SIGNAL>_*`
 /// variables included).
-pub const ENV_VARIABLES: [&str; 71] = [
+pub const ENV_VARIABLES: [&str; 72] = [
     "OTEL_SDK_DISABLED",
+    "OTEL_LOG_LEVEL",
     "OTEL_EXPORTER_OTLP_ENDPOINT",
     "OTEL_EXPORTER_OTLP_PROTOCOL",
     "OTEL_EXPORTER_OTLP_HEADERS",
@@ -921,6 +924,8 @@ impl OtlpConfig {
         let span_batch = batch_from_env(&env, "OTEL_BSP")?;
         let log_batch = batch_from_env(&env, "OTEL_BLRP")?;
         let propagators = propagators_from_env(&env)?;
+        // Read by the `tracing` bridge, which cannot fail: checked here.
+        sdk_log_level(&env)?;
         let metric = metric_from_env(&env)?;
         let (span_limits, log_record_limits) = limits_from_env(&env)?;
         let resource = self.resource(&env, service_name)?;
@@ -1219,6 +1224,39 @@ pub const SIGNALS: [(&str, &str); 3] = [
     ("metrics", "METRICS"),
     ("logs", "LOGS"),
 ];
+
+/// `OTEL_LOG_LEVEL`, the level of the OpenTelemetry SDK's own diagnostics (its `tracing`
+/// events under the `opentelemetry*` targets): `error`, `warn`, `info`, `debug`, `trace`,
+/// any other level name piko-obs reads, or `none` (also `off`) for none at all, which
+/// gives `None`.
+///
+/// Unset, it is WARN, not the specification's `info`: at INFO the SDK announces on every
+/// start that it installed its global providers, two lines of no use in production.
+///
+/// ```
+/// use piko_obs_logger::Level;
+/// let env = |v: &'static str| move |k: &str| (k == "OTEL_LOG_LEVEL").then(|| v.to_string());
+/// assert_eq!(piko_obs_otlp::sdk_log_level(&env("WARN")), Ok(Some(Level::WARN)));
+/// assert_eq!(piko_obs_otlp::sdk_log_level(&|_: &str| None), Ok(Some(Level::WARN)));
+/// assert_eq!(piko_obs_otlp::sdk_log_level(&env("none")), Ok(None));
+/// let e = piko_obs_otlp::sdk_log_level(&env("loud")).unwrap_err();
+/// assert_eq!(e.setting, "OTEL_LOG_LEVEL");
+/// ```
+pub fn sdk_log_level(env: &impl Fn(&str) -> Option<String>) -> Result<Option<Level>, ConfigError> {
+    let Some(text) = env("OTEL_LOG_LEVEL").filter(|v| !v.trim().is_empty()) else {
+        return Ok(Some(Level::WARN));
+    };
+    let t = text.trim();
+    if t.eq_ignore_ascii_case("none") || t.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    t.parse::<Level>().map(Some).map_err(|_| {
+        err(
+            "OTEL_LOG_LEVEL",
+            format!("unknown level {t:?}; use error, warn, info, debug, trace or none"),
+        )
+    })
+}
 
 fn parse_protocol(setting: &str, text: &str) -> Result<Protocol, ConfigError> {
     Protocol::parse(text).ok_or_else(|| {
@@ -2098,6 +2136,7 @@ mod tests {
         assert!(e.contains("line breaks") && !e.contains("sec"), "{e}");
         assert!(bad(&[("OTEL_EXPORTER_OTLP_TIMEOUT", "10s")]).contains("milliseconds"));
         assert!(bad(&[("OTEL_TRACES_SAMPLER", "sometimes")]).starts_with("OTEL_TRACES_SAMPLER:"));
+        assert!(bad(&[("OTEL_LOG_LEVEL", "loud")]).starts_with("OTEL_LOG_LEVEL:"));
         assert!(
             bad(&[
                 ("OTEL_TRACES_SAMPLER", "traceidratio"),

@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use piko_obs_logger::global::hub;
-use piko_obs_logger::{Level, TracingBridge};
+use piko_obs_logger::{Directives, LOG_LEVEL, Level, PIKO_LOG_LEVEL, TracingBridge};
 
 use crate::TracingLayer;
 
@@ -15,9 +15,11 @@ use crate::TracingLayer;
 /// `init()` sees the application's subscriber and leaves it in place.
 ///
 /// The OpenTelemetry SDK reports its own failures (a collector that refuses exports,
-/// say) through `tracing`: the layer keeps their WARN and ERROR events only, written as
-/// WARN (not application errors for Sentry and alerts), at most one line a call site
-/// every 30 s.
+/// say) through `tracing`: the layer keeps their events at `OTEL_LOG_LEVEL` (default
+/// WARN; `none` keeps none) and above, ERROR written as WARN (not application errors
+/// for Sentry and alerts), at most one line a call site every 30 s. A `LOG_LEVEL` or
+/// `PIKO_LOG_LEVEL` directive that names one of their targets (`opentelemetry_sdk=debug`)
+/// wins over `OTEL_LOG_LEVEL`. The outputs' own levels apply as to any line.
 ///
 /// ```
 /// use tracing_subscriber::layer::SubscriberExt as _;
@@ -33,12 +35,37 @@ pub fn tracing_layer() -> TracingLayer {
 
 /// The layer of [`tracing_layer`], without noting that the application took it.
 fn layer() -> TracingLayer {
-    TracingLayer::with_bridge(
-        TracingBridge::new(hub().clone())
-            .with_rate_limit("opentelemetry", Duration::from_secs(30))
-            .with_target_floor("opentelemetry", Level::WARN)
-            .with_target_ceiling("opentelemetry", Level::WARN),
-    )
+    let bridge = TracingBridge::new(hub().clone())
+        .with_rate_limit(SDK_TARGETS, Duration::from_secs(30))
+        .with_target_ceiling(SDK_TARGETS, Level::WARN);
+    TracingLayer::with_bridge(match sdk_floor(|k| std::env::var(k).ok()) {
+        Some(floor) => bridge.with_target_floor(SDK_TARGETS, floor),
+        None => bridge,
+    })
+}
+
+/// What the targets of the OpenTelemetry crates start with (`opentelemetry`,
+/// `opentelemetry_sdk`, `opentelemetry-otlp`, `opentelemetry-http`).
+const SDK_TARGETS: &str = "opentelemetry";
+
+/// The level below which the SDK's own events are dropped: `OTEL_LOG_LEVEL` (`none`
+/// drops them all; a bad value, which `init()` reports, counts as the default, WARN),
+/// or no floor when a `LOG_LEVEL` or `PIKO_LOG_LEVEL` directive names one of their
+/// targets (`opentelemetry_sdk=debug`): the outputs' own levels govern them then.
+fn sdk_floor(env: impl Fn(&str) -> Option<String>) -> Option<Level> {
+    let named = [LOG_LEVEL, PIKO_LOG_LEVEL].iter().any(|var| {
+        env(var)
+            .and_then(|text| text.parse::<Directives>().ok())
+            .is_some_and(|d| d.names_starting_with(SDK_TARGETS))
+    });
+    if named {
+        return None;
+    }
+    match crate::sdk_log_level(&env) {
+        Ok(Some(level)) => Some(level),
+        Ok(None) => Some(Level::new(i32::MAX)),
+        Err(_) => Some(Level::WARN),
+    }
 }
 
 /// Whether [`tracing_layer`] was called: the application's subscriber then has it.
@@ -95,4 +122,57 @@ pub fn install_tracing_bridge() -> TracingRoute {
     }
     let _ = TRACING_BRIDGE.set(());
     TracingRoute::Installed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn otel_log_level_sets_the_sdk_floor_unless_a_directive_names_its_targets() {
+        assert_eq!(sdk_floor(env(&[])), Some(Level::WARN));
+        assert_eq!(
+            sdk_floor(env(&[("OTEL_LOG_LEVEL", "error")])),
+            Some(Level::ERROR)
+        );
+        assert_eq!(
+            sdk_floor(env(&[("OTEL_LOG_LEVEL", "None")])),
+            Some(Level::new(i32::MAX))
+        );
+        // A bad value is init()'s error; the bridge keeps the default.
+        assert_eq!(
+            sdk_floor(env(&[("OTEL_LOG_LEVEL", "loud")])),
+            Some(Level::WARN)
+        );
+        // A level without a directive for the SDK's targets leaves OTEL_LOG_LEVEL in force.
+        assert_eq!(
+            sdk_floor(env(&[
+                ("OTEL_LOG_LEVEL", "warn"),
+                ("PIKO_LOG_LEVEL", "debug")
+            ])),
+            Some(Level::WARN)
+        );
+        for var in [LOG_LEVEL, PIKO_LOG_LEVEL] {
+            let pairs: &'static [(&'static str, &'static str)] = match var {
+                LOG_LEVEL => &[
+                    ("OTEL_LOG_LEVEL", "none"),
+                    ("LOG_LEVEL", "info,opentelemetry_sdk=debug"),
+                ],
+                _ => &[
+                    ("OTEL_LOG_LEVEL", "none"),
+                    ("PIKO_LOG_LEVEL", "opentelemetry-otlp=warn"),
+                ],
+            };
+            assert_eq!(sdk_floor(env(pairs)), None, "{var}");
+        }
+    }
 }

@@ -31,7 +31,10 @@
 //!   variables only, then, as a child of the incoming trace
 //!   `4bf92f3577b34da6a3ce929d0e0e4736`, the span `console probe span` with the line
 //!   `inside the console probe span`, the counter `console_probe_runs_total`, and a
-//!   shutdown; prints `init: ok` or `init: <error>`.
+//!   shutdown; prints `init: ok` or `init: <error>`;
+//! - `sdk-diagnostics`: a prod `init()` (JSON lines on stdout) with OTLP from the
+//!   `OTEL_*` variables only, a span, and a shutdown whose error it prints (an exporter
+//!   pointed at a closed port fails, and the SDK says so through `tracing`).
 
 use std::process::ExitCode;
 
@@ -310,6 +313,20 @@ fn main() -> ExitCode {
                 .expect("the span's work");
             metrics::counter!("console_probe_runs_total").increment(1);
             guard.shutdown().expect("shutdown");
+        }
+        "sdk-diagnostics" => {
+            let b = piko_obs::Builder::default()
+                .with_run_mode(RunMode::Prod)
+                .with_health_enabled(false);
+            let Some(guard) = init_printed(b) else {
+                return ExitCode::SUCCESS;
+            };
+            tracing::info_span!("diagnostics probe span").in_scope(|| {
+                tracing::info!(target: "app", "inside the diagnostics probe span");
+            });
+            if let Err(e) = guard.shutdown() {
+                println!("shutdown: {e}");
+            }
         }
         other => {
             eprintln!("unknown scenario {other:?}");
