@@ -86,6 +86,8 @@ pub struct Reply {
     /// to hyper), streamed in pieces of 16 KiB, instead of the empty or echoed one; 0
     /// for none.
     pub body_len: usize,
+    /// This body, when it neither echoes nor streams (a Jaeger sampling strategy, say).
+    pub text: Option<String>,
 }
 
 impl Reply {
@@ -98,7 +100,13 @@ impl Reply {
             echo: false,
             echo_all: None,
             body_len: 0,
+            text: None,
         }
+    }
+    /// Answers with `text` as the body.
+    pub fn with_text(mut self, text: &str) -> Reply {
+        self.text = Some(text.into());
+        self
     }
     /// Answers with a body of `len` bytes, streamed (see [`Reply::body_len`]); what the
     /// connection took of it is in [`Sink::streamed`].
@@ -465,7 +473,7 @@ async fn handle(
                 recorded.path
             ))
         } else {
-            None
+            reply.text.clone()
         };
         s.requests.push(recorded);
         (reply, echoed)
