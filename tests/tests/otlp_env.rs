@@ -253,6 +253,7 @@ fn bad_values_name_their_variable() {
         ),
         ("OTEL_SDK_DISABLED", "maybe", "OTEL_SDK_DISABLED:"),
         ("OTEL_LOG_LEVEL", "loud", "OTEL_LOG_LEVEL:"),
+        ("OTEL_TRACES_SAMPLER", "xray", "OTEL_TRACES_SAMPLER:"),
     ] {
         let out = probe(Some("http://127.0.0.1:9"), &[(var, value)]);
         assert!(
@@ -600,4 +601,92 @@ fn otel_log_level_governs_the_sdk_diagnostics() {
         ("PIKO_LOG_LEVEL", "info,opentelemetry-otlp=warn"),
     ]);
     assert!(exhausted, "the directive wins: {out}");
+}
+
+/// `OTEL_TRACES_SAMPLER=jaeger_remote` (and `parentbased_jaeger_remote`) with
+/// `OTEL_TRACES_SAMPLER_ARG`: the sampler asks a real HTTP server on loopback for the
+/// service's strategy (`/sampling?service=NAME`), and follows it against the initial
+/// rate: probability 0 lets no span reach the receiver, 1 lets them all through.
+#[test]
+fn jaeger_remote_sampler_follows_the_served_strategy() {
+    use piko_obs_tests::sink::{Reply, Sink};
+    let strategy = |p: f64| {
+        Reply::status(200)
+            .header("content-type", "application/json")
+            .with_text(&format!(
+                r#"{{"strategyType":"PROBABILISTIC","probabilisticSampling":{{"samplingRate":{p}}}}}"#
+            ))
+    };
+    for (sampler, served, initial, spans) in [
+        ("jaeger_remote", 0.0, 1.0, 0),
+        ("jaeger_remote", 1.0, 0.0, 5),
+        ("parentbased_jaeger_remote", 0.0, 1.0, 0),
+        ("parentbased_jaeger_remote", 1.0, 0.0, 5),
+    ] {
+        let receiver = OtlpReceiver::start();
+        let jaeger = Sink::with_default(strategy(served));
+        let arg = format!(
+            "endpoint={},pollingIntervalMs=200,initialSamplingRate={initial}",
+            jaeger.url("/sampling")
+        );
+        let out = run(
+            "sampled",
+            None,
+            &[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.http_endpoint()),
+                ("OTEL_SERVICE_NAME", "checkout"),
+                ("OTEL_TRACES_SAMPLER", sampler),
+                ("OTEL_TRACES_SAMPLER_ARG", &arg),
+            ],
+        );
+        assert!(out.contains("init: ok"), "{sampler}: {out}");
+        let asked = jaeger.requests();
+        assert!(
+            !asked.is_empty(),
+            "{sampler}: the strategy was never asked for"
+        );
+        for r in &asked {
+            assert_eq!(r.path, "/sampling?service=checkout", "{sampler}");
+        }
+        // The probe shut down (flushing every span) before it exited.
+        let got = receiver.wait_until(Duration::from_secs(5), |r| {
+            !r.metric_names().is_empty() || !r.log_records().is_empty() || !r.spans().is_empty()
+        });
+        let probe_spans = got
+            .spans()
+            .iter()
+            .filter(|s| s.name == "sampled probe span")
+            .count();
+        assert_eq!(probe_spans, spans, "{sampler} served {served}");
+    }
+}
+
+/// Bad `OTEL_TRACES_SAMPLER_ARG` values of the Jaeger remote sampler fail `init()`,
+/// naming the variable.
+#[test]
+fn jaeger_remote_sampler_arguments_are_checked() {
+    for arg in [
+        "endpoint=ftp://agent/sampling",
+        "endpoint=http://jaeger:s3cret@agent:5778/sampling",
+        "pollingIntervalMs=0",
+        "pollingIntervalMs=soon",
+        "initialSamplingRate=2",
+        "endpoint=http://a:5778/sampling,endpoint=http://b:5778/sampling",
+        "rate=0.5",
+        "0.5",
+    ] {
+        let out = probe(
+            Some("http://127.0.0.1:9"),
+            &[
+                ("OTEL_TRACES_SAMPLER", "parentbased_jaeger_remote"),
+                ("OTEL_TRACES_SAMPLER_ARG", arg),
+            ],
+        );
+        assert!(
+            out.contains("init: OTEL_TRACES_SAMPLER_ARG: "),
+            "{arg}: {out}"
+        );
+        assert!(!out.contains("init: ok"), "{arg}: {out}");
+        assert!(!out.contains("s3cret"), "{arg}: {out}");
+    }
 }

@@ -125,7 +125,7 @@ pub struct OtlpConfig {
 }
 
 /// How root spans are sampled.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Sampling {
     /// Every span.
     AlwaysOn,
@@ -135,10 +135,12 @@ pub enum Sampling {
     Ratio(f64),
     /// Follow the parent; roots by the inner rule.
     ParentBased(ParentRoot),
+    /// The strategy a Jaeger sampling endpoint serves (`OTEL_TRACES_SAMPLER=jaeger_remote`).
+    JaegerRemote(JaegerRemote),
 }
 
 /// The rule for root spans under [`Sampling::ParentBased`].
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum ParentRoot {
     /// Every root.
     AlwaysOn,
@@ -146,6 +148,26 @@ pub enum ParentRoot {
     AlwaysOff,
     /// This share of roots.
     Ratio(f64),
+    /// The strategy a Jaeger sampling endpoint serves
+    /// (`OTEL_TRACES_SAMPLER=parentbased_jaeger_remote`).
+    JaegerRemote(JaegerRemote),
+}
+
+/// Where the Jaeger remote sampler fetches its strategy, and how often
+/// (`OTEL_TRACES_SAMPLER_ARG=endpoint=...,pollingIntervalMs=...,initialSamplingRate=...`).
+/// It asks `{endpoint}?service={service.name}` for a Jaeger sampling-strategy JSON
+/// document (probabilistic, rate-limiting or per-operation), first when the pipeline
+/// starts, then every polling interval; until an answer arrives (and while none
+/// does), roots are sampled at the initial rate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JaegerRemote {
+    /// The sampling endpoint, `http` or `https` (default `http://localhost:5778/sampling`,
+    /// the Jaeger agent's).
+    pub endpoint: String,
+    /// How often the strategy is fetched again (default 60 s).
+    pub polling_interval: Duration,
+    /// The share of roots sampled before the first strategy arrives (default 0.001).
+    pub initial_sampling_rate: f64,
 }
 
 /// Settings resolved from code, environment and defaults. `Debug` shows the headers'
@@ -1197,6 +1219,9 @@ fn sampling_from_env(env: &impl Fn(&str) -> Option<String>) -> Result<Sampling, 
             }
         }
     };
+    let jaeger = || -> Result<JaegerRemote, ConfigError> {
+        jaeger_remote(env("OTEL_TRACES_SAMPLER_ARG").as_deref().unwrap_or(""))
+    };
     let Some(name) = env("OTEL_TRACES_SAMPLER") else {
         return Ok(Sampling::ParentBased(ParentRoot::AlwaysOn));
     };
@@ -1207,15 +1232,94 @@ fn sampling_from_env(env: &impl Fn(&str) -> Option<String>) -> Result<Sampling, 
         "parentbased_always_on" => Sampling::ParentBased(ParentRoot::AlwaysOn),
         "parentbased_always_off" => Sampling::ParentBased(ParentRoot::AlwaysOff),
         "parentbased_traceidratio" => Sampling::ParentBased(ParentRoot::Ratio(arg()?)),
+        "jaeger_remote" => Sampling::JaegerRemote(jaeger()?),
+        "parentbased_jaeger_remote" => Sampling::ParentBased(ParentRoot::JaegerRemote(jaeger()?)),
         other => {
             return Err(err(
                 "OTEL_TRACES_SAMPLER",
                 format!(
-                    "unknown sampler {other:?}; use always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off or parentbased_traceidratio"
+                    "unknown sampler {other:?}; use always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off, parentbased_traceidratio, jaeger_remote or parentbased_jaeger_remote"
                 ),
             ));
         }
     })
+}
+
+/// `OTEL_TRACES_SAMPLER_ARG` for the Jaeger remote sampler: `key=value` pairs separated
+/// by commas, each key at most once, any of them left out for its default.
+fn jaeger_remote(text: &str) -> Result<JaegerRemote, ConfigError> {
+    const VAR: &str = "OTEL_TRACES_SAMPLER_ARG";
+    let mut j = JaegerRemote {
+        endpoint: "http://localhost:5778/sampling".into(),
+        polling_interval: Duration::from_secs(60),
+        initial_sampling_rate: 0.001,
+    };
+    let mut seen = Vec::new();
+    for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let (key, value) = item.split_once('=').ok_or_else(|| {
+            err(
+                VAR,
+                format!("{item:?} is not key=value; give endpoint=URL,pollingIntervalMs=N,initialSamplingRate=R"),
+            )
+        })?;
+        let (key, value) = (key.trim(), value.trim());
+        if seen.contains(&key) {
+            return Err(err(VAR, format!("{key} is given twice; give it once")));
+        }
+        seen.push(key);
+        match key {
+            "endpoint" => {
+                // The value is not quoted: a URL may carry a password.
+                let url = reqwest::Url::parse(value)
+                    .ok()
+                    .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
+                    .ok_or_else(|| {
+                        err(
+                            VAR,
+                            "endpoint is not an http or https URL (http://jaeger-agent:5778/sampling)",
+                        )
+                    })?;
+                if !url.username().is_empty() || url.password().is_some() {
+                    return Err(err(
+                        VAR,
+                        "endpoint carries credentials; remove the user and password from the URL",
+                    ));
+                }
+                j.endpoint = url.to_string();
+            }
+            "pollingIntervalMs" => {
+                j.polling_interval = value
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|ms| *ms > 0)
+                    .map(Duration::from_millis)
+                    .ok_or_else(|| {
+                        err(
+                            VAR,
+                            format!("pollingIntervalMs {value:?} must be a whole number of milliseconds above 0 (60000)"),
+                        )
+                    })?;
+            }
+            "initialSamplingRate" => {
+                let r: f64 = value.parse().map_err(|_| {
+                    err(
+                        VAR,
+                        format!("initialSamplingRate {value:?} must be a number from 0 to 1"),
+                    )
+                })?;
+                j.initial_sampling_rate = ratio(VAR, r)?;
+            }
+            other => {
+                return Err(err(
+                    VAR,
+                    format!(
+                        "unknown key {other:?} for the Jaeger remote sampler; use endpoint, pollingIntervalMs or initialSamplingRate"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(j)
 }
 
 /// The three signals: their names and their variables' infix.
@@ -1718,6 +1822,43 @@ mod tests {
         assert_eq!(s.resource["service.name"], "from-code");
         assert_eq!(s.sampling, Sampling::ParentBased(ParentRoot::Ratio(0.5)));
         assert_eq!(s.metric_interval, Duration::from_secs(1));
+        // The Jaeger remote sampler: the arguments given, the defaults for the others.
+        let s = OtlpConfig::new()
+            .resolve(
+                env(&[
+                    ("OTEL_TRACES_SAMPLER", "Jaeger_Remote"),
+                    (
+                        "OTEL_TRACES_SAMPLER_ARG",
+                        "endpoint=http://agent:5778/sampling , pollingIntervalMs=5000",
+                    ),
+                ]),
+                "svc",
+            )
+            .unwrap();
+        let jaeger = JaegerRemote {
+            endpoint: "http://agent:5778/sampling".into(),
+            polling_interval: Duration::from_secs(5),
+            initial_sampling_rate: 0.001,
+        };
+        assert_eq!(s.sampling, Sampling::JaegerRemote(jaeger));
+        let s = OtlpConfig::new()
+            .resolve(
+                env(&[
+                    ("OTEL_TRACES_SAMPLER", "parentbased_jaeger_remote"),
+                    ("OTEL_TRACES_SAMPLER_ARG", "initialSamplingRate=0.5"),
+                ]),
+                "svc",
+            )
+            .unwrap();
+        let jaeger = JaegerRemote {
+            endpoint: "http://localhost:5778/sampling".into(),
+            polling_interval: Duration::from_secs(60),
+            initial_sampling_rate: 0.5,
+        };
+        assert_eq!(
+            s.sampling,
+            Sampling::ParentBased(ParentRoot::JaegerRemote(jaeger))
+        );
         // OTEL_RESOURCE_ATTRIBUTES' service.name beats the facade's name.
         let s = OtlpConfig::new()
             .resolve(
@@ -2137,6 +2278,13 @@ mod tests {
         assert!(bad(&[("OTEL_EXPORTER_OTLP_TIMEOUT", "10s")]).contains("milliseconds"));
         assert!(bad(&[("OTEL_TRACES_SAMPLER", "sometimes")]).starts_with("OTEL_TRACES_SAMPLER:"));
         assert!(bad(&[("OTEL_LOG_LEVEL", "loud")]).starts_with("OTEL_LOG_LEVEL:"));
+        assert!(
+            bad(&[
+                ("OTEL_TRACES_SAMPLER", "jaeger_remote"),
+                ("OTEL_TRACES_SAMPLER_ARG", "pollingIntervalMs=-5")
+            ])
+            .starts_with("OTEL_TRACES_SAMPLER_ARG: pollingIntervalMs")
+        );
         assert!(
             bad(&[
                 ("OTEL_TRACES_SAMPLER", "traceidratio"),

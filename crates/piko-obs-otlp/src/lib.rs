@@ -89,9 +89,9 @@ pub use logs::{OtelLogOutput, severity};
 
 pub use config::{
     AttributeLimits, BatchSettings, Compression, ConfigError, ENV_VARIABLES, ExemplarFilter,
-    HistogramAggregation, MetricSettings, OtlpConfig, ParentRoot, Propagator, Protocol, SIGNALS,
-    Sampling, Settings, SignalSettings, SpanLimits, Temporality, TlsFiles, resource_attribute,
-    sdk_log_level,
+    HistogramAggregation, JaegerRemote, MetricSettings, OtlpConfig, ParentRoot, Propagator,
+    Protocol, SIGNALS, Sampling, Settings, SignalSettings, SpanLimits, Temporality, TlsFiles,
+    resource_attribute, sdk_log_level,
 };
 pub use pipeline::{
     BoundedLogProcessor, BoundedSpanProcessor, LOG_ITEM_BYTES, LOG_QUEUE, LogStats, LogStatsHandle,

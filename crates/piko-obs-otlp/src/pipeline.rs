@@ -18,8 +18,8 @@ use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, SpanData, SpanExporter, SpanProcessor};
 
 use crate::config::{
-    AttributeLimits, BatchSettings, Compression, HistogramAggregation, ParentRoot, Propagator,
-    Protocol, Sampling, Settings, SignalSettings, SpanLimits, Temporality,
+    AttributeLimits, BatchSettings, Compression, HistogramAggregation, JaegerRemote, ParentRoot,
+    Propagator, Protocol, Sampling, Settings, SignalSettings, SpanLimits, Temporality,
 };
 use crate::fanout::Exporters;
 
@@ -765,18 +765,59 @@ pub const LOG_ITEM_BYTES: usize = std::mem::size_of::<LogItem>();
 /// The log-record queue's capacity.
 pub const LOG_QUEUE: usize = 2048;
 
-fn sampler(s: Sampling) -> Sampler {
-    let root = |r: ParentRoot| match r {
-        ParentRoot::AlwaysOn => Sampler::AlwaysOn,
-        ParentRoot::AlwaysOff => Sampler::AlwaysOff,
-        ParentRoot::Ratio(x) => Sampler::TraceIdRatioBased(x),
+fn sampler(settings: &Settings) -> Result<Sampler, StartError> {
+    let root = |r: &ParentRoot| match r {
+        ParentRoot::AlwaysOn => Ok(Sampler::AlwaysOn),
+        ParentRoot::AlwaysOff => Ok(Sampler::AlwaysOff),
+        ParentRoot::Ratio(x) => Ok(Sampler::TraceIdRatioBased(*x)),
+        ParentRoot::JaegerRemote(j) => jaeger_remote(settings, j),
     };
-    match s {
+    Ok(match &settings.sampling {
         Sampling::AlwaysOn => Sampler::AlwaysOn,
         Sampling::AlwaysOff => Sampler::AlwaysOff,
-        Sampling::Ratio(x) => Sampler::TraceIdRatioBased(x),
-        Sampling::ParentBased(r) => Sampler::ParentBased(Box::new(root(r))),
+        Sampling::Ratio(x) => Sampler::TraceIdRatioBased(*x),
+        Sampling::ParentBased(r) => Sampler::ParentBased(Box::new(root(r)?)),
+        Sampling::JaegerRemote(j) => jaeger_remote(settings, j)?,
+    })
+}
+
+/// The SDK's Jaeger remote sampler, polling `j.endpoint` for the service's strategy on
+/// the tokio runtime the pipeline starts on, over https with the traces' TLS settings.
+fn jaeger_remote(settings: &Settings, j: &JaegerRemote) -> Result<Sampler, StartError> {
+    let refused = |reason: String| StartError::Exporter {
+        signal: "traces",
+        reason: format!("Jaeger remote sampler: {reason}"),
+    };
+    if tokio::runtime::Handle::try_current().is_err() {
+        return Err(refused(
+            "no tokio runtime to poll the sampling endpoint on; start the pipeline inside one"
+                .into(),
+        ));
     }
+    // No redirects, bounded waits: a strategy fetch that hangs holds nothing up (the
+    // sampler keeps its last strategy), but must not pile up connections.
+    let client = reqwest::Client::builder()
+        .tls_backend_preconfigured(tls_config(&settings.traces)?)
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(settings.traces.timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| StartError::Tls(e.without_url().to_string()))?;
+    let service = settings
+        .resource
+        .get("service.name")
+        .cloned()
+        .unwrap_or_else(|| "unknown_service".into());
+    Sampler::jaeger_remote(
+        opentelemetry_sdk::runtime::Tokio,
+        client,
+        Sampler::TraceIdRatioBased(j.initial_sampling_rate),
+        service,
+    )
+    .with_endpoint(j.endpoint.clone())
+    .with_update_interval(j.polling_interval)
+    .build()
+    .map_err(|e| refused(e.to_string()))
 }
 
 /// The SDK's span limits for `limits` (the value length is applied by the span
@@ -934,6 +975,20 @@ fn tonic_tls(settings: &SignalSettings) -> Result<tonic::transport::ClientTlsCon
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn http_client(settings: &SignalSettings) -> Result<reqwest::blocking::Client, StartError> {
+    // No redirects: a redirect would carry the headers (vendor API keys such as
+    // `x-honeycomb-team` or `dd-api-key`, which reqwest does not strip) to another host,
+    // or from https to http. An unreachable collector costs at most the connect bound.
+    reqwest::blocking::Client::builder()
+        .tls_backend_preconfigured(tls_config(settings)?)
+        .connect_timeout(settings.timeout.min(CONNECT_TIMEOUT))
+        .timeout(settings.timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| StartError::Tls(e.without_url().to_string()))
+}
+
+/// The TLS settings of `settings`: the system's roots, its CA and its client identity.
+fn tls_config(settings: &SignalSettings) -> Result<rustls::ClientConfig, StartError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -975,16 +1030,7 @@ fn http_client(settings: &SignalSettings) -> Result<reqwest::blocking::Client, S
         }
         None => builder.with_no_client_auth(),
     };
-    // No redirects: a redirect would carry the headers (vendor API keys such as
-    // `x-honeycomb-team` or `dd-api-key`, which reqwest does not strip) to another host,
-    // or from https to http. An unreachable collector costs at most the connect bound.
-    reqwest::blocking::Client::builder()
-        .tls_backend_preconfigured(config)
-        .connect_timeout(settings.timeout.min(CONNECT_TIMEOUT))
-        .timeout(settings.timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|e| StartError::Tls(e.without_url().to_string()))
+    Ok(config)
 }
 
 /// The headers as gRPC metadata; one tonic refuses (a `-bin` name, which gRPC keeps
@@ -1186,7 +1232,7 @@ impl Pipeline {
     ) -> Result<Pipeline, StartError> {
         let resource = resource(settings);
         let mut tracer_provider = SdkTracerProvider::builder()
-            .with_sampler(sampler(settings.sampling))
+            .with_sampler(sampler(settings)?)
             .with_span_limits(span_limits(&settings.span_limits))
             .with_resource(resource.clone());
         // A signal turned off (`OTEL_<SIGNAL>_EXPORTER=none`) has a provider with no

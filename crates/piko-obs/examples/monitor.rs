@@ -74,7 +74,11 @@ OpenTelemetry (traces, metrics and logs over OTLP when an endpoint is set, or to
                                 otlp (default), console (to stdout, for debugging; no
                                 endpoint needed), otlp,console (both), or none;
                                 prometheus for metrics (/metrics only)
-  OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, OTEL_TRACES_SAMPLER,
+  OTEL_TRACES_SAMPLER           parentbased_always_on (default), always_on, always_off,
+                                traceidratio, parentbased_traceidratio (ARG 0 to 1),
+                                jaeger_remote or parentbased_jaeger_remote (ARG
+                                endpoint=URL,pollingIntervalMs=N,initialSamplingRate=R)
+  OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES,
   OTEL_TRACES_SAMPLER_ARG, OTEL_METRIC_EXPORT_INTERVAL, OTEL_METRIC_EXPORT_TIMEOUT,
   OTEL_SDK_DISABLED, OTEL_LOG_LEVEL, OTEL_EXPORTER_OTLP_{TRACES,METRICS,LOGS}_*,
   OTEL_BSP_*, OTEL_BLRP_*,

@@ -32,6 +32,9 @@
 //!   `4bf92f3577b34da6a3ce929d0e0e4736`, the span `console probe span` with the line
 //!   `inside the console probe span`, the counter `console_probe_runs_total`, and a
 //!   shutdown; prints `init: ok` or `init: <error>`;
+//! - `sampled`: `init()` with OTLP from the `OTEL_*` variables only, no console, a
+//!   wait of 1 s (for a remote sampler's first strategy), five root spans
+//!   `sampled probe span`, and a shutdown; prints `init: ok` or `init: <error>`;
 //! - `sdk-diagnostics`: a prod `init()` (JSON lines on stdout) with OTLP from the
 //!   `OTEL_*` variables only, a span, and a shutdown whose error it prints (an exporter
 //!   pointed at a closed port fails, and the SDK says so through `tracing`).
@@ -312,6 +315,20 @@ fn main() -> ExitCode {
                 ))
                 .expect("the span's work");
             metrics::counter!("console_probe_runs_total").increment(1);
+            guard.shutdown().expect("shutdown");
+        }
+        "sampled" => {
+            let b = piko_obs::builder()
+                .with_console_output(false)
+                .with_health_enabled(false);
+            let Some(guard) = init_printed(b) else {
+                return ExitCode::SUCCESS;
+            };
+            // The remote sampler's first fetch starts with the pipeline: let it answer.
+            std::thread::sleep(std::time::Duration::from_secs(1));
+            for _ in 0..5 {
+                tracing::info_span!("sampled probe span").in_scope(|| {});
+            }
             guard.shutdown().expect("shutdown");
         }
         "sdk-diagnostics" => {
