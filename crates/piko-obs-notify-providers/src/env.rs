@@ -1,6 +1,16 @@
 //! Providers registered from the environment: one variable a provider.
 
-use piko_obs_notify::{NotificationService, Notifier, RegisterError, provider};
+use piko_obs_notify::{NotificationService, Notifier, RegisterError};
+#[cfg(any(
+    feature = "slack",
+    feature = "discord",
+    feature = "pagerduty",
+    feature = "teams",
+    feature = "googlechat",
+    feature = "ntfy",
+    feature = "webhook"
+))]
+use piko_obs_notify::provider;
 
 #[allow(unused_imports)]
 use crate::*;
