@@ -1,6 +1,5 @@
 //! Providers registered from the environment: one variable a provider.
 
-use piko_obs_notify::{NotificationService, Notifier, RegisterError};
 #[cfg(any(
     feature = "slack",
     feature = "discord",
@@ -11,6 +10,7 @@ use piko_obs_notify::{NotificationService, Notifier, RegisterError};
     feature = "webhook"
 ))]
 use piko_obs_notify::provider;
+use piko_obs_notify::{NotificationService, Notifier, RegisterError};
 
 #[allow(unused_imports)]
 use crate::*;
