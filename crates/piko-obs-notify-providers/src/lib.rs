@@ -88,25 +88,9 @@ pub use webhook::WebhookNotifier;
 pub use piko_obs_notify::Notifier;
 
 /// A provider setting that cannot work; names the setting and how to fix it, and never
-/// holds the secret itself.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{field}: {reason}")]
-pub struct ConfigError {
-    /// The setting.
-    pub field: &'static str,
-    /// What is wrong and how to fix it.
-    pub reason: String,
-}
-
-impl ConfigError {
-    #[cfg_attr(not(feature = "_http"), allow(dead_code))]
-    pub(crate) fn new(field: &'static str, reason: impl Into<String>) -> ConfigError {
-        ConfigError {
-            field,
-            reason: reason.into(),
-        }
-    }
-}
+/// holds the secret itself. The one configuration error of piko-obs, re-exported from
+/// [`piko_obs_lifecycle::settings`].
+pub use piko_obs_lifecycle::settings::ConfigError;
 
 /// Cutting text and JSON bodies to a platform's limits, with the visible marker of
 /// [`piko_obs_notify::truncate`].
