@@ -10,7 +10,9 @@
 //!   [`StdoutNotifier`] (human or JSON);
 //! - [`HttpClient`]: one rustls client shared by the HTTP providers, with connect and
 //!   total timeouts and a cap on answers;
-//! - [`FileDeadLetterStore`]: JSON lines, fsync'd, mode 0600.
+//! - [`FileDeadLetterStore`]: JSON lines, fsync'd, mode 0600;
+//! - [`Setup`]: a process's notifications from settings and the environment (providers,
+//!   dispatcher, dead-letter store), and the process-wide service ([`setup::global`]).
 //!
 //! Every provider cuts text to its platform's documented limits with a visible marker,
 //! and keeps its URL, token or routing key out of `Debug` and errors.
@@ -49,6 +51,10 @@ pub use env::{ENV_PROVIDERS, ENV_VARIABLES, EnvProviderError, Registration, prov
 mod alertmanager;
 #[cfg(feature = "alertmanager")]
 pub use alertmanager::{ALERTMANAGER, AlertmanagerNotifier, DEFAULT_LEASE};
+#[cfg(all(feature = "_http", feature = "stdout"))]
+pub mod setup;
+#[cfg(all(feature = "_http", feature = "stdout"))]
+pub use setup::{PIKO_NOTIFICATION_DEAD_LETTER_PATH, Setup, SetupError};
 mod memory_dead_letter;
 pub use memory_dead_letter::{DEFAULT_MEMORY_ENTRIES, MemoryDeadLetterStore};
 

@@ -145,7 +145,9 @@ pub struct Builder {
     #[cfg(feature = "metrics")]
     metrics: metrics::InCode,
     #[cfg(feature = "notify")]
-    notify: notification::InCode,
+    notify: notification::Setup,
+    #[cfg(feature = "notify")]
+    error_notifications: notification::ForwarderSetup,
     #[cfg(feature = "otlp")]
     otlp: otlp::InCode,
     #[cfg(feature = "sentry")]
@@ -182,7 +184,9 @@ impl Default for Builder {
             #[cfg(feature = "metrics")]
             metrics: metrics::InCode::default(),
             #[cfg(feature = "notify")]
-            notify: notification::InCode::default(),
+            notify: notification::Setup::default(),
+            #[cfg(feature = "notify")]
+            error_notifications: notification::ForwarderSetup::default(),
             #[cfg(feature = "otlp")]
             otlp: otlp::InCode::default(),
             #[cfg(feature = "sentry")]

@@ -10,8 +10,6 @@ use piko_obs_logger::AddedOutput;
 use crate::health;
 #[cfg(feature = "metrics")]
 use crate::metrics;
-#[cfg(feature = "notify")]
-use crate::notification;
 #[cfg(feature = "otlp")]
 use crate::otlp;
 #[cfg(feature = "sentry")]
@@ -53,9 +51,9 @@ pub(crate) struct Started {
     #[cfg(feature = "metrics")]
     pub(crate) recorder: Option<&'static metrics::Metrics>,
     #[cfg(feature = "notify")]
-    pub(crate) notifications: Option<notification::NotificationService>,
+    pub(crate) notifications: Option<piko_obs_notify_providers::setup::Started>,
     #[cfg(feature = "notify")]
-    pub(crate) forwarder: Option<notification::ErrorForwarder>,
+    pub(crate) forwarder: Option<piko_obs_error_alerts::setup::StartedForwarder>,
     pub(crate) dead_letters: String,
     #[cfg(feature = "health")]
     pub(crate) health: Option<(health::HealthService, std::net::SocketAddr)>,
@@ -83,7 +81,7 @@ impl Builder {
             .clone()
             .unwrap_or_else(crate::program_name);
         #[cfg(feature = "notify")]
-        self.check_error_notifications()?;
+        self.error_notifications.check(self.notify.enabled())?;
         let console = self
             .console
             .unwrap_or_else(|| env(PIKO_DISABLE_CONSOLE_LOG).as_deref() != Some("true"));
@@ -119,7 +117,7 @@ impl Builder {
             return true;
         }
         #[cfg(feature = "notify")]
-        if self.notify.enabled {
+        if self.notify.enabled() {
             return true;
         }
         #[cfg(feature = "otlp")]
@@ -243,7 +241,7 @@ impl Builder {
         let providers = started
             .notifications
             .as_ref()
-            .map(|service| service.providers().join(","))
+            .map(|n| n.service.providers().join(","))
             .unwrap_or_else(|| "off".into());
         #[cfg(not(feature = "notify"))]
         let providers = "off (the notify feature is off)".to_string();
