@@ -149,7 +149,7 @@ pub struct Builder {
     #[cfg(feature = "notify")]
     error_notifications: notification::ForwarderSetup,
     #[cfg(feature = "otlp")]
-    otlp: otlp::InCode,
+    otlp: otlp::OtlpSetup,
     #[cfg(feature = "sentry")]
     sentry: sentry::InCode,
 }
@@ -188,7 +188,7 @@ impl Default for Builder {
             #[cfg(feature = "notify")]
             error_notifications: notification::ForwarderSetup::default(),
             #[cfg(feature = "otlp")]
-            otlp: otlp::InCode::default(),
+            otlp: otlp::OtlpSetup::default(),
             #[cfg(feature = "sentry")]
             sentry: sentry::InCode::default(),
         }

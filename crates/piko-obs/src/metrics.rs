@@ -250,12 +250,12 @@ impl Builder {
         if pipeline.is_some() {
             // The recorder is installed once per process; the slot in it takes the
             // recorder of each pipeline started, this one's below.
-            builder = builder.with_extra_recorder(crate::otlp::metrics_slot().clone());
+            builder = builder.with_extra_recorder(crate::otlp::setup::metrics_slot().clone());
         }
         let (installed, fresh) = install(builder)?;
         #[cfg(feature = "otlp")]
         if let Some(p) = pipeline {
-            crate::otlp::export_metrics(p, fresh);
+            crate::otlp::setup::export_metrics(p, fresh);
         }
         let _ = fresh;
         let upkeep =

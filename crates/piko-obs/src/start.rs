@@ -268,7 +268,7 @@ impl Builder {
         return if started.pipeline.is_some() {
             r.otlp.shown(signal, settings::shown_url)
         } else {
-            settings::otlp_off_reason(self.otlp.config.enabled, &env).to_string()
+            settings::otlp_off_reason(self.otlp.enabled_in_code(), &env).to_string()
         };
         #[cfg(not(feature = "otlp"))]
         "off (the otlp feature is off)".to_string()
