@@ -141,7 +141,7 @@ pub struct Builder {
     environment: Option<String>,
     release: Option<String>,
     #[cfg(feature = "health")]
-    health: health::InCode,
+    health: health::ServerSetup,
     #[cfg(feature = "metrics")]
     metrics: metrics::InCode,
     #[cfg(feature = "notify")]
@@ -180,7 +180,7 @@ impl Default for Builder {
             environment: None,
             release: None,
             #[cfg(feature = "health")]
-            health: health::InCode::default(),
+            health: health::ServerSetup::default(),
             #[cfg(feature = "metrics")]
             metrics: metrics::InCode::default(),
             #[cfg(feature = "notify")]

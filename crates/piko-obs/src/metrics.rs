@@ -233,7 +233,7 @@ impl Builder {
         parts: &Unwind,
     ) -> Result<(), InitError> {
         #[cfg(feature = "health")]
-        let (served, custom) = (self.health.enabled, self.health.metrics_render.is_some());
+        let (served, custom) = (self.health.enabled(), self.health.has_metrics_render());
         #[cfg(not(feature = "health"))]
         let (served, custom) = (false, false);
         #[cfg(feature = "otlp")]

@@ -94,7 +94,7 @@ impl Builder {
             run_mode,
             level,
             #[cfg(feature = "health")]
-            probe_server: self.health.server.clone().resolve(&env)?,
+            probe_server: self.health.resolve(&env)?,
             #[cfg(feature = "otlp")]
             otlp: self.resolve_otlp(&environment, &release, &service_name)?,
             // Checked whether or not the recorder is installed by this call.
@@ -113,7 +113,7 @@ impl Builder {
     fn needs_runtime(&self, r: &Resolved) -> bool {
         let _ = r;
         #[cfg(feature = "health")]
-        if self.health.enabled {
+        if self.health.enabled() {
             return true;
         }
         #[cfg(feature = "notify")]
@@ -280,7 +280,7 @@ impl Builder {
         #[cfg(feature = "health")]
         if let Some((_, addr)) = &started.health {
             let p = &r.probe_server;
-            let scheme = if self.health.tls.is_some() {
+            let scheme = if self.health.has_tls() {
                 "https"
             } else {
                 "http"
@@ -288,9 +288,9 @@ impl Builder {
             let probes = format!("{scheme}://{addr} {} {} {}", p.live, p.ready, p.startup);
             #[cfg(feature = "metrics")]
             let served = self.metrics.enabled
-                && (started.recorder.is_some() || self.health.metrics_render.is_some());
+                && (started.recorder.is_some() || self.health.has_metrics_render());
             #[cfg(not(feature = "metrics"))]
-            let served = self.health.metrics_render.is_some();
+            let served = self.health.has_metrics_render();
             let metrics = if served {
                 p.metrics.clone()
             } else {
