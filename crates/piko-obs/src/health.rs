@@ -195,7 +195,7 @@ impl Builder {
     /// Whether the metrics path serves anything (the `metrics` feature's switch).
     fn metrics_on(&self) -> bool {
         #[cfg(feature = "metrics")]
-        return self.metrics.enabled;
+        return self.metrics.enabled();
         #[cfg(not(feature = "metrics"))]
         true
     }

@@ -143,7 +143,7 @@ pub struct Builder {
     #[cfg(feature = "health")]
     health: health::ServerSetup,
     #[cfg(feature = "metrics")]
-    metrics: metrics::InCode,
+    metrics: metrics::setup::RecorderSetup,
     #[cfg(feature = "notify")]
     notify: notification::Setup,
     #[cfg(feature = "notify")]
@@ -182,7 +182,7 @@ impl Default for Builder {
             #[cfg(feature = "health")]
             health: health::ServerSetup::default(),
             #[cfg(feature = "metrics")]
-            metrics: metrics::InCode::default(),
+            metrics: metrics::setup::RecorderSetup::default(),
             #[cfg(feature = "notify")]
             notify: notification::Setup::default(),
             #[cfg(feature = "notify")]

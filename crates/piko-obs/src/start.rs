@@ -99,7 +99,7 @@ impl Builder {
             otlp: self.resolve_otlp(&environment, &release, &service_name)?,
             // Checked whether or not the recorder is installed by this call.
             #[cfg(feature = "metrics")]
-            metrics: self.metrics_builder()?,
+            metrics: self.metrics.builder()?,
             #[cfg(feature = "sentry")]
             sentry: self.resolve_sentry(&environment, &release)?,
             environment,
@@ -287,7 +287,7 @@ impl Builder {
             };
             let probes = format!("{scheme}://{addr} {} {} {}", p.live, p.ready, p.startup);
             #[cfg(feature = "metrics")]
-            let served = self.metrics.enabled
+            let served = self.metrics.enabled()
                 && (started.recorder.is_some() || self.health.has_metrics_render());
             #[cfg(not(feature = "metrics"))]
             let served = self.health.has_metrics_render();
