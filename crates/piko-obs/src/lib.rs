@@ -151,7 +151,7 @@ pub struct Builder {
     #[cfg(feature = "otlp")]
     otlp: otlp::OtlpSetup,
     #[cfg(feature = "sentry")]
-    sentry: sentry::InCode,
+    sentry: sentry::setup::SentrySetup,
 }
 
 impl fmt::Debug for Builder {
@@ -190,7 +190,7 @@ impl Default for Builder {
             #[cfg(feature = "otlp")]
             otlp: otlp::OtlpSetup::default(),
             #[cfg(feature = "sentry")]
-            sentry: sentry::InCode::default(),
+            sentry: sentry::setup::SentrySetup::default(),
         }
     }
 }

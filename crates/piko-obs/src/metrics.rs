@@ -116,7 +116,7 @@ fn collect_metrics(metrics: &Metrics) {
     #[cfg(feature = "notify")]
     metrics.add_collector(crate::notification::record_metrics);
     #[cfg(feature = "sentry")]
-    metrics.add_collector(|| crate::sentry::installed().map_or((), |s| s.record_metrics()));
+    metrics.add_collector(piko_obs_sentry::setup::global::record_metrics);
     #[cfg(feature = "otlp")]
     metrics.add_collector(|| crate::otlp::pipeline().map_or((), |p| p.record_metrics()));
 }

@@ -101,7 +101,10 @@ impl Builder {
             #[cfg(feature = "metrics")]
             metrics: self.metrics.builder()?,
             #[cfg(feature = "sentry")]
-            sentry: self.resolve_sentry(&environment, &release)?,
+            sentry: self
+                .sentry
+                .resolve(&environment, &release)
+                .map_err(InitError::Sentry)?,
             environment,
             service_name,
             console,
