@@ -33,8 +33,8 @@
 //!   only, of the full facade and of `tracing-subscriber` with `json`, each in a fresh
 //!   target directory, into the `build time` section of `docs/performance.md`;
 //! - `facade-size [--check]`: the facade's non-test lines and its longest function,
-//!   against the thin-facade targets (800 lines, 60 a function); with `--check`, fails
-//!   past them.
+//!   against the thin-facade targets (800 lines, 60 a function; `ci` fails past the
+//!   ones met); with `--check`, fails past both.
 
 //!
 //! The modules depend one way: `main` dispatches to the commands (`ci`, `integration`,
@@ -75,7 +75,13 @@ fn main() -> ExitCode {
         Some("fuzz") => fuzz::run(&args[1..]),
         Some("bench") => bench::run(args.get(1).map(String::as_str)),
         Some("buildtime") => buildtime::run(),
-        Some("facade-size") => facade_size::run(args.get(1).is_some_and(|a| a == "--check")),
+        Some("facade-size") => {
+            let check = args.get(1).is_some_and(|a| a == "--check");
+            facade_size::run(facade_size::Limits {
+                lines: check,
+                function: check,
+            })
+        }
         _ => {
             eprintln!(
                 "usage: cargo xtask <ci | integration [WORD] | deploy | soak [--minutes N] | fuzz [--minutes N] [--cases C] | bench [logger | health | metrics | notification | otlp] | buildtime | facade-size [--check]>"
