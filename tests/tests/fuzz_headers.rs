@@ -97,7 +97,7 @@ fn fuzz_webhook_header_never_adds_a_header() {
                 Ok(h) => h,
                 Err(e) => {
                     refused.set(refused.get() + 1);
-                    prop_assert!(e.field.starts_with("webhook header"), "{}", e);
+                    prop_assert!(e.setting.starts_with("webhook header"), "{}", e);
                     prop_assert!(!e.to_string().contains(&value) || value.len() < 4, "{}", e);
                     return Ok(());
                 }

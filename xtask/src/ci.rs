@@ -1,5 +1,6 @@
 //! `cargo xtask ci`: format check, licences, clippy with `-D warnings` (the workspace,
-//! each provider feature alone, and the feature checks of `features`), docs with
+//! each provider feature alone, and the feature checks of `features`), the facade's size
+//! (`facade_size`), docs with
 //! `-D warnings`, every test, then `integration`.
 
 use std::process::Stdio;
@@ -63,6 +64,8 @@ pub(crate) fn run_all() -> Result {
     }
     // Each facade feature alone, warp and tower alone, and a light logger-only facade.
     crate::features::check()?;
+    // How thin the facade is (fails past its limits once they are met).
+    crate::facade_size::ci()?;
     let mut doc = cargo();
     doc.args(["doc", "--workspace", "--no-deps", "--locked"])
         .env("RUSTDOCFLAGS", "-D warnings");

@@ -32,12 +32,15 @@
 //!   of `docs/performance.md`;
 //! - `buildtime`: the clean build time and crate count of the facade with the logger
 //!   only, of the full facade and of `tracing-subscriber` with `json`, each in a fresh
-//!   target directory, into the `build time` section of `docs/performance.md`.
+//!   target directory, into the `build time` section of `docs/performance.md`;
+//! - `facade-size [--check]`: the facade's non-test lines and its longest function,
+//!   against the thin-facade targets (800 lines, 60 a function; `ci` fails past the
+//!   ones met); with `--check`, fails past both.
 
 //!
 //! The modules depend one way: `main` dispatches to the commands (`ci`, `integration`,
-//! `deploy`, `soak`, `fuzz`, `bench`, `buildtime`); `ci` runs `integration`, `deploy`
-//! and the checks of `features`; `integration` runs the checks of `examples`, `secrets`
+//! `deploy`, `soak`, `fuzz`, `bench`, `buildtime`, `facade-size`); `ci` runs `integration`,
+//! `deploy`, the checks of `features` and `facade_size`; `integration` runs the checks of `examples`, `secrets`
 //! and `alertmanager`; those and `deploy` start the example service and run named checks
 //! through `monitor`; `bench` runs the wrk comparisons of `wrk`; `buildtime` writes its
 //! section with `bench`'s writer; all of them use `support` (programs, ports, and the
@@ -52,6 +55,7 @@ mod buildtime;
 mod ci;
 mod deploy;
 mod examples;
+mod facade_size;
 mod features;
 mod fuzz;
 mod integration;
@@ -74,9 +78,16 @@ fn main() -> ExitCode {
         Some("fuzz") => fuzz::run(&args[1..]),
         Some("bench") => bench::run(args.get(1).map(String::as_str)),
         Some("buildtime") => buildtime::run(),
+        Some("facade-size") => {
+            let check = args.get(1).is_some_and(|a| a == "--check");
+            facade_size::run(facade_size::Limits {
+                lines: check,
+                function: check,
+            })
+        }
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci | integration [WORD] | deploy | soak [--minutes N] | fuzz [--minutes N] [--cases C] | bench [logger | logger-threads | health | probes | startup | metrics | notification | otlp] | buildtime>"
+                "usage: cargo xtask <ci | integration [WORD] | deploy | soak [--minutes N] | fuzz [--minutes N] [--cases C] | bench [logger | logger-threads | health | probes | startup | metrics | notification | otlp] | buildtime | facade-size [--check]>"
             );
             return ExitCode::from(2);
         }

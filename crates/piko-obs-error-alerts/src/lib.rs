@@ -12,7 +12,9 @@
 //!   loggers, the providers and the quiet time before a resolved alert, checked by
 //!   [`validate`](ErrorForwarderConfig::validate) ([`ForwarderConfigError`]);
 //! - [`ErrorForwarder`]: the output itself, with its [`ForwarderStats`];
-//! - [`priority_for_level`]: the priority an alert of a level gets.
+//! - [`priority_for_level`]: the priority an alert of a level gets;
+//! - [`setup::ForwarderSetup`]: a process's forwarder from its configuration, checked
+//!   before anything starts, and the process-wide forwarder ([`setup::global`]).
 //!
 //! Inside, `config` holds the configuration, `group` the groups of a window and the
 //! alerts made of them; the crate root holds the forwarder, which uses both.
@@ -37,6 +39,7 @@ use tokio::sync::Notify;
 
 mod config;
 mod group;
+pub mod setup;
 pub mod telemetry;
 
 pub use config::{ErrorForwarderConfig, ForwarderConfigError};

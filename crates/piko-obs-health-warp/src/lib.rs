@@ -16,6 +16,9 @@
 //!   request in flight makes room, or the new one is closed at once), HTTP/2
 //!   connections are pinged every 20 s; [`ConnectionCounters`] counts all of it.
 //! - [`TcpProbe`] and [`HttpProbe`] check a dependency by connecting to it.
+//! - [`ServerSetup`]: a process's probe server from settings and the `PIKO_HEALTH_*`
+//!   variables (service, probes, server, drain), and its counters process-wide
+//!   ([`setup::global`]).
 //!
 //! Routing uses warp filters; connections are served by hyper (HTTP/1.1 and HTTP/2),
 //! with graceful shutdown bounded by a timeout: connections with no request in flight
@@ -43,6 +46,7 @@ mod env;
 mod lifecycle;
 mod probes;
 mod server;
+pub mod setup;
 pub mod telemetry;
 
 pub use env::{
@@ -56,3 +60,4 @@ pub use server::{
     DEFAULT_MAX_CONNECTIONS, MAX_CONNECTION_TIMEOUT, MetricsRender, RunningServer, ServerBuilder,
     ServerError, TlsMinVersion, TlsOptions,
 };
+pub use setup::{DEFAULT_HEALTH_RESPONSE_CACHE, ServerSetup, ServerSetupError, StartedServer};

@@ -11,7 +11,7 @@
 //! - [`bounded`]: runs a blocking or async shutdown on a thread of its own and waits at
 //!   most its budget, so no part can hold the stack past its deadline.
 //! - [`settings`]: the one precedence of start-up settings (code, then environment, then
-//!   default) and [`EnvSettingError`].
+//!   default), [`EnvSettingError`] and [`ConfigError`].
 //!
 //! ```
 //! use std::time::Duration;
@@ -43,7 +43,7 @@ use std::error::Error;
 use std::fmt;
 
 pub mod settings;
-pub use settings::EnvSettingError;
+pub use settings::{ConfigError, EnvSettingError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 

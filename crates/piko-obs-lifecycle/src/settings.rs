@@ -1,4 +1,6 @@
-//! The one precedence of start-up settings: **code, then environment, then default**.
+//! The one precedence of start-up settings: **code, then environment, then default**,
+//! and the two errors of a setting: [`EnvSettingError`] (a variable's value) and
+//! [`ConfigError`] (a setting a part's builder refuses).
 
 use std::error::Error;
 use std::fmt;
@@ -26,6 +28,43 @@ impl fmt::Display for EnvSettingError {
 }
 
 impl Error for EnvSettingError {}
+
+/// A setting that cannot work, found when a part is built: names the setting (a field
+/// of the part's configuration, such as `OtlpConfig.endpoint`, or a variable) and how to
+/// fix it. It never holds a secret: a token, a password or a header value stays out of
+/// `reason`.
+///
+/// ```
+/// use piko_obs_lifecycle::settings::ConfigError;
+/// let e = ConfigError::new("slack webhook URL", "must be an https:// URL");
+/// assert_eq!(e.setting, "slack webhook URL");
+/// assert_eq!(e.to_string(), "slack webhook URL: must be an https:// URL");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The setting: a configuration field or an environment variable.
+    pub setting: String,
+    /// What is wrong and how to fix it.
+    pub reason: String,
+}
+
+impl ConfigError {
+    /// The error of `setting`, with what is wrong and how to fix it.
+    pub fn new(setting: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+        ConfigError {
+            setting: setting.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.setting, self.reason)
+    }
+}
+
+impl Error for ConfigError {}
 
 /// `code` when given, else `variable` read through `env` and parsed (unset or blank
 /// counts as not given), else `default()`.

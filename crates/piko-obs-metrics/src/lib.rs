@@ -39,6 +39,7 @@
 pub mod guard;
 pub mod http;
 mod lifecycle;
+pub mod setup;
 
 pub use lifecycle::Upkeep;
 

@@ -122,10 +122,10 @@ pub fn providers_from_env(
             Some(_) => {
                 return Err(EnvProviderError {
                     variable: "TEAMS_WEBHOOK_FORMAT",
-                    source: ConfigError {
-                        field: "teams webhook format",
-                        reason: "must be workflows or messagecard".into(),
-                    },
+                    source: ConfigError::new(
+                        "teams webhook format",
+                        "must be workflows or messagecard",
+                    ),
                 });
             }
         };
@@ -166,10 +166,10 @@ pub fn providers_from_env(
             Some(path) => {
                 let pem = std::fs::read_to_string(path.trim()).map_err(|e| EnvProviderError {
                     variable: "ALERTMANAGER_CA_FILE",
-                    source: ConfigError {
-                        field: "alertmanager CA file",
-                        reason: format!("cannot be read ({e}); give the path of a PEM file"),
-                    },
+                    source: ConfigError::new(
+                        "alertmanager CA file",
+                        format!("cannot be read ({e}); give the path of a PEM file"),
+                    ),
                 })?;
                 HttpClient::with_extra_roots(
                     crate::DEFAULT_CONNECT_TIMEOUT,

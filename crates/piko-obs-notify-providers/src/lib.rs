@@ -10,7 +10,9 @@
 //!   [`StdoutNotifier`] (human or JSON);
 //! - [`HttpClient`]: one rustls client shared by the HTTP providers, with connect and
 //!   total timeouts and a cap on answers;
-//! - [`FileDeadLetterStore`]: JSON lines, fsync'd, mode 0600.
+//! - [`FileDeadLetterStore`]: JSON lines, fsync'd, mode 0600;
+//! - [`Setup`]: a process's notifications from settings and the environment (providers,
+//!   dispatcher, dead-letter store), and the process-wide service ([`setup::global`]).
 //!
 //! Every provider cuts text to its platform's documented limits with a visible marker,
 //! and keeps its URL, token or routing key out of `Debug` and errors.
@@ -49,6 +51,10 @@ pub use env::{ENV_PROVIDERS, ENV_VARIABLES, EnvProviderError, Registration, prov
 mod alertmanager;
 #[cfg(feature = "alertmanager")]
 pub use alertmanager::{ALERTMANAGER, AlertmanagerNotifier, DEFAULT_LEASE};
+#[cfg(all(feature = "_http", feature = "stdout"))]
+pub mod setup;
+#[cfg(all(feature = "_http", feature = "stdout"))]
+pub use setup::{PIKO_NOTIFICATION_DEAD_LETTER_PATH, Setup, SetupError};
 mod memory_dead_letter;
 pub use memory_dead_letter::{DEFAULT_MEMORY_ENTRIES, MemoryDeadLetterStore};
 
@@ -88,25 +94,9 @@ pub use webhook::WebhookNotifier;
 pub use piko_obs_notify::Notifier;
 
 /// A provider setting that cannot work; names the setting and how to fix it, and never
-/// holds the secret itself.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{field}: {reason}")]
-pub struct ConfigError {
-    /// The setting.
-    pub field: &'static str,
-    /// What is wrong and how to fix it.
-    pub reason: String,
-}
-
-impl ConfigError {
-    #[cfg_attr(not(feature = "_http"), allow(dead_code))]
-    pub(crate) fn new(field: &'static str, reason: impl Into<String>) -> ConfigError {
-        ConfigError {
-            field,
-            reason: reason.into(),
-        }
-    }
-}
+/// holds the secret itself. The one configuration error of piko-obs, re-exported from
+/// [`piko_obs_lifecycle::settings`].
+pub use piko_obs_lifecycle::settings::ConfigError;
 
 /// Cutting text and JSON bodies to a platform's limits, with the visible marker of
 /// [`piko_obs_notify::truncate`].

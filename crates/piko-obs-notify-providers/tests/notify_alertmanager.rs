@@ -297,14 +297,14 @@ fn bad_settings_are_clear_errors_naming_the_field() {
     let http = http();
     let none: [&str; 0] = [];
     let e = AlertmanagerNotifier::new(&http, none).unwrap_err();
-    assert_eq!(e.field, "alertmanager URL");
+    assert_eq!(e.setting, "alertmanager URL");
     let e = AlertmanagerNotifier::from_url_list(&http, "http://127.0.0.1:9093,ftp://x/SECRET")
         .unwrap_err();
-    assert_eq!(e.field, "alertmanager URL");
+    assert_eq!(e.setting, "alertmanager URL");
     assert!(!e.to_string().contains("SECRET"), "{e}");
     let am = AlertmanagerNotifier::new(&http, ["http://127.0.0.1:9093"]).unwrap();
     let e = am.clone().with_label("alert-name", "x").unwrap_err();
-    assert_eq!(e.field, "alertmanager label name");
+    assert_eq!(e.setting, "alertmanager label name");
     let e = am.clone().with_label("severity", "x").unwrap_err();
     assert!(e.reason.contains("set by the provider"), "{e}");
     assert!(am.clone().with_label("team", " ").is_err());
@@ -312,7 +312,7 @@ fn bad_settings_are_clear_errors_naming_the_field() {
     assert!(am.clone().with_lease(Duration::from_millis(10)).is_err());
     assert!(am.clone().with_generator_url("not a url").is_err());
     let e = am.clone().with_bearer_token("a\nb").unwrap_err();
-    assert_eq!(e.field, "alertmanager bearer token");
+    assert_eq!(e.setting, "alertmanager bearer token");
     assert!(am.with_basic_auth("a:b", "c").is_err());
 }
 
@@ -402,5 +402,5 @@ async fn https_with_an_internal_ca_is_trusted_only_when_given() {
     assert_eq!(got[0].path, "/api/v2/alerts");
     let e = HttpClient::with_extra_roots(Duration::from_secs(1), Duration::from_secs(1), "none")
         .unwrap_err();
-    assert_eq!(e.field, "http client CA certificates");
+    assert_eq!(e.setting, "http client CA certificates");
 }

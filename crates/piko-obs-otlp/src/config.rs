@@ -541,21 +541,12 @@ impl Settings {
 
 /// A setting that cannot work: names the setting (the [`OtlpConfig`] field, such as
 /// `OtlpConfig.endpoint`, or the variable) and how to fix it. Header values never
-/// appear in it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{setting}: {reason}")]
-pub struct ConfigError {
-    /// The field (`OtlpConfig.endpoint`) or the variable.
-    pub setting: String,
-    /// What is wrong and how to fix it.
-    pub reason: String,
-}
+/// appear in it. The one configuration error of piko-obs, re-exported from
+/// [`piko_obs_lifecycle::settings`].
+pub use piko_obs_lifecycle::settings::ConfigError;
 
 fn err(setting: &str, reason: impl Into<String>) -> ConfigError {
-    ConfigError {
-        setting: setting.to_string(),
-        reason: reason.into(),
-    }
+    ConfigError::new(setting, reason)
 }
 
 /// The standard variables read (each signal's own `OTEL_EXPORTER_OTLP_<SIGNAL>_*`

@@ -15,6 +15,11 @@
 //! `localhost:4318` with `/v1/<signal>` paths, gRPC to `localhost:4317`), with every bad
 //! value an error that names its setting.
 //!
+//! A process's OTLP part: [`OtlpSetup`] (the settings given in code, resolved against
+//! the variables) and, in [`setup`], the process-wide pipeline: `install_pipeline`
+//! (called by the composing program only), [`pipeline`], the `metrics` recorder's slot
+//! and the `Detach` part that unhooks the pipeline before it shuts down.
+//!
 //! Bridges: [`OtelLogOutput`] (the log hub's records as OpenTelemetry log records, with
 //! the current span's ids) and [`OtelRecorder`] (the `metrics` macros as OpenTelemetry
 //! instruments). [`extract_context`], [`inject_context`] and [`traced`] (for reqwest)
@@ -67,6 +72,7 @@ pub use metrics_bridge::{
 mod pipeline;
 mod propagation;
 mod propagators;
+pub mod setup;
 mod span;
 pub mod telemetry;
 mod tracing_layer;
@@ -86,6 +92,7 @@ pub use propagators::{B3Encoding, B3Propagator, JaegerPropagator, OtTracePropaga
 pub use global::{TracingRoute, install_tracing_bridge, tracing_layer};
 pub use lifecycle::ProviderFailures;
 pub use logs::{OtelLogOutput, severity};
+pub use setup::{OtlpSetup, pipeline};
 
 pub use config::{
     AttributeLimits, BatchSettings, Compression, ConfigError, ENV_VARIABLES, ExemplarFilter,

@@ -46,6 +46,7 @@ pub mod drain;
 mod lifecycle;
 pub mod ratelimit;
 pub mod scrub;
+pub mod setup;
 pub mod telemetry;
 pub mod transport;
 

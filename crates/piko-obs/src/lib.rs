@@ -141,15 +141,17 @@ pub struct Builder {
     environment: Option<String>,
     release: Option<String>,
     #[cfg(feature = "health")]
-    health: health::InCode,
+    health: health::ServerSetup,
     #[cfg(feature = "metrics")]
-    metrics: metrics::InCode,
+    metrics: metrics::setup::RecorderSetup,
     #[cfg(feature = "notify")]
-    notify: notification::InCode,
+    notify: notification::Setup,
+    #[cfg(feature = "notify")]
+    error_notifications: notification::ForwarderSetup,
     #[cfg(feature = "otlp")]
-    otlp: otlp::InCode,
+    otlp: otlp::OtlpSetup,
     #[cfg(feature = "sentry")]
-    sentry: sentry::InCode,
+    sentry: sentry::setup::SentrySetup,
 }
 
 impl fmt::Debug for Builder {
@@ -178,15 +180,17 @@ impl Default for Builder {
             environment: None,
             release: None,
             #[cfg(feature = "health")]
-            health: health::InCode::default(),
+            health: health::ServerSetup::default(),
             #[cfg(feature = "metrics")]
-            metrics: metrics::InCode::default(),
+            metrics: metrics::setup::RecorderSetup::default(),
             #[cfg(feature = "notify")]
-            notify: notification::InCode::default(),
+            notify: notification::Setup::default(),
+            #[cfg(feature = "notify")]
+            error_notifications: notification::ForwarderSetup::default(),
             #[cfg(feature = "otlp")]
-            otlp: otlp::InCode::default(),
+            otlp: otlp::OtlpSetup::default(),
             #[cfg(feature = "sentry")]
-            sentry: sentry::InCode::default(),
+            sentry: sentry::setup::SentrySetup::default(),
         }
     }
 }

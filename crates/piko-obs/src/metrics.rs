@@ -19,29 +19,17 @@
 //! guard.shutdown().unwrap();
 //! ```
 
-use std::sync::OnceLock;
-
+pub use piko_obs_metrics::setup::{installed, render};
 pub use piko_obs_metrics::*;
 
 use crate::logger;
 use std::time::Duration;
 
 use piko_obs_lifecycle::Unwind;
+use piko_obs_metrics::setup::{InstallError, RecorderSetting, RecorderSetup, RecorderSetupError};
 
 use crate::start::{Resolved, Started};
 use crate::{Builder, InitError};
-
-static INSTALLED: OnceLock<Metrics> = OnceLock::new();
-
-/// The installed metrics, if `init()` installed them.
-pub fn installed() -> Option<&'static Metrics> {
-    INSTALLED.get()
-}
-
-/// The Prometheus text of the installed metrics.
-pub fn render() -> Option<String> {
-    INSTALLED.get().map(Metrics::render)
-}
 
 /// Another `metrics` recorder is installed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -50,37 +38,57 @@ pub fn render() -> Option<String> {
 )]
 pub struct RecorderInstalledError;
 
-/// Installs the recorder built from `builder` (the first time), with piko-obs's own
-/// counters as a collector; later calls return the installed metrics. True when this
-/// call installed it.
-pub(crate) fn install(
-    builder: MetricsBuilder,
-) -> Result<(&'static Metrics, bool), crate::InitError> {
-    static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _one_at_a_time = INSTALLING.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(m) = INSTALLED.get() {
-        return Ok((m, false));
+impl From<RecorderSetupError> for InitError {
+    fn from(e: RecorderSetupError) -> Self {
+        let setting = match e.setting {
+            RecorderSetting::GlobalLabel => "with_metrics_global_label",
+            RecorderSetting::CardinalityLimit => "with_metrics_cardinality_limit",
+            RecorderSetting::CardinalityLimitFor => "with_metrics_cardinality_limit_for",
+            RecorderSetting::Buckets => "with_metrics_buckets",
+        };
+        InitError::Metrics {
+            setting,
+            source: e.source,
+        }
     }
-    let (recorder, metrics) = builder
-        .on_refused(|refusal| {
-            let why = refusal.to_string();
-            logger::get_logger("piko-obs/metrics").warn(
-                "metric series not recorded",
-                &[
-                    piko_obs_logger::attr::string("metric", &refusal.metric),
-                    piko_obs_logger::attr::string("reason", refusal.reason.as_str()),
-                    piko_obs_logger::attr::string("why", &why),
-                ],
-            )
-        })
-        .build()
-        // Only buckets the exporter refuses fail here (the builder checked them already).
-        .map_err(|source| crate::InitError::Metrics {
-            setting: "with_metrics_buckets",
-            source,
-        })?;
-    metrics::set_global_recorder(recorder).map_err(|_| RecorderInstalledError)?;
-    metrics.describe();
+}
+
+impl From<InstallError> for InitError {
+    fn from(e: InstallError) -> Self {
+        match e {
+            InstallError::Buckets(source) => InitError::Metrics {
+                setting: "with_metrics_buckets",
+                source,
+            },
+            InstallError::RecorderInstalled => RecorderInstalledError.into(),
+        }
+    }
+}
+
+/// Installs the recorder built from `builder` (the first time), with every crate's
+/// series described and its counters collected; later calls return the installed
+/// metrics. True when this call installed it.
+pub(crate) fn install(builder: MetricsBuilder) -> Result<(&'static Metrics, bool), InitError> {
+    let builder = builder.on_refused(|refusal| {
+        let why = refusal.to_string();
+        logger::get_logger("piko-obs/metrics").warn(
+            "metric series not recorded",
+            &[
+                piko_obs_logger::attr::string("metric", &refusal.metric),
+                piko_obs_logger::attr::string("reason", refusal.reason.as_str()),
+                piko_obs_logger::attr::string("why", &why),
+            ],
+        )
+    });
+    piko_obs_metrics::setup::install(builder, |metrics| {
+        describe_metrics();
+        collect_metrics(metrics);
+    })
+    .map_err(InitError::from)
+}
+
+/// Describes the series of every subsystem compiled in.
+fn describe_metrics() {
     metrics::describe_counter!(
         guard::SERIES_REFUSED,
         "Metric series not recorded, per metric (the first 100 names, then _other) and reason (invalid_name, cardinality_limit, metric_name_limit)."
@@ -98,77 +106,54 @@ pub(crate) fn install(
     crate::sentry::telemetry::describe_metrics();
     #[cfg(feature = "otlp")]
     crate::otlp::telemetry::describe_metrics();
+}
+
+/// Records the counters of every subsystem compiled in at each render.
+fn collect_metrics(metrics: &Metrics) {
     metrics.add_collector(|| piko_obs_logger::telemetry::record_metrics(logger::hub()));
     #[cfg(feature = "health")]
     metrics.add_collector(crate::health::record_metrics);
     #[cfg(feature = "notify")]
     metrics.add_collector(crate::notification::record_metrics);
     #[cfg(feature = "sentry")]
-    metrics.add_collector(|| crate::sentry::installed().map_or((), |s| s.record_metrics()));
+    metrics.add_collector(piko_obs_sentry::setup::global::record_metrics);
     #[cfg(feature = "otlp")]
     metrics.add_collector(|| crate::otlp::pipeline().map_or((), |p| p.record_metrics()));
-    Ok((INSTALLED.get_or_init(|| metrics), true))
-}
-
-/// The recorder's settings given to the builder.
-#[derive(Debug)]
-pub(crate) struct InCode {
-    pub(crate) enabled: bool,
-    pub(crate) labels: Vec<(String, String)>,
-    pub(crate) cardinality: Option<usize>,
-    pub(crate) cardinality_for: Vec<(String, usize)>,
-    pub(crate) buckets: Vec<(String, Vec<f64>)>,
-}
-
-impl Default for InCode {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            labels: Vec::new(),
-            cardinality: None,
-            cardinality_for: Vec::new(),
-            buckets: Vec::new(),
-        }
-    }
 }
 
 impl Builder {
     /// Whether the probe port serves metrics on the metrics path and `init()` installs
     /// piko-obs's `metrics` recorder (default on). Off, the metrics path answers 404 and
     /// no recorder is installed.
-    pub fn with_health_metrics_enabled(mut self, on: bool) -> Self {
-        self.metrics.enabled = on;
-        self
+    pub fn with_health_metrics_enabled(self, on: bool) -> Self {
+        self.metrics_with(|m| m.with_enabled(on))
     }
     /// A label added to every metric series (for example `environment`); checked by
     /// `init()`. Labels apply when the recorder is installed, at the first `init()`.
     pub fn with_metrics_global_label(
-        mut self,
+        self,
         name: impl Into<String>,
         value: impl Into<String>,
     ) -> Self {
-        self.metrics.labels.push((name.into(), value.into()));
-        self
+        self.metrics_with(|m| m.with_global_label(name, value))
     }
     /// The cap on label sets per metric name (default 1000; at least 1, checked by
     /// `init()`). Series past it are not recorded, are counted in
     /// `piko_obs_metrics_series_refused_total`, and the first refusal of each metric is
     /// logged as a warning; so are series with names Prometheus cannot take.
-    pub fn with_metrics_cardinality_limit(mut self, limit: usize) -> Self {
-        self.metrics.cardinality = Some(limit);
-        self
+    pub fn with_metrics_cardinality_limit(self, limit: usize) -> Self {
+        self.metrics_with(|m| m.with_cardinality_limit(limit))
     }
     /// The cap on label sets of one metric, instead of the cap of
     /// [`with_metrics_cardinality_limit`](Self::with_metrics_cardinality_limit) (a valid
     /// metric name and at least 1, checked by `init()`). Like the global labels, caps
     /// apply when the recorder is installed, at the first `init()`.
     pub fn with_metrics_cardinality_limit_for(
-        mut self,
+        self,
         metric: impl Into<String>,
         limit: usize,
     ) -> Self {
-        self.metrics.cardinality_for.push((metric.into(), limit));
-        self
+        self.metrics_with(|m| m.with_cardinality_limit_for(metric, limit))
     }
     /// Histogram buckets (upper bounds) for the metric named `metric`, so that its
     /// `metrics::histogram!` renders as a Prometheus histogram with these `le` values;
@@ -189,37 +174,14 @@ impl Builder {
     /// assert!(text.contains(r#"payment_duration_seconds_bucket{le="0.5"} 1"#));
     /// guard.shutdown().unwrap();
     /// ```
-    pub fn with_metrics_buckets(mut self, metric: impl Into<String>, buckets: &[f64]) -> Self {
-        self.metrics.buckets.push((metric.into(), buckets.to_vec()));
-        self
+    pub fn with_metrics_buckets(self, metric: impl Into<String>, buckets: &[f64]) -> Self {
+        self.metrics_with(|m| m.with_buckets(metric, buckets))
     }
-    /// The recorder's settings, checked: an error names the builder option.
-    pub(crate) fn metrics_builder(&self) -> Result<MetricsBuilder, InitError> {
-        let setting = |setting: &'static str| {
-            move |source: MetricsError| InitError::Metrics { setting, source }
-        };
-        let mut builder = MetricsBuilder::new();
-        for (name, value) in &self.metrics.labels {
-            builder = builder
-                .with_global_label(name, value)
-                .map_err(setting("with_metrics_global_label"))?;
-        }
-        if let Some(limit) = self.metrics.cardinality {
-            builder = builder
-                .with_cardinality_limit(limit)
-                .map_err(setting("with_metrics_cardinality_limit"))?;
-        }
-        for (metric, limit) in &self.metrics.cardinality_for {
-            builder = builder
-                .with_cardinality_limit_for(metric, *limit)
-                .map_err(setting("with_metrics_cardinality_limit_for"))?;
-        }
-        for (metric, buckets) in &self.metrics.buckets {
-            builder = builder
-                .with_buckets(metric, buckets)
-                .map_err(setting("with_metrics_buckets"))?;
-        }
-        Ok(builder)
+
+    /// Applies a setter of the recorder's settings.
+    fn metrics_with(mut self, set: impl FnOnce(RecorderSetup) -> RecorderSetup) -> Self {
+        self.metrics = set(std::mem::take(&mut self.metrics));
+        self
     }
 }
 
@@ -233,14 +195,14 @@ impl Builder {
         parts: &Unwind,
     ) -> Result<(), InitError> {
         #[cfg(feature = "health")]
-        let (served, custom) = (self.health.enabled, self.health.metrics_render.is_some());
+        let (served, custom) = (self.health.enabled(), self.health.has_metrics_render());
         #[cfg(not(feature = "health"))]
         let (served, custom) = (false, false);
         #[cfg(feature = "otlp")]
         let pipeline = started.pipeline.as_ref();
         #[cfg(not(feature = "otlp"))]
         let pipeline: Option<&()> = None;
-        if !self.metrics.enabled || custom || !(served || pipeline.is_some()) {
+        if !self.metrics.enabled() || custom || !(served || pipeline.is_some()) {
             return Ok(());
         }
         // The same buckets over OTLP as on `/metrics`: the pipeline has a view for each.
@@ -250,12 +212,12 @@ impl Builder {
         if pipeline.is_some() {
             // The recorder is installed once per process; the slot in it takes the
             // recorder of each pipeline started, this one's below.
-            builder = builder.with_extra_recorder(crate::otlp::metrics_slot().clone());
+            builder = builder.with_extra_recorder(crate::otlp::setup::metrics_slot().clone());
         }
         let (installed, fresh) = install(builder)?;
         #[cfg(feature = "otlp")]
         if let Some(p) = pipeline {
-            crate::otlp::export_metrics(p, fresh);
+            crate::otlp::setup::export_metrics(p, fresh);
         }
         let _ = fresh;
         let upkeep =

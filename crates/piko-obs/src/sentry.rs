@@ -10,22 +10,17 @@
 //! flushes it within its bound. Envelopes are counted in
 //! `piko_obs_sentry_envelopes_total{outcome}`.
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use piko_obs_sentry::setup::SentrySetup;
+pub use piko_obs_sentry::setup::global::installed;
 pub use piko_obs_sentry::*;
 
 use piko_obs_lifecycle::Unwind;
 
 use crate::Builder;
 use crate::{InitError, logger};
-
-static INSTALLED: RwLock<Option<Arc<Sentry>>> = RwLock::new(None);
-
-/// The Sentry client `init()` or [`enable`] started, if any.
-pub fn installed() -> Option<Arc<Sentry>> {
-    INSTALLED.read().unwrap_or_else(|p| p.into_inner()).clone()
-}
 
 /// Starts Sentry on `handle`, binds it to Sentry's main hub and adds the `sentry` log
 /// output, both pushed on `parts`. Transport failures are logged as WARN, at most one a
@@ -72,7 +67,7 @@ pub(crate) fn start(
         id,
         "sentry output",
     ));
-    *INSTALLED.write().unwrap_or_else(|p| p.into_inner()) = Some(s.clone());
+    piko_obs_sentry::setup::global::install(s.clone());
     Ok(s)
 }
 
@@ -137,89 +132,48 @@ impl Drop for SentryGuard {
     }
 }
 
-/// The Sentry settings given to the builder.
-#[derive(Default)]
-pub(crate) struct InCode {
-    pub(crate) config: Option<SentryConfig>,
-    pub(crate) from_env: bool,
-    pub(crate) before_send: Option<BeforeSend>,
-    pub(crate) before_breadcrumb: Option<BeforeBreadcrumb>,
-}
-
 impl Builder {
     /// Sends ERROR log lines to Sentry as events (and lower ones as breadcrumbs), with
     /// these settings. An invalid DSN fails `init()`.
-    pub fn with_sentry(mut self, config: SentryConfig) -> Self {
-        self.sentry.config = Some(config);
-        self
+    pub fn with_sentry(self, config: SentryConfig) -> Self {
+        self.sentry_with(|s| s.with_config(config))
     }
 
     /// Sends ERROR log lines to Sentry when `SENTRY_DSN` is set, with the other
     /// `SENTRY_*` variables (see [`SentryConfig::from_env`]). A setting given
     /// with [`with_sentry`](Self::with_sentry) wins.
-    pub fn with_sentry_from_env(mut self) -> Self {
-        self.sentry.from_env = true;
-        self
+    pub fn with_sentry_from_env(self) -> Self {
+        self.sentry_with(|s| s.with_from_env())
     }
 
     /// Runs `f` on each Sentry event after piko-obs has scrubbed its secrets, as Sentry's
     /// `before_send` (return `None` to drop the event), whether Sentry's settings come
     /// from [`with_sentry`](Self::with_sentry) or the environment.
     pub fn with_sentry_before_send(
-        mut self,
+        self,
         f: impl Fn(::sentry::protocol::Event<'static>) -> Option<::sentry::protocol::Event<'static>>
         + Send
         + Sync
         + 'static,
     ) -> Self {
-        self.sentry.before_send = Some(Arc::new(f));
-        self
+        self.sentry_with(|s| s.with_before_send(Arc::new(f)))
     }
 
     /// Runs `f` on each Sentry breadcrumb after piko-obs has scrubbed its secrets, as
     /// Sentry's `before_breadcrumb` (return `None` to drop it).
     pub fn with_sentry_before_breadcrumb(
-        mut self,
+        self,
         f: impl Fn(::sentry::protocol::Breadcrumb) -> Option<::sentry::protocol::Breadcrumb>
         + Send
         + Sync
         + 'static,
     ) -> Self {
-        self.sentry.before_breadcrumb = Some(Arc::new(f));
-        self
+        self.sentry_with(|s| s.with_before_breadcrumb(Arc::new(f)))
     }
-}
 
-impl Builder {
-    pub(crate) fn resolve_sentry(
-        &self,
-        environment: &Option<String>,
-        release: &Option<String>,
-    ) -> Result<Option<SentryConfig>, InitError> {
-        let mut config = match self.sentry.config.clone() {
-            Some(c) => {
-                c.validate().map_err(InitError::Sentry)?;
-                Some(c)
-            }
-            None if self.sentry.from_env => SentryConfig::from_env().map_err(InitError::Sentry)?,
-            None => None,
-        };
-        if let Some(config) = &mut config {
-            if config.environment.is_none() {
-                config.environment.clone_from(environment);
-            }
-            if config.release.is_none() {
-                config.release.clone_from(release);
-            }
-            if self.sentry.before_send.is_some() {
-                config.before_send.clone_from(&self.sentry.before_send);
-            }
-            if self.sentry.before_breadcrumb.is_some() {
-                config
-                    .before_breadcrumb
-                    .clone_from(&self.sentry.before_breadcrumb);
-            }
-        }
-        Ok(config)
+    /// Applies a setter of Sentry's settings.
+    fn sentry_with(mut self, set: impl FnOnce(SentrySetup) -> SentrySetup) -> Self {
+        self.sentry = set(std::mem::take(&mut self.sentry));
+        self
     }
 }

@@ -10,8 +10,6 @@ use piko_obs_logger::AddedOutput;
 use crate::health;
 #[cfg(feature = "metrics")]
 use crate::metrics;
-#[cfg(feature = "notify")]
-use crate::notification;
 #[cfg(feature = "otlp")]
 use crate::otlp;
 #[cfg(feature = "sentry")]
@@ -53,9 +51,9 @@ pub(crate) struct Started {
     #[cfg(feature = "metrics")]
     pub(crate) recorder: Option<&'static metrics::Metrics>,
     #[cfg(feature = "notify")]
-    pub(crate) notifications: Option<notification::NotificationService>,
+    pub(crate) notifications: Option<piko_obs_notify_providers::setup::Started>,
     #[cfg(feature = "notify")]
-    pub(crate) forwarder: Option<notification::ErrorForwarder>,
+    pub(crate) forwarder: Option<piko_obs_error_alerts::setup::StartedForwarder>,
     pub(crate) dead_letters: String,
     #[cfg(feature = "health")]
     pub(crate) health: Option<(health::HealthService, std::net::SocketAddr)>,
@@ -83,7 +81,7 @@ impl Builder {
             .clone()
             .unwrap_or_else(crate::program_name);
         #[cfg(feature = "notify")]
-        self.check_error_notifications()?;
+        self.error_notifications.check(self.notify.enabled())?;
         let console = self
             .console
             .unwrap_or_else(|| env(PIKO_DISABLE_CONSOLE_LOG).as_deref() != Some("true"));
@@ -96,14 +94,17 @@ impl Builder {
             run_mode,
             level,
             #[cfg(feature = "health")]
-            probe_server: self.health.server.clone().resolve(&env)?,
+            probe_server: self.health.resolve(&env)?,
             #[cfg(feature = "otlp")]
             otlp: self.resolve_otlp(&environment, &release, &service_name)?,
             // Checked whether or not the recorder is installed by this call.
             #[cfg(feature = "metrics")]
-            metrics: self.metrics_builder()?,
+            metrics: self.metrics.builder()?,
             #[cfg(feature = "sentry")]
-            sentry: self.resolve_sentry(&environment, &release)?,
+            sentry: self
+                .sentry
+                .resolve(&environment, &release)
+                .map_err(InitError::Sentry)?,
             environment,
             service_name,
             console,
@@ -115,11 +116,11 @@ impl Builder {
     fn needs_runtime(&self, r: &Resolved) -> bool {
         let _ = r;
         #[cfg(feature = "health")]
-        if self.health.enabled {
+        if self.health.enabled() {
             return true;
         }
         #[cfg(feature = "notify")]
-        if self.notify.enabled {
+        if self.notify.enabled() {
             return true;
         }
         #[cfg(feature = "otlp")]
@@ -243,7 +244,7 @@ impl Builder {
         let providers = started
             .notifications
             .as_ref()
-            .map(|service| service.providers().join(","))
+            .map(|n| n.service.providers().join(","))
             .unwrap_or_else(|| "off".into());
         #[cfg(not(feature = "notify"))]
         let providers = "off (the notify feature is off)".to_string();
@@ -270,7 +271,7 @@ impl Builder {
         return if started.pipeline.is_some() {
             r.otlp.shown(signal, settings::shown_url)
         } else {
-            settings::otlp_off_reason(self.otlp.config.enabled, &env).to_string()
+            settings::otlp_off_reason(self.otlp.enabled_in_code(), &env).to_string()
         };
         #[cfg(not(feature = "otlp"))]
         "off (the otlp feature is off)".to_string()
@@ -282,17 +283,17 @@ impl Builder {
         #[cfg(feature = "health")]
         if let Some((_, addr)) = &started.health {
             let p = &r.probe_server;
-            let scheme = if self.health.tls.is_some() {
+            let scheme = if self.health.has_tls() {
                 "https"
             } else {
                 "http"
             };
             let probes = format!("{scheme}://{addr} {} {} {}", p.live, p.ready, p.startup);
             #[cfg(feature = "metrics")]
-            let served = self.metrics.enabled
-                && (started.recorder.is_some() || self.health.metrics_render.is_some());
+            let served = self.metrics.enabled()
+                && (started.recorder.is_some() || self.health.has_metrics_render());
             #[cfg(not(feature = "metrics"))]
-            let served = self.health.metrics_render.is_some();
+            let served = self.health.has_metrics_render();
             let metrics = if served {
                 p.metrics.clone()
             } else {
