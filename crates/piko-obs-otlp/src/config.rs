@@ -656,27 +656,23 @@ const RUNTIMES: [(&str, &str); 6] = [
     ("ECS_CONTAINER_METADATA_URI_V4", "aws-ecs"),
 ];
 
-/// Decodes `%XX` escapes (the W3C baggage octet encoding the variables use).
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = s.get(i + 1..i + 3)?;
-            // Two hex digits exactly: fuzzing found that `from_str_radix` also takes a
-            // sign, so `%+a` decoded to a line feed.
-            if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return None;
-            }
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
+/// Decodes `%XX` escapes (the W3C baggage octet encoding the variables use); `None`
+/// for a `%` not followed by two hex digits (fuzzing found that `from_str_radix` also
+/// takes a sign, so `%+a` once decoded to a line feed) or a result that is not UTF-8.
+pub(crate) fn percent_decode(s: &str) -> Option<String> {
+    let well_formed = s.bytes().enumerate().all(|(i, b)| {
+        b != b'%'
+            || s.as_bytes()
+                .get(i + 1..i + 3)
+                .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+    });
+    if !well_formed {
+        return None;
     }
-    String::from_utf8(out).ok()
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .ok()
+        .map(|c| c.into_owned())
 }
 
 /// Parses `key=value,key2=value2` (values percent-decoded) into numbered pairs (from

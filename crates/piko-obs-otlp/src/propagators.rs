@@ -130,49 +130,22 @@ fn is_token(text: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
-/// `text` with every byte but the unreserved ones (`A-Z a-z 0-9 - . _ ~`) written as
-/// `%XX`.
-fn percent_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push('%');
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 0xf)]));
-        }
-    }
-    out
-}
+/// Every byte but the unreserved ones (`A-Z a-z 0-9 - . _ ~`, RFC 3986).
+const RESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
-const HEX: &[u8; 16] = b"0123456789ABCDEF";
+/// `text` with every byte but the unreserved ones written as `%XX`.
+fn percent_encode(text: &str) -> String {
+    percent_encoding::utf8_percent_encode(text, RESERVED).to_string()
+}
 
 /// `text` with each `%XX` decoded and `+` read as a space (as the Jaeger clients
 /// encode); `None` for a bad escape or a result that is not UTF-8.
 fn percent_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        match b {
-            b'%' => {
-                let digits = bytes.get(i + 1..i + 3)?;
-                let digits = std::str::from_utf8(digits).ok()?;
-                out.push(u8::try_from(hex_number(digits, 2)?).ok()?);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            _ => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
+    crate::config::percent_decode(&text.replace('+', " "))
 }
 
 /// A carrier holding `pairs`, the names lower-cased as HTTP/2 sends them (for tests).
