@@ -3,15 +3,17 @@
 //! dispatcher), and a webhook sink on loopback that records what arrives.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use piko_obs_error_alerts::{ErrorForwarder, ErrorForwarderConfig};
 use piko_obs_logger::{Hub, Level, Output, attr};
 use piko_obs_notify::{Dispatcher, DispatcherConfig, NotificationService};
 use piko_obs_notify_providers::{
-    ALERTMANAGER, AlertmanagerNotifier, HttpClient, PagerDutyNotifier, WebhookNotifier,
+    ALERTMANAGER, AlertmanagerNotifier, DEFAULT_MEMORY_ENTRIES, HttpClient, MemoryDeadLetterStore,
+    PagerDutyNotifier, WebhookNotifier,
 };
-use piko_obs_tests::sink::{Recorded, Sink};
+use piko_obs_testkit::sink::{Recorded, Sink};
 
 /// A service whose default provider posts to `sink`.
 fn service(sink: &Sink) -> NotificationService {
@@ -25,10 +27,13 @@ fn service(sink: &Sink) -> NotificationService {
     s
 }
 
-/// A dispatcher for `s` (dead letters in `dir`), attached to it, as the facade does.
-fn dispatch(s: &NotificationService, dir: &tempfile::TempDir) -> Dispatcher {
-    let path = dir.path().join("dlq.jsonl");
-    piko_obs_tests::attach_file_dispatcher(s, &path, DispatcherConfig::default()).0
+/// A dispatcher for `s` (dead letters kept in memory), attached to it, as the facade does.
+fn dispatch(s: &NotificationService) -> Dispatcher {
+    let store = Arc::new(MemoryDeadLetterStore::new(DEFAULT_MEMORY_ENTRIES));
+    let handle = tokio::runtime::Handle::current();
+    let d = Dispatcher::start(&handle, s, store, DispatcherConfig::default()).unwrap();
+    s.attach_dispatcher(d.clone()).unwrap();
+    d
 }
 
 fn start(s: &NotificationService, config: ErrorForwarderConfig) -> (ErrorForwarder, Hub) {
@@ -47,8 +52,7 @@ fn fields(r: &Recorded) -> serde_json::Value {
 async fn a_thousand_identical_errors_make_one_alert_counting_them() {
     let sink = Sink::start();
     let s = service(&sink);
-    let dir = tempfile::tempdir().unwrap();
-    let d = dispatch(&s, &dir);
+    let d = dispatch(&s);
     // A window long enough for 1,000 calls with stack traces on a loaded machine: the
     // point is that they fall in one window, not how fast they are.
     let window = Duration::from_secs(2);
@@ -155,8 +159,7 @@ async fn groups_past_the_cap_are_dropped_and_the_count_reaches_the_sink() {
 async fn close_delivers_the_groups_still_in_their_window() {
     let sink = Sink::start();
     let s = service(&sink);
-    let dir = tempfile::tempdir().unwrap();
-    let d = dispatch(&s, &dir);
+    let d = dispatch(&s);
     let (fwd, hub) = start(
         &s,
         ErrorForwarderConfig::default().with_window(Duration::from_secs(60)),
