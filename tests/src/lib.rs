@@ -1,5 +1,6 @@
-//! Support for the workspace tests: the shared helpers of `crates/piko-obs-testkit`
-//! re-exported, the fuzzing harness, and the helpers that need piko-obs's own types.
+//! Support for the workspace tests: the fuzzing harness and the helpers that need
+//! piko-obs's own types (the shared helpers are `crates/piko-obs-testkit`, a
+//! dev-dependency here).
 
 /// The guide `docs/how-to/monitor-production.md`, compiled: each of its Rust blocks is a
 /// doctest of this crate (the tests crate, which is never packaged, so no published
@@ -34,14 +35,6 @@ pub struct Readme;
 
 pub mod fuzz;
 
-/// The shared test helpers (`crates/piko-obs-testkit`), under the names the facade
-/// suites, the benchmarks and the programs of this crate use.
-pub use piko_obs_testkit::{
-    Capture, ChildRun, Response, http_get, http_get_with, is_startup_summary, otlp,
-    parse_json_lines, pki, rerun_in_child, rerun_in_child_expecting, rerun_in_child_with, sentry,
-    serve_axum, sink, thread_names,
-};
-
 use std::time::Duration;
 
 /// A health service with five probes that answer at once, as the health benchmarks use.
@@ -59,7 +52,14 @@ pub fn five_instant_probes() -> piko_obs::health::HealthService {
     health
 }
 
-/// The providers' suites' helper, shared with the forwarder's suite here (one source).
-#[path = "../../crates/piko-obs-notify-providers/tests/support/mod.rs"]
-mod notify_support;
-pub use notify_support::attach_file_dispatcher;
+/// Names of this process's threads (from `/proc/self/task`).
+pub fn thread_names() -> Vec<String> {
+    std::fs::read_dir("/proc/self/task")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+                .map(|s| s.trim().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}

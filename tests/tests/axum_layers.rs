@@ -11,8 +11,8 @@ use axum::routing::get;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use piko_obs::metrics::http::HttpMetricsLayer;
 use piko_obs::otlp::{TraceLayer, traced};
-use piko_obs_tests::otlp::OtlpReceiver;
-use piko_obs_tests::{http_get, http_get_with, serve_axum};
+use piko_obs_testkit::otlp::OtlpReceiver;
+use piko_obs_testkit::{http_get, http_get_with, serve_axum};
 
 const CALLER_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CALLER_SPAN: &str = "00f067aa0ba902b7";

@@ -29,7 +29,7 @@ fn the_first_error_line_adds_at_most_5_mib_by_default() {
         return;
     }
     // Resident memory is the process's: measure in a fresh child process.
-    let run = piko_obs_tests::rerun_in_child_expecting(
+    let run = piko_obs_testkit::rerun_in_child_expecting(
         "the_first_error_line_adds_at_most_5_mib_by_default",
         CHILD,
         MARKER,

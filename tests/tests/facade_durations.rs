@@ -13,9 +13,9 @@ use piko_obs::notification::{
     WebhookNotifier,
 };
 use piko_obs::sentry::SentryConfig;
-use piko_obs_tests::http_get;
-use piko_obs_tests::otlp::OtlpReceiver;
-use piko_obs_tests::sink::Sink;
+use piko_obs_testkit::http_get;
+use piko_obs_testkit::otlp::OtlpReceiver;
+use piko_obs_testkit::sink::Sink;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use piko_obs::health::{ProbeOptions, Status, probe_fn};
-use piko_obs_tests::{Response, http_get};
+use piko_obs_testkit::{Response, http_get};
 
 #[test]
 fn init_starts_probes_and_shutdown_drains_then_stops_them() {
@@ -109,7 +109,7 @@ fn a_port_in_use_is_an_init_error() {
 fn a_probe_panic_is_served_as_a_fixed_text_and_its_message_logged() {
     use piko_obs::logger::{self, Level};
     use piko_obs_logger_drains::JsonOutput;
-    let cap = piko_obs_tests::Capture::new();
+    let cap = piko_obs_testkit::Capture::new();
     let capture = logger::add_output(
         "panic-capture",
         Level::WARN,

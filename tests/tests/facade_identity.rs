@@ -8,9 +8,9 @@ use opentelemetry::trace::Tracer as _;
 use piko_obs::logger::{self, attr};
 use piko_obs::notification::{ErrorForwarderConfig, HttpClient, WebhookNotifier, provider};
 use piko_obs::sentry::SentryConfig;
-use piko_obs_tests::otlp::OtlpReceiver;
-use piko_obs_tests::sentry::events;
-use piko_obs_tests::sink::Sink;
+use piko_obs_testkit::otlp::OtlpReceiver;
+use piko_obs_testkit::sentry::events;
+use piko_obs_testkit::sink::Sink;
 
 #[test]
 fn one_environment_and_release_reach_sentry_otlp_and_alerts() {

@@ -10,10 +10,10 @@ use piko_obs::logger::{self, Level, attr};
 use piko_obs::notification::{ErrorForwarderConfig, HttpClient, WebhookNotifier};
 use piko_obs::sentry::SentryConfig;
 use piko_obs_logger_drains::JsonOutput;
-use piko_obs_tests::Capture;
-use piko_obs_tests::otlp::{Mode, OtlpReceiver};
-use piko_obs_tests::sentry::events;
-use piko_obs_tests::sink::{Reply, Sink};
+use piko_obs_testkit::Capture;
+use piko_obs_testkit::otlp::{Mode, OtlpReceiver};
+use piko_obs_testkit::sentry::events;
+use piko_obs_testkit::sink::{Reply, Sink};
 
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 

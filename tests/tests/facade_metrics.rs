@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use piko_obs::InitError;
 use piko_obs::logger::{self, JsonOutput, Level, Overflow, QueueOptions, attr};
 use piko_obs::notification::{self, HttpClient, WebhookNotifier};
-use piko_obs_tests::otlp::{Mode, OtlpReceiver};
-use piko_obs_tests::sink::{Reply, Sink};
-use piko_obs_tests::{Capture, http_get};
+use piko_obs_testkit::otlp::{Mode, OtlpReceiver};
+use piko_obs_testkit::sink::{Reply, Sink};
+use piko_obs_testkit::{Capture, http_get};
 
 /// `init()` installs one process-wide recorder, with the settings of the first `init()`
 /// that installs it, and one logger hub: one test at a time, all with the metrics

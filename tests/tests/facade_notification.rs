@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use piko_obs::notification::{self, Enqueued, HttpClient, PagerDutyNotifier, WebhookNotifier};
-use piko_obs_tests::sink::{Reply, Sink};
+use piko_obs_testkit::sink::{Reply, Sink};
 
 /// `init()` installs one process-wide notification service: one test at a time.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -110,7 +110,7 @@ fn with_no_provider_alerts_go_to_stdout() {
     }
     // The stdout provider writes to the process's stdout, which the test harness does
     // not capture: run this test again in a child process and read its stdout.
-    let out = piko_obs_tests::rerun_in_child(
+    let out = piko_obs_testkit::rerun_in_child(
         "with_no_provider_alerts_go_to_stdout",
         STDOUT_CHILD,
         false,

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use opentelemetry::trace::{Tracer as _, TracerProvider as _};
 use piko_obs::notification::{self, Enqueued, HttpClient, RetryPolicy, WebhookNotifier};
-use piko_obs_tests::sink::{Reply, Sink};
+use piko_obs_testkit::sink::{Reply, Sink};
 
 #[test]
 fn init_wires_providers_trace_ids_dead_letters_and_metrics() {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use opentelemetry::trace::{TraceContextExt as _, Tracer as _};
 use piko_obs::logger::{self, attr};
-use piko_obs_tests::otlp::OtlpReceiver;
+use piko_obs_testkit::otlp::OtlpReceiver;
 
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
@@ -263,8 +263,8 @@ fn the_sdks_own_failures_reach_the_log_rate_limited() {
     let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let receiver = OtlpReceiver::start();
-    receiver.set_mode(piko_obs_tests::otlp::Mode::Unavailable);
-    let cap = piko_obs_tests::Capture::new();
+    receiver.set_mode(piko_obs_testkit::otlp::Mode::Unavailable);
+    let cap = piko_obs_testkit::Capture::new();
     logger::add_output(
         "sdk-errors",
         piko_obs::logger::Level::WARN,

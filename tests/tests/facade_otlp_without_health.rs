@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use opentelemetry_proto::tonic::metrics::v1::number_data_point::Value;
-use piko_obs_tests::otlp::OtlpReceiver;
+use piko_obs_testkit::otlp::OtlpReceiver;
 
 #[test]
 fn metrics_are_exported_over_otlp_without_the_health_server() {

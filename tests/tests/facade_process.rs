@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::process::{Command, Output};
 
-use piko_obs_tests::parse_json_lines;
+use piko_obs_testkit::parse_json_lines;
 
 fn probe(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_log_probe"));

@@ -8,7 +8,7 @@ fn a_failed_init_removes_the_outputs_it_added() {
     let dir = tempfile::tempdir().unwrap();
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
-    let receiver = piko_obs_tests::otlp::OtlpReceiver::start();
+    let receiver = piko_obs_testkit::otlp::OtlpReceiver::start();
     let e = piko_obs::builder()
         .with_console_output(true)
         .with_health_probe_port(port)

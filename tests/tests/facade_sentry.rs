@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use piko_obs::logger::{self, attr};
 use piko_obs::sentry::SentryConfig;
-use piko_obs_tests::sentry::events;
-use piko_obs_tests::sink::Sink;
+use piko_obs_testkit::sentry::events;
+use piko_obs_testkit::sink::Sink;
 
 #[test]
 fn panics_reach_sentry_and_the_applications_hooks_run_after_scrubbing() {

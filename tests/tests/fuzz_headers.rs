@@ -12,8 +12,8 @@ use std::collections::BTreeSet;
 use base64::Engine as _;
 use piko_obs_notify::{Notification, Notifier};
 use piko_obs_notify_providers::{HttpClient, NtfyNotifier, WebhookNotifier};
+use piko_obs_testkit::sink::{Recorded, Sink};
 use piko_obs_tests::fuzz::fuzz;
-use piko_obs_tests::sink::{Recorded, Sink};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 

@@ -40,12 +40,12 @@ fn the_probe_port_survives_2000_half_open_connections_at_a_file_limit_of_1024() 
         server();
         return;
     }
-    let run = piko_obs_tests::rerun_in_child(NAME, SERVER, false, Duration::from_secs(120));
+    let run = piko_obs_testkit::rerun_in_child(NAME, SERVER, false, Duration::from_secs(120));
     print_and_check(&run, "server");
 }
 
 /// Prints what a child process printed (the figures) and checks that it succeeded.
-fn print_and_check(run: &piko_obs_tests::ChildRun, which: &str) {
+fn print_and_check(run: &piko_obs_testkit::ChildRun, which: &str) {
     print!("{}", run.stdout);
     assert!(
         run.status.success(),
@@ -130,10 +130,10 @@ fn server() {
             let until = Instant::now() + Duration::from_secs(60);
             while !stop.load(Ordering::Acquire) && Instant::now() < until {
                 let start = Instant::now();
-                let got = piko_obs_tests::http_get(probe, "/ready").map(|r| r.status);
+                let got = piko_obs_testkit::http_get(probe, "/ready").map(|r| r.status);
                 ready.record("/ready", start.elapsed(), got);
                 let start = Instant::now();
-                let got = piko_obs_tests::http_get(app_addr, "/").map(|r| r.status);
+                let got = piko_obs_testkit::http_get(app_addr, "/").map(|r| r.status);
                 app.record("application", start.elapsed(), got);
                 peak_fds = peak_fds.max(open_fds());
                 std::thread::sleep(Duration::from_millis(50));
@@ -142,7 +142,7 @@ fn server() {
         })
     };
     let probe_text = probe.to_string();
-    let client = piko_obs_tests::rerun_in_child_with(
+    let client = piko_obs_testkit::rerun_in_child_with(
         NAME,
         &[(CLIENT, "1"), (PROBE_ADDR, &probe_text)],
         false,
@@ -169,7 +169,7 @@ fn server() {
     assert!(peak_fds < FILE_LIMIT as usize, "{peak_fds}");
 
     // What the probe server did with them, on /metrics.
-    let metrics = piko_obs_tests::http_get(probe, "/metrics").expect("/metrics");
+    let metrics = piko_obs_testkit::http_get(probe, "/metrics").expect("/metrics");
     let value = |series: &str| -> f64 {
         metrics
             .body

@@ -10,7 +10,7 @@
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use piko_obs_tests::otlp::{OtlpReceiver, Received};
+use piko_obs_testkit::otlp::{OtlpReceiver, Received};
 
 /// Runs `log_probe otlp [endpoint]` with `env` (and no other `OTEL_*` variable); what it
 /// printed.
@@ -609,7 +609,7 @@ fn otel_log_level_governs_the_sdk_diagnostics() {
 /// rate: probability 0 lets no span reach the receiver, 1 lets them all through.
 #[test]
 fn jaeger_remote_sampler_follows_the_served_strategy() {
-    use piko_obs_tests::sink::{Reply, Sink};
+    use piko_obs_testkit::sink::{Reply, Sink};
     let strategy = |p: f64| {
         Reply::status(200)
             .header("content-type", "application/json")

@@ -13,8 +13,8 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value as AttrValue;
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use opentelemetry_proto::tonic::metrics::v1::{HistogramDataPoint, Metric};
 use piko_obs::metrics::http::HttpMetricsLayer;
-use piko_obs_tests::otlp::{OtlpReceiver, Received};
-use piko_obs_tests::{http_get, serve_axum};
+use piko_obs_testkit::otlp::{OtlpReceiver, Received};
+use piko_obs_testkit::{http_get, serve_axum};
 
 /// The HTTP semantic conventions' buckets for `http.server.request.duration`.
 const HTTP_BUCKETS: [f64; 14] = [

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use nix::fcntl::{FcntlArg, fcntl};
 use piko_obs::notification::{self, HttpClient, StdoutFormat, StdoutNotifier, WebhookNotifier};
-use piko_obs_tests::sink::Sink;
+use piko_obs_testkit::sink::Sink;
 
 /// Set in the child process that runs the test's own part.
 const CHILD: &str = "PIKO_TEST_STDOUT_FULL_PIPE_CHILD";
@@ -19,7 +19,7 @@ fn a_stdout_nobody_reads_stalls_neither_the_probes_nor_other_providers() {
         return;
     }
     // The subject is the process's own stdout: run again in a child process.
-    piko_obs_tests::rerun_in_child_expecting(
+    piko_obs_testkit::rerun_in_child_expecting(
         "a_stdout_nobody_reads_stalls_neither_the_probes_nor_other_providers",
         CHILD,
         "runtime not stalled",
@@ -70,7 +70,7 @@ fn stdout_never_read() {
     let mut answers = Vec::new();
     for _ in 0..5 {
         let start = Instant::now();
-        let status = piko_obs_tests::http_get(addr, "/ready").map(|r| r.status);
+        let status = piko_obs_testkit::http_get(addr, "/ready").map(|r| r.status);
         answers.push((status.ok(), start.elapsed()));
         std::thread::sleep(Duration::from_millis(200));
     }

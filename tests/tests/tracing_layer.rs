@@ -9,8 +9,8 @@ use std::time::Duration;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use piko_obs::logger::{self, JsonOutput, Level};
 use piko_obs::otlp::run_in_span;
-use piko_obs_tests::Capture;
-use piko_obs_tests::otlp::OtlpReceiver;
+use piko_obs_testkit::Capture;
+use piko_obs_testkit::otlp::OtlpReceiver;
 use tracing::instrument;
 
 fn hex(b: &[u8]) -> String {
