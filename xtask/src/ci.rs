@@ -8,11 +8,42 @@ use std::process::Stdio;
 use crate::integration;
 use crate::support::{Result, cargo, run};
 
+/// The manifest of xtask, a workspace of its own.
+const XTASK: &str = "xtask/Cargo.toml";
+
 /// Runs every check CI runs, stopping at the first that fails.
 pub(crate) fn run_all() -> Result {
     let mut fmt = cargo();
     fmt.args(["fmt", "--all", "--", "--check"]);
     run(fmt)?;
+    // xtask is a workspace of its own (xtask/Cargo.toml): its format, lints and tests.
+    for check in [
+        &["fmt", "--manifest-path", XTASK, "--", "--check"][..],
+        &[
+            "clippy",
+            "--manifest-path",
+            XTASK,
+            "--target-dir",
+            "target",
+            "--all-targets",
+            "--locked",
+            "--",
+            "-D",
+            "warnings",
+        ],
+        &[
+            "test",
+            "--manifest-path",
+            XTASK,
+            "--target-dir",
+            "target",
+            "--locked",
+        ],
+    ] {
+        let mut c = cargo();
+        c.args(check);
+        run(c)?;
+    }
     // Licences, banned or duplicate crates, sources (deny.toml); the advisories check
     // needs the RustSec database from GitHub, so it is not run here.
     let deny_installed = cargo()
