@@ -1,6 +1,6 @@
 //! `cargo xtask ci`: format check, licences, clippy with `-D warnings` (the workspace,
 //! each provider feature alone, and the feature checks of `features`), the facade's size
-//! (`facade_size`), docs with
+//! (`facade_size`), `cargo package --workspace`, docs with
 //! `-D warnings`, every test, then `integration`.
 
 use std::process::Stdio;
@@ -97,6 +97,11 @@ pub(crate) fn run_all() -> Result {
     crate::features::check()?;
     // How thin the facade is (fails past its limits once they are met).
     crate::facade_size::ci()?;
+    // Every crate packages and its package builds on its own (no file from outside it).
+    // Dirty is allowed: the runs above may leave files, and nothing is published here.
+    let mut package = cargo();
+    package.args(["package", "--workspace", "--locked", "--allow-dirty"]);
+    run(package)?;
     let mut doc = cargo();
     doc.args(["doc", "--workspace", "--no-deps", "--locked"])
         .env("RUSTDOCFLAGS", "-D warnings");
