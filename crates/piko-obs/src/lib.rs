@@ -438,9 +438,10 @@ pub enum InitError {
     #[error("{0}")]
     Otlp(String),
     #[cfg(feature = "sentry")]
-    /// A Sentry setting cannot work (the DSN, a rate, a bound).
-    #[error("{0}")]
-    Sentry(sentry::SentryConfigError),
+    /// Sentry could not start: a setting cannot work (the DSN, a rate, a bound), or its
+    /// log output could not be added.
+    #[error(transparent)]
+    Sentry(#[from] sentry::setup::SetupError),
     #[cfg(feature = "notify")]
     /// An error-notification setting cannot work.
     #[error("with_error_notifications: {0}")]

@@ -104,7 +104,7 @@ impl Builder {
             sentry: self
                 .sentry
                 .resolve(&environment, &release)
-                .map_err(InitError::Sentry)?,
+                .map_err(sentry::setup::SetupError::from)?,
             environment,
             service_name,
             console,
