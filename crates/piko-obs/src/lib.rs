@@ -432,11 +432,11 @@ pub enum InitError {
         #[source]
         source: std::io::Error,
     },
-    /// An OTLP setting cannot work (the message names it), or the exporters could not
     #[cfg(feature = "otlp")]
-    /// start.
-    #[error("{0}")]
-    Otlp(String),
+    /// OTLP could not start: a setting cannot work (the message names it), or the
+    /// exporters or the `otlp` log output could not start.
+    #[error(transparent)]
+    Otlp(#[from] otlp::setup::SetupError),
     #[cfg(feature = "sentry")]
     /// Sentry could not start: a setting cannot work (the DSN, a rate, a bound), or its
     /// log output could not be added.
