@@ -81,7 +81,7 @@ mod tracing_layer;
 
 pub use tracing_layer::{TracingLayer, UNTRACED_TARGETS};
 
-pub use span::{note_panic, run_in_span, run_in_span_from, use_tracer_provider};
+pub use span::{note_panic, opentelemetry_kv, run_in_span, run_in_span_from, use_tracer_provider};
 
 #[cfg(feature = "warp")]
 pub use propagation::warp_trace_context;

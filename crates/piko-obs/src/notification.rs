@@ -35,24 +35,10 @@
 /// if it did.
 pub use piko_obs_error_alerts::setup::global::error_forwarder;
 pub use piko_obs_error_alerts::setup::{ForwarderSetup, ForwarderSetupError};
-pub use piko_obs_error_alerts::{
-    ALERT_TITLE_SUFFIX, ERROR_FORWARDER_OUTPUT, ErrorForwarder, ErrorForwarderConfig,
-    ForwarderConfigError, ForwarderStats, MAX_ALERT_FIELD_CHARS, MAX_ALERT_FIELDS,
-    priority_for_level,
-};
-pub use piko_obs_notify::*;
+pub use piko_obs_error_alerts::*;
+pub use piko_obs_notify::{telemetry, *};
 pub use piko_obs_notify_providers::setup::global::{builder, service};
-pub use piko_obs_notify_providers::{
-    ALERTMANAGER, AlertmanagerNotifier, ConfigError, DEFAULT_LEASE, DEFAULT_MAX_BYTES,
-    DEFAULT_MEMORY_ENTRIES, DiscordNotifier, EU_EVENTS_URL, EVENTS_URL, FileDeadLetterStore,
-    GoogleChatNotifier, HttpClient, MemoryDeadLetterStore, NtfyNotifier,
-    PIKO_NOTIFICATION_DEAD_LETTER_PATH, PagerDutyNotifier, SlackNotifier, StdoutFormat,
-    StdoutNotifier, TeamsFormat, TeamsNotifier, WebhookNotifier, default_dead_letter_path,
-};
-pub use piko_obs_notify_providers::{
-    ENV_PROVIDERS, ENV_VARIABLES, EnvProviderError, Registration, Setup, SetupError,
-    providers_from_env,
-};
+pub use piko_obs_notify_providers::{setup, *};
 
 use piko_obs_lifecycle::Unwind;
 

@@ -25,14 +25,6 @@ use piko_obs_otlp::setup::{PROTOCOL_SETTING, SetupError};
 use crate::start::{Resolved, Started};
 use crate::{Builder, InitError};
 
-/// An OpenTelemetry attribute, for `run_in_span`'s attributes.
-pub fn opentelemetry_kv(
-    key: impl Into<opentelemetry::Key>,
-    value: impl Into<opentelemetry::Value>,
-) -> opentelemetry::KeyValue {
-    opentelemetry::KeyValue::new(key, value)
-}
-
 #[cfg(any(feature = "sentry", feature = "notify"))]
 pub(crate) use piko_obs_otlp::setup::current_span_ids;
 
