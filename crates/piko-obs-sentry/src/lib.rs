@@ -190,8 +190,8 @@ impl Sentry {
         })
     }
 
-    /// The client, to bind to other Sentry hubs (the facade binds it to the main hub, for
-    /// panics and direct `sentry::capture_*` calls).
+    /// The client, to bind to other Sentry hubs ([`setup::install`] binds it to the main
+    /// hub, for panics and direct `sentry::capture_*` calls).
     pub fn client(&self) -> Arc<Client> {
         self.client.clone()
     }
