@@ -3,11 +3,13 @@
 //! process-wide forwarder once the composing program installs it.
 
 use std::sync::RwLock;
+use std::time::Duration;
 
-use piko_obs_logger::Level;
+use piko_obs_lifecycle::Unwind;
+use piko_obs_logger::{AddOutputError, AddedOutput, Level, global as logs};
 use piko_obs_notify::NotificationService;
 
-use crate::{ErrorForwarder, ErrorForwarderConfig, ForwarderConfigError};
+use crate::{ERROR_FORWARDER_OUTPUT, ErrorForwarder, ErrorForwarderConfig, ForwarderConfigError};
 
 /// The error forwarder's settings: none (no forwarder) until
 /// [`with_config`](Self::with_config).
@@ -77,6 +79,27 @@ impl ForwarderSetup {
     }
 }
 
+impl ForwarderSetup {
+    /// [`start`](Self::start) as a part of a process: the forwarder is added to the
+    /// process-wide log hub as the [`ERROR_FORWARDER_OUTPUT`] output at its threshold,
+    /// pushed on `parts`; closing that output (given at least 100 ms) hands the pending
+    /// groups to the notification dispatcher.
+    pub fn start_part(
+        self,
+        runtime: &tokio::runtime::Handle,
+        service: &NotificationService,
+        parts: &Unwind,
+    ) -> Result<Option<StartedForwarder>, ForwarderSetupError> {
+        let Some(f) = self.start(runtime, service)? else {
+            return Ok(None);
+        };
+        let id = logs::add_output(ERROR_FORWARDER_OUTPUT, f.threshold, f.forwarder.clone())?;
+        let output = AddedOutput::new(logs::hub(), id, "error forwarder");
+        parts.push(output.with_floor(Duration::from_millis(100)));
+        Ok(Some(f))
+    }
+}
+
 /// What [`ForwarderSetup::start`] started: the forwarder, to add to a log hub at its
 /// threshold.
 #[derive(Debug, Clone)]
@@ -109,6 +132,9 @@ pub enum ForwarderSetupError {
     /// There is no notification service to send through.
     #[error("the error forwarder needs a notification service")]
     WithoutNotifications,
+    /// The forwarder's output could not be added to the log hub.
+    #[error(transparent)]
+    Output(#[from] AddOutputError),
 }
 
 /// The process-wide error forwarder, once installed ([`StartedForwarder::install`]).

@@ -195,3 +195,84 @@ pub fn providers_from_env(
     }
     Ok(out)
 }
+
+#[cfg(all(
+    test,
+    feature = "slack",
+    feature = "ntfy",
+    feature = "webhook",
+    feature = "alertmanager",
+    feature = "teams"
+))]
+mod tests {
+    use super::*;
+    use piko_obs_notify::NotificationService;
+
+    #[test]
+    fn providers_come_from_the_variables_that_are_set() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                vars.iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        assert!(providers_from_env(env(&[])).unwrap().is_empty());
+        let regs = providers_from_env(env(&[
+            ("WEBHOOK_URL", "http://127.0.0.1:9/hook"),
+            ("NTFY_URL", "http://127.0.0.1:9/alerts"),
+            ("SLACK_WEBHOOK_URL", " "),
+            (
+                "ALERTMANAGER_URL",
+                "http://127.0.0.1:9, http://127.0.0.1:10/am/",
+            ),
+            ("ALERTMANAGER_INSTANCE", "pod-1"),
+        ]))
+        .unwrap();
+        let s = NotificationService::default();
+        for r in regs {
+            r(&s).unwrap();
+        }
+        assert_eq!(s.providers(), ["alertmanager", "ntfy", "webhook"]);
+        let e = match providers_from_env(env(&[
+            ("ALERTMANAGER_URL", "http://127.0.0.1:9"),
+            ("ALERTMANAGER_TOKEN", "tok\nSECRET"),
+        ])) {
+            Err(e) => e,
+            Ok(_) => panic!("a bad token is an error"),
+        };
+        assert_eq!(e.variable, "ALERTMANAGER_TOKEN");
+        assert!(!e.to_string().contains("SECRET"), "{e}");
+        let e = match providers_from_env(env(&[("ALERTMANAGER_URL", " , ")])) {
+            Err(e) => e,
+            Ok(_) => panic!("an empty list is an error"),
+        };
+        assert_eq!(e.variable, "ALERTMANAGER_URL");
+        let e = match providers_from_env(env(&[
+            ("ALERTMANAGER_URL", "https://127.0.0.1:9"),
+            ("ALERTMANAGER_CA_FILE", "/nonexistent/ca.pem"),
+        ])) {
+            Err(e) => e,
+            Ok(_) => panic!("a missing CA file is an error"),
+        };
+        assert_eq!(e.variable, "ALERTMANAGER_CA_FILE");
+        let Err(e) = providers_from_env(env(&[("SLACK_WEBHOOK_URL", "not a url/T0/SECRET")]))
+        else {
+            panic!("a bad URL is an error");
+        };
+        assert!(
+            e.to_string()
+                .starts_with("SLACK_WEBHOOK_URL: slack webhook URL:"),
+            "{e}"
+        );
+        assert!(!e.to_string().contains("SECRET"), "{e}");
+        let e = match providers_from_env(env(&[
+            ("TEAMS_WEBHOOK_URL", "https://x.example/hook"),
+            ("TEAMS_WEBHOOK_FORMAT", "card"),
+        ])) {
+            Err(e) => e,
+            Ok(_) => panic!("a bad format is an error"),
+        };
+        assert_eq!(e.variable, "TEAMS_WEBHOOK_FORMAT");
+    }
+}

@@ -7,6 +7,7 @@ use std::num::NonZeroU64;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use piko_obs_lifecycle::Unwind;
 use piko_obs_notify::{
     DeadLetterStore, Delivery, Dispatcher, DispatcherConfig, NotificationService, Notifier,
     RegisterError, RetryPolicy, UnknownProvider, provider,
@@ -248,6 +249,20 @@ impl Setup {
             dead_letters,
             memory,
         })
+    }
+}
+
+impl Setup {
+    /// [`start`](Self::start) as a part of a process: its delivery (the dispatcher and
+    /// the sends under way) is pushed on `parts`, which shut it down or unwind it.
+    pub fn start_part(
+        self,
+        runtime: &tokio::runtime::Handle,
+        parts: &Unwind,
+    ) -> Result<Started, SetupError> {
+        let started = self.start(runtime)?;
+        parts.push(started.delivery.clone());
+        Ok(started)
     }
 }
 

@@ -1710,10 +1710,13 @@ fn endpoint_url(setting: &str, raw: &str, insecure: bool) -> Result<String, Conf
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn env(vars: &[(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> + use<> {
+    /// The variables `vars`, read as `env` reads them.
+    pub(crate) fn env(
+        vars: &[(&'static str, &'static str)],
+    ) -> impl Fn(&str) -> Option<String> + use<> {
         let vars: Vec<(&str, &str)> = vars.to_vec();
         move |k| {
             vars.iter()

@@ -16,9 +16,11 @@
 //! value an error that names its setting.
 //!
 //! A process's OTLP part: [`OtlpSetup`] (the settings given in code, resolved against
-//! the variables) and, in [`setup`], the process-wide pipeline: `install_pipeline`
-//! (called by the composing program only), [`pipeline`], the `metrics` recorder's slot
-//! and the `Detach` part that unhooks the pipeline before it shuts down.
+//! the variables; its `start` starts the pipeline with the `otlp` log output, its
+//! `shown` says where each signal goes for a start-up summary) and, in [`setup`], the
+//! process-wide pipeline: `install_pipeline` (called by the composing program only),
+//! [`pipeline`], the `metrics` recorder's slot and the `Detach` part that unhooks the
+//! pipeline before it shuts down.
 //!
 //! Bridges: [`OtelLogOutput`] (the log hub's records as OpenTelemetry log records, with
 //! the current span's ids) and [`OtelRecorder`] (the `metrics` macros as OpenTelemetry
@@ -79,7 +81,7 @@ mod tracing_layer;
 
 pub use tracing_layer::{TracingLayer, UNTRACED_TARGETS};
 
-pub use span::{note_panic, run_in_span, run_in_span_from, use_tracer_provider};
+pub use span::{note_panic, opentelemetry_kv, run_in_span, run_in_span_from, use_tracer_provider};
 
 #[cfg(feature = "warp")]
 pub use propagation::warp_trace_context;

@@ -1,19 +1,20 @@
-//! The OTLP part of a process: [`OtlpSetup`] holds the settings given in code and
-//! resolves them against the standard variables; [`install_pipeline`] starts the
-//! exporters and installs them as OpenTelemetry's globals, and the pipeline stays
-//! reachable through [`pipeline`]. Only the composing program calls the `install_*`
-//! functions.
+//! The OTLP part of a process: [`OtlpSetup`] holds the settings given in code, resolves
+//! them against the standard variables, starts the pipeline with its `otlp` log output
+//! ([`OtlpSetup::start`]) and says where each signal goes ([`OtlpSetup::shown`]);
+//! [`install_pipeline`] starts the exporters and installs them as OpenTelemetry's
+//! globals, and the pipeline stays reachable through [`pipeline`]. Only the composing
+//! program calls [`OtlpSetup::start`] and the `install_*` functions.
 
 use std::path::PathBuf;
 use std::sync::{OnceLock, RwLock};
 use std::time::Duration;
 
-use piko_obs_lifecycle::{Lifecycle, ShutdownError};
-use piko_obs_logger::AddedOutput;
+use piko_obs_lifecycle::{Lifecycle, ShutdownError, Unwind};
+use piko_obs_logger::{AddOutputError, AddedOutput, Directives, global as logs};
 
 use crate::{
-    Compression, ConfigError, OtelRecorder, OtelRecorderSlot, OtlpConfig, Pipeline, Protocol,
-    Settings, StartError, note_panic, text_map_propagator, use_tracer_provider,
+    Compression, ConfigError, OtelLogOutput, OtelRecorder, OtelRecorderSlot, OtlpConfig, Pipeline,
+    Protocol, Settings, StartError, note_panic, text_map_propagator, use_tracer_provider,
 };
 
 /// The setting an unknown protocol given to [`OtlpSetup::with_protocol`] names.
@@ -175,6 +176,108 @@ impl OtlpSetup {
     }
 }
 
+impl OtlpSetup {
+    /// Starts the OTLP part when export is on and there is a `runtime` to start it on:
+    /// [`install_pipeline`] (with a view for each histogram of `buckets`) and the `otlp`
+    /// output of the process-wide log hub at `level` (its lines also span events unless
+    /// [`with_span_events`](Self::with_span_events) turned that off), both pushed on
+    /// `parts`, the output as a [`Detach`]. With export off, the propagators
+    /// `OTEL_PROPAGATORS` names are still installed when it is set (without it, the
+    /// global propagator is left as it is). `None` when nothing started.
+    pub fn start(
+        &self,
+        settings: &Settings,
+        runtime: Option<&tokio::runtime::Handle>,
+        level: impl Into<Directives>,
+        buckets: &[(String, Vec<f64>)],
+        parts: &Unwind,
+    ) -> Result<Option<Pipeline>, SetupError> {
+        let Some(runtime) = runtime.filter(|_| settings.enabled) else {
+            if std::env::var_os("OTEL_PROPAGATORS").is_some() {
+                install_propagators(settings);
+            }
+            return Ok(None);
+        };
+        let p = install_pipeline(settings, runtime, buckets)?;
+        parts.push(p.clone());
+        let output = OtelLogOutput::new(&p.logger_provider).with_span_events(self.span_events);
+        let id = logs::add_output("otlp", level, output)?;
+        parts.push(Detach::new(AddedOutput::new(
+            logs::hub(),
+            id,
+            "otlp output",
+        )));
+        Ok(Some(p))
+    }
+
+    /// Where `signal` goes, for a start-up summary: as [`Settings::shown`] says, with
+    /// URLs through [`shown_url`], when the pipeline `started`; else why export is off
+    /// ([`off_reason`], reading the variables through `env`).
+    pub fn shown(
+        &self,
+        settings: &Settings,
+        started: bool,
+        signal: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> String {
+        if started {
+            settings.shown(signal, shown_url)
+        } else {
+            off_reason(self.config.enabled, env).to_string()
+        }
+    }
+}
+
+/// Why the OTLP part could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// A setting cannot work: [`ConfigError::setting`] names the [`OtlpConfig`] field,
+    /// the variable, or [`PROTOCOL_SETTING`].
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The exporters could not start.
+    #[error(transparent)]
+    Start(#[from] StartError),
+    /// The `otlp` output could not be added to the log hub.
+    #[error(transparent)]
+    Output(#[from] AddOutputError),
+}
+
+/// Why OTLP export is off, for a start-up summary: turned off in code (`in_code`),
+/// `OTEL_SDK_DISABLED=true`, or no endpoint.
+pub fn off_reason(in_code: Option<bool>, env: impl Fn(&str) -> Option<String>) -> &'static str {
+    if in_code == Some(false) {
+        "off (OtlpConfig.enabled: false)"
+    } else if env("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true")) {
+        "off (OTEL_SDK_DISABLED=true)"
+    } else {
+        "off (no endpoint: OTEL_EXPORTER_OTLP_ENDPOINT unset)"
+    }
+}
+
+/// A URL as a start-up summary shows it: without user information, query or fragment,
+/// which may carry credentials.
+///
+/// ```
+/// use piko_obs_otlp::setup::shown_url;
+/// let url = "https://user:secret@collector:4318/v1/traces?token=x#f";
+/// assert_eq!(shown_url(url), "https://collector:4318/v1/traces");
+/// ```
+pub fn shown_url(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let rest = rest.split(['?', '#']).next().unwrap_or("");
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let host = authority.rsplit('@').next().unwrap_or(authority);
+    if scheme.is_empty() {
+        format!("{host}{path}")
+    } else {
+        format!("{scheme}://{host}{path}")
+    }
+}
+
 static INSTALLED: RwLock<Option<Pipeline>> = RwLock::new(None);
 
 /// The OTLP side of the process's `metrics` recorder.
@@ -292,5 +395,38 @@ impl Lifecycle for Detach {
         let removed = self.output.shutdown_within(Duration::from_millis(100));
         use_tracer_provider(None);
         removed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::tests::env;
+
+    #[test]
+    fn otlp_off_says_why_and_urls_lose_credentials() {
+        assert_eq!(
+            off_reason(None, env(&[])),
+            "off (no endpoint: OTEL_EXPORTER_OTLP_ENDPOINT unset)"
+        );
+        assert_eq!(
+            off_reason(None, env(&[("OTEL_SDK_DISABLED", "true")])),
+            "off (OTEL_SDK_DISABLED=true)"
+        );
+        assert_eq!(
+            off_reason(Some(false), env(&[])),
+            "off (OtlpConfig.enabled: false)"
+        );
+        assert_eq!(
+            shown_url("https://user:secret@collector:4318/v1/traces?token=x#f"),
+            "https://collector:4318/v1/traces"
+        );
+        assert_eq!(shown_url("http://127.0.0.1:4317"), "http://127.0.0.1:4317");
+        let setup = OtlpSetup::default().with_enabled(false);
+        let settings = setup.resolve(&None, &None, "shop", env(&[])).unwrap();
+        assert_eq!(
+            setup.shown(&settings, false, "traces", env(&[])),
+            "off (OtlpConfig.enabled: false)"
+        );
     }
 }

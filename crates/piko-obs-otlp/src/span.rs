@@ -98,6 +98,14 @@ where
     parent.with_span(builder.start_with_context(tracer, parent))
 }
 
+/// An OpenTelemetry attribute, for [`run_in_span`]'s attributes.
+pub fn opentelemetry_kv(
+    key: impl Into<opentelemetry::Key>,
+    value: impl Into<opentelemetry::Value>,
+) -> opentelemetry::KeyValue {
+    opentelemetry::KeyValue::new(key, value)
+}
+
 /// Runs `op` in a new span named `name` (a child of the current span, if any) with
 /// `attributes`, through the globally installed tracer.
 ///

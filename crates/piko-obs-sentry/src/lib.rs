@@ -18,11 +18,13 @@
 //! - [`scrub`]: secret-looking keys are replaced in every event and breadcrumb before it
 //!   leaves the process.
 //!
-//! The crate never touches global state: [`Sentry::start`] builds a client and a Sentry
-//! hub of its own, and the drain sends through that hub whatever thread logs. The
-//! `piko-obs` facade also binds the client to Sentry's main hub (for panics and direct
-//! `sentry::capture_*` calls), adds the panic and context integrations, and adds the
-//! drain to the log hub.
+//! The crate never touches global state on its own: [`Sentry::start`] builds a client
+//! and a Sentry hub of its own, and the drain sends through that hub whatever thread
+//! logs. [`setup`] holds what the composing program calls to run it in a process:
+//! [`setup::start`] adds the panic and context integrations and the drain to the
+//! process-wide log hub, [`setup::install`] binds the client to Sentry's main hub (for
+//! panics and direct `sentry::capture_*` calls), and [`setup::enable`] does both on a
+//! runtime of its own.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -188,8 +190,8 @@ impl Sentry {
         })
     }
 
-    /// The client, to bind to other Sentry hubs (the facade binds it to the main hub, for
-    /// panics and direct `sentry::capture_*` calls).
+    /// The client, to bind to other Sentry hubs ([`setup::install`] binds it to the main
+    /// hub, for panics and direct `sentry::capture_*` calls).
     pub fn client(&self) -> Arc<Client> {
         self.client.clone()
     }

@@ -432,15 +432,16 @@ pub enum InitError {
         #[source]
         source: std::io::Error,
     },
-    /// An OTLP setting cannot work (the message names it), or the exporters could not
     #[cfg(feature = "otlp")]
-    /// start.
-    #[error("{0}")]
-    Otlp(String),
+    /// OTLP could not start: a setting cannot work (the message names it), or the
+    /// exporters or the `otlp` log output could not start.
+    #[error(transparent)]
+    Otlp(#[from] otlp::setup::SetupError),
     #[cfg(feature = "sentry")]
-    /// A Sentry setting cannot work (the DSN, a rate, a bound).
-    #[error("{0}")]
-    Sentry(sentry::SentryConfigError),
+    /// Sentry could not start: a setting cannot work (the DSN, a rate, a bound), or its
+    /// log output could not be added.
+    #[error(transparent)]
+    Sentry(#[from] sentry::setup::SetupError),
     #[cfg(feature = "notify")]
     /// An error-notification setting cannot work.
     #[error("with_error_notifications: {0}")]

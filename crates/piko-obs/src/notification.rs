@@ -30,37 +30,20 @@
 //! # });
 //! ```
 
-use std::time::Duration;
-
 /// The error forwarder `init()` set up
 /// ([`crate::Builder::with_error_notifications`](crate::Builder::with_error_notifications)),
 /// if it did.
 pub use piko_obs_error_alerts::setup::global::error_forwarder;
 pub use piko_obs_error_alerts::setup::{ForwarderSetup, ForwarderSetupError};
-pub use piko_obs_error_alerts::{
-    ALERT_TITLE_SUFFIX, ERROR_FORWARDER_OUTPUT, ErrorForwarder, ErrorForwarderConfig,
-    ForwarderConfigError, ForwarderStats, MAX_ALERT_FIELD_CHARS, MAX_ALERT_FIELDS,
-    priority_for_level,
-};
-pub use piko_obs_notify::*;
+pub use piko_obs_error_alerts::*;
+pub use piko_obs_notify::{telemetry, *};
 pub use piko_obs_notify_providers::setup::global::{builder, service};
-pub use piko_obs_notify_providers::{
-    ALERTMANAGER, AlertmanagerNotifier, ConfigError, DEFAULT_LEASE, DEFAULT_MAX_BYTES,
-    DEFAULT_MEMORY_ENTRIES, DiscordNotifier, EU_EVENTS_URL, EVENTS_URL, FileDeadLetterStore,
-    GoogleChatNotifier, HttpClient, MemoryDeadLetterStore, NtfyNotifier,
-    PIKO_NOTIFICATION_DEAD_LETTER_PATH, PagerDutyNotifier, SlackNotifier, StdoutFormat,
-    StdoutNotifier, TeamsFormat, TeamsNotifier, WebhookNotifier, default_dead_letter_path,
-};
-pub use piko_obs_notify_providers::{
-    ENV_PROVIDERS, ENV_VARIABLES, EnvProviderError, Registration, Setup, SetupError,
-    providers_from_env,
-};
+pub use piko_obs_notify_providers::{setup, *};
 
 use piko_obs_lifecycle::Unwind;
-use piko_obs_logger::AddedOutput;
 
 use crate::start::{Resolved, Started};
-use crate::{Builder, InitError, RunMode, logger};
+use crate::{Builder, InitError, RunMode};
 
 /// Records the counters of the service, dispatcher, providers, error forwarder and
 /// in-memory dead-letter store `init()` set up.
@@ -111,6 +94,7 @@ impl From<ForwarderSetupError> for InitError {
             ForwarderSetupError::WithoutNotifications => {
                 InitError::ErrorNotificationsWithoutNotifications
             }
+            ForwarderSetupError::Output(e) => InitError::Output(e),
         }
     }
 }
@@ -204,23 +188,16 @@ impl Builder {
             RunMode::Prod => StdoutFormat::Json,
             RunMode::Dev => StdoutFormat::Human,
         };
-        let notifications = std::mem::take(&mut self.notify)
+        let n = std::mem::take(&mut self.notify)
             .with_service(r.service_name.clone())
             .with_environment(r.environment.clone())
             .with_stdout_format(format)
             .with_trace_id_source(current_trace_id)
-            .start(&rt)?;
-        parts.push(notifications.delivery.clone());
-        started.dead_letters = notifications.dead_letters.clone();
+            .start_part(&rt, parts)?;
+        started.dead_letters = n.dead_letters.clone();
         let errors = std::mem::take(&mut self.error_notifications);
-        if let Some(f) = errors.start(&rt, &notifications.service)? {
-            let id = logger::add_output(ERROR_FORWARDER_OUTPUT, f.threshold, f.forwarder.clone())?;
-            // Closing its output hands the pending groups to the dispatcher.
-            let output = AddedOutput::new(logger::hub(), id, "error forwarder");
-            parts.push(output.with_floor(Duration::from_millis(100)));
-            started.forwarder = Some(f);
-        }
-        started.notifications = Some(notifications);
+        started.forwarder = errors.start_part(&rt, &n.service, parts)?;
+        started.notifications = Some(n);
         Ok(())
     }
 }
@@ -234,78 +211,5 @@ impl Started {
         if let Some(f) = &self.forwarder {
             f.install();
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn providers_come_from_the_variables_that_are_set() {
-        let env = |vars: &'static [(&'static str, &'static str)]| {
-            move |k: &str| {
-                vars.iter()
-                    .find(|(n, _)| *n == k)
-                    .map(|(_, v)| v.to_string())
-            }
-        };
-        assert!(providers_from_env(env(&[])).unwrap().is_empty());
-        let regs = providers_from_env(env(&[
-            ("WEBHOOK_URL", "http://127.0.0.1:9/hook"),
-            ("NTFY_URL", "http://127.0.0.1:9/alerts"),
-            ("SLACK_WEBHOOK_URL", " "),
-            (
-                "ALERTMANAGER_URL",
-                "http://127.0.0.1:9, http://127.0.0.1:10/am/",
-            ),
-            ("ALERTMANAGER_INSTANCE", "pod-1"),
-        ]))
-        .unwrap();
-        let s = NotificationService::default();
-        for r in regs {
-            r(&s).unwrap();
-        }
-        assert_eq!(s.providers(), ["alertmanager", "ntfy", "webhook"]);
-        let e = match providers_from_env(env(&[
-            ("ALERTMANAGER_URL", "http://127.0.0.1:9"),
-            ("ALERTMANAGER_TOKEN", "tok\nSECRET"),
-        ])) {
-            Err(e) => e,
-            Ok(_) => panic!("a bad token is an error"),
-        };
-        assert_eq!(e.variable, "ALERTMANAGER_TOKEN");
-        assert!(!e.to_string().contains("SECRET"), "{e}");
-        let e = match providers_from_env(env(&[("ALERTMANAGER_URL", " , ")])) {
-            Err(e) => e,
-            Ok(_) => panic!("an empty list is an error"),
-        };
-        assert_eq!(e.variable, "ALERTMANAGER_URL");
-        let e = match providers_from_env(env(&[
-            ("ALERTMANAGER_URL", "https://127.0.0.1:9"),
-            ("ALERTMANAGER_CA_FILE", "/nonexistent/ca.pem"),
-        ])) {
-            Err(e) => e,
-            Ok(_) => panic!("a missing CA file is an error"),
-        };
-        assert_eq!(e.variable, "ALERTMANAGER_CA_FILE");
-        let Err(e) = providers_from_env(env(&[("SLACK_WEBHOOK_URL", "not a url/T0/SECRET")]))
-        else {
-            panic!("a bad URL is an error");
-        };
-        assert!(
-            e.to_string()
-                .starts_with("SLACK_WEBHOOK_URL: slack webhook URL:"),
-            "{e}"
-        );
-        assert!(!e.to_string().contains("SECRET"), "{e}");
-        let e = match providers_from_env(env(&[
-            ("TEAMS_WEBHOOK_URL", "https://x.example/hook"),
-            ("TEAMS_WEBHOOK_FORMAT", "card"),
-        ])) {
-            Err(e) => e,
-            Ok(_) => panic!("a bad format is an error"),
-        };
-        assert_eq!(e.variable, "TEAMS_WEBHOOK_FORMAT");
     }
 }

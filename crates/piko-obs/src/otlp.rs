@@ -20,19 +20,10 @@ pub use piko_obs_otlp::*;
 use std::time::Duration;
 
 use piko_obs_lifecycle::Unwind;
-use piko_obs_logger::AddedOutput;
-use piko_obs_otlp::setup::{Detach, PROTOCOL_SETTING, install_pipeline, install_propagators};
+use piko_obs_otlp::setup::{PROTOCOL_SETTING, SetupError};
 
 use crate::start::{Resolved, Started};
-use crate::{Builder, InitError, logger};
-
-/// An OpenTelemetry attribute, for `run_in_span`'s attributes.
-pub fn opentelemetry_kv(
-    key: impl Into<opentelemetry::Key>,
-    value: impl Into<opentelemetry::Value>,
-) -> opentelemetry::KeyValue {
-    opentelemetry::KeyValue::new(key, value)
-}
+use crate::{Builder, InitError};
 
 #[cfg(any(feature = "sentry", feature = "notify"))]
 pub(crate) use piko_obs_otlp::setup::current_span_ids;
@@ -120,7 +111,7 @@ impl Builder {
 }
 
 impl Builder {
-    /// The OTLP settings, with the facade's setter named in a bad protocol's error.
+    /// The OTLP settings; a bad protocol's error names `with_otlp_protocol`.
     pub(crate) fn resolve_otlp(
         &self,
         environment: &Option<String>,
@@ -130,10 +121,12 @@ impl Builder {
         let settings = self
             .otlp
             .resolve(environment, release, service_name, crate::start::env);
-        settings.map_err(|e| match e.setting.as_str() {
-            PROTOCOL_SETTING => InitError::Otlp(format!("with_otlp_protocol: {}", e.reason)),
-            _ => InitError::Otlp(e.to_string()),
-        })
+        Ok(settings.map_err(|mut e| {
+            if e.setting == PROTOCOL_SETTING {
+                e.setting = "with_otlp_protocol".into();
+            }
+            SetupError::Config(e)
+        })?)
     }
     /// The OTLP pipeline and its log output, when export is on.
     pub(crate) fn start_otlp(
@@ -142,31 +135,14 @@ impl Builder {
         started: &mut Started,
         parts: &Unwind,
     ) -> Result<(), InitError> {
-        let Some(rt) = started.runtime.clone().filter(|_| r.otlp.enabled) else {
-            if std::env::var_os("OTEL_PROPAGATORS").is_some() {
-                // Export off (no endpoint, or `OTEL_SDK_DISABLED`): context still
-                // propagates as the variable says; without it, the global propagator is
-                // left as it is.
-                install_propagators(&r.otlp);
-            }
-            return Ok(());
-        };
         #[cfg(feature = "metrics")]
         let buckets = r.metrics.buckets();
         #[cfg(not(feature = "metrics"))]
         let buckets = &[];
-        let p =
-            install_pipeline(&r.otlp, &rt, buckets).map_err(|e| InitError::Otlp(e.to_string()))?;
-        parts.push(p.clone());
-        let output =
-            OtelLogOutput::new(&p.logger_provider).with_span_events(self.otlp.span_events());
-        let id = logger::add_output("otlp", r.level.clone(), output)?;
-        parts.push(Detach::new(AddedOutput::new(
-            logger::hub(),
-            id,
-            "otlp output",
-        )));
-        started.pipeline = Some(p);
+        let rt = started.runtime.as_ref();
+        started.pipeline = self
+            .otlp
+            .start(&r.otlp, rt, r.level.clone(), buckets, parts)?;
         Ok(())
     }
 }

@@ -11,72 +11,32 @@
 //! `piko_obs_sentry_envelopes_total{outcome}`.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use piko_obs_sentry::setup::SentrySetup;
+pub use piko_obs_sentry::setup::SentryGuard;
 pub use piko_obs_sentry::setup::global::installed;
+use piko_obs_sentry::setup::{SentrySetup, SpanIds};
 pub use piko_obs_sentry::*;
 
 use piko_obs_lifecycle::Unwind;
 
-use crate::Builder;
-use crate::{InitError, logger};
+use crate::{Builder, InitError};
 
-/// Starts Sentry on `handle`, binds it to Sentry's main hub and adds the `sentry` log
-/// output, both pushed on `parts`. Transport failures are logged as WARN, at most one a
-/// minute.
+/// The trace context of events: the current OpenTelemetry span's ids, with OTLP
+/// compiled in.
+#[cfg(feature = "otlp")]
+const SPAN_IDS: SpanIds = crate::otlp::current_span_ids;
+#[cfg(not(feature = "otlp"))]
+const SPAN_IDS: SpanIds = || None;
+
+/// Starts Sentry on `handle` with its `sentry` log output, both pushed on `parts`, and
+/// installs it ([`setup::start`], [`setup::install`]).
 pub(crate) fn start(
     config: &SentryConfig,
     handle: &tokio::runtime::Handle,
     parts: &Unwind,
-) -> Result<Arc<Sentry>, InitError> {
-    let last_report = std::sync::Mutex::new(None::<Instant>);
-    let start = StartOptions::default()
-        // Sentry's own defaults, and the panic (a panic on any thread is an event with its
-        // stack) and context (OS, runtime, device) integrations, which the defaults would
-        // add only with `default_integrations`, off in piko-obs's options.
-        .customize(|mut options| {
-            options.integrations.push(Arc::new(
-                ::sentry::integrations::panic::PanicIntegration::new(),
-            ));
-            options.integrations.push(Arc::new(
-                ::sentry::integrations::contexts::ContextIntegration::new(),
-            ));
-            ::sentry::apply_defaults(options)
-        })
-        .trace_source(Arc::new(trace_ids))
-        .on_transport_error(move |e| {
-            let mut last = last_report.lock().unwrap_or_else(|p| p.into_inner());
-            if last.is_some_and(|t| t.elapsed() < Duration::from_secs(60)) {
-                return;
-            }
-            *last = Some(Instant::now());
-            logger::get_logger("piko-obs/sentry").warn(
-                "sentry event not delivered",
-                &[piko_obs_logger::attr::string("reason", &e.reason)],
-            );
-        });
-    let s = Arc::new(Sentry::start_with(config, handle, start).map_err(InitError::Sentry)?);
-    // Panics and direct `sentry::capture_*` calls go through the main hub; log lines go
-    // through the client's own hub (see `Sentry::drain`).
-    ::sentry::Hub::main().bind_client(Some(s.client()));
-    parts.push(s.clone());
-    let id = logger::add_drain("sentry", s.min_level(), s.drain())?;
-    parts.push(piko_obs_logger::AddedOutput::new(
-        logger::hub(),
-        id,
-        "sentry output",
-    ));
-    piko_obs_sentry::setup::global::install(s.clone());
-    Ok(s)
-}
-
-/// The trace and span ids of the current OpenTelemetry span, with OTLP compiled in.
-fn trace_ids() -> Option<(String, String)> {
-    #[cfg(feature = "otlp")]
-    return crate::otlp::current_span_ids();
-    #[cfg(not(feature = "otlp"))]
-    None
+) -> Result<(), InitError> {
+    setup::install(&setup::start(config, handle, SPAN_IDS, parts)?);
+    Ok(())
 }
 
 /// Sentry on its own, without the rest of `init()`: starts the client on a small runtime
@@ -91,45 +51,7 @@ fn trace_ids() -> Option<(String, String)> {
 /// .expect("a valid DSN");
 /// ```
 pub fn enable(config: SentryConfig) -> Result<SentryGuard, InitError> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("piko-obs-sentry")
-        .enable_all()
-        .build()
-        .map_err(InitError::Runtime)?;
-    let parts = Unwind::new(Duration::from_secs(1));
-    let handle = runtime.handle().clone();
-    parts.push(crate::OwnRuntime::new(runtime));
-    let sentry = start(&config, &handle, &parts)?;
-    Ok(SentryGuard {
-        sentry,
-        parts: parts.keep(),
-    })
-}
-
-/// Keeps the Sentry client of [`enable`] running; flushes and stops it when dropped.
-#[must_use = "dropping the guard stops Sentry at once"]
-#[derive(Debug)]
-pub struct SentryGuard {
-    sentry: Arc<Sentry>,
-    /// The runtime, the client and its log output.
-    parts: piko_obs_lifecycle::Stack,
-}
-
-impl SentryGuard {
-    /// The client's transport counters.
-    pub fn stats(&self) -> TransportStats {
-        self.sentry.stats()
-    }
-}
-
-impl Drop for SentryGuard {
-    fn drop(&mut self) {
-        // Within the client's own bound; the parts report nothing more a drop could act on.
-        let _ = self
-            .parts
-            .shutdown(self.sentry.shutdown_timeout() + Duration::from_millis(200));
-    }
+    Ok(setup::enable(&config, SPAN_IDS)?)
 }
 
 impl Builder {

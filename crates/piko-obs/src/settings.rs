@@ -49,39 +49,6 @@ pub(crate) fn run_mode(
     )
 }
 
-/// Why OTLP export is off, for the start-up summary.
-#[cfg(feature = "otlp")]
-pub(crate) fn otlp_off_reason(
-    in_code: Option<bool>,
-    env: &impl Fn(&str) -> Option<String>,
-) -> &'static str {
-    if in_code == Some(false) {
-        "off (with_otlp_enabled(false))"
-    } else if env("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true")) {
-        "off (OTEL_SDK_DISABLED=true)"
-    } else {
-        "off (no endpoint: OTEL_EXPORTER_OTLP_ENDPOINT unset)"
-    }
-}
-
-/// A URL as the start-up summary shows it: without user information, query or
-/// fragment, which may carry credentials.
-#[cfg(feature = "otlp")]
-pub(crate) fn shown_url(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let rest = rest.split(['?', '#']).next().unwrap_or("");
-    let (authority, path) = match rest.find('/') {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    let host = authority.rsplit('@').next().unwrap_or(authority);
-    if scheme.is_empty() {
-        format!("{host}{path}")
-    } else {
-        format!("{scheme}://{host}{path}")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,26 +124,5 @@ mod tests {
             e.to_string(),
             "environment variable PIKO_RUN_MODE=\"staging\": use dev or prod"
         );
-    }
-
-    #[test]
-    fn otlp_off_says_why_and_urls_lose_credentials() {
-        assert_eq!(
-            otlp_off_reason(None, &env(&[])),
-            "off (no endpoint: OTEL_EXPORTER_OTLP_ENDPOINT unset)"
-        );
-        assert_eq!(
-            otlp_off_reason(None, &env(&[("OTEL_SDK_DISABLED", "true")])),
-            "off (OTEL_SDK_DISABLED=true)"
-        );
-        assert_eq!(
-            otlp_off_reason(Some(false), &env(&[])),
-            "off (with_otlp_enabled(false))"
-        );
-        assert_eq!(
-            shown_url("https://user:secret@collector:4318/v1/traces?token=x#f"),
-            "https://collector:4318/v1/traces"
-        );
-        assert_eq!(shown_url("http://127.0.0.1:4317"), "http://127.0.0.1:4317");
     }
 }

@@ -104,7 +104,7 @@ impl Builder {
             sentry: self
                 .sentry
                 .resolve(&environment, &release)
-                .map_err(InitError::Sentry)?,
+                .map_err(sentry::setup::SetupError::from)?,
             environment,
             service_name,
             console,
@@ -268,11 +268,9 @@ impl Builder {
     fn shown_otlp(&self, r: &Resolved, started: &Started, signal: &str) -> String {
         let _ = (r, started, signal);
         #[cfg(feature = "otlp")]
-        return if started.pipeline.is_some() {
-            r.otlp.shown(signal, settings::shown_url)
-        } else {
-            settings::otlp_off_reason(self.otlp.enabled_in_code(), &env).to_string()
-        };
+        return self
+            .otlp
+            .shown(&r.otlp, started.pipeline.is_some(), signal, env);
         #[cfg(not(feature = "otlp"))]
         "off (the otlp feature is off)".to_string()
     }
