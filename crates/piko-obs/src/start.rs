@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use piko_obs_lifecycle::runtime::OwnRuntime;
+use piko_obs_lifecycle::settings::{Identity, program_name};
 use piko_obs_lifecycle::{Stack, Unwind};
 use piko_obs_logger::AddedOutput;
 
@@ -14,7 +16,16 @@ use crate::metrics;
 use crate::otlp;
 #[cfg(feature = "sentry")]
 use crate::sentry;
-use crate::{Builder, Guard, InitError, PIKO_DISABLE_CONSOLE_LOG, RunMode, logger, settings};
+#[cfg(feature = "otlp")]
+use crate::settings;
+use crate::{Builder, Guard, InitError, PIKO_DISABLE_CONSOLE_LOG, RunMode, logger};
+
+/// A key of `OTEL_RESOURCE_ATTRIBUTES` (the last one given): with OTLP compiled in,
+/// percent-decoded as the OTLP resource reads it; without, taken as written.
+#[cfg(feature = "otlp")]
+use crate::otlp::resource_attribute;
+#[cfg(not(feature = "otlp"))]
+use piko_obs_lifecycle::settings::resource_attribute;
 
 /// The bound on unwinding a failed `init()`.
 const UNWIND_BOUND: Duration = Duration::from_secs(1);
@@ -67,19 +78,19 @@ impl Builder {
     /// Code, then environment, then default, for every setting (see `settings`); every
     /// error names the setting.
     pub(crate) fn resolve(&self) -> Result<Resolved, InitError> {
-        let run_mode = settings::run_mode(self.run_mode, &env)?;
+        let run_mode = RunMode::resolve(self.run_mode, &env)?;
         let level = logger::resolve_directives(
             self.log_level.as_deref().map(|l| ("with_log_level", l)),
             logger::PIKO_LOG_LEVEL,
             env,
         )?;
         // One environment and one release for every signal.
-        let (environment, release) =
-            crate::identity(self.environment.clone(), self.release.clone(), env);
-        let service_name = self
-            .service_name
-            .clone()
-            .unwrap_or_else(crate::program_name);
+        let (environment, release) = (self.environment.clone(), self.release.clone());
+        let Identity {
+            environment,
+            release,
+        } = Identity::resolve(environment, release, env, |k| resource_attribute(env, k));
+        let service_name = self.service_name.clone().unwrap_or_else(program_name);
         #[cfg(feature = "notify")]
         self.error_notifications.check(self.notify.enabled())?;
         let console = self
@@ -148,9 +159,9 @@ impl Builder {
         };
         if self.needs_runtime(&r) {
             // piko-obs's runtime, for the probe server, the dispatcher and the exporters.
-            let runtime = piko_runtime()?;
+            let runtime = OwnRuntime::start().map_err(InitError::Runtime)?;
             started.runtime = Some(runtime.handle().clone());
-            parts.push(crate::OwnRuntime::new(runtime));
+            parts.push(runtime);
         }
         #[cfg(feature = "otlp")]
         self.start_otlp(&r, &mut started, &parts)?;
@@ -303,13 +314,4 @@ impl Builder {
         }
         ("off".into(), "off".into())
     }
-}
-
-fn piko_runtime() -> Result<tokio::runtime::Runtime, InitError> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("piko-obs-runtime")
-        .enable_all()
-        .build()
-        .map_err(InitError::Runtime)
 }
