@@ -67,7 +67,7 @@ pub(crate) struct Started {
     pub(crate) forwarder: Option<piko_obs_error_alerts::setup::StartedForwarder>,
     pub(crate) dead_letters: String,
     #[cfg(feature = "health")]
-    pub(crate) health: Option<(health::HealthService, std::net::SocketAddr)>,
+    pub(crate) health: Option<health::ServingServer>,
 }
 
 pub(crate) fn env(k: &str) -> Option<String> {
@@ -188,9 +188,9 @@ impl Builder {
             shutdown_timeout: self.shutdown_timeout,
             drain_delay: r.drain_delay,
             #[cfg(feature = "health")]
-            health: started.health.as_ref().map(|(s, _)| s.clone()),
+            health: started.health.as_ref().map(|s| s.service.clone()),
             #[cfg(feature = "health")]
-            health_addr: started.health.map(|(_, a)| a),
+            health_addr: started.health.map(|s| s.addr),
             #[cfg(not(feature = "health"))]
             health_addr: None,
             stack,
@@ -292,25 +292,8 @@ impl Builder {
     fn shown_probes(&self, r: &Resolved, started: &Started) -> (String, String) {
         let _ = (r, started);
         #[cfg(feature = "health")]
-        if let Some((_, addr)) = &started.health {
-            let p = &r.probe_server;
-            let scheme = if self.health.has_tls() {
-                "https"
-            } else {
-                "http"
-            };
-            let probes = format!("{scheme}://{addr} {} {} {}", p.live, p.ready, p.startup);
-            #[cfg(feature = "metrics")]
-            let served = self.metrics.enabled()
-                && (started.recorder.is_some() || self.health.has_metrics_render());
-            #[cfg(not(feature = "metrics"))]
-            let served = self.health.has_metrics_render();
-            let metrics = if served {
-                p.metrics.clone()
-            } else {
-                "off".into()
-            };
-            return (probes, metrics);
+        if let Some(server) = &started.health {
+            return server.shown();
         }
         ("off".into(), "off".into())
     }
