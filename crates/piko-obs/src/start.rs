@@ -245,7 +245,7 @@ impl Builder {
     /// One line that says what started (never a secret: no DSN, header or URL
     /// credentials).
     fn announce(&self, r: &Resolved, started: &Started) {
-        let (probes, metrics_path) = self.shown_probes(r, started);
+        let (probes, metrics_path) = started.shown_probes();
         let otlp = |signal: &str| self.shown_otlp(r, started, signal);
         #[cfg(feature = "sentry")]
         let sentry = if started.sentry { "on" } else { "off" };
@@ -287,12 +287,13 @@ impl Builder {
         #[cfg(not(feature = "otlp"))]
         "off (the otlp feature is off)".to_string()
     }
+}
 
-    /// The probe server's address and paths, and the `/metrics` path, or `off`.
-    fn shown_probes(&self, r: &Resolved, started: &Started) -> (String, String) {
-        let _ = (r, started);
+impl Started {
+    /// The probe server's part of the summary (`ServingServer::shown`), or `off`.
+    fn shown_probes(&self) -> (String, String) {
         #[cfg(feature = "health")]
-        if let Some(server) = &started.health {
+        if let Some(server) = &self.health {
             return server.shown();
         }
         ("off".into(), "off".into())
