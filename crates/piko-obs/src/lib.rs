@@ -356,7 +356,7 @@ pub enum InitError {
         "with_error_notifications needs notifications: remove with_notifications_enabled(false)"
     )]
     ErrorNotificationsWithoutNotifications,
-    /// piko-obs's runtime could not start.
+    /// piko-obs's runtime (or the metrics upkeep's thread) could not start.
     #[error("cannot start the piko-obs runtime: {0}")]
     Runtime(std::io::Error),
     /// An environment variable of [`settings`] is set to a value that cannot work.

@@ -126,23 +126,17 @@ impl Builder {
     /// Whether any part needs piko-obs's runtime.
     fn needs_runtime(&self, r: &Resolved) -> bool {
         let _ = r;
-        #[cfg(feature = "health")]
-        if self.health.enabled() {
-            return true;
-        }
-        #[cfg(feature = "notify")]
-        if self.notify.enabled() {
-            return true;
-        }
-        #[cfg(feature = "otlp")]
-        if r.otlp.enabled {
-            return true;
-        }
-        #[cfg(feature = "sentry")]
-        if r.sentry.is_some() {
-            return true;
-        }
-        false
+        [
+            #[cfg(feature = "health")]
+            self.health.enabled(),
+            #[cfg(feature = "notify")]
+            self.notify.enabled(),
+            #[cfg(feature = "otlp")]
+            r.otlp.enabled,
+            #[cfg(feature = "sentry")]
+            r.sentry.is_some(),
+        ]
+        .contains(&true)
     }
 
     /// Starts every part in order, each pushed on one stack: a failure unwinds what
