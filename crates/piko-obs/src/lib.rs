@@ -264,9 +264,9 @@ pub enum InitError {
     /// An output could not be added.
     #[error(transparent)]
     Output(#[from] logger::AddOutputError),
-    /// The console writer thread could not start.
-    #[error("cannot start the console log output: {0}")]
-    Console(std::io::Error),
+    /// The console output could not start (its writer thread, or the hub refused it).
+    #[error(transparent)]
+    Console(#[from] logger::ConsoleError),
     /// Another `log` logger is installed.
     #[error(transparent)]
     LogBridge(#[from] logger::LogBridgeError),

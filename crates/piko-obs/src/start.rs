@@ -6,7 +6,6 @@ use std::time::Duration;
 use piko_obs_lifecycle::runtime::OwnRuntime;
 use piko_obs_lifecycle::settings::{Identity, program_name};
 use piko_obs_lifecycle::{Stack, Unwind};
-use piko_obs_logger::AddedOutput;
 
 #[cfg(feature = "health")]
 use crate::health;
@@ -199,25 +198,15 @@ impl Builder {
             hub.set_secret_keys(logger::SecretKeys::new(keys));
         }
         logger::set_framework_level(r.level.clone());
-        if r.console {
-            let console = match r.run_mode {
-                RunMode::Prod => logger::add_console(
-                    r.level.clone(),
-                    logger::JsonOutput::stdout()
-                        .build()
-                        .map_err(InitError::Console)?,
-                ),
-                RunMode::Dev => logger::add_console(
-                    r.level.clone(),
-                    logger::PrettyOutput::stdout()
-                        .build()
-                        .map_err(InitError::Console)?,
-                ),
-            };
-            // None when the program added a stdout output of its own before init().
-            if let Some(id) = console? {
-                parts.push(AddedOutput::new(hub, id, "console output"));
-            }
+        let format = match r.run_mode {
+            RunMode::Prod => logger::ConsoleFormat::Json,
+            RunMode::Dev => logger::ConsoleFormat::Pretty,
+        };
+        // None when the program added a stdout output of its own before init().
+        if r.console
+            && let Some(console) = logger::start_console(format, r.level.clone())?
+        {
+            parts.push(console);
         }
         if self.log_bridge {
             logger::install_log_bridge()?;
