@@ -33,8 +33,8 @@
 //! - `buildtime`: the clean build time and crate count of the facade with the logger
 //!   only, of the full facade and of `tracing-subscriber` with `json`, each in a fresh
 //!   target directory, into the `build time` section of `docs/performance.md`;
-//! - `facade-size [--check]`: the facade's non-test lines and its longest function,
-//!   against the thin-facade targets (800 lines, 60 a function; `ci` fails past the
+//! - `facade-size [--check]`: the facade's code lines outside tests (neither blank nor a
+//!   comment) and its longest function, against the thin-facade targets (800 lines, 60 a function; `ci` fails past the
 //!   ones met); with `--check`, fails past both.
 
 //!

@@ -3,10 +3,12 @@
 //! service, its probes, the server and its drain; [`global`] holds the connection
 //! counters of the server the composing program installed last.
 
+use std::net::SocketAddr;
 use std::sync::RwLock;
 use std::time::Duration;
 
-use piko_obs_health::{Drain, HealthService, Probe, ProbeOptions, RegisterError};
+use piko_obs_health::{Drain, HealthService, Probe, ProbeOptions, ProbePanic, RegisterError};
+use piko_obs_lifecycle::Unwind;
 use piko_obs_lifecycle::settings::EnvSettingError;
 
 use crate::{
@@ -234,6 +236,136 @@ impl ServerSetup {
             service,
             running,
         })
+    }
+}
+
+/// What [`ServerSetup::start_parts`] takes from the rest of the program.
+pub struct Composition<'a> {
+    /// The runtime the server runs on.
+    pub runtime: &'a tokio::runtime::Handle,
+    /// The health service's name (the top-level name of its statuses).
+    pub service_name: &'a str,
+    /// The address and paths ([`ServerSetup::resolve`]).
+    pub server: &'a ProbeServer,
+    /// How long readiness drains before the server stops.
+    pub drain_delay: Duration,
+    /// Whether the metrics path serves anything at all.
+    pub metrics_on: bool,
+    /// The installed recorder's render, served when no render was given in code.
+    pub recorder: Option<MetricsRender>,
+    /// Sees every probe panic (the status served says only "probe panicked").
+    pub on_probe_panic: Box<dyn Fn(&ProbePanic<'_>) + Send + Sync>,
+}
+
+impl std::fmt::Debug for Composition<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Composition")
+            .field("service_name", &self.service_name)
+            .field("server", &self.server)
+            .field("drain_delay", &self.drain_delay)
+            .field("metrics_on", &self.metrics_on)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerSetup {
+    /// Starts the probe server as [`start`](Self::start) does, when it is
+    /// [`enabled`](Self::enabled), and pushes it and its drain on `parts` (the drain
+    /// shuts down first). The metrics path serves the render given in code, else
+    /// `with.recorder` (whose check durations are then recorded too), nothing when
+    /// `with.metrics_on` is false.
+    pub fn start_parts(
+        &mut self,
+        with: Composition<'_>,
+        parts: &Unwind,
+    ) -> Result<Option<ServingServer>, ServerSetupError> {
+        if !self.enabled {
+            return Ok(None);
+        }
+        let Composition {
+            runtime,
+            service_name,
+            server,
+            drain_delay,
+            metrics_on,
+            recorder,
+            on_probe_panic,
+        } = with;
+        let mut metrics_served = false;
+        let started = self.start(
+            runtime,
+            service_name,
+            server,
+            drain_delay,
+            |service, own| {
+                service.on_probe_panic(on_probe_panic);
+                let render = metrics_render(service, own, metrics_on, recorder);
+                metrics_served = render.is_some();
+                render
+            },
+        )?;
+        let scheme = if self.has_tls() { "https" } else { "http" };
+        let addr = started.running.local_addr();
+        let serving = ServingServer {
+            service: started.service.clone(),
+            addr,
+            counters: started.running.counters(),
+            probes: format!(
+                "{scheme}://{addr} {} {} {}",
+                server.live, server.ready, server.startup
+            ),
+            metrics: metrics_served.then(|| server.metrics.clone()),
+        };
+        parts.push(started.running);
+        parts.push(started.drain);
+        Ok(Some(serving))
+    }
+}
+
+/// What the metrics path serves: the render given in code, else the installed
+/// recorder's (with the check durations recorded), nothing when metrics are off.
+fn metrics_render(
+    service: &HealthService,
+    own: Option<MetricsRender>,
+    metrics_on: bool,
+    recorder: Option<MetricsRender>,
+) -> Option<MetricsRender> {
+    if !metrics_on {
+        return None;
+    }
+    match (own, recorder) {
+        (None, Some(installed)) => {
+            piko_obs_health::telemetry::observe_metrics(service);
+            Some(installed)
+        }
+        (own, _) => own,
+    }
+}
+
+/// The probe server [`ServerSetup::start_parts`] started, now serving (its parts are on
+/// the stack).
+#[derive(Debug, Clone)]
+pub struct ServingServer {
+    /// The health service, to add probes later or to signal drain early.
+    pub service: HealthService,
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    counters: ConnectionCounters,
+    probes: String,
+    metrics: Option<String>,
+}
+
+impl ServingServer {
+    /// Makes the server's connection counters the process-wide ones of [`global`].
+    pub fn install(&self) {
+        *global::COUNTERS.write().unwrap_or_else(|p| p.into_inner()) = Some(self.counters.clone());
+    }
+
+    /// The server as a start-up summary shows it: `scheme://address live ready startup`,
+    /// and the metrics path, or `off` when it serves nothing.
+    pub fn shown(&self) -> (String, String) {
+        let metrics = self.metrics.clone().unwrap_or_else(|| "off".into());
+        (self.probes.clone(), metrics)
     }
 }
 

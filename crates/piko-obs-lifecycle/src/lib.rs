@@ -1,4 +1,5 @@
-//! The lifecycle contract of piko-obs, with no dependency but `std`.
+//! The lifecycle contract of piko-obs, with no dependency but `std` (tokio comes with the
+//! `signal` and `runtime` features).
 //!
 //! - [`Lifecycle`]: what every started part implements (the probe server, the
 //!   notification dispatcher, the error forwarder, Sentry, the OTLP pipeline, the metrics
@@ -11,7 +12,11 @@
 //! - [`bounded`]: runs a blocking or async shutdown on a thread of its own and waits at
 //!   most its budget, so no part can hold the stack past its deadline.
 //! - [`settings`]: the one precedence of start-up settings (code, then environment, then
-//!   default), [`EnvSettingError`] and [`ConfigError`].
+//!   default), [`EnvSettingError`] and [`ConfigError`], the [`RunMode`] and the
+//!   [`Identity`] (environment and release) every part shares.
+//! - `signal` (feature `signal`): waiting for SIGTERM or SIGINT; `runtime` (feature
+//!   `runtime`): piko-obs's own tokio runtime as a part. Without features the crate
+//!   depends on `std` only.
 //!
 //! ```
 //! use std::time::Duration;
@@ -42,8 +47,12 @@
 use std::error::Error;
 use std::fmt;
 
+#[cfg(feature = "runtime")]
+pub mod runtime;
 pub mod settings;
-pub use settings::{ConfigError, EnvSettingError};
+#[cfg(feature = "signal")]
+pub mod signal;
+pub use settings::{ConfigError, EnvSettingError, Identity, RunMode};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 

@@ -1,9 +1,12 @@
 //! The one precedence of start-up settings: **code, then environment, then default**,
 //! and the two errors of a setting: [`EnvSettingError`] (a variable's value) and
-//! [`ConfigError`] (a setting a part's builder refuses).
+//! [`ConfigError`] (a setting a part's builder refuses). The settings every part shares
+//! live here too: the [`RunMode`] (`PIKO_RUN_MODE`) and the [`Identity`] (environment
+//! and release) every signal names.
 
 use std::error::Error;
 use std::fmt;
+use std::str::FromStr;
 
 /// An environment variable set to a value that cannot work: the variable, its value
 /// (these settings hold no secret) and how to fix it.
@@ -95,5 +98,240 @@ pub fn pick<T>(
             reason,
         }),
         None => Ok(default()),
+    }
+}
+
+/// The run mode, `dev` or `prod` (`with_run_mode` wins).
+pub const PIKO_RUN_MODE: &str = "PIKO_RUN_MODE";
+
+/// How the service runs: decides the console format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RunMode {
+    /// Development: pretty, coloured console lines.
+    #[default]
+    Dev,
+    /// Production: JSON lines.
+    Prod,
+}
+
+/// Piko's `RunModeDev`.
+pub const RUN_MODE_DEV: RunMode = RunMode::Dev;
+/// Piko's `RunModeProd`.
+pub const RUN_MODE_PROD: RunMode = RunMode::Prod;
+
+impl RunMode {
+    /// `dev` or `prod`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunMode::Dev => "dev",
+            RunMode::Prod => "prod",
+        }
+    }
+
+    /// The run mode of `code`, else [`PIKO_RUN_MODE`] read through `env`, else dev.
+    ///
+    /// ```
+    /// use piko_obs_lifecycle::settings::RunMode;
+    /// let env = |k: &str| (k == "PIKO_RUN_MODE").then(|| "prod".to_string());
+    /// assert_eq!(RunMode::resolve(None, &env), Ok(RunMode::Prod));
+    /// assert_eq!(RunMode::resolve(Some(RunMode::Dev), &env), Ok(RunMode::Dev));
+    /// ```
+    pub fn resolve(
+        code: Option<RunMode>,
+        env: &impl Fn(&str) -> Option<String>,
+    ) -> Result<RunMode, EnvSettingError> {
+        pick(
+            code,
+            PIKO_RUN_MODE,
+            env,
+            |v| v.parse().map_err(|_| "use dev or prod".to_string()),
+            || RunMode::Dev,
+        )
+    }
+}
+
+impl fmt::Display for RunMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Text that is not a run mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseRunModeError(pub String);
+
+impl fmt::Display for ParseRunModeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "unknown run mode {:?}: use dev or prod", self.0)
+    }
+}
+
+impl Error for ParseRunModeError {}
+
+impl FromStr for RunMode {
+    type Err = ParseRunModeError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "dev" | "development" => Ok(RunMode::Dev),
+            "prod" | "production" => Ok(RunMode::Prod),
+            _ => Err(ParseRunModeError(s.to_string())),
+        }
+    }
+}
+
+/// The value of `key` in `OTEL_RESOURCE_ATTRIBUTES` read through `env` (the last one
+/// given), taken as written: the reader for a program without the OTLP crate, whose
+/// `resource_attribute` also percent-decodes and refuses a malformed list.
+pub fn resource_attribute(env: impl Fn(&str) -> Option<String>, key: &str) -> Option<String> {
+    env("OTEL_RESOURCE_ATTRIBUTES")?
+        .split(',')
+        .filter_map(|pair| pair.split_once('='))
+        .rfind(|(k, _)| k.trim() == key)
+        .map(|(_, v)| v.trim().to_string())
+}
+
+/// The deployment environment and the release every signal names.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Identity {
+    /// Sentry's `environment`, the OTLP resource's `deployment.environment.name`, the
+    /// alerts' `environment`; `None` when unset everywhere (never `""`).
+    pub environment: Option<String>,
+    /// Sentry's `release`, the OTLP resource's `service.version`; `None` when unset.
+    pub release: Option<String>,
+}
+
+impl Identity {
+    /// The environment and the release in the one documented order: code, then Sentry's
+    /// variables (`SENTRY_ENVIRONMENT`, `SENTRY_RELEASE`), then `OTEL_RESOURCE_ATTRIBUTES`
+    /// (`deployment.environment.name`, `service.version`, read by `attribute`, a key to
+    /// its value), then piko-obs's own (`PIKO_ENVIRONMENT`, then `ENVIRONMENT`;
+    /// `PIKO_SERVICE_VERSION`). Blank counts as unset.
+    ///
+    /// ```
+    /// use piko_obs_lifecycle::settings::{Identity, resource_attribute};
+    /// let env = |k: &str| match k {
+    ///     "OTEL_RESOURCE_ATTRIBUTES" => Some("service.version=2.1".to_string()),
+    ///     "ENVIRONMENT" => Some("staging".to_string()),
+    ///     _ => None,
+    /// };
+    /// let id = Identity::resolve(None, None, env, |k| resource_attribute(env, k));
+    /// assert_eq!(id.environment.as_deref(), Some("staging"));
+    /// assert_eq!(id.release.as_deref(), Some("2.1"));
+    /// ```
+    pub fn resolve(
+        environment: Option<String>,
+        release: Option<String>,
+        env: impl Fn(&str) -> Option<String>,
+        attribute: impl Fn(&str) -> Option<String>,
+    ) -> Identity {
+        let set = |v: Option<String>| v.filter(|v| !v.trim().is_empty());
+        let environment = set(environment)
+            .or_else(|| set(env("SENTRY_ENVIRONMENT")))
+            .or_else(|| set(attribute("deployment.environment.name")))
+            .or_else(|| set(env("PIKO_ENVIRONMENT")))
+            .or_else(|| set(env("ENVIRONMENT")));
+        let release = set(release)
+            .or_else(|| set(env("SENTRY_RELEASE")))
+            .or_else(|| set(attribute("service.version")))
+            .or_else(|| set(env("PIKO_SERVICE_VERSION")));
+        Identity {
+            environment,
+            release,
+        }
+    }
+}
+
+/// The program's file name without its extension (`piko-obs` when it cannot be read):
+/// the default service name.
+pub fn program_name() -> String {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "piko-obs".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(
+        pairs: &'static [(&'static str, &'static str)],
+    ) -> impl Fn(&str) -> Option<String> + Copy {
+        move |k: &str| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| (*v).to_string())
+        }
+    }
+
+    fn identity(
+        environment: Option<String>,
+        release: Option<String>,
+        env: impl Fn(&str) -> Option<String> + Copy,
+    ) -> (Option<String>, Option<String>) {
+        let id = Identity::resolve(environment, release, env, |k| resource_attribute(env, k));
+        (id.environment, id.release)
+    }
+
+    #[test]
+    fn code_then_sentry_then_otel_resource_then_piko_variables() {
+        let all = vars(&[
+            ("SENTRY_ENVIRONMENT", "sentry-env"),
+            ("SENTRY_RELEASE", "sentry-rel"),
+            (
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "deployment.environment.name=otel-env,service.version=otel-rel",
+            ),
+            ("PIKO_ENVIRONMENT", "piko-env"),
+            ("ENVIRONMENT", "plain-env"),
+            ("PIKO_SERVICE_VERSION", "piko-rel"),
+        ]);
+        assert_eq!(
+            identity(Some("code".into()), Some("1.0".into()), all),
+            (Some("code".into()), Some("1.0".into()))
+        );
+        assert_eq!(
+            identity(None, None, all),
+            (Some("sentry-env".into()), Some("sentry-rel".into()))
+        );
+        let otel = vars(&[
+            (
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "deployment.environment.name=otel-env,service.version=otel-rel",
+            ),
+            ("ENVIRONMENT", "plain-env"),
+        ]);
+        assert_eq!(
+            identity(None, None, otel),
+            (Some("otel-env".into()), Some("otel-rel".into()))
+        );
+        let plain = vars(&[("ENVIRONMENT", "plain-env"), ("SENTRY_ENVIRONMENT", " ")]);
+        assert_eq!(
+            identity(None, None, plain),
+            (Some("plain-env".into()), None)
+        );
+        assert_eq!(identity(Some("".into()), None, vars(&[])), (None, None));
+    }
+
+    #[test]
+    fn the_run_mode_is_code_then_its_variable_then_dev() {
+        let prod = vars(&[(PIKO_RUN_MODE, "prod")]);
+        assert_eq!(RunMode::resolve(None, &prod).unwrap(), RunMode::Prod);
+        assert_eq!(
+            RunMode::resolve(Some(RunMode::Dev), &prod).unwrap(),
+            RunMode::Dev
+        );
+        assert_eq!(RunMode::resolve(None, &vars(&[])).unwrap(), RunMode::Dev);
+        let e = RunMode::resolve(None, &vars(&[(PIKO_RUN_MODE, "staging")])).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "environment variable PIKO_RUN_MODE=\"staging\": use dev or prod"
+        );
+        assert_eq!("Production".parse(), Ok(RunMode::Prod));
+        assert_eq!(
+            "qa".parse::<RunMode>().unwrap_err().to_string(),
+            "unknown run mode \"qa\": use dev or prod"
+        );
     }
 }

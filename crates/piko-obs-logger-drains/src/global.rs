@@ -7,7 +7,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use piko_obs_logger::global::{add_output, get_logger, hub, levels_changed, output_level};
-use piko_obs_logger::{AddOutputError, Directives, LevelSettingError, Output, OutputId, attr};
+use piko_obs_logger::{
+    AddOutputError, AddedOutput, Directives, LevelSettingError, Output, OutputId, attr,
+};
 
 use crate::RotationOptions;
 use crate::{ColorChoice, FileOutput, JsonOutput, OpenFileError, PrettyOutput, QueueOptions};
@@ -112,6 +114,48 @@ pub fn add_console(
     levels_changed();
     *owner = Stdout::Console(id);
     Ok(Some(id))
+}
+
+/// The console's format: what the run mode chooses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsoleFormat {
+    /// JSON lines (production).
+    Json,
+    /// Pretty, coloured lines (development).
+    Pretty,
+}
+
+/// Why [`start_console`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsoleError {
+    /// The console's writer thread could not start.
+    #[error("cannot start the console log output: {0}")]
+    Writer(std::io::Error),
+    /// The hub refused the output.
+    #[error(transparent)]
+    Output(#[from] AddOutputError),
+}
+
+/// Starts the console output of the start-up on stdout, in `format` at `filter` (see
+/// [`add_console`]): the part to put on the program's stack, or `None` when the program
+/// added a stdout output of its own first.
+pub fn start_console(
+    format: ConsoleFormat,
+    filter: Directives,
+) -> Result<Option<AddedOutput>, ConsoleError> {
+    let id = match format {
+        ConsoleFormat::Json => add_console(
+            filter,
+            JsonOutput::stdout().build().map_err(ConsoleError::Writer)?,
+        ),
+        ConsoleFormat::Pretty => add_console(
+            filter,
+            PrettyOutput::stdout()
+                .build()
+                .map_err(ConsoleError::Writer)?,
+        ),
+    }?;
+    Ok(id.map(|id| AddedOutput::new(hub(), id, "console output")))
 }
 
 /// Adds a stdout output of the program's, in place of the console output, and says so

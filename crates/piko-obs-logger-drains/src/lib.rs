@@ -48,8 +48,9 @@ mod format;
 mod global;
 mod writer;
 pub use global::{
-    OutputError, OutputOptions, add_console, add_file_output, add_file_output_with,
-    add_json_output, add_json_output_with, add_pretty_output, add_pretty_output_with,
+    ConsoleError, ConsoleFormat, OutputError, OutputOptions, add_console, add_file_output,
+    add_file_output_with, add_json_output, add_json_output_with, add_pretty_output,
+    add_pretty_output_with, start_console,
 };
 
 pub use file::{OpenFileError, RotatingFile, RotationOptions, backups};

@@ -1,11 +1,15 @@
 //! The `metrics` recorder of a process: [`RecorderSetup`] holds the settings given in
 //! code and checks them into a [`MetricsBuilder`]; [`install`] makes its recorder the
 //! process's `metrics` recorder, once per process, and [`installed`] and [`render`] reach
-//! it. Only the composing program calls [`install`].
+//! it, and [`start`] also starts the recorder's upkeep as a part of the program's stack.
+//! Only the composing program calls [`install`] and [`start`].
 
 use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
 
-use crate::{Metrics, MetricsBuilder, MetricsError};
+use piko_obs_lifecycle::Unwind;
+
+use crate::{Metrics, MetricsBuilder, MetricsError, Upkeep, guard};
 
 /// The recorder's settings given in code, checked by [`builder`](Self::builder).
 ///
@@ -74,6 +78,13 @@ impl RecorderSetup {
         self.enabled
     }
 
+    /// Whether [`start`] has anything to do: the recorder is on, no render of the
+    /// application's own replaces it (`custom_render`), and its series go somewhere (the
+    /// probe port `served` them, or they are `exported`, over OTLP for example).
+    pub fn wanted(&self, served: bool, custom_render: bool, exported: bool) -> bool {
+        self.enabled && !custom_render && (served || exported)
+    }
+
     /// The builder of these settings, each checked: an error names the setting.
     pub fn builder(&self) -> Result<MetricsBuilder, RecorderSetupError> {
         let setting = |setting| move |source| RecorderSetupError { setting, source };
@@ -134,6 +145,62 @@ pub enum InstallError {
     /// Another `metrics` recorder is installed.
     #[error("another `metrics` recorder is already installed")]
     RecorderInstalled,
+    /// The upkeep thread of [`start`] could not start.
+    #[error("cannot start the metrics upkeep: {0}")]
+    Upkeep(std::io::Error),
+}
+
+/// The series every part of the program describes and records, as the composing program
+/// lists them: [`start`] runs each describer once, when it installs the recorder, and
+/// adds each collector to it (run before each render).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Telemetry<'a> {
+    /// Describes a part's series (`describe_metrics` of its `telemetry` module).
+    pub describe: &'a [fn()],
+    /// Records a part's counters as series (`record_metrics`).
+    pub collect: &'a [fn()],
+}
+
+/// How often the upkeep of [`start`] runs (histogram upkeep, so memory stays bounded).
+pub const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// [`install`]s `builder`'s recorder (the first time, with the refused series counted
+/// and described, and `telemetry`'s describers and collectors), then starts its
+/// [`Upkeep`] every [`UPKEEP_EVERY`] and pushes it on `parts`. Returns the installed
+/// metrics, and true when this call installed them.
+///
+/// ```
+/// use std::time::Duration;
+/// use piko_obs_lifecycle::Unwind;
+/// use piko_obs_metrics::{MetricsBuilder, setup::{self, Telemetry}};
+///
+/// fn describe() {
+///     metrics::describe_counter!("orders_total", "Orders placed.");
+/// }
+/// let parts = Unwind::new(Duration::from_secs(1));
+/// let telemetry = Telemetry { describe: &[describe], collect: &[] };
+/// let (installed, fresh) = setup::start(MetricsBuilder::new(), telemetry, &parts).unwrap();
+/// metrics::counter!("orders_total").increment(1);
+/// assert!(fresh && installed.render().contains("orders_total 1"));
+/// ```
+pub fn start(
+    builder: MetricsBuilder,
+    telemetry: Telemetry<'_>,
+    parts: &Unwind,
+) -> Result<(&'static Metrics, bool), InstallError> {
+    let (installed, fresh) = install(builder, |metrics| {
+        metrics::describe_counter!(
+            guard::SERIES_REFUSED,
+            "Metric series not recorded, per metric (the first 100 names, then _other) and reason (invalid_name, cardinality_limit, metric_name_limit)."
+        );
+        telemetry.describe.iter().for_each(|describe| describe());
+        for collect in telemetry.collect {
+            metrics.add_collector(*collect);
+        }
+    })?;
+    let upkeep = Upkeep::start(installed.clone(), UPKEEP_EVERY).map_err(InstallError::Upkeep)?;
+    parts.push(upkeep);
+    Ok((installed, fresh))
 }
 
 static INSTALLED: OnceLock<Metrics> = OnceLock::new();

@@ -20,11 +20,12 @@
 //! ```
 
 pub use piko_obs_health::*;
+use piko_obs_health_warp::setup::Composition;
 pub use piko_obs_health_warp::{
     ConnectionCounters, ConnectionStats, DEFAULT_HEADER_READ_TIMEOUT,
     DEFAULT_HEALTH_RESPONSE_CACHE, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, HttpProbe,
     InvalidUrl, MAX_CONNECTION_TIMEOUT, MetricsRender, RunningServer, ServerBuilder, ServerError,
-    ServerSetup, ServerSetupError, TcpProbe, TlsMinVersion, TlsOptions,
+    ServerSetup, ServerSetupError, TcpProbe, TlsMinVersion, TlsOptions, setup::ServingServer,
 };
 use std::time::Duration;
 
@@ -35,25 +36,6 @@ use piko_obs_lifecycle::Unwind;
 
 use crate::start::{Resolved, Started};
 use crate::{Builder, InitError};
-
-/// Logs every probe panic at WARN under `piko-obs/health`, with the probe, the kind
-/// and the panic's message (the status served says only "probe panicked").
-pub(crate) fn log_probe_panics(service: &HealthService) {
-    service.on_probe_panic(|p| {
-        crate::logger::get_logger("piko-obs/health").warn(
-            "health probe panicked",
-            &[
-                piko_obs_logger::attr::string("probe", p.probe),
-                piko_obs_logger::attr::string("kind", p.kind.as_str()),
-                piko_obs_logger::attr::string("panic", p.message),
-            ],
-        )
-    });
-}
-
-/// Records the connection counters of the probe server `init()` started last.
-#[cfg(feature = "metrics")]
-pub(crate) use piko_obs_health_warp::setup::global::record_metrics;
 
 impl From<ServerSetupError> for InitError {
     fn from(e: ServerSetupError) -> Self {
@@ -170,63 +152,43 @@ impl Builder {
         started: &mut Started,
         parts: &Unwind,
     ) -> Result<(), InitError> {
-        let Some(rt) = started.runtime.clone().filter(|_| self.health.enabled()) else {
+        let Some(runtime) = &started.runtime else {
             return Ok(());
         };
-        let metrics_on = self.metrics_on();
-        let recorder = started.recorder_render();
-        let server = self.health.start(
-            &rt,
-            &r.service_name,
-            &r.probe_server,
-            r.drain_delay,
-            |service, own| {
-                log_probe_panics(service);
-                metrics_render(service, own, metrics_on, recorder)
-            },
-        )?;
-        server.install();
-        started.health = Some((server.service.clone(), server.running.local_addr()));
-        parts.push(server.running);
-        parts.push(server.drain);
+        let with = Composition {
+            runtime,
+            service_name: &r.service_name,
+            server: &r.probe_server,
+            drain_delay: r.drain_delay,
+            #[cfg(feature = "metrics")]
+            metrics_on: self.metrics.enabled(),
+            #[cfg(not(feature = "metrics"))]
+            metrics_on: true,
+            #[cfg(feature = "metrics")]
+            recorder: started
+                .recorder
+                .map(|installed| Arc::new(move || installed.render()) as _),
+            #[cfg(not(feature = "metrics"))]
+            recorder: None,
+            on_probe_panic: Box::new(log_probe_panic),
+        };
+        started.health = self.health.start_parts(with, parts)?;
+        if let Some(server) = &started.health {
+            server.install();
+        }
         Ok(())
     }
-
-    /// Whether the metrics path serves anything (the `metrics` feature's switch).
-    fn metrics_on(&self) -> bool {
-        #[cfg(feature = "metrics")]
-        return self.metrics.enabled();
-        #[cfg(not(feature = "metrics"))]
-        true
-    }
 }
 
-/// What `/metrics` serves: the application's render, or the installed recorder's.
-fn metrics_render(
-    service: &HealthService,
-    own: Option<MetricsRender>,
-    metrics_on: bool,
-    recorder: Option<MetricsRender>,
-) -> Option<MetricsRender> {
-    if !metrics_on {
-        return None;
-    }
-    match (own, recorder) {
-        (None, Some(installed)) => {
-            piko_obs_health::telemetry::observe_metrics(service);
-            Some(installed)
-        }
-        (own, _) => own,
-    }
-}
-
-impl Started {
-    /// The installed recorder's render, if `init()` installed one.
-    fn recorder_render(&self) -> Option<MetricsRender> {
-        #[cfg(feature = "metrics")]
-        if let Some(installed) = self.recorder {
-            return Some(Arc::new(move || installed.render()) as _);
-        }
-        None
-    }
+/// Logs a probe panic at WARN under `piko-obs/health`, with the probe, the kind and the
+/// panic's message (the status served says only "probe panicked").
+fn log_probe_panic(p: &ProbePanic<'_>) {
+    crate::logger::get_logger("piko-obs/health").warn(
+        "health probe panicked",
+        &[
+            crate::logger::attr::string("probe", p.probe),
+            crate::logger::attr::string("kind", p.kind.as_str()),
+            crate::logger::attr::string("panic", p.message),
+        ],
+    )
 }

@@ -45,8 +45,6 @@
 use std::fmt;
 use std::io::Write as _;
 use std::net::SocketAddr;
-use std::str::FromStr;
-use std::sync::Mutex;
 use std::time::Duration;
 
 pub use piko_obs_lifecycle as lifecycle;
@@ -64,55 +62,10 @@ pub mod otlp;
 #[cfg(feature = "sentry")]
 pub mod sentry;
 pub mod settings;
-pub mod signal;
+pub use piko_obs_lifecycle::signal;
 mod start;
 
-/// How the service runs: decides the console format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum RunMode {
-    /// Development: pretty, coloured console lines.
-    #[default]
-    Dev,
-    /// Production: JSON lines.
-    Prod,
-}
-
-/// Piko's `RunModeDev`.
-pub const RUN_MODE_DEV: RunMode = RunMode::Dev;
-/// Piko's `RunModeProd`.
-pub const RUN_MODE_PROD: RunMode = RunMode::Prod;
-
-impl RunMode {
-    /// `dev` or `prod`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunMode::Dev => "dev",
-            RunMode::Prod => "prod",
-        }
-    }
-}
-
-impl fmt::Display for RunMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Text that is not a run mode.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown run mode {0:?}: use dev or prod")]
-pub struct ParseRunModeError(pub String);
-
-impl FromStr for RunMode {
-    type Err = ParseRunModeError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "dev" | "development" => Ok(RunMode::Dev),
-            "prod" | "production" => Ok(RunMode::Prod),
-            _ => Err(ParseRunModeError(s.to_string())),
-        }
-    }
-}
+pub use piko_obs_lifecycle::settings::{ParseRunModeError, RUN_MODE_DEV, RUN_MODE_PROD, RunMode};
 
 /// Environment variable that, set to `true`, turns the console output off (as in Piko).
 pub const PIKO_DISABLE_CONSOLE_LOG: &str = "PIKO_DISABLE_CONSOLE_LOG";
@@ -297,64 +250,6 @@ impl Builder {
     }
 }
 
-/// piko-obs's own runtime as a part: stopped in the background after the parts that run
-/// on it (a runtime cannot be dropped inside an async caller).
-pub(crate) struct OwnRuntime(Mutex<Option<tokio::runtime::Runtime>>);
-
-impl OwnRuntime {
-    pub(crate) fn new(runtime: tokio::runtime::Runtime) -> Self {
-        Self(Mutex::new(Some(runtime)))
-    }
-}
-
-impl Lifecycle for OwnRuntime {
-    fn part(&self) -> &'static str {
-        "piko-obs runtime"
-    }
-
-    fn shutdown_within(&self, _budget: Duration) -> Result<(), lifecycle::ShutdownError> {
-        if let Some(rt) = self.0.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            rt.shutdown_background();
-        }
-        Ok(())
-    }
-}
-
-/// A key of `OTEL_RESOURCE_ATTRIBUTES` (the last one given), read whether or not OTLP is
-/// compiled in; without it, values are taken as written (not percent-decoded).
-#[cfg(feature = "otlp")]
-use otlp::resource_attribute;
-
-#[cfg(not(feature = "otlp"))]
-fn resource_attribute(env: impl Fn(&str) -> Option<String>, key: &str) -> Option<String> {
-    env("OTEL_RESOURCE_ATTRIBUTES")?
-        .split(',')
-        .filter_map(|pair| pair.split_once('='))
-        .rfind(|(k, _)| k.trim() == key)
-        .map(|(_, v)| v.trim().to_string())
-}
-
-/// The environment and the release every signal names, in the one documented order:
-/// code, then Sentry's variables, then `OTEL_RESOURCE_ATTRIBUTES`, then piko-obs's own
-/// (`PIKO_ENVIRONMENT`, `ENVIRONMENT`; `PIKO_SERVICE_VERSION`). Blank counts as unset.
-fn identity(
-    environment: Option<String>,
-    release: Option<String>,
-    env: impl Fn(&str) -> Option<String> + Copy,
-) -> (Option<String>, Option<String>) {
-    let set = |v: Option<String>| v.filter(|v| !v.trim().is_empty());
-    let environment = set(environment)
-        .or_else(|| set(env("SENTRY_ENVIRONMENT")))
-        .or_else(|| set(resource_attribute(env, "deployment.environment.name")))
-        .or_else(|| set(env("PIKO_ENVIRONMENT")))
-        .or_else(|| set(env("ENVIRONMENT")));
-    let release = set(release)
-        .or_else(|| set(env("SENTRY_RELEASE")))
-        .or_else(|| set(resource_attribute(env, "service.version")))
-        .or_else(|| set(env("PIKO_SERVICE_VERSION")));
-    (environment, release)
-}
-
 /// `init()` failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -365,9 +260,9 @@ pub enum InitError {
     /// An output could not be added.
     #[error(transparent)]
     Output(#[from] logger::AddOutputError),
-    /// The console writer thread could not start.
-    #[error("cannot start the console log output: {0}")]
-    Console(std::io::Error),
+    /// The console output could not start (its writer thread, or the hub refused it).
+    #[error(transparent)]
+    Console(#[from] logger::ConsoleError),
     /// Another `log` logger is installed.
     #[error(transparent)]
     LogBridge(#[from] logger::LogBridgeError),
@@ -458,19 +353,12 @@ pub enum InitError {
         "with_error_notifications needs notifications: remove with_notifications_enabled(false)"
     )]
     ErrorNotificationsWithoutNotifications,
-    /// piko-obs's runtime could not start.
+    /// piko-obs's runtime (or the metrics upkeep's thread) could not start.
     #[error("cannot start the piko-obs runtime: {0}")]
     Runtime(std::io::Error),
     /// An environment variable of [`settings`] is set to a value that cannot work.
     #[error(transparent)]
     Env(#[from] settings::EnvSettingError),
-}
-
-fn program_name() -> String {
-    std::env::current_exe()
-        .ok()
-        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
-        .unwrap_or_else(|| "piko-obs".into())
 }
 
 /// Shuts piko-obs down when dropped (or at [`Guard::shutdown`]), in this order:
@@ -531,58 +419,5 @@ impl Drop for Guard {
         if let Err(e) = self.shutdown() {
             let _ = writeln!(std::io::stderr(), "piko-obs: {e}");
         }
-    }
-}
-
-#[cfg(test)]
-mod identity_tests {
-    use super::identity;
-
-    #[test]
-    fn code_then_sentry_then_otel_resource_then_piko_variables() {
-        let vars = |pairs: &'static [(&'static str, &'static str)]| {
-            move |k: &str| {
-                pairs
-                    .iter()
-                    .find(|(n, _)| *n == k)
-                    .map(|(_, v)| (*v).to_string())
-            }
-        };
-        let all = vars(&[
-            ("SENTRY_ENVIRONMENT", "sentry-env"),
-            ("SENTRY_RELEASE", "sentry-rel"),
-            (
-                "OTEL_RESOURCE_ATTRIBUTES",
-                "deployment.environment.name=otel-env,service.version=otel-rel",
-            ),
-            ("PIKO_ENVIRONMENT", "piko-env"),
-            ("ENVIRONMENT", "plain-env"),
-            ("PIKO_SERVICE_VERSION", "piko-rel"),
-        ]);
-        assert_eq!(
-            identity(Some("code".into()), Some("1.0".into()), all),
-            (Some("code".into()), Some("1.0".into()))
-        );
-        assert_eq!(
-            identity(None, None, all),
-            (Some("sentry-env".into()), Some("sentry-rel".into()))
-        );
-        let otel = vars(&[
-            (
-                "OTEL_RESOURCE_ATTRIBUTES",
-                "deployment.environment.name=otel-env,service.version=otel-rel",
-            ),
-            ("ENVIRONMENT", "plain-env"),
-        ]);
-        assert_eq!(
-            identity(None, None, otel),
-            (Some("otel-env".into()), Some("otel-rel".into()))
-        );
-        let plain = vars(&[("ENVIRONMENT", "plain-env"), ("SENTRY_ENVIRONMENT", " ")]);
-        assert_eq!(
-            identity(None, None, plain),
-            (Some("plain-env".into()), None)
-        );
-        assert_eq!(identity(Some("".into()), None, vars(&[])), (None, None));
     }
 }

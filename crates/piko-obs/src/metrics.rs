@@ -23,10 +23,11 @@ pub use piko_obs_metrics::setup::{installed, render};
 pub use piko_obs_metrics::*;
 
 use crate::logger;
-use std::time::Duration;
 
 use piko_obs_lifecycle::Unwind;
-use piko_obs_metrics::setup::{InstallError, RecorderSetting, RecorderSetup, RecorderSetupError};
+use piko_obs_metrics::setup::{
+    InstallError, RecorderSetting, RecorderSetup, RecorderSetupError, Telemetry,
+};
 
 use crate::start::{Resolved, Started};
 use crate::{Builder, InitError};
@@ -61,64 +62,52 @@ impl From<InstallError> for InitError {
                 source,
             },
             InstallError::RecorderInstalled => RecorderInstalledError.into(),
+            InstallError::Upkeep(e) => InitError::Runtime(e),
         }
     }
 }
 
-/// Installs the recorder built from `builder` (the first time), with every crate's
-/// series described and its counters collected; later calls return the installed
-/// metrics. True when this call installed it.
-pub(crate) fn install(builder: MetricsBuilder) -> Result<(&'static Metrics, bool), InitError> {
-    let builder = builder.on_refused(|refusal| {
-        let why = refusal.to_string();
-        logger::get_logger("piko-obs/metrics").warn(
-            "metric series not recorded",
-            &[
-                piko_obs_logger::attr::string("metric", &refusal.metric),
-                piko_obs_logger::attr::string("reason", refusal.reason.as_str()),
-                piko_obs_logger::attr::string("why", &why),
-            ],
-        )
-    });
-    piko_obs_metrics::setup::install(builder, |metrics| {
-        describe_metrics();
-        collect_metrics(metrics);
-    })
-    .map_err(InitError::from)
-}
+/// The series of every subsystem compiled in: described when the recorder is installed,
+/// collected at each render.
+const TELEMETRY: Telemetry<'static> = Telemetry {
+    describe: &[
+        piko_obs_logger::telemetry::describe_metrics,
+        #[cfg(feature = "health")]
+        piko_obs_health_warp::telemetry::describe_metrics,
+        #[cfg(feature = "notify")]
+        crate::notification::telemetry::describe_metrics,
+        #[cfg(feature = "notify")]
+        piko_obs_error_alerts::telemetry::describe_metrics,
+        #[cfg(feature = "notify")]
+        crate::notification::MemoryDeadLetterStore::describe_metrics,
+        #[cfg(feature = "sentry")]
+        crate::sentry::telemetry::describe_metrics,
+        #[cfg(feature = "otlp")]
+        crate::otlp::telemetry::describe_metrics,
+    ],
+    collect: &[
+        || piko_obs_logger::telemetry::record_metrics(logger::hub()),
+        #[cfg(feature = "health")]
+        piko_obs_health_warp::setup::global::record_metrics,
+        #[cfg(feature = "notify")]
+        crate::notification::record_metrics,
+        #[cfg(feature = "sentry")]
+        piko_obs_sentry::setup::global::record_metrics,
+        #[cfg(feature = "otlp")]
+        || crate::otlp::pipeline().map_or((), |p| p.record_metrics()),
+    ],
+};
 
-/// Describes the series of every subsystem compiled in.
-fn describe_metrics() {
-    metrics::describe_counter!(
-        guard::SERIES_REFUSED,
-        "Metric series not recorded, per metric (the first 100 names, then _other) and reason (invalid_name, cardinality_limit, metric_name_limit)."
-    );
-    piko_obs_logger::telemetry::describe_metrics();
-    #[cfg(feature = "health")]
-    piko_obs_health_warp::telemetry::describe_metrics();
-    #[cfg(feature = "notify")]
-    crate::notification::telemetry::describe_metrics();
-    #[cfg(feature = "notify")]
-    piko_obs_error_alerts::telemetry::describe_metrics();
-    #[cfg(feature = "notify")]
-    crate::notification::MemoryDeadLetterStore::describe_metrics();
-    #[cfg(feature = "sentry")]
-    crate::sentry::telemetry::describe_metrics();
-    #[cfg(feature = "otlp")]
-    crate::otlp::telemetry::describe_metrics();
-}
-
-/// Records the counters of every subsystem compiled in at each render.
-fn collect_metrics(metrics: &Metrics) {
-    metrics.add_collector(|| piko_obs_logger::telemetry::record_metrics(logger::hub()));
-    #[cfg(feature = "health")]
-    metrics.add_collector(crate::health::record_metrics);
-    #[cfg(feature = "notify")]
-    metrics.add_collector(crate::notification::record_metrics);
-    #[cfg(feature = "sentry")]
-    metrics.add_collector(piko_obs_sentry::setup::global::record_metrics);
-    #[cfg(feature = "otlp")]
-    metrics.add_collector(|| crate::otlp::pipeline().map_or((), |p| p.record_metrics()));
+/// Logs the first refusal of each metric's series at WARN under `piko-obs/metrics`.
+fn log_refusal(refusal: &guard::Refusal) {
+    logger::get_logger("piko-obs/metrics").warn(
+        "metric series not recorded",
+        &[
+            logger::attr::string("metric", &refusal.metric),
+            logger::attr::string("reason", refusal.reason.as_str()),
+            logger::attr::string("why", &refusal.to_string()),
+        ],
+    )
 }
 
 impl Builder {
@@ -202,27 +191,23 @@ impl Builder {
         let pipeline = started.pipeline.as_ref();
         #[cfg(not(feature = "otlp"))]
         let pipeline: Option<&()> = None;
-        if !self.metrics.enabled() || custom || !(served || pipeline.is_some()) {
+        if !self.metrics.wanted(served, custom, pipeline.is_some()) {
             return Ok(());
         }
-        // The same buckets over OTLP as on `/metrics`: the pipeline has a view for each.
         #[cfg_attr(not(feature = "otlp"), allow(unused_mut))]
-        let mut builder = r.metrics.clone();
+        let mut builder = r.metrics.clone().on_refused(log_refusal);
+        // The same buckets over OTLP as on `/metrics`: the recorder is installed once per
+        // process; the slot in it takes the recorder of each pipeline started.
         #[cfg(feature = "otlp")]
         if pipeline.is_some() {
-            // The recorder is installed once per process; the slot in it takes the
-            // recorder of each pipeline started, this one's below.
             builder = builder.with_extra_recorder(crate::otlp::setup::metrics_slot().clone());
         }
-        let (installed, fresh) = install(builder)?;
+        let (installed, fresh) = setup::start(builder, TELEMETRY, parts)?;
         #[cfg(feature = "otlp")]
         if let Some(p) = pipeline {
             crate::otlp::setup::export_metrics(p, fresh);
         }
         let _ = fresh;
-        let upkeep =
-            Upkeep::start(installed.clone(), Duration::from_secs(5)).map_err(InitError::Runtime)?;
-        parts.push(upkeep);
         started.recorder = Some(installed);
         Ok(())
     }

@@ -23,35 +23,18 @@
 //!
 //! A value that cannot work fails `init()` with an error naming the variable.
 
-use crate::RunMode;
-
-/// The run mode, `dev` or `prod` (`with_run_mode` wins).
-pub const PIKO_RUN_MODE: &str = "PIKO_RUN_MODE";
 #[cfg(feature = "health")]
 pub use piko_obs_health_warp::{
     PIKO_HEALTH_BIND_ADDRESS, PIKO_HEALTH_LIVE_PATH, PIKO_HEALTH_METRICS_PATH, PIKO_HEALTH_PORT,
     PIKO_HEALTH_READY_PATH, PIKO_HEALTH_STARTUP_PATH,
 };
 pub use piko_obs_lifecycle::EnvSettingError;
-use piko_obs_lifecycle::settings::pick;
+pub use piko_obs_lifecycle::settings::PIKO_RUN_MODE;
 
-/// The run mode of code, `PIKO_RUN_MODE` or the default (dev).
-pub(crate) fn run_mode(
-    code: Option<RunMode>,
-    env: &impl Fn(&str) -> Option<String>,
-) -> Result<RunMode, EnvSettingError> {
-    pick(
-        code,
-        PIKO_RUN_MODE,
-        env,
-        |v| v.parse().map_err(|_| "use dev or prod".to_string()),
-        || RunMode::Dev,
-    )
-}
-
-#[cfg(test)]
+#[cfg(all(test, feature = "health"))]
 mod tests {
     use super::*;
+    use crate::RunMode;
     use piko_obs_health_warp::{ProbeServer, ServerSettings as ProbeServerInCode};
 
     fn env(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
@@ -88,9 +71,12 @@ mod tests {
                 metrics: "/metrics".into(),
             }
         );
-        assert_eq!(run_mode(None, &vars).unwrap(), RunMode::Prod);
-        assert_eq!(run_mode(Some(RunMode::Dev), &vars).unwrap(), RunMode::Dev);
-        assert_eq!(run_mode(None, &env(&[])).unwrap(), RunMode::Dev);
+        assert_eq!(RunMode::resolve(None, &vars).unwrap(), RunMode::Prod);
+        assert_eq!(
+            RunMode::resolve(Some(RunMode::Dev), &vars).unwrap(),
+            RunMode::Dev
+        );
+        assert_eq!(RunMode::resolve(None, &env(&[])).unwrap(), RunMode::Dev);
         let defaults = ProbeServerInCode::default().resolve(&env(&[])).unwrap();
         assert_eq!((defaults.bind.as_str(), defaults.port), ("127.0.0.1", 9090));
     }
@@ -119,7 +105,7 @@ mod tests {
             let text = e.to_string();
             assert!(text.contains(variable) && text.contains(hint), "{text}");
         }
-        let e = run_mode(None, &env(&[(PIKO_RUN_MODE, "staging")])).unwrap_err();
+        let e = RunMode::resolve(None, &env(&[(PIKO_RUN_MODE, "staging")])).unwrap_err();
         assert_eq!(
             e.to_string(),
             "environment variable PIKO_RUN_MODE=\"staging\": use dev or prod"

@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
+use piko_obs_lifecycle::runtime::OwnRuntime;
+use piko_obs_lifecycle::settings::{Identity, program_name};
 use piko_obs_lifecycle::{Stack, Unwind};
-use piko_obs_logger::AddedOutput;
 
 #[cfg(feature = "health")]
 use crate::health;
@@ -14,7 +15,14 @@ use crate::metrics;
 use crate::otlp;
 #[cfg(feature = "sentry")]
 use crate::sentry;
-use crate::{Builder, Guard, InitError, PIKO_DISABLE_CONSOLE_LOG, RunMode, logger, settings};
+use crate::{Builder, Guard, InitError, PIKO_DISABLE_CONSOLE_LOG, RunMode, logger};
+
+/// A key of `OTEL_RESOURCE_ATTRIBUTES` (the last one given): with OTLP compiled in,
+/// percent-decoded as the OTLP resource reads it; without, taken as written.
+#[cfg(feature = "otlp")]
+use crate::otlp::resource_attribute;
+#[cfg(not(feature = "otlp"))]
+use piko_obs_lifecycle::settings::resource_attribute;
 
 /// The bound on unwinding a failed `init()`.
 const UNWIND_BOUND: Duration = Duration::from_secs(1);
@@ -56,7 +64,7 @@ pub(crate) struct Started {
     pub(crate) forwarder: Option<piko_obs_error_alerts::setup::StartedForwarder>,
     pub(crate) dead_letters: String,
     #[cfg(feature = "health")]
-    pub(crate) health: Option<(health::HealthService, std::net::SocketAddr)>,
+    pub(crate) health: Option<health::ServingServer>,
 }
 
 pub(crate) fn env(k: &str) -> Option<String> {
@@ -67,19 +75,19 @@ impl Builder {
     /// Code, then environment, then default, for every setting (see `settings`); every
     /// error names the setting.
     pub(crate) fn resolve(&self) -> Result<Resolved, InitError> {
-        let run_mode = settings::run_mode(self.run_mode, &env)?;
+        let run_mode = RunMode::resolve(self.run_mode, &env)?;
         let level = logger::resolve_directives(
             self.log_level.as_deref().map(|l| ("with_log_level", l)),
             logger::PIKO_LOG_LEVEL,
             env,
         )?;
         // One environment and one release for every signal.
-        let (environment, release) =
-            crate::identity(self.environment.clone(), self.release.clone(), env);
-        let service_name = self
-            .service_name
-            .clone()
-            .unwrap_or_else(crate::program_name);
+        let (environment, release) = (self.environment.clone(), self.release.clone());
+        let Identity {
+            environment,
+            release,
+        } = Identity::resolve(environment, release, env, |k| resource_attribute(env, k));
+        let service_name = self.service_name.clone().unwrap_or_else(program_name);
         #[cfg(feature = "notify")]
         self.error_notifications.check(self.notify.enabled())?;
         let console = self
@@ -115,23 +123,17 @@ impl Builder {
     /// Whether any part needs piko-obs's runtime.
     fn needs_runtime(&self, r: &Resolved) -> bool {
         let _ = r;
-        #[cfg(feature = "health")]
-        if self.health.enabled() {
-            return true;
-        }
-        #[cfg(feature = "notify")]
-        if self.notify.enabled() {
-            return true;
-        }
-        #[cfg(feature = "otlp")]
-        if r.otlp.enabled {
-            return true;
-        }
-        #[cfg(feature = "sentry")]
-        if r.sentry.is_some() {
-            return true;
-        }
-        false
+        [
+            #[cfg(feature = "health")]
+            self.health.enabled(),
+            #[cfg(feature = "notify")]
+            self.notify.enabled(),
+            #[cfg(feature = "otlp")]
+            r.otlp.enabled,
+            #[cfg(feature = "sentry")]
+            r.sentry.is_some(),
+        ]
+        .contains(&true)
     }
 
     /// Starts every part in order, each pushed on one stack: a failure unwinds what
@@ -148,9 +150,9 @@ impl Builder {
         };
         if self.needs_runtime(&r) {
             // piko-obs's runtime, for the probe server, the dispatcher and the exporters.
-            let runtime = piko_runtime()?;
+            let runtime = OwnRuntime::start().map_err(InitError::Runtime)?;
             started.runtime = Some(runtime.handle().clone());
-            parts.push(crate::OwnRuntime::new(runtime));
+            parts.push(runtime);
         }
         #[cfg(feature = "otlp")]
         self.start_otlp(&r, &mut started, &parts)?;
@@ -177,9 +179,9 @@ impl Builder {
             shutdown_timeout: self.shutdown_timeout,
             drain_delay: r.drain_delay,
             #[cfg(feature = "health")]
-            health: started.health.as_ref().map(|(s, _)| s.clone()),
+            health: started.health.as_ref().map(|s| s.service.clone()),
             #[cfg(feature = "health")]
-            health_addr: started.health.map(|(_, a)| a),
+            health_addr: started.health.map(|s| s.addr),
             #[cfg(not(feature = "health"))]
             health_addr: None,
             stack,
@@ -194,25 +196,15 @@ impl Builder {
             hub.set_secret_keys(logger::SecretKeys::new(keys));
         }
         logger::set_framework_level(r.level.clone());
-        if r.console {
-            let console = match r.run_mode {
-                RunMode::Prod => logger::add_console(
-                    r.level.clone(),
-                    logger::JsonOutput::stdout()
-                        .build()
-                        .map_err(InitError::Console)?,
-                ),
-                RunMode::Dev => logger::add_console(
-                    r.level.clone(),
-                    logger::PrettyOutput::stdout()
-                        .build()
-                        .map_err(InitError::Console)?,
-                ),
-            };
-            // None when the program added a stdout output of its own before init().
-            if let Some(id) = console? {
-                parts.push(AddedOutput::new(hub, id, "console output"));
-            }
+        let format = match r.run_mode {
+            RunMode::Prod => logger::ConsoleFormat::Json,
+            RunMode::Dev => logger::ConsoleFormat::Pretty,
+        };
+        // None when the program added a stdout output of its own before init().
+        if r.console
+            && let Some(console) = logger::start_console(format, r.level.clone())?
+        {
+            parts.push(console);
         }
         if self.log_bridge {
             logger::install_log_bridge()?;
@@ -234,7 +226,7 @@ impl Builder {
     /// One line that says what started (never a secret: no DSN, header or URL
     /// credentials).
     fn announce(&self, r: &Resolved, started: &Started) {
-        let (probes, metrics_path) = self.shown_probes(r, started);
+        let (probes, metrics_path) = started.shown_probes();
         let otlp = |signal: &str| self.shown_otlp(r, started, signal);
         #[cfg(feature = "sentry")]
         let sentry = if started.sentry { "on" } else { "off" };
@@ -274,40 +266,15 @@ impl Builder {
         #[cfg(not(feature = "otlp"))]
         "off (the otlp feature is off)".to_string()
     }
+}
 
-    /// The probe server's address and paths, and the `/metrics` path, or `off`.
-    fn shown_probes(&self, r: &Resolved, started: &Started) -> (String, String) {
-        let _ = (r, started);
+impl Started {
+    /// The probe server's part of the summary (`ServingServer::shown`), or `off`.
+    fn shown_probes(&self) -> (String, String) {
         #[cfg(feature = "health")]
-        if let Some((_, addr)) = &started.health {
-            let p = &r.probe_server;
-            let scheme = if self.health.has_tls() {
-                "https"
-            } else {
-                "http"
-            };
-            let probes = format!("{scheme}://{addr} {} {} {}", p.live, p.ready, p.startup);
-            #[cfg(feature = "metrics")]
-            let served = self.metrics.enabled()
-                && (started.recorder.is_some() || self.health.has_metrics_render());
-            #[cfg(not(feature = "metrics"))]
-            let served = self.health.has_metrics_render();
-            let metrics = if served {
-                p.metrics.clone()
-            } else {
-                "off".into()
-            };
-            return (probes, metrics);
+        if let Some(server) = &self.health {
+            return server.shown();
         }
         ("off".into(), "off".into())
     }
-}
-
-fn piko_runtime() -> Result<tokio::runtime::Runtime, InitError> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("piko-obs-runtime")
-        .enable_all()
-        .build()
-        .map_err(InitError::Runtime)
 }

@@ -1,18 +1,23 @@
 //! Waiting for the signal that asks the process to stop (SIGTERM from Kubernetes or
-//! systemd, SIGINT from Ctrl-C), so that `main` can run the guard's shutdown.
+//! systemd, SIGINT from Ctrl-C), so that `main` can run the guard's shutdown (feature
+//! `signal`; re-exported as `piko_obs::signal`).
 //!
 //! ```no_run
 //! # async fn serve() {}
+//! # struct Guard;
+//! # fn start() -> Guard { Guard }
+//! use piko_obs_lifecycle::signal::ShutdownSignals;
+//!
 //! #[tokio::main]
 //! async fn main() {
 //!     // Register first: a SIGTERM that arrives during start-up is then not fatal.
-//!     let mut signals = piko_obs::signal::ShutdownSignals::register().expect("signal handlers");
-//!     let guard = piko_obs::builder().init().expect("piko-obs");
+//!     let mut signals = ShutdownSignals::register().expect("signal handlers");
+//!     let guard = start(); // piko_obs::builder().init(), for example
 //!     tokio::select! {
 //!         _ = serve() => {}
 //!         signal = signals.recv() => eprintln!("stopping on {signal}"),
 //!     }
-//!     guard.shutdown().ok();
+//!     drop(guard);
 //! }
 //! ```
 
