@@ -31,7 +31,9 @@ pub use piko_obs_health_warp::{
 pub use piko_obs_lifecycle::EnvSettingError;
 pub use piko_obs_lifecycle::settings::PIKO_RUN_MODE;
 
-#[cfg(all(test, feature = "health"))]
+// The probe server's variables need the `health` feature.
+#[cfg(feature = "health")]
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::RunMode;
