@@ -95,10 +95,8 @@ impl Default for JsonFormat {
 
 #[inline]
 fn json_field(buf: &mut Vec<u8>, record: &Record<'_>, a: &Attr<'_>) {
-    buf.push(b',');
-    write_str(buf, a.key());
-    buf.push(b':');
-    write_value(buf, &a.value(), record.is_secret(a.key()));
+    let secret = record.write_json_key(buf, a.key());
+    write_value(buf, &a.value(), secret);
 }
 
 thread_local! {
