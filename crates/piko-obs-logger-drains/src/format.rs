@@ -95,45 +95,73 @@ impl Default for JsonFormat {
 
 #[inline]
 fn json_field(buf: &mut Vec<u8>, record: &Record<'_>, a: &Attr<'_>) {
-    buf.push(b',');
-    write_str(buf, a.key());
-    buf.push(b':');
-    write_value(buf, &a.value(), record.is_secret(a.key()));
+    let secret = record.write_json_key(buf, a.key());
+    write_value(buf, &a.value(), secret);
 }
 
 thread_local! {
-    /// The last second formatted on this thread: (seconds, offset, `YYYY-MM-DDTHH:MM:SS`).
-    static SECOND: std::cell::Cell<(i64, i32, [u8; 19])> =
-        const { std::cell::Cell::new((i64::MIN, 0, [0; 19])) };
+    /// The last second formatted on this thread: (seconds, offset,
+    /// `YYYY-MM-DDTHH:MM:SS.`).
+    static SECOND: std::cell::RefCell<(i64, i32, [u8; 20])> =
+        const { std::cell::RefCell::new((i64::MIN, 0, [0; 20])) };
 }
 
 /// RFC 3339 with nanoseconds, reusing the date and time of day while the second is the
-/// same: the common case is one 30-byte copy.
+/// same: the common case is the 20-byte prefix copied from where it is kept, then the
+/// nine digits as one 8-byte word and a byte.
 fn write_time(buf: &mut Vec<u8>, t: SystemTime, offset: i32) {
     let Ok(d) = t.duration_since(UNIX_EPOCH) else {
         write_rfc3339(buf, t, offset, 9);
         return;
     };
     let secs = d.as_secs() as i64;
-    let (s, o, prefix) = SECOND.get();
-    if s == secs && o == offset {
-        let mut out = [0u8; 29];
-        out[..19].copy_from_slice(&prefix);
-        out[19] = b'.';
-        let mut n = d.subsec_nanos();
-        for i in (20..29).rev() {
-            out[i] = b'0' + (n % 10) as u8;
-            n /= 10;
-        }
-        buf.extend_from_slice(&out);
+    let reused = SECOND
+        .try_with(|c| {
+            let c = c.try_borrow().ok()?;
+            (c.0 == secs && c.1 == offset).then(|| buf.extend_from_slice(&c.2))
+        })
+        .ok()
+        .flatten()
+        .is_some();
+    if reused {
+        let n = d.subsec_nanos();
+        buf.extend_from_slice(&eight_digits(n / 10).to_le_bytes());
+        buf.push(b'0' + (n % 10) as u8);
         write_offset(buf, offset);
     } else {
         let start = buf.len();
         write_rfc3339(buf, t, offset, 9);
-        if let Ok(p) = <[u8; 19]>::try_from(&buf[start..start + 19]) {
-            SECOND.set((secs, offset, p));
+        if let Some(p) = buf.get(start..start + 20)
+            && let Ok(p) = <[u8; 20]>::try_from(p)
+            // Only a four-digit year has the point here.
+            && p[19] == b'.'
+        {
+            let _ = SECOND.try_with(|c| {
+                if let Ok(mut c) = c.try_borrow_mut() {
+                    *c = (secs, offset, p);
+                }
+            });
         }
     }
+}
+
+/// The two decimal digits of each number below 100, as a little-endian `u16`.
+static PAIRS: [u16; 100] = {
+    let mut t = [0u16; 100];
+    let mut i = 0;
+    while i < 100 {
+        t[i] = u16::from_le_bytes([b'0' + (i / 10) as u8, b'0' + (i % 10) as u8]);
+        i += 1;
+    }
+    t
+};
+
+/// `n` (below 10^8) as eight digits with leading zeros, in the bytes of a little-endian
+/// word, two digits at a time.
+#[inline]
+fn eight_digits(n: u32) -> u64 {
+    let pair = |v: u32| u64::from(PAIRS[(v % 100) as usize]);
+    pair(n / 1_000_000) | pair(n / 10_000) << 16 | pair(n / 100) << 32 | pair(n) << 48
 }
 
 fn write_offset(buf: &mut Vec<u8>, offset: i32) {
@@ -396,5 +424,40 @@ impl Format for PrettyFormat {
             });
         }
         buf.push(b'\n');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// Lines within one second reuse its date and time of day; each line's time reads as
+    /// the full RFC 3339 encoding of its own instant.
+    #[test]
+    fn times_within_a_second_match_the_full_encoding() {
+        let base = UNIX_EPOCH + Duration::from_secs(1_764_089_150);
+        for (i, nanos) in [0, 5, 123_456_789, 999_999_999, 10_000_000, 7]
+            .into_iter()
+            .enumerate()
+        {
+            for offset in [0, 3600, -(5 * 3600 + 30 * 60)] {
+                let t = base + Duration::new(i as u64 % 2, nanos);
+                let mut full = Vec::new();
+                write_rfc3339(&mut full, t, offset, 9);
+                let mut fast = Vec::new();
+                write_time(&mut fast, t, offset);
+                write_time(&mut fast, t, offset);
+                assert_eq!(fast, [full.clone(), full].concat(), "{nanos} {offset}");
+            }
+        }
+    }
+
+    #[test]
+    fn eight_digits_keep_leading_zeros() {
+        for n in [0, 7, 10, 99_999_999, 1_234_567, 50_000_000] {
+            let text = String::from_utf8(eight_digits(n).to_le_bytes().to_vec()).unwrap();
+            assert_eq!(text, format!("{n:08}"));
+        }
     }
 }

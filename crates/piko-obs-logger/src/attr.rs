@@ -355,12 +355,124 @@ struct SecretPatterns {
 
 static NEXT_SECRETS_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
-/// One slot of the per-thread cache: (key address, key length, pattern-set id, answer).
-type CacheSlot = (usize, usize, u64, bool);
+/// The longest JSON member prefix (`,"key":`, the key escaped) a key cache slot holds.
+const KEY_JSON_MAX: usize = 32;
+
+/// What the per-thread key cache knows of one static key: its address and length, the
+/// pattern set that decided whether it is secret, that answer, and the key's JSON member
+/// prefix `,"key":` (`json_len` 0 when it does not fit).
+#[derive(Clone, Copy)]
+pub(crate) struct KeySlot {
+    addr: usize,
+    len: usize,
+    secrets: u64,
+    secret: bool,
+    json_len: u8,
+    json: [u8; KEY_JSON_MAX],
+}
+
+const EMPTY_KEY_SLOT: KeySlot = KeySlot {
+    addr: 0,
+    len: 0,
+    secrets: 0,
+    secret: false,
+    json_len: 0,
+    json: [0; KEY_JSON_MAX],
+};
+
+/// Slots in the per-thread key cache (a power of two).
+const KEY_SLOTS: usize = 128;
 
 thread_local! {
-    static SECRET_CACHE: std::cell::RefCell<[CacheSlot; 256]> =
-        const { std::cell::RefCell::new([(0, 0, 0, false); 256]) };
+    static KEY_CACHE: std::cell::RefCell<[KeySlot; KEY_SLOTS]> =
+        const { std::cell::RefCell::new([EMPTY_KEY_SLOT; KEY_SLOTS]) };
+}
+
+impl KeySlot {
+    /// Decides and encodes `key` for the pattern set `secrets`.
+    fn new(key: &'static str, secrets: &SecretKeys) -> KeySlot {
+        let mut json = Vec::with_capacity(key.len() + 4);
+        json.push(b',');
+        crate::json::write_str(&mut json, key);
+        json.push(b':');
+        let mut slot = KeySlot {
+            addr: key.as_ptr() as usize,
+            len: key.len(),
+            secrets: secrets.inner.id,
+            secret: secrets.is_secret(key),
+            json_len: 0,
+            json: [0; KEY_JSON_MAX],
+        };
+        if let Some(dst) = slot.json.get_mut(..json.len()) {
+            dst.copy_from_slice(&json);
+            slot.json_len = json.len() as u8;
+        }
+        slot
+    }
+
+    /// The key's JSON member prefix `,"key":`, or `None` when it is too long to cache.
+    #[inline]
+    fn json(&self) -> Option<&[u8]> {
+        self.json
+            .get(..usize::from(self.json_len))
+            .filter(|j| !j.is_empty())
+    }
+}
+
+/// Runs `f` on the per-thread cache slot of the static `key` under `secrets`, filling it
+/// first when the key is missing: a `&'static str` is never freed, so its address always
+/// names the same text. `f` reads the slot in place (no copy of it on the way), and the
+/// cache is written only when a key is first seen. A nested call (a value's `Display`
+/// that logs) finds the cache in use and runs `f` on a fresh slot.
+#[inline]
+fn with_cached_key<R>(
+    key: &'static str,
+    secrets: &SecretKeys,
+    mut f: impl FnMut(&KeySlot) -> R,
+) -> R {
+    let addr = key.as_ptr() as usize;
+    let id = secrets.inner.id;
+    // Fibonacci hashing of the address; two neighbouring slots make collisions between
+    // the few keys of a hot call site unlikely to thrash.
+    let h = (((addr ^ key.len()) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 57) as usize;
+    let second = (h + 1) & (KEY_SLOTS - 1);
+    let hit = |e: &&KeySlot| e.addr == addr && e.len == key.len() && e.secrets == id;
+    let cached = KEY_CACHE.try_with(|c| {
+        let mut cache = c.try_borrow_mut().ok()?;
+        if let Some(e) = cache.get(h).filter(hit) {
+            return Some(f(e));
+        }
+        if let Some(e) = cache.get(second).filter(hit) {
+            return Some(f(e));
+        }
+        // Fill the first slot, moving its entry to the second.
+        let old = cache.get(h).copied()?;
+        *cache.get_mut(second)? = old;
+        let e = cache.get_mut(h)?;
+        *e = KeySlot::new(key, secrets);
+        Some(f(e))
+    });
+    match cached {
+        Ok(Some(r)) => r,
+        _ => f(&KeySlot::new(key, secrets)),
+    }
+}
+
+/// Appends the JSON member prefix `,"key":` of the static `key` to `buf` and returns
+/// whether its values are masked under `secrets`, both from the per-thread key cache.
+#[inline]
+pub(crate) fn write_cached_key(buf: &mut Vec<u8>, key: &'static str, secrets: &SecretKeys) -> bool {
+    with_cached_key(key, secrets, |e| {
+        match e.json() {
+            Some(prefix) => buf.extend_from_slice(prefix),
+            None => {
+                buf.push(b',');
+                crate::json::write_str(buf, key);
+                buf.push(b':');
+            }
+        }
+        e.secret
+    })
 }
 
 /// What a secret value is replaced with.
@@ -418,27 +530,7 @@ impl SecretKeys {
         if self.inner.patterns.is_empty() {
             return false;
         }
-        let addr = key.as_ptr() as usize;
-        // Fibonacci hashing of the address; two neighbouring slots make collisions
-        // between the few keys of a hot call site unlikely to thrash.
-        let h = ((addr ^ key.len()) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56;
-        let slots = [h as usize, (h as usize + 1) & 255];
-        SECRET_CACHE.with(|c| match c.try_borrow_mut() {
-            Ok(mut cache) => {
-                for s in slots {
-                    let e = cache[s];
-                    if e.0 == addr && e.1 == key.len() && e.2 == self.inner.id {
-                        return e.3;
-                    }
-                }
-                let answer = self.is_secret(key);
-                // Fill the first slot, moving its entry to the second.
-                cache[slots[1]] = cache[slots[0]];
-                cache[slots[0]] = (addr, key.len(), self.inner.id, answer);
-                answer
-            }
-            Err(_) => self.is_secret(key),
-        })
+        with_cached_key(key, self, |e| e.secret)
     }
 
     /// Whether values under `key` must be masked.
@@ -572,6 +664,38 @@ mod tests {
         assert!(custom.is_secret("card_PIN"));
         assert!(!custom.is_secret("password"));
         assert!(!SecretKeys::none().is_secret("password"));
+    }
+
+    /// The per-thread key cache gives the escaped member prefix and the answer of the
+    /// pattern set asked, on a miss and on a hit alike, and keys too long for a slot
+    /// are encoded in place.
+    #[test]
+    fn cached_keys_give_the_member_prefix_and_follow_the_pattern_set() {
+        let default = SecretKeys::default();
+        let none = SecretKeys::none();
+        let long = "a_key_far_longer_than_a_cache_slot_holds";
+        let mut expected = Vec::new();
+        for round in 0..2 {
+            let mut buf = Vec::new();
+            assert!(
+                write_cached_key(&mut buf, "db_password", &default),
+                "{round}"
+            );
+            assert!(!write_cached_key(&mut buf, "db_password", &none), "{round}");
+            assert!(!write_cached_key(&mut buf, "quo\"te", &default), "{round}");
+            assert!(!write_cached_key(&mut buf, long, &default), "{round}");
+            assert!(default.is_secret_static("db_password"));
+            assert!(!none.is_secret_static("db_password"));
+            if round == 0 {
+                expected = buf;
+            } else {
+                assert_eq!(buf, expected);
+            }
+        }
+        assert_eq!(
+            String::from_utf8(expected).unwrap(),
+            format!(r#","db_password":,"db_password":,"quo\"te":,"{long}":"#)
+        );
     }
 
     #[test]

@@ -178,6 +178,13 @@ impl<'a> Record<'a> {
     pub fn is_secret(&self, key: &'static str) -> bool {
         self.secrets.is_secret_static(key)
     }
+    /// Appends the JSON member prefix `,"key":` for one of the record's (static) keys and
+    /// returns whether its value must be masked: one cached lookup for both (see
+    /// [`json::write_member_key`](crate::json::write_member_key)).
+    #[inline]
+    pub fn write_json_key(&self, buf: &mut Vec<u8>, key: &'static str) -> bool {
+        crate::json::write_member_key(buf, key, self.secrets)
+    }
     /// A record built outside a logger, for outputs' own tests and adapters.
     pub fn new(
         level: Level,
