@@ -361,8 +361,10 @@ impl ServerBuilder {
             .build()
             .map_err(ServerError::Thread)?;
         let handle = runtime.handle().clone();
+        // From here on, an error drops the runtime without a panic, in async code too.
+        let runtime = crate::thread::ServerRuntime::new(runtime);
         let (bound, serve) = checked.bind(&handle)?;
-        let task = runtime.spawn(serve);
+        let task = handle.spawn(serve);
         let (exit, exit_seen) = tokio::sync::oneshot::channel::<()>();
         let (told, scheduling) = std::sync::mpsc::sync_channel(1);
         std::thread::Builder::new()
@@ -370,12 +372,8 @@ impl ServerBuilder {
             .spawn(move || {
                 let _ = told.send(crate::thread::ask_short_slice());
                 // Runs the server's tasks until its handle is dropped (the accept loop
-                // ends before, at shutdown); then drops what is left of them without
-                // waiting for blocking work a probe may have started.
-                runtime.block_on(async {
-                    let _ = exit_seen.await;
-                });
-                runtime.shutdown_background();
+                // ends before, at shutdown).
+                runtime.run_until(exit_seen);
             })
             .map_err(ServerError::Thread)?;
         let scheduling = scheduling.recv().unwrap_or_else(|_| {

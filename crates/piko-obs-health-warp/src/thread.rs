@@ -51,6 +51,35 @@ impl std::fmt::Display for Scheduling {
     }
 }
 
+/// The probe server's current-thread runtime. Dropped, it drops what is left of its
+/// tasks without waiting for blocking work a probe may have started, and without the
+/// panic a runtime dropped inside async code raises (a failed start inside an
+/// application's `main` drops it there).
+pub(crate) struct ServerRuntime(Option<tokio::runtime::Runtime>);
+
+impl ServerRuntime {
+    pub(crate) fn new(runtime: tokio::runtime::Runtime) -> Self {
+        Self(Some(runtime))
+    }
+
+    /// Runs the runtime's tasks on the calling thread until `exit` is sent or dropped.
+    pub(crate) fn run_until(&self, exit: tokio::sync::oneshot::Receiver<()>) {
+        if let Some(runtime) = &self.0 {
+            runtime.block_on(async {
+                let _ = exit.await;
+            });
+        }
+    }
+}
+
+impl Drop for ServerRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
 /// Asks the kernel for [`PROBE_THREAD_SLICE`] on the calling thread, keeping its policy,
 /// nice value and flags, and reads back what it got.
 pub(crate) fn ask_short_slice() -> Scheduling {

@@ -7,7 +7,9 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use piko_obs_health::{HealthService, Status, probe_fn};
-use piko_obs_health_warp::{PROBE_THREAD_SLICE, RunningServer, Scheduling, ServerBuilder};
+use piko_obs_health_warp::{
+    PROBE_THREAD_SLICE, RunningServer, Scheduling, ServerBuilder, ServerError,
+};
 use piko_obs_lifecycle::Lifecycle;
 use piko_obs_testkit::{http_get, thread_names};
 
@@ -135,4 +137,16 @@ async fn answers_while_the_callers_runtime_is_blocked() {
     assert!(read.is_ok(), "the half-open connection was closed");
     assert_eq!(counters.snapshot().open, 0);
     assert!(refused(addr));
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_port_in_use_is_an_error_inside_async_code_too() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    // The server's runtime, built before the bind fails, is dropped here in async code.
+    let e = ServerBuilder::new(service())
+        .with_port(port)
+        .start_on_own_thread()
+        .unwrap_err();
+    assert!(matches!(e, ServerError::PortInUse { .. }), "{e}");
 }
