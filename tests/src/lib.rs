@@ -51,15 +51,3 @@ pub fn five_instant_probes() -> piko_obs::health::HealthService {
     }
     health
 }
-
-/// Names of this process's threads (from `/proc/self/task`).
-pub fn thread_names() -> Vec<String> {
-    std::fs::read_dir("/proc/self/task")
-        .map(|d| {
-            d.flatten()
-                .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
-                .map(|s| s.trim().to_string())
-                .collect()
-        })
-        .unwrap_or_default()
-}

@@ -233,6 +233,74 @@ fn ready_latency(addr: SocketAddr) -> Option<Duration> {
     text.starts_with(b"HTTP/1.1 200").then(|| started.elapsed())
 }
 
+/// How long the calling thread has waited for a core, in milliseconds
+/// (`/proc/thread-self/schedstat`).
+fn own_wait() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns: u64 = text.split_whitespace().nth(1)?.parse().ok()?;
+    Some(ns as f64 / 1e6)
+}
+
+/// The `schedstat` of process `pid`'s probe server thread (`piko-obs-probes`): time on
+/// a CPU and time waiting for one, in nanoseconds, and the times it was run.
+fn probe_thread_schedstat(pid: u32) -> Option<[u64; 3]> {
+    let text = probe_thread_file(pid, "schedstat")?;
+    let mut fields = text.split_whitespace().map(|f| f.parse::<u64>().ok());
+    Some([fields.next()??, fields.next()??, fields.next()??])
+}
+
+/// The time slice of process `pid`'s probe server thread, in microseconds, where the
+/// kernel shows it (`se.slice` in `/proc/PID/task/TID/sched`).
+fn probe_thread_slice(pid: u32) -> Option<f64> {
+    let text = probe_thread_file(pid, "sched")?;
+    let line = text.lines().find(|l| l.starts_with("se.slice"))?;
+    let ns: f64 = line.rsplit(' ').next()?.trim().parse().ok()?;
+    Some(ns / 1e3)
+}
+
+/// A file of `/proc/PID/task/TID/` for process `pid`'s `piko-obs-probes` thread.
+fn probe_thread_file(pid: u32, name: &str) -> Option<String> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let task = tasks.flatten().find(|t| {
+        std::fs::read_to_string(t.path().join("comm"))
+            .is_ok_and(|comm| comm.trim() == "piko-obs-probes")
+    })?;
+    std::fs::read_to_string(task.path().join(name)).ok()
+}
+
+/// The paragraph under the `probes` table: the probe thread's mean wait per wake-up,
+/// the p99s of the prober's own wait and of the probe thread's during a request, and
+/// the p99s of the requests less the prober's own wait (medians over the rounds).
+fn where_the_time_goes(
+    waits: &[(f64, f64)],
+    own: &[(f64, f64)],
+    rest: &[(f64, f64, f64)],
+) -> String {
+    let col = |v: Vec<f64>| median_of(v);
+    if waits.is_empty() || own.is_empty() || rest.is_empty() {
+        return "\nWhere the time goes: the threads' `schedstat` could not be read.".into();
+    }
+    let ratios: Vec<f64> = rest.iter().map(|r| r.2).collect();
+    let lo = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = ratios.iter().copied().fold(0.0, f64::max);
+    format!(
+        "\nWhere the time goes, in the same rounds (each a median over the rounds), from the \
+         threads' `schedstat` (`/proc/PID/task/TID/schedstat`, time spent waiting for a core) \
+         read around each request: the probe server's thread (`piko-obs-probes`) waited \
+         {:.0} µs for a core per wake-up on average ({:.0} wake-ups a round), and {:.2} ms \
+         at p99 during a request; the prober itself waited {:.2} ms at p99 during a request \
+         to piko-obs. Each request's time less the prober's own wait: p99 {:.2} ms for \
+         piko-obs, {:.2} ms for the application, ratio {:.2} (range {lo:.2}-{hi:.2}).",
+        col(waits.iter().map(|w| w.0).collect()),
+        col(waits.iter().map(|w| w.1).collect()),
+        col(own.iter().map(|o| o.1).collect()),
+        col(own.iter().map(|o| o.0).collect()),
+        col(rest.iter().map(|r| r.0).collect()),
+        col(rest.iter().map(|r| r.1).collect()),
+        median_of(ratios),
+    )
+}
+
 /// The `q` quantile of `v` (nearest rank).
 fn quantile(mut v: Vec<f64>, q: f64) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -243,11 +311,18 @@ fn quantile(mut v: Vec<f64>, q: f64) -> f64 {
 /// `cargo xtask bench probes`: the section of `docs/performance.md`.
 pub(crate) fn probes() -> Result<String> {
     let (server, mut addr) = start_server("probe_p99_server")?;
+    let pid = server.0.id();
     let app = addr("app=")?;
     let probe: SocketAddr = addr("probe=")?.parse().map_err(|e| format!("{e}"))?;
     let app_ready: SocketAddr = app.parse().map_err(|e| format!("{e}"))?;
+    // Read once the server has printed its addresses, so after `init()` returned.
+    let slice = probe_thread_slice(pid);
     let (mut ratios, mut ours, mut theirs, mut loads) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    // Per round: the probe thread's mean wait for a core per wake-up (µs) and its
+    // wake-ups; the p99s of the prober's own wait during a request to piko-obs, and of
+    // the probe thread's; and of each side's request time less the prober's own wait.
+    let (mut waits, mut own, mut rest) = (Vec::new(), Vec::new(), Vec::new());
     // Requests that failed or answered other than 200: piko-obs's, the application's.
     let mut failed = [0usize; 2];
     for round in 1..=PROBE_ROUNDS {
@@ -269,6 +344,11 @@ pub(crate) fn probes() -> Result<String> {
         // Let wrk open its connections and saturate the application first.
         std::thread::sleep(Duration::from_millis(500));
         let (mut a, mut b) = (Vec::new(), Vec::new());
+        // The prober's own wait for a core during each request, and the probe thread's
+        // during each request to piko-obs; each request's time less the prober's wait.
+        let (mut a_own, mut a_thread, mut a_rest, mut b_rest) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let before = probe_thread_schedstat(pid);
         let deadline = Instant::now() + Duration::from_secs(7);
         for i in 0..2 * PROBE_SAMPLES {
             if Instant::now() >= deadline {
@@ -281,15 +361,42 @@ pub(crate) fn probes() -> Result<String> {
                 (app_ready, probe)
             };
             for target in [first, second] {
-                match ready_latency(target) {
-                    Some(d) if target == probe => a.push(d.as_secs_f64() * 1e3),
-                    Some(d) => b.push(d.as_secs_f64() * 1e3),
+                let (own0, thread0) = (own_wait(), probe_thread_schedstat(pid));
+                let took = ready_latency(target).map(|d| d.as_secs_f64() * 1e3);
+                let (own1, thread1) = (own_wait(), probe_thread_schedstat(pid));
+                let own_ms = own0.zip(own1).map(|(x, y)| y - x);
+                match took {
+                    Some(ms) if target == probe => {
+                        a.push(ms);
+                        if let Some(w) = own_ms {
+                            a_own.push(w);
+                            a_rest.push(ms - w);
+                        }
+                        if let (Some(x), Some(y)) = (thread0, thread1) {
+                            a_thread.push((y[1] - x[1]) as f64 / 1e6);
+                        }
+                    }
+                    Some(ms) => {
+                        b.push(ms);
+                        b_rest.extend(own_ms.map(|w| ms - w));
+                    }
                     None => failed[usize::from(target != probe)] += 1,
                 }
             }
             std::thread::sleep(Duration::from_millis(5));
         }
+        if let (Some(x), Some(y)) = (before, probe_thread_schedstat(pid))
+            && y[2] > x[2]
+        {
+            let runs = y[2] - x[2];
+            waits.push(((y[1] - x[1]) as f64 / runs as f64 / 1e3, runs as f64));
+        }
         drop(flood);
+        if !a_own.is_empty() && !b_rest.is_empty() {
+            own.push((quantile(a_own, 0.99), quantile(a_thread, 0.99)));
+            let (ra, rb) = (quantile(a_rest, 0.99), quantile(b_rest, 0.99));
+            rest.push((ra, rb, ra / rb));
+        }
         let (pa, pb) = (quantile(a.clone(), 0.99), quantile(b.clone(), 0.99));
         ratios.push(pa / pb);
         ours.push((pa, quantile(a, 0.5)));
@@ -309,7 +416,7 @@ pub(crate) fn probes() -> Result<String> {
         md,
         "`/ready` latency while `wrk -t2 -c50` saturates the application's port \
          (`tests/src/bin/probe_p99_server.rs`): piko-obs's probe server (started by \
-         `init()`, on piko-obs's own runtime and port) against the same route served by the \
+         `init()`, on its own thread and port) against the same route served by the \
          application's router on its own runtime and port, the one wrk floods (what a \
          service writes without piko-obs), both answering the same bytes. Each sample is one `GET` \
          over a fresh connection, as the kubelet asks, timed until the whole answer is \
@@ -319,25 +426,48 @@ pub(crate) fn probes() -> Result<String> {
          prober share the machine's cores.\n"
     );
     md.push_str("| goal | piko-obs p99 | in-application p99 | ratio (median) | range | bound | result |\n|---|---:|---:|---:|---:|---:|---|\n");
+    let rest_ratio = median_of(rest.iter().map(|r| r.2).collect());
+    let result = if ratio <= PROBE_BOUND && failed[0] == 0 {
+        "met".to_string()
+    } else if !rest.is_empty() && rest_ratio <= PROBE_BOUND {
+        "**not met**: most of piko-obs's p99 is the prober's own wait for a core, which \
+         wrk's two threads and the application's two busy workers hold, and which both \
+         sides pay alike: taken out of each request, piko-obs's p99 is within the bound \
+         (below)"
+            .to_string()
+    } else if !own.is_empty() && !waits.is_empty() {
+        format!(
+            "**not met**: at p99 the probe server's thread itself waits {:.2} ms for a core \
+             during a request, though its mean wait per wake-up is {:.0} µs, and the prober \
+             {:.2} ms: the cores are held by wrk's two threads and the application's two \
+             busy workers, and the short time slice does not take these waits away (below)",
+            median_of(own.iter().map(|o| o.1).collect()),
+            median_of(waits.iter().map(|w| w.0).collect()),
+            median_of(own.iter().map(|o| o.0).collect()),
+        )
+    } else {
+        "**not met**: see where the time goes, below".to_string()
+    };
     let _ = writeln!(
         md,
-        "| `/ready` p99 while the application's port is saturated: at most {PROBE_BOUND} x the in-application route's | {:.2} ms | {:.2} ms | {ratio:.2} | {lo:.2}-{hi:.2} | {PROBE_BOUND:.2} | {} |",
+        "| `/ready` p99 while the application's port is saturated: at most {PROBE_BOUND} x the in-application route's | {:.2} ms | {:.2} ms | {ratio:.2} | {lo:.2}-{hi:.2} | {PROBE_BOUND:.2} | {result} |",
         col(&ours, true),
         col(&theirs, true),
-        if ratio <= PROBE_BOUND && failed[0] == 0 {
-            "met"
-        } else {
-            "**not met**: when a probe arrives, piko-obs's runtime threads are idle and wait \
-             for a core that wrk's two threads and the application's two busy workers hold \
-             (the p50 row: piko-obs answers faster once it runs); the application's workers \
-             are already running when its `/ready` arrives"
-        },
     );
     let _ = writeln!(
         md,
         "| the medians (p50), for scale (no bound) | {:.2} ms | {:.2} ms | | | | |",
         col(&ours, false),
         col(&theirs, false),
+    );
+    let _ = writeln!(md, "{}", where_the_time_goes(&waits, &own, &rest));
+    let _ = writeln!(
+        md,
+        "\nThe probe server's thread ran with a time slice of {} (`se.slice` in \
+         `/proc/PID/task/TID/sched`).",
+        slice.map_or("(not shown by this kernel)".to_string(), |us| format!(
+            "{us:.0} µs"
+        ))
     );
     let _ = writeln!(
         md,

@@ -15,10 +15,15 @@
 //!   timeout (90 s), at most 256 connections are held (past it the oldest one with no
 //!   request in flight makes room, or the new one is closed at once), HTTP/2
 //!   connections are pinged every 20 s; [`ConnectionCounters`] counts all of it.
+//! - [`ServerBuilder::start_on_own_thread`] serves on a thread of its own (one thread
+//!   does a probe's whole answer), which on Linux 6.12 and later asks the kernel for a
+//!   short CPU time slice so that a probe is answered at once while the application keeps
+//!   every core busy ([`Scheduling`], [`PROBE_THREAD_SLICE`]); `start()` serves on the
+//!   caller's runtime.
 //! - [`TcpProbe`] and [`HttpProbe`] check a dependency by connecting to it.
 //! - [`ServerSetup`]: a process's probe server from settings and the `PIKO_HEALTH_*`
-//!   variables (service, probes, server, drain), and its counters process-wide
-//!   ([`setup::global`]).
+//!   variables (service, probes, server on its own thread, drain), and its counters
+//!   process-wide ([`setup::global`]).
 //!
 //! Routing uses warp filters; connections are served by hyper (HTTP/1.1 and HTTP/2),
 //! with graceful shutdown bounded by a timeout: connections with no request in flight
@@ -48,6 +53,7 @@ mod probes;
 mod server;
 pub mod setup;
 pub mod telemetry;
+mod thread;
 
 pub use env::{
     PIKO_HEALTH_BIND_ADDRESS, PIKO_HEALTH_LIVE_PATH, PIKO_HEALTH_METRICS_PATH, PIKO_HEALTH_PORT,
@@ -61,3 +67,4 @@ pub use server::{
     ServerError, TlsMinVersion, TlsOptions,
 };
 pub use setup::{DEFAULT_HEALTH_RESPONSE_CACHE, ServerSetup, ServerSetupError, StartedServer};
+pub use thread::{PROBE_THREAD_SLICE, Scheduling};

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 
+use crate::thread::Scheduling;
+
 use hyper::StatusCode;
 use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -108,8 +110,13 @@ pub enum ServerError {
     #[error("health server TLS: {0}")]
     Tls(String),
     /// `start` was called outside a tokio runtime.
-    #[error("the health server must be started inside a tokio runtime")]
+    #[error(
+        "the health server must be started inside a tokio runtime (or with ServerBuilder::start_on_own_thread)"
+    )]
     NoRuntime,
+    /// The server's own thread or its runtime could not be created.
+    #[error("cannot start the health server's thread: {0}")]
+    Thread(#[source] std::io::Error),
     /// A connection limit is zero.
     #[error("health server {setting}: {problem} (ServerBuilder::with_{setting})")]
     BadLimit {
@@ -306,9 +313,77 @@ impl ServerBuilder {
         Ok(())
     }
 
-    /// Binds and starts serving on the current tokio runtime. A bad address or path, a
-    /// port in use and unreadable TLS files are errors here.
+    /// Binds and starts serving on the current tokio runtime, beside its other tasks. A
+    /// bad address or path, a port in use and unreadable TLS files are errors here, and
+    /// so is a call outside a tokio runtime. A server that must answer while the
+    /// application keeps the runtime busy is started with
+    /// [`start_on_own_thread`](Self::start_on_own_thread).
     pub fn start(self) -> Result<RunningServer, ServerError> {
+        let checked = self.check()?;
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| ServerError::NoRuntime)?;
+        let (bound, serve) = checked.bind(&runtime)?;
+        let task = runtime.spawn(serve);
+        Ok(bound.running(task, runtime, None, Scheduling::SharedRuntime))
+    }
+
+    /// Binds, then serves on a thread of its own (`piko-obs-probes`) running a
+    /// current-thread tokio runtime: one thread accepts a probe's connection, reads the
+    /// request, runs the probes (their tasks too) and writes the answer, whatever the
+    /// application's runtimes are doing, and needs no runtime to be started from. On
+    /// Linux 6.12 and later the thread asks for a short CPU time slice
+    /// ([`PROBE_THREAD_SLICE`](crate::PROBE_THREAD_SLICE)), so that when every core is
+    /// busy a probe's wake-up preempts the running thread rather than waiting for its
+    /// slice to end; where the kernel refuses it, the server runs with the default slice
+    /// and says why in [`RunningServer::scheduling`]. Errors as
+    /// [`start`](Self::start)'s, and [`ServerError::Thread`] when the thread or its
+    /// runtime cannot be created.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use piko_obs_health::HealthService;
+    /// use piko_obs_health_warp::ServerBuilder;
+    /// use piko_obs_lifecycle::Lifecycle;
+    ///
+    /// let health = HealthService::new("orders", Duration::from_secs(5)).unwrap();
+    /// let server = ServerBuilder::new(health)
+    ///     .with_port(0)
+    ///     .start_on_own_thread() // no runtime needed
+    ///     .expect("probe server started");
+    /// // "own thread, 0.1 ms time slice" on Linux 6.12 and later
+    /// println!("probes on http://{}/ready, {}", server.local_addr(), server.scheduling());
+    /// server.shutdown_within(Duration::from_secs(1)).unwrap();
+    /// ```
+    pub fn start_on_own_thread(self) -> Result<RunningServer, ServerError> {
+        let checked = self.check()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()
+            .map_err(ServerError::Thread)?;
+        let handle = runtime.handle().clone();
+        // From here on, an error drops the runtime without a panic, in async code too.
+        let runtime = crate::thread::ServerRuntime::new(runtime);
+        let (bound, serve) = checked.bind(&handle)?;
+        let task = handle.spawn(serve);
+        let (exit, exit_seen) = tokio::sync::oneshot::channel::<()>();
+        let (told, scheduling) = std::sync::mpsc::sync_channel(1);
+        std::thread::Builder::new()
+            .name(crate::thread::THREAD_NAME.into())
+            .spawn(move || {
+                let _ = told.send(crate::thread::ask_short_slice());
+                // Runs the server's tasks until its handle is dropped (the accept loop
+                // ends before, at shutdown).
+                runtime.run_until(exit_seen);
+            })
+            .map_err(ServerError::Thread)?;
+        let scheduling = scheduling.recv().unwrap_or_else(|_| {
+            Scheduling::DefaultSlice("the probe thread ended before it started".into())
+        });
+        Ok(bound.running(task, handle, Some(exit), scheduling))
+    }
+
+    /// Checks the settings and loads the TLS files.
+    fn check(self) -> Result<Checked, ServerError> {
         self.check_paths()?;
         self.check_limits()?;
         let ip: IpAddr = self
@@ -318,7 +393,38 @@ impl ServerBuilder {
             .map_err(|_| ServerError::BadBindAddress(self.bind_address.clone()))?;
         let addr = SocketAddr::new(ip, self.port);
         let tls = self.tls.as_ref().map(load_tls).transpose()?;
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| ServerError::NoRuntime)?;
+        Ok(Checked {
+            builder: self,
+            addr,
+            tls,
+        })
+    }
+}
+
+/// Settings checked, TLS loaded, not yet bound.
+struct Checked {
+    builder: ServerBuilder,
+    addr: SocketAddr,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+impl Checked {
+    /// Binds within `runtime`; the future serves.
+    fn bind(
+        self,
+        runtime: &tokio::runtime::Handle,
+    ) -> Result<
+        (
+            Bound,
+            impl std::future::Future<Output = ()> + Send + 'static,
+        ),
+        ServerError,
+    > {
+        let Checked {
+            builder: this,
+            addr,
+            tls,
+        } = self;
         let listener = {
             let _enter = runtime.enter();
             listen(addr)?
@@ -327,36 +433,55 @@ impl ServerBuilder {
             .local_addr()
             .map_err(|source| ServerError::Bind { addr, source })?;
         let routes = Arc::new(Routes {
-            service: self.service,
-            live: self.live_path,
-            ready: self.ready_path,
-            startup: self.startup_path,
-            metrics_path: self.metrics_path,
-            metrics: self.metrics,
-            cache: self.response_cache.map(|ttl| (ttl, Default::default())),
+            service: this.service,
+            live: this.live_path,
+            ready: this.ready_path,
+            startup: this.startup_path,
+            metrics_path: this.metrics_path,
+            metrics: this.metrics,
+            cache: this.response_cache.map(|ttl| (ttl, Default::default())),
         });
-        let (stop_tx, stop_rx) = watch::channel(false);
+        let (stop, stop_rx) = watch::channel(false);
         let counters = ConnectionCounters::default();
         let limits = Limits {
-            header_read: self.header_read_timeout.min(MAX_CONNECTION_TIMEOUT),
-            idle: self.idle_timeout.min(MAX_CONNECTION_TIMEOUT),
-            max_connections: self.max_connections,
+            header_read: this.header_read_timeout.min(MAX_CONNECTION_TIMEOUT),
+            idle: this.idle_timeout.min(MAX_CONNECTION_TIMEOUT),
+            max_connections: this.max_connections,
         };
-        let task = runtime.spawn(accept_loop(
-            listener,
-            routes,
-            tls,
-            limits,
-            counters.clone(),
-            stop_rx,
-        ));
-        Ok(RunningServer {
+        let serve = accept_loop(listener, routes, tls, limits, counters.clone(), stop_rx);
+        let bound = Bound {
             local_addr,
-            stop: stop_tx,
+            stop,
+            counters,
+        };
+        Ok((bound, serve))
+    }
+}
+
+/// A bound server, not yet serving.
+struct Bound {
+    local_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    counters: ConnectionCounters,
+}
+
+impl Bound {
+    fn running(
+        self,
+        task: tokio::task::JoinHandle<()>,
+        runtime: tokio::runtime::Handle,
+        exit: Option<tokio::sync::oneshot::Sender<()>>,
+        scheduling: Scheduling,
+    ) -> RunningServer {
+        RunningServer {
+            local_addr: self.local_addr,
+            stop: self.stop,
             task: std::sync::Mutex::new(Some(task)),
             runtime,
-            counters,
-        })
+            counters: self.counters,
+            scheduling,
+            _exit: exit,
+        }
     }
 }
 
@@ -438,6 +563,9 @@ pub struct RunningServer {
     /// The runtime the accept loop runs on, for a shutdown from outside it.
     runtime: tokio::runtime::Handle,
     counters: ConnectionCounters,
+    scheduling: Scheduling,
+    /// On its own thread: dropped with the server, which ends the thread.
+    _exit: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl RunningServer {
@@ -449,6 +577,11 @@ impl RunningServer {
     /// The server's connection counters (a handle that stays valid after shutdown).
     pub fn counters(&self) -> ConnectionCounters {
         self.counters.clone()
+    }
+
+    /// Where the server runs, and the time slice its own thread got from the kernel.
+    pub fn scheduling(&self) -> &Scheduling {
+        &self.scheduling
     }
 
     /// Stops accepting, closes at once every connection with no request in flight (a

@@ -52,6 +52,7 @@ pub struct ServerSetup {
     header_read_timeout: Duration,
     idle_timeout: Duration,
     max_connections: usize,
+    own_thread: bool,
     probes: Vec<ProbeRegistration>,
 }
 
@@ -67,6 +68,7 @@ impl Default for ServerSetup {
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            own_thread: true,
             probes: Vec::new(),
         }
     }
@@ -80,6 +82,7 @@ impl std::fmt::Debug for ServerSetup {
             .field("metrics_render", &self.metrics_render.is_some())
             .field("timeout", &self.timeout)
             .field("tls", &self.tls.is_some())
+            .field("own_thread", &self.own_thread)
             .field("probes", &self.probes.len())
             .finish_non_exhaustive()
     }
@@ -162,6 +165,15 @@ impl ServerSetup {
             ..self
         }
     }
+    /// Whether the server runs on a thread of its own (default on:
+    /// [`ServerBuilder::start_on_own_thread`]), or on the runtime given to
+    /// [`start`](Self::start), beside that runtime's tasks ([`ServerBuilder::start`]).
+    pub fn with_own_thread(self, on: bool) -> Self {
+        Self {
+            own_thread: on,
+            ..self
+        }
+    }
     /// Serves the probe paths over TLS.
     pub fn with_tls(self, tls: TlsOptions) -> Self {
         Self {
@@ -197,7 +209,8 @@ impl ServerSetup {
     }
 
     /// Starts the health service named `service_name` with its probes, then the server
-    /// at `server` on `runtime`. `prepare` sees the service before its probes are
+    /// at `server` on its own thread (or on `runtime`, with
+    /// [`with_own_thread(false)`](Self::with_own_thread)). `prepare` sees the service before its probes are
     /// registered and gets the render given in code: what it returns is served on the
     /// metrics path. Readiness drains for `drain_delay` at shutdown ([`Drain`]). The
     /// probes move into the service; the other settings stay, to be read.
@@ -227,7 +240,9 @@ impl ServerSetup {
         if let Some(render) = render {
             builder = builder.with_metrics(render);
         }
-        let running = {
+        let running = if self.own_thread {
+            builder.start_on_own_thread()?
+        } else {
             let _enter = runtime.enter();
             builder.start()?
         };
@@ -315,6 +330,7 @@ impl ServerSetup {
                 server.live, server.ready, server.startup
             ),
             metrics: metrics_served.then(|| server.metrics.clone()),
+            scheduling: started.running.scheduling().clone(),
         };
         parts.push(started.running);
         parts.push(started.drain);
@@ -350,6 +366,8 @@ pub struct ServingServer {
     pub service: HealthService,
     /// The address it listens on.
     pub addr: SocketAddr,
+    /// Where it runs, and the time slice its own thread got from the kernel.
+    pub scheduling: crate::Scheduling,
     counters: ConnectionCounters,
     probes: String,
     metrics: Option<String>,

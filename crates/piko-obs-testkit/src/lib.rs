@@ -97,3 +97,15 @@ pub fn parse_json_lines(text: &str) -> Vec<serde_json::Value> {
 pub fn is_startup_summary(line: &serde_json::Value) -> bool {
     line["logger"] == "piko-obs" && line["msg"] == "piko-obs started"
 }
+
+/// Names of this process's threads (from `/proc/self/task`).
+pub fn thread_names() -> Vec<String> {
+    std::fs::read_dir("/proc/self/task")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+                .map(|s| s.trim().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}

@@ -1,8 +1,9 @@
 //! Health probes: the probe domain and the probe server, re-exported.
 //!
 //! `init()` starts the probe server on its own port (`127.0.0.1:9090` by default) and
-//! runs it on piko-obs's own small runtime, so it works from synchronous and async
-//! `main` alike. The guard drains readiness, waits the drain delay, then stops it.
+//! runs it on a thread of its own (`docs/reference/health.md`, "Threads"), so it works
+//! from synchronous and async `main` alike and answers while the application's runtime
+//! is busy. The guard drains readiness, waits the drain delay, then stops it.
 //!
 //! ```
 //! use std::time::Duration;
@@ -24,8 +25,9 @@ use piko_obs_health_warp::setup::Composition;
 pub use piko_obs_health_warp::{
     ConnectionCounters, ConnectionStats, DEFAULT_HEADER_READ_TIMEOUT,
     DEFAULT_HEALTH_RESPONSE_CACHE, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, HttpProbe,
-    InvalidUrl, MAX_CONNECTION_TIMEOUT, MetricsRender, RunningServer, ServerBuilder, ServerError,
-    ServerSetup, ServerSetupError, TcpProbe, TlsMinVersion, TlsOptions, setup::ServingServer,
+    InvalidUrl, MAX_CONNECTION_TIMEOUT, MetricsRender, PROBE_THREAD_SLICE, RunningServer,
+    Scheduling, ServerBuilder, ServerError, ServerSetup, ServerSetupError, TcpProbe, TlsMinVersion,
+    TlsOptions, setup::ServingServer,
 };
 use std::time::Duration;
 
@@ -175,6 +177,11 @@ impl Builder {
         started.health = self.health.start_parts(with, parts)?;
         if let Some(server) = &started.health {
             server.install();
+            let scheduling = server.scheduling.to_string();
+            crate::logger::get_logger("piko-obs/health").debug(
+                "probe server started",
+                &[crate::logger::attr::string("scheduling", &scheduling)],
+            );
         }
         Ok(())
     }

@@ -149,7 +149,8 @@ impl Builder {
             ..Started::default()
         };
         if self.needs_runtime(&r) {
-            // piko-obs's runtime, for the probe server, the dispatcher and the exporters.
+            // piko-obs's runtime: the dispatcher, the exporters, Sentry's transport (the probe
+            // server serves on a thread of its own unless told otherwise).
             let runtime = OwnRuntime::start().map_err(InitError::Runtime)?;
             started.runtime = Some(runtime.handle().clone());
             parts.push(runtime);

@@ -1,7 +1,7 @@
 //! Probes that an overloaded application cannot slow: the application's own tokio
 //! runtime is blocked (every worker thread stuck in a blocking call for 10 s) while
 //! `/live` and `/ready` are asked, and they still answer at once, with the state their
-//! probes report, because the probe server runs on piko-obs's own runtime.
+//! probes report, because the probe server runs on a thread of its own.
 //!
 //! The 100 ms bound against a 10 s blockage is a functional check of that isolation
 //! (a probe served by the blocked runtime would take the full 10 s), not a benchmark.

@@ -2,7 +2,7 @@
 //! (two workers, as `#[tokio::main]` gives a 2-core machine) serving `GET /`, which wrk
 //! saturates, and `GET /ready` beside it (what a service writes without piko-obs: the
 //! probe route on the application's runtime and port); and piko-obs's probe server,
-//! started by `init()` on piko-obs's own runtime. The application's `/ready` returns the
+//! started by `init()` on its own thread. The application's `/ready` returns the
 //! bytes of piko-obs's `/ready` answer captured at start-up, so both send the same
 //! answer. Prints `app=ADDR` and `probe=ADDR`, then serves until stdin closes.
 
