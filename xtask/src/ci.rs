@@ -99,6 +99,7 @@ pub(crate) fn run_all() -> Result {
     crate::facade_size::ci()?;
     // Every crate packages and its package builds on its own (no file from outside it).
     // Dirty is allowed: the runs above may leave files, and nothing is published here.
+    forget_packaged_crates()?;
     let mut package = cargo();
     package.args(["package", "--workspace", "--locked", "--allow-dirty"]);
     run(package)?;
@@ -111,4 +112,33 @@ pub(crate) fn run_all() -> Result {
     run(test)?;
     integration::run()?;
     crate::deploy::run()
+}
+
+/// Removes the workspace's crates unpacked by an earlier `cargo package` under
+/// `$CARGO_HOME/registry/src`. cargo verifies each crate against the ones packaged before
+/// it, unpacked there; at an unchanged version it would take an earlier run's unpacking,
+/// with that run's sources, instead of this one's.
+fn forget_packaged_crates() -> Result {
+    let home = std::env::var_os("CARGO_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".cargo")));
+    let Some(src) = home.map(|h| h.join("registry/src")) else {
+        return Ok(());
+    };
+    let Ok(registries) = std::fs::read_dir(&src) else {
+        return Ok(());
+    };
+    for registry in registries.flatten() {
+        for krate in std::fs::read_dir(registry.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if krate.file_name().to_string_lossy().starts_with("piko-obs") {
+                std::fs::remove_dir_all(krate.path())
+                    .map_err(|e| format!("removing {}: {e}", krate.path().display()))?;
+            }
+        }
+    }
+    Ok(())
 }
