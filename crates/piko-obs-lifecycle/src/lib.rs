@@ -16,7 +16,7 @@
 //!   [`Identity`] (environment and release) every part shares.
 //! - `signal` (feature `signal`): waiting for SIGTERM or SIGINT; `runtime` (feature
 //!   `runtime`): piko-obs's own tokio runtime as a part. Without features the crate
-//!   depends on `std` only.
+//!   depends on `std` and `percent-encoding` (the `%XX` decoding of `key=value` lists) only.
 //!
 //! ```
 //! use std::time::Duration;

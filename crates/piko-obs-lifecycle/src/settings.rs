@@ -179,15 +179,78 @@ impl FromStr for RunMode {
     }
 }
 
-/// The value of `key` in `OTEL_RESOURCE_ATTRIBUTES` read through `env` (the last one
-/// given), taken as written: the reader for a program without the OTLP crate, whose
-/// `resource_attribute` also percent-decodes and refuses a malformed list.
+/// Decodes `%XX` escapes (the W3C baggage octet encoding the variables use); `None`
+/// for a `%` not followed by two hex digits (fuzzing found that `from_str_radix` also
+/// takes a sign, so `%+a` once decoded to a line feed) or a result that is not UTF-8.
+pub fn percent_decode(s: &str) -> Option<String> {
+    let well_formed = s.bytes().enumerate().all(|(i, b)| {
+        b != b'%'
+            || s.as_bytes()
+                .get(i + 1..i + 3)
+                .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+    });
+    if !well_formed {
+        return None;
+    }
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .ok()
+        .map(|c| c.into_owned())
+}
+
+/// The value `OTEL_RESOURCE_ATTRIBUTES` gives `key` (`deployment.environment.name`,
+/// `service.version`; the last one given, percent-decoded), read through `env`; `None`
+/// when it gives none or cannot be read (the OTLP settings report that).
 pub fn resource_attribute(env: impl Fn(&str) -> Option<String>, key: &str) -> Option<String> {
-    env("OTEL_RESOURCE_ATTRIBUTES")?
+    let text = env("OTEL_RESOURCE_ATTRIBUTES")?;
+    key_value_pairs("OTEL_RESOURCE_ATTRIBUTES", &text)
+        .ok()?
+        .into_iter()
+        .rev()
+        .find(|(_, k, _)| k == key)
+        .map(|(_, _, v)| v)
+}
+
+/// Parses `key=value,key2=value2` (values percent-decoded) into numbered pairs (from
+/// 1, counting the non-empty entries). An error names the entry's position and the rule
+/// it breaks, never its text: a malformed header entry is often a credential.
+pub fn key_value_pairs(
+    setting: &str,
+    text: &str,
+) -> Result<Vec<(usize, String, String)>, ConfigError> {
+    let mut out = Vec::new();
+    for (i, item) in text
         .split(',')
-        .filter_map(|pair| pair.split_once('='))
-        .rfind(|(k, _)| k.trim() == key)
-        .map(|(_, v)| v.trim().to_string())
+        .map(str::trim)
+        .filter(|i| !i.is_empty())
+        .enumerate()
+    {
+        let n = i + 1;
+        let Some((k, v)) = item.split_once('=') else {
+            return Err(ConfigError::new(
+                setting,
+                format!("entry {n} has no '=': expected key=value pairs separated by commas"),
+            ));
+        };
+        let (k, v) = (k.trim(), v.trim());
+        if k.is_empty() {
+            return Err(ConfigError::new(
+                setting,
+                format!("entry {n} has an empty key"),
+            ));
+        }
+        let v = percent_decode(v).ok_or_else(|| {
+            ConfigError::new(
+                setting,
+                format!(
+                    "the value of entry {n} has a bad %-escape (write % as %25, and each \
+                     escape as % and two hex digits)"
+                ),
+            )
+        })?;
+        out.push((n, k.to_string(), v));
+    }
+    Ok(out)
 }
 
 /// The deployment environment and the release every signal names.
@@ -203,18 +266,17 @@ pub struct Identity {
 impl Identity {
     /// The environment and the release in the one documented order: code, then Sentry's
     /// variables (`SENTRY_ENVIRONMENT`, `SENTRY_RELEASE`), then `OTEL_RESOURCE_ATTRIBUTES`
-    /// (`deployment.environment.name`, `service.version`, read by `attribute`, a key to
-    /// its value), then piko-obs's own (`PIKO_ENVIRONMENT`, then `ENVIRONMENT`;
+    /// (`deployment.environment.name`, `service.version`: [`resource_attribute`]), then piko-obs's own (`PIKO_ENVIRONMENT`, then `ENVIRONMENT`;
     /// `PIKO_SERVICE_VERSION`). Blank counts as unset.
     ///
     /// ```
-    /// use piko_obs_lifecycle::settings::{Identity, resource_attribute};
+    /// use piko_obs_lifecycle::settings::Identity;
     /// let env = |k: &str| match k {
     ///     "OTEL_RESOURCE_ATTRIBUTES" => Some("service.version=2.1".to_string()),
     ///     "ENVIRONMENT" => Some("staging".to_string()),
     ///     _ => None,
     /// };
-    /// let id = Identity::resolve(None, None, env, |k| resource_attribute(env, k));
+    /// let id = Identity::resolve(None, None, env);
     /// assert_eq!(id.environment.as_deref(), Some("staging"));
     /// assert_eq!(id.release.as_deref(), Some("2.1"));
     /// ```
@@ -222,8 +284,8 @@ impl Identity {
         environment: Option<String>,
         release: Option<String>,
         env: impl Fn(&str) -> Option<String>,
-        attribute: impl Fn(&str) -> Option<String>,
     ) -> Identity {
+        let attribute = |key: &str| resource_attribute(&env, key);
         let set = |v: Option<String>| v.filter(|v| !v.trim().is_empty());
         let environment = set(environment)
             .or_else(|| set(env("SENTRY_ENVIRONMENT")))
@@ -270,7 +332,7 @@ mod tests {
         release: Option<String>,
         env: impl Fn(&str) -> Option<String> + Copy,
     ) -> (Option<String>, Option<String>) {
-        let id = Identity::resolve(environment, release, env, |k| resource_attribute(env, k));
+        let id = Identity::resolve(environment, release, env);
         (id.environment, id.release)
     }
 
@@ -312,6 +374,26 @@ mod tests {
             (Some("plain-env".into()), None)
         );
         assert_eq!(identity(Some("".into()), None, vars(&[])), (None, None));
+    }
+
+    #[test]
+    fn resource_attributes_are_percent_decoded_and_a_malformed_list_gives_none() {
+        let encoded = vars(&[(
+            "OTEL_RESOURCE_ATTRIBUTES",
+            "deployment.environment.name=prod%20eu,service.version=1.0%2Brc",
+        )]);
+        assert_eq!(
+            identity(None, None, encoded),
+            (Some("prod eu".into()), Some("1.0+rc".into()))
+        );
+        let malformed = vars(&[
+            ("OTEL_RESOURCE_ATTRIBUTES", "service.version=1.0,oops"),
+            ("PIKO_SERVICE_VERSION", "piko-rel"),
+        ]);
+        assert_eq!(identity(None, None, malformed).1, Some("piko-rel".into()));
+        let e = key_value_pairs("OTEL_RESOURCE_ATTRIBUTES", "a=%zz").unwrap_err();
+        assert_eq!(e.setting, "OTEL_RESOURCE_ATTRIBUTES");
+        assert!(e.reason.contains("entry 1"), "{e}");
     }
 
     #[test]

@@ -656,73 +656,10 @@ const RUNTIMES: [(&str, &str); 6] = [
     ("ECS_CONTAINER_METADATA_URI_V4", "aws-ecs"),
 ];
 
-/// Decodes `%XX` escapes (the W3C baggage octet encoding the variables use); `None`
-/// for a `%` not followed by two hex digits (fuzzing found that `from_str_radix` also
-/// takes a sign, so `%+a` once decoded to a line feed) or a result that is not UTF-8.
-pub(crate) fn percent_decode(s: &str) -> Option<String> {
-    let well_formed = s.bytes().enumerate().all(|(i, b)| {
-        b != b'%'
-            || s.as_bytes()
-                .get(i + 1..i + 3)
-                .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
-    });
-    if !well_formed {
-        return None;
-    }
-    percent_encoding::percent_decode_str(s)
-        .decode_utf8()
-        .ok()
-        .map(|c| c.into_owned())
-}
-
-/// Parses `key=value,key2=value2` (values percent-decoded) into numbered pairs (from
-/// 1, counting the non-empty entries). An error names the entry's position and the rule
-/// it breaks, never its text: a malformed header entry is often a credential.
-/// The value `OTEL_RESOURCE_ATTRIBUTES` gives `key` (`deployment.environment.name`,
-/// `service.version`), read through `env`; `None` when it gives none or cannot be read
-/// (`OtlpConfig::resolve` reports that).
-pub fn resource_attribute(env: impl Fn(&str) -> Option<String>, key: &str) -> Option<String> {
-    let text = env("OTEL_RESOURCE_ATTRIBUTES")?;
-    pairs("OTEL_RESOURCE_ATTRIBUTES", &text)
-        .ok()?
-        .into_iter()
-        .rev()
-        .find(|(_, k, _)| k == key)
-        .map(|(_, _, v)| v)
-}
-
-fn pairs(setting: &str, text: &str) -> Result<Vec<(usize, String, String)>, ConfigError> {
-    let mut out = Vec::new();
-    for (i, item) in text
-        .split(',')
-        .map(str::trim)
-        .filter(|i| !i.is_empty())
-        .enumerate()
-    {
-        let n = i + 1;
-        let Some((k, v)) = item.split_once('=') else {
-            return Err(err(
-                setting,
-                format!("entry {n} has no '=': expected key=value pairs separated by commas"),
-            ));
-        };
-        let (k, v) = (k.trim(), v.trim());
-        if k.is_empty() {
-            return Err(err(setting, format!("entry {n} has an empty key")));
-        }
-        let v = percent_decode(v).ok_or_else(|| {
-            err(
-                setting,
-                format!(
-                    "the value of entry {n} has a bad %-escape (write % as %25, and each \
-                     escape as % and two hex digits)"
-                ),
-            )
-        })?;
-        out.push((n, k.to_string(), v));
-    }
-    Ok(out)
-}
+/// `key=value` lists and the value `OTEL_RESOURCE_ATTRIBUTES` gives a key, read as every
+/// piko-obs crate reads them.
+pub use piko_obs_lifecycle::settings::resource_attribute;
+pub(crate) use piko_obs_lifecycle::settings::{key_value_pairs as pairs, percent_decode};
 
 fn millis(setting: &str, text: &str) -> Result<Duration, ConfigError> {
     let ms: u64 = text.trim().parse().map_err(|_| {

@@ -17,13 +17,6 @@ use crate::otlp;
 use crate::sentry;
 use crate::{Builder, Guard, InitError, PIKO_DISABLE_CONSOLE_LOG, RunMode, logger};
 
-/// A key of `OTEL_RESOURCE_ATTRIBUTES` (the last one given): with OTLP compiled in,
-/// percent-decoded as the OTLP resource reads it; without, taken as written.
-#[cfg(feature = "otlp")]
-use crate::otlp::resource_attribute;
-#[cfg(not(feature = "otlp"))]
-use piko_obs_lifecycle::settings::resource_attribute;
-
 /// The bound on unwinding a failed `init()`.
 const UNWIND_BOUND: Duration = Duration::from_secs(1);
 
@@ -86,7 +79,7 @@ impl Builder {
         let Identity {
             environment,
             release,
-        } = Identity::resolve(environment, release, env, |k| resource_attribute(env, k));
+        } = Identity::resolve(environment, release, env);
         let service_name = self.service_name.clone().unwrap_or_else(program_name);
         #[cfg(feature = "notify")]
         self.error_notifications.check(self.notify.enabled())?;
