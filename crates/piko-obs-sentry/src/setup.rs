@@ -8,6 +8,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use piko_obs_lifecycle::runtime::OwnRuntime;
 use piko_obs_lifecycle::{Stack, Unwind};
 use piko_obs_logger::{AddOutputError, AddedOutput, attr, global as logs};
 
@@ -195,25 +196,17 @@ pub fn enable(config: &SentryConfig, span_ids: SpanIds) -> Result<SentryGuard, S
         .enable_all()
         .build()
         .map_err(SetupError::Runtime)?;
+    // The runtime is the stack's first part: it stops last, and a failed start unwinds it.
+    let runtime = OwnRuntime::new(runtime);
+    let handle = runtime.handle().clone();
     let parts = Unwind::new(Duration::from_secs(1));
-    match start(config, runtime.handle(), span_ids, &parts) {
-        Ok(sentry) => {
-            install(&sentry);
-            let parts = parts.keep();
-            let runtime = Some(runtime);
-            Ok(SentryGuard {
-                sentry,
-                parts,
-                runtime,
-            })
-        }
-        Err(e) => {
-            // What started stops first; a runtime cannot be dropped in an async caller.
-            drop(parts);
-            runtime.shutdown_background();
-            Err(e)
-        }
-    }
+    parts.push(runtime);
+    let sentry = start(config, &handle, span_ids, &parts)?;
+    install(&sentry);
+    Ok(SentryGuard {
+        sentry,
+        parts: parts.keep(),
+    })
 }
 
 /// Keeps the Sentry client of [`enable`] running; flushes and stops it when dropped.
@@ -221,9 +214,8 @@ pub fn enable(config: &SentryConfig, span_ids: SpanIds) -> Result<SentryGuard, S
 #[derive(Debug)]
 pub struct SentryGuard {
     sentry: Arc<Sentry>,
-    /// The client and its log output.
+    /// The runtime, the client and its log output.
     parts: Stack,
-    runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl SentryGuard {
@@ -239,9 +231,6 @@ impl Drop for SentryGuard {
         let _ = self
             .parts
             .shutdown(self.sentry.shutdown_timeout() + Duration::from_millis(200));
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
-        }
     }
 }
 
