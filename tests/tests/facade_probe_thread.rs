@@ -1,5 +1,6 @@
 //! `init()` starts the probe server on a thread of its own and says once, at DEBUG, what
-//! the kernel made of the short time slice that thread asked for.
+//! the kernel made of the short time slice that thread asked for; alone, it starts no
+//! piko-obs runtime.
 
 use std::time::Duration;
 
@@ -22,6 +23,8 @@ fn the_probe_threads_time_slice_is_logged_once_at_debug() {
         .with_log_bridge(false)
         .with_log_level("debug")
         .with_health_probe_port(0)
+        // Nothing else that runs on piko-obs's runtime: the probe server needs none.
+        .with_notifications_enabled(false)
         .with_custom_health_probe(probe_fn("db", |_, _| async { Status::healthy("db") }))
         .init()
         .unwrap();
@@ -35,6 +38,12 @@ fn the_probe_threads_time_slice_is_logged_once_at_debug() {
         piko_obs_testkit::thread_names()
             .iter()
             .any(|n| n == "piko-obs-probes")
+    );
+    assert!(
+        !piko_obs_testkit::thread_names()
+            .iter()
+            .any(|n| n == "piko-obs-runtime"),
+        "no runtime started for the probe server alone"
     );
     logger::hub().flush(Duration::from_secs(5)).unwrap();
     let logged: Vec<_> = cap

@@ -28,7 +28,6 @@ type ProbeRegistration = Box<dyn FnOnce(&HealthService) -> Result<(), RegisterEr
 /// address and paths from the environment, [`start`](Self::start) starts it.
 ///
 /// ```
-/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
 /// use std::time::Duration;
 /// use piko_obs_health::{Status, probe_fn};
 /// use piko_obs_health_warp::setup::ServerSetup;
@@ -37,10 +36,9 @@ type ProbeRegistration = Box<dyn FnOnce(&HealthService) -> Result<(), RegisterEr
 ///     .with_probe(probe_fn("db", |_, _| async { Status::healthy("db") }), Default::default());
 /// let server = setup.resolve(&|_: &str| None).unwrap();
 /// let started = setup
-///     .start(&tokio::runtime::Handle::current(), "shop", &server, Duration::ZERO, |_, r| r)
+///     .start(None, "shop", &server, Duration::ZERO, |_, r| r) // on its own thread
 ///     .unwrap();
 /// assert!(started.running.local_addr().ip().is_loopback());
-/// # });
 /// ```
 pub struct ServerSetup {
     enabled: bool,
@@ -191,6 +189,11 @@ impl ServerSetup {
     pub fn enabled(&self) -> bool {
         self.enabled
     }
+    /// Whether starting it needs a runtime of the program's: it runs, on that runtime
+    /// ([`with_own_thread(false)`](Self::with_own_thread)) rather than its own thread.
+    pub fn needs_runtime(&self) -> bool {
+        self.enabled && !self.own_thread
+    }
     /// Whether the metrics path's render was given in code.
     pub fn has_metrics_render(&self) -> bool {
         self.metrics_render.is_some()
@@ -210,13 +213,14 @@ impl ServerSetup {
 
     /// Starts the health service named `service_name` with its probes, then the server
     /// at `server` on its own thread (or on `runtime`, with
-    /// [`with_own_thread(false)`](Self::with_own_thread)). `prepare` sees the service before its probes are
+    /// [`with_own_thread(false)`](Self::with_own_thread); without a runtime given or
+    /// entered, that fails with [`ServerError::NoRuntime`]). `prepare` sees the service before its probes are
     /// registered and gets the render given in code: what it returns is served on the
     /// metrics path. Readiness drains for `drain_delay` at shutdown ([`Drain`]). The
     /// probes move into the service; the other settings stay, to be read.
     pub fn start(
         &mut self,
-        runtime: &tokio::runtime::Handle,
+        runtime: Option<&tokio::runtime::Handle>,
         service_name: &str,
         server: &ProbeServer,
         drain_delay: Duration,
@@ -243,7 +247,7 @@ impl ServerSetup {
         let running = if self.own_thread {
             builder.start_on_own_thread()?
         } else {
-            let _enter = runtime.enter();
+            let _enter = runtime.map(tokio::runtime::Handle::enter);
             builder.start()?
         };
         Ok(StartedServer {
@@ -256,8 +260,9 @@ impl ServerSetup {
 
 /// What [`ServerSetup::start_parts`] takes from the rest of the program.
 pub struct Composition<'a> {
-    /// The runtime the server runs on.
-    pub runtime: &'a tokio::runtime::Handle,
+    /// The runtime the server runs on with [`ServerSetup::with_own_thread`]`(false)`
+    /// (none is needed on its own thread, the default).
+    pub runtime: Option<&'a tokio::runtime::Handle>,
     /// The health service's name (the top-level name of its statuses).
     pub service_name: &'a str,
     /// The address and paths ([`ServerSetup::resolve`]).

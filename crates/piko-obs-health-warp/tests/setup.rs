@@ -21,7 +21,7 @@ fn composition<'a>(
     panics: Panics,
 ) -> Composition<'a> {
     Composition {
-        runtime: runtime.handle(),
+        runtime: Some(runtime.handle()),
         service_name: "shop",
         server,
         drain_delay: Duration::ZERO,

@@ -154,11 +154,8 @@ impl Builder {
         started: &mut Started,
         parts: &Unwind,
     ) -> Result<(), InitError> {
-        let Some(runtime) = &started.runtime else {
-            return Ok(());
-        };
         let with = Composition {
-            runtime,
+            runtime: started.runtime.as_ref(),
             service_name: &r.service_name,
             server: &r.probe_server,
             drain_delay: r.drain_delay,

@@ -118,7 +118,7 @@ impl Builder {
         let _ = r;
         [
             #[cfg(feature = "health")]
-            self.health.enabled(),
+            self.health.needs_runtime(),
             #[cfg(feature = "notify")]
             self.notify.enabled(),
             #[cfg(feature = "otlp")]
@@ -143,7 +143,7 @@ impl Builder {
         };
         if self.needs_runtime(&r) {
             // piko-obs's runtime: the dispatcher, the exporters, Sentry's transport (the probe
-            // server serves on a thread of its own unless told otherwise).
+            // server serves on a thread of its own unless told otherwise, and needs none).
             let runtime = OwnRuntime::start().map_err(InitError::Runtime)?;
             started.runtime = Some(runtime.handle().clone());
             parts.push(runtime);
