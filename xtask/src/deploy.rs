@@ -705,10 +705,8 @@ fn unwritable_home_in(dir: &std::path::Path) -> Result {
     .map_err(|e| format!("the dead letter on stderr: {e}; stderr: {errors}"))?;
     // A path the operator set must be writable: init() fails, naming the variable.
     let bad = file.join("dead-letters.jsonl");
-    let mut child = Command::new(root().join("target/debug/examples/monitor"))
-        .arg("prod")
-        .env("HEALTH_PORT", "0")
-        .env("APP_PORT", "0")
+    let mut child = crate::monitor::monitor_command()
+        .1
         .env("PIKO_NOTIFICATION_DEAD_LETTER_PATH", &bad)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())

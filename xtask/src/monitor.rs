@@ -53,15 +53,20 @@ pub(crate) fn start_monitor(extra_env: &[(&str, &str)]) -> Result<Monitor> {
     start_monitor_with(extra_env, Stdio::inherit())
 }
 
+/// The monitor example (built by `cargo build --examples`) in prod mode with both its
+/// ports free ones, and its path for error messages.
+pub(crate) fn monitor_command() -> (std::path::PathBuf, Command) {
+    let exe = root().join("target/debug/examples/monitor");
+    let mut cmd = Command::new(&exe);
+    cmd.arg("prod").env("HEALTH_PORT", "0").env("APP_PORT", "0");
+    (exe, cmd)
+}
+
 /// [`start_monitor`] with its stderr going to `stderr` (`Stdio::piped()` to read it from
 /// `Monitor::process`).
 pub(crate) fn start_monitor_with(extra_env: &[(&str, &str)], stderr: Stdio) -> Result<Monitor> {
-    let exe = root().join("target/debug/examples/monitor");
-    let mut cmd = Command::new(&exe);
-    cmd.arg("prod")
-        .env("HEALTH_PORT", "0")
-        .env("APP_PORT", "0")
-        .env("SHUTDOWN_DRAIN_DELAY_MS", "0")
+    let (exe, mut cmd) = monitor_command();
+    cmd.env("SHUTDOWN_DRAIN_DELAY_MS", "0")
         .env(
             "PIKO_NOTIFICATION_DEAD_LETTER_PATH",
             std::env::temp_dir().join(format!("piko-obs-monitor-{}.jsonl", std::process::id())),

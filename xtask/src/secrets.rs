@@ -6,11 +6,12 @@
 //! may contain any of them.
 
 use std::io::{BufRead, BufReader, Read};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::support::{Reaper, Result, free_port, http_get, root, signal, wait_bounded};
+use crate::monitor::monitor_command;
+use crate::support::{Reaper, Result, free_port, http_get, signal, wait_bounded};
 
 pub(crate) fn no_secret_in_any_output() -> Result {
     // Ports nothing listens on: every delivery and export fails, and says so.
@@ -74,12 +75,8 @@ pub(crate) fn no_secret_in_any_output() -> Result {
             dead_letters.to_string_lossy().into_owned(),
         ),
     ];
-    let exe = root().join("target/debug/examples/monitor");
-    let mut cmd = Command::new(&exe);
-    cmd.arg("prod")
-        .env("HEALTH_PORT", "0")
-        .env("APP_PORT", "0")
-        .env("SHUTDOWN_DRAIN_DELAY_MS", "0")
+    let (exe, mut cmd) = monitor_command();
+    cmd.env("SHUTDOWN_DRAIN_DELAY_MS", "0")
         .env_remove("PIKO_LOG_LEVEL")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -238,13 +235,8 @@ pub(crate) fn no_secret_in_a_refused_probe_url() -> Result {
 /// Runs the monitor with `env` until it exits (it must refuse to start, within 20 s):
 /// its status and all it printed, stdout and stderr, read while it runs.
 fn refused_at_start(env: &[(&str, String)]) -> Result<(std::process::ExitStatus, String)> {
-    let exe = root().join("target/debug/examples/monitor");
-    let mut cmd = Command::new(&exe);
-    cmd.arg("prod")
-        .env("HEALTH_PORT", "0")
-        .env("APP_PORT", "0")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    let (exe, mut cmd) = monitor_command();
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     for (k, v) in env {
         cmd.env(k, v);
     }

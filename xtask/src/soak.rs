@@ -598,11 +598,8 @@ struct Service {
 /// drain delay), reading its address lines among the others it prints first (the
 /// OpenTelemetry SDK's, alerts), which are counted into `printed`.
 fn start_service(env: &[(&str, &str)], printed: &Mutex<Printed>) -> Result<Service> {
-    let exe = root().join("target/debug/examples/monitor");
-    let mut child = Command::new(&exe)
-        .arg("prod")
-        .env("HEALTH_PORT", "0")
-        .env("APP_PORT", "0")
+    let (exe, mut cmd) = crate::monitor::monitor_command();
+    let mut child = cmd
         .env("SHUTDOWN_DRAIN_DELAY_MS", "0")
         .env_remove("PIKO_LOG_LEVEL")
         .envs(env.iter().copied())
