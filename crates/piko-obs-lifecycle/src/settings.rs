@@ -179,6 +179,19 @@ impl FromStr for RunMode {
     }
 }
 
+/// Every byte but the unreserved ones (`A-Z a-z 0-9 - . _ ~`, RFC 3986).
+const RESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// `text` with every byte but the unreserved ones (`A-Z a-z 0-9 - . _ ~`, RFC 3986)
+/// written as `%XX`: what [`percent_decode`] reads back.
+pub fn percent_encode(text: &str) -> String {
+    percent_encoding::utf8_percent_encode(text, RESERVED).to_string()
+}
+
 /// Decodes `%XX` escapes (the W3C baggage octet encoding the variables use); `None`
 /// for a `%` not followed by two hex digits (fuzzing found that `from_str_radix` also
 /// takes a sign, so `%+a` once decoded to a line feed) or a result that is not UTF-8.

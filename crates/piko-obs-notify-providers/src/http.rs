@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use piko_obs_lifecycle::settings::percent_encode;
 use piko_obs_notify::{SendError, parse_retry_after};
 
 use crate::ConfigError;
@@ -341,18 +342,6 @@ fn secrets_of(
     forms.sort();
     forms.dedup();
     forms
-}
-
-/// Every byte but the unreserved ones (letters, digits, `-._~`), as `%XX`.
-const ESCAPED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
-
-/// `s` with every byte but the unreserved ones as `%XX`.
-fn percent_encode(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, ESCAPED).to_string()
 }
 
 /// `%XX` back to its byte (and what is not valid UTF-8 then to U+FFFD).

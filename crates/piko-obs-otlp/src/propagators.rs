@@ -19,6 +19,7 @@ use opentelemetry::baggage::{Baggage, BaggageExt as _};
 use opentelemetry::trace::{
     SpanContext, SpanId, TraceContextExt as _, TraceFlags, TraceId, TraceState,
 };
+use piko_obs_lifecycle::settings::percent_encode;
 
 /// `1` to `max_digits` hexadecimal digits (either case) as a number; `None` for
 /// anything else (no sign, no spaces, no `0x`).
@@ -128,18 +129,6 @@ fn is_token(text: &str) -> bool {
         && text
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
-
-/// Every byte but the unreserved ones (`A-Z a-z 0-9 - . _ ~`, RFC 3986).
-const RESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
-
-/// `text` with every byte but the unreserved ones written as `%XX`.
-fn percent_encode(text: &str) -> String {
-    percent_encoding::utf8_percent_encode(text, RESERVED).to_string()
 }
 
 /// `text` with each `%XX` decoded and `+` read as a space (as the Jaeger clients
