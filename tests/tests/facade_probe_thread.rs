@@ -1,10 +1,12 @@
 //! `init()` starts the probe server on a thread of its own and says once, at DEBUG, what
-//! the kernel made of the short time slice that thread asked for; alone, it starts no
-//! piko-obs runtime.
+//! the kernel made of the scheduling that thread asked for (`SCHED_DEADLINE` where the
+//! process may have it, else a short time slice); alone, it starts no piko-obs runtime.
 
 use std::time::Duration;
 
-use piko_obs::health::{PROBE_THREAD_SLICE, Status, probe_fn};
+use piko_obs::health::{
+    PROBE_THREAD_PERIOD, PROBE_THREAD_RUNTIME, PROBE_THREAD_SLICE, Scheduling, Status, probe_fn,
+};
 use piko_obs::logger::{self, Level};
 use piko_obs_logger_drains::JsonOutput;
 use piko_obs_testkit::http_get;
@@ -59,8 +61,15 @@ fn the_probe_threads_time_slice_is_logged_once_at_debug() {
         "own thread, {} ms time slice",
         PROBE_THREAD_SLICE.as_secs_f64() * 1e3
     );
+    let deadline = Scheduling::Deadline {
+        runtime: PROBE_THREAD_RUNTIME,
+        period: PROBE_THREAD_PERIOD,
+    }
+    .to_string();
     assert!(
-        scheduling == short || scheduling.starts_with("own thread, default time slice ("),
+        scheduling == deadline
+            || scheduling == short
+            || scheduling.starts_with("own thread, default time slice ("),
         "{scheduling}"
     );
     guard.shutdown().unwrap();

@@ -16,10 +16,11 @@
 //!   request in flight makes room, or the new one is closed at once), HTTP/2
 //!   connections are pinged every 20 s; [`ConnectionCounters`] counts all of it.
 //! - [`ServerBuilder::start_on_own_thread`] serves on a thread of its own (one thread
-//!   does a probe's whole answer), which on Linux 6.12 and later asks the kernel for a
-//!   short CPU time slice so that a probe is answered at once while the application keeps
-//!   every core busy ([`Scheduling`], [`PROBE_THREAD_SLICE`]); `start()` serves on the
-//!   caller's runtime.
+//!   does a probe's whole answer), under `SCHED_DEADLINE` where the process has
+//!   `CAP_SYS_NICE` ([`PROBE_THREAD_RUNTIME`] every [`PROBE_THREAD_PERIOD`]), else with
+//!   a short CPU time slice on Linux 6.12 and later ([`PROBE_THREAD_SLICE`]), so that a
+//!   probe is answered at once while the application keeps every core busy
+//!   ([`Scheduling`]); `start()` serves on the caller's runtime.
 //! - [`TcpProbe`] and [`HttpProbe`] check a dependency by connecting to it.
 //! - [`ServerSetup`]: a process's probe server from settings and the `PIKO_HEALTH_*`
 //!   variables (service, probes, server on its own thread, drain), and its counters
@@ -67,4 +68,4 @@ pub use server::{
     ServerError, TlsMinVersion, TlsOptions,
 };
 pub use setup::{DEFAULT_HEALTH_RESPONSE_CACHE, ServerSetup, ServerSetupError, StartedServer};
-pub use thread::{PROBE_THREAD_SLICE, Scheduling};
+pub use thread::{PROBE_THREAD_PERIOD, PROBE_THREAD_RUNTIME, PROBE_THREAD_SLICE, Scheduling};

@@ -143,6 +143,7 @@ pub struct ServerBuilder {
     header_read_timeout: Duration,
     idle_timeout: Duration,
     max_connections: usize,
+    deadline: bool,
 }
 
 impl std::fmt::Debug for ServerBuilder {
@@ -160,6 +161,7 @@ impl std::fmt::Debug for ServerBuilder {
             .field("header_read_timeout", &self.header_read_timeout)
             .field("idle_timeout", &self.idle_timeout)
             .field("max_connections", &self.max_connections)
+            .field("deadline", &self.deadline)
             .finish()
     }
 }
@@ -183,6 +185,7 @@ impl ServerBuilder {
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            deadline: true,
         }
     }
 
@@ -265,6 +268,14 @@ impl ServerBuilder {
         self
     }
 
+    /// Whether [`start_on_own_thread`](Self::start_on_own_thread) asks for
+    /// `SCHED_DEADLINE` on the probe thread where the process may have it (default: on;
+    /// see [`Scheduling::Deadline`]). Off, the thread only asks for the short time slice.
+    pub fn with_deadline_scheduling(mut self, on: bool) -> Self {
+        self.deadline = on;
+        self
+    }
+
     fn check_limits(&self) -> Result<(), ServerError> {
         if self.header_read_timeout.is_zero() {
             return Err(ServerError::BadLimit {
@@ -329,12 +340,15 @@ impl ServerBuilder {
     /// Binds, then serves on a thread of its own (`piko-obs-probes`) running a
     /// current-thread tokio runtime: one thread accepts a probe's connection, reads the
     /// request, runs the probes (their tasks too) and writes the answer, whatever the
-    /// application's runtimes are doing, and needs no runtime to be started from. On
-    /// Linux 6.12 and later the thread asks for a short CPU time slice
+    /// application's runtimes are doing, and needs no runtime to be started from. Where
+    /// the process has `CAP_SYS_NICE`, the thread runs under `SCHED_DEADLINE`
+    /// ([`Scheduling::Deadline`]: a bounded CPU budget the kernel gives it as soon as it
+    /// wakes; [`with_deadline_scheduling`](Self::with_deadline_scheduling) turns this
+    /// off). Elsewhere, on Linux 6.12 and later, it asks for a short CPU time slice
     /// ([`PROBE_THREAD_SLICE`](crate::PROBE_THREAD_SLICE)), so that when every core is
     /// busy a probe's wake-up preempts the running thread rather than waiting for its
-    /// slice to end; where the kernel refuses it, the server runs with the default slice
-    /// and says why in [`RunningServer::scheduling`]. Errors as
+    /// slice to end; where the kernel refuses that too, the server runs with the default
+    /// slice and says why in [`RunningServer::scheduling`]. Errors as
     /// [`start`](Self::start)'s, and [`ServerError::Thread`] when the thread or its
     /// runtime cannot be created.
     ///
@@ -349,11 +363,13 @@ impl ServerBuilder {
     ///     .with_port(0)
     ///     .start_on_own_thread() // no runtime needed
     ///     .expect("probe server started");
-    /// // "own thread, 0.1 ms time slice" on Linux 6.12 and later
+    /// // "own thread, SCHED_DEADLINE 2 ms every 10 ms" with CAP_SYS_NICE,
+    /// // else "own thread, 0.1 ms time slice" on Linux 6.12 and later
     /// println!("probes on http://{}/ready, {}", server.local_addr(), server.scheduling());
     /// server.shutdown_within(Duration::from_secs(1)).unwrap();
     /// ```
     pub fn start_on_own_thread(self) -> Result<RunningServer, ServerError> {
+        let deadline = self.deadline;
         let checked = self.check()?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_io()
@@ -370,7 +386,7 @@ impl ServerBuilder {
         std::thread::Builder::new()
             .name(crate::thread::THREAD_NAME.into())
             .spawn(move || {
-                let _ = told.send(crate::thread::ask_short_slice());
+                let _ = told.send(crate::thread::ask_scheduling(deadline));
                 // Runs the server's tasks until its handle is dropped (the accept loop
                 // ends before, at shutdown).
                 runtime.run_until(exit_seen);
@@ -579,7 +595,7 @@ impl RunningServer {
         self.counters.clone()
     }
 
-    /// Where the server runs, and the time slice its own thread got from the kernel.
+    /// Where the server runs, and the scheduling its own thread got from the kernel.
     pub fn scheduling(&self) -> &Scheduling {
         &self.scheduling
     }

@@ -51,6 +51,7 @@ pub struct ServerSetup {
     idle_timeout: Duration,
     max_connections: usize,
     own_thread: bool,
+    deadline: bool,
     probes: Vec<ProbeRegistration>,
 }
 
@@ -67,6 +68,7 @@ impl Default for ServerSetup {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             own_thread: true,
+            deadline: true,
             probes: Vec::new(),
         }
     }
@@ -81,6 +83,7 @@ impl std::fmt::Debug for ServerSetup {
             .field("timeout", &self.timeout)
             .field("tls", &self.tls.is_some())
             .field("own_thread", &self.own_thread)
+            .field("deadline", &self.deadline)
             .field("probes", &self.probes.len())
             .finish_non_exhaustive()
     }
@@ -172,6 +175,14 @@ impl ServerSetup {
             ..self
         }
     }
+    /// Whether the server's own thread asks for `SCHED_DEADLINE` where the process may
+    /// have it (default on: [`ServerBuilder::with_deadline_scheduling`]).
+    pub fn with_deadline_scheduling(self, on: bool) -> Self {
+        Self {
+            deadline: on,
+            ..self
+        }
+    }
     /// Serves the probe paths over TLS.
     pub fn with_tls(self, tls: TlsOptions) -> Self {
         Self {
@@ -237,7 +248,8 @@ impl ServerSetup {
             .with_response_cache(self.response_cache)
             .with_header_read_timeout(self.header_read_timeout)
             .with_idle_timeout(self.idle_timeout)
-            .with_max_connections(self.max_connections);
+            .with_max_connections(self.max_connections)
+            .with_deadline_scheduling(self.deadline);
         if let Some(tls) = self.tls.clone() {
             builder = builder.with_tls(tls);
         }
@@ -371,7 +383,7 @@ pub struct ServingServer {
     pub service: HealthService,
     /// The address it listens on.
     pub addr: SocketAddr,
-    /// Where it runs, and the time slice its own thread got from the kernel.
+    /// Where it runs, and the scheduling its own thread got from the kernel.
     pub scheduling: crate::Scheduling,
     counters: ConnectionCounters,
     probes: String,

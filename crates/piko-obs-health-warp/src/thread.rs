@@ -1,7 +1,15 @@
 //! The probe server's own thread: a current-thread tokio runtime that does the whole
-//! answer to a probe (accept, read, probes, write) on one thread, and a short CPU time
-//! slice asked for that thread, so that a probe arriving while the application keeps
+//! answer to a probe (accept, read, probes, write) on one thread, and a scheduling
+//! policy asked for that thread, so that a probe arriving while the application keeps
 //! every core busy is run at once rather than after the running tasks' slices.
+//!
+//! Where the process may (`CAP_SYS_NICE`, as root outside a container), the thread runs
+//! under `SCHED_DEADLINE` (`sched(7)`): a budget of [`PROBE_THREAD_RUNTIME`] of CPU
+//! every [`PROBE_THREAD_PERIOD`], which the kernel gives it as soon as it wakes, ahead
+//! of every ordinary thread, and never more than that budget, so that a flood of
+//! requests to the probe port takes at most a fifth of one core from the application.
+//! Threads the probe thread starts (a probe's `spawn_blocking` work) get the ordinary
+//! policy (`SCHED_FLAG_RESET_ON_FORK`). Elsewhere the thread asks for a short time slice.
 //!
 //! Since Linux 6.12 the EEVDF scheduler lets a `SCHED_OTHER` thread suggest its own
 //! time slice with `sched_setattr(2)` (`sched_attr.sched_runtime`, clamped to
@@ -18,6 +26,16 @@ use std::time::Duration;
 /// fits in one slice; the thread is asleep the rest of the time.
 pub const PROBE_THREAD_SLICE: Duration = Duration::from_micros(100);
 
+/// The CPU time the probe server's own thread may use in each [`PROBE_THREAD_PERIOD`]
+/// when it runs under `SCHED_DEADLINE`: 2 ms, a fifth of a core. An answer to a probe
+/// takes tens of microseconds; a `/metrics` render of thousands of series takes
+/// milliseconds, and goes on in the next period when the budget is spent.
+pub const PROBE_THREAD_RUNTIME: Duration = Duration::from_millis(2);
+
+/// The period of the probe server's thread's `SCHED_DEADLINE` budget (and its relative
+/// deadline): 10 ms.
+pub const PROBE_THREAD_PERIOD: Duration = Duration::from_millis(10);
+
 /// The name of the probe server's own thread.
 pub(crate) const THREAD_NAME: &str = "piko-obs-probes";
 
@@ -31,6 +49,15 @@ pub enum Scheduling {
     /// On a thread of its own ([`ServerBuilder::start_on_own_thread`](crate::ServerBuilder::start_on_own_thread)),
     /// with the short time slice it asked for.
     ShortSlice(Duration),
+    /// On a thread of its own under `SCHED_DEADLINE`: `runtime` of CPU every `period`,
+    /// given as soon as the thread wakes ([`PROBE_THREAD_RUNTIME`],
+    /// [`PROBE_THREAD_PERIOD`]).
+    Deadline {
+        /// The CPU time the thread may use in each period.
+        runtime: Duration,
+        /// The period, which is also the deadline.
+        period: Duration,
+    },
     /// On a thread of its own with the kernel's default time slice, because the kernel
     /// refused or ignored the shorter one: why (Linux older than 6.12, a seccomp filter,
     /// a real-time policy, not Linux).
@@ -47,6 +74,12 @@ impl std::fmt::Display for Scheduling {
             Scheduling::DefaultSlice(why) => {
                 write!(f, "own thread, default time slice ({why})")
             }
+            Scheduling::Deadline { runtime, period } => write!(
+                f,
+                "own thread, SCHED_DEADLINE {} ms every {} ms",
+                runtime.as_secs_f64() * 1e3,
+                period.as_secs_f64() * 1e3
+            ),
         }
     }
 }
@@ -80,9 +113,14 @@ impl Drop for ServerRuntime {
     }
 }
 
-/// Asks the kernel for [`PROBE_THREAD_SLICE`] on the calling thread, keeping its policy,
-/// nice value and flags, and reads back what it got.
-pub(crate) fn ask_short_slice() -> Scheduling {
+/// Asks the kernel for `SCHED_DEADLINE` on the calling thread when `deadline` is set
+/// and the process may have it, else for [`PROBE_THREAD_SLICE`] (keeping the thread's
+/// policy, nice value and flags), and reads back what it got.
+pub(crate) fn ask_scheduling(deadline: bool) -> Scheduling {
+    if deadline && let Some(granted) = imp::ask_deadline(PROBE_THREAD_RUNTIME, PROBE_THREAD_PERIOD)
+    {
+        return granted;
+    }
     imp::ask(PROBE_THREAD_SLICE)
 }
 
@@ -133,6 +171,24 @@ mod imp {
                 "the kernel ignores a thread's own time slice (Linux older than 6.12)".into(),
             )
         }
+    }
+
+    /// `SCHED_DEADLINE` in `<linux/sched.h>` (the libc crate does not define it).
+    const SCHED_DEADLINE: u32 = 6;
+
+    /// Puts the calling thread under `SCHED_DEADLINE` with `runtime` every `period`,
+    /// its children reset to the ordinary policy; `None` where the kernel refuses (no
+    /// `CAP_SYS_NICE`, a cpuset narrower than the machine, no bandwidth left).
+    pub(super) fn ask_deadline(runtime: Duration, period: Duration) -> Option<Scheduling> {
+        let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        let mut attr = empty();
+        attr.sched_policy = SCHED_DEADLINE;
+        attr.sched_flags = libc::SCHED_FLAG_RESET_ON_FORK as u64;
+        attr.sched_runtime = nanos(runtime);
+        attr.sched_deadline = nanos(period);
+        attr.sched_period = nanos(period);
+        sched_attr(Call::Set, &mut attr).ok()?;
+        Some(Scheduling::Deadline { runtime, period })
     }
 
     pub(super) fn refused(e: &io::Error) -> Scheduling {
@@ -204,6 +260,10 @@ mod imp {
     pub(super) fn ask(_: Duration) -> Scheduling {
         Scheduling::DefaultSlice("a thread's own time slice needs Linux 6.12 or later".into())
     }
+
+    pub(super) fn ask_deadline(_: Duration, _: Duration) -> Option<Scheduling> {
+        None
+    }
 }
 
 #[cfg(test)]
@@ -216,6 +276,12 @@ mod tests {
         assert_eq!(shown, "own thread, 0.1 ms time slice");
         let shown = Scheduling::DefaultSlice("why".into()).to_string();
         assert_eq!(shown, "own thread, default time slice (why)");
+        let shown = Scheduling::Deadline {
+            runtime: PROBE_THREAD_RUNTIME,
+            period: PROBE_THREAD_PERIOD,
+        }
+        .to_string();
+        assert_eq!(shown, "own thread, SCHED_DEADLINE 2 ms every 10 ms");
     }
 
     #[cfg(target_os = "linux")]
@@ -233,11 +299,47 @@ mod tests {
     #[test]
     fn the_calling_thread_gets_the_short_slice_or_a_reason() {
         // On a thread of its own, so the test harness's thread keeps its slice.
-        let got = std::thread::spawn(ask_short_slice).join().unwrap();
+        let got = std::thread::spawn(|| ask_scheduling(false)).join().unwrap();
         match got {
             Scheduling::ShortSlice(slice) => assert_eq!(slice, PROBE_THREAD_SLICE),
             Scheduling::DefaultSlice(why) => assert!(!why.is_empty()),
+            other => panic!("only the slice was asked for, got {other:?}"),
+        }
+    }
+
+    /// The `policy` line of the calling thread's `/proc/thread-self/sched`.
+    #[cfg(target_os = "linux")]
+    fn own_policy() -> u32 {
+        let text = std::fs::read_to_string("/proc/thread-self/sched").unwrap();
+        let line = text.lines().find(|l| l.starts_with("policy")).unwrap();
+        line.rsplit(':').next().unwrap().trim().parse().unwrap()
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn deadline_where_permitted_and_children_reset_to_the_ordinary_policy() {
+        let (got, policy, child_policy) = std::thread::spawn(|| {
+            let got = ask_scheduling(true);
+            let child = std::thread::spawn(own_policy).join().unwrap();
+            (got, own_policy(), child)
+        })
+        .join()
+        .unwrap();
+        match got {
+            Scheduling::Deadline { runtime, period } => {
+                assert_eq!(
+                    (runtime, period),
+                    (PROBE_THREAD_RUNTIME, PROBE_THREAD_PERIOD)
+                );
+                assert_eq!(policy, 6, "SCHED_DEADLINE");
+            }
+            // Without CAP_SYS_NICE: the short slice, as without the deadline.
+            Scheduling::ShortSlice(_) | Scheduling::DefaultSlice(_) => assert_eq!(policy, 0),
             Scheduling::SharedRuntime => panic!("asked, so not shared"),
         }
+        assert_eq!(
+            child_policy, 0,
+            "a child of the probe thread runs as SCHED_OTHER"
+        );
     }
 }

@@ -1,6 +1,6 @@
 //! The probe server on a thread of its own (`ServerBuilder::start_on_own_thread`): it
 //! needs no runtime to start, answers while the caller's runtime is blocked, reports the
-//! time slice the kernel gave its thread, and shuts down within its bounds from async
+//! scheduling the kernel gave its thread (`SCHED_DEADLINE` or a short time slice), and shuts down within its bounds from async
 //! code and from any thread.
 
 use std::net::{SocketAddr, TcpStream};
@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use piko_obs_health::{HealthService, Status, probe_fn};
 use piko_obs_health_warp::{
-    PROBE_THREAD_SLICE, RunningServer, Scheduling, ServerBuilder, ServerError,
+    PROBE_THREAD_PERIOD, PROBE_THREAD_RUNTIME, PROBE_THREAD_SLICE, RunningServer, Scheduling,
+    ServerBuilder, ServerError,
 };
 use piko_obs_lifecycle::Lifecycle;
 use piko_obs_testkit::{http_get, thread_names};
@@ -24,11 +25,19 @@ fn service() -> HealthService {
     h
 }
 
-/// The `se.slice` of each of this process's `piko-obs-probes` threads, where the kernel
-/// shows it (`/proc/<pid>/task/<tid>/sched`, Linux 6.12 and later).
-fn probe_thread_slices() -> Vec<u64> {
+/// The scheduling policy (`policy`) and the time slice (`se.slice`, Linux 6.12 and
+/// later) of each of this process's `piko-obs-probes` threads, as the kernel shows them
+/// in `/proc/<pid>/task/<tid>/sched`.
+fn probe_threads() -> Vec<(u64, Option<u64>)> {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return Vec::new();
+    };
+    let field = |sched: &str, name: &str| -> Option<u64> {
+        sched
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.trim().parse().ok())
     };
     tasks
         .flatten()
@@ -37,13 +46,7 @@ fn probe_thread_slices() -> Vec<u64> {
                 .is_ok_and(|name| name.trim() == "piko-obs-probes")
         })
         .filter_map(|t| std::fs::read_to_string(t.path().join("sched")).ok())
-        .filter_map(|sched| {
-            sched
-                .lines()
-                .find(|l| l.starts_with("se.slice"))
-                .and_then(|l| l.rsplit(' ').next())
-                .and_then(|v| v.trim().parse().ok())
-        })
+        .filter_map(|sched| Some((field(&sched, "policy")?, field(&sched, "se.slice"))))
         .collect()
 }
 
@@ -70,19 +73,53 @@ fn starts_without_a_runtime_and_reports_its_time_slice() {
     assert_eq!(v["dependencies"][0]["state"], "HEALTHY");
 
     assert!(thread_names().iter().any(|n| n == "piko-obs-probes"));
-    match server.scheduling() {
+    check_scheduling(server.scheduling());
+    assert!(server.scheduling().to_string().starts_with("own thread, "));
+}
+
+/// What a server on its own thread reports matches what the kernel shows of its thread.
+fn check_scheduling(scheduling: &Scheduling) {
+    match scheduling {
+        Scheduling::Deadline { runtime, period } => {
+            assert_eq!(
+                (*runtime, *period),
+                (PROBE_THREAD_RUNTIME, PROBE_THREAD_PERIOD)
+            );
+            assert!(
+                probe_threads().iter().any(|(policy, _)| *policy == 6),
+                "a probe thread runs under SCHED_DEADLINE: {:?}",
+                probe_threads()
+            );
+        }
         Scheduling::ShortSlice(slice) => {
             assert_eq!(*slice, PROBE_THREAD_SLICE);
-            // Where the kernel shows the slice, every probe thread has the short one.
+            // Where the kernel shows the slice, every ordinary probe thread has the
+            // short one (the other tests' servers may run under SCHED_DEADLINE).
             let nanos = u64::try_from(PROBE_THREAD_SLICE.as_nanos()).unwrap();
-            for shown in probe_thread_slices() {
-                assert_eq!(shown, nanos);
+            for (_, shown) in probe_threads().iter().filter(|(policy, _)| *policy == 0) {
+                assert_eq!(*shown, Some(nanos));
             }
         }
         Scheduling::DefaultSlice(why) => assert!(!why.is_empty()),
         other => panic!("a server on its own thread reports {other:?}"),
     }
-    assert!(server.scheduling().to_string().starts_with("own thread, "));
+    assert!(scheduling.to_string().starts_with("own thread, "));
+}
+
+#[test]
+fn without_the_deadline_the_thread_asks_only_for_the_short_slice() {
+    let server = ServerBuilder::new(service())
+        .with_port(0)
+        .with_deadline_scheduling(false)
+        .start_on_own_thread()
+        .unwrap();
+    assert_eq!(http_get(server.local_addr(), "/live").unwrap().status, 200);
+    assert!(
+        !matches!(server.scheduling(), Scheduling::Deadline { .. }),
+        "{:?}",
+        server.scheduling()
+    );
+    check_scheduling(server.scheduling());
 }
 
 #[test]

@@ -25,9 +25,9 @@ use piko_obs_health_warp::setup::Composition;
 pub use piko_obs_health_warp::{
     ConnectionCounters, ConnectionStats, DEFAULT_HEADER_READ_TIMEOUT,
     DEFAULT_HEALTH_RESPONSE_CACHE, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, HttpProbe,
-    InvalidUrl, MAX_CONNECTION_TIMEOUT, MetricsRender, PROBE_THREAD_SLICE, RunningServer,
-    Scheduling, ServerBuilder, ServerError, ServerSetup, ServerSetupError, TcpProbe, TlsMinVersion,
-    TlsOptions, setup::ServingServer,
+    InvalidUrl, MAX_CONNECTION_TIMEOUT, MetricsRender, PROBE_THREAD_PERIOD, PROBE_THREAD_RUNTIME,
+    PROBE_THREAD_SLICE, RunningServer, Scheduling, ServerBuilder, ServerError, ServerSetup,
+    ServerSetupError, TcpProbe, TlsMinVersion, TlsOptions, setup::ServingServer,
 };
 use std::time::Duration;
 
