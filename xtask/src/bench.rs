@@ -263,7 +263,7 @@ pub(crate) fn run(only: Option<&str>) -> Result {
         replace_section("startup", &section)?;
     }
     if probes {
-        let section = crate::wrk::probes()?;
+        let section = crate::probes::probes()?;
         replace_section("probes", &section)?;
     }
     if health {

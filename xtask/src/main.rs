@@ -60,6 +60,7 @@ mod features;
 mod fuzz;
 mod integration;
 mod monitor;
+mod probes;
 mod report;
 mod secrets;
 mod soak;
