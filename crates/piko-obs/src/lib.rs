@@ -47,6 +47,34 @@ use std::io::Write as _;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+/// Declares [`Builder`] setters that each hand their arguments to a method of the
+/// subsystem setup held in one of the builder's fields: `fn with_x(arg: T) => method(arg);`
+/// becomes `pub fn with_x(self, arg: T) -> Self`, with the doc comment written above it.
+#[cfg_attr(
+    not(any(
+        feature = "health",
+        feature = "metrics",
+        feature = "notify",
+        feature = "otlp",
+        feature = "sentry"
+    )),
+    allow(unused_macros)
+)]
+macro_rules! delegate {
+    ($field:ident: $(
+        $(#[$doc:meta])*
+        fn $name:ident $([$($generics:tt)*])? ($($arg:ident: $ty:ty),*) => $method:ident($($value:expr),*);
+    )*) => {
+        $(
+            $(#[$doc])*
+            pub fn $name $(<$($generics)*>)? (mut self, $($arg: $ty),*) -> Self {
+                self.$field = std::mem::take(&mut self.$field).$method($($value),*);
+                self
+            }
+        )*
+    };
+}
+
 pub use piko_obs_lifecycle as lifecycle;
 pub use piko_obs_lifecycle::{Lifecycle, ShutdownError, ShutdownErrors, Stack};
 
