@@ -116,9 +116,9 @@ impl Builder {
     ) -> Result<(), InitError> {
         let with = Composition {
             runtime: started.runtime.as_ref(),
-            service_name: &r.service_name,
+            service_name: &r.service.service_name,
             server: &r.probe_server,
-            drain_delay: r.drain_delay,
+            drain_delay: r.service.drain_delay,
             #[cfg(feature = "metrics")]
             metrics_on: self.metrics.enabled(),
             #[cfg(not(feature = "metrics"))]

@@ -156,13 +156,13 @@ impl Builder {
         let Some(rt) = started.runtime.clone().filter(|_| self.notify.enabled()) else {
             return Ok(());
         };
-        let format = match r.run_mode {
+        let format = match r.service.run_mode {
             RunMode::Prod => StdoutFormat::Json,
             RunMode::Dev => StdoutFormat::Human,
         };
         let n = std::mem::take(&mut self.notify)
-            .with_service(r.service_name.clone())
-            .with_environment(r.environment.clone())
+            .with_service(r.service.service_name.clone())
+            .with_environment(r.service.identity.environment.clone())
             .with_stdout_format(format)
             .with_trace_id_source(current_trace_id)
             .start_part(&rt, parts)?;

@@ -103,7 +103,7 @@ impl Builder {
         let rt = started.runtime.as_ref();
         started.pipeline = self
             .otlp
-            .start(&r.otlp, rt, r.level.clone(), buckets, parts)?;
+            .start(&r.otlp, rt, r.logger.level.clone(), buckets, parts)?;
         Ok(())
     }
 }

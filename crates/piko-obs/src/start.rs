@@ -4,8 +4,11 @@
 use std::time::Duration;
 
 use piko_obs_lifecycle::runtime::OwnRuntime;
-use piko_obs_lifecycle::settings::{Identity, program_name};
+#[cfg(any(feature = "otlp", feature = "sentry"))]
+use piko_obs_lifecycle::settings::Identity;
+use piko_obs_lifecycle::setup::Service;
 use piko_obs_lifecycle::{Stack, Unwind};
+use piko_obs_logger::setup::LoggerSettings;
 
 #[cfg(feature = "health")]
 use crate::health;
@@ -15,7 +18,7 @@ use crate::metrics;
 use crate::otlp;
 #[cfg(feature = "sentry")]
 use crate::sentry;
-use crate::{Builder, Guard, InitError, PIKO_DISABLE_CONSOLE_LOG, RunMode, logger};
+use crate::{Builder, Guard, InitError, RunMode, logger};
 
 /// The bound on unwinding a failed `init()`.
 const UNWIND_BOUND: Duration = Duration::from_secs(1);
@@ -23,8 +26,8 @@ const UNWIND_BOUND: Duration = Duration::from_secs(1);
 /// The builder's settings with the environment and the defaults applied and checked,
 /// before anything starts.
 pub(crate) struct Resolved {
-    pub(crate) run_mode: RunMode,
-    pub(crate) level: logger::Directives,
+    pub(crate) service: Service,
+    pub(crate) logger: LoggerSettings,
     #[cfg(feature = "health")]
     pub(crate) probe_server: piko_obs_health_warp::ProbeServer,
     #[cfg(feature = "otlp")]
@@ -33,12 +36,6 @@ pub(crate) struct Resolved {
     pub(crate) metrics: metrics::MetricsBuilder,
     #[cfg(feature = "sentry")]
     pub(crate) sentry: Option<sentry::SentryConfig>,
-    #[cfg_attr(not(feature = "notify"), allow(dead_code))]
-    pub(crate) environment: Option<String>,
-    #[cfg_attr(not(any(feature = "notify", feature = "health")), allow(dead_code))]
-    pub(crate) service_name: String,
-    pub(crate) console: bool,
-    pub(crate) drain_delay: Duration,
 }
 
 /// What started, for the `piko-obs started` line and the guard.
@@ -68,48 +65,30 @@ impl Builder {
     /// Code, then environment, then default, for every setting (see `settings`); every
     /// error names the setting.
     pub(crate) fn resolve(&self) -> Result<Resolved, InitError> {
-        let run_mode = RunMode::resolve(self.run_mode, &env)?;
-        let level = logger::resolve_directives(
-            self.log_level.as_deref().map(|l| ("with_log_level", l)),
-            logger::PIKO_LOG_LEVEL,
-            env,
-        )?;
-        // One environment and one release for every signal.
-        let (environment, release) = (self.environment.clone(), self.release.clone());
+        let service = self.service.resolve(&env)?;
+        let logger = self.logger.resolve("with_log_level", &env)?;
+        #[cfg(feature = "notify")]
+        self.error_notifications.check(self.notify.enabled())?;
+        #[cfg(any(feature = "otlp", feature = "sentry"))]
         let Identity {
             environment,
             release,
-        } = Identity::resolve(environment, release, env);
-        let service_name = self.service_name.clone().unwrap_or_else(program_name);
-        #[cfg(feature = "notify")]
-        self.error_notifications.check(self.notify.enabled())?;
-        let console = self
-            .console
-            .unwrap_or_else(|| env(PIKO_DISABLE_CONSOLE_LOG).as_deref() != Some("true"));
-        let drain_delay = self.drain_delay.unwrap_or(match run_mode {
-            RunMode::Prod => Duration::from_secs(5),
-            RunMode::Dev => Duration::ZERO,
-        });
-        let _ = &release;
+        } = &service.identity;
         Ok(Resolved {
-            run_mode,
-            level,
             #[cfg(feature = "health")]
             probe_server: self.health.resolve(&env)?,
             #[cfg(feature = "otlp")]
-            otlp: self.resolve_otlp(&environment, &release, &service_name)?,
+            otlp: self.resolve_otlp(environment, release, &service.service_name)?,
             // Checked whether or not the recorder is installed by this call.
             #[cfg(feature = "metrics")]
             metrics: self.metrics.builder()?,
             #[cfg(feature = "sentry")]
             sentry: self
                 .sentry
-                .resolve(&environment, &release)
+                .resolve(environment, release)
                 .map_err(sentry::setup::SetupError::from)?,
-            environment,
-            service_name,
-            console,
-            drain_delay,
+            service,
+            logger,
         })
     }
 
@@ -136,7 +115,7 @@ impl Builder {
     #[cfg_attr(not(any(feature = "notify", feature = "health")), allow(unused_mut))]
     pub(crate) fn start(mut self, r: Resolved) -> Result<Guard, InitError> {
         let parts = Unwind::new(UNWIND_BOUND);
-        self.start_logging(&r, &parts)?;
+        Self::start_logging(&r, &parts)?;
         let mut started = Started {
             dead_letters: "off (notifications off)".into(),
             ..Started::default()
@@ -170,8 +149,8 @@ impl Builder {
         stack.push(logger::hub().clone());
         stack.append(parts);
         Ok(Guard {
-            shutdown_timeout: self.shutdown_timeout,
-            drain_delay: r.drain_delay,
+            shutdown_timeout: r.service.shutdown_timeout,
+            drain_delay: r.service.drain_delay,
             #[cfg(feature = "health")]
             health: started.health.as_ref().map(|s| s.service.clone()),
             #[cfg(feature = "health")]
@@ -183,28 +162,24 @@ impl Builder {
     }
 
     /// The hub's settings, the console output and the `log` and `tracing` bridges.
-    fn start_logging(&self, r: &Resolved, parts: &Unwind) -> Result<(), InitError> {
-        let hub = logger::hub();
-        hub.set_error_backtraces(self.error_backtraces);
-        if let Some(keys) = &self.secret_keys {
-            hub.set_secret_keys(logger::SecretKeys::new(keys));
-        }
-        logger::set_framework_level(r.level.clone());
-        let format = match r.run_mode {
+    fn start_logging(r: &Resolved, parts: &Unwind) -> Result<(), InitError> {
+        r.logger.configure(logger::hub());
+        logger::set_framework_level(r.logger.level.clone());
+        let format = match r.service.run_mode {
             RunMode::Prod => logger::ConsoleFormat::Json,
             RunMode::Dev => logger::ConsoleFormat::Pretty,
         };
         // None when the program added a stdout output of its own before init().
-        if r.console
-            && let Some(console) = logger::start_console(format, r.level.clone())?
+        if r.logger.console
+            && let Some(console) = logger::start_console(format, r.logger.level.clone())?
         {
             parts.push(console);
         }
-        if self.log_bridge {
+        if r.logger.log_bridge {
             logger::install_log_bridge()?;
         }
         #[cfg(feature = "otlp")]
-        if self.tracing_bridge {
+        if r.logger.tracing_bridge {
             // Said when the application's own subscriber was there first.
             let route = logger::install_tracing_bridge();
             let said = logger::get_logger("piko-obs/logger");
@@ -237,7 +212,7 @@ impl Builder {
         logger::get_logger("piko-obs").notice(
             "piko-obs started",
             &[
-                logger::attr::string("mode", r.run_mode.as_str()),
+                logger::attr::string("mode", r.service.run_mode.as_str()),
                 logger::attr::string("probes", &probes),
                 logger::attr::string("metrics", &metrics_path),
                 logger::attr::string("otlp_traces", &otlp("traces")),
