@@ -131,15 +131,19 @@ impl Builder {
             recorder: None,
             on_probe_panic: Box::new(log_probe_panic),
         };
-        started.health = self.health.start_parts(with, parts)?;
-        if let Some(server) = &started.health {
+        let server = self.health.start_parts(with, parts)?;
+        if let Some(server) = &server {
             server.install();
+            let (probes, metrics) = server.shown();
+            started.show("probes", probes);
+            started.show("metrics", metrics);
             let scheduling = server.scheduling.to_string();
             crate::logger::get_logger("piko-obs/health").debug(
                 "probe server started",
                 &[crate::logger::attr::string("scheduling", &scheduling)],
             );
         }
+        started.health = server;
         Ok(())
     }
 }

@@ -236,40 +236,14 @@ pub enum InitError {
     #[error(transparent)]
     MetricsRecorder(#[from] metrics::RecorderInstalledError),
     #[cfg(feature = "notify")]
-    /// A notification provider could not be registered (a name used twice).
-    #[error("with_notification_provider: {0}")]
-    NotificationProvider(notification::RegisterError),
-    #[cfg(feature = "notify")]
-    /// A provider variable is set to something that cannot work.
-    #[error(transparent)]
-    NotificationEnv(#[from] notification::EnvProviderError),
-    #[cfg(feature = "notify")]
-    /// The default notification provider is not registered.
-    #[error("with_default_notification_provider: {0}")]
-    DefaultNotificationProvider(notification::UnknownProvider),
-    #[cfg(feature = "notify")]
-    /// A dead-letter store of one's own and settings of the file were both given.
-    #[error(
-        "with_notification_dead_letter_store replaces the dead-letter file: drop with_notification_dead_letter_path and with_notification_dead_letter_max_bytes, or the store"
-    )]
-    DeadLetterStoreAndFile,
-    /// The dead-letter file the user chose cannot be opened. (The default one falls back
-    #[cfg(feature = "notify")]
-    /// to memory and stderr instead: `notification::MemoryDeadLetterStore`.)
-    #[error(
-        "{setting}: notification dead-letter file {}: {source}; set {setting} to a writable path",
-        .path.display()
-    )]
-    DeadLetterFile {
-        /// The setting that chose the path: `with_notification_dead_letter_path` or
-        /// `PIKO_NOTIFICATION_DEAD_LETTER_PATH`.
-        setting: &'static str,
-        /// The path.
-        path: std::path::PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
+    /// The notification service could not start: a provider name used twice, a provider
+    /// variable that cannot work, a default provider not registered, a dead-letter store
+    /// of one's own beside settings of the file, a dead-letter file the user chose that
+    /// cannot be opened (the default one falls back to memory and stderr instead:
+    /// `notification::MemoryDeadLetterStore`), or its runtime. The message names the
+    /// builder option or the variable to change.
+    #[error("{}", notification::setup_message(.0))]
+    Notification(#[from] notification::SetupError),
     #[cfg(feature = "otlp")]
     /// OTLP could not start: a setting cannot work (the message names it), or the
     /// exporters or the `otlp` log output could not start.
@@ -312,36 +286,27 @@ pub enum InitError {
 /// of the parts `init()` started, shut down in reverse order within the shutdown
 /// timeout; a failed part is reported. Keep it alive for the life of `main`.
 #[must_use = "dropping the guard shuts piko-obs down at once: keep it until main returns"]
+#[derive(Debug)]
 pub struct Guard {
     shutdown_timeout: Duration,
-    drain_delay: Duration,
     #[cfg(feature = "health")]
-    health: Option<health::HealthService>,
-    health_addr: Option<SocketAddr>,
+    server: Option<health::ServingServer>,
     stack: Stack,
-}
-
-impl fmt::Debug for Guard {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Guard")
-            .field("health_addr", &self.health_addr)
-            .field("shutdown_timeout", &self.shutdown_timeout)
-            .field("drain_delay", &self.drain_delay)
-            .field("parts", &self.stack)
-            .finish()
-    }
 }
 
 impl Guard {
     /// The probe server's address, when it runs.
     pub fn health_addr(&self) -> Option<SocketAddr> {
-        self.health_addr
+        #[cfg(feature = "health")]
+        return self.server.as_ref().map(|s| s.addr);
+        #[cfg(not(feature = "health"))]
+        None
     }
 
     /// The health service, to add probes later or to signal drain early.
     #[cfg(feature = "health")]
     pub fn health(&self) -> Option<&health::HealthService> {
-        self.health.as_ref()
+        self.server.as_ref().map(|s| &s.service)
     }
 
     /// The started parts, from the one shut down last (the log hub) to the first.

@@ -61,28 +61,36 @@ fn current_trace_id() -> Option<String> {
     None
 }
 
-impl From<SetupError> for InitError {
-    fn from(e: SetupError) -> Self {
-        match e {
-            SetupError::Provider(e) => InitError::NotificationProvider(e),
-            SetupError::Env(e) => InitError::NotificationEnv(e),
-            SetupError::DefaultProvider(e) => InitError::DefaultNotificationProvider(e),
-            SetupError::StoreAndFile => InitError::DeadLetterStoreAndFile,
-            SetupError::DeadLetterFile {
-                in_code,
-                path,
-                source,
-            } => InitError::DeadLetterFile {
-                setting: if in_code {
-                    "with_notification_dead_letter_path"
-                } else {
-                    PIKO_NOTIFICATION_DEAD_LETTER_PATH
-                },
-                path,
-                source,
-            },
-            SetupError::Runtime(e) => InitError::Runtime(e),
+/// The message of [`InitError::Notification`]: the setup's error, naming the builder
+/// option (or the variable) to change.
+pub(crate) fn setup_message(e: &SetupError) -> String {
+    let (store, path) = (
+        "with_notification_dead_letter_store",
+        "with_notification_dead_letter_path",
+    );
+    match e {
+        SetupError::Provider(e) => format!("with_notification_provider: {e}"),
+        SetupError::DefaultProvider(e) => format!("with_default_notification_provider: {e}"),
+        SetupError::StoreAndFile => format!(
+            "{store} replaces the dead-letter file: drop {path} and with_notification_dead_letter_max_bytes, or the store"
+        ),
+        SetupError::DeadLetterFile {
+            in_code,
+            path: file,
+            source,
+        } => {
+            let setting = if *in_code {
+                path
+            } else {
+                PIKO_NOTIFICATION_DEAD_LETTER_PATH
+            };
+            let file = file.display();
+            format!(
+                "{setting}: notification dead-letter file {file}: {source}; set {setting} to a writable path"
+            )
         }
+        SetupError::Runtime(e) => format!("cannot start the piko-obs runtime: {e}"),
+        e => e.to_string(),
     }
 }
 
@@ -166,22 +174,14 @@ impl Builder {
             .with_stdout_format(format)
             .with_trace_id_source(current_trace_id)
             .start_part(&rt, parts)?;
-        started.dead_letters = n.dead_letters.clone();
+        started.show("alert_providers", n.service.providers().join(","));
+        started.show("dead_letters", n.dead_letters.clone());
         let errors = std::mem::take(&mut self.error_notifications);
-        started.forwarder = errors.start_part(&rt, &n.service, parts)?;
-        started.notifications = Some(n);
+        let forwarder = errors.start_part(&rt, &n.service, parts)?;
+        started.installs.push(Box::new(move || n.install()));
+        if let Some(forwarder) = forwarder {
+            started.installs.push(Box::new(move || forwarder.install()));
+        }
         Ok(())
-    }
-}
-
-impl Started {
-    /// Makes the service and the forwarder `init()` started the process-wide ones.
-    pub(crate) fn install_notifications(&self) {
-        if let Some(s) = &self.notifications {
-            s.install();
-        }
-        if let Some(f) = &self.forwarder {
-            f.install();
-        }
     }
 }

@@ -20,7 +20,6 @@ pub use piko_obs_otlp::*;
 use std::time::Duration;
 
 use piko_obs_lifecycle::Unwind;
-use piko_obs_otlp::setup::{PROTOCOL_SETTING, SetupError};
 
 use crate::start::{Resolved, Started};
 use crate::{Builder, InitError};
@@ -42,7 +41,7 @@ impl Builder {
         fn with_otlp_endpoint(endpoint: impl Into<String>) => with_endpoint(endpoint);
         /// `http/protobuf` (default, as the OpenTelemetry specification says; `http` too;
         /// port 4318), `http/json` (port 4318) or `grpc` (port 4317); checked by `init()`.
-        fn with_otlp_protocol(protocol: impl Into<String>) => with_protocol(protocol);
+        fn with_otlp_protocol(protocol: impl Into<String>) => with_protocol_named(protocol, "with_otlp_protocol");
         /// Headers sent with every export (`authorization`, say); they win over
         /// `OTEL_EXPORTER_OTLP_HEADERS` for the same name. Checked by `init()`.
         fn with_otlp_headers[K: Into<String>, V: Into<String>](headers: impl IntoIterator<Item = (K, V)>) => with_headers(headers);
@@ -72,23 +71,6 @@ impl Builder {
 }
 
 impl Builder {
-    /// The OTLP settings; a bad protocol's error names `with_otlp_protocol`.
-    pub(crate) fn resolve_otlp(
-        &self,
-        environment: &Option<String>,
-        release: &Option<String>,
-        service_name: &str,
-    ) -> Result<Settings, InitError> {
-        let settings = self
-            .otlp
-            .resolve(environment, release, service_name, crate::start::env);
-        Ok(settings.map_err(|mut e| {
-            if e.setting == PROTOCOL_SETTING {
-                e.setting = "with_otlp_protocol".into();
-            }
-            SetupError::Config(e)
-        })?)
-    }
     /// The OTLP pipeline and its log output, when export is on.
     pub(crate) fn start_otlp(
         &self,
@@ -104,6 +86,15 @@ impl Builder {
         started.pipeline = self
             .otlp
             .start(&r.otlp, rt, r.logger.level.clone(), buckets, parts)?;
+        let on = started.pipeline.is_some();
+        let signals = [
+            ("otlp_traces", "traces"),
+            ("otlp_metrics", "metrics"),
+            ("otlp_logs", "logs"),
+        ];
+        for (key, signal) in signals {
+            started.show(key, self.otlp.shown(&r.otlp, on, signal, crate::start::env));
+        }
         Ok(())
     }
 }

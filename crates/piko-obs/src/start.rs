@@ -38,23 +38,73 @@ pub(crate) struct Resolved {
     pub(crate) sentry: Option<sentry::SentryConfig>,
 }
 
-/// What started, for the `piko-obs started` line and the guard.
+/// What started, for the later parts, the `piko-obs started` line and the guard.
 #[derive(Default)]
 pub(crate) struct Started {
     pub(crate) runtime: Option<tokio::runtime::Handle>,
     #[cfg(feature = "otlp")]
     pub(crate) pipeline: Option<otlp::Pipeline>,
-    #[cfg(feature = "sentry")]
-    pub(crate) sentry: bool,
     #[cfg(feature = "metrics")]
     pub(crate) recorder: Option<&'static metrics::Metrics>,
-    #[cfg(feature = "notify")]
-    pub(crate) notifications: Option<piko_obs_notify_providers::setup::Started>,
-    #[cfg(feature = "notify")]
-    pub(crate) forwarder: Option<piko_obs_error_alerts::setup::StartedForwarder>,
-    pub(crate) dead_letters: String,
     #[cfg(feature = "health")]
     pub(crate) health: Option<health::ServingServer>,
+    /// Process-wide installs made once everything started: a failed `init()` leaves none.
+    pub(crate) installs: Vec<Box<dyn FnOnce()>>,
+    /// The start-up line's fields in order, as each part left them (never a secret: no
+    /// DSN, header or URL credentials).
+    shown: Vec<(&'static str, String)>,
+}
+
+impl Started {
+    /// Nothing started yet: every field of the start-up line says off, and why when its
+    /// feature is compiled out.
+    fn new(mode: RunMode) -> Self {
+        let off = |on: bool, feature: &str| match on {
+            true => "off".to_string(),
+            false => format!("off (the {feature} feature is off)"),
+        };
+        let otlp = off(cfg!(feature = "otlp"), "otlp");
+        Started {
+            shown: vec![
+                ("mode", mode.as_str().to_string()),
+                ("probes", "off".into()),
+                ("metrics", "off".into()),
+                ("otlp_traces", otlp.clone()),
+                ("otlp_metrics", otlp.clone()),
+                ("otlp_logs", otlp),
+                ("sentry", off(cfg!(feature = "sentry"), "sentry")),
+                ("alert_providers", off(cfg!(feature = "notify"), "notify")),
+                ("dead_letters", "off (notifications off)".into()),
+            ],
+            ..Started::default()
+        }
+    }
+
+    /// Sets the start-up line's field `key`.
+    #[cfg_attr(
+        not(any(
+            feature = "health",
+            feature = "otlp",
+            feature = "sentry",
+            feature = "notify"
+        )),
+        allow(dead_code)
+    )]
+    pub(crate) fn show(&mut self, key: &str, value: impl Into<String>) {
+        if let Some(field) = self.shown.iter_mut().find(|f| f.0 == key) {
+            field.1 = value.into();
+        }
+    }
+
+    /// One line that says what started.
+    fn announce(&self) {
+        let fields: Vec<_> = self
+            .shown
+            .iter()
+            .map(|(key, value)| logger::attr::string(key, value))
+            .collect();
+        logger::get_logger("piko-obs").notice("piko-obs started", &fields);
+    }
 }
 
 pub(crate) fn env(k: &str) -> Option<String> {
@@ -78,7 +128,10 @@ impl Builder {
             #[cfg(feature = "health")]
             probe_server: self.health.resolve(&env)?,
             #[cfg(feature = "otlp")]
-            otlp: self.resolve_otlp(environment, release, &service.service_name)?,
+            otlp: self
+                .otlp
+                .resolve(environment, release, &service.service_name, env)
+                .map_err(otlp::setup::SetupError::Config)?,
             // Checked whether or not the recorder is installed by this call.
             #[cfg(feature = "metrics")]
             metrics: self.metrics.builder()?,
@@ -116,10 +169,7 @@ impl Builder {
     pub(crate) fn start(mut self, r: Resolved) -> Result<Guard, InitError> {
         let parts = Unwind::new(UNWIND_BOUND);
         Self::start_logging(&r, &parts)?;
-        let mut started = Started {
-            dead_letters: "off (notifications off)".into(),
-            ..Started::default()
-        };
+        let mut started = Started::new(r.service.run_mode);
         if self.needs_runtime(&r) {
             // piko-obs's runtime: the dispatcher, the exporters, Sentry's transport (the probe
             // server serves on a thread of its own unless told otherwise, and needs none).
@@ -132,7 +182,7 @@ impl Builder {
         #[cfg(feature = "sentry")]
         if let (Some(config), Some(rt)) = (&r.sentry, &started.runtime) {
             sentry::start(config, rt, &parts)?;
-            started.sentry = true;
+            started.show("sentry", "on");
         }
         #[cfg(feature = "metrics")]
         self.start_metrics(&r, &mut started, &parts)?;
@@ -141,22 +191,15 @@ impl Builder {
         #[cfg(feature = "health")]
         self.start_health(&r, &mut started, &parts)?;
         let parts = parts.keep();
-        // Installed once everything started: a failed init() leaves none behind.
-        #[cfg(feature = "notify")]
-        started.install_notifications();
-        self.announce(&r, &started);
+        started.installs.drain(..).for_each(|install| install());
+        started.announce();
         let stack = Stack::new();
         stack.push(logger::hub().clone());
         stack.append(parts);
         Ok(Guard {
             shutdown_timeout: r.service.shutdown_timeout,
-            drain_delay: r.service.drain_delay,
             #[cfg(feature = "health")]
-            health: started.health.as_ref().map(|s| s.service.clone()),
-            #[cfg(feature = "health")]
-            health_addr: started.health.map(|s| s.addr),
-            #[cfg(not(feature = "health"))]
-            health_addr: None,
+            server: started.health,
             stack,
         })
     }
@@ -190,60 +233,5 @@ impl Builder {
             }
         }
         Ok(())
-    }
-
-    /// One line that says what started (never a secret: no DSN, header or URL
-    /// credentials).
-    fn announce(&self, r: &Resolved, started: &Started) {
-        let (probes, metrics_path) = started.shown_probes();
-        let otlp = |signal: &str| self.shown_otlp(r, started, signal);
-        #[cfg(feature = "sentry")]
-        let sentry = if started.sentry { "on" } else { "off" };
-        #[cfg(not(feature = "sentry"))]
-        let sentry = "off (the sentry feature is off)";
-        #[cfg(feature = "notify")]
-        let providers = started
-            .notifications
-            .as_ref()
-            .map(|n| n.service.providers().join(","))
-            .unwrap_or_else(|| "off".into());
-        #[cfg(not(feature = "notify"))]
-        let providers = "off (the notify feature is off)".to_string();
-        logger::get_logger("piko-obs").notice(
-            "piko-obs started",
-            &[
-                logger::attr::string("mode", r.service.run_mode.as_str()),
-                logger::attr::string("probes", &probes),
-                logger::attr::string("metrics", &metrics_path),
-                logger::attr::string("otlp_traces", &otlp("traces")),
-                logger::attr::string("otlp_metrics", &otlp("metrics")),
-                logger::attr::string("otlp_logs", &otlp("logs")),
-                logger::attr::string("sentry", sentry),
-                logger::attr::string("alert_providers", &providers),
-                logger::attr::string("dead_letters", &started.dead_letters),
-            ],
-        );
-    }
-
-    /// Where an OTLP signal goes, or why it is off.
-    fn shown_otlp(&self, r: &Resolved, started: &Started, signal: &str) -> String {
-        let _ = (r, started, signal);
-        #[cfg(feature = "otlp")]
-        return self
-            .otlp
-            .shown(&r.otlp, started.pipeline.is_some(), signal, env);
-        #[cfg(not(feature = "otlp"))]
-        "off (the otlp feature is off)".to_string()
-    }
-}
-
-impl Started {
-    /// The probe server's part of the summary (`ServingServer::shown`), or `off`.
-    fn shown_probes(&self) -> (String, String) {
-        #[cfg(feature = "health")]
-        if let Some(server) = &self.health {
-            return server.shown();
-        }
-        ("off".into(), "off".into())
     }
 }
