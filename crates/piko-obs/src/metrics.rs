@@ -88,7 +88,9 @@ const TELEMETRY: Telemetry<'static> = Telemetry {
         #[cfg(feature = "health")]
         piko_obs_health_warp::setup::global::record_metrics,
         #[cfg(feature = "notify")]
-        crate::notification::record_metrics,
+        piko_obs_notify_providers::setup::global::record_metrics,
+        #[cfg(feature = "notify")]
+        piko_obs_error_alerts::setup::global::record_metrics,
         #[cfg(feature = "sentry")]
         piko_obs_sentry::setup::global::record_metrics,
         #[cfg(feature = "otlp")]

@@ -45,14 +45,6 @@ use piko_obs_lifecycle::Unwind;
 use crate::start::{Resolved, Started};
 use crate::{Builder, InitError, RunMode};
 
-/// Records the counters of the service, dispatcher, providers, error forwarder and
-/// in-memory dead-letter store `init()` set up.
-#[cfg(feature = "metrics")]
-pub(crate) fn record_metrics() {
-    piko_obs_notify_providers::setup::global::record_metrics();
-    piko_obs_error_alerts::setup::global::record_metrics();
-}
-
 /// The trace id of the current OpenTelemetry span, if one is being recorded.
 fn current_trace_id() -> Option<String> {
     #[cfg(feature = "otlp")]

@@ -4,8 +4,6 @@
 use std::time::Duration;
 
 use piko_obs_lifecycle::runtime::OwnRuntime;
-#[cfg(any(feature = "otlp", feature = "sentry"))]
-use piko_obs_lifecycle::settings::Identity;
 use piko_obs_lifecycle::setup::Service;
 use piko_obs_lifecycle::{Stack, Unwind};
 use piko_obs_logger::setup::LoggerSettings;
@@ -58,7 +56,7 @@ pub(crate) struct Started {
 impl Started {
     /// Nothing started yet: every field of the start-up line says off, and why when its
     /// feature is compiled out.
-    fn new(mode: RunMode) -> Self {
+    fn new() -> Self {
         let off = |on: bool, feature: &str| match on {
             true => "off".to_string(),
             false => format!("off (the {feature} feature is off)"),
@@ -66,7 +64,7 @@ impl Started {
         let otlp = off(cfg!(feature = "otlp"), "otlp");
         Started {
             shown: vec![
-                ("mode", mode.as_str().to_string()),
+                ("mode", String::new()),
                 ("probes", "off".into()),
                 ("metrics", "off".into()),
                 ("otlp_traces", otlp.clone()),
@@ -81,15 +79,6 @@ impl Started {
     }
 
     /// Sets the start-up line's field `key`.
-    #[cfg_attr(
-        not(any(
-            feature = "health",
-            feature = "otlp",
-            feature = "sentry",
-            feature = "notify"
-        )),
-        allow(dead_code)
-    )]
     pub(crate) fn show(&mut self, key: &str, value: impl Into<String>) {
         if let Some(field) = self.shown.iter_mut().find(|f| f.0 == key) {
             field.1 = value.into();
@@ -119,18 +108,18 @@ impl Builder {
         let logger = self.logger.resolve("with_log_level", &env)?;
         #[cfg(feature = "notify")]
         self.error_notifications.check(self.notify.enabled())?;
-        #[cfg(any(feature = "otlp", feature = "sentry"))]
-        let Identity {
-            environment,
-            release,
-        } = &service.identity;
         Ok(Resolved {
             #[cfg(feature = "health")]
             probe_server: self.health.resolve(&env)?,
             #[cfg(feature = "otlp")]
             otlp: self
                 .otlp
-                .resolve(environment, release, &service.service_name, env)
+                .resolve(
+                    &service.identity.environment,
+                    &service.identity.release,
+                    &service.service_name,
+                    env,
+                )
                 .map_err(otlp::setup::SetupError::Config)?,
             // Checked whether or not the recorder is installed by this call.
             #[cfg(feature = "metrics")]
@@ -138,7 +127,7 @@ impl Builder {
             #[cfg(feature = "sentry")]
             sentry: self
                 .sentry
-                .resolve(environment, release)
+                .resolve(&service.identity.environment, &service.identity.release)
                 .map_err(sentry::setup::SetupError::from)?,
             service,
             logger,
@@ -169,7 +158,8 @@ impl Builder {
     pub(crate) fn start(mut self, r: Resolved) -> Result<Guard, InitError> {
         let parts = Unwind::new(UNWIND_BOUND);
         Self::start_logging(&r, &parts)?;
-        let mut started = Started::new(r.service.run_mode);
+        let mut started = Started::new();
+        started.show("mode", r.service.run_mode.as_str());
         if self.needs_runtime(&r) {
             // piko-obs's runtime: the dispatcher, the exporters, Sentry's transport (the probe
             // server serves on a thread of its own unless told otherwise, and needs none).
@@ -224,13 +214,7 @@ impl Builder {
         #[cfg(feature = "otlp")]
         if r.logger.tracing_bridge {
             // Said when the application's own subscriber was there first.
-            let route = logger::install_tracing_bridge();
-            let said = logger::get_logger("piko-obs/logger");
-            match route {
-                logger::TracingRoute::Installed => {}
-                logger::TracingRoute::ApplicationLayer => said.info(route.describe(), &[]),
-                _ => said.notice(route.describe(), &[]),
-            }
+            logger::install_tracing_bridge().report(&logger::get_logger("piko-obs/logger"));
         }
         Ok(())
     }
