@@ -12,11 +12,11 @@
 //!     k if k == PIKO_DISABLE_CONSOLE_LOG => Some("true".to_string()),
 //!     _ => None,
 //! };
-//! let settings = LoggerSetup::default().resolve("with_log_level", &env).unwrap();
+//! let settings = LoggerSetup::default().resolve("Config.level", &env).unwrap();
 //! assert_eq!(settings.level.default_level(), Level::DEBUG);
 //! assert!(!settings.console);
-//! let err = LoggerSetup::default().with_level("chatty").resolve("with_log_level", &env);
-//! assert!(err.unwrap_err().to_string().starts_with("option with_log_level: "));
+//! let err = LoggerSetup::default().with_level("chatty").resolve("Config.level", &env);
+//! assert!(err.unwrap_err().to_string().starts_with("option Config.level: "));
 //! ```
 
 use crate::{Directives, Hub, LevelSettingError, PIKO_LOG_LEVEL, SecretKeys, resolve_directives};
@@ -187,11 +187,11 @@ mod tests {
         );
         let e = LoggerSetup::default()
             .with_level("loud")
-            .resolve("with_log_level", &env);
+            .resolve("Config.level", &env);
         assert!(
             e.unwrap_err()
                 .to_string()
-                .starts_with("option with_log_level: ")
+                .starts_with("option Config.level: ")
         );
     }
 
