@@ -21,10 +21,9 @@ pub(crate) const MAX_LINES: usize = 800;
 /// The most code lines one function of the facade may hold.
 pub(crate) const MAX_FUNCTION_LINES: usize = 60;
 /// Whether `cargo xtask ci` fails past each limit (lines, longest function); set for
-/// a limit once it is met. The longest function is within its limit; the lines are not
-/// yet.
+/// a limit once it is met. Both are met and enforced.
 const ENFORCED: Limits = Limits {
-    lines: false,
+    lines: true,
     function: true,
 };
 

@@ -13,7 +13,8 @@
 //!   most its budget, so no part can hold the stack past its deadline.
 //! - [`settings`]: the one precedence of start-up settings (code, then environment, then
 //!   default), [`EnvSettingError`] and [`ConfigError`], the [`RunMode`] and the
-//!   [`Identity`] (environment and release) every part shares.
+//!   [`Identity`] (environment and release) every part shares; [`setup`]: those shared
+//!   settings as a composer takes them ([`setup::ServiceSetup`]), resolved in one call.
 //! - `signal` (feature `signal`): waiting for SIGTERM or SIGINT; `runtime` (feature
 //!   `runtime`): piko-obs's own tokio runtime as a part. Without features the crate
 //!   depends on `std` and `percent-encoding` (the `%XX` decoding of `key=value` lists) only.
@@ -50,6 +51,7 @@ use std::fmt;
 #[cfg(feature = "runtime")]
 pub mod runtime;
 pub mod settings;
+pub mod setup;
 #[cfg(feature = "signal")]
 pub mod signal;
 pub use settings::{ConfigError, EnvSettingError, Identity, RunMode};

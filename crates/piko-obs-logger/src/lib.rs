@@ -59,6 +59,7 @@ mod level;
 mod lifecycle;
 pub use lifecycle::AddedOutput;
 mod record;
+pub mod setup;
 mod slog_kv;
 pub mod telemetry;
 mod text;

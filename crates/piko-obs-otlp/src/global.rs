@@ -97,6 +97,17 @@ impl TracingRoute {
             }
         }
     }
+
+    /// Says on `log` where events go when the application's subscriber was there first:
+    /// at INFO when it has piko-obs's layer, at NOTICE when it has not; nothing when the
+    /// bridge is installed.
+    pub fn report(self, log: &piko_obs_logger::Logger) {
+        match self {
+            TracingRoute::Installed => {}
+            TracingRoute::ApplicationLayer => log.info(self.describe(), &[]),
+            TracingRoute::ApplicationSubscriber => log.notice(self.describe(), &[]),
+        }
+    }
 }
 
 static TRACING_BRIDGE: OnceLock<()> = OnceLock::new();
@@ -127,6 +138,52 @@ pub fn install_tracing_bridge() -> TracingRoute {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_route_is_reported_at_its_level_or_not_at_all() {
+        use piko_obs_logger::{FlushError, Hub, Output, Record};
+        use std::sync::{Arc, Mutex};
+        /// The level and message of every record.
+        #[derive(Default)]
+        struct Lines(Mutex<Vec<(Level, String)>>);
+        impl Output for Lines {
+            fn write(&self, r: &Record<'_>) {
+                self.0
+                    .lock()
+                    .unwrap()
+                    .push((r.level(), r.msg().to_string()));
+            }
+            fn flush(&self, _: std::time::Duration) -> Result<(), FlushError> {
+                Ok(())
+            }
+        }
+        let hub = Hub::builder().build();
+        let lines = Arc::new(Lines::default());
+        hub.add_output("lines", Level::DEBUG, lines.clone())
+            .unwrap();
+        let log = hub.get_logger("piko-obs/logger");
+        for route in [
+            TracingRoute::Installed,
+            TracingRoute::ApplicationLayer,
+            TracingRoute::ApplicationSubscriber,
+        ] {
+            route.report(&log);
+        }
+        let said = lines.0.lock().unwrap().clone();
+        assert_eq!(
+            said,
+            [
+                (
+                    Level::INFO,
+                    TracingRoute::ApplicationLayer.describe().into()
+                ),
+                (
+                    Level::NOTICE,
+                    TracingRoute::ApplicationSubscriber.describe().into()
+                ),
+            ]
+        );
+    }
 
     fn env(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
         move |k| {

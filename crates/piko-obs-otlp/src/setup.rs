@@ -38,6 +38,7 @@ pub const PROTOCOL_SETTING: &str = "OtlpConfig.protocol";
 pub struct OtlpSetup {
     config: OtlpConfig,
     protocol: Option<String>,
+    protocol_setting: &'static str,
     span_events: bool,
 }
 
@@ -46,6 +47,7 @@ impl Default for OtlpSetup {
         Self {
             config: OtlpConfig::default(),
             protocol: None,
+            protocol_setting: PROTOCOL_SETTING,
             span_events: true,
         }
     }
@@ -71,6 +73,24 @@ impl OtlpSetup {
     pub fn with_protocol(mut self, protocol: impl Into<String>) -> Self {
         self.protocol = Some(protocol.into());
         self
+    }
+    /// The protocol as text, as [`with_protocol`](Self::with_protocol), with the name a
+    /// bad one's error gives the setting (a composer's own option) instead of
+    /// [`PROTOCOL_SETTING`].
+    ///
+    /// ```
+    /// use piko_obs_otlp::setup::OtlpSetup;
+    /// let setup = OtlpSetup::default().with_protocol_named("thrift", "protocol option");
+    /// let e = setup.resolve(&None, &None, "shop", |_: &str| None).unwrap_err();
+    /// assert_eq!(e.setting, "protocol option");
+    /// ```
+    pub fn with_protocol_named(
+        mut self,
+        protocol: impl Into<String>,
+        setting: &'static str,
+    ) -> Self {
+        self.protocol_setting = setting;
+        self.with_protocol(protocol)
     }
     /// Adds to [`OtlpConfig::headers`].
     pub fn with_headers<K: Into<String>, V: Into<String>>(
@@ -163,7 +183,7 @@ impl OtlpSetup {
         if let Some(text) = &self.protocol {
             let protocol = Protocol::parse(text).ok_or_else(|| {
                 ConfigError::new(
-                    PROTOCOL_SETTING,
+                    self.protocol_setting,
                     format!(
                         "unknown protocol {:?}; use grpc, http/protobuf or http/json",
                         text.trim()

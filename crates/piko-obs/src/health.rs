@@ -50,99 +50,59 @@ impl From<ServerSetupError> for InitError {
 }
 
 impl Builder {
-    /// Whether the probe server runs (default: on).
-    pub fn with_health_enabled(self, on: bool) -> Self {
-        self.health_with(|h| h.with_enabled(on))
-    }
-    /// The probe server's port (default 9090; 0 picks a free port, see
-    /// [`crate::Guard::health_addr`]). Not given, `PIKO_HEALTH_PORT` sets it.
-    pub fn with_health_probe_port(self, port: u16) -> Self {
-        self.health_with(|h| h.with_port(port))
-    }
-    /// The probe server's IP address (default `127.0.0.1`; `0.0.0.0` exposes it). Not
-    /// given, `PIKO_HEALTH_BIND_ADDRESS` sets it.
-    pub fn with_health_bind_address(self, addr: impl Into<String>) -> Self {
-        self.health_with(|h| h.with_bind_address(addr))
-    }
-    /// The liveness path (default `/live`; else `PIKO_HEALTH_LIVE_PATH`).
-    pub fn with_health_live_path(self, path: impl Into<String>) -> Self {
-        self.health_with(|h| h.with_live_path(path))
-    }
-    /// The readiness path (default `/ready`; else `PIKO_HEALTH_READY_PATH`).
-    pub fn with_health_ready_path(self, path: impl Into<String>) -> Self {
-        self.health_with(|h| h.with_ready_path(path))
-    }
-    /// The startup path (default `/startup`; else `PIKO_HEALTH_STARTUP_PATH`).
-    pub fn with_health_startup_path(self, path: impl Into<String>) -> Self {
-        self.health_with(|h| h.with_startup_path(path))
-    }
-    /// The metrics path on the probe port (default `/metrics`; else
-    /// `PIKO_HEALTH_METRICS_PATH`).
-    pub fn with_health_metrics_path(self, path: impl Into<String>) -> Self {
-        self.health_with(|h| h.with_metrics_path(path))
-    }
-    /// What the metrics path serves, instead of piko-obs's Prometheus recorder (which is
-    /// then not installed).
-    pub fn with_health_metrics_render(self, render: MetricsRender) -> Self {
-        self.health_with(|h| h.with_metrics_render(render))
-    }
-    /// Each probe's default deadline (default 5 s; sub-second values work).
-    pub fn with_health_check_timeout(self, timeout: Duration) -> Self {
-        self.health_with(|h| h.with_check_timeout(timeout))
-    }
-    /// Answers each probe path from its last answer while that is younger than `ttl`
-    /// (default [`DEFAULT_HEALTH_RESPONSE_CACHE`], 250 ms; zero turns the cache off).
-    /// Readiness answers UNHEALTHY at once when the shutdown starts, whatever is cached.
-    pub fn with_health_response_cache(self, ttl: Duration) -> Self {
-        self.health_with(|h| h.with_response_cache(ttl))
-    }
+    delegate! { health:
+        /// Whether the probe server runs (default: on).
+        fn with_health_enabled(on: bool) => with_enabled(on);
+        /// The probe server's port (default 9090; 0 picks a free port, see
+        /// [`crate::Guard::health_addr`]). Not given, `PIKO_HEALTH_PORT` sets it.
+        fn with_health_probe_port(port: u16) => with_port(port);
+        /// The probe server's IP address (default `127.0.0.1`; `0.0.0.0` exposes it). Not
+        /// given, `PIKO_HEALTH_BIND_ADDRESS` sets it.
+        fn with_health_bind_address(addr: impl Into<String>) => with_bind_address(addr);
+        /// The liveness path (default `/live`; else `PIKO_HEALTH_LIVE_PATH`).
+        fn with_health_live_path(path: impl Into<String>) => with_live_path(path);
+        /// The readiness path (default `/ready`; else `PIKO_HEALTH_READY_PATH`).
+        fn with_health_ready_path(path: impl Into<String>) => with_ready_path(path);
+        /// The startup path (default `/startup`; else `PIKO_HEALTH_STARTUP_PATH`).
+        fn with_health_startup_path(path: impl Into<String>) => with_startup_path(path);
+        /// The metrics path on the probe port (default `/metrics`; else
+        /// `PIKO_HEALTH_METRICS_PATH`).
+        fn with_health_metrics_path(path: impl Into<String>) => with_metrics_path(path);
+        /// What the metrics path serves, instead of piko-obs's Prometheus recorder (which is
+        /// then not installed).
+        fn with_health_metrics_render(render: MetricsRender) => with_metrics_render(render);
+        /// Each probe's default deadline (default 5 s; sub-second values work).
+        fn with_health_check_timeout(timeout: Duration) => with_check_timeout(timeout);
+        /// Answers each probe path from its last answer while that is younger than `ttl`
+        /// (default [`DEFAULT_HEALTH_RESPONSE_CACHE`], 250 ms; zero turns the cache off).
+        /// Readiness answers UNHEALTHY at once when the shutdown starts, whatever is cached.
+        fn with_health_response_cache(ttl: Duration) => with_response_cache(ttl);
 
-    /// How long a client of the probe port may take to send a request's header (default
-    /// 5 s); past it the connection is closed. Zero fails `init()`; more than an hour is
-    /// cut to an hour.
-    pub fn with_health_header_read_timeout(self, timeout: Duration) -> Self {
-        self.health_with(|h| h.with_header_read_timeout(timeout))
-    }
+        /// How long a client of the probe port may take to send a request's header (default
+        /// 5 s); past it the connection is closed. Zero fails `init()`; more than an hour is
+        /// cut to an hour.
+        fn with_health_header_read_timeout(timeout: Duration) => with_header_read_timeout(timeout);
 
-    /// How long a probe-port connection may stay open with no request in flight once it
-    /// has served one (default 90 s). Zero fails `init()`; more than an hour is cut to an
-    /// hour.
-    pub fn with_health_idle_timeout(self, timeout: Duration) -> Self {
-        self.health_with(|h| h.with_idle_timeout(timeout))
-    }
+        /// How long a probe-port connection may stay open with no request in flight once it
+        /// has served one (default 90 s). Zero fails `init()`; more than an hour is cut to an
+        /// hour.
+        fn with_health_idle_timeout(timeout: Duration) => with_idle_timeout(timeout);
 
-    /// The most connections the probe server holds at once (default 256). Past it the
-    /// oldest connection with no request in flight is closed to make room, or, when
-    /// every one is busy, the new connection is closed at once; both are counted on
-    /// `/metrics` (`piko_obs_health_connections_closed_total`). Zero fails `init()`.
-    pub fn with_health_max_connections(self, max: usize) -> Self {
-        self.health_with(|h| h.with_max_connections(max))
-    }
+        /// The most connections the probe server holds at once (default 256). Past it the
+        /// oldest connection with no request in flight is closed to make room, or, when
+        /// every one is busy, the new connection is closed at once; both are counted on
+        /// `/metrics` (`piko_obs_health_connections_closed_total`). Zero fails `init()`.
+        fn with_health_max_connections(max: usize) => with_max_connections(max);
 
-    /// Serves the probe paths over TLS.
-    pub fn with_health_tls(self, tls: TlsOptions) -> Self {
-        self.health_with(|h| h.with_tls(tls))
-    }
-    /// Adds a probe for the service's dependencies. It answers readiness and startup,
-    /// not liveness: a dependency's outage takes the pod out of the endpoints instead of
-    /// making Kubernetes restart every pod ([`ProbeKinds`];
-    /// `ProbeOptions::default().with_liveness()` opts in).
-    pub fn with_custom_health_probe(self, probe: impl Probe) -> Self {
-        self.with_custom_health_probe_options(probe, ProbeOptions::default())
-    }
-    /// Adds a probe with options (deadline, criticality, caching, kinds).
-    pub fn with_custom_health_probe_options(
-        self,
-        probe: impl Probe,
-        options: ProbeOptions,
-    ) -> Self {
-        self.health_with(|h| h.with_probe(probe, options))
-    }
-
-    /// Applies a setter of the probe server's settings.
-    fn health_with(mut self, set: impl FnOnce(ServerSetup) -> ServerSetup) -> Self {
-        self.health = set(std::mem::take(&mut self.health));
-        self
+        /// Serves the probe paths over TLS.
+        fn with_health_tls(tls: TlsOptions) => with_tls(tls);
+        /// Adds a probe for the service's dependencies. It answers readiness and startup,
+        /// not liveness: a dependency's outage takes the pod out of the endpoints instead of
+        /// making Kubernetes restart every pod ([`ProbeKinds`];
+        /// `ProbeOptions::default().with_liveness()` opts in).
+        fn with_custom_health_probe(probe: impl Probe) => with_probe(probe, ProbeOptions::default());
+        /// Adds a probe with options (deadline, criticality, caching, kinds).
+        fn with_custom_health_probe_options(probe: impl Probe, options: ProbeOptions) => with_probe(probe, options);
     }
 }
 
@@ -156,9 +116,9 @@ impl Builder {
     ) -> Result<(), InitError> {
         let with = Composition {
             runtime: started.runtime.as_ref(),
-            service_name: &r.service_name,
+            service_name: &r.service.service_name,
             server: &r.probe_server,
-            drain_delay: r.drain_delay,
+            drain_delay: r.service.drain_delay,
             #[cfg(feature = "metrics")]
             metrics_on: self.metrics.enabled(),
             #[cfg(not(feature = "metrics"))]
@@ -171,15 +131,19 @@ impl Builder {
             recorder: None,
             on_probe_panic: Box::new(log_probe_panic),
         };
-        started.health = self.health.start_parts(with, parts)?;
-        if let Some(server) = &started.health {
+        let server = self.health.start_parts(with, parts)?;
+        if let Some(server) = &server {
             server.install();
+            let (probes, metrics) = server.shown();
+            started.show("probes", probes);
+            started.show("metrics", metrics);
             let scheduling = server.scheduling.to_string();
             crate::logger::get_logger("piko-obs/health").debug(
                 "probe server started",
                 &[crate::logger::attr::string("scheduling", &scheduling)],
             );
         }
+        started.health = server;
         Ok(())
     }
 }

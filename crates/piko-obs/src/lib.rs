@@ -47,8 +47,28 @@ use std::io::Write as _;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+/// Declares [`Builder`] setters that each hand their arguments to a method of the
+/// subsystem setup held in one of the builder's fields: `fn with_x(arg: T) => method(arg);`
+/// becomes `pub fn with_x(self, arg: T) -> Self`, with the doc comment written above it.
+macro_rules! delegate {
+    ($field:ident: $(
+        $(#[$doc:meta])*
+        fn $name:ident $([$($generics:tt)*])? ($($arg:ident: $ty:ty),*) => $method:ident($($value:expr),*);
+    )*) => {
+        $(
+            $(#[$doc])*
+            pub fn $name $(<$($generics)*>)? (mut self, $($arg: $ty),*) -> Self {
+                self.$field = std::mem::take(&mut self.$field).$method($($value),*);
+                self
+            }
+        )*
+    };
+}
+
 pub use piko_obs_lifecycle as lifecycle;
+use piko_obs_lifecycle::setup::ServiceSetup;
 pub use piko_obs_lifecycle::{Lifecycle, ShutdownError, ShutdownErrors, Stack};
+use piko_obs_logger::setup::LoggerSetup;
 
 #[cfg(feature = "health")]
 pub mod health;
@@ -67,8 +87,7 @@ mod start;
 
 pub use piko_obs_lifecycle::settings::{ParseRunModeError, RUN_MODE_DEV, RUN_MODE_PROD, RunMode};
 
-/// Environment variable that, set to `true`, turns the console output off (as in Piko).
-pub const PIKO_DISABLE_CONSOLE_LOG: &str = "PIKO_DISABLE_CONSOLE_LOG";
+pub use piko_obs_logger::setup::PIKO_DISABLE_CONSOLE_LOG;
 
 /// The entry point, `piko_obs::builder()...init()`: [`Builder::new`].
 pub fn builder() -> Builder {
@@ -80,19 +99,10 @@ pub use health::DEFAULT_HEALTH_RESPONSE_CACHE;
 
 /// Configures and starts piko-obs (Piko's `piko.New(piko.WithLogLevel(..), ...)`).
 #[must_use]
+#[derive(Default)]
 pub struct Builder {
-    run_mode: Option<RunMode>,
-    service_name: Option<String>,
-    log_level: Option<String>,
-    console: Option<bool>,
-    log_bridge: bool,
-    tracing_bridge: bool,
-    error_backtraces: bool,
-    secret_keys: Option<Vec<String>>,
-    shutdown_timeout: Duration,
-    drain_delay: Option<Duration>,
-    environment: Option<String>,
-    release: Option<String>,
+    service: ServiceSetup,
+    logger: LoggerSetup,
     #[cfg(feature = "health")]
     health: health::ServerSetup,
     #[cfg(feature = "metrics")]
@@ -110,41 +120,9 @@ pub struct Builder {
 impl fmt::Debug for Builder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Builder")
-            .field("run_mode", &self.run_mode)
-            .field("service_name", &self.service_name)
-            .field("log_level", &self.log_level)
+            .field("service", &self.service)
+            .field("logger", &self.logger)
             .finish_non_exhaustive()
-    }
-}
-
-impl Default for Builder {
-    fn default() -> Self {
-        Builder {
-            run_mode: None,
-            service_name: None,
-            log_level: None,
-            console: None,
-            log_bridge: true,
-            tracing_bridge: true,
-            error_backtraces: false,
-            secret_keys: None,
-            shutdown_timeout: Duration::from_secs(10),
-            drain_delay: None,
-            environment: None,
-            release: None,
-            #[cfg(feature = "health")]
-            health: health::ServerSetup::default(),
-            #[cfg(feature = "metrics")]
-            metrics: metrics::setup::RecorderSetup::default(),
-            #[cfg(feature = "notify")]
-            notify: notification::Setup::default(),
-            #[cfg(feature = "notify")]
-            error_notifications: notification::ForwarderSetup::default(),
-            #[cfg(feature = "otlp")]
-            otlp: otlp::OtlpSetup::default(),
-            #[cfg(feature = "sentry")]
-            sentry: sentry::setup::SentrySetup::default(),
-        }
     }
 }
 
@@ -157,89 +135,54 @@ impl Builder {
         Self::default()
     }
 
-    /// Dev (pretty console) or prod (JSON console). Not given, `PIKO_RUN_MODE` (`dev`
-    /// or `prod`) sets it, else dev ([`settings`]: code, then environment, then default).
-    pub fn with_run_mode(mut self, mode: RunMode) -> Self {
-        self.run_mode = Some(mode);
-        self
-    }
-    /// The framework level, as a level or directives (`info,myapp/db=debug`). Set here,
-    /// it wins over `PIKO_LOG_LEVEL`; without either, INFO. Checked by `init()`.
-    pub fn with_log_level(mut self, level: impl Into<String>) -> Self {
-        self.log_level = Some(level.into());
-        self
-    }
-    /// Whether `init()` adds the console output (default: on, unless
-    /// `PIKO_DISABLE_CONSOLE_LOG=true`).
-    pub fn with_console_output(mut self, on: bool) -> Self {
-        self.console = Some(on);
-        self
-    }
-    /// Whether records of the `log` crate go to the outputs (default: on).
-    pub fn with_log_bridge(mut self, on: bool) -> Self {
-        self.log_bridge = on;
-        self
-    }
-    /// Whether `tracing` events go to the outputs (default: on; when the application
-    /// installed its own subscriber first, `init()` says so and leaves it). The bridge
-    /// comes with the `otlp` feature; without it this setting has no effect.
-    pub fn with_tracing_bridge(mut self, on: bool) -> Self {
-        self.tracing_bridge = on;
-        self
-    }
-    /// Whether ERROR records carry a stack trace (default: off). When on, each ERROR call
-    /// captures and symbolises its stack on the caller's thread; `docs/reference/logger.md`
-    /// gives the cost. A trace of only `<unknown>` frames is left out.
-    pub fn with_error_backtraces(mut self, on: bool) -> Self {
-        self.error_backtraces = on;
-        self
-    }
-    /// Replaces the patterns of secret keys whose values are masked.
-    pub fn with_secret_keys<I, S>(mut self, patterns: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.secret_keys = Some(patterns.into_iter().map(Into::into).collect());
-        self
-    }
-    /// The longest the guard's shutdown may take in all (default 10 s).
-    pub fn with_shutdown_timeout(mut self, timeout: Duration) -> Self {
-        self.shutdown_timeout = timeout;
-        self
-    }
-    /// The service's name: the top-level name of health statuses (default: the
-    /// program's file name).
-    pub fn with_service_name(mut self, name: impl Into<String>) -> Self {
-        self.service_name = Some(name.into());
-        self
-    }
-    /// How long shutdown keeps serving after readiness turns UNHEALTHY, so that
-    /// Kubernetes stops routing traffic first (default: 5 s in prod, 0 in dev).
-    pub fn with_shutdown_drain_delay(mut self, delay: Duration) -> Self {
-        self.drain_delay = Some(delay);
-        self
-    }
-    /// The deployment environment, one setting for every signal: Sentry's `environment`,
-    /// the OTLP resource's `deployment.environment.name` and the alerts' `environment`.
-    /// Unset in code, it is `SENTRY_ENVIRONMENT`, else `deployment.environment.name` in
-    /// `OTEL_RESOURCE_ATTRIBUTES`, else `PIKO_ENVIRONMENT`, else `ENVIRONMENT`; unset
-    /// everywhere, it is left out (never `""`). A value set in a signal's own settings
-    /// (`SentryConfig::with_environment`) wins for that signal.
-    pub fn with_environment(mut self, environment: impl Into<String>) -> Self {
-        self.environment = Some(environment.into());
-        self
+    delegate! { service:
+        /// Dev (pretty console) or prod (JSON console). Not given, `PIKO_RUN_MODE` (`dev`
+        /// or `prod`) sets it, else dev ([`settings`]: code, then environment, then default).
+        fn with_run_mode(mode: RunMode) => with_run_mode(mode);
+        /// The longest the guard's shutdown may take in all (default 10 s).
+        fn with_shutdown_timeout(timeout: Duration) => with_shutdown_timeout(timeout);
+        /// The service's name: the top-level name of health statuses (default: the
+        /// program's file name).
+        fn with_service_name(name: impl Into<String>) => with_service_name(name);
+        /// How long shutdown keeps serving after readiness turns UNHEALTHY, so that
+        /// Kubernetes stops routing traffic first (default: 5 s in prod, 0 in dev).
+        fn with_shutdown_drain_delay(delay: Duration) => with_drain_delay(delay);
+        /// The deployment environment, one setting for every signal: Sentry's `environment`,
+        /// the OTLP resource's `deployment.environment.name` and the alerts' `environment`.
+        /// Unset in code, it is `SENTRY_ENVIRONMENT`, else `deployment.environment.name` in
+        /// `OTEL_RESOURCE_ATTRIBUTES`, else `PIKO_ENVIRONMENT`, else `ENVIRONMENT`; unset
+        /// everywhere, it is left out (never `""`). A value set in a signal's own settings
+        /// (`SentryConfig::with_environment`) wins for that signal.
+        fn with_environment(environment: impl Into<String>) => with_environment(environment);
+
+        /// The release (the service's version), one setting for every signal: Sentry's
+        /// `release` and the OTLP resource's `service.version`. Unset in code, it is
+        /// `SENTRY_RELEASE`, else `service.version` in `OTEL_RESOURCE_ATTRIBUTES`, else
+        /// `PIKO_SERVICE_VERSION`; unset everywhere, it is left out. A value set in a signal's
+        /// own settings (`SentryConfig::with_release`, `with_otlp_service_version`) wins for
+        /// that signal.
+        fn with_release(release: impl Into<String>) => with_release(release);
     }
 
-    /// The release (the service's version), one setting for every signal: Sentry's
-    /// `release` and the OTLP resource's `service.version`. Unset in code, it is
-    /// `SENTRY_RELEASE`, else `service.version` in `OTEL_RESOURCE_ATTRIBUTES`, else
-    /// `PIKO_SERVICE_VERSION`; unset everywhere, it is left out. A value set in a signal's
-    /// own settings (`SentryConfig::with_release`, `with_otlp_service_version`) wins for
-    /// that signal.
-    pub fn with_release(mut self, release: impl Into<String>) -> Self {
-        self.release = Some(release.into());
-        self
+    delegate! { logger:
+        /// The framework level, as a level or directives (`info,myapp/db=debug`). Set here,
+        /// it wins over `PIKO_LOG_LEVEL`; without either, INFO. Checked by `init()`.
+        fn with_log_level(level: impl Into<String>) => with_level(level);
+        /// Whether `init()` adds the console output (default: on, unless
+        /// `PIKO_DISABLE_CONSOLE_LOG=true`).
+        fn with_console_output(on: bool) => with_console(on);
+        /// Whether records of the `log` crate go to the outputs (default: on).
+        fn with_log_bridge(on: bool) => with_log_bridge(on);
+        /// Whether `tracing` events go to the outputs (default: on; when the application
+        /// installed its own subscriber first, `init()` says so and leaves it). The bridge
+        /// comes with the `otlp` feature; without it this setting has no effect.
+        fn with_tracing_bridge(on: bool) => with_tracing_bridge(on);
+        /// Whether ERROR records carry a stack trace (default: off). When on, each ERROR call
+        /// captures and symbolises its stack on the caller's thread; `docs/reference/logger.md`
+        /// gives the cost. A trace of only `<unknown>` frames is left out.
+        fn with_error_backtraces(on: bool) => with_error_backtraces(on);
+        /// Replaces the patterns of secret keys whose values are masked.
+        fn with_secret_keys[I: IntoIterator<Item = S>, S: Into<String>](patterns: I) => with_secret_keys(patterns);
     }
 
     /// Checks the configuration and starts everything. Bad input fails here, with an
@@ -293,40 +236,14 @@ pub enum InitError {
     #[error(transparent)]
     MetricsRecorder(#[from] metrics::RecorderInstalledError),
     #[cfg(feature = "notify")]
-    /// A notification provider could not be registered (a name used twice).
-    #[error("with_notification_provider: {0}")]
-    NotificationProvider(notification::RegisterError),
-    #[cfg(feature = "notify")]
-    /// A provider variable is set to something that cannot work.
-    #[error(transparent)]
-    NotificationEnv(#[from] notification::EnvProviderError),
-    #[cfg(feature = "notify")]
-    /// The default notification provider is not registered.
-    #[error("with_default_notification_provider: {0}")]
-    DefaultNotificationProvider(notification::UnknownProvider),
-    #[cfg(feature = "notify")]
-    /// A dead-letter store of one's own and settings of the file were both given.
-    #[error(
-        "with_notification_dead_letter_store replaces the dead-letter file: drop with_notification_dead_letter_path and with_notification_dead_letter_max_bytes, or the store"
-    )]
-    DeadLetterStoreAndFile,
-    /// The dead-letter file the user chose cannot be opened. (The default one falls back
-    #[cfg(feature = "notify")]
-    /// to memory and stderr instead: `notification::MemoryDeadLetterStore`.)
-    #[error(
-        "{setting}: notification dead-letter file {}: {source}; set {setting} to a writable path",
-        .path.display()
-    )]
-    DeadLetterFile {
-        /// The setting that chose the path: `with_notification_dead_letter_path` or
-        /// `PIKO_NOTIFICATION_DEAD_LETTER_PATH`.
-        setting: &'static str,
-        /// The path.
-        path: std::path::PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
+    /// The notification service could not start: a provider name used twice, a provider
+    /// variable that cannot work, a default provider not registered, a dead-letter store
+    /// of one's own beside settings of the file, a dead-letter file the user chose that
+    /// cannot be opened (the default one falls back to memory and stderr instead:
+    /// `notification::MemoryDeadLetterStore`), or its runtime. The message names the
+    /// builder option or the variable to change.
+    #[error("{}", notification::setup_message(.0))]
+    Notification(#[from] notification::SetupError),
     #[cfg(feature = "otlp")]
     /// OTLP could not start: a setting cannot work (the message names it), or the
     /// exporters or the `otlp` log output could not start.
@@ -369,36 +286,27 @@ pub enum InitError {
 /// of the parts `init()` started, shut down in reverse order within the shutdown
 /// timeout; a failed part is reported. Keep it alive for the life of `main`.
 #[must_use = "dropping the guard shuts piko-obs down at once: keep it until main returns"]
+#[derive(Debug)]
 pub struct Guard {
     shutdown_timeout: Duration,
-    drain_delay: Duration,
     #[cfg(feature = "health")]
-    health: Option<health::HealthService>,
-    health_addr: Option<SocketAddr>,
+    server: Option<health::ServingServer>,
     stack: Stack,
-}
-
-impl fmt::Debug for Guard {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Guard")
-            .field("health_addr", &self.health_addr)
-            .field("shutdown_timeout", &self.shutdown_timeout)
-            .field("drain_delay", &self.drain_delay)
-            .field("parts", &self.stack)
-            .finish()
-    }
 }
 
 impl Guard {
     /// The probe server's address, when it runs.
     pub fn health_addr(&self) -> Option<SocketAddr> {
-        self.health_addr
+        #[cfg(feature = "health")]
+        return self.server.as_ref().map(|s| s.addr);
+        #[cfg(not(feature = "health"))]
+        None
     }
 
     /// The health service, to add probes later or to signal drain early.
     #[cfg(feature = "health")]
     pub fn health(&self) -> Option<&health::HealthService> {
-        self.health.as_ref()
+        self.server.as_ref().map(|s| &s.service)
     }
 
     /// The started parts, from the one shut down last (the log hub) to the first.

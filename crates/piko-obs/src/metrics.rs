@@ -25,9 +25,7 @@ pub use piko_obs_metrics::*;
 use crate::logger;
 
 use piko_obs_lifecycle::Unwind;
-use piko_obs_metrics::setup::{
-    InstallError, RecorderSetting, RecorderSetup, RecorderSetupError, Telemetry,
-};
+use piko_obs_metrics::setup::{InstallError, RecorderSetting, RecorderSetupError, Telemetry};
 
 use crate::start::{Resolved, Started};
 use crate::{Builder, InitError};
@@ -90,7 +88,9 @@ const TELEMETRY: Telemetry<'static> = Telemetry {
         #[cfg(feature = "health")]
         piko_obs_health_warp::setup::global::record_metrics,
         #[cfg(feature = "notify")]
-        crate::notification::record_metrics,
+        piko_obs_notify_providers::setup::global::record_metrics,
+        #[cfg(feature = "notify")]
+        piko_obs_error_alerts::setup::global::record_metrics,
         #[cfg(feature = "sentry")]
         piko_obs_sentry::setup::global::record_metrics,
         #[cfg(feature = "otlp")]
@@ -111,66 +111,44 @@ fn log_refusal(refusal: &guard::Refusal) {
 }
 
 impl Builder {
-    /// Whether the probe port serves metrics on the metrics path and `init()` installs
-    /// piko-obs's `metrics` recorder (default on). Off, the metrics path answers 404 and
-    /// no recorder is installed.
-    pub fn with_health_metrics_enabled(self, on: bool) -> Self {
-        self.metrics_with(|m| m.with_enabled(on))
-    }
-    /// A label added to every metric series (for example `environment`); checked by
-    /// `init()`. Labels apply when the recorder is installed, at the first `init()`.
-    pub fn with_metrics_global_label(
-        self,
-        name: impl Into<String>,
-        value: impl Into<String>,
-    ) -> Self {
-        self.metrics_with(|m| m.with_global_label(name, value))
-    }
-    /// The cap on label sets per metric name (default 1000; at least 1, checked by
-    /// `init()`). Series past it are not recorded, are counted in
-    /// `piko_obs_metrics_series_refused_total`, and the first refusal of each metric is
-    /// logged as a warning; so are series with names Prometheus cannot take.
-    pub fn with_metrics_cardinality_limit(self, limit: usize) -> Self {
-        self.metrics_with(|m| m.with_cardinality_limit(limit))
-    }
-    /// The cap on label sets of one metric, instead of the cap of
-    /// [`with_metrics_cardinality_limit`](Self::with_metrics_cardinality_limit) (a valid
-    /// metric name and at least 1, checked by `init()`). Like the global labels, caps
-    /// apply when the recorder is installed, at the first `init()`.
-    pub fn with_metrics_cardinality_limit_for(
-        self,
-        metric: impl Into<String>,
-        limit: usize,
-    ) -> Self {
-        self.metrics_with(|m| m.with_cardinality_limit_for(metric, limit))
-    }
-    /// Histogram buckets (upper bounds) for the metric named `metric`, so that its
-    /// `metrics::histogram!` renders as a Prometheus histogram with these `le` values;
-    /// a histogram without buckets renders as a summary. The name is matched whole.
-    /// `http_server_request_duration_seconds` has the OpenTelemetry buckets unless set
-    /// here. `init()` checks the name and the buckets (non-empty, finite, increasing);
-    /// they apply when the recorder is installed, at the first `init()`.
-    ///
-    /// ```
-    /// let guard = piko_obs::builder()
-    ///     .with_console_output(false)
-    ///     .with_health_probe_port(0)
-    ///     .with_metrics_buckets("payment_duration_seconds", &[0.1, 0.5, 1.0, 5.0])
-    ///     .init()
-    ///     .unwrap();
-    /// metrics::histogram!("payment_duration_seconds").record(0.42);
-    /// let text = piko_obs::metrics::render().unwrap();
-    /// assert!(text.contains(r#"payment_duration_seconds_bucket{le="0.5"} 1"#));
-    /// guard.shutdown().unwrap();
-    /// ```
-    pub fn with_metrics_buckets(self, metric: impl Into<String>, buckets: &[f64]) -> Self {
-        self.metrics_with(|m| m.with_buckets(metric, buckets))
-    }
-
-    /// Applies a setter of the recorder's settings.
-    fn metrics_with(mut self, set: impl FnOnce(RecorderSetup) -> RecorderSetup) -> Self {
-        self.metrics = set(std::mem::take(&mut self.metrics));
-        self
+    delegate! { metrics:
+        /// Whether the probe port serves metrics on the metrics path and `init()` installs
+        /// piko-obs's `metrics` recorder (default on). Off, the metrics path answers 404 and
+        /// no recorder is installed.
+        fn with_health_metrics_enabled(on: bool) => with_enabled(on);
+        /// A label added to every metric series (for example `environment`); checked by
+        /// `init()`. Labels apply when the recorder is installed, at the first `init()`.
+        fn with_metrics_global_label(name: impl Into<String>, value: impl Into<String>) => with_global_label(name, value);
+        /// The cap on label sets per metric name (default 1000; at least 1, checked by
+        /// `init()`). Series past it are not recorded, are counted in
+        /// `piko_obs_metrics_series_refused_total`, and the first refusal of each metric is
+        /// logged as a warning; so are series with names Prometheus cannot take.
+        fn with_metrics_cardinality_limit(limit: usize) => with_cardinality_limit(limit);
+        /// The cap on label sets of one metric, instead of the cap of
+        /// [`with_metrics_cardinality_limit`](Self::with_metrics_cardinality_limit) (a valid
+        /// metric name and at least 1, checked by `init()`). Like the global labels, caps
+        /// apply when the recorder is installed, at the first `init()`.
+        fn with_metrics_cardinality_limit_for(metric: impl Into<String>, limit: usize) => with_cardinality_limit_for(metric, limit);
+        /// Histogram buckets (upper bounds) for the metric named `metric`, so that its
+        /// `metrics::histogram!` renders as a Prometheus histogram with these `le` values;
+        /// a histogram without buckets renders as a summary. The name is matched whole.
+        /// `http_server_request_duration_seconds` has the OpenTelemetry buckets unless set
+        /// here. `init()` checks the name and the buckets (non-empty, finite, increasing);
+        /// they apply when the recorder is installed, at the first `init()`.
+        ///
+        /// ```
+        /// let guard = piko_obs::builder()
+        ///     .with_console_output(false)
+        ///     .with_health_probe_port(0)
+        ///     .with_metrics_buckets("payment_duration_seconds", &[0.1, 0.5, 1.0, 5.0])
+        ///     .init()
+        ///     .unwrap();
+        /// metrics::histogram!("payment_duration_seconds").record(0.42);
+        /// let text = piko_obs::metrics::render().unwrap();
+        /// assert!(text.contains(r#"payment_duration_seconds_bucket{le="0.5"} 1"#));
+        /// guard.shutdown().unwrap();
+        /// ```
+        fn with_metrics_buckets(metric: impl Into<String>, buckets: &[f64]) => with_buckets(metric, buckets);
     }
 }
 

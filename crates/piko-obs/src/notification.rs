@@ -45,14 +45,6 @@ use piko_obs_lifecycle::Unwind;
 use crate::start::{Resolved, Started};
 use crate::{Builder, InitError, RunMode};
 
-/// Records the counters of the service, dispatcher, providers, error forwarder and
-/// in-memory dead-letter store `init()` set up.
-#[cfg(feature = "metrics")]
-pub(crate) fn record_metrics() {
-    piko_obs_notify_providers::setup::global::record_metrics();
-    piko_obs_error_alerts::setup::global::record_metrics();
-}
-
 /// The trace id of the current OpenTelemetry span, if one is being recorded.
 fn current_trace_id() -> Option<String> {
     #[cfg(feature = "otlp")]
@@ -61,28 +53,36 @@ fn current_trace_id() -> Option<String> {
     None
 }
 
-impl From<SetupError> for InitError {
-    fn from(e: SetupError) -> Self {
-        match e {
-            SetupError::Provider(e) => InitError::NotificationProvider(e),
-            SetupError::Env(e) => InitError::NotificationEnv(e),
-            SetupError::DefaultProvider(e) => InitError::DefaultNotificationProvider(e),
-            SetupError::StoreAndFile => InitError::DeadLetterStoreAndFile,
-            SetupError::DeadLetterFile {
-                in_code,
-                path,
-                source,
-            } => InitError::DeadLetterFile {
-                setting: if in_code {
-                    "with_notification_dead_letter_path"
-                } else {
-                    PIKO_NOTIFICATION_DEAD_LETTER_PATH
-                },
-                path,
-                source,
-            },
-            SetupError::Runtime(e) => InitError::Runtime(e),
+/// The message of [`InitError::Notification`]: the setup's error, naming the builder
+/// option (or the variable) to change.
+pub(crate) fn setup_message(e: &SetupError) -> String {
+    let (store, path) = (
+        "with_notification_dead_letter_store",
+        "with_notification_dead_letter_path",
+    );
+    match e {
+        SetupError::Provider(e) => format!("with_notification_provider: {e}"),
+        SetupError::DefaultProvider(e) => format!("with_default_notification_provider: {e}"),
+        SetupError::StoreAndFile => format!(
+            "{store} replaces the dead-letter file: drop {path} and with_notification_dead_letter_max_bytes, or the store"
+        ),
+        SetupError::DeadLetterFile {
+            in_code,
+            path: file,
+            source,
+        } => {
+            let setting = if *in_code {
+                path
+            } else {
+                PIKO_NOTIFICATION_DEAD_LETTER_PATH
+            };
+            let file = file.display();
+            format!(
+                "{setting}: notification dead-letter file {file}: {source}; set {setting} to a writable path"
+            )
         }
+        SetupError::Runtime(e) => format!("cannot start the piko-obs runtime: {e}"),
+        e => e.to_string(),
     }
 }
 
@@ -100,76 +100,48 @@ impl From<ForwarderSetupError> for InitError {
 }
 
 impl Builder {
-    /// Whether to set up the notification service and its dispatcher (default on).
-    pub fn with_notifications_enabled(self, on: bool) -> Self {
-        self.notify_with(|n| n.with_enabled(on))
+    delegate! { notify:
+        /// Whether to set up the notification service and its dispatcher (default on).
+        fn with_notifications_enabled(on: bool) => with_enabled(on);
+        /// Registers a notification provider under `name` (a name used twice fails
+        /// `init()`). The first registered is the default, unless
+        /// [`with_default_notification_provider`](Self::with_default_notification_provider)
+        /// names another; with none at all, `stdout` is registered.
+        fn with_notification_provider(name: impl Into<String>, provider: impl Notifier) => with_provider(name, provider);
+        /// Also registers a provider for each variable of
+        /// [`ENV_PROVIDERS`] that is set; a bad value fails `init()` naming
+        /// the variable.
+        fn with_notification_providers_from_env() => with_providers_from_env();
+        /// The default notification provider (it must be registered).
+        fn with_default_notification_provider(name: impl Into<String>) => with_default_provider(name);
+        /// The dead-letter file (default: `PIKO_NOTIFICATION_DEAD_LETTER_PATH`, else
+        /// [`default_dead_letter_path`]; with neither, `init()` fails rather than
+        /// use the working directory). It must be writable: `init()` opens it.
+        fn with_notification_dead_letter_path(path: impl Into<std::path::PathBuf>) => with_dead_letter_path(path);
+        /// The most bytes the dead-letter file holds (default
+        /// [`DEFAULT_MAX_BYTES`], 256 MiB); past it, new dead letters are
+        /// refused, counted in `piko_obs_notifications_dead_letter_errors_total` and printed
+        /// to stderr, until a replay or an operator empties it.
+        fn with_notification_dead_letter_max_bytes(max: std::num::NonZeroU64) => with_dead_letter_max_bytes(max);
+        /// A dead-letter store of your own (a database, a queue), in place of the file:
+        /// it implements [`DeadLetterStore`]. It cannot be combined with
+        /// `with_notification_dead_letter_path` or `with_notification_dead_letter_max_bytes`
+        /// (`init()` fails, naming them); `PIKO_NOTIFICATION_DEAD_LETTER_PATH` is then not
+        /// read.
+        fn with_notification_dead_letter_store(store: impl DeadLetterStore) => with_dead_letter_store(store);
+        /// How notifications are retried (default [`RetryPolicy`]).
+        fn with_notification_retry_policy(policy: RetryPolicy) => with_retry_policy(policy);
+        /// The dispatcher's queue and workers.
+        fn with_notification_dispatcher(config: DispatcherConfig) => with_dispatcher(config);
     }
-    /// Registers a notification provider under `name` (a name used twice fails
-    /// `init()`). The first registered is the default, unless
-    /// [`with_default_notification_provider`](Self::with_default_notification_provider)
-    /// names another; with none at all, `stdout` is registered.
-    pub fn with_notification_provider(
-        self,
-        name: impl Into<String>,
-        provider: impl Notifier,
-    ) -> Self {
-        self.notify_with(|n| n.with_provider(name, provider))
-    }
-    /// Also registers a provider for each variable of
-    /// [`ENV_PROVIDERS`] that is set; a bad value fails `init()` naming
-    /// the variable.
-    pub fn with_notification_providers_from_env(self) -> Self {
-        self.notify_with(|n| n.with_providers_from_env())
-    }
-    /// The default notification provider (it must be registered).
-    pub fn with_default_notification_provider(self, name: impl Into<String>) -> Self {
-        self.notify_with(|n| n.with_default_provider(name))
-    }
-    /// The dead-letter file (default: `PIKO_NOTIFICATION_DEAD_LETTER_PATH`, else
-    /// [`default_dead_letter_path`]; with neither, `init()` fails rather than
-    /// use the working directory). It must be writable: `init()` opens it.
-    pub fn with_notification_dead_letter_path(self, path: impl Into<std::path::PathBuf>) -> Self {
-        self.notify_with(|n| n.with_dead_letter_path(path))
-    }
-    /// The most bytes the dead-letter file holds (default
-    /// [`DEFAULT_MAX_BYTES`], 256 MiB); past it, new dead letters are
-    /// refused, counted in `piko_obs_notifications_dead_letter_errors_total` and printed
-    /// to stderr, until a replay or an operator empties it.
-    pub fn with_notification_dead_letter_max_bytes(self, max: std::num::NonZeroU64) -> Self {
-        self.notify_with(|n| n.with_dead_letter_max_bytes(max))
-    }
-    /// A dead-letter store of your own (a database, a queue), in place of the file:
-    /// it implements [`DeadLetterStore`]. It cannot be combined with
-    /// `with_notification_dead_letter_path` or `with_notification_dead_letter_max_bytes`
-    /// (`init()` fails, naming them); `PIKO_NOTIFICATION_DEAD_LETTER_PATH` is then not
-    /// read.
-    pub fn with_notification_dead_letter_store(self, store: impl DeadLetterStore) -> Self {
-        self.notify_with(|n| n.with_dead_letter_store(store))
-    }
-    /// How notifications are retried (default [`RetryPolicy`]).
-    pub fn with_notification_retry_policy(self, policy: RetryPolicy) -> Self {
-        self.notify_with(|n| n.with_retry_policy(policy))
-    }
-    /// The dispatcher's queue and workers.
-    pub fn with_notification_dispatcher(self, config: DispatcherConfig) -> Self {
-        self.notify_with(|n| n.with_dispatcher(config))
-    }
-
-    /// Forwards log lines at or above the config's threshold (default ERROR) to the
-    /// notification service as grouped alerts: one alert per message and call site per
-    /// window (default 10 s) with the count, at most a set number of alerts a minute.
-    /// Alerts go to every registered provider unless the config names some
-    /// ([`ErrorForwarderConfig::with_providers`](ErrorForwarderConfig::with_providers)).
-    /// Needs notifications on. Pending groups are sent at shutdown.
-    pub fn with_error_notifications(mut self, config: ErrorForwarderConfig) -> Self {
-        self.error_notifications = ForwarderSetup::default().with_config(config);
-        self
-    }
-
-    /// Applies a setter of the notification settings.
-    fn notify_with(mut self, set: impl FnOnce(Setup) -> Setup) -> Self {
-        self.notify = set(std::mem::take(&mut self.notify));
-        self
+    delegate! { error_notifications:
+        /// Forwards log lines at or above the config's threshold (default ERROR) to the
+        /// notification service as grouped alerts: one alert per message and call site per
+        /// window (default 10 s) with the count, at most a set number of alerts a minute.
+        /// Alerts go to every registered provider unless the config names some
+        /// ([`ErrorForwarderConfig::with_providers`](ErrorForwarderConfig::with_providers)).
+        /// Needs notifications on. Pending groups are sent at shutdown.
+        fn with_error_notifications(config: ErrorForwarderConfig) => with_config(config);
     }
 }
 
@@ -184,32 +156,24 @@ impl Builder {
         let Some(rt) = started.runtime.clone().filter(|_| self.notify.enabled()) else {
             return Ok(());
         };
-        let format = match r.run_mode {
+        let format = match r.service.run_mode {
             RunMode::Prod => StdoutFormat::Json,
             RunMode::Dev => StdoutFormat::Human,
         };
         let n = std::mem::take(&mut self.notify)
-            .with_service(r.service_name.clone())
-            .with_environment(r.environment.clone())
+            .with_service(r.service.service_name.clone())
+            .with_environment(r.service.identity.environment.clone())
             .with_stdout_format(format)
             .with_trace_id_source(current_trace_id)
             .start_part(&rt, parts)?;
-        started.dead_letters = n.dead_letters.clone();
+        started.show("alert_providers", n.service.providers().join(","));
+        started.show("dead_letters", n.dead_letters.clone());
         let errors = std::mem::take(&mut self.error_notifications);
-        started.forwarder = errors.start_part(&rt, &n.service, parts)?;
-        started.notifications = Some(n);
+        let forwarder = errors.start_part(&rt, &n.service, parts)?;
+        started.installs.push(Box::new(move || n.install()));
+        if let Some(forwarder) = forwarder {
+            started.installs.push(Box::new(move || forwarder.install()));
+        }
         Ok(())
-    }
-}
-
-impl Started {
-    /// Makes the service and the forwarder `init()` started the process-wide ones.
-    pub(crate) fn install_notifications(&self) {
-        if let Some(s) = &self.notifications {
-            s.install();
-        }
-        if let Some(f) = &self.forwarder {
-            f.install();
-        }
     }
 }

@@ -20,7 +20,6 @@ pub use piko_obs_otlp::*;
 use std::time::Duration;
 
 use piko_obs_lifecycle::Unwind;
-use piko_obs_otlp::setup::{PROTOCOL_SETTING, SetupError};
 
 use crate::start::{Resolved, Started};
 use crate::{Builder, InitError};
@@ -29,105 +28,49 @@ use crate::{Builder, InitError};
 pub(crate) use piko_obs_otlp::setup::current_span_ids;
 
 impl Builder {
-    /// All OTLP settings at once (Piko's `WithOTLP`); the `with_otlp_*` options after it
-    /// change single fields.
-    pub fn with_otlp(self, config: OtlpConfig) -> Self {
-        self.otlp_with(|o| o.with_config(config))
-    }
-    /// Turns OTLP export on or off (default: on when an endpoint is set, in code or in
-    /// `OTEL_EXPORTER_OTLP_ENDPOINT` or a signal's `OTEL_EXPORTER_OTLP_<SIGNAL>_ENDPOINT`).
-    /// `OTEL_SDK_DISABLED=true` turns it off whatever this says.
-    pub fn with_otlp_enabled(self, on: bool) -> Self {
-        self.otlp_with(|o| o.with_enabled(on))
-    }
-    /// The collector: `http://host:port` (plaintext), `https://host:port` (TLS with the
-    /// system's roots), or `host:port` (TLS unless insecure); checked by `init()`.
-    pub fn with_otlp_endpoint(self, endpoint: impl Into<String>) -> Self {
-        self.otlp_with(|o| o.with_endpoint(endpoint))
-    }
-    /// `http/protobuf` (default, as the OpenTelemetry specification says; `http` too;
-    /// port 4318), `http/json` (port 4318) or `grpc` (port 4317); checked by `init()`.
-    pub fn with_otlp_protocol(self, protocol: impl Into<String>) -> Self {
-        self.otlp_with(|o| o.with_protocol(protocol))
-    }
-    /// Headers sent with every export (`authorization`, say); they win over
-    /// `OTEL_EXPORTER_OTLP_HEADERS` for the same name. Checked by `init()`.
-    pub fn with_otlp_headers<K: Into<String>, V: Into<String>>(
-        self,
-        headers: impl IntoIterator<Item = (K, V)>,
-    ) -> Self {
-        self.otlp_with(|o| o.with_headers(headers))
-    }
-    /// Plaintext for an endpoint given as `host:port` (no scheme). It never turns off
-    /// certificate verification, and conflicts with an `https://` endpoint.
-    pub fn with_otlp_insecure_tls(self, insecure: bool) -> Self {
-        self.otlp_with(|o| o.with_insecure_tls(insecure))
-    }
-    /// The share of root traces sampled, 0 to 1 (checked by `init()`); child spans follow
-    /// their parent.
-    pub fn with_otlp_trace_sample_rate(self, rate: f64) -> Self {
-        self.otlp_with(|o| o.with_trace_sample_rate(rate))
-    }
-    /// `service.version` of the resource.
-    pub fn with_otlp_service_version(self, version: impl Into<String>) -> Self {
-        self.otlp_with(|o| o.with_service_version(version))
-    }
-    /// The bound on one export (default 10 s).
-    pub fn with_otlp_timeout(self, timeout: Duration) -> Self {
-        self.otlp_with(|o| o.with_timeout(timeout))
-    }
-    /// gzip or none (default none).
-    pub fn with_otlp_compression(self, compression: Compression) -> Self {
-        self.otlp_with(|o| o.with_compression(compression))
-    }
-    /// How often metrics are exported (default 60 s).
-    pub fn with_otlp_metric_interval(self, interval: Duration) -> Self {
-        self.otlp_with(|o| o.with_metric_interval(interval))
-    }
-    /// Whether a log line written inside a recording span is also added to the span as
-    /// an event, and an ERROR line sets the span's status to ERROR (default on). Off,
-    /// the line is still exported as a log record carrying the span's ids.
-    pub fn with_otlp_span_events(self, on: bool) -> Self {
-        self.otlp_with(|o| o.with_span_events(on))
-    }
-    /// A PEM file of CA certificates to trust besides the system's roots.
-    pub fn with_otlp_ca_file(self, path: impl Into<std::path::PathBuf>) -> Self {
-        self.otlp_with(|o| o.with_ca_file(path))
-    }
-    /// A client certificate and key (PEM files) for mutual TLS.
-    pub fn with_otlp_client_certificate(
-        self,
-        cert: impl Into<std::path::PathBuf>,
-        key: impl Into<std::path::PathBuf>,
-    ) -> Self {
-        self.otlp_with(|o| o.with_client_certificate(cert, key))
-    }
-
-    /// Applies a setter of the OTLP settings.
-    fn otlp_with(mut self, set: impl FnOnce(OtlpSetup) -> OtlpSetup) -> Self {
-        self.otlp = set(std::mem::take(&mut self.otlp));
-        self
+    delegate! { otlp:
+        /// All OTLP settings at once (Piko's `WithOTLP`); the `with_otlp_*` options after it
+        /// change single fields.
+        fn with_otlp(config: OtlpConfig) => with_config(config);
+        /// Turns OTLP export on or off (default: on when an endpoint is set, in code or in
+        /// `OTEL_EXPORTER_OTLP_ENDPOINT` or a signal's `OTEL_EXPORTER_OTLP_<SIGNAL>_ENDPOINT`).
+        /// `OTEL_SDK_DISABLED=true` turns it off whatever this says.
+        fn with_otlp_enabled(on: bool) => with_enabled(on);
+        /// The collector: `http://host:port` (plaintext), `https://host:port` (TLS with the
+        /// system's roots), or `host:port` (TLS unless insecure); checked by `init()`.
+        fn with_otlp_endpoint(endpoint: impl Into<String>) => with_endpoint(endpoint);
+        /// `http/protobuf` (default, as the OpenTelemetry specification says; `http` too;
+        /// port 4318), `http/json` (port 4318) or `grpc` (port 4317); checked by `init()`.
+        fn with_otlp_protocol(protocol: impl Into<String>) => with_protocol_named(protocol, "with_otlp_protocol");
+        /// Headers sent with every export (`authorization`, say); they win over
+        /// `OTEL_EXPORTER_OTLP_HEADERS` for the same name. Checked by `init()`.
+        fn with_otlp_headers[K: Into<String>, V: Into<String>](headers: impl IntoIterator<Item = (K, V)>) => with_headers(headers);
+        /// Plaintext for an endpoint given as `host:port` (no scheme). It never turns off
+        /// certificate verification, and conflicts with an `https://` endpoint.
+        fn with_otlp_insecure_tls(insecure: bool) => with_insecure_tls(insecure);
+        /// The share of root traces sampled, 0 to 1 (checked by `init()`); child spans follow
+        /// their parent.
+        fn with_otlp_trace_sample_rate(rate: f64) => with_trace_sample_rate(rate);
+        /// `service.version` of the resource.
+        fn with_otlp_service_version(version: impl Into<String>) => with_service_version(version);
+        /// The bound on one export (default 10 s).
+        fn with_otlp_timeout(timeout: Duration) => with_timeout(timeout);
+        /// gzip or none (default none).
+        fn with_otlp_compression(compression: Compression) => with_compression(compression);
+        /// How often metrics are exported (default 60 s).
+        fn with_otlp_metric_interval(interval: Duration) => with_metric_interval(interval);
+        /// Whether a log line written inside a recording span is also added to the span as
+        /// an event, and an ERROR line sets the span's status to ERROR (default on). Off,
+        /// the line is still exported as a log record carrying the span's ids.
+        fn with_otlp_span_events(on: bool) => with_span_events(on);
+        /// A PEM file of CA certificates to trust besides the system's roots.
+        fn with_otlp_ca_file(path: impl Into<std::path::PathBuf>) => with_ca_file(path);
+        /// A client certificate and key (PEM files) for mutual TLS.
+        fn with_otlp_client_certificate(cert: impl Into<std::path::PathBuf>, key: impl Into<std::path::PathBuf>) => with_client_certificate(cert, key);
     }
 }
 
 impl Builder {
-    /// The OTLP settings; a bad protocol's error names `with_otlp_protocol`.
-    pub(crate) fn resolve_otlp(
-        &self,
-        environment: &Option<String>,
-        release: &Option<String>,
-        service_name: &str,
-    ) -> Result<Settings, InitError> {
-        let settings = self
-            .otlp
-            .resolve(environment, release, service_name, crate::start::env);
-        Ok(settings.map_err(|mut e| {
-            if e.setting == PROTOCOL_SETTING {
-                e.setting = "with_otlp_protocol".into();
-            }
-            SetupError::Config(e)
-        })?)
-    }
     /// The OTLP pipeline and its log output, when export is on.
     pub(crate) fn start_otlp(
         &self,
@@ -142,7 +85,16 @@ impl Builder {
         let rt = started.runtime.as_ref();
         started.pipeline = self
             .otlp
-            .start(&r.otlp, rt, r.level.clone(), buckets, parts)?;
+            .start(&r.otlp, rt, r.logger.level.clone(), buckets, parts)?;
+        let on = started.pipeline.is_some();
+        let signals = [
+            ("otlp_traces", "traces"),
+            ("otlp_metrics", "metrics"),
+            ("otlp_logs", "logs"),
+        ];
+        for (key, signal) in signals {
+            started.show(key, self.otlp.shown(&r.otlp, on, signal, crate::start::env));
+        }
         Ok(())
     }
 }

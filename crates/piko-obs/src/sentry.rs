@@ -13,8 +13,8 @@
 use std::sync::Arc;
 
 pub use piko_obs_sentry::setup::SentryGuard;
+use piko_obs_sentry::setup::SpanIds;
 pub use piko_obs_sentry::setup::global::installed;
-use piko_obs_sentry::setup::{SentrySetup, SpanIds};
 pub use piko_obs_sentry::*;
 
 use piko_obs_lifecycle::Unwind;
@@ -55,47 +55,23 @@ pub fn enable(config: SentryConfig) -> Result<SentryGuard, InitError> {
 }
 
 impl Builder {
-    /// Sends ERROR log lines to Sentry as events (and lower ones as breadcrumbs), with
-    /// these settings. An invalid DSN fails `init()`.
-    pub fn with_sentry(self, config: SentryConfig) -> Self {
-        self.sentry_with(|s| s.with_config(config))
-    }
+    delegate! { sentry:
+        /// Sends ERROR log lines to Sentry as events (and lower ones as breadcrumbs), with
+        /// these settings. An invalid DSN fails `init()`.
+        fn with_sentry(config: SentryConfig) => with_config(config);
 
-    /// Sends ERROR log lines to Sentry when `SENTRY_DSN` is set, with the other
-    /// `SENTRY_*` variables (see [`SentryConfig::from_env`]). A setting given
-    /// with [`with_sentry`](Self::with_sentry) wins.
-    pub fn with_sentry_from_env(self) -> Self {
-        self.sentry_with(|s| s.with_from_env())
-    }
+        /// Sends ERROR log lines to Sentry when `SENTRY_DSN` is set, with the other
+        /// `SENTRY_*` variables (see [`SentryConfig::from_env`]). A setting given
+        /// with [`with_sentry`](Self::with_sentry) wins.
+        fn with_sentry_from_env() => with_from_env();
 
-    /// Runs `f` on each Sentry event after piko-obs has scrubbed its secrets, as Sentry's
-    /// `before_send` (return `None` to drop the event), whether Sentry's settings come
-    /// from [`with_sentry`](Self::with_sentry) or the environment.
-    pub fn with_sentry_before_send(
-        self,
-        f: impl Fn(::sentry::protocol::Event<'static>) -> Option<::sentry::protocol::Event<'static>>
-        + Send
-        + Sync
-        + 'static,
-    ) -> Self {
-        self.sentry_with(|s| s.with_before_send(Arc::new(f)))
-    }
+        /// Runs `f` on each Sentry event after piko-obs has scrubbed its secrets, as Sentry's
+        /// `before_send` (return `None` to drop the event), whether Sentry's settings come
+        /// from [`with_sentry`](Self::with_sentry) or the environment.
+        fn with_sentry_before_send(f: impl Fn(::sentry::protocol::Event<'static>) -> Option<::sentry::protocol::Event<'static>> + Send + Sync + 'static) => with_before_send(Arc::new(f));
 
-    /// Runs `f` on each Sentry breadcrumb after piko-obs has scrubbed its secrets, as
-    /// Sentry's `before_breadcrumb` (return `None` to drop it).
-    pub fn with_sentry_before_breadcrumb(
-        self,
-        f: impl Fn(::sentry::protocol::Breadcrumb) -> Option<::sentry::protocol::Breadcrumb>
-        + Send
-        + Sync
-        + 'static,
-    ) -> Self {
-        self.sentry_with(|s| s.with_before_breadcrumb(Arc::new(f)))
-    }
-
-    /// Applies a setter of Sentry's settings.
-    fn sentry_with(mut self, set: impl FnOnce(SentrySetup) -> SentrySetup) -> Self {
-        self.sentry = set(std::mem::take(&mut self.sentry));
-        self
+        /// Runs `f` on each Sentry breadcrumb after piko-obs has scrubbed its secrets, as
+        /// Sentry's `before_breadcrumb` (return `None` to drop it).
+        fn with_sentry_before_breadcrumb(f: impl Fn(::sentry::protocol::Breadcrumb) -> Option<::sentry::protocol::Breadcrumb> + Send + Sync + 'static) => with_before_breadcrumb(Arc::new(f));
     }
 }

@@ -4,8 +4,9 @@
 use std::time::Duration;
 
 use piko_obs_lifecycle::runtime::OwnRuntime;
-use piko_obs_lifecycle::settings::{Identity, program_name};
+use piko_obs_lifecycle::setup::Service;
 use piko_obs_lifecycle::{Stack, Unwind};
+use piko_obs_logger::setup::LoggerSettings;
 
 #[cfg(feature = "health")]
 use crate::health;
@@ -15,7 +16,7 @@ use crate::metrics;
 use crate::otlp;
 #[cfg(feature = "sentry")]
 use crate::sentry;
-use crate::{Builder, Guard, InitError, PIKO_DISABLE_CONSOLE_LOG, RunMode, logger};
+use crate::{Builder, Guard, InitError, RunMode, logger};
 
 /// The bound on unwinding a failed `init()`.
 const UNWIND_BOUND: Duration = Duration::from_secs(1);
@@ -23,8 +24,8 @@ const UNWIND_BOUND: Duration = Duration::from_secs(1);
 /// The builder's settings with the environment and the defaults applied and checked,
 /// before anything starts.
 pub(crate) struct Resolved {
-    pub(crate) run_mode: RunMode,
-    pub(crate) level: logger::Directives,
+    pub(crate) service: Service,
+    pub(crate) logger: LoggerSettings,
     #[cfg(feature = "health")]
     pub(crate) probe_server: piko_obs_health_warp::ProbeServer,
     #[cfg(feature = "otlp")]
@@ -33,31 +34,66 @@ pub(crate) struct Resolved {
     pub(crate) metrics: metrics::MetricsBuilder,
     #[cfg(feature = "sentry")]
     pub(crate) sentry: Option<sentry::SentryConfig>,
-    #[cfg_attr(not(feature = "notify"), allow(dead_code))]
-    pub(crate) environment: Option<String>,
-    #[cfg_attr(not(any(feature = "notify", feature = "health")), allow(dead_code))]
-    pub(crate) service_name: String,
-    pub(crate) console: bool,
-    pub(crate) drain_delay: Duration,
 }
 
-/// What started, for the `piko-obs started` line and the guard.
+/// What started, for the later parts, the `piko-obs started` line and the guard.
 #[derive(Default)]
 pub(crate) struct Started {
     pub(crate) runtime: Option<tokio::runtime::Handle>,
     #[cfg(feature = "otlp")]
     pub(crate) pipeline: Option<otlp::Pipeline>,
-    #[cfg(feature = "sentry")]
-    pub(crate) sentry: bool,
     #[cfg(feature = "metrics")]
     pub(crate) recorder: Option<&'static metrics::Metrics>,
-    #[cfg(feature = "notify")]
-    pub(crate) notifications: Option<piko_obs_notify_providers::setup::Started>,
-    #[cfg(feature = "notify")]
-    pub(crate) forwarder: Option<piko_obs_error_alerts::setup::StartedForwarder>,
-    pub(crate) dead_letters: String,
     #[cfg(feature = "health")]
     pub(crate) health: Option<health::ServingServer>,
+    /// Process-wide installs made once everything started: a failed `init()` leaves none.
+    pub(crate) installs: Vec<Box<dyn FnOnce()>>,
+    /// The start-up line's fields in order, as each part left them (never a secret: no
+    /// DSN, header or URL credentials).
+    shown: Vec<(&'static str, String)>,
+}
+
+impl Started {
+    /// Nothing started yet: every field of the start-up line says off, and why when its
+    /// feature is compiled out.
+    fn new() -> Self {
+        let off = |on: bool, feature: &str| match on {
+            true => "off".to_string(),
+            false => format!("off (the {feature} feature is off)"),
+        };
+        let otlp = off(cfg!(feature = "otlp"), "otlp");
+        Started {
+            shown: vec![
+                ("mode", String::new()),
+                ("probes", "off".into()),
+                ("metrics", "off".into()),
+                ("otlp_traces", otlp.clone()),
+                ("otlp_metrics", otlp.clone()),
+                ("otlp_logs", otlp),
+                ("sentry", off(cfg!(feature = "sentry"), "sentry")),
+                ("alert_providers", off(cfg!(feature = "notify"), "notify")),
+                ("dead_letters", "off (notifications off)".into()),
+            ],
+            ..Started::default()
+        }
+    }
+
+    /// Sets the start-up line's field `key`.
+    pub(crate) fn show(&mut self, key: &str, value: impl Into<String>) {
+        if let Some(field) = self.shown.iter_mut().find(|f| f.0 == key) {
+            field.1 = value.into();
+        }
+    }
+
+    /// One line that says what started.
+    fn announce(&self) {
+        let fields: Vec<_> = self
+            .shown
+            .iter()
+            .map(|(key, value)| logger::attr::string(key, value))
+            .collect();
+        logger::get_logger("piko-obs").notice("piko-obs started", &fields);
+    }
 }
 
 pub(crate) fn env(k: &str) -> Option<String> {
@@ -68,48 +104,33 @@ impl Builder {
     /// Code, then environment, then default, for every setting (see `settings`); every
     /// error names the setting.
     pub(crate) fn resolve(&self) -> Result<Resolved, InitError> {
-        let run_mode = RunMode::resolve(self.run_mode, &env)?;
-        let level = logger::resolve_directives(
-            self.log_level.as_deref().map(|l| ("with_log_level", l)),
-            logger::PIKO_LOG_LEVEL,
-            env,
-        )?;
-        // One environment and one release for every signal.
-        let (environment, release) = (self.environment.clone(), self.release.clone());
-        let Identity {
-            environment,
-            release,
-        } = Identity::resolve(environment, release, env);
-        let service_name = self.service_name.clone().unwrap_or_else(program_name);
+        let service = self.service.resolve(&env)?;
+        let logger = self.logger.resolve("with_log_level", &env)?;
         #[cfg(feature = "notify")]
         self.error_notifications.check(self.notify.enabled())?;
-        let console = self
-            .console
-            .unwrap_or_else(|| env(PIKO_DISABLE_CONSOLE_LOG).as_deref() != Some("true"));
-        let drain_delay = self.drain_delay.unwrap_or(match run_mode {
-            RunMode::Prod => Duration::from_secs(5),
-            RunMode::Dev => Duration::ZERO,
-        });
-        let _ = &release;
         Ok(Resolved {
-            run_mode,
-            level,
             #[cfg(feature = "health")]
             probe_server: self.health.resolve(&env)?,
             #[cfg(feature = "otlp")]
-            otlp: self.resolve_otlp(&environment, &release, &service_name)?,
+            otlp: self
+                .otlp
+                .resolve(
+                    &service.identity.environment,
+                    &service.identity.release,
+                    &service.service_name,
+                    env,
+                )
+                .map_err(otlp::setup::SetupError::Config)?,
             // Checked whether or not the recorder is installed by this call.
             #[cfg(feature = "metrics")]
             metrics: self.metrics.builder()?,
             #[cfg(feature = "sentry")]
             sentry: self
                 .sentry
-                .resolve(&environment, &release)
+                .resolve(&service.identity.environment, &service.identity.release)
                 .map_err(sentry::setup::SetupError::from)?,
-            environment,
-            service_name,
-            console,
-            drain_delay,
+            service,
+            logger,
         })
     }
 
@@ -136,11 +157,9 @@ impl Builder {
     #[cfg_attr(not(any(feature = "notify", feature = "health")), allow(unused_mut))]
     pub(crate) fn start(mut self, r: Resolved) -> Result<Guard, InitError> {
         let parts = Unwind::new(UNWIND_BOUND);
-        self.start_logging(&r, &parts)?;
-        let mut started = Started {
-            dead_letters: "off (notifications off)".into(),
-            ..Started::default()
-        };
+        Self::start_logging(&r, &parts)?;
+        let mut started = Started::new();
+        started.show("mode", r.service.run_mode.as_str());
         if self.needs_runtime(&r) {
             // piko-obs's runtime: the dispatcher, the exporters, Sentry's transport (the probe
             // server serves on a thread of its own unless told otherwise, and needs none).
@@ -153,7 +172,7 @@ impl Builder {
         #[cfg(feature = "sentry")]
         if let (Some(config), Some(rt)) = (&r.sentry, &started.runtime) {
             sentry::start(config, rt, &parts)?;
-            started.sentry = true;
+            started.show("sentry", "on");
         }
         #[cfg(feature = "metrics")]
         self.start_metrics(&r, &mut started, &parts)?;
@@ -162,113 +181,41 @@ impl Builder {
         #[cfg(feature = "health")]
         self.start_health(&r, &mut started, &parts)?;
         let parts = parts.keep();
-        // Installed once everything started: a failed init() leaves none behind.
-        #[cfg(feature = "notify")]
-        started.install_notifications();
-        self.announce(&r, &started);
+        started.installs.drain(..).for_each(|install| install());
+        started.announce();
         let stack = Stack::new();
         stack.push(logger::hub().clone());
         stack.append(parts);
         Ok(Guard {
-            shutdown_timeout: self.shutdown_timeout,
-            drain_delay: r.drain_delay,
+            shutdown_timeout: r.service.shutdown_timeout,
             #[cfg(feature = "health")]
-            health: started.health.as_ref().map(|s| s.service.clone()),
-            #[cfg(feature = "health")]
-            health_addr: started.health.map(|s| s.addr),
-            #[cfg(not(feature = "health"))]
-            health_addr: None,
+            server: started.health,
             stack,
         })
     }
 
     /// The hub's settings, the console output and the `log` and `tracing` bridges.
-    fn start_logging(&self, r: &Resolved, parts: &Unwind) -> Result<(), InitError> {
-        let hub = logger::hub();
-        hub.set_error_backtraces(self.error_backtraces);
-        if let Some(keys) = &self.secret_keys {
-            hub.set_secret_keys(logger::SecretKeys::new(keys));
-        }
-        logger::set_framework_level(r.level.clone());
-        let format = match r.run_mode {
+    fn start_logging(r: &Resolved, parts: &Unwind) -> Result<(), InitError> {
+        r.logger.configure(logger::hub());
+        logger::set_framework_level(r.logger.level.clone());
+        let format = match r.service.run_mode {
             RunMode::Prod => logger::ConsoleFormat::Json,
             RunMode::Dev => logger::ConsoleFormat::Pretty,
         };
         // None when the program added a stdout output of its own before init().
-        if r.console
-            && let Some(console) = logger::start_console(format, r.level.clone())?
+        if r.logger.console
+            && let Some(console) = logger::start_console(format, r.logger.level.clone())?
         {
             parts.push(console);
         }
-        if self.log_bridge {
+        if r.logger.log_bridge {
             logger::install_log_bridge()?;
         }
         #[cfg(feature = "otlp")]
-        if self.tracing_bridge {
+        if r.logger.tracing_bridge {
             // Said when the application's own subscriber was there first.
-            let route = logger::install_tracing_bridge();
-            let said = logger::get_logger("piko-obs/logger");
-            match route {
-                logger::TracingRoute::Installed => {}
-                logger::TracingRoute::ApplicationLayer => said.info(route.describe(), &[]),
-                _ => said.notice(route.describe(), &[]),
-            }
+            logger::install_tracing_bridge().report(&logger::get_logger("piko-obs/logger"));
         }
         Ok(())
-    }
-
-    /// One line that says what started (never a secret: no DSN, header or URL
-    /// credentials).
-    fn announce(&self, r: &Resolved, started: &Started) {
-        let (probes, metrics_path) = started.shown_probes();
-        let otlp = |signal: &str| self.shown_otlp(r, started, signal);
-        #[cfg(feature = "sentry")]
-        let sentry = if started.sentry { "on" } else { "off" };
-        #[cfg(not(feature = "sentry"))]
-        let sentry = "off (the sentry feature is off)";
-        #[cfg(feature = "notify")]
-        let providers = started
-            .notifications
-            .as_ref()
-            .map(|n| n.service.providers().join(","))
-            .unwrap_or_else(|| "off".into());
-        #[cfg(not(feature = "notify"))]
-        let providers = "off (the notify feature is off)".to_string();
-        logger::get_logger("piko-obs").notice(
-            "piko-obs started",
-            &[
-                logger::attr::string("mode", r.run_mode.as_str()),
-                logger::attr::string("probes", &probes),
-                logger::attr::string("metrics", &metrics_path),
-                logger::attr::string("otlp_traces", &otlp("traces")),
-                logger::attr::string("otlp_metrics", &otlp("metrics")),
-                logger::attr::string("otlp_logs", &otlp("logs")),
-                logger::attr::string("sentry", sentry),
-                logger::attr::string("alert_providers", &providers),
-                logger::attr::string("dead_letters", &started.dead_letters),
-            ],
-        );
-    }
-
-    /// Where an OTLP signal goes, or why it is off.
-    fn shown_otlp(&self, r: &Resolved, started: &Started, signal: &str) -> String {
-        let _ = (r, started, signal);
-        #[cfg(feature = "otlp")]
-        return self
-            .otlp
-            .shown(&r.otlp, started.pipeline.is_some(), signal, env);
-        #[cfg(not(feature = "otlp"))]
-        "off (the otlp feature is off)".to_string()
-    }
-}
-
-impl Started {
-    /// The probe server's part of the summary (`ServingServer::shown`), or `off`.
-    fn shown_probes(&self) -> (String, String) {
-        #[cfg(feature = "health")]
-        if let Some(server) = &self.health {
-            return server.shown();
-        }
-        ("off".into(), "off".into())
     }
 }
