@@ -96,6 +96,10 @@ impl Builder {
 
         /// Serves the probe paths over TLS.
         fn with_health_tls(tls: TlsOptions) => with_tls(tls);
+        /// Whether the probe server's thread runs under `SCHED_DEADLINE` where the process
+        /// has `CAP_SYS_NICE` (default: on; [`Scheduling::Deadline`]). Off, or refused, it
+        /// asks for a short time slice ([`PROBE_THREAD_SLICE`]).
+        fn with_health_deadline_scheduling(on: bool) => with_deadline_scheduling(on);
         /// Adds a probe for the service's dependencies. It answers readiness and startup,
         /// not liveness: a dependency's outage takes the pod out of the endpoints instead of
         /// making Kubernetes restart every pod ([`ProbeKinds`];
