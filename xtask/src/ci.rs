@@ -114,11 +114,18 @@ pub(crate) fn run_all() -> Result {
     crate::deploy::run()
 }
 
-/// Removes the workspace's crates unpacked by an earlier `cargo package` under
-/// `$CARGO_HOME/registry/src`. cargo verifies each crate against the ones packaged before
-/// it, unpacked there; at an unchanged version it would take an earlier run's unpacking,
-/// with that run's sources, instead of this one's.
+/// Removes what an earlier `cargo package` left: the workspace's crates unpacked under
+/// `$CARGO_HOME/registry/src`, and `target/package` with the crates it compiled from
+/// them. cargo verifies each crate against the ones packaged before it, unpacked there;
+/// at an unchanged version it would take an earlier run's unpacking, with that run's
+/// sources, and the libraries built from it (a registry crate is never rebuilt for a
+/// change of its files), instead of this one's.
 fn forget_packaged_crates() -> Result {
+    let packaged = crate::support::root().join("target/package");
+    if packaged.exists() {
+        std::fs::remove_dir_all(&packaged)
+            .map_err(|e| format!("removing {}: {e}", packaged.display()))?;
+    }
     let home = std::env::var_os("CARGO_HOME")
         .map(std::path::PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".cargo")));
