@@ -115,16 +115,37 @@ pub(crate) fn run_all() -> Result {
 }
 
 /// Removes what an earlier `cargo package` left: the workspace's crates unpacked under
-/// `$CARGO_HOME/registry/src`, and `target/package` with the crates it compiled from
-/// them. cargo verifies each crate against the ones packaged before it, unpacked there;
-/// at an unchanged version it would take an earlier run's unpacking, with that run's
-/// sources, and the libraries built from it (a registry crate is never rebuilt for a
-/// change of its files), instead of this one's.
+/// `$CARGO_HOME/registry/src`, `target/package`, and the libraries built from the
+/// unpacked crates. cargo verifies each crate against the ones packaged before it,
+/// unpacked there; at an unchanged version it would take an earlier run's unpacking, with
+/// that run's sources, and the libraries built from it (a registry crate is never rebuilt
+/// for a change of its files), instead of this one's.
 fn forget_packaged_crates() -> Result {
-    let packaged = crate::support::root().join("target/package");
-    if packaged.exists() {
-        std::fs::remove_dir_all(&packaged)
-            .map_err(|e| format!("removing {}: {e}", packaged.display()))?;
+    let target = crate::support::root().join("target");
+    remove(&target.join("package"))?;
+    let deps = target.join("debug/deps");
+    for entry in std::fs::read_dir(&deps).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(stem) = name
+            .strip_prefix("piko_obs")
+            .and_then(|n| n.strip_suffix(".d"))
+        else {
+            continue;
+        };
+        // A dep-info file naming sources under the registry: built from a package.
+        let from_package =
+            std::fs::read_to_string(entry.path()).is_ok_and(|text| text.contains("/registry/src/"));
+        let Some(hash) = stem.rsplit('-').next().filter(|_| from_package) else {
+            continue;
+        };
+        for dir in [&deps, &target.join("debug/.fingerprint")] {
+            for built in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let built_name = built.file_name().to_string_lossy().into_owned();
+                if built_name.contains(&format!("-{hash}")) {
+                    remove(&built.path())?;
+                }
+            }
+        }
     }
     let home = std::env::var_os("CARGO_HOME")
         .map(std::path::PathBuf::from)
@@ -142,10 +163,21 @@ fn forget_packaged_crates() -> Result {
             .flatten()
         {
             if krate.file_name().to_string_lossy().starts_with("piko-obs") {
-                std::fs::remove_dir_all(krate.path())
-                    .map_err(|e| format!("removing {}: {e}", krate.path().display()))?;
+                remove(&krate.path())?;
             }
         }
     }
     Ok(())
+}
+
+/// Removes a file or a directory and what it holds; nothing to remove is fine.
+fn remove(path: &std::path::Path) -> Result {
+    let gone = if path.is_dir() {
+        std::fs::remove_dir_all(path)
+    } else if path.exists() {
+        std::fs::remove_file(path)
+    } else {
+        Ok(())
+    };
+    gone.map_err(|e| format!("removing {}: {e}", path.display()))
 }
