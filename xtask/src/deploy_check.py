@@ -76,12 +76,13 @@ if "memory" not in container.get("resources", {}).get("limits", {}):
     fail("the container has no memory limit")
 
 # The grace period covers the drain delay and the shutdown timeout (the toolkit's
-# defaults, read from the facade's code).
-lib = "\n".join(p.read_text() for p in sorted((root / "crates/piko-obs/src").glob("*.rs")))
-timeout = re.search(r"shutdown_timeout: Duration::from_secs\((\d+)\)", lib)
-drain = re.search(r"RunMode::Prod => Duration::from_secs\((\d+)\)", lib)
+# defaults, read from the code of the shared start-up settings).
+setup = (root / "crates/piko-obs-lifecycle/src/setup.rs").read_text()
+timeout = re.search(r"DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs\((\d+)\)", setup)
+drain = re.search(r"DEFAULT_PROD_DRAIN_DELAY: Duration = Duration::from_secs\((\d+)\)", setup)
 if not timeout or not drain:
-    fail("the default shutdown timeout or prod drain delay is not found in crates/piko-obs/src")
+    fail("the default shutdown timeout or prod drain delay is not found in "
+         "crates/piko-obs-lifecycle/src/setup.rs")
 else:
     drain_s = int(env["SHUTDOWN_DRAIN_DELAY_MS"]) / 1000 if env.get(
         "SHUTDOWN_DRAIN_DELAY_MS") else int(drain.group(1))
