@@ -1,8 +1,10 @@
 //! Outputs for `piko-obs-logger`: JSON lines, Piko's pretty console, and rotating files.
 //!
-//! Every output formats on the caller's thread into a reused buffer, then hands the line
-//! to an [`AsyncWriter`]: a bounded queue drained by one writer thread, which writes all
-//! that is queued in one system call. By default a caller waits (at most 1 s) when the
+//! Every output formats on the caller's thread into an [`AsyncWriter`]: a bounded queue
+//! drained by one writer thread, which writes all that is queued in one system call. A
+//! line whose values are plain data is formatted straight into the queue when no other
+//! caller holds its lock ([`Format::is_self_contained`]); any other is formatted into a
+//! reused per-thread buffer and copied in. By default a caller waits (at most 1 s) when the
 //! queue is full, so no line is lost unless the destination stalls; [`Overflow::Drop`]
 //! is the lossy mode. Every accepted, written and dropped line is counted
 //! ([`piko_obs_logger::OutputStats`]).
