@@ -1,8 +1,10 @@
 //! Outputs for `piko-obs-logger`: JSON lines, Piko's pretty console, and rotating files.
 //!
-//! Every output formats on the caller's thread into a reused buffer, then hands the line
-//! to an [`AsyncWriter`]: a bounded queue drained by one writer thread, which writes all
-//! that is queued in one system call. By default a caller waits (at most 1 s) when the
+//! Every output formats on the caller's thread into an [`AsyncWriter`]: a bounded queue
+//! drained by one writer thread, which writes all that is queued in one system call. A
+//! line whose values are plain data is formatted straight into the queue when no other
+//! caller holds its lock ([`Format::is_self_contained`]); any other is formatted into a
+//! reused per-thread buffer and copied in. By default a caller waits (at most 1 s) when the
 //! queue is full, so no line is lost unless the destination stalls; [`Overflow::Drop`]
 //! is the lossy mode. Every accepted, written and dropped line is counted
 //! ([`piko_obs_logger::OutputStats`]).
@@ -41,7 +43,7 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use piko_obs_logger::{FlushError, Output, OutputStats, Record};
+use piko_obs_logger::{FlushError, Output, OutputStats, Record, Value};
 
 mod file;
 mod format;
@@ -203,8 +205,29 @@ impl<F: Format> WriterOutput<F> {
     }
 }
 
+/// Whether formatting `record` runs none of the caller's code: its own values are plain
+/// data (the bound ones are owned copies, always plain).
+fn plain_values(record: &Record<'_>) -> bool {
+    record.attrs().iter().all(|a| {
+        !matches!(
+            a.value(),
+            Value::Error(_) | Value::Display(_) | Value::Any(_)
+        )
+    })
+}
+
 impl<F: Format> Output for WriterOutput<F> {
     fn write(&self, record: &Record<'_>) {
+        // Straight into the queue when nothing the formatting runs can log (which would
+        // wait for the lock this thread holds) and no other caller holds the lock (so
+        // callers never format one after another): one copy of the line fewer.
+        if let Delivery::Queued(w) = &self.delivery
+            && self.format.is_self_contained()
+            && plain_values(record)
+            && w.try_push_with(|buf| self.format.format(record, buf))
+        {
+            return;
+        }
         SCRATCH.with(|cell| match cell.try_borrow_mut() {
             Ok(mut buf) => {
                 buf.clear();
@@ -373,6 +396,13 @@ pub enum FileFormat {
 }
 
 impl Format for FileFormat {
+    fn is_self_contained(&self) -> bool {
+        match self {
+            FileFormat::Pretty(f) => f.is_self_contained(),
+            FileFormat::Json(f) => f.is_self_contained(),
+        }
+    }
+
     fn format(&self, record: &Record<'_>, buf: &mut Vec<u8>) {
         match self {
             FileFormat::Pretty(f) => f.format(record, buf),

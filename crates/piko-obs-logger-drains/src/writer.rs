@@ -70,6 +70,10 @@ struct State {
     /// Lines taken by the writer and finished (written or failed), in all.
     done: u64,
     finished: bool,
+    /// Callers waiting for room (`not_full`).
+    full_waiters: u32,
+    /// Callers waiting for the writer's progress (`progress`): flush and close.
+    progress_waiters: u32,
 }
 
 struct Shared {
@@ -133,6 +137,8 @@ impl AsyncWriter {
                 taken: 0,
                 done: 0,
                 finished: false,
+                full_waiters: 0,
+                progress_waiters: 0,
             }),
             not_empty: Condvar::new(),
             not_full: Condvar::new(),
@@ -156,8 +162,49 @@ impl AsyncWriter {
     /// Queues one line (it should end with `\n`). Never panics; waits only as the
     /// overflow policy allows.
     pub fn push(&self, line: &[u8]) {
+        self.push_locked(self.shared.lock(), line);
+    }
+
+    /// Queues the line `write_line` appends, written straight into the queue's buffer
+    /// under its lock: one copy of the line fewer than [`push`](Self::push). Returns
+    /// `false`, having done nothing, when another thread holds the lock (the caller then
+    /// formats aside and pushes, so callers never format one after another).
+    /// `write_line` must not log to this output (it would wait for the lock this thread
+    /// holds); if it panics, nothing of its line stays in the queue.
+    pub(crate) fn try_push_with(&self, write_line: impl FnOnce(&mut Vec<u8>)) -> bool {
         let sh = &*self.shared;
-        let mut st = sh.lock();
+        let mut st = match sh.state.try_lock() {
+            Ok(st) => st,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return false,
+        };
+        if st.closed {
+            drop(st);
+            sh.dropped.fetch_add(1, Ordering::Relaxed);
+            return true;
+        }
+        let start = st.buf.len();
+        {
+            let mut line = Uncommitted {
+                buf: &mut st.buf,
+                start,
+            };
+            write_line(line.buf);
+            line.start = usize::MAX;
+        }
+        if start > 0 && st.buf.len() > sh.options.capacity_bytes {
+            // No room for it: take the line out and wait for room as `push` does. Rare
+            // (the queue is full), so the copy's allocation does not matter.
+            let line = st.buf.split_off(start);
+            self.push_locked(st, &line);
+        } else {
+            self.accepted(st);
+        }
+        true
+    }
+
+    fn push_locked(&self, mut st: MutexGuard<'_, State>, line: &[u8]) {
+        let sh = &*self.shared;
         if st.closed {
             drop(st);
             sh.dropped.fetch_add(1, Ordering::Relaxed);
@@ -180,11 +227,13 @@ impl AsyncWriter {
                             sh.dropped.fetch_add(1, Ordering::Relaxed);
                             return;
                         }
+                        st.full_waiters += 1;
                         st = sh
                             .not_full
                             .wait_timeout(st, deadline - now)
                             .unwrap_or_else(|p| p.into_inner())
                             .0;
+                        st.full_waiters -= 1;
                     }
                     if st.closed {
                         drop(st);
@@ -195,6 +244,13 @@ impl AsyncWriter {
             }
         }
         st.buf.extend_from_slice(line);
+        self.accepted(st);
+    }
+
+    /// Counts the line just appended and wakes the writer if it sleeps with nothing to
+    /// do, or lingers while the queue is half full.
+    fn accepted(&self, mut st: MutexGuard<'_, State>) {
+        let sh = &*self.shared;
         st.lines += 1;
         // Counted under the lock, which is held anyway: no extra atomic operation.
         st.accepted += 1;
@@ -224,11 +280,13 @@ impl AsyncWriter {
                     waited: timeout,
                 });
             }
+            st.progress_waiters += 1;
             st = sh
                 .progress
                 .wait_timeout(st, deadline - now)
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
+            st.progress_waiters -= 1;
         }
         Ok(())
     }
@@ -247,11 +305,13 @@ impl AsyncWriter {
         let deadline = Instant::now() + Duration::from_millis(200);
         let mut st = sh.lock();
         while !st.finished && Instant::now() < deadline {
+            st.progress_waiters += 1;
             st = sh
                 .progress
                 .wait_timeout(st, Duration::from_millis(20))
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
+            st.progress_waiters -= 1;
         }
         let finished = st.finished;
         drop(st);
@@ -284,25 +344,51 @@ impl Drop for AsyncWriter {
     }
 }
 
-/// How long the writer waits after a wake-up for more lines to batch. Each wake-up of
-/// the writer can take the core from a caller on a busy machine, so it wakes at most
-/// once a millisecond while lines flow (or when the queue is half full), not on every
+/// The longest the writer waits after a wake-up for more lines to batch. Each wake-up of
+/// the writer can take the core from a caller on a busy machine, so while lines trickle
+/// it wakes at most once a millisecond (or when the queue is half full), not on every
 /// line: a line reaches its destination within about 1 ms, or at once on `flush`.
 const LINGER: Duration = Duration::from_millis(1);
 
+/// The shortest wait between batches while lines stream in.
+const LINGER_MIN: Duration = Duration::from_micros(50);
+
+/// The batch the writer aims at while lines stream in. The callers write each line into
+/// the queue's buffer, and the writer swaps that buffer with its own: the two buffers are
+/// all the memory the callers write, so batches this small keep both in the callers'
+/// cache, where batches of half the queue (1 MiB in all) miss it on every line.
+const BATCH_TARGET: usize = 64 << 10;
+
+/// How long the writer waits for its next batch: the time the callers took to queue
+/// [`BATCH_TARGET`] bytes at the rate of the last batch (`bytes` queued in `took`), within
+/// [`LINGER_MIN`] and [`LINGER`]. The writer wakes itself on its own timer, on its own
+/// core; the callers do not wake it while it waits unless the queue is half full.
+fn linger_after(bytes: usize, took: Duration) -> Duration {
+    if bytes == 0 {
+        return LINGER;
+    }
+    let wait = took.as_nanos().saturating_mul(BATCH_TARGET as u128) / bytes as u128;
+    Duration::from_nanos(u64::try_from(wait).unwrap_or(u64::MAX)).clamp(LINGER_MIN, LINGER)
+}
+
 fn run(sh: &Shared, mut dest: Box<dyn Write + Send>) {
     let mut batch: Vec<u8> = Vec::new();
+    let mut linger = LINGER;
+    let mut last_take = Instant::now();
     loop {
         let mut st = sh.lock();
         while st.buf.is_empty() && !st.closed {
             st.writer_idle = true;
             st = sh.not_empty.wait(st).unwrap_or_else(|p| p.into_inner());
+            // Lines after an idle spell: time them from now, at most the longest wait.
+            last_take = Instant::now();
+            linger = LINGER;
         }
         st.writer_idle = false;
         // Linger before taking a batch, so that the lines of a burst share one write and
         // callers never pay for waking this thread while it is busy. Cut short when
         // closing, when a flush asks, or when the queue is half full.
-        let deadline = Instant::now() + LINGER;
+        let deadline = Instant::now() + linger;
         while !st.closed && !st.flush_requested && st.buf.len() < sh.options.capacity_bytes / 2 {
             let now = Instant::now();
             if now >= deadline {
@@ -327,8 +413,14 @@ fn run(sh: &Shared, mut dest: Box<dyn Write + Send>) {
         std::mem::swap(&mut st.buf, &mut batch);
         let n = std::mem::take(&mut st.lines);
         st.taken += n;
+        let full_waiters = st.full_waiters;
         drop(st);
-        sh.not_full.notify_all();
+        let now = Instant::now();
+        linger = linger_after(batch.len(), now.saturating_duration_since(last_take));
+        last_take = now;
+        if full_waiters > 0 {
+            sh.not_full.notify_all();
+        }
         let ok = contained(|| dest.write_all(&batch).and_then(|()| dest.flush())).is_ok();
         if ok {
             sh.written.fetch_add(n, Ordering::Relaxed);
@@ -342,8 +434,27 @@ fn run(sh: &Shared, mut dest: Box<dyn Write + Send>) {
         }
         let mut st = sh.lock();
         st.done += n;
+        let progress_waiters = st.progress_waiters;
         drop(st);
-        sh.progress.notify_all();
+        if progress_waiters > 0 {
+            sh.progress.notify_all();
+        }
+    }
+}
+
+/// A line being written into the queue's buffer: dropped before it is committed (the
+/// writing panicked), it cuts the buffer back to where the line began.
+struct Uncommitted<'a> {
+    buf: &'a mut Vec<u8>,
+    /// Where the line began; `usize::MAX` once committed.
+    start: usize,
+}
+
+impl Drop for Uncommitted<'_> {
+    fn drop(&mut self) {
+        if self.start != usize::MAX {
+            self.buf.truncate(self.start);
+        }
     }
 }
 
@@ -467,8 +578,9 @@ mod tests {
         assert_eq!((s.accepted, s.written, s.dropped), (1000, 1000, 0));
     }
 
-    #[test]
-    fn lossy_mode_counts_every_drop() {
+    /// 100 lines through `push` into a 64-byte lossy queue whose destination is stuck
+    /// at first: some are dropped, every one is counted, and what is accepted is written.
+    fn lossy_mode_counts_every_drop_of(push: impl Fn(&AsyncWriter, &[u8])) {
         let (tx, rx) = mpsc::channel();
         let out = Collect::default();
         let w = AsyncWriter::spawn(
@@ -481,7 +593,8 @@ mod tests {
         )
         .unwrap();
         for _ in 0..100 {
-            w.push(b"0123456789abcdef\n");
+            push(&w, b"0123456789abcdef\n");
+            assert!(w.shared.lock().buf.len() <= 64);
         }
         for _ in 0..200 {
             let _ = tx.send(());
@@ -493,6 +606,11 @@ mod tests {
         assert_eq!(s.accepted + s.dropped, 100);
         assert_eq!(s.written as usize, lines);
         assert_eq!(s.written, s.accepted);
+    }
+
+    #[test]
+    fn lossy_mode_counts_every_drop() {
+        lossy_mode_counts_every_drop_of(|w, line| w.push(line));
     }
 
     #[test]
@@ -619,6 +737,72 @@ mod tests {
         direct.push(b"fine\n");
         let s = direct.stats();
         assert_eq!((s.accepted, s.written, s.dropped), (2, 1, 1));
+    }
+
+    /// A line written in place that panics half-way leaves none of its bytes in the
+    /// queue, and the queue goes on taking lines in place.
+    #[test]
+    fn a_line_written_in_place_that_panics_leaves_nothing_behind() {
+        let out = Collect::default();
+        let w =
+            AsyncWriter::spawn("in-place", Box::new(out.clone()), QueueOptions::default()).unwrap();
+        assert!(w.try_push_with(|b| b.extend_from_slice(b"one\n")));
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            w.try_push_with(|b| {
+                b.extend_from_slice(b"half a li");
+                panic!("the format panicked");
+            })
+        }));
+        assert!(panicked.is_err());
+        assert!(w.try_push_with(|b| b.extend_from_slice(b"two\n")));
+        w.flush(Duration::from_secs(5)).unwrap();
+        assert_eq!(out.0.lock().unwrap().as_slice(), b"one\ntwo\n");
+        let s = w.stats();
+        assert_eq!((s.accepted, s.written, s.dropped), (2, 2, 0), "{s:?}");
+    }
+
+    /// Lines written in place obey the queue's bound as pushed ones do: in lossy mode
+    /// a line without room is dropped and counted, and what is accepted is written.
+    #[test]
+    fn lines_written_in_place_keep_the_bound_and_count_drops() {
+        lossy_mode_counts_every_drop_of(|w, line| {
+            assert!(w.try_push_with(|b| b.extend_from_slice(line)));
+        });
+    }
+
+    /// While another thread holds the queue's lock, a line is not written in place: the
+    /// caller formats it aside and pushes it instead.
+    #[test]
+    fn writing_in_place_gives_way_to_a_held_lock() {
+        let w = AsyncWriter::spawn(
+            "busy",
+            Box::new(Collect::default()),
+            QueueOptions::default(),
+        )
+        .unwrap();
+        let held = w.shared.lock();
+        let w = &w;
+        let tried = std::thread::scope(|s| {
+            s.spawn(|| w.try_push_with(|b| b.extend_from_slice(b"line\n")))
+                .join()
+                .unwrap()
+        });
+        drop(held);
+        assert!(!tried);
+        assert_eq!(w.stats().accepted, 0);
+    }
+
+    #[test]
+    fn the_writer_waits_less_while_lines_stream_in() {
+        // 1 MiB in 2 ms: the next 64 KiB take 125 µs.
+        assert_eq!(
+            linger_after(1 << 20, Duration::from_millis(2)),
+            Duration::from_micros(125)
+        );
+        // Within the shortest and the longest wait.
+        assert_eq!(linger_after(1 << 30, Duration::from_millis(1)), LINGER_MIN);
+        assert_eq!(linger_after(100, Duration::from_millis(1)), LINGER);
+        assert_eq!(linger_after(0, Duration::ZERO), LINGER);
     }
 
     #[test]
