@@ -3,26 +3,7 @@
 //! process could have `SCHED_DEADLINE`.
 
 use piko_obs::health::{PROBE_THREAD_SLICE, Status, probe_fn};
-use piko_obs_testkit::http_get;
-
-/// The `policy` and `se.slice` lines of this process's `piko-obs-probes` threads
-/// (`/proc/self/task/TID/sched`).
-fn probe_threads() -> Vec<(u64, Option<u64>)> {
-    let field = |sched: &str, name: &str| -> Option<u64> {
-        let line = sched.lines().find(|l| l.starts_with(name))?;
-        line.rsplit(' ').next()?.trim().parse().ok()
-    };
-    std::fs::read_dir("/proc/self/task")
-        .unwrap()
-        .flatten()
-        .filter(|t| {
-            std::fs::read_to_string(t.path().join("comm"))
-                .is_ok_and(|name| name.trim() == "piko-obs-probes")
-        })
-        .filter_map(|t| std::fs::read_to_string(t.path().join("sched")).ok())
-        .filter_map(|sched| Some((field(&sched, "policy")?, field(&sched, "se.slice"))))
-        .collect()
-}
+use piko_obs_testkit::{http_get, sched_field, thread_files};
 
 #[test]
 fn the_probe_thread_keeps_the_ordinary_policy() {
@@ -37,10 +18,13 @@ fn the_probe_thread_keeps_the_ordinary_policy() {
         .unwrap();
     let ready = http_get(guard.health_addr().unwrap(), "/ready").unwrap();
     assert_eq!(ready.status, 200, "{}", ready.body);
-    let threads = probe_threads();
+    let threads = thread_files("self", "piko-obs-probes", "sched");
     assert_eq!(threads.len(), 1, "{threads:?}");
-    let (policy, slice) = threads[0];
-    assert_eq!(policy, 0, "SCHED_OTHER, not SCHED_DEADLINE");
+    let (policy, slice) = (
+        sched_field(&threads[0], "policy"),
+        sched_field(&threads[0], "se.slice"),
+    );
+    assert_eq!(policy, Some(0), "SCHED_OTHER, not SCHED_DEADLINE");
     // Where the kernel shows a slice of its own for the thread, it is the short one.
     let short = u64::try_from(PROBE_THREAD_SLICE.as_nanos()).unwrap();
     assert!(slice.is_none_or(|ns| ns == short), "{slice:?}");

@@ -65,14 +65,11 @@ fn probe_thread_scheduling(pid: u32) -> String {
     let Some(text) = probe_thread_file(pid, "sched") else {
         return "not shown by this kernel".into();
     };
-    let field = |name: &str| -> Option<f64> {
-        let line = text.lines().find(|l| l.starts_with(name))?;
-        line.rsplit(' ').next()?.trim().parse().ok()
-    };
-    match field("policy").map(|p| p as u32) {
+    let field = |name: &str| piko_obs_testkit::sched_field(&text, name);
+    match field("policy") {
         Some(6) => "`SCHED_DEADLINE`".into(),
         Some(0) => match field("se.slice") {
-            Some(ns) => format!("`SCHED_OTHER` with a time slice of {:.0} µs", ns / 1e3),
+            Some(ns) => format!("`SCHED_OTHER` with a time slice of {} µs", ns / 1000),
             None => "`SCHED_OTHER`".into(),
         },
         Some(other) => format!("policy {other}"),
@@ -82,12 +79,9 @@ fn probe_thread_scheduling(pid: u32) -> String {
 
 /// A file of `/proc/PID/task/TID/` for process `pid`'s `piko-obs-probes` thread.
 fn probe_thread_file(pid: u32, name: &str) -> Option<String> {
-    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
-    let task = tasks.flatten().find(|t| {
-        std::fs::read_to_string(t.path().join("comm"))
-            .is_ok_and(|comm| comm.trim() == "piko-obs-probes")
-    })?;
-    std::fs::read_to_string(task.path().join(name)).ok()
+    piko_obs_testkit::thread_files(&pid.to_string(), "piko-obs-probes", name)
+        .into_iter()
+        .next()
 }
 
 /// The prober (this thread) under `SCHED_FIFO` while it lives, when `chrt` may set it:

@@ -12,7 +12,7 @@ use piko_obs_health_warp::{
     ServerBuilder, ServerError,
 };
 use piko_obs_lifecycle::Lifecycle;
-use piko_obs_testkit::{http_get, thread_names};
+use piko_obs_testkit::{http_get, sched_field, thread_files, thread_names};
 
 fn service() -> HealthService {
     let h = HealthService::new("orders", Duration::from_secs(5)).unwrap();
@@ -26,27 +26,11 @@ fn service() -> HealthService {
 }
 
 /// The scheduling policy (`policy`) and the time slice (`se.slice`, Linux 6.12 and
-/// later) of each of this process's `piko-obs-probes` threads, as the kernel shows them
-/// in `/proc/<pid>/task/<tid>/sched`.
+/// later) of each of this process's `piko-obs-probes` threads.
 fn probe_threads() -> Vec<(u64, Option<u64>)> {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return Vec::new();
-    };
-    let field = |sched: &str, name: &str| -> Option<u64> {
-        sched
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.trim().parse().ok())
-    };
-    tasks
-        .flatten()
-        .filter(|t| {
-            std::fs::read_to_string(t.path().join("comm"))
-                .is_ok_and(|name| name.trim() == "piko-obs-probes")
-        })
-        .filter_map(|t| std::fs::read_to_string(t.path().join("sched")).ok())
-        .filter_map(|sched| Some((field(&sched, "policy")?, field(&sched, "se.slice"))))
+    thread_files("self", "piko-obs-probes", "sched")
+        .iter()
+        .filter_map(|s| Some((sched_field(s, "policy")?, sched_field(s, "se.slice"))))
         .collect()
 }
 

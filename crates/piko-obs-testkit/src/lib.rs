@@ -16,6 +16,8 @@
 //! - `sentry::events` (feature `sentry`): the events of the envelopes a sink received;
 //! - [`child::rerun_in_child`]: a test run again in a child process, for tests whose
 //!   subject is the process's own stdout or stderr.
+//! - [`thread_names`], [`thread_files`] and [`sched_field`]: a process's threads and
+//!   how the kernel schedules them, from `/proc`.
 //!
 //! ```
 //! use std::io::Write as _;
@@ -96,6 +98,53 @@ pub fn parse_json_lines(text: &str) -> Vec<serde_json::Value> {
 /// [`parse_json_lines`] leaves out so that tests see their own lines only.
 pub fn is_startup_summary(line: &serde_json::Value) -> bool {
     line["logger"] == "piko-obs" && line["msg"] == "piko-obs started"
+}
+
+/// File `file` of `/proc/PID/task/TID/` (`sched`, `schedstat`, ...) of each thread of
+/// process `pid` (`"self"` for this one) named `comm`.
+///
+/// ```
+/// use std::sync::mpsc::channel;
+///
+/// let (started, running) = channel();
+/// let (stop, stopped) = channel::<()>();
+/// let thread = std::thread::Builder::new()
+///     .name("doc-sleeper".into())
+///     .spawn(move || {
+///         started.send(()).unwrap();
+///         let _ = stopped.recv();
+///     })
+///     .unwrap();
+/// running.recv().unwrap();
+/// let files = piko_obs_testkit::thread_files("self", "doc-sleeper", "sched");
+/// assert_eq!(files.len(), 1);
+/// drop(stop);
+/// thread.join().unwrap();
+/// ```
+pub fn thread_files(pid: &str, comm: &str, file: &str) -> Vec<String> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|name| name.trim() == comm)
+        })
+        .filter_map(|t| std::fs::read_to_string(t.path().join(file)).ok())
+        .collect()
+}
+
+/// The number on line `field` (`policy`, `se.slice`, ...) of a thread's `sched` file
+/// ([`thread_files`]), where the kernel shows it.
+///
+/// ```
+/// let sched = "policy                                       :                    6\n";
+/// assert_eq!(piko_obs_testkit::sched_field(sched, "policy"), Some(6));
+/// assert_eq!(piko_obs_testkit::sched_field(sched, "se.slice"), None);
+/// ```
+pub fn sched_field(sched: &str, field: &str) -> Option<u64> {
+    let line = sched.lines().find(|l| l.starts_with(field))?;
+    line.rsplit(' ').next()?.trim().parse().ok()
 }
 
 /// Names of this process's threads (from `/proc/self/task`).
