@@ -146,7 +146,8 @@ struct Measured {
     scheduling: String,
 }
 
-/// One request's samples in a round, sorted by side.
+/// A round's samples of each side: the request times, and for piko-obs's side the
+/// prober's and the probe thread's waits for a core.
 #[derive(Default)]
 struct Round {
     ours: Vec<f64>,
@@ -364,11 +365,11 @@ pub(crate) fn probes() -> Result<String> {
          read; the two sides are asked alternately every 5 ms, {PROBE_SAMPLES} times each \
          per round at most, in {PROBE_ROUNDS} rounds of 8 s of wrk. Ratios are taken \
          within a round; the table gives their median and range. wrk, the server and the \
-         prober share the machine's cores. The server runs twice: as xtask starts it \
-         (here as root, so with `CAP_SYS_NICE`, and the probe thread gets \
-         `SCHED_DEADLINE`), and under `setpriv --bounding-set=-sys_nice`, as in a \
-         container that was not given `CAP_SYS_NICE`, where the probe thread has its short \
-         time slice. {}\n",
+         prober share the machine's cores. The server runs twice: as xtask starts it, and \
+         under `setpriv --bounding-set=-sys_nice`, as in a container that was not given \
+         `CAP_SYS_NICE`; each row names how the kernel scheduled the probe thread that time \
+         (`policy` in `/proc/PID/task/TID/sched`): `SCHED_DEADLINE` where the process has \
+         `CAP_SYS_NICE`, else its short time slice. {}\n",
         if realtime {
             "The prober runs under `SCHED_FIFO` (`chrt --fifo --reset-on-fork`, its \
              children ordinary): it stands for the kubelet, which runs outside the pod and \
@@ -381,24 +382,22 @@ pub(crate) fn probes() -> Result<String> {
         }
     );
     md.push_str("| goal | piko-obs p99 | in-application p99 | ratio (median) | range | bound | result |\n|---|---:|---:|---:|---:|---:|---|\n");
-    rows(
-        &mut md,
-        "`/ready` p99 while the application's port is saturated, the process with \
-         `CAP_SYS_NICE` (the probe thread under `SCHED_DEADLINE`)",
-        &granted,
-    );
-    rows(
-        &mut md,
-        "the same without `CAP_SYS_NICE` (the probe thread's short time slice)",
-        &without,
-    );
+    let goal = |how: &str, m: &Measured| {
+        format!(
+            "`/ready` p99 while the application's port is saturated, the server {how} (the \
+             probe thread as {})",
+            m.scheduling
+        )
+    };
+    rows(&mut md, &goal("as xtask starts it", &granted), &granted);
+    rows(&mut md, &goal("without `CAP_SYS_NICE`", &without), &without);
     let _ = writeln!(
         md,
         "\nWhere the time goes, in the same rounds (each a median over the rounds), from the \
          threads' `schedstat` (`/proc/PID/task/TID/schedstat`, time spent waiting for a \
          core) read around each request.\n\n- {}\n- {}\n",
-        where_the_time_goes("With `CAP_SYS_NICE`", &granted),
-        where_the_time_goes("Without it", &without),
+        where_the_time_goes("As xtask starts the server", &granted),
+        where_the_time_goes("Without `CAP_SYS_NICE`", &without),
     );
     let mut loads = granted.loads.clone();
     loads.extend(&without.loads);
