@@ -124,26 +124,27 @@ fn forget_packaged_crates() -> Result {
     let target = crate::support::root().join("target");
     remove(&target.join("package"))?;
     let deps = target.join("debug/deps");
-    for entry in std::fs::read_dir(&deps).into_iter().flatten().flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(stem) = name
-            .strip_prefix("piko_obs")
-            .and_then(|n| n.strip_suffix(".d"))
-        else {
-            continue;
-        };
-        // A dep-info file naming sources under the registry: built from a package.
-        let from_package =
-            std::fs::read_to_string(entry.path()).is_ok_and(|text| text.contains("/registry/src/"));
-        let Some(hash) = stem.rsplit('-').next().filter(|_| from_package) else {
-            continue;
-        };
-        for dir in [&deps, &target.join("debug/.fingerprint")] {
-            for built in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-                let built_name = built.file_name().to_string_lossy().into_owned();
-                if built_name.contains(&format!("-{hash}")) {
-                    remove(&built.path())?;
-                }
+    let names = |dir: &std::path::Path| -> Vec<std::path::PathBuf> {
+        let entries = std::fs::read_dir(dir).into_iter().flatten().flatten();
+        entries.map(|e| e.path()).collect()
+    };
+    // The hashes of the piko-obs libraries whose dep-info names sources under the
+    // registry: built from a package.
+    let hashes: Vec<String> = names(&deps)
+        .iter()
+        .filter_map(|path| {
+            let name = path.file_name()?.to_str()?;
+            let stem = name.strip_prefix("piko_obs")?.strip_suffix(".d")?;
+            let text = std::fs::read_to_string(path).ok()?;
+            let hash = stem.rsplit('-').next()?;
+            text.contains("/registry/src/").then(|| format!("-{hash}"))
+        })
+        .collect();
+    for dir in [deps, target.join("debug/.fingerprint")] {
+        for path in names(&dir) {
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+            if name.is_some_and(|n| hashes.iter().any(|h| n.contains(h.as_str()))) {
+                remove(&path)?;
             }
         }
     }
