@@ -233,6 +233,22 @@ fn disabled(c: &mut Criterion) {
         })
     });
     let _ = hub.shutdown(Duration::from_secs(5));
+    // The floor of any method taking `(&str, &[Attr])`: its caller's arguments, built and
+    // handed over, with no logger at all.
+    g.bench_function("arguments_only", |b| {
+        b.iter(|| {
+            let _ = black_box::<(&str, &[attr::Attr<'_>])>((
+                black_box(MSG),
+                &[
+                    attr::string("path", black_box("/api/v1/users")),
+                    attr::int("status", black_box(200)),
+                    attr::float("latency_ms", black_box(12.5)),
+                    attr::bool("cached", black_box(true)),
+                    attr::duration("elapsed", black_box(ELAPSED)),
+                ],
+            ));
+        })
+    });
     let slog = slog_json(io::sink(), slog::Level::Info);
     g.bench_function("slog_levelfilter", |b| {
         b.iter(|| {
