@@ -5,7 +5,7 @@ use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 
@@ -123,6 +123,7 @@ impl HubBuilder {
     }
     /// The hub.
     pub fn build(self) -> Hub {
+        crate::clock::calibrate_in_background();
         Hub {
             inner: Arc::new(HubInner {
                 id: NEXT_HUB_ID.fetch_add(1, Ordering::Relaxed),
@@ -703,7 +704,7 @@ impl Logger {
         let bound = self.bound.get(&self.core);
         let record = Record {
             level,
-            time: SystemTime::now(),
+            time: crate::clock::now(),
             msg,
             logger: name,
             logger_json: &self.core.name_json,

@@ -49,6 +49,7 @@
 
 pub mod attr;
 mod bridge;
+mod clock;
 pub mod context;
 mod filter;
 pub mod global;

@@ -196,7 +196,7 @@ impl<'a> Record<'a> {
     ) -> Record<'a> {
         Record {
             level,
-            time: SystemTime::now(),
+            time: crate::clock::now(),
             msg,
             logger,
             logger_json: &[],
