@@ -30,13 +30,10 @@ const FORMAT_CAUSE: &str = "formatting itself: callgrind counts 2,022 instructio
     hub (clock, filter, writer) 308";
 
 /// Why a queued row can miss its bound, from the profile of a release build.
-const QUEUE_CAUSE: &str = "writing the line into the queue's buffer costs 5-10 ns a line \
-    over the direct path, which writes into a per-thread buffer that stays in the first-level \
-    cache (a build that counted the lines without storing them ran level with the direct \
-    path); the writer takes a batch every ~64 KiB of lines, at least 50 us apart, on its own \
-    timer: with a 200 us floor (larger batches, colder buffers) the 3 bound + 2 own fields \
-    line took 108 instead of 102-104 ns, and a smaller queue (128 KiB) made the callers wait \
-    for the writer (76,000 context switches instead of 13,000)";
+const QUEUE_CAUSE: &str = "the queue's own cost over the direct path: the line is written \
+    into the queue's buffer (two 64 KiB buffers, swapped with the writer, against a per-thread \
+    buffer that stays in the first-level cache on the direct path), and the lock is taken and \
+    released once a line; see where the time went, above";
 
 struct Suite {
     name: &'static str,
@@ -53,7 +50,16 @@ const SUITES: &[Suite] = &[
             `cached` (bool), `elapsed` (duration). piko-obs lines also carry `logger` and the \
             `source` object, which the peers do not print. piko-obs runs in its default mode: \
             formatted on the caller's thread, written by its writer thread through the bounded \
-            queue (blocking when full, so the time per line is the pipeline's).",
+            queue (blocking when full, so the time per line is the pipeline's). Where the \
+            time went (`perf record -e cpu-clock` of the 3 bound + 2 own fields line through \
+            the queue, which missed its bound in one of two runs at 0.80): reading the clock, \
+            `SystemTime::now()` at 35 ns on this virtual machine, was 18-20 % of the caller's \
+            samples, now 12 % (each thread reads the system clock once a millisecond and the \
+            time-stamp counter in between); and the callers spent 8 % of their samples in \
+            `futex` wake-ups of the writer thread, which blocked on the queue's lock each \
+            batch, so the caller unlocking it had to wake it, now 0.5 % (the writer tries the \
+            lock before blocking). The writer takes a batch about every 64 KiB of lines, at \
+            least 50 us apart, on its own timer.",
         goals: &[
             Goal {
                 what: "JSON line, message + 5 fields, to `io::sink()`, written on the caller's thread (`direct()`, as slog-json writes): at most 0.7 x raw slog-json",
