@@ -15,12 +15,17 @@
 //! under half a microsecond. A step of the system clock shows within a millisecond.
 
 use std::cell::Cell;
-use std::sync::{Once, OnceLock};
-use std::time::{Duration, SystemTime};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
 
 /// The calibrated counter, once ready.
 static COUNTER: OnceLock<quanta::Clock> = OnceLock::new();
-static CALIBRATION: Once = Once::new();
+/// The calibrating thread, while there is one to join.
+static CALIBRATION: Mutex<Option<JoinHandle<()>>> = Mutex::new(None);
+/// Asks the calibrating thread to stop before it starts calibrating.
+static STOP: AtomicBool = AtomicBool::new(false);
 
 /// How long a thread's anchor serves before the thread reads the system clock again.
 const ANCHOR_SPAN_NS: u64 = 1_000_000;
@@ -45,16 +50,46 @@ thread_local! {
 const CALIBRATION_DELAY: Duration = Duration::from_millis(200);
 
 /// Starts calibrating the counter on a thread of its own, after [`CALIBRATION_DELAY`],
-/// once per process. If the thread cannot start, records keep reading the system clock.
+/// unless it is calibrated or a thread is already at it. If the thread cannot start,
+/// records keep reading the system clock.
 pub(crate) fn calibrate_in_background() {
-    CALIBRATION.call_once(|| {
-        let _ = std::thread::Builder::new()
-            .name("piko-log-clock".into())
-            .spawn(|| {
-                std::thread::sleep(CALIBRATION_DELAY);
-                let _ = COUNTER.set(quanta::Clock::new());
-            });
-    });
+    if COUNTER.get().is_some() {
+        return;
+    }
+    let mut slot = CALIBRATION.lock().unwrap_or_else(|p| p.into_inner());
+    if slot.as_ref().is_some_and(|t| !t.is_finished()) {
+        return;
+    }
+    if let Some(done) = slot.take() {
+        let _ = done.join();
+    }
+    STOP.store(false, Ordering::Release);
+    *slot = std::thread::Builder::new()
+        .name("piko-log-clock".into())
+        .spawn(|| {
+            let until = Instant::now() + CALIBRATION_DELAY;
+            while !STOP.load(Ordering::Acquire) {
+                let now = Instant::now();
+                if now >= until {
+                    let _ = COUNTER.set(quanta::Clock::new());
+                    return;
+                }
+                std::thread::park_timeout(until - now);
+            }
+        })
+        .ok();
+}
+
+/// Ends the calibrating thread, if any, so that no thread of the logger outlives a hub's
+/// shutdown: one still waiting out the delay stops without calibrating (the next hub
+/// built starts another), one calibrating is waited for (at most `quanta`'s 200 ms).
+pub(crate) fn stop_calibration() {
+    let mut slot = CALIBRATION.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(t) = slot.take() {
+        STOP.store(true, Ordering::Release);
+        t.thread().unpark();
+        let _ = t.join();
+    }
 }
 
 /// The wall time now, from this thread's anchor and the counter (the system clock while
@@ -93,9 +128,11 @@ mod tests {
 
     #[test]
     fn records_keep_to_the_system_clock() {
-        calibrate_in_background();
         let start = Instant::now();
         while COUNTER.get().is_none() && start.elapsed() < Duration::from_secs(5) {
+            // Again and again: another test's hub shutting down stops a calibration
+            // that has not begun.
+            calibrate_in_background();
             std::thread::sleep(Duration::from_millis(1));
         }
         assert!(
@@ -116,6 +153,14 @@ mod tests {
             assert!(t <= after + slack, "{t:?} is after {after:?}");
             readings += 1;
         }
+    }
+
+    #[test]
+    fn stopping_leaves_no_calibrating_thread() {
+        calibrate_in_background();
+        stop_calibration();
+        let slot = CALIBRATION.lock().unwrap_or_else(|p| p.into_inner());
+        assert!(slot.is_none());
     }
 
     #[test]

@@ -369,8 +369,10 @@ impl Hub {
 
     /// Removes every output, then closes each (writing what it queued and stopping its
     /// writer thread), all within `timeout`. Later lines count as unrouted. Calling it
-    /// twice is harmless.
+    /// twice is harmless. It also ends the thread that calibrates the records' clock if
+    /// that is still under way, so no thread of the logger outlives the call.
     pub fn shutdown(&self, timeout: Duration) -> Result<(), FlushErrors> {
+        crate::clock::stop_calibration();
         let deadline = Instant::now() + timeout.min(LONGEST_WAIT);
         let removed = self.update(|st| std::mem::take(&mut st.outputs));
         let failures: Vec<FlushError> = removed
