@@ -98,12 +98,14 @@ impl Shared {
     /// the holder then pays a system call to wake it on unlocking: callers hold the lock
     /// most of the time while lines stream in (each formats its line under it), so
     /// blocking here made them pay that call on every batch, several ns a line. The writer
-    /// tries without blocking first, for a few microseconds, and blocks only after.
+    /// tries without blocking first, for [`WRITER_LOCK_SPIN`], and blocks only after.
     fn lock_behind_callers(&self) -> MutexGuard<'_, State> {
-        for _ in 0..WRITER_LOCK_TRIES {
+        let give_up = Instant::now() + WRITER_LOCK_SPIN;
+        loop {
             match self.state.try_lock() {
                 Ok(st) => return st,
                 Err(TryLockError::Poisoned(p)) => return p.into_inner(),
+                Err(TryLockError::WouldBlock) if Instant::now() >= give_up => return self.lock(),
                 Err(TryLockError::WouldBlock) => {
                     for _ in 0..WRITER_LOCK_PAUSES {
                         std::hint::spin_loop();
@@ -111,7 +113,6 @@ impl Shared {
                 }
             }
         }
-        self.lock()
     }
 
     /// Cuts the writer's lingering short (a flush, a close, or a half-full queue).
@@ -122,9 +123,10 @@ impl Shared {
     }
 }
 
-/// How many times the writer tries the lock before it blocks on it, and how many spin
-/// hints it waits between tries: about 5 µs in all, many times a caller's hold.
-const WRITER_LOCK_TRIES: u32 = 64;
+/// How long the writer tries the lock before it blocks on it: many times a caller's hold
+/// (a line's formatting, about 100 ns).
+const WRITER_LOCK_SPIN: Duration = Duration::from_micros(5);
+/// The spin hints the writer waits between two tries of the lock.
 const WRITER_LOCK_PAUSES: u32 = 8;
 
 /// A bounded queue of formatted lines and the thread that writes them to a destination.

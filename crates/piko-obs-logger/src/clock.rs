@@ -7,12 +7,15 @@
 //! (through `quanta`, about 10 ns, no fence), adding the counter's ticks since the anchor,
 //! scaled to nanoseconds. The counter's rate is calibrated once per process, on a thread
 //! of its own that the first hub starts and that waits out the program's start-up first;
-//! until it is done, and where `quanta` finds no invariant counter, every record reads
-//! the system clock as before.
+//! until it is done, every record reads the system clock as before. Where `quanta` finds no
+//! usable counter (no invariant TSC, or no RDTSCP, as on some virtual machines), it reads
+//! the monotonic clock instead: the times are as exact, and no cheaper than before.
 //!
 //! Within a millisecond the counter and the system clock part by at most the rate error
 //! of the calibration and any slewing of the system clock (NTP slews at most 500 ppm):
-//! under half a microsecond. A step of the system clock shows within a millisecond.
+//! under a microsecond. A thread's times never go back by that error (it keeps to its
+//! last anchor's reckoning when the system clock reads a little behind it); a step of the
+//! system clock shows within a millisecond.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -80,17 +83,35 @@ pub(crate) fn calibrate_in_background() {
         .ok();
 }
 
-/// Ends the calibrating thread, if any, so that no thread of the logger outlives a hub's
-/// shutdown: one still waiting out the delay stops without calibrating (the next hub
-/// built starts another), one calibrating is waited for (at most `quanta`'s 200 ms).
-pub(crate) fn stop_calibration() {
-    let mut slot = CALIBRATION.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(t) = slot.take() {
-        STOP.store(true, Ordering::Release);
-        t.thread().unpark();
+/// Ends the calibrating thread, if any, by `deadline`: one still waiting out the delay
+/// stops without calibrating (the next hub built starts another), one calibrating is
+/// waited for until `deadline`, then left to finish on its own. Returns whether no
+/// calibrating thread is left running.
+pub(crate) fn stop_calibration(deadline: Instant) -> bool {
+    let Some(t) = CALIBRATION.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+        return true;
+    };
+    STOP.store(true, Ordering::Release);
+    t.thread().unpark();
+    // Never a join without a bound (after a `fork`, for one, the thread is not there).
+    while !t.is_finished() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_micros(100));
+    }
+    if t.is_finished() {
         let _ = t.join();
+        true
+    } else {
+        false
     }
 }
+
+/// How far before the system clock's a re-anchored thread may read, to keep its own
+/// readings from going back: the counter's rate error over an anchor's span.
+const REANCHOR_SLACK: Duration = Duration::from_micros(5);
+
+/// How far apart the two counter readings around a system-clock reading may be for the
+/// pair to become an anchor (a thread preempted between them would skew it).
+const ANCHOR_READ_NS: u64 = 2_000;
 
 /// The wall time now, from this thread's anchor and the counter (the system clock while
 /// the counter is not calibrated).
@@ -101,21 +122,37 @@ pub(crate) fn now() -> SystemTime {
     let raw = counter.raw();
     ANCHOR
         .try_with(|cell| {
-            if let Some(a) = cell.get()
+            let last = cell.get();
+            let mut extrapolated = None;
+            if let Some(a) = last
                 && raw > a.raw
             {
                 let since = counter.delta_as_nanos(a.raw, raw);
+                let t = a.wall.checked_add(Duration::from_nanos(since));
                 if since < ANCHOR_SPAN_NS
-                    && let Some(t) = a.wall.checked_add(Duration::from_nanos(since))
+                    && let Some(t) = t
                 {
                     return t;
                 }
+                extrapolated = t.filter(|_| since < 10 * ANCHOR_SPAN_NS);
             }
-            let wall = SystemTime::now();
-            cell.set(Some(Anchor {
-                raw: counter.raw(),
-                wall,
-            }));
+            let mut wall = SystemTime::now();
+            let after = counter.raw();
+            // A reading a little behind where this thread's last anchor had got to is the
+            // counter's rate error: keep to the later one, so the thread's times never go
+            // back. A larger gap is the system clock stepping back: follow it.
+            if let Some(ext) = extrapolated
+                && wall < ext
+                && ext.duration_since(wall).is_ok_and(|d| d < REANCHOR_SLACK)
+            {
+                wall = ext;
+            }
+            if after > raw && counter.delta_as_nanos(raw, after) < ANCHOR_READ_NS {
+                cell.set(Some(Anchor {
+                    raw: raw + (after - raw) / 2,
+                    wall,
+                }));
+            }
             wall
         })
         .unwrap_or_else(|_| SystemTime::now())
@@ -158,9 +195,7 @@ mod tests {
     #[test]
     fn stopping_leaves_no_calibrating_thread() {
         calibrate_in_background();
-        stop_calibration();
-        let slot = CALIBRATION.lock().unwrap_or_else(|p| p.into_inner());
-        assert!(slot.is_none());
+        assert!(stop_calibration(Instant::now() + Duration::from_secs(5)));
     }
 
     #[test]

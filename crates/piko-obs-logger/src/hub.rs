@@ -369,11 +369,12 @@ impl Hub {
 
     /// Removes every output, then closes each (writing what it queued and stopping its
     /// writer thread), all within `timeout`. Later lines count as unrouted. Calling it
-    /// twice is harmless. It also ends the thread that calibrates the records' clock if
-    /// that is still under way, so no thread of the logger outlives the call.
+    /// twice is harmless. It also ends the thread that calibrates the records' clock, if
+    /// that is still under way (within `timeout`), for every hub of the process: the next
+    /// hub built starts it again.
     pub fn shutdown(&self, timeout: Duration) -> Result<(), FlushErrors> {
-        crate::clock::stop_calibration();
         let deadline = Instant::now() + timeout.min(LONGEST_WAIT);
+        crate::clock::stop_calibration(deadline);
         let removed = self.update(|st| std::mem::take(&mut st.outputs));
         let failures: Vec<FlushError> = removed
             .iter()
